@@ -1,0 +1,306 @@
+// Package config loads Doppel's configuration: defaults, then an optional YAML file, then
+// environment variables (DOPPEL_*), and validates it with messages that say what to set.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is every setting of `doppel serve` and its sub-commands. The env tag names the variable that
+// overrides the YAML key; secret fields are masked when printed.
+type Config struct {
+	DatabaseURL      string `yaml:"database_url" env:"DOPPEL_DATABASE_URL" secret:"true"`
+	DatabaseMaxConns int    `yaml:"database_max_conns" env:"DOPPEL_DATABASE_MAX_CONNS"`
+	MigrateOnStart   bool   `yaml:"migrate_on_start" env:"DOPPEL_MIGRATE_ON_START"`
+
+	KafkaBrokers    []string `yaml:"kafka_brokers" env:"DOPPEL_KAFKA_BROKERS"`
+	KafkaGroupID    string   `yaml:"kafka_group_id" env:"DOPPEL_KAFKA_GROUP_ID"`
+	TopicEvents     string   `yaml:"topic_events" env:"DOPPEL_TOPIC_EVENTS"`
+	TopicAlerts     string   `yaml:"topic_alerts" env:"DOPPEL_TOPIC_ALERTS"`
+	TopicDLQ        string   `yaml:"topic_dlq" env:"DOPPEL_TOPIC_DLQ"`
+	TopicPartitions int      `yaml:"topic_partitions" env:"DOPPEL_TOPIC_PARTITIONS"`
+	CreateTopics    bool     `yaml:"create_topics" env:"DOPPEL_CREATE_TOPICS"`
+
+	AdvanceBaseURL   string        `yaml:"advance_base_url" env:"DOPPEL_ADVANCE_BASE_URL"`
+	AdvanceAccessKey string        `yaml:"advance_access_key" env:"DOPPEL_ADVANCE_ACCESS_KEY" secret:"true"`
+	AdvanceSecretKey string        `yaml:"advance_secret_key" env:"DOPPEL_ADVANCE_SECRET_KEY" secret:"true"`
+	AdvanceTimeout   time.Duration `yaml:"advance_timeout" env:"DOPPEL_ADVANCE_TIMEOUT"`
+	AdvanceQPS       float64       `yaml:"advance_qps" env:"DOPPEL_ADVANCE_QPS"`
+
+	Workers            int           `yaml:"workers" env:"DOPPEL_WORKERS"`
+	MaxEventBytes      int           `yaml:"max_event_bytes" env:"DOPPEL_MAX_EVENT_BYTES"`
+	RejectUnknownTypes bool          `yaml:"reject_unknown_types" env:"DOPPEL_REJECT_UNKNOWN_TYPES"`
+	CommitInterval     time.Duration `yaml:"commit_interval" env:"DOPPEL_COMMIT_INTERVAL"`
+
+	RetryMaxAttempts     int           `yaml:"retry_max_attempts" env:"DOPPEL_RETRY_MAX_ATTEMPTS"`
+	RetryInitialInterval time.Duration `yaml:"retry_initial_interval" env:"DOPPEL_RETRY_INITIAL_INTERVAL"`
+	RetryMaxInterval     time.Duration `yaml:"retry_max_interval" env:"DOPPEL_RETRY_MAX_INTERVAL"`
+	RetryMaxElapsed      time.Duration `yaml:"retry_max_elapsed" env:"DOPPEL_RETRY_MAX_ELAPSED"`
+
+	RelayBatchSize int           `yaml:"relay_batch_size" env:"DOPPEL_RELAY_BATCH_SIZE"`
+	RelayInterval  time.Duration `yaml:"relay_interval" env:"DOPPEL_RELAY_INTERVAL"`
+
+	HTTPAddr        string        `yaml:"http_addr" env:"DOPPEL_HTTP_ADDR"`
+	LogLevel        string        `yaml:"log_level" env:"DOPPEL_LOG_LEVEL"`
+	LogFormat       string        `yaml:"log_format" env:"DOPPEL_LOG_FORMAT"`
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" env:"DOPPEL_SHUTDOWN_TIMEOUT"`
+}
+
+// Default returns the configuration used where nothing is set. Connection settings and vendor keys
+// have no safe default and must be set.
+func Default() Config {
+	return Config{
+		DatabaseMaxConns:     20,
+		MigrateOnStart:       true,
+		KafkaGroupID:         "doppel",
+		TopicEvents:          "idv.completed",
+		TopicAlerts:          "doppel.alerts",
+		TopicDLQ:             "idv.completed.dlq",
+		TopicPartitions:      6,
+		CreateTopics:         true,
+		AdvanceTimeout:       10 * time.Second,
+		AdvanceQPS:           50,
+		Workers:              32,
+		MaxEventBytes:        64 << 10,
+		CommitInterval:       200 * time.Millisecond,
+		RetryMaxAttempts:     8,
+		RetryInitialInterval: 200 * time.Millisecond,
+		RetryMaxInterval:     10 * time.Second,
+		RetryMaxElapsed:      2 * time.Minute,
+		RelayBatchSize:       200,
+		RelayInterval:        500 * time.Millisecond,
+		HTTPAddr:             ":8080",
+		LogLevel:             "info",
+		LogFormat:            "json",
+		ShutdownTimeout:      20 * time.Second,
+	}
+}
+
+// Load builds the configuration from the defaults, the YAML file at path (if path is not empty) and
+// the environment read through getenv, then validates it.
+func Load(path string, getenv func(string) string) (Config, error) {
+	cfg := Default()
+	if path != "" {
+		f, err := os.Open(path)
+		if err != nil {
+			return Config{}, fmt.Errorf("open config file: %w", err)
+		}
+		defer f.Close()
+		dec := yaml.NewDecoder(f)
+		dec.KnownFields(true) // a misspelt key must not be silently ignored
+		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+			return Config{}, fmt.Errorf("config file %s: %w", path, err)
+		}
+	}
+	if err := applyEnv(&cfg, getenv); err != nil {
+		return Config{}, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// applyEnv overrides every field whose variable is set and not empty.
+func applyEnv(cfg *Config, getenv func(string) string) error {
+	v := reflect.ValueOf(cfg).Elem()
+	t := v.Type()
+	var errs []error
+	for i := range t.NumField() {
+		name := t.Field(i).Tag.Get("env")
+		raw := strings.TrimSpace(getenv(name))
+		if name == "" || raw == "" {
+			continue
+		}
+		if err := setField(v.Field(i), raw); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func setField(f reflect.Value, raw string) error {
+	switch f.Interface().(type) {
+	case string:
+		f.SetString(raw)
+	case int:
+		n, err := strconv.Atoi(raw)
+		if err != nil {
+			return fmt.Errorf("want a whole number, got %q", raw)
+		}
+		f.SetInt(int64(n))
+	case bool:
+		b, err := strconv.ParseBool(raw)
+		if err != nil {
+			return fmt.Errorf("want true or false, got %q", raw)
+		}
+		f.SetBool(b)
+	case float64:
+		x, err := strconv.ParseFloat(raw, 64)
+		if err != nil {
+			return fmt.Errorf("want a number, got %q", raw)
+		}
+		f.SetFloat(x)
+	case time.Duration:
+		d, err := time.ParseDuration(raw)
+		if err != nil {
+			return fmt.Errorf("want a duration such as 500ms or 10s, got %q", raw)
+		}
+		f.SetInt(int64(d))
+	case []string:
+		var list []string
+		for _, part := range strings.Split(raw, ",") {
+			if part = strings.TrimSpace(part); part != "" {
+				list = append(list, part)
+			}
+		}
+		f.Set(reflect.ValueOf(list))
+	default:
+		return fmt.Errorf("unsupported field type %s", f.Type())
+	}
+	return nil
+}
+
+// Validate reports every problem at once, each naming the variable to set and how.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	if c.DatabaseURL == "" {
+		bad("DOPPEL_DATABASE_URL is not set: set it to a PostgreSQL URL, e.g. postgres://doppel@127.0.0.1:5432/doppel?sslmode=disable")
+	} else if u, err := url.Parse(c.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		bad("DOPPEL_DATABASE_URL must be a postgres:// or postgresql:// URL")
+	}
+	if c.DatabaseMaxConns < 1 {
+		bad("DOPPEL_DATABASE_MAX_CONNS must be at least 1, got %d", c.DatabaseMaxConns)
+	}
+	if len(c.KafkaBrokers) == 0 {
+		bad("DOPPEL_KAFKA_BROKERS is not set: set it to a comma-separated list of host:port, e.g. 127.0.0.1:9092")
+	}
+	for _, b := range c.KafkaBrokers {
+		if _, port, ok := strings.Cut(b, ":"); !ok || port == "" {
+			bad("DOPPEL_KAFKA_BROKERS entry %q must be host:port", b)
+		}
+	}
+	for name, topic := range map[string]string{"DOPPEL_KAFKA_GROUP_ID": c.KafkaGroupID,
+		"DOPPEL_TOPIC_EVENTS": c.TopicEvents, "DOPPEL_TOPIC_ALERTS": c.TopicAlerts, "DOPPEL_TOPIC_DLQ": c.TopicDLQ} {
+		if topic == "" {
+			bad("%s must not be empty", name)
+		}
+	}
+	if c.TopicEvents != "" && (c.TopicEvents == c.TopicAlerts || c.TopicEvents == c.TopicDLQ || c.TopicAlerts == c.TopicDLQ) {
+		bad("DOPPEL_TOPIC_EVENTS, DOPPEL_TOPIC_ALERTS and DOPPEL_TOPIC_DLQ must be three different topics")
+	}
+	if c.TopicPartitions < 1 {
+		bad("DOPPEL_TOPIC_PARTITIONS must be at least 1, got %d", c.TopicPartitions)
+	}
+	if c.AdvanceBaseURL == "" {
+		bad("DOPPEL_ADVANCE_BASE_URL is not set: set it to the vendor's regional host (https://<region>-api.advance.ai) or advance-sim's address")
+	} else if u, err := url.Parse(c.AdvanceBaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("DOPPEL_ADVANCE_BASE_URL must be an http:// or https:// URL with a host")
+	}
+	if c.AdvanceAccessKey == "" {
+		bad("DOPPEL_ADVANCE_ACCESS_KEY is not set: set it to the vendor access key")
+	}
+	if c.AdvanceSecretKey == "" {
+		bad("DOPPEL_ADVANCE_SECRET_KEY is not set: set it to the vendor secret key")
+	}
+	if c.AdvanceTimeout <= 0 {
+		bad("DOPPEL_ADVANCE_TIMEOUT must be positive, e.g. 10s")
+	}
+	if c.AdvanceQPS < 0 {
+		bad("DOPPEL_ADVANCE_QPS must be 0 (no client-side limit) or positive, got %g", c.AdvanceQPS)
+	}
+	if c.Workers < 1 || c.Workers > 4096 {
+		bad("DOPPEL_WORKERS must be between 1 and 4096, got %d", c.Workers)
+	}
+	if c.MaxEventBytes < 256 {
+		bad("DOPPEL_MAX_EVENT_BYTES must be at least 256, got %d", c.MaxEventBytes)
+	}
+	if c.CommitInterval <= 0 {
+		bad("DOPPEL_COMMIT_INTERVAL must be positive, e.g. 200ms")
+	}
+	if c.RetryMaxAttempts < 1 {
+		bad("DOPPEL_RETRY_MAX_ATTEMPTS must be at least 1, got %d", c.RetryMaxAttempts)
+	}
+	if c.RetryInitialInterval <= 0 || c.RetryMaxInterval < c.RetryInitialInterval {
+		bad("DOPPEL_RETRY_INITIAL_INTERVAL must be positive and at most DOPPEL_RETRY_MAX_INTERVAL")
+	}
+	if c.RetryMaxElapsed <= 0 {
+		bad("DOPPEL_RETRY_MAX_ELAPSED must be positive, e.g. 2m")
+	}
+	if c.RelayBatchSize < 1 {
+		bad("DOPPEL_RELAY_BATCH_SIZE must be at least 1, got %d", c.RelayBatchSize)
+	}
+	if c.RelayInterval <= 0 {
+		bad("DOPPEL_RELAY_INTERVAL must be positive, e.g. 500ms")
+	}
+	if c.HTTPAddr == "" {
+		bad("DOPPEL_HTTP_ADDR must not be empty, e.g. :8080")
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("DOPPEL_LOG_LEVEL must be debug, info, warn or error, got %q", c.LogLevel)
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		bad("DOPPEL_LOG_FORMAT must be json or text, got %q", c.LogFormat)
+	}
+	if c.ShutdownTimeout <= 0 {
+		bad("DOPPEL_SHUTDOWN_TIMEOUT must be positive, e.g. 20s")
+	}
+	return errors.Join(errs...)
+}
+
+// Describe writes the effective configuration, one "VARIABLE=value" line per setting, with secrets
+// masked, for `doppel config check`.
+func (c Config) Describe(w io.Writer) error {
+	v := reflect.ValueOf(c)
+	t := v.Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		val := formatValue(v.Field(i))
+		if f.Tag.Get("secret") == "true" && val != "" {
+			val = mask(f.Name, val)
+		}
+		if _, err := fmt.Fprintf(w, "%s=%s\n", f.Tag.Get("env"), val); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func formatValue(f reflect.Value) string {
+	switch x := f.Interface().(type) {
+	case []string:
+		return strings.Join(x, ",")
+	case time.Duration:
+		return x.String()
+	default:
+		return fmt.Sprint(x)
+	}
+}
+
+// mask hides a secret; a database URL keeps everything but its password, which is what an operator
+// needs to check where it points.
+func mask(field, val string) string {
+	if field == "DatabaseURL" {
+		if u, err := url.Parse(val); err == nil && u.Host != "" {
+			if _, has := u.User.Password(); has {
+				u.User = url.UserPassword(u.User.Username(), "*****")
+			}
+			return u.String()
+		}
+	}
+	return "*****"
+}

@@ -1,0 +1,454 @@
+// Package consumer reads "H5 IDV completed" events from Kafka in a consumer group and runs a handler
+// on each, many at once. It retries what is worth retrying, dead-letters what is not (with the
+// reason and where the message came from), and commits an offset only once every earlier message of
+// its partition is finished, so nothing is lost on a crash and nothing is committed unstored.
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"github.com/segmentio/kafka-go"
+)
+
+// Handler processes one message. It must be idempotent: a message may be delivered again after a
+// crash or a rebalance.
+type Handler func(ctx context.Context, msg kafka.Message) error
+
+// Action is what the consumer does with a handler's error.
+type Action int
+
+const (
+	// Retry retries with exponential backoff up to the policy's bounds, then dead-letters the message
+	// with reason ReasonRetriesExhausted.
+	Retry Action = iota
+	// Wait retries without limit: the cause (our database, the vendor account, a rate limit) is not
+	// the message's fault, so dead-lettering it would be wrong.
+	Wait
+	// DeadLetter sends the message to the dead-letter topic at once.
+	DeadLetter
+)
+
+// Decision is the classification of a handler error.
+type Decision struct {
+	Action Action
+	// Reason is the dead-letter reason, a stable snake_case word.
+	Reason string
+}
+
+// ReasonRetriesExhausted is the dead-letter reason of a message whose transient failures outlasted
+// the retry policy.
+const ReasonRetriesExhausted = "retries_exhausted"
+
+// Dead-letter headers. The value and key are the original message's; these say why and from where.
+const (
+	HeaderReason         = "doppel-dlq-reason"
+	HeaderError          = "doppel-dlq-error"
+	HeaderAttempts       = "doppel-dlq-attempts"
+	HeaderSourceTopic    = "doppel-dlq-source-topic"
+	HeaderSourcePart     = "doppel-dlq-source-partition"
+	HeaderSourceOffset   = "doppel-dlq-source-offset"
+	HeaderFirstFailureAt = "doppel-dlq-first-failure-at"
+)
+
+// RetryPolicy bounds retries of transient failures.
+type RetryPolicy struct {
+	MaxAttempts     int
+	InitialInterval time.Duration
+	MaxInterval     time.Duration
+	MaxElapsed      time.Duration
+	// WaitMaxInterval caps the backoff of Wait decisions, so recovery is noticed quickly.
+	WaitMaxInterval time.Duration
+}
+
+// Config configures a Consumer.
+type Config struct {
+	Brokers  []string
+	GroupID  string
+	Topic    string
+	DLQTopic string
+	// Workers is how many messages are handled at once. Messages with the same routing key always go
+	// to the same worker, so the same signatureId is never handled twice concurrently.
+	Workers        int
+	CommitInterval time.Duration
+	Retry          RetryPolicy
+	// Classify decides what to do with a handler error.
+	Classify func(error) Decision
+	// RouteKey returns the key that serialises messages (the signatureId); nil uses the message key.
+	RouteKey func(kafka.Message) []byte
+	// ShutdownGrace is how long in-flight work may finish after the context is cancelled before it
+	// is abandoned (uncommitted, so it is redelivered).
+	ShutdownGrace  time.Duration
+	SessionTimeout time.Duration
+	Logger         *slog.Logger
+	// Observer receives the consumer's events for metrics; nil ignores them.
+	Observer Observer
+}
+
+// Observer is told what the consumer does, for metrics.
+type Observer interface {
+	Finished(topic string, partition int, deadLettered bool, reason string)
+	Retried(decision Decision)
+	InFlight(n int)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Finished(string, int, bool, string) {}
+func (nopObserver) Retried(Decision)                    {}
+func (nopObserver) InFlight(int)                        {}
+
+func (c *Config) validate() error {
+	var errs []error
+	if len(c.Brokers) == 0 {
+		errs = append(errs, errors.New("consumer: no brokers"))
+	}
+	if c.GroupID == "" || c.Topic == "" || c.DLQTopic == "" {
+		errs = append(errs, errors.New("consumer: group id, topic and DLQ topic are required"))
+	}
+	if c.Workers < 1 {
+		errs = append(errs, errors.New("consumer: workers must be at least 1"))
+	}
+	if c.Classify == nil {
+		errs = append(errs, errors.New("consumer: Classify is required"))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) setDefaults() {
+	if c.CommitInterval <= 0 {
+		c.CommitInterval = 200 * time.Millisecond
+	}
+	if c.Retry.MaxAttempts <= 0 {
+		c.Retry.MaxAttempts = 8
+	}
+	if c.Retry.InitialInterval <= 0 {
+		c.Retry.InitialInterval = 200 * time.Millisecond
+	}
+	if c.Retry.MaxInterval <= 0 {
+		c.Retry.MaxInterval = 10 * time.Second
+	}
+	if c.Retry.MaxElapsed <= 0 {
+		c.Retry.MaxElapsed = 2 * time.Minute
+	}
+	if c.Retry.WaitMaxInterval <= 0 {
+		c.Retry.WaitMaxInterval = 5 * time.Second
+	}
+	if c.ShutdownGrace <= 0 {
+		c.ShutdownGrace = 5 * time.Second
+	}
+	if c.SessionTimeout <= 0 {
+		c.SessionTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
+	}
+	if c.RouteKey == nil {
+		c.RouteKey = func(m kafka.Message) []byte { return m.Key }
+	}
+}
+
+// Consumer runs the consume loop. Create it with New and start it with Run.
+type Consumer struct {
+	cfg     Config
+	handler Handler
+	tracker *offsetTracker
+	dlq     *kafka.Writer
+	log     *slog.Logger
+}
+
+// New returns a Consumer for cfg that calls handler for every message.
+func New(cfg Config, handler Handler) (*Consumer, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Consumer{
+		cfg:     cfg,
+		handler: handler,
+		tracker: newOffsetTracker(),
+		log:     cfg.Logger,
+		dlq: &kafka.Writer{
+			Addr:         kafka.TCP(cfg.Brokers...),
+			Topic:        cfg.DLQTopic,
+			Balancer:     &kafka.Murmur2Balancer{},
+			RequiredAcks: kafka.RequireAll,
+			BatchTimeout: 5 * time.Millisecond, // kafka-go's 1 s default would stall each dead letter
+			WriteTimeout: 10 * time.Second,
+		},
+	}, nil
+}
+
+// Run consumes until ctx is cancelled or the reader fails for good. On return every finished
+// message's offset has been committed (as far as the broker allowed) and in-flight work that did not
+// finish within the shutdown grace was abandoned uncommitted, to be redelivered.
+func (c *Consumer) Run(ctx context.Context) error {
+	reader := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:           c.cfg.Brokers,
+		GroupID:           c.cfg.GroupID,
+		Topic:             c.cfg.Topic,
+		MinBytes:          1,
+		MaxBytes:          10 << 20,
+		MaxWait:           250 * time.Millisecond,
+		StartOffset:       kafka.FirstOffset,
+		HeartbeatInterval: time.Second,
+		SessionTimeout:    c.cfg.SessionTimeout,
+		RebalanceTimeout:  c.cfg.SessionTimeout,
+		JoinGroupBackoff:  500 * time.Millisecond,
+		ReadBackoffMin:    50 * time.Millisecond,
+		ReadBackoffMax:    time.Second,
+		// A bounded prefetch queue is part of the backpressure: a slow vendor stops fetching.
+		QueueCapacity:         256,
+		WatchPartitionChanges: true,
+		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
+			c.log.Warn("kafka reader", "detail", fmt.Sprintf(msg, args...))
+		}),
+	})
+
+	// Work outlives ctx by the shutdown grace, so that a SIGTERM lets in-flight events finish.
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	stopGrace := context.AfterFunc(ctx, func() {
+		t := time.NewTimer(c.cfg.ShutdownGrace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancelWork()
+		case <-workCtx.Done():
+		}
+	})
+	defer stopGrace()
+
+	queues := make([]chan kafka.Message, c.cfg.Workers)
+	var workers sync.WaitGroup
+	for i := range queues {
+		queues[i] = make(chan kafka.Message, 1)
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			c.work(workCtx, queues[i])
+		}()
+	}
+
+	commitCtx, stopCommitting := context.WithCancel(context.WithoutCancel(ctx))
+	committerDone := make(chan struct{})
+	go func() {
+		defer close(committerDone)
+		c.commitLoop(commitCtx, reader)
+	}()
+
+	fetchErr := c.fetchLoop(ctx, reader, queues)
+
+	for _, q := range queues {
+		close(q)
+	}
+	workers.Wait()
+	cancelWork()
+	stopCommitting()
+	<-committerDone
+	// Final commit of whatever finished, with a fresh bounded context since ctx is done.
+	finalCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	c.commit(finalCtx, reader)
+	cancel()
+
+	return errors.Join(fetchErr, reader.Close(), c.dlq.Close())
+}
+
+func (c *Consumer) fetchLoop(ctx context.Context, reader *kafka.Reader, queues []chan kafka.Message) error {
+	for {
+		msg, err := reader.FetchMessage(ctx)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, io.EOF) {
+				return nil
+			}
+			c.log.Error("fetch message", "error", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		c.tracker.add(msg.Partition, msg.Offset)
+		c.cfg.Observer.InFlight(c.tracker.inFlight())
+		q := queues[route(c.cfg.RouteKey(msg), len(queues))]
+		select {
+		case q <- msg:
+		case <-ctx.Done():
+			// Not handed to a worker: it stays unfinished and uncommitted, to be fetched again.
+			return nil
+		}
+	}
+}
+
+func route(key []byte, n int) int {
+	h := fnv.New32a()
+	_, _ = h.Write(key)
+	return int(h.Sum32() % uint32(n))
+}
+
+func (c *Consumer) work(ctx context.Context, queue <-chan kafka.Message) {
+	for msg := range queue {
+		if ctx.Err() != nil {
+			continue // abandoned: drain the queue without finishing anything
+		}
+		deadLettered, reason, ok := c.process(ctx, msg)
+		if !ok {
+			continue
+		}
+		c.tracker.finish(msg.Partition, msg.Offset)
+		c.cfg.Observer.Finished(msg.Topic, msg.Partition, deadLettered, reason)
+	}
+}
+
+// process runs the handler with the retry policy. ok is false when the context ended first: the
+// message is then neither stored nor dead-lettered and must not be committed.
+func (c *Consumer) process(ctx context.Context, msg kafka.Message) (deadLettered bool, reason string, ok bool) {
+	bo := &backoff.ExponentialBackOff{
+		InitialInterval:     c.cfg.Retry.InitialInterval,
+		RandomizationFactor: 0.5,
+		Multiplier:          2,
+		MaxInterval:         c.cfg.Retry.MaxInterval,
+	}
+	bo.Reset()
+	var (
+		attempts     int
+		firstFailure time.Time
+	)
+	for {
+		err := c.handler(ctx, msg)
+		if err == nil {
+			return false, "", true
+		}
+		if ctx.Err() != nil {
+			return false, "", false
+		}
+		attempts++
+		if firstFailure.IsZero() {
+			firstFailure = time.Now()
+		}
+		d := c.cfg.Classify(err)
+		log := c.log.With("partition", msg.Partition, "offset", msg.Offset, "key", string(msg.Key),
+			"attempt", attempts, "error", err)
+		wait := bo.NextBackOff()
+		switch d.Action {
+		case DeadLetter:
+			return true, d.Reason, c.deadLetter(ctx, msg, d.Reason, err, attempts, firstFailure)
+		case Retry:
+			if attempts >= c.cfg.Retry.MaxAttempts || time.Since(firstFailure)+wait > c.cfg.Retry.MaxElapsed {
+				log.Error("retries exhausted, dead-lettering")
+				return true, ReasonRetriesExhausted,
+					c.deadLetter(ctx, msg, ReasonRetriesExhausted, err, attempts, firstFailure)
+			}
+			log.Warn("transient failure, retrying", "in", wait)
+		case Wait:
+			wait = min(wait, c.cfg.Retry.WaitMaxInterval)
+			log.Warn("cannot make progress, waiting", "reason", d.Reason, "in", wait)
+		}
+		c.cfg.Observer.Retried(d)
+		if !sleep(ctx, wait) {
+			return false, "", false
+		}
+	}
+}
+
+// deadLetter writes the original message to the dead-letter topic, retrying until the broker takes it
+// or ctx ends; ok is false in the latter case, so the offset is not committed.
+func (c *Consumer) deadLetter(ctx context.Context, msg kafka.Message, reason string, cause error, attempts int, firstFailure time.Time) bool {
+	headers := make([]kafka.Header, 0, len(msg.Headers)+7)
+	for _, h := range msg.Headers {
+		// Keep the producer's headers but not earlier dead-letter annotations, which a replayed
+		// message would otherwise carry twice.
+		if len(h.Key) < len("doppel-dlq-") || h.Key[:len("doppel-dlq-")] != "doppel-dlq-" {
+			headers = append(headers, h)
+		}
+	}
+	headers = append(headers,
+		kafka.Header{Key: HeaderReason, Value: []byte(reason)},
+		kafka.Header{Key: HeaderError, Value: []byte(truncate(cause.Error(), 1024))},
+		kafka.Header{Key: HeaderAttempts, Value: []byte(strconv.Itoa(attempts))},
+		kafka.Header{Key: HeaderSourceTopic, Value: []byte(msg.Topic)},
+		kafka.Header{Key: HeaderSourcePart, Value: []byte(strconv.Itoa(msg.Partition))},
+		kafka.Header{Key: HeaderSourceOffset, Value: []byte(strconv.FormatInt(msg.Offset, 10))},
+		kafka.Header{Key: HeaderFirstFailureAt, Value: []byte(firstFailure.UTC().Format(time.RFC3339Nano))},
+	)
+	dead := kafka.Message{Key: msg.Key, Value: msg.Value, Headers: headers}
+	wait := 200 * time.Millisecond
+	for {
+		err := c.dlq.WriteMessages(ctx, dead)
+		if err == nil {
+			c.log.Warn("dead-lettered", "partition", msg.Partition, "offset", msg.Offset,
+				"reason", reason, "error", cause)
+			return true
+		}
+		c.log.Error("write dead letter", "partition", msg.Partition, "offset", msg.Offset, "error", err)
+		if !sleep(ctx, wait) {
+			return false
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+func (c *Consumer) commitLoop(ctx context.Context, reader *kafka.Reader) {
+	t := time.NewTicker(c.cfg.CommitInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c.commit(ctx, reader)
+			c.cfg.Observer.InFlight(c.tracker.inFlight())
+		}
+	}
+}
+
+// commit commits the finished prefix of every partition; a failure is retried on the next tick.
+func (c *Consumer) commit(ctx context.Context, reader *kafka.Reader) {
+	ready := c.tracker.committable()
+	if len(ready) == 0 {
+		return
+	}
+	msgs := make([]kafka.Message, 0, len(ready))
+	for p, off := range ready {
+		msgs = append(msgs, kafka.Message{Topic: c.cfg.Topic, Partition: p, Offset: off})
+	}
+	if err := reader.CommitMessages(ctx, msgs...); err != nil {
+		if ctx.Err() == nil {
+			c.log.Warn("commit offsets", "error", err)
+		}
+		return
+	}
+	for p, off := range ready {
+		c.tracker.markCommitted(p, off)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

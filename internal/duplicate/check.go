@@ -1,0 +1,84 @@
+package duplicate
+
+import (
+	"time"
+)
+
+// Outcome is how a verification ended in Doppel. Every event that reaches the pipeline ends as
+// exactly one stored outcome or as a dead letter.
+type Outcome string
+
+// Outcomes, as stored in idv_checks.outcome.
+const (
+	// OutcomeDuplicatesFound means face search matched at least one other account.
+	OutcomeDuplicatesFound Outcome = "duplicates_found"
+	// OutcomeNoDuplicates means face search matched no other account.
+	OutcomeNoDuplicates Outcome = "no_duplicates"
+	// OutcomeSkipped means the event type does not call for a search (e.g. SUBMIT_COMPLETED).
+	OutcomeSkipped Outcome = "skipped"
+	// OutcomeNotPassed means the verification's verdict was not PASS: face search only works on
+	// PASS transactions, so none was made (and none billed).
+	OutcomeNotPassed Outcome = "not_passed"
+	// OutcomeFailed means the event or the vendor's answer was unusable; the message went to the
+	// dead-letter topic. A failed check does not block a later replay.
+	OutcomeFailed Outcome = "failed"
+)
+
+// Final reports whether the outcome stops the signatureId from being processed again. Only a failed
+// check may be retried (by a replay of its dead letter).
+func (o Outcome) Final() bool { return o != OutcomeFailed }
+
+// Source locates the message a check came from, for tracing an outcome back to Kafka.
+type Source struct {
+	Topic     string
+	Partition int
+	Offset    int64
+}
+
+// Check is the stored outcome of one verification.
+type Check struct {
+	SignatureID string
+	UserID      string
+	EventType   string
+	Outcome     Outcome
+	// OverallResult is the vendor's verdict when get-result was asked for it.
+	OverallResult string
+	// SimilarUserIDs are the userIds exactly as face search returned them.
+	SimilarUserIDs []string
+	// MatchedUserIDs are the distinct userIds other than UserID: the accounts to link.
+	MatchedUserIDs      []string
+	VendorTransactionID string
+	FailureReason       string
+	EventID             string
+	OccurredAt          *time.Time
+	Source              Source
+	CheckedAt           time.Time
+}
+
+// MatchedUsers turns a face-search answer into the accounts to link to userID: distinct, in the
+// vendor's order, without empty ids and without the user's own id (the same person verifying again
+// is not a duplicate account).
+func MatchedUsers(userID string, similar []string) []string {
+	matched := make([]string, 0, len(similar))
+	seen := make(map[string]struct{}, len(similar))
+	for _, id := range similar {
+		if id == "" || id == userID {
+			continue
+		}
+		if _, dup := seen[id]; dup {
+			continue
+		}
+		seen[id] = struct{}{}
+		matched = append(matched, id)
+	}
+	return matched
+}
+
+// Pair returns the canonical (low, high) order of an unordered pair of userIds, the order in which a
+// link is stored so that either side's search updates the same link.
+func Pair(a, b string) (low, high string) {
+	if a < b {
+		return a, b
+	}
+	return b, a
+}

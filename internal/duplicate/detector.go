@@ -1,0 +1,170 @@
+package duplicate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// VerdictPass is the vendor's overallResult for a passed verification.
+const VerdictPass = "PASS"
+
+// SearchResult is the part of the vendor's face-search answer Doppel uses.
+type SearchResult struct {
+	SimilarUserIDs []string
+	TransactionID  string
+}
+
+// Verification is the part of the vendor's get-result answer Doppel uses.
+type Verification struct {
+	UserID        string
+	OverallResult string
+	TransactionID string
+}
+
+// Vendor is what the detector needs from the identity vendor. Every FaceSearch call is billed.
+type Vendor interface {
+	FaceSearch(ctx context.Context, signatureID string) (SearchResult, error)
+	Verification(ctx context.Context, signatureID string) (Verification, error)
+}
+
+// Saved is what storing a check changed.
+type Saved struct {
+	// Stored is false when a final outcome already existed for the signatureId, so nothing changed.
+	Stored bool
+	// NewLinks are the matched userIds whose link to the user did not exist before.
+	NewLinks []string
+	// Alert is the alert written to the outbox, if the check raised one.
+	Alert *Alert
+}
+
+// Store keeps checks, links and the alert outbox. SaveCheck must store the check, its links and the
+// alert NewAlert returns in one transaction.
+type Store interface {
+	// FinalOutcome returns the stored outcome of signatureID and true when it is final.
+	FinalOutcome(ctx context.Context, signatureID string) (Outcome, bool, error)
+	SaveCheck(ctx context.Context, check Check) (Saved, error)
+}
+
+// Result is what Handle did with one event.
+type Result struct {
+	Outcome Outcome
+	// AlreadyStored is true when the signatureId had a final outcome and nothing was done.
+	AlreadyStored bool
+	Saved         Saved
+	// VendorTransactionID is the vendor's id of the last call made, for tracing.
+	VendorTransactionID string
+}
+
+// Detector applies Doppel's rules to one event: skip what needs no search, find the user's own id
+// and verdict when the event lacks them, search once, and store the outcome with its links.
+type Detector struct {
+	vendor Vendor
+	store  Store
+	now    func() time.Time
+}
+
+// NewDetector returns a Detector. now may be nil (time.Now).
+func NewDetector(vendor Vendor, store Store, now func() time.Time) *Detector {
+	if now == nil {
+		now = time.Now
+	}
+	return &Detector{vendor: vendor, store: store, now: now}
+}
+
+// Handle processes one event. A nil error means an outcome is stored (or already was). A
+// *PermanentFailure means the check was recorded as failed and the event belongs in the
+// dead-letter topic; any other error is to be classified with KindOf and retried as it says.
+func (d *Detector) Handle(ctx context.Context, ev Event, src Source) (Result, error) {
+	outcome, final, err := d.store.FinalOutcome(ctx, ev.SignatureID)
+	if err != nil {
+		return Result{}, fmt.Errorf("%w: look up check %s: %w", ErrStore, ev.SignatureID, err)
+	}
+	if final {
+		// Each face search is billed: a stored outcome is never searched again.
+		return Result{Outcome: outcome, AlreadyStored: true}, nil
+	}
+
+	check := Check{
+		SignatureID: ev.SignatureID,
+		UserID:      ev.UserID,
+		EventType:   ev.Type,
+		EventID:     ev.EventID,
+		OccurredAt:  ev.OccurredAt,
+		Source:      src,
+	}
+	if ev.Type != EventTypeCompleted {
+		check.Outcome = OutcomeSkipped
+		return d.save(ctx, check)
+	}
+
+	if check.UserID == "" {
+		v, err := d.vendor.Verification(ctx, ev.SignatureID)
+		if err != nil {
+			return d.vendorFailure(ctx, check, "get-result", err)
+		}
+		check.UserID = v.UserID
+		check.OverallResult = v.OverallResult
+		check.VendorTransactionID = v.TransactionID
+		if v.OverallResult != VerdictPass {
+			// Face search only works on PASS transactions; asking would be refused anyway.
+			check.Outcome = OutcomeNotPassed
+			return d.save(ctx, check)
+		}
+		if check.UserID == "" {
+			return d.permanentFailure(ctx, check, "missing_user_id",
+				errors.New("neither the event nor get-result's inputParameters carry a userId"))
+		}
+	}
+
+	found, err := d.vendor.FaceSearch(ctx, ev.SignatureID)
+	if err != nil {
+		return d.vendorFailure(ctx, check, "face-search", err)
+	}
+	check.SimilarUserIDs = found.SimilarUserIDs
+	check.VendorTransactionID = found.TransactionID
+	check.MatchedUserIDs = MatchedUsers(check.UserID, found.SimilarUserIDs)
+	check.Outcome = OutcomeNoDuplicates
+	if len(check.MatchedUserIDs) > 0 {
+		check.Outcome = OutcomeDuplicatesFound
+	}
+	return d.save(ctx, check)
+}
+
+// RecordFailure stores a failed check for an event that could not be processed, so that the
+// failure is visible next to the verification; it does not block a later replay.
+func (d *Detector) RecordFailure(ctx context.Context, signatureID, reason string, src Source) error {
+	check := Check{SignatureID: signatureID, EventType: "", Outcome: OutcomeFailed, FailureReason: reason,
+		Source: src, CheckedAt: d.now()}
+	if _, err := d.store.SaveCheck(ctx, check); err != nil {
+		return fmt.Errorf("%w: record failed check %s: %w", ErrStore, signatureID, err)
+	}
+	return nil
+}
+
+func (d *Detector) save(ctx context.Context, check Check) (Result, error) {
+	check.CheckedAt = d.now()
+	saved, err := d.store.SaveCheck(ctx, check)
+	if err != nil {
+		return Result{}, fmt.Errorf("%w: save check %s: %w", ErrStore, check.SignatureID, err)
+	}
+	return Result{Outcome: check.Outcome, AlreadyStored: !saved.Stored, Saved: saved,
+		VendorTransactionID: check.VendorTransactionID}, nil
+}
+
+func (d *Detector) vendorFailure(ctx context.Context, check Check, op string, err error) (Result, error) {
+	if KindOf(err) != FailurePermanent {
+		return Result{}, fmt.Errorf("vendor %s for %s: %w", op, check.SignatureID, err)
+	}
+	return d.permanentFailure(ctx, check, "vendor_rejected", fmt.Errorf("vendor %s: %w", op, err))
+}
+
+func (d *Detector) permanentFailure(ctx context.Context, check Check, reason string, cause error) (Result, error) {
+	check.Outcome = OutcomeFailed
+	check.FailureReason = reason + ": " + cause.Error()
+	if _, err := d.save(ctx, check); err != nil {
+		return Result{}, err
+	}
+	return Result{Outcome: OutcomeFailed}, &PermanentFailure{Reason: reason, Err: cause}
+}

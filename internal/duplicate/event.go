@@ -1,0 +1,163 @@
+package duplicate
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Event types the vendor sends in its callback body.
+const (
+	// EventTypeCompleted means the whole verification finished: the only type Doppel searches for.
+	EventTypeCompleted = "COMPLETED"
+	// EventTypeSubmitCompleted means the user's submission finished; the verdict may not be final.
+	EventTypeSubmitCompleted = "SUBMIT_COMPLETED"
+)
+
+// Bounds on identifiers. The vendor's ids are short hex strings; anything far longer is not one of
+// them and would only bloat the database.
+const (
+	maxSignatureIDLen = 128
+	maxUserIDLen      = 256
+	maxEventIDLen     = 256
+)
+
+// Event is an "H5 IDV completed" event: the vendor's callback body (signatureId and type), optionally
+// enriched by the producer with the user's own id, when it happened and an event id.
+type Event struct {
+	SignatureID string     `json:"signatureId"`
+	Type        string     `json:"type"`
+	UserID      string     `json:"userId,omitempty"`
+	OccurredAt  *time.Time `json:"occurredAt,omitempty"`
+	EventID     string     `json:"eventId,omitempty"`
+}
+
+// Reasons a message is rejected before any work is done. They travel to the dead-letter topic, so
+// they are stable snake_case words an operator can filter on.
+const (
+	ReasonTooLarge           = "too_large"
+	ReasonInvalidJSON        = "invalid_json"
+	ReasonWrongFieldType     = "wrong_field_type"
+	ReasonMissingSignatureID = "missing_signature_id"
+	ReasonInvalidSignatureID = "invalid_signature_id"
+	ReasonMissingType        = "missing_type"
+	ReasonInvalidField       = "invalid_field"
+	ReasonUnknownEventType   = "unknown_event_type"
+)
+
+// DecodeError says why a message is not a usable event. SignatureID is set when the message carried
+// a usable one, so the failure can still be recorded against the verification.
+type DecodeError struct {
+	Reason      string
+	Detail      string
+	SignatureID string
+}
+
+func (e *DecodeError) Error() string {
+	return fmt.Sprintf("%s: %s", e.Reason, e.Detail)
+}
+
+// DecodeOptions bound what DecodeEvent accepts.
+type DecodeOptions struct {
+	// MaxBytes rejects larger messages before parsing them; 0 means no bound.
+	MaxBytes int
+	// RejectUnknownTypes turns a type other than COMPLETED or SUBMIT_COMPLETED into a DecodeError
+	// instead of an event that is recorded as skipped.
+	RejectUnknownTypes bool
+}
+
+// DecodeEvent parses a message value into an Event, or returns a *DecodeError naming the reason.
+func DecodeEvent(value []byte, opts DecodeOptions) (Event, error) {
+	if opts.MaxBytes > 0 && len(value) > opts.MaxBytes {
+		return Event{}, &DecodeError{Reason: ReasonTooLarge,
+			Detail: fmt.Sprintf("message is %d bytes, the bound is %d", len(value), opts.MaxBytes)}
+	}
+	var ev Event
+	if err := json.Unmarshal(value, &ev); err != nil {
+		return Event{}, decodeJSONError(value, err)
+	}
+	ev.SignatureID = strings.TrimSpace(ev.SignatureID)
+	ev.Type = strings.TrimSpace(ev.Type)
+	ev.UserID = strings.TrimSpace(ev.UserID)
+	switch {
+	case ev.SignatureID == "":
+		return Event{}, &DecodeError{Reason: ReasonMissingSignatureID, Detail: "signatureId is missing or empty"}
+	case !validID(ev.SignatureID, maxSignatureIDLen):
+		return Event{}, &DecodeError{Reason: ReasonInvalidSignatureID,
+			Detail: fmt.Sprintf("signatureId must be 1..%d printable characters", maxSignatureIDLen)}
+	}
+	if ev.Type == "" {
+		return Event{}, &DecodeError{Reason: ReasonMissingType, Detail: "type is missing or empty",
+			SignatureID: ev.SignatureID}
+	}
+	if ev.UserID != "" && !validID(ev.UserID, maxUserIDLen) {
+		return Event{}, &DecodeError{Reason: ReasonInvalidField,
+			Detail: fmt.Sprintf("userId must be 1..%d printable characters", maxUserIDLen), SignatureID: ev.SignatureID}
+	}
+	if len(ev.EventID) > maxEventIDLen {
+		return Event{}, &DecodeError{Reason: ReasonInvalidField,
+			Detail: fmt.Sprintf("eventId is longer than %d bytes", maxEventIDLen), SignatureID: ev.SignatureID}
+	}
+	if opts.RejectUnknownTypes && ev.Type != EventTypeCompleted && ev.Type != EventTypeSubmitCompleted {
+		return Event{}, &DecodeError{Reason: ReasonUnknownEventType,
+			Detail: fmt.Sprintf("type %q is not COMPLETED or SUBMIT_COMPLETED", truncate(ev.Type, 64)), SignatureID: ev.SignatureID}
+	}
+	return ev, nil
+}
+
+// decodeJSONError names the field when the JSON was well formed but a field had the wrong type, and
+// still recovers the signatureId when that field was fine.
+func decodeJSONError(value []byte, err error) error {
+	var typeErr *json.UnmarshalTypeError
+	var timeErr *time.ParseError
+	switch {
+	case errors.As(err, &typeErr):
+		return &DecodeError{Reason: ReasonWrongFieldType,
+			Detail:      fmt.Sprintf("field %q must be a %s, got %s", typeErr.Field, typeErr.Type, typeErr.Value),
+			SignatureID: salvageSignatureID(value)}
+	case errors.As(err, &timeErr):
+		return &DecodeError{Reason: ReasonInvalidField,
+			Detail:      "occurredAt must be an RFC 3339 time",
+			SignatureID: salvageSignatureID(value)}
+	default:
+		return &DecodeError{Reason: ReasonInvalidJSON, Detail: err.Error()}
+	}
+}
+
+func salvageSignatureID(value []byte) string {
+	var probe struct {
+		SignatureID any `json:"signatureId"`
+	}
+	if json.Unmarshal(value, &probe) != nil {
+		return ""
+	}
+	s, ok := probe.SignatureID.(string)
+	s = strings.TrimSpace(s)
+	if !ok || !validID(s, maxSignatureIDLen) {
+		return ""
+	}
+	return s
+}
+
+func validID(s string, maxLen int) bool {
+	if s == "" || len(s) > maxLen || !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

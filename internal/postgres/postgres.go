@@ -1,0 +1,141 @@
+// Package postgres stores Doppel's checks, duplicate-account links and alert outbox in PostgreSQL
+// with pgx, and applies the embedded migrations with golang-migrate.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/golang-migrate/migrate/v4"
+	_ "github.com/golang-migrate/migrate/v4/database/pgx/v5" // registers the pgx5:// driver
+	"github.com/golang-migrate/migrate/v4/source/iofs"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/doppelhq/doppel/migrations"
+)
+
+// Connect opens a pool and pings the database, so start-up fails fast with a clear error when the
+// database does not answer.
+func Connect(ctx context.Context, databaseURL string, maxConns int32) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(databaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("parse DOPPEL_DATABASE_URL: %s", redactParseError(err))
+	}
+	if maxConns > 0 {
+		cfg.MaxConns = maxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := pool.Ping(pingCtx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("ping database at %s: %w", RedactURL(databaseURL), err)
+	}
+	return pool, nil
+}
+
+// redactParseError keeps pgx's message but never the URL, which may hold a password.
+func redactParseError(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, "://"); i >= 0 {
+		return "invalid connection string"
+	}
+	return msg
+}
+
+// RedactURL returns the database URL with any password replaced, for logs and errors.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "(unparseable URL)"
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}
+
+// Migrator applies the embedded migrations. Close it when done.
+type Migrator struct {
+	m *migrate.Migrate
+}
+
+// NewMigrator returns a Migrator for the database at databaseURL (postgres:// or postgresql://).
+func NewMigrator(databaseURL string) (*Migrator, error) {
+	src, err := iofs.New(migrations.FS, ".")
+	if err != nil {
+		return nil, fmt.Errorf("load embedded migrations: %w", err)
+	}
+	m, err := migrate.NewWithSourceInstance("iofs", src, migrateURL(databaseURL))
+	if err != nil {
+		return nil, fmt.Errorf("connect migrator to %s: %w", RedactURL(databaseURL), err)
+	}
+	return &Migrator{m: m}, nil
+}
+
+// migrateURL switches the scheme to golang-migrate's pgx v5 driver.
+func migrateURL(databaseURL string) string {
+	for _, prefix := range []string{"postgresql://", "postgres://"} {
+		if strings.HasPrefix(databaseURL, prefix) {
+			return "pgx5://" + strings.TrimPrefix(databaseURL, prefix)
+		}
+	}
+	return databaseURL
+}
+
+// Up applies every migration not yet applied. No change is not an error.
+func (m *Migrator) Up() error {
+	if err := m.m.Up(); err != nil && !errors.Is(err, migrate.ErrNoChange) {
+		return fmt.Errorf("migrate up: %w", err)
+	}
+	return nil
+}
+
+// Down reverts the latest applied migration.
+func (m *Migrator) Down() error {
+	if err := m.m.Steps(-1); err != nil && !errors.Is(err, migrate.ErrNoChange) {
+		return fmt.Errorf("migrate down: %w", err)
+	}
+	return nil
+}
+
+// Version returns the current schema version, whether the last migration failed half-way, and
+// ok=false when no migration was ever applied.
+func (m *Migrator) Version() (version uint, dirty bool, ok bool, err error) {
+	v, dirty, err := m.m.Version()
+	if errors.Is(err, migrate.ErrNilVersion) {
+		return 0, false, false, nil
+	}
+	if err != nil {
+		return 0, false, false, fmt.Errorf("read schema version: %w", err)
+	}
+	return v, dirty, true, nil
+}
+
+// Close releases the migrator's connection.
+func (m *Migrator) Close() error {
+	srcErr, dbErr := m.m.Close()
+	return errors.Join(srcErr, dbErr)
+}
+
+// MigrateUp is a shortcut for NewMigrator + Up + Close.
+func MigrateUp(databaseURL string) error {
+	m, err := NewMigrator(databaseURL)
+	if err != nil {
+		return err
+	}
+	return errors.Join(m.Up(), m.Close())
+}
+
+// inTx runs fn in a transaction, committing when it returns nil.
+func inTx(ctx context.Context, pool *pgxpool.Pool, fn func(pgx.Tx) error) error {
+	return pgx.BeginFunc(ctx, pool, fn)
+}

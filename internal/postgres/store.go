@@ -1,0 +1,252 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/doppelhq/doppel/internal/duplicate"
+)
+
+// Store is the PostgreSQL implementation of duplicate.Store plus the outbox the relay drains.
+type Store struct {
+	pool *pgxpool.Pool
+	// newAlertID is replaceable so tests can pin ids; production uses random UUIDs.
+	newAlertID func() string
+}
+
+// NewStore returns a Store on pool.
+func NewStore(pool *pgxpool.Pool) *Store {
+	return &Store{pool: pool, newAlertID: func() string { return uuid.NewString() }}
+}
+
+// Pool returns the underlying pool, for health checks.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// FinalOutcome returns the stored outcome of signatureID and whether it is final (not failed).
+func (s *Store) FinalOutcome(ctx context.Context, signatureID string) (duplicate.Outcome, bool, error) {
+	var outcome string
+	err := s.pool.QueryRow(ctx, `SELECT outcome FROM idv_checks WHERE signature_id = $1`, signatureID).Scan(&outcome)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("select check: %w", err)
+	}
+	o := duplicate.Outcome(outcome)
+	return o, o.Final(), nil
+}
+
+// SaveCheck stores the check, one link per matched user and, when a link is new, an alert row in the
+// outbox, all in one transaction. A signatureId with a final outcome is left as it is (Stored false),
+// which makes a redelivered event harmless; a failed check is overwritten by a later attempt.
+func (s *Store) SaveCheck(ctx context.Context, check duplicate.Check) (duplicate.Saved, error) {
+	var saved duplicate.Saved
+	err := inTx(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		saved, err = s.saveCheckTx(ctx, tx, check)
+		return err
+	})
+	if err != nil {
+		return duplicate.Saved{}, err
+	}
+	return saved, nil
+}
+
+func (s *Store) saveCheckTx(ctx context.Context, tx pgx.Tx, check duplicate.Check) (duplicate.Saved, error) {
+	stored, err := insertCheck(ctx, tx, check)
+	if err != nil || !stored {
+		return duplicate.Saved{}, err
+	}
+	saved := duplicate.Saved{Stored: true}
+	if len(check.MatchedUserIDs) == 0 {
+		return saved, nil
+	}
+	saved.NewLinks, err = upsertLinks(ctx, tx, check)
+	if err != nil {
+		return duplicate.Saved{}, err
+	}
+	saved.Alert = duplicate.NewAlert(s.newAlertID(), check, saved.NewLinks)
+	if saved.Alert != nil {
+		if err := insertAlert(ctx, tx, saved.Alert); err != nil {
+			return duplicate.Saved{}, err
+		}
+	}
+	return saved, nil
+}
+
+func insertCheck(ctx context.Context, tx pgx.Tx, c duplicate.Check) (bool, error) {
+	const q = `
+INSERT INTO idv_checks (signature_id, user_id, event_type, outcome, overall_result, similar_user_ids,
+    matched_user_ids, vendor_transaction_id, failure_reason, event_id, occurred_at,
+    source_topic, source_partition, source_offset, checked_at)
+VALUES ($1, NULLIF($2, ''), $3, $4, NULLIF($5, ''), $6, $7, NULLIF($8, ''), NULLIF($9, ''), NULLIF($10, ''), $11,
+    NULLIF($12, ''), $13, $14, $15)
+ON CONFLICT (signature_id) DO UPDATE SET
+    user_id = EXCLUDED.user_id, event_type = EXCLUDED.event_type, outcome = EXCLUDED.outcome,
+    overall_result = EXCLUDED.overall_result, similar_user_ids = EXCLUDED.similar_user_ids,
+    matched_user_ids = EXCLUDED.matched_user_ids, vendor_transaction_id = EXCLUDED.vendor_transaction_id,
+    failure_reason = EXCLUDED.failure_reason, event_id = EXCLUDED.event_id, occurred_at = EXCLUDED.occurred_at,
+    source_topic = EXCLUDED.source_topic, source_partition = EXCLUDED.source_partition,
+    source_offset = EXCLUDED.source_offset, checked_at = EXCLUDED.checked_at
+WHERE idv_checks.outcome = 'failed'
+RETURNING 1`
+	var one int
+	err := tx.QueryRow(ctx, q, c.SignatureID, c.UserID, c.EventType, string(c.Outcome), c.OverallResult,
+		nonNil(c.SimilarUserIDs), nonNil(c.MatchedUserIDs), c.VendorTransactionID, c.FailureReason, c.EventID,
+		c.OccurredAt, c.Source.Topic, c.Source.Partition, c.Source.Offset, c.CheckedAt).Scan(&one)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil // a final outcome already exists
+	}
+	if err != nil {
+		return false, fmt.Errorf("insert check %s: %w", c.SignatureID, err)
+	}
+	return true, nil
+}
+
+// upsertLinks inserts or refreshes one link per matched user and returns the matched users whose link
+// is new, in the check's order.
+func upsertLinks(ctx context.Context, tx pgx.Tx, c duplicate.Check) ([]string, error) {
+	// Rows are locked in canonical pair order so that two checks touching the same pairs cannot
+	// deadlock each other.
+	others := slices.Clone(c.MatchedUserIDs)
+	slices.SortFunc(others, func(a, b string) int {
+		al, ah := duplicate.Pair(c.UserID, a)
+		bl, bh := duplicate.Pair(c.UserID, b)
+		if al != bl {
+			return compare(al, bl)
+		}
+		return compare(ah, bh)
+	})
+	const q = `
+INSERT INTO duplicate_links AS l (user_id_low, user_id_high, first_seen_at, last_seen_at, seen_count,
+    first_signature_id, last_signature_id)
+SELECT least($1::text, m), greatest($1::text, m), $2, $2, 1, $3, $3
+FROM unnest($4::text[]) WITH ORDINALITY AS u(m, ord)
+ORDER BY ord
+ON CONFLICT (user_id_low, user_id_high) DO UPDATE SET
+    last_seen_at = greatest(l.last_seen_at, EXCLUDED.last_seen_at),
+    seen_count = l.seen_count + 1,
+    last_signature_id = EXCLUDED.last_signature_id
+RETURNING CASE WHEN l.user_id_low = $1::text THEN l.user_id_high ELSE l.user_id_low END, (xmax = 0)`
+	rows, err := tx.Query(ctx, q, c.UserID, c.CheckedAt, c.SignatureID, others)
+	if err != nil {
+		return nil, fmt.Errorf("upsert links of %s: %w", c.SignatureID, err)
+	}
+	inserted := make(map[string]bool, len(others))
+	var other string
+	var isNew bool
+	_, err = pgx.ForEachRow(rows, []any{&other, &isNew}, func() error {
+		inserted[other] = isNew
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("upsert links of %s: %w", c.SignatureID, err)
+	}
+	var newLinks []string
+	for _, m := range c.MatchedUserIDs {
+		if inserted[m] {
+			newLinks = append(newLinks, m)
+		}
+	}
+	return newLinks, nil
+}
+
+func compare(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func insertAlert(ctx context.Context, tx pgx.Tx, a *duplicate.Alert) error {
+	_, err := tx.Exec(ctx, `
+INSERT INTO alerts (alert_id, signature_id, user_id, matched_user_ids, new_matched_user_ids,
+    vendor_transaction_id, detected_at)
+VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), $7)`,
+		a.AlertID, a.SignatureID, a.UserID, a.MatchedUserIDs, a.NewMatchedUserIDs, a.VendorTransactionID, a.DetectedAt)
+	if err != nil {
+		return fmt.Errorf("insert alert for %s: %w", a.SignatureID, err)
+	}
+	return nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// PublishAlerts claims up to limit unpublished alerts (oldest first, skipping rows another relay
+// holds), hands them to publish and marks them published when publish returns nil, all in one
+// transaction. If publish fails nothing is marked, so the alerts go out again later with the same
+// alertId: delivery is at least once. It returns how many alerts were published.
+func (s *Store) PublishAlerts(ctx context.Context, limit int, publish func(context.Context, []duplicate.Alert) error) (int, error) {
+	var n int
+	err := inTx(ctx, s.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `
+SELECT alert_id::text, signature_id, user_id, matched_user_ids, new_matched_user_ids,
+    coalesce(vendor_transaction_id, ''), detected_at
+FROM alerts
+WHERE published_at IS NULL
+ORDER BY detected_at, alert_id
+LIMIT $1
+FOR UPDATE SKIP LOCKED`, limit)
+		if err != nil {
+			return fmt.Errorf("claim alerts: %w", err)
+		}
+		alerts, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (duplicate.Alert, error) {
+			a := duplicate.Alert{Type: duplicate.AlertType, Version: duplicate.AlertVersion}
+			err := row.Scan(&a.AlertID, &a.SignatureID, &a.UserID, &a.MatchedUserIDs, &a.NewMatchedUserIDs,
+				&a.VendorTransactionID, &a.DetectedAt)
+			a.DetectedAt = a.DetectedAt.UTC()
+			return a, err
+		})
+		if err != nil {
+			return fmt.Errorf("read claimed alerts: %w", err)
+		}
+		if len(alerts) == 0 {
+			return nil
+		}
+		if err := publish(ctx, alerts); err != nil {
+			return fmt.Errorf("publish %d alerts: %w", len(alerts), err)
+		}
+		ids := make([]string, len(alerts))
+		for i, a := range alerts {
+			ids[i] = a.AlertID
+		}
+		if _, err := tx.Exec(ctx, `
+UPDATE alerts SET published_at = now(), publish_attempts = publish_attempts + 1
+WHERE alert_id = ANY($1::uuid[])`, ids); err != nil {
+			return fmt.Errorf("mark alerts published: %w", err)
+		}
+		n = len(alerts)
+		return nil
+	})
+	return n, err
+}
+
+// OutboxBacklog returns how many alerts wait to be published and the age of the oldest one.
+func (s *Store) OutboxBacklog(ctx context.Context) (int64, time.Duration, error) {
+	var count int64
+	var oldest *time.Time
+	err := s.pool.QueryRow(ctx,
+		`SELECT count(*), min(detected_at) FROM alerts WHERE published_at IS NULL`).Scan(&count, &oldest)
+	if err != nil {
+		return 0, 0, fmt.Errorf("read outbox backlog: %w", err)
+	}
+	if oldest == nil {
+		return count, 0, nil
+	}
+	return count, time.Since(*oldest), nil
+}

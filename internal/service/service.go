@@ -1,0 +1,221 @@
+// Package service wires Doppel's parts into the running pipeline: PostgreSQL, the vendor client, the
+// detector, the Kafka consumer, the outbox relay and the HTTP server. cmd/doppel calls Run; the
+// integration tests call it too, so they exercise exactly what production runs.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/doppelhq/doppel/internal/advance"
+	"github.com/doppelhq/doppel/internal/config"
+	"github.com/doppelhq/doppel/internal/consumer"
+	"github.com/doppelhq/doppel/internal/duplicate"
+	"github.com/doppelhq/doppel/internal/facesearch"
+	"github.com/doppelhq/doppel/internal/httpapi"
+	"github.com/doppelhq/doppel/internal/postgres"
+	"github.com/doppelhq/doppel/internal/relay"
+	"github.com/doppelhq/doppel/internal/topic"
+)
+
+// Run starts the pipeline and the HTTP server and blocks until ctx is cancelled or a part fails.
+func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	pool, err := postgres.Connect(ctx, cfg.DatabaseURL, int32(cfg.DatabaseMaxConns))
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if cfg.MigrateOnStart {
+		if err := postgres.MigrateUp(cfg.DatabaseURL); err != nil {
+			return err
+		}
+	}
+	if cfg.CreateTopics {
+		if err := topic.Ensure(ctx, cfg.KafkaBrokers,
+			topic.Spec{Name: cfg.TopicEvents, Partitions: cfg.TopicPartitions, ReplicationFactor: -1},
+			topic.Spec{Name: cfg.TopicAlerts, Partitions: cfg.TopicPartitions, ReplicationFactor: -1},
+			topic.Spec{Name: cfg.TopicDLQ, Partitions: 1, ReplicationFactor: -1},
+		); err != nil {
+			return fmt.Errorf("ensure topics on %v: %w", cfg.KafkaBrokers, err)
+		}
+	}
+
+	client, err := advance.New(advance.Config{
+		BaseURL:   cfg.AdvanceBaseURL,
+		AccessKey: cfg.AdvanceAccessKey,
+		SecretKey: cfg.AdvanceSecretKey,
+		Timeout:   cfg.AdvanceTimeout,
+	})
+	if err != nil {
+		return fmt.Errorf("vendor client: %w", err)
+	}
+	store := postgres.NewStore(pool)
+	vendor := facesearch.New(client, cfg.AdvanceQPS)
+	detector := duplicate.NewDetector(vendor, store, nil)
+
+	rel := relay.New(relay.Config{
+		Brokers:   cfg.KafkaBrokers,
+		Topic:     cfg.TopicAlerts,
+		BatchSize: cfg.RelayBatchSize,
+		Interval:  cfg.RelayInterval,
+		Logger:    log.With("component", "relay"),
+	}, store)
+
+	p := &pipeline{cfg: cfg, detector: detector, relay: rel, log: log.With("component", "pipeline")}
+	cons, err := consumer.New(consumer.Config{
+		Brokers:        cfg.KafkaBrokers,
+		GroupID:        cfg.KafkaGroupID,
+		Topic:          cfg.TopicEvents,
+		DLQTopic:       cfg.TopicDLQ,
+		Workers:        cfg.Workers,
+		CommitInterval: cfg.CommitInterval,
+		Retry: consumer.RetryPolicy{
+			MaxAttempts:     cfg.RetryMaxAttempts,
+			InitialInterval: cfg.RetryInitialInterval,
+			MaxInterval:     cfg.RetryMaxInterval,
+			MaxElapsed:      cfg.RetryMaxElapsed,
+		},
+		Classify:      Classify,
+		RouteKey:      routeKey,
+		ShutdownGrace: cfg.ShutdownTimeout / 2,
+		Logger:        log.With("component", "consumer"),
+	}, p.handle)
+	if err != nil {
+		return err
+	}
+
+	api := httpapi.New(httpapi.Config{
+		Logger: log.With("component", "http"),
+		Readiness: []httpapi.ReadinessCheck{
+			{Name: "database", Check: func(ctx context.Context) error { return pool.Ping(ctx) }},
+			{Name: "kafka", Check: func(ctx context.Context) error { return pingBroker(ctx, cfg.KafkaBrokers) }},
+			{Name: "vendor", Check: func(context.Context) error {
+				if d := vendor.PausedFor(); d > 0 {
+					return fmt.Errorf("vendor answered SERVICE_BUSY: calls paused for %s", d.Round(time.Millisecond))
+				}
+				return nil
+			}},
+		},
+	})
+
+	log.Info("doppel starting", "events_topic", cfg.TopicEvents, "alerts_topic", cfg.TopicAlerts,
+		"dlq_topic", cfg.TopicDLQ, "group_id", cfg.KafkaGroupID, "workers", cfg.Workers, "http_addr", cfg.HTTPAddr)
+	return runAll(ctx, log,
+		named{"consumer", cons.Run},
+		named{"relay", rel.Run},
+		named{"http", func(ctx context.Context) error { return api.Serve(ctx, cfg.HTTPAddr, cfg.ShutdownTimeout/2) }},
+	)
+}
+
+type named struct {
+	name string
+	run  func(context.Context) error
+}
+
+// runAll runs every part until ctx ends or one part returns; then it cancels the rest and waits.
+func runAll(ctx context.Context, log *slog.Logger, parts ...named) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make([]error, len(parts))
+	for i, p := range parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := p.run(ctx)
+			if err != nil {
+				errs[i] = fmt.Errorf("%s: %w", p.name, err)
+				log.Error("part stopped", "part", p.name, "error", err)
+			}
+			cancel() // one part ending ends the service: a half-running pipeline would mislead
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// pipeline is the consumer's handler: decode, detect, nudge the relay.
+type pipeline struct {
+	cfg      config.Config
+	detector *duplicate.Detector
+	relay    *relay.Relay
+	log      *slog.Logger
+}
+
+func (p *pipeline) handle(ctx context.Context, msg kafka.Message) error {
+	src := duplicate.Source{Topic: msg.Topic, Partition: msg.Partition, Offset: msg.Offset}
+	ev, err := duplicate.DecodeEvent(msg.Value, duplicate.DecodeOptions{
+		MaxBytes: p.cfg.MaxEventBytes, RejectUnknownTypes: p.cfg.RejectUnknownTypes})
+	if err != nil {
+		var de *duplicate.DecodeError
+		if errors.As(err, &de) && de.SignatureID != "" {
+			if rerr := p.detector.RecordFailure(ctx, de.SignatureID, de.Reason+": "+de.Detail, src); rerr != nil {
+				return rerr
+			}
+		}
+		return err
+	}
+	res, err := p.detector.Handle(ctx, ev, src)
+	if err != nil {
+		return err
+	}
+	log := p.log.With("signature_id", ev.SignatureID, "partition", msg.Partition, "offset", msg.Offset)
+	if res.AlreadyStored {
+		log.Debug("already stored, not searched again", "outcome", res.Outcome)
+		return nil
+	}
+	log.Info("check stored", "outcome", res.Outcome, "vendor_transaction_id", res.VendorTransactionID,
+		"new_links", len(res.Saved.NewLinks))
+	if res.Saved.Alert != nil {
+		p.relay.Notify()
+	}
+	return nil
+}
+
+// Classify maps a handler error to what the consumer does with the message.
+func Classify(err error) consumer.Decision {
+	var de *duplicate.DecodeError
+	if errors.As(err, &de) {
+		return consumer.Decision{Action: consumer.DeadLetter, Reason: de.Reason}
+	}
+	var pf *duplicate.PermanentFailure
+	if errors.As(err, &pf) {
+		return consumer.Decision{Action: consumer.DeadLetter, Reason: pf.Reason}
+	}
+	switch duplicate.KindOf(err) {
+	case duplicate.FailurePermanent:
+		return consumer.Decision{Action: consumer.DeadLetter, Reason: "permanent_failure"}
+	case duplicate.FailureRateLimited:
+		return consumer.Decision{Action: consumer.Wait, Reason: "vendor_rate_limited"}
+	case duplicate.FailureAccount:
+		return consumer.Decision{Action: consumer.Wait, Reason: "vendor_account_unusable"}
+	case duplicate.FailureStore:
+		return consumer.Decision{Action: consumer.Wait, Reason: "database_unavailable"}
+	default:
+		return consumer.Decision{Action: consumer.Retry, Reason: "transient_failure"}
+	}
+}
+
+// routeKey serialises work per signatureId: the message key, which producers set to the signatureId.
+func routeKey(msg kafka.Message) []byte { return msg.Key }
+
+func pingBroker(ctx context.Context, brokers []string) error {
+	var d net.Dialer
+	var errs []error
+	for _, b := range brokers {
+		conn, err := d.DialContext(ctx, "tcp", b)
+		if err == nil {
+			return conn.Close()
+		}
+		errs = append(errs, err)
+	}
+	return fmt.Errorf("no broker answers: %w", errors.Join(errs...))
+}
+
