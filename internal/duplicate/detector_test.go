@@ -1,0 +1,211 @@
+package duplicate
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// fakeVendor answers from maps and counts calls, like a billing ledger.
+type fakeVendor struct {
+	similar       map[string][]string
+	verifications map[string]Verification
+	searchErr     error
+	searches      map[string]int
+	results       map[string]int
+}
+
+func newFakeVendor() *fakeVendor {
+	return &fakeVendor{similar: map[string][]string{}, verifications: map[string]Verification{},
+		searches: map[string]int{}, results: map[string]int{}}
+}
+
+func (f *fakeVendor) FaceSearch(_ context.Context, sig string) (SearchResult, error) {
+	f.searches[sig]++
+	if f.searchErr != nil {
+		return SearchResult{}, f.searchErr
+	}
+	return SearchResult{SimilarUserIDs: f.similar[sig], TransactionID: "tx-" + sig}, nil
+}
+
+func (f *fakeVendor) Verification(_ context.Context, sig string) (Verification, error) {
+	f.results[sig]++
+	return f.verifications[sig], nil
+}
+
+// fakeStore keeps checks and unordered links in maps, enough to test the rules.
+type fakeStore struct {
+	checks map[string]Check
+	links  map[[2]string]int
+	alerts []Alert
+	err    error
+}
+
+func newFakeStore() *fakeStore {
+	return &fakeStore{checks: map[string]Check{}, links: map[[2]string]int{}}
+}
+
+func (s *fakeStore) FinalOutcome(_ context.Context, sig string) (Outcome, bool, error) {
+	if s.err != nil {
+		return "", false, s.err
+	}
+	c, ok := s.checks[sig]
+	return c.Outcome, ok && c.Outcome.Final(), nil
+}
+
+func (s *fakeStore) SaveCheck(_ context.Context, c Check) (Saved, error) {
+	if s.err != nil {
+		return Saved{}, s.err
+	}
+	if old, ok := s.checks[c.SignatureID]; ok && old.Outcome.Final() {
+		return Saved{}, nil
+	}
+	s.checks[c.SignatureID] = c
+	var fresh []string
+	for _, m := range c.MatchedUserIDs {
+		lo, hi := Pair(c.UserID, m)
+		if s.links[[2]string{lo, hi}] == 0 {
+			fresh = append(fresh, m)
+		}
+		s.links[[2]string{lo, hi}]++
+	}
+	saved := Saved{Stored: true, NewLinks: fresh, Alert: NewAlert("alert-"+c.SignatureID, c, fresh)}
+	if saved.Alert != nil {
+		s.alerts = append(s.alerts, *saved.Alert)
+	}
+	return saved, nil
+}
+
+type permanentErr struct{}
+
+func (permanentErr) Error() string   { return "PARAMETER_ERROR: Transaction is not pass" }
+func (permanentErr) Permanent() bool { return true }
+
+type accountErr struct{}
+
+func (accountErr) Error() string      { return "INSUFFICIENT_BALANCE" }
+func (accountErr) AccountLevel() bool { return true }
+
+func setup(t *testing.T) (*Detector, *fakeVendor, *fakeStore) {
+	t.Helper()
+	v, s := newFakeVendor(), newFakeStore()
+	clock := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	return NewDetector(v, s, func() time.Time { return clock }), v, s
+}
+
+func TestDetectorLinksMatchesAndAlertsOnlyOnNewLinks(t *testing.T) {
+	t.Parallel()
+	d, v, s := setup(t)
+	ctx := context.Background()
+	v.similar["sa"] = []string{"bob", "alice", "carol", "bob", ""}
+	v.similar["sb"] = []string{"alice", "carol"}
+	v.similar["sc"] = []string{"alice", "bob"}
+
+	res, err := d.Handle(ctx, Event{SignatureID: "sa", Type: EventTypeCompleted, UserID: "alice"}, Source{})
+	require.NoError(t, err)
+	require.Equal(t, OutcomeDuplicatesFound, res.Outcome)
+	require.Equal(t, []string{"bob", "carol"}, s.checks["sa"].MatchedUserIDs, "self, blanks and repeats dropped")
+	require.NotNil(t, res.Saved.Alert)
+	require.Equal(t, []string{"bob", "carol"}, res.Saved.Alert.NewMatchedUserIDs)
+	require.Equal(t, "tx-sa", res.Saved.Alert.VendorTransactionID)
+
+	res, err = d.Handle(ctx, Event{SignatureID: "sb", Type: EventTypeCompleted, UserID: "bob"}, Source{})
+	require.NoError(t, err)
+	require.Equal(t, []string{"carol"}, res.Saved.NewLinks, "alice-bob already existed")
+
+	res, err = d.Handle(ctx, Event{SignatureID: "sc", Type: EventTypeCompleted, UserID: "carol"}, Source{})
+	require.NoError(t, err)
+	require.Equal(t, OutcomeDuplicatesFound, res.Outcome)
+	require.Nil(t, res.Saved.Alert, "every link of carol's ring was known: no alert")
+	require.Len(t, s.alerts, 2)
+	require.Len(t, s.links, 3)
+}
+
+func TestDetectorNeverSearchesAStoredSignatureTwice(t *testing.T) {
+	t.Parallel()
+	d, v, _ := setup(t)
+	ev := Event{SignatureID: "s1", Type: EventTypeCompleted, UserID: "u1"}
+	for range 3 {
+		_, err := d.Handle(context.Background(), ev, Source{})
+		require.NoError(t, err)
+	}
+	require.Equal(t, 1, v.searches["s1"])
+}
+
+func TestDetectorSkipsTypesOtherThanCompleted(t *testing.T) {
+	t.Parallel()
+	d, v, s := setup(t)
+	res, err := d.Handle(context.Background(), Event{SignatureID: "s1", Type: EventTypeSubmitCompleted}, Source{})
+	require.NoError(t, err)
+	require.Equal(t, OutcomeSkipped, res.Outcome)
+	require.Equal(t, OutcomeSkipped, s.checks["s1"].Outcome)
+	require.Zero(t, v.searches["s1"]+v.results["s1"])
+}
+
+func TestDetectorAsksGetResultWhenTheEventHasNoUser(t *testing.T) {
+	t.Parallel()
+	d, v, s := setup(t)
+	v.verifications["pass"] = Verification{UserID: "u1", OverallResult: "PASS", TransactionID: "r1"}
+	v.verifications["fail"] = Verification{UserID: "u2", OverallResult: "FAIL", TransactionID: "r2"}
+	v.similar["pass"] = []string{"u1", "u9"}
+
+	res, err := d.Handle(context.Background(), Event{SignatureID: "pass", Type: EventTypeCompleted}, Source{})
+	require.NoError(t, err)
+	require.Equal(t, OutcomeDuplicatesFound, res.Outcome)
+	require.Equal(t, "u1", s.checks["pass"].UserID)
+	require.Equal(t, []string{"u9"}, s.checks["pass"].MatchedUserIDs)
+
+	res, err = d.Handle(context.Background(), Event{SignatureID: "fail", Type: EventTypeCompleted}, Source{})
+	require.NoError(t, err)
+	require.Equal(t, OutcomeNotPassed, res.Outcome)
+	require.Equal(t, "FAIL", s.checks["fail"].OverallResult)
+	require.Zero(t, v.searches["fail"], "a non-PASS verification is not searched (nor billed)")
+}
+
+func TestDetectorRecordsPermanentVendorFailuresAndAllowsARetryLater(t *testing.T) {
+	t.Parallel()
+	d, v, s := setup(t)
+	v.searchErr = permanentErr{}
+	ev := Event{SignatureID: "s1", Type: EventTypeCompleted, UserID: "u1"}
+	_, err := d.Handle(context.Background(), ev, Source{Topic: "t", Partition: 2, Offset: 9})
+	var pf *PermanentFailure
+	require.ErrorAs(t, err, &pf)
+	require.Equal(t, "vendor_rejected", pf.Reason)
+	require.Equal(t, OutcomeFailed, s.checks["s1"].Outcome)
+	require.Contains(t, s.checks["s1"].FailureReason, "Transaction is not pass")
+
+	// A failed check does not count as stored: a replay after a fix searches again.
+	v.searchErr = nil
+	res, err := d.Handle(context.Background(), ev, Source{})
+	require.NoError(t, err)
+	require.Equal(t, OutcomeNoDuplicates, res.Outcome)
+	require.Equal(t, 2, v.searches["s1"])
+}
+
+func TestDetectorLeavesOtherFailuresToTheCaller(t *testing.T) {
+	t.Parallel()
+	d, v, s := setup(t)
+	v.searchErr = accountErr{}
+	_, err := d.Handle(context.Background(), Event{SignatureID: "s1", Type: EventTypeCompleted, UserID: "u1"}, Source{})
+	require.Equal(t, FailureAccount, KindOf(err))
+	require.Empty(t, s.checks, "an account problem is not the event's fault: nothing is recorded")
+
+	v.searchErr = errors.New("connection reset")
+	_, err = d.Handle(context.Background(), Event{SignatureID: "s1", Type: EventTypeCompleted, UserID: "u1"}, Source{})
+	require.Equal(t, FailureTransient, KindOf(err))
+
+	s.err = errors.New("connection refused")
+	_, err = d.Handle(context.Background(), Event{SignatureID: "s1", Type: EventTypeCompleted, UserID: "u1"}, Source{})
+	require.Equal(t, FailureStore, KindOf(err))
+}
+
+func TestMatchedUsersAndPair(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, []string{"b", "c"}, MatchedUsers("a", []string{"a", "b", "", "c", "b"}))
+	require.Empty(t, MatchedUsers("a", nil))
+	lo, hi := Pair("z", "a")
+	require.Equal(t, [2]string{"a", "z"}, [2]string{lo, hi})
+}

@@ -1,0 +1,85 @@
+package duplicate
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestDecodeEventAcceptsTheVendorCallbackBody(t *testing.T) {
+	t.Parallel()
+	ev, err := DecodeEvent([]byte(`{"signatureId":"730baa5ab2e34e53","type":"COMPLETED"}`), DecodeOptions{MaxBytes: 1024})
+	require.NoError(t, err)
+	require.Equal(t, Event{SignatureID: "730baa5ab2e34e53", Type: EventTypeCompleted}, ev)
+
+	ev, err = DecodeEvent([]byte(`{"signatureId":" s1 ","type":"COMPLETED","userId":"u1",
+		"occurredAt":"2026-11-25T10:00:00Z","eventId":"e1","extra":"ignored"}`), DecodeOptions{})
+	require.NoError(t, err)
+	require.Equal(t, "s1", ev.SignatureID)
+	require.Equal(t, "u1", ev.UserID)
+	require.Equal(t, "e1", ev.EventID)
+	require.NotNil(t, ev.OccurredAt)
+	require.Equal(t, 2026, ev.OccurredAt.Year())
+}
+
+func TestDecodeEventRejectsWithAReason(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, value, reason, signatureID string
+		opts                             DecodeOptions
+	}{
+		{"not json", `{"signatureId":`, ReasonInvalidJSON, "", DecodeOptions{}},
+		{"not an object", `["s1"]`, ReasonWrongFieldType, "", DecodeOptions{}},
+		{"empty", ``, ReasonInvalidJSON, "", DecodeOptions{}},
+		{"no signature", `{"type":"COMPLETED"}`, ReasonMissingSignatureID, "", DecodeOptions{}},
+		{"blank signature", `{"signatureId":"  ","type":"COMPLETED"}`, ReasonMissingSignatureID, "", DecodeOptions{}},
+		{"numeric signature", `{"signatureId":42,"type":"COMPLETED"}`, ReasonWrongFieldType, "", DecodeOptions{}},
+		{"control characters", `{"signatureId":"a\u0000b","type":"COMPLETED"}`, ReasonInvalidSignatureID, "", DecodeOptions{}},
+		{"huge signature", `{"signatureId":"` + strings.Repeat("a", 500) + `","type":"COMPLETED"}`, ReasonInvalidSignatureID, "", DecodeOptions{}},
+		{"no type", `{"signatureId":"s1"}`, ReasonMissingType, "s1", DecodeOptions{}},
+		{"wrong userId type keeps the signature", `{"signatureId":"s1","type":"COMPLETED","userId":7}`, ReasonWrongFieldType, "s1", DecodeOptions{}},
+		{"bad time", `{"signatureId":"s1","type":"COMPLETED","occurredAt":"yesterday"}`, ReasonInvalidField, "s1", DecodeOptions{}},
+		{"too large", `{"signatureId":"s1","type":"COMPLETED","pad":"` + strings.Repeat("x", 300) + `"}`, ReasonTooLarge, "", DecodeOptions{MaxBytes: 256}},
+		{"unknown type when strict", `{"signatureId":"s1","type":"STARTED"}`, ReasonUnknownEventType, "s1", DecodeOptions{RejectUnknownTypes: true}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := DecodeEvent([]byte(tc.value), tc.opts)
+			var de *DecodeError
+			require.True(t, errors.As(err, &de), "want a *DecodeError, got %v", err)
+			require.Equal(t, tc.reason, de.Reason, de.Detail)
+			require.Equal(t, tc.signatureID, de.SignatureID)
+			require.Equal(t, FailurePermanent, KindOf(err))
+		})
+	}
+}
+
+func TestDecodeEventKeepsUnknownTypesByDefault(t *testing.T) {
+	t.Parallel()
+	ev, err := DecodeEvent([]byte(`{"signatureId":"s1","type":"SUBMIT_COMPLETED"}`), DecodeOptions{})
+	require.NoError(t, err)
+	require.Equal(t, EventTypeSubmitCompleted, ev.Type)
+}
+
+func FuzzDecodeEvent(f *testing.F) {
+	f.Add([]byte(`{"signatureId":"730baa5ab2e34e53","type":"COMPLETED"}`))
+	f.Add([]byte(`{"signatureId":"s","type":"COMPLETED","userId":"u","occurredAt":"2026-01-02T03:04:05Z","eventId":"e"}`))
+	f.Add([]byte(`{"signatureId":1}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, value []byte) {
+		ev, err := DecodeEvent(value, DecodeOptions{MaxBytes: 4096})
+		if err != nil {
+			var de *DecodeError
+			if !errors.As(err, &de) || de.Reason == "" {
+				t.Fatalf("error is not a *DecodeError with a reason: %v", err)
+			}
+			return
+		}
+		if ev.SignatureID == "" || ev.Type == "" || len(ev.SignatureID) > maxSignatureIDLen {
+			t.Fatalf("accepted an unusable event: %+v", ev)
+		}
+	})
+}

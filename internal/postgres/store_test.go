@@ -1,0 +1,250 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/doppelhq/doppel/internal/duplicate"
+	"github.com/doppelhq/doppel/internal/postgres"
+	"github.com/doppelhq/doppel/internal/testinfra"
+)
+
+type bundle struct {
+	pool  *pgxpool.Pool
+	store *postgres.Store
+	ctx   context.Context
+}
+
+func setup(t *testing.T) bundle {
+	t.Helper()
+	_, pool := testinfra.Database(t)
+	return bundle{pool: pool, store: postgres.NewStore(pool), ctx: context.Background()}
+}
+
+func check(sig, user string, matched ...string) duplicate.Check {
+	outcome := duplicate.OutcomeNoDuplicates
+	if len(matched) > 0 {
+		outcome = duplicate.OutcomeDuplicatesFound
+	}
+	return duplicate.Check{SignatureID: sig, UserID: user, EventType: duplicate.EventTypeCompleted,
+		Outcome: outcome, SimilarUserIDs: matched, MatchedUserIDs: matched, VendorTransactionID: "tx-" + sig,
+		Source: duplicate.Source{Topic: "idv.completed", Partition: 1, Offset: 7}, CheckedAt: time.Now()}
+}
+
+func linkRows(t *testing.T, b bundle) map[string]int {
+	t.Helper()
+	rows, err := b.pool.Query(b.ctx, `SELECT user_id_low || '-' || user_id_high, seen_count FROM duplicate_links`)
+	require.NoError(t, err)
+	out := map[string]int{}
+	var pair string
+	var n int
+	_, err = pgx.ForEachRow(rows, []any{&pair, &n}, func() error { out[pair] = n; return nil })
+	require.NoError(t, err)
+	return out
+}
+
+func TestSaveCheckStoresLinksOncePerPairAndAlertsOnNewOnes(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+
+	saved, err := b.store.SaveCheck(b.ctx, check("s1", "carol", "alice", "bob"))
+	require.NoError(t, err)
+	require.True(t, saved.Stored)
+	require.Equal(t, []string{"alice", "bob"}, saved.NewLinks)
+	require.NotNil(t, saved.Alert)
+
+	// The same check again (a redelivered event) changes nothing.
+	saved, err = b.store.SaveCheck(b.ctx, check("s1", "carol", "alice", "bob"))
+	require.NoError(t, err)
+	require.False(t, saved.Stored)
+	require.Nil(t, saved.Alert)
+
+	// Alice's own check sees carol (known) and dave (new), from the other side of the pair.
+	saved, err = b.store.SaveCheck(b.ctx, check("s2", "alice", "carol", "dave"))
+	require.NoError(t, err)
+	require.Equal(t, []string{"dave"}, saved.NewLinks)
+	require.Equal(t, []string{"carol", "dave"}, saved.Alert.MatchedUserIDs)
+
+	require.Equal(t, map[string]int{"alice-carol": 2, "bob-carol": 1, "alice-dave": 1}, linkRows(t, b))
+
+	var alerts int
+	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT count(*) FROM alerts`).Scan(&alerts))
+	require.Equal(t, 2, alerts)
+
+	outcome, final, err := b.store.FinalOutcome(b.ctx, "s1")
+	require.NoError(t, err)
+	require.True(t, final)
+	require.Equal(t, duplicate.OutcomeDuplicatesFound, outcome)
+	_, final, err = b.store.FinalOutcome(b.ctx, "unknown")
+	require.NoError(t, err)
+	require.False(t, final)
+}
+
+func TestDuplicateAccountsViewHasBothDirections(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	_, err := b.store.SaveCheck(b.ctx, check("s1", "u2", "u1", "u3"))
+	require.NoError(t, err)
+
+	linked := func(user string) []string {
+		rows, err := b.pool.Query(b.ctx,
+			`SELECT duplicate_user_id FROM duplicate_accounts WHERE user_id = $1 ORDER BY 1`, user)
+		require.NoError(t, err)
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		require.NoError(t, err)
+		return ids
+	}
+	require.Equal(t, []string{"u1", "u3"}, linked("u2"))
+	require.Equal(t, []string{"u2"}, linked("u1"))
+	require.Equal(t, []string{"u2"}, linked("u3"))
+}
+
+func TestAFailedCheckIsReplacedButAFinalOneIsNot(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	failed := duplicate.Check{SignatureID: "s1", EventType: "COMPLETED", Outcome: duplicate.OutcomeFailed,
+		FailureReason: "vendor_rejected: PARAMETER_ERROR", CheckedAt: time.Now()}
+	saved, err := b.store.SaveCheck(b.ctx, failed)
+	require.NoError(t, err)
+	require.True(t, saved.Stored)
+	_, final, err := b.store.FinalOutcome(b.ctx, "s1")
+	require.NoError(t, err)
+	require.False(t, final)
+
+	saved, err = b.store.SaveCheck(b.ctx, check("s1", "u1", "u2"))
+	require.NoError(t, err)
+	require.True(t, saved.Stored, "a later success replaces the failure")
+
+	saved, err = b.store.SaveCheck(b.ctx, failed)
+	require.NoError(t, err)
+	require.False(t, saved.Stored, "a failure never replaces a final outcome")
+	var reason *string
+	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT failure_reason FROM idv_checks WHERE signature_id='s1'`).Scan(&reason))
+	require.Nil(t, reason)
+}
+
+func TestConcurrentChecksOnOneRingNeitherDeadlockNorDoubleLinks(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	users := []string{"a", "b", "c", "d", "e", "f"}
+	var wg sync.WaitGroup
+	newLinks := make(chan string, 100)
+	for i, u := range users {
+		others := make([]string, 0, len(users)-1)
+		for _, o := range users {
+			if o != u {
+				others = append(others, o)
+			}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for attempt := 0; ; attempt++ {
+				saved, err := b.store.SaveCheck(b.ctx, check(fmt.Sprintf("s%d", i), u, others...))
+				if err != nil && attempt < 5 {
+					continue // a serialization failure is retried, as the pipeline does
+				}
+				require.NoError(t, err)
+				for _, n := range saved.NewLinks {
+					lo, hi := duplicate.Pair(u, n)
+					newLinks <- lo + "-" + hi
+				}
+				return
+			}
+		}()
+	}
+	wg.Wait()
+	close(newLinks)
+	seen := map[string]int{}
+	for p := range newLinks {
+		seen[p]++
+	}
+	require.Len(t, seen, 15, "6 users make 15 pairs")
+	for p, n := range seen {
+		require.Equal(t, 1, n, "pair %s reported new twice", p)
+	}
+	for p, n := range linkRows(t, b) {
+		require.Equal(t, 2, n, "pair %s seen from both sides", p)
+	}
+}
+
+func TestPublishAlertsMarksOnlyWhatWasPublished(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for i := range 5 {
+		_, err := b.store.SaveCheck(b.ctx, check(fmt.Sprintf("s%d", i), fmt.Sprintf("u%d", i), "shared"))
+		require.NoError(t, err)
+	}
+	// Only s0 links u0-shared first... every check links a new pair: five alerts.
+	backlog, _, err := b.store.OutboxBacklog(b.ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 5, backlog)
+
+	n, err := b.store.PublishAlerts(b.ctx, 3, func(context.Context, []duplicate.Alert) error {
+		return errors.New("broker down")
+	})
+	require.Error(t, err)
+	require.Zero(t, n)
+	backlog, _, err = b.store.OutboxBacklog(b.ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 5, backlog, "a failed publish marks nothing")
+
+	var first []duplicate.Alert
+	n, err = b.store.PublishAlerts(b.ctx, 3, func(_ context.Context, a []duplicate.Alert) error {
+		first = a
+		return nil
+	})
+	require.NoError(t, err)
+	require.Equal(t, 3, n)
+	require.Equal(t, "s0", first[0].SignatureID, "oldest first")
+	require.Equal(t, duplicate.AlertType, first[0].Type)
+	require.Equal(t, []string{"shared"}, first[0].NewMatchedUserIDs)
+
+	n, err = b.store.PublishAlerts(b.ctx, 10, func(_ context.Context, a []duplicate.Alert) error {
+		for _, x := range a {
+			for _, y := range first {
+				require.NotEqual(t, x.AlertID, y.AlertID, "a published alert was claimed again")
+			}
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	require.Equal(t, 2, n)
+	backlog, _, err = b.store.OutboxBacklog(b.ctx)
+	require.NoError(t, err)
+	require.Zero(t, backlog)
+}
+
+func TestMigrateDownAndUpAgain(t *testing.T) {
+	t.Parallel()
+	dbURL, _ := testinfra.Database(t)
+	m, err := postgres.NewMigrator(dbURL)
+	require.NoError(t, err)
+	defer m.Close()
+	v, dirty, ok, err := m.Version()
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.False(t, dirty)
+	require.EqualValues(t, 1, v)
+	require.NoError(t, m.Down())
+	_, _, ok, err = m.Version()
+	require.NoError(t, err)
+	require.False(t, ok)
+	require.NoError(t, m.Up())
+	require.NoError(t, m.Up(), "up with nothing to do is not an error")
+}
+
+func TestRedactURLHidesThePassword(t *testing.T) {
+	t.Parallel()
+	got := postgres.RedactURL("postgres://doppel:hunter2@db:5432/doppel?sslmode=disable")
+	require.NotContains(t, got, "hunter2")
+	require.Contains(t, got, "db:5432")
+}

@@ -1,0 +1,251 @@
+// Package testinfra gives tests the real PostgreSQL and Kafka broker that `make infra-up` starts
+// (addresses from the environment or .local/env): a freshly migrated schema per test, topics with
+// unique names, and an in-process advance-sim. Integration tests never fall back to fakes: without
+// the infrastructure they fail and say how to start it.
+package testinfra
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/segmentio/kafka-go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/doppelhq/doppel/internal/advancesim"
+	"github.com/doppelhq/doppel/internal/postgres"
+	"github.com/doppelhq/doppel/internal/topic"
+)
+
+// Simulator credentials used by every test.
+const (
+	SimAccessKey = "test-access-key"
+	SimSecretKey = "test-secret-key"
+)
+
+var (
+	envOnce sync.Once
+	envVals map[string]string
+)
+
+// Env returns an infrastructure setting: the process environment wins over .local/env.
+func Env(t testing.TB, key string) string {
+	t.Helper()
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	envOnce.Do(func() { envVals = readEnvFile() })
+	v := envVals[key]
+	if v == "" {
+		t.Fatalf("%s is not set and .local/env does not define it: start the infrastructure with `make infra-up`", key)
+	}
+	return v
+}
+
+// RepoRoot returns the repository root (the folder holding go.mod).
+func RepoRoot() string {
+	dir, _ := os.Getwd()
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return ""
+		}
+		dir = parent
+	}
+}
+
+func readEnvFile() map[string]string {
+	vals := map[string]string{}
+	f, err := os.Open(filepath.Join(RepoRoot(), ".local", "env"))
+	if err != nil {
+		return vals
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if k, v, ok := strings.Cut(line, "="); ok {
+			vals[k] = v
+		}
+	}
+	return vals
+}
+
+// UniqueName returns prefix plus a random suffix, safe for topics, groups and schemas.
+func UniqueName(prefix string) string {
+	b := make([]byte, 5)
+	_, _ = rand.Read(b)
+	return prefix + "_" + hex.EncodeToString(b)
+}
+
+var unsafeChars = regexp.MustCompile(`[^a-z0-9_]+`)
+
+// Database creates a schema of its own for the test, migrates it, and returns a URL whose
+// search_path points at it, plus a pool on it. The schema is dropped when the test ends.
+func Database(t testing.TB) (string, *pgxpool.Pool) {
+	t.Helper()
+	base := Env(t, "DOPPEL_DATABASE_URL")
+	name := UniqueName("t_" + truncate(unsafeChars.ReplaceAllString(strings.ToLower(t.Name()), "_"), 30))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	admin, err := pgxpool.New(ctx, base)
+	require.NoError(t, err)
+	defer admin.Close()
+	_, err = admin.Exec(ctx, "CREATE SCHEMA "+name)
+	require.NoError(t, err, "create test schema (is PostgreSQL up? `make infra-up`)")
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if admin, err := pgxpool.New(ctx, base); err == nil {
+			_, _ = admin.Exec(ctx, "DROP SCHEMA IF EXISTS "+name+" CASCADE")
+			admin.Close()
+		}
+	})
+
+	u, err := url.Parse(base)
+	require.NoError(t, err)
+	q := u.Query()
+	q.Set("search_path", name)
+	u.RawQuery = q.Encode()
+	dbURL := u.String()
+	require.NoError(t, postgres.MigrateUp(dbURL))
+
+	pool, err := postgres.Connect(ctx, dbURL, 10)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	return dbURL, pool
+}
+
+// Brokers returns the broker addresses.
+func Brokers(t testing.TB) []string {
+	t.Helper()
+	return strings.Split(Env(t, "DOPPEL_KAFKA_BROKERS"), ",")
+}
+
+// Topics creates topics with unique names (prefix_<random>) and the given partitions, and returns
+// their names in order.
+func Topics(t testing.TB, partitions int, prefixes ...string) []string {
+	t.Helper()
+	names := make([]string, len(prefixes))
+	specs := make([]topic.Spec, len(prefixes))
+	for i, p := range prefixes {
+		names[i] = UniqueName(p)
+		specs[i] = topic.Spec{Name: names[i], Partitions: partitions, ReplicationFactor: 1}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	require.NoError(t, topic.Ensure(ctx, Brokers(t), specs...), "create topics (is Kafka up? `make infra-up`)")
+	return names
+}
+
+// Produce writes messages to a topic and waits for the broker's acknowledgement.
+func Produce(t testing.TB, topicName string, msgs ...kafka.Message) {
+	t.Helper()
+	w := &kafka.Writer{Addr: kafka.TCP(Brokers(t)...), Topic: topicName, Balancer: &kafka.Murmur2Balancer{},
+		RequiredAcks: kafka.RequireAll, BatchTimeout: 2 * time.Millisecond, BatchSize: 1000}
+	defer w.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	require.NoError(t, w.WriteMessages(ctx, msgs...))
+}
+
+// ReadAll reads a topic from its beginning (all partitions, no consumer group) until want messages
+// have arrived or timeout passes, and returns what it read.
+func ReadAll(t testing.TB, topicName string, want int, timeout time.Duration) []kafka.Message {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	conn, err := kafka.DialContext(ctx, "tcp", Brokers(t)[0])
+	require.NoError(t, err)
+	parts, err := conn.ReadPartitions(topicName)
+	conn.Close()
+	require.NoError(t, err)
+
+	var (
+		mu  sync.Mutex
+		out []kafka.Message
+		wg  sync.WaitGroup
+	)
+	readCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	for _, p := range parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := kafka.NewReader(kafka.ReaderConfig{Brokers: Brokers(t), Topic: topicName, Partition: p.ID,
+				MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 100 * time.Millisecond})
+			defer r.Close()
+			for {
+				m, err := r.ReadMessage(readCtx)
+				if err != nil {
+					return
+				}
+				mu.Lock()
+				out = append(out, m)
+				if len(out) >= want {
+					stop()
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// Sim starts an in-process advance-sim with the test credentials and returns it with its base URL.
+func Sim(t testing.TB, cfg advancesim.Config) (*advancesim.Sim, string) {
+	t.Helper()
+	cfg.AccessKey, cfg.SecretKey = SimAccessKey, SimSecretKey
+	sim := advancesim.New(cfg)
+	srv := httptest.NewServer(sim.Handler())
+	t.Cleanup(srv.Close)
+	return sim, srv.URL
+}
+
+// AddSession registers a verification in the simulator and returns its signatureId.
+func AddSession(t testing.TB, sim *advancesim.Sim, userID, face, overallResult string) string {
+	t.Helper()
+	sig, err := sim.AddSession(advancesim.Session{UserID: userID, Face: face, OverallResult: overallResult})
+	require.NoError(t, err)
+	return sig
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// Eventually polls cond every 50 ms until it returns true or timeout passes, then fails with msg.
+func Eventually(t testing.TB, timeout time.Duration, cond func() bool, msg string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %s: %s", timeout, fmt.Sprintf(msg, args...))
+}
