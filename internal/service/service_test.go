@@ -1,0 +1,283 @@
+package service_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/segmentio/kafka-go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/doppelhq/doppel/internal/advancesim"
+	"github.com/doppelhq/doppel/internal/config"
+	"github.com/doppelhq/doppel/internal/consumer"
+	"github.com/doppelhq/doppel/internal/duplicate"
+	"github.com/doppelhq/doppel/internal/service"
+	"github.com/doppelhq/doppel/internal/testinfra"
+)
+
+// fixture is one isolated Doppel: its own schema, topics, consumer group and simulator.
+type fixture struct {
+	cfg  config.Config
+	pool *pgxpool.Pool
+	sim  *advancesim.Sim
+}
+
+func setup(t *testing.T, simCfg advancesim.Config) *fixture {
+	t.Helper()
+	dbURL, pool := testinfra.Database(t)
+	sim, simURL := testinfra.Sim(t, simCfg)
+	cfg := config.Default()
+	cfg.DatabaseURL = dbURL
+	cfg.KafkaBrokers = testinfra.Brokers(t)
+	cfg.KafkaGroupID = testinfra.UniqueName("doppel")
+	// Created here, with leaders elected, so the test can produce before the service is up.
+	topics := testinfra.Topics(t, 3, "idv.completed", "doppel.alerts", "idv.completed.dlq")
+	cfg.TopicEvents, cfg.TopicAlerts, cfg.TopicDLQ = topics[0], topics[1], topics[2]
+	cfg.TopicPartitions = 3
+	cfg.AdvanceBaseURL = simURL
+	cfg.AdvanceAccessKey = testinfra.SimAccessKey
+	cfg.AdvanceSecretKey = testinfra.SimSecretKey
+	cfg.AdvanceQPS = 0
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.CommitInterval = 50 * time.Millisecond
+	cfg.RetryInitialInterval = 20 * time.Millisecond
+	cfg.RetryMaxInterval = 200 * time.Millisecond
+	cfg.RelayInterval = 100 * time.Millisecond
+	cfg.ShutdownTimeout = 10 * time.Second
+	require.NoError(t, cfg.Validate())
+	return &fixture{cfg: cfg, pool: pool, sim: sim}
+}
+
+// start runs the real service until the returned stop function is called; stop fails the test if
+// the service returned an error.
+func (f *fixture) start(t *testing.T) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	go func() { done <- service.Run(ctx, f.cfg, log) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(30 * time.Second):
+			t.Fatal("service did not stop within 30s")
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func event(sig, typ, userID string) kafka.Message {
+	body := map[string]string{"signatureId": sig, "type": typ}
+	if userID != "" {
+		body["userId"] = userID
+	}
+	b, _ := json.Marshal(body)
+	return kafka.Message{Key: []byte(sig), Value: b}
+}
+
+func (f *fixture) countChecks(t *testing.T) int {
+	var n int
+	require.NoError(t, f.pool.QueryRow(context.Background(), `SELECT count(*) FROM idv_checks`).Scan(&n))
+	return n
+}
+
+func (f *fixture) waitForChecks(t *testing.T, want int, timeout time.Duration) {
+	t.Helper()
+	testinfra.Eventually(t, timeout, func() bool { return f.countChecks(t) >= want },
+		"%d checks stored", want)
+	require.Equal(t, want, f.countChecks(t))
+}
+
+func (f *fixture) links(t *testing.T) []string {
+	rows, err := f.pool.Query(context.Background(),
+		`SELECT user_id_low || '~' || user_id_high FROM duplicate_links ORDER BY 1`)
+	require.NoError(t, err)
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	return out
+}
+
+func (f *fixture) outcomes(t *testing.T) map[string]string {
+	rows, err := f.pool.Query(context.Background(), `SELECT signature_id, outcome FROM idv_checks`)
+	require.NoError(t, err)
+	out := map[string]string{}
+	var sig, outcome string
+	_, err = pgx.ForEachRow(rows, []any{&sig, &outcome}, func() error { out[sig] = outcome; return nil })
+	require.NoError(t, err)
+	return out
+}
+
+func header(m kafka.Message, key string) string {
+	for _, h := range m.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+func TestPipelineFindsRingsStoresLinksAndPublishesAlerts(t *testing.T) {
+	t.Parallel()
+	f := setup(t, advancesim.Config{})
+	sim := f.sim
+	// A ring of three sharing face F1, a pair on F2, a loner, a failed verification on F1, and a
+	// user who verified twice with the same face (their own id must not become a link).
+	a := testinfra.AddSession(t, sim, "alice", "F1", "PASS")
+	b := testinfra.AddSession(t, sim, "bob", "F1", "PASS")
+	c := testinfra.AddSession(t, sim, "carol", "F1", "PASS")
+	d := testinfra.AddSession(t, sim, "dave", "F2", "PASS")
+	e := testinfra.AddSession(t, sim, "erin", "F2", "PASS")
+	lone := testinfra.AddSession(t, sim, "frank", "F3", "PASS")
+	failed := testinfra.AddSession(t, sim, "mallory", "F1", "FAIL")
+	again1 := testinfra.AddSession(t, sim, "grace", "F4", "PASS")
+	again2 := testinfra.AddSession(t, sim, "grace", "F4", "PASS")
+
+	stop := f.start(t)
+	defer stop()
+	testinfra.Produce(t, f.cfg.TopicEvents,
+		event(a, "COMPLETED", "alice"),
+		event(b, "COMPLETED", ""), // thin callback body: get-result supplies bob's id
+		event(c, "COMPLETED", "carol"),
+		event(d, "COMPLETED", "dave"),
+		event(e, "COMPLETED", "erin"),
+		event(lone, "COMPLETED", "frank"),
+		event(failed, "COMPLETED", ""), // get-result says FAIL: no search
+		event(again1, "COMPLETED", "grace"),
+		event(again2, "SUBMIT_COMPLETED", "grace"),
+		kafka.Message{Key: []byte("junk"), Value: []byte(`{"signatureId": "x"`)},
+		kafka.Message{Key: []byte("nosig"), Value: []byte(`{"type":"COMPLETED"}`), Headers: []kafka.Header{{Key: "trace", Value: []byte("t-1")}}},
+	)
+	f.waitForChecks(t, 9, 60*time.Second)
+
+	require.Equal(t, map[string]string{
+		a: "duplicates_found", b: "duplicates_found", c: "duplicates_found",
+		d: "duplicates_found", e: "duplicates_found", lone: "no_duplicates",
+		failed: "not_passed", again1: "no_duplicates", again2: "skipped",
+	}, f.outcomes(t))
+	require.Equal(t, []string{"alice~bob", "alice~carol", "bob~carol", "dave~erin"}, f.links(t))
+
+	stats := sim.Stats()
+	for sig, n := range stats.FaceSearchBySignature {
+		require.EqualValues(t, 1, n, "signature %s searched %d times", sig, n)
+	}
+	require.Zero(t, stats.FaceSearchBySignature[failed], "a FAIL verification is never searched")
+	require.Zero(t, stats.FaceSearchBySignature[again2], "SUBMIT_COMPLETED is never searched")
+
+	// Every alert in the outbox reaches the topic; each new pair is announced exactly once.
+	var stored int
+	require.NoError(t, f.pool.QueryRow(context.Background(), `SELECT count(*) FROM alerts`).Scan(&stored))
+	msgs := testinfra.ReadAll(t, f.cfg.TopicAlerts, stored, 30*time.Second)
+	require.Len(t, msgs, stored)
+	announced := map[string]int{}
+	for _, m := range msgs {
+		var al duplicate.Alert
+		require.NoError(t, json.Unmarshal(m.Value, &al))
+		require.Equal(t, "duplicate_face", al.Type)
+		require.Equal(t, 1, al.Version)
+		require.NotEmpty(t, al.AlertID)
+		require.NotEmpty(t, al.VendorTransactionID)
+		require.Equal(t, al.UserID, string(m.Key), "alerts are keyed by userId")
+		require.Subset(t, al.MatchedUserIDs, al.NewMatchedUserIDs)
+		require.NotContains(t, al.MatchedUserIDs, al.UserID)
+		for _, other := range al.NewMatchedUserIDs {
+			lo, hi := duplicate.Pair(al.UserID, other)
+			announced[lo+"~"+hi]++
+		}
+	}
+	require.Equal(t, map[string]int{"alice~bob": 1, "alice~carol": 1, "bob~carol": 1, "dave~erin": 1}, announced)
+	testinfra.Eventually(t, 10*time.Second, func() bool {
+		var pending int
+		_ = f.pool.QueryRow(context.Background(), `SELECT count(*) FROM alerts WHERE published_at IS NULL`).Scan(&pending)
+		return pending == 0
+	}, "every alert marked published")
+
+	// The two unusable messages are dead-lettered with their bytes, headers and reason.
+	dead := testinfra.ReadAll(t, f.cfg.TopicDLQ, 2, 30*time.Second)
+	require.Len(t, dead, 2)
+	reasons := map[string]kafka.Message{}
+	for _, m := range dead {
+		reasons[header(m, consumer.HeaderReason)] = m
+		require.Equal(t, f.cfg.TopicEvents, header(m, consumer.HeaderSourceTopic))
+		require.NotEmpty(t, header(m, consumer.HeaderSourceOffset))
+	}
+	require.Contains(t, reasons, duplicate.ReasonInvalidJSON)
+	require.Contains(t, reasons, duplicate.ReasonMissingSignatureID)
+	require.Equal(t, `{"signatureId": "x"`, string(reasons[duplicate.ReasonInvalidJSON].Value))
+	require.Equal(t, "t-1", header(reasons[duplicate.ReasonMissingSignatureID], "trace"))
+}
+
+func TestTheSameEventTwiceIsStoredAndBilledOnce(t *testing.T) {
+	t.Parallel()
+	f := setup(t, advancesim.Config{})
+	x := testinfra.AddSession(t, f.sim, "xavier", "F9", "PASS")
+	y := testinfra.AddSession(t, f.sim, "yolanda", "F9", "PASS")
+	stop := f.start(t)
+	defer stop()
+
+	testinfra.Produce(t, f.cfg.TopicEvents, event(x, "COMPLETED", "xavier"), event(x, "COMPLETED", "xavier"))
+	f.waitForChecks(t, 1, 60*time.Second)
+	// And once more after the first is surely stored, as a vendor callback retry would.
+	testinfra.Produce(t, f.cfg.TopicEvents, event(x, "COMPLETED", "xavier"), event(y, "COMPLETED", "yolanda"))
+	f.waitForChecks(t, 2, 60*time.Second)
+	time.Sleep(500 * time.Millisecond) // let any wrongly repeated search show up
+
+	require.EqualValues(t, 1, f.sim.Stats().FaceSearchBySignature[x])
+	require.Equal(t, []string{"xavier~yolanda"}, f.links(t))
+	var seen int
+	require.NoError(t, f.pool.QueryRow(context.Background(), `SELECT seen_count FROM duplicate_links`).Scan(&seen))
+	require.Equal(t, 2, seen, "seen once from each side, never from a redelivery")
+	var alerts int
+	require.NoError(t, f.pool.QueryRow(context.Background(), `SELECT count(*) FROM alerts`).Scan(&alerts))
+	require.Equal(t, 1, alerts)
+}
+
+func TestAConsumerStoppedMidStreamLosesNothing(t *testing.T) {
+	t.Parallel()
+	f := setup(t, advancesim.Config{Latency: 5 * time.Millisecond})
+	f.cfg.Workers = 4
+	const users = 300
+	msgs := make([]kafka.Message, 0, users)
+	sigs := make([]string, 0, users)
+	for i := range users {
+		user := fmt.Sprintf("user-%03d", i)
+		sig := testinfra.AddSession(t, f.sim, user, fmt.Sprintf("face-%d", i/3), "PASS") // rings of three
+		sigs = append(sigs, sig)
+		msgs = append(msgs, event(sig, "COMPLETED", user))
+	}
+
+	stop := f.start(t)
+	testinfra.Produce(t, f.cfg.TopicEvents, msgs...)
+	testinfra.Eventually(t, 60*time.Second, func() bool { return f.countChecks(t) >= 60 }, "a first part stored")
+	stop()
+	partial := f.countChecks(t)
+	require.Less(t, partial, users, "the test must stop the consumer mid-stream")
+
+	stop = f.start(t)
+	defer stop()
+	f.waitForChecks(t, users, 90*time.Second)
+
+	stats := f.sim.Stats()
+	for _, sig := range sigs {
+		require.EqualValues(t, 1, stats.FaceSearchBySignature[sig], "signature %s", sig)
+	}
+	links := f.links(t)
+	require.Len(t, links, users, "each ring of three has three links")
+	sort.Strings(links)
+	require.Equal(t, "user-000~user-001", links[0])
+}
