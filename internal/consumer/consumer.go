@@ -186,6 +186,7 @@ func New(cfg Config, handler Handler) (*Consumer, error) {
 			RequiredAcks: kafka.RequireAll,
 			BatchTimeout: 5 * time.Millisecond, // kafka-go's 1 s default would stall each dead letter
 			WriteTimeout: 10 * time.Second,
+			Transport:    &kafka.Transport{}, // own metadata cache, see topic.Ensure
 		},
 	}, nil
 }

@@ -67,6 +67,7 @@ func New(cfg Config, outbox Outbox) *Relay {
 			BatchSize:    cfg.BatchSize,
 			BatchTimeout: 2 * time.Millisecond, // kafka-go's 1 s default would delay every alert
 			WriteTimeout: 10 * time.Second,
+			Transport:    &kafka.Transport{}, // own metadata cache, see topic.Ensure
 		},
 	}
 }

@@ -21,7 +21,11 @@ type Spec struct {
 // Ensure creates every missing topic and waits until each has a leader for all its partitions. An
 // existing topic is left as it is (its partition count is not changed).
 func Ensure(ctx context.Context, brokers []string, specs ...Spec) error {
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 15 * time.Second}
+	// A transport of its own: kafka-go's shared default transport caches metadata, and a cached
+	// "no such topic" from before the creation would make the service's writers fail for seconds.
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 15 * time.Second, Transport: transport}
 	req := &kafka.CreateTopicsRequest{}
 	for _, s := range specs {
 		req.Topics = append(req.Topics, kafka.TopicConfig{

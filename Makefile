@@ -1,0 +1,48 @@
+# Doppel's developer commands. `make demo` and `make test` do all the set-up on a fresh machine:
+# they build, start the throwaway PostgreSQL and Kafka (scripts/infra.sh), and stop what they started.
+SHELL := /bin/bash
+GO    ?= go
+BIN   := bin
+
+.PHONY: help build test test-go fuzz demo bench soak lint fmt infra-up infra-down infra-status clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
+
+build: ## build bin/doppel, bin/advance-sim and bin/doppel-demo
+	$(GO) build -o $(BIN)/doppel ./cmd/doppel
+	$(GO) build -o $(BIN)/advance-sim ./cmd/advance-sim
+	$(GO) build -o $(BIN)/doppel-demo ./cmd/doppel-demo
+
+test: ## start the infrastructure if needed, run every test (and a short fuzz), stop what was started
+	bash scripts/with-infra.sh $(MAKE) --no-print-directory test-go fuzz
+
+test-go: ## run the Go tests against the running infrastructure (make infra-up first)
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 10m ./...
+
+fuzz: ## a short run of each fuzz target (seed corpora are in testdata/fuzz)
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEvent$$' -fuzztime 10s ./internal/duplicate
+	$(GO) test -run '^$$' -fuzz '^FuzzParseEnvelope$$' -fuzztime 10s ./internal/advance
+
+demo: build ## run the pipeline end to end and print the rings and alerts it found
+	bash scripts/with-infra.sh $(BIN)/doppel-demo
+
+lint: ## go vet and staticcheck
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 ./...
+
+fmt: ## gofmt every Go file
+	gofmt -w $$(git ls-files '*.go')
+
+infra-up: ## start PostgreSQL and Kafka (idempotent) and write .local/env
+	bash scripts/infra.sh up
+
+infra-down: ## stop PostgreSQL and Kafka and remove their data
+	bash scripts/infra.sh down
+
+infra-status: ## say whether PostgreSQL and Kafka are up
+	bash scripts/infra.sh status
+
+clean: infra-down ## stop the infrastructure and remove build output
+	rm -rf $(BIN)

@@ -1,0 +1,458 @@
+// Command doppel-demo shows Doppel working end to end on the local infrastructure: it starts
+// advance-sim and `doppel serve` as real processes, seeds the simulator with a small population
+// (rings of 2, 3 and 4 accounts sharing a face, a failed verification, a returning customer),
+// publishes their "IDV completed" events to Kafka, and prints the rings found in PostgreSQL and the
+// alerts read back from the alert topic. `make demo` runs it.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/doppelhq/doppel/internal/duplicate"
+)
+
+const (
+	topicEvents = "idv.completed"
+	topicAlerts = "doppel.alerts"
+	topicDLQ    = "idv.completed.dlq"
+	demoDB      = "doppel_demo"
+	accessKey   = "demo-access-key"
+	secretKey   = "demo-secret-key"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "doppel-demo:", err)
+		os.Exit(1)
+	}
+}
+
+// person is one verification in the seeded population.
+type person struct {
+	UserID, Face, Result string
+	// Thin events carry only the vendor's callback body; get-result supplies the userId.
+	Thin bool
+	sig  string
+}
+
+func population() []person {
+	people := []person{
+		// A ring of four: one face, four accounts.
+		{UserID: "cust-1004", Face: "face-ring4"}, {UserID: "cust-1011", Face: "face-ring4", Thin: true},
+		{UserID: "cust-1019", Face: "face-ring4"}, {UserID: "cust-1027", Face: "face-ring4"},
+		// A ring of three, plus a failed verification with the same face (never searched).
+		{UserID: "cust-1006", Face: "face-ring3"}, {UserID: "cust-1015", Face: "face-ring3", Thin: true},
+		{UserID: "cust-1033", Face: "face-ring3"}, {UserID: "cust-1040", Face: "face-ring3", Result: "FAIL", Thin: true},
+		// A ring of two.
+		{UserID: "cust-1002", Face: "face-ring2"}, {UserID: "cust-1038", Face: "face-ring2"},
+		// A returning customer: the same account verifying twice is not a duplicate.
+		{UserID: "cust-1009", Face: "face-returning"}, {UserID: "cust-1009", Face: "face-returning"},
+	}
+	for i := range 26 {
+		id := fmt.Sprintf("cust-%d", 1100+i)
+		people = append(people, person{UserID: id, Face: "face-" + id, Thin: i%3 == 0})
+	}
+	for i := range people {
+		if people[i].Result == "" {
+			people[i].Result = "PASS"
+		}
+	}
+	return people
+}
+
+func run(ctx context.Context, getenv func(string) string, out io.Writer) error {
+	baseDB, brokers := getenv("DOPPEL_DATABASE_URL"), getenv("DOPPEL_KAFKA_BROKERS")
+	if baseDB == "" || brokers == "" {
+		return errors.New("DOPPEL_DATABASE_URL and DOPPEL_KAFKA_BROKERS must be set (make demo sources .local/env)")
+	}
+	root, _ := os.Getwd()
+	logDir := filepath.Join(root, ".local", "demo")
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return err
+	}
+
+	fmt.Fprintln(out, "== Preparing a fresh demo database and topics")
+	dbURL, err := freshDatabase(ctx, baseDB)
+	if err != nil {
+		return err
+	}
+	if err := deleteTopics(ctx, brokers, topicEvents, topicAlerts, topicDLQ); err != nil {
+		return err
+	}
+
+	simAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	simURL := "http://" + simAddr
+	sim, err := startProcess(ctx, filepath.Join(logDir, "advance-sim.log"), filepath.Join(root, "bin", "advance-sim"), nil,
+		"ADVANCE_SIM_ADDR="+simAddr, "ADVANCE_SIM_ACCESS_KEY="+accessKey, "ADVANCE_SIM_SECRET_KEY="+secretKey,
+		"ADVANCE_SIM_LATENCY=40ms")
+	if err != nil {
+		return err
+	}
+	defer sim.stop()
+	if err := waitHTTP(ctx, simURL+"/healthz", 15*time.Second); err != nil {
+		return fmt.Errorf("advance-sim did not start (see %s): %w", sim.logPath, err)
+	}
+	fmt.Fprintf(out, "== advance-sim (the vendor simulator) listens on %s, 40 ms per call\n", simURL)
+
+	people := population()
+	if err := seed(ctx, simURL, people); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "== Seeded %d verifications: rings of 4, 3 and 2 accounts, 1 failed verification, 1 returning customer\n", len(people))
+
+	httpAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	doppel, err := startProcess(ctx, filepath.Join(logDir, "doppel.log"), filepath.Join(root, "bin", "doppel"), []string{"serve"},
+		"DOPPEL_DATABASE_URL="+dbURL, "DOPPEL_KAFKA_BROKERS="+brokers, "DOPPEL_KAFKA_GROUP_ID=doppel-demo",
+		"DOPPEL_TOPIC_EVENTS="+topicEvents, "DOPPEL_TOPIC_ALERTS="+topicAlerts, "DOPPEL_TOPIC_DLQ="+topicDLQ,
+		"DOPPEL_ADVANCE_BASE_URL="+simURL, "DOPPEL_ADVANCE_ACCESS_KEY="+accessKey,
+		"DOPPEL_ADVANCE_SECRET_KEY="+secretKey, "DOPPEL_HTTP_ADDR="+httpAddr, "DOPPEL_LOG_LEVEL=info")
+	if err != nil {
+		return err
+	}
+	defer doppel.stop()
+	if err := waitHTTP(ctx, "http://"+httpAddr+"/readyz", 60*time.Second); err != nil {
+		return fmt.Errorf("doppel serve did not become ready (see %s): %w", doppel.logPath, err)
+	}
+	fmt.Fprintf(out, "== doppel serve is ready on http://%s (logs: %s)\n", httpAddr, doppel.logPath)
+
+	started := time.Now()
+	if err := publish(ctx, brokers, people); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "== Published %d \"IDV completed\" events to %s\n", len(people), topicEvents)
+
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if err := waitStored(ctx, conn, len(people), 60*time.Second); err != nil {
+		return fmt.Errorf("%w (see %s)", err, doppel.logPath)
+	}
+	fmt.Fprintf(out, "== All events processed in %s\n\n", time.Since(started).Round(10*time.Millisecond))
+
+	if err := printOutcomes(ctx, conn, out); err != nil {
+		return err
+	}
+	if err := printRings(ctx, conn, out); err != nil {
+		return err
+	}
+	var alertCount int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM alerts`).Scan(&alertCount); err != nil {
+		return err
+	}
+	return printAlerts(ctx, brokers, alertCount, out)
+}
+
+func freshDatabase(ctx context.Context, baseURL string) (string, error) {
+	conn, err := pgx.Connect(ctx, baseURL)
+	if err != nil {
+		return "", fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+demoDB+" WITH (FORCE)"); err != nil {
+		return "", err
+	}
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+demoDB); err != nil {
+		return "", err
+	}
+	u, err := url.Parse(baseURL)
+	if err != nil {
+		return "", err
+	}
+	u.Path = "/" + demoDB
+	return u.String(), nil
+}
+
+// deleteTopics removes the demo's topics so that a second run starts from nothing; doppel serve
+// creates them again.
+func deleteTopics(ctx context.Context, brokers string, names ...string) error {
+	// Its own transport, so the deleted topics' metadata is not cached for the writer below.
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(strings.Split(brokers, ",")...), Timeout: 15 * time.Second, Transport: transport}
+	if _, err := client.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: names}); err != nil {
+		return fmt.Errorf("delete demo topics: %w", err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: names})
+		if err == nil {
+			gone := true
+			for _, t := range meta.Topics {
+				if t.Error == nil {
+					gone = false
+				}
+			}
+			if gone {
+				return nil
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return errors.New("demo topics were not deleted within 30s")
+}
+
+type process struct {
+	cmd     *exec.Cmd
+	logPath string
+	done    chan struct{}
+}
+
+func startProcess(ctx context.Context, logPath, bin string, args []string, env ...string) (*process, error) {
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("start %s (run `make build` first): %w", bin, err)
+	}
+	p := &process{cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		logFile.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// stop sends SIGTERM (a graceful shutdown) and waits, then kills after a bound.
+func (p *process) stop() {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+func waitHTTP(ctx context.Context, u string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	var last error
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(u)
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = fmt.Errorf("%s answered %d: %s", u, resp.StatusCode, body)
+		} else {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return last
+}
+
+func seed(ctx context.Context, simURL string, people []person) error {
+	type session struct {
+		UserID        string `json:"userId"`
+		Face          string `json:"face"`
+		OverallResult string `json:"overallResult"`
+	}
+	sessions := make([]session, len(people))
+	for i, p := range people {
+		sessions[i] = session{UserID: p.UserID, Face: p.Face, OverallResult: p.Result}
+	}
+	body, _ := json.Marshal(sessions)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, simURL+"/sim/sessions/batch", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("seed advance-sim: %w", err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		SignatureIDs []string `json:"signatureIds"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || len(out.SignatureIDs) != len(people) {
+		return fmt.Errorf("seed advance-sim: status %d, %d ids, %v", resp.StatusCode, len(out.SignatureIDs), err)
+	}
+	for i := range people {
+		people[i].sig = out.SignatureIDs[i]
+	}
+	return nil
+}
+
+func publish(ctx context.Context, brokers string, people []person) error {
+	w := &kafka.Writer{Addr: kafka.TCP(strings.Split(brokers, ",")...), Topic: topicEvents,
+		Balancer: &kafka.Murmur2Balancer{}, RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond,
+		Transport: &kafka.Transport{}}
+	defer w.Close()
+	msgs := make([]kafka.Message, len(people))
+	for i, p := range people {
+		ev := duplicate.Event{SignatureID: p.sig, Type: duplicate.EventTypeCompleted}
+		if !p.Thin {
+			now := time.Now().UTC()
+			ev.UserID, ev.OccurredAt, ev.EventID = p.UserID, &now, fmt.Sprintf("demo-%03d", i)
+		}
+		value, _ := json.Marshal(ev)
+		msgs[i] = kafka.Message{Key: []byte(p.sig), Value: value}
+	}
+	return w.WriteMessages(ctx, msgs...)
+}
+
+// waitStored waits until every event has a stored outcome and every alert is published.
+func waitStored(ctx context.Context, conn *pgx.Conn, events int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		var checks, pending int
+		err := conn.QueryRow(ctx, `SELECT (SELECT count(*) FROM idv_checks),
+			(SELECT count(*) FROM alerts WHERE published_at IS NULL)`).Scan(&checks, &pending)
+		if err == nil && checks >= events && pending == 0 {
+			return nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return errors.New("not every event was processed within the time allowed")
+}
+
+func printOutcomes(ctx context.Context, conn *pgx.Conn, out io.Writer) error {
+	rows, err := conn.Query(ctx, `SELECT outcome, count(*) FROM idv_checks GROUP BY 1 ORDER BY 1`)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "Outcomes stored in idv_checks:")
+	var outcome string
+	var n int
+	_, err = pgx.ForEachRow(rows, []any{&outcome, &n}, func() error {
+		fmt.Fprintf(out, "  %-17s %d\n", outcome, n)
+		return nil
+	})
+	fmt.Fprintln(out)
+	return err
+}
+
+// printRings groups duplicate_links into connected components: each is a ring of accounts that
+// share a face.
+func printRings(ctx context.Context, conn *pgx.Conn, out io.Writer) error {
+	type link struct{ low, high, sig string }
+	rows, err := conn.Query(ctx, `SELECT user_id_low, user_id_high, first_signature_id FROM duplicate_links ORDER BY 1, 2`)
+	if err != nil {
+		return err
+	}
+	links, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (link, error) {
+		var l link
+		return l, r.Scan(&l.low, &l.high, &l.sig)
+	})
+	if err != nil {
+		return err
+	}
+	parent := map[string]string{}
+	var find func(string) string
+	find = func(x string) string {
+		if parent[x] == "" || parent[x] == x {
+			parent[x] = x
+			return x
+		}
+		parent[x] = find(parent[x])
+		return parent[x]
+	}
+	for _, l := range links {
+		parent[find(l.low)] = find(l.high)
+	}
+	rings := map[string][]string{}
+	for user := range parent {
+		rings[find(user)] = append(rings[find(user)], user)
+	}
+	var list [][]string
+	for _, members := range rings {
+		sort.Strings(members)
+		list = append(list, members)
+	}
+	sort.Slice(list, func(i, j int) bool {
+		if len(list[i]) != len(list[j]) {
+			return len(list[i]) > len(list[j])
+		}
+		return list[i][0] < list[j][0]
+	})
+	fmt.Fprintf(out, "Duplicate-account rings found (%d links in duplicate_links):\n", len(links))
+	for i, members := range list {
+		fmt.Fprintf(out, "  ring %d: %d accounts share one face: %s\n", i+1, len(members), strings.Join(members, ", "))
+		for _, l := range links {
+			if slices.Contains(members, l.low) {
+				fmt.Fprintf(out, "      %s <-> %s   (first seen by signature %s)\n", l.low, l.high, l.sig)
+			}
+		}
+	}
+	fmt.Fprintln(out)
+	return nil
+}
+
+func printAlerts(ctx context.Context, brokers string, want int, out io.Writer) error {
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: strings.Split(brokers, ","), GroupID: fmt.Sprintf("demo-reader-%d", time.Now().UnixNano()),
+		Topic: topicAlerts, StartOffset: kafka.FirstOffset, MaxWait: 200 * time.Millisecond})
+	defer r.Close()
+	readCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	fmt.Fprintf(out, "Alerts read back from the %s topic (%d expected):\n", topicAlerts, want)
+	var first []byte
+	for i := 0; i < want; i++ {
+		m, err := r.ReadMessage(readCtx)
+		if err != nil {
+			return fmt.Errorf("read alert %d of %d: %w", i+1, want, err)
+		}
+		if first == nil {
+			first = m.Value
+		}
+		var a duplicate.Alert
+		if err := json.Unmarshal(m.Value, &a); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "  alert %s  user %-9s matched %-32s new %s\n", a.AlertID[:8], a.UserID,
+			"["+strings.Join(a.MatchedUserIDs, ",")+"]", "["+strings.Join(a.NewMatchedUserIDs, ",")+"]")
+	}
+	var pretty bytes.Buffer
+	if first != nil && json.Indent(&pretty, first, "  ", "  ") == nil {
+		fmt.Fprintf(out, "\nThe first alert as subscribers receive it:\n  %s\n", pretty.String())
+	}
+	return nil
+}
