@@ -36,6 +36,8 @@ type Config struct {
 	AdvanceSecretKey string        `yaml:"advance_secret_key" env:"DOPPEL_ADVANCE_SECRET_KEY" secret:"true"`
 	AdvanceTimeout   time.Duration `yaml:"advance_timeout" env:"DOPPEL_ADVANCE_TIMEOUT"`
 	AdvanceQPS       float64       `yaml:"advance_qps" env:"DOPPEL_ADVANCE_QPS"`
+	BreakerFailures  int           `yaml:"breaker_failures" env:"DOPPEL_BREAKER_FAILURES"`
+	BreakerOpenFor   time.Duration `yaml:"breaker_open_for" env:"DOPPEL_BREAKER_OPEN_FOR"`
 
 	Workers            int           `yaml:"workers" env:"DOPPEL_WORKERS"`
 	MaxEventBytes      int           `yaml:"max_event_bytes" env:"DOPPEL_MAX_EVENT_BYTES"`
@@ -70,6 +72,8 @@ func Default() Config {
 		CreateTopics:         true,
 		AdvanceTimeout:       10 * time.Second,
 		AdvanceQPS:           50,
+		BreakerFailures:      10,
+		BreakerOpenFor:       30 * time.Second,
 		Workers:              32,
 		MaxEventBytes:        64 << 10,
 		CommitInterval:       200 * time.Millisecond,
@@ -220,6 +224,12 @@ func (c Config) Validate() error {
 	}
 	if c.AdvanceQPS < 0 {
 		bad("DOPPEL_ADVANCE_QPS must be 0 (no client-side limit) or positive, got %g", c.AdvanceQPS)
+	}
+	if c.BreakerFailures < 1 {
+		bad("DOPPEL_BREAKER_FAILURES must be at least 1, got %d", c.BreakerFailures)
+	}
+	if c.BreakerOpenFor <= 0 {
+		bad("DOPPEL_BREAKER_OPEN_FOR must be positive, e.g. 30s")
 	}
 	if c.Workers < 1 || c.Workers > 4096 {
 		bad("DOPPEL_WORKERS must be between 1 and 4096, got %d", c.Workers)

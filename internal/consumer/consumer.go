@@ -324,7 +324,9 @@ func (c *Consumer) process(ctx context.Context, msg kafka.Message) (deadLettered
 	}
 	bo.Reset()
 	var (
-		attempts     int
+		attempts     int           // every failed try, for the dead letter
+		retries      int           // tries that failed transiently: only these spend the budget
+		retryWaited  time.Duration // backoff spent on transient failures
 		firstFailure time.Time
 	)
 	for {
@@ -347,13 +349,17 @@ func (c *Consumer) process(ctx context.Context, msg kafka.Message) (deadLettered
 		case DeadLetter:
 			return true, d.Reason, c.deadLetter(ctx, msg, d.Reason, err, attempts, firstFailure)
 		case Retry:
-			if attempts >= c.cfg.Retry.MaxAttempts || time.Since(firstFailure)+wait > c.cfg.Retry.MaxElapsed {
+			retries++
+			if retries >= c.cfg.Retry.MaxAttempts || retryWaited+wait > c.cfg.Retry.MaxElapsed {
 				log.Error("retries exhausted, dead-lettering")
 				return true, ReasonRetriesExhausted,
 					c.deadLetter(ctx, msg, ReasonRetriesExhausted, err, attempts, firstFailure)
 			}
+			retryWaited += wait
 			log.Warn("transient failure, retrying", "in", wait)
 		case Wait:
+			// Waiting (vendor account, open circuit, database down) does not spend the retry
+			// budget: the message is not at fault, so it must never be dead-lettered for it.
 			wait = min(wait, c.cfg.Retry.WaitMaxInterval)
 			log.Warn("cannot make progress, waiting", "reason", d.Reason, "in", wait)
 		}

@@ -1,15 +1,19 @@
 // Package facesearch adapts the vendor client (package advance) to the detector's Vendor interface.
 // It maps the vendor's answers to domain types and makes every worker share one client-side rate
-// limit and one SERVICE_BUSY pause, so a rate limit slows the whole consumer, not one event.
+// limit, one SERVICE_BUSY pause and one circuit breaker: a rate limit slows the whole consumer, and
+// an account-level failure or a run of server errors stops every call until a probe succeeds.
 package facesearch
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/sony/gobreaker/v2"
 	"golang.org/x/time/rate"
 
 	"github.com/doppelhq/doppel/internal/advance"
@@ -25,53 +29,175 @@ type Client interface {
 // defaultBusyPause is how long every worker waits after SERVICE_BUSY without a Retry-After.
 const defaultBusyPause = time.Second
 
+// Config configures a Vendor.
+type Config struct {
+	// QPS is the most calls per second across all callers; 0 means no client-side limit.
+	QPS float64
+	// BreakerFailures is how many transient failures in a row open the circuit (account-level
+	// failures open it at once). 0 takes 10.
+	BreakerFailures int
+	// BreakerOpenFor is how long the circuit stays open before one probe call is let through.
+	// 0 takes 30 s.
+	BreakerOpenFor time.Duration
+	// OnStateChange is told when the circuit changes state ("closed", "open", "half_open"); may be nil.
+	OnStateChange func(state string)
+}
+
 // Vendor implements duplicate.Vendor on top of the vendor client.
 type Vendor struct {
 	client  Client
 	limiter *rate.Limiter
+	breaker *gobreaker.CircuitBreaker[any]
+
+	// accountFailure is set by the breaker's success check so that ReadyToTrip, which only sees
+	// counts, can open the circuit on the first account-level failure.
+	accountFailure atomic.Bool
 
 	mu          sync.Mutex
 	pausedUntil time.Time
+	lastFailure string
+	openedAt    time.Time
 }
 
 var _ duplicate.Vendor = (*Vendor)(nil)
 
-// New returns a Vendor that makes at most qps calls per second across all callers (0: no limit).
-func New(client Client, qps float64) *Vendor {
+// New returns a Vendor calling client under cfg's limits.
+func New(client Client, cfg Config) *Vendor {
 	limit, burst := rate.Inf, 1
-	if qps > 0 {
+	if cfg.QPS > 0 {
 		// A small burst keeps the rate steady at the limit instead of spiking above it each second.
-		limit, burst = rate.Limit(qps), max(1, int(math.Ceil(qps/20)))
+		limit, burst = rate.Limit(cfg.QPS), max(1, int(math.Ceil(cfg.QPS/20)))
 	}
-	return &Vendor{client: client, limiter: rate.NewLimiter(limit, burst)}
+	if cfg.BreakerFailures <= 0 {
+		cfg.BreakerFailures = 10
+	}
+	if cfg.BreakerOpenFor <= 0 {
+		cfg.BreakerOpenFor = 30 * time.Second
+	}
+	v := &Vendor{client: client, limiter: rate.NewLimiter(limit, burst)}
+	v.breaker = gobreaker.NewCircuitBreaker[any](gobreaker.Settings{
+		Name:        "vendor",
+		MaxRequests: 1,
+		Timeout:     cfg.BreakerOpenFor,
+		ReadyToTrip: func(c gobreaker.Counts) bool {
+			return v.accountFailure.Load() || c.ConsecutiveFailures >= uint32(cfg.BreakerFailures)
+		},
+		IsSuccessful: v.healthy,
+		OnStateChange: func(_ string, _, to gobreaker.State) {
+			v.mu.Lock()
+			if to == gobreaker.StateOpen {
+				v.openedAt = time.Now()
+			}
+			v.mu.Unlock()
+			if cfg.OnStateChange != nil {
+				cfg.OnStateChange(stateName(to))
+			}
+		},
+	})
+	return v
+}
+
+// healthy tells the breaker whether a call shows a working vendor. A permanent answer about one
+// signatureId, a rate limit (handled by the pause) or our own cancellation says nothing bad about
+// the vendor.
+func (v *Vendor) healthy(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return true
+	}
+	var ae *advance.Error
+	if errors.As(err, &ae) && (ae.Permanent() || ae.RateLimited()) {
+		return true
+	}
+	v.accountFailure.Store(errors.As(err, &ae) && ae.AccountLevel())
+	v.mu.Lock()
+	v.lastFailure = err.Error()
+	v.mu.Unlock()
+	return false
+}
+
+func stateName(s gobreaker.State) string {
+	switch s {
+	case gobreaker.StateOpen:
+		return "open"
+	case gobreaker.StateHalfOpen:
+		return "half_open"
+	default:
+		return "closed"
+	}
+}
+
+// UnavailableError is returned without calling the vendor while the circuit is open. It is
+// account-level, so the pipeline waits (committing and dead-lettering nothing) instead of retrying.
+type UnavailableError struct {
+	LastFailure string
+}
+
+func (e *UnavailableError) Error() string {
+	return "vendor circuit open, not calling: last failure: " + e.LastFailure
+}
+
+// AccountLevel reports true: nothing can be done per event until the vendor is usable again.
+func (e *UnavailableError) AccountLevel() bool { return true }
+
+// call runs fn through the rate limit, the SERVICE_BUSY pause and the circuit breaker.
+func (v *Vendor) call(ctx context.Context, fn func() (any, error)) (any, error) {
+	if err := v.wait(ctx); err != nil {
+		return nil, err
+	}
+	res, err := v.breaker.Execute(fn)
+	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
+		v.mu.Lock()
+		last := v.lastFailure
+		v.mu.Unlock()
+		return nil, &UnavailableError{LastFailure: last}
+	}
+	if err != nil {
+		v.observe(err)
+	}
+	return res, err
 }
 
 // FaceSearch calls the vendor's face search. Each call is billed.
 func (v *Vendor) FaceSearch(ctx context.Context, signatureID string) (duplicate.SearchResult, error) {
-	if err := v.wait(ctx); err != nil {
-		return duplicate.SearchResult{}, err
-	}
-	res, err := v.client.FaceSearch(ctx, signatureID)
+	res, err := v.call(ctx, func() (any, error) { return v.client.FaceSearch(ctx, signatureID) })
 	if err != nil {
-		v.observe(err)
 		return duplicate.SearchResult{}, err
 	}
-	return duplicate.SearchResult{SimilarUserIDs: res.SimilarFaceUserIDs, TransactionID: res.TransactionID}, nil
+	r := res.(*advance.FaceSearchResult)
+	return duplicate.SearchResult{SimilarUserIDs: r.SimilarFaceUserIDs, TransactionID: r.TransactionID}, nil
 }
 
 // Verification calls get-result for the user's own id and the verdict.
 func (v *Vendor) Verification(ctx context.Context, signatureID string) (duplicate.Verification, error) {
-	if err := v.wait(ctx); err != nil {
-		return duplicate.Verification{}, err
-	}
-	res, err := v.client.GetResult(ctx, signatureID)
+	res, err := v.call(ctx, func() (any, error) { return v.client.GetResult(ctx, signatureID) })
 	if err != nil {
-		v.observe(err)
 		return duplicate.Verification{}, err
 	}
-	return duplicate.Verification{UserID: res.UserID, OverallResult: res.OverallResult,
-		TransactionID: res.TransactionID}, nil
+	r := res.(*advance.Result)
+	return duplicate.Verification{UserID: r.UserID, OverallResult: r.OverallResult, TransactionID: r.TransactionID}, nil
 }
+
+// Ready returns nil when calls can go out, or why they cannot: an open circuit or a SERVICE_BUSY
+// pause. It is the vendor's part of /readyz.
+func (v *Vendor) Ready() error {
+	v.mu.Lock()
+	last, openedAt := v.lastFailure, v.openedAt
+	v.mu.Unlock()
+	switch v.breaker.State() {
+	case gobreaker.StateOpen:
+		return fmt.Errorf("vendor circuit open since %s (consumption paused, probing): last failure: %s",
+			openedAt.UTC().Format(time.RFC3339), last)
+	case gobreaker.StateHalfOpen:
+		return fmt.Errorf("vendor circuit half-open, probing: last failure: %s", last)
+	}
+	if d := v.PausedFor(); d > 0 {
+		return fmt.Errorf("vendor answered SERVICE_BUSY: calls paused for %s", d.Round(time.Millisecond))
+	}
+	return nil
+}
+
+// State returns the circuit's state: "closed", "open" or "half_open".
+func (v *Vendor) State() string { return stateName(v.breaker.State()) }
 
 // wait blocks while the vendor has asked everyone to back off, then for a rate-limit token.
 func (v *Vendor) wait(ctx context.Context) error {

@@ -5,12 +5,12 @@ package service
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"sync"
-	"time"
 
 	"github.com/segmentio/kafka-go"
 
@@ -57,7 +57,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return fmt.Errorf("vendor client: %w", err)
 	}
 	store := postgres.NewStore(pool)
-	vendor := facesearch.New(client, cfg.AdvanceQPS)
+	vendor := facesearch.New(client, facesearch.Config{
+		QPS:             cfg.AdvanceQPS,
+		BreakerFailures: cfg.BreakerFailures,
+		BreakerOpenFor:  cfg.BreakerOpenFor,
+	})
 	detector := duplicate.NewDetector(vendor, store, nil)
 
 	rel := relay.New(relay.Config{
@@ -96,12 +100,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		Readiness: []httpapi.ReadinessCheck{
 			{Name: "database", Check: func(ctx context.Context) error { return pool.Ping(ctx) }},
 			{Name: "kafka", Check: func(ctx context.Context) error { return pingBroker(ctx, cfg.KafkaBrokers) }},
-			{Name: "vendor", Check: func(context.Context) error {
-				if d := vendor.PausedFor(); d > 0 {
-					return fmt.Errorf("vendor answered SERVICE_BUSY: calls paused for %s", d.Round(time.Millisecond))
-				}
-				return nil
-			}},
+			{Name: "vendor", Check: func(context.Context) error { return vendor.Ready() }},
 		},
 	})
 
@@ -189,6 +188,10 @@ func Classify(err error) consumer.Decision {
 	if errors.As(err, &pf) {
 		return consumer.Decision{Action: consumer.DeadLetter, Reason: pf.Reason}
 	}
+	var unavailable *facesearch.UnavailableError
+	if errors.As(err, &unavailable) {
+		return consumer.Decision{Action: consumer.Wait, Reason: "vendor_circuit_open"}
+	}
 	switch duplicate.KindOf(err) {
 	case duplicate.FailurePermanent:
 		return consumer.Decision{Action: consumer.DeadLetter, Reason: "permanent_failure"}
@@ -203,8 +206,21 @@ func Classify(err error) consumer.Decision {
 	}
 }
 
-// routeKey serialises work per signatureId: the message key, which producers set to the signatureId.
-func routeKey(msg kafka.Message) []byte { return msg.Key }
+// routeKey serialises work per signatureId, so one signatureId is never searched twice at once: the
+// message key, which producers set to the signatureId, or the signatureId in the value if a producer
+// left the key empty.
+func routeKey(msg kafka.Message) []byte {
+	if len(msg.Key) > 0 {
+		return msg.Key
+	}
+	var probe struct {
+		SignatureID string `json:"signatureId"`
+	}
+	if json.Unmarshal(msg.Value, &probe) == nil && probe.SignatureID != "" {
+		return []byte(probe.SignatureID)
+	}
+	return msg.Value
+}
 
 func pingBroker(ctx context.Context, brokers []string) error {
 	var d net.Dialer

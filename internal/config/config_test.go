@@ -1,0 +1,98 @@
+package config_test
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/doppelhq/doppel/internal/config"
+)
+
+func env(vals map[string]string) func(string) string {
+	return func(k string) string { return vals[k] }
+}
+
+var minimal = map[string]string{
+	"DOPPEL_DATABASE_URL":       "postgres://doppel:s3cret-pw@db:5432/doppel",
+	"DOPPEL_KAFKA_BROKERS":      "k1:9092, k2:9092",
+	"DOPPEL_ADVANCE_BASE_URL":   "https://sg-api.advance.ai",
+	"DOPPEL_ADVANCE_ACCESS_KEY": "ak-123",
+	"DOPPEL_ADVANCE_SECRET_KEY": "sk-456",
+}
+
+func TestLoadAppliesDefaultsAndEnvironment(t *testing.T) {
+	t.Parallel()
+	vals := map[string]string{"DOPPEL_WORKERS": "64", "DOPPEL_RETRY_MAX_ELAPSED": "30s", "DOPPEL_ADVANCE_QPS": "12.5"}
+	for k, v := range minimal {
+		vals[k] = v
+	}
+	cfg, err := config.Load("", env(vals))
+	require.NoError(t, err)
+	require.Equal(t, []string{"k1:9092", "k2:9092"}, cfg.KafkaBrokers)
+	require.Equal(t, 64, cfg.Workers)
+	require.Equal(t, 30*time.Second, cfg.RetryMaxElapsed)
+	require.InDelta(t, 12.5, cfg.AdvanceQPS, 0.001)
+	require.Equal(t, "idv.completed", cfg.TopicEvents, "default kept")
+}
+
+func TestEnvironmentOverridesTheFile(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "doppel.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("workers: 7\ntopic_alerts: risk.alerts\nkafka_brokers: [f:1]\n"), 0o600))
+	cfg, err := config.Load(path, env(map[string]string{
+		"DOPPEL_DATABASE_URL": minimal["DOPPEL_DATABASE_URL"], "DOPPEL_ADVANCE_BASE_URL": minimal["DOPPEL_ADVANCE_BASE_URL"],
+		"DOPPEL_ADVANCE_ACCESS_KEY": "a", "DOPPEL_ADVANCE_SECRET_KEY": "b", "DOPPEL_WORKERS": "9"}))
+	require.NoError(t, err)
+	require.Equal(t, 9, cfg.Workers, "the variable wins")
+	require.Equal(t, "risk.alerts", cfg.TopicAlerts, "the file wins over the default")
+	require.Equal(t, []string{"f:1"}, cfg.KafkaBrokers)
+}
+
+func TestTheExampleFileIsValid(t *testing.T) {
+	t.Parallel()
+	_, err := config.Load("../../configs/doppel.example.yaml", env(map[string]string{
+		"DOPPEL_ADVANCE_ACCESS_KEY": "a", "DOPPEL_ADVANCE_SECRET_KEY": "b"}))
+	require.NoError(t, err)
+}
+
+func TestInvalidConfigurationSaysWhatToSet(t *testing.T) {
+	t.Parallel()
+	_, err := config.Load("", env(map[string]string{"DOPPEL_WORKERS": "many", "DOPPEL_LOG_LEVEL": "loud"}))
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "DOPPEL_WORKERS: want a whole number")
+
+	_, err = config.Load("", env(map[string]string{"DOPPEL_LOG_LEVEL": "loud"}))
+	msg := err.Error()
+	for _, want := range []string{"DOPPEL_DATABASE_URL is not set", "DOPPEL_KAFKA_BROKERS is not set",
+		"DOPPEL_ADVANCE_BASE_URL is not set", "DOPPEL_ADVANCE_ACCESS_KEY is not set",
+		"DOPPEL_ADVANCE_SECRET_KEY is not set", "DOPPEL_LOG_LEVEL must be"} {
+		require.Contains(t, msg, want)
+	}
+}
+
+func TestUnknownFileKeysAreRejected(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "doppel.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("workerz: 7\n"), 0o600))
+	_, err := config.Load(path, env(minimal))
+	require.ErrorContains(t, err, "workerz")
+}
+
+func TestDescribeMasksSecrets(t *testing.T) {
+	t.Parallel()
+	cfg, err := config.Load("", env(minimal))
+	require.NoError(t, err)
+	var out bytes.Buffer
+	require.NoError(t, cfg.Describe(&out))
+	s := out.String()
+	require.NotContains(t, s, "s3cret-pw")
+	require.NotContains(t, s, "ak-123")
+	require.NotContains(t, s, "sk-456")
+	require.Contains(t, s, "DOPPEL_ADVANCE_ACCESS_KEY=*****")
+	require.Contains(t, s, "db:5432", "the database host stays visible")
+	require.Contains(t, s, "DOPPEL_WORKERS=32")
+}
