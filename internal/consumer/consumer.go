@@ -103,8 +103,8 @@ type Observer interface {
 type nopObserver struct{}
 
 func (nopObserver) Finished(string, int, bool, string) {}
-func (nopObserver) Retried(Decision)                    {}
-func (nopObserver) InFlight(int)                        {}
+func (nopObserver) Retried(Decision)                   {}
+func (nopObserver) InFlight(int)                       {}
 
 func (c *Config) validate() error {
 	var errs []error

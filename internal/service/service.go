@@ -234,4 +234,3 @@ func pingBroker(ctx context.Context, brokers []string) error {
 	}
 	return fmt.Errorf("no broker answers: %w", errors.Join(errs...))
 }
-
