@@ -19,7 +19,10 @@ test: ## start the infrastructure if needed, run every test (and a short fuzz), 
 
 test-go: ## run the Go tests against the running infrastructure (make infra-up first)
 	$(GO) vet ./...
+	$(GO) vet -tags faults ./internal/faulttest
 	$(GO) test -race -count=1 -timeout 10m ./...
+	@# The fault tests stop and restart the shared PostgreSQL and Kafka: alone, one at a time.
+	$(GO) test -tags faults -count=1 -p 1 -timeout 10m ./internal/faulttest
 
 fuzz: ## a short run of each fuzz target (seed corpora are in testdata/fuzz)
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEvent$$' -fuzztime 10s ./internal/duplicate
@@ -30,7 +33,7 @@ demo: build ## run the pipeline end to end and print the rings and alerts it fou
 
 lint: ## go vet and staticcheck
 	$(GO) vet ./...
-	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 fmt: ## gofmt every Go file
 	gofmt -w $$(git ls-files '*.go')

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -63,14 +64,28 @@ type Detector struct {
 	vendor Vendor
 	store  Store
 	now    func() time.Time
+
+	// unsaved keeps vendor answers whose check could not be stored yet (the database was down), so
+	// the retry stores them instead of paying for the same search again.
+	mu      sync.Mutex
+	unsaved map[string]vendorAnswers
 }
+
+type vendorAnswers struct {
+	verification *Verification
+	search       *SearchResult
+}
+
+// maxUnsaved bounds the answers kept for retries; past it they are dropped (and, at worst, paid
+// for again) rather than grow without limit during a long database outage.
+const maxUnsaved = 10000
 
 // NewDetector returns a Detector. now may be nil (time.Now).
 func NewDetector(vendor Vendor, store Store, now func() time.Time) *Detector {
 	if now == nil {
 		now = time.Now
 	}
-	return &Detector{vendor: vendor, store: store, now: now}
+	return &Detector{vendor: vendor, store: store, now: now, unsaved: make(map[string]vendorAnswers)}
 }
 
 // Handle processes one event. A nil error means an outcome is stored (or already was). A
@@ -99,18 +114,20 @@ func (d *Detector) Handle(ctx context.Context, ev Event, src Source) (Result, er
 		return d.save(ctx, check)
 	}
 
+	kept := d.takeUnsaved(ev.SignatureID)
 	if check.UserID == "" {
-		v, err := d.vendor.Verification(ctx, ev.SignatureID)
+		v, err := d.verification(ctx, ev.SignatureID, kept.verification)
 		if err != nil {
 			return d.vendorFailure(ctx, check, "get-result", err)
 		}
+		kept.verification = &v
 		check.UserID = v.UserID
 		check.OverallResult = v.OverallResult
 		check.VendorTransactionID = v.TransactionID
 		if v.OverallResult != VerdictPass {
 			// Face search only works on PASS transactions; asking would be refused anyway.
 			check.Outcome = OutcomeNotPassed
-			return d.save(ctx, check)
+			return d.saveKeeping(ctx, check, kept)
 		}
 		if check.UserID == "" {
 			return d.permanentFailure(ctx, check, "missing_user_id",
@@ -118,10 +135,11 @@ func (d *Detector) Handle(ctx context.Context, ev Event, src Source) (Result, er
 		}
 	}
 
-	found, err := d.vendor.FaceSearch(ctx, ev.SignatureID)
+	found, err := d.faceSearch(ctx, ev.SignatureID, kept.search)
 	if err != nil {
 		return d.vendorFailure(ctx, check, "face-search", err)
 	}
+	kept.search = &found
 	check.SimilarUserIDs = found.SimilarUserIDs
 	check.VendorTransactionID = found.TransactionID
 	check.MatchedUserIDs = MatchedUsers(check.UserID, found.SimilarUserIDs)
@@ -129,7 +147,43 @@ func (d *Detector) Handle(ctx context.Context, ev Event, src Source) (Result, er
 	if len(check.MatchedUserIDs) > 0 {
 		check.Outcome = OutcomeDuplicatesFound
 	}
-	return d.save(ctx, check)
+	return d.saveKeeping(ctx, check, kept)
+}
+
+func (d *Detector) verification(ctx context.Context, sig string, kept *Verification) (Verification, error) {
+	if kept != nil {
+		return *kept, nil
+	}
+	return d.vendor.Verification(ctx, sig)
+}
+
+func (d *Detector) faceSearch(ctx context.Context, sig string, kept *SearchResult) (SearchResult, error) {
+	if kept != nil {
+		return *kept, nil
+	}
+	return d.vendor.FaceSearch(ctx, sig)
+}
+
+func (d *Detector) takeUnsaved(sig string) vendorAnswers {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	a := d.unsaved[sig]
+	delete(d.unsaved, sig)
+	return a
+}
+
+// saveKeeping stores the check; if storing fails it keeps the vendor's answers for the retry.
+func (d *Detector) saveKeeping(ctx context.Context, check Check, answers vendorAnswers) (Result, error) {
+	res, err := d.save(ctx, check)
+	if err != nil {
+		d.mu.Lock()
+		if len(d.unsaved) >= maxUnsaved {
+			clear(d.unsaved)
+		}
+		d.unsaved[check.SignatureID] = answers
+		d.mu.Unlock()
+	}
+	return res, err
 }
 
 // RecordFailure stores a failed check for an event that could not be processed, so that the

@@ -209,3 +209,35 @@ func TestMatchedUsersAndPair(t *testing.T) {
 	lo, hi := Pair("z", "a")
 	require.Equal(t, [2]string{"a", "z"}, [2]string{lo, hi})
 }
+
+func TestAStoreFailureAfterTheSearchDoesNotPayForItTwice(t *testing.T) {
+	t.Parallel()
+	v, s := newFakeVendor(), newFakeStore()
+	failing := &failOnceStore{fakeStore: s}
+	d := NewDetector(v, failing, nil)
+	v.verifications["s1"] = Verification{UserID: "u1", OverallResult: "PASS"}
+	v.similar["s1"] = []string{"u2"}
+	ev := Event{SignatureID: "s1", Type: EventTypeCompleted}
+
+	_, err := d.Handle(context.Background(), ev, Source{})
+	require.Equal(t, FailureStore, KindOf(err))
+	res, err := d.Handle(context.Background(), ev, Source{})
+	require.NoError(t, err)
+	require.Equal(t, OutcomeDuplicatesFound, res.Outcome)
+	require.Equal(t, 1, v.searches["s1"], "the retry reused the answer it had paid for")
+	require.Equal(t, 1, v.results["s1"])
+}
+
+// failOnceStore fails the first SaveCheck, as a database restart would.
+type failOnceStore struct {
+	*fakeStore
+	failed bool
+}
+
+func (s *failOnceStore) SaveCheck(ctx context.Context, c Check) (Saved, error) {
+	if !s.failed {
+		s.failed = true
+		return Saved{}, errors.New("connection refused")
+	}
+	return s.fakeStore.SaveCheck(ctx, c)
+}

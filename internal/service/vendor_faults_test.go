@@ -153,4 +153,3 @@ func TestAnAccountLevelFailurePausesEverythingUntilItClears(t *testing.T) {
 	status, _ := readyz(t, f.cfg.HTTPAddr)
 	require.Equal(t, http.StatusOK, status)
 }
-

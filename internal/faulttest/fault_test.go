@@ -1,0 +1,318 @@
+//go:build faults
+
+package faulttest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/segmentio/kafka-go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/doppelhq/doppel/internal/advancesim"
+	"github.com/doppelhq/doppel/internal/duplicate"
+	"github.com/doppelhq/doppel/internal/testinfra"
+)
+
+var doppelBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "doppel-faults")
+	if err != nil {
+		panic(err)
+	}
+	doppelBin = filepath.Join(dir, "doppel")
+	build := exec.Command("go", "build", "-o", doppelBin, "./cmd/doppel")
+	build.Dir = testinfra.RepoRoot()
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		panic(fmt.Sprintf("build doppel: %v", err))
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// infra runs scripts/infra.sh with a sub-command, as an operator would.
+func infra(t *testing.T, command string) {
+	t.Helper()
+	cmd := exec.Command("bash", filepath.Join(testinfra.RepoRoot(), "scripts", "infra.sh"), command)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "infra.sh %s: %s", command, out)
+}
+
+type fixture struct {
+	env     []string
+	pool    *pgxpool.Pool
+	sim     *advancesim.Sim
+	events  string
+	alerts  string
+	dlq     string
+	http    string
+	logPath string
+}
+
+func setup(t *testing.T) *fixture {
+	t.Helper()
+	dbURL, pool := testinfra.Database(t)
+	sim, simURL := testinfra.Sim(t, advancesim.Config{Latency: 3 * time.Millisecond})
+	topics := testinfra.Topics(t, 3, "idv.completed", "doppel.alerts", "idv.completed.dlq")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	httpAddr := l.Addr().String()
+	l.Close()
+	f := &fixture{pool: pool, sim: sim, events: topics[0], alerts: topics[1], dlq: topics[2], http: httpAddr,
+		logPath: filepath.Join(t.TempDir(), "doppel.log")}
+	f.env = append(os.Environ(),
+		"DOPPEL_DATABASE_URL="+dbURL,
+		"DOPPEL_KAFKA_BROKERS="+strings.Join(testinfra.Brokers(t), ","),
+		"DOPPEL_KAFKA_GROUP_ID="+testinfra.UniqueName("doppel"),
+		"DOPPEL_TOPIC_EVENTS="+f.events, "DOPPEL_TOPIC_ALERTS="+f.alerts, "DOPPEL_TOPIC_DLQ="+f.dlq,
+		"DOPPEL_ADVANCE_BASE_URL="+simURL,
+		"DOPPEL_ADVANCE_ACCESS_KEY="+testinfra.SimAccessKey, "DOPPEL_ADVANCE_SECRET_KEY="+testinfra.SimSecretKey,
+		"DOPPEL_ADVANCE_QPS=0", "DOPPEL_WORKERS=8", "DOPPEL_HTTP_ADDR="+httpAddr,
+		"DOPPEL_COMMIT_INTERVAL=50ms", "DOPPEL_RELAY_INTERVAL=100ms", "DOPPEL_SHUTDOWN_TIMEOUT=10s",
+		"DOPPEL_LOG_LEVEL=info")
+	t.Cleanup(func() {
+		if t.Failed() {
+			if b, err := os.ReadFile(f.logPath); err == nil {
+				t.Logf("doppel log (last 4000 bytes):\n%s", tail(b, 4000))
+			}
+		}
+	})
+	return f
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
+
+type proc struct {
+	cmd *exec.Cmd
+	// exited is closed when the process has been waited for; err is its exit error then.
+	exited chan struct{}
+	err    error
+}
+
+// start runs `doppel serve` as a child process, appending to the fixture's log.
+func (f *fixture) start(t *testing.T) *proc {
+	t.Helper()
+	logFile, err := os.OpenFile(f.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	require.NoError(t, err)
+	cmd := exec.Command(doppelBin, "serve")
+	cmd.Env = f.env
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	require.NoError(t, cmd.Start())
+	p := &proc{cmd: cmd, exited: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		logFile.Close()
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-p.exited
+	})
+	return p
+}
+
+func (p *proc) kill9(t *testing.T) {
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGKILL))
+	<-p.exited
+}
+
+// alive fails the test if the process has exited.
+func (p *proc) alive(t *testing.T) {
+	select {
+	case <-p.exited:
+		t.Fatalf("doppel exited: %v", p.err)
+	default:
+	}
+}
+
+func (f *fixture) count(t *testing.T, query string) int {
+	var n int
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := f.pool.QueryRow(ctx, query).Scan(&n); err != nil {
+		return -1 // the database may be down on purpose
+	}
+	return n
+}
+
+func (f *fixture) checks(t *testing.T) int { return f.count(t, `SELECT count(*) FROM idv_checks`) }
+
+// population registers n users in rings of three and returns their events.
+func (f *fixture) population(t *testing.T, prefix string, n int) ([]string, []kafka.Message) {
+	sigs := make([]string, n)
+	msgs := make([]kafka.Message, n)
+	for i := range n {
+		user := fmt.Sprintf("%s-%04d", prefix, i)
+		sigs[i] = testinfra.AddSession(t, f.sim, user, fmt.Sprintf("%s-face-%d", prefix, i/3), "PASS")
+		body, _ := json.Marshal(duplicate.Event{SignatureID: sigs[i], Type: duplicate.EventTypeCompleted, UserID: user})
+		msgs[i] = kafka.Message{Key: []byte(sigs[i]), Value: body}
+	}
+	return sigs, msgs
+}
+
+// verify checks the ledger: every event stored once, links consistent with the checks, every alert
+// published with its alertId, and returns how many signatures were searched more than once.
+func (f *fixture) verify(t *testing.T, sigs []string) (billedTwice int) {
+	t.Helper()
+	require.Equal(t, len(sigs), f.checks(t), "every event has exactly one stored outcome")
+	stats := f.sim.Stats()
+	for _, s := range sigs {
+		n := stats.FaceSearchBySignature[s]
+		require.GreaterOrEqual(t, n, int64(1), "signature %s never searched", s)
+		if n > 1 {
+			billedTwice++
+		}
+	}
+	// Each link's seen_count must equal the number of stored checks that matched the pair: a link
+	// applied twice for one check would show here.
+	require.Zero(t, f.count(t, `
+		SELECT count(*) FROM duplicate_links l
+		WHERE l.seen_count <> (SELECT count(*) FROM idv_checks c
+			WHERE (c.user_id = l.user_id_low AND l.user_id_high = ANY(c.matched_user_ids))
+			   OR (c.user_id = l.user_id_high AND l.user_id_low = ANY(c.matched_user_ids)))`))
+	wantLinks := len(sigs) / 3 * 3 // rings of three have three links each
+	if len(sigs)%3 == 2 {
+		wantLinks++ // a last ring of two
+	}
+	require.Equal(t, wantLinks, f.count(t, `SELECT count(*) FROM duplicate_links`))
+
+	testinfra.Eventually(t, 30*time.Second, func() bool {
+		return f.count(t, `SELECT count(*) FROM alerts WHERE published_at IS NULL`) == 0
+	}, "outbox drained")
+	rows, err := f.pool.Query(context.Background(), `SELECT alert_id::text FROM alerts`)
+	require.NoError(t, err)
+	stored, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	published := map[string]bool{}
+	for _, m := range testinfra.ReadAll(t, f.alerts, len(stored)*2, 5*time.Second) {
+		var a duplicate.Alert
+		require.NoError(t, json.Unmarshal(m.Value, &a))
+		published[a.AlertID] = true
+	}
+	for _, id := range stored {
+		require.True(t, published[id], "alert %s stored but never published", id)
+	}
+	require.Len(t, published, len(stored), "no alert published under an id the outbox does not hold")
+	return billedTwice
+}
+
+func waitFor(t *testing.T, timeout time.Duration, cond func() bool, msg string) {
+	t.Helper()
+	testinfra.Eventually(t, timeout, cond, "%s", msg)
+}
+
+func readyz(addr string) (int, string) {
+	resp, err := http.Get("http://" + addr + "/readyz")
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestKillNineMidStreamLosesNothingAndDoublesNothing(t *testing.T) {
+	f := setup(t)
+	sigs, msgs := f.population(t, "k9", 600)
+	testinfra.Produce(t, f.events, msgs...)
+
+	p := f.start(t)
+	for _, at := range []int{100, 300} {
+		waitFor(t, 60*time.Second, func() bool { return f.checks(t) >= at }, fmt.Sprintf("%d stored", at))
+		p.kill9(t)
+		require.Less(t, f.checks(t), len(sigs), "killed mid-stream")
+		p = f.start(t)
+	}
+	waitFor(t, 90*time.Second, func() bool { return f.checks(t) >= len(sigs) }, "all stored after two kill -9")
+	billedTwice := f.verify(t, sigs)
+	// Only a search in flight at the moment of a kill can be repeated (its outcome was not stored):
+	// at most one per worker per kill.
+	require.LessOrEqual(t, billedTwice, 2*8)
+	t.Logf("searched twice after two kill -9 with 8 workers: %d of %d", billedTwice, len(sigs))
+}
+
+func TestDatabaseRestartPausesProcessingAndLosesNothing(t *testing.T) {
+	f := setup(t)
+	sigs, msgs := f.population(t, "pg", 300)
+	p := f.start(t)
+	testinfra.Produce(t, f.events, msgs[:150]...)
+	waitFor(t, 60*time.Second, func() bool { return f.checks(t) >= 50 }, "first events stored")
+
+	infra(t, "stop-postgres")
+	testinfra.Produce(t, f.events, msgs[150:]...)
+	waitFor(t, 20*time.Second, func() bool {
+		status, body := readyz(f.http)
+		return status == http.StatusServiceUnavailable && strings.Contains(body, "database")
+	}, "readyz names the database while it is down")
+	time.Sleep(2 * time.Second) // the pipeline keeps retrying against a dead database
+	infra(t, "start-postgres")
+
+	waitFor(t, 90*time.Second, func() bool { return f.checks(t) >= len(sigs) }, "all stored after the restart")
+	require.Zero(t, f.verify(t, sigs), "a database outage never causes a second search")
+	status, _ := readyz(f.http)
+	require.Equal(t, http.StatusOK, status)
+	p.alive(t)
+}
+
+func TestBrokerRestartIsSurvived(t *testing.T) {
+	f := setup(t)
+	sigs, msgs := f.population(t, "kb", 300)
+	p := f.start(t)
+	testinfra.Produce(t, f.events, msgs[:150]...)
+	waitFor(t, 60*time.Second, func() bool { return f.checks(t) >= 150 }, "first half stored")
+
+	infra(t, "stop-kafka")
+	time.Sleep(2 * time.Second)
+	infra(t, "start-kafka")
+	testinfra.Produce(t, f.events, msgs[150:]...)
+
+	waitFor(t, 120*time.Second, func() bool { return f.checks(t) >= len(sigs) }, "second half stored after the broker restart")
+	f.verify(t, sigs)
+	p.alive(t)
+}
+
+func TestSigtermShutsDownWithinTheBoundAndCommitsWhatFinished(t *testing.T) {
+	f := setup(t)
+	sigs, msgs := f.population(t, "term", 200)
+	testinfra.Produce(t, f.events, msgs...)
+	p := f.start(t)
+	waitFor(t, 60*time.Second, func() bool { return f.checks(t) >= 50 }, "some stored")
+
+	start := time.Now()
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case <-p.exited:
+		require.NoError(t, p.err, "a graceful stop exits 0")
+	case <-time.After(15 * time.Second):
+		t.Fatal("doppel did not exit within DOPPEL_SHUTDOWN_TIMEOUT (10s) + margin")
+	}
+	t.Logf("SIGTERM to exit: %s", time.Since(start).Round(time.Millisecond))
+
+	stored := f.checks(t)
+	p = f.start(t)
+	waitFor(t, 60*time.Second, func() bool { return f.checks(t) >= len(sigs) }, "rest stored after restart")
+	// A graceful stop finishes or abandons in-flight work and commits what finished, so nothing
+	// stored before the stop is searched again.
+	require.Zero(t, f.verify(t, sigs), "stored %d before SIGTERM; none searched twice", stored)
+}

@@ -1,0 +1,250 @@
+// Package metrics exposes Doppel's Prometheus metrics: what the consumer does with events, what the
+// vendor answers and how fast, what the outbox relay publishes, and, computed when scraped, the
+// consumer group's lag and the outbox backlog.
+//
+// Every metric lives on a private registry (with the Go runtime and process collectors), so
+// nothing another package registers on prometheus.DefaultRegisterer leaks into /metrics, and tests
+// can create as many Metrics as they like. Names start with doppel_, are snake_case and carry
+// their unit (_seconds, _total).
+package metrics
+
+import (
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/doppelhq/doppel/internal/consumer"
+)
+
+// knownOutcomes are the stored outcomes of a check, pre-created at zero so that rate() and the
+// dashboard have a series for each before the first event of that kind arrives.
+var knownOutcomes = []string{"duplicates_found", "no_duplicates", "skipped", "not_passed", "failed", "already_stored"}
+
+// breakerStates are the circuit breaker states reported by doppel_vendor_breaker_state.
+var breakerStates = []string{"closed", "open", "half_open"}
+
+// vendorLatencyBuckets span 5 ms (a token served from a warm connection) to 30 s (beyond any sane
+// client timeout), roughly doubling, so p50 and p99 stay readable at both ends.
+var vendorLatencyBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30}
+
+// Metrics records Doppel's metrics. Create it with New; every method is safe for concurrent use.
+// It implements consumer.Observer.
+type Metrics struct {
+	registry *prometheus.Registry
+
+	eventsConsumed  prometheus.Counter
+	outcomes        *prometheus.CounterVec
+	finished        *prometheus.CounterVec
+	retries         *prometheus.CounterVec
+	inFlight        prometheus.Gauge
+	vendorCalls     *prometheus.CounterVec
+	vendorLatency   *prometheus.HistogramVec
+	alertsPublished prometheus.Counter
+	deadLetters     *prometheus.CounterVec
+	breakerState    *prometheus.GaugeVec
+	// pausedUntil is the Unix time in nanoseconds until which vendor calls are paused; a gauge
+	// func turns it into seconds left at scrape time, so the value counts down by itself.
+	pausedUntil atomic.Int64
+
+	lag    *lagCollector
+	outbox *outboxCollector
+}
+
+var _ consumer.Observer = (*Metrics)(nil)
+
+// New returns Metrics registered on a registry of their own, together with the Go runtime and
+// process collectors.
+func New() *Metrics {
+	reg := prometheus.NewRegistry()
+	sourceErrors := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "doppel_metrics_source_errors_total",
+		Help: "Scrapes in which a pull-style gauge's source (lag, outbox) failed or timed out; its series are absent from that scrape.",
+	}, []string{"source"})
+	m := &Metrics{
+		registry: reg,
+		eventsConsumed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "doppel_events_consumed_total",
+			Help: "IDV completed events taken from Kafka for processing.",
+		}),
+		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "doppel_event_outcomes_total",
+			Help: "Events processed, by the outcome stored for their check.",
+		}, []string{"outcome"}),
+		finished: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "doppel_consumer_messages_finished_total",
+			Help: "Messages the consumer finished (result processed or dead_lettered), by topic and partition.",
+		}, []string{"topic", "partition", "result"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "doppel_consumer_retries_total",
+			Help: "Failed handler attempts that the consumer retried, by action (retry, wait) and reason.",
+		}, []string{"action", "reason"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "doppel_consumer_in_flight_messages",
+			Help: "Messages fetched but not yet finished.",
+		}),
+		vendorCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "doppel_vendor_calls_total",
+			Help: "HTTP calls to the face-search vendor, by endpoint and vendor code (SUCCESS, an error code, HTTP_<status>, TIMEOUT, NETWORK, CANCELED, BAD_RESPONSE).",
+		}, []string{"endpoint", "code"}),
+		vendorLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "doppel_vendor_call_duration_seconds",
+			Help:    "Duration of HTTP calls to the face-search vendor, whatever their answer, by endpoint.",
+			Buckets: vendorLatencyBuckets,
+		}, []string{"endpoint"}),
+		alertsPublished: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "doppel_alerts_published_total",
+			Help: "Alerts the outbox relay published to the alert topic.",
+		}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "doppel_dead_letters_total",
+			Help: "Messages written to the dead-letter topic, by reason.",
+		}, []string{"reason"}),
+		breakerState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "doppel_vendor_breaker_state",
+			Help: "State of the vendor circuit breaker: 1 on the current state, 0 on the others.",
+		}, []string{"state"}),
+		lag:    newLagCollector(sourceErrors.WithLabelValues("lag")),
+		outbox: newOutboxCollector(sourceErrors.WithLabelValues("outbox")),
+	}
+	pausedFor := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "doppel_vendor_paused_seconds",
+		Help: "Seconds until vendor calls resume after the vendor answered SERVICE_BUSY; 0 when not paused.",
+	}, m.pausedSecondsLeft)
+
+	for _, o := range knownOutcomes {
+		m.outcomes.WithLabelValues(o)
+	}
+	// A breaker starts closed, so that is what the gauge says until SetBreakerState is called.
+	m.SetBreakerState("closed")
+
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.eventsConsumed, m.outcomes, m.finished, m.retries, m.inFlight,
+		m.vendorCalls, m.vendorLatency, m.alertsPublished, m.deadLetters, m.breakerState,
+		pausedFor, sourceErrors, m.lag, m.outbox,
+	)
+	return m
+}
+
+// Handler returns the HTTP handler that serves the metrics in the Prometheus exposition format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.InstrumentMetricHandler(m.registry, promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{
+		Registry: m.registry, // counts its own encoding errors as promhttp_metric_handler_errors_total
+		// A metric that fails to collect must not blank the whole page: during an incident the
+		// other metrics are exactly what is needed.
+		ErrorHandling: promhttp.ContinueOnError,
+	}))
+}
+
+// Finished records that the consumer finished a message, either processed or dead-lettered; a
+// dead-lettered one is also counted in doppel_dead_letters_total under reason. It implements
+// consumer.Observer.
+func (m *Metrics) Finished(topic string, partition int, deadLettered bool, reason string) {
+	result := "processed"
+	if deadLettered {
+		result = "dead_lettered"
+		m.DeadLettered(reason)
+	}
+	m.finished.WithLabelValues(topic, strconv.Itoa(partition), result).Inc()
+}
+
+// Retried records a failed handler attempt that the consumer will try again, under the decision's
+// action and reason. It implements consumer.Observer.
+func (m *Metrics) Retried(d consumer.Decision) {
+	m.retries.WithLabelValues(actionName(d.Action), labelOr(d.Reason, "unknown")).Inc()
+}
+
+// InFlight records how many messages are fetched but not yet finished. It implements
+// consumer.Observer.
+func (m *Metrics) InFlight(n int) { m.inFlight.Set(float64(n)) }
+
+// EventConsumed records that an event was taken from Kafka for processing.
+func (m *Metrics) EventConsumed() { m.eventsConsumed.Inc() }
+
+// Outcome records the stored outcome of a processed event: duplicates_found, no_duplicates,
+// skipped, not_passed, failed or already_stored.
+func (m *Metrics) Outcome(outcome string) {
+	m.outcomes.WithLabelValues(labelOr(outcome, "unknown")).Inc()
+}
+
+// VendorCall records one HTTP call to the vendor: its endpoint, the vendor code or transport
+// failure it ended with, and how long it took. Its signature matches advance.Config.OnCall.
+func (m *Metrics) VendorCall(endpoint, code string, d time.Duration) {
+	m.vendorCalls.WithLabelValues(endpoint, labelOr(code, "unknown")).Inc()
+	m.vendorLatency.WithLabelValues(endpoint).Observe(d.Seconds())
+}
+
+// AlertsPublished records that the relay published n alerts. Its signature matches
+// relay.Config.OnPublished.
+func (m *Metrics) AlertsPublished(n int) {
+	if n > 0 {
+		m.alertsPublished.Add(float64(n))
+	}
+}
+
+// DeadLettered records a message written to the dead-letter topic for reason. Finished already
+// counts the messages the consumer dead-letters, so call this only for dead letters written
+// elsewhere, or they are counted twice.
+func (m *Metrics) DeadLettered(reason string) {
+	m.deadLetters.WithLabelValues(labelOr(reason, "unknown")).Inc()
+}
+
+// SetBreakerState records the vendor circuit breaker's current state: closed, open or half_open.
+// gobreaker's spelling "half-open" is accepted and reported as half_open, since label values are
+// snake_case here.
+func (m *Metrics) SetBreakerState(state string) {
+	state = strings.ReplaceAll(strings.ToLower(strings.TrimSpace(state)), "-", "_")
+	for _, s := range breakerStates {
+		m.breakerState.WithLabelValues(s).Set(0)
+	}
+	m.breakerState.WithLabelValues(labelOr(state, "unknown")).Set(1)
+}
+
+// SetVendorPaused records that vendor calls are paused for d from now (after a SERVICE_BUSY
+// answer); d <= 0 records that they are not paused. The exported value counts down by itself, so
+// calling this when a pause starts is enough.
+func (m *Metrics) SetVendorPaused(d time.Duration) {
+	if d <= 0 {
+		m.pausedUntil.Store(0)
+		return
+	}
+	m.pausedUntil.Store(time.Now().Add(d).UnixNano())
+}
+
+func (m *Metrics) pausedSecondsLeft() float64 {
+	until := m.pausedUntil.Load()
+	if until == 0 {
+		return 0
+	}
+	return math.Max(0, time.Until(time.Unix(0, until)).Seconds())
+}
+
+func actionName(a consumer.Action) string {
+	switch a {
+	case consumer.Retry:
+		return "retry"
+	case consumer.Wait:
+		return "wait"
+	case consumer.DeadLetter:
+		return "dead_letter"
+	default:
+		return "unknown"
+	}
+}
+
+// labelOr returns s, or fallback when s is empty: an empty label value is the same as no label in
+// Prometheus, which would merge the series with others in queries.
+func labelOr(s, fallback string) string {
+	if s == "" {
+		return fallback
+	}
+	return s
+}
