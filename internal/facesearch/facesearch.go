@@ -41,6 +41,8 @@ type Config struct {
 	BreakerOpenFor time.Duration
 	// OnStateChange is told when the circuit changes state ("closed", "open", "half_open"); may be nil.
 	OnStateChange func(state string)
+	// OnPause is told when SERVICE_BUSY pauses every call, and for how long; may be nil.
+	OnPause func(d time.Duration)
 }
 
 // Vendor implements duplicate.Vendor on top of the vendor client.
@@ -48,6 +50,7 @@ type Vendor struct {
 	client  Client
 	limiter *rate.Limiter
 	breaker *gobreaker.CircuitBreaker[any]
+	onPause func(time.Duration)
 
 	// accountFailure is set by the breaker's success check so that ReadyToTrip, which only sees
 	// counts, can open the circuit on the first account-level failure.
@@ -74,7 +77,7 @@ func New(client Client, cfg Config) *Vendor {
 	if cfg.BreakerOpenFor <= 0 {
 		cfg.BreakerOpenFor = 30 * time.Second
 	}
-	v := &Vendor{client: client, limiter: rate.NewLimiter(limit, burst)}
+	v := &Vendor{client: client, limiter: rate.NewLimiter(limit, burst), onPause: cfg.OnPause}
 	v.breaker = gobreaker.NewCircuitBreaker[any](gobreaker.Settings{
 		Name:        "vendor",
 		MaxRequests: 1,
@@ -232,10 +235,14 @@ func (v *Vendor) observe(err error) {
 	}
 	until := time.Now().Add(pause)
 	v.mu.Lock()
-	if until.After(v.pausedUntil) {
+	extended := until.After(v.pausedUntil)
+	if extended {
 		v.pausedUntil = until
 	}
 	v.mu.Unlock()
+	if extended && v.onPause != nil {
+		v.onPause(pause)
+	}
 }
 
 // PausedFor returns how much longer calls are held back by a SERVICE_BUSY answer.

@@ -21,7 +21,9 @@ type ReadinessCheck struct {
 // Config configures the server.
 type Config struct {
 	Readiness []ReadinessCheck
-	Logger    *slog.Logger
+	// Metrics serves /metrics (Prometheus); nil leaves the route out.
+	Metrics http.Handler
+	Logger  *slog.Logger
 }
 
 // Server holds the Echo instance and what its handlers need.

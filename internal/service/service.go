@@ -20,6 +20,7 @@ import (
 	"github.com/doppelhq/doppel/internal/duplicate"
 	"github.com/doppelhq/doppel/internal/facesearch"
 	"github.com/doppelhq/doppel/internal/httpapi"
+	"github.com/doppelhq/doppel/internal/metrics"
 	"github.com/doppelhq/doppel/internal/postgres"
 	"github.com/doppelhq/doppel/internal/relay"
 	"github.com/doppelhq/doppel/internal/topic"
@@ -47,11 +48,13 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		}
 	}
 
+	m := metrics.New()
 	client, err := advance.New(advance.Config{
 		BaseURL:   cfg.AdvanceBaseURL,
 		AccessKey: cfg.AdvanceAccessKey,
 		SecretKey: cfg.AdvanceSecretKey,
 		Timeout:   cfg.AdvanceTimeout,
+		OnCall:    m.VendorCall,
 	})
 	if err != nil {
 		return fmt.Errorf("vendor client: %w", err)
@@ -61,18 +64,25 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		QPS:             cfg.AdvanceQPS,
 		BreakerFailures: cfg.BreakerFailures,
 		BreakerOpenFor:  cfg.BreakerOpenFor,
+		OnStateChange:   m.SetBreakerState,
+		OnPause:         m.SetVendorPaused,
 	})
 	detector := duplicate.NewDetector(vendor, store, nil)
 
 	rel := relay.New(relay.Config{
-		Brokers:   cfg.KafkaBrokers,
-		Topic:     cfg.TopicAlerts,
-		BatchSize: cfg.RelayBatchSize,
-		Interval:  cfg.RelayInterval,
-		Logger:    log.With("component", "relay"),
+		Brokers:     cfg.KafkaBrokers,
+		Topic:       cfg.TopicAlerts,
+		BatchSize:   cfg.RelayBatchSize,
+		Interval:    cfg.RelayInterval,
+		Logger:      log.With("component", "relay"),
+		OnPublished: m.AlertsPublished,
 	}, store)
+	m.SetOutboxSource(store.OutboxBacklog)
+	m.SetLagSource(func(ctx context.Context) (map[int]int64, error) {
+		return consumer.Lag(ctx, cfg.KafkaBrokers, cfg.KafkaGroupID, cfg.TopicEvents)
+	})
 
-	p := &pipeline{cfg: cfg, detector: detector, relay: rel, log: log.With("component", "pipeline")}
+	p := &pipeline{cfg: cfg, detector: detector, relay: rel, metrics: m, log: log.With("component", "pipeline")}
 	cons, err := consumer.New(consumer.Config{
 		Brokers:        cfg.KafkaBrokers,
 		GroupID:        cfg.KafkaGroupID,
@@ -90,13 +100,15 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		RouteKey:      routeKey,
 		ShutdownGrace: cfg.ShutdownTimeout / 2,
 		Logger:        log.With("component", "consumer"),
+		Observer:      m,
 	}, p.handle)
 	if err != nil {
 		return err
 	}
 
 	api := httpapi.New(httpapi.Config{
-		Logger: log.With("component", "http"),
+		Logger:  log.With("component", "http"),
+		Metrics: m.Handler(),
 		Readiness: []httpapi.ReadinessCheck{
 			{Name: "database", Check: func(ctx context.Context) error { return pool.Ping(ctx) }},
 			{Name: "kafka", Check: func(ctx context.Context) error { return pingBroker(ctx, cfg.KafkaBrokers) }},
@@ -145,10 +157,12 @@ type pipeline struct {
 	cfg      config.Config
 	detector *duplicate.Detector
 	relay    *relay.Relay
+	metrics  *metrics.Metrics
 	log      *slog.Logger
 }
 
 func (p *pipeline) handle(ctx context.Context, msg kafka.Message) error {
+	p.metrics.EventConsumed()
 	src := duplicate.Source{Topic: msg.Topic, Partition: msg.Partition, Offset: msg.Offset}
 	ev, err := duplicate.DecodeEvent(msg.Value, duplicate.DecodeOptions{
 		MaxBytes: p.cfg.MaxEventBytes, RejectUnknownTypes: p.cfg.RejectUnknownTypes})
@@ -158,18 +172,25 @@ func (p *pipeline) handle(ctx context.Context, msg kafka.Message) error {
 			if rerr := p.detector.RecordFailure(ctx, de.SignatureID, de.Reason+": "+de.Detail, src); rerr != nil {
 				return rerr
 			}
+			p.metrics.Outcome(string(duplicate.OutcomeFailed))
 		}
 		return err
 	}
 	res, err := p.detector.Handle(ctx, ev, src)
+	var pf *duplicate.PermanentFailure
+	if errors.As(err, &pf) {
+		p.metrics.Outcome(string(duplicate.OutcomeFailed))
+	}
 	if err != nil {
 		return err
 	}
 	log := p.log.With("signature_id", ev.SignatureID, "partition", msg.Partition, "offset", msg.Offset)
 	if res.AlreadyStored {
+		p.metrics.Outcome("already_stored")
 		log.Debug("already stored, not searched again", "outcome", res.Outcome)
 		return nil
 	}
+	p.metrics.Outcome(string(res.Outcome))
 	log.Info("check stored", "outcome", res.Outcome, "vendor_transaction_id", res.VendorTransactionID,
 		"new_links", len(res.Saved.NewLinks))
 	if res.Saved.Alert != nil {

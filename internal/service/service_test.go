@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"log/slog"
 	"os"
 	"sort"
@@ -135,6 +137,7 @@ func header(m kafka.Message, key string) string {
 func TestPipelineFindsRingsStoresLinksAndPublishesAlerts(t *testing.T) {
 	t.Parallel()
 	f := setup(t, advancesim.Config{})
+	f.cfg.HTTPAddr = freeAddr(t)
 	sim := f.sim
 	// A ring of three sharing face F1, a pair on F2, a loner, a failed verification on F1, and a
 	// user who verified twice with the same face (their own id must not become a link).
@@ -220,6 +223,25 @@ func TestPipelineFindsRingsStoresLinksAndPublishesAlerts(t *testing.T) {
 	require.Contains(t, reasons, duplicate.ReasonMissingSignatureID)
 	require.Equal(t, `{"signatureId": "x"`, string(reasons[duplicate.ReasonInvalidJSON].Value))
 	require.Equal(t, "t-1", header(reasons[duplicate.ReasonMissingSignatureID], "trace"))
+
+	// The operator sees the same story on /metrics.
+	resp, err := http.Get("http://" + f.cfg.HTTPAddr + "/metrics")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	page := string(body)
+	for _, line := range []string{
+		`doppel_event_outcomes_total{outcome="duplicates_found"} 5`,
+		`doppel_event_outcomes_total{outcome="not_passed"} 1`,
+		`doppel_events_consumed_total 11`,
+		`doppel_dead_letters_total{reason="invalid_json"} 1`,
+		fmt.Sprintf(`doppel_alerts_published_total %d`, stored),
+		`doppel_vendor_calls_total{code="SUCCESS",endpoint="face-search"} 7`,
+		`doppel_outbox_backlog 0`,
+	} {
+		require.Contains(t, page, line)
+	}
+	require.Regexp(t, `doppel_consumer_lag\{partition="0"\} 0`, page)
 }
 
 func TestTheSameEventTwiceIsStoredAndBilledOnce(t *testing.T) {
