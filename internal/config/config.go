@@ -43,6 +43,7 @@ type Config struct {
 	MaxEventBytes      int           `yaml:"max_event_bytes" env:"DOPPEL_MAX_EVENT_BYTES"`
 	RejectUnknownTypes bool          `yaml:"reject_unknown_types" env:"DOPPEL_REJECT_UNKNOWN_TYPES"`
 	CommitInterval     time.Duration `yaml:"commit_interval" env:"DOPPEL_COMMIT_INTERVAL"`
+	StoreBatchSize     int           `yaml:"store_batch_size" env:"DOPPEL_STORE_BATCH_SIZE"`
 
 	RetryMaxAttempts     int           `yaml:"retry_max_attempts" env:"DOPPEL_RETRY_MAX_ATTEMPTS"`
 	RetryInitialInterval time.Duration `yaml:"retry_initial_interval" env:"DOPPEL_RETRY_INITIAL_INTERVAL"`
@@ -77,6 +78,7 @@ func Default() Config {
 		Workers:              32,
 		MaxEventBytes:        64 << 10,
 		CommitInterval:       200 * time.Millisecond,
+		StoreBatchSize:       128,
 		RetryMaxAttempts:     8,
 		RetryInitialInterval: 200 * time.Millisecond,
 		RetryMaxInterval:     10 * time.Second,
@@ -236,6 +238,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxEventBytes < 256 {
 		bad("DOPPEL_MAX_EVENT_BYTES must be at least 256, got %d", c.MaxEventBytes)
+	}
+	if c.StoreBatchSize < 1 || c.StoreBatchSize > 10000 {
+		bad("DOPPEL_STORE_BATCH_SIZE must be between 1 and 10000, got %d", c.StoreBatchSize)
 	}
 	if c.CommitInterval <= 0 {
 		bad("DOPPEL_COMMIT_INTERVAL must be positive, e.g. 200ms")

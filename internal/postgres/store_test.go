@@ -248,3 +248,72 @@ func TestRedactURLHidesThePassword(t *testing.T) {
 	require.NotContains(t, got, "hunter2")
 	require.Contains(t, got, "db:5432")
 }
+
+func TestBatcherStoresConcurrentChecksExactlyAsOneByOne(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	batcher := postgres.NewBatcher(b.store, 16, 2)
+	const rings = 40
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	newPairs := map[string]int{}
+	for r := range rings {
+		for m := range 3 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				user := fmt.Sprintf("r%d-m%d", r, m)
+				var others []string
+				for o := range 3 {
+					if o != m {
+						others = append(others, fmt.Sprintf("r%d-m%d", r, o))
+					}
+				}
+				saved, err := batcher.SaveCheck(b.ctx, check("sig-"+user, user, others...))
+				require.NoError(t, err)
+				require.True(t, saved.Stored)
+				mu.Lock()
+				for _, n := range saved.NewLinks {
+					lo, hi := duplicate.Pair(user, n)
+					newPairs[lo+"-"+hi]++
+				}
+				mu.Unlock()
+			}()
+		}
+	}
+	wg.Wait()
+	require.Len(t, newPairs, rings*3, "three pairs per ring")
+	for p, n := range newPairs {
+		require.Equal(t, 1, n, "pair %s announced as new twice", p)
+	}
+	links := linkRows(t, b)
+	require.Len(t, links, rings*3)
+	for p, n := range links {
+		require.Equal(t, 2, n, "pair %s", p)
+	}
+
+	// A check that cannot be stored fails alone; its batch neighbours are stored.
+	bad := check("sig-bad", "u-bad", "u-bad-2")
+	bad.Outcome = "not-an-outcome"
+	var wg2 sync.WaitGroup
+	errs := make([]error, 5)
+	for i := range 5 {
+		wg2.Add(1)
+		go func() {
+			defer wg2.Done()
+			c := check(fmt.Sprintf("sig-ok-%d", i), fmt.Sprintf("u-ok-%d", i))
+			if i == 2 {
+				c = bad
+			}
+			_, errs[i] = batcher.SaveCheck(b.ctx, c)
+		}()
+	}
+	wg2.Wait()
+	for i, err := range errs {
+		if i == 2 {
+			require.Error(t, err)
+		} else {
+			require.NoError(t, err)
+		}
+	}
+}

@@ -67,7 +67,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		OnStateChange:   m.SetBreakerState,
 		OnPause:         m.SetVendorPaused,
 	})
-	detector := duplicate.NewDetector(vendor, store, nil)
+	// Checks from all workers share transactions (group commit): see postgres.Batcher.
+	detector := duplicate.NewDetector(vendor, postgres.NewBatcher(store, cfg.StoreBatchSize, 2), nil)
 
 	rel := relay.New(relay.Config{
 		Brokers:     cfg.KafkaBrokers,
