@@ -91,7 +91,7 @@ func filterNot(m map[string]string, outcome string) map[string]string {
 func TestServiceBusySlowsDownButLosesNothing(t *testing.T) {
 	t.Parallel()
 	f := setup(t, advancesim.Config{})
-	require.NoError(t, f.sim.SetFaults(advancesim.Faults{QPS: 40, BusyAsHTTP429: true}))
+	require.NoError(t, f.sim.SetFaults(advancesim.Faults{QPS: 10, BusyAsHTTP429: true}))
 	sigs, msgs := ring(t, f, 60, "busy")
 	stop := f.start(t)
 	defer stop()
