@@ -39,6 +39,8 @@ commands:
   migrate up|down|version
                         apply, revert one, or show the schema migrations
   config check          print the effective configuration (secrets masked) and validate it
+  dlq replay [--reason R] [--since T] [--dry-run]
+                        re-publish dead letters to the events topic after a fix
 
 Configuration comes from the YAML file (--config or DOPPEL_CONFIG), overridden by DOPPEL_*
 environment variables; see configs/doppel.example.yaml.
@@ -70,6 +72,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return service.Run(ctx, cfg, log)
 	case "migrate":
 		return runMigrate(rest[1:], *configPath, getenv, stdout, stderr)
+	case "dlq":
+		return runDLQ(ctx, rest[1:], getenv, stdout, stderr)
 	case "config":
 		if len(rest) < 2 || rest[1] != "check" {
 			fmt.Fprint(stderr, usage)

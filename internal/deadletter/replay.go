@@ -1,0 +1,180 @@
+// Package deadletter re-publishes dead letters to the input topic once what made them fail is
+// fixed (`doppel dlq replay`). The pipeline is idempotent, so replaying a letter twice, or one
+// whose signatureId has since been stored, is harmless.
+package deadletter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/doppelhq/doppel/internal/consumer"
+)
+
+// HeaderReplayedFrom marks a replayed message with where its dead letter was.
+const HeaderReplayedFrom = "doppel-replayed-from"
+
+// Options selects which dead letters to replay and where to.
+type Options struct {
+	Brokers     []string
+	DLQTopic    string
+	TargetTopic string
+	// Reasons keeps only letters with one of these reasons; empty keeps all.
+	Reasons []string
+	// Since keeps only letters dead-lettered at or after this time; zero keeps all.
+	Since time.Time
+	// DryRun counts what would be replayed without publishing.
+	DryRun bool
+	// Progress, if set, is called after each letter read with the running report.
+	Progress func(Report)
+}
+
+// Report counts what a replay did.
+type Report struct {
+	Scanned     int            `json:"scanned"`
+	Matched     int            `json:"matched"`
+	Republished int            `json:"republished"`
+	ByReason    map[string]int `json:"byReason"`
+}
+
+// Replay reads the dead-letter topic from its beginning up to its end at the time of the call (so
+// it terminates), and re-publishes the selected letters to the target topic with their original
+// key, value and producer headers, without the dead-letter annotations.
+func Replay(ctx context.Context, opts Options) (Report, error) {
+	rep := Report{ByReason: map[string]int{}}
+	if len(opts.Brokers) == 0 || opts.DLQTopic == "" || opts.TargetTopic == "" {
+		return rep, errors.New("replay: brokers, dead-letter topic and target topic are required")
+	}
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(opts.Brokers...), Timeout: 15 * time.Second, Transport: transport}
+	bounds, err := partitionBounds(ctx, client, opts.DLQTopic)
+	if err != nil {
+		return rep, err
+	}
+	writer := &kafka.Writer{Addr: kafka.TCP(opts.Brokers...), Topic: opts.TargetTopic,
+		Balancer: &kafka.Murmur2Balancer{}, RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond,
+		Transport: &kafka.Transport{}}
+	defer writer.Close()
+
+	for partition, b := range bounds {
+		if b.first >= b.last {
+			continue
+		}
+		if err := replayPartition(ctx, opts, writer, partition, b, &rep); err != nil {
+			return rep, err
+		}
+	}
+	return rep, nil
+}
+
+type offsets struct{ first, last int64 }
+
+func partitionBounds(ctx context.Context, client *kafka.Client, topic string) (map[int]offsets, error) {
+	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return nil, fmt.Errorf("read metadata of %s: %w", topic, err)
+	}
+	if len(meta.Topics) != 1 || meta.Topics[0].Error != nil {
+		return nil, fmt.Errorf("dead-letter topic %s: %v", topic, meta.Topics[0].Error)
+	}
+	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
+	for _, p := range meta.Topics[0].Partitions {
+		req.Topics[topic] = append(req.Topics[topic], kafka.FirstOffsetOf(p.ID), kafka.LastOffsetOf(p.ID))
+	}
+	resp, err := client.ListOffsets(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("list offsets of %s: %w", topic, err)
+	}
+	out := map[int]offsets{}
+	for _, po := range resp.Topics[topic] {
+		if po.Error != nil {
+			return nil, fmt.Errorf("offsets of %s[%d]: %w", topic, po.Partition, po.Error)
+		}
+		out[po.Partition] = offsets{first: po.FirstOffset, last: po.LastOffset}
+	}
+	return out, nil
+}
+
+func replayPartition(ctx context.Context, opts Options, w *kafka.Writer, partition int, b offsets, rep *Report) error {
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: opts.Brokers, Topic: opts.DLQTopic, Partition: partition,
+		MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 200 * time.Millisecond})
+	defer r.Close()
+	if err := r.SetOffset(b.first); err != nil {
+		return err
+	}
+	var batch []kafka.Message
+	flush := func() error {
+		if len(batch) == 0 || opts.DryRun {
+			batch = batch[:0]
+			return nil
+		}
+		if err := w.WriteMessages(ctx, batch...); err != nil {
+			return fmt.Errorf("republish to %s: %w", opts.TargetTopic, err)
+		}
+		rep.Republished += len(batch)
+		batch = batch[:0]
+		return nil
+	}
+	for {
+		m, err := r.ReadMessage(ctx)
+		if err != nil {
+			return fmt.Errorf("read %s[%d]: %w", opts.DLQTopic, partition, err)
+		}
+		rep.Scanned++
+		if reason, ok := selected(m, opts); ok {
+			rep.Matched++
+			rep.ByReason[reason]++
+			batch = append(batch, republished(m))
+			if len(batch) >= 500 {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+		if opts.Progress != nil {
+			opts.Progress(*rep)
+		}
+		if m.Offset >= b.last-1 {
+			return flush()
+		}
+	}
+}
+
+func header(m kafka.Message, key string) string {
+	for _, h := range m.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+func selected(m kafka.Message, opts Options) (string, bool) {
+	reason := header(m, consumer.HeaderReason)
+	if len(opts.Reasons) > 0 && !slices.Contains(opts.Reasons, reason) {
+		return reason, false
+	}
+	if !opts.Since.IsZero() && m.Time.Before(opts.Since) {
+		return reason, false
+	}
+	return reason, true
+}
+
+func republished(m kafka.Message) kafka.Message {
+	headers := make([]kafka.Header, 0, len(m.Headers)+1)
+	for _, h := range m.Headers {
+		if !strings.HasPrefix(h.Key, "doppel-dlq-") && h.Key != HeaderReplayedFrom {
+			headers = append(headers, h)
+		}
+	}
+	headers = append(headers, kafka.Header{Key: HeaderReplayedFrom,
+		Value: []byte(m.Topic + "/" + strconv.Itoa(m.Partition) + "/" + strconv.FormatInt(m.Offset, 10))})
+	return kafka.Message{Key: m.Key, Value: m.Value, Headers: headers}
+}
