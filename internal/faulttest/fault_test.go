@@ -67,14 +67,15 @@ type fixture struct {
 
 func setup(t *testing.T) *fixture {
 	t.Helper()
+	return setupWithPartitions(t, 3)
+}
+
+func setupWithPartitions(t *testing.T, partitions int) *fixture {
+	t.Helper()
 	dbURL, pool := testinfra.Database(t)
 	sim, simURL := testinfra.Sim(t, advancesim.Config{Latency: 3 * time.Millisecond})
-	topics := testinfra.Topics(t, 3, "idv.completed", "doppel.alerts", "idv.completed.dlq")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	httpAddr := l.Addr().String()
-	l.Close()
-	f := &fixture{pool: pool, sim: sim, events: topics[0], alerts: topics[1], dlq: topics[2], http: httpAddr,
+	topics := testinfra.Topics(t, partitions, "idv.completed", "doppel.alerts", "idv.completed.dlq")
+	f := &fixture{pool: pool, sim: sim, events: topics[0], alerts: topics[1], dlq: topics[2],
 		logPath: filepath.Join(t.TempDir(), "doppel.log")}
 	f.env = append(os.Environ(),
 		"DOPPEL_DATABASE_URL="+dbURL,
@@ -83,7 +84,7 @@ func setup(t *testing.T) *fixture {
 		"DOPPEL_TOPIC_EVENTS="+f.events, "DOPPEL_TOPIC_ALERTS="+f.alerts, "DOPPEL_TOPIC_DLQ="+f.dlq,
 		"DOPPEL_ADVANCE_BASE_URL="+simURL,
 		"DOPPEL_ADVANCE_ACCESS_KEY="+testinfra.SimAccessKey, "DOPPEL_ADVANCE_SECRET_KEY="+testinfra.SimSecretKey,
-		"DOPPEL_ADVANCE_QPS=0", "DOPPEL_WORKERS=8", "DOPPEL_HTTP_ADDR="+httpAddr,
+		"DOPPEL_ADVANCE_QPS=0", "DOPPEL_WORKERS=8",
 		"DOPPEL_COMMIT_INTERVAL=50ms", "DOPPEL_RELAY_INTERVAL=100ms", "DOPPEL_SHUTDOWN_TIMEOUT=10s",
 		"DOPPEL_LOG_LEVEL=info")
 	t.Cleanup(func() {
@@ -116,7 +117,12 @@ func (f *fixture) start(t *testing.T) *proc {
 	logFile, err := os.OpenFile(f.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	require.NoError(t, err)
 	cmd := exec.Command(doppelBin, "serve")
-	cmd.Env = f.env
+	// Each process gets its own HTTP port (several may run at once); f.http is the newest one.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	f.http = l.Addr().String()
+	l.Close()
+	cmd.Env = append(append([]string(nil), f.env...), "DOPPEL_HTTP_ADDR="+f.http)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	require.NoError(t, cmd.Start())
 	p := &proc{cmd: cmd, exited: make(chan struct{})}
