@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"log/slog"
 	"strconv"
@@ -75,9 +74,12 @@ type Config struct {
 	GroupID  string
 	Topic    string
 	DLQTopic string
-	// Workers is how many messages are handled at once. Messages with the same routing key always go
-	// to the same worker, so the same signatureId is never handled twice concurrently.
-	Workers        int
+	// Workers is how many messages are handled at once. Messages with the same routing key are
+	// handled one after another, so the same signatureId is never handled twice concurrently.
+	Workers int
+	// MaxInFlight bounds fetched but unfinished messages (in progress or waiting behind their key);
+	// fetching stops at the bound. 0 takes twice Workers.
+	MaxInFlight    int
 	CommitInterval time.Duration
 	Retry          RetryPolicy
 	// Classify decides what to do with a handler error.
@@ -141,6 +143,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Retry.WaitMaxInterval <= 0 {
 		c.Retry.WaitMaxInterval = 5 * time.Second
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 2 * c.Workers
 	}
 	if c.ShutdownGrace <= 0 {
 		c.ShutdownGrace = 5 * time.Second
@@ -231,14 +236,13 @@ func (c *Consumer) Run(ctx context.Context) error {
 	})
 	defer stopGrace()
 
-	queues := make([]chan kafka.Message, c.cfg.Workers)
+	d := newDispatcher(c.cfg.Workers, c.cfg.MaxInFlight)
 	var workers sync.WaitGroup
-	for i := range queues {
-		queues[i] = make(chan kafka.Message, 1)
+	for range c.cfg.Workers {
 		workers.Add(1)
 		go func() {
 			defer workers.Done()
-			c.work(workCtx, queues[i])
+			c.work(workCtx, d)
 		}()
 	}
 
@@ -249,11 +253,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 		c.commitLoop(commitCtx, reader)
 	}()
 
-	fetchErr := c.fetchLoop(ctx, reader, queues)
+	fetchErr := c.fetchLoop(ctx, reader, d)
 
-	for _, q := range queues {
-		close(q)
-	}
+	close(d.work)
 	workers.Wait()
 	cancelWork()
 	stopCommitting()
@@ -266,10 +268,17 @@ func (c *Consumer) Run(ctx context.Context) error {
 	return errors.Join(fetchErr, reader.Close(), c.dlq.Close())
 }
 
-func (c *Consumer) fetchLoop(ctx context.Context, reader *kafka.Reader, queues []chan kafka.Message) error {
+func (c *Consumer) fetchLoop(ctx context.Context, reader *kafka.Reader, d *dispatcher) error {
 	for {
+		// Backpressure: with MaxInFlight messages unfinished, stop fetching until one finishes.
+		select {
+		case d.slots <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
 		msg, err := reader.FetchMessage(ctx)
 		if err != nil {
+			<-d.slots
 			if ctx.Err() != nil || errors.Is(err, io.EOF) {
 				return nil
 			}
@@ -283,33 +292,86 @@ func (c *Consumer) fetchLoop(ctx context.Context, reader *kafka.Reader, queues [
 		}
 		c.tracker.add(msg.Partition, msg.Offset)
 		c.cfg.Observer.InFlight(c.tracker.inFlight())
-		q := queues[route(c.cfg.RouteKey(msg), len(queues))]
-		select {
-		case q <- msg:
-		case <-ctx.Done():
+		if !d.dispatch(ctx, string(c.cfg.RouteKey(msg)), msg) {
 			// Not handed to a worker: it stays unfinished and uncommitted, to be fetched again.
 			return nil
 		}
 	}
 }
 
-func route(key []byte, n int) int {
-	h := fnv.New32a()
-	_, _ = h.Write(key)
-	return int(h.Sum32() % uint32(n))
+// dispatcher hands messages to a pool of workers: any free worker takes the next message, except
+// that messages with the same key run one after another, in fetch order, so one signatureId is never
+// searched twice at once. A slow message holds up only the messages with its own key.
+type dispatcher struct {
+	work  chan keyed
+	slots chan struct{} // one per unfinished message: bounds memory when the vendor is slow
+
+	mu     sync.Mutex
+	queued map[string][]kafka.Message // keys in progress, with the messages waiting behind them
 }
 
-func (c *Consumer) work(ctx context.Context, queue <-chan kafka.Message) {
-	for msg := range queue {
-		if ctx.Err() != nil {
-			continue // abandoned: drain the queue without finishing anything
+type keyed struct {
+	key string
+	msg kafka.Message
+}
+
+func newDispatcher(workers, maxInFlight int) *dispatcher {
+	return &dispatcher{
+		work:   make(chan keyed, workers),
+		slots:  make(chan struct{}, max(maxInFlight, workers)),
+		queued: make(map[string][]kafka.Message),
+	}
+}
+
+// dispatch queues msg behind a message with the same key in progress, or hands it to the workers.
+func (d *dispatcher) dispatch(ctx context.Context, key string, msg kafka.Message) bool {
+	d.mu.Lock()
+	if waiting, busy := d.queued[key]; busy {
+		d.queued[key] = append(waiting, msg)
+		d.mu.Unlock()
+		return true
+	}
+	d.queued[key] = nil
+	d.mu.Unlock()
+	select {
+	case d.work <- keyed{key: key, msg: msg}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// next returns the message waiting behind key, or false (and forgets key) when none is.
+func (d *dispatcher) next(key string) (kafka.Message, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	waiting := d.queued[key]
+	if len(waiting) == 0 {
+		delete(d.queued, key)
+		return kafka.Message{}, false
+	}
+	d.queued[key] = waiting[1:]
+	return waiting[0], true
+}
+
+func (c *Consumer) work(ctx context.Context, d *dispatcher) {
+	for item := range d.work {
+		msg := item.msg
+		for {
+			if ctx.Err() != nil {
+				break // abandoned: not finished, not committed, fetched again after a restart
+			}
+			deadLettered, reason, ok := c.process(ctx, msg)
+			if ok {
+				c.tracker.finish(msg.Partition, msg.Offset)
+				c.cfg.Observer.Finished(msg.Topic, msg.Partition, deadLettered, reason)
+			}
+			<-d.slots
+			var more bool
+			if msg, more = d.next(item.key); !more {
+				break
+			}
 		}
-		deadLettered, reason, ok := c.process(ctx, msg)
-		if !ok {
-			continue
-		}
-		c.tracker.finish(msg.Partition, msg.Offset)
-		c.cfg.Observer.Finished(msg.Topic, msg.Partition, deadLettered, reason)
 	}
 }
 
