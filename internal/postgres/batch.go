@@ -10,89 +10,67 @@ import (
 	"github.com/doppelhq/doppel/internal/duplicate"
 )
 
-// Batcher stores checks from many workers in shared transactions: while a transaction is being
-// written, new checks queue up and go together in the next one (group commit). At low load a check
-// is written at once, alone; at high load one commit carries up to MaxBatch checks, which is what
-// lets the pipeline keep up with a fast vendor. It implements duplicate.Store.
+// Batcher puts the per-event database work of many workers into shared round trips: while one
+// batch is being written or read, new requests queue up and go together in the next one (group
+// commit). At low load a request goes out at once, alone; at high load one transaction carries up
+// to maxBatch checks and one query answers up to maxBatch look-ups, which is what lets the pipeline
+// keep up with a fast vendor. It implements duplicate.Store.
 type Batcher struct {
-	store       *Store
-	maxBatch    int
-	maxFlushers int
-
-	mu       sync.Mutex
-	queue    []*pendingSave
-	flushing int
+	store   *Store
+	saves   *group[saveRequest]
+	lookups *group[lookupRequest]
 }
 
-type pendingSave struct {
+type saveRequest struct {
 	check duplicate.Check
 	saved duplicate.Saved
-	err   error
-	done  chan struct{}
+}
+
+type lookupRequest struct {
+	signatureID string
+	outcome     duplicate.Outcome
+	found       bool
 }
 
 var _ duplicate.Store = (*Batcher)(nil)
 
-// flushTimeout bounds one batch transaction; it is not tied to any one caller's context because
+// batchTimeout bounds one batch's round trip; it is not tied to any one caller's context because
 // the batch serves several callers.
-const flushTimeout = 30 * time.Second
+const batchTimeout = 30 * time.Second
 
-// NewBatcher returns a Batcher writing through store, at most maxBatch checks per transaction and
-// at most maxFlushers transactions at once.
+// NewBatcher returns a Batcher writing through store, with at most maxBatch requests per round trip
+// and at most maxFlushers round trips of each kind at once.
 func NewBatcher(store *Store, maxBatch, maxFlushers int) *Batcher {
-	return &Batcher{store: store, maxBatch: max(1, maxBatch), maxFlushers: max(1, maxFlushers)}
+	b := &Batcher{store: store}
+	b.saves = newGroup(maxBatch, maxFlushers, b.flushSaves)
+	b.lookups = newGroup(maxBatch, maxFlushers, b.flushLookups)
+	return b
 }
 
-// FinalOutcome reads straight from the store.
+// FinalOutcome returns the stored outcome of signatureID and whether it is final, looked up together
+// with other workers' look-ups.
 func (b *Batcher) FinalOutcome(ctx context.Context, signatureID string) (duplicate.Outcome, bool, error) {
-	return b.store.FinalOutcome(ctx, signatureID)
+	r, err := b.lookups.submit(ctx, lookupRequest{signatureID: signatureID})
+	if err != nil || !r.found {
+		return "", false, err
+	}
+	return r.outcome, r.outcome.Final(), nil
 }
 
 // SaveCheck queues the check and returns once the transaction holding it has committed (or failed).
 // If the caller's context ends first it returns the context's error; the check may still be
 // stored, which is harmless: a redelivered event finds the stored outcome.
 func (b *Batcher) SaveCheck(ctx context.Context, check duplicate.Check) (duplicate.Saved, error) {
-	p := &pendingSave{check: check, done: make(chan struct{})}
-	b.mu.Lock()
-	b.queue = append(b.queue, p)
-	if b.flushing < b.maxFlushers {
-		b.flushing++
-		go b.flushLoop()
-	}
-	b.mu.Unlock()
-	select {
-	case <-p.done:
-		return p.saved, p.err
-	case <-ctx.Done():
-		return duplicate.Saved{}, ctx.Err()
-	}
+	r, err := b.saves.submit(ctx, saveRequest{check: check})
+	return r.saved, err
 }
 
-// flushLoop writes queued checks until the queue is empty.
-func (b *Batcher) flushLoop() {
-	for {
-		b.mu.Lock()
-		n := min(len(b.queue), b.maxBatch)
-		if n == 0 {
-			b.flushing--
-			b.mu.Unlock()
-			return
-		}
-		batch := b.queue[:n:n]
-		b.queue = b.queue[n:]
-		b.mu.Unlock()
-		b.flush(batch)
-	}
-}
-
-func (b *Batcher) flush(batch []*pendingSave) {
-	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
-	defer cancel()
+func (b *Batcher) flushSaves(ctx context.Context, batch []*pending[saveRequest]) {
 	if len(batch) > 1 {
 		results := make([]duplicate.Saved, len(batch))
 		err := inTx(ctx, b.store.pool, func(tx pgx.Tx) error {
 			for i, p := range batch {
-				saved, err := b.store.saveCheckTx(ctx, tx, p.check)
+				saved, err := b.store.saveCheckTx(ctx, tx, p.req.check)
 				if err != nil {
 					return err
 				}
@@ -102,7 +80,7 @@ func (b *Batcher) flush(batch []*pendingSave) {
 		})
 		if err == nil {
 			for i, p := range batch {
-				p.saved = results[i]
+				p.req.saved = results[i]
 				close(p.done)
 			}
 			return
@@ -111,7 +89,89 @@ func (b *Batcher) flush(batch []*pendingSave) {
 		// fall back to one transaction each, so each caller gets its own answer.
 	}
 	for _, p := range batch {
-		p.saved, p.err = b.store.SaveCheck(ctx, p.check)
+		p.req.saved, p.err = b.store.SaveCheck(ctx, p.req.check)
 		close(p.done)
+	}
+}
+
+func (b *Batcher) flushLookups(ctx context.Context, batch []*pending[lookupRequest]) {
+	sigs := make([]string, len(batch))
+	for i, p := range batch {
+		sigs[i] = p.req.signatureID
+	}
+	outcomes := make(map[string]string, len(batch))
+	rows, err := b.store.pool.Query(ctx, `SELECT signature_id, outcome FROM idv_checks WHERE signature_id = ANY($1)`, sigs)
+	if err == nil {
+		var sig, outcome string
+		_, err = pgx.ForEachRow(rows, []any{&sig, &outcome}, func() error {
+			outcomes[sig] = outcome
+			return nil
+		})
+	}
+	for _, p := range batch {
+		if err != nil {
+			p.err = err
+		} else if o, ok := outcomes[p.req.signatureID]; ok {
+			p.req.outcome, p.req.found = duplicate.Outcome(o), true
+		}
+		close(p.done)
+	}
+}
+
+// group queues requests and hands them in batches to flush, with at most maxFlushers flushes
+// running at once; a flush starts as soon as a request arrives and one is free.
+type group[T any] struct {
+	maxBatch, maxFlushers int
+	flush                 func(context.Context, []*pending[T])
+
+	mu       sync.Mutex
+	queue    []*pending[T]
+	flushing int
+}
+
+type pending[T any] struct {
+	req  T
+	err  error
+	done chan struct{}
+}
+
+func newGroup[T any](maxBatch, maxFlushers int, flush func(context.Context, []*pending[T])) *group[T] {
+	return &group[T]{maxBatch: max(1, maxBatch), maxFlushers: max(1, maxFlushers), flush: flush}
+}
+
+func (g *group[T]) submit(ctx context.Context, req T) (T, error) {
+	p := &pending[T]{req: req, done: make(chan struct{})}
+	g.mu.Lock()
+	g.queue = append(g.queue, p)
+	if g.flushing < g.maxFlushers {
+		g.flushing++
+		go g.flushLoop()
+	}
+	g.mu.Unlock()
+	select {
+	case <-p.done:
+		return p.req, p.err
+	case <-ctx.Done():
+		var zero T
+		return zero, ctx.Err()
+	}
+}
+
+// flushLoop flushes queued requests until the queue is empty.
+func (g *group[T]) flushLoop() {
+	for {
+		g.mu.Lock()
+		n := min(len(g.queue), g.maxBatch)
+		if n == 0 {
+			g.flushing--
+			g.mu.Unlock()
+			return
+		}
+		batch := g.queue[:n:n]
+		g.queue = g.queue[n:]
+		g.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
+		g.flush(ctx, batch)
+		cancel()
 	}
 }
