@@ -31,6 +31,12 @@ fuzz: ## a short run of each fuzz target (seed corpora are in testdata/fuzz)
 demo: build ## run the pipeline end to end and print the rings and alerts it found
 	bash scripts/with-infra.sh $(BIN)/doppel-demo
 
+bench: build ## throughput, latency and memory benchmark on the real servers; writes docs/benchmarks.md
+	bash scripts/bench.sh
+
+soak: build ## long fault soak (kill -9, restarts, vendor errors) ending with a ledger; not part of test
+	bash scripts/soak.sh
+
 lint: ## go vet and staticcheck
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
