@@ -82,15 +82,29 @@ func topicPartitions(ctx context.Context, client *kafka.Client, topic string) ([
 // committedOffsets returns the group's committed offset per partition; partitions without one
 // are left out.
 func committedOffsets(ctx context.Context, client *kafka.Client, groupID, topic string, partitions []int) (map[int]int64, error) {
-	resp, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{
-		GroupID: groupID,
-		Topics:  map[string][]int{topic: partitions},
-	})
+	var resp *kafka.OffsetFetchResponse
+	var err error
+	// On a new cluster the first group request makes the broker create its offsets topic; until
+	// that is done it answers that no coordinator is ready, which is worth a few short retries.
+	for attempt := 0; ; attempt++ {
+		resp, err = client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{
+			GroupID: groupID,
+			Topics:  map[string][]int{topic: partitions},
+		})
+		if err == nil && resp.Error != nil {
+			err = resp.Error
+		}
+		if err == nil || attempt >= 20 || !coordinatorNotReady(err) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("consumer lag: fetch offsets of group %s: %w", groupID, err)
-	}
-	if resp.Error != nil {
-		return nil, fmt.Errorf("consumer lag: fetch offsets of group %s: %w", groupID, resp.Error)
 	}
 	committed := make(map[int]int64, len(partitions))
 	for _, p := range resp.Topics[topic] {
@@ -123,4 +137,9 @@ func offsetBounds(ctx context.Context, client *kafka.Client, topic string, parti
 		bounds[p.Partition] = p
 	}
 	return bounds, nil
+}
+
+func coordinatorNotReady(err error) bool {
+	return errors.Is(err, kafka.NotCoordinatorForGroup) || errors.Is(err, kafka.GroupCoordinatorNotAvailable) ||
+		errors.Is(err, kafka.GroupLoadInProgress)
 }
