@@ -3,6 +3,7 @@
 # Doppel's images, from one build:
 #   docker build -t doppel .                                  # the service (last stage, the default)
 #   docker build --target advance-sim -t doppel-advance-sim .  # the vendor simulator
+#   docker build --target demo -t doppel-demo .                # the demo run by docker compose
 #
 # Runtime image: alpine with a non-root user rather than distroless. Distroless static has no
 # shell and no HTTP client, so neither a HEALTHCHECK nor a compose healthcheck could probe
@@ -28,7 +29,9 @@ RUN --mount=type=cache,target=/go/pkg/mod \
     CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH GOFLAGS=-buildvcs=false \
     go build -trimpath -ldflags='-s -w' -o /out/doppel ./cmd/doppel && \
     CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH GOFLAGS=-buildvcs=false \
-    go build -trimpath -ldflags='-s -w' -o /out/advance-sim ./cmd/advance-sim
+    go build -trimpath -ldflags='-s -w' -o /out/advance-sim ./cmd/advance-sim && \
+    CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH GOFLAGS=-buildvcs=false \
+    go build -trimpath -ldflags='-s -w' -o /out/doppel-demo ./cmd/doppel-demo
 
 FROM alpine:3.23 AS runtime
 # A fixed numeric uid/gid, so Kubernetes' runAsNonRoot can check it without reading /etc/passwd.
@@ -42,6 +45,11 @@ COPY --from=build /out/advance-sim /usr/local/bin/advance-sim
 ENV ADVANCE_SIM_ADDR=0.0.0.0:8090
 EXPOSE 8090
 ENTRYPOINT ["advance-sim"]
+
+# The demo: seeds advance-sim, publishes events and prints the rings and alerts that came out.
+FROM runtime AS demo
+COPY --from=build /out/doppel-demo /usr/local/bin/doppel-demo
+ENTRYPOINT ["doppel-demo"]
 
 # The service is the last stage, so a plain `docker build` produces it.
 FROM runtime AS doppel

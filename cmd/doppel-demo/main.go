@@ -87,12 +87,17 @@ func run(ctx context.Context, getenv func(string) string, out io.Writer) error {
 	if baseDB == "" || brokers == "" {
 		return errors.New("DOPPEL_DATABASE_URL and DOPPEL_KAFKA_BROKERS must be set (make demo sources .local/env)")
 	}
+	if simURL := getenv("DEMO_SIM_URL"); simURL != "" {
+		// A running stack (docker compose): advance-sim and doppel serve are already up.
+		fmt.Fprintf(out, "== Using the running advance-sim at %s and the database and topics doppel serves\n", simURL)
+		return demonstrate(ctx, out, baseDB, brokers, simURL, "(see the doppel container's logs)")
+	}
+
 	root, _ := os.Getwd()
 	logDir := filepath.Join(root, ".local", "demo")
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return err
 	}
-
 	fmt.Fprintln(out, "== Preparing a fresh demo database and topics")
 	dbURL, err := freshDatabase(ctx, baseDB)
 	if err != nil {
@@ -119,12 +124,6 @@ func run(ctx context.Context, getenv func(string) string, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "== advance-sim (the vendor simulator) listens on %s, 40 ms per call\n", simURL)
 
-	people := population()
-	if err := seed(ctx, simURL, people); err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "== Seeded %d verifications: rings of 4, 3 and 2 accounts, 1 failed verification, 1 returning customer\n", len(people))
-
 	httpAddr, err := freeAddr()
 	if err != nil {
 		return err
@@ -142,20 +141,34 @@ func run(ctx context.Context, getenv func(string) string, out io.Writer) error {
 		return fmt.Errorf("doppel serve did not become ready (see %s): %w", doppel.logPath, err)
 	}
 	fmt.Fprintf(out, "== doppel serve is ready on http://%s (logs: %s)\n", httpAddr, doppel.logPath)
+	return demonstrate(ctx, out, dbURL, brokers, simURL, doppel.logPath)
+}
 
-	started := time.Now()
-	if err := publish(ctx, brokers, people); err != nil {
+// demonstrate seeds the simulator, publishes the population's events and prints what came out.
+func demonstrate(ctx context.Context, out io.Writer, dbURL, brokers, simURL, logHint string) error {
+	people := population()
+	if err := seed(ctx, simURL, people); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "== Published %d \"IDV completed\" events to %s\n", len(people), topicEvents)
+	fmt.Fprintf(out, "== Seeded %d verifications: rings of 4, 3 and 2 accounts, 1 failed verification, 1 returning customer\n", len(people))
 
 	conn, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	if err := waitStored(ctx, conn, len(people), 60*time.Second); err != nil {
-		return fmt.Errorf("%w (see %s)", err, doppel.logPath)
+	var before int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM idv_checks`).Scan(&before); err != nil {
+		return fmt.Errorf("read idv_checks (has doppel serve migrated the database?): %w", err)
+	}
+
+	started := time.Now()
+	if err := publish(ctx, brokers, people); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "== Published %d \"IDV completed\" events to %s\n", len(people), topicEvents)
+	if err := waitStored(ctx, conn, before+len(people), 60*time.Second); err != nil {
+		return fmt.Errorf("%w (logs: %s)", err, logHint)
 	}
 	fmt.Fprintf(out, "== All events processed in %s\n\n", time.Since(started).Round(10*time.Millisecond))
 
