@@ -4,7 +4,7 @@ SHELL := /bin/bash
 GO    ?= go
 BIN   := bin
 
-.PHONY: help build test test-go fuzz demo bench soak lint fmt infra-up infra-down infra-status clean
+.PHONY: help build test test-go fuzz schemathesis demo bench soak lint fmt infra-up infra-down infra-status clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -15,7 +15,7 @@ build: ## build bin/doppel, bin/advance-sim and bin/doppel-demo
 	$(GO) build -o $(BIN)/doppel-demo ./cmd/doppel-demo
 
 test: ## start the infrastructure if needed, run every test (and a short fuzz), stop what was started
-	bash scripts/with-infra.sh $(MAKE) --no-print-directory test-go fuzz
+	bash scripts/with-infra.sh $(MAKE) --no-print-directory test-go fuzz schemathesis
 
 test-go: ## run the Go tests against the running infrastructure (make infra-up first)
 	$(GO) vet ./...
@@ -27,6 +27,9 @@ test-go: ## run the Go tests against the running infrastructure (make infra-up f
 fuzz: ## a short run of each fuzz target (seed corpora are in testdata/fuzz)
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEvent$$' -fuzztime 10s ./internal/duplicate
 	$(GO) test -run '^$$' -fuzz '^FuzzParseEnvelope$$' -fuzztime 10s ./internal/advance
+
+schemathesis: ## run schemathesis against doppel serve's /openapi.json (needs the infrastructure)
+	bash scripts/schemathesis.sh
 
 demo: build ## run the pipeline end to end and print the rings and alerts it found
 	bash scripts/with-infra.sh $(BIN)/doppel-demo

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/doppelhq/doppel/internal/config"
 	"github.com/doppelhq/doppel/internal/postgres"
@@ -39,6 +40,8 @@ commands:
   migrate up|down|version
                         apply, revert one, or show the schema migrations
   config check          print the effective configuration (secrets masked) and validate it
+  replay [--yes] [--from T --to T | signatureId ...]
+                        re-run face search for stored checks (billed again) and count what changed
   dlq replay [--reason R] [--since T] [--dry-run]
                         re-publish dead letters to the events topic after a fix
 
@@ -69,6 +72,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if err != nil {
 			return err
 		}
+		startPprof(ctx, getenv("DOPPEL_PPROF_ADDR"), log)
+		// The parts shut down within their own bounds; this is the backstop that keeps a stuck
+		// connection from holding a SIGTERM past DOPPEL_SHUTDOWN_TIMEOUT. Abandoned work is
+		// uncommitted, so exiting here loses nothing.
+		context.AfterFunc(ctx, func() {
+			time.AfterFunc(cfg.ShutdownTimeout, func() {
+				log.Error("graceful shutdown exceeded DOPPEL_SHUTDOWN_TIMEOUT, exiting", "timeout", cfg.ShutdownTimeout)
+				os.Exit(2)
+			})
+		})
 		return service.Run(ctx, cfg, log)
 	case "migrate":
 		return runMigrate(rest[1:], *configPath, getenv, stdout, stderr)
@@ -80,6 +93,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return errUsage
 		}
 		return runConfigCheck(*configPath, getenv, stdout)
+	case "replay":
+		return runReplay(ctx, rest[1:], *configPath, getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

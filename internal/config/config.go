@@ -57,6 +57,18 @@ type Config struct {
 	LogLevel        string        `yaml:"log_level" env:"DOPPEL_LOG_LEVEL"`
 	LogFormat       string        `yaml:"log_format" env:"DOPPEL_LOG_FORMAT"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" env:"DOPPEL_SHUTDOWN_TIMEOUT"`
+
+	// APIKeys lists the query API's keys as "name:scope+scope:sha256hex" entries separated by ";":
+	// only the SHA-256 of each key is configured, never the key itself. Scopes are read and review.
+	APIKeys string `yaml:"api_keys" env:"DOPPEL_API_KEYS" secret:"true"`
+	// CallbackToken authenticates the vendor's callbacks (?token= on the callback URL).
+	CallbackToken string `yaml:"callback_token" env:"DOPPEL_CALLBACK_TOKEN" secret:"true"`
+	// CallbackHMACSecret lets internal producers sign callback bodies instead (X-Doppel-Signature).
+	CallbackHMACSecret string `yaml:"callback_hmac_secret" env:"DOPPEL_CALLBACK_HMAC_SECRET" secret:"true"`
+	// CallbackTimeout bounds the wait for the broker to acknowledge a callback's event.
+	CallbackTimeout time.Duration `yaml:"callback_timeout" env:"DOPPEL_CALLBACK_TIMEOUT"`
+	// RingHighSeveritySize is the fraud-ring size from which alerts are high severity (0: never).
+	RingHighSeveritySize int `yaml:"ring_high_severity_size" env:"DOPPEL_RING_HIGH_SEVERITY_SIZE"`
 }
 
 // Default returns the configuration used where nothing is set. Connection settings and vendor keys
@@ -86,6 +98,8 @@ func Default() Config {
 		RelayBatchSize:       200,
 		RelayInterval:        500 * time.Millisecond,
 		HTTPAddr:             ":8080",
+		CallbackTimeout:      10 * time.Second,
+		RingHighSeveritySize: 5,
 		LogLevel:             "info",
 		LogFormat:            "json",
 		ShutdownTimeout:      20 * time.Second,
@@ -262,6 +276,21 @@ func (c Config) Validate() error {
 	}
 	if c.HTTPAddr == "" {
 		bad("DOPPEL_HTTP_ADDR must not be empty, e.g. :8080")
+	}
+	if _, err := ParseAPIKeys(c.APIKeys); err != nil {
+		bad("%v", err)
+	}
+	if c.CallbackToken != "" && len(c.CallbackToken) < minSecretLen {
+		bad("DOPPEL_CALLBACK_TOKEN must be at least %d characters: generate one with `openssl rand -hex 32`", minSecretLen)
+	}
+	if c.CallbackHMACSecret != "" && len(c.CallbackHMACSecret) < minSecretLen {
+		bad("DOPPEL_CALLBACK_HMAC_SECRET must be at least %d characters: generate one with `openssl rand -hex 32`", minSecretLen)
+	}
+	if c.CallbackTimeout <= 0 {
+		bad("DOPPEL_CALLBACK_TIMEOUT must be positive, e.g. 10s")
+	}
+	if c.RingHighSeveritySize != 0 && c.RingHighSeveritySize < 2 {
+		bad("DOPPEL_RING_HIGH_SEVERITY_SIZE must be 0 (never high) or at least 2 accounts, got %d", c.RingHighSeveritySize)
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":

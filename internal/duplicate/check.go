@@ -52,7 +52,12 @@ type Check struct {
 	EventID             string
 	OccurredAt          *time.Time
 	Source              Source
-	CheckedAt           time.Time
+	// CheckedAt is when the outcome was first stored.
+	CheckedAt time.Time
+	// ReplayCount counts deliberate re-runs of the face search (see Replayer); ReplayedAt is the
+	// latest one's time, nil when never re-run.
+	ReplayCount int
+	ReplayedAt  *time.Time
 }
 
 // MatchedUsers turns a face-search answer into the accounts to link to userID: distinct, in the

@@ -72,7 +72,7 @@ func (s *fakeStore) SaveCheck(_ context.Context, c Check) (Saved, error) {
 		}
 		s.links[[2]string{lo, hi}]++
 	}
-	saved := Saved{Stored: true, NewLinks: fresh, Alert: NewAlert("alert-"+c.SignatureID, c, fresh)}
+	saved := Saved{Stored: true, NewLinks: fresh, Alert: NewAlert("alert-"+c.SignatureID, c, fresh, Ring{ID: "ring", Size: 1 + len(c.MatchedUserIDs)}, AlertPolicy{})}
 	if saved.Alert != nil {
 		s.alerts = append(s.alerts, *saved.Alert)
 	}

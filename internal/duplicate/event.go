@@ -24,6 +24,7 @@ const (
 	maxSignatureIDLen = 128
 	maxUserIDLen      = 256
 	maxEventIDLen     = 256
+	maxTypeLen        = 64
 )
 
 // Event is an "H5 IDV completed" event: the vendor's callback body (signatureId and type), optionally
@@ -80,27 +81,34 @@ func DecodeEvent(value []byte, opts DecodeOptions) (Event, error) {
 	if err := json.Unmarshal(value, &ev); err != nil {
 		return Event{}, decodeJSONError(value, err)
 	}
-	ev.SignatureID = strings.TrimSpace(ev.SignatureID)
-	ev.Type = strings.TrimSpace(ev.Type)
-	ev.UserID = strings.TrimSpace(ev.UserID)
-	switch {
-	case ev.SignatureID == "":
-		return Event{}, &DecodeError{Reason: ReasonMissingSignatureID, Detail: "signatureId is missing or empty"}
-	case !validID(ev.SignatureID, maxSignatureIDLen):
+	// Every rule is checked on the value as sent, before surrounding white space is trimmed, so
+	// padding changes nothing and no control character (NUL above all, which PostgreSQL cannot
+	// store) reaches the database hidden in it.
+	if !validOptional(ev.SignatureID, maxSignatureIDLen) {
 		return Event{}, &DecodeError{Reason: ReasonInvalidSignatureID,
-			Detail: fmt.Sprintf("signatureId must be 1..%d printable characters", maxSignatureIDLen)}
+			Detail: fmt.Sprintf("signatureId must be 1..%d characters without control characters", maxSignatureIDLen)}
 	}
+	ev.SignatureID = strings.TrimSpace(ev.SignatureID)
+	if ev.SignatureID == "" {
+		return Event{}, &DecodeError{Reason: ReasonMissingSignatureID, Detail: "signatureId is missing or empty"}
+	}
+	if !validOptional(ev.Type, maxTypeLen) {
+		return Event{}, &DecodeError{Reason: ReasonInvalidField,
+			Detail: fmt.Sprintf("type must be 1..%d characters without control characters", maxTypeLen), SignatureID: ev.SignatureID}
+	}
+	ev.Type = strings.TrimSpace(ev.Type)
 	if ev.Type == "" {
 		return Event{}, &DecodeError{Reason: ReasonMissingType, Detail: "type is missing or empty",
 			SignatureID: ev.SignatureID}
 	}
-	if ev.UserID != "" && !validID(ev.UserID, maxUserIDLen) {
+	if !validOptional(ev.UserID, maxUserIDLen) {
 		return Event{}, &DecodeError{Reason: ReasonInvalidField,
-			Detail: fmt.Sprintf("userId must be 1..%d printable characters", maxUserIDLen), SignatureID: ev.SignatureID}
+			Detail: fmt.Sprintf("userId must be 1..%d characters without control characters", maxUserIDLen), SignatureID: ev.SignatureID}
 	}
-	if len(ev.EventID) > maxEventIDLen {
+	ev.UserID = strings.TrimSpace(ev.UserID)
+	if !validOptional(ev.EventID, maxEventIDLen) {
 		return Event{}, &DecodeError{Reason: ReasonInvalidField,
-			Detail: fmt.Sprintf("eventId is longer than %d bytes", maxEventIDLen), SignatureID: ev.SignatureID}
+			Detail: fmt.Sprintf("eventId must be at most %d characters without control characters", maxEventIDLen), SignatureID: ev.SignatureID}
 	}
 	if opts.RejectUnknownTypes && ev.Type != EventTypeCompleted && ev.Type != EventTypeSubmitCompleted {
 		return Event{}, &DecodeError{Reason: ReasonUnknownEventType,
@@ -143,12 +151,19 @@ func salvageSignatureID(value []byte) string {
 	return s
 }
 
+// validID reports whether s is 1..maxLen characters of valid UTF-8 without control characters
+// (Unicode Cc: C0, DEL and C1). The rule is the one the OpenAPI description states as a pattern, so
+// API clients can check it; it keeps NUL (which PostgreSQL cannot store) and terminal escapes out,
+// and bounds the size at 4*maxLen bytes.
+// validOptional is validID that also accepts the empty string.
+func validOptional(s string, maxLen int) bool { return s == "" || validID(s, maxLen) }
+
 func validID(s string, maxLen int) bool {
-	if s == "" || len(s) > maxLen || !utf8.ValidString(s) {
+	if s == "" || !utf8.ValidString(s) || utf8.RuneCountInString(s) > maxLen {
 		return false
 	}
 	for _, r := range s {
-		if !unicode.IsPrint(r) {
+		if unicode.IsControl(r) {
 			return false
 		}
 	}

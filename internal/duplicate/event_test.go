@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 )
@@ -39,6 +40,10 @@ func TestDecodeEventRejectsWithAReason(t *testing.T) {
 		{"control characters", `{"signatureId":"a\u0000b","type":"COMPLETED"}`, ReasonInvalidSignatureID, "", DecodeOptions{}},
 		{"huge signature", `{"signatureId":"` + strings.Repeat("a", 500) + `","type":"COMPLETED"}`, ReasonInvalidSignatureID, "", DecodeOptions{}},
 		{"no type", `{"signatureId":"s1"}`, ReasonMissingType, "s1", DecodeOptions{}},
+		{"NUL in the type", `{"signatureId":"s1","type":"COMPLETED\u0000"}`, ReasonInvalidField, "s1", DecodeOptions{}},
+		{"huge type", `{"signatureId":"s1","type":"` + strings.Repeat("T", 65) + `"}`, ReasonInvalidField, "s1", DecodeOptions{}},
+		{"tab around the signature", `{"signatureId":"\ts1","type":"COMPLETED"}`, ReasonInvalidSignatureID, "", DecodeOptions{}},
+		{"NUL in the eventId", `{"signatureId":"s1","type":"COMPLETED","eventId":"e\u0000"}`, ReasonInvalidField, "s1", DecodeOptions{}},
 		{"wrong userId type keeps the signature", `{"signatureId":"s1","type":"COMPLETED","userId":7}`, ReasonWrongFieldType, "s1", DecodeOptions{}},
 		{"bad time", `{"signatureId":"s1","type":"COMPLETED","occurredAt":"yesterday"}`, ReasonInvalidField, "s1", DecodeOptions{}},
 		{"too large", `{"signatureId":"s1","type":"COMPLETED","pad":"` + strings.Repeat("x", 300) + `"}`, ReasonTooLarge, "", DecodeOptions{MaxBytes: 256}},
@@ -78,7 +83,7 @@ func FuzzDecodeEvent(f *testing.F) {
 			}
 			return
 		}
-		if ev.SignatureID == "" || ev.Type == "" || len(ev.SignatureID) > maxSignatureIDLen {
+		if ev.SignatureID == "" || ev.Type == "" || utf8.RuneCountInString(ev.SignatureID) > maxSignatureIDLen {
 			t.Fatalf("accepted an unusable event: %+v", ev)
 		}
 	})

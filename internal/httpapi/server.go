@@ -1,5 +1,6 @@
 // Package httpapi is Doppel's HTTP surface, served with Echo: health and readiness for operators,
-// and (as it grows) the callback, query and review API for the vendor and risk analysts.
+// the vendor's callback endpoint, and the query, review and replay API for risk analysts. Every
+// route is listed in routes.go and described in openapi.json, which a test keeps in step.
 package httpapi
 
 import (
@@ -10,6 +11,9 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/doppelhq/doppel/internal/duplicate"
 )
 
 // ReadinessCheck reports why a dependency is not ready, or nil when it is.
@@ -18,18 +22,68 @@ type ReadinessCheck struct {
 	Check func(ctx context.Context) error
 }
 
-// Config configures the server.
+// Store is what the query, review and replay endpoints read and write; postgres.Store implements it.
+type Store interface {
+	UserDuplicates(ctx context.Context, userID string) ([]duplicate.LinkedAccount, error)
+	Check(ctx context.Context, signatureID string) (duplicate.Check, error)
+	Ring(ctx context.Context, userID string) (duplicate.Ring, error)
+	Alerts(ctx context.Context, q duplicate.AlertQuery) ([]duplicate.StoredAlert, error)
+	AddReview(ctx context.Context, r duplicate.Review) (duplicate.Review, error)
+	MissingChecks(ctx context.Context, signatureIDs []string) ([]string, error)
+	ReplayCandidates(ctx context.Context, from, to time.Time, limit int) ([]string, error)
+}
+
+// Replayer re-runs face search for stored checks; duplicate.Replayer implements it.
+type Replayer interface {
+	ReplayAll(ctx context.Context, signatureIDs []string, workers int,
+		onResult func(duplicate.ReplayResult)) (duplicate.ReplaySummary, []duplicate.ReplayResult)
+}
+
+// Publisher writes an event to the events topic and returns once the broker acknowledged it.
+type Publisher interface {
+	Publish(ctx context.Context, key, value []byte) error
+}
+
+// APIKey is one key of the query API, known only by the SHA-256 of its secret.
+type APIKey struct {
+	Name   string
+	Scopes []string
+	SHA256 [32]byte
+}
+
+// Config configures the server. Everything but Logger may be left out: a route whose dependency is
+// missing answers 503, so the set of routes (and the OpenAPI description) never changes.
 type Config struct {
 	Readiness []ReadinessCheck
 	// Metrics serves /metrics (Prometheus); nil leaves the route out.
 	Metrics http.Handler
 	Logger  *slog.Logger
+
+	Store    Store
+	Replayer Replayer
+	// OnAlerts is called after a re-run wrote alerts to the outbox (to wake the relay); may be nil.
+	OnAlerts func()
+
+	// Events receives the vendor's callbacks as events.
+	Events Publisher
+	// CallbackToken authenticates the vendor (?token=); CallbackHMACSecret authenticates internal
+	// producers that sign the body (X-Doppel-Signature). With neither, callbacks answer 503.
+	CallbackToken      string
+	CallbackHMACSecret string
+	// CallbackTimeout bounds the wait for the broker's acknowledgement (default 10 s).
+	CallbackTimeout time.Duration
+	// EventOptions are the pipeline's decoding rules, applied to callback bodies before they are
+	// accepted; MaxBytes also bounds the body (default 64 KiB).
+	EventOptions duplicate.DecodeOptions
+
+	APIKeys []APIKey
 }
 
 // Server holds the Echo instance and what its handlers need.
 type Server struct {
 	echo *echo.Echo
 	cfg  Config
+	log  *slog.Logger
 }
 
 // New returns a Server with every route registered.
@@ -37,11 +91,18 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.CallbackTimeout <= 0 {
+		cfg.CallbackTimeout = 10 * time.Second
+	}
+	if cfg.EventOptions.MaxBytes <= 0 {
+		cfg.EventOptions.MaxBytes = 64 << 10
+	}
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = errorHandler(cfg.Logger)
-	s := &Server{echo: e, cfg: cfg}
+	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true, DisablePrintStack: true}))
+	s := &Server{echo: e, cfg: cfg, log: cfg.Logger}
 	s.routes()
 	return s
 }
@@ -49,9 +110,19 @@ func New(cfg Config) *Server {
 // Handler returns the server as an http.Handler, for tests.
 func (s *Server) Handler() http.Handler { return s.echo }
 
+// Routes returns "METHOD path" for every registered route, paths in OpenAPI form ({param}).
+func (s *Server) Routes() []string {
+	var out []string
+	for _, r := range s.echo.Routes() {
+		out = append(out, r.Method+" "+openAPIPath(r.Path))
+	}
+	return out
+}
+
 // Serve listens on addr until ctx is cancelled, then shuts down within timeout.
 func (s *Server) Serve(ctx context.Context, addr string, timeout time.Duration) error {
-	srv := &http.Server{Addr: addr, Handler: s.echo, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Addr: addr, Handler: s.echo, ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 	errCh := make(chan error, 1)
 	go func() { errCh <- srv.ListenAndServe() }()
 	select {
@@ -65,39 +136,5 @@ func (s *Server) Serve(ctx context.Context, addr string, timeout time.Duration) 
 			err = errors.Join(err, lerr)
 		}
 		return err
-	}
-}
-
-// Error is the one JSON shape of every error answer.
-type Error struct {
-	Error   string `json:"error"`
-	Message string `json:"message"`
-}
-
-func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
-	return func(err error, c echo.Context) {
-		if c.Response().Committed {
-			return
-		}
-		status := http.StatusInternalServerError
-		body := Error{Error: "internal", Message: "internal error"}
-		var he *echo.HTTPError
-		if errors.As(err, &he) {
-			status = he.Code
-			body.Error = http.StatusText(status)
-			if msg, ok := he.Message.(string); ok {
-				body.Message = msg
-			} else {
-				body.Message = http.StatusText(status)
-			}
-		} else {
-			// Internal details are logged, never returned.
-			log.Error("http handler", "path", c.Path(), "error", err)
-		}
-		if c.Request().Method == http.MethodHead {
-			_ = c.NoContent(status)
-			return
-		}
-		_ = c.JSON(status, body)
 	}
 }

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/doppelhq/doppel/internal/duplicate"
@@ -19,11 +21,25 @@ type Store struct {
 	pool *pgxpool.Pool
 	// newAlertID is replaceable so tests can pin ids; production uses random UUIDs.
 	newAlertID func() string
+	policy     duplicate.AlertPolicy
+}
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithAlertPolicy sets what alerts say beyond the check itself (the ring size that makes an alert
+// high severity). Without it no alert is high severity.
+func WithAlertPolicy(p duplicate.AlertPolicy) Option {
+	return func(s *Store) { s.policy = p }
 }
 
 // NewStore returns a Store on pool.
-func NewStore(pool *pgxpool.Pool) *Store {
-	return &Store{pool: pool, newAlertID: func() string { return uuid.NewString() }}
+func NewStore(pool *pgxpool.Pool, opts ...Option) *Store {
+	s := &Store{pool: pool, newAlertID: func() string { return uuid.NewString() }}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // Pool returns the underlying pool, for health checks.
@@ -46,12 +62,17 @@ func (s *Store) FinalOutcome(ctx context.Context, signatureID string) (duplicate
 // SaveCheck stores the check, one link per matched user and, when a link is new, an alert row in the
 // outbox, all in one transaction. A signatureId with a final outcome is left as it is (Stored false),
 // which makes a redelivered event harmless; a failed check is overwritten by a later attempt.
+//
+// A transaction chosen as a deadlock victim (possible when it overlaps a group-commit batch, whose
+// checks lock their links in check order) was rolled back whole, so it is simply run again.
 func (s *Store) SaveCheck(ctx context.Context, check duplicate.Check) (duplicate.Saved, error) {
 	var saved duplicate.Saved
-	err := inTx(ctx, s.pool, func(tx pgx.Tx) error {
-		var err error
-		saved, err = s.saveCheckTx(ctx, tx, check)
-		return err
+	err := retryConflicts(ctx, func() error {
+		return inTx(ctx, s.pool, func(tx pgx.Tx) error {
+			var err error
+			saved, err = s.saveCheckTx(ctx, tx, check)
+			return err
+		})
 	})
 	if err != nil {
 		return duplicate.Saved{}, err
@@ -59,24 +80,69 @@ func (s *Store) SaveCheck(ctx context.Context, check duplicate.Check) (duplicate
 	return saved, nil
 }
 
+// conflictAttempts bounds the runs of a transaction that keeps losing deadlocks.
+const conflictAttempts = 4
+
+// retryConflicts runs fn again, after a short random pause, when PostgreSQL rolled it back for a
+// deadlock or a serialization failure: nothing of it was committed.
+func retryConflicts(ctx context.Context, fn func() error) error {
+	var err error
+	for attempt := range conflictAttempts {
+		if err = fn(); err == nil || !isConflict(err) || attempt == conflictAttempts-1 {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(1+rand.IntN(10*(attempt+1))) * time.Millisecond):
+		}
+	}
+	return err
+}
+
+func isConflict(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
+}
+
 func (s *Store) saveCheckTx(ctx context.Context, tx pgx.Tx, check duplicate.Check) (duplicate.Saved, error) {
 	stored, err := insertCheck(ctx, tx, check)
 	if err != nil || !stored {
 		return duplicate.Saved{}, err
 	}
+	return s.linkAndAlert(ctx, tx, check)
+}
+
+// linkAndAlert upserts the check's links and, when some are new and no review cleared them, writes
+// the alert with the user's ring. It is the part of storing a check that a re-run shares.
+func (s *Store) linkAndAlert(ctx context.Context, tx pgx.Tx, check duplicate.Check) (duplicate.Saved, error) {
 	saved := duplicate.Saved{Stored: true}
 	if len(check.MatchedUserIDs) == 0 {
 		return saved, nil
 	}
+	var err error
 	saved.NewLinks, err = upsertLinks(ctx, tx, check)
 	if err != nil {
 		return duplicate.Saved{}, err
 	}
-	saved.Alert = duplicate.NewAlert(s.newAlertID(), check, saved.NewLinks)
-	if saved.Alert != nil {
-		if err := insertAlert(ctx, tx, saved.Alert); err != nil {
-			return duplicate.Saved{}, err
-		}
+	if len(saved.NewLinks) == 0 {
+		return saved, nil
+	}
+	latest, err := latestDecisions(ctx, tx, check.UserID, saved.NewLinks)
+	if err != nil {
+		return duplicate.Saved{}, err
+	}
+	alertable := duplicate.AlertableLinks(saved.NewLinks, latest)
+	if len(alertable) == 0 {
+		return saved, nil
+	}
+	ring, err := ringOf(ctx, tx, check.UserID, false)
+	if err != nil {
+		return duplicate.Saved{}, err
+	}
+	saved.Alert = duplicate.NewAlert(s.newAlertID(), check, alertable, ring, s.policy)
+	if err := insertAlert(ctx, tx, saved.Alert); err != nil {
+		return duplicate.Saved{}, err
 	}
 	return saved, nil
 }
@@ -171,9 +237,10 @@ func compare(a, b string) int {
 func insertAlert(ctx context.Context, tx pgx.Tx, a *duplicate.Alert) error {
 	_, err := tx.Exec(ctx, `
 INSERT INTO alerts (alert_id, signature_id, user_id, matched_user_ids, new_matched_user_ids,
-    vendor_transaction_id, detected_at)
-VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), $7)`,
-		a.AlertID, a.SignatureID, a.UserID, a.MatchedUserIDs, a.NewMatchedUserIDs, a.VendorTransactionID, a.DetectedAt)
+    vendor_transaction_id, detected_at, ring_id, ring_size, severity)
+VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), $7, NULLIF($8, ''), $9, $10)`,
+		a.AlertID, a.SignatureID, a.UserID, a.MatchedUserIDs, a.NewMatchedUserIDs, a.VendorTransactionID, a.DetectedAt,
+		a.RingID, a.RingSize, a.Severity)
 	if err != nil {
 		return fmt.Errorf("insert alert for %s: %w", a.SignatureID, err)
 	}
@@ -195,8 +262,7 @@ func (s *Store) PublishAlerts(ctx context.Context, limit int, publish func(conte
 	var n int
 	err := inTx(ctx, s.pool, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `
-SELECT alert_id::text, signature_id, user_id, matched_user_ids, new_matched_user_ids,
-    coalesce(vendor_transaction_id, ''), detected_at
+SELECT `+alertColumns+`
 FROM alerts
 WHERE published_at IS NULL
 ORDER BY detected_at, alert_id
@@ -206,11 +272,8 @@ FOR UPDATE SKIP LOCKED`, limit)
 			return fmt.Errorf("claim alerts: %w", err)
 		}
 		alerts, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (duplicate.Alert, error) {
-			a := duplicate.Alert{Type: duplicate.AlertType, Version: duplicate.AlertVersion}
-			err := row.Scan(&a.AlertID, &a.SignatureID, &a.UserID, &a.MatchedUserIDs, &a.NewMatchedUserIDs,
-				&a.VendorTransactionID, &a.DetectedAt)
-			a.DetectedAt = a.DetectedAt.UTC()
-			return a, err
+			sa, err := scanAlert(row)
+			return sa.Alert, err
 		})
 		if err != nil {
 			return fmt.Errorf("read claimed alerts: %w", err)

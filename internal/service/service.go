@@ -12,6 +12,7 @@ import (
 	"net"
 	"sync"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/doppelhq/doppel/internal/advance"
@@ -49,24 +50,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 
 	m := metrics.New()
-	client, err := advance.New(advance.Config{
-		BaseURL:   cfg.AdvanceBaseURL,
-		AccessKey: cfg.AdvanceAccessKey,
-		SecretKey: cfg.AdvanceSecretKey,
-		Timeout:   cfg.AdvanceTimeout,
-		OnCall:    m.VendorCall,
-	})
+	vendor, err := NewVendor(cfg, m)
 	if err != nil {
-		return fmt.Errorf("vendor client: %w", err)
+		return err
 	}
-	store := postgres.NewStore(pool)
-	vendor := facesearch.New(client, facesearch.Config{
-		QPS:             cfg.AdvanceQPS,
-		BreakerFailures: cfg.BreakerFailures,
-		BreakerOpenFor:  cfg.BreakerOpenFor,
-		OnStateChange:   m.SetBreakerState,
-		OnPause:         m.SetVendorPaused,
-	})
+	store := NewStore(pool, cfg)
 	// Checks from all workers share transactions (group commit): see postgres.Batcher.
 	detector := duplicate.NewDetector(vendor, postgres.NewBatcher(store, cfg.StoreBatchSize, 2), nil)
 
@@ -107,9 +95,29 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 
+	// Vendor callbacks go to the events topic through a writer of their own, acknowledged by every
+	// in-sync replica before the callback is answered 200.
+	events := httpapi.NewKafkaPublisher(cfg.KafkaBrokers, cfg.TopicEvents)
+	defer events.Close()
+	keys := cfg.Keys()
+	if len(keys) == 0 {
+		log.Warn("no API keys configured: the query, review and replay API answers 401; set DOPPEL_API_KEYS")
+	}
+	if cfg.CallbackToken == "" && cfg.CallbackHMACSecret == "" {
+		log.Warn("vendor callbacks are off: set DOPPEL_CALLBACK_TOKEN to accept them")
+	}
 	api := httpapi.New(httpapi.Config{
-		Logger:  log.With("component", "http"),
-		Metrics: m.Handler(),
+		Logger:             log.With("component", "http"),
+		Metrics:            m.Handler(),
+		Store:              store,
+		Replayer:           duplicate.NewReplayer(vendor, store, nil),
+		OnAlerts:           rel.Notify,
+		Events:             events,
+		CallbackToken:      cfg.CallbackToken,
+		CallbackHMACSecret: cfg.CallbackHMACSecret,
+		CallbackTimeout:    cfg.CallbackTimeout,
+		EventOptions:       duplicate.DecodeOptions{MaxBytes: cfg.MaxEventBytes, RejectUnknownTypes: cfg.RejectUnknownTypes},
+		APIKeys:            APIKeys(keys),
 		Readiness: []httpapi.ReadinessCheck{
 			{Name: "database", Check: func(ctx context.Context) error { return pool.Ping(ctx) }},
 			{Name: "kafka", Check: func(ctx context.Context) error { return pingBroker(ctx, cfg.KafkaBrokers) }},
@@ -124,6 +132,46 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		named{"relay", rel.Run},
 		named{"http", func(ctx context.Context) error { return api.Serve(ctx, cfg.HTTPAddr, cfg.ShutdownTimeout/2) }},
 	)
+}
+
+// NewVendor returns the vendor client behind the rate limit and circuit breaker that every caller
+// shares. m may be nil (no metrics), as for `doppel replay`.
+func NewVendor(cfg config.Config, m *metrics.Metrics) (*facesearch.Vendor, error) {
+	ac := advance.Config{
+		BaseURL:   cfg.AdvanceBaseURL,
+		AccessKey: cfg.AdvanceAccessKey,
+		SecretKey: cfg.AdvanceSecretKey,
+		Timeout:   cfg.AdvanceTimeout,
+	}
+	fc := facesearch.Config{
+		QPS:             cfg.AdvanceQPS,
+		BreakerFailures: cfg.BreakerFailures,
+		BreakerOpenFor:  cfg.BreakerOpenFor,
+	}
+	if m != nil {
+		ac.OnCall = m.VendorCall
+		fc.OnStateChange, fc.OnPause = m.SetBreakerState, m.SetVendorPaused
+	}
+	client, err := advance.New(ac)
+	if err != nil {
+		return nil, fmt.Errorf("vendor client: %w", err)
+	}
+	return facesearch.New(client, fc), nil
+}
+
+// NewStore returns the PostgreSQL store with the configured alert policy.
+func NewStore(pool *pgxpool.Pool, cfg config.Config) *postgres.Store {
+	return postgres.NewStore(pool, postgres.WithAlertPolicy(duplicate.AlertPolicy{
+		HighSeverityRingSize: cfg.RingHighSeveritySize}))
+}
+
+// APIKeys converts the configured keys for the HTTP API.
+func APIKeys(keys []config.APIKey) []httpapi.APIKey {
+	out := make([]httpapi.APIKey, len(keys))
+	for i, k := range keys {
+		out[i] = httpapi.APIKey{Name: k.Name, Scopes: k.Scopes, SHA256: k.SHA256}
+	}
+	return out
 }
 
 type named struct {

@@ -1,0 +1,549 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/segmentio/kafka-go"
+)
+
+// clockTicks is USER_HZ, the unit of the CPU times in /proc/<pid>/stat: 100 on every Linux build
+// this runs on (it is fixed by the kernel ABI for x86 and arm64).
+const clockTicks = 100
+
+// process is a child process whose output goes to a log file.
+type process struct {
+	name    string
+	cmd     *exec.Cmd
+	logPath string
+	done    chan struct{}
+	waitErr error
+}
+
+// childEnv is the environment of every child: only what a Go binary needs, plus the settings given,
+// so that nothing from the caller's environment (a DOPPEL_CONFIG, say) changes what is measured.
+func childEnv(settings ...string) []string {
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	return append(env, settings...)
+}
+
+func startProcess(name, logPath, bin string, args, env []string) (*process, error) {
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	p := &process{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	go func() {
+		p.waitErr = cmd.Wait()
+		logFile.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+func (p *process) pid() int { return p.cmd.Process.Pid }
+
+func (p *process) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop asks for a graceful shutdown (SIGTERM), waits up to grace, then kills. It returns the
+// process's exit error, if any.
+func (p *process) stop(grace time.Duration) error {
+	if p == nil {
+		return nil
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(grace):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		return fmt.Errorf("%s did not stop within %s after SIGTERM and was killed", p.name, grace)
+	}
+	return p.waitErr
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// waitHTTP polls u until it answers 200, the process exits, or timeout passes.
+func waitHTTP(ctx context.Context, u string, timeout time.Duration, p *process) error {
+	deadline := time.Now().Add(timeout)
+	client := &http.Client{Timeout: 2 * time.Second}
+	var last error
+	for time.Now().Before(deadline) {
+		if p != nil && p.exited() {
+			return fmt.Errorf("%s exited (see %s): %v", p.name, p.logPath, p.waitErr)
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		resp, err := client.Do(req)
+		if err == nil {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = fmt.Errorf("%s answered %d: %s", u, resp.StatusCode, strings.TrimSpace(string(body)))
+		} else {
+			last = err
+		}
+		if !sleepCtx(ctx, 100*time.Millisecond) {
+			return ctx.Err()
+		}
+	}
+	return fmt.Errorf("not ready within %s: %w", timeout, last)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// loopback reports whether host:port names this machine.
+func loopback(hostport string) bool {
+	host, _, err := net.SplitHostPort(strings.TrimSpace(hostport))
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func loopbackURL(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), "5432")
+	}
+	return loopback(host)
+}
+
+// ---------------------------------------------------------------- /proc accounting
+
+// infraProcesses are the long-running processes scripts/infra.sh started, found through the pid
+// files it keeps; a zero pid means not found (the CPU share is then not reported).
+type infraProcesses struct {
+	kafka      int
+	postmaster int
+}
+
+func findInfraProcesses(root string) infraProcesses {
+	var ip infraProcesses
+	ip.kafka = readPidFile(filepath.Join(root, ".local", "kafka", "kafka.pid"))
+	ip.postmaster = readPidFile(filepath.Join(root, ".local", "pg", "data", "postmaster.pid"))
+	return ip
+}
+
+func readPidFile(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil || pid <= 0 {
+		return 0
+	}
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
+		return 0
+	}
+	return pid
+}
+
+// procStat is the part of /proc/<pid>/stat the benchmark uses, in clock ticks.
+type procStat struct {
+	ppid         int
+	self, reaped int64 // utime+stime, cutime+cstime
+}
+
+func readProcStat(pid int) (procStat, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return procStat{}, err
+	}
+	s := string(b)
+	open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if open < 0 || closing < open {
+		return procStat{}, fmt.Errorf("unexpected /proc/%d/stat", pid)
+	}
+	f := strings.Fields(s[closing+1:])
+	if len(f) < 20 {
+		return procStat{}, fmt.Errorf("short /proc/%d/stat", pid)
+	}
+	num := func(i int) int64 { n, _ := strconv.ParseInt(f[i], 10, 64); return n }
+	return procStat{ppid: int(num(1)), self: num(11) + num(12), reaped: num(13) + num(14)}, nil
+}
+
+// cpuSnapshot holds the CPU ticks of every process of every role at one moment.
+type cpuSnapshot struct {
+	at    time.Time
+	ticks map[string]map[int]int64 // role -> pid -> ticks (own, plus reaped children for roots)
+	// busy is the whole machine's non-idle ticks (all cores), from /proc/stat.
+	busy int64
+}
+
+// machineBusyTicks sums the non-idle CPU time of all cores since boot.
+func machineBusyTicks() int64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0
+	}
+	var busy int64
+	for i, x := range f[1:] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		if i >= 8 { // guest time is already counted in user
+			break
+		}
+		n, _ := strconv.ParseInt(x, 10, 64)
+		busy += n
+	}
+	return busy
+}
+
+// cpuRoles maps a role name to the root pid whose process (and, for postgres, direct children)
+// it covers.
+type cpuRoles map[string]int
+
+func (r cpuRoles) snapshot(postmaster int) cpuSnapshot {
+	snap := cpuSnapshot{at: time.Now(), ticks: map[string]map[int]int64{}, busy: machineBusyTicks()}
+	for role, pid := range r {
+		if pid <= 0 {
+			continue
+		}
+		st, err := readProcStat(pid)
+		if err != nil {
+			continue
+		}
+		snap.ticks[role] = map[int]int64{pid: st.self + st.reaped}
+	}
+	if postmaster > 0 {
+		if st, err := readProcStat(postmaster); err == nil {
+			m := map[int]int64{postmaster: st.self + st.reaped}
+			entries, _ := os.ReadDir("/proc")
+			for _, e := range entries {
+				pid, err := strconv.Atoi(e.Name())
+				if err != nil || pid == postmaster {
+					continue
+				}
+				if cst, err := readProcStat(pid); err == nil && cst.ppid == postmaster {
+					m[pid] = cst.self
+				}
+			}
+			snap.ticks["postgres"] = m
+		}
+	}
+	return snap
+}
+
+// cpuUse is what each role used between two snapshots, in cores (1.0 = one core busy throughout).
+// "other" is the rest of the machine's busy time: the kernel's own work and any process outside
+// the benchmark (another test run would show here).
+func cpuUse(from, to cpuSnapshot) map[string]float64 {
+	wall := to.at.Sub(from.at).Seconds()
+	out := map[string]float64{}
+	if wall <= 0 {
+		return out
+	}
+	var sum int64
+	for role, pids := range to.ticks {
+		var d int64
+		for pid, t := range pids {
+			d += t - from.ticks[role][pid] // a process born in between starts from zero
+		}
+		sum += d
+		out[role] = float64(d) / clockTicks / wall
+	}
+	if from.busy > 0 && to.busy > 0 {
+		out["other"] = max(0, float64(to.busy-from.busy-sum)/clockTicks/wall)
+	}
+	return out
+}
+
+// memKB reads a Vm* line (VmRSS, VmHWM) of /proc/<pid>/status, in KiB.
+func memKB(pid int, field string) int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
+			fields := strings.Fields(rest)
+			if len(fields) > 0 {
+				n, _ := strconv.ParseInt(fields[0], 10, 64)
+				return n
+			}
+		}
+	}
+	return 0
+}
+
+// machineInfo describes where the numbers were taken.
+type machineInfo struct {
+	CPUs       int    `json:"cpus"`
+	CPUModel   string `json:"cpuModel"`
+	MemTotalMB int64  `json:"memTotalMB"`
+	GoVersion  string `json:"goVersion"`
+	PostgreSQL string `json:"postgresql"`
+	Kafka      string `json:"kafka"`
+	// LoadAvgAtStart is /proc/loadavg when the run began: other work on the machine skews figures.
+	LoadAvgAtStart string `json:"loadAvgAtStart"`
+}
+
+func readMachine() machineInfo {
+	var m machineInfo
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "processor") {
+				m.CPUs++
+			}
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" && m.CPUModel == "" {
+				m.CPUModel = strings.TrimSpace(v)
+			}
+		}
+	}
+	m.MemTotalMB = memTotalKB() / 1024
+	m.GoVersion = runtime.Version()
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		m.LoadAvgAtStart = strings.TrimSpace(string(b))
+	}
+	return m
+}
+
+func memTotalKB() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			f := strings.Fields(rest)
+			if len(f) > 0 {
+				n, _ := strconv.ParseInt(f[0], 10, 64)
+				return n
+			}
+		}
+	}
+	return 0
+}
+
+// ---------------------------------------------------------------- PostgreSQL
+
+// freshDatabase drops and recreates database name next to the one baseURL names and returns its URL.
+func freshDatabase(ctx context.Context, baseURL, name string) (string, error) {
+	conn, err := pgx.Connect(ctx, baseURL)
+	if err != nil {
+		return "", fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	ident := pgx.Identifier{name}.Sanitize()
+	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+ident+" WITH (FORCE)"); err != nil {
+		return "", fmt.Errorf("drop database %s: %w", name, err)
+	}
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+ident); err != nil {
+		return "", fmt.Errorf("create database %s: %w", name, err)
+	}
+	u, err := url.Parse(baseURL)
+	if err != nil {
+		return "", err
+	}
+	u.Path = "/" + name
+	return u.String(), nil
+}
+
+func dropDatabase(ctx context.Context, baseURL, name string) error {
+	conn, err := pgx.Connect(ctx, baseURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+	return err
+}
+
+// ---------------------------------------------------------------- Kafka
+
+func kafkaClient(brokers []string) (*kafka.Client, func()) {
+	// Its own transport: the shared default one caches metadata, and a cached "no such topic" from
+	// before a creation would fail writers for seconds.
+	t := &kafka.Transport{}
+	return &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 15 * time.Second, Transport: t}, t.CloseIdleConnections
+}
+
+// createTopics creates the topics with the given partitions (replication 1, this is one broker)
+// and waits until every partition has a leader.
+func createTopics(ctx context.Context, brokers []string, partitions int, names ...string) error {
+	client, closeIdle := kafkaClient(brokers)
+	defer closeIdle()
+	req := &kafka.CreateTopicsRequest{}
+	for _, n := range names {
+		req.Topics = append(req.Topics, kafka.TopicConfig{Topic: n, NumPartitions: partitions, ReplicationFactor: 1})
+	}
+	resp, err := client.CreateTopics(ctx, req)
+	if err != nil {
+		return fmt.Errorf("create topics %v: %w", names, err)
+	}
+	for name, err := range resp.Errors {
+		if err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
+			return fmt.Errorf("create topic %s: %w", name, err)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: names})
+		if err == nil && allLed(meta, len(names)) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("topics %v have partitions without a leader after 30s (last error: %v)", names, err)
+		}
+		if !sleepCtx(ctx, 100*time.Millisecond) {
+			return ctx.Err()
+		}
+	}
+}
+
+func allLed(meta *kafka.MetadataResponse, want int) bool {
+	if len(meta.Topics) != want {
+		return false
+	}
+	for _, t := range meta.Topics {
+		if t.Error != nil || len(t.Partitions) == 0 {
+			return false
+		}
+		for _, p := range t.Partitions {
+			if p.Error != nil || p.Leader.ID < 0 {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func deleteTopics(ctx context.Context, brokers []string, names ...string) error {
+	if len(names) == 0 {
+		return nil
+	}
+	client, closeIdle := kafkaClient(brokers)
+	defer closeIdle()
+	_, err := client.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: names})
+	return err
+}
+
+// topicMessages returns how many messages a topic holds (sum over partitions of end - start).
+func topicMessages(ctx context.Context, brokers []string, topic string) (int64, error) {
+	client, closeIdle := kafkaClient(brokers)
+	defer closeIdle()
+	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return 0, err
+	}
+	if len(meta.Topics) != 1 || meta.Topics[0].Error != nil {
+		return 0, fmt.Errorf("topic %s: no metadata", topic)
+	}
+	var reqs []kafka.OffsetRequest
+	for _, p := range meta.Topics[0].Partitions {
+		reqs = append(reqs, kafka.FirstOffsetOf(p.ID), kafka.LastOffsetOf(p.ID))
+	}
+	resp, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, po := range resp.Topics[topic] {
+		if po.Error != nil {
+			return 0, po.Error
+		}
+		n += po.LastOffset - po.FirstOffset
+	}
+	return n, nil
+}
+
+// quietCores is the CPU use (in cores) of the whole machine below which it counts as quiet before a
+// scenario starts: the idle broker, database and simulators use less than this.
+const quietCores = 0.3
+
+// busyCores measures the machine's CPU use over d, in cores.
+func busyCores(ctx context.Context, d time.Duration) float64 {
+	t0, b0 := time.Now(), machineBusyTicks()
+	if !sleepCtx(ctx, d) {
+		return 0
+	}
+	return float64(machineBusyTicks()-b0) / clockTicks / time.Since(t0).Seconds()
+}
+
+// waitQuiet waits up to b.opts.quietWait for the machine to be quiet before a scenario, so that
+// another program's burst (a build, a test run) does not land in the figures. It goes on either
+// way; the scenario's "other" CPU share then shows what was disturbed.
+func (b *bench) waitQuiet(ctx context.Context, scenario string) {
+	defer func() { b.infra = findInfraProcesses(b.root) }()
+	deadline := time.Now().Add(b.opts.quietWait)
+	for i := 0; ; i++ {
+		busy := busyCores(ctx, time.Second)
+		if busy <= quietCores || ctx.Err() != nil {
+			return
+		}
+		if !time.Now().Before(deadline) {
+			b.logf("machine still busy before %s (%.2f cores in use), going on: see the \"other\" CPU of its figures", scenario, busy)
+			return
+		}
+		if i == 0 {
+			b.logf("machine busy before %s (%.2f cores in use outside the benchmark); waiting up to %s for it to calm down", scenario, busy, b.opts.quietWait)
+		}
+	}
+}

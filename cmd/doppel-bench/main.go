@@ -1,0 +1,240 @@
+// Command doppel-bench measures Doppel end to end on this machine, against the real Kafka broker,
+// the real PostgreSQL and advance-sim, all running here. `make bench` runs it through
+// scripts/bench.sh, which builds the binaries and brings the infrastructure up.
+//
+// It starts advance-sim and `bin/doppel serve` as child processes, each scenario with a fresh
+// database, fresh topics and a fresh consumer group, and measures:
+//
+//	(a) events/s end to end (event produced -> outcome stored -> alert on the topic), draining a
+//	    pre-produced backlog with a zero-latency simulator;
+//	(b) with 200 ms vendor latency and a 500 QPS vendor limit, the face searches per second the
+//	    vendor answered, as a percentage of the limit, over a steady window after a warm-up;
+//	(c) the latency Doppel adds, p50 and p99, from event produced to alert readable on the alert
+//	    topic, at half of (a)'s rate, with a zero-latency simulator (the vendor's configured
+//	    latency, zero, is subtracted; its real loopback round trip stays in the figure);
+//	(d) the peak RSS (VmHWM) of the doppel process in (a) and (b);
+//	(e) the ceilings of this machine in the same run: kafka-go reading the same backlog with no
+//	    processing, and COPY of the same rows into the same PostgreSQL schema; (a) as a fraction
+//	    of the lower one;
+//	(f) a naive baseline, in this process: fetch -> face search -> insert in its own transaction
+//	    -> commit the offset, one event at a time, at zero and at 200 ms vendor latency, and the
+//	    ratios of (a) and (b) to it.
+//
+// It prints one table (scenario, figure, target, met?) and writes bench-results/bench.json,
+// bench-results/events_per_second.png (events/s over time, one line per scenario) and
+// docs/benchmarks.md. A missed target is reported, never hidden: the exit status is non-zero only
+// when the harness itself fails. Every loop is bounded in count and time and every address is on
+// the loopback interface.
+//
+// DOPPEL_DATABASE_URL and DOPPEL_KAFKA_BROKERS (from .local/env, which scripts/with-infra.sh
+// exports) say where PostgreSQL and Kafka are. Run `doppel-bench -h` for the knobs.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		fmt.Fprintln(os.Stderr, "doppel-bench:", err)
+		os.Exit(1)
+	}
+}
+
+// options are the knobs of one run.
+type options struct {
+	events       int
+	partitions   int
+	workersA     int
+	workersB     int
+	ringFraction float64
+	seed         uint64
+
+	aTimeout time.Duration
+
+	bLatency time.Duration
+	bQPS     float64
+	bWarmup  time.Duration
+	bSteady  time.Duration
+
+	cRate     float64
+	cDuration time.Duration
+
+	naiveFast time.Duration
+	naiveSlow time.Duration
+
+	only        string
+	outDir      string
+	docsPath    string
+	binDir      string
+	maxDuration time.Duration
+	quietWait   time.Duration
+	buildLabel  string
+	pgLogSlow   time.Duration
+}
+
+func parseOptions(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("doppel-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.IntVar(&o.events, "events", 50000, "events in the backlog of (a), the Kafka ceiling and the PostgreSQL ceiling")
+	fs.IntVar(&o.partitions, "partitions", 6, "partitions of every benchmark topic (doppel's default is 6)")
+	fs.IntVar(&o.workersA, "workers-a", 32, "DOPPEL_WORKERS for (a) and (c) (doppel's default is 32)")
+	fs.IntVar(&o.workersB, "workers-b", 160, "DOPPEL_WORKERS for (b): the vendor limit x latency (500 x 0.2 s = 100) must be in flight")
+	fs.Float64Var(&o.ringFraction, "ring-fraction", 0.3, "fraction of users who share a face with 1 to 3 others (rings of 2 to 4)")
+	fs.Uint64Var(&o.seed, "seed", 1, "seed of the generated population")
+	fs.DurationVar(&o.aTimeout, "a-timeout", 150*time.Second, "give up draining (a)'s backlog after this long and report the rate reached")
+	fs.DurationVar(&o.bLatency, "b-latency", 200*time.Millisecond, "vendor latency of (b) and of the slow naive baseline")
+	fs.Float64Var(&o.bQPS, "b-qps", 500, "vendor QPS limit of (b), set on the simulator and as DOPPEL_ADVANCE_QPS")
+	fs.DurationVar(&o.bWarmup, "b-warmup", 10*time.Second, "time after (b)'s first outcome that is not measured")
+	fs.DurationVar(&o.bSteady, "b-steady", 30*time.Second, "length of (b)'s measured steady window")
+	fs.Float64Var(&o.cRate, "c-rate", 0, "events/s produced in (c); 0 = half of (a)'s measured rate")
+	fs.DurationVar(&o.cDuration, "c-duration", 20*time.Second, "how long (c) produces at its fixed rate")
+	fs.DurationVar(&o.naiveFast, "naive-duration", 12*time.Second, "how long the naive baseline runs at zero vendor latency")
+	fs.DurationVar(&o.naiveSlow, "naive-slow-duration", 10*time.Second, "how long the naive baseline runs at (b)'s vendor latency")
+	fs.StringVar(&o.only, "only", "a,b,c,e,f", "comma-separated scenarios to run (a,b,c,e,f; d comes with a and b)")
+	fs.StringVar(&o.outDir, "out", "bench-results", "folder for bench.json, the PNG chart and the child processes' logs")
+	fs.StringVar(&o.docsPath, "docs", "docs/benchmarks.md", "markdown file the table is written to (empty: none)")
+	fs.StringVar(&o.binDir, "bin", "bin", "folder holding the doppel and advance-sim binaries")
+	fs.DurationVar(&o.maxDuration, "max-duration", 15*time.Minute, "hard bound on the whole run")
+	fs.StringVar(&o.buildLabel, "build-label", "", "what doppel build is measured, for the report (default: the git commit of the working tree)")
+	fs.DurationVar(&o.pgLogSlow, "pg-log-slow", 0, "diagnosis: log the plan of every doppel statement slower than this to PostgreSQL's log (auto_explain; 0 = off)")
+	fs.DurationVar(&o.quietWait, "quiet-wait", 30*time.Second, "before each scenario, wait up to this long for other programs to stop using the CPU")
+	if err := fs.Parse(args); err != nil {
+		return options{}, err
+	}
+	if fs.NArg() > 0 {
+		return options{}, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	var errs []error
+	if o.events < 100 || o.events > 1_000_000 {
+		errs = append(errs, fmt.Errorf("-events must be between 100 and 1000000, got %d", o.events))
+	}
+	if o.partitions < 1 || o.partitions > 64 {
+		errs = append(errs, fmt.Errorf("-partitions must be between 1 and 64, got %d", o.partitions))
+	}
+	if o.workersA < 1 || o.workersA > 4096 || o.workersB < 1 || o.workersB > 4096 {
+		errs = append(errs, errors.New("-workers-a and -workers-b must be between 1 and 4096"))
+	}
+	if !(o.ringFraction >= 0 && o.ringFraction <= 1) {
+		errs = append(errs, errors.New("-ring-fraction must be between 0 and 1"))
+	}
+	if o.bQPS <= 0 || o.bLatency < 0 || o.bSteady < 5*time.Second || o.bWarmup < 0 {
+		errs = append(errs, errors.New("-b-qps must be positive, -b-latency not negative, -b-steady at least 5s"))
+	}
+	if o.cRate < 0 || o.cDuration < time.Second {
+		errs = append(errs, errors.New("-c-rate must not be negative and -c-duration must be at least 1s"))
+	}
+	for _, s := range strings.Split(o.only, ",") {
+		switch strings.TrimSpace(s) {
+		case "a", "b", "c", "e", "f":
+		default:
+			errs = append(errs, fmt.Errorf("-only: unknown scenario %q (want a, b, c, e, f)", s))
+		}
+	}
+	return o, errors.Join(errs...)
+}
+
+// want reports whether scenario s is to run.
+func (o options) want(s string) bool {
+	for _, x := range strings.Split(o.only, ",") {
+		if strings.TrimSpace(x) == s {
+			return true
+		}
+	}
+	return false
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	opts, err := parseOptions(args, stderr)
+	if err != nil {
+		return err
+	}
+	baseDB, brokers := getenv("DOPPEL_DATABASE_URL"), getenv("DOPPEL_KAFKA_BROKERS")
+	if baseDB == "" || brokers == "" {
+		return errors.New("DOPPEL_DATABASE_URL and DOPPEL_KAFKA_BROKERS must be set: run through scripts/bench.sh (make bench), which starts the infrastructure and exports .local/env")
+	}
+	for _, b := range strings.Split(brokers, ",") {
+		if !loopback(b) {
+			return fmt.Errorf("DOPPEL_KAFKA_BROKERS entry %q is not a loopback address: the benchmark only talks to this machine", b)
+		}
+	}
+	if !loopbackURL(baseDB) {
+		return errors.New("DOPPEL_DATABASE_URL does not point at a loopback address: the benchmark only talks to this machine")
+	}
+	root, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	for _, bin := range []string{"doppel", "advance-sim"} {
+		if _, err := os.Stat(filepath.Join(opts.binDir, bin)); err != nil {
+			return fmt.Errorf("%s/%s is missing: run `make build` (or scripts/bench.sh) first", opts.binDir, bin)
+		}
+	}
+	logDir := filepath.Join(opts.outDir, "logs")
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return err
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, opts.maxDuration)
+	defer cancel()
+	b := &bench{
+		opts:     opts,
+		root:     root,
+		baseDB:   baseDB,
+		brokers:  strings.Split(brokers, ","),
+		runID:    fmt.Sprintf("%x", time.Now().Unix()),
+		logDir:   logDir,
+		progress: stderr,
+		infra:    findInfraProcesses(root),
+	}
+	if b.opts.buildLabel == "" {
+		b.opts.buildLabel = gitLabel(ctx)
+	}
+	rep, runErr := b.runAll(ctx)
+	if rep == nil {
+		return runErr
+	}
+	table := rep.table()
+	fmt.Fprintln(stdout)
+	fmt.Fprint(stdout, table.text())
+	if err := rep.write(opts.outDir, opts.docsPath, table); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nwrote %s, %s", filepath.Join(opts.outDir, "bench.json"), filepath.Join(opts.outDir, "events_per_second.png"))
+	if opts.docsPath != "" {
+		fmt.Fprintf(stdout, " and %s", opts.docsPath)
+	}
+	fmt.Fprintf(stdout, " (child logs in %s)\n", logDir)
+	return runErr
+}
+
+// gitLabel names the working tree's commit, and says when it has uncommitted changes: bin/ is
+// built from the working tree.
+func gitLabel(ctx context.Context) string {
+	head, err := exec.CommandContext(ctx, "git", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "unknown"
+	}
+	label := "working tree at " + strings.TrimSpace(string(head))
+	if st, err := exec.CommandContext(ctx, "git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(st) > 0 {
+		label += " with uncommitted changes"
+	}
+	return label
+}

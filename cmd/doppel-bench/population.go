@@ -1,0 +1,274 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// Simulator credentials; the simulator runs on loopback for this run only.
+const (
+	simAccessKey = "bench-access-key"
+	simSecretKey = "bench-secret-key"
+)
+
+// person is one verification of the generated population, in event order.
+type person struct {
+	UserID string
+	Face   string
+	sig    string
+	// ring is the index of the face group in population.rings, or -1 for a face of one's own.
+	ring int
+}
+
+// population is a set of verifications where some users share a face with others.
+type population struct {
+	people []person
+	// rings holds, per shared face, the indexes into people of its members, in event order.
+	rings [][]int
+}
+
+// newPopulation makes n verifications, each of a different user. About ringFraction of the users
+// are in rings of 2 to 4 users sharing one face, so their face searches match each other and the
+// alert path is exercised; the rest have a face of their own. Events come in random order.
+func newPopulation(n int, prefix string, ringFraction float64, seed uint64) population {
+	rng := rand.New(rand.NewPCG(seed, 0xd0bbe1))
+	// A ring has 3 members on average: with probability p a new face is a ring, so the fraction of
+	// users in rings is 3p / (3p + 1 - p); solving for p gives p = f / (3 - 2f).
+	p := ringFraction / (3 - 2*ringFraction)
+	var groups [][]string // users per face
+	users := 0
+	for users < n {
+		size := 1
+		if rng.Float64() < p {
+			size = 2 + rng.IntN(3)
+		}
+		size = min(size, n-users)
+		g := make([]string, size)
+		for i := range g {
+			g[i] = fmt.Sprintf("%s-u%07d", prefix, users)
+			users++
+		}
+		groups = append(groups, g)
+	}
+	pop := population{people: make([]person, 0, n)}
+	for gi, g := range groups {
+		ring := -1
+		if len(g) > 1 {
+			ring = len(pop.rings)
+			pop.rings = append(pop.rings, nil)
+		}
+		for _, u := range g {
+			pop.people = append(pop.people, person{UserID: u, Face: fmt.Sprintf("%s-f%07d", prefix, gi), ring: ring})
+		}
+	}
+	rng.Shuffle(len(pop.people), func(i, j int) { pop.people[i], pop.people[j] = pop.people[j], pop.people[i] })
+	for i, pp := range pop.people {
+		if pp.ring >= 0 {
+			pop.rings[pp.ring] = append(pop.rings[pp.ring], i)
+		}
+	}
+	return pop
+}
+
+// inRings counts the users who share a face.
+func (p population) inRings() int {
+	n := 0
+	for _, r := range p.rings {
+		n += len(r)
+	}
+	return n
+}
+
+// matched returns the other users who share person i's face, in ring order.
+func (p population) matched(i int) []string {
+	r := p.people[i].ring
+	if r < 0 {
+		return nil
+	}
+	out := make([]string, 0, len(p.rings[r])-1)
+	for _, j := range p.rings[r] {
+		if j != i {
+			out = append(out, p.people[j].UserID)
+		}
+	}
+	return out
+}
+
+// ---------------------------------------------------------------- advance-sim
+
+// simulator is a running advance-sim child process.
+type simulator struct {
+	proc    *process
+	url     string
+	http    *http.Client
+	latency time.Duration
+	qps     float64
+}
+
+func (b *bench) startSim(ctx context.Context, name string, latency time.Duration, qps float64) (*simulator, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	env := childEnv("ADVANCE_SIM_ADDR="+addr, "ADVANCE_SIM_ACCESS_KEY="+simAccessKey,
+		"ADVANCE_SIM_SECRET_KEY="+simSecretKey, "ADVANCE_SIM_LATENCY="+latency.String(),
+		fmt.Sprintf("ADVANCE_SIM_QPS=%g", qps))
+	p, err := startProcess("advance-sim ("+name+")", filepath.Join(b.logDir, "advance-sim-"+name+".log"),
+		filepath.Join(b.opts.binDir, "advance-sim"), nil, env)
+	if err != nil {
+		return nil, err
+	}
+	s := &simulator{proc: p, url: "http://" + addr, http: &http.Client{Timeout: 60 * time.Second}, latency: latency, qps: qps}
+	if err := waitHTTP(ctx, s.url+"/healthz", 15*time.Second, p); err != nil {
+		_ = p.stop(5 * time.Second)
+		return nil, fmt.Errorf("advance-sim did not start: %w", err)
+	}
+	return s, nil
+}
+
+func (s *simulator) stop() error {
+	if s == nil {
+		return nil
+	}
+	return s.proc.stop(15 * time.Second)
+}
+
+// seed adds the population's verifications (all PASS) and records their signatureIds.
+func (s *simulator) seed(ctx context.Context, pop *population) error {
+	type session struct {
+		UserID        string `json:"userId"`
+		Face          string `json:"face"`
+		OverallResult string `json:"overallResult"`
+	}
+	sessions := make([]session, len(pop.people))
+	for i, p := range pop.people {
+		sessions[i] = session{UserID: p.UserID, Face: p.Face, OverallResult: "PASS"}
+	}
+	body, err := json.Marshal(sessions)
+	if err != nil {
+		return err
+	}
+	var out struct {
+		SignatureIDs []string `json:"signatureIds"`
+	}
+	if err := s.do(ctx, http.MethodPost, "/sim/sessions/batch", body, &out); err != nil {
+		return fmt.Errorf("seed advance-sim: %w", err)
+	}
+	if len(out.SignatureIDs) != len(pop.people) {
+		return fmt.Errorf("seed advance-sim: %d signatureIds for %d sessions", len(out.SignatureIDs), len(pop.people))
+	}
+	for i := range pop.people {
+		pop.people[i].sig = out.SignatureIDs[i]
+	}
+	return nil
+}
+
+// simStats is GET /sim/stats, reduced to what the benchmark uses.
+type simStats struct {
+	at          time.Time
+	faceSearch  int64 // face-search requests, whatever the answer
+	billed      int64 // face searches answered SUCCESS
+	serviceBusy int64 // SERVICE_BUSY answers
+	answers     map[string]int64
+}
+
+func (s *simulator) stats(ctx context.Context) (simStats, error) {
+	var raw struct {
+		Calls                 map[string]int64 `json:"calls"`
+		FaceSearchBySignature map[string]int64 `json:"faceSearchBySignature"`
+		Answers               map[string]int64 `json:"answers"`
+	}
+	if err := s.do(ctx, http.MethodGet, "/sim/stats", nil, &raw); err != nil {
+		return simStats{}, err
+	}
+	st := simStats{at: time.Now(), faceSearch: raw.Calls["face-search"], serviceBusy: raw.Answers["SERVICE_BUSY"],
+		answers: raw.Answers}
+	for _, n := range raw.FaceSearchBySignature {
+		st.billed += n
+	}
+	return st, nil
+}
+
+func (s *simulator) do(ctx context.Context, method, path string, body []byte, out any) error {
+	var r io.Reader
+	if body != nil {
+		r = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, s.url+path, r)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := s.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
+		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, strings.TrimSpace(string(msg)))
+	}
+	if out == nil {
+		return nil
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// ---------------------------------------------------------------- producing events
+
+// eventValue is the "H5 IDV completed" event as producers enrich it: with the userId, so Doppel
+// needs one vendor call (face search) per event and no get-result.
+type eventValue struct {
+	SignatureID string `json:"signatureId"`
+	Type        string `json:"type"`
+	UserID      string `json:"userId"`
+}
+
+func eventMessage(p person) kafka.Message {
+	value, _ := json.Marshal(eventValue{SignatureID: p.sig, Type: "COMPLETED", UserID: p.UserID})
+	return kafka.Message{Key: []byte(p.sig), Value: value}
+}
+
+func newWriter(brokers []string, topic string) *kafka.Writer {
+	return &kafka.Writer{
+		Addr:         kafka.TCP(brokers...),
+		Topic:        topic,
+		Balancer:     &kafka.Murmur2Balancer{},
+		RequiredAcks: kafka.RequireAll,
+		BatchSize:    1000,
+		BatchBytes:   4 << 20,
+		BatchTimeout: 3 * time.Millisecond,
+		WriteTimeout: 30 * time.Second,
+		Transport:    &kafka.Transport{},
+	}
+}
+
+// produceBacklog writes every person's event to topic and returns how long it took.
+func produceBacklog(ctx context.Context, brokers []string, topic string, people []person) (time.Duration, error) {
+	w := newWriter(brokers, topic)
+	defer w.Close()
+	start := time.Now()
+	const chunk = 10000
+	for i := 0; i < len(people); i += chunk {
+		msgs := make([]kafka.Message, 0, chunk)
+		for _, p := range people[i:min(i+chunk, len(people))] {
+			msgs = append(msgs, eventMessage(p))
+		}
+		if err := w.WriteMessages(ctx, msgs...); err != nil {
+			return 0, fmt.Errorf("produce backlog to %s: %w", topic, err)
+		}
+	}
+	return time.Since(start), nil
+}

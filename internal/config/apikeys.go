@@ -1,0 +1,104 @@
+package config
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+// API key scopes.
+const (
+	// ScopeRead allows the query endpoints (duplicates, checks, rings, alerts).
+	ScopeRead = "read"
+	// ScopeReview allows recording reviews and re-running face search.
+	ScopeReview = "review"
+)
+
+// minSecretLen is the shortest callback token or HMAC secret accepted.
+const minSecretLen = 16
+
+// APIKey is one configured API key: its name (recorded as the reviewer), its scopes and the SHA-256
+// of the key. The key itself is never configured, stored or logged.
+type APIKey struct {
+	Name   string
+	Scopes []string
+	SHA256 [32]byte
+}
+
+// HasScope reports whether the key grants scope.
+func (k APIKey) HasScope(scope string) bool { return slices.Contains(k.Scopes, scope) }
+
+var keyName = regexp.MustCompile(`^[A-Za-z0-9._@-]{1,64}$`)
+
+const apiKeysHelp = `DOPPEL_API_KEYS entries are name:scopes:sha256hex separated by ";", scopes joined by "+" ` +
+	`from read and review, e.g. analyst:read+review:<hex>; make a key with ` +
+	"`openssl rand -hex 32` and its hash with `printf %s \"$KEY\" | sha256sum`"
+
+// ParseAPIKeys parses DOPPEL_API_KEYS. Error messages name entries by position and name, never by
+// hash.
+func ParseAPIKeys(raw string) ([]APIKey, error) {
+	var keys []APIKey
+	var errs []error
+	seen := map[string]bool{}
+	hashes := map[[32]byte]bool{}
+	for i, entry := range strings.FieldsFunc(raw, func(r rune) bool { return r == ';' || r == '\n' }) {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		parts := strings.Split(entry, ":")
+		if len(parts) != 3 {
+			errs = append(errs, fmt.Errorf("DOPPEL_API_KEYS entry %d is not name:scopes:sha256hex; %s", i+1, apiKeysHelp))
+			continue
+		}
+		name, scopes, digest := strings.TrimSpace(parts[0]), strings.TrimSpace(parts[1]), strings.TrimSpace(parts[2])
+		k := APIKey{Name: name}
+		if !keyName.MatchString(name) {
+			errs = append(errs, fmt.Errorf("DOPPEL_API_KEYS entry %d: the name must be 1-64 letters, digits, '.', '_', '@' or '-'", i+1))
+		} else if seen[name] {
+			errs = append(errs, fmt.Errorf("DOPPEL_API_KEYS entry %d: the name %q is used twice", i+1, name))
+		}
+		seen[name] = true
+		for _, sc := range strings.Split(scopes, "+") {
+			sc = strings.TrimSpace(sc)
+			if sc != ScopeRead && sc != ScopeReview {
+				errs = append(errs, fmt.Errorf("DOPPEL_API_KEYS entry %d (%s): unknown scope %q; scopes are read and review, joined by +", i+1, name, truncate(sc, 32)))
+				continue
+			}
+			if !k.HasScope(sc) {
+				k.Scopes = append(k.Scopes, sc)
+			}
+		}
+		b, err := hex.DecodeString(digest)
+		if err != nil || len(b) != 32 {
+			errs = append(errs, fmt.Errorf("DOPPEL_API_KEYS entry %d (%s): the third part must be the key's SHA-256 as 64 hex digits (`printf %%s \"$KEY\" | sha256sum`)", i+1, name))
+			continue
+		}
+		copy(k.SHA256[:], b)
+		if hashes[k.SHA256] {
+			errs = append(errs, fmt.Errorf("DOPPEL_API_KEYS entry %d (%s): the same key is configured twice", i+1, name))
+		}
+		hashes[k.SHA256] = true
+		keys = append(keys, k)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return keys, nil
+}
+
+// Keys returns the parsed API keys; call it on a validated Config.
+func (c Config) Keys() []APIKey {
+	keys, _ := ParseAPIKeys(c.APIKeys)
+	return keys
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

@@ -1,0 +1,144 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/doppelhq/doppel/internal/duplicate"
+)
+
+type callbackAccepted struct {
+	Status      string `json:"status"`
+	SignatureID string `json:"signatureId"`
+}
+
+// handleCallback accepts the vendor's callback body ({"signatureId", "type"}) and writes it to the
+// events topic. It answers 200 only once the broker has acknowledged the event (so a 200 means it
+// will be processed) and 5xx when it could not, so the vendor retries. A callback sent twice is
+// harmless: the pipeline stores one outcome per signatureId.
+func (s *Server) handleCallback(c echo.Context) error {
+	if s.cfg.CallbackToken == "" && s.cfg.CallbackHMACSecret == "" {
+		return newError(http.StatusServiceUnavailable, codeNotConfigured,
+			"callbacks are not configured: set DOPPEL_CALLBACK_TOKEN (or DOPPEL_CALLBACK_HMAC_SECRET)")
+	}
+	req := c.Request()
+	tokenOK := tokenMatches(c.QueryParam("token"), s.cfg.CallbackToken)
+	signature := req.Header.Get(SignatureHeader)
+	if !tokenOK && (signature == "" || s.cfg.CallbackHMACSecret == "") {
+		return newError(http.StatusUnauthorized, codeUnauthorized,
+			"add the callback token to the callback URL (?token=...) or sign the body in "+SignatureHeader)
+	}
+	body, err := readBody(req, s.cfg.EventOptions.MaxBytes)
+	if err != nil {
+		return err
+	}
+	if !tokenOK && !signatureMatches(signature, body, s.cfg.CallbackHMACSecret) {
+		return newError(http.StatusUnauthorized, codeUnauthorized, SignatureHeader+" does not match the body")
+	}
+	ev, err := duplicate.DecodeEvent(body, s.cfg.EventOptions)
+	if err != nil {
+		return decodeErrorAnswer(err)
+	}
+	if s.cfg.Events == nil {
+		return newError(http.StatusServiceUnavailable, codeNotConfigured, "no event topic is configured")
+	}
+	value, err := json.Marshal(ev)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(req.Context(), s.cfg.CallbackTimeout)
+	defer cancel()
+	if err := s.cfg.Events.Publish(ctx, []byte(ev.SignatureID), value); err != nil {
+		s.log.Warn("callback not published", "signature_id", ev.SignatureID, "error", err)
+		return newError(http.StatusServiceUnavailable, codePublishFailed,
+			"the event could not be written to the event topic; retry later")
+	}
+	s.log.Info("callback accepted", "signature_id", ev.SignatureID, "type", ev.Type)
+	return c.JSON(http.StatusOK, callbackAccepted{Status: "accepted", SignatureID: ev.SignatureID})
+}
+
+// readBody reads the whole body, at most maxBytes: more is a 413.
+func readBody(req *http.Request, maxBytes int) ([]byte, error) {
+	if req.ContentLength > int64(maxBytes) {
+		return nil, tooLarge(maxBytes)
+	}
+	body, err := io.ReadAll(io.LimitReader(req.Body, int64(maxBytes)+1))
+	if err != nil {
+		return nil, invalid("", "could not read the request body")
+	}
+	if len(body) > maxBytes {
+		return nil, tooLarge(maxBytes)
+	}
+	return body, nil
+}
+
+func tooLarge(maxBytes int) *apiError {
+	return newError(http.StatusRequestEntityTooLarge, codeTooLarge, "the body is larger than %d bytes", maxBytes)
+}
+
+var quotedField = regexp.MustCompile(`field "([^"]*)"`)
+
+// decodeErrorAnswer turns the event decoder's reason into a 400 naming the field.
+func decodeErrorAnswer(err error) error {
+	var de *duplicate.DecodeError
+	if !errors.As(err, &de) {
+		return err
+	}
+	field := ""
+	switch de.Reason {
+	case duplicate.ReasonMissingSignatureID, duplicate.ReasonInvalidSignatureID:
+		field = "signatureId"
+	case duplicate.ReasonMissingType, duplicate.ReasonUnknownEventType:
+		field = "type"
+	case duplicate.ReasonWrongFieldType:
+		if m := quotedField.FindStringSubmatch(de.Detail); m != nil {
+			field = m[1]
+		}
+	case duplicate.ReasonInvalidField:
+		field, _, _ = strings.Cut(de.Detail, " ")
+	case duplicate.ReasonInvalidJSON:
+		return invalid("", "the body is not a JSON object: %s", de.Detail)
+	}
+	return invalid(field, "%s", de.Detail)
+}
+
+// KafkaPublisher writes callback events to a topic, keyed by signatureId, and returns once every
+// in-sync replica acknowledged them.
+type KafkaPublisher struct {
+	w *kafka.Writer
+}
+
+// NewKafkaPublisher returns a publisher to topic on brokers.
+func NewKafkaPublisher(brokers []string, topic string) *KafkaPublisher {
+	return &KafkaPublisher{w: &kafka.Writer{
+		Addr:  kafka.TCP(brokers...),
+		Topic: topic,
+		// The same partition per signatureId as the pipeline's other producers.
+		Balancer:        &kafka.Murmur2Balancer{},
+		RequiredAcks:    kafka.RequireAll,
+		BatchTimeout:    2 * time.Millisecond, // kafka-go's 1 s default would hold every callback
+		MaxAttempts:     3,
+		WriteBackoffMax: 500 * time.Millisecond,
+		WriteTimeout:    10 * time.Second,
+		// Its own transport: the shared default one caches metadata across writers.
+		Transport: &kafka.Transport{},
+	}}
+}
+
+// Publish writes one message and waits for the acknowledgement or ctx's end.
+func (p *KafkaPublisher) Publish(ctx context.Context, key, value []byte) error {
+	return p.w.WriteMessages(ctx, kafka.Message{Key: key, Value: value,
+		Headers: []kafka.Header{{Key: "doppel-source", Value: []byte("callback")}}})
+}
+
+// Close flushes and closes the writer.
+func (p *KafkaPublisher) Close() error { return p.w.Close() }

@@ -1,0 +1,136 @@
+package httpapi
+
+import (
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/doppelhq/doppel/internal/duplicate"
+)
+
+// Bounds of one replay request: it runs while the caller waits, and every check is billed.
+const (
+	maxReplaySignatures = 100
+	defaultReplayLimit  = 100
+	maxReplayLimit      = 500
+	replayWorkers       = 4
+)
+
+type replayRequest struct {
+	SignatureIDs []string `json:"signatureIds"`
+	From         *string  `json:"from"`
+	To           *string  `json:"to"`
+	Limit        *int     `json:"limit"`
+}
+
+func parseTime(field string, s *string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, *s)
+	if err != nil {
+		return time.Time{}, invalid(field, "%s must be an RFC 3339 time, e.g. 2026-11-25T00:00:00Z", field)
+	}
+	return t, nil
+}
+
+// handleReplay re-runs face search for stored checks, chosen by signatureIds or by the window
+// [from, to) of when they were first stored, and answers what changed. Each re-run is billed.
+func (s *Server) handleReplay(c echo.Context) error {
+	var req replayRequest
+	if err := decodeJSON(c.Request(), &req); err != nil {
+		return err
+	}
+	byList := req.SignatureIDs != nil
+	byWindow := req.From != nil || req.To != nil
+	switch {
+	case byList && byWindow:
+		return invalid("signatureIds", "give signatureIds or from and to, not both")
+	case !byList && !byWindow:
+		return invalid("signatureIds", "give signatureIds, or from and to (RFC 3339 times)")
+	case byList && len(req.SignatureIDs) == 0:
+		return invalid("signatureIds", "signatureIds must hold 1 to %d signatureIds", maxReplaySignatures)
+	case byList && len(req.SignatureIDs) > maxReplaySignatures:
+		return invalid("signatureIds", "at most %d signatureIds per request; use `doppel replay` for more", maxReplaySignatures)
+	case byList && req.Limit != nil:
+		return invalid("limit", "limit applies to a time window only")
+	case byWindow && req.From == nil:
+		return invalid("from", "from is required with to")
+	case byWindow && req.To == nil:
+		return invalid("to", "to is required with from")
+	}
+	var from, to time.Time
+	if byWindow {
+		var err error
+		if from, err = parseTime("from", req.From); err != nil {
+			return err
+		}
+		if to, err = parseTime("to", req.To); err != nil {
+			return err
+		}
+		if !from.Before(to) {
+			return invalid("to", "to must be after from")
+		}
+	}
+	limit := defaultReplayLimit
+	if req.Limit != nil {
+		if *req.Limit < 1 || *req.Limit > maxReplayLimit {
+			return invalid("limit", "limit must be from 1 to %d", maxReplayLimit)
+		}
+		limit = *req.Limit
+	}
+	var sigs []string
+	seen := map[string]bool{}
+	for _, sig := range req.SignatureIDs {
+		if !duplicate.ValidSignatureID(sig) {
+			return invalid("signatureIds", "every signatureId must be 1 to %d characters without control characters", duplicate.MaxSignatureIDLen)
+		}
+		if !seen[sig] {
+			seen[sig] = true
+			sigs = append(sigs, sig)
+		}
+	}
+	st, err := s.store()
+	if err != nil {
+		return err
+	}
+	if s.cfg.Replayer == nil {
+		return newError(http.StatusServiceUnavailable, codeNotConfigured, "re-runs are not configured")
+	}
+	ctx := c.Request().Context()
+	if byList {
+		// Every signatureId must exist before any (billed) search starts.
+		missing, err := st.MissingChecks(ctx, sigs)
+		if err != nil {
+			return err
+		}
+		if len(missing) > 0 {
+			shown := missing[:min(len(missing), 5)]
+			return &duplicate.Error{Code: duplicate.ENOTFOUND, Field: "signatureIds",
+				Message: "no check is stored for signatureId " + quoteAll(shown)}
+		}
+	} else {
+		sigs, err = st.ReplayCandidates(ctx, from, to, limit)
+		if err != nil {
+			return err
+		}
+	}
+	var summary duplicate.ReplaySummary
+	var results []duplicate.ReplayResult
+	if len(sigs) > 0 {
+		summary, results = s.cfg.Replayer.ReplayAll(ctx, sigs, replayWorkers, nil)
+	}
+	if summary.Alerts > 0 && s.cfg.OnAlerts != nil {
+		s.cfg.OnAlerts()
+	}
+	s.log.Info("replay", "requested_by", keyName(c), "requested", summary.Requested, "replayed", summary.Replayed,
+		"changed", summary.Changed, "new_links", summary.NewLinks, "failed", summary.Failed)
+	return c.JSON(http.StatusOK, toReplay(summary, results))
+}
+
+func quoteAll(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = `"` + truncate(s, 64) + `"`
+	}
+	return strings.Join(q, ", ")
+}

@@ -1,0 +1,162 @@
+package service_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/doppelhq/doppel/internal/advancesim"
+	"github.com/doppelhq/doppel/internal/duplicate"
+	"github.com/doppelhq/doppel/internal/testinfra"
+)
+
+const (
+	analystKey    = "analyst-key-for-the-service-test"
+	callbackToken = "callback-token-for-the-service-test"
+)
+
+func hexSHA256(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
+// apiFixture is a running Doppel with the callback and API configured, reached over real HTTP.
+func apiFixture(t *testing.T) (*fixture, string) {
+	t.Helper()
+	f := setup(t, advancesim.Config{})
+	f.cfg.HTTPAddr = freeAddr(t)
+	f.cfg.APIKeys = "analyst:read+review:" + hexSHA256(analystKey)
+	f.cfg.CallbackToken = callbackToken
+	f.cfg.RingHighSeveritySize = 3
+	require.NoError(t, f.cfg.Validate())
+	base := "http://" + f.cfg.HTTPAddr
+	f.start(t)
+	testinfra.Eventually(t, 30*time.Second, func() bool {
+		resp, err := http.Get(base + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, "/healthz answers")
+	return f, base
+}
+
+func call(t *testing.T, method, url, key string, body any) (int, []byte) {
+	t.Helper()
+	var r io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		require.NoError(t, err)
+		r = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, url, r)
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, out
+}
+
+// The issue's walk-through: the vendor calls back, the callback becomes a stored check and an
+// alert on the alert topic, the analyst asks for the ring, records a review and re-runs a search.
+func TestACallbackBecomesAnAlertAndTheAnalystReviewsTheRing(t *testing.T) {
+	t.Parallel()
+	f, base := apiFixture(t)
+	a := testinfra.AddSession(t, f.sim, "alice", "F1", "PASS")
+	b := testinfra.AddSession(t, f.sim, "bob", "F1", "PASS")
+	c := testinfra.AddSession(t, f.sim, "carol", "F1", "PASS")
+
+	for _, sig := range []string{a, b, c} {
+		status, body := call(t, http.MethodPost, base+"/v1/callbacks/advance?token="+callbackToken, "",
+			map[string]string{"signatureId": sig, "type": "COMPLETED"})
+		require.Equal(t, http.StatusOK, status, string(body))
+	}
+	// The vendor retries one: harmless.
+	status, _ := call(t, http.MethodPost, base+"/v1/callbacks/advance?token="+callbackToken, "",
+		map[string]string{"signatureId": a, "type": "COMPLETED"})
+	require.Equal(t, http.StatusOK, status)
+	status, _ = call(t, http.MethodPost, base+"/v1/callbacks/advance?token=wrong", "",
+		map[string]string{"signatureId": a, "type": "COMPLETED"})
+	require.Equal(t, http.StatusUnauthorized, status)
+
+	f.waitForChecks(t, 3, 60*time.Second)
+	require.EqualValues(t, 1, f.sim.Stats().FaceSearchBySignature[a], "the repeated callback was not searched again")
+	var stored int
+	testinfra.Eventually(t, 10*time.Second, func() bool {
+		_ = f.pool.QueryRow(context.Background(), `SELECT count(*) FROM alerts`).Scan(&stored)
+		return stored >= 2
+	}, "alerts stored")
+	msgs := testinfra.ReadAll(t, f.cfg.TopicAlerts, stored, 30*time.Second)
+	require.Len(t, msgs, stored)
+	var last duplicate.Alert
+	sizes := map[int]bool{}
+	for _, m := range msgs {
+		var al duplicate.Alert
+		require.NoError(t, json.Unmarshal(m.Value, &al))
+		require.NotEmpty(t, al.RingID)
+		sizes[al.RingSize] = true
+		if al.RingSize == 3 {
+			last = al
+		}
+	}
+	require.True(t, sizes[3], "the alert of the third member sees the ring of three")
+	require.Equal(t, duplicate.SeverityHigh, last.Severity)
+	require.Equal(t, duplicate.RingID("alice"), last.RingID)
+
+	// The analyst asks for carol's ring.
+	status, body := call(t, http.MethodGet, base+"/v1/users/carol/cluster", analystKey, nil)
+	require.Equal(t, http.StatusOK, status, string(body))
+	var ring struct {
+		RingID  string   `json:"ringId"`
+		Size    int      `json:"size"`
+		Members []string `json:"members"`
+	}
+	require.NoError(t, json.Unmarshal(body, &ring))
+	require.Equal(t, []string{"alice", "bob", "carol"}, ring.Members)
+	require.Equal(t, last.RingID, ring.RingID)
+
+	// ... records a review, and sees it on the duplicates.
+	status, body = call(t, http.MethodPost, base+"/v1/reviews", analystKey,
+		map[string]string{"userId": "carol", "duplicateUserId": "alice", "decision": "confirmed_fraud", "note": "same face, three accounts"})
+	require.Equal(t, http.StatusCreated, status, string(body))
+	status, body = call(t, http.MethodGet, base+"/v1/users/carol/duplicates", analystKey, nil)
+	require.Equal(t, http.StatusOK, status)
+	require.Contains(t, string(body), `"confirmed_fraud"`)
+
+	// A new account with the same face verifies outside Doppel's view; a re-run of alice's
+	// check finds it, links it and raises an alert, billed once more.
+	testinfra.AddSession(t, f.sim, "dave", "F1", "PASS")
+	status, body = call(t, http.MethodPost, base+"/v1/replay", analystKey, map[string]any{"signatureIds": []string{a}})
+	require.Equal(t, http.StatusOK, status, string(body))
+	var replay struct {
+		Replayed, Changed, NewLinks, Alerts int
+	}
+	require.NoError(t, json.Unmarshal(body, &replay))
+	require.Equal(t, 1, replay.Replayed)
+	require.Equal(t, 1, replay.Changed)
+	require.Equal(t, 1, replay.NewLinks)
+	require.Equal(t, 1, replay.Alerts)
+	require.EqualValues(t, 2, f.sim.Stats().FaceSearchBySignature[a])
+	msgs = testinfra.ReadAll(t, f.cfg.TopicAlerts, stored+1, 30*time.Second)
+	require.Len(t, msgs, stored+1, "the re-run's alert was published")
+
+	// The spec is served.
+	status, body = call(t, http.MethodGet, base+"/openapi.json", "", nil)
+	require.Equal(t, http.StatusOK, status)
+	require.Contains(t, string(body), `"/v1/callbacks/advance"`)
+}

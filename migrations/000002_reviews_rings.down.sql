@@ -1,0 +1,10 @@
+DROP VIEW IF EXISTS open_alerts;
+DROP VIEW IF EXISTS fraud_rings;
+DROP VIEW IF EXISTS latest_link_reviews;
+DROP TABLE IF EXISTS link_reviews;
+DROP FUNCTION IF EXISTS link_reviews_append_only();
+DROP INDEX IF EXISTS idv_checks_matched_user_ids_idx;
+ALTER TABLE idv_checks DROP COLUMN IF EXISTS replayed_at, DROP COLUMN IF EXISTS replay_count;
+DROP INDEX IF EXISTS alerts_detected_at_alert_id_idx;
+ALTER TABLE alerts DROP COLUMN IF EXISTS severity, DROP COLUMN IF EXISTS ring_size, DROP COLUMN IF EXISTS ring_id;
+DROP FUNCTION IF EXISTS doppel_ring_id(text);
