@@ -22,8 +22,9 @@ ALTER TABLE idv_checks
 
 COMMENT ON COLUMN idv_checks.replay_count IS 'How many times a person re-ran face search for this check (each one billed).';
 
--- "Which verifications linked X?" looks for X among other users' matches.
-CREATE INDEX idv_checks_matched_user_ids_idx ON idv_checks USING gin (matched_user_ids);
+-- "Which verifications linked X?" is answered through idv_checks_user_id_idx, from X and the
+-- accounts duplicate_links already ties to X; a GIN index on matched_user_ids would answer it too,
+-- but costs every insert on the hot path (the benchmark measured it) for a rare analyst query.
 
 -- Analysts' decisions on pairs of accounts, append-only: a new decision is a new row, the latest row
 -- of a pair is its current decision. The pair is in the same canonical order as duplicate_links.

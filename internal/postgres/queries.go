@@ -148,13 +148,20 @@ LIMIT $2`, userID, duplicate.MaxLinkedAccounts)
 // addLinkingSignatures adds every stored check that linked userID to each account: the user's own
 // checks that matched it and its checks that matched the user, oldest first.
 func addLinkingSignatures(ctx context.Context, tx pgx.Tx, userID string, out []duplicate.LinkedAccount, index map[string]int) error {
+	// Only the user's own checks and those of the accounts already linked to it can hold the pair,
+	// so the user_id index finds them all.
+	users := make([]string, 0, len(out)+1)
+	users = append(users, userID)
+	for _, a := range out {
+		users = append(users, a.UserID)
+	}
 	rows, err := tx.Query(ctx, `
 SELECT CASE WHEN c.user_id = $1 THEN m ELSE c.user_id END, c.signature_id
 FROM idv_checks c
 CROSS JOIN LATERAL unnest(c.matched_user_ids) AS m
-WHERE (c.user_id = $1 OR c.matched_user_ids @> ARRAY[$1::text])
+WHERE c.user_id = ANY($2::text[])
   AND (c.user_id = $1 OR m = $1)
-ORDER BY c.checked_at, c.signature_id`, userID)
+ORDER BY c.checked_at, c.signature_id`, userID, users)
 	if err != nil {
 		return fmt.Errorf("select linking checks: %w", err)
 	}

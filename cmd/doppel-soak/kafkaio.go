@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/doppelhq/doppel/internal/topic"
+)
+
+func kafkaClient(brokers []string) (*kafka.Client, func()) {
+	// Its own transport: the shared default one caches metadata, and a cached "no such topic" from
+	// before a creation would fail writers for seconds.
+	t := &kafka.Transport{}
+	return &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 15 * time.Second, Transport: t}, t.CloseIdleConnections
+}
+
+func createTopics(ctx context.Context, brokers []string, events, alerts, dlq string, partitions int) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	// The dead-letter topic has one partition, as doppel would create it.
+	return topic.Ensure(ctx, brokers,
+		topic.Spec{Name: events, Partitions: partitions, ReplicationFactor: 1},
+		topic.Spec{Name: alerts, Partitions: partitions, ReplicationFactor: 1},
+		topic.Spec{Name: dlq, Partitions: 1, ReplicationFactor: 1})
+}
+
+// offsets returns the first and end offsets of every partition of a topic.
+func offsets(ctx context.Context, brokers []string, name string) (map[int][2]int64, error) {
+	client, closeIdle := kafkaClient(brokers)
+	defer closeIdle()
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{name}})
+	if err != nil {
+		return nil, fmt.Errorf("metadata of %s: %w", name, err)
+	}
+	if len(meta.Topics) != 1 || meta.Topics[0].Error != nil {
+		return nil, fmt.Errorf("topic %s: no metadata", name)
+	}
+	var reqs []kafka.OffsetRequest
+	for _, p := range meta.Topics[0].Partitions {
+		reqs = append(reqs, kafka.FirstOffsetOf(p.ID), kafka.LastOffsetOf(p.ID))
+	}
+	resp, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{name: reqs}})
+	if err != nil {
+		return nil, fmt.Errorf("offsets of %s: %w", name, err)
+	}
+	out := map[int][2]int64{}
+	for _, po := range resp.Topics[name] {
+		if po.Error != nil {
+			return nil, fmt.Errorf("offsets of %s/%d: %w", name, po.Partition, po.Error)
+		}
+		out[po.Partition] = [2]int64{po.FirstOffset, po.LastOffset}
+	}
+	return out, nil
+}
+
+// topicReader reads a topic's partitions from where it last stopped up to their current end, without
+// a consumer group, so it can be called again to read what arrived since.
+type topicReader struct {
+	brokers []string
+	topic   string
+	next    map[int]int64 // partition -> next offset to read
+}
+
+func newTopicReader(brokers []string, name string) *topicReader {
+	return &topicReader{brokers: brokers, topic: name, next: map[int]int64{}}
+}
+
+// readNew calls fn for every message written since the last call, within timeout.
+func (r *topicReader) readNew(ctx context.Context, timeout time.Duration, fn func(kafka.Message)) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	bounds, err := offsets(ctx, r.brokers, r.topic)
+	if err != nil {
+		return err
+	}
+	for p, b := range bounds {
+		from, ok := r.next[p]
+		if !ok || from < b[0] {
+			from = b[0]
+		}
+		if from >= b[1] {
+			continue
+		}
+		if err := r.readPartition(ctx, p, from, b[1], fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *topicReader) readPartition(ctx context.Context, partition int, from, end int64, fn func(kafka.Message)) error {
+	rd := kafka.NewReader(kafka.ReaderConfig{Brokers: r.brokers, Topic: r.topic, Partition: partition,
+		MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 200 * time.Millisecond})
+	defer rd.Close()
+	if err := rd.SetOffset(from); err != nil {
+		return err
+	}
+	for r.next[partition] = from; r.next[partition] < end; {
+		m, err := rd.ReadMessage(ctx)
+		if err != nil {
+			return fmt.Errorf("read %s/%d at offset %d (end %d): %w", r.topic, partition, r.next[partition], end, err)
+		}
+		fn(m)
+		r.next[partition] = m.Offset + 1
+	}
+	return nil
+}
+
+// producer writes the soak's events and counts only what the broker acknowledged; what it did not
+// is written again (after the broker is back), so no event of the ledger is a guess.
+type producer struct {
+	w *kafka.Writer
+}
+
+func newProducer(brokers []string, name string) *producer {
+	return &producer{w: &kafka.Writer{
+		Addr:         kafka.TCP(brokers...),
+		Topic:        name,
+		Balancer:     &kafka.Murmur2Balancer{},
+		RequiredAcks: kafka.RequireAll,
+		BatchSize:    1000,
+		BatchBytes:   8 << 20,
+		BatchTimeout: 5 * time.Millisecond,
+		WriteTimeout: 10 * time.Second,
+		MaxAttempts:  3,
+		Transport:    &kafka.Transport{},
+	}}
+}
+
+func (p *producer) close() error { return p.w.Close() }
+
+// write writes the messages until each is acknowledged or ctx ends or maxWait passes. It calls acked
+// with the index of every acknowledged message and returns how many attempts failed.
+func (p *producer) write(ctx context.Context, msgs []kafka.Message, maxWait time.Duration, acked func(i int)) (failedAttempts int, err error) {
+	pending := make([]int, len(msgs))
+	for i := range msgs {
+		pending[i] = i
+	}
+	deadline := time.Now().Add(maxWait)
+	wait := 200 * time.Millisecond
+	for attempt := 0; len(pending) > 0; attempt++ {
+		batch := make([]kafka.Message, len(pending))
+		for j, i := range pending {
+			batch[j] = msgs[i]
+		}
+		werr := p.w.WriteMessages(ctx, batch...)
+		if werr == nil {
+			for _, i := range pending {
+				acked(i)
+			}
+			return failedAttempts, nil
+		}
+		failedAttempts++
+		var perMsg kafka.WriteErrors
+		var still []int
+		if errors.As(werr, &perMsg) && len(perMsg) == len(pending) {
+			for j, i := range pending {
+				if perMsg[j] == nil {
+					acked(i)
+				} else {
+					still = append(still, i)
+				}
+			}
+		} else {
+			still = pending // nothing known to be written: write all again
+		}
+		pending = still
+		if ctx.Err() != nil {
+			return failedAttempts, ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			return failedAttempts, fmt.Errorf("%d messages not acknowledged within %s: %w", len(pending), maxWait, werr)
+		}
+		if !sleepCtx(ctx, wait) {
+			return failedAttempts, ctx.Err()
+		}
+		wait = min(2*wait, 3*time.Second)
+	}
+	return failedAttempts, nil
+}

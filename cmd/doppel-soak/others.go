@@ -1,0 +1,88 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// otherUsers lists the processes other than this soak's that use this checkout's PostgreSQL and Kafka:
+// a benchmark, a demo, a test binary or a `doppel serve` started by someone else. The soak stops and
+// starts those servers, which would break such a run, and such a run would add faults the ledger does
+// not know about.
+func otherUsers(root string) []string {
+	self := os.Getpid()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		raw, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || len(raw) == 0 {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
+		name := filepath.Base(args[0])
+		switch {
+		case name == "doppel-bench", name == "doppel-demo", strings.HasSuffix(name, ".test"):
+		case name == "doppel" && len(args) > 1 && args[1] == "serve":
+			if parentOf(pid) == self {
+				continue // ours
+			}
+		default:
+			continue
+		}
+		cwd, err := os.Readlink(filepath.Join("/proc", e.Name(), "cwd"))
+		if err != nil || !(cwd == root || strings.HasPrefix(cwd, root+string(filepath.Separator))) {
+			continue // another checkout has its own servers
+		}
+		out = append(out, fmt.Sprintf("pid %d: %s", pid, truncate(strings.Join(args, " "), 120)))
+	}
+	return out
+}
+
+func parentOf(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
+}
+
+// infraPids returns the pids of the broker and the postmaster, from the files scripts/infra.sh keeps,
+// so that a restart the soak did not make can be noticed.
+func infraPids(root string) (kafka, postgres string) {
+	read := func(path string) string {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return "?"
+		}
+		line, _, _ := strings.Cut(string(b), "\n")
+		return strings.TrimSpace(line)
+	}
+	return read(filepath.Join(root, ".local", "kafka", "kafka.pid")), read(filepath.Join(root, ".local", "pg", "data", "postmaster.pid"))
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
