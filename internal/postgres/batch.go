@@ -68,13 +68,25 @@ func (b *Batcher) SaveCheck(ctx context.Context, check duplicate.Check) (duplica
 func (b *Batcher) flushSaves(ctx context.Context, batch []*pending[saveRequest]) {
 	if len(batch) > 1 {
 		results := make([]duplicate.Saved, len(batch))
+		checks := make([]duplicate.Check, len(batch))
+		for i, p := range batch {
+			checks[i] = p.req.check
+		}
 		err := inTx(ctx, b.store.pool, func(tx pgx.Tx) error {
-			for i, p := range batch {
-				saved, err := b.store.saveCheckTx(ctx, tx, p.req.check)
-				if err != nil {
+			// Every check in one round trip; then links and alerts, which depend on each other's
+			// results, one check after another (only checks that matched someone have any).
+			stored, err := insertChecks(ctx, tx, checks)
+			if err != nil {
+				return err
+			}
+			for i, c := range checks {
+				results[i] = duplicate.Saved{}
+				if !stored[i] {
+					continue
+				}
+				if results[i], err = b.store.linkAndAlert(ctx, tx, c); err != nil {
 					return err
 				}
-				results[i] = saved
 			}
 			return nil
 		})

@@ -147,8 +147,9 @@ func (s *Store) linkAndAlert(ctx context.Context, tx pgx.Tx, check duplicate.Che
 	return saved, nil
 }
 
-func insertCheck(ctx context.Context, tx pgx.Tx, c duplicate.Check) (bool, error) {
-	const q = `
+// insertCheckSQL stores a check unless a final outcome exists (a failed one is replaced); it
+// returns a row only when it stored.
+const insertCheckSQL = `
 INSERT INTO idv_checks (signature_id, user_id, event_type, outcome, overall_result, similar_user_ids,
     matched_user_ids, vendor_transaction_id, failure_reason, event_id, occurred_at,
     source_topic, source_partition, source_offset, checked_at)
@@ -163,10 +164,16 @@ ON CONFLICT (signature_id) DO UPDATE SET
     source_offset = EXCLUDED.source_offset, checked_at = EXCLUDED.checked_at
 WHERE idv_checks.outcome = 'failed'
 RETURNING 1`
-	var one int
-	err := tx.QueryRow(ctx, q, c.SignatureID, c.UserID, c.EventType, string(c.Outcome), c.OverallResult,
+
+func insertCheckArgs(c duplicate.Check) []any {
+	return []any{c.SignatureID, c.UserID, c.EventType, string(c.Outcome), c.OverallResult,
 		nonNil(c.SimilarUserIDs), nonNil(c.MatchedUserIDs), c.VendorTransactionID, c.FailureReason, c.EventID,
-		c.OccurredAt, c.Source.Topic, c.Source.Partition, c.Source.Offset, c.CheckedAt).Scan(&one)
+		c.OccurredAt, c.Source.Topic, c.Source.Partition, c.Source.Offset, c.CheckedAt}
+}
+
+func insertCheck(ctx context.Context, tx pgx.Tx, c duplicate.Check) (bool, error) {
+	var one int
+	err := tx.QueryRow(ctx, insertCheckSQL, insertCheckArgs(c)...).Scan(&one)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil // a final outcome already exists
 	}
@@ -174,6 +181,30 @@ RETURNING 1`
 		return false, fmt.Errorf("insert check %s: %w", c.SignatureID, err)
 	}
 	return true, nil
+}
+
+// insertChecks stores many checks in one round trip (a pipelined pgx.Batch) and reports which were
+// stored.
+func insertChecks(ctx context.Context, tx pgx.Tx, checks []duplicate.Check) ([]bool, error) {
+	batch := &pgx.Batch{}
+	for _, c := range checks {
+		batch.Queue(insertCheckSQL, insertCheckArgs(c)...)
+	}
+	results := tx.SendBatch(ctx, batch)
+	stored := make([]bool, len(checks))
+	for i, c := range checks {
+		var one int
+		err := results.QueryRow().Scan(&one)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+		case err != nil:
+			_ = results.Close()
+			return nil, fmt.Errorf("insert check %s: %w", c.SignatureID, err)
+		default:
+			stored[i] = true
+		}
+	}
+	return stored, results.Close()
 }
 
 // upsertLinks inserts or refreshes one link per matched user and returns the matched users whose link
