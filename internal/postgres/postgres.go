@@ -29,13 +29,6 @@ func Connect(ctx context.Context, databaseURL string, maxConns int32) (*pgxpool.
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
 	}
-	// pgx prepares every statement once per connection and PostgreSQL soon switches such a statement
-	// to a generic plan. Planned while idv_checks was still small, that plan is a sequential scan,
-	// and it stays one as the table grows (the benchmark saw look-ups slow from 1 ms to 15 ms).
-	// Planning each execution with its values keeps the primary-key look-ups on the index.
-	if _, set := cfg.ConnConfig.RuntimeParams["plan_cache_mode"]; !set {
-		cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
-	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
