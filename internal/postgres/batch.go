@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -73,22 +74,13 @@ func (b *Batcher) flushSaves(ctx context.Context, batch []*pending[saveRequest])
 			checks[i] = p.req.check
 		}
 		err := inTx(ctx, b.store.pool, func(tx pgx.Tx) error {
-			// Every check in one round trip; then links and alerts, which depend on each other's
-			// results, one check after another (only checks that matched someone have any).
+			// Every check in one round trip, then every check's links in one, and so on: a few
+			// round trips per batch instead of a few per check.
 			stored, err := insertChecks(ctx, tx, checks)
 			if err != nil {
 				return err
 			}
-			for i, c := range checks {
-				results[i] = duplicate.Saved{}
-				if !stored[i] {
-					continue
-				}
-				if results[i], err = b.store.linkAndAlert(ctx, tx, c); err != nil {
-					return err
-				}
-			}
-			return nil
+			return b.store.linkAndAlertAll(ctx, tx, checks, stored, results)
 		})
 		if err == nil {
 			for i, p := range batch {
@@ -190,4 +182,85 @@ func (g *group[T]) flushLoop() {
 		g.flush(ctx, batch)
 		cancel()
 	}
+}
+
+// linkAndAlertAll does what linkAndAlert does for every stored check of a batch, in pipelined round
+// trips: all links, then the review decisions of the new ones, then the rings and the alerts.
+// Statements run in the batch's order, so a pair linked by two checks of one batch is new for the
+// first only, as one by one. A ring is read once the whole batch's links are in, so it may count a
+// member linked a few milliseconds after the alerting check, in the same transaction.
+func (s *Store) linkAndAlertAll(ctx context.Context, tx pgx.Tx, checks []duplicate.Check, stored []bool, saved []duplicate.Saved) error {
+	var linking []int
+	links := &pgx.Batch{}
+	for i, c := range checks {
+		saved[i] = duplicate.Saved{Stored: stored[i]}
+		if stored[i] && len(c.MatchedUserIDs) > 0 {
+			q, args := upsertLinksQuery(c)
+			links.Queue(q, args...)
+			linking = append(linking, i)
+		}
+	}
+	if len(linking) == 0 {
+		return nil
+	}
+	res := tx.SendBatch(ctx, links)
+	var reviewing []int
+	decisions := &pgx.Batch{}
+	for _, i := range linking {
+		rows, err := res.Query()
+		newLinks, err := readNewLinks(rows, err, checks[i])
+		if err != nil {
+			_ = res.Close()
+			return err
+		}
+		saved[i].NewLinks = newLinks
+		if len(newLinks) > 0 {
+			decisions.Queue(latestDecisionsSQL, checks[i].UserID, newLinks)
+			reviewing = append(reviewing, i)
+		}
+	}
+	if err := res.Close(); err != nil || len(reviewing) == 0 {
+		return err
+	}
+
+	res = tx.SendBatch(ctx, decisions)
+	var alerting []int
+	alertable := make(map[int][]string)
+	rings := &pgx.Batch{}
+	for _, i := range reviewing {
+		rows, err := res.Query()
+		latest, err := readDecisions(rows, err)
+		if err != nil {
+			_ = res.Close()
+			return err
+		}
+		if a := duplicate.AlertableLinks(saved[i].NewLinks, latest); len(a) > 0 {
+			alertable[i] = a
+			alerting = append(alerting, i)
+			rings.Queue(ringSQL, checks[i].UserID, duplicate.MaxRingMembers+1)
+		}
+	}
+	if err := res.Close(); err != nil || len(alerting) == 0 {
+		return err
+	}
+
+	res = tx.SendBatch(ctx, rings)
+	alerts := &pgx.Batch{}
+	for _, i := range alerting {
+		var ring duplicate.Ring
+		if err := res.QueryRow().Scan(&ring.ID, &ring.Size, &ring.Members); err != nil {
+			_ = res.Close()
+			return fmt.Errorf("walk ring of user: %w", err)
+		}
+		truncateRing(&ring)
+		saved[i].Alert = duplicate.NewAlert(s.newAlertID(), checks[i], alertable[i], ring, s.policy)
+		alerts.Queue(insertAlertSQL, insertAlertArgs(saved[i].Alert)...)
+	}
+	if err := res.Close(); err != nil {
+		return err
+	}
+	if err := tx.SendBatch(ctx, alerts).Close(); err != nil {
+		return fmt.Errorf("insert %d alerts: %w", len(alerting), err)
+	}
+	return nil
 }

@@ -71,14 +71,20 @@ RETURNING review_id, reviewed_at,
 // latestDecisions returns, for each of others that has a review with userID, the pair's latest
 // decision, keyed by the other userId.
 func latestDecisions(ctx context.Context, q querier, userID string, others []string) (map[string]duplicate.Decision, error) {
-	rows, err := q.Query(ctx, `
+	rows, err := q.Query(ctx, latestDecisionsSQL, userID, others)
+	return readDecisions(rows, err)
+}
+
+const latestDecisionsSQL = `
 SELECT u.m, r.decision
 FROM unnest($2::text[]) AS u(m)
 CROSS JOIN LATERAL (
     SELECT decision FROM link_reviews
     WHERE user_id_low = least($1::text, u.m) AND user_id_high = greatest($1::text, u.m)
     ORDER BY reviewed_at DESC, review_id DESC LIMIT 1
-) r`, userID, others)
+) r`
+
+func readDecisions(rows pgx.Rows, err error) (map[string]duplicate.Decision, error) {
 	if err != nil {
 		return nil, fmt.Errorf("select latest reviews: %w", err)
 	}

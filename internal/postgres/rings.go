@@ -32,13 +32,8 @@ func (s *Store) Ring(ctx context.Context, userID string) (duplicate.Ring, error)
 	return ring, err
 }
 
-// ringOf walks the link graph from userID with a recursive CTE. UNION (not UNION ALL) keeps only
-// users not reached before, so each member is visited once and the walk ends without a depth bound;
-// the LIMIT stops the walk after MaxRingMembers+1 members (PostgreSQL evaluates a recursive CTE only
-// as far as its reader pulls), which bounds the work on a giant component.
-func ringOf(ctx context.Context, q querier, userID string, withLinks bool) (duplicate.Ring, error) {
-	var ring duplicate.Ring
-	err := q.QueryRow(ctx, `
+// ringSQL walks the link graph from $1; see ringOf.
+const ringSQL = `
 WITH RECURSIVE ring(user_id) AS (
     SELECT $1::text
     UNION
@@ -52,16 +47,19 @@ WITH RECURSIVE ring(user_id) AS (
 ), found AS (
     SELECT user_id FROM ring LIMIT $2
 )
-SELECT doppel_ring_id(min(user_id)), count(*)::int, array_agg(user_id ORDER BY user_id) FROM found`,
-		userID, duplicate.MaxRingMembers+1).Scan(&ring.ID, &ring.Size, &ring.Members)
+SELECT doppel_ring_id(min(user_id)), count(*)::int, array_agg(user_id ORDER BY user_id) FROM found`
+
+// ringOf walks the link graph from userID with a recursive CTE. UNION (not UNION ALL) keeps only
+// users not reached before, so each member is visited once and the walk ends without a depth bound;
+// the LIMIT stops the walk after MaxRingMembers+1 members (PostgreSQL evaluates a recursive CTE only
+// as far as its reader pulls), which bounds the work on a giant component.
+func ringOf(ctx context.Context, q querier, userID string, withLinks bool) (duplicate.Ring, error) {
+	var ring duplicate.Ring
+	err := q.QueryRow(ctx, ringSQL, userID, duplicate.MaxRingMembers+1).Scan(&ring.ID, &ring.Size, &ring.Members)
 	if err != nil {
 		return duplicate.Ring{}, fmt.Errorf("walk ring of user: %w", err)
 	}
-	if ring.Size > duplicate.MaxRingMembers {
-		ring.Truncated = true
-		ring.Size = duplicate.MaxRingMembers
-		ring.Members = ring.Members[:duplicate.MaxRingMembers]
-	}
+	truncateRing(&ring)
 	if !withLinks {
 		return ring, nil
 	}
@@ -102,4 +100,14 @@ LIMIT $2`, ring.Members, MaxRingLinks+1)
 		ring.Truncated = true
 	}
 	return ring, nil
+}
+
+// truncateRing applies the member bound to a ring read with ringSQL, which reads one member more
+// than the bound so that a larger ring can be told apart.
+func truncateRing(ring *duplicate.Ring) {
+	if ring.Size > duplicate.MaxRingMembers {
+		ring.Truncated = true
+		ring.Size = duplicate.MaxRingMembers
+		ring.Members = ring.Members[:duplicate.MaxRingMembers]
+	}
 }

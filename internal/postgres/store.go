@@ -210,6 +210,26 @@ func insertChecks(ctx context.Context, tx pgx.Tx, checks []duplicate.Check) ([]b
 // upsertLinks inserts or refreshes one link per matched user and returns the matched users whose link
 // is new, in the check's order.
 func upsertLinks(ctx context.Context, tx pgx.Tx, c duplicate.Check) ([]string, error) {
+	q, args := upsertLinksQuery(c)
+	rows, err := tx.Query(ctx, q, args...)
+	return readNewLinks(rows, err, c)
+}
+
+// upsertLinksSQL inserts or refreshes the links of one check and returns, per matched user, whether
+// its link is new.
+const upsertLinksSQL = `
+INSERT INTO duplicate_links AS l (user_id_low, user_id_high, first_seen_at, last_seen_at, seen_count,
+    first_signature_id, last_signature_id)
+SELECT least($1::text, m), greatest($1::text, m), $2, $2, 1, $3, $3
+FROM unnest($4::text[]) WITH ORDINALITY AS u(m, ord)
+ORDER BY ord
+ON CONFLICT (user_id_low, user_id_high) DO UPDATE SET
+    last_seen_at = greatest(l.last_seen_at, EXCLUDED.last_seen_at),
+    seen_count = l.seen_count + 1,
+    last_signature_id = EXCLUDED.last_signature_id
+RETURNING CASE WHEN l.user_id_low = $1::text THEN l.user_id_high ELSE l.user_id_low END, (xmax = 0)`
+
+func upsertLinksQuery(c duplicate.Check) (string, []any) {
 	// Rows are locked in canonical pair order so that two checks touching the same pairs cannot
 	// deadlock each other.
 	others := slices.Clone(c.MatchedUserIDs)
@@ -221,22 +241,16 @@ func upsertLinks(ctx context.Context, tx pgx.Tx, c duplicate.Check) ([]string, e
 		}
 		return compare(ah, bh)
 	})
-	const q = `
-INSERT INTO duplicate_links AS l (user_id_low, user_id_high, first_seen_at, last_seen_at, seen_count,
-    first_signature_id, last_signature_id)
-SELECT least($1::text, m), greatest($1::text, m), $2, $2, 1, $3, $3
-FROM unnest($4::text[]) WITH ORDINALITY AS u(m, ord)
-ORDER BY ord
-ON CONFLICT (user_id_low, user_id_high) DO UPDATE SET
-    last_seen_at = greatest(l.last_seen_at, EXCLUDED.last_seen_at),
-    seen_count = l.seen_count + 1,
-    last_signature_id = EXCLUDED.last_signature_id
-RETURNING CASE WHEN l.user_id_low = $1::text THEN l.user_id_high ELSE l.user_id_low END, (xmax = 0)`
-	rows, err := tx.Query(ctx, q, c.UserID, c.CheckedAt, c.SignatureID, others)
+	return upsertLinksSQL, []any{c.UserID, c.CheckedAt, c.SignatureID, others}
+}
+
+// readNewLinks reads upsertLinksSQL's rows and returns the matched users whose link is new, in the
+// check's order.
+func readNewLinks(rows pgx.Rows, err error, c duplicate.Check) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("upsert links of %s: %w", c.SignatureID, err)
 	}
-	inserted := make(map[string]bool, len(others))
+	inserted := make(map[string]bool, len(c.MatchedUserIDs))
 	var other string
 	var isNew bool
 	_, err = pgx.ForEachRow(rows, []any{&other, &isNew}, func() error {
@@ -265,14 +279,18 @@ func compare(a, b string) int {
 	return 0
 }
 
-func insertAlert(ctx context.Context, tx pgx.Tx, a *duplicate.Alert) error {
-	_, err := tx.Exec(ctx, `
+const insertAlertSQL = `
 INSERT INTO alerts (alert_id, signature_id, user_id, matched_user_ids, new_matched_user_ids,
     vendor_transaction_id, detected_at, ring_id, ring_size, severity)
-VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), $7, NULLIF($8, ''), $9, $10)`,
-		a.AlertID, a.SignatureID, a.UserID, a.MatchedUserIDs, a.NewMatchedUserIDs, a.VendorTransactionID, a.DetectedAt,
-		a.RingID, a.RingSize, a.Severity)
-	if err != nil {
+VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), $7, NULLIF($8, ''), $9, $10)`
+
+func insertAlertArgs(a *duplicate.Alert) []any {
+	return []any{a.AlertID, a.SignatureID, a.UserID, a.MatchedUserIDs, a.NewMatchedUserIDs, a.VendorTransactionID,
+		a.DetectedAt, a.RingID, a.RingSize, a.Severity}
+}
+
+func insertAlert(ctx context.Context, tx pgx.Tx, a *duplicate.Alert) error {
+	if _, err := tx.Exec(ctx, insertAlertSQL, insertAlertArgs(a)...); err != nil {
 		return fmt.Errorf("insert alert for %s: %w", a.SignatureID, err)
 	}
 	return nil
