@@ -95,7 +95,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.SetOutput(stderr)
 	fs.IntVar(&o.events, "events", 50000, "events in the backlog of (a), the Kafka ceiling and the PostgreSQL ceiling")
 	fs.IntVar(&o.partitions, "partitions", 6, "partitions of every benchmark topic (doppel's default is 6)")
-	fs.IntVar(&o.workersA, "workers-a", 32, "DOPPEL_WORKERS for (a) and (c) (doppel's default is 32)")
+	fs.IntVar(&o.workersA, "workers-a", 128, "DOPPEL_WORKERS for (a) and (c) (doppel's default is 128)")
 	fs.IntVar(&o.workersB, "workers-b", 160, "DOPPEL_WORKERS for (b): the vendor limit x latency (500 x 0.2 s = 100) must be in flight")
 	fs.Float64Var(&o.ringFraction, "ring-fraction", 0.3, "fraction of users who share a face with 1 to 3 others (rings of 2 to 4)")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the generated population")

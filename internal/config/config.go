@@ -87,7 +87,7 @@ func Default() Config {
 		AdvanceQPS:           50,
 		BreakerFailures:      10,
 		BreakerOpenFor:       30 * time.Second,
-		Workers:              32,
+		Workers:              128,
 		MaxEventBytes:        64 << 10,
 		CommitInterval:       200 * time.Millisecond,
 		StoreBatchSize:       128,
