@@ -5,35 +5,23 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/segmentio/kafka-go"
+
+	"github.com/doppelhq/doppel/internal/childproc"
 )
 
 // clockTicks is USER_HZ, the unit of the CPU times in /proc/<pid>/stat: 100 on every Linux build
 // this runs on (it is fixed by the kernel ABI for x86 and arm64).
 const clockTicks = 100
-
-// process is a child process whose output goes to a log file.
-type process struct {
-	name    string
-	cmd     *exec.Cmd
-	logPath string
-	done    chan struct{}
-	waitErr error
-}
 
 // childEnv is the environment of every child: only what a Go binary needs, plus the settings given,
 // so that nothing from the caller's environment (a DOPPEL_CONFIG, say) changes what is measured.
@@ -45,128 +33,6 @@ func childEnv(settings ...string) []string {
 		env = append(env, "DOPPEL_PPROF_ADDR="+addr)
 	}
 	return append(env, settings...)
-}
-
-func startProcess(name, logPath, bin string, args, env []string) (*process, error) {
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = env
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("start %s: %w", bin, err)
-	}
-	p := &process{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
-	go func() {
-		p.waitErr = cmd.Wait()
-		logFile.Close()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-func (p *process) pid() int { return p.cmd.Process.Pid }
-
-func (p *process) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop asks for a graceful shutdown (SIGTERM), waits up to grace, then kills. It returns the
-// process's exit error, if any.
-func (p *process) stop(grace time.Duration) error {
-	if p == nil {
-		return nil
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(grace):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		return fmt.Errorf("%s did not stop within %s after SIGTERM and was killed", p.name, grace)
-	}
-	return p.waitErr
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
-// waitHTTP polls u until it answers 200, the process exits, or timeout passes.
-func waitHTTP(ctx context.Context, u string, timeout time.Duration, p *process) error {
-	deadline := time.Now().Add(timeout)
-	client := &http.Client{Timeout: 2 * time.Second}
-	var last error
-	for time.Now().Before(deadline) {
-		if p != nil && p.exited() {
-			return fmt.Errorf("%s exited (see %s): %v", p.name, p.logPath, p.waitErr)
-		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-		resp, err := client.Do(req)
-		if err == nil {
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			last = fmt.Errorf("%s answered %d: %s", u, resp.StatusCode, strings.TrimSpace(string(body)))
-		} else {
-			last = err
-		}
-		if !sleepCtx(ctx, 100*time.Millisecond) {
-			return ctx.Err()
-		}
-	}
-	return fmt.Errorf("not ready within %s: %w", timeout, last)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
-// loopback reports whether host:port names this machine.
-func loopback(hostport string) bool {
-	host, _, err := net.SplitHostPort(strings.TrimSpace(hostport))
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-func loopbackURL(raw string) bool {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return false
-	}
-	host := u.Host
-	if u.Port() == "" {
-		host = net.JoinHostPort(u.Hostname(), "5432")
-	}
-	return loopback(host)
 }
 
 // ---------------------------------------------------------------- /proc accounting
@@ -457,7 +323,7 @@ func createTopics(ctx context.Context, brokers []string, partitions int, names .
 		if time.Now().After(deadline) {
 			return fmt.Errorf("topics %v have partitions without a leader after 30s (last error: %v)", names, err)
 		}
-		if !sleepCtx(ctx, 100*time.Millisecond) {
+		if !childproc.Sleep(ctx, 100*time.Millisecond) {
 			return ctx.Err()
 		}
 	}
@@ -526,7 +392,7 @@ const quietCores = 0.3
 // busyCores measures the machine's CPU use over d, in cores.
 func busyCores(ctx context.Context, d time.Duration) float64 {
 	t0, b0 := time.Now(), machineBusyTicks()
-	if !sleepCtx(ctx, d) {
+	if !childproc.Sleep(ctx, d) {
 		return 0
 	}
 	return float64(machineBusyTicks()-b0) / clockTicks / time.Since(t0).Seconds()

@@ -18,6 +18,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/segmentio/kafka-go"
+
+	"github.com/doppelhq/doppel/internal/childproc"
 )
 
 // sampleEvery is the period of the progress samples behind the time series.
@@ -49,7 +51,7 @@ type doppelSpec struct {
 
 // doppelProc is a running `doppel serve`.
 type doppelProc struct {
-	proc     *process
+	proc     *childproc.Process
 	httpAddr string
 	started  time.Time
 }
@@ -92,7 +94,7 @@ func (d *doppelProc) metrics(ctx context.Context) map[string]float64 {
 }
 
 func (b *bench) startDoppel(ctx context.Context, s doppelSpec) (*doppelProc, error) {
-	httpAddr, err := freeAddr()
+	httpAddr, err := childproc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -113,13 +115,13 @@ func (b *bench) startDoppel(ctx context.Context, s doppelSpec) (*doppelProc, err
 		"DOPPEL_LOG_LEVEL=warn",
 	)
 	started := time.Now()
-	p, err := startProcess("doppel ("+s.name+")", filepath.Join(b.logDir, "doppel-"+s.name+".log"),
+	p, err := childproc.Start("doppel ("+s.name+")", filepath.Join(b.logDir, "doppel-"+s.name+".log"),
 		filepath.Join(b.opts.binDir, "doppel"), []string{"serve"}, env)
 	if err != nil {
 		return nil, err
 	}
-	if err := waitHTTP(ctx, "http://"+httpAddr+"/readyz", 60*time.Second, p); err != nil {
-		_ = p.stop(10 * time.Second)
+	if err := childproc.WaitHTTP(ctx, "http://"+httpAddr+"/readyz", 60*time.Second, p); err != nil {
+		_, _ = p.Stop(10 * time.Second)
 		return nil, fmt.Errorf("doppel serve (%s) did not become ready: %w", s.name, err)
 	}
 	return &doppelProc{proc: p, httpAddr: httpAddr, started: started}, nil
@@ -172,7 +174,7 @@ func startAlertCollector(ctx context.Context, brokers []string, topic string, pa
 					if ctx.Err() != nil {
 						return
 					}
-					if !sleepCtx(ctx, 100*time.Millisecond) {
+					if !childproc.Sleep(ctx, 100*time.Millisecond) {
 						return
 					}
 					continue
@@ -285,7 +287,7 @@ func (b *bench) begin(ctx context.Context, name string, topics scenarioTopics, s
 		conn.Close(context.WithoutCancel(ctx))
 		return nil, err
 	}
-	lr.roles = cpuRoles{"doppel": lr.doppel.proc.pid(), "advance-sim": sim.proc.pid(), "kafka": b.infra.kafka,
+	lr.roles = cpuRoles{"doppel": lr.doppel.proc.Pid(), "advance-sim": sim.proc.Pid(), "kafka": b.infra.kafka,
 		"bench": selfPid()}
 	lr.cpu0 = lr.roles.snapshot(b.infra.postmaster)
 	return lr, nil
@@ -312,7 +314,7 @@ func (lr *liveRun) sample(ctx context.Context) counts {
 		T:             time.Since(lr.doppel.started).Seconds(),
 		Stored:        c.stored,
 		AlertsOnTopic: lr.alerts.count.Load(),
-		RSSMB:         float64(memKB(lr.doppel.proc.pid(), "VmRSS")) / 1024,
+		RSSMB:         float64(memKB(lr.doppel.proc.Pid(), "VmRSS")) / 1024,
 	})
 	return c
 }
@@ -420,7 +422,7 @@ func (lr *liveRun) pgWork(ctx context.Context) *pgActivity {
 		}
 		lr.conn = conn
 	}
-	sleepCtx(ctx, 500*time.Millisecond)
+	childproc.Sleep(ctx, 500*time.Millisecond)
 	var a pgActivity
 	if err := lr.conn.QueryRow(ctx, `SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()`).Scan(&a.Transactions); err != nil {
 		return nil
@@ -444,9 +446,9 @@ func (lr *liveRun) pgWork(ctx context.Context) *pgActivity {
 func (lr *liveRun) finish(ctx context.Context) liveEnd {
 	var e liveEnd
 	e.cpu = cpuUse(lr.cpu0, lr.roles.snapshot(lr.b.infra.postmaster))
-	e.peakRSSMB = float64(memKB(lr.doppel.proc.pid(), "VmHWM")) / 1024
+	e.peakRSSMB = float64(memKB(lr.doppel.proc.Pid(), "VmHWM")) / 1024
 	e.active = lr.topActivity(8)
-	e.stopErr = lr.doppel.proc.stop(40 * time.Second)
+	_, e.stopErr = lr.doppel.proc.Stop(40 * time.Second)
 	lr.alerts.stop()
 	if n, err := topicMessages(ctx, lr.b.brokers, lr.topics.dlq); err == nil {
 		e.deadLetters = n

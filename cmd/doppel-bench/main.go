@@ -43,6 +43,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/doppelhq/doppel/internal/childproc"
 )
 
 func main() {
@@ -171,11 +173,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return errors.New("DOPPEL_DATABASE_URL and DOPPEL_KAFKA_BROKERS must be set: run through scripts/bench.sh (make bench), which starts the infrastructure and exports .local/env")
 	}
 	for _, b := range strings.Split(brokers, ",") {
-		if !loopback(b) {
+		if !childproc.Loopback(b) {
 			return fmt.Errorf("DOPPEL_KAFKA_BROKERS entry %q is not a loopback address: the benchmark only talks to this machine", b)
 		}
 	}
-	if !loopbackURL(baseDB) {
+	if !childproc.LoopbackURL(baseDB) {
 		return errors.New("DOPPEL_DATABASE_URL does not point at a loopback address: the benchmark only talks to this machine")
 	}
 	root, err := os.Getwd()

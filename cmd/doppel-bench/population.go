@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/doppelhq/doppel/internal/childproc"
 )
 
 // Simulator credentials; the simulator runs on loopback for this run only.
@@ -108,7 +110,7 @@ func (p population) matched(i int) []string {
 
 // simulator is a running advance-sim child process.
 type simulator struct {
-	proc    *process
+	proc    *childproc.Process
 	url     string
 	http    *http.Client
 	latency time.Duration
@@ -116,21 +118,21 @@ type simulator struct {
 }
 
 func (b *bench) startSim(ctx context.Context, name string, latency time.Duration, qps float64) (*simulator, error) {
-	addr, err := freeAddr()
+	addr, err := childproc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
 	env := childEnv("ADVANCE_SIM_ADDR="+addr, "ADVANCE_SIM_ACCESS_KEY="+simAccessKey,
 		"ADVANCE_SIM_SECRET_KEY="+simSecretKey, "ADVANCE_SIM_LATENCY="+latency.String(),
 		fmt.Sprintf("ADVANCE_SIM_QPS=%g", qps))
-	p, err := startProcess("advance-sim ("+name+")", filepath.Join(b.logDir, "advance-sim-"+name+".log"),
+	p, err := childproc.Start("advance-sim ("+name+")", filepath.Join(b.logDir, "advance-sim-"+name+".log"),
 		filepath.Join(b.opts.binDir, "advance-sim"), nil, env)
 	if err != nil {
 		return nil, err
 	}
 	s := &simulator{proc: p, url: "http://" + addr, http: &http.Client{Timeout: 60 * time.Second}, latency: latency, qps: qps}
-	if err := waitHTTP(ctx, s.url+"/healthz", 15*time.Second, p); err != nil {
-		_ = p.stop(5 * time.Second)
+	if err := childproc.WaitHTTP(ctx, s.url+"/healthz", 15*time.Second, p); err != nil {
+		_, _ = p.Stop(5 * time.Second)
 		return nil, fmt.Errorf("advance-sim did not start: %w", err)
 	}
 	return s, nil
@@ -140,7 +142,8 @@ func (s *simulator) stop() error {
 	if s == nil {
 		return nil
 	}
-	return s.proc.stop(15 * time.Second)
+	_, err := s.proc.Stop(15 * time.Second)
+	return err
 }
 
 // seed adds the population's verifications (all PASS) and records their signatureIds.

@@ -267,8 +267,8 @@ func (b *bench) scenarioA(ctx context.Context, sim *simulator, topics scenarioTo
 			res.Complete = true
 			return false
 		}
-		if lr.doppel.proc.exited() {
-			runErr = fmt.Errorf("doppel exited during the run (see %s)", lr.doppel.proc.logPath)
+		if lr.doppel.proc.Exited() {
+			runErr = fmt.Errorf("doppel exited during the run (see %s)", lr.doppel.proc.LogPath)
 			return false
 		}
 		return time.Now().Before(deadline)
@@ -406,8 +406,8 @@ func (b *bench) scenarioB(ctx context.Context, sim *simulator, topics scenarioTo
 	every(ctx, func() bool {
 		c := lr.sample(ctx)
 		now := time.Now()
-		if lr.doppel.proc.exited() {
-			runErr = fmt.Errorf("doppel exited during the run (see %s)", lr.doppel.proc.logPath)
+		if lr.doppel.proc.Exited() {
+			runErr = fmt.Errorf("doppel exited during the run (see %s)", lr.doppel.proc.LogPath)
 			return false
 		}
 		if firstAt.IsZero() {
@@ -610,10 +610,10 @@ func (b *bench) scenarioC(ctx context.Context, sim *simulator, rate float64) (*l
 	every(ctx, func() bool {
 		c := lr.sample(ctx)
 		warmed = c.stored >= cWarmup && c.unpublished == 0
-		return !warmed && time.Now().Before(warmDeadline) && !lr.doppel.proc.exited()
+		return !warmed && time.Now().Before(warmDeadline) && !lr.doppel.proc.Exited()
 	})
 	if !warmed {
-		return abort(fmt.Errorf("the %d warm-up events were not stored within 60s (see %s)", cWarmup, lr.doppel.proc.logPath))
+		return abort(fmt.Errorf("the %d warm-up events were not stored within 60s (see %s)", cWarmup, lr.doppel.proc.LogPath))
 	}
 
 	m0 := lr.doppel.metrics(ctx)
@@ -668,7 +668,7 @@ func (b *bench) scenarioC(ctx context.Context, sim *simulator, rate float64) (*l
 	every(ctx, func() bool {
 		c := lr.sample(ctx)
 		res.Complete = c.stored >= total && c.unpublished == 0 && lr.alerts.count.Load() >= c.alertRows
-		return !res.Complete && time.Now().Before(tailDeadline) && !lr.doppel.proc.exited()
+		return !res.Complete && time.Now().Before(tailDeadline) && !lr.doppel.proc.Exited()
 	})
 
 	if m1 := lr.doppel.metrics(ctx); m1[vendorCount] > m0[vendorCount] {

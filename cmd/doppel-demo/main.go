@@ -12,11 +12,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
@@ -28,6 +26,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/doppelhq/doppel/internal/childproc"
 	"github.com/doppelhq/doppel/internal/duplicate"
 )
 
@@ -107,28 +106,28 @@ func run(ctx context.Context, getenv func(string) string, out io.Writer) error {
 		return err
 	}
 
-	simAddr, err := freeAddr()
+	simAddr, err := childproc.FreeAddr()
 	if err != nil {
 		return err
 	}
 	simURL := "http://" + simAddr
-	sim, err := startProcess(ctx, filepath.Join(logDir, "advance-sim.log"), filepath.Join(root, "bin", "advance-sim"), nil,
+	sim, err := startProcess("advance-sim", filepath.Join(logDir, "advance-sim.log"), filepath.Join(root, "bin", "advance-sim"), nil,
 		"ADVANCE_SIM_ADDR="+simAddr, "ADVANCE_SIM_ACCESS_KEY="+accessKey, "ADVANCE_SIM_SECRET_KEY="+secretKey,
 		"ADVANCE_SIM_LATENCY=40ms")
 	if err != nil {
 		return err
 	}
-	defer sim.stop()
-	if err := waitHTTP(ctx, simURL+"/healthz", 15*time.Second); err != nil {
-		return fmt.Errorf("advance-sim did not start (see %s): %w", sim.logPath, err)
+	defer stop(sim)
+	if err := childproc.WaitHTTP(ctx, simURL+"/healthz", 15*time.Second, sim); err != nil {
+		return fmt.Errorf("advance-sim did not start (see %s): %w", sim.LogPath, err)
 	}
 	fmt.Fprintf(out, "== advance-sim (the vendor simulator) listens on %s, 40 ms per call\n", simURL)
 
-	httpAddr, err := freeAddr()
+	httpAddr, err := childproc.FreeAddr()
 	if err != nil {
 		return err
 	}
-	doppel, err := startProcess(ctx, filepath.Join(logDir, "doppel.log"), filepath.Join(root, "bin", "doppel"), []string{"serve"},
+	doppel, err := startProcess("doppel serve", filepath.Join(logDir, "doppel.log"), filepath.Join(root, "bin", "doppel"), []string{"serve"},
 		"DOPPEL_DATABASE_URL="+dbURL, "DOPPEL_KAFKA_BROKERS="+brokers, "DOPPEL_KAFKA_GROUP_ID=doppel-demo",
 		"DOPPEL_TOPIC_EVENTS="+topicEvents, "DOPPEL_TOPIC_ALERTS="+topicAlerts, "DOPPEL_TOPIC_DLQ="+topicDLQ,
 		"DOPPEL_ADVANCE_BASE_URL="+simURL, "DOPPEL_ADVANCE_ACCESS_KEY="+accessKey,
@@ -136,12 +135,12 @@ func run(ctx context.Context, getenv func(string) string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer doppel.stop()
-	if err := waitHTTP(ctx, "http://"+httpAddr+"/readyz", 60*time.Second); err != nil {
-		return fmt.Errorf("doppel serve did not become ready (see %s): %w", doppel.logPath, err)
+	defer stop(doppel)
+	if err := childproc.WaitHTTP(ctx, "http://"+httpAddr+"/readyz", 60*time.Second, doppel); err != nil {
+		return fmt.Errorf("doppel serve did not become ready (see %s): %w", doppel.LogPath, err)
 	}
-	fmt.Fprintf(out, "== doppel serve is ready on http://%s (logs: %s)\n", httpAddr, doppel.logPath)
-	return demonstrate(ctx, out, dbURL, brokers, simURL, doppel.logPath)
+	fmt.Fprintf(out, "== doppel serve is ready on http://%s (logs: %s)\n", httpAddr, doppel.LogPath)
+	return demonstrate(ctx, out, dbURL, brokers, simURL, doppel.LogPath)
 }
 
 // demonstrate seeds the simulator, publishes the population's events and prints what came out.
@@ -234,76 +233,19 @@ func deleteTopics(ctx context.Context, brokers string, names ...string) error {
 	return errors.New("demo topics were not deleted within 30s")
 }
 
-type process struct {
-	cmd     *exec.Cmd
-	logPath string
-	done    chan struct{}
-}
-
-func startProcess(ctx context.Context, logPath, bin string, args []string, env ...string) (*process, error) {
-	logFile, err := os.Create(logPath)
+// startProcess starts one of the demo's children with the caller's environment plus env, its
+// output in logPath.
+func startProcess(name, logPath, bin string, args []string, env ...string) (*childproc.Process, error) {
+	p, err := childproc.Start(name, logPath, bin, args, append(os.Environ(), env...))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w (run `make build` first)", err)
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("start %s (run `make build` first): %w", bin, err)
-	}
-	p := &process{cmd: cmd, logPath: logPath, done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		logFile.Close()
-		close(p.done)
-	}()
 	return p, nil
 }
 
-// stop sends SIGTERM (a graceful shutdown) and waits, then kills after a bound.
-func (p *process) stop() {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(20 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
-func waitHTTP(ctx context.Context, u string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	var last error
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(u)
-		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			last = fmt.Errorf("%s answered %d: %s", u, resp.StatusCode, body)
-		} else {
-			last = err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-	return last
-}
+// stop shuts a child down gracefully; the demo's outcome is already printed, so how it exits
+// does not matter.
+func stop(p *childproc.Process) { _, _ = p.Stop(20 * time.Second) }
 
 func seed(ctx context.Context, simURL string, people []person) error {
 	type session struct {

@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/doppelhq/doppel/internal/childproc"
 	"github.com/doppelhq/doppel/internal/consumer"
 )
 
@@ -84,11 +85,11 @@ func newSoak(opts options, getenv func(string) string, stdout, stderr io.Writer)
 		return nil, errors.New("DOPPEL_DATABASE_URL and DOPPEL_KAFKA_BROKERS must be set: run through scripts/soak.sh (make soak), which starts the infrastructure and exports .local/env")
 	}
 	for _, b := range strings.Split(brokers, ",") {
-		if !loopback(b) {
+		if !childproc.Loopback(b) {
 			return nil, fmt.Errorf("DOPPEL_KAFKA_BROKERS entry %q is not a loopback address: the soak only talks to this machine", b)
 		}
 	}
-	if !loopbackURL(baseDB) {
+	if !childproc.LoopbackURL(baseDB) {
 		return nil, errors.New("DOPPEL_DATABASE_URL does not point at a loopback address: the soak only talks to this machine")
 	}
 	for _, bin := range []string{"doppel", "advance-sim"} {
@@ -151,7 +152,7 @@ func (s *soak) run(ctx context.Context) (int, error) {
 	}
 	settled := s.waitSettled(ctx)
 	stopTook, stopErr, stopped := s.doppel.stop(30 * time.Second)
-	s.logf("doppel stopped with SIGTERM in %s: %s", stopTook.Round(time.Millisecond), exitText(stopErr))
+	s.logf("doppel stopped with SIGTERM in %s: %s", stopTook.Round(time.Millisecond), childproc.ExitText(stopErr))
 	s.watchInfra()
 
 	// An interrupted run still gets its ledger (of what it reached), but does not replace docs/soak.md.
@@ -164,7 +165,7 @@ func (s *soak) run(ctx context.Context) (int, error) {
 	if err != nil {
 		return 2, fmt.Errorf("compute the ledger: %w", err)
 	}
-	l.Faults.GracefulStop = gracefulStop{Seconds: math.Round(stopTook.Seconds()*100) / 100, Status: exitText(stopErr), Ran: stopped}
+	l.Faults.GracefulStop = gracefulStop{Seconds: math.Round(stopTook.Seconds()*100) / 100, Status: childproc.ExitText(stopErr), Ran: stopped}
 	if interrupted {
 		l.Verdict.Failures = append(l.Verdict.Failures, fmt.Sprintf("the soak was interrupted or ran out of time (-max-duration %s)", s.opts.maxDuration))
 	}
@@ -209,7 +210,7 @@ func (s *soak) prepare(ctx context.Context) error {
 	}
 
 	s.pop = newPopulation(s.opts.events, s.opts.ringFraction, s.opts.seed)
-	simAddr, err := freeAddr()
+	simAddr, err := childproc.FreeAddr()
 	if err != nil {
 		return err
 	}
@@ -221,7 +222,7 @@ func (s *soak) prepare(ctx context.Context) error {
 		return err
 	}
 	s.sim = &simulator{proc: simProc, url: "http://" + simAddr, http: &http.Client{Timeout: 60 * time.Second}}
-	if err := waitHTTP(ctx, s.sim.url+"/healthz", 15*time.Second, simProc); err != nil {
+	if err := childproc.WaitHTTP(ctx, s.sim.url+"/healthz", 15*time.Second, simProc.Process); err != nil {
 		return fmt.Errorf("advance-sim did not start: %w", err)
 	}
 	if err := s.pop.seed(ctx, s.sim, s.rng); err != nil {
@@ -254,10 +255,10 @@ func (s *soak) prepare(ctx context.Context) error {
 		return err
 	}
 	_, addr := s.doppel.current()
-	if err := waitHTTP(ctx, "http://"+addr+"/readyz", 90*time.Second, p); err != nil {
+	if err := childproc.WaitHTTP(ctx, "http://"+addr+"/readyz", 90*time.Second, p.Process); err != nil {
 		return fmt.Errorf("doppel serve did not become ready (see %s): %w", doppelLog, err)
 	}
-	s.logf("doppel ready on http://%s (pid %d); database %s, topics %s*, group %s", addr, p.cmd.Process.Pid,
+	s.logf("doppel ready on http://%s (pid %d); database %s, topics %s*, group %s", addr, p.Pid(),
 		s.dbName, strings.TrimSuffix(s.topicEvents, "idv.completed"), s.group)
 	return nil
 }
@@ -336,7 +337,7 @@ func (s *soak) cleanup() {
 		_, _, _ = s.doppel.stop(30 * time.Second)
 	}
 	if s.sim != nil {
-		_, _ = s.sim.proc.stop(10 * time.Second)
+		_, _ = s.sim.proc.Stop(10 * time.Second)
 	}
 	if s.pool != nil {
 		s.pool.Close()
@@ -406,7 +407,7 @@ func (s *soak) produce(ctx context.Context) error {
 	next := 0
 	last := time.Now()
 	for next < len(seq) {
-		if !sleepCtx(ctx, tick) {
+		if !childproc.Sleep(ctx, tick) {
 			return ctx.Err()
 		}
 		now := time.Now()
@@ -494,7 +495,7 @@ func (s *soak) planFaults() []planned {
 // runFaults carries out the plan, one step after another.
 func (s *soak) runFaults(ctx context.Context, plan []planned) {
 	for _, a := range plan {
-		if wait := time.Until(s.prodStart.Add(a.at)); wait > 0 && !sleepCtx(ctx, wait) {
+		if wait := time.Until(s.prodStart.Add(a.at)); wait > 0 && !childproc.Sleep(ctx, wait) {
 			return
 		}
 		s.snapshot(ctx, "before "+a.name)
@@ -528,15 +529,15 @@ func (s *soak) killDoppel(ctx context.Context) (string, error) {
 		return "", err
 	}
 	down := time.Duration(500+s.rng.IntN(2500)) * time.Millisecond
-	sleepCtx(ctx, down)
+	childproc.Sleep(ctx, down)
 	if err := s.doppel.restart(); err != nil {
 		return "", fmt.Errorf("restart doppel: %w", err)
 	}
 	p, addr := s.doppel.current()
-	if err := waitHTTP(ctx, "http://"+addr+"/healthz", 60*time.Second, p); err != nil {
+	if err := childproc.WaitHTTP(ctx, "http://"+addr+"/healthz", 60*time.Second, p.Process); err != nil {
 		return "", fmt.Errorf("doppel did not come back after the kill: %w", err)
 	}
-	return fmt.Sprintf("SIGKILL to pid %d, started again %.1fs later as pid %d", pid, down.Seconds(), p.cmd.Process.Pid), nil
+	return fmt.Sprintf("SIGKILL to pid %d, started again %.1fs later as pid %d", pid, down.Seconds(), p.Pid()), nil
 }
 
 // infraRestart stops PostgreSQL or the broker with scripts/infra.sh, keeps it down, and starts it.
@@ -558,7 +559,7 @@ func (s *soak) infraRestart(ctx context.Context, what string, down time.Duration
 		return "", err
 	}
 	stopped := time.Now()
-	sleepCtx(ctx, down)
+	childproc.Sleep(ctx, down)
 	if err := s.infra(context.WithoutCancel(ctx), "start-"+what); err != nil {
 		return "", err
 	}
@@ -589,7 +590,7 @@ func (s *soak) busyBurstsLoop(ctx context.Context) {
 		if at.Add(s.opts.busyFor).After(s.prodStart.Add(s.opts.duration)) {
 			return
 		}
-		if !sleepCtx(ctx, time.Until(at)) {
+		if !childproc.Sleep(ctx, time.Until(at)) {
 			return
 		}
 		as429 := n%2 == 1
@@ -597,7 +598,7 @@ func (s *soak) busyBurstsLoop(ctx context.Context) {
 			s.logf("SERVICE_BUSY burst: %v", err)
 			continue
 		}
-		sleepCtx(ctx, s.opts.busyFor)
+		childproc.Sleep(ctx, s.opts.busyFor)
 		// Cleared even when ctx ended, so the settle phase never runs with a QPS limit.
 		if err := s.sim.setFaults(context.WithoutCancel(ctx), simFaults{QPS: ptr(0.0)}); err != nil {
 			s.logf("end of SERVICE_BUSY burst: %v", err)
@@ -611,7 +612,7 @@ func (s *soak) busyBurstsLoop(ctx context.Context) {
 // progressLoop prints where the run is every 15 s.
 func (s *soak) progressLoop(ctx context.Context) {
 	for n := 0; n < 100000; n++ {
-		if !sleepCtx(ctx, 15*time.Second) {
+		if !childproc.Sleep(ctx, 15*time.Second) {
 			return
 		}
 		s.logf("%s", s.progressLine(ctx))
@@ -635,7 +636,7 @@ func (s *soak) waitForOthers(ctx context.Context) error {
 			s.logf("waiting up to %s for other programs using this checkout's servers to finish: %s",
 				time.Until(deadline).Round(time.Second), strings.Join(others, "; "))
 		}
-		if !sleepCtx(ctx, 5*time.Second) {
+		if !childproc.Sleep(ctx, 5*time.Second) {
 			return ctx.Err()
 		}
 	}
@@ -681,8 +682,8 @@ func (s *soak) progressLine(ctx context.Context) string {
 	}
 	p, _ := s.doppel.current()
 	proc := "doppel down"
-	if p != nil && !p.exited() {
-		proc = fmt.Sprintf("doppel pid %d", p.cmd.Process.Pid)
+	if p != nil && !p.Exited() {
+		proc = fmt.Sprintf("doppel pid %d", p.Pid())
 	}
 	return fmt.Sprintf("produced %d/%d, %s, %s", acked, len(s.pop.sequence), db, proc)
 }
@@ -733,13 +734,13 @@ func (s *soak) waitSettled(ctx context.Context) bool {
 			s.snapshot(ctx, "settled")
 			return true
 		}
-		if p, _ := s.doppel.current(); p == nil || p.exited() {
+		if p, _ := s.doppel.current(); p == nil || p.Exited() {
 			if _, unexpected := s.doppel.report(); len(unexpected) > maxUnexpectedRestarts {
 				s.logf("doppel keeps exiting; giving up the wait")
 				return false
 			}
 		}
-		if !sleepCtx(ctx, 2*time.Second) {
+		if !childproc.Sleep(ctx, 2*time.Second) {
 			return false
 		}
 	}
