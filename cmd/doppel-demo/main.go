@@ -402,8 +402,9 @@ func printAlerts(ctx context.Context, brokers string, want int, out io.Writer) e
 		if err := json.Unmarshal(m.Value, &a); err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "  alert %s  user %-9s matched %-32s new %s\n", a.AlertID[:8], a.UserID,
-			"["+strings.Join(a.MatchedUserIDs, ",")+"]", "["+strings.Join(a.NewMatchedUserIDs, ",")+"]")
+		fmt.Fprintf(out, "  alert %s  user %-9s matched %-32s new %-32s %s (size %d, %s)\n", a.AlertID[:8], a.UserID,
+			"["+strings.Join(a.MatchedUserIDs, ",")+"]", "["+strings.Join(a.NewMatchedUserIDs, ",")+"]",
+			a.RingID, a.RingSize, a.Severity)
 	}
 	var pretty bytes.Buffer
 	if first != nil && json.Indent(&pretty, first, "  ", "  ") == nil {
