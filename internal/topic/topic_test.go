@@ -1,0 +1,35 @@
+package topic_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/doppelhq/doppel/internal/testinfra"
+	"github.com/doppelhq/doppel/internal/topic"
+)
+
+func TestEnsureCreatesMissingTopicsAndLeavesExistingOnes(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	brokers := testinfra.Brokers(t)
+	name := testinfra.UniqueName("topic_test")
+
+	require.NoError(t, topic.Ensure(ctx, brokers, topic.Spec{Name: name, Partitions: 4, ReplicationFactor: -1}))
+	// Again, asking for another partition count: the topic exists, so nothing changes and no error.
+	require.NoError(t, topic.Ensure(ctx, brokers, topic.Spec{Name: name, Partitions: 2, ReplicationFactor: -1}))
+
+	conn, err := kafka.DialContext(ctx, "tcp", brokers[0])
+	require.NoError(t, err)
+	defer conn.Close()
+	parts, err := conn.ReadPartitions(name)
+	require.NoError(t, err)
+	require.Len(t, parts, 4)
+	for _, p := range parts {
+		require.GreaterOrEqual(t, p.Leader.ID, 0, "every partition has a leader when Ensure returns")
+	}
+}
