@@ -101,27 +101,16 @@ type clusterJSON struct {
 	Truncated bool       `json:"truncated"`
 }
 
+// alertJSON is an alert as the alert topic carries it, plus when it was published: the API and
+// the topic show subscribers one shape.
 type alertJSON struct {
-	AlertID             string     `json:"alertId"`
-	Type                string     `json:"type"`
-	Version             int        `json:"version"`
-	SignatureID         string     `json:"signatureId"`
-	UserID              string     `json:"userId"`
-	MatchedUserIDs      []string   `json:"matchedUserIds"`
-	NewMatchedUserIDs   []string   `json:"newMatchedUserIds"`
-	VendorTransactionID string     `json:"vendorTransactionId"`
-	DetectedAt          time.Time  `json:"detectedAt"`
-	RingID              string     `json:"ringId"`
-	RingSize            int        `json:"ringSize"`
-	Severity            string     `json:"severity"`
-	PublishedAt         *time.Time `json:"publishedAt"`
+	duplicate.Alert
+	PublishedAt *time.Time `json:"publishedAt"`
 }
 
 func toAlert(a duplicate.StoredAlert) alertJSON {
-	return alertJSON{AlertID: a.AlertID, Type: a.Type, Version: a.Version, SignatureID: a.SignatureID, UserID: a.UserID,
-		MatchedUserIDs: nonNil(a.MatchedUserIDs), NewMatchedUserIDs: nonNil(a.NewMatchedUserIDs),
-		VendorTransactionID: a.VendorTransactionID, DetectedAt: a.DetectedAt, RingID: a.RingID, RingSize: a.RingSize,
-		Severity: a.Severity, PublishedAt: a.PublishedAt}
+	a.MatchedUserIDs, a.NewMatchedUserIDs = nonNil(a.MatchedUserIDs), nonNil(a.NewMatchedUserIDs)
+	return alertJSON{Alert: a.Alert, PublishedAt: a.PublishedAt}
 }
 
 type alertsJSON struct {
