@@ -1,19 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"net/http"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/doppelhq/doppel/internal/advancesim"
 	"github.com/doppelhq/doppel/internal/childproc"
 )
 
@@ -112,7 +109,7 @@ func (p population) matched(i int) []string {
 type simulator struct {
 	proc    *childproc.Process
 	url     string
-	http    *http.Client
+	ctl     *advancesim.Control
 	latency time.Duration
 	qps     float64
 }
@@ -130,7 +127,7 @@ func (b *bench) startSim(ctx context.Context, name string, latency time.Duration
 	if err != nil {
 		return nil, err
 	}
-	s := &simulator{proc: p, url: "http://" + addr, http: &http.Client{Timeout: 60 * time.Second}, latency: latency, qps: qps}
+	s := &simulator{proc: p, url: "http://" + addr, ctl: advancesim.NewControl("http://" + addr), latency: latency, qps: qps}
 	if err := childproc.WaitHTTP(ctx, s.url+"/healthz", 15*time.Second, p); err != nil {
 		_, _ = p.Stop(5 * time.Second)
 		return nil, fmt.Errorf("advance-sim did not start: %w", err)
@@ -148,30 +145,16 @@ func (s *simulator) stop() error {
 
 // seed adds the population's verifications (all PASS) and records their signatureIds.
 func (s *simulator) seed(ctx context.Context, pop *population) error {
-	type session struct {
-		UserID        string `json:"userId"`
-		Face          string `json:"face"`
-		OverallResult string `json:"overallResult"`
-	}
-	sessions := make([]session, len(pop.people))
+	sessions := make([]advancesim.Session, len(pop.people))
 	for i, p := range pop.people {
-		sessions[i] = session{UserID: p.UserID, Face: p.Face, OverallResult: "PASS"}
+		sessions[i] = advancesim.Session{UserID: p.UserID, Face: p.Face, OverallResult: advancesim.ResultPass}
 	}
-	body, err := json.Marshal(sessions)
+	sigs, err := s.ctl.AddSessions(ctx, sessions)
 	if err != nil {
 		return err
 	}
-	var out struct {
-		SignatureIDs []string `json:"signatureIds"`
-	}
-	if err := s.do(ctx, http.MethodPost, "/sim/sessions/batch", body, &out); err != nil {
-		return fmt.Errorf("seed advance-sim: %w", err)
-	}
-	if len(out.SignatureIDs) != len(pop.people) {
-		return fmt.Errorf("seed advance-sim: %d signatureIds for %d sessions", len(out.SignatureIDs), len(pop.people))
-	}
 	for i := range pop.people {
-		pop.people[i].sig = out.SignatureIDs[i]
+		pop.people[i].sig = sigs[i]
 	}
 	return nil
 }
@@ -186,12 +169,8 @@ type simStats struct {
 }
 
 func (s *simulator) stats(ctx context.Context) (simStats, error) {
-	var raw struct {
-		Calls                 map[string]int64 `json:"calls"`
-		FaceSearchBySignature map[string]int64 `json:"faceSearchBySignature"`
-		Answers               map[string]int64 `json:"answers"`
-	}
-	if err := s.do(ctx, http.MethodGet, "/sim/stats", nil, &raw); err != nil {
+	raw, err := s.ctl.Stats(ctx)
+	if err != nil {
 		return simStats{}, err
 	}
 	st := simStats{at: time.Now(), faceSearch: raw.Calls["face-search"], serviceBusy: raw.Answers["SERVICE_BUSY"],
@@ -200,33 +179,6 @@ func (s *simulator) stats(ctx context.Context) (simStats, error) {
 		st.billed += n
 	}
 	return st, nil
-}
-
-func (s *simulator) do(ctx context.Context, method, path string, body []byte, out any) error {
-	var r io.Reader
-	if body != nil {
-		r = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, s.url+path, r)
-	if err != nil {
-		return err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := s.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
-		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, strings.TrimSpace(string(msg)))
-	}
-	if out == nil {
-		return nil
-	}
-	return json.NewDecoder(resp.Body).Decode(out)
 }
 
 // ---------------------------------------------------------------- producing events

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
@@ -26,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/doppelhq/doppel/internal/advancesim"
 	"github.com/doppelhq/doppel/internal/childproc"
 	"github.com/doppelhq/doppel/internal/duplicate"
 )
@@ -248,31 +248,16 @@ func startProcess(name, logPath, bin string, args []string, env ...string) (*chi
 func stop(p *childproc.Process) { _, _ = p.Stop(20 * time.Second) }
 
 func seed(ctx context.Context, simURL string, people []person) error {
-	type session struct {
-		UserID        string `json:"userId"`
-		Face          string `json:"face"`
-		OverallResult string `json:"overallResult"`
-	}
-	sessions := make([]session, len(people))
+	sessions := make([]advancesim.Session, len(people))
 	for i, p := range people {
-		sessions[i] = session{UserID: p.UserID, Face: p.Face, OverallResult: p.Result}
+		sessions[i] = advancesim.Session{UserID: p.UserID, Face: p.Face, OverallResult: p.Result}
 	}
-	body, _ := json.Marshal(sessions)
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, simURL+"/sim/sessions/batch", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	sigs, err := advancesim.NewControl(simURL).AddSessions(ctx, sessions)
 	if err != nil {
-		return fmt.Errorf("seed advance-sim: %w", err)
-	}
-	defer resp.Body.Close()
-	var out struct {
-		SignatureIDs []string `json:"signatureIds"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || len(out.SignatureIDs) != len(people) {
-		return fmt.Errorf("seed advance-sim: status %d, %d ids, %v", resp.StatusCode, len(out.SignatureIDs), err)
+		return err
 	}
 	for i := range people {
-		people[i].sig = out.SignatureIDs[i]
+		people[i].sig = sigs[i]
 	}
 	return nil
 }

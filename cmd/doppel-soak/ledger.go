@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/doppelhq/doppel/internal/advancesim"
 	"github.com/doppelhq/doppel/internal/consumer"
 	"github.com/doppelhq/doppel/internal/duplicate"
 )
@@ -491,7 +492,7 @@ func (s *soak) accountLinks(ctx context.Context, l *ledger, checks map[string]ch
 
 // accountBilling reads the simulator's billing: a signatureId with a stored outcome billed more than
 // once was paid for twice. The snapshots taken around each fault date the second search.
-func (s *soak) accountBilling(l *ledger, checks map[string]check, st simStats, snaps []billingSnapshot, acked map[string]int) {
+func (s *soak) accountBilling(l *ledger, checks map[string]check, st advancesim.Stats, snaps []billingSnapshot, acked map[string]int) {
 	b := &l.Billing
 	b.FaceSearchCalls = st.Calls["face-search"]
 	b.TwiceWhen = map[string]int{}

@@ -1,19 +1,17 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"net/http"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/doppelhq/doppel/internal/advancesim"
 	"github.com/doppelhq/doppel/internal/duplicate"
 )
 
@@ -81,13 +79,6 @@ type population struct {
 	faceOf map[string]string // userId -> face, PASS users only
 	rings  int
 	inRing int
-}
-
-// simSession is a session as POST /sim/sessions/batch takes it.
-type simSession struct {
-	UserID        string `json:"userId"`
-	Face          string `json:"face"`
-	OverallResult string `json:"overallResult"`
 }
 
 // newPopulation makes the events of a soak of total messages, seeds nothing yet.
@@ -250,7 +241,7 @@ func (e *event) searched() bool { return e.Kind == kindPass || e.Kind == kindPas
 // seed registers the population's verifications in the simulator and completes every event: its
 // signatureId, key, value and expectation.
 func (pop *population) seed(ctx context.Context, sim *simulator, rng *rand.Rand) error {
-	var sessions []simSession
+	var sessions []advancesim.Session
 	var seeded []*event
 	for _, ev := range pop.events {
 		if !ev.seeded() {
@@ -263,24 +254,15 @@ func (pop *population) seed(ctx context.Context, sim *simulator, rng *rand.Rand)
 				result = "INCOMPLETE"
 			}
 		}
-		sessions = append(sessions, simSession{UserID: ev.UserID, Face: ev.Face, OverallResult: result})
+		sessions = append(sessions, advancesim.Session{UserID: ev.UserID, Face: ev.Face, OverallResult: result})
 		seeded = append(seeded, ev)
 	}
-	body, err := json.Marshal(sessions)
+	sigs, err := sim.ctl.AddSessions(ctx, sessions)
 	if err != nil {
 		return err
 	}
-	var out struct {
-		SignatureIDs []string `json:"signatureIds"`
-	}
-	if err := sim.do(ctx, http.MethodPost, "/sim/sessions/batch", body, &out); err != nil {
-		return fmt.Errorf("seed advance-sim: %w", err)
-	}
-	if len(out.SignatureIDs) != len(seeded) {
-		return fmt.Errorf("seed advance-sim: %d signatureIds for %d sessions", len(out.SignatureIDs), len(seeded))
-	}
 	for i, ev := range seeded {
-		ev.Sig = out.SignatureIDs[i]
+		ev.Sig = sigs[i]
 	}
 	taken := make(map[string]bool, len(seeded))
 	for _, ev := range seeded {
@@ -379,70 +361,19 @@ const (
 type simulator struct {
 	proc *process
 	url  string
-	http *http.Client
+	ctl  *advancesim.Control
 }
 
-// simFaults is the body of PUT /sim/faults; nil fields are left as they are.
-type simFaults struct {
-	LatencyMs     *int64   `json:"latencyMs,omitempty"`
-	ErrorRate     *float64 `json:"errorRate,omitempty"`
-	QPS           *float64 `json:"qps,omitempty"`
-	ForceCode     *string  `json:"forceCode,omitempty"`
-	HTTP5xxRate   *float64 `json:"http5xxRate,omitempty"`
-	BusyAsHTTP429 *bool    `json:"busyAsHTTP429,omitempty"`
-}
-
-func (s *simulator) setFaults(ctx context.Context, f simFaults) error {
-	body, err := json.Marshal(f)
-	if err != nil {
-		return err
-	}
+func (s *simulator) setFaults(ctx context.Context, f advancesim.FaultsPatch) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	return s.do(ctx, http.MethodPut, "/sim/faults", body, nil)
+	return s.ctl.PatchFaults(ctx, f)
 }
 
-// simStats is GET /sim/stats.
-type simStats struct {
-	Calls                 map[string]int64 `json:"calls"`
-	FaceSearchBySignature map[string]int64 `json:"faceSearchBySignature"`
-	Answers               map[string]int64 `json:"answers"`
-}
-
-func (s *simulator) stats(ctx context.Context) (simStats, error) {
-	var st simStats
+func (s *simulator) stats(ctx context.Context) (advancesim.Stats, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	err := s.do(ctx, http.MethodGet, "/sim/stats", nil, &st)
-	return st, err
-}
-
-func (s *simulator) do(ctx context.Context, method, path string, body []byte, out any) error {
-	var r io.Reader
-	if body != nil {
-		r = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, s.url+path, r)
-	if err != nil {
-		return err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := s.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
-		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, strings.TrimSpace(string(msg)))
-	}
-	if out == nil {
-		_, _ = io.Copy(io.Discard, resp.Body)
-		return nil
-	}
-	return json.NewDecoder(resp.Body).Decode(out)
+	return s.ctl.Stats(ctx)
 }
 
 func ptr[T any](v T) *T { return &v }

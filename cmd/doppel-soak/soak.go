@@ -7,7 +7,6 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -21,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/doppelhq/doppel/internal/advancesim"
 	"github.com/doppelhq/doppel/internal/childproc"
 	"github.com/doppelhq/doppel/internal/consumer"
 )
@@ -221,7 +221,7 @@ func (s *soak) prepare(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.sim = &simulator{proc: simProc, url: "http://" + simAddr, http: &http.Client{Timeout: 60 * time.Second}}
+	s.sim = &simulator{proc: simProc, url: "http://" + simAddr, ctl: advancesim.NewControl("http://" + simAddr)}
 	if err := childproc.WaitHTTP(ctx, s.sim.url+"/healthz", 15*time.Second, simProc.Process); err != nil {
 		return fmt.Errorf("advance-sim did not start: %w", err)
 	}
@@ -349,7 +349,7 @@ func (s *soak) cleanup() {
 // produceWithFaults produces every event in waves while the faults happen, and returns when both are
 // done.
 func (s *soak) produceWithFaults(ctx context.Context) error {
-	if err := s.sim.setFaults(ctx, simFaults{ErrorRate: ptr(s.opts.errorRate), HTTP5xxRate: ptr(s.opts.http5xxRate)}); err != nil {
+	if err := s.sim.setFaults(ctx, advancesim.FaultsPatch{ErrorRate: ptr(s.opts.errorRate), HTTP5xxRate: ptr(s.opts.http5xxRate)}); err != nil {
 		return fmt.Errorf("set vendor faults: %w", err)
 	}
 	s.prodStart = time.Now()
@@ -382,7 +382,7 @@ func (s *soak) produceWithFaults(ctx context.Context) error {
 		s.produceErr = produceErr
 		s.logf("producing failed: %v (the ledger counts only what was acknowledged)", produceErr)
 	}
-	if err := s.sim.setFaults(context.WithoutCancel(ctx), simFaults{ErrorRate: ptr(0.0), HTTP5xxRate: ptr(0.0), QPS: ptr(0.0)}); err != nil {
+	if err := s.sim.setFaults(context.WithoutCancel(ctx), advancesim.FaultsPatch{ErrorRate: ptr(0.0), HTTP5xxRate: ptr(0.0), QPS: ptr(0.0)}); err != nil {
 		return fmt.Errorf("clear vendor faults: %w", err)
 	}
 	s.snapshot(ctx, "production end")
@@ -594,13 +594,13 @@ func (s *soak) busyBurstsLoop(ctx context.Context) {
 			return
 		}
 		as429 := n%2 == 1
-		if err := s.sim.setFaults(ctx, simFaults{QPS: ptr(s.opts.busyQPS), BusyAsHTTP429: ptr(as429)}); err != nil {
+		if err := s.sim.setFaults(ctx, advancesim.FaultsPatch{QPS: ptr(s.opts.busyQPS), BusyAsHTTP429: ptr(as429)}); err != nil {
 			s.logf("SERVICE_BUSY burst: %v", err)
 			continue
 		}
 		childproc.Sleep(ctx, s.opts.busyFor)
 		// Cleared even when ctx ended, so the settle phase never runs with a QPS limit.
-		if err := s.sim.setFaults(context.WithoutCancel(ctx), simFaults{QPS: ptr(0.0)}); err != nil {
+		if err := s.sim.setFaults(context.WithoutCancel(ctx), advancesim.FaultsPatch{QPS: ptr(0.0)}); err != nil {
 			s.logf("end of SERVICE_BUSY burst: %v", err)
 		}
 		s.mu.Lock()

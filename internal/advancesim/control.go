@@ -145,7 +145,7 @@ func (s *Sim) handleGetFaults(w http.ResponseWriter, _ *http.Request) {
 
 // handlePutFaults implements PUT /sim/faults: the fields given replace those in force.
 func (s *Sim) handlePutFaults(w http.ResponseWriter, r *http.Request) {
-	var p faultsPatch
+	var p FaultsPatch
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRequestBytes))
 	dec.DisallowUnknownFields() // a misspelt fault must not silently do nothing
 	if err := dec.Decode(&p); err != nil {

@@ -87,8 +87,8 @@ func (s *Sim) SetFaults(f Faults) error {
 	return nil
 }
 
-// faultsPatch is the body of PUT /sim/faults: only the fields given are replaced.
-type faultsPatch struct {
+// FaultsPatch is the body of PUT /sim/faults: only the fields given (not nil) are replaced.
+type FaultsPatch struct {
 	LatencyMs     *int64   `json:"latencyMs"`
 	ErrorRate     *float64 `json:"errorRate"`
 	QPS           *float64 `json:"qps"`
@@ -98,7 +98,7 @@ type faultsPatch struct {
 }
 
 // patchFaults applies a patch to the faults in force, atomically with respect to other patches.
-func (s *Sim) patchFaults(p faultsPatch) (Faults, error) {
+func (s *Sim) patchFaults(p FaultsPatch) (Faults, error) {
 	s.faultsMu.Lock()
 	defer s.faultsMu.Unlock()
 	old := s.faults.Load()

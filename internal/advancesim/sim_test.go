@@ -740,7 +740,7 @@ func TestConcurrentUse(t *testing.T) {
 					_, _ = b.sim.AddSession(Session{UserID: "n" + strconv.Itoa(i*100+j), Face: "f", OverallResult: ResultPass})
 				case 3:
 					_ = b.sim.Stats()
-					_, _ = b.sim.patchFaults(faultsPatch{})
+					_, _ = b.sim.patchFaults(FaultsPatch{})
 				}
 			}
 		})
