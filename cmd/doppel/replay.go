@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -105,7 +106,7 @@ func runReplay(ctx context.Context, args []string, configPath string, getenv fun
 		return err
 	}
 
-	vendor, err := service.NewVendor(cfg, nil)
+	vendor, err := service.NewRegions(ctx, cfg, nil, store, slog.New(slog.NewTextHandler(stderr, nil)))
 	if err != nil {
 		return err
 	}

@@ -29,6 +29,9 @@ type Alert struct {
 	RingSize int    `json:"ringSize"`
 	// Severity is SeverityHigh when the ring reached the configured size, else SeverityNormal.
 	Severity string `json:"severity"`
+	// Region is the vendor region of the check that raised the alert (its face search found the
+	// new links).
+	Region string `json:"region"`
 }
 
 // Alert severities.
@@ -74,5 +77,6 @@ func NewAlert(alertID string, check Check, newMatched []string, ring Ring, polic
 		RingID:              ring.ID,
 		RingSize:            ring.Size,
 		Severity:            SeverityOf(ring.Size, policy.HighSeverityRingSize),
+		Region:              check.Region,
 	}
 }

@@ -50,9 +50,11 @@ type Source struct {
 // Check is the stored outcome of one verification.
 type Check struct {
 	SignatureID string
-	UserID      string
-	EventType   string
-	Outcome     Outcome
+	// Region is the vendor region whose face database the verification was searched in.
+	Region    string
+	UserID    string
+	EventType string
+	Outcome   Outcome
 	// OverallResult is the vendor's verdict when get-result was asked for it.
 	OverallResult string
 	// SimilarUserIDs are the userIds exactly as face search returned them.

@@ -58,6 +58,8 @@ type LinkedAccount struct {
 	SeenCount   int
 	// SignatureIDs are the verifications whose face search linked the pair, oldest first.
 	SignatureIDs []string
+	// Regions are the vendor regions whose face search found the pair.
+	Regions []string
 	// Reviews is the pair's review history, newest first; Reviews[0] is the latest decision.
 	Reviews []Review
 }
@@ -74,6 +76,8 @@ type AlertQuery struct {
 	Since time.Time
 	After *AlertPosition
 	Limit int
+	// Region, when set, keeps only alerts raised by that region's checks.
+	Region string
 }
 
 // AlertPosition is an alert's place in the (DetectedAt, AlertID) order, for keyset pagination.

@@ -27,8 +27,10 @@ func (s *Server) handleReadyz(c echo.Context) error {
 	for _, rc := range s.cfg.Readiness {
 		if err := rc.Check(ctx); err != nil {
 			out.Checks[rc.Name] = err.Error()
-			out.Status = "not_ready"
-			status = http.StatusServiceUnavailable
+			if !rc.Informational {
+				out.Status = "not_ready"
+				status = http.StatusServiceUnavailable
+			}
 			continue
 		}
 		out.Checks[rc.Name] = "ok"

@@ -20,11 +20,14 @@ import (
 type ReadinessCheck struct {
 	Name  string
 	Check func(ctx context.Context) error
+	// Informational checks are reported but do not make the instance unready: one vendor region's
+	// trouble is that region's alone, and its events wait without holding up the others.
+	Informational bool
 }
 
 // Store is what the query, review and replay endpoints read and write; postgres.Store implements it.
 type Store interface {
-	UserDuplicates(ctx context.Context, userID string) ([]duplicate.LinkedAccount, error)
+	UserDuplicates(ctx context.Context, userID, region string) ([]duplicate.LinkedAccount, error)
 	Check(ctx context.Context, signatureID string) (duplicate.Check, error)
 	Ring(ctx context.Context, userID string) (duplicate.Ring, error)
 	Alerts(ctx context.Context, q duplicate.AlertQuery) ([]duplicate.StoredAlert, error)
@@ -77,6 +80,10 @@ type Config struct {
 	EventOptions duplicate.DecodeOptions
 
 	APIKeys []APIKey
+
+	// Regions are the configured vendor regions: a callback to /v1/callbacks/advance/{region} and a
+	// ?region= filter must name one of them. Empty accepts any region code.
+	Regions []string
 }
 
 // Server holds the Echo instance and what its handlers need.

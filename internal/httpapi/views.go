@@ -39,6 +39,7 @@ type duplicateJSON struct {
 	LastSeenAt   time.Time    `json:"lastSeenAt"`
 	SeenCount    int          `json:"seenCount"`
 	SignatureIDs []string     `json:"signatureIds"`
+	Regions      []string     `json:"regions"`
 	LatestReview *reviewJSON  `json:"latestReview"`
 	Reviews      []reviewJSON `json:"reviews"`
 }
@@ -71,6 +72,7 @@ type checkJSON struct {
 	CheckedAt           time.Time  `json:"checkedAt"`
 	ReplayCount         int        `json:"replayCount"`
 	ReplayedAt          *time.Time `json:"replayedAt"`
+	Region              string     `json:"region"`
 }
 
 func toCheck(c duplicate.Check) checkJSON {
@@ -78,7 +80,7 @@ func toCheck(c duplicate.Check) checkJSON {
 		OverallResult: c.OverallResult, SimilarUserIDs: nonNil(c.SimilarUserIDs), MatchedUserIDs: nonNil(c.MatchedUserIDs),
 		VendorTransactionID: c.VendorTransactionID, FailureReason: c.FailureReason, EventID: c.EventID,
 		OccurredAt: c.OccurredAt, Source: sourceJSON{Topic: c.Source.Topic, Partition: c.Source.Partition, Offset: c.Source.Offset},
-		CheckedAt: c.CheckedAt, ReplayCount: c.ReplayCount, ReplayedAt: c.ReplayedAt}
+		CheckedAt: c.CheckedAt, ReplayCount: c.ReplayCount, ReplayedAt: c.ReplayedAt, Region: c.Region}
 }
 
 type linkJSON struct {

@@ -156,23 +156,32 @@ func (s *Store) linkAndAlert(ctx context.Context, tx pgx.Tx, check duplicate.Che
 const insertCheckSQL = `
 INSERT INTO idv_checks (signature_id, user_id, event_type, outcome, overall_result, similar_user_ids,
     matched_user_ids, vendor_transaction_id, failure_reason, event_id, occurred_at,
-    source_topic, source_partition, source_offset, checked_at)
+    source_topic, source_partition, source_offset, checked_at, region)
 VALUES ($1, NULLIF($2, ''), $3, $4, NULLIF($5, ''), $6, $7, NULLIF($8, ''), NULLIF($9, ''), NULLIF($10, ''), $11,
-    NULLIF($12, ''), $13, $14, $15)
+    NULLIF($12, ''), $13, $14, $15, $16)
 ON CONFLICT (signature_id) DO UPDATE SET
     user_id = EXCLUDED.user_id, event_type = EXCLUDED.event_type, outcome = EXCLUDED.outcome,
     overall_result = EXCLUDED.overall_result, similar_user_ids = EXCLUDED.similar_user_ids,
     matched_user_ids = EXCLUDED.matched_user_ids, vendor_transaction_id = EXCLUDED.vendor_transaction_id,
     failure_reason = EXCLUDED.failure_reason, event_id = EXCLUDED.event_id, occurred_at = EXCLUDED.occurred_at,
     source_topic = EXCLUDED.source_topic, source_partition = EXCLUDED.source_partition,
-    source_offset = EXCLUDED.source_offset, checked_at = EXCLUDED.checked_at
+    source_offset = EXCLUDED.source_offset, checked_at = EXCLUDED.checked_at, region = EXCLUDED.region
 WHERE idv_checks.outcome IN ('skipped', 'incomplete', 'failed')
 RETURNING 1`
 
 func insertCheckArgs(c duplicate.Check) []any {
 	return []any{c.SignatureID, c.UserID, c.EventType, string(c.Outcome), c.OverallResult,
 		nonNil(c.SimilarUserIDs), nonNil(c.MatchedUserIDs), c.VendorTransactionID, c.FailureReason, c.EventID,
-		c.OccurredAt, c.Source.Topic, c.Source.Partition, c.Source.Offset, c.CheckedAt}
+		c.OccurredAt, c.Source.Topic, c.Source.Partition, c.Source.Offset, c.CheckedAt, regionOrDefault(c.Region)}
+}
+
+// regionOrDefault stores a check or alert without a region (one from before regions, or from a
+// caller that has none) in the region "default", which is what the single-region setup is called.
+func regionOrDefault(r string) string {
+	if r == "" {
+		return "default"
+	}
+	return r
 }
 
 func insertCheck(ctx context.Context, tx pgx.Tx, c duplicate.Check) (bool, error) {
@@ -223,14 +232,15 @@ func upsertLinks(ctx context.Context, tx pgx.Tx, c duplicate.Check) ([]string, e
 // its link is new.
 const upsertLinksSQL = `
 INSERT INTO duplicate_links AS l (user_id_low, user_id_high, first_seen_at, last_seen_at, seen_count,
-    first_signature_id, last_signature_id)
-SELECT least($1::text, m), greatest($1::text, m), $2, $2, 1, $3, $3
+    first_signature_id, last_signature_id, regions)
+SELECT least($1::text, m), greatest($1::text, m), $2, $2, 1, $3, $3, ARRAY[$5::text]
 FROM unnest($4::text[]) WITH ORDINALITY AS u(m, ord)
 ORDER BY ord
 ON CONFLICT (user_id_low, user_id_high) DO UPDATE SET
     last_seen_at = greatest(l.last_seen_at, EXCLUDED.last_seen_at),
     seen_count = l.seen_count + 1,
-    last_signature_id = EXCLUDED.last_signature_id
+    last_signature_id = EXCLUDED.last_signature_id,
+    regions = CASE WHEN $5::text = ANY (l.regions) THEN l.regions ELSE l.regions || $5::text END
 RETURNING CASE WHEN l.user_id_low = $1::text THEN l.user_id_high ELSE l.user_id_low END, (xmax = 0)`
 
 func upsertLinksQuery(c duplicate.Check) (string, []any) {
@@ -245,7 +255,7 @@ func upsertLinksQuery(c duplicate.Check) (string, []any) {
 		}
 		return compare(ah, bh)
 	})
-	return upsertLinksSQL, []any{c.UserID, c.CheckedAt, c.SignatureID, others}
+	return upsertLinksSQL, []any{c.UserID, c.CheckedAt, c.SignatureID, others, regionOrDefault(c.Region)}
 }
 
 // readNewLinks reads upsertLinksSQL's rows and returns the matched users whose link is new, in the
@@ -285,12 +295,12 @@ func compare(a, b string) int {
 
 const insertAlertSQL = `
 INSERT INTO alerts (alert_id, signature_id, user_id, matched_user_ids, new_matched_user_ids,
-    vendor_transaction_id, detected_at, ring_id, ring_size, severity)
-VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), $7, NULLIF($8, ''), $9, $10)`
+    vendor_transaction_id, detected_at, ring_id, ring_size, severity, region)
+VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), $7, NULLIF($8, ''), $9, $10, $11)`
 
 func insertAlertArgs(a *duplicate.Alert) []any {
 	return []any{a.AlertID, a.SignatureID, a.UserID, a.MatchedUserIDs, a.NewMatchedUserIDs, a.VendorTransactionID,
-		a.DetectedAt, a.RingID, a.RingSize, a.Severity}
+		a.DetectedAt, a.RingID, a.RingSize, a.Severity, regionOrDefault(a.Region)}
 }
 
 func insertAlert(ctx context.Context, tx pgx.Tx, a *duplicate.Alert) error {

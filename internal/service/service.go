@@ -10,12 +10,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/segmentio/kafka-go"
 
-	"github.com/doppelhq/doppel/internal/advance"
 	"github.com/doppelhq/doppel/internal/config"
 	"github.com/doppelhq/doppel/internal/consumer"
 	"github.com/doppelhq/doppel/internal/duplicate"
@@ -23,6 +23,7 @@ import (
 	"github.com/doppelhq/doppel/internal/httpapi"
 	"github.com/doppelhq/doppel/internal/metrics"
 	"github.com/doppelhq/doppel/internal/postgres"
+	"github.com/doppelhq/doppel/internal/region"
 	"github.com/doppelhq/doppel/internal/relay"
 	"github.com/doppelhq/doppel/internal/topic"
 )
@@ -39,22 +40,29 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			return err
 		}
 	}
+	multiRegion := len(cfg.RegionNames()) > 1
 	if cfg.CreateTopics {
-		if err := topic.Ensure(ctx, cfg.KafkaBrokers,
-			topic.Spec{Name: cfg.TopicEvents, Partitions: cfg.TopicPartitions, ReplicationFactor: -1},
-			topic.Spec{Name: cfg.TopicAlerts, Partitions: cfg.TopicPartitions, ReplicationFactor: -1},
-			topic.Spec{Name: cfg.TopicDLQ, Partitions: 1, ReplicationFactor: -1},
-		); err != nil {
+		specs := []topic.Spec{
+			{Name: cfg.TopicEvents, Partitions: cfg.TopicPartitions, ReplicationFactor: -1},
+			{Name: cfg.TopicAlerts, Partitions: cfg.TopicPartitions, ReplicationFactor: -1},
+			{Name: cfg.TopicDLQ, Partitions: 1, ReplicationFactor: -1},
+		}
+		if multiRegion {
+			for _, name := range cfg.RegionNames() {
+				specs = append(specs, topic.Spec{Name: ParkingTopic(cfg, name), Partitions: cfg.TopicPartitions, ReplicationFactor: -1})
+			}
+		}
+		if err := topic.Ensure(ctx, cfg.KafkaBrokers, specs...); err != nil {
 			return fmt.Errorf("ensure topics on %v: %w", cfg.KafkaBrokers, err)
 		}
 	}
 
 	m := metrics.New()
-	vendor, err := NewVendor(cfg, m)
+	store := NewStore(pool, cfg)
+	vendor, err := NewRegions(ctx, cfg, m, store, log)
 	if err != nil {
 		return err
 	}
-	store := NewStore(pool, cfg)
 	// Checks from all workers share transactions (group commit): see postgres.Batcher. One
 	// transaction at a time makes the batches larger and the WAL flushes fewer; the benchmark
 	// measured the same throughput as two, for less CPU.
@@ -73,29 +81,50 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return consumer.Lag(ctx, cfg.KafkaBrokers, cfg.KafkaGroupID, cfg.TopicEvents)
 	})
 
-	p := &pipeline{cfg: cfg, detector: detector, relay: rel, metrics: m, log: log.With("component", "pipeline")}
-	cons, err := consumer.New(consumer.Config{
-		Brokers:        cfg.KafkaBrokers,
-		GroupID:        cfg.KafkaGroupID,
-		Topic:          cfg.TopicEvents,
-		DLQTopic:       cfg.TopicDLQ,
-		Workers:        cfg.Workers,
-		CommitInterval: cfg.CommitInterval,
-		Retry: consumer.RetryPolicy{
-			MaxAttempts:     cfg.RetryMaxAttempts,
-			InitialInterval: cfg.RetryInitialInterval,
-			MaxInterval:     cfg.RetryMaxInterval,
-			MaxElapsed:      cfg.RetryMaxElapsed,
-		},
-		Classify:      Classify,
-		RouteKey:      routeKey,
-		ShutdownGrace: cfg.ShutdownTimeout / 2,
-		Logger:        log.With("component", "consumer"),
-		Observer:      m,
-	}, p.handle)
+	p := &pipeline{cfg: cfg, detector: detector, regions: vendor, relay: rel, metrics: m, log: log.With("component", "pipeline")}
+	consumerConfig := func(topicName, group string, workers int, classify func(error) consumer.Decision, component string) consumer.Config {
+		return consumer.Config{
+			Brokers:        cfg.KafkaBrokers,
+			GroupID:        group,
+			Topic:          topicName,
+			DLQTopic:       cfg.TopicDLQ,
+			Workers:        workers,
+			CommitInterval: cfg.CommitInterval,
+			Retry: consumer.RetryPolicy{
+				MaxAttempts:     cfg.RetryMaxAttempts,
+				InitialInterval: cfg.RetryInitialInterval,
+				MaxInterval:     cfg.RetryMaxInterval,
+				MaxElapsed:      cfg.RetryMaxElapsed,
+			},
+			Classify:      classify,
+			RouteKey:      routeKey,
+			ShutdownGrace: cfg.ShutdownTimeout / 2,
+			Logger:        log.With("component", component),
+			Observer:      m,
+		}
+	}
+	parts := []named{{"relay", rel.Run}, {"budgets", func(ctx context.Context) error {
+		return refreshBudgets(ctx, vendor, log.With("component", "budget"))
+	}}}
+	if multiRegion {
+		p.parking = newParking(cfg, vendor, m, log.With("component", "parking"))
+		defer p.parking.close()
+		parts = append(parts, named{"parking watch", p.parking.watch})
+		parked := &pipeline{cfg: cfg, detector: detector, regions: vendor, relay: rel, metrics: m, log: p.log}
+		for _, name := range cfg.RegionNames() {
+			pc, err := consumer.New(consumerConfig(ParkingTopic(cfg, name), ParkingGroup(cfg, name),
+				max(1, cfg.Workers/len(cfg.RegionNames())), ClassifyParked, "parked-consumer"), parked.handle)
+			if err != nil {
+				return err
+			}
+			parts = append(parts, named{"parked consumer " + name, pc.Run})
+		}
+	}
+	cons, err := consumer.New(consumerConfig(cfg.TopicEvents, cfg.KafkaGroupID, cfg.Workers, Classify, "consumer"), p.handle)
 	if err != nil {
 		return err
 	}
+	parts = append(parts, named{"consumer", cons.Run})
 
 	// Vendor callbacks go to the events topic through a writer of their own, acknowledged by every
 	// in-sync replica before the callback is answered 200.
@@ -120,45 +149,18 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		CallbackTimeout:    cfg.CallbackTimeout,
 		EventOptions:       duplicate.DecodeOptions{MaxBytes: cfg.MaxEventBytes, RejectUnknownTypes: cfg.RejectUnknownTypes},
 		APIKeys:            APIKeys(keys),
-		Readiness: []httpapi.ReadinessCheck{
+		Readiness: append([]httpapi.ReadinessCheck{
 			{Name: "database", Check: func(ctx context.Context) error { return pool.Ping(ctx) }},
 			{Name: "kafka", Check: func(ctx context.Context) error { return pingBroker(ctx, cfg.KafkaBrokers) }},
-			{Name: "vendor", Check: func(context.Context) error { return vendor.Ready() }},
-		},
+		}, regionReadiness(vendor)...),
+		Regions: vendor.Names(),
 	})
 
 	log.Info("doppel starting", "events_topic", cfg.TopicEvents, "alerts_topic", cfg.TopicAlerts,
-		"dlq_topic", cfg.TopicDLQ, "group_id", cfg.KafkaGroupID, "workers", cfg.Workers, "http_addr", cfg.HTTPAddr)
-	return runAll(ctx, log,
-		named{"consumer", cons.Run},
-		named{"relay", rel.Run},
-		named{"http", func(ctx context.Context) error { return api.Serve(ctx, cfg.HTTPAddr, cfg.ShutdownTimeout/2) }},
-	)
-}
-
-// NewVendor returns the vendor client behind the rate limit and circuit breaker that every caller
-// shares. m may be nil (no metrics), as for `doppel replay`.
-func NewVendor(cfg config.Config, m *metrics.Metrics) (*facesearch.Vendor, error) {
-	ac := advance.Config{
-		BaseURL:   cfg.AdvanceBaseURL,
-		AccessKey: cfg.AdvanceAccessKey,
-		SecretKey: cfg.AdvanceSecretKey,
-		Timeout:   cfg.AdvanceTimeout,
-	}
-	fc := facesearch.Config{
-		QPS:             cfg.AdvanceQPS,
-		BreakerFailures: cfg.BreakerFailures,
-		BreakerOpenFor:  cfg.BreakerOpenFor,
-	}
-	if m != nil {
-		ac.OnCall = m.VendorCall
-		fc.OnStateChange, fc.OnPause = m.SetBreakerState, m.SetVendorPaused
-	}
-	client, err := advance.New(ac)
-	if err != nil {
-		return nil, fmt.Errorf("vendor client: %w", err)
-	}
-	return facesearch.New(client, fc), nil
+		"dlq_topic", cfg.TopicDLQ, "group_id", cfg.KafkaGroupID, "workers", cfg.Workers, "http_addr", cfg.HTTPAddr,
+		"regions", strings.Join(vendor.Names(), ","), "default_region", vendor.Default().Name)
+	parts = append(parts, named{"http", func(ctx context.Context) error { return api.Serve(ctx, cfg.HTTPAddr, cfg.ShutdownTimeout/2) }})
+	return runAll(ctx, log, parts...)
 }
 
 // NewStore returns the PostgreSQL store with the configured alert policy.
@@ -207,27 +209,40 @@ func runAll(ctx context.Context, log *slog.Logger, parts ...named) error {
 type pipeline struct {
 	cfg      config.Config
 	detector *duplicate.Detector
-	relay    *relay.Relay
-	metrics  *metrics.Metrics
-	log      *slog.Logger
+	regions  *region.Registry
+	// parking moves events of regions that cannot take them to their parking topics; nil with one
+	// region (its events wait in place, as its trouble stops everything anyway) and in the parking
+	// topics' own consumers.
+	parking *parking
+	relay   *relay.Relay
+	metrics *metrics.Metrics
+	log     *slog.Logger
 }
 
 func (p *pipeline) handle(ctx context.Context, msg kafka.Message) error {
 	p.metrics.EventConsumed()
-	src := duplicate.Source{Topic: msg.Topic, Partition: msg.Partition, Offset: msg.Offset}
-	ev, err := duplicate.DecodeEvent(msg.Value, duplicate.DecodeOptions{
-		MaxBytes: p.cfg.MaxEventBytes, RejectUnknownTypes: p.cfg.RejectUnknownTypes})
+	src := sourceOf(msg)
+	ev, reg, err := p.decode(msg)
 	if err != nil {
 		var de *duplicate.DecodeError
 		if errors.As(err, &de) && de.SignatureID != "" {
-			if rerr := p.detector.RecordFailure(ctx, de.SignatureID, de.Reason+": "+de.Detail, src); rerr != nil {
+			if rerr := p.detector.RecordFailure(ctx, de.SignatureID, ev.Region, de.Reason+": "+de.Detail, src); rerr != nil {
 				return rerr
 			}
 			p.metrics.Outcome(string(duplicate.OutcomeFailed))
 		}
 		return err
 	}
+	if p.parking != nil {
+		if !p.parking.enter(reg) {
+			return p.parking.park(ctx, msg, reg, "region cannot take events now")
+		}
+		defer p.parking.leave(reg)
+	}
 	res, err := p.detector.Handle(ctx, ev, src)
+	if err != nil && p.parking != nil && regionTrouble(err) {
+		return p.parking.park(ctx, msg, reg, err.Error())
+	}
 	var pf *duplicate.PermanentFailure
 	if errors.As(err, &pf) {
 		p.metrics.Outcome(string(duplicate.OutcomeFailed))
@@ -250,6 +265,54 @@ func (p *pipeline) handle(ctx context.Context, msg kafka.Message) error {
 	return nil
 }
 
+// decode parses the event and resolves its region: the event's region field, else the Kafka header
+// region, else the default region. An unconfigured region is a *duplicate.DecodeError with reason
+// unknown_region (the returned event then carries the region as given, to record the failure).
+func (p *pipeline) decode(msg kafka.Message) (duplicate.Event, *region.Region, error) {
+	ev, err := duplicate.DecodeEvent(msg.Value, duplicate.DecodeOptions{
+		MaxBytes: p.cfg.MaxEventBytes, RejectUnknownTypes: p.cfg.RejectUnknownTypes})
+	if err != nil {
+		return ev, nil, err
+	}
+	reg, err := p.regions.Resolve(ev.Region, msg.Headers)
+	if err != nil {
+		var unknown *region.UnknownError
+		errors.As(err, &unknown)
+		ev.Region = truncateRegion(unknown.Region)
+		return ev, nil, &duplicate.DecodeError{Reason: duplicate.ReasonUnknownRegion, Detail: err.Error(), SignatureID: ev.SignatureID}
+	}
+	ev.Region = reg.Name
+	return ev, reg, nil
+}
+
+// truncateRegion bounds a region taken from a header before it is stored with a failure.
+func truncateRegion(s string) string {
+	if len(s) > 32 {
+		s = s[:32]
+	}
+	return strings.ToValidUTF8(s, "")
+}
+
+// regionTrouble reports whether err says the region's vendor cannot take events now (down, busy,
+// account unusable, budget spent), as opposed to a problem of the event or of our database.
+func regionTrouble(err error) bool {
+	switch duplicate.KindOf(err) {
+	case duplicate.FailureTransient, duplicate.FailureRateLimited, duplicate.FailureAccount:
+		return true
+	}
+	return false
+}
+
+// ClassifyParked maps a handler error of a parking topic's consumer: its events wait for their
+// region, so every vendor failure waits, never spending a retry budget that ends in a dead letter.
+func ClassifyParked(err error) consumer.Decision {
+	d := Classify(err)
+	if d.Action == consumer.Retry {
+		d.Action = consumer.Wait
+	}
+	return d
+}
+
 // Classify maps a handler error to what the consumer does with the message.
 func Classify(err error) consumer.Decision {
 	var de *duplicate.DecodeError
@@ -263,6 +326,10 @@ func Classify(err error) consumer.Decision {
 	var unavailable *facesearch.UnavailableError
 	if errors.As(err, &unavailable) {
 		return consumer.Decision{Action: consumer.Wait, Reason: "vendor_circuit_open"}
+	}
+	var spent *region.SpentError
+	if errors.As(err, &spent) {
+		return consumer.Decision{Action: consumer.Wait, Reason: "region_budget_spent"}
 	}
 	switch duplicate.KindOf(err) {
 	case duplicate.FailurePermanent:

@@ -1,0 +1,206 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/doppelhq/doppel/internal/config"
+	"github.com/doppelhq/doppel/internal/consumer"
+	"github.com/doppelhq/doppel/internal/duplicate"
+	"github.com/doppelhq/doppel/internal/metrics"
+	"github.com/doppelhq/doppel/internal/region"
+)
+
+// Parking keeps one region's trouble from holding up the others (see README, "Regions").
+//
+// The events consumer commits a partition's offset only as far as every earlier message of it is
+// finished, and bounds the messages in flight. A region whose vendor is down would, if its events
+// waited in place, pin the commits of every partition it has events in and soon fill the in-flight
+// bound, stopping every region. So while a region cannot take events (its circuit is open or
+// half-open, its vendor asked for a pause, its monthly budget is spent) or already holds the
+// workers' share it may use, the events consumer writes the region's events to the region's
+// parking topic and finishes them there: their offsets commit, and the other regions' events flow.
+//
+// Each region's parking topic has a consumer of its own (own group, own workers, own in-flight
+// bound) that handles the events exactly as the events consumer would, except that a vendor
+// failure makes it wait rather than retry a bounded number of times: an event there is only
+// waiting for its region, so it is never dead-lettered for that. Face search is still made once
+// per signatureId (a final outcome stops later events), and billed in its region.
+//
+// A region goes on parking its events until its parking topic is drained (the group committed up
+// to its end), so an event never overtakes an earlier parked one of the same verification.
+
+// Parking-topic headers: where the parked event came from, for the stored check's source.
+const (
+	HeaderParkedTopic     = "doppel-parked-source-topic"
+	HeaderParkedPartition = "doppel-parked-source-partition"
+	HeaderParkedOffset    = "doppel-parked-source-offset"
+)
+
+// drainPoll is how often a region's parked backlog is measured.
+const drainPoll = time.Second
+
+// ParkingTopic is the parking topic of region.
+func ParkingTopic(cfg config.Config, regionName string) string {
+	return cfg.TopicEvents + ".parked." + regionName
+}
+
+// ParkingGroup is the consumer group of region's parking topic.
+func ParkingGroup(cfg config.Config, regionName string) string {
+	return cfg.KafkaGroupID + ".parked." + regionName
+}
+
+// parking writes events of regions that cannot take them to their parking topics.
+type parking struct {
+	cfg     config.Config
+	regions *region.Registry
+	writer  *kafka.Writer
+	states  map[string]*parkState
+	// share is the most events one region may have at its vendor in the events consumer: the rest
+	// of the workers stay free for the other regions when one answers slowly.
+	share int64
+	log   *slog.Logger
+}
+
+type parkState struct {
+	metrics  *metrics.Region
+	draining atomic.Bool  // its parking topic holds events not yet processed
+	atVendor atomic.Int64 // its events being handled by the events consumer now
+}
+
+func newParking(cfg config.Config, regions *region.Registry, m *metrics.Metrics, log *slog.Logger) *parking {
+	p := &parking{cfg: cfg, regions: regions, states: map[string]*parkState{},
+		share: int64(max(1, cfg.Workers/2)), log: log,
+		writer: &kafka.Writer{
+			Addr:         kafka.TCP(cfg.KafkaBrokers...),
+			Balancer:     &kafka.Murmur2Balancer{}, // same partition per signatureId, so order is kept
+			RequiredAcks: kafka.RequireAll,
+			BatchTimeout: 2 * time.Millisecond,
+			WriteTimeout: 10 * time.Second,
+			Transport:    &kafka.Transport{},
+		}}
+	for _, name := range regions.Names() {
+		st := &parkState{metrics: m.Region(name)}
+		// Until the first measurement says otherwise, assume a backlog: a restart must not let new
+		// events overtake parked ones.
+		st.draining.Store(true)
+		p.states[name] = st
+	}
+	return p
+}
+
+// enter decides whether the events consumer handles an event of r now (true; call leave when done)
+// or parks it.
+func (p *parking) enter(r *region.Region) bool {
+	st := p.states[r.Name]
+	if st.draining.Load() || r.Ready() != nil {
+		return false
+	}
+	if st.atVendor.Add(1) > p.share {
+		st.atVendor.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (p *parking) leave(r *region.Region) { p.states[r.Name].atVendor.Add(-1) }
+
+// park writes msg to r's parking topic, retrying until the broker takes it or ctx ends. Once it
+// returns nil the message is finished here; the region's backlog is marked so later events follow.
+func (p *parking) park(ctx context.Context, msg kafka.Message, r *region.Region, why string) error {
+	st := p.states[r.Name]
+	st.draining.Store(true)
+	st.metrics.SetParking(true)
+	headers := make([]kafka.Header, 0, len(msg.Headers)+4)
+	for _, h := range msg.Headers {
+		if h.Key != region.HeaderRegion && !strings.HasPrefix(h.Key, "doppel-parked-") {
+			headers = append(headers, h)
+		}
+	}
+	src := sourceOf(msg)
+	headers = append(headers,
+		kafka.Header{Key: region.HeaderRegion, Value: []byte(r.Name)},
+		kafka.Header{Key: HeaderParkedTopic, Value: []byte(src.Topic)},
+		kafka.Header{Key: HeaderParkedPartition, Value: []byte(strconv.Itoa(src.Partition))},
+		kafka.Header{Key: HeaderParkedOffset, Value: []byte(strconv.FormatInt(src.Offset, 10))},
+	)
+	parked := kafka.Message{Topic: ParkingTopic(p.cfg, r.Name), Key: msg.Key, Value: msg.Value, Headers: headers}
+	wait := 100 * time.Millisecond
+	for {
+		err := p.writer.WriteMessages(ctx, parked)
+		if err == nil {
+			st.metrics.Parked()
+			p.log.Debug("parked", "region", r.Name, "partition", msg.Partition, "offset", msg.Offset, "why", why)
+			return nil
+		}
+		p.log.Error("write to parking topic", "region", r.Name, "topic", parked.Topic, "error", err)
+		if !consumerSleep(ctx, wait) {
+			return fmt.Errorf("%w: park event of region %s: %w", duplicate.ErrStore, r.Name, ctx.Err())
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// watch measures every region's parked backlog until ctx ends, so that a region stops parking once
+// its parking topic is drained.
+func (p *parking) watch(ctx context.Context) error {
+	t := time.NewTicker(drainPoll)
+	defer t.Stop()
+	for {
+		for _, name := range p.regions.Names() {
+			lag, err := consumer.Lag(ctx, p.cfg.KafkaBrokers, ParkingGroup(p.cfg, name), ParkingTopic(p.cfg, name))
+			if err != nil {
+				if ctx.Err() == nil {
+					p.log.Warn("measure parked backlog", "region", name, "error", err)
+				}
+				continue // keep the last answer: parking on is the safe side
+			}
+			var backlog int64
+			for _, n := range lag {
+				backlog += n
+			}
+			st := p.states[name]
+			st.draining.Store(backlog > 0)
+			r, _ := p.regions.Lookup(name)
+			st.metrics.SetParking(backlog > 0 || r.Ready() != nil)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (p *parking) close() error { return p.writer.Close() }
+
+// sourceOf is where an event came from: the events topic's position of a parked event, else the
+// message's own.
+func sourceOf(msg kafka.Message) duplicate.Source {
+	src := duplicate.Source{Topic: msg.Topic, Partition: msg.Partition, Offset: msg.Offset}
+	topic := region.Header(msg.Headers, HeaderParkedTopic)
+	part, perr := strconv.Atoi(region.Header(msg.Headers, HeaderParkedPartition))
+	off, oerr := strconv.ParseInt(region.Header(msg.Headers, HeaderParkedOffset), 10, 64)
+	if topic != "" && perr == nil && oerr == nil {
+		src = duplicate.Source{Topic: topic, Partition: part, Offset: off}
+	}
+	return src
+}
+
+func consumerSleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

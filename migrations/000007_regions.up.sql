@@ -1,0 +1,41 @@
+-- Regions: one vendor account per country, each with its own face database and bill. Rows stored
+-- before regions existed came from the one region there was, named 'default'.
+ALTER TABLE idv_checks ADD COLUMN region text NOT NULL DEFAULT 'default';
+COMMENT ON COLUMN idv_checks.region IS 'The vendor region (account) whose face database the verification was searched in.';
+
+ALTER TABLE alerts ADD COLUMN region text NOT NULL DEFAULT 'default';
+COMMENT ON COLUMN alerts.region IS 'The region of the check that raised the alert.';
+
+ALTER TABLE duplicate_links ADD COLUMN regions text[] NOT NULL DEFAULT '{}';
+UPDATE duplicate_links SET regions = '{default}';
+COMMENT ON COLUMN duplicate_links.regions IS 'The regions whose face search found the pair, in the order they first did.';
+
+-- A region's monthly spend is counted from its stored face searches (see postgres.Store.FaceSearchesSince).
+CREATE INDEX idv_checks_region_searched_idx ON idv_checks (region, checked_at)
+    WHERE outcome IN ('duplicates_found', 'no_duplicates');
+CREATE INDEX idv_checks_region_replayed_idx ON idv_checks (region, replayed_at) WHERE replayed_at IS NOT NULL;
+CREATE INDEX alerts_region_detected_at_idx ON alerts (region, detected_at);
+
+CREATE OR REPLACE VIEW duplicate_accounts AS
+SELECT user_id_low  AS user_id,
+       user_id_high AS duplicate_user_id,
+       first_seen_at, last_seen_at, seen_count, first_signature_id, last_signature_id, regions
+FROM duplicate_links
+UNION ALL
+SELECT user_id_high AS user_id,
+       user_id_low  AS duplicate_user_id,
+       first_seen_at, last_seen_at, seen_count, first_signature_id, last_signature_id, regions
+FROM duplicate_links;
+
+CREATE OR REPLACE VIEW open_alerts AS
+SELECT a.alert_id, a.detected_at, a.severity, a.ring_id, a.ring_size, a.signature_id, a.user_id,
+       a.new_matched_user_ids, u.unreviewed_user_ids, a.published_at, a.region
+FROM alerts a
+CROSS JOIN LATERAL (
+    SELECT array_agg(m ORDER BY ord) AS unreviewed_user_ids
+    FROM unnest(a.new_matched_user_ids) WITH ORDINALITY AS x(m, ord)
+    WHERE NOT EXISTS (
+        SELECT 1 FROM link_reviews r
+        WHERE r.user_id_low = least(a.user_id, x.m) AND r.user_id_high = greatest(a.user_id, x.m))
+) u
+WHERE u.unreviewed_user_ids IS NOT NULL;
