@@ -199,12 +199,14 @@ const (
 
 // write writes l, retrying what may succeed later (the broker down, a leader moving, missing
 // permissions: not the letter's fault, so the partition waits, visibly, see the stall monitor). A
-// letter the broker refuses for itself (too large, invalid) is retried once without its value,
-// after re-reading the size limit; if that is refused too, it is logged with everything needed to
-// find the original and skipped, never retried forever.
+// letter the broker refuses for itself (too large, invalid) is never written again as it was:
+// the limit is read again and the letter fitted to it if it shrank, else written without its
+// value; if that is refused too, it is logged with everything needed to find the original and
+// skipped.
 func (dw *deadLetterWriter) write(ctx context.Context, l letter, src kafka.Message, onBlocked func(error)) writeOutcome {
-	msg := l.fit(int(dw.limit.Load()))
-	lastResort := false
+	limit := int(dw.limit.Load())
+	msg := l.fit(limit)
+	valueDropped := false
 	wait := 200 * time.Millisecond
 	for {
 		err := dw.w.WriteMessages(ctx, msg)
@@ -215,25 +217,32 @@ func (dw *deadLetterWriter) write(ctx context.Context, l letter, src kafka.Messa
 			return interrupted
 		}
 		err = firstWriteError(err)
-		log := dw.log.With("partition", src.Partition, "offset", src.Offset, "original_size", len(src.Value),
-			"dead_letter_size", recordBatchSize(msg), "error", err)
-		if refusedForItself(err) {
-			if lastResort {
-				log.Error("the dead-letter topic refuses this letter even without its value: it is skipped; the original is at the source offset until retention deletes it",
-					"source_topic", src.Topic, "original_sha256", header(msg, HeaderOriginalSHA256))
-				return unwritable
+		if !refusedForItself(err) {
+			onBlocked(err)
+			if !sleep(ctx, wait) {
+				return interrupted
 			}
-			lastResort = true
-			dw.refreshLimit(ctx)
-			msg = l.withoutValue().fit(int(dw.limit.Load()))
-			log.Warn("the dead-letter topic refused the letter; writing it again without its value")
+			wait = min(2*wait, 5*time.Second)
 			continue
 		}
-		onBlocked(err)
-		if !sleep(ctx, wait) {
-			return interrupted
+		log := dw.log.With("partition", src.Partition, "offset", src.Offset, "original_size", len(src.Value),
+			"dead_letter_size", recordBatchSize(msg), "max_message_bytes", limit, "error", err)
+		if valueDropped {
+			log.Error("the dead-letter topic refuses this letter even without its value: it is skipped; the original stays at its source offset until retention deletes it",
+				"source_topic", src.Topic, "original_sha256", header(msg, HeaderOriginalSHA256))
+			return unwritable
 		}
-		wait = min(2*wait, 5*time.Second)
+		used := limit
+		dw.refreshLimit(ctx)
+		limit = int(dw.limit.Load())
+		if limit < used && recordBatchSize(msg) > limit {
+			log.Warn("the dead-letter topic's size limit shrank; fitting the letter to it", "new_max_message_bytes", limit)
+			msg = l.fit(limit)
+			continue
+		}
+		log.Warn("the dead-letter topic refused the letter; writing it again without its value")
+		valueDropped = true
+		msg = l.withoutValue().fit(limit)
 	}
 }
 
