@@ -8,10 +8,11 @@ import "github.com/segmentio/kafka-go"
 // writer does not use).
 const recordBatchOverhead = 61
 
-// recordBatchSize returns the bytes the broker counts against max.message.bytes for msg written
-// alone in its record batch, as kafka-go encodes it: the timestamp and offset deltas are 0, a
-// nil key is length -1.
-func recordBatchSize(msg kafka.Message) int {
+// RecordBatchSize returns the bytes the broker counts against max.message.bytes for msg written
+// alone in its record batch, as kafka-go encodes it (the timestamp and offset deltas are 0, a nil
+// key is length -1). Dead letters are fitted with it; tests use it to build a message exactly at
+// a topic's limit.
+func RecordBatchSize(msg kafka.Message) int {
 	body := 1 + 1 + 1 // attributes, timestamp delta, offset delta
 	body += bytesSize(msg.Key) + bytesSize(msg.Value)
 	body += varintSize(int64(len(msg.Headers)))

@@ -145,7 +145,7 @@ func (l letter) message() kafka.Message {
 // end of the key; the dead-letter annotations are always kept, so the letter still says why and
 // from where, and the original size and hash identify what was cut.
 func (l letter) fit(limit int) kafka.Message {
-	if m := l.message(); recordBatchSize(m) <= limit {
+	if m := l.message(); RecordBatchSize(m) <= limit {
 		return m
 	}
 	l = l.marked("value")
@@ -157,7 +157,7 @@ func (l letter) fit(limit int) kafka.Message {
 	if len(l.headers) > 0 {
 		l.headers = nil
 		l = l.marked("headers")
-		if m := l.message(); recordBatchSize(m) <= limit {
+		if m := l.message(); RecordBatchSize(m) <= limit {
 			return m
 		}
 	}
@@ -173,13 +173,13 @@ func (l letter) fit(limit int) kafka.Message {
 // longestPrefix returns the longest prefix of b with which build(prefix) fits limit; ok is false
 // when even an empty prefix does not fit.
 func longestPrefix(b []byte, limit int, build func([]byte) kafka.Message) (prefix []byte, ok bool) {
-	empty := recordBatchSize(build(b[:0]))
+	empty := RecordBatchSize(build(b[:0]))
 	if empty > limit {
 		return nil, false
 	}
 	n := min(len(b), limit-empty)
 	for n > 0 {
-		over := recordBatchSize(build(b[:n])) - limit
+		over := RecordBatchSize(build(b[:n])) - limit
 		if over <= 0 {
 			break
 		}
@@ -226,7 +226,7 @@ func (dw *deadLetterWriter) write(ctx context.Context, l letter, src kafka.Messa
 			continue
 		}
 		log := dw.log.With("partition", src.Partition, "offset", src.Offset, "original_size", len(src.Value),
-			"dead_letter_size", recordBatchSize(msg), "max_message_bytes", limit, "error", err)
+			"dead_letter_size", RecordBatchSize(msg), "max_message_bytes", limit, "error", err)
 		if valueDropped {
 			log.Error("the dead-letter topic refuses this letter even without its value: it is skipped; the original stays at its source offset until retention deletes it",
 				"source_topic", src.Topic, "original_sha256", header(msg, HeaderOriginalSHA256))
@@ -235,7 +235,7 @@ func (dw *deadLetterWriter) write(ctx context.Context, l letter, src kafka.Messa
 		used := limit
 		dw.refreshLimit(ctx)
 		limit = int(dw.limit.Load())
-		if limit < used && recordBatchSize(msg) > limit {
+		if limit < used && RecordBatchSize(msg) > limit {
 			log.Warn("the dead-letter topic's size limit shrank; fitting the letter to it", "new_max_message_bytes", limit)
 			msg = l.fit(limit)
 			continue

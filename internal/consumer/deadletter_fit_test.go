@@ -55,14 +55,14 @@ func TestFitCutsTheValueThenTheProducersHeadersThenTheKey(t *testing.T) {
 	bigHeader := kafka.Header{Key: "blob", Value: bytes.Repeat([]byte("h"), 5_000)}
 
 	m := testLetter([]byte("s1"), big, kafka.Header{Key: "trace-id", Value: []byte("abc")}).fit(limit)
-	require.Equal(t, limit, recordBatchSize(m), "the value is cut exactly to the limit")
+	require.Equal(t, limit, RecordBatchSize(m), "the value is cut exactly to the limit")
 	require.Equal(t, big[:len(m.Value)], m.Value)
 	require.Equal(t, "value", header(m, HeaderTruncated))
 	require.Equal(t, "abc", header(m, "trace-id"), "the producer's headers stay while there is room")
 	require.Equal(t, "10000", header(m, HeaderOriginalSize))
 
 	m = testLetter([]byte("s1"), big, bigHeader).fit(limit)
-	require.LessOrEqual(t, recordBatchSize(m), limit)
+	require.LessOrEqual(t, RecordBatchSize(m), limit)
 	require.Empty(t, m.Value)
 	require.NotContains(t, headerNames(m), "blob")
 	require.Equal(t, "value,headers", header(m, HeaderTruncated))
@@ -70,7 +70,7 @@ func TestFitCutsTheValueThenTheProducersHeadersThenTheKey(t *testing.T) {
 
 	key := bytes.Repeat([]byte("k"), 8_000)
 	m = testLetter(key, big, bigHeader).fit(limit)
-	require.Equal(t, limit, recordBatchSize(m))
+	require.Equal(t, limit, RecordBatchSize(m))
 	require.Equal(t, key[:len(m.Key)], m.Key)
 	require.Equal(t, "value,headers,key", header(m, HeaderTruncated))
 
@@ -86,10 +86,10 @@ func TestFitNeverExceedsTheLimitAndKeepsAPrefix(t *testing.T) {
 	for limit := 400; limit <= 40_000; limit += 97 {
 		for _, n := range []int{0, 1, 127, 128, 16_383, 16_384, len(value)} {
 			m := testLetter([]byte("s1"), value[:n]).fit(limit)
-			require.LessOrEqual(t, recordBatchSize(m), limit, "limit %d, value %d", limit, n)
+			require.LessOrEqual(t, RecordBatchSize(m), limit, "limit %d, value %d", limit, n)
 			require.True(t, bytes.HasPrefix(value[:n], m.Value))
 			if len(m.Value) < n && len(m.Value) > 0 {
-				require.GreaterOrEqual(t, recordBatchSize(m), limit-1, "a cut value uses the room: limit %d, value %d", limit, n)
+				require.GreaterOrEqual(t, RecordBatchSize(m), limit-1, "a cut value uses the room: limit %d, value %d", limit, n)
 			}
 		}
 	}
