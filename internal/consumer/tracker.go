@@ -115,11 +115,12 @@ func (t *offsetTracker) markCommitted(partition int, offset int64) {
 	}
 }
 
-// block records why work on a partition waits, for the stall report.
+// block records why work on a partition waits, for the stall report (the first few hundred bytes:
+// enough to name the cause, short enough for a readiness answer).
 func (t *offsetTracker) block(partition int, reason string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.partition(partition).blocker = reason
+	t.partition(partition).blocker = truncate(reason, 300)
 }
 
 // partitionProgress is one partition's progress as the stall monitor sees it.
