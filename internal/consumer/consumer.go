@@ -204,8 +204,12 @@ func (c *Consumer) Run(ctx context.Context) error {
 	// Before the first message: a dead letter is fitted to the limit read here.
 	c.dlq.refreshLimit(ctx)
 	monitorCtx, stopMonitor := context.WithCancel(ctx)
-	defer stopMonitor()
-	go newStallMonitor(c.cfg.Topic, c.cfg.StallAfter, c.tracker, c.cfg.Observer, c.log).run(monitorCtx)
+	monitorDone := make(chan struct{})
+	go func() {
+		defer close(monitorDone)
+		newStallMonitor(c.cfg.Topic, c.cfg.StallAfter, c.tracker, c.cfg.Observer, c.log).run(monitorCtx)
+	}()
+	defer func() { stopMonitor(); <-monitorDone }()
 
 	reader := kafka.NewReader(kafka.ReaderConfig{
 		Brokers:           c.cfg.Brokers,
