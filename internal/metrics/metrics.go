@@ -49,6 +49,9 @@ type Metrics struct {
 	vendorLatency   *prometheus.HistogramVec
 	alertsPublished prometheus.Counter
 	deadLetters     *prometheus.CounterVec
+	unwritable      *prometheus.CounterVec
+	stalled         *prometheus.GaugeVec
+	stuckFor        *prometheus.GaugeVec
 	breakerState    *prometheus.GaugeVec
 	budgetSpent     *prometheus.GaugeVec
 	budgetLimit     *prometheus.GaugeVec
@@ -85,7 +88,7 @@ func New() *Metrics {
 		}, []string{"outcome"}),
 		finished: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "doppel_consumer_messages_finished_total",
-			Help: "Messages the consumer finished (result processed or dead_lettered), by topic and partition.",
+			Help: "Messages the consumer finished (result processed, dead_lettered or dead_letter_unwritable), by topic and partition.",
 		}, []string{"topic", "partition", "result"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "doppel_consumer_retries_total",
@@ -112,6 +115,18 @@ func New() *Metrics {
 			Name: "doppel_dead_letters_total",
 			Help: "Messages written to the dead-letter topic, by reason.",
 		}, []string{"reason"}),
+		unwritable: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "doppel_dead_letters_unwritable_total",
+			Help: "Messages to dead-letter that the dead-letter topic refused even without their value: logged with their source offset and skipped, by reason.",
+		}, []string{"reason"}),
+		stalled: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "doppel_consumer_partition_stalled",
+			Help: "1 while a partition has had uncommitted messages for longer than DOPPEL_STALL_AFTER without committing, else 0.",
+		}, []string{"partition"}),
+		stuckFor: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "doppel_consumer_partition_stuck_seconds",
+			Help: "Seconds a partition has had uncommitted messages without its committed offset moving; 0 when it has none.",
+		}, []string{"partition"}),
 		breakerState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "doppel_vendor_breaker_state",
 			Help: "State of each vendor region's circuit breaker: 1 on the current state, 0 on the others.",
@@ -137,8 +152,8 @@ func New() *Metrics {
 			Help: "1 while a vendor region's events go through its parking topic (the region is unavailable or its parked backlog is not drained), else 0.",
 		}, []string{"region"}),
 		regions: map[string]*Region{},
-		lag:    newLagCollector(sourceErrors.WithLabelValues("lag")),
-		outbox: newOutboxCollector(sourceErrors.WithLabelValues("outbox")),
+		lag:     newLagCollector(sourceErrors.WithLabelValues("lag")),
+		outbox:  newOutboxCollector(sourceErrors.WithLabelValues("outbox")),
 	}
 	for _, o := range knownOutcomes {
 		m.outcomes.WithLabelValues(o)
@@ -147,8 +162,8 @@ func New() *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.eventsConsumed, m.outcomes, m.finished, m.retries, m.inFlight,
-		m.vendorCalls, m.vendorLatency, m.alertsPublished, m.deadLetters, m.breakerState,
-		m.budgetSpent, m.budgetLimit, m.budgetWarning, m.parked, m.parking,
+		m.vendorCalls, m.vendorLatency, m.alertsPublished, m.deadLetters, m.unwritable, m.stalled, m.stuckFor,
+		m.breakerState, m.budgetSpent, m.budgetLimit, m.budgetWarning, m.parked, m.parking,
 		sourceErrors, m.lag, m.outbox,
 	)
 	return m
@@ -174,6 +189,26 @@ func (m *Metrics) Finished(topic string, partition int, deadLettered bool, reaso
 		m.DeadLettered(reason)
 	}
 	m.finished.WithLabelValues(topic, strconv.Itoa(partition), result).Inc()
+}
+
+// DeadLetterUnwritable records a message that the consumer finished without a dead letter because
+// the dead-letter topic refused it; it counts in doppel_consumer_messages_finished_total with result
+// dead_letter_unwritable. It implements consumer.Observer.
+func (m *Metrics) DeadLetterUnwritable(topic string, partition int, reason string) {
+	m.unwritable.WithLabelValues(labelOr(reason, "unknown")).Inc()
+	m.finished.WithLabelValues(topic, strconv.Itoa(partition), "dead_letter_unwritable").Inc()
+}
+
+// PartitionProgress records how long a partition has been stuck and whether that counts as
+// stalled. It implements consumer.Observer.
+func (m *Metrics) PartitionProgress(partition int, stuckFor time.Duration, stalled bool) {
+	p := strconv.Itoa(partition)
+	m.stuckFor.WithLabelValues(p).Set(stuckFor.Seconds())
+	v := 0.0
+	if stalled {
+		v = 1
+	}
+	m.stalled.WithLabelValues(p).Set(v)
 }
 
 // Retried records a failed handler attempt that the consumer will try again, under the decision's

@@ -204,3 +204,21 @@ func consumerSleep(ctx context.Context, d time.Duration) bool {
 		return true
 	}
 }
+
+// parkedObserver counts what a parking topic's consumer finishes, retries and dead-letters with
+// the events consumer's metrics, but leaves the in-flight and per-partition progress gauges to the
+// events consumer: they are the events topic's, and a parked region's waiting is reported by
+// doppel_region_parking and /readyz instead.
+type parkedObserver struct{ m *metrics.Metrics }
+
+func (o parkedObserver) Finished(topic string, partition int, deadLettered bool, reason string) {
+	o.m.Finished(topic, partition, deadLettered, reason)
+}
+
+func (o parkedObserver) DeadLetterUnwritable(topic string, partition int, reason string) {
+	o.m.DeadLetterUnwritable(topic, partition, reason)
+}
+
+func (o parkedObserver) Retried(d consumer.Decision)              { o.m.Retried(d) }
+func (parkedObserver) InFlight(int)                               {}
+func (parkedObserver) PartitionProgress(int, time.Duration, bool) {}

@@ -282,7 +282,7 @@ func produceSteadily(t *testing.T, topicName string, interval time.Duration, sou
 // TH event is stored, each billed once, and nothing is dead-lettered.
 func TestARegionsOutageDoesNotSlowTheOthersAndLosesNothing(t *testing.T) {
 	if testing.Short() {
-		t.Skip("takes about 75 s")
+		t.Skip("takes about 80 s")
 	}
 	t.Parallel()
 	f, ph, th := setupRegions(t)
@@ -300,8 +300,8 @@ func TestARegionsOutageDoesNotSlowTheOthersAndLosesNothing(t *testing.T) {
 	}
 	phHealthy, phHealthySigs := events(ph, "healthy", 50)
 	thHealthy, thHealthySigs := events(th, "healthy", 50)
-	phDuring, phDuringSigs := events(ph, "during", 550)
-	thDuring, thDuringSigs := events(th, "during", 550)
+	phDuring, phDuringSigs := events(ph, "during", 600)
+	thDuring, thDuringSigs := events(th, "during", 600)
 	f.start(t)
 
 	// Both healthy: the reference delay.
@@ -317,12 +317,12 @@ func TestARegionsOutageDoesNotSlowTheOthersAndLosesNothing(t *testing.T) {
 		time.Sleep(60 * time.Second)
 		_ = th.sim.SetFaults(advancesim.Faults{})
 	}()
-	for sig, at := range produceSteadily(t, f.cfg.TopicEvents, rate, phDuring[:550], thDuring[:550]) {
+	for sig, at := range produceSteadily(t, f.cfg.TopicEvents, rate, phDuring, thDuring) {
 		during[sig] = at
 	}
 	t.Logf("produced for %s while TH was down", time.Since(down).Round(time.Second))
 
-	f.waitForChecks(t, 1200, 90*time.Second)
+	f.waitForChecks(t, 1300, 90*time.Second)
 	phDelays := f.delays(t, pick(during, phDuringSigs))
 	t.Logf("PH delay p95: %s while TH healthy, %s while TH down (max %s)", p95(healthyDelays), p95(phDelays), phDelays[len(phDelays)-1])
 	require.LessOrEqual(t, p95(phDelays), p95(healthyDelays)+time.Second,
@@ -331,7 +331,10 @@ func TestARegionsOutageDoesNotSlowTheOthersAndLosesNothing(t *testing.T) {
 	requireBilledOnce(t, th, append(thHealthySigs, thDuringSigs...)...)
 	requireBilledOnce(t, ph, append(phHealthySigs, phDuringSigs...)...)
 	require.Zero(t, topicEnd(t, f.cfg.TopicDLQ), "nothing dead-lettered")
-	require.Equal(t, 600, countWhere(t, f, `region = 'th' AND outcome = 'no_duplicates'`))
+	require.Equal(t, 650, countWhere(t, f, `region = 'th' AND outcome = 'no_duplicates'`))
+	page := metricsPage(t, f.cfg.HTTPAddr)
+	require.Regexp(t, `doppel_region_parked_events_total\{region="th"\} [1-9]`, page, "TH's events waited in its parking topic")
+	require.Contains(t, page, `doppel_region_parked_events_total{region="ph"} 0`, "PH's never did")
 	require.Positive(t, th.sim.Stats().Answers["HTTP_503"], "TH really was down")
 }
 

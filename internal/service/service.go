@@ -82,7 +82,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	})
 
 	p := &pipeline{cfg: cfg, detector: detector, regions: vendor, relay: rel, metrics: m, log: log.With("component", "pipeline")}
-	consumerConfig := func(topicName, group string, workers int, classify func(error) consumer.Decision, component string) consumer.Config {
+	consumerConfig := func(topicName, group string, workers int, classify func(error) consumer.Decision,
+		observer consumer.Observer, component string) consumer.Config {
 		return consumer.Config{
 			Brokers:        cfg.KafkaBrokers,
 			GroupID:        group,
@@ -99,8 +100,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			Classify:      classify,
 			RouteKey:      routeKey,
 			ShutdownGrace: cfg.ShutdownTimeout / 2,
+			StallAfter:    cfg.StallAfter,
 			Logger:        log.With("component", component),
-			Observer:      m,
+			Observer:      observer,
 		}
 	}
 	parts := []named{{"relay", rel.Run}, {"budgets", func(ctx context.Context) error {
@@ -113,14 +115,14 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		parked := &pipeline{cfg: cfg, detector: detector, regions: vendor, relay: rel, metrics: m, log: p.log}
 		for _, name := range cfg.RegionNames() {
 			pc, err := consumer.New(consumerConfig(ParkingTopic(cfg, name), ParkingGroup(cfg, name),
-				max(1, cfg.Workers/len(cfg.RegionNames())), ClassifyParked, "parked-consumer"), parked.handle)
+				max(1, cfg.Workers/len(cfg.RegionNames())), ClassifyParked, parkedObserver{m}, "parked-consumer"), parked.handle)
 			if err != nil {
 				return err
 			}
 			parts = append(parts, named{"parked consumer " + name, pc.Run})
 		}
 	}
-	cons, err := consumer.New(consumerConfig(cfg.TopicEvents, cfg.KafkaGroupID, cfg.Workers, Classify, "consumer"), p.handle)
+	cons, err := consumer.New(consumerConfig(cfg.TopicEvents, cfg.KafkaGroupID, cfg.Workers, Classify, m, "consumer"), p.handle)
 	if err != nil {
 		return err
 	}
@@ -152,7 +154,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		Readiness: append([]httpapi.ReadinessCheck{
 			{Name: "database", Check: func(ctx context.Context) error { return pool.Ping(ctx) }},
 			{Name: "kafka", Check: func(ctx context.Context) error { return pingBroker(ctx, cfg.KafkaBrokers) }},
-		}, regionReadiness(vendor)...),
+		}, append(regionReadiness(vendor), httpapi.ReadinessCheck{Name: "consumer", Check: cons.CheckProgress})...),
 		Regions: vendor.Names(),
 	})
 
