@@ -1,6 +1,6 @@
 module github.com/doppelhq/doppel
 
-go 1.26.7
+go 1.26.0
 
 require (
 	github.com/agnivade/levenshtein v1.2.2
