@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"sync/atomic"
 	"time"
@@ -28,6 +29,7 @@ func (a *app) serveCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			slog.SetDefault(log) // for the parts that log without being handed a logger (facesearch)
 			if cfg, err = a.load(func(u config.Unknown) {
 				log.Warn("unknown variable", "variable", u.Name, "did_you_mean", u.Nearest, "problem", u.String())
 			}); err != nil {
