@@ -61,8 +61,12 @@ Known reasons: ` + strings.Join(deadletter.Reasons, ", ") + `.`,
 				letters = tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(letters, "DEAD-LETTERED AT\tREASON\tKEY\tPARTITION/OFFSET")
 				opts.OnMatch = func(l deadletter.Letter) {
-					fmt.Fprintf(letters, "%s\t%s\t%q\t%d/%d\n", l.Time.UTC().Format(time.RFC3339), l.Reason, l.Key,
-						l.Partition, l.Offset)
+					note := ""
+					if l.Truncated {
+						note = "\t(value cut: not replayed)"
+					}
+					fmt.Fprintf(letters, "%s\t%s\t%q\t%d/%d%s\n", l.Time.UTC().Format(time.RFC3339), l.Reason, l.Key,
+						l.Partition, l.Offset, note)
 				}
 			}
 			rep, err := deadletter.Replay(cmd.Context(), opts)

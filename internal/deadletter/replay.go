@@ -45,6 +45,7 @@ type Letter struct {
 	Key       string
 	Partition int
 	Offset    int64
+	Truncated bool // its value was cut to fit the dead-letter topic: listed, never republished
 }
 
 // Report counts what a replay did.
@@ -53,6 +54,9 @@ type Report struct {
 	Matched     int            `json:"matched"`
 	Republished int            `json:"republished"`
 	ByReason    map[string]int `json:"byReason"`
+	// Truncated counts selected letters left where they are because their value was cut to fit
+	// the dead-letter topic (doppel-dlq-truncated): republishing a part would not be the event.
+	Truncated int `json:"truncated"`
 }
 
 // Replay reads the dead-letter topic from its beginning up to its end at the time of the call (so
@@ -144,9 +148,14 @@ func replayPartition(ctx context.Context, opts Options, w *kafka.Writer, partiti
 			rep.Matched++
 			rep.ByReason[reason]++
 			if opts.OnMatch != nil {
-				opts.OnMatch(Letter{Time: m.Time, Reason: reason, Key: string(m.Key), Partition: m.Partition, Offset: m.Offset})
+				opts.OnMatch(Letter{Time: m.Time, Reason: reason, Key: string(m.Key), Partition: m.Partition, Offset: m.Offset,
+					Truncated: header(m, consumer.HeaderTruncated) != ""})
 			}
-			batch = append(batch, republished(m))
+			if header(m, consumer.HeaderTruncated) != "" {
+				rep.Truncated++
+			} else {
+				batch = append(batch, republished(m))
+			}
 			if len(batch) >= 500 {
 				if err := flush(); err != nil {
 					return err

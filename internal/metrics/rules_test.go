@@ -11,10 +11,10 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// addedElsewhere are metrics the rules use that another part registers on this registry once it
-// has something to report; every other name must be on a fresh Metrics' page.
+// addedElsewhere are metrics the rules use whose series appear only once there is something to
+// report (per partition); every other name must be on a fresh Metrics' page.
 var addedElsewhere = map[string]bool{
-	"doppel_consumer_partition_stalled": true, // the consumer's stall detection
+	"doppel_consumer_partition_stalled": true, // set by PartitionProgress
 }
 
 func TestAlertingRulesParseAndUseDoppelsMetrics(t *testing.T) {
