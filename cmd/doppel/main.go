@@ -73,6 +73,9 @@ environment variables; see configs/doppel.example.yaml and ` + "`doppel config c
 		SilenceErrors: true, // main prints it once
 	}
 	root.SetVersionTemplate(versionLine(info) + "\n")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return fmt.Errorf("%w (see %s --help)", err, c.CommandPath())
+	})
 	root.PersistentFlags().StringVar(&a.configPath, "config", a.environ["DOPPEL_CONFIG"],
 		"YAML configuration file (default $DOPPEL_CONFIG); DOPPEL_* variables override it")
 	root.AddCommand(a.serveCommand(), a.migrateCommand(), a.configCommand(), a.replayCommand(),

@@ -4,7 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"os"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -40,23 +40,55 @@ func (a *app) serveCommand() *cobra.Command {
 				return err
 			}
 			startPprof(ctx, cfg.PprofAddr, log)
-			var begun atomic.Int64
-			context.AfterFunc(ctx, func() {
-				begun.Store(time.Now().UnixNano())
-				log.Info("shutdown begun", "timeout", cfg.ShutdownTimeout)
-				// The parts shut down within their own bounds; this is the backstop that keeps a
-				// stuck connection from holding a SIGTERM past DOPPEL_SHUTDOWN_TIMEOUT. Abandoned
-				// work is uncommitted, so exiting here loses nothing.
-				time.AfterFunc(cfg.ShutdownTimeout, func() {
-					log.Error("graceful shutdown exceeded DOPPEL_SHUTDOWN_TIMEOUT, exiting", "timeout", cfg.ShutdownTimeout)
-					os.Exit(2)
-				})
-			})
+			watch := watchShutdown(ctx, log, cfg.ShutdownTimeout)
 			err = explainKafka(service.Run(ctx, cfg, log), cfg.KafkaBrokers)
-			if t := begun.Load(); t != 0 {
-				log.Info("shutdown done", "took", time.Since(time.Unix(0, t)).Round(time.Millisecond).String())
-			}
+			watch.done()
 			return err
 		},
+	}
+}
+
+// shutdownWatch logs a shutdown's beginning and end, and bounds it.
+type shutdownWatch struct {
+	log      *slog.Logger
+	mu       sync.Mutex
+	begun    time.Time
+	finished bool
+	backstop *time.Timer
+	stop     func() bool
+}
+
+// watchShutdown starts watching for ctx's end: then it logs "shutdown begun" and arms the
+// backstop that keeps a stuck connection from holding a SIGTERM past timeout (DOPPEL_SHUTDOWN_TIMEOUT).
+// Abandoned work is uncommitted, so exiting there loses nothing.
+func watchShutdown(ctx context.Context, log *slog.Logger, timeout time.Duration) *shutdownWatch {
+	w := &shutdownWatch{log: log}
+	w.stop = context.AfterFunc(ctx, func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if w.finished {
+			return
+		}
+		w.begun = time.Now()
+		log.Info("shutdown begun", "timeout", timeout.String())
+		w.backstop = time.AfterFunc(timeout, func() {
+			log.Error("graceful shutdown exceeded DOPPEL_SHUTDOWN_TIMEOUT, exiting", "timeout", timeout.String())
+			os.Exit(2)
+		})
+	})
+	return w
+}
+
+// done records that the service returned: "shutdown done" if a shutdown had begun, and no backstop.
+func (w *shutdownWatch) done() {
+	w.stop()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.finished = true
+	if w.backstop != nil {
+		w.backstop.Stop()
+	}
+	if !w.begun.IsZero() {
+		w.log.Info("shutdown done", "took", time.Since(w.begun).Round(time.Millisecond).String())
 	}
 }
