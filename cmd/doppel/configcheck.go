@@ -33,6 +33,9 @@ brokers and the vendor's token endpoint (a token costs nothing).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			l, err := config.LoadEnv(a.configPath, a.environ)
+			if a.configPath != "" {
+				fmt.Fprintf(a.stdout, "# configuration file: %s\n", a.configPath)
+			}
 			if l.Sources != nil { // nil when the file could not be read: nothing to show
 				if derr := l.Describe(a.stdout); derr != nil {
 					return derr

@@ -77,9 +77,10 @@ func TestInvalidConfigurationSaysWhatToSet(t *testing.T) {
 func TestUnknownFileKeysAreRejected(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "doppel.yaml")
-	require.NoError(t, os.WriteFile(path, []byte("workerz: 7\n"), 0o600))
+	require.NoError(t, os.WriteFile(path, []byte("workerz: 7\nfrobnicate: true\n"), 0o600))
 	_, err := config.Load(path, env(minimal))
-	require.ErrorContains(t, err, "workerz")
+	require.ErrorContains(t, err, `unknown key "workerz" (did you mean workers?)`)
+	require.ErrorContains(t, err, `unknown key "frobnicate"`)
 }
 
 func TestDescribeMasksSecretsAndSaysWhereEachValueCameFrom(t *testing.T) {

@@ -176,18 +176,32 @@ func readFile(path string, cfg *Config) (map[string]bool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open config file: %w", err)
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	dec.KnownFields(true) // a misspelt key must not be silently ignored
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("config file %s: %w", path, err)
-	}
 	var keys map[string]yaml.Node
 	if err := yaml.Unmarshal(raw, &keys); err != nil {
 		return nil, fmt.Errorf("config file %s: %w", path, err)
 	}
+	settings := Settings()
 	set := map[string]bool{}
+	var unknown []error
 	for k := range keys {
 		set[k] = true
+		if !slices.ContainsFunc(settings, func(s Setting) bool { return s.Key == k }) {
+			// A misspelt key must not be silently ignored.
+			if near := nearest(k, settings, func(s Setting) string { return s.Key }); near != "" {
+				unknown = append(unknown, fmt.Errorf("config file %s: unknown key %q (did you mean %s?)", path, k, near))
+			} else {
+				unknown = append(unknown, fmt.Errorf("config file %s: unknown key %q", path, k))
+			}
+		}
+	}
+	if len(unknown) > 0 {
+		slices.SortFunc(unknown, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
+		return nil, errors.Join(unknown...)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("config file %s: %w", path, err)
 	}
 	return set, nil
 }
@@ -271,20 +285,24 @@ func unknownVariables(vars map[string]string, settings []Setting) []Unknown {
 			slices.ContainsFunc(settings, func(s Setting) bool { return s.Env == name }) {
 			continue
 		}
-		u := Unknown{Name: name}
-		best := -1
-		for _, s := range settings {
-			d := levenshtein.ComputeDistance(name, s.Env)
-			// A third of the name's own part (after DOPPEL_) may be wrong, but at least two
-			// characters: one transposition (WORKRES) is two edits.
-			if limit := max(2, (len(name)-len("DOPPEL_"))/3); d <= limit && (best < 0 || d < best) {
-				u.Nearest, best = s.Env, d
-			}
-		}
-		out = append(out, u)
+		out = append(out, Unknown{Name: name, Nearest: nearest(name, settings, func(s Setting) string { return s.Env })})
 	}
 	slices.SortFunc(out, func(a, b Unknown) int { return strings.Compare(a.Name, b.Name) })
 	return out
+}
+
+// nearest returns the setting name (as name gives it) closest to misspelt, or "" when none is close
+// enough to be a likely misspelling: a third of the name (after DOPPEL_) may be wrong, but at
+// least two characters, since one transposition (WORKRES) is two edits.
+func nearest(misspelt string, settings []Setting, name func(Setting) string) string {
+	limit := max(2, len(strings.TrimPrefix(misspelt, "DOPPEL_"))/3)
+	best, bestDistance := "", limit+1
+	for _, s := range settings {
+		if d := levenshtein.ComputeDistance(misspelt, name(s)); d < bestDistance {
+			best, bestDistance = name(s), d
+		}
+	}
+	return best
 }
 
 // Describe writes the effective configuration, one "VARIABLE=value  # source" line per setting in
