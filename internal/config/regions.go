@@ -99,9 +99,38 @@ func (c Config) DefaultRegion() string {
 	return c.RegionNames()[0]
 }
 
+// sectionKeys are the file's top-level keys that hold sections rather than one setting.
+var sectionKeys = []string{"advance"}
+
+// regionSettings are the per-region variables' suffixes: DOPPEL_ADVANCE_<R>_<suffix>.
+var regionSettings = []string{"BASE_URL", "ACCESS_KEY", "SECRET_KEY", "QPS", "MONTHLY_BUDGET"}
+
+var regionVariablePattern = regexp.MustCompile(`^DOPPEL_ADVANCE_([A-Z][A-Z0-9]*)_(BASE_URL|ACCESS_KEY|SECRET_KEY|QPS|MONTHLY_BUDGET)$`)
+
+// regionVariable reports whether name is a variable of a configured region.
+func (c Config) regionVariable(name string) bool {
+	m := regionVariablePattern.FindStringSubmatch(name)
+	return m != nil && c.regional() && slices.Contains(c.RegionNames(), strings.ToLower(m[1]))
+}
+
+// flatRegionVariable maps a region's variable to the single-region setting it stands for
+// (DOPPEL_ADVANCE_PH_BASE_URL to DOPPEL_ADVANCE_BASE_URL; a budget to DOPPEL_ADVANCE_REGIONS), so
+// that a command validating the vendor settings validates every region's too.
+func flatRegionVariable(name string) string {
+	m := regionVariablePattern.FindStringSubmatch(name)
+	switch {
+	case m == nil:
+		return name
+	case m[2] == "MONTHLY_BUDGET":
+		return "DOPPEL_ADVANCE_REGIONS"
+	default:
+		return "DOPPEL_ADVANCE_" + m[2]
+	}
+}
+
 // applyRegionEnv lower-cases the region list and reads each region's DOPPEL_ADVANCE_<R>_* variables
-// over its YAML settings.
-func applyRegionEnv(c *Config, getenv func(string) string) error {
+// over its YAML settings, recording in sources the variables it used.
+func applyRegionEnv(c *Config, getenv func(string) string, sources map[string]Source) error {
 	for i, r := range c.AdvanceRegions {
 		c.AdvanceRegions[i] = strings.ToLower(r)
 	}
@@ -117,8 +146,19 @@ func applyRegionEnv(c *Config, getenv func(string) string) error {
 		if !regionCode.MatchString(r) {
 			continue // reported by Validate
 		}
-		s := c.Advance.Regions[r]
-		get := func(setting string) string { return strings.TrimSpace(getenv(regionVar(r, setting))) }
+		s, inFile := c.Advance.Regions[r]
+		for _, setting := range regionSettings {
+			if inFile {
+				sources[regionVar(r, setting)] = SourceFile
+			}
+		}
+		get := func(setting string) string {
+			v := strings.TrimSpace(getenv(regionVar(r, setting)))
+			if v != "" {
+				sources[regionVar(r, setting)] = SourceEnv
+			}
+			return v
+		}
 		if v := get("BASE_URL"); v != "" {
 			s.BaseURL = v
 		}

@@ -50,19 +50,24 @@ func TestWithoutRegionsTheFlatSettingsAreTheRegionDefault(t *testing.T) {
 
 func TestEachRegionHasItsOwnAccountFromTheEnvironment(t *testing.T) {
 	t.Parallel()
-	cfg, err := config.Load("", env(twoRegions))
+	l, err := config.LoadEnv("", with(twoRegions, "DOPPEL_ADVANCE_VN_BASE_URL", "https://vn-api.advance.ai"))
 	require.NoError(t, err)
+	cfg := l.Config
 	require.Equal(t, []config.Region{
 		{Name: "ph", BaseURL: "https://ph-api.advance.ai", AccessKey: "ph-access-secret", SecretKey: "ph-secret-secret", QPS: 5, MonthlyBudget: 10000},
 		{Name: "th", BaseURL: "https://th-api.advance.ai", AccessKey: "th-access-secret", SecretKey: "th-secret-secret", QPS: 20},
 	}, cfg.Regions(), "codes are lower case; a region without its own QPS takes DOPPEL_ADVANCE_QPS")
 	require.Equal(t, "th", cfg.DefaultRegion())
 
+	require.Equal(t, []config.Unknown{{Name: "DOPPEL_ADVANCE_VN_BASE_URL", Nearest: "DOPPEL_ADVANCE_BASE_URL"}}, l.Unknown,
+		"a configured region's variables are settings; a region not listed is not")
+
 	var out bytes.Buffer
-	require.NoError(t, cfg.Describe(&out))
-	require.Contains(t, out.String(), "DOPPEL_ADVANCE_PH_BASE_URL=https://ph-api.advance.ai\n")
-	require.Contains(t, out.String(), "DOPPEL_ADVANCE_PH_MONTHLY_BUDGET=10000\n")
-	require.Contains(t, out.String(), "DOPPEL_ADVANCE_TH_SECRET_KEY=*****\n")
+	require.NoError(t, l.Describe(&out))
+	require.Regexp(t, `DOPPEL_ADVANCE_PH_BASE_URL=https://ph-api.advance.ai\s+# environment\n`, out.String())
+	require.Regexp(t, `DOPPEL_ADVANCE_PH_MONTHLY_BUDGET=10000\s+# environment\n`, out.String())
+	require.Regexp(t, `DOPPEL_ADVANCE_TH_SECRET_KEY=\*\*\*\*\*\s+# environment\n`, out.String())
+	require.Regexp(t, `DOPPEL_ADVANCE_TH_MONTHLY_BUDGET=0\s+# default\n`, out.String())
 	require.NotContains(t, out.String(), "-secret", "no region's key is printed")
 }
 
@@ -90,6 +95,14 @@ advance:
 	require.EqualValues(t, 600, regions[0].MonthlyBudget, "the variable wins over the file")
 	require.InDelta(t, 3, regions[1].QPS, 0)
 	require.Equal(t, "my", cfg.DefaultRegion(), "the first region when none is named")
+}
+
+func TestACommandValidatingTheVendorValidatesEveryRegion(t *testing.T) {
+	t.Parallel()
+	_, err := config.LoadEnv("", with(twoRegions, "DOPPEL_ADVANCE_TH_BASE_URL", ""), "DOPPEL_ADVANCE_BASE_URL")
+	require.ErrorContains(t, err, "DOPPEL_ADVANCE_TH_BASE_URL is not set")
+	_, err = config.LoadEnv("", with(twoRegions, "DOPPEL_ADVANCE_TH_BASE_URL", ""), "DOPPEL_DATABASE_URL")
+	require.NoError(t, err, "a command without the vendor does not need its regions")
 }
 
 func TestBadRegionSettingsSayWhatToSet(t *testing.T) {

@@ -84,6 +84,10 @@ type Config struct {
 	// Regions are the configured vendor regions: a callback to /v1/callbacks/advance/{region} and a
 	// ?region= filter must name one of them. Empty accepts any region code.
 	Regions []string
+
+	// OnRequest is told about every answered request (route pattern, method, status, duration),
+	// for the HTTP metrics; may be nil.
+	OnRequest func(route, method string, status int, d time.Duration)
 }
 
 // Server holds the Echo instance and what its handlers need.
@@ -108,6 +112,7 @@ func New(cfg Config) *Server {
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = errorHandler(cfg.Logger)
+	e.Use(requestMetrics(cfg.OnRequest))
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true, DisablePrintStack: true}))
 	s := &Server{echo: e, cfg: cfg, log: cfg.Logger}
 	s.routes()

@@ -151,10 +151,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		CallbackTimeout:    cfg.CallbackTimeout,
 		EventOptions:       duplicate.DecodeOptions{MaxBytes: cfg.MaxEventBytes, RejectUnknownTypes: cfg.RejectUnknownTypes},
 		APIKeys:            APIKeys(keys),
-		Readiness: append([]httpapi.ReadinessCheck{
+		OnRequest:          m.HTTPRequest,
+		Readiness: logReadiness(log.With("component", "readiness"), append([]httpapi.ReadinessCheck{
 			{Name: "database", Check: func(ctx context.Context) error { return pool.Ping(ctx) }},
 			{Name: "kafka", Check: func(ctx context.Context) error { return pingBroker(ctx, cfg.KafkaBrokers) }},
-		}, append(regionReadiness(vendor), httpapi.ReadinessCheck{Name: "consumer", Check: cons.CheckProgress})...),
+		}, append(regionReadiness(vendor), httpapi.ReadinessCheck{Name: "consumer", Check: cons.CheckProgress})...)),
 		Regions: vendor.Names(),
 	})
 
