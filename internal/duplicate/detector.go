@@ -42,8 +42,9 @@ type RegionalVendor interface {
 	ForRegion(region string) (Vendor, error)
 }
 
-// vendorFor returns the account to call for a verification of region.
-func vendorFor(v Vendor, region string) (Vendor, error) {
+// VendorFor returns the account to call for a verification of region: v itself when v is one
+// account, region's when v is a RegionalVendor.
+func VendorFor(v Vendor, region string) (Vendor, error) {
 	if rv, ok := v.(RegionalVendor); ok && region != "" {
 		return rv.ForRegion(region)
 	}
@@ -137,7 +138,7 @@ func (d *Detector) Handle(ctx context.Context, ev Event, src Source) (Result, er
 		return d.save(ctx, check)
 	}
 
-	vendor, err := vendorFor(d.vendor, ev.Region)
+	vendor, err := VendorFor(d.vendor, ev.Region)
 	if err != nil {
 		return d.permanentFailure(ctx, check, ReasonUnknownRegion, err)
 	}

@@ -87,7 +87,7 @@ func (r *Replayer) Replay(ctx context.Context, signatureID string) (ReplayResult
 		}
 		return res, nil
 	}
-	vendor, err := vendorFor(r.vendor, check.Region)
+	vendor, err := VendorFor(r.vendor, check.Region)
 	if err != nil {
 		return res, err
 	}

@@ -419,3 +419,38 @@ func TestARegionsMonthlyBudgetPausesItUntilRaised(t *testing.T) {
 	require.Contains(t, page, `doppel_region_budget_spent{region="ph"} 5`)
 	require.True(t, strings.Contains(page, `doppel_region_budget_warning{region="ph"} 0`))
 }
+
+// ACCOUNT_DISABLED in one region opens that region's circuit only: its events are parked (not
+// dead-lettered, not billed), /readyz names the code for that region while the instance stays
+// ready, and once the account works again they are stored, each billed once.
+func TestAnAccountFailureInOneRegionParksOnlyItsEvents(t *testing.T) {
+	t.Parallel()
+	f, ph, th := setupRegions(t)
+	require.NoError(t, th.sim.SetFaults(advancesim.Faults{ForceCode: "ACCOUNT_DISABLED"}))
+	var msgs []kafka.Message
+	var phSigs, thSigs []string
+	for i := range 10 {
+		pu, tu := fmt.Sprintf("ph-acct-%d", i), fmt.Sprintf("th-acct-%d", i)
+		ps, ts := ph.pass(t, pu, pu), th.pass(t, tu, tu)
+		phSigs, thSigs = append(phSigs, ps), append(thSigs, ts)
+		msgs = append(msgs, regionEvent(ps, pu, "ph", ""), regionEvent(ts, tu, "", "th"))
+	}
+	f.start(t)
+	testinfra.Produce(t, f.cfg.TopicEvents, msgs...)
+	testinfra.Eventually(t, 60*time.Second, func() bool { return countWhere(t, f, `region = 'ph'`) == 10 }, "PH's events stored")
+	require.Zero(t, countWhere(t, f, `region = 'th'`), "TH's wait")
+	code, ready := readyz(t, f.cfg.HTTPAddr)
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, ready["checks"].(map[string]any)["vendor:th"], "ACCOUNT_DISABLED")
+	require.Equal(t, "ok", ready["checks"].(map[string]any)["vendor:ph"])
+
+	require.NoError(t, th.sim.SetFaults(advancesim.Faults{}))
+	testinfra.Eventually(t, 60*time.Second, func() bool { return countWhere(t, f, `region = 'th'`) == 10 },
+		"TH's events stored once its account works again")
+	requireBilledOnce(t, ph, phSigs...)
+	requireBilledOnce(t, th, thSigs...)
+	require.Zero(t, topicEnd(t, f.cfg.TopicDLQ), "nothing dead-lettered")
+	testinfra.Eventually(t, 10*time.Second, func() bool {
+		return strings.Contains(metricsPage(t, f.cfg.HTTPAddr), `doppel_region_parking{region="th"} 0`)
+	}, "TH leaves parking once its parking topic is drained")
+}
