@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/segmentio/kafka-go"
 
@@ -26,6 +27,10 @@ type Account interface {
 	duplicate.Vendor
 	// Ready returns nil when calls can go out, or why not (open circuit, SERVICE_BUSY pause).
 	Ready() error
+	// State is the circuit's state: "closed", "open" or "half_open".
+	State() string
+	// PausedFor is how much longer calls are held back by a SERVICE_BUSY answer.
+	PausedFor() time.Duration
 }
 
 // Region is one vendor region: its account and its budget (nil: none).
@@ -71,6 +76,33 @@ func (r *Region) Ready() error {
 		}
 	}
 	return r.account.Ready()
+}
+
+// usablePoll is how often WaitUsable looks again at a region that cannot take calls.
+const usablePoll = 200 * time.Millisecond
+
+// WaitUsable blocks while a call to the region is bound to be refused without reaching its vendor
+// (budget spent, circuit open, SERVICE_BUSY pause), so that events waiting for the region cost
+// neither database look-ups nor log lines; it returns as soon as a call may go out, a half-open
+// circuit's probe included, or when ctx ends.
+func (r *Region) WaitUsable(ctx context.Context) error {
+	t := time.NewTicker(usablePoll)
+	defer t.Stop()
+	for !r.usable() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+func (r *Region) usable() bool {
+	if r.budget != nil && r.budget.Err() != nil {
+		return false
+	}
+	return r.account.State() != "open" && r.account.PausedFor() <= 0
 }
 
 // Budget returns the region's budget, nil when it has none.

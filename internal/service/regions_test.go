@@ -325,7 +325,9 @@ func TestARegionsOutageDoesNotSlowTheOthersAndLosesNothing(t *testing.T) {
 	f.waitForChecks(t, 1300, 90*time.Second)
 	phDelays := f.delays(t, pick(during, phDuringSigs))
 	t.Logf("PH delay p95: %s while TH healthy, %s while TH down (max %s)", p95(healthyDelays), p95(phDelays), phDelays[len(phDelays)-1])
-	require.LessOrEqual(t, p95(phDelays), p95(healthyDelays)+time.Second,
+	// Held up behind TH, PH's events would wait for the outage (up to 60 s); the slack only absorbs
+	// a loaded machine's noise.
+	require.LessOrEqual(t, p95(phDelays), p95(healthyDelays)+2*time.Second,
 		"PH's events are not held up by TH's outage")
 
 	requireBilledOnce(t, th, append(thHealthySigs, thDuringSigs...)...)

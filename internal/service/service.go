@@ -112,7 +112,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		p.parking = newParking(cfg, vendor, m, log.With("component", "parking"))
 		defer p.parking.close()
 		parts = append(parts, named{"parking watch", p.parking.watch})
-		parked := &pipeline{cfg: cfg, detector: detector, regions: vendor, relay: rel, metrics: m, log: p.log}
+		parked := &pipeline{cfg: cfg, detector: detector, regions: vendor, relay: rel, metrics: m, log: p.log, waitForRegion: true}
 		for _, name := range cfg.RegionNames() {
 			pc, err := consumer.New(consumerConfig(ParkingTopic(cfg, name), ParkingGroup(cfg, name),
 				max(1, cfg.Workers/len(cfg.RegionNames())), ClassifyParked, parkedObserver{m}, "parked-consumer"), parked.handle)
@@ -217,9 +217,12 @@ type pipeline struct {
 	// region (its events wait in place, as its trouble stops everything anyway) and in the parking
 	// topics' own consumers.
 	parking *parking
-	relay   *relay.Relay
-	metrics *metrics.Metrics
-	log     *slog.Logger
+	// waitForRegion makes the handler wait, before any work, while its region cannot take calls:
+	// set in the parking topics' consumers, whose events wait for nothing else.
+	waitForRegion bool
+	relay         *relay.Relay
+	metrics       *metrics.Metrics
+	log           *slog.Logger
 }
 
 func (p *pipeline) handle(ctx context.Context, msg kafka.Message) error {
@@ -235,6 +238,11 @@ func (p *pipeline) handle(ctx context.Context, msg kafka.Message) error {
 			p.metrics.Outcome(string(duplicate.OutcomeFailed))
 		}
 		return err
+	}
+	if p.waitForRegion {
+		if err := reg.WaitUsable(ctx); err != nil {
+			return err
+		}
 	}
 	if p.parking != nil {
 		if !p.parking.enter(reg) {
