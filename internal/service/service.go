@@ -283,6 +283,8 @@ func (p *pipeline) decode(msg kafka.Message) (duplicate.Event, *region.Region, e
 	ev, err := duplicate.DecodeEvent(msg.Value, duplicate.DecodeOptions{
 		MaxBytes: p.cfg.MaxEventBytes, RejectUnknownTypes: p.cfg.RejectUnknownTypes})
 	if err != nil {
+		// The failure is recorded in the default region: an unusable event's region is unknown.
+		ev.Region = p.regions.Default().Name
 		return ev, nil, err
 	}
 	reg, err := p.regions.Resolve(ev.Region, msg.Headers)
