@@ -456,3 +456,53 @@ func TestAnAccountFailureInOneRegionParksOnlyItsEvents(t *testing.T) {
 		return strings.Contains(metricsPage(t, f.cfg.HTTPAddr), `doppel_region_parking{region="th"} 0`)
 	}, "TH leaves parking once its parking topic is drained")
 }
+
+// A region whose vendor answers slowly holds at most half of the workers: the other region's events
+// are handled at once, and the slow region's overflow is parked and handled by its own workers.
+func TestASlowRegionCannotTakeEveryWorker(t *testing.T) {
+	t.Parallel()
+	f, ph, th := setupRegions(t)
+	f.cfg.Workers = 8
+	require.NoError(t, th.sim.SetFaults(advancesim.Faults{LatencyMs: 5000}))
+	var thMsgs []kafka.Message
+	var thSigs []string
+	for i := range 16 {
+		u := fmt.Sprintf("th-slow-%d", i)
+		sig := th.pass(t, u, u)
+		thSigs = append(thSigs, sig)
+		thMsgs = append(thMsgs, regionEvent(sig, u, "th", ""))
+	}
+	var phMsgs []kafka.Message
+	var phSigs []string
+	for i := range 8 {
+		u := fmt.Sprintf("ph-fast-%d", i)
+		sig := ph.pass(t, u, u)
+		phSigs = append(phSigs, sig)
+		phMsgs = append(phMsgs, regionEvent(sig, u, "ph", ""))
+	}
+	f.start(t)
+	testinfra.Eventually(t, 30*time.Second, func() bool {
+		page, err := http.Get("http://" + f.cfg.HTTPAddr + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer page.Body.Close()
+		body, _ := io.ReadAll(page.Body)
+		return strings.Contains(string(body), `doppel_region_parking{region="th"} 0`)
+	}, "TH's (empty) parking topic measured: its events go to its vendor")
+	testinfra.Produce(t, f.cfg.TopicEvents, thMsgs...)
+	time.Sleep(500 * time.Millisecond) // TH's events are at its vendor
+	testinfra.Produce(t, f.cfg.TopicEvents, phMsgs...)
+	produced := time.Now()
+	testinfra.Eventually(t, 30*time.Second, func() bool { return countWhere(t, f, `region = 'ph'`) == 8 }, "PH's events stored")
+	// With every worker held by TH, PH's would wait for TH's 5 s calls to end.
+	var latest time.Time
+	require.NoError(t, f.pool.QueryRow(context.Background(), `SELECT max(checked_at) FROM idv_checks WHERE region = 'ph'`).Scan(&latest))
+	t.Logf("PH stored %s after it was produced while TH answered in 5 s", latest.Sub(produced).Round(time.Millisecond))
+	require.Less(t, latest.Sub(produced), 2*time.Second)
+
+	testinfra.Eventually(t, 60*time.Second, func() bool { return countWhere(t, f, `region = 'th'`) == 16 }, "TH's events stored")
+	requireBilledOnce(t, th, thSigs...)
+	requireBilledOnce(t, ph, phSigs...)
+	require.Zero(t, topicEnd(t, f.cfg.TopicDLQ))
+}
