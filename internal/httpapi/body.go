@@ -33,7 +33,7 @@ func decodeJSON(req *http.Request, v any) error {
 			if field == "" {
 				return invalid("", "the body must be a JSON object")
 			}
-			return invalid(field, "%s must be a %s", field, jsonTypeName(typeErr.Type.String()))
+			return invalid(field, "%s must be a %s", field, duplicate.JSONTypeName(typeErr.Type))
 		case errors.As(err, &syntaxErr), errors.Is(err, io.ErrUnexpectedEOF):
 			return invalid("", "the body is not valid JSON")
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
@@ -50,23 +50,6 @@ func decodeJSON(req *http.Request, v any) error {
 		return invalid("", "the body must hold a single JSON object")
 	}
 	return nil
-}
-
-func jsonTypeName(goType string) string {
-	switch {
-	case goType == "string":
-		return "string"
-	case strings.HasPrefix(goType, "[]"):
-		return "array"
-	case strings.HasPrefix(goType, "int"), strings.HasPrefix(goType, "float"):
-		return "number"
-	case goType == "bool":
-		return "boolean"
-	case strings.Contains(goType, "Time"):
-		return "RFC 3339 time string"
-	default:
-		return "JSON object"
-	}
 }
 
 func truncate(s string, n int) string {
