@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/doppelhq/doppel/internal/postgres"
 )
 
 // Config is every setting of `doppel serve` and its sub-commands. The env tag names the variable that
@@ -53,13 +55,15 @@ type Config struct {
 	RelayBatchSize int           `yaml:"relay_batch_size" env:"DOPPEL_RELAY_BATCH_SIZE"`
 	RelayInterval  time.Duration `yaml:"relay_interval" env:"DOPPEL_RELAY_INTERVAL"`
 
-	HTTPAddr        string        `yaml:"http_addr" env:"DOPPEL_HTTP_ADDR"`
+	HTTPAddr string `yaml:"http_addr" env:"DOPPEL_HTTP_ADDR"`
+	// AdminAddr serves /metrics, pprof and the detailed readiness: keep it off the internet.
+	AdminAddr       string        `yaml:"admin_addr" env:"DOPPEL_ADMIN_ADDR"`
 	LogLevel        string        `yaml:"log_level" env:"DOPPEL_LOG_LEVEL"`
 	LogFormat       string        `yaml:"log_format" env:"DOPPEL_LOG_FORMAT"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" env:"DOPPEL_SHUTDOWN_TIMEOUT"`
 
 	// APIKeys lists the query API's keys as "name:scope+scope:sha256hex" entries separated by ";":
-	// only the SHA-256 of each key is configured, never the key itself. Scopes are read and review.
+	// only the SHA-256 of each key is configured, never the key itself. Scopes are read, review and replay.
 	APIKeys string `yaml:"api_keys" env:"DOPPEL_API_KEYS" secret:"true"`
 	// CallbackToken authenticates the vendor's callbacks (?token= on the callback URL).
 	CallbackToken string `yaml:"callback_token" env:"DOPPEL_CALLBACK_TOKEN" secret:"true"`
@@ -69,40 +73,48 @@ type Config struct {
 	CallbackTimeout time.Duration `yaml:"callback_timeout" env:"DOPPEL_CALLBACK_TIMEOUT"`
 	// RingHighSeveritySize is the fraud-ring size from which alerts are high severity (0: never).
 	RingHighSeveritySize int `yaml:"ring_high_severity_size" env:"DOPPEL_RING_HIGH_SEVERITY_SIZE"`
+	// ReplayMaxChecks bounds the checks (billed face searches) one replay call re-runs.
+	ReplayMaxChecks int `yaml:"replay_max_checks" env:"DOPPEL_REPLAY_MAX_CHECKS"`
+	// AuthFailuresPerMinute is how many failed authentications one remote address may make per
+	// minute (as a burst, refilled evenly) before it is answered 429; 0 turns throttling off.
+	AuthFailuresPerMinute int `yaml:"auth_failures_per_minute" env:"DOPPEL_AUTH_FAILURES_PER_MINUTE"`
 }
 
 // Default returns the configuration used where nothing is set. Connection settings and vendor keys
 // have no safe default and must be set.
 func Default() Config {
 	return Config{
-		DatabaseMaxConns:     20,
-		MigrateOnStart:       true,
-		KafkaGroupID:         "doppel",
-		TopicEvents:          "idv.completed",
-		TopicAlerts:          "doppel.alerts",
-		TopicDLQ:             "idv.completed.dlq",
-		TopicPartitions:      6,
-		CreateTopics:         true,
-		AdvanceTimeout:       10 * time.Second,
-		AdvanceQPS:           50,
-		BreakerFailures:      10,
-		BreakerOpenFor:       30 * time.Second,
-		Workers:              128,
-		MaxEventBytes:        64 << 10,
-		CommitInterval:       200 * time.Millisecond,
-		StoreBatchSize:       128,
-		RetryMaxAttempts:     8,
-		RetryInitialInterval: 200 * time.Millisecond,
-		RetryMaxInterval:     10 * time.Second,
-		RetryMaxElapsed:      2 * time.Minute,
-		RelayBatchSize:       200,
-		RelayInterval:        500 * time.Millisecond,
-		HTTPAddr:             ":8080",
-		CallbackTimeout:      10 * time.Second,
-		RingHighSeveritySize: 5,
-		LogLevel:             "info",
-		LogFormat:            "json",
-		ShutdownTimeout:      20 * time.Second,
+		DatabaseMaxConns:      20,
+		MigrateOnStart:        true,
+		KafkaGroupID:          "doppel",
+		TopicEvents:           "idv.completed",
+		TopicAlerts:           "doppel.alerts",
+		TopicDLQ:              "idv.completed.dlq",
+		TopicPartitions:       6,
+		CreateTopics:          true,
+		AdvanceTimeout:        10 * time.Second,
+		AdvanceQPS:            50,
+		BreakerFailures:       10,
+		BreakerOpenFor:        30 * time.Second,
+		Workers:               128,
+		MaxEventBytes:         64 << 10,
+		CommitInterval:        200 * time.Millisecond,
+		StoreBatchSize:        128,
+		RetryMaxAttempts:      8,
+		RetryInitialInterval:  200 * time.Millisecond,
+		RetryMaxInterval:      10 * time.Second,
+		RetryMaxElapsed:       2 * time.Minute,
+		RelayBatchSize:        200,
+		RelayInterval:         500 * time.Millisecond,
+		HTTPAddr:              ":8080",
+		AdminAddr:             "127.0.0.1:9090",
+		ReplayMaxChecks:       1000,
+		AuthFailuresPerMinute: 10,
+		CallbackTimeout:       10 * time.Second,
+		RingHighSeveritySize:  5,
+		LogLevel:              "info",
+		LogFormat:             "json",
+		ShutdownTimeout:       20 * time.Second,
 	}
 }
 
@@ -131,11 +143,22 @@ func Load(path string, getenv func(string) string) (Config, error) {
 	return cfg, nil
 }
 
+// retired lists variables that no longer do anything, with what to set instead: silently ignoring
+// one would leave an operator believing it still works.
+var retired = map[string]string{
+	"DOPPEL_PPROF_ADDR": "DOPPEL_PPROF_ADDR is no longer used: the profiler is served at /debug/pprof/ on the admin listener; remove it and set DOPPEL_ADMIN_ADDR (default 127.0.0.1:9090)",
+}
+
 // applyEnv overrides every field whose variable is set and not empty.
 func applyEnv(cfg *Config, getenv func(string) string) error {
 	v := reflect.ValueOf(cfg).Elem()
 	t := v.Type()
 	var errs []error
+	for name, instead := range retired {
+		if strings.TrimSpace(getenv(name)) != "" {
+			errs = append(errs, errors.New(instead))
+		}
+	}
 	for i := range t.NumField() {
 		name := t.Field(i).Tag.Get("env")
 		raw := strings.TrimSpace(getenv(name))
@@ -277,6 +300,17 @@ func (c Config) Validate() error {
 	if c.HTTPAddr == "" {
 		bad("DOPPEL_HTTP_ADDR must not be empty, e.g. :8080")
 	}
+	if c.AdminAddr == "" {
+		bad("DOPPEL_ADMIN_ADDR must not be empty, e.g. 127.0.0.1:9090 (metrics, pprof and detailed readiness)")
+	} else if c.AdminAddr == c.HTTPAddr {
+		bad("DOPPEL_ADMIN_ADDR must differ from DOPPEL_HTTP_ADDR: the operations endpoints stay off the public listener")
+	}
+	if c.ReplayMaxChecks < 1 {
+		bad("DOPPEL_REPLAY_MAX_CHECKS must be at least 1, got %d", c.ReplayMaxChecks)
+	}
+	if c.AuthFailuresPerMinute < 0 {
+		bad("DOPPEL_AUTH_FAILURES_PER_MINUTE must be 0 (no throttling) or positive, got %d", c.AuthFailuresPerMinute)
+	}
 	if _, err := ParseAPIKeys(c.APIKeys); err != nil {
 		bad("%v", err)
 	}
@@ -336,15 +370,10 @@ func formatValue(f reflect.Value) string {
 }
 
 // mask hides a secret; a database URL keeps everything but its password, which is what an operator
-// needs to check where it points.
+// needs to check where it points (postgres.RedactURL is the one place that knows where passwords go).
 func mask(field, val string) string {
 	if field == "DatabaseURL" {
-		if u, err := url.Parse(val); err == nil && u.Host != "" {
-			if _, has := u.User.Password(); has {
-				u.User = url.UserPassword(u.User.Username(), "*****")
-			}
-			return u.String()
-		}
+		return postgres.RedactURL(val)
 	}
 	return "*****"
 }

@@ -96,3 +96,46 @@ func TestDescribeMasksSecrets(t *testing.T) {
 	require.Contains(t, s, "db:5432", "the database host stays visible")
 	require.Contains(t, s, "DOPPEL_WORKERS=128")
 }
+
+func TestDescribeMasksAPasswordGivenAsAQueryParameter(t *testing.T) {
+	t.Parallel()
+	vals := map[string]string{}
+	for k, v := range minimal {
+		vals[k] = v
+	}
+	vals["DOPPEL_DATABASE_URL"] = "postgres://doppel@db:5432/doppel?sslmode=disable&password=qu3ry-pw&sslpassword=k3y-pw"
+	cfg, err := config.Load("", env(vals))
+	require.NoError(t, err)
+	var out bytes.Buffer
+	require.NoError(t, cfg.Describe(&out))
+	require.NotContains(t, out.String(), "qu3ry-pw")
+	require.NotContains(t, out.String(), "k3y-pw")
+	require.Contains(t, out.String(), "db:5432")
+	require.Contains(t, out.String(), "sslmode=disable", "the rest of the URL stays visible")
+}
+
+func TestTheRetiredPprofVariableSaysWhatToSetInstead(t *testing.T) {
+	t.Parallel()
+	vals := map[string]string{"DOPPEL_PPROF_ADDR": "127.0.0.1:6060"}
+	for k, v := range minimal {
+		vals[k] = v
+	}
+	_, err := config.Load("", env(vals))
+	require.ErrorContains(t, err, "DOPPEL_ADMIN_ADDR")
+	require.ErrorContains(t, err, "/debug/pprof/")
+}
+
+func TestTheAdminListenerIsOnLoopbackAndApartFromTheAPI(t *testing.T) {
+	t.Parallel()
+	cfg, err := config.Load("", env(minimal))
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1:9090", cfg.AdminAddr)
+	require.Equal(t, 1000, cfg.ReplayMaxChecks)
+	vals := map[string]string{"DOPPEL_ADMIN_ADDR": ":8080", "DOPPEL_REPLAY_MAX_CHECKS": "0"}
+	for k, v := range minimal {
+		vals[k] = v
+	}
+	_, err = config.Load("", env(vals))
+	require.ErrorContains(t, err, "DOPPEL_ADMIN_ADDR must differ from DOPPEL_HTTP_ADDR")
+	require.ErrorContains(t, err, "DOPPEL_REPLAY_MAX_CHECKS must be at least 1")
+}
