@@ -72,7 +72,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if err != nil {
 			return err
 		}
-		startPprof(ctx, getenv("DOPPEL_PPROF_ADDR"), log)
 		// The parts shut down within their own bounds; this is the backstop that keeps a stuck
 		// connection from holding a SIGTERM past DOPPEL_SHUTDOWN_TIMEOUT. Abandoned work is
 		// uncommitted, so exiting here loses nothing.

@@ -5,22 +5,46 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"mime"
 	"net/http"
 	"strings"
+	"unicode/utf8"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/doppelhq/doppel/internal/duplicate"
 )
 
-// maxJSONBody bounds the bodies of the review and replay endpoints.
+// maxJSONBody bounds the bodies of the review endpoint (and is the least bound of the others).
 const maxJSONBody = 64 << 10
 
-// decodeJSON reads a bounded JSON object into v, rejecting unknown fields, wrong types and trailing
-// data with a 400 that names the field.
-func decodeJSON(req *http.Request, v any) error {
-	body, err := readBody(req, maxJSONBody)
+// requireJSON answers 415 unless the request says its body is JSON: a body sent as text/plain or a
+// form was not meant for this API (and is what a cross-site form post would send).
+func requireJSON(req *http.Request) error {
+	mt, _, err := mime.ParseMediaType(req.Header.Get("Content-Type"))
+	if err != nil || mt != echo.MIMEApplicationJSON {
+		return newError(http.StatusUnsupportedMediaType, codeUnsupportedMediaType,
+			"send the body as JSON with Content-Type: application/json")
+	}
+	return nil
+}
+
+// decodeJSON reads a JSON object of at most maxBytes into v, rejecting another Content-Type (415),
+// invalid UTF-8, unknown fields, wrong types and trailing data with a 400 that names the field.
+func decodeJSON(req *http.Request, v any, maxBytes int) error {
+	if err := requireJSON(req); err != nil {
+		return err
+	}
+	body, err := readBody(req, maxBytes)
 	if err != nil {
 		return err
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		return invalid("", "the body must be a JSON object")
+	}
+	// encoding/json would replace invalid bytes by U+FFFD: an id nobody sent.
+	if !utf8.Valid(body) {
+		return invalid("", "the body is not valid UTF-8")
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()

@@ -49,6 +49,7 @@ type Metrics struct {
 	alertsPublished prometheus.Counter
 	deadLetters     *prometheus.CounterVec
 	breakerState    *prometheus.GaugeVec
+	authFailures    *prometheus.CounterVec
 	// pausedUntil is the Unix time in nanoseconds until which vendor calls are paused; a gauge
 	// func turns it into seconds left at scrape time, so the value counts down by itself.
 	pausedUntil atomic.Int64
@@ -110,6 +111,10 @@ func New() *Metrics {
 			Name: "doppel_vendor_breaker_state",
 			Help: "State of the vendor circuit breaker: 1 on the current state, 0 on the others.",
 		}, []string{"state"}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "doppel_http_auth_failures_total",
+			Help: "Requests refused for their credentials, by route and reason (missing_credentials, invalid_api_key, missing_scope, invalid_token, invalid_signature, invalid_timestamp, stale_timestamp, throttled).",
+		}, []string{"route", "reason"}),
 		lag:    newLagCollector(sourceErrors.WithLabelValues("lag")),
 		outbox: newOutboxCollector(sourceErrors.WithLabelValues("outbox")),
 	}
@@ -128,7 +133,7 @@ func New() *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.eventsConsumed, m.outcomes, m.finished, m.retries, m.inFlight,
-		m.vendorCalls, m.vendorLatency, m.alertsPublished, m.deadLetters, m.breakerState,
+		m.vendorCalls, m.vendorLatency, m.alertsPublished, m.deadLetters, m.breakerState, m.authFailures,
 		pausedFor, sourceErrors, m.lag, m.outbox,
 	)
 	return m
@@ -195,6 +200,12 @@ func (m *Metrics) AlertsPublished(n int) {
 // elsewhere, or they are counted twice.
 func (m *Metrics) DeadLettered(reason string) {
 	m.deadLetters.WithLabelValues(labelOr(reason, "unknown")).Inc()
+}
+
+// AuthFailure records a request refused for its credentials: the route (its pattern, so the
+// label's values stay few) and the reason. Its signature matches httpapi.Config.OnAuthFailure.
+func (m *Metrics) AuthFailure(route, reason string) {
+	m.authFailures.WithLabelValues(labelOr(route, "unknown"), labelOr(reason, "unknown")).Inc()
 }
 
 // SetBreakerState records the vendor circuit breaker's current state: closed, open or half_open.
