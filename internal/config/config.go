@@ -302,7 +302,7 @@ func (c Config) Validate() error {
 	}
 	if c.AdminAddr == "" {
 		bad("DOPPEL_ADMIN_ADDR must not be empty, e.g. 127.0.0.1:9090 (metrics, pprof and detailed readiness)")
-	} else if c.AdminAddr == c.HTTPAddr {
+	} else if c.AdminAddr == c.HTTPAddr && !strings.HasSuffix(c.AdminAddr, ":0") { // :0 picks a free port each
 		bad("DOPPEL_ADMIN_ADDR must differ from DOPPEL_HTTP_ADDR: the operations endpoints stay off the public listener")
 	}
 	if c.ReplayMaxChecks < 1 {

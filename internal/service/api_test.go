@@ -32,8 +32,8 @@ func hexSHA256(s string) string {
 func apiFixture(t *testing.T) (*fixture, string) {
 	t.Helper()
 	f := setup(t, advancesim.Config{})
-	f.cfg.HTTPAddr = freeAddr(t)
-	f.cfg.APIKeys = "analyst:read+review:" + hexSHA256(analystKey)
+	f.cfg.HTTPAddr, f.cfg.AdminAddr = freeAddr(t), freeAddr(t)
+	f.cfg.APIKeys = "analyst:read+review+replay:" + hexSHA256(analystKey)
 	f.cfg.CallbackToken = callbackToken
 	f.cfg.RingHighSeveritySize = 3
 	require.NoError(t, f.cfg.Validate())

@@ -131,7 +131,7 @@ func TestAnAccountLevelFailurePausesEverythingUntilItClears(t *testing.T) {
 	t.Parallel()
 	f := setup(t, advancesim.Config{})
 	f.cfg.BreakerOpenFor = 300 * time.Millisecond
-	f.cfg.HTTPAddr = freeAddr(t)
+	f.cfg.HTTPAddr, f.cfg.AdminAddr = freeAddr(t), freeAddr(t)
 	require.NoError(t, f.sim.SetFaults(advancesim.Faults{ForceCode: "INSUFFICIENT_BALANCE"}))
 	sigs, msgs := ring(t, f, 10, "broke")
 	stop := f.start(t)
@@ -139,17 +139,23 @@ func TestAnAccountLevelFailurePausesEverythingUntilItClears(t *testing.T) {
 	testinfra.Produce(t, f.cfg.TopicEvents, msgs...)
 
 	testinfra.Eventually(t, 20*time.Second, func() bool {
-		status, body := readyz(t, f.cfg.HTTPAddr)
+		status, body := readyz(t, f.cfg.AdminAddr)
 		checks, _ := body["checks"].(map[string]any)
 		reason, _ := checks["vendor"].(string)
 		return status == http.StatusServiceUnavailable && len(reason) > 0 && strings.Contains(reason, "INSUFFICIENT_BALANCE")
-	}, "readyz explains the open circuit")
+	}, "the admin listener's readyz explains the open circuit")
+	// The public one says only that it is not ready: vendor codes are for operators.
+	status, body := readyz(t, f.cfg.HTTPAddr)
+	require.Equal(t, http.StatusServiceUnavailable, status)
+	require.Equal(t, map[string]any{"status": "not_ready"}, body)
 	time.Sleep(time.Second) // several probe periods pass while the account is unusable
 	require.Zero(t, f.countChecks(t), "nothing is stored while the vendor account is unusable")
 	require.Empty(t, testinfra.ReadAll(t, f.cfg.TopicDLQ, 1, 500*time.Millisecond), "and nothing is dead-lettered")
 
 	require.NoError(t, f.sim.SetFaults(advancesim.Faults{}))
 	f.waitForChecks(t, len(sigs), 60*time.Second)
-	status, _ := readyz(t, f.cfg.HTTPAddr)
-	require.Equal(t, http.StatusOK, status)
+	testinfra.Eventually(t, 10*time.Second, func() bool {
+		status, _ := readyz(t, f.cfg.HTTPAddr)
+		return status == http.StatusOK
+	}, "ready again at the next readiness round")
 }
