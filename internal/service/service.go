@@ -92,6 +92,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		Classify:      Classify,
 		RouteKey:      routeKey,
 		ShutdownGrace: cfg.ShutdownTimeout / 2,
+		StallAfter:    cfg.StallAfter,
 		Logger:        log.With("component", "consumer"),
 		Observer:      m,
 	}, p.handle)
@@ -116,6 +117,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		readiness.Check{Name: "database", Check: func(ctx context.Context) error { return pool.Ping(ctx) }},
 		readiness.Check{Name: "kafka", Check: func(ctx context.Context) error { return pingBroker(ctx, cfg.KafkaBrokers) }},
 		readiness.Check{Name: "vendor", Check: func(context.Context) error { return vendor.Ready() }},
+		readiness.Check{Name: "consumer", Check: cons.CheckProgress},
 	)
 	api := httpapi.New(httpapi.Config{
 		Logger:                log.With("component", "http"),
