@@ -105,7 +105,14 @@ func unmarshalEvent(value []byte, opts DecodeOptions, v any) error {
 	}
 	// encoding/json would silently replace invalid bytes by U+FFFD, storing an id nobody sent.
 	if !utf8.Valid(value) {
-		return &DecodeError{Reason: ReasonInvalidUTF8, Detail: "the message is not valid UTF-8 text"}
+		detail := "the message is not valid UTF-8 text"
+		var probe struct {
+			SignatureID string `json:"signatureId"`
+		}
+		if json.Unmarshal(value, &probe) == nil && strings.ContainsRune(probe.SignatureID, utf8.RuneError) {
+			detail = "signatureId is not valid UTF-8"
+		}
+		return &DecodeError{Reason: ReasonInvalidUTF8, Detail: detail}
 	}
 	if err := json.Unmarshal(value, v); err != nil {
 		return decodeJSONError(value, err)
@@ -119,7 +126,7 @@ func validateEvent(ev Event, opts DecodeOptions) (Event, error) {
 	// vendor id holds it.
 	if strings.ContainsRune(ev.SignatureID, utf8.RuneError) {
 		return Event{}, &DecodeError{Reason: ReasonInvalidUTF8,
-			Detail: "signatureId holds U+FFFD: an invalid UTF-8 sequence or a lone surrogate escape"}
+			Detail: "signatureId is not valid UTF-8: it holds U+FFFD (a lone surrogate escape?)"}
 	}
 	// Every rule is checked on the value as sent, before surrounding white space is trimmed, so
 	// padding changes nothing and no control character (NUL above all, which PostgreSQL cannot

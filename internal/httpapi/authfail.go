@@ -26,10 +26,6 @@ const (
 	authThrottled          = "throttled"
 )
 
-// AuthFailureReasons lists every reason label, so the metric can show each at zero.
-var AuthFailureReasons = []string{authMissingCredentials, authInvalidAPIKey, authMissingScope, authInvalidToken,
-	authInvalidSignature, authInvalidTimestamp, authStaleTimestamp, authThrottled}
-
 // maxTrackedAddrs bounds the memory the throttle uses however many addresses fail.
 const maxTrackedAddrs = 10000
 

@@ -109,8 +109,12 @@ func decodeErrorAnswer(err error) error {
 	}
 	field := ""
 	switch de.Reason {
-	case duplicate.ReasonMissingSignatureID, duplicate.ReasonInvalidSignatureID, duplicate.ReasonInvalidUTF8:
+	case duplicate.ReasonMissingSignatureID, duplicate.ReasonInvalidSignatureID:
 		field = "signatureId"
+	case duplicate.ReasonInvalidUTF8:
+		if strings.HasPrefix(de.Detail, "signatureId") {
+			field = "signatureId"
+		}
 	case duplicate.ReasonMissingType, duplicate.ReasonUnknownEventType:
 		field = "type"
 	case duplicate.ReasonWrongFieldType:

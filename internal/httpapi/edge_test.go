@@ -494,3 +494,12 @@ func TestTheDetailedReadinessIsTheCheckersCachedAnswer(t *testing.T) {
 	defer mu.Unlock()
 	require.Equal(t, 1, calls, "a /readyz call runs no check (and opens no connection)")
 }
+
+func TestInvalidUTF8OutsideTheSignatureIDNamesNoField(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	e := f.callback("?token="+callbackToken, "{\"signatureId\":\"s1\",\"type\":\"COMPLETED\",\"note\":\"\xfe\"}", nil).
+		apiError(t, http.StatusBadRequest, "invalid_input")
+	require.Empty(t, e.Field)
+	require.Contains(t, e.Message, "UTF-8")
+}

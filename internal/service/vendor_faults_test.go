@@ -1,6 +1,7 @@
 package service_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/doppelhq/doppel/internal/advancesim"
 	"github.com/doppelhq/doppel/internal/consumer"
+	"github.com/doppelhq/doppel/internal/duplicate"
 	"github.com/doppelhq/doppel/internal/testinfra"
 )
 
@@ -160,4 +162,28 @@ func TestAnAccountLevelFailurePausesEverythingUntilItClears(t *testing.T) {
 		status, _ := readyz(t, f.cfg.HTTPAddr)
 		return status == http.StatusOK
 	}, "ready again at the next readiness round")
+}
+
+// A signatureId that is not UTF-8 would be stored with U+FFFD in its place, an id nobody sent: it
+// is dead-lettered as invalid_utf8 with its original bytes, and the events behind it go on.
+func TestInvalidUTF8IsDeadLetteredNotStoredMangled(t *testing.T) {
+	t.Parallel()
+	f := setup(t, advancesim.Config{})
+	good := testinfra.AddSession(t, f.sim, "utf8-user", "utf8-face", "PASS")
+	bad := []byte("{\"signatureId\":\"ab\xffcd\",\"type\":\"COMPLETED\",\"userId\":\"u1\"}")
+	stop := f.start(t)
+	defer stop()
+	testinfra.Produce(t, f.cfg.TopicEvents,
+		kafka.Message{Key: []byte("ab-cd"), Value: bad}, event(good, "COMPLETED", "utf8-user"))
+	f.waitForChecks(t, 1, 60*time.Second)
+
+	letters := testinfra.ReadAll(t, f.cfg.TopicDLQ, 1, 20*time.Second)
+	require.Len(t, letters, 1)
+	require.Equal(t, duplicate.ReasonInvalidUTF8, header(letters[0], consumer.HeaderReason))
+	require.Equal(t, bad, letters[0].Value, "the original bytes, unchanged")
+	var mangled int
+	require.NoError(t, f.pool.QueryRow(context.Background(),
+		`SELECT count(*) FROM idv_checks WHERE signature_id LIKE '%' || chr(65533) || '%'`).Scan(&mangled))
+	require.Zero(t, mangled)
+	require.Equal(t, map[string]string{good: "no_duplicates"}, f.outcomes(t))
 }
