@@ -30,7 +30,7 @@ func NewAdmin(cfg AdminConfig) *Admin {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	a := &Admin{echo: newEcho(cfg.Logger), cfg: cfg}
+	a := &Admin{echo: newEcho(cfg.Logger, nil), cfg: cfg}
 	a.routes()
 	return a
 }

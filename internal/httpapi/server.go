@@ -88,6 +88,10 @@ type Config struct {
 	AuthFailuresPerMinute int
 	// OnAuthFailure counts a failed authentication by route and reason (the metric); may be nil.
 	OnAuthFailure func(route, reason string)
+
+	// OnRequest is told about every answered request (route pattern, method, status, duration),
+	// for the HTTP metrics; may be nil.
+	OnRequest func(route, method string, status int, d time.Duration)
 }
 
 // Server holds the Echo instance and what its handlers need.
@@ -112,18 +116,20 @@ func New(cfg Config) *Server {
 	if cfg.ReplayMaxChecks <= 0 {
 		cfg.ReplayMaxChecks = 1000
 	}
-	s := &Server{echo: newEcho(cfg.Logger), cfg: cfg, log: cfg.Logger,
+	s := &Server{echo: newEcho(cfg.Logger, cfg.OnRequest), cfg: cfg, log: cfg.Logger,
 		authFail: newAuthFailures(cfg.AuthFailuresPerMinute, cfg.OnAuthFailure, cfg.Logger)}
 	s.routes()
 	return s
 }
 
-// newEcho returns an Echo instance whose every error, its own included, has the one JSON shape.
-func newEcho(log *slog.Logger) *echo.Echo {
+// newEcho returns an Echo instance whose every error, its own included, has the one JSON shape;
+// onRequest (may be nil) is told about every answered request.
+func newEcho(log *slog.Logger, onRequest func(route, method string, status int, d time.Duration)) *echo.Echo {
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = errorHandler(log)
+	e.Use(requestMetrics(onRequest))
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true, DisablePrintStack: true}))
 	return e
 }

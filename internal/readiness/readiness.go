@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 )
@@ -46,6 +45,8 @@ type Checker struct {
 
 	mu   sync.Mutex
 	last Report
+	// wasReady is each check's state as last logged.
+	wasReady map[string]bool
 }
 
 // New returns a Checker of checks. Until its first round it reports not ready.
@@ -59,7 +60,7 @@ func New(cfg Config, checks ...Check) *Checker {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Checker{cfg: cfg, checks: slices.Clone(checks)}
+	return &Checker{cfg: cfg, checks: slices.Clone(checks), wasReady: map[string]bool{}}
 }
 
 // Run checks at once and then every interval until ctx ends; it returns nil then.
@@ -76,9 +77,10 @@ func (c *Checker) Run(ctx context.Context) error {
 	}
 }
 
-// CheckNow runs every check once, concurrently, and caches the result.
-func (c *Checker) CheckNow(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+// CheckNow runs every check once, concurrently, and caches the result. A round cut short because
+// ctx ended (a shutdown) says nothing about the dependencies and is dropped.
+func (c *Checker) CheckNow(parent context.Context) {
+	ctx, cancel := context.WithTimeout(parent, c.cfg.Timeout)
 	defer cancel()
 	results := make([]string, len(c.checks))
 	var wg sync.WaitGroup
@@ -91,6 +93,9 @@ func (c *Checker) CheckNow(ctx context.Context) {
 		})
 	}
 	wg.Wait()
+	if parent.Err() != nil {
+		return
+	}
 	r := Report{Ready: true, CheckedAt: time.Now(), Checks: make(map[string]string, len(c.checks))}
 	for i, chk := range c.checks {
 		r.Checks[chk.Name] = results[i]
@@ -99,10 +104,9 @@ func (c *Checker) CheckNow(ctx context.Context) {
 		}
 	}
 	c.mu.Lock()
-	prev := c.last
 	c.last = r
+	c.logChanges(r)
 	c.mu.Unlock()
-	c.logChange(prev, r)
 }
 
 // Report returns the last round's answer. An answer older than three intervals (the checker is
@@ -128,21 +132,21 @@ func (c *Checker) Report() Report {
 	return r
 }
 
-// logChange logs when readiness flips, with the reasons, so the log tells when and why an
-// instance left its load balancer.
-func (c *Checker) logChange(prev, cur Report) {
-	if !prev.CheckedAt.IsZero() && prev.Ready == cur.Ready && (cur.Ready || maps.Equal(prev.Checks, cur.Checks)) {
-		return
-	}
-	if cur.Ready {
-		c.cfg.Logger.Info("ready")
-		return
-	}
-	var failing []string
-	for _, name := range slices.Sorted(maps.Keys(cur.Checks)) {
-		if v := cur.Checks[name]; v != "ok" {
-			failing = append(failing, name+": "+v)
+// logChanges logs each check's changes once each, "ready" when it passes (at first, or again) and
+// "not ready" with the reason when it starts failing, so the log tells when and why an instance
+// left its load balancer without a line per round. Called with mu held.
+func (c *Checker) logChanges(r Report) {
+	for _, chk := range c.checks {
+		reason := r.Checks[chk.Name]
+		ready := reason == "ok"
+		if was, known := c.wasReady[chk.Name]; known && was == ready {
+			continue
+		}
+		c.wasReady[chk.Name] = ready
+		if ready {
+			c.cfg.Logger.Info("ready", "check", chk.Name)
+		} else {
+			c.cfg.Logger.Warn("not ready", "check", chk.Name, "reason", reason)
 		}
 	}
-	c.cfg.Logger.Warn("not ready", "reasons", strings.Join(failing, "; "))
 }

@@ -1,8 +1,11 @@
 package readiness_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -68,4 +71,40 @@ func TestAHangingCheckIsBoundedByTheTimeout(t *testing.T) {
 	c.CheckNow(context.Background())
 	require.Less(t, time.Since(start), 2*time.Second)
 	require.Equal(t, context.DeadlineExceeded.Error(), c.Report().Checks["kafka"])
+}
+
+func TestChangesAreLoggedOnceEach(t *testing.T) {
+	t.Parallel()
+	var logs bytes.Buffer
+	var failure atomic.Pointer[error]
+	c := readiness.New(readiness.Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))},
+		readiness.Check{Name: "kafka", Check: func(context.Context) error {
+			if p := failure.Load(); p != nil {
+				return *p
+			}
+			return nil
+		}})
+	rounds := func(n int) {
+		for range n {
+			c.CheckNow(context.Background())
+		}
+	}
+	rounds(3)
+	down := errors.New("no broker answers")
+	failure.Store(&down)
+	rounds(5)
+	failure.Store(nil)
+	rounds(4)
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	require.Len(t, lines, 3, logs.String())
+	require.Contains(t, lines[0], "msg=ready check=kafka")
+	require.Contains(t, lines[1], `msg="not ready" check=kafka reason="no broker answers"`)
+	require.Contains(t, lines[2], "msg=ready check=kafka")
+
+	// A round cut short by a shutdown changes nothing.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	c.CheckNow(ctx)
+	require.True(t, c.Report().Ready)
+	require.Len(t, strings.Split(strings.TrimSpace(logs.String()), "\n"), 3)
 }

@@ -134,6 +134,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		ReplayMaxChecks:       cfg.ReplayMaxChecks,
 		AuthFailuresPerMinute: cfg.AuthFailuresPerMinute,
 		OnAuthFailure:         m.AuthFailure,
+		OnRequest:             m.HTTPRequest,
 	})
 	admin := httpapi.NewAdmin(httpapi.AdminConfig{Readiness: ready, Metrics: m.Handler(),
 		Logger: log.With("component", "admin")})
