@@ -166,10 +166,14 @@ func run(ctx context.Context, getenv func(string) string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	adminAddr, err := childproc.FreeAddr()
+	if err != nil {
+		return err
+	}
 	doppel, err := startProcess("doppel serve", filepath.Join(logDir, "doppel.log"), filepath.Join(root, "bin", "doppel"), []string{"serve"},
 		append([]string{"DOPPEL_DATABASE_URL=" + dbURL, "DOPPEL_KAFKA_BROKERS=" + brokers, "DOPPEL_KAFKA_GROUP_ID=doppel-demo",
 			"DOPPEL_TOPIC_EVENTS=" + topicEvents, "DOPPEL_TOPIC_ALERTS=" + topicAlerts, "DOPPEL_TOPIC_DLQ=" + topicDLQ,
-			"DOPPEL_HTTP_ADDR=" + httpAddr, "DOPPEL_LOG_LEVEL=info"}, regionEnv...)...)
+			"DOPPEL_HTTP_ADDR=" + httpAddr, "DOPPEL_ADMIN_ADDR=" + adminAddr, "DOPPEL_LOG_LEVEL=info"}, regionEnv...)...)
 	if err != nil {
 		return err
 	}

@@ -25,7 +25,8 @@ type callbackAccepted struct {
 // handleCallback accepts the vendor's callback body ({"signatureId", "type"}) and writes it to the
 // events topic. It answers 200 only once the broker has acknowledged the event (so a 200 means it
 // will be processed) and 5xx when it could not, so the vendor retries. A callback sent twice is
-// harmless: the pipeline stores one outcome per signatureId.
+// harmless: the pipeline stores one outcome per signatureId. Nothing but signatureId and type is
+// taken from the body (see duplicate.DecodeCallback).
 //
 // /v1/callbacks/advance/{region} is the callback of one vendor region: the event carries the region,
 // and an unknown region is a 404 naming it. The path without a region means the default region.
@@ -38,30 +39,38 @@ func (s *Server) handleCallback(c echo.Context) error {
 		return newError(http.StatusServiceUnavailable, codeNotConfigured,
 			"callbacks are not configured: set DOPPEL_CALLBACK_TOKEN (or DOPPEL_CALLBACK_HMAC_SECRET)")
 	}
-	req := c.Request()
-	tokenOK := tokenMatches(c.QueryParam("token"), s.cfg.CallbackToken)
-	signature := req.Header.Get(SignatureHeader)
-	if !tokenOK && (signature == "" || s.cfg.CallbackHMACSecret == "") {
-		return newError(http.StatusUnauthorized, codeUnauthorized,
-			"add the callback token to the callback URL (?token=...) or sign the body in "+SignatureHeader)
+	if err := s.authFail.throttled(c); err != nil {
+		return err
 	}
-	body, err := readBody(req, s.cfg.EventOptions.MaxBytes)
+	req := c.Request()
+	var body []byte
+	read := func() ([]byte, error) {
+		if body != nil {
+			return body, nil
+		}
+		b, err := readBody(req, s.cfg.EventOptions.MaxBytes)
+		body = b
+		return b, err
+	}
+	reason, message, err := s.callbackCredentials(c, read)
 	if err != nil {
 		return err
 	}
-	if !tokenOK && !signatureMatches(signature, body, s.cfg.CallbackHMACSecret) {
-		return newError(http.StatusUnauthorized, codeUnauthorized, SignatureHeader+" does not match the body")
+	if reason != "" {
+		s.authFail.fail(c, reason)
+		return newError(http.StatusUnauthorized, codeUnauthorized, "%s", message)
 	}
-	ev, err := duplicate.DecodeEvent(body, s.cfg.EventOptions)
+	if err := requireJSON(req); err != nil {
+		return err
+	}
+	if _, err := read(); err != nil {
+		return err
+	}
+	ev, err := duplicate.DecodeCallback(body, s.cfg.EventOptions)
 	if err != nil {
 		return decodeErrorAnswer(err)
 	}
-	if region != "" {
-		if ev.Region != "" && ev.Region != region {
-			return invalid("region", "the body's region %q differs from the callback URL's region %q", ev.Region, region)
-		}
-		ev.Region = region
-	}
+	ev.Region = region
 	if s.cfg.Events == nil {
 		return newError(http.StatusServiceUnavailable, codeNotConfigured, "no event topic is configured")
 	}
@@ -111,6 +120,10 @@ func decodeErrorAnswer(err error) error {
 	switch de.Reason {
 	case duplicate.ReasonMissingSignatureID, duplicate.ReasonInvalidSignatureID:
 		field = "signatureId"
+	case duplicate.ReasonInvalidUTF8:
+		if strings.HasPrefix(de.Detail, "signatureId") {
+			field = "signatureId"
+		}
 	case duplicate.ReasonMissingType, duplicate.ReasonUnknownEventType:
 		field = "type"
 	case duplicate.ReasonWrongFieldType:
@@ -120,7 +133,7 @@ func decodeErrorAnswer(err error) error {
 	case duplicate.ReasonInvalidField:
 		field, _, _ = strings.Cut(de.Detail, " ")
 	case duplicate.ReasonInvalidJSON:
-		return invalid("", "the body is not a JSON object: %s", de.Detail)
+		return invalid("", "the body is not a JSON object (%s)", de.Detail)
 	}
 	return invalid(field, "%s", de.Detail)
 }

@@ -78,6 +78,7 @@ type Metrics struct {
 	regions      map[string]*Region
 	httpRequests *prometheus.CounterVec
 	httpLatency  *prometheus.HistogramVec
+	authFailures *prometheus.CounterVec
 
 	lag    *lagCollector
 	outbox *outboxCollector
@@ -168,6 +169,10 @@ func New() *Metrics {
 			Name: "doppel_region_parking",
 			Help: "1 while a vendor region's events go through its parking topic (the region is unavailable or its parked backlog is not drained), else 0.",
 		}, []string{"region"}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "doppel_http_auth_failures_total",
+			Help: "Requests refused for their credentials, by route and reason (missing_credentials, invalid_api_key, missing_scope, invalid_token, invalid_signature, invalid_timestamp, stale_timestamp, throttled).",
+		}, []string{"route", "reason"}),
 		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "doppel_http_requests_total",
 			Help: "HTTP requests answered, by route (the registered path pattern, or unmatched), method and status code.",
@@ -203,7 +208,7 @@ func New() *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.eventsConsumed, m.outcomes, m.finished, m.retries, m.inFlight,
 		m.vendorCalls, m.vendorLatency, m.alertsPublished, m.deadLetters, m.unwritable, m.stalled, m.stuckFor,
-		m.breakerState, m.budgetSpent, m.budgetLimit, m.budgetWarning, m.parked, m.parking,
+		m.breakerState, m.authFailures, m.budgetSpent, m.budgetLimit, m.budgetWarning, m.parked, m.parking,
 		sourceErrors, m.lag, m.outbox,
 	)
 	reg.MustRegister(buildInfo, m.httpRequests, m.httpLatency)
@@ -284,6 +289,12 @@ func (m *Metrics) AlertsPublished(n int) {
 // elsewhere, or they are counted twice.
 func (m *Metrics) DeadLettered(reason string) {
 	m.deadLetters.WithLabelValues(labelOr(reason, "unknown")).Inc()
+}
+
+// AuthFailure records a request refused for its credentials: the route (its pattern, so the
+// label's values stay few) and the reason. Its signature matches httpapi.Config.OnAuthFailure.
+func (m *Metrics) AuthFailure(route, reason string) {
+	m.authFailures.WithLabelValues(labelOr(route, "unknown"), labelOr(reason, "unknown")).Inc()
 }
 
 // HTTPRequest records one answered HTTP request: its route pattern ("" for a request no route

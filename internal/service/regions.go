@@ -9,9 +9,9 @@ import (
 	"github.com/doppelhq/doppel/internal/advance"
 	"github.com/doppelhq/doppel/internal/config"
 	"github.com/doppelhq/doppel/internal/facesearch"
-	"github.com/doppelhq/doppel/internal/httpapi"
 	"github.com/doppelhq/doppel/internal/metrics"
 	"github.com/doppelhq/doppel/internal/postgres"
+	"github.com/doppelhq/doppel/internal/readiness"
 	"github.com/doppelhq/doppel/internal/region"
 )
 
@@ -71,15 +71,15 @@ func refreshBudgets(ctx context.Context, regions *region.Registry, log *slog.Log
 // unready (consumption is paused), as before regions. With several, "vendor" fails only when no
 // region can take events, and each region's state is reported as vendor:<region> without making
 // the instance unready: its events are parked and the other regions' flow.
-func regionReadiness(regions *region.Registry) []httpapi.ReadinessCheck {
+func regionReadiness(regions *region.Registry) []readiness.Check {
 	names := regions.Names()
 	if len(names) == 1 {
-		return []httpapi.ReadinessCheck{{Name: "vendor", Check: func(context.Context) error { return regions.Default().Ready() }}}
+		return []readiness.Check{{Name: "vendor", Check: func(context.Context) error { return regions.Default().Ready() }}}
 	}
-	checks := []httpapi.ReadinessCheck{{Name: "vendor", Check: func(context.Context) error { return regions.Ready() }}}
+	checks := []readiness.Check{{Name: "vendor", Check: func(context.Context) error { return regions.Ready() }}}
 	for _, name := range names {
 		r, _ := regions.Lookup(name)
-		checks = append(checks, httpapi.ReadinessCheck{Name: "vendor:" + name, Informational: true,
+		checks = append(checks, readiness.Check{Name: "vendor:" + name, Informational: true,
 			Check: func(context.Context) error { return r.Ready() }})
 	}
 	return checks

@@ -57,7 +57,7 @@ func setupRegions(t *testing.T) (*fixture, *regionSim, *regionSim) {
 	for _, r := range []*regionSim{ph, th} {
 		f.cfg.Advance.Regions[r.name] = config.RegionSettings{BaseURL: r.url, AccessKey: r.keys[0], SecretKey: r.keys[1]}
 	}
-	f.cfg.HTTPAddr = freeAddr(t)
+	f.cfg.HTTPAddr, f.cfg.AdminAddr = freeAddr(t), freeAddr(t)
 	f.cfg.BreakerOpenFor = 2 * time.Second
 	require.NoError(t, f.cfg.Validate())
 	return f, ph, th
@@ -221,12 +221,12 @@ func TestEachEventIsSearchedAndBilledInItsOwnRegion(t *testing.T) {
 		`SELECT regions FROM duplicate_accounts WHERE user_id = 'bob' AND duplicate_user_id = 'alice'`).Scan(&regions))
 	require.Equal(t, []string{"ph"}, regions)
 
-	// Readiness reports each region.
-	code, ready := readyz(t, f.cfg.HTTPAddr)
-	require.Equal(t, http.StatusOK, code)
-	checks := ready["checks"].(map[string]any)
-	require.Equal(t, "ok", checks["vendor:ph"])
-	require.Equal(t, "ok", checks["vendor:th"])
+	// Readiness reports each region (on the admin listener).
+	testinfra.Eventually(t, 10*time.Second, func() bool {
+		code, ready := readyz(t, f.cfg.AdminAddr)
+		checks, _ := ready["checks"].(map[string]any)
+		return code == http.StatusOK && checks["vendor:ph"] == "ok" && checks["vendor:th"] == "ok"
+	}, "both regions ready")
 }
 
 // delays returns, per signatureId, how long after it was produced its check was stored.
@@ -334,7 +334,7 @@ func TestARegionsOutageDoesNotSlowTheOthersAndLosesNothing(t *testing.T) {
 	requireBilledOnce(t, ph, append(phHealthySigs, phDuringSigs...)...)
 	require.Zero(t, topicEnd(t, f.cfg.TopicDLQ), "nothing dead-lettered")
 	require.Equal(t, 650, countWhere(t, f, `region = 'th' AND outcome = 'no_duplicates'`))
-	page := metricsPage(t, f.cfg.HTTPAddr)
+	page := metricsPage(t, f.cfg.AdminAddr)
 	require.Regexp(t, `doppel_region_parked_events_total\{region="th"\} [1-9]`, page, "TH's events waited in its parking topic")
 	require.Contains(t, page, `doppel_region_parked_events_total{region="ph"} 0`, "PH's never did")
 	require.Positive(t, th.sim.Stats().Answers["HTTP_503"], "TH really was down")
@@ -397,10 +397,13 @@ func TestARegionsMonthlyBudgetPausesItUntilRaised(t *testing.T) {
 		"3 PH checks (its budget) and both TH checks stored")
 	time.Sleep(3 * time.Second)
 	require.Equal(t, 3, phStored(), "PH pauses at its budget")
-	code, ready := readyz(t, f.cfg.HTTPAddr)
-	require.Equal(t, http.StatusOK, code, "TH can take events: the instance is ready")
-	require.Contains(t, ready["checks"].(map[string]any)["vendor:ph"], "spent its monthly budget of 3")
-	require.Contains(t, metricsPage(t, f.cfg.HTTPAddr), `doppel_region_budget_warning{region="ph"} 2`)
+	testinfra.Eventually(t, 10*time.Second, func() bool {
+		code, ready := readyz(t, f.cfg.AdminAddr)
+		checks, _ := ready["checks"].(map[string]any)
+		ph, _ := checks["vendor:ph"].(string)
+		return code == http.StatusOK && strings.Contains(ph, "spent its monthly budget of 3")
+	}, "the admin /readyz says PH spent its budget; TH can take events, so the instance is ready")
+	require.Contains(t, metricsPage(t, f.cfg.AdminAddr), `doppel_region_budget_warning{region="ph"} 2`)
 	stop()
 
 	// A restart does not reset the spend: with a budget of 4, one more search.
@@ -417,7 +420,7 @@ func TestARegionsMonthlyBudgetPausesItUntilRaised(t *testing.T) {
 	requireBilledOnce(t, ph, phSigs...)
 	requireBilledOnce(t, th, thSigs...)
 	require.Zero(t, topicEnd(t, f.cfg.TopicDLQ), "nothing dead-lettered")
-	page := metricsPage(t, f.cfg.HTTPAddr)
+	page := metricsPage(t, f.cfg.AdminAddr)
 	require.Contains(t, page, `doppel_region_budget_spent{region="ph"} 5`)
 	require.True(t, strings.Contains(page, `doppel_region_budget_warning{region="ph"} 0`))
 }
@@ -441,10 +444,12 @@ func TestAnAccountFailureInOneRegionParksOnlyItsEvents(t *testing.T) {
 	testinfra.Produce(t, f.cfg.TopicEvents, msgs...)
 	testinfra.Eventually(t, 60*time.Second, func() bool { return countWhere(t, f, `region = 'ph'`) == 10 }, "PH's events stored")
 	require.Zero(t, countWhere(t, f, `region = 'th'`), "TH's wait")
-	code, ready := readyz(t, f.cfg.HTTPAddr)
-	require.Equal(t, http.StatusOK, code)
-	require.Contains(t, ready["checks"].(map[string]any)["vendor:th"], "ACCOUNT_DISABLED")
-	require.Equal(t, "ok", ready["checks"].(map[string]any)["vendor:ph"])
+	testinfra.Eventually(t, 10*time.Second, func() bool {
+		code, ready := readyz(t, f.cfg.AdminAddr)
+		checks, _ := ready["checks"].(map[string]any)
+		th, _ := checks["vendor:th"].(string)
+		return code == http.StatusOK && strings.Contains(th, "ACCOUNT_DISABLED") && checks["vendor:ph"] == "ok"
+	}, "the admin /readyz names TH's code, PH is ok, and the instance is ready")
 
 	require.NoError(t, th.sim.SetFaults(advancesim.Faults{}))
 	testinfra.Eventually(t, 60*time.Second, func() bool { return countWhere(t, f, `region = 'th'`) == 10 },
@@ -453,7 +458,7 @@ func TestAnAccountFailureInOneRegionParksOnlyItsEvents(t *testing.T) {
 	requireBilledOnce(t, th, thSigs...)
 	require.Zero(t, topicEnd(t, f.cfg.TopicDLQ), "nothing dead-lettered")
 	testinfra.Eventually(t, 10*time.Second, func() bool {
-		return strings.Contains(metricsPage(t, f.cfg.HTTPAddr), `doppel_region_parking{region="th"} 0`)
+		return strings.Contains(metricsPage(t, f.cfg.AdminAddr), `doppel_region_parking{region="th"} 0`)
 	}, "TH leaves parking once its parking topic is drained")
 }
 
@@ -482,7 +487,7 @@ func TestASlowRegionCannotTakeEveryWorker(t *testing.T) {
 	}
 	f.start(t)
 	testinfra.Eventually(t, 30*time.Second, func() bool {
-		page, err := http.Get("http://" + f.cfg.HTTPAddr + "/metrics")
+		page, err := http.Get("http://" + f.cfg.AdminAddr + "/metrics")
 		if err != nil {
 			return false
 		}
