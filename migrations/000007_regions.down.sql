@@ -1,3 +1,5 @@
+DROP VIEW region_fraud_rings;
+
 DROP VIEW open_alerts;
 CREATE VIEW open_alerts AS
 SELECT a.alert_id, a.detected_at, a.severity, a.ring_id, a.ring_size, a.signature_id, a.user_id,

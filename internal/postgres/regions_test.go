@@ -1,6 +1,8 @@
 package postgres_test
 
 import (
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,4 +84,40 @@ func TestALinkRecordsEachRegionThatFoundIt(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, alerts, 1, "s1's alert; s2 and s3 found nothing new")
 	require.Equal(t, "ph", alerts[0].Region)
+}
+
+func TestRegionFraudRingsAreTheRingsEachRegionFound(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	now := time.Now()
+	for _, c := range []duplicate.Check{
+		inRegion(check("s1", "bob", "alice"), "ph", now),
+		inRegion(check("s2", "carol", "alice", "bob"), "ph", now),
+		inRegion(check("s3", "dave", "carol"), "th", now), // carol and dave only in th
+		inRegion(check("s4", "bob", "alice"), "th", now),  // alice~bob in both
+	} {
+		_, err := b.store.SaveCheck(b.ctx, c)
+		require.NoError(t, err)
+	}
+	rows, err := b.pool.Query(b.ctx, `SELECT region, size, members, link_count FROM region_fraud_rings ORDER BY region, ring_id`)
+	require.NoError(t, err)
+	type ring struct {
+		region  string
+		size    int
+		members []string
+		links   int
+	}
+	var got []ring
+	for rows.Next() {
+		var r ring
+		require.NoError(t, rows.Scan(&r.region, &r.size, &r.members, &r.links))
+		got = append(got, r)
+	}
+	require.NoError(t, rows.Err())
+	slices.SortFunc(got, func(a, b ring) int { return strings.Compare(a.region+a.members[0], b.region+b.members[0]) })
+	require.Equal(t, []ring{
+		{"ph", 3, []string{"alice", "bob", "carol"}, 3},
+		{"th", 2, []string{"alice", "bob"}, 1},
+		{"th", 2, []string{"carol", "dave"}, 1},
+	}, got)
 }
