@@ -8,11 +8,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/doppelhq/doppel/internal/duplicate"
 )
 
 // DefaultRegionName is the one region there is when DOPPEL_ADVANCE_REGIONS is unset: the flat
 // DOPPEL_ADVANCE_BASE_URL, _ACCESS_KEY, _SECRET_KEY and _QPS settings.
-const DefaultRegionName = "default"
+const DefaultRegionName = duplicate.DefaultRegion
 
 // Advance holds the YAML section advance: regions: <r>: {base_url, ...}; the variables
 // DOPPEL_ADVANCE_<R>_BASE_URL and so on override it per region.

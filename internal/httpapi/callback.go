@@ -180,7 +180,7 @@ func (s *Server) pathRegion(c echo.Context) (string, error) {
 	region := duplicate.NormalizeRegion(raw)
 	if !s.knownRegion(region) {
 		return "", newError(http.StatusNotFound, codeNotFound, "region %q is not configured (DOPPEL_ADVANCE_REGIONS: %s)",
-			truncateForMessage(raw, 32), strings.Join(s.cfg.Regions, ","))
+			truncateForMessage(raw, duplicate.MaxRegionLen), strings.Join(s.cfg.Regions, ","))
 	}
 	return region, nil
 }
@@ -201,9 +201,9 @@ func (s *Server) regionQuery(c echo.Context) (string, error) {
 		return "", invalid("region", "region must be given once and not be empty")
 	}
 	region := duplicate.NormalizeRegion(values[0])
-	if !s.knownRegion(region) || len(region) > 32 {
+	if !s.knownRegion(region) || len(region) > duplicate.MaxRegionLen {
 		return "", invalid("region", "region %q is not configured; configured regions: %s",
-			truncateForMessage(values[0], 32), strings.Join(s.cfg.Regions, ","))
+			truncateForMessage(values[0], duplicate.MaxRegionLen), strings.Join(s.cfg.Regions, ","))
 	}
 	return region, nil
 }

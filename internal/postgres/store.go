@@ -179,7 +179,7 @@ func insertCheckArgs(c duplicate.Check) []any {
 // caller that has none) in the region "default", which is what the single-region setup is called.
 func regionOrDefault(r string) string {
 	if r == "" {
-		return "default"
+		return duplicate.DefaultRegion
 	}
 	return r
 }

@@ -319,8 +319,8 @@ func (p *pipeline) decode(msg kafka.Message) (duplicate.Event, *region.Region, e
 
 // truncateRegion bounds a region taken from a header before it is stored with a failure.
 func truncateRegion(s string) string {
-	if len(s) > 32 {
-		s = s[:32]
+	if len(s) > duplicate.MaxRegionLen {
+		s = s[:duplicate.MaxRegionLen]
 	}
 	return strings.ToValidUTF8(s, "")
 }
