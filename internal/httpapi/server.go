@@ -104,6 +104,8 @@ type Server struct {
 	cfg      Config
 	log      *slog.Logger
 	authFail *authFailures
+	// spec is the OpenAPI description served, with this deployment's regions.
+	spec []byte
 }
 
 // New returns a Server with every route registered.
@@ -121,7 +123,7 @@ func New(cfg Config) *Server {
 		cfg.ReplayMaxChecks = 1000
 	}
 	s := &Server{echo: newEcho(cfg.Logger, cfg.OnRequest), cfg: cfg, log: cfg.Logger,
-		authFail: newAuthFailures(cfg.AuthFailuresPerMinute, cfg.OnAuthFailure, cfg.Logger)}
+		authFail: newAuthFailures(cfg.AuthFailuresPerMinute, cfg.OnAuthFailure, cfg.Logger), spec: specFor(cfg.Regions)}
 	s.routes()
 	return s
 }
