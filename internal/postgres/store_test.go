@@ -233,16 +233,18 @@ func TestMigrateDownAndUpAgain(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.False(t, dirty)
-	require.EqualValues(t, 2, v)
-	require.NoError(t, m.Down())
+	latest := v
+	// Every migration goes down cleanly, newest first, until none is applied.
+	for steps := 0; ok; steps++ {
+		require.Less(t, steps, int(latest), "more down steps than migrations")
+		require.NoError(t, m.Down())
+		_, _, ok, err = m.Version()
+		require.NoError(t, err)
+	}
+	require.NoError(t, m.Up())
 	v, _, _, err = m.Version()
 	require.NoError(t, err)
-	require.EqualValues(t, 1, v)
-	require.NoError(t, m.Down())
-	_, _, ok, err = m.Version()
-	require.NoError(t, err)
-	require.False(t, ok)
-	require.NoError(t, m.Up())
+	require.Equal(t, latest, v)
 	require.NoError(t, m.Up(), "up with nothing to do is not an error")
 }
 
