@@ -25,7 +25,7 @@ import (
 
 // knownOutcomes are the stored outcomes of a check, pre-created at zero so that rate() and the
 // dashboard have a series for each before the first event of that kind arrives.
-var knownOutcomes = []string{"duplicates_found", "no_duplicates", "skipped", "not_passed", "failed", "already_stored"}
+var knownOutcomes = []string{"duplicates_found", "no_duplicates", "skipped", "not_passed", "incomplete", "failed", "already_stored"}
 
 // breakerStates are the circuit breaker states reported by doppel_vendor_breaker_state.
 var breakerStates = []string{"closed", "open", "half_open"}
@@ -170,7 +170,7 @@ func (m *Metrics) InFlight(n int) { m.inFlight.Set(float64(n)) }
 func (m *Metrics) EventConsumed() { m.eventsConsumed.Inc() }
 
 // Outcome records the stored outcome of a processed event: duplicates_found, no_duplicates,
-// skipped, not_passed, failed or already_stored.
+// skipped, not_passed, incomplete, failed or already_stored.
 func (m *Metrics) Outcome(outcome string) {
 	m.outcomes.WithLabelValues(labelOr(outcome, "unknown")).Inc()
 }

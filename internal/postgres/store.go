@@ -45,7 +45,8 @@ func NewStore(pool *pgxpool.Pool, opts ...Option) *Store {
 // Pool returns the underlying pool, for health checks.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
-// FinalOutcome returns the stored outcome of signatureID and whether it is final (not failed).
+// FinalOutcome returns the stored outcome of signatureID and whether it is final (see
+// duplicate.Outcome.Final).
 func (s *Store) FinalOutcome(ctx context.Context, signatureID string) (duplicate.Outcome, bool, error) {
 	var outcome string
 	err := s.pool.QueryRow(ctx, `SELECT outcome FROM idv_checks WHERE signature_id = $1`, signatureID).Scan(&outcome)
@@ -61,8 +62,9 @@ func (s *Store) FinalOutcome(ctx context.Context, signatureID string) (duplicate
 
 // SaveCheck stores the check, one link per matched user, the ring index and, when a link is new and
 // no review cleared it, an alert row in the outbox, all in one transaction. A signatureId with a
-// final outcome is left as it is (Stored false), which makes a redelivered event harmless; a failed
-// check is overwritten by a later attempt. It is a batch of one: see saveChecks.
+// final outcome is left as it is (Stored false), which makes a redelivered event harmless; a
+// non-final one (skipped, incomplete, failed) is overwritten by a later event. It is a batch of one:
+// see saveChecks.
 func (s *Store) SaveCheck(ctx context.Context, check duplicate.Check) (duplicate.Saved, error) {
 	saved, err := s.saveBatch(ctx, []duplicate.Check{check})
 	if err != nil {
@@ -186,8 +188,10 @@ func (s *Store) linkAll(ctx context.Context, tx pgx.Tx, checks []duplicate.Check
 	return saved, nil
 }
 
-// insertChecksSQL stores a batch of checks unless a final outcome exists (a failed one is
-// replaced); it returns the signatureIds it stored. The id lists are sent as array literals
+// insertChecksSQL stores a batch of checks unless a final outcome exists; it returns the
+// signatureIds it stored. The outcomes it replaces are those duplicate.Outcome.Final reports as not
+// final (a notice, a verdict still to come, a failure); TestStoredOutcomesAreReplacedExactlyWhenNotFinal
+// keeps the two in step. The id lists are sent as array literals
 // (arrays of arrays must be rectangular) and kept to duplicate.MaxListedUserIDs ids.
 const insertChecksSQL = `
 INSERT INTO idv_checks (signature_id, user_id, event_type, outcome, overall_result, similar_user_ids,
@@ -209,7 +213,7 @@ ON CONFLICT (signature_id) DO UPDATE SET
     failure_reason = EXCLUDED.failure_reason, event_id = EXCLUDED.event_id, occurred_at = EXCLUDED.occurred_at,
     source_topic = EXCLUDED.source_topic, source_partition = EXCLUDED.source_partition,
     source_offset = EXCLUDED.source_offset, checked_at = EXCLUDED.checked_at
-WHERE idv_checks.outcome = 'failed'
+WHERE idv_checks.outcome IN ('skipped', 'incomplete', 'failed')
 RETURNING signature_id`
 
 // insertChecks stores checks (distinct signatureIds) in one statement and reports which it stored.

@@ -303,3 +303,100 @@ func TestAConsumerStoppedMidStreamLosesNothing(t *testing.T) {
 	sort.Strings(links)
 	require.Equal(t, "user-000~user-001", links[0])
 }
+
+// complete finishes a session registered INCOMPLETE, as the vendor does when the whole
+// verification is over.
+func (f *fixture) complete(t *testing.T, sig, overallResult string) {
+	t.Helper()
+	require.NoError(t, f.sim.Complete(sig, overallResult))
+}
+
+func (f *fixture) outcome(t *testing.T, sig string) string {
+	return f.outcomes(t)[sig]
+}
+
+func (f *fixture) waitForOutcome(t *testing.T, sig, want string, timeout time.Duration) {
+	t.Helper()
+	var got string
+	defer func() {
+		if t.Failed() {
+			t.Logf("%s is stored as %q", sig, got)
+		}
+	}()
+	testinfra.Eventually(t, timeout, func() bool { got = f.outcome(t, sig); return got == want },
+		"%s stored as %s", sig, want)
+}
+
+// TestARingOfTwoWhoseSecondMemberSendsSubmitCompletedFirst follows the vendor's documented
+// callback order: SUBMIT_COMPLETED when the user's submission finishes, COMPLETED when the whole
+// verification does. The notice must not stop the COMPLETED that follows from being searched.
+func TestARingOfTwoWhoseSecondMemberSendsSubmitCompletedFirst(t *testing.T) {
+	t.Parallel()
+	f := setup(t, advancesim.Config{})
+	stop := f.start(t)
+	defer stop()
+
+	// alice verified earlier: her verification is complete and checked.
+	alice := testinfra.AddSession(t, f.sim, "alice", "F1", "PASS")
+	testinfra.Produce(t, f.cfg.TopicEvents, event(alice, "COMPLETED", ""))
+	f.waitForOutcome(t, alice, "no_duplicates", 60*time.Second)
+
+	// bob, with alice's face, submits; the vendor has not finished his verification yet.
+	bob := testinfra.AddSession(t, f.sim, "bob", "F1", "INCOMPLETE")
+	testinfra.Produce(t, f.cfg.TopicEvents, event(bob, "SUBMIT_COMPLETED", ""))
+	f.waitForOutcome(t, bob, "skipped", 60*time.Second)
+
+	// Then the vendor completes it and sends COMPLETED.
+	f.complete(t, bob, "PASS")
+	testinfra.Produce(t, f.cfg.TopicEvents, event(bob, "COMPLETED", ""))
+	f.waitForOutcome(t, bob, "duplicates_found", 30*time.Second)
+	require.Equal(t, []string{"alice~bob"}, f.links(t))
+
+	msgs := testinfra.ReadAll(t, f.cfg.TopicAlerts, 1, 30*time.Second)
+	require.Len(t, msgs, 1)
+	var al duplicate.Alert
+	require.NoError(t, json.Unmarshal(msgs[0].Value, &al))
+	require.Equal(t, bob, al.SignatureID)
+	require.Equal(t, "bob", al.UserID)
+	require.Equal(t, []string{"alice"}, al.NewMatchedUserIDs)
+
+	// The same COMPLETED again (a vendor retry) is stored already: billed once in all.
+	testinfra.Produce(t, f.cfg.TopicEvents, event(bob, "COMPLETED", ""), event(bob, "SUBMIT_COMPLETED", ""))
+	time.Sleep(time.Second)
+	require.Equal(t, "duplicates_found", f.outcome(t, bob), "a late notice does not overwrite a final outcome")
+	stats := f.sim.Stats()
+	require.Equal(t, map[string]int64{alice: 1, bob: 1}, stats.FaceSearchBySignature)
+}
+
+// TestACompletedWhoseVerdictIsStillIncompleteIsCheckedAgain covers a COMPLETED whose get-result
+// still says INCOMPLETE: it is recorded, not final, and the next COMPLETED runs the search.
+func TestACompletedWhoseVerdictIsStillIncompleteIsCheckedAgain(t *testing.T) {
+	t.Parallel()
+	f := setup(t, advancesim.Config{})
+	stop := f.start(t)
+	defer stop()
+
+	alice := testinfra.AddSession(t, f.sim, "alice", "F1", "PASS")
+	testinfra.Produce(t, f.cfg.TopicEvents, event(alice, "COMPLETED", ""))
+	f.waitForOutcome(t, alice, "no_duplicates", 60*time.Second)
+
+	bob := testinfra.AddSession(t, f.sim, "bob", "F1", "INCOMPLETE")
+	testinfra.Produce(t, f.cfg.TopicEvents, event(bob, "COMPLETED", ""))
+	f.waitForOutcome(t, bob, "incomplete", 60*time.Second)
+	require.Zero(t, f.sim.Stats().FaceSearchBySignature[bob], "no search before the verdict")
+
+	f.complete(t, bob, "PASS")
+	testinfra.Produce(t, f.cfg.TopicEvents, event(bob, "COMPLETED", ""))
+	f.waitForOutcome(t, bob, "duplicates_found", 30*time.Second)
+	require.Equal(t, []string{"alice~bob"}, f.links(t))
+	var alerts int
+	require.NoError(t, f.pool.QueryRow(context.Background(), `SELECT count(*) FROM alerts WHERE user_id = 'bob'`).Scan(&alerts))
+	require.Equal(t, 1, alerts)
+
+	// A final FAIL verdict stays final: its later events are not checked again.
+	carol := testinfra.AddSession(t, f.sim, "carol", "F1", "INCOMPLETE")
+	f.complete(t, carol, "FAIL")
+	testinfra.Produce(t, f.cfg.TopicEvents, event(carol, "COMPLETED", ""))
+	f.waitForOutcome(t, carol, "not_passed", 60*time.Second)
+	require.Equal(t, map[string]int64{alice: 1, bob: 1}, f.sim.Stats().FaceSearchBySignature)
+}
