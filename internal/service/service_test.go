@@ -140,37 +140,45 @@ func TestPipelineFindsRingsStoresLinksAndPublishesAlerts(t *testing.T) {
 	f.cfg.HTTPAddr = freeAddr(t)
 	sim := f.sim
 	// A ring of three sharing face F1, a pair on F2, a loner, a failed verification on F1, and a
-	// user who verified twice with the same face (their own id must not become a link).
-	a := testinfra.AddSession(t, sim, "alice", "F1", "PASS")
-	b := testinfra.AddSession(t, sim, "bob", "F1", "PASS")
-	c := testinfra.AddSession(t, sim, "carol", "F1", "PASS")
-	d := testinfra.AddSession(t, sim, "dave", "F2", "PASS")
-	e := testinfra.AddSession(t, sim, "erin", "F2", "PASS")
-	lone := testinfra.AddSession(t, sim, "frank", "F3", "PASS")
-	failed := testinfra.AddSession(t, sim, "mallory", "F1", "FAIL")
-	again1 := testinfra.AddSession(t, sim, "grace", "F4", "PASS")
-	again2 := testinfra.AddSession(t, sim, "grace", "F4", "PASS")
+	// user who verified twice with the same face (their own id must not become a link). Each
+	// verification is registered before it completes; events arrive in completion order, as the
+	// vendor sends them.
+	register := func(user, face string) string { return testinfra.AddSession(t, sim, user, face, "INCOMPLETE") }
+	a, b, c := register("alice", "F1"), register("bob", "F1"), register("carol", "F1")
+	d, e := register("dave", "F2"), register("erin", "F2")
+	lone := register("frank", "F3")
+	failed := register("mallory", "F1")
+	again1, again2 := register("grace", "F4"), register("grace", "F4")
 
 	stop := f.start(t)
 	defer stop()
+	// bob's submission finishes first; his verification completes later.
+	testinfra.Produce(t, f.cfg.TopicEvents, event(b, "SUBMIT_COMPLETED", ""))
+	completes := func(sig, verdict string, ev kafka.Message) {
+		f.complete(t, sig, verdict)
+		testinfra.Produce(t, f.cfg.TopicEvents, ev)
+	}
+	completes(a, "PASS", event(a, "COMPLETED", "alice"))
+	completes(b, "PASS", event(b, "COMPLETED", "")) // thin callback body: get-result supplies bob's id
+	completes(c, "PASS", event(c, "COMPLETED", "carol"))
+	completes(d, "PASS", event(d, "COMPLETED", "dave"))
+	completes(e, "PASS", event(e, "COMPLETED", "erin"))
+	completes(lone, "PASS", event(lone, "COMPLETED", "frank"))
+	completes(failed, "FAIL", event(failed, "COMPLETED", "")) // get-result says FAIL: no search
+	completes(again1, "PASS", event(again1, "COMPLETED", "grace"))
 	testinfra.Produce(t, f.cfg.TopicEvents,
-		event(a, "COMPLETED", "alice"),
-		event(b, "COMPLETED", ""), // thin callback body: get-result supplies bob's id
-		event(c, "COMPLETED", "carol"),
-		event(d, "COMPLETED", "dave"),
-		event(e, "COMPLETED", "erin"),
-		event(lone, "COMPLETED", "frank"),
-		event(failed, "COMPLETED", ""), // get-result says FAIL: no search
-		event(again1, "COMPLETED", "grace"),
-		event(again2, "SUBMIT_COMPLETED", "grace"),
+		event(again2, "SUBMIT_COMPLETED", "grace"), // grace's second verification is not complete yet
 		kafka.Message{Key: []byte("junk"), Value: []byte(`{"signatureId": "x"`)},
 		kafka.Message{Key: []byte("nosig"), Value: []byte(`{"type":"COMPLETED"}`), Headers: []kafka.Header{{Key: "trace", Value: []byte("t-1")}}},
 	)
 	f.waitForChecks(t, 9, 60*time.Second)
 
+	testinfra.Eventually(t, 30*time.Second, func() bool { return f.outcome(t, b) != "skipped" },
+		"bob's COMPLETED replaces his notice")
+	// Each verification sees those that completed before it: the first of a face finds nobody.
 	require.Equal(t, map[string]string{
-		a: "duplicates_found", b: "duplicates_found", c: "duplicates_found",
-		d: "duplicates_found", e: "duplicates_found", lone: "no_duplicates",
+		a: "no_duplicates", b: "duplicates_found", c: "duplicates_found",
+		d: "no_duplicates", e: "duplicates_found", lone: "no_duplicates",
 		failed: "not_passed", again1: "no_duplicates", again2: "skipped",
 	}, f.outcomes(t))
 	require.Equal(t, []string{"alice~bob", "alice~carol", "bob~carol", "dave~erin"}, f.links(t))
@@ -231,9 +239,11 @@ func TestPipelineFindsRingsStoresLinksAndPublishesAlerts(t *testing.T) {
 	resp.Body.Close()
 	page := string(body)
 	for _, line := range []string{
-		`doppel_event_outcomes_total{outcome="duplicates_found"} 5`,
+		`doppel_event_outcomes_total{outcome="duplicates_found"} 3`,
+		`doppel_event_outcomes_total{outcome="no_duplicates"} 4`,
+		`doppel_event_outcomes_total{outcome="skipped"} 2`,
 		`doppel_event_outcomes_total{outcome="not_passed"} 1`,
-		`doppel_events_consumed_total 11`,
+		`doppel_events_consumed_total 12`,
 		`doppel_dead_letters_total{reason="invalid_json"} 1`,
 		fmt.Sprintf(`doppel_alerts_published_total %d`, stored),
 		`doppel_vendor_calls_total{code="SUCCESS",endpoint="face-search"} 7`,
@@ -263,7 +273,7 @@ func TestTheSameEventTwiceIsStoredAndBilledOnce(t *testing.T) {
 	require.Equal(t, []string{"xavier~yolanda"}, f.links(t))
 	var seen int
 	require.NoError(t, f.pool.QueryRow(context.Background(), `SELECT seen_count FROM duplicate_links`).Scan(&seen))
-	require.Equal(t, 2, seen, "seen once from each side, never from a redelivery")
+	require.Equal(t, 1, seen, "seen by yolanda's search (xavier completed first and saw nobody), never from a redelivery")
 	var alerts int
 	require.NoError(t, f.pool.QueryRow(context.Background(), `SELECT count(*) FROM alerts`).Scan(&alerts))
 	require.Equal(t, 1, alerts)
