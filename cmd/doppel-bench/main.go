@@ -18,7 +18,9 @@
 //	    of the lower one;
 //	(f) a naive baseline, in this process: fetch -> face search -> insert in its own transaction
 //	    -> commit the offset, one event at a time, at zero and at 200 ms vendor latency, and the
-//	    ratios of (a) and (b) to it.
+//	    ratios of (a) and (b) to it;
+//	(g) a face farm: -farm-events events of which K share one face, for each K of -farm-sizes
+//	    (0 is the baseline), the drain time, its ratio to the baseline and the CPU per event.
 //
 // It prints one table (scenario, figure, target, met?) and writes bench-results/bench.json,
 // bench-results/events_per_second.png (events/s over time, one line per scenario) and
@@ -40,6 +42,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -75,8 +78,14 @@ type options struct {
 	bWarmup  time.Duration
 	bSteady  time.Duration
 
-	cRate     float64
-	cDuration time.Duration
+	cRate        float64
+	cFixedRate   float64
+	cDuration    time.Duration
+	cSteadyAfter time.Duration
+
+	farmEvents  int
+	farmSizes   []int
+	farmTimeout time.Duration
 
 	naiveFast time.Duration
 	naiveSlow time.Duration
@@ -107,10 +116,15 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.bWarmup, "b-warmup", 10*time.Second, "time after (b)'s first outcome that is not measured")
 	fs.DurationVar(&o.bSteady, "b-steady", 30*time.Second, "length of (b)'s measured steady window")
 	fs.Float64Var(&o.cRate, "c-rate", 0, "events/s produced in (c); 0 = half of (a)'s measured rate")
+	fs.Float64Var(&o.cFixedRate, "c-fixed-rate", 1000, "events/s of (c)'s second run, at a fixed rate whatever (a) measured (0: none)")
 	fs.DurationVar(&o.cDuration, "c-duration", 20*time.Second, "how long (c) produces at its fixed rate")
+	fs.DurationVar(&o.cSteadyAfter, "c-steady-after", 3*time.Second, "the first part of (c)'s fixed-rate production left out of its latency figures (warm-up)")
+	fs.IntVar(&o.farmEvents, "farm-events", 5000, "events of each face-farm run of (g)")
+	farmSizes := fs.String("farm-sizes", "0,100,1000,5000", "ring sizes of (g): how many of the events share one face (0: the no-ring baseline)")
+	fs.DurationVar(&o.farmTimeout, "farm-timeout", 150*time.Second, "give up draining one face-farm run after this long and report the rate reached")
 	fs.DurationVar(&o.naiveFast, "naive-duration", 12*time.Second, "how long the naive baseline runs at zero vendor latency")
 	fs.DurationVar(&o.naiveSlow, "naive-slow-duration", 10*time.Second, "how long the naive baseline runs at (b)'s vendor latency")
-	fs.StringVar(&o.only, "only", "a,b,c,e,f", "comma-separated scenarios to run (a,b,c,e,f; d comes with a and b)")
+	fs.StringVar(&o.only, "only", "a,b,c,e,f,g", "comma-separated scenarios to run (a,b,c,e,f,g; d comes with a and b)")
 	fs.StringVar(&o.outDir, "out", "bench-results", "folder for bench.json, the PNG chart and the child processes' logs")
 	fs.StringVar(&o.docsPath, "docs", "docs/benchmarks.md", "markdown file the table is written to (empty: none)")
 	fs.StringVar(&o.binDir, "bin", "bin", "folder holding the doppel and advance-sim binaries")
@@ -125,6 +139,20 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		return options{}, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	var errs []error
+	for _, f := range strings.Split(*farmSizes, ",") {
+		k, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || k < 0 || k == 1 || k > 100_000 {
+			errs = append(errs, fmt.Errorf("-farm-sizes: %q is not a ring size (0, or 2 to 100000)", f))
+			continue
+		}
+		o.farmSizes = append(o.farmSizes, k)
+	}
+	if o.farmEvents < 100 || o.farmEvents > 200_000 {
+		errs = append(errs, fmt.Errorf("-farm-events must be between 100 and 200000, got %d", o.farmEvents))
+	}
+	if o.cFixedRate < 0 || o.cSteadyAfter < 0 || o.cSteadyAfter >= o.cDuration {
+		errs = append(errs, errors.New("-c-fixed-rate must not be negative and -c-steady-after must be shorter than -c-duration"))
+	}
 	if o.events < 100 || o.events > 1_000_000 {
 		errs = append(errs, fmt.Errorf("-events must be between 100 and 1000000, got %d", o.events))
 	}
@@ -145,9 +173,9 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	}
 	for _, s := range strings.Split(o.only, ",") {
 		switch strings.TrimSpace(s) {
-		case "a", "b", "c", "e", "f":
+		case "a", "b", "c", "e", "f", "g":
 		default:
-			errs = append(errs, fmt.Errorf("-only: unknown scenario %q (want a, b, c, e, f)", s))
+			errs = append(errs, fmt.Errorf("-only: unknown scenario %q (want a, b, c, e, f, g)", s))
 		}
 	}
 	return o, errors.Join(errs...)

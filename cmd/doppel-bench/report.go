@@ -18,11 +18,14 @@ import (
 
 // Targets from the issue.
 const (
-	targetEventsPerSec   = 5000
+	targetEventsPerSec   = 12000
 	targetNaiveRatio     = 20
 	targetVendorPercent  = 95
 	targetP99Ms          = 50
-	targetPeakRSSMB      = 150
+	targetFixedP99Ms     = 25
+	targetCPUMicros      = 100 // doppel + PostgreSQL per event in (a)
+	targetFarmSlowdown   = 5   // a ring of 1,000 among 5,000 events against none
+	targetPeakRSSMB      = 100
 	targetCeilingPercent = 50
 	// The harness's own rules for "steady" and "bounded memory" in (b).
 	steadySlicePercent = 90
@@ -40,6 +43,8 @@ type report struct {
 	A            *throughputResult   `json:"a,omitempty"`
 	B            *vendorResult       `json:"b,omitempty"`
 	C            *latencyResult      `json:"c,omitempty"`
+	CFixed       *latencyResult      `json:"cFixedRate,omitempty"`
+	G            *farmResult         `json:"faceFarm,omitempty"`
 	KafkaCeiling *kafkaCeilingResult `json:"kafkaCeiling,omitempty"`
 	PGCeiling    *pgCeilingResult    `json:"postgresCeiling,omitempty"`
 	NaiveFast    *naiveResult        `json:"naiveZeroLatency,omitempty"`
@@ -55,7 +60,8 @@ func (o options) describe() map[string]string {
 		"workersA": fmt.Sprint(o.workersA), "workersB": fmt.Sprint(o.workersB),
 		"ringFraction": fmt.Sprint(o.ringFraction), "seed": fmt.Sprint(o.seed),
 		"bLatency": o.bLatency.String(), "bQPS": fmt.Sprint(o.bQPS), "bWarmup": o.bWarmup.String(),
-		"bSteady": o.bSteady.String(), "cRate": fmt.Sprint(o.cRate), "cDuration": o.cDuration.String(),
+		"bSteady": o.bSteady.String(), "cRate": fmt.Sprint(o.cRate), "cFixedRate": fmt.Sprint(o.cFixedRate), "cDuration": o.cDuration.String(),
+		"cSteadyAfter": o.cSteadyAfter.String(), "farmEvents": fmt.Sprint(o.farmEvents), "farmSizes": fmt.Sprint(o.farmSizes),
 		"naiveDuration": o.naiveFast.String(), "naiveSlowDuration": o.naiveSlow.String(), "only": o.only,
 		"build": o.buildLabel,
 	}
@@ -179,6 +185,28 @@ func (r *report) table() table {
 			fmt.Sprintf("%.1f / %.1f ms (%d events)", c.ToOutcome.P50, c.ToOutcome.P99, c.ToOutcome.N), "", "")
 	} else {
 		add("(c)", "latency added, produced -> alert on topic, p50 / p99", missing("(c)"), fmt.Sprintf("p99 <= %d ms", targetP99Ms), "NO")
+	}
+	if c := r.CFixed; c != nil && c.ToAlertOnTopic.N > 0 {
+		add("(c)", fmt.Sprintf("the same at a fixed %.0f events/s, p50 / p99", c.RateTarget),
+			fmt.Sprintf("%.1f / %.1f ms (%d alerts, %.0f ev/s)", c.ToAlertOnTopic.P50, c.ToAlertOnTopic.P99, c.ToAlertOnTopic.N, c.RateAchieved),
+			fmt.Sprintf("p99 <= %d ms", targetFixedP99Ms), met(c.ToAlertOnTopic.P99 <= targetFixedP99Ms && c.Complete))
+	} else if r.Options["cFixedRate"] != "0" {
+		add("(c)", "the same at a fixed rate, p50 / p99", missing("(c) fixed"), fmt.Sprintf("p99 <= %d ms", targetFixedP99Ms), "NO")
+	}
+	r.farmRows(add, missing)
+	for _, x := range []struct {
+		name string
+		us   map[string]float64
+	}{{"(a)", microsOf(r.A)}, {"(b)", microsOfB(r.B)}, {"(c)", microsOfC(r.C)}, {"(c) fixed rate", microsOfC(r.CFixed)}} {
+		if x.us == nil {
+			continue
+		}
+		together := x.us["doppel"] + x.us["postgres"]
+		target, ok := "", ""
+		if x.name == "(a)" {
+			target, ok = fmt.Sprintf("doppel+postgres <= %d", targetCPUMicros), met(together <= targetCPUMicros)
+		}
+		add("cpu", "CPU us per event in "+x.name, fmt.Sprintf("doppel+postgres %.0f; %s", together, formatMicros(x.us)), target, ok)
 	}
 
 	for _, x := range []struct {
@@ -604,4 +632,65 @@ including the 250 ms progress samples, is in bench-results/bench.json (both git-
 func loadAvg3(s string) string {
 	f := strings.Fields(s)
 	return strings.Join(f[:min(3, len(f))], " ")
+}
+
+// farmRows adds (g)'s rows: one per ring size, and the target on the ring of 1,000.
+func (r *report) farmRows(add func(s, f, v, target, m string), missing func(string) string) {
+	g := r.G
+	if g == nil {
+		if r.Options["only"] == "" || strings.Contains(r.Options["only"], "g") {
+			add("(g)", "face farm: drain time with one face behind K accounts", missing("(g)"), "", "")
+		}
+		return
+	}
+	for _, run := range g.Runs {
+		d := run.Drain
+		if d == nil {
+			continue
+		}
+		note := ""
+		if !d.Complete {
+			note = fmt.Sprintf(", INCOMPLETE: %d of %d", d.Stored, d.Events)
+		}
+		us := d.CPUMicrosPerEvent
+		target, ok := "", ""
+		if run.RingSize == 1000 {
+			target, ok = fmt.Sprintf("<= %dx the no-ring time", targetFarmSlowdown), met(run.Slowdown > 0 && run.Slowdown <= targetFarmSlowdown && d.Complete)
+		}
+		add("(g)", fmt.Sprintf("ring of %d in %d events (%d links)", run.RingSize, d.Events, run.Links),
+			fmt.Sprintf("%.2f s, %.1fx; %.0f ev/s; CPU us/event doppel %.0f, postgres %.0f%s", d.Seconds, run.Slowdown,
+				d.EventsPerSec, us["doppel"], us["postgres"], note), target, ok)
+	}
+}
+
+func microsOf(a *throughputResult) map[string]float64 {
+	if a == nil {
+		return nil
+	}
+	return a.CPUMicrosPerEvent
+}
+
+func microsOfB(b *vendorResult) map[string]float64 {
+	if b == nil {
+		return nil
+	}
+	return b.CPUMicrosPerEvent
+}
+
+func microsOfC(c *latencyResult) map[string]float64 {
+	if c == nil {
+		return nil
+	}
+	return c.CPUMicrosPerEvent
+}
+
+// formatMicros lists the CPU microseconds per event of each benchmark process, in a fixed order.
+func formatMicros(us map[string]float64) string {
+	var parts []string
+	for _, role := range []string{"doppel", "postgres", "kafka", "advance-sim"} {
+		if v, ok := us[role]; ok {
+			parts = append(parts, fmt.Sprintf("%s %.0f", role, v))
+		}
+	}
+	return strings.Join(parts, ", ")
 }

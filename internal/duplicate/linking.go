@@ -40,6 +40,8 @@ func (p PairState) Cleared() bool { return p.Latest.SuppressesAlerts() }
 // otherwise its last sighting and count are refreshed. Seen is how many checks of the batch saw it.
 type LinkWrite struct {
 	PairKey
+	// New is true when the pair was not linked before the batch.
+	New              bool
 	FirstSeenAt      time.Time
 	LastSeenAt       time.Time
 	Seen             int
@@ -58,8 +60,8 @@ type Linking struct {
 
 // LinkPlan is what a batch of stored checks writes to duplicate_links, and what each check raises.
 type LinkPlan struct {
-	// Links holds one write per distinct pair, in canonical pair order: the order in which rows are
-	// locked, so two transactions writing overlapping pairs cannot deadlock.
+	// Links holds one write per distinct pair, in canonical pair order, so a batch always writes
+	// its rows in the same order.
 	Links []LinkWrite
 	// Checks is one Linking per check, in the batch's order.
 	Checks []Linking
@@ -103,9 +105,9 @@ func PlanLinks(checks []Check, pairs map[PairKey]PairState) LinkPlan {
 				}
 				continue
 			}
-			writes[k] = &LinkWrite{PairKey: k, FirstSeenAt: c.CheckedAt, LastSeenAt: c.CheckedAt, Seen: 1,
-				FirstSignatureID: c.SignatureID, LastSignatureID: c.SignatureID}
 			st := pairs[k]
+			writes[k] = &LinkWrite{PairKey: k, New: !st.Linked, FirstSeenAt: c.CheckedAt, LastSeenAt: c.CheckedAt, Seen: 1,
+				FirstSignatureID: c.SignatureID, LastSignatureID: c.SignatureID}
 			if st.Linked {
 				continue
 			}

@@ -167,8 +167,8 @@ func splitMap(m map[string]string) ([]string, []string) {
 }
 
 // latestDecision returns the pair's latest decision, "" when it was never reviewed.
-func latestDecision(ctx context.Context, q querier, pair duplicate.PairKey) (duplicate.Decision, error) {
-	states, err := pairStates(ctx, q, []duplicate.PairKey{pair})
+func latestDecision(ctx context.Context, tx pgx.Tx, pair duplicate.PairKey) (duplicate.Decision, error) {
+	states, err := pairStates(ctx, tx, []string{pair.Low}, []duplicate.PairKey{pair})
 	if err != nil {
 		return "", err
 	}

@@ -159,7 +159,11 @@ func (s *Store) linkAll(ctx context.Context, tx pgx.Tx, checks []duplicate.Check
 	if err := lockRingIndex(ctx, tx); err != nil {
 		return nil, err
 	}
-	states, err := pairStates(ctx, tx, pairs)
+	users := make([]string, 0, len(checks))
+	for _, c := range checks {
+		users = append(users, c.UserID)
+	}
+	states, err := pairStates(ctx, tx, users, pairs)
 	if err != nil {
 		return nil, err
 	}
@@ -178,8 +182,11 @@ func (s *Store) linkAll(ctx context.Context, tx pgx.Tx, checks []duplicate.Check
 			alerts = append(alerts, saved[i].Alert)
 		}
 	}
+	if err := insertNewLinks(ctx, tx, plan.Links); err != nil {
+		return nil, err
+	}
 	writes := &pgx.Batch{}
-	queueLinks(writes, plan.Links)
+	queueSeenAgain(writes, plan.Links)
 	queueRingChanges(writes, changes)
 	queueAlerts(writes, alerts)
 	if err := tx.SendBatch(ctx, writes).Close(); err != nil {
@@ -283,67 +290,118 @@ func lockRingIndex(ctx context.Context, tx pgx.Tx) error {
 	return nil
 }
 
-// pairStatesSQL returns the pairs, of those given, that are linked or reviewed, with the latest
-// decision. It is planned with its arrays each time (QueryExecModeExec): a generic plan made while
-// the tables were small would stay a hash join over the whole of duplicate_links.
-const pairStatesSQL = `
-SELECT u.lo, u.hi, l.user_id_low IS NOT NULL, coalesce(r.decision, '')
-FROM unnest($1::text[], $2::text[]) AS u(lo, hi)
-LEFT JOIN duplicate_links l ON l.user_id_low = u.lo AND l.user_id_high = u.hi
-LEFT JOIN LATERAL (
-    SELECT decision FROM link_reviews
-    WHERE user_id_low = u.lo AND user_id_high = u.hi
-    ORDER BY reviewed_at DESC, review_id DESC LIMIT 1
-) r ON true
-WHERE l.user_id_low IS NOT NULL OR r.decision IS NOT NULL`
+// pairLinksSQL and pairReviewsSQL return every link and every review's latest decision of the given
+// users: each user's entries are one index range (user_id_low first in the primary key and the
+// pair index, user_id_high in the other), read in order. Probing every pair of a batch instead costs
+// two random index look-ups per pair, and a face farm's batches hold hundreds of thousands of pairs
+// (the face-farm benchmark saw those probes as PostgreSQL's busiest statement; as joins they were
+// even planned as hash joins over the whole of duplicate_links).
+const pairLinksSQL = `
+SELECT l.lo, l.hi FROM unnest($1::text[]) AS u(id)
+CROSS JOIN LATERAL (
+    SELECT user_id_low, user_id_high FROM duplicate_links WHERE user_id_low = u.id
+    UNION ALL
+    SELECT user_id_low, user_id_high FROM duplicate_links WHERE user_id_high = u.id
+) AS l(lo, hi)`
 
-func pairStates(ctx context.Context, q querier, pairs []duplicate.PairKey) (map[duplicate.PairKey]duplicate.PairState, error) {
-	lows, highs := make([]string, len(pairs)), make([]string, len(pairs))
-	for i, p := range pairs {
-		lows[i], highs[i] = p.Low, p.High
+const pairReviewsSQL = `
+SELECT DISTINCT ON (r.lo, r.hi) r.lo, r.hi, r.decision FROM unnest($1::text[]) AS u(id)
+CROSS JOIN LATERAL (
+    SELECT user_id_low, user_id_high, decision, reviewed_at, review_id FROM link_reviews WHERE user_id_low = u.id
+    UNION ALL
+    SELECT user_id_low, user_id_high, decision, reviewed_at, review_id FROM link_reviews WHERE user_id_high = u.id
+) AS r(lo, hi, decision, reviewed_at, review_id)
+ORDER BY r.lo, r.hi, r.reviewed_at DESC, r.review_id DESC`
+
+// pairStates returns the state of those of pairs that are linked or reviewed. Every pair must
+// contain one of users, whose links and reviews are read.
+func pairStates(ctx context.Context, tx pgx.Tx, users []string, pairs []duplicate.PairKey) (map[duplicate.PairKey]duplicate.PairState, error) {
+	wanted := make(map[duplicate.PairKey]bool, len(pairs))
+	for _, p := range pairs {
+		wanted[p] = true
 	}
-	rows, err := q.Query(ctx, pairStatesSQL, pgx.QueryExecModeExec, lows, highs)
-	if err != nil {
-		return nil, fmt.Errorf("read %d pairs: %w", len(pairs), err)
-	}
+	b := &pgx.Batch{}
+	b.Queue(pairLinksSQL, users)
+	b.Queue(pairReviewsSQL, users)
+	res := tx.SendBatch(ctx, b)
+	defer res.Close()
 	out := map[duplicate.PairKey]duplicate.PairState{}
 	var k duplicate.PairKey
-	var st duplicate.PairState
-	var decision string
-	_, err = pgx.ForEachRow(rows, []any{&k.Low, &k.High, &st.Linked, &decision}, func() error {
-		st.Latest = duplicate.Decision(decision)
-		out[k] = st
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read %d pairs: %w", len(pairs), err)
+	rows, err := res.Query()
+	if err == nil {
+		_, err = pgx.ForEachRow(rows, []any{&k.Low, &k.High}, func() error {
+			if wanted[k] {
+				st := out[k]
+				st.Linked = true
+				out[k] = st
+			}
+			return nil
+		})
 	}
-	return out, nil
+	if err != nil {
+		return nil, fmt.Errorf("read links of %d users: %w", len(users), err)
+	}
+	var decision string
+	rows, err = res.Query()
+	if err == nil {
+		_, err = pgx.ForEachRow(rows, []any{&k.Low, &k.High, &decision}, func() error {
+			if wanted[k] {
+				st := out[k]
+				st.Latest = duplicate.Decision(decision)
+				out[k] = st
+			}
+			return nil
+		})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read reviews of %d users: %w", len(users), err)
+	}
+	return out, res.Close()
 }
 
-// upsertLinksSQL inserts or refreshes one link per pair; the batch is in canonical pair order, so
-// rows are locked in that order.
-const upsertLinksSQL = `
-INSERT INTO duplicate_links AS l (user_id_low, user_id_high, first_seen_at, last_seen_at, seen_count,
-    first_signature_id, last_signature_id)
-SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::int[], $6::text[], $7::text[])
-ON CONFLICT (user_id_low, user_id_high) DO UPDATE SET
-    last_seen_at = greatest(l.last_seen_at, EXCLUDED.last_seen_at),
-    seen_count = l.seen_count + EXCLUDED.seen_count,
-    last_signature_id = EXCLUDED.last_signature_id`
+// insertNewLinks copies the batch's new pairs into duplicate_links. COPY is the cheapest way in
+// (a face farm's batch holds hundreds of thousands of them) and is safe here: the pairs were read
+// as unlinked under the ring-index lock, which every writer of links holds.
+func insertNewLinks(ctx context.Context, tx pgx.Tx, links []duplicate.LinkWrite) error {
+	var rows [][]any
+	for _, l := range links {
+		if l.New {
+			rows = append(rows, []any{l.Low, l.High, l.FirstSeenAt, l.LastSeenAt, int32(l.Seen), l.FirstSignatureID, l.LastSignatureID})
+		}
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	_, err := tx.CopyFrom(ctx, pgx.Identifier{"duplicate_links"}, []string{"user_id_low", "user_id_high",
+		"first_seen_at", "last_seen_at", "seen_count", "first_signature_id", "last_signature_id"}, pgx.CopyFromRows(rows))
+	if err != nil {
+		return fmt.Errorf("insert %d new links: %w", len(rows), err)
+	}
+	return nil
+}
 
-func queueLinks(b *pgx.Batch, links []duplicate.LinkWrite) {
-	if len(links) == 0 {
-		return
+// seenAgainSQL refreshes the links a batch saw again.
+const seenAgainSQL = `
+UPDATE duplicate_links AS l SET
+    last_seen_at = greatest(l.last_seen_at, u.last_seen),
+    seen_count = l.seen_count + u.seen,
+    last_signature_id = u.last_sig
+FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int[], $5::text[]) AS u(lo, hi, last_seen, seen, last_sig)
+WHERE l.user_id_low = u.lo AND l.user_id_high = u.hi`
+
+func queueSeenAgain(b *pgx.Batch, links []duplicate.LinkWrite) {
+	var lows, highs, lastSigs []string
+	var lasts []time.Time
+	var seen []int32
+	for _, l := range links {
+		if !l.New {
+			lows, highs, lastSigs = append(lows, l.Low), append(highs, l.High), append(lastSigs, l.LastSignatureID)
+			lasts, seen = append(lasts, l.LastSeenAt), append(seen, int32(l.Seen))
+		}
 	}
-	n := len(links)
-	lows, highs, firstSigs, lastSigs := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	firsts, lasts, seen := make([]time.Time, n), make([]time.Time, n), make([]int32, n)
-	for i, l := range links {
-		lows[i], highs[i], firstSigs[i], lastSigs[i] = l.Low, l.High, l.FirstSignatureID, l.LastSignatureID
-		firsts[i], lasts[i], seen[i] = l.FirstSeenAt, l.LastSeenAt, int32(l.Seen)
+	if len(lows) > 0 {
+		b.Queue(seenAgainSQL, lows, highs, lasts, seen, lastSigs)
 	}
-	b.Queue(upsertLinksSQL, lows, highs, firsts, lasts, seen, firstSigs, lastSigs)
 }
 
 const insertAlertsSQL = `
