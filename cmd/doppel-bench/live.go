@@ -114,6 +114,7 @@ func (b *bench) startDoppel(ctx context.Context, s doppelSpec) (*doppelProc, err
 		"DOPPEL_HTTP_ADDR="+httpAddr,
 		"DOPPEL_LOG_LEVEL=warn",
 	)
+	env = append(env, b.opts.doppelEnv...)
 	started := time.Now()
 	p, err := childproc.Start("doppel ("+s.name+")", filepath.Join(b.logDir, "doppel-"+s.name+".log"),
 		filepath.Join(b.opts.binDir, "doppel"), []string{"serve"}, env)
@@ -389,6 +390,7 @@ func (lr *liveRun) topActivity(n int) []activeStatement {
 type liveEnd struct {
 	cpu         map[string]float64
 	cpuSeconds  map[string]float64
+	cpuSnapshot cpuSnapshot
 	peakRSSMB   float64
 	deadLetters int64
 	stopErr     error
@@ -453,7 +455,7 @@ func (lr *liveRun) finish(ctx context.Context) liveEnd {
 		lr.beforeFinish()
 		lr.ownQueries++
 	}
-	e.cpu, e.cpuSeconds = cpuUse(lr.cpu0, snap), cpuSeconds(lr.cpu0, snap)
+	e.cpu, e.cpuSeconds, e.cpuSnapshot = cpuUse(lr.cpu0, snap), cpuSeconds(lr.cpu0, snap), snap
 	e.peakRSSMB = float64(memKB(lr.doppel.proc.Pid(), "VmHWM")) / 1024
 	e.active = lr.topActivity(8)
 	_, e.stopErr = lr.doppel.proc.Stop(40 * time.Second)

@@ -98,6 +98,7 @@ type options struct {
 	quietWait   time.Duration
 	buildLabel  string
 	pgLogSlow   time.Duration
+	doppelEnv   []string
 }
 
 func parseOptions(args []string, stderr io.Writer) (options, error) {
@@ -106,7 +107,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.SetOutput(stderr)
 	fs.IntVar(&o.events, "events", 50000, "events in the backlog of (a), the Kafka ceiling and the PostgreSQL ceiling")
 	fs.IntVar(&o.partitions, "partitions", 6, "partitions of every benchmark topic (doppel's default is 6)")
-	fs.IntVar(&o.workersA, "workers-a", 128, "DOPPEL_WORKERS for (a) and (c) (doppel's default is 128)")
+	fs.IntVar(&o.workersA, "workers-a", 512, "DOPPEL_WORKERS for (a), (c) and (g) (doppel's default is 512)")
 	fs.IntVar(&o.workersB, "workers-b", 160, "DOPPEL_WORKERS for (b): the vendor limit x latency (500 x 0.2 s = 100) must be in flight")
 	fs.Float64Var(&o.ringFraction, "ring-fraction", 0.3, "fraction of users who share a face with 1 to 3 others (rings of 2 to 4)")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the generated population")
@@ -130,6 +131,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.binDir, "bin", "bin", "folder holding the doppel and advance-sim binaries")
 	fs.DurationVar(&o.maxDuration, "max-duration", 15*time.Minute, "hard bound on the whole run")
 	fs.StringVar(&o.buildLabel, "build-label", "", "what doppel build is measured, for the report (default: the git commit of the working tree)")
+	doppelEnv := fs.String("doppel-env", "", "tuning: comma-separated NAME=value settings added to every doppel run, e.g. DOPPEL_STORE_FLUSHERS=2")
 	fs.DurationVar(&o.pgLogSlow, "pg-log-slow", 0, "diagnosis: log the plan of every doppel statement slower than this to PostgreSQL's log (auto_explain; 0 = off)")
 	fs.DurationVar(&o.quietWait, "quiet-wait", 30*time.Second, "before each scenario, wait up to this long for other programs to stop using the CPU")
 	if err := fs.Parse(args); err != nil {
@@ -139,6 +141,16 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		return options{}, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	var errs []error
+	for _, kv := range strings.Split(*doppelEnv, ",") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		if k, _, ok := strings.Cut(kv, "="); !ok || !strings.HasPrefix(k, "DOPPEL_") {
+			errs = append(errs, fmt.Errorf("-doppel-env: %q is not a DOPPEL_NAME=value setting", kv))
+			continue
+		}
+		o.doppelEnv = append(o.doppelEnv, kv)
+	}
 	for _, f := range strings.Split(*farmSizes, ",") {
 		k, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || k < 0 || k == 1 || k > 100_000 {

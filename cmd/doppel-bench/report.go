@@ -63,7 +63,7 @@ func (o options) describe() map[string]string {
 		"bSteady": o.bSteady.String(), "cRate": fmt.Sprint(o.cRate), "cFixedRate": fmt.Sprint(o.cFixedRate), "cDuration": o.cDuration.String(),
 		"cSteadyAfter": o.cSteadyAfter.String(), "farmEvents": fmt.Sprint(o.farmEvents), "farmSizes": fmt.Sprint(o.farmSizes),
 		"naiveDuration": o.naiveFast.String(), "naiveSlowDuration": o.naiveSlow.String(), "only": o.only,
-		"build": o.buildLabel,
+		"build": o.buildLabel, "doppelEnv": strings.Join(o.doppelEnv, ","),
 	}
 }
 

@@ -94,5 +94,5 @@ func TestDescribeMasksSecrets(t *testing.T) {
 	require.NotContains(t, s, "sk-456")
 	require.Contains(t, s, "DOPPEL_ADVANCE_ACCESS_KEY=*****")
 	require.Contains(t, s, "db:5432", "the database host stays visible")
-	require.Contains(t, s, "DOPPEL_WORKERS=128")
+	require.Contains(t, s, "DOPPEL_WORKERS=512")
 }
