@@ -396,6 +396,11 @@ func (r *report) write(outDir, docsPath string, t table) error {
 	if err := os.MkdirAll(filepath.Dir(docsPath), 0o755); err != nil {
 		return err
 	}
+	// The chart goes beside the markdown too: bench-results/ is not committed, docs/ is, and the
+	// README shows it from there.
+	if err := r.chart(filepath.Join(filepath.Dir(docsPath), docsChart)); err != nil {
+		return fmt.Errorf("chart: %w", err)
+	}
 	return os.WriteFile(docsPath, []byte(r.markdown(t)), 0o644)
 }
 
@@ -449,6 +454,16 @@ func (r *report) series() []series {
 	}
 	if r.C != nil {
 		out = append(out, series{fmt.Sprintf("(c) fixed rate %.0f ev/s (after %d warm-up events)", r.C.RateTarget, cWarmup), ratePoints(r.C.Samples)})
+	}
+	if r.CFixed != nil {
+		out = append(out, series{fmt.Sprintf("(c) fixed rate %.0f ev/s", r.CFixed.RateTarget), ratePoints(r.CFixed.Samples)})
+	}
+	if r.G != nil {
+		for _, run := range r.G.Runs {
+			if run.Drain != nil {
+				out = append(out, series{fmt.Sprintf("(g) %d events, a face farm of %d", run.Drain.Events, run.RingSize), ratePoints(run.Drain.Samples)})
+			}
+		}
 	}
 	if r.NaiveFast != nil {
 		out = append(out, series{"(f) naive, zero-latency vendor", ratePoints(r.NaiveFast.Samples)})
@@ -527,6 +542,9 @@ func (r *report) chart(path string) error {
 
 // ---------------------------------------------------------------- markdown
 
+// docsChart is the chart's file name next to the markdown report.
+const docsChart = "benchmarks.png"
+
 func (r *report) markdown(t table) string {
 	var sb strings.Builder
 	sb.WriteString("# Benchmarks\n\n")
@@ -539,6 +557,7 @@ func (r *report) markdown(t table) string {
 	fmt.Fprintf(&sb, "Doppel build measured: %s.\n\n", r.Options["build"])
 	fmt.Fprintf(&sb, "Load average when the run began: %s. The last rows say whether the infrastructure restarted or other programs used the CPU during the run.\n\n", loadAvg3(r.Machine.LoadAvgAtStart))
 	sb.WriteString(t.markdown())
+	fmt.Fprintf(&sb, "\n![events/s over time, one line per scenario](%s)\n", docsChart)
 	if len(r.Disturbances) > 0 {
 		sb.WriteString("\nThe infrastructure was restarted under these scenarios, so their figures are not trustworthy:\n\n")
 		for _, d := range r.Disturbances {
@@ -574,8 +593,9 @@ func (r *report) markdown(t table) string {
 }
 
 const methodology = `
-The chart of events/s over time is bench-results/events_per_second.png and every raw figure,
-including the 250 ms progress samples, is in bench-results/bench.json (both git-ignored).
+The chart above (docs/benchmarks.png, also bench-results/events_per_second.png) shows events/s
+over time; every raw figure, including the 250 ms progress samples, is in bench-results/bench.json
+(git-ignored).
 
 ## How each figure is measured
 
@@ -601,6 +621,21 @@ including the 250 ms progress samples, is in bench-results/bench.json (both git-
   baseline's vendor p50) stays in the figure, as does the producer's batching (1 ms). bench.json
   also has produced -> the alert's Kafka timestamp (the relay's send) and produced -> checked_at
   for every event.
+- (c) is measured in steady state: events produced in the first -c-steady-after (3 s) of the fixed
+  rate are left out of the latency figures. It runs twice: at half of (a)'s rate and at a fixed
+  1,000 events/s (-c-fixed-rate).
+- "CPU us per event" is each process's CPU time (utime + stime from /proc, PostgreSQL's postmaster
+  and all its children, Kafka's JVM, advance-sim, doppel) divided by the events stored: from the
+  first stored outcome to the end in (a), (b) and (g), from the first fixed-rate event to the last
+  alert in (c). It does not depend on how fast the events came, so it compares across runs on a
+  busy machine better than events/s does (a loaded machine still inflates it somewhat: cache
+  misses and frequency). The target is doppel + PostgreSQL <= 100 us in (a).
+- (g) The face farm: -farm-events events (5,000) of which K share one face (a deepfake, a
+  printed photo), at random places in the event order, for each K of -farm-sizes (0, 100, 1,000,
+  5,000); each run is a backlog drain like (a), with its own database and topics. The simulator's
+  face search returns the earlier-completed members, so the farm makes K(K-1)/2 links. Each row
+  gives the drain time, its ratio to the K = 0 run (the target: at most 5x for K = 1,000) and the
+  CPU per event, which shows how the cost grows with the ring's size.
 - "PostgreSQL work per event" in (a) is from the server's statistics: transactions in the
   scenario's database (pg_stat_database, the harness's own progress queries subtracted) and WAL
   flushes and bytes (pg_stat_wal), divided by the events stored. In (b), "calls in flight" is the

@@ -34,6 +34,12 @@ type lookupRequest struct {
 
 var _ duplicate.Store = (*Batcher)(nil)
 
+// MaxBatchLinks bounds the matched accounts (the links to write) of one batch of checks, whatever
+// the number of checks: a face farm's checks each name thousands of accounts, and a thousand of them
+// in one transaction would hold millions of pairs in memory at once. A check larger than the bound
+// goes alone.
+const MaxBatchLinks = 50_000
+
 // batchTimeout bounds one batch's round trip; it is not tied to any one caller's context because
 // the batch serves several callers.
 const batchTimeout = 30 * time.Second
@@ -43,6 +49,7 @@ const batchTimeout = 30 * time.Second
 func NewBatcher(store *Store, maxBatch, maxFlushers int) *Batcher {
 	b := &Batcher{store: store}
 	b.saves = newGroup(maxBatch, maxFlushers, b.flushSaves)
+	b.saves.weigh, b.saves.maxWeight = func(r saveRequest) int { return len(r.check.MatchedUserIDs) }, MaxBatchLinks
 	b.lookups = newGroup(maxBatch, maxFlushers, b.flushLookups)
 	return b
 }
@@ -140,6 +147,9 @@ func (b *Batcher) flushLookups(ctx context.Context, batch []*pending[lookupReque
 type group[T any] struct {
 	maxBatch, maxFlushers int
 	flush                 func(context.Context, []*pending[T])
+	// weigh, when set, bounds a batch by the sum of its requests' weights (maxWeight) as well.
+	weigh     func(T) int
+	maxWeight int
 
 	mu       sync.Mutex
 	queue    []*pending[T]
@@ -178,7 +188,7 @@ func (g *group[T]) submit(ctx context.Context, req T) (T, error) {
 func (g *group[T]) flushLoop() {
 	for {
 		g.mu.Lock()
-		n := min(len(g.queue), g.maxBatch)
+		n := g.batchLen()
 		if n == 0 {
 			g.flushing--
 			g.mu.Unlock()
@@ -191,4 +201,21 @@ func (g *group[T]) flushLoop() {
 		g.flush(ctx, batch)
 		cancel()
 	}
+}
+
+// batchLen is how many queued requests the next batch takes: all of them up to maxBatch, and up to
+// maxWeight in weight (at least one). The caller holds mu.
+func (g *group[T]) batchLen() int {
+	n := min(len(g.queue), g.maxBatch)
+	if g.weigh == nil {
+		return n
+	}
+	weight := 0
+	for i, p := range g.queue[:n] {
+		weight += g.weigh(p.req)
+		if weight > g.maxWeight && i > 0 {
+			return i
+		}
+	}
+	return n
 }
