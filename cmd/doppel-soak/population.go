@@ -65,7 +65,6 @@ type event struct {
 	Face   string
 	Kind   kind
 	Value  []byte
-	Ring   bool
 	// Result is the session's verdict in the simulator ("" when it is not seeded).
 	Result string
 	Expect expectation
@@ -137,7 +136,7 @@ func newPopulation(total int, ringFraction float64, seed uint64) *population {
 			u := fmt.Sprintf("cust-%07d", user)
 			pop.faces[f] = append(pop.faces[f], u)
 			pop.faceOf[u] = f
-			pop.events = append(pop.events, &event{UserID: u, Face: f, Kind: passKinds[i], Ring: size > 1})
+			pop.events = append(pop.events, &event{UserID: u, Face: f, Kind: passKinds[i]})
 			i++
 		}
 	}

@@ -77,6 +77,10 @@ type Config struct {
 	EventOptions duplicate.DecodeOptions
 
 	APIKeys []APIKey
+
+	// OnRequest is told about every answered request (route pattern, method, status, duration),
+	// for the HTTP metrics; may be nil.
+	OnRequest func(route, method string, status int, d time.Duration)
 }
 
 // Server holds the Echo instance and what its handlers need.
@@ -101,6 +105,7 @@ func New(cfg Config) *Server {
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = errorHandler(cfg.Logger)
+	e.Use(requestMetrics(cfg.OnRequest))
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true, DisablePrintStack: true}))
 	s := &Server{echo: e, cfg: cfg, log: cfg.Logger}
 	s.routes()

@@ -92,6 +92,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		Classify:      Classify,
 		RouteKey:      routeKey,
 		ShutdownGrace: cfg.ShutdownTimeout / 2,
+		StallAfter:    cfg.StallAfter,
 		Logger:        log.With("component", "consumer"),
 		Observer:      m,
 	}, p.handle)
@@ -122,11 +123,13 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		CallbackTimeout:    cfg.CallbackTimeout,
 		EventOptions:       duplicate.DecodeOptions{MaxBytes: cfg.MaxEventBytes, RejectUnknownTypes: cfg.RejectUnknownTypes},
 		APIKeys:            APIKeys(keys),
-		Readiness: []httpapi.ReadinessCheck{
+		OnRequest:          m.HTTPRequest,
+		Readiness: logReadiness(log.With("component", "readiness"), []httpapi.ReadinessCheck{
 			{Name: "database", Check: func(ctx context.Context) error { return pool.Ping(ctx) }},
 			{Name: "kafka", Check: func(ctx context.Context) error { return pingBroker(ctx, cfg.KafkaBrokers) }},
 			{Name: "vendor", Check: func(context.Context) error { return vendor.Ready() }},
-		},
+			{Name: "consumer", Check: cons.CheckProgress},
+		}),
 	})
 
 	log.Info("doppel starting", "events_topic", cfg.TopicEvents, "alerts_topic", cfg.TopicAlerts,
