@@ -363,19 +363,28 @@ func pairStates(ctx context.Context, tx pgx.Tx, users []string, pairs []duplicat
 // (a face farm's batch holds hundreds of thousands of them) and is safe here: the pairs were read
 // as unlinked under the ring-index lock, which every writer of links holds.
 func insertNewLinks(ctx context.Context, tx pgx.Tx, links []duplicate.LinkWrite) error {
-	var rows [][]any
-	for _, l := range links {
+	var fresh []int
+	for i, l := range links {
 		if l.New {
-			rows = append(rows, []any{l.Low, l.High, l.FirstSeenAt, l.LastSeenAt, int32(l.Seen), l.FirstSignatureID, l.LastSignatureID})
+			fresh = append(fresh, i)
 		}
 	}
-	if len(rows) == 0 {
+	if len(fresh) == 0 {
 		return nil
 	}
+	// One row buffer, refilled per row (pgx encodes a row before asking for the next), instead of
+	// a slice of hundreds of thousands of rows built up front.
+	row := make([]any, 7)
 	_, err := tx.CopyFrom(ctx, pgx.Identifier{"duplicate_links"}, []string{"user_id_low", "user_id_high",
-		"first_seen_at", "last_seen_at", "seen_count", "first_signature_id", "last_signature_id"}, pgx.CopyFromRows(rows))
+		"first_seen_at", "last_seen_at", "seen_count", "first_signature_id", "last_signature_id"},
+		pgx.CopyFromSlice(len(fresh), func(i int) ([]any, error) {
+			l := &links[fresh[i]]
+			row[0], row[1], row[2], row[3], row[4], row[5], row[6] = l.Low, l.High, l.FirstSeenAt, l.LastSeenAt,
+				int32(l.Seen), l.FirstSignatureID, l.LastSignatureID
+			return row, nil
+		}))
 	if err != nil {
-		return fmt.Errorf("insert %d new links: %w", len(rows), err)
+		return fmt.Errorf("insert %d new links: %w", len(fresh), err)
 	}
 	return nil
 }
