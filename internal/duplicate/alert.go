@@ -56,13 +56,13 @@ type AlertPolicy struct {
 	HighSeverityRingSize int
 }
 
-// NewAlert returns the alert a stored check raises, or nil when it raises none: an alert is raised
-// only when the check found at least one link that did not exist before and that no review has
-// cleared (see AlertableLinks), so a ring seen again from another member, the same event redelivered
-// or a pair an analyst marked false_positive or same_person stays quiet. ring is the user's ring
-// with this check's links; its size sets the severity under policy.
-func NewAlert(alertID string, check Check, newMatched []string, ring Ring, policy AlertPolicy) *Alert {
-	if len(newMatched) == 0 {
+// NewAlert returns the alert a stored check raises, or nil when it raises none: alertable are the
+// check's new links that no review has cleared (PlanLinks decides which), so a ring seen again from
+// another member, the same event redelivered or a pair an analyst marked false_positive or
+// same_person stays quiet. ring is the user's ring with this check's links; its size sets the
+// severity under policy.
+func NewAlert(alertID string, check Check, alertable []string, ring Ring, policy AlertPolicy) *Alert {
+	if len(alertable) == 0 {
 		return nil
 	}
 	return &Alert{
@@ -72,9 +72,9 @@ func NewAlert(alertID string, check Check, newMatched []string, ring Ring, polic
 		SignatureID:         check.SignatureID,
 		UserID:              check.UserID,
 		MatchedUserIDs:      Listed(check.MatchedUserIDs),
-		NewMatchedUserIDs:   Listed(newMatched),
+		NewMatchedUserIDs:   Listed(alertable),
 		MatchedCount:        len(check.MatchedUserIDs),
-		NewMatchedCount:     len(newMatched),
+		NewMatchedCount:     len(alertable),
 		VendorTransactionID: check.VendorTransactionID,
 		DetectedAt:          check.CheckedAt.UTC(),
 		RingID:              ring.ID,
