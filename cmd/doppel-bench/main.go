@@ -34,6 +34,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -99,6 +100,7 @@ type options struct {
 	buildLabel  string
 	pgLogSlow   time.Duration
 	doppelEnv   []string
+	rerender    string
 }
 
 func parseOptions(args []string, stderr io.Writer) (options, error) {
@@ -131,6 +133,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.binDir, "bin", "bin", "folder holding the doppel and advance-sim binaries")
 	fs.DurationVar(&o.maxDuration, "max-duration", 15*time.Minute, "hard bound on the whole run")
 	fs.StringVar(&o.buildLabel, "build-label", "", "what doppel build is measured, for the report (default: the git commit of the working tree)")
+	fs.StringVar(&o.rerender, "rerender", "", "write the table, the markdown and the chart again from this bench.json, without running anything")
 	doppelEnv := fs.String("doppel-env", "", "tuning: comma-separated NAME=value settings added to every doppel run, e.g. DOPPEL_STORE_FLUSHERS=2")
 	fs.DurationVar(&o.pgLogSlow, "pg-log-slow", 0, "diagnosis: log the plan of every doppel statement slower than this to PostgreSQL's log (auto_explain; 0 = off)")
 	fs.DurationVar(&o.quietWait, "quiet-wait", 30*time.Second, "before each scenario, wait up to this long for other programs to stop using the CPU")
@@ -208,6 +211,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	if opts.rerender != "" {
+		return rerender(opts, stdout)
+	}
 	baseDB, brokers := getenv("DOPPEL_DATABASE_URL"), getenv("DOPPEL_KAFKA_BROKERS")
 	if baseDB == "" || brokers == "" {
 		return errors.New("DOPPEL_DATABASE_URL and DOPPEL_KAFKA_BROKERS must be set: run through scripts/bench.sh (make bench), which starts the infrastructure and exports .local/env")
@@ -279,4 +285,22 @@ func gitLabel(ctx context.Context) string {
 		label += " with uncommitted changes"
 	}
 	return label
+}
+
+// rerender writes the report of an earlier run again (after a change to how it is presented).
+func rerender(opts options, stdout io.Writer) error {
+	raw, err := os.ReadFile(opts.rerender)
+	if err != nil {
+		return err
+	}
+	var rep report
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		return fmt.Errorf("read %s: %w", opts.rerender, err)
+	}
+	if err := os.MkdirAll(opts.outDir, 0o755); err != nil {
+		return err
+	}
+	table := rep.table()
+	fmt.Fprint(stdout, table.text())
+	return rep.write(opts.outDir, opts.docsPath, table)
 }
