@@ -25,7 +25,8 @@ COMMENT ON TABLE rings IS 'Fraud rings of two or more accounts (connected compon
 COMMENT ON TABLE ring_members IS 'The ring of each account that is in one; an account without a row is a ring of one.';
 
 -- Fill the index from the links already stored: label propagation over links no review cleared,
--- each account ending with its component's smallest userId (a member, as ring_key must be).
+-- each account ending with its component's smallest userId (a member, as ring_key must be). A
+-- one-off cost: one pass over the links per step of the longest chain in any ring.
 CREATE TEMP TABLE ring_labels AS
 WITH live AS (
     SELECT l.user_id_low, l.user_id_high FROM duplicate_links l

@@ -12,9 +12,10 @@ import (
 
 // Batcher puts the per-event database work of many workers into shared round trips: while one
 // batch is being written or read, new requests queue up and go together in the next one (group
-// commit). At low load a request goes out at once, alone; at high load one transaction carries up
-// to maxBatch checks and one query answers up to maxBatch look-ups, which is what lets the pipeline
-// keep up with a fast vendor. It implements duplicate.Store.
+// commit). The batch size follows the queue: at low load a request goes out at once, alone; at high
+// load one transaction carries up to maxBatch checks (and MaxBatchLinks links) and one query answers
+// up to maxBatch look-ups, which is what lets the pipeline keep up with a fast vendor. It
+// implements duplicate.Store.
 type Batcher struct {
 	store   *Store
 	saves   *group[saveRequest]
