@@ -41,13 +41,18 @@ CROSS JOIN LATERAL (
 WHERE u.unreviewed_user_ids IS NOT NULL;
 
 -- Fraud rings per region: the connected components of the links each region's face search found
--- (a pair found by two regions is in both), walked as fraud_rings walks the whole graph. A region's
--- ring id is that of a ring with the same smallest member; an analysts' view, not a hot path.
+-- (a pair found by two regions is in both), without the pairs a review cleared (false_positive,
+-- same_person), as the ring rule has it. A region's ring id is that of a ring with the same
+-- smallest member; a recursive walk for analysts, not a hot path.
 CREATE VIEW region_fraud_rings AS
 WITH RECURSIVE region_links AS (
     SELECT r.region, l.user_id_low, l.user_id_high, l.first_seen_at, l.last_seen_at
     FROM duplicate_links l
     CROSS JOIN LATERAL unnest(l.regions) AS r(region)
+    WHERE NOT EXISTS (
+        SELECT 1 FROM latest_link_reviews v
+        WHERE v.user_id_low = l.user_id_low AND v.user_id_high = l.user_id_high
+          AND v.decision IN ('false_positive', 'same_person'))
 ), pairs AS (
     SELECT region, user_id_low AS user_id, user_id_high AS other FROM region_links
     UNION ALL

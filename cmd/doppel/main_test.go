@@ -99,16 +99,14 @@ func TestMigrateNeedsOnlyTheDatabaseAndAsksBeforeDroppingTheAudit(t *testing.T) 
 
 	ups, err := fs.Glob(migrations.FS, "*.up.sql")
 	require.NoError(t, err)
-	// Migration numbers need not be contiguous: the latest is the largest, and down goes to the one
-	// below it.
-	var numbers []int
-	for _, name := range ups {
-		n, err := strconv.Atoi(strings.SplitN(name, "_", 2)[0])
-		require.NoError(t, err)
-		numbers = append(numbers, n)
+	// Versions are the files' numbers, which need not be contiguous (helpers number theirs apart).
+	versions := make([]int, len(ups))
+	for i, name := range ups {
+		versions[i], err = strconv.Atoi(strings.SplitN(name, "_", 2)[0])
+		require.NoError(t, err, name)
 	}
-	slices.Sort(numbers)
-	latest, previous := numbers[len(numbers)-1], numbers[len(numbers)-2]
+	slices.Sort(versions)
+	latest, previous := versions[len(versions)-1], versions[len(versions)-2]
 	version := func(v int) string { return fmt.Sprintf("schema version: %d (dirty: false)", v) }
 
 	out, _, err := doppel(t, environ, "", "migrate", "up")

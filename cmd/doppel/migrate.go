@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -137,8 +138,11 @@ func (a *app) withMigrator(fn func(m *postgres.Migrator, current uint, ok bool) 
 func (a *app) confirmDown(from, to uint, yes bool) error {
 	fmt.Fprintf(a.stderr, "Reverting the schema from version %d to %d runs:\n", from, to)
 	audit := false
-	for v := from; v > to; v = previousVersion(v) {
+	for v := from; v > to; v-- {
 		name, drops, err := downStatements(v)
+		if errors.Is(err, errNoMigration) && v != from {
+			continue // version numbers need not be contiguous: golang-migrate steps over gaps
+		}
 		if err != nil {
 			return err
 		}
@@ -166,13 +170,26 @@ func (a *app) confirmDown(from, to uint, yes bool) error {
 	return nil
 }
 
+var errNoMigration = errors.New("no down migration")
+
+// previousVersion is the highest migration version below v in this binary (0 when none): where one
+// step down lands, since version numbers need not be contiguous.
+func previousVersion(v uint) uint {
+	for p := v - 1; p > 0; p-- {
+		if matches, _ := fs.Glob(migrations.FS, fmt.Sprintf("%06d_*.up.sql", p)); len(matches) == 1 {
+			return p
+		}
+	}
+	return 0
+}
+
 var destructive = regexp.MustCompile(`(?i)^\s*(DROP|ALTER|DELETE|TRUNCATE)\b`)
 
 // downStatements returns the name of migration version's down file and its destructive statements.
 func downStatements(version uint) (string, []string, error) {
 	matches, err := fs.Glob(migrations.FS, fmt.Sprintf("%06d_*.down.sql", version))
 	if err != nil || len(matches) != 1 {
-		return "", nil, fmt.Errorf("no down migration for version %d in this binary", version)
+		return "", nil, fmt.Errorf("%w for version %d in this binary", errNoMigration, version)
 	}
 	raw, err := fs.ReadFile(migrations.FS, matches[0])
 	if err != nil {
@@ -185,18 +202,4 @@ func downStatements(version uint) (string, []string, error) {
 		}
 	}
 	return path.Base(matches[0]), out, nil
-}
-
-// previousVersion returns the migration below version v, 0 when none is: migration numbers need
-// not be contiguous (issues take their numbers as they are filed).
-func previousVersion(v uint) uint {
-	ups, _ := fs.Glob(migrations.FS, "*.up.sql")
-	var prev uint
-	for _, name := range ups {
-		n, err := strconv.ParseUint(strings.SplitN(name, "_", 2)[0], 10, 32)
-		if err == nil && uint(n) < v && uint(n) > prev {
-			prev = uint(n)
-		}
-	}
-	return prev
 }

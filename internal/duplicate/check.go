@@ -74,6 +74,15 @@ type Check struct {
 	ReplayedAt  *time.Time
 }
 
+// RegionOf returns the region c was searched in: DefaultRegion for a check without one (stored
+// before regions, or by a caller that has none).
+func RegionOf(c Check) string {
+	if c.Region == "" {
+		return DefaultRegion
+	}
+	return c.Region
+}
+
 // MatchedUsers turns a face-search answer into the accounts to link to userID: distinct, in the
 // vendor's order, without empty ids and without the user's own id (the same person verifying again
 // is not a duplicate account).
