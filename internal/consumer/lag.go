@@ -26,7 +26,12 @@ func Lag(ctx context.Context, brokers []string, groupID, topic string) (map[int]
 	transport := &kafka.Transport{}
 	defer transport.CloseIdleConnections()
 	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second, Transport: transport}
+	return LagOf(ctx, client, groupID, topic)
+}
 
+// LagOf is Lag through a client the caller keeps, for a caller that measures often (the parking
+// of a vendor region) and should not open connections each time.
+func LagOf(ctx context.Context, client *kafka.Client, groupID, topic string) (map[int]int64, error) {
 	partitions, err := topicPartitions(ctx, client, topic)
 	if err != nil {
 		return nil, err

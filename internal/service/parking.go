@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -67,17 +68,25 @@ type parking struct {
 	// of the workers stay free for the other regions when one answers slowly.
 	share int64
 	log   *slog.Logger
+	// lagClient measures the parking topics' backlogs over connections kept between rounds.
+	lagClient *kafka.Client
 }
 
 type parkState struct {
 	metrics  *metrics.Region
 	draining atomic.Bool  // its parking topic holds events not yet processed
 	atVendor atomic.Int64 // its events being handled by the events consumer now
+	// writing counts parking writes in progress and written counts those done, so that a backlog
+	// measured while an event was being parked is not taken for drained; mu orders a park's start
+	// with the end of draining.
+	mu               sync.Mutex
+	writing, written atomic.Int64
 }
 
 func newParking(cfg config.Config, regions *region.Registry, m *metrics.Metrics, log *slog.Logger) *parking {
 	p := &parking{cfg: cfg, regions: regions, states: map[string]*parkState{},
 		share: int64(max(1, cfg.Workers/2)), log: log,
+		lagClient: &kafka.Client{Addr: kafka.TCP(cfg.KafkaBrokers...), Timeout: 10 * time.Second, Transport: &kafka.Transport{}},
 		writer: &kafka.Writer{
 			Addr:         kafka.TCP(cfg.KafkaBrokers...),
 			Balancer:     &kafka.Murmur2Balancer{}, // same partition per signatureId, so order is kept
@@ -116,7 +125,11 @@ func (p *parking) leave(r *region.Region) { p.states[r.Name].atVendor.Add(-1) }
 // returns nil the message is finished here; the region's backlog is marked so later events follow.
 func (p *parking) park(ctx context.Context, msg kafka.Message, r *region.Region, why string) error {
 	st := p.states[r.Name]
+	st.mu.Lock()
+	st.writing.Add(1)
 	st.draining.Store(true)
+	st.mu.Unlock()
+	defer st.writing.Add(-1)
 	st.metrics.SetParking(true)
 	headers := make([]kafka.Header, 0, len(msg.Headers)+4)
 	for _, h := range msg.Headers {
@@ -136,6 +149,7 @@ func (p *parking) park(ctx context.Context, msg kafka.Message, r *region.Region,
 	for {
 		err := p.writer.WriteMessages(ctx, parked)
 		if err == nil {
+			st.written.Add(1)
 			st.metrics.Parked()
 			p.log.Debug("parked", "region", r.Name, "partition", msg.Partition, "offset", msg.Offset, "why", why)
 			return nil
@@ -148,14 +162,22 @@ func (p *parking) park(ctx context.Context, msg kafka.Message, r *region.Region,
 	}
 }
 
-// watch measures every region's parked backlog until ctx ends, so that a region stops parking once
-// its parking topic is drained.
+// watch measures the parked backlog of every region that parked events until ctx ends, so that a
+// region stops parking once its parking topic is drained. A region that parks nothing costs no
+// broker round trip.
 func (p *parking) watch(ctx context.Context) error {
 	t := time.NewTicker(drainPoll)
 	defer t.Stop()
 	for {
 		for _, name := range p.regions.Names() {
-			lag, err := consumer.Lag(ctx, p.cfg.KafkaBrokers, ParkingGroup(p.cfg, name), ParkingTopic(p.cfg, name))
+			st := p.states[name]
+			r, _ := p.regions.Lookup(name)
+			if !st.draining.Load() {
+				st.metrics.SetParking(r.Ready() != nil)
+				continue
+			}
+			written := st.written.Load()
+			lag, err := consumer.LagOf(ctx, p.lagClient, ParkingGroup(p.cfg, name), ParkingTopic(p.cfg, name))
 			if err != nil {
 				if ctx.Err() == nil {
 					p.log.Warn("measure parked backlog", "region", name, "error", err)
@@ -166,10 +188,11 @@ func (p *parking) watch(ctx context.Context) error {
 			for _, n := range lag {
 				backlog += n
 			}
-			st := p.states[name]
-			st.draining.Store(backlog > 0)
-			r, _ := p.regions.Lookup(name)
-			st.metrics.SetParking(backlog > 0 || r.Ready() != nil)
+			st.mu.Lock()
+			drained := backlog == 0 && st.writing.Load() == 0 && st.written.Load() == written
+			st.draining.Store(!drained)
+			st.mu.Unlock()
+			st.metrics.SetParking(!drained || r.Ready() != nil)
 		}
 		select {
 		case <-ctx.Done():
@@ -179,7 +202,12 @@ func (p *parking) watch(ctx context.Context) error {
 	}
 }
 
-func (p *parking) close() error { return p.writer.Close() }
+func (p *parking) close() error {
+	if t, ok := p.lagClient.Transport.(*kafka.Transport); ok {
+		t.CloseIdleConnections()
+	}
+	return p.writer.Close()
+}
 
 // sourceOf is where an event came from: the events topic's position of a parked event, else the
 // message's own.
