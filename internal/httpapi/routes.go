@@ -9,6 +9,7 @@ import (
 // routes lists every route the server answers, in one place. openapi.json describes each of them;
 // TestTheSpecListsEveryRoute keeps the two in step.
 func (s *Server) routes() {
+	s.echo.Use(rejectUnknownQuery)
 	s.echo.GET("/healthz", s.handleHealthz)
 	s.echo.GET("/readyz", s.handleReadyz)
 	if s.cfg.Metrics != nil {
@@ -25,6 +26,10 @@ func (s *Server) routes() {
 	s.echo.GET("/v1/users/:userId/cluster", s.handleUserCluster, read)
 	s.echo.GET("/v1/checks/:signatureId", s.handleCheck, read)
 	s.echo.GET("/v1/alerts", s.handleAlerts, read)
+	s.echo.GET("/v1/alerts/:alertId", s.handleAlert, read)
+	s.echo.GET("/v1/rings", s.handleRings, read)
+	s.echo.GET("/v1/rings/:ringId", s.handleRing, read)
+	s.echo.GET("/v1/reviews", s.handleReviews, read)
 	s.echo.POST("/v1/reviews", s.handleReview, review)
 	s.echo.POST("/v1/replay", s.handleReplay, review)
 }

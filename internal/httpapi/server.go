@@ -31,6 +31,7 @@ type Store interface {
 	AddReview(ctx context.Context, r duplicate.Review) (duplicate.Review, error)
 	MissingChecks(ctx context.Context, signatureIDs []string) ([]string, error)
 	ReplayCandidates(ctx context.Context, from, to time.Time, limit int) ([]string, error)
+	RingStore
 }
 
 // Replayer re-runs face search for stored checks; duplicate.Replayer implements it.

@@ -217,26 +217,15 @@ func scanAlert(row pgx.CollectableRow) (duplicate.StoredAlert, error) {
 	return a, err
 }
 
-// Alerts returns a page of alerts in (detected_at, alert_id) order: after q.After when it is set,
-// else from q.Since on.
+// Alerts returns a page of alerts in (detected_at, alert_id) order (descending with
+// q.NewestFirst): beyond q.After when it is set, else from q.Since on, filtered as q says.
 func (s *Store) Alerts(ctx context.Context, q duplicate.AlertQuery) ([]duplicate.StoredAlert, error) {
-	var rows pgx.Rows
-	var err error
-	if q.After != nil {
-		rows, err = s.pool.Query(ctx, `SELECT `+alertColumns+` FROM alerts
-WHERE (detected_at, alert_id) > ($1, $2::uuid)
-ORDER BY detected_at, alert_id
-LIMIT $3`, q.After.DetectedAt, q.After.AlertID, q.Limit)
-	} else {
-		rows, err = s.pool.Query(ctx, `SELECT `+alertColumns+` FROM alerts
-WHERE detected_at >= $1
-ORDER BY detected_at, alert_id
-LIMIT $2`, q.Since, q.Limit)
-	}
+	sql, args := alertsSQL(q)
+	rows, err := s.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, fmt.Errorf("select alerts: %w", err)
 	}
-	alerts, err := pgx.CollectRows(rows, scanAlert)
+	alerts, err := pgx.CollectRows(rows, scanAlertWithStatus)
 	if err != nil {
 		return nil, fmt.Errorf("select alerts: %w", err)
 	}
