@@ -69,6 +69,8 @@ type Config struct {
 	CallbackTimeout time.Duration `yaml:"callback_timeout" env:"DOPPEL_CALLBACK_TIMEOUT"`
 	// RingHighSeveritySize is the fraud-ring size from which alerts are high severity (0: never).
 	RingHighSeveritySize int `yaml:"ring_high_severity_size" env:"DOPPEL_RING_HIGH_SEVERITY_SIZE"`
+	// ConsoleSessionTTL is how long a review-console sign-in lasts.
+	ConsoleSessionTTL time.Duration `yaml:"console_session_ttl" env:"DOPPEL_CONSOLE_SESSION_TTL"`
 }
 
 // Default returns the configuration used where nothing is set. Connection settings and vendor keys
@@ -100,6 +102,7 @@ func Default() Config {
 		HTTPAddr:             ":8080",
 		CallbackTimeout:      10 * time.Second,
 		RingHighSeveritySize: 5,
+		ConsoleSessionTTL:    8 * time.Hour,
 		LogLevel:             "info",
 		LogFormat:            "json",
 		ShutdownTimeout:      20 * time.Second,
@@ -291,6 +294,9 @@ func (c Config) Validate() error {
 	}
 	if c.RingHighSeveritySize != 0 && c.RingHighSeveritySize < 2 {
 		bad("DOPPEL_RING_HIGH_SEVERITY_SIZE must be 0 (never high) or at least 2 accounts, got %d", c.RingHighSeveritySize)
+	}
+	if c.ConsoleSessionTTL <= 0 {
+		bad("DOPPEL_CONSOLE_SESSION_TTL must be positive, e.g. 8h")
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":

@@ -78,6 +78,9 @@ type Config struct {
 	EventOptions duplicate.DecodeOptions
 
 	APIKeys []APIKey
+
+	// Console, when set, is served at ConsolePath on the same listener (see root).
+	Console http.Handler
 }
 
 // Server holds the Echo instance and what its handlers need.
@@ -109,7 +112,7 @@ func New(cfg Config) *Server {
 }
 
 // Handler returns the server as an http.Handler, for tests.
-func (s *Server) Handler() http.Handler { return s.echo }
+func (s *Server) Handler() http.Handler { return s.root() }
 
 // Routes returns "METHOD path" for every registered route, paths in OpenAPI form ({param}).
 func (s *Server) Routes() []string {
@@ -122,7 +125,7 @@ func (s *Server) Routes() []string {
 
 // Serve listens on addr until ctx is cancelled, then shuts down within timeout.
 func (s *Server) Serve(ctx context.Context, addr string, timeout time.Duration) error {
-	srv := &http.Server{Addr: addr, Handler: s.echo, ReadHeaderTimeout: 10 * time.Second,
+	srv := &http.Server{Addr: addr, Handler: s.root(), ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 	errCh := make(chan error, 1)
 	go func() { errCh <- srv.ListenAndServe() }()

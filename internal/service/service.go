@@ -11,12 +11,14 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/doppelhq/doppel/internal/advance"
 	"github.com/doppelhq/doppel/internal/config"
+	"github.com/doppelhq/doppel/internal/console"
 	"github.com/doppelhq/doppel/internal/consumer"
 	"github.com/doppelhq/doppel/internal/duplicate"
 	"github.com/doppelhq/doppel/internal/facesearch"
@@ -108,6 +110,22 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if cfg.CallbackToken == "" && cfg.CallbackHMACSecret == "" {
 		log.Warn("vendor callbacks are off: set DOPPEL_CALLBACK_TOKEN to accept them")
 	}
+	apiKeys := APIKeys(keys)
+	reviewConsole, err := console.New(console.Config{
+		Store:      store,
+		APIKeys:    apiKeys,
+		SessionTTL: cfg.ConsoleSessionTTL,
+		Region:     advance.Region(cfg.AdvanceBaseURL),
+		Logger:     log.With("component", "console"),
+		DeadLetters: func(ctx context.Context) (int64, error) {
+			ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			defer cancel()
+			return consumer.TopicMessages(ctx, cfg.KafkaBrokers, cfg.TopicDLQ)
+		},
+	})
+	if err != nil {
+		return err
+	}
 	api := httpapi.New(httpapi.Config{
 		Logger:             log.With("component", "http"),
 		Metrics:            m.Handler(),
@@ -119,7 +137,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		CallbackHMACSecret: cfg.CallbackHMACSecret,
 		CallbackTimeout:    cfg.CallbackTimeout,
 		EventOptions:       duplicate.DecodeOptions{MaxBytes: cfg.MaxEventBytes, RejectUnknownTypes: cfg.RejectUnknownTypes},
-		APIKeys:            APIKeys(keys),
+		APIKeys:            apiKeys,
+		Console:            reviewConsole,
 		Readiness: []httpapi.ReadinessCheck{
 			{Name: "database", Check: func(ctx context.Context) error { return pool.Ping(ctx) }},
 			{Name: "kafka", Check: func(ctx context.Context) error { return pingBroker(ctx, cfg.KafkaBrokers) }},
