@@ -168,8 +168,9 @@ func layout(n int, edges [][2]int) [][2]float64 {
 			for i := range pos {
 				d := math.Max(math.Hypot(disp[i][0], disp[i][1]), 0.01)
 				step := math.Min(d, temp)
-				pos[i][0] = math.Min(w, math.Max(0, pos[i][0]+disp[i][0]/d*step))
-				pos[i][1] = math.Min(h, math.Max(0, pos[i][1]+disp[i][1]/d*step))
+				// No walls: a clamped layout piles nodes along the edges; fit scales it afterwards.
+				pos[i][0] += disp[i][0] / d * step
+				pos[i][1] += disp[i][1] / d * step
 			}
 			temp *= 0.97
 		}

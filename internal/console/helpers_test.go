@@ -90,3 +90,28 @@ func (f *fixture) reviewCount() int {
 	require.NoError(f.t, f.pool.QueryRow(context.Background(), `SELECT count(*) FROM link_reviews`).Scan(&n))
 	return n
 }
+
+// seedFarm stores a face farm: accounts farm-0000.. each matched by the next three, one ring, with
+// the checks that linked them. It writes the rows directly: a thousand checks through the pipeline
+// would take longer than the test it serves.
+func (f *fixture) seedFarm(accounts int) string {
+	f.t.Helper()
+	ctx := context.Background()
+	_, err := f.pool.Exec(ctx, `
+INSERT INTO idv_checks (signature_id, user_id, event_type, outcome, similar_user_ids, matched_user_ids, vendor_transaction_id, checked_at)
+SELECT 'farm-sig-' || i, 'farm-' || lpad(i::text, 4, '0'), 'COMPLETED',
+    CASE WHEN i = 0 THEN 'no_duplicates' ELSE 'duplicates_found' END, m.ids, m.ids, 'tx-farm-' || i,
+    now() - (($1 - i) || ' minutes')::interval
+FROM generate_series(0, $1 - 1) AS i
+CROSS JOIN LATERAL (SELECT coalesce(array_agg('farm-' || lpad(j::text, 4, '0') ORDER BY j), '{}') AS ids
+                    FROM generate_series(greatest(i - 3, 0), i - 1) AS j) m`, accounts)
+	require.NoError(f.t, err)
+	_, err = f.pool.Exec(ctx, `
+INSERT INTO duplicate_links (user_id_low, user_id_high, first_seen_at, last_seen_at, first_signature_id, last_signature_id)
+SELECT 'farm-' || lpad(j::text, 4, '0'), 'farm-' || lpad(i::text, 4, '0'), c.checked_at, c.checked_at, c.signature_id, c.signature_id
+FROM generate_series(1, $1 - 1) AS i
+CROSS JOIN generate_series(greatest(i - 3, 0), i - 1) AS j
+JOIN idv_checks c ON c.signature_id = 'farm-sig-' || i`, accounts)
+	require.NoError(f.t, err)
+	return duplicate.RingID("farm-0000")
+}

@@ -152,7 +152,7 @@ func (c *Console) handleOverview(w http.ResponseWriter, r *http.Request) {
 		c.failErr(w, r, err)
 		return
 	}
-	d := overviewData{Overview: o, DeadLetters: "not configured", ChartW: 720, ChartH: 180}
+	d := overviewData{Overview: o, DeadLetters: "not configured", ChartW: 1100, ChartH: 220}
 	if c.cfg.DeadLetters != nil {
 		if n, err := c.cfg.DeadLetters(r.Context()); err != nil {
 			c.log.Warn("console: count dead letters", "error", err)
