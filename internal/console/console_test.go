@@ -15,12 +15,12 @@ import (
 // client is a browser-like HTTP client: it keeps cookies and does not follow redirects, so each
 // step's answer can be checked.
 type client struct {
-	t    *testing.T
+	t    testing.TB
 	base string
 	http *http.Client
 }
 
-func newClient(t *testing.T, base string) *client {
+func newClient(t testing.TB, base string) *client {
 	jar, _ := cookiejar.New(nil)
 	return &client{t: t, base: base, http: &http.Client{Jar: jar,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
@@ -46,7 +46,7 @@ func (c *client) post(path string, form url.Values) (int, http.Header, string) {
 
 var csrfInput = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 
-func csrfOf(t *testing.T, body string) string {
+func csrfOf(t testing.TB, body string) string {
 	t.Helper()
 	m := csrfInput.FindStringSubmatch(body)
 	require.NotNil(t, m, "no CSRF field in the page")

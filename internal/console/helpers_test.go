@@ -26,7 +26,7 @@ const (
 )
 
 type fixture struct {
-	t     *testing.T
+	t     testing.TB
 	store *postgres.Store
 	pool  *pgxpool.Pool
 	srv   *httptest.Server
@@ -34,7 +34,7 @@ type fixture struct {
 }
 
 // setup serves the API with the console, as doppel serve does, on a database of its own.
-func setup(t *testing.T, edit ...func(*console.Config)) *fixture {
+func setup(t testing.TB, edit ...func(*console.Config)) *fixture {
 	t.Helper()
 	_, pool := testinfra.Database(t)
 	store := postgres.NewStore(pool, postgres.WithAlertPolicy(duplicate.AlertPolicy{HighSeverityRingSize: 4}))
@@ -115,3 +115,5 @@ JOIN idv_checks c ON c.signature_id = 'farm-sig-' || i`, accounts)
 	require.NoError(f.t, err)
 	return duplicate.RingID("farm-0000")
 }
+
+func sha256Of(s string) [32]byte { return sha256.Sum256([]byte(s)) }
