@@ -92,6 +92,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		Classify:      Classify,
 		RouteKey:      routeKey,
 		ShutdownGrace: cfg.ShutdownTimeout / 2,
+		StallAfter:    cfg.StallAfter,
 		Logger:        log.With("component", "consumer"),
 		Observer:      m,
 	}, p.handle)
@@ -143,6 +144,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			{Name: "database", Check: func(ctx context.Context) error { return pool.Ping(ctx) }},
 			{Name: "kafka", Check: func(ctx context.Context) error { return pingBroker(ctx, cfg.KafkaBrokers) }},
 			{Name: "vendor", Check: func(context.Context) error { return vendor.Ready() }},
+			{Name: "consumer", Check: cons.CheckProgress},
 		},
 	})
 
