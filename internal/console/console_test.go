@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/doppelhq/doppel/internal/duplicate"
 )
 
 // client is a browser-like HTTP client: it keeps cookies and does not follow redirects, so each
@@ -159,4 +161,25 @@ func mustURL(t *testing.T, s string) *url.URL {
 	u, err := url.Parse(s)
 	require.NoError(t, err)
 	return u
+}
+
+func TestAnAlertWhoseRingMergedOpensTheRingItIsInNow(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.seed("m-x1")
+	alert := f.seed("m-x2", "m-x1").Alert
+	require.NotNil(t, alert)
+	f.seed("m-a0", "m-x2") // m-a0 is smaller than m-x1: the merged ring takes its id
+	c := newClient(t, f.srv.URL)
+	c.signIn(analystKey)
+
+	status, h, _ := c.get("/console/rings/" + alert.RingID + "?alert=" + alert.AlertID)
+	require.Equal(t, http.StatusSeeOther, status)
+	require.True(t, strings.HasPrefix(h.Get("Location"), "/console/rings/"+duplicate.RingID("m-a0")+"?"), h.Get("Location"))
+	status, _, body := c.get(h.Get("Location"))
+	require.Equal(t, http.StatusOK, status)
+	require.Contains(t, body, `data-testid="ring-size">3<`)
+
+	status, _, _ = c.get("/console/rings/" + alert.RingID)
+	require.Equal(t, http.StatusNotFound, status, "without an alert there is no user to follow")
 }
