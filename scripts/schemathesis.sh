@@ -113,6 +113,10 @@ for _ in $(seq 1 60); do
   curl -fsS -H "Authorization: Bearer $API_KEY" "$BASE/v1/alerts" | grep -q '"alertId"' && break
   sleep 0.5
 done
+for _ in $(seq 1 60); do
+  curl -fsS -H "Authorization: Bearer $API_KEY" "$BASE/v1/users/st-alice/cluster" | grep -q '"size":3' && break
+  sleep 0.5
+done
 curl -fsS -H "Authorization: Bearer $API_KEY" "$BASE/v1/users/st-alice/cluster" | grep -q '"size":3' ||
   die "the seeded ring did not show up (log: ${WORK#"$ROOT"/}/doppel.log)"
 

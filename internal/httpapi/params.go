@@ -3,6 +3,7 @@ package httpapi
 import (
 	"slices"
 	"sort"
+	"sync"
 
 	"github.com/labstack/echo/v4"
 )
@@ -18,28 +19,43 @@ var queryParams = map[string][]string{
 	"GET /v1/reviews":            {"userId", "reviewer", "since", "limit", "cursor"},
 }
 
-// rejectUnknownQuery answers 400 for a query parameter the matched route does not accept.
-func rejectUnknownQuery(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		params := c.QueryParams()
-		if len(params) == 0 || c.Path() == "" {
-			return next(c)
-		}
-		allowed := queryParams[c.Request().Method+" "+c.Path()]
-		names := make([]string, 0, len(params))
-		for name := range params {
-			names = append(names, name)
-		}
-		sort.Strings(names)
-		for _, name := range names {
-			if !slices.Contains(allowed, name) {
+// rejectUnknownQuery answers 400 for a query parameter the matched route does not accept. A
+// method the path does not serve is left to Echo's 405, whatever its query says.
+func (s *Server) rejectUnknownQuery() echo.MiddlewareFunc {
+	var once sync.Once
+	registered := map[string]bool{}
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			params := c.QueryParams()
+			if len(params) == 0 {
+				return next(c)
+			}
+			once.Do(func() {
+				for _, r := range s.echo.Routes() {
+					registered[r.Method+" "+r.Path] = true
+				}
+			})
+			route := c.Request().Method + " " + c.Path()
+			if !registered[route] {
+				return next(c)
+			}
+			allowed := queryParams[route]
+			names := make([]string, 0, len(params))
+			for name := range params {
+				names = append(names, name)
+			}
+			sort.Strings(names)
+			for _, name := range names {
+				if slices.Contains(allowed, name) {
+					continue
+				}
 				if len(allowed) == 0 {
 					return invalid(name, "unknown query parameter %q: this route takes none", name)
 				}
 				return invalid(name, "unknown query parameter %q: this route takes %v", name, allowed)
 			}
+			return next(c)
 		}
-		return next(c)
 	}
 }
 

@@ -211,3 +211,10 @@ func TestReviewHistoryIsNewestFirstAndFiltered(t *testing.T) {
 	none, _ := decisions("?since=2999-01-01T00:00:00Z")
 	require.Empty(t, none)
 }
+
+func TestAMethodTheRouteDoesNotServeIs405WhateverItsQuery(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.do(http.MethodPut, "/v1/alerts?cursor=x&whatever=1", readKey, nil).apiError(t, http.StatusMethodNotAllowed, "method_not_allowed")
+	f.do("TRACE", "/v1/callbacks/advance?token=x", "", nil).apiError(t, http.StatusMethodNotAllowed, "method_not_allowed")
+}

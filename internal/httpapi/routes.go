@@ -9,7 +9,7 @@ import (
 // routes lists every route the server answers, in one place. openapi.json describes each of them;
 // TestTheSpecListsEveryRoute keeps the two in step.
 func (s *Server) routes() {
-	s.echo.Use(rejectUnknownQuery)
+	s.echo.Use(s.rejectUnknownQuery())
 	s.echo.GET("/healthz", s.handleHealthz)
 	s.echo.GET("/readyz", s.handleReadyz)
 	if s.cfg.Metrics != nil {
