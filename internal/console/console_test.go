@@ -124,8 +124,13 @@ func TestPostsNeedTheSessionsCSRFTokenAndTheReviewScope(t *testing.T) {
 	status, h, _ := c.post("/console/rings/"+ringA+"/decision", url.Values{"decision": {"confirmed_fraud"},
 		"note": {"one face, four names"}, "csrf": {csrfOf(t, page)}, "return": {"https://evil.example/"}})
 	require.Equal(t, http.StatusSeeOther, status)
-	require.True(t, strings.HasPrefix(h.Get("Location"), "/console/rings/"+ringA+"?"), "never redirected off the console: %s", h.Get("Location"))
+	require.Equal(t, "/console/rings/"+ringA, h.Get("Location"), "never redirected off the console")
 	require.Equal(t, 4, f.reviewCount(), "one review per link of the ring")
+	_, _, page = c.get(h.Get("Location"))
+	require.Contains(t, page, "Recorded 4 reviews", "the next page says what was done")
+	_, _, page = c.get(h.Get("Location") + "?done=Call+0800+to+unlock")
+	require.NotContains(t, page, "Call 0800", "a link cannot make the console say something")
+	require.NotContains(t, page, "Recorded 4 reviews", "the message shows once")
 
 	viewer := newClient(t, f.srv.URL)
 	viewer.signIn(viewerKey)

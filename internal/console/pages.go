@@ -67,8 +67,8 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, nam
 	if p.Nav == "" {
 		p.Nav = name
 	}
-	if p.Flash == "" {
-		p.Flash = r.URL.Query().Get("done")
+	if p.Flash == "" && p.Session != nil {
+		p.Flash = c.sessions.takeFlash(p.Session)
 	}
 	var buf bytes.Buffer
 	if err := c.pages[name].Execute(&buf, p); err != nil {
@@ -343,7 +343,6 @@ func (c *Console) handleRing(w http.ResponseWriter, r *http.Request) {
 	d.Pairs = rows[from:min(from+pairsPageSize, len(rows))]
 	pageURL := func(n int) string {
 		q := r.URL.Query()
-		q.Del("done")
 		q.Set("page", strconv.Itoa(n))
 		return r.URL.Path + "?" + q.Encode()
 	}
@@ -353,9 +352,7 @@ func (c *Console) handleRing(w http.ResponseWriter, r *http.Request) {
 	if d.Page < d.Pages {
 		d.Next = pageURL(d.Page + 1)
 	}
-	ret := r.URL.Query()
-	ret.Del("done")
-	d.Return = r.URL.Path + "?" + ret.Encode()
+	d.Return = r.URL.RequestURI()
 	c.render(w, r, http.StatusOK, "ring", page{Title: "Ring " + detail.ID, Nav: "queue", Data: d})
 }
 
@@ -373,16 +370,13 @@ func decisionForm(r *http.Request) (duplicate.Decision, string, error) {
 }
 
 // backTo returns where a form goes after it is done: its return field when that is a console page,
-// else fallback, with a message for the page to show.
-func backTo(r *http.Request, fallback, msg string) string {
+// else fallback.
+func backTo(r *http.Request, fallback string) string {
 	ret := r.PostFormValue("return")
 	u, err := url.Parse(ret)
 	if ret == "" || err != nil || u.IsAbs() || u.Host != "" || !strings.HasPrefix(u.Path, "/console/") || strings.HasPrefix(ret, "//") {
-		u, _ = url.Parse(fallback)
+		return fallback
 	}
-	q := u.Query()
-	q.Set("done", msg)
-	u.RawQuery = q.Encode()
 	return u.String()
 }
 
@@ -400,8 +394,8 @@ func (c *Console) handleDecideRing(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.log.Info("console: ring decided", "ring_id", ringID, "decision", decision, "reviews", n, "reviewed_by", s.name)
-	http.Redirect(w, r, backTo(r, "/console/rings/"+url.PathEscape(ringID),
-		fmt.Sprintf("Recorded %d reviews: every pair of the ring is %s.", n, strings.ToLower(decisionLabel(string(decision))))), http.StatusSeeOther)
+	c.sessions.setFlash(s, fmt.Sprintf("Recorded %d reviews: every pair of the ring is %s.", n, strings.ToLower(decisionLabel(string(decision)))))
+	http.Redirect(w, r, backTo(r, "/console/rings/"+url.PathEscape(ringID)), http.StatusSeeOther)
 }
 
 func (c *Console) handleDecidePair(w http.ResponseWriter, r *http.Request) {
@@ -423,8 +417,8 @@ func (c *Console) handleDecidePair(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.log.Info("console: pair decided", "review_id", stored.ID, "decision", decision, "reviewed_by", s.name)
-	http.Redirect(w, r, backTo(r, "/console/audit",
-		fmt.Sprintf("Recorded: %s – %s is %s.", rv.UserID, rv.DuplicateUserID, strings.ToLower(decisionLabel(string(decision))))), http.StatusSeeOther)
+	c.sessions.setFlash(s, fmt.Sprintf("Recorded: %s – %s is %s.", rv.UserID, rv.DuplicateUserID, strings.ToLower(decisionLabel(string(decision)))))
+	http.Redirect(w, r, backTo(r, "/console/audit"), http.StatusSeeOther)
 }
 
 // --- User search ---

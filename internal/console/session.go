@@ -29,6 +29,9 @@ type session struct {
 	scopes  []string
 	csrf    string
 	expires time.Time
+	// flash is a message for the next page the session sees (what a form just did); kept on the
+	// server so that no link can make the console say something it did not.
+	flash string
 }
 
 func (s *session) can(scope string) bool { return scope == "" || slices.Contains(s.scopes, scope) }
@@ -82,6 +85,22 @@ func (ss *sessions) get(token string) (*session, bool) {
 		return nil, false
 	}
 	return s, true
+}
+
+// setFlash leaves msg for the session's next page.
+func (ss *sessions) setFlash(s *session, msg string) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	s.flash = msg
+}
+
+// takeFlash returns the session's message, once.
+func (ss *sessions) takeFlash(s *session) string {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	msg := s.flash
+	s.flash = ""
+	return msg
 }
 
 func (ss *sessions) end(token string) {
