@@ -243,3 +243,15 @@ func TestAFaceFarmOfAThousandAccountsStaysUsable(t *testing.T) {
 	screenshot(t, ctx, "11-face-farm")
 	viewportScreenshot(t, ctx, "11b-face-farm-window")
 }
+
+func TestTheQueueRefreshesItself(t *testing.T) {
+	f := setup(t)
+	f.seed("r-1")
+	ctx := browser(t)
+	signInInBrowser(t, ctx, f.srv.URL)
+	step(t, ctx, chromedp.Navigate(f.srv.URL+"/console/queue"), chromedp.WaitVisible(chromedp.CSS("table.alerts")))
+	require.Zero(t, count(t, ctx, "tr[data-alert]"))
+	f.seed("r-2", "r-1") // a new alert arrives while the analyst looks at the queue
+	waitFor(t, ctx, `document.querySelectorAll("tr[data-alert]").length === 1`)
+	require.Contains(t, text(t, ctx, "[data-updated]"), "updated")
+}
