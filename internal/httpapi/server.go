@@ -79,6 +79,10 @@ type Config struct {
 
 	APIKeys []APIKey
 
+	// OnRequest is told about every answered request (route pattern, method, status, duration),
+	// for the HTTP metrics; may be nil.
+	OnRequest func(route, method string, status int, d time.Duration)
+
 	// Console, when set, is served at ConsolePath on the same listener (see root).
 	Console http.Handler
 }
@@ -105,6 +109,7 @@ func New(cfg Config) *Server {
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = errorHandler(cfg.Logger)
+	e.Use(requestMetrics(cfg.OnRequest))
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true, DisablePrintStack: true}))
 	s := &Server{echo: e, cfg: cfg, log: cfg.Logger}
 	s.routes()

@@ -140,12 +140,13 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		EventOptions:       duplicate.DecodeOptions{MaxBytes: cfg.MaxEventBytes, RejectUnknownTypes: cfg.RejectUnknownTypes},
 		APIKeys:            apiKeys,
 		Console:            reviewConsole,
-		Readiness: []httpapi.ReadinessCheck{
+		OnRequest:          m.HTTPRequest,
+		Readiness: logReadiness(log.With("component", "readiness"), []httpapi.ReadinessCheck{
 			{Name: "database", Check: func(ctx context.Context) error { return pool.Ping(ctx) }},
 			{Name: "kafka", Check: func(ctx context.Context) error { return pingBroker(ctx, cfg.KafkaBrokers) }},
 			{Name: "vendor", Check: func(context.Context) error { return vendor.Ready() }},
 			{Name: "consumer", Check: cons.CheckProgress},
-		},
+		}),
 	})
 
 	log.Info("doppel starting", "events_topic", cfg.TopicEvents, "alerts_topic", cfg.TopicAlerts,
