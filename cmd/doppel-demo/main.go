@@ -116,7 +116,7 @@ func runDev(ctx context.Context, getenv func(string) string, out io.Writer) erro
 		d.httpAddr = "127.0.0.1:8080"
 	}
 	sum := sha256.Sum256([]byte(d.apiKey))
-	d.apiKeysSetting = "analyst:read+review:" + hex.EncodeToString(sum[:])
+	d.apiKeysSetting = "analyst:read+review+replay:" + hex.EncodeToString(sum[:])
 	return start(ctx, getenv, out, d)
 }
 
@@ -135,7 +135,7 @@ func serveUntilDone(ctx context.Context, out io.Writer, d devSettings, simURL st
 	fmt.Fprintf(out, `
 == make dev: everything keeps running until Ctrl-C
    Review console:  %s/console/   (sign in with the API key)
-   API key:         %s   (name "analyst", scopes read+review)
+   API key:         %s   (name "analyst", scopes read+review+replay)
    Callback token:  %s
    advance-sim:     %s
    For the README's walk-through, in another shell:
@@ -197,10 +197,15 @@ func start(ctx context.Context, getenv func(string) string, out io.Writer, d dev
 			return err
 		}
 	}
+	adminAddr, err := childproc.FreeAddr()
+	if err != nil {
+		return err
+	}
 	env := []string{"DOPPEL_DATABASE_URL=" + dbURL, "DOPPEL_KAFKA_BROKERS=" + brokers, "DOPPEL_KAFKA_GROUP_ID=doppel-demo",
 		"DOPPEL_TOPIC_EVENTS=" + topicEvents, "DOPPEL_TOPIC_ALERTS=" + topicAlerts, "DOPPEL_TOPIC_DLQ=" + topicDLQ,
 		"DOPPEL_ADVANCE_BASE_URL=" + simURL, "DOPPEL_ADVANCE_ACCESS_KEY=" + accessKey,
-		"DOPPEL_ADVANCE_SECRET_KEY=" + secretKey, "DOPPEL_HTTP_ADDR=" + httpAddr, "DOPPEL_LOG_LEVEL=info"}
+		"DOPPEL_ADVANCE_SECRET_KEY=" + secretKey, "DOPPEL_HTTP_ADDR=" + httpAddr,
+		"DOPPEL_ADMIN_ADDR=" + adminAddr, "DOPPEL_LOG_LEVEL=info"}
 	if d.on {
 		env = append(env, "DOPPEL_API_KEYS="+d.apiKeysSetting, "DOPPEL_CALLBACK_TOKEN="+d.callbackToken)
 	}

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"net/http"
 	"slices"
 	"sort"
 	"sync"
@@ -35,11 +36,14 @@ func (s *Server) rejectUnknownQuery() echo.MiddlewareFunc {
 					registered[r.Method+" "+r.Path] = true
 				}
 			})
-			route := c.Request().Method + " " + c.Path()
-			if !registered[route] {
+			method := c.Request().Method
+			if !registered[method+" "+c.Path()] {
 				return next(c)
 			}
-			allowed := queryParams[route]
+			if method == http.MethodHead { // a GET route's HEAD takes what the GET takes
+				method = http.MethodGet
+			}
+			allowed := queryParams[method+" "+c.Path()]
 			names := make([]string, 0, len(params))
 			for name := range params {
 				names = append(names, name)

@@ -25,6 +25,7 @@ import (
 	"github.com/doppelhq/doppel/internal/httpapi"
 	"github.com/doppelhq/doppel/internal/metrics"
 	"github.com/doppelhq/doppel/internal/postgres"
+	"github.com/doppelhq/doppel/internal/readiness"
 	"github.com/doppelhq/doppel/internal/relay"
 	"github.com/doppelhq/doppel/internal/topic"
 )
@@ -111,6 +112,14 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if cfg.CallbackToken == "" && cfg.CallbackHMACSecret == "" {
 		log.Warn("vendor callbacks are off: set DOPPEL_CALLBACK_TOKEN to accept them")
 	}
+	// Readiness is computed in the background: a probe reads the last answer and never opens a
+	// connection of its own. Each part of the pipeline that can stop progress adds a named check.
+	ready := readiness.New(readiness.Config{Interval: readinessInterval, Logger: log.With("component", "readiness")},
+		readiness.Check{Name: "database", Check: func(ctx context.Context) error { return pool.Ping(ctx) }},
+		readiness.Check{Name: "kafka", Check: func(ctx context.Context) error { return pingBroker(ctx, cfg.KafkaBrokers) }},
+		readiness.Check{Name: "vendor", Check: func(context.Context) error { return vendor.Ready() }},
+		readiness.Check{Name: "consumer", Check: cons.CheckProgress},
+	)
 	apiKeys := APIKeys(keys)
 	reviewConsole, err := console.New(console.Config{
 		Store:      store,
@@ -128,35 +137,41 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 	api := httpapi.New(httpapi.Config{
-		Logger:             log.With("component", "http"),
-		Metrics:            m.Handler(),
-		Store:              store,
-		Replayer:           duplicate.NewReplayer(vendor, store, nil),
-		OnAlerts:           rel.Notify,
-		Events:             events,
-		CallbackToken:      cfg.CallbackToken,
-		CallbackHMACSecret: cfg.CallbackHMACSecret,
-		CallbackTimeout:    cfg.CallbackTimeout,
-		EventOptions:       duplicate.DecodeOptions{MaxBytes: cfg.MaxEventBytes, RejectUnknownTypes: cfg.RejectUnknownTypes},
-		APIKeys:            apiKeys,
-		Console:            reviewConsole,
-		OnRequest:          m.HTTPRequest,
-		Readiness: logReadiness(log.With("component", "readiness"), []httpapi.ReadinessCheck{
-			{Name: "database", Check: func(ctx context.Context) error { return pool.Ping(ctx) }},
-			{Name: "kafka", Check: func(ctx context.Context) error { return pingBroker(ctx, cfg.KafkaBrokers) }},
-			{Name: "vendor", Check: func(context.Context) error { return vendor.Ready() }},
-			{Name: "consumer", Check: cons.CheckProgress},
-		}),
+		Logger:                log.With("component", "http"),
+		Readiness:             ready,
+		Store:                 store,
+		Replayer:              duplicate.NewReplayer(vendor, store, nil),
+		OnAlerts:              rel.Notify,
+		Events:                events,
+		CallbackToken:         cfg.CallbackToken,
+		CallbackHMACSecret:    cfg.CallbackHMACSecret,
+		CallbackTimeout:       cfg.CallbackTimeout,
+		EventOptions:          duplicate.DecodeOptions{MaxBytes: cfg.MaxEventBytes, RejectUnknownTypes: cfg.RejectUnknownTypes},
+		APIKeys:               apiKeys,
+		Console:               reviewConsole,
+		ReplayMaxChecks:       cfg.ReplayMaxChecks,
+		AuthFailuresPerMinute: cfg.AuthFailuresPerMinute,
+		OnAuthFailure:         m.AuthFailure,
+		OnRequest:             m.HTTPRequest,
 	})
+	admin := httpapi.NewAdmin(httpapi.AdminConfig{Readiness: ready, Metrics: m.Handler(),
+		Logger: log.With("component", "admin")})
 
 	log.Info("doppel starting", "events_topic", cfg.TopicEvents, "alerts_topic", cfg.TopicAlerts,
-		"dlq_topic", cfg.TopicDLQ, "group_id", cfg.KafkaGroupID, "workers", cfg.Workers, "http_addr", cfg.HTTPAddr)
+		"dlq_topic", cfg.TopicDLQ, "group_id", cfg.KafkaGroupID, "workers", cfg.Workers, "http_addr", cfg.HTTPAddr,
+		"admin_addr", cfg.AdminAddr)
 	return runAll(ctx, log,
 		named{"consumer", cons.Run},
 		named{"relay", rel.Run},
+		named{"readiness", ready.Run},
 		named{"http", func(ctx context.Context) error { return api.Serve(ctx, cfg.HTTPAddr, cfg.ShutdownTimeout/2) }},
+		named{"admin", func(ctx context.Context) error { return admin.Serve(ctx, cfg.AdminAddr, cfg.ShutdownTimeout/2) }},
 	)
 }
+
+// readinessInterval is how often the readiness checks run: often enough for a load balancer to
+// see a change within seconds, rarely enough that its pings cost nothing.
+const readinessInterval = 2 * time.Second
 
 // NewVendor returns the vendor client behind the rate limit and circuit breaker that every caller
 // shares. m may be nil (no metrics), as for `doppel replay`.
