@@ -41,6 +41,9 @@ type Config struct {
 	// APIKeys are the keys one signs in with (the API's own): read scope to sign in, review scope
 	// to decide.
 	APIKeys []httpapi.APIKey
+	// SignIn throttles, counts and logs sign-ins with unknown keys as the API does its failed
+	// authentications (httpapi.Server.SignInGuard); the zero value does none of it.
+	SignIn httpapi.SignInGuard
 	// SessionTTL bounds a session's life (DefaultSessionTTL when 0).
 	SessionTTL time.Duration
 	// DeadLetters counts the letters on the dead-letter topic; nil shows none.

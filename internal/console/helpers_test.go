@@ -48,9 +48,11 @@ func setup(t testing.TB, edit ...func(*console.Config)) *fixture {
 	for _, e := range edit {
 		e(&cfg)
 	}
+	api := httpapi.New(httpapi.Config{Store: store, APIKeys: keys, AuthFailuresPerMinute: 20})
+	cfg.SignIn = api.SignInGuard()
 	c, err := console.New(cfg)
 	require.NoError(t, err)
-	api := httpapi.New(httpapi.Config{Store: store, APIKeys: keys, Console: c})
+	api.MountConsole(c)
 	srv := httptest.NewServer(api.Handler())
 	t.Cleanup(srv.Close)
 	return &fixture{t: t, store: store, pool: pool, srv: srv}

@@ -187,9 +187,14 @@ func (c *Console) handleLogin(w http.ResponseWriter, r *http.Request) {
 		c.showLogin(w, r, http.StatusForbidden, "The sign-in form expired. Try again.")
 		return
 	}
+	if retryAfter, blocked := c.cfg.SignIn.Blocked(r); blocked {
+		w.Header().Set("Retry-After", retryAfter)
+		c.showLogin(w, r, http.StatusTooManyRequests, "Too many failed sign-ins from this address: try again in "+retryAfter+" s.")
+		return
+	}
 	key, ok := httpapi.MatchAPIKey(c.cfg.APIKeys, r.PostFormValue("apiKey"))
 	if !ok {
-		c.log.Info("console sign-in refused: unknown API key", "remote", r.RemoteAddr)
+		c.cfg.SignIn.Failed(r) // counted and logged there, without what was typed
 		c.showLogin(w, r, http.StatusUnauthorized, "That API key is not known.")
 		return
 	}

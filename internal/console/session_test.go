@@ -56,7 +56,9 @@ func TestTheSessionCookieIsSecureOverTLS(t *testing.T) {
 	c, err := console.New(console.Config{Store: f.store, APIKeys: []httpapi.APIKey{{Name: "analyst",
 		Scopes: []string{httpapi.ScopeRead}, SHA256: sha256Of(analystKey)}}})
 	require.NoError(t, err)
-	srv := httptest.NewTLSServer(httpapi.New(httpapi.Config{Console: c}).Handler())
+	api := httpapi.New(httpapi.Config{})
+	api.MountConsole(c)
+	srv := httptest.NewTLSServer(api.Handler())
 	t.Cleanup(srv.Close)
 	jar, _ := cookiejar.New(nil)
 	hc := srv.Client()
@@ -73,4 +75,17 @@ func TestTheSessionCookieIsSecureOverTLS(t *testing.T) {
 	require.Contains(t, session, "; Secure")
 	require.Contains(t, session, "HttpOnly")
 	require.Contains(t, session, "SameSite=Strict")
+}
+
+func TestFailedSignInsAreThrottledLikeTheAPIsAuthentication(t *testing.T) {
+	t.Parallel()
+	f := setup(t) // 20 failures a minute per address
+	c := newClient(t, f.srv.URL)
+	for i := 0; i < 20; i++ {
+		status, _ := c.signIn("guess-" + strings.Repeat("x", i))
+		require.Equal(t, http.StatusUnauthorized, status)
+	}
+	status, h := c.signIn(analystKey)
+	require.Equal(t, http.StatusTooManyRequests, status, "even the right key waits once the address has used its failures up")
+	require.NotEmpty(t, h.Get("Retry-After"))
 }

@@ -93,9 +93,6 @@ type Config struct {
 	// OnRequest is told about every answered request (route pattern, method, status, duration),
 	// for the HTTP metrics; may be nil.
 	OnRequest func(route, method string, status int, d time.Duration)
-
-	// Console, when set, is served at ConsolePath on the same listener (see root).
-	Console http.Handler
 }
 
 // Server holds the Echo instance and what its handlers need.
@@ -104,6 +101,8 @@ type Server struct {
 	cfg      Config
 	log      *slog.Logger
 	authFail *authFailures
+	// console is served at ConsolePath on the same listener once mounted (see MountConsole).
+	console http.Handler
 }
 
 // New returns a Server with every route registered.

@@ -121,21 +121,6 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		readiness.Check{Name: "consumer", Check: cons.CheckProgress},
 	)
 	apiKeys := APIKeys(keys)
-	reviewConsole, err := console.New(console.Config{
-		Store:      store,
-		APIKeys:    apiKeys,
-		SessionTTL: cfg.ConsoleSessionTTL,
-		Region:     advance.Region(cfg.AdvanceBaseURL),
-		Logger:     log.With("component", "console"),
-		DeadLetters: func(ctx context.Context) (int64, error) {
-			ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-			defer cancel()
-			return consumer.TopicMessages(ctx, cfg.KafkaBrokers, cfg.TopicDLQ)
-		},
-	})
-	if err != nil {
-		return err
-	}
 	api := httpapi.New(httpapi.Config{
 		Logger:                log.With("component", "http"),
 		Readiness:             ready,
@@ -148,12 +133,28 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		CallbackTimeout:       cfg.CallbackTimeout,
 		EventOptions:          duplicate.DecodeOptions{MaxBytes: cfg.MaxEventBytes, RejectUnknownTypes: cfg.RejectUnknownTypes},
 		APIKeys:               apiKeys,
-		Console:               reviewConsole,
 		ReplayMaxChecks:       cfg.ReplayMaxChecks,
 		AuthFailuresPerMinute: cfg.AuthFailuresPerMinute,
 		OnAuthFailure:         m.AuthFailure,
 		OnRequest:             m.HTTPRequest,
 	})
+	reviewConsole, err := console.New(console.Config{
+		Store:      store,
+		APIKeys:    apiKeys,
+		SignIn:     api.SignInGuard(),
+		SessionTTL: cfg.ConsoleSessionTTL,
+		Region:     advance.Region(cfg.AdvanceBaseURL),
+		Logger:     log.With("component", "console"),
+		DeadLetters: func(ctx context.Context) (int64, error) {
+			ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			defer cancel()
+			return consumer.TopicMessages(ctx, cfg.KafkaBrokers, cfg.TopicDLQ)
+		},
+	})
+	if err != nil {
+		return err
+	}
+	api.MountConsole(reviewConsole)
 	admin := httpapi.NewAdmin(httpapi.AdminConfig{Readiness: ready, Metrics: m.Handler(),
 		Logger: log.With("component", "admin")})
 
