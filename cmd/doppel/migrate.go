@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -35,7 +36,7 @@ CLI does. Only DOPPEL_DATABASE_URL is needed: no brokers, no vendor keys.`,
 					_, err := fmt.Fprintln(a.stdout, "no migration applied: nothing to revert")
 					return err
 				}
-				if err := a.confirmDown(current, current-1, yes); err != nil {
+				if err := a.confirmDown(current, previousVersion(current), yes); err != nil {
 					return err
 				}
 				return m.Down()
@@ -139,6 +140,9 @@ func (a *app) confirmDown(from, to uint, yes bool) error {
 	audit := false
 	for v := from; v > to; v-- {
 		name, drops, err := downStatements(v)
+		if errors.Is(err, errNoMigration) && v != from {
+			continue // version numbers need not be contiguous: golang-migrate steps over gaps
+		}
 		if err != nil {
 			return err
 		}
@@ -166,13 +170,26 @@ func (a *app) confirmDown(from, to uint, yes bool) error {
 	return nil
 }
 
+var errNoMigration = errors.New("no down migration")
+
+// previousVersion is the highest migration version below v in this binary (0 when none): where one
+// step down lands, since version numbers need not be contiguous.
+func previousVersion(v uint) uint {
+	for p := v - 1; p > 0; p-- {
+		if matches, _ := fs.Glob(migrations.FS, fmt.Sprintf("%06d_*.up.sql", p)); len(matches) == 1 {
+			return p
+		}
+	}
+	return 0
+}
+
 var destructive = regexp.MustCompile(`(?i)^\s*(DROP|ALTER|DELETE|TRUNCATE)\b`)
 
 // downStatements returns the name of migration version's down file and its destructive statements.
 func downStatements(version uint) (string, []string, error) {
 	matches, err := fs.Glob(migrations.FS, fmt.Sprintf("%06d_*.down.sql", version))
 	if err != nil || len(matches) != 1 {
-		return "", nil, fmt.Errorf("no down migration for version %d in this binary", version)
+		return "", nil, fmt.Errorf("%w for version %d in this binary", errNoMigration, version)
 	}
 	raw, err := fs.ReadFile(migrations.FS, matches[0])
 	if err != nil {
