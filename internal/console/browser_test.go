@@ -175,11 +175,12 @@ func TestAnAnalystWorksTheQueueInARealBrowser(t *testing.T) {
 
 	// Decide one pair (it starts a history), then the whole ring with one note.
 	pair := `tr[data-pair="cust-a3|cust-a4"]`
-	step(t, ctx, chromedp.SetValue(chromedp.CSS(pair+" select[name=decision]"), "same_person"),
-		chromedp.SendKeys(chromedp.CSS(pair+" input[name=note]"), "moved house, new account"),
+	step(t, ctx, chromedp.SetValue(chromedp.CSS(pair+" select[name=decision]"), "confirmed_fraud"),
+		chromedp.SendKeys(chromedp.CSS(pair+" input[name=note]"), "same selfie background"),
 		chromedp.Click(chromedp.CSS(pair+" button[type=submit]")), chromedp.WaitVisible(chromedp.CSS(".flash")))
-	require.Contains(t, text(t, ctx, ".flash"), "same person")
-	require.Equal(t, 1, count(t, ctx, "svg.graph line.edge-same_person"), "the decided pair is drawn by its decision")
+	require.Contains(t, text(t, ctx, ".flash"), "confirmed fraud")
+	require.Equal(t, 1, count(t, ctx, "svg.graph line.edge-confirmed_fraud"), "the decided pair is drawn by its decision")
+	require.Equal(t, 3, count(t, ctx, "svg.graph line.edge-open"))
 	step(t, ctx, chromedp.Click(chromedp.CSS(`input[name=decision][value=confirmed_fraud]`)),
 		chromedp.SendKeys(chromedp.ID("ring-note"), "one face, four names, same device"),
 		chromedp.Click(chromedp.ID("decide-ring")))

@@ -188,3 +188,21 @@ func TestAnAlertWhoseRingMergedOpensTheRingItIsInNow(t *testing.T) {
 	status, _, _ = c.get("/console/rings/" + alert.RingID)
 	require.Equal(t, http.StatusNotFound, status, "without an alert there is no user to follow")
 }
+
+func TestClearingAWholeRingDissolvesItInTheRingIndex(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ringA, _ := f.seedRings()
+	c := newClient(t, f.srv.URL)
+	c.signIn(analystKey)
+	_, _, page := c.get("/console/rings/" + ringA)
+	status, _, _ := c.post("/console/rings/"+ringA+"/decision", url.Values{"decision": {"false_positive"},
+		"note": {"four siblings"}, "csrf": {csrfOf(t, page)}})
+	require.Equal(t, http.StatusSeeOther, status)
+	require.Equal(t, 4, f.reviewCount())
+	var members int
+	require.NoError(t, f.pool.QueryRow(t.Context(), `SELECT count(*) FROM ring_members WHERE user_id LIKE 'cust-a%'`).Scan(&members))
+	require.Zero(t, members, "no pair of the ring joins it any more: every account is alone")
+	status, _, _ = c.get("/console/rings/" + ringA)
+	require.Equal(t, http.StatusNotFound, status)
+}

@@ -115,6 +115,15 @@ FROM generate_series(1, $1 - 1) AS i
 CROSS JOIN generate_series(greatest(i - 3, 0), i - 1) AS j
 JOIN idv_checks c ON c.signature_id = 'farm-sig-' || i`, accounts)
 	require.NoError(f.t, err)
+	// The ring index, as the pipeline keeps it: one ring keyed by its smallest member.
+	_, err = f.pool.Exec(ctx, `
+INSERT INTO rings (ring_key, smallest_user_id, size) VALUES ('farm-0000', 'farm-0000', $1);
+`, accounts)
+	require.NoError(f.t, err)
+	_, err = f.pool.Exec(ctx, `
+INSERT INTO ring_members (user_id, ring_key)
+SELECT 'farm-' || lpad(i::text, 4, '0'), 'farm-0000' FROM generate_series(0, $1 - 1) AS i`, accounts)
+	require.NoError(f.t, err)
 	return duplicate.RingID("farm-0000")
 }
 

@@ -73,7 +73,8 @@ func TestRingsArePagedLargestFirstAndOneRingHasItsEvidence(t *testing.T) {
 			} `json:"latestReview"`
 		} `json:"links"`
 	}
-	res = f.do(http.MethodPost, "/v1/reviews", reviewKey, map[string]string{"userId": "a", "duplicateUserId": "b", "decision": "same_person"})
+	// confirmed_fraud keeps the pair in the ring (a cleared pair would leave it).
+	res = f.do(http.MethodPost, "/v1/reviews", reviewKey, map[string]string{"userId": "a", "duplicateUserId": "b", "decision": "confirmed_fraud"})
 	require.Equal(t, http.StatusCreated, res.status, "%s", res.body)
 	res = f.do(http.MethodGet, "/v1/rings/"+duplicate.RingID("a"), readKey, nil)
 	require.Equal(t, http.StatusOK, res.status, "%s", res.body)
@@ -85,7 +86,7 @@ func TestRingsArePagedLargestFirstAndOneRingHasItsEvidence(t *testing.T) {
 	require.Equal(t, []string{"s-a"}, ring.Links[0].SignatureIDs)
 	require.Equal(t, []string{"tx-s-a"}, ring.Links[0].VendorTransactionIDs)
 	require.Len(t, ring.Links[0].Reviews, 1)
-	require.Equal(t, "same_person", ring.Links[0].LatestReview.Decision)
+	require.Equal(t, "confirmed_fraud", ring.Links[0].LatestReview.Decision)
 	require.Equal(t, []string{"s-c"}, ring.Links[1].SignatureIDs)
 	require.Nil(t, ring.Links[1].LatestReview)
 

@@ -23,13 +23,8 @@ const alertOpenSQL = `EXISTS (SELECT 1 FROM open_alerts o WHERE o.alert_id = a.a
 func scanAlertWithStatus(row pgx.CollectableRow) (duplicate.StoredAlert, error) {
 	var open bool
 	a := duplicate.StoredAlert{Alert: duplicate.Alert{Type: duplicate.AlertType, Version: duplicate.AlertVersion}}
-	err := row.Scan(&a.AlertID, &a.SignatureID, &a.UserID, &a.MatchedUserIDs, &a.NewMatchedUserIDs,
-		&a.VendorTransactionID, &a.DetectedAt, &a.RingID, &a.RingSize, &a.Severity, &a.PublishedAt, &open)
-	a.DetectedAt = a.DetectedAt.UTC()
-	if a.PublishedAt != nil {
-		t := a.PublishedAt.UTC()
-		a.PublishedAt = &t
-	}
+	err := row.Scan(append(alertDestinations(&a), &open)...)
+	normalizeAlert(&a)
 	a.Status = duplicate.AlertReviewed
 	if open {
 		a.Status = duplicate.AlertOpen
@@ -119,13 +114,12 @@ OFFSET $1 LIMIT $2`, q.Offset, q.Limit)
 	return out, nil
 }
 
-// ringRoot returns the smallest member of the ring ringID, found as the link end whose ring id is
-// ringID: a ring's smallest member is the low end of each of its links. An id retired by a merge,
-// or never issued, is a duplicate.ENOTFOUND error.
+// ringRoot returns the smallest member of the ring ringID, from the ring index. An id retired by a
+// merge or a split, or never issued, is a duplicate.ENOTFOUND error.
 func ringRoot(ctx context.Context, q querier, ringID string) (string, error) {
 	var root string
 	err := q.QueryRow(ctx, `
-SELECT user_id_low FROM duplicate_links WHERE doppel_ring_id(user_id_low) = $1 LIMIT 1`, ringID).Scan(&root)
+SELECT smallest_user_id FROM rings WHERE doppel_ring_id(smallest_user_id) = $1 LIMIT 1`, ringID).Scan(&root)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", unknownRing(ringID)
 	}
@@ -141,22 +135,13 @@ func unknownRing(ringID string) error {
 	return e
 }
 
-// ringByID walks the ring ringID from its smallest member and checks that the id is still the
-// ring's own: when the ring merged into one with a smaller member, the old id is gone.
+// ringByID reads the ring ringID, members and (withLinks) links, from the ring index.
 func ringByID(ctx context.Context, tx pgx.Tx, ringID string, withLinks bool) (duplicate.Ring, error) {
 	root, err := ringRoot(ctx, tx, ringID)
 	if err != nil {
 		return duplicate.Ring{}, err
 	}
-	ring, err := ringOf(ctx, tx, root, withLinks)
-	if err != nil {
-		return duplicate.Ring{}, err
-	}
-	if ring.ID != ringID && !ring.Truncated {
-		return duplicate.Ring{}, unknownRing(ringID)
-	}
-	ring.ID = ringID
-	return ring, nil
+	return ringOf(ctx, tx, root, withLinks)
 }
 
 // RingDetail returns the ring ringID with every pair's linking verifications and review history.
@@ -232,31 +217,32 @@ ORDER BY reviewed_at DESC, review_id DESC`, members)
 }
 
 // DecideRing records one review with decision and note for every linked pair of the ring ringID,
-// in one transaction, and returns how many it recorded. Reviews stay append-only: a pair decided
-// before gets a new, latest review.
+// in one transaction, and returns how many it recorded. Each is an ordinary review (insertReview):
+// append-only, and the ring index follows, so clearing the ring's pairs dissolves the ring.
 func (s *Store) DecideRing(ctx context.Context, ringID string, decision duplicate.Decision, note, reviewer string) (int, error) {
 	if !decision.Valid() {
 		return 0, duplicate.Invalid("decision", "decision must be one of %v", duplicate.Decisions)
 	}
 	var n int
 	err := inTx(ctx, s.pool, func(tx pgx.Tx) error {
-		ring, err := ringByID(ctx, tx, ringID, false)
+		if err := lockRingIndex(ctx, tx); err != nil {
+			return err
+		}
+		ring, err := ringByID(ctx, tx, ringID, true)
 		if err != nil {
 			return err
 		}
 		if ring.Truncated {
-			return duplicate.Invalid("ringId", "the ring has more than %d accounts: decide its pairs one by one", duplicate.MaxRingMembers)
+			return duplicate.Invalid("ringId", "the ring has more than %d accounts or %d links: decide its pairs one by one",
+				duplicate.MaxRingMembers, MaxRingLinks)
 		}
-		tag, err := tx.Exec(ctx, `
-INSERT INTO link_reviews (user_id_low, user_id_high, decision, note, reviewed_by)
-SELECT l.user_id_low, l.user_id_high, $2, $3, $4
-FROM duplicate_links l
-WHERE l.user_id_low = ANY ($1) AND l.user_id_high = ANY ($1)
-ORDER BY l.user_id_low, l.user_id_high`, ring.Members, string(decision), note, reviewer)
-		if err != nil {
-			return fmt.Errorf("insert ring reviews: %w", err)
+		for _, l := range ring.Links {
+			r := duplicate.Review{UserID: l.UserIDLow, DuplicateUserID: l.UserIDHigh, Decision: decision, Note: note, ReviewedBy: reviewer}
+			if err := insertReview(ctx, tx, &r); err != nil {
+				return err
+			}
 		}
-		n = int(tag.RowsAffected())
+		n = len(ring.Links)
 		return nil
 	})
 	return n, err

@@ -208,14 +208,24 @@ const alertColumns = `alert_id::text, signature_id, user_id, matched_user_ids, n
 
 func scanAlert(row pgx.CollectableRow) (duplicate.StoredAlert, error) {
 	a := duplicate.StoredAlert{Alert: duplicate.Alert{Type: duplicate.AlertType, Version: duplicate.AlertVersion}}
-	err := row.Scan(&a.AlertID, &a.SignatureID, &a.UserID, &a.MatchedUserIDs, &a.NewMatchedUserIDs,
-		&a.MatchedCount, &a.NewMatchedCount, &a.VendorTransactionID, &a.DetectedAt, &a.RingID, &a.RingSize, &a.Severity, &a.PublishedAt)
+	err := row.Scan(alertDestinations(&a)...)
+	normalizeAlert(&a)
+	return a, err
+}
+
+// alertDestinations are the scan destinations of alertColumns, in order.
+func alertDestinations(a *duplicate.StoredAlert) []any {
+	return []any{&a.AlertID, &a.SignatureID, &a.UserID, &a.MatchedUserIDs, &a.NewMatchedUserIDs,
+		&a.MatchedCount, &a.NewMatchedCount, &a.VendorTransactionID, &a.DetectedAt, &a.RingID, &a.RingSize, &a.Severity, &a.PublishedAt}
+}
+
+// normalizeAlert puts a scanned alert's times in UTC.
+func normalizeAlert(a *duplicate.StoredAlert) {
 	a.DetectedAt = a.DetectedAt.UTC()
 	if a.PublishedAt != nil {
 		t := a.PublishedAt.UTC()
 		a.PublishedAt = &t
 	}
-	return a, err
 }
 
 // Alerts returns a page of alerts in (detected_at, alert_id) order (descending with
