@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/doppelhq/doppel/internal/advance"
@@ -83,4 +84,13 @@ func regionReadiness(regions *region.Registry) []readiness.Check {
 			Check: func(context.Context) error { return r.Ready() }})
 	}
 	return checks
+}
+
+// consoleRegion is the region the review console names: the vendor host's region with one region
+// configured by the flat settings, else the configured regions' codes.
+func consoleRegion(cfg config.Config) string {
+	if len(cfg.AdvanceRegions) == 0 && len(cfg.Advance.Regions) == 0 {
+		return advance.Region(cfg.AdvanceBaseURL)
+	}
+	return strings.Join(cfg.RegionNames(), ", ")
 }
