@@ -233,15 +233,18 @@ func TestMigrateDownAndUpAgain(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.False(t, dirty)
-	require.EqualValues(t, 2, v)
-	require.NoError(t, m.Down())
-	v, _, _, err = m.Version()
-	require.NoError(t, err)
-	require.EqualValues(t, 1, v)
-	require.NoError(t, m.Down())
-	_, _, ok, err = m.Version()
-	require.NoError(t, err)
-	require.False(t, ok)
+	// Every migration goes down in turn (numbers may have gaps: each issue takes its own).
+	for steps := 0; ok; steps++ {
+		require.Less(t, steps, 100, "migrations never reached version 0")
+		require.NoError(t, m.Down())
+		var next uint
+		next, _, ok, err = m.Version()
+		require.NoError(t, err)
+		if ok {
+			require.Less(t, next, v)
+			v = next
+		}
+	}
 	require.NoError(t, m.Up())
 	require.NoError(t, m.Up(), "up with nothing to do is not an error")
 }
