@@ -23,16 +23,16 @@ type Config struct {
 	DatabaseMaxConns int    `yaml:"database_max_conns" env:"DOPPEL_DATABASE_MAX_CONNS"`
 	MigrateOnStart   bool   `yaml:"migrate_on_start" env:"DOPPEL_MIGRATE_ON_START"`
 
-	KafkaBrokers    []string `yaml:"kafka_brokers" env:"DOPPEL_KAFKA_BROKERS"`
-	KafkaGroupID    string   `yaml:"kafka_group_id" env:"DOPPEL_KAFKA_GROUP_ID"`
-	TopicEvents     string   `yaml:"topic_events" env:"DOPPEL_TOPIC_EVENTS"`
-	TopicAlerts     string   `yaml:"topic_alerts" env:"DOPPEL_TOPIC_ALERTS"`
-	TopicDLQ        string   `yaml:"topic_dlq" env:"DOPPEL_TOPIC_DLQ"`
+	KafkaBrokers []string `yaml:"kafka_brokers" env:"DOPPEL_KAFKA_BROKERS"`
+	KafkaGroupID string   `yaml:"kafka_group_id" env:"DOPPEL_KAFKA_GROUP_ID"`
+	TopicEvents  string   `yaml:"topic_events" env:"DOPPEL_TOPIC_EVENTS"`
+	TopicAlerts  string   `yaml:"topic_alerts" env:"DOPPEL_TOPIC_ALERTS"`
+	TopicDLQ     string   `yaml:"topic_dlq" env:"DOPPEL_TOPIC_DLQ"`
 	// TopicStarted carries one event per verification started (generate-url answered), so that a
 	// verification whose completion callback never comes is found by polling.
-	TopicStarted string `yaml:"topic_started" env:"DOPPEL_TOPIC_STARTED"`
-	TopicPartitions int      `yaml:"topic_partitions" env:"DOPPEL_TOPIC_PARTITIONS"`
-	CreateTopics    bool     `yaml:"create_topics" env:"DOPPEL_CREATE_TOPICS"`
+	TopicStarted    string `yaml:"topic_started" env:"DOPPEL_TOPIC_STARTED"`
+	TopicPartitions int    `yaml:"topic_partitions" env:"DOPPEL_TOPIC_PARTITIONS"`
+	CreateTopics    bool   `yaml:"create_topics" env:"DOPPEL_CREATE_TOPICS"`
 
 	AdvanceBaseURL   string        `yaml:"advance_base_url" env:"DOPPEL_ADVANCE_BASE_URL"`
 	AdvanceAccessKey string        `yaml:"advance_access_key" env:"DOPPEL_ADVANCE_ACCESS_KEY" secret:"true"`
