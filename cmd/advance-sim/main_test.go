@@ -92,8 +92,8 @@ func TestRunServesAndShutsDown(t *testing.T) {
 		} `json:"data"`
 	}
 	require.NoError(t, json.Unmarshal([]byte(tokenResp), &tok))
-	face := post(t, base+"/intl/openapi/identity-risk/idvs-h5/ekyc/v1/face-search", tok.Data.Token, `{"signatureId":"s1"}`)
-	require.Contains(t, face, `"data":{"signatureId":"s1","similarFaceUserIds":["u2"]}`)
+	face := post(t, base+"/intl/openapi/identity-risk/idvs-h5/ekyc/v1/face-search", tok.Data.Token, `{"signatureId":"s2"}`)
+	require.Contains(t, face, `"data":{"signatureId":"s2","similarFaceUserIds":["u1"]}`)
 
 	cancel()
 	select {

@@ -89,10 +89,10 @@ func TestSimulatorFaceSearchAndResult(t *testing.T) {
 			)
 			ctx := context.Background()
 
-			res, err := b.client.FaceSearch(ctx, ids[1])
+			res, err := b.client.FaceSearch(ctx, ids[2])
 			require.NoError(t, err)
-			require.Equal(t, ids[1], res.SignatureID)
-			require.Equal(t, []string{"alice", "carol"}, res.SimilarFaceUserIDs)
+			require.Equal(t, ids[2], res.SignatureID)
+			require.Equal(t, []string{"alice", "bob"}, res.SimilarFaceUserIDs, "the sessions completed before carol's")
 			require.Regexp(t, `^[0-9a-f]{16}$`, res.TransactionID)
 
 			r, err := b.client.GetResult(ctx, ids[1])
@@ -115,7 +115,7 @@ func TestSimulatorFaceSearchAndResult(t *testing.T) {
 
 			st := b.sim.Stats()
 			require.EqualValues(t, 1, st.Calls["generate-token"])
-			require.Equal(t, map[string]int64{ids[1]: 1}, st.FaceSearchBySignature)
+			require.Equal(t, map[string]int64{ids[2]: 1}, st.FaceSearchBySignature)
 		})
 	}
 }

@@ -344,17 +344,10 @@ func (s *Sim) handleFaceSearch(w http.ResponseWriter, r *http.Request) {
 	} else {
 		data = append(data, `,"simliarFaceUserIds":[`...)
 	}
-	g := s.faces[sess.face]
-	first := true
-	for _, u := range g.users {
-		// The caller's own session is not a match, but the same user's other sessions are.
-		if u == sess.userID && g.sessions[u] == 1 {
-			continue
-		}
-		if !first {
+	for i, u := range s.faces[sess.face].before(sess.completed) {
+		if i > 0 {
 			data = append(data, ',')
 		}
-		first = false
 		data = appendString(data, u)
 	}
 	s.mu.RUnlock()
@@ -376,6 +369,10 @@ func (s *Sim) handleGetResult(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.RLock()
 	sess := s.sessions[req.SignatureID]
+	var result string
+	if sess != nil {
+		result = sess.result
+	}
 	s.mu.RUnlock()
 	if sess == nil {
 		s.reply(w, http.StatusOK, codeSignatureNotExist, codeMessages[codeSignatureNotExist], nil)
@@ -385,9 +382,9 @@ func (s *Sim) handleGetResult(w http.ResponseWriter, r *http.Request) {
 	defer s.bufs.Put(bp)
 	data := (*bp)[:0]
 	data = append(data, `{"overallResult":`...)
-	data = appendString(data, sess.result)
+	data = appendString(data, result)
 	data = append(data, `,"submissionCompleted":`...)
-	data = strconv.AppendBool(data, sess.result != ResultIncomplete)
+	data = strconv.AppendBool(data, result != ResultIncomplete)
 	data = append(data, `,"errorCode":null,"inputParameters":{"userId":`...)
 	data = appendString(data, sess.userID)
 	data = append(data, `},"signatureId":`...)

@@ -119,6 +119,37 @@ func (s *Sim) handleAddSessions(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string][]string{"signatureIds": ids})
 }
 
+// Completion is the body of POST /sim/sessions/{signatureId}/complete and its answer.
+type Completion struct {
+	SignatureID string `json:"signatureId,omitempty"`
+	// OverallResult is PASS or FAIL.
+	OverallResult string `json:"overallResult"`
+}
+
+// handleComplete implements POST /sim/sessions/{signatureId}/complete: 404 for an unknown
+// signatureId, 409 for a session that has already completed, 400 for a bad verdict.
+func (s *Sim) handleComplete(w http.ResponseWriter, r *http.Request) {
+	var c Completion
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRequestBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("decode completion: %w", err))
+		return
+	}
+	sig := r.PathValue("signatureId")
+	err := s.Complete(sig, c.OverallResult)
+	switch {
+	case errors.Is(err, ErrUnknownSignature):
+		writeError(w, http.StatusNotFound, err)
+	case errors.Is(err, ErrAlreadyCompleted):
+		writeError(w, http.StatusConflict, err)
+	case err != nil:
+		writeError(w, http.StatusBadRequest, err)
+	default:
+		writeJSON(w, http.StatusOK, Completion{SignatureID: sig, OverallResult: c.OverallResult})
+	}
+}
+
 // seedErrorStatus maps a seeding error to 409 for a taken signatureId, else 400.
 func seedErrorStatus(err error) int {
 	if errors.Is(err, ErrDuplicateSignature) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -35,6 +36,16 @@ func (c *Control) AddSessions(ctx context.Context, sessions []Session) ([]string
 		return nil, fmt.Errorf("seed advance-sim: %d signatureIds for %d sessions", len(out.SignatureIDs), len(sessions))
 	}
 	return out.SignatureIDs, nil
+}
+
+// Complete finishes a session registered INCOMPLETE with overallResult PASS or FAIL: from then on
+// get-result answers the verdict and a PASS session is in the face database.
+func (c *Control) Complete(ctx context.Context, signatureID, overallResult string) error {
+	path := "/sim/sessions/" + url.PathEscape(signatureID) + "/complete"
+	if err := c.do(ctx, http.MethodPost, path, Completion{OverallResult: overallResult}, nil); err != nil {
+		return fmt.Errorf("complete advance-sim session: %w", err)
+	}
+	return nil
 }
 
 // PatchFaults replaces the faults given in p and leaves the others as they are.

@@ -14,6 +14,7 @@ func (s *Sim) routes() http.Handler {
 	// The control surface for tests, the benchmark and the soak.
 	mux.HandleFunc("POST /sim/sessions", s.handleAddSession)
 	mux.HandleFunc("POST /sim/sessions/batch", s.handleAddSessions)
+	mux.HandleFunc("POST /sim/sessions/{signatureId}/complete", s.handleComplete)
 	mux.HandleFunc("GET /sim/stats", s.handleStats)
 	mux.HandleFunc("POST /sim/reset-stats", s.handleResetStats)
 	mux.HandleFunc("GET /sim/faults", s.handleGetFaults)

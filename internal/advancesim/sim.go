@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -77,7 +78,9 @@ type Sim struct {
 
 	mu       sync.RWMutex
 	sessions map[string]*session   // by signatureId
-	faces    map[string]*faceGroup // PASS sessions by face
+	faces    map[string]*faceGroup // completed PASS sessions by face
+	// completions numbers completions in the order they happen: the face database's clock.
+	completions uint64
 
 	tokMu  sync.RWMutex
 	tokens map[string]int64 // token -> expiry, epoch ms
@@ -94,20 +97,44 @@ type Sim struct {
 	bufs sync.Pool // *[]byte for request and response bodies
 }
 
-// session is one seeded verification.
+// session is one seeded verification. result and completed change when it completes; both are
+// guarded by Sim.mu.
 type session struct {
 	signatureID string
 	userID      string
 	face        string
 	result      string
-	billed      atomic.Int64 // face searches answered SUCCESS: what the vendor would bill
+	// completed is the session's place in the order of completions; 0 while it is INCOMPLETE.
+	completed uint64
+	billed    atomic.Int64 // face searches answered SUCCESS: what the vendor would bill
 }
 
-// faceGroup holds the distinct users of the PASS sessions sharing a face, in the order of each
-// user's first such session, so a face search is a copy, not a scan of all sessions.
+// faceGroup holds the distinct users of the completed PASS sessions sharing a face, in the order
+// of each user's first such completion. Because that order is the completion order, the users a
+// face search may see (those who completed before the searched session) are a prefix: a search is
+// a binary search and a copy, not a scan of all sessions.
 type faceGroup struct {
-	users    []string
-	sessions map[string]int // userId -> how many PASS sessions of that user have this face
+	users []string
+	first []uint64 // first[i]: when users[i] first completed PASS with this face
+	known map[string]struct{}
+}
+
+// add records a PASS completion of user at moment seq (later than every earlier one).
+func (g *faceGroup) add(user string, seq uint64) {
+	if _, ok := g.known[user]; ok {
+		return
+	}
+	g.known[user] = struct{}{}
+	g.users = append(g.users, user)
+	g.first = append(g.first, seq)
+}
+
+// before returns the users who completed PASS with this face before moment seq. The searched
+// session's own user is among them only through an earlier session of theirs (the same person
+// verifying again), which is how the vendor answers too.
+func (g *faceGroup) before(seq uint64) []string {
+	n, _ := slices.BinarySearch(g.first, seq)
+	return g.users[:n]
 }
 
 // New returns a simulator. Call Config.Validate first to reject bad settings; New itself
@@ -150,12 +177,17 @@ func New(cfg Config) *Sim {
 func (s *Sim) Handler() http.Handler { return s.handler }
 
 // Session is a verification to seed, as sent to POST /sim/sessions.
+//
+// The simulated face database is time-aware, as the vendor's is: a session is searchable only
+// once it has completed, and a face search returns only sessions that completed PASS before the
+// searched one did. A session registered PASS or FAIL completes at registration (a batch in its
+// order); one registered INCOMPLETE completes later, through Complete.
 type Session struct {
 	// UserID is the customer's id of the user (inputParameters.userId).
 	UserID string `json:"userId"`
 	// Face identifies the face: sessions with equal Face are similar faces.
 	Face string `json:"face"`
-	// OverallResult is PASS, FAIL or INCOMPLETE.
+	// OverallResult is PASS, FAIL or INCOMPLETE (not completed yet).
 	OverallResult string `json:"overallResult"`
 	// SignatureID is optional; a fresh 16-hex-character id is made when empty.
 	SignatureID string `json:"signatureId,omitempty"`
@@ -222,22 +254,59 @@ func (s *Sim) AddSessions(xs []Session) ([]string, error) {
 				sig = ""
 			}
 		}
-		sess := &session{signatureID: sig, userID: x.UserID, face: x.Face, result: x.OverallResult}
+		sess := &session{signatureID: sig, userID: x.UserID, face: x.Face, result: ResultIncomplete}
 		s.sessions[sig] = sess
-		if x.OverallResult == ResultPass {
-			g := s.faces[x.Face]
-			if g == nil {
-				g = &faceGroup{sessions: make(map[string]int)}
-				s.faces[x.Face] = g
-			}
-			if g.sessions[x.UserID] == 0 {
-				g.users = append(g.users, x.UserID)
-			}
-			g.sessions[x.UserID]++
+		if x.OverallResult != ResultIncomplete {
+			s.completeLocked(sess, x.OverallResult)
 		}
 		ids[i] = sig
 	}
 	return ids, nil
+}
+
+// Errors of Complete.
+var (
+	ErrUnknownSignature = errors.New("no session has this signatureId")
+	ErrAlreadyCompleted = errors.New("session already completed")
+)
+
+// Complete finishes an INCOMPLETE session with the verdict PASS or FAIL. From now on get-result
+// answers the verdict and, for PASS, the session is in the face database: face searches of
+// sessions that complete later can find it, and its own face search sees the sessions completed
+// before this moment.
+func (s *Sim) Complete(signatureID, overallResult string) error {
+	if overallResult != ResultPass && overallResult != ResultFail {
+		return fmt.Errorf("overallResult %q is not PASS or FAIL", overallResult)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sess := s.sessions[signatureID]
+	switch {
+	case sess == nil:
+		return fmt.Errorf("%w: %s", ErrUnknownSignature, signatureID)
+	case sess.result != ResultIncomplete:
+		return fmt.Errorf("%w: %s is %s", ErrAlreadyCompleted, signatureID, sess.result)
+	case overallResult == ResultPass && sess.face == "":
+		return fmt.Errorf("session %s has no face: register it with one to complete it PASS", signatureID)
+	}
+	s.completeLocked(sess, overallResult)
+	return nil
+}
+
+// completeLocked gives sess its verdict and its moment of completion; s.mu is held.
+func (s *Sim) completeLocked(sess *session, result string) {
+	s.completions++
+	sess.result = result
+	sess.completed = s.completions
+	if result != ResultPass {
+		return
+	}
+	g := s.faces[sess.face]
+	if g == nil {
+		g = &faceGroup{known: make(map[string]struct{})}
+		s.faces[sess.face] = g
+	}
+	g.add(sess.userID, sess.completed)
 }
 
 // idSource makes unique 16-hex-character ids: a counter through a bijective mixer, so no two

@@ -286,9 +286,11 @@ func TestFaceSearch(t *testing.T) {
 		wantMsg  string
 		wantIDs  []string
 	}{
-		{"ring, first member", sigBody(ids[0]), "SUCCESS", "OK", []string{"bob", "dave"}},
-		{"ring, user with two sessions sees itself", sigBody(ids[1]), "SUCCESS", "OK", []string{"alice", "bob", "dave"}},
-		{"ring, last member", sigBody(ids[3]), "SUCCESS", "OK", []string{"alice", "bob"}},
+		// Each session sees only the sessions that completed before it did, in that order.
+		{"ring, first member sees nobody", sigBody(ids[0]), "SUCCESS", "OK", []string{}},
+		{"ring, second member", sigBody(ids[1]), "SUCCESS", "OK", []string{"alice"}},
+		{"ring, third member", sigBody(ids[3]), "SUCCESS", "OK", []string{"alice", "bob"}},
+		{"ring, user with two sessions sees itself", sigBody(ids[4]), "SUCCESS", "OK", []string{"alice", "bob", "dave"}},
 		{"alone", sigBody(ids[5]), "SUCCESS", "OK", []string{}},
 		{"same user, other face", sigBody(ids[7]), "SUCCESS", "OK", []string{}},
 		{"FAIL session", sigBody(ids[2]), "PARAMETER_ERROR", "Transaction is not pass", nil},
@@ -318,6 +320,99 @@ func TestFaceSearch(t *testing.T) {
 	}
 }
 
+// TestFaceDatabaseIsTimeAware follows sessions that complete after registration: until then
+// get-result says INCOMPLETE and face search refuses them as the vendor does; afterwards each face
+// search sees only the sessions that completed PASS before the searched one.
+func TestFaceDatabaseIsTimeAware(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	ids := b.seed(t,
+		Session{UserID: "alice", Face: "ring", OverallResult: ResultPass},
+		Session{UserID: "bob", Face: "ring", OverallResult: ResultIncomplete},
+		Session{UserID: "carol", Face: "ring", OverallResult: ResultIncomplete},
+		Session{UserID: "mallory", Face: "ring", OverallResult: ResultIncomplete},
+		Session{UserID: "nofaceuser", OverallResult: ResultIncomplete},
+	)
+	alice, bob, carol, mallory, noFace := ids[0], ids[1], ids[2], ids[3], ids[4]
+	tok := b.token(t)
+	result := func(sig string) string {
+		t.Helper()
+		a := b.post(t, pathResult, tok, sigBody(sig))
+		require.Equal(t, "SUCCESS", a.env.Code)
+		var d struct {
+			OverallResult       string `json:"overallResult"`
+			SubmissionCompleted bool   `json:"submissionCompleted"`
+		}
+		require.NoError(t, json.Unmarshal(a.env.Data, &d))
+		return d.OverallResult + "/" + strconv.FormatBool(d.SubmissionCompleted)
+	}
+	search := func(sig string) (code, message string, users []string) {
+		t.Helper()
+		a := b.post(t, pathFace, tok, sigBody(sig))
+		if a.env.Code != "SUCCESS" {
+			require.Equal(t, "null", string(a.env.Data))
+			return a.env.Code, a.env.Message, nil
+		}
+		var d struct {
+			IDs []string `json:"simliarFaceUserIds"`
+		}
+		require.NoError(t, json.Unmarshal(a.env.Data, &d))
+		return a.env.Code, a.env.Message, d.IDs
+	}
+
+	require.Equal(t, "INCOMPLETE/false", result(bob))
+	code, msg, _ := search(bob)
+	require.Equal(t, "PARAMETER_ERROR", code)
+	require.Equal(t, "Transaction is not pass", msg)
+	_, _, users := search(alice)
+	require.Empty(t, users, "sessions not completed are not in the face database")
+
+	// carol completes before bob: over HTTP, then through the Control client.
+	a := b.post(t, "/sim/sessions/"+carol+"/complete", "", `{"overallResult":"PASS"}`)
+	require.Equal(t, http.StatusOK, a.status, string(a.raw))
+	require.JSONEq(t, `{"signatureId":"`+carol+`","overallResult":"PASS"}`, string(a.raw))
+	ctx := context.Background()
+	c := NewControl(b.srv.URL)
+	require.NoError(t, c.Complete(ctx, bob, ResultPass))
+	require.NoError(t, c.Complete(ctx, mallory, ResultFail))
+
+	require.Equal(t, "PASS/true", result(bob))
+	require.Equal(t, "FAIL/true", result(mallory))
+	_, _, users = search(alice)
+	require.Empty(t, users, "later completions are not returned to an earlier session")
+	_, _, users = search(carol)
+	require.Equal(t, []string{"alice"}, users)
+	_, _, users = search(bob)
+	require.Equal(t, []string{"alice", "carol"}, users, "in order of completion, without the FAIL session")
+	code, msg, _ = search(mallory)
+	require.Equal(t, "PARAMETER_ERROR", code)
+	require.Equal(t, "Transaction is not pass", msg)
+
+	later := b.seed(t, Session{UserID: "dave", Face: "ring", OverallResult: ResultPass})[0]
+	_, _, users = search(later)
+	require.Equal(t, []string{"alice", "carol", "bob"}, users)
+
+	for _, tt := range []struct {
+		name, sig, body string
+		status          int
+	}{
+		{"already completed", bob, `{"overallResult":"FAIL"}`, http.StatusConflict},
+		{"registered PASS", alice, `{"overallResult":"PASS"}`, http.StatusConflict},
+		{"unknown", "0000000000000000", `{"overallResult":"PASS"}`, http.StatusNotFound},
+		{"not a verdict", noFace, `{"overallResult":"INCOMPLETE"}`, http.StatusBadRequest},
+		{"no verdict", noFace, `{}`, http.StatusBadRequest},
+		{"PASS without a face", noFace, `{"overallResult":"PASS"}`, http.StatusBadRequest},
+		{"misspelt field", noFace, `{"overalResult":"PASS"}`, http.StatusBadRequest},
+		{"not JSON", noFace, `{`, http.StatusBadRequest},
+	} {
+		a := b.post(t, "/sim/sessions/"+tt.sig+"/complete", "", tt.body)
+		require.Equal(t, tt.status, a.status, tt.name)
+		require.Contains(t, string(a.raw), `"error"`, tt.name)
+	}
+	require.Equal(t, "INCOMPLETE/false", result(noFace), "a refused completion changes nothing")
+	require.ErrorContains(t, c.Complete(ctx, bob, ResultPass), "409")
+}
+
 func TestFaceSearchNewSpelling(t *testing.T) {
 	t.Parallel()
 	b := setup(t, func(c *Config) { c.NewSpelling = true })
@@ -325,8 +420,8 @@ func TestFaceSearchNewSpelling(t *testing.T) {
 		Session{UserID: "a", Face: "f", OverallResult: ResultPass},
 		Session{UserID: "b", Face: "f", OverallResult: ResultPass},
 	)
-	a := b.post(t, pathFace, b.token(t), sigBody(ids[0]))
-	require.Equal(t, `{"signatureId":"`+ids[0]+`","similarFaceUserIds":["b"]}`, string(a.env.Data))
+	a := b.post(t, pathFace, b.token(t), sigBody(ids[1]))
+	require.Equal(t, `{"signatureId":"`+ids[1]+`","similarFaceUserIds":["a"]}`, string(a.env.Data))
 }
 
 func TestEnvelopeMatchesSeedPage(t *testing.T) {
@@ -631,14 +726,19 @@ func TestSeedingOverHTTP(t *testing.T) {
 	}
 	require.Len(t, unique, 1002)
 
-	// In order: the first of the batch has face-0, shared with every tenth user.
-	res := b.post(t, pathFace, b.token(t), sigBody(many.SignatureIDs[0]))
+	// In order: a batch completes in its order, so the last user of face-0 (shared with every
+	// tenth user) sees the 99 before it, the first one nobody.
+	tok := b.token(t)
+	res := b.post(t, pathFace, tok, sigBody(many.SignatureIDs[990]))
 	var d struct {
 		IDs []string `json:"simliarFaceUserIds"`
 	}
 	require.NoError(t, json.Unmarshal(res.env.Data, &d))
 	require.Len(t, d.IDs, 99)
-	require.Equal(t, "user-10", d.IDs[0])
+	require.Equal(t, "user-0", d.IDs[0])
+	require.Equal(t, "user-980", d.IDs[98])
+	res = b.post(t, pathFace, tok, sigBody(many.SignatureIDs[0]))
+	require.Equal(t, `{"signatureId":"`+many.SignatureIDs[0]+`","simliarFaceUserIds":[]}`, string(res.env.Data))
 
 	tests := []struct {
 		name, path, body string
@@ -670,8 +770,8 @@ func TestLoadSessions(t *testing.T) {
 	]`))
 	require.NoError(t, err)
 	require.Equal(t, 2, n)
-	a := b.post(t, pathFace, b.token(t), sigBody("s-a"))
-	require.Equal(t, `{"signatureId":"s-a","simliarFaceUserIds":["b"]}`, string(a.env.Data))
+	a := b.post(t, pathFace, b.token(t), sigBody("s-b"))
+	require.Equal(t, `{"signatureId":"s-b","simliarFaceUserIds":["a"]}`, string(a.env.Data))
 
 	_, err = b.sim.LoadSessions(strings.NewReader(`{"not":"an array"}`))
 	require.Error(t, err)
@@ -682,10 +782,10 @@ func TestJSONEscaping(t *testing.T) {
 	b := setup(t, nil)
 	weird := "quote\" back\\ nl\n tab\t ctl\x01 uni é ✓ </script>"
 	ids := b.seed(t,
-		Session{UserID: "me", Face: "f", OverallResult: ResultPass},
 		Session{UserID: weird, Face: "f", OverallResult: ResultPass},
+		Session{UserID: "me", Face: "f", OverallResult: ResultPass},
 	)
-	a := b.post(t, pathFace, b.token(t), sigBody(ids[0]))
+	a := b.post(t, pathFace, b.token(t), sigBody(ids[1]))
 	var d struct {
 		IDs []string `json:"simliarFaceUserIds"`
 	}
