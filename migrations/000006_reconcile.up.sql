@@ -40,14 +40,16 @@ COMMENT ON COLUMN started_verifications.started_at IS 'startedAt from the event,
 -- How a check came to Doppel: its COMPLETED event, or polling when the callback was lost.
 ALTER TABLE idv_checks
     ADD COLUMN found_by    text NOT NULL DEFAULT 'event' CHECK (found_by IN ('event', 'polling')),
-    ADD COLUMN enrolled_at timestamptz;
+    ADD COLUMN enrolled_at timestamptz,
+    ADD COLUMN enroll_error text;
 
 COMMENT ON COLUMN idv_checks.found_by IS 'event: processed from its COMPLETED event; polling: found by polling get-result after the callback was lost.';
 COMMENT ON COLUMN idv_checks.enrolled_at IS 'When the failed verification was enrolled in the vendor''s face search (DOPPEL_ENROLL_FAILED), NULL if never.';
+COMMENT ON COLUMN idv_checks.enroll_error IS 'Why the vendor refused to enrol the failed verification (it is not tried again).';
 
 -- The enroller's queue: final FAIL verdicts not enrolled yet.
 CREATE INDEX idv_checks_enroll_idx ON idv_checks (checked_at)
-    WHERE overall_result = 'FAIL' AND enrolled_at IS NULL;
+    WHERE overall_result = 'FAIL' AND enrolled_at IS NULL AND enroll_error IS NULL;
 
 -- A link whose other account is known to Doppel only by an enrolled failed verification.
 ALTER TABLE duplicate_links ADD COLUMN reaches_failed_attempt boolean NOT NULL DEFAULT false;

@@ -29,6 +29,9 @@ type Alert struct {
 	RingSize int    `json:"ringSize"`
 	// Severity is SeverityHigh when the ring reached the configured size, else SeverityNormal.
 	Severity string `json:"severity"`
+	// MatchedFailedUserIDs are the matched accounts known only by a failed verification that was
+	// enrolled in face search: the face failed liveness or the document check there.
+	MatchedFailedUserIDs []string `json:"matchedFailedUserIds,omitempty"`
 }
 
 // Alert severities.
@@ -62,17 +65,18 @@ func NewAlert(alertID string, check Check, newMatched []string, ring Ring, polic
 		return nil
 	}
 	return &Alert{
-		AlertID:             alertID,
-		Type:                AlertType,
-		Version:             AlertVersion,
-		SignatureID:         check.SignatureID,
-		UserID:              check.UserID,
-		MatchedUserIDs:      check.MatchedUserIDs,
-		NewMatchedUserIDs:   newMatched,
-		VendorTransactionID: check.VendorTransactionID,
-		DetectedAt:          check.CheckedAt.UTC(),
-		RingID:              ring.ID,
-		RingSize:            ring.Size,
-		Severity:            SeverityOf(ring.Size, policy.HighSeverityRingSize),
+		AlertID:              alertID,
+		Type:                 AlertType,
+		Version:              AlertVersion,
+		SignatureID:          check.SignatureID,
+		UserID:               check.UserID,
+		MatchedUserIDs:       check.MatchedUserIDs,
+		NewMatchedUserIDs:    newMatched,
+		VendorTransactionID:  check.VendorTransactionID,
+		DetectedAt:           check.CheckedAt.UTC(),
+		RingID:               ring.ID,
+		RingSize:             ring.Size,
+		Severity:             SeverityOf(ring.Size, policy.HighSeverityRingSize),
+		MatchedFailedUserIDs: check.MatchedFailedUserIDs,
 	}
 }

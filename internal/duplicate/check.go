@@ -46,12 +46,15 @@ type Check struct {
 	// SimilarUserIDs are the userIds exactly as face search returned them.
 	SimilarUserIDs []string
 	// MatchedUserIDs are the distinct userIds other than UserID: the accounts to link.
-	MatchedUserIDs      []string
-	VendorTransactionID string
-	FailureReason       string
-	EventID             string
-	OccurredAt          *time.Time
-	Source              Source
+	MatchedUserIDs []string
+	// MatchedFailedUserIDs are those of MatchedUserIDs known only by a failed verification enrolled
+	// in face search (see FailedAttempts): their links reach a failed attempt.
+	MatchedFailedUserIDs []string
+	VendorTransactionID  string
+	FailureReason        string
+	EventID              string
+	OccurredAt           *time.Time
+	Source               Source
 	// CheckedAt is when the outcome was first stored.
 	CheckedAt time.Time
 	// ReplayCount counts deliberate re-runs of the face search (see Replayer); ReplayedAt is the

@@ -219,14 +219,15 @@ func upsertLinks(ctx context.Context, tx pgx.Tx, c duplicate.Check) ([]string, e
 // its link is new.
 const upsertLinksSQL = `
 INSERT INTO duplicate_links AS l (user_id_low, user_id_high, first_seen_at, last_seen_at, seen_count,
-    first_signature_id, last_signature_id)
-SELECT least($1::text, m), greatest($1::text, m), $2, $2, 1, $3, $3
+    first_signature_id, last_signature_id, reaches_failed_attempt)
+SELECT least($1::text, m), greatest($1::text, m), $2, $2, 1, $3, $3, m = ANY($5::text[])
 FROM unnest($4::text[]) WITH ORDINALITY AS u(m, ord)
 ORDER BY ord
 ON CONFLICT (user_id_low, user_id_high) DO UPDATE SET
     last_seen_at = greatest(l.last_seen_at, EXCLUDED.last_seen_at),
     seen_count = l.seen_count + 1,
-    last_signature_id = EXCLUDED.last_signature_id
+    last_signature_id = EXCLUDED.last_signature_id,
+    reaches_failed_attempt = l.reaches_failed_attempt OR EXCLUDED.reaches_failed_attempt
 RETURNING CASE WHEN l.user_id_low = $1::text THEN l.user_id_high ELSE l.user_id_low END, (xmax = 0)`
 
 func upsertLinksQuery(c duplicate.Check) (string, []any) {
@@ -241,7 +242,7 @@ func upsertLinksQuery(c duplicate.Check) (string, []any) {
 		}
 		return compare(ah, bh)
 	})
-	return upsertLinksSQL, []any{c.UserID, c.CheckedAt, c.SignatureID, others}
+	return upsertLinksSQL, []any{c.UserID, c.CheckedAt, c.SignatureID, others, nonNil(c.MatchedFailedUserIDs)}
 }
 
 // readNewLinks reads upsertLinksSQL's rows and returns the matched users whose link is new, in the
@@ -281,12 +282,12 @@ func compare(a, b string) int {
 
 const insertAlertSQL = `
 INSERT INTO alerts (alert_id, signature_id, user_id, matched_user_ids, new_matched_user_ids,
-    vendor_transaction_id, detected_at, ring_id, ring_size, severity)
-VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), $7, NULLIF($8, ''), $9, $10)`
+    vendor_transaction_id, detected_at, ring_id, ring_size, severity, matched_failed_user_ids)
+VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), $7, NULLIF($8, ''), $9, $10, $11)`
 
 func insertAlertArgs(a *duplicate.Alert) []any {
 	return []any{a.AlertID, a.SignatureID, a.UserID, a.MatchedUserIDs, a.NewMatchedUserIDs, a.VendorTransactionID,
-		a.DetectedAt, a.RingID, a.RingSize, a.Severity}
+		a.DetectedAt, a.RingID, a.RingSize, a.Severity, nonNil(a.MatchedFailedUserIDs)}
 }
 
 func insertAlert(ctx context.Context, tx pgx.Tx, a *duplicate.Alert) error {
