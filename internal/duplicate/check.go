@@ -61,7 +61,18 @@ type Check struct {
 	// latest one's time, nil when never re-run.
 	ReplayCount int
 	ReplayedAt  *time.Time
+	// FoundBy is FoundByEvent, or FoundByPolling when reconciliation found the verification after
+	// its callback was lost (set once it is settled). EnrolledAt is when a failed verification was
+	// enrolled in face search, nil if never.
+	FoundBy    string
+	EnrolledAt *time.Time
 }
+
+// How a check came to Doppel (Check.FoundBy).
+const (
+	FoundByEvent   = "event"
+	FoundByPolling = "polling"
+)
 
 // MatchedUsers turns a face-search answer into the accounts to link to userID: distinct, in the
 // vendor's order, without empty ids and without the user's own id (the same person verifying again

@@ -25,6 +25,7 @@ func (s *Server) routes() {
 	s.echo.GET("/v1/users/:userId/cluster", s.handleUserCluster, read)
 	s.echo.GET("/v1/checks/:signatureId", s.handleCheck, read)
 	s.echo.GET("/v1/alerts", s.handleAlerts, read)
+	s.echo.GET("/v1/reconciliation", s.handleReconciliation, read)
 	s.echo.POST("/v1/reviews", s.handleReview, review)
 	s.echo.POST("/v1/replay", s.handleReplay, review)
 }

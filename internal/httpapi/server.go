@@ -14,6 +14,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/doppelhq/doppel/internal/duplicate"
+	"github.com/doppelhq/doppel/internal/reconcile"
 )
 
 // ReadinessCheck reports why a dependency is not ready, or nil when it is.
@@ -77,6 +78,12 @@ type Config struct {
 	EventOptions duplicate.DecodeOptions
 
 	APIKeys []APIKey
+
+	// Reconciliation reports the started verifications' counts (GET /v1/reconciliation); nil
+	// answers 503.
+	Reconciliation func(ctx context.Context) (reconcile.Counts, error)
+	// ReconcileAlertRatio is the callbacks_missing threshold, shown next to the counts.
+	ReconcileAlertRatio float64
 }
 
 // Server holds the Echo instance and what its handlers need.

@@ -23,14 +23,14 @@ type querier interface {
 const checkColumns = `signature_id, coalesce(user_id, ''), event_type, outcome, coalesce(overall_result, ''),
     similar_user_ids, matched_user_ids, coalesce(vendor_transaction_id, ''), coalesce(failure_reason, ''),
     coalesce(event_id, ''), occurred_at, coalesce(source_topic, ''), coalesce(source_partition, 0),
-    coalesce(source_offset, 0), checked_at, replay_count, replayed_at`
+    coalesce(source_offset, 0), checked_at, replay_count, replayed_at, found_by, enrolled_at`
 
 func scanCheck(row pgx.Row) (duplicate.Check, error) {
 	var c duplicate.Check
 	var outcome string
 	err := row.Scan(&c.SignatureID, &c.UserID, &c.EventType, &outcome, &c.OverallResult, &c.SimilarUserIDs,
 		&c.MatchedUserIDs, &c.VendorTransactionID, &c.FailureReason, &c.EventID, &c.OccurredAt, &c.Source.Topic,
-		&c.Source.Partition, &c.Source.Offset, &c.CheckedAt, &c.ReplayCount, &c.ReplayedAt)
+		&c.Source.Partition, &c.Source.Offset, &c.CheckedAt, &c.ReplayCount, &c.ReplayedAt, &c.FoundBy, &c.EnrolledAt)
 	c.Outcome = duplicate.Outcome(outcome)
 	c.CheckedAt = c.CheckedAt.UTC()
 	if c.OccurredAt != nil {

@@ -115,12 +115,18 @@ func NewPoller(cfg Config, store Store, vendor Vendor, detector Detector, alerts
 
 // Run polls until ctx ends. A failing round (the database down, say) is logged and tried again on
 // the next tick: nothing pending is lost, it stays in the store.
-func (p *Poller) Run(ctx context.Context) error {
+func (p *Poller) Run(ctx context.Context) error { return p.RunWith(ctx) }
+
+// RunWith is Run that also runs each of extra after every round (the enroller), with the same
+// handling of failures.
+func (p *Poller) RunWith(ctx context.Context, extra ...func(context.Context) error) error {
 	t := time.NewTicker(p.cfg.Tick)
 	defer t.Stop()
 	for {
-		if err := p.Round(ctx); err != nil && ctx.Err() == nil {
-			p.cfg.Logger.Warn("reconcile round failed, trying again", "error", err)
+		for _, round := range append([]func(context.Context) error{p.Round}, extra...) {
+			if err := round(ctx); err != nil && ctx.Err() == nil {
+				p.cfg.Logger.Warn("reconcile round failed, trying again", "error", err)
+			}
 		}
 		select {
 		case <-ctx.Done():

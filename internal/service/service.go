@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/segmentio/kafka-go"
@@ -23,6 +24,7 @@ import (
 	"github.com/doppelhq/doppel/internal/httpapi"
 	"github.com/doppelhq/doppel/internal/metrics"
 	"github.com/doppelhq/doppel/internal/postgres"
+	"github.com/doppelhq/doppel/internal/reconcile"
 	"github.com/doppelhq/doppel/internal/relay"
 	"github.com/doppelhq/doppel/internal/topic"
 )
@@ -44,6 +46,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			topic.Spec{Name: cfg.TopicEvents, Partitions: cfg.TopicPartitions, ReplicationFactor: -1},
 			topic.Spec{Name: cfg.TopicAlerts, Partitions: cfg.TopicPartitions, ReplicationFactor: -1},
 			topic.Spec{Name: cfg.TopicDLQ, Partitions: 1, ReplicationFactor: -1},
+			topic.Spec{Name: cfg.TopicStarted, Partitions: cfg.TopicPartitions, ReplicationFactor: -1},
 		); err != nil {
 			return fmt.Errorf("ensure topics on %v: %w", cfg.KafkaBrokers, err)
 		}
@@ -58,7 +61,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	// Checks from all workers share transactions (group commit): see postgres.Batcher. One
 	// transaction at a time makes the batches larger and the WAL flushes fewer; the benchmark
 	// measured the same throughput as two, for less CPU.
-	detector := duplicate.NewDetector(vendor, postgres.NewBatcher(store, cfg.StoreBatchSize, 1), nil)
+	batcher := postgres.NewBatcher(store, cfg.StoreBatchSize, 1)
+	detector := duplicate.NewDetector(vendor, batcher, nil)
+	if cfg.EnrollFailed {
+		detector.MarkFailedAttempts(store)
+	}
 
 	rel := relay.New(relay.Config{
 		Brokers:     cfg.KafkaBrokers,
@@ -97,6 +104,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 
+	recon, err := newReconciliation(cfg, store, batcher, vendor, rel, m, log)
+	if err != nil {
+		return err
+	}
+
 	// Vendor callbacks go to the events topic through a writer of their own, acknowledged by every
 	// in-sync replica before the callback is answered 200.
 	events := httpapi.NewKafkaPublisher(cfg.KafkaBrokers, cfg.TopicEvents)
@@ -120,6 +132,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		CallbackTimeout:    cfg.CallbackTimeout,
 		EventOptions:       duplicate.DecodeOptions{MaxBytes: cfg.MaxEventBytes, RejectUnknownTypes: cfg.RejectUnknownTypes},
 		APIKeys:            APIKeys(keys),
+		Reconciliation: func(ctx context.Context) (reconcile.Counts, error) {
+			return store.Counts(ctx, time.Now().Add(-reconcile.AlertWindow))
+		},
+		ReconcileAlertRatio: cfg.ReconcileAlertRatio,
 		Readiness: []httpapi.ReadinessCheck{
 			{Name: "database", Check: func(ctx context.Context) error { return pool.Ping(ctx) }},
 			{Name: "kafka", Check: func(ctx context.Context) error { return pingBroker(ctx, cfg.KafkaBrokers) }},
@@ -127,11 +143,13 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		},
 	})
 
-	log.Info("doppel starting", "events_topic", cfg.TopicEvents, "alerts_topic", cfg.TopicAlerts,
+	log.Info("doppel starting", "events_topic", cfg.TopicEvents, "started_topic", cfg.TopicStarted, "alerts_topic", cfg.TopicAlerts,
 		"dlq_topic", cfg.TopicDLQ, "group_id", cfg.KafkaGroupID, "workers", cfg.Workers, "http_addr", cfg.HTTPAddr)
 	return runAll(ctx, log,
 		named{"consumer", cons.Run},
 		named{"relay", rel.Run},
+		named{"started-consumer", recon.started.Run},
+		named{"reconcile", recon.run},
 		named{"http", func(ctx context.Context) error { return api.Serve(ctx, cfg.HTTPAddr, cfg.ShutdownTimeout/2) }},
 	)
 }
@@ -146,7 +164,8 @@ func NewVendor(cfg config.Config, m *metrics.Metrics) (*facesearch.Vendor, error
 		Timeout:   cfg.AdvanceTimeout,
 	}
 	fc := facesearch.Config{
-		QPS:             cfg.AdvanceQPS,
+		// Polling takes its share of the vendor rate (see newReconciliation); the rest is here.
+		QPS:             cfg.MainQPS(),
 		BreakerFailures: cfg.BreakerFailures,
 		BreakerOpenFor:  cfg.BreakerOpenFor,
 	}
