@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/doppelhq/doppel/internal/duplicate"
@@ -63,8 +64,10 @@ type Config struct {
 	// Tick is how often the poller looks for due work; 0 takes a tenth of Interval, between
 	// 100 ms and 5 s.
 	Tick time.Duration
-	// BatchSize is the most verifications claimed per round; 0 takes 50.
+	// BatchSize is the most verifications claimed at once; 0 takes 50.
 	BatchSize int
+	// Workers is how many polls run at once; 0 takes 8.
+	Workers int
 	Logger    *slog.Logger
 	// OnPolled is told the result of every poll ("PASS", "FAIL", "INCOMPLETE", "error"); may be nil.
 	OnPolled func(result string)
@@ -94,7 +97,13 @@ type Poller struct {
 	detector Detector
 	alerts   AlertSink
 	newID    func() string
+	// countedAt is when the counts were last read: they scan the settled rows, so at most once per
+	// countEvery.
+	countedAt time.Time
 }
+
+// countEvery bounds how often the counts (and the callbacks_missing ratio) are computed.
+func (p *Poller) countEvery() time.Duration { return min(10*time.Second, p.cfg.Interval) }
 
 // NewPoller returns a Poller. alerts may be nil (no callbacks_missing alert).
 func NewPoller(cfg Config, store Store, vendor Vendor, detector Detector, alerts AlertSink, newID func() string) *Poller {
@@ -103,6 +112,9 @@ func NewPoller(cfg Config, store Store, vendor Vendor, detector Detector, alerts
 	}
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 50
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 8
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -176,7 +188,9 @@ func (p *Poller) settle(ctx context.Context) error {
 	return nil
 }
 
-// pollBatch claims and polls one batch, and returns how many it claimed.
+// pollBatch claims and polls one batch, Workers at a time (each poll waits mostly on the vendor),
+// and returns how many it claimed. When a poll says the batch must stop, the polls not started
+// yet are released.
 func (p *Poller) pollBatch(ctx context.Context) (int, error) {
 	if p.vendor.State() == "open" {
 		return 0, nil // the vendor is unusable: polling waits, as the main path does
@@ -185,16 +199,44 @@ func (p *Poller) pollBatch(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	for i, d := range due {
-		if err := p.poll(ctx, d); err != nil {
-			// The rest were claimed but not polled: make them due again.
-			for _, rest := range due[i+1:] {
-				if rerr := p.store.ReleaseClaim(context.WithoutCancel(ctx), rest.SignatureID); rerr != nil {
-					return 0, errors.Join(err, rerr)
-				}
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		stopErr error
+		sem     = make(chan struct{}, p.cfg.Workers)
+	)
+	stopped := func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		return stopErr
+	}
+	for _, d := range due {
+		sem <- struct{}{}
+		if stopped() != nil {
+			<-sem
+			if err := p.store.ReleaseClaim(context.WithoutCancel(ctx), d.SignatureID); err != nil {
+				mu.Lock()
+				stopErr = errors.Join(stopErr, err)
+				mu.Unlock()
 			}
-			return 0, err
+			continue
 		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := p.poll(ctx, d); err != nil {
+				mu.Lock()
+				if stopErr == nil {
+					stopErr = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if err := stopped(); err != nil {
+		return 0, err
 	}
 	return len(due), nil
 }
@@ -273,6 +315,10 @@ func (p *Poller) observe(result string) {
 // in the last hour is above the threshold.
 func (p *Poller) checkRatio(ctx context.Context) error {
 	now := p.cfg.Now()
+	if now.Sub(p.countedAt) < p.countEvery() {
+		return nil
+	}
+	p.countedAt = now
 	counts, err := p.store.Counts(ctx, now.Add(-AlertWindow))
 	if err != nil {
 		return err
