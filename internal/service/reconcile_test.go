@@ -1,0 +1,281 @@
+package service_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/segmentio/kafka-go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/doppelhq/doppel/internal/advancesim"
+	"github.com/doppelhq/doppel/internal/consumer"
+	"github.com/doppelhq/doppel/internal/duplicate"
+	"github.com/doppelhq/doppel/internal/testinfra"
+)
+
+// reconcileFixture is a running Doppel with short reconciliation settings and the API on.
+func reconcileFixture(t *testing.T, after, interval, giveUp time.Duration, enroll bool) (*fixture, string) {
+	t.Helper()
+	f := setup(t, advancesim.Config{})
+	f.cfg.HTTPAddr = freeAddr(t)
+	f.cfg.APIKeys = "analyst:read+review:" + hexSHA256(analystKey)
+	f.cfg.ReconcileAfter, f.cfg.ReconcileInterval, f.cfg.ReconcileGiveUp = after, interval, giveUp
+	f.cfg.EnrollFailed = enroll
+	require.NoError(t, f.cfg.Validate())
+	f.start(t)
+	base := "http://" + f.cfg.HTTPAddr
+	testinfra.Eventually(t, 30*time.Second, func() bool {
+		resp, err := http.Get(base + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, "/healthz answers")
+	return f, base
+}
+
+func startedEvent(sig, userID string, startedAt *time.Time) kafka.Message {
+	body := map[string]any{"signatureId": sig, "userId": userID, "region": "sg"}
+	if startedAt != nil {
+		body["startedAt"] = startedAt.Format(time.RFC3339Nano)
+	}
+	b, _ := json.Marshal(body)
+	return kafka.Message{Key: []byte(sig), Value: b}
+}
+
+// statuses returns the started verifications' status by signatureId.
+func (f *fixture) statuses(t *testing.T) map[string]string {
+	t.Helper()
+	rows, err := f.pool.Query(context.Background(), `SELECT signature_id, status FROM started_verifications`)
+	require.NoError(t, err)
+	out := map[string]string{}
+	var sig, status string
+	_, err = pgx.ForEachRow(rows, []any{&sig, &status}, func() error { out[sig] = status; return nil })
+	require.NoError(t, err)
+	return out
+}
+
+func countOf(m map[string]string, want string) int {
+	n := 0
+	for _, v := range m {
+		if v == want {
+			n++
+		}
+	}
+	return n
+}
+
+// waitConsumed waits until the consumer group has committed everything on the events topic: every
+// event produced so far has been handled.
+func (f *fixture) waitConsumed(t *testing.T) {
+	t.Helper()
+	testinfra.Eventually(t, 30*time.Second, func() bool {
+		lag, err := consumer.Lag(context.Background(), f.cfg.KafkaBrokers, f.cfg.KafkaGroupID, f.cfg.TopicEvents)
+		if err != nil {
+			return false
+		}
+		for _, n := range lag {
+			if n > 0 {
+				return false
+			}
+		}
+		return true
+	}, "every event handled")
+}
+
+func (f *fixture) alertCount(t *testing.T, sig string) int {
+	var n int
+	require.NoError(t, f.pool.QueryRow(context.Background(), `SELECT count(*) FROM alerts WHERE signature_id = $1`, sig).Scan(&n))
+	return n
+}
+
+// The issue's scenario: 100 started verifications, 90 completed with their callback, 10 completed
+// at the vendor whose callback never came (two of them in rings), 5 never completed.
+func TestVerificationsWithoutCallbacksAreFoundByPolling(t *testing.T) {
+	t.Parallel()
+	const after, interval, giveUp = 3 * time.Second, 2 * time.Second, 12 * time.Second
+	f, base := reconcileFixture(t, after, interval, giveUp, false)
+
+	var sessions []advancesim.Session
+	add := func(user, face string) { sessions = append(sessions, advancesim.Session{UserID: user, Face: face, OverallResult: "INCOMPLETE"}) }
+	for i := range 90 {
+		face := fmt.Sprintf("face-cb-%03d", i)
+		switch i {
+		case 0:
+			face = "ring-a"
+		case 1:
+			face = "ring-b"
+		}
+		add(fmt.Sprintf("cb-%03d", i), face)
+	}
+	for i := range 10 {
+		face := fmt.Sprintf("face-lost-%d", i)
+		switch i {
+		case 0:
+			face = "ring-a"
+		case 1:
+			face = "ring-b"
+		}
+		add(fmt.Sprintf("lost-%d", i), face)
+	}
+	for i := range 5 {
+		add(fmt.Sprintf("never-%d", i), fmt.Sprintf("face-never-%d", i))
+	}
+	sigs, err := f.sim.AddSessions(sessions)
+	require.NoError(t, err)
+	withCallback, lost, never := sigs[:90], sigs[90:100], sigs[100:]
+
+	// Every verification's start is announced; half of them carry startedAt. Two bad messages go
+	// to the dead-letter topic with their reason.
+	t0 := time.Now()
+	var started []kafka.Message
+	for i, sig := range sigs {
+		var at *time.Time
+		if i%2 == 0 {
+			at = &t0
+		}
+		started = append(started, startedEvent(sig, sessions[i].UserID, at))
+	}
+	started = append(started, kafka.Message{Key: []byte("bad"), Value: []byte(`{"signatureId":`)},
+		kafka.Message{Key: []byte("nosig"), Value: []byte(`{"userId":"u"}`)})
+	testinfra.Produce(t, f.cfg.TopicStarted, started...)
+
+	// The vendor finishes the 90 and calls back; 10 of them fail. Then it finishes the 10 lost
+	// ones, whose callbacks never arrive.
+	var completed []kafka.Message
+	for i, sig := range withCallback {
+		verdict := "PASS"
+		if i >= 80 {
+			verdict = "FAIL"
+		}
+		require.NoError(t, f.sim.Complete(sig, verdict))
+		completed = append(completed, event(sig, "COMPLETED", ""))
+	}
+	testinfra.Produce(t, f.cfg.TopicEvents, completed...)
+	for _, sig := range lost {
+		require.NoError(t, f.sim.Complete(sig, "PASS"))
+	}
+
+	testinfra.Eventually(t, time.Until(t0.Add(after+interval+5*time.Second)), func() bool {
+		st := f.statuses(t)
+		return countOf(st, "recovered") == 10 && countOf(st, "completed") == 90
+	}, "10 recovered by polling and 90 completed by their callback")
+
+	st := f.statuses(t)
+	require.Len(t, st, 105)
+	for _, sig := range lost {
+		require.Equal(t, "recovered", st[sig])
+	}
+	for _, sig := range never {
+		require.Equal(t, "pending", st[sig])
+	}
+	// Each was found within AFTER + one INTERVAL of its start.
+	var slowest time.Duration
+	require.NoError(t, f.pool.QueryRow(context.Background(), `
+SELECT coalesce(max(extract(epoch FROM settled_at - started_at)), 0) * interval '1 second'
+FROM started_verifications WHERE status = 'recovered'`).Scan(&slowest))
+	require.LessOrEqual(t, slowest, after+interval, "found by polling within AFTER + INTERVAL")
+
+	// Processed exactly as a COMPLETED event: the rings' links and alerts, the check marked.
+	outcomes := f.outcomes(t)
+	rows, err := f.pool.Query(context.Background(), `SELECT signature_id, found_by FROM idv_checks`)
+	require.NoError(t, err)
+	foundBy := map[string]string{}
+	var sig, by string
+	_, err = pgx.ForEachRow(rows, []any{&sig, &by}, func() error { foundBy[sig] = by; return nil })
+	require.NoError(t, err)
+	for i, sig := range lost {
+		require.Equal(t, "polling", foundBy[sig], sig)
+		want := "no_duplicates"
+		if i < 2 {
+			want = "duplicates_found"
+		}
+		require.Equal(t, want, outcomes[sig], sig)
+	}
+	for i, sig := range withCallback {
+		require.Equal(t, "event", foundBy[sig], sig)
+		want := "no_duplicates"
+		if i >= 80 {
+			want = "not_passed"
+		}
+		require.Equal(t, want, outcomes[sig], sig)
+	}
+	require.Equal(t, []string{"cb-000~lost-0", "cb-001~lost-1"}, f.links(t))
+	require.Equal(t, 1, f.alertCount(t, lost[0]))
+	require.Equal(t, 1, f.alertCount(t, lost[1]))
+
+	// Billed once each: 80 passes with callbacks and the 10 found by polling.
+	billed := f.sim.Stats().FaceSearchBySignature
+	require.Len(t, billed, 90)
+	for _, n := range billed {
+		require.EqualValues(t, 1, n)
+	}
+
+	// 10 of 100 recovered by polling crosses 5%: callbacks_missing is published next to the two
+	// duplicate_face alerts.
+	msgs := testinfra.ReadAll(t, f.cfg.TopicAlerts, 3, 30*time.Second)
+	byType := map[string][]kafka.Message{}
+	for _, m := range msgs {
+		byType[header(m, "alert-type")] = append(byType[header(m, "alert-type")], m)
+	}
+	require.Len(t, byType["duplicate_face"], 2)
+	require.Len(t, byType["callbacks_missing"], 1)
+	var cm map[string]any
+	require.NoError(t, json.Unmarshal(byType["callbacks_missing"][0].Value, &cm))
+	require.Equal(t, "callbacks_missing", cm["type"])
+	require.EqualValues(t, 10, cm["recoveredByPolling"])
+	require.EqualValues(t, 100, cm["settled"])
+	require.InDelta(t, 0.1, cm["ratio"], 1e-9)
+	require.NotEmpty(t, header(byType["callbacks_missing"][0], "alert-id"))
+
+	// The API and the metrics say how many are pending, recovered and expired.
+	status, body := call(t, http.MethodGet, base+"/v1/reconciliation", analystKey, nil)
+	require.Equal(t, http.StatusOK, status, string(body))
+	require.JSONEq(t, `{"pending":5,"completed":90,"recovered":10,"expired":0,"recoveredLastHour":10,
+		"settledLastHour":100,"recoveredRatio":0.1,"alertRatio":0.05}`, string(body))
+	status, _ = call(t, http.MethodGet, base+"/v1/reconciliation", "", nil)
+	require.Equal(t, http.StatusUnauthorized, status)
+	status, body = call(t, http.MethodGet, base+"/v1/checks/"+lost[0], analystKey, nil)
+	require.Equal(t, http.StatusOK, status)
+	require.Contains(t, string(body), `"foundBy":"polling"`)
+	resp, err := http.Get(base + "/metrics")
+	require.NoError(t, err)
+	metricsText, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Contains(t, string(metricsText), `doppel_reconcile_verifications{status="recovered"} 10`)
+
+	// The bad started messages are dead letters with their reason and source topic.
+	letters := testinfra.ReadAll(t, f.cfg.TopicDLQ, 2, 30*time.Second)
+	require.Len(t, letters, 2)
+	reasons := []string{header(letters[0], consumer.HeaderReason), header(letters[1], consumer.HeaderReason)}
+	require.ElementsMatch(t, []string{duplicate.ReasonInvalidJSON, duplicate.ReasonMissingSignatureID}, reasons)
+	require.Equal(t, f.cfg.TopicStarted, header(letters[0], consumer.HeaderSourceTopic))
+
+	// A late callback after polling settled a verification: nothing billed again, no second alert.
+	testinfra.Produce(t, f.cfg.TopicEvents, event(lost[0], "COMPLETED", ""), event(lost[2], "COMPLETED", ""))
+	f.waitConsumed(t)
+	require.Equal(t, billed, f.sim.Stats().FaceSearchBySignature, "a late callback bills nothing more")
+	require.Equal(t, 1, f.alertCount(t, lost[0]), "and raises no second alert")
+	st = f.statuses(t)
+	require.Equal(t, "recovered", st[lost[0]])
+
+	// The 5 never completed are expired after GIVE_UP, and polled no more.
+	testinfra.Eventually(t, time.Until(t0.Add(giveUp+10*time.Second)), func() bool {
+		return countOf(f.statuses(t), "expired") == 5
+	}, "5 expired")
+	for _, sig := range never {
+		require.Equal(t, "expired", f.statuses(t)[sig])
+	}
+	var polls int
+	require.NoError(t, f.pool.QueryRow(context.Background(),
+		`SELECT sum(polls) FROM started_verifications WHERE status = 'expired'`).Scan(&polls))
+	require.LessOrEqual(t, polls, 5*int(1+(giveUp-after)/interval+1), "each polled at most once per interval")
+	require.Positive(t, polls)
+}
