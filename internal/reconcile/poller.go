@@ -68,7 +68,7 @@ type Config struct {
 	BatchSize int
 	// Workers is how many polls run at once; 0 takes 8.
 	Workers int
-	Logger    *slog.Logger
+	Logger  *slog.Logger
 	// OnPolled is told the result of every poll ("PASS", "FAIL", "INCOMPLETE", "error"); may be nil.
 	OnPolled func(result string)
 	// OnCounts is told the counts after every round, for metrics; may be nil.

@@ -104,7 +104,9 @@ func TestVerificationsWithoutCallbacksAreFoundByPolling(t *testing.T) {
 	f, base := reconcileFixture(t, after, interval, giveUp, false)
 
 	var sessions []advancesim.Session
-	add := func(user, face string) { sessions = append(sessions, advancesim.Session{UserID: user, Face: face, OverallResult: "INCOMPLETE"}) }
+	add := func(user, face string) {
+		sessions = append(sessions, advancesim.Session{UserID: user, Face: face, OverallResult: "INCOMPLETE"})
+	}
 	for i := range 90 {
 		face := fmt.Sprintf("face-cb-%03d", i)
 		switch i {
@@ -278,4 +280,99 @@ FROM started_verifications WHERE status = 'recovered'`).Scan(&slowest))
 		`SELECT sum(polls) FROM started_verifications WHERE status = 'expired'`).Scan(&polls))
 	require.LessOrEqual(t, polls, 5*int(1+(giveUp-after)/interval+1), "each polled at most once per interval")
 	require.Positive(t, polls)
+}
+
+// enrolmentScenario: a fraudster fails verification with face X; later two accounts pass with the
+// same face. It returns the signatureIds of the failed attempt and the two passes.
+func enrolmentScenario(t *testing.T, f *fixture) (failed, faceless, first, second string) {
+	t.Helper()
+	ids, err := f.sim.AddSessions([]advancesim.Session{
+		{UserID: "fraudster", Face: "X", OverallResult: "INCOMPLETE"},
+		{UserID: "faceless", OverallResult: "INCOMPLETE"},
+		{UserID: "mule-1", Face: "X", OverallResult: "INCOMPLETE"},
+		{UserID: "mule-2", Face: "X", OverallResult: "INCOMPLETE"},
+	})
+	require.NoError(t, err)
+	failed, faceless, first, second = ids[0], ids[1], ids[2], ids[3]
+	require.NoError(t, f.sim.Complete(failed, "FAIL"))
+	require.NoError(t, f.sim.Complete(faceless, "FAIL"))
+	testinfra.Produce(t, f.cfg.TopicEvents, event(failed, "COMPLETED", ""), event(faceless, "COMPLETED", ""))
+	f.waitForChecks(t, 2, 30*time.Second)
+	return failed, faceless, first, second
+}
+
+func (f *fixture) pass(t *testing.T, sig string) {
+	t.Helper()
+	require.NoError(t, f.sim.Complete(sig, "PASS"))
+	testinfra.Produce(t, f.cfg.TopicEvents, event(sig, "COMPLETED", ""))
+	testinfra.Eventually(t, 30*time.Second, func() bool {
+		o := f.outcomes(t)[sig]
+		return o == "duplicates_found" || o == "no_duplicates"
+	}, "%s searched", sig)
+}
+
+func TestWithEnrolmentAFailedAttemptIsEnrolledOnceAndALaterPassLinksToIt(t *testing.T) {
+	t.Parallel()
+	f, _ := reconcileFixture(t, time.Hour, 10*time.Minute, 168*time.Hour, true)
+	failed, faceless, first, second := enrolmentScenario(t, f)
+
+	var enrolledAt *time.Time
+	testinfra.Eventually(t, 30*time.Second, func() bool {
+		require.NoError(t, f.pool.QueryRow(context.Background(),
+			`SELECT enrolled_at FROM idv_checks WHERE signature_id = $1`, failed).Scan(&enrolledAt))
+		return enrolledAt != nil
+	}, "the failed attempt enrolled")
+	var refusal string
+	testinfra.Eventually(t, 30*time.Second, func() bool {
+		require.NoError(t, f.pool.QueryRow(context.Background(),
+			`SELECT coalesce(enroll_error, '') FROM idv_checks WHERE signature_id = $1`, faceless).Scan(&refusal))
+		return refusal != ""
+	}, "the vendor's refusal recorded")
+	require.Contains(t, refusal, "PARAMETER_ERROR")
+
+	f.pass(t, first)
+	f.pass(t, second)
+	require.Equal(t, "duplicates_found", f.outcomes(t)[first], "face search finds the enrolled failed attempt")
+
+	rows, err := f.pool.Query(context.Background(),
+		`SELECT user_id_low || '~' || user_id_high, reaches_failed_attempt FROM duplicate_links ORDER BY 1`)
+	require.NoError(t, err)
+	links := map[string]bool{}
+	var pair string
+	var reaches bool
+	_, err = pgx.ForEachRow(rows, []any{&pair, &reaches}, func() error { links[pair] = reaches; return nil })
+	require.NoError(t, err)
+	require.Equal(t, map[string]bool{"fraudster~mule-1": true, "fraudster~mule-2": true, "mule-1~mule-2": false}, links)
+
+	msgs := testinfra.ReadAll(t, f.cfg.TopicAlerts, 2, 30*time.Second)
+	require.Len(t, msgs, 2)
+	bySig := map[string]duplicate.Alert{}
+	for _, m := range msgs {
+		var a duplicate.Alert
+		require.NoError(t, json.Unmarshal(m.Value, &a))
+		bySig[a.SignatureID] = a
+	}
+	require.Equal(t, []string{"fraudster"}, bySig[first].MatchedFailedUserIDs)
+	require.Equal(t, []string{"fraudster"}, bySig[second].MatchedFailedUserIDs, "mule-1 passed: only the failed attempt is named")
+	require.ElementsMatch(t, []string{"fraudster", "mule-1"}, bySig[second].MatchedUserIDs)
+
+	// Enrolled once, however many rounds pass; the refused one is not asked again.
+	time.Sleep(time.Second)
+	st := f.sim.Stats()
+	require.Equal(t, map[string]int64{failed: 1}, st.EnrollBySignature)
+	require.EqualValues(t, 2, st.Calls["face-search-enroll"])
+}
+
+func TestWithoutEnrolmentNothingIsEnrolled(t *testing.T) {
+	t.Parallel()
+	f, _ := reconcileFixture(t, time.Hour, 10*time.Minute, 168*time.Hour, false)
+	failed, _, first, _ := enrolmentScenario(t, f)
+	f.pass(t, first)
+	require.Equal(t, "no_duplicates", f.outcomes(t)[first], "a failed face is not searchable unless enrolled")
+	var enrolled int
+	require.NoError(t, f.pool.QueryRow(context.Background(),
+		`SELECT count(*) FROM idv_checks WHERE enrolled_at IS NOT NULL OR enroll_error IS NOT NULL`).Scan(&enrolled))
+	require.Zero(t, enrolled)
+	require.Zero(t, f.sim.Stats().Calls["face-search-enroll"])
+	require.Equal(t, "not_passed", f.outcomes(t)[failed])
 }
