@@ -64,7 +64,7 @@ type Config struct {
 	// Tick is how often the poller looks for due work; 0 takes a tenth of Interval, between
 	// 100 ms and 5 s.
 	Tick time.Duration
-	// BatchSize is the most verifications claimed at once; 0 takes 50.
+	// BatchSize is the most verifications claimed at once; 0 takes 4 per worker.
 	BatchSize int
 	// Workers is how many polls run at once; 0 takes 8.
 	Workers int
@@ -110,11 +110,11 @@ func NewPoller(cfg Config, store Store, vendor Vendor, detector Detector, alerts
 	if cfg.Tick <= 0 {
 		cfg.Tick = min(max(cfg.Interval/10, 100*time.Millisecond), 5*time.Second)
 	}
-	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = 50
-	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = 8
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 4 * cfg.Workers
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -164,12 +164,14 @@ func (p *Poller) Round(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		// Settled after each batch, so a long backlog's early finds are not claimed again
+		// once their interval has passed.
+		if err := p.settle(ctx); err != nil {
+			return err
+		}
 		if n < p.cfg.BatchSize {
 			break
 		}
-	}
-	if err := p.settle(ctx); err != nil {
-		return err
 	}
 	return p.checkRatio(ctx)
 }
