@@ -44,11 +44,14 @@ func runDLQ(ctx context.Context, args []string, getenv func(string) string, stdo
 	if v := getenv("DOPPEL_TOPIC_DLQ"); v != "" {
 		cfg.TopicDLQ = v
 	}
+	if v := getenv("DOPPEL_TOPIC_STARTED"); v != "" {
+		cfg.TopicStarted = v
+	}
 	if len(cfg.KafkaBrokers) == 0 {
 		return fmt.Errorf("DOPPEL_KAFKA_BROKERS is not set: set it to a comma-separated list of host:port")
 	}
 	opts := deadletter.Options{Brokers: cfg.KafkaBrokers, DLQTopic: cfg.TopicDLQ, TargetTopic: cfg.TopicEvents,
-		DryRun: *dryRun}
+		SourceRoutes: map[string]string{cfg.TopicStarted: cfg.TopicStarted}, DryRun: *dryRun}
 	if *reasons != "" {
 		opts.Reasons = strings.Split(*reasons, ",")
 	}
