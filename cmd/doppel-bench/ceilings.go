@@ -163,12 +163,6 @@ func (b *bench) pgCeiling(ctx context.Context, pop population, topic string) (*p
 		return nil, err
 	}
 	now := time.Now().UTC()
-	pos := make(map[int]int, len(pop.people)) // person -> position in its ring (event order)
-	for _, ring := range pop.rings {
-		for k, i := range ring {
-			pos[i] = k
-		}
-	}
 	var batches []copyBatch
 	res := &pgCeilingResult{Conns: pgCeilingConns, BatchChecks: pgCeilingBatch}
 	for start := 0; start < len(pop.people); start += pgCeilingBatch {
@@ -185,23 +179,19 @@ func (b *bench) pgCeiling(ctx context.Context, pop population, topic string) (*p
 			}
 			cb.checks = append(cb.checks, []any{p.sig, p.UserID, "COMPLETED", outcome, matched, matched,
 				"bench-tx", topic, int32(0), int64(i), now})
-			if p.ring < 0 {
+			if len(matched) == 0 {
 				continue
 			}
-			ring := pop.rings[p.ring]
-			var newer []string
-			for _, j := range ring[pos[i]+1:] {
-				other := pop.people[j].UserID
-				newer = append(newer, other)
+			// Face search only returns earlier verifications, so each pair is seen once, by its
+			// later member, and is new then.
+			for _, other := range matched {
 				lo, hi := min(p.UserID, other), max(p.UserID, other)
 				cb.links = append(cb.links, []any{lo, hi, now, now, int32(1), p.sig, p.sig})
 			}
-			if len(newer) > 0 {
-				var id [16]byte
-				_, _ = rand.Read(id[:])
-				id[6], id[8] = (id[6]&0x0f)|0x40, (id[8]&0x3f)|0x80
-				cb.alerts = append(cb.alerts, []any{id, p.sig, p.UserID, matched, newer, "bench-tx", now})
-			}
+			var id [16]byte
+			_, _ = rand.Read(id[:])
+			id[6], id[8] = (id[6]&0x0f)|0x40, (id[8]&0x3f)|0x80
+			cb.alerts = append(cb.alerts, []any{id, p.sig, p.UserID, matched, matched, "bench-tx", now})
 		}
 		res.Checks += len(cb.checks)
 		res.Links += len(cb.links)

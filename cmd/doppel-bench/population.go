@@ -88,17 +88,20 @@ func (p population) inRings() int {
 	return n
 }
 
-// matched returns the other users who share person i's face, in ring order.
+// matched returns what face search answers for person i: the users sharing i's face who
+// completed before i. The simulator is seeded in people order, so they are i's ring members of
+// lower index, in ring order.
 func (p population) matched(i int) []string {
 	r := p.people[i].ring
 	if r < 0 {
 		return nil
 	}
-	out := make([]string, 0, len(p.rings[r])-1)
+	var out []string
 	for _, j := range p.rings[r] {
-		if j != i {
-			out = append(out, p.people[j].UserID)
+		if j >= i {
+			break
 		}
+		out = append(out, p.people[j].UserID)
 	}
 	return out
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -23,7 +24,7 @@ const (
 	kindPass         kind = "pass"               // COMPLETED with the userId, PASS session
 	kindPassThin     kind = "pass_thin"          // COMPLETED without the userId: get-result first
 	kindNotPassUser  kind = "not_pass_with_user" // FAIL/INCOMPLETE session, userId given: vendor refuses
-	kindNotPassThin  kind = "not_pass_thin"      // FAIL/INCOMPLETE session, no userId: not_passed
+	kindNotPassThin  kind = "not_pass_thin"      // FAIL/INCOMPLETE session, no userId: not_passed/incomplete
 	kindSubmit       kind = "submit_completed"   // SUBMIT_COMPLETED: skipped
 	kindOtherType    kind = "other_type"         // an unknown type: skipped
 	kindUnknownSig   kind = "unknown_signature"  // signatureId the vendor never issued, userId given
@@ -64,7 +65,8 @@ type event struct {
 	Face   string
 	Kind   kind
 	Value  []byte
-	Ring   bool
+	// Result is the session's verdict in the simulator ("" when it is not seeded).
+	Result string
 	Expect expectation
 }
 
@@ -74,7 +76,8 @@ type population struct {
 	sequence []*event // production order; resent events appear twice
 	byKey    map[string]*event
 	bySig    map[string]*event
-	// faces holds the users of every PASS session by face, as the simulator's face search sees them.
+	// faces holds the users of every PASS session by face, in the order they completed in the
+	// simulator (its seeding order): a face search sees the users before the searched one.
 	faces  map[string][]string
 	faceOf map[string]string // userId -> face, PASS users only
 	rings  int
@@ -133,7 +136,7 @@ func newPopulation(total int, ringFraction float64, seed uint64) *population {
 			u := fmt.Sprintf("cust-%07d", user)
 			pop.faces[f] = append(pop.faces[f], u)
 			pop.faceOf[u] = f
-			pop.events = append(pop.events, &event{UserID: u, Face: f, Kind: passKinds[i], Ring: size > 1})
+			pop.events = append(pop.events, &event{UserID: u, Face: f, Kind: passKinds[i]})
 			i++
 		}
 	}
@@ -254,8 +257,16 @@ func (pop *population) seed(ctx context.Context, sim *simulator, rng *rand.Rand)
 				result = "INCOMPLETE"
 			}
 		}
+		ev.Result = result
 		sessions = append(sessions, advancesim.Session{UserID: ev.UserID, Face: ev.Face, OverallResult: result})
 		seeded = append(seeded, ev)
+	}
+	// The batch completes in its order, which is the order face search sees.
+	clear(pop.faces)
+	for _, ev := range seeded {
+		if ev.Result == duplicate.VerdictPass {
+			pop.faces[ev.Face] = append(pop.faces[ev.Face], ev.UserID)
+		}
 	}
 	sigs, err := sim.ctl.AddSessions(ctx, sessions)
 	if err != nil {
@@ -295,7 +306,7 @@ func (pop *population) seed(ctx context.Context, sim *simulator, rng *rand.Rand)
 				return err
 			}
 			ev.Key = ev.Sig
-			ev.Expect = expectationOf(ev)
+			ev.Expect = pop.expectationOf(ev)
 		}
 		if pop.byKey[ev.Key] != nil {
 			return fmt.Errorf("two events with key %s", ev.Key)
@@ -308,15 +319,28 @@ func (pop *population) seed(ctx context.Context, sim *simulator, rng *rand.Rand)
 	return nil
 }
 
-func expectationOf(ev *event) expectation {
+// earlierOf returns the users of userID's face who completed PASS before userID: what face search
+// returns for userID's verification.
+func (pop *population) earlierOf(userID string) []string {
+	users := pop.faces[pop.faceOf[userID]]
+	if i := slices.Index(users, userID); i >= 0 {
+		return users[:i]
+	}
+	return nil
+}
+
+func (pop *population) expectationOf(ev *event) expectation {
 	switch ev.Kind {
 	case kindPass, kindPassThin:
-		if ev.Ring {
+		if len(pop.earlierOf(ev.UserID)) > 0 {
 			return expectation{Outcome: string(duplicate.OutcomeDuplicatesFound)}
 		}
 		return expectation{Outcome: string(duplicate.OutcomeNoDuplicates)}
 	case kindNotPassThin:
-		return expectation{Outcome: string(duplicate.OutcomeNotPassed)}
+		if ev.Result == "FAIL" {
+			return expectation{Outcome: string(duplicate.OutcomeNotPassed)}
+		}
+		return expectation{Outcome: string(duplicate.OutcomeIncomplete)}
 	case kindSubmit, kindOtherType:
 		return expectation{Outcome: string(duplicate.OutcomeSkipped)}
 	case kindNotPassUser, kindUnknownSig, kindUnknownThin:

@@ -47,6 +47,9 @@ type Config struct {
 	RejectUnknownTypes bool          `yaml:"reject_unknown_types" env:"DOPPEL_REJECT_UNKNOWN_TYPES"`
 	CommitInterval     time.Duration `yaml:"commit_interval" env:"DOPPEL_COMMIT_INTERVAL"`
 	StoreBatchSize     int           `yaml:"store_batch_size" env:"DOPPEL_STORE_BATCH_SIZE"`
+	// StallAfter is how long a partition may hold uncommitted events without committing before it
+	// is reported stalled (log, metric, /readyz).
+	StallAfter time.Duration `yaml:"stall_after" env:"DOPPEL_STALL_AFTER"`
 
 	RetryMaxAttempts     int           `yaml:"retry_max_attempts" env:"DOPPEL_RETRY_MAX_ATTEMPTS"`
 	RetryInitialInterval time.Duration `yaml:"retry_initial_interval" env:"DOPPEL_RETRY_INITIAL_INTERVAL"`
@@ -136,6 +139,7 @@ func Default() Config {
 		MaxEventBytes:        64 << 10,
 		CommitInterval:       200 * time.Millisecond,
 		StoreBatchSize:       128,
+		StallAfter:           2 * time.Minute,
 		RetryMaxAttempts:     8,
 		RetryInitialInterval: 200 * time.Millisecond,
 		RetryMaxInterval:     10 * time.Second,
@@ -311,6 +315,9 @@ func (c Config) Validate() error {
 	}
 	if c.CommitInterval <= 0 {
 		bad("DOPPEL_COMMIT_INTERVAL must be positive, e.g. 200ms")
+	}
+	if c.StallAfter <= 0 {
+		bad("DOPPEL_STALL_AFTER must be positive, e.g. 2m")
 	}
 	if c.RetryMaxAttempts < 1 {
 		bad("DOPPEL_RETRY_MAX_ATTEMPTS must be at least 1, got %d", c.RetryMaxAttempts)

@@ -1,7 +1,9 @@
 // Package consumer reads "H5 IDV completed" events from Kafka in a consumer group and runs a handler
 // on each, many at once. It retries what is worth retrying, dead-letters what is not (with the
-// reason and where the message came from), and commits an offset only once every earlier message of
-// its partition is finished, so nothing is lost on a crash and nothing is committed unstored.
+// reason and where the message came from, cut to fit the dead-letter topic's size limit), and
+// commits an offset only once every earlier message of its partition is finished, so nothing is
+// lost on a crash and nothing is committed unstored. A partition that cannot make progress for
+// longer than a bound is reported: logged, observed, and returned by Stalled.
 package consumer
 
 import (
@@ -47,17 +49,6 @@ type Decision struct {
 // the retry policy.
 const ReasonRetriesExhausted = "retries_exhausted"
 
-// Dead-letter headers. The value and key are the original message's; these say why and from where.
-const (
-	HeaderReason         = "doppel-dlq-reason"
-	HeaderError          = "doppel-dlq-error"
-	HeaderAttempts       = "doppel-dlq-attempts"
-	HeaderSourceTopic    = "doppel-dlq-source-topic"
-	HeaderSourcePart     = "doppel-dlq-source-partition"
-	HeaderSourceOffset   = "doppel-dlq-source-offset"
-	HeaderFirstFailureAt = "doppel-dlq-first-failure-at"
-)
-
 // RetryPolicy bounds retries of transient failures.
 type RetryPolicy struct {
 	MaxAttempts     int
@@ -90,7 +81,10 @@ type Config struct {
 	// is abandoned (uncommitted, so it is redelivered).
 	ShutdownGrace  time.Duration
 	SessionTimeout time.Duration
-	Logger         *slog.Logger
+	// StallAfter is how long a partition may have uncommitted messages without its committed
+	// offset moving before it is reported as stalled. 0 takes 2 minutes.
+	StallAfter time.Duration
+	Logger     *slog.Logger
 	// Observer receives the consumer's events for metrics; nil ignores them.
 	Observer Observer
 }
@@ -98,15 +92,23 @@ type Config struct {
 // Observer is told what the consumer does, for metrics.
 type Observer interface {
 	Finished(topic string, partition int, deadLettered bool, reason string)
+	// DeadLetterUnwritable is told of a message finished without a dead letter, because the
+	// dead-letter topic refused even the letter without its value.
+	DeadLetterUnwritable(topic string, partition int, reason string)
 	Retried(decision Decision)
 	InFlight(n int)
+	// PartitionProgress is told, every few seconds, how long each partition has had uncommitted
+	// messages without committing (0 when it has none), and whether that is over the stall bound.
+	PartitionProgress(partition int, stuckFor time.Duration, stalled bool)
 }
 
 type nopObserver struct{}
 
-func (nopObserver) Finished(string, int, bool, string) {}
-func (nopObserver) Retried(Decision)                   {}
-func (nopObserver) InFlight(int)                       {}
+func (nopObserver) Finished(string, int, bool, string)         {}
+func (nopObserver) DeadLetterUnwritable(string, int, string)   {}
+func (nopObserver) Retried(Decision)                           {}
+func (nopObserver) InFlight(int)                               {}
+func (nopObserver) PartitionProgress(int, time.Duration, bool) {}
 
 func (c *Config) validate() error {
 	var errs []error
@@ -153,6 +155,9 @@ func (c *Config) setDefaults() {
 	if c.SessionTimeout <= 0 {
 		c.SessionTimeout = 10 * time.Second
 	}
+	if c.StallAfter <= 0 {
+		c.StallAfter = 2 * time.Minute
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -169,8 +174,11 @@ type Consumer struct {
 	cfg     Config
 	handler Handler
 	tracker *offsetTracker
-	dlq     *kafka.Writer
+	dlq     *deadLetterWriter
 	log     *slog.Logger
+	// waitLog holds back the "cannot make progress" lines every waiting worker would log on
+	// every retry.
+	waitLog *logLimiter
 }
 
 // New returns a Consumer for cfg that calls handler for every message.
@@ -182,17 +190,10 @@ func New(cfg Config, handler Handler) (*Consumer, error) {
 	return &Consumer{
 		cfg:     cfg,
 		handler: handler,
-		tracker: newOffsetTracker(),
+		tracker: newOffsetTracker(time.Now),
 		log:     cfg.Logger,
-		dlq: &kafka.Writer{
-			Addr:         kafka.TCP(cfg.Brokers...),
-			Topic:        cfg.DLQTopic,
-			Balancer:     &kafka.Murmur2Balancer{},
-			RequiredAcks: kafka.RequireAll,
-			BatchTimeout: 5 * time.Millisecond, // kafka-go's 1 s default would stall each dead letter
-			WriteTimeout: 10 * time.Second,
-			Transport:    &kafka.Transport{}, // own metadata cache, see topic.Ensure
-		},
+		dlq:     newDeadLetterWriter(cfg.Brokers, cfg.DLQTopic, cfg.Logger),
+		waitLog: newLogLimiter(time.Now, repeatLogEvery),
 	}, nil
 }
 
@@ -200,6 +201,16 @@ func New(cfg Config, handler Handler) (*Consumer, error) {
 // message's offset has been committed (as far as the broker allowed) and in-flight work that did not
 // finish within the shutdown grace was abandoned uncommitted, to be redelivered.
 func (c *Consumer) Run(ctx context.Context) error {
+	// Before the first message: a dead letter is fitted to the limit read here.
+	c.dlq.refreshLimit(ctx)
+	monitorCtx, stopMonitor := context.WithCancel(ctx)
+	monitorDone := make(chan struct{})
+	go func() {
+		defer close(monitorDone)
+		newStallMonitor(c.cfg.Topic, c.cfg.StallAfter, c.tracker, c.cfg.Observer, c.log).run(monitorCtx)
+	}()
+	defer func() { stopMonitor(); <-monitorDone }()
+
 	reader := kafka.NewReader(kafka.ReaderConfig{
 		Brokers:           c.cfg.Brokers,
 		GroupID:           c.cfg.GroupID,
@@ -265,7 +276,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	c.commit(finalCtx, reader)
 	cancel()
 
-	return errors.Join(fetchErr, reader.Close(), c.dlq.Close())
+	return errors.Join(fetchErr, reader.Close(), c.dlq.close())
 }
 
 func (c *Consumer) fetchLoop(ctx context.Context, reader *kafka.Reader, d *dispatcher) error {
@@ -361,10 +372,14 @@ func (c *Consumer) work(ctx context.Context, d *dispatcher) {
 			if ctx.Err() != nil {
 				break // abandoned: not finished, not committed, fetched again after a restart
 			}
-			deadLettered, reason, ok := c.process(ctx, msg)
-			if ok {
+			switch r := c.process(ctx, msg); r.outcome {
+			case processed, deadLettered:
 				c.tracker.finish(msg.Partition, msg.Offset)
-				c.cfg.Observer.Finished(msg.Topic, msg.Partition, deadLettered, reason)
+				c.cfg.Observer.Finished(msg.Topic, msg.Partition, r.outcome == deadLettered, r.reason)
+			case unwritableLetter:
+				c.tracker.finish(msg.Partition, msg.Offset)
+				c.cfg.Observer.DeadLetterUnwritable(msg.Topic, msg.Partition, r.reason)
+			case unfinished:
 			}
 			<-d.slots
 			var more bool
@@ -375,9 +390,27 @@ func (c *Consumer) work(ctx context.Context, d *dispatcher) {
 	}
 }
 
-// process runs the handler with the retry policy. ok is false when the context ended first: the
-// message is then neither stored nor dead-lettered and must not be committed.
-func (c *Consumer) process(ctx context.Context, msg kafka.Message) (deadLettered bool, reason string, ok bool) {
+// outcome is what became of a message.
+type outcome int
+
+const (
+	// unfinished: the context ended first; the message is neither stored nor dead-lettered and
+	// must not be committed.
+	unfinished outcome = iota
+	processed
+	deadLettered
+	// unwritableLetter: to be dead-lettered, but the dead-letter topic refused it for good; it was
+	// logged in full and is committed past.
+	unwritableLetter
+)
+
+type result struct {
+	outcome outcome
+	reason  string // the dead-letter reason
+}
+
+// process runs the handler with the retry policy.
+func (c *Consumer) process(ctx context.Context, msg kafka.Message) result {
 	bo := &backoff.ExponentialBackOff{
 		InitialInterval:     c.cfg.Retry.InitialInterval,
 		RandomizationFactor: 0.5,
@@ -394,10 +427,10 @@ func (c *Consumer) process(ctx context.Context, msg kafka.Message) (deadLettered
 	for {
 		err := c.handler(ctx, msg)
 		if err == nil {
-			return false, "", true
+			return result{outcome: processed}
 		}
 		if ctx.Err() != nil {
-			return false, "", false
+			return result{}
 		}
 		attempts++
 		if firstFailure.IsZero() {
@@ -409,41 +442,37 @@ func (c *Consumer) process(ctx context.Context, msg kafka.Message) (deadLettered
 		wait := bo.NextBackOff()
 		switch d.Action {
 		case DeadLetter:
-			return true, d.Reason, c.deadLetter(ctx, msg, d.Reason, err, attempts, firstFailure)
+			return c.deadLetter(ctx, msg, d.Reason, err, attempts, firstFailure)
 		case Retry:
 			retries++
 			if retries >= c.cfg.Retry.MaxAttempts || retryWaited+wait > c.cfg.Retry.MaxElapsed {
 				log.Error("retries exhausted, dead-lettering")
-				return true, ReasonRetriesExhausted,
-					c.deadLetter(ctx, msg, ReasonRetriesExhausted, err, attempts, firstFailure)
+				return c.deadLetter(ctx, msg, ReasonRetriesExhausted, err, attempts, firstFailure)
 			}
 			retryWaited += wait
+			c.tracker.block(msg.Partition, d.Reason+": "+err.Error())
 			log.Warn("transient failure, retrying", "in", wait)
 		case Wait:
 			// Waiting (vendor account, open circuit, database down) does not spend the retry
 			// budget: the message is not at fault, so it must never be dead-lettered for it.
 			wait = min(wait, c.cfg.Retry.WaitMaxInterval)
-			log.Warn("cannot make progress, waiting", "reason", d.Reason, "in", wait)
+			c.tracker.block(msg.Partition, d.Reason+": "+err.Error())
+			if ok, suppressed := c.waitLog.allow("wait:" + d.Reason); ok {
+				log.Warn("cannot make progress, waiting", "reason", d.Reason, "in", wait,
+					"similar_lines_suppressed", suppressed)
+			}
 		}
 		c.cfg.Observer.Retried(d)
 		if !sleep(ctx, wait) {
-			return false, "", false
+			return result{}
 		}
 	}
 }
 
-// deadLetter writes the original message to the dead-letter topic, retrying until the broker takes it
-// or ctx ends; ok is false in the latter case, so the offset is not committed.
-func (c *Consumer) deadLetter(ctx context.Context, msg kafka.Message, reason string, cause error, attempts int, firstFailure time.Time) bool {
-	headers := make([]kafka.Header, 0, len(msg.Headers)+7)
-	for _, h := range msg.Headers {
-		// Keep the producer's headers but not earlier dead-letter annotations, which a replayed
-		// message would otherwise carry twice.
-		if len(h.Key) < len("doppel-dlq-") || h.Key[:len("doppel-dlq-")] != "doppel-dlq-" {
-			headers = append(headers, h)
-		}
-	}
-	headers = append(headers,
+// deadLetter writes the message to the dead-letter topic with why and from where, cut to fit the
+// topic's size limit; see deadLetterWriter.write for what is retried.
+func (c *Consumer) deadLetter(ctx context.Context, msg kafka.Message, reason string, cause error, attempts int, firstFailure time.Time) result {
+	l := newLetter(msg,
 		kafka.Header{Key: HeaderReason, Value: []byte(reason)},
 		kafka.Header{Key: HeaderError, Value: []byte(truncate(cause.Error(), 1024))},
 		kafka.Header{Key: HeaderAttempts, Value: []byte(strconv.Itoa(attempts))},
@@ -452,20 +481,22 @@ func (c *Consumer) deadLetter(ctx context.Context, msg kafka.Message, reason str
 		kafka.Header{Key: HeaderSourceOffset, Value: []byte(strconv.FormatInt(msg.Offset, 10))},
 		kafka.Header{Key: HeaderFirstFailureAt, Value: []byte(firstFailure.UTC().Format(time.RFC3339Nano))},
 	)
-	dead := kafka.Message{Key: msg.Key, Value: msg.Value, Headers: headers}
-	wait := 200 * time.Millisecond
-	for {
-		err := c.dlq.WriteMessages(ctx, dead)
-		if err == nil {
-			c.log.Warn("dead-lettered", "partition", msg.Partition, "offset", msg.Offset,
-				"reason", reason, "error", cause)
-			return true
+	blocked := func(err error) {
+		c.tracker.block(msg.Partition, "dead-letter write failing: "+err.Error())
+		if ok, suppressed := c.waitLog.allow("dead_letter_write"); ok {
+			c.log.Error("write dead letter", "partition", msg.Partition, "offset", msg.Offset, "error", err,
+				"similar_lines_suppressed", suppressed)
 		}
-		c.log.Error("write dead letter", "partition", msg.Partition, "offset", msg.Offset, "error", err)
-		if !sleep(ctx, wait) {
-			return false
-		}
-		wait = min(2*wait, 5*time.Second)
+	}
+	switch c.dlq.write(ctx, l, msg, blocked) {
+	case written:
+		c.log.Warn("dead-lettered", "partition", msg.Partition, "offset", msg.Offset,
+			"reason", reason, "error", cause)
+		return result{outcome: deadLettered, reason: reason}
+	case unwritable:
+		return result{outcome: unwritableLetter, reason: reason}
+	default:
+		return result{}
 	}
 }
 

@@ -2,13 +2,18 @@ package consumer
 
 import (
 	"sync"
+	"time"
 )
 
 // offsetTracker remembers, per partition, which fetched offsets are finished, and yields the highest
 // offset below which everything is finished. kafka-go's CommitMessages commits the highest offset it
 // is given, so with many events in flight committing a finished message directly could skip an
 // unfinished earlier one and lose it on a restart.
+//
+// It also keeps the clock of each partition's progress, for the stall monitor: when its committed
+// offset last moved (or when it last got work after having none), and why its work last waited.
 type offsetTracker struct {
+	now   func() time.Time
 	mu    sync.Mutex
 	parts map[int]*partitionOffsets
 }
@@ -19,10 +24,22 @@ type partitionOffsets struct {
 	done    map[int64]struct{}
 	// ready is the highest offset whose whole prefix is finished; committed the last one committed.
 	ready, committed int64
+	// progressAt is when the partition last made progress; blocker why its work last waited.
+	progressAt time.Time
+	blocker    string
 }
 
-func newOffsetTracker() *offsetTracker {
-	return &offsetTracker{parts: make(map[int]*partitionOffsets)}
+// busy reports whether the partition has work not committed yet.
+func (po *partitionOffsets) busy() bool { return len(po.pending) > 0 || po.ready > po.committed }
+
+func (po *partitionOffsets) progressed(now time.Time) {
+	po.progressAt = now
+	po.blocker = ""
+}
+
+// newOffsetTracker returns a tracker reading the time from now (time.Now outside tests).
+func newOffsetTracker(now func() time.Time) *offsetTracker {
+	return &offsetTracker{now: now, parts: make(map[int]*partitionOffsets)}
 }
 
 func (t *offsetTracker) partition(p int) *partitionOffsets {
@@ -41,6 +58,9 @@ func (t *offsetTracker) add(partition int, offset int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	po := t.partition(partition)
+	if !po.busy() {
+		po.progressed(t.now()) // an idle partition was not stuck: its clock starts now
+	}
 	if n := len(po.pending); n > 0 && offset <= po.pending[n-1] {
 		po.pending = po.pending[:0]
 		clear(po.done)
@@ -91,7 +111,48 @@ func (t *offsetTracker) markCommitted(partition int, offset int64) {
 	po := t.partition(partition)
 	if offset > po.committed {
 		po.committed = offset
+		po.progressed(t.now())
 	}
+}
+
+// block records why work on a partition waits, for the stall report (the first few hundred bytes:
+// enough to name the cause, short enough for a readiness answer).
+func (t *offsetTracker) block(partition int, reason string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.partition(partition).blocker = truncate(reason, 300)
+}
+
+// partitionProgress is one partition's progress as the stall monitor sees it.
+type partitionProgress struct {
+	partition int
+	// stuckFor is how long the partition has had uncommitted work without committing; 0 when it
+	// has none.
+	stuckFor time.Duration
+	since    time.Time
+	// offset is where it is stuck: the oldest unfinished message, or the last finished one if
+	// only its commit is missing.
+	offset  int64
+	blocker string
+}
+
+// progress returns every known partition's progress.
+func (t *offsetTracker) progress() []partitionProgress {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	out := make([]partitionProgress, 0, len(t.parts))
+	for p, po := range t.parts {
+		pp := partitionProgress{partition: p, since: po.progressAt, offset: po.ready, blocker: po.blocker}
+		if len(po.pending) > 0 {
+			pp.offset = po.pending[0]
+		}
+		if po.busy() {
+			pp.stuckFor = now.Sub(po.progressAt)
+		}
+		out = append(out, pp)
+	}
+	return out
 }
 
 // inFlight returns how many fetched messages are not yet part of a finished prefix.

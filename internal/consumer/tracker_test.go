@@ -2,13 +2,14 @@ package consumer
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
 
 func TestOffsetTrackerCommitsOnlyTheFinishedPrefix(t *testing.T) {
 	t.Parallel()
-	tr := newOffsetTracker()
+	tr := newOffsetTracker(time.Now)
 	for off := int64(10); off <= 14; off++ {
 		tr.add(0, off)
 	}
@@ -33,7 +34,7 @@ func TestOffsetTrackerCommitsOnlyTheFinishedPrefix(t *testing.T) {
 
 func TestOffsetTrackerForgetsPendingWorkWhenTheReaderRewinds(t *testing.T) {
 	t.Parallel()
-	tr := newOffsetTracker()
+	tr := newOffsetTracker(time.Now)
 	tr.add(0, 5)
 	tr.add(0, 6)
 	tr.finish(0, 6)

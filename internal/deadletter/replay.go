@@ -44,6 +44,9 @@ type Report struct {
 	Matched     int            `json:"matched"`
 	Republished int            `json:"republished"`
 	ByReason    map[string]int `json:"byReason"`
+	// Truncated counts selected letters left where they are because their value was cut to fit
+	// the dead-letter topic (doppel-dlq-truncated): republishing a part would not be the event.
+	Truncated int `json:"truncated"`
 }
 
 // Replay reads the dead-letter topic from its beginning up to its end at the time of the call (so
@@ -135,7 +138,11 @@ func replayPartition(ctx context.Context, opts Options, w *kafka.Writer, partiti
 		if reason, ok := selected(m, opts); ok {
 			rep.Matched++
 			rep.ByReason[reason]++
-			batch = append(batch, republished(m, opts.target(m)))
+			if header(m, consumer.HeaderTruncated) != "" {
+				rep.Truncated++
+			} else {
+				batch = append(batch, republished(m, opts.target(m)))
+			}
 			if len(batch) >= 500 {
 				if err := flush(); err != nil {
 					return err

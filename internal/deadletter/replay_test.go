@@ -65,6 +65,26 @@ func TestReplayRepublishesTheSelectedLettersAsTheyWere(t *testing.T) {
 		"producer headers kept, dead-letter annotations dropped")
 }
 
+func TestReplayLeavesLettersWhoseValueWasCut(t *testing.T) {
+	t.Parallel()
+	topics := testinfra.Topics(t, 1, "dlq", "events")
+	dlq, events := topics[0], topics[1]
+	cut := letter("s2", `{"signatureId":"s2","type":"COMP`, "too_large")
+	cut.Headers = append(cut.Headers, kafka.Header{Key: consumer.HeaderTruncated, Value: []byte("value")})
+	testinfra.Produce(t, dlq, letter("s1", `{"signatureId":"s1","type":"COMPLETED"}`, "too_large"), cut)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	rep, err := deadletter.Replay(ctx, deadletter.Options{Brokers: testinfra.Brokers(t), DLQTopic: dlq, TargetTopic: events})
+	require.NoError(t, err, "a cut letter last on its partition still ends the replay")
+	require.Equal(t, 2, rep.Matched)
+	require.Equal(t, 1, rep.Truncated)
+	require.Equal(t, 1, rep.Republished)
+	got := testinfra.ReadAll(t, events, 2, 3*time.Second)
+	require.Len(t, got, 1)
+	require.Equal(t, "s1", string(got[0].Key))
+}
+
 func TestReplayOfAnEmptyDeadLetterTopicEndsAtOnce(t *testing.T) {
 	t.Parallel()
 	topics := testinfra.Topics(t, 1, "dlq", "events")

@@ -14,19 +14,31 @@ const (
 	OutcomeDuplicatesFound Outcome = "duplicates_found"
 	// OutcomeNoDuplicates means face search matched no other account.
 	OutcomeNoDuplicates Outcome = "no_duplicates"
-	// OutcomeSkipped means the event type does not call for a search (e.g. SUBMIT_COMPLETED).
+	// OutcomeSkipped means the event was a notice that calls for no search (e.g. SUBMIT_COMPLETED,
+	// which comes before the verification's COMPLETED).
 	OutcomeSkipped Outcome = "skipped"
-	// OutcomeNotPassed means the verification's verdict was not PASS: face search only works on
-	// PASS transactions, so none was made (and none billed).
+	// OutcomeNotPassed means the vendor's final verdict was FAIL: face search only works on PASS
+	// transactions, so none was made (and none billed).
 	OutcomeNotPassed Outcome = "not_passed"
+	// OutcomeIncomplete means get-result had no final verdict yet (INCOMPLETE, or a verdict Doppel
+	// does not know): no search was made, and a later COMPLETED checks the verification again.
+	OutcomeIncomplete Outcome = "incomplete"
 	// OutcomeFailed means the event or the vendor's answer was unusable; the message went to the
 	// dead-letter topic. A failed check does not block a later replay.
 	OutcomeFailed Outcome = "failed"
 )
 
-// Final reports whether the outcome stops the signatureId from being processed again. Only a failed
-// check may be retried (by a replay of its dead letter).
-func (o Outcome) Final() bool { return o != OutcomeFailed }
+// Final reports whether the outcome reflects a final vendor state, which stops the signatureId
+// from being processed again: a face search that ran (each one is billed) or a final FAIL verdict.
+// A notice (skipped), a verdict not final yet (incomplete) and a failure are recorded, and a later
+// event for the signatureId replaces them.
+func (o Outcome) Final() bool {
+	switch o {
+	case OutcomeDuplicatesFound, OutcomeNoDuplicates, OutcomeNotPassed:
+		return true
+	}
+	return false
+}
 
 // Source locates the message a check came from, for tracing an outcome back to Kafka.
 type Source struct {

@@ -8,8 +8,11 @@ import (
 	"time"
 )
 
-// VerdictPass is the vendor's overallResult for a passed verification.
-const VerdictPass = "PASS"
+// The vendor's final verdicts (overallResult); anything else, INCOMPLETE above all, is not final.
+const (
+	VerdictPass = "PASS"
+	VerdictFail = "FAIL"
+)
 
 // SearchResult is the part of the vendor's face-search answer Doppel uses.
 type SearchResult struct {
@@ -32,7 +35,8 @@ type Vendor interface {
 
 // Saved is what storing a check changed.
 type Saved struct {
-	// Stored is false when a final outcome already existed for the signatureId, so nothing changed.
+	// Stored is false when a final outcome already existed for the signatureId, so nothing changed;
+	// a non-final one (see Outcome.Final) is replaced.
 	Stored bool
 	// NewLinks are the matched userIds whose link to the user did not exist before.
 	NewLinks []string
@@ -99,7 +103,8 @@ func (d *Detector) Handle(ctx context.Context, ev Event, src Source) (Result, er
 		return Result{}, fmt.Errorf("%w: look up check %s: %w", ErrStore, ev.SignatureID, err)
 	}
 	if final {
-		// Each face search is billed: a stored outcome is never searched again.
+		// Each face search is billed: a final outcome is never searched again. A non-final one
+		// (a notice, a verdict not final yet, a failure) does not stop this event.
 		return Result{Outcome: outcome, AlreadyStored: true}, nil
 	}
 
@@ -122,14 +127,21 @@ func (d *Detector) Handle(ctx context.Context, ev Event, src Source) (Result, er
 		if err != nil {
 			return d.vendorFailure(ctx, check, "get-result", err)
 		}
-		kept.verification = &v
 		check.UserID = v.UserID
 		check.OverallResult = v.OverallResult
 		check.VendorTransactionID = v.TransactionID
-		if v.OverallResult != VerdictPass {
-			// Face search only works on PASS transactions; asking would be refused anyway.
+		// Face search only works on PASS transactions; asking would be refused anyway. Only FAIL
+		// is final: a verdict still to come is recorded, and is asked for again by the next event
+		// (get-result is free, so a non-final answer is never kept for reuse).
+		switch v.OverallResult {
+		case VerdictPass:
+			kept.verification = &v
+		case VerdictFail:
 			check.Outcome = OutcomeNotPassed
-			return d.saveKeeping(ctx, check, kept)
+			return d.save(ctx, check)
+		default:
+			check.Outcome = OutcomeIncomplete
+			return d.save(ctx, check)
 		}
 		if check.UserID == "" {
 			return d.permanentFailure(ctx, check, "missing_user_id",

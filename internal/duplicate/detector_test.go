@@ -241,3 +241,92 @@ func (s *failOnceStore) SaveCheck(ctx context.Context, c Check) (Saved, error) {
 	}
 	return s.fakeStore.SaveCheck(ctx, c)
 }
+
+func TestOnlyAFinalOutcomeIsFinal(t *testing.T) {
+	t.Parallel()
+	final := map[Outcome]bool{
+		OutcomeDuplicatesFound: true, OutcomeNoDuplicates: true, OutcomeNotPassed: true,
+		OutcomeSkipped: false, OutcomeIncomplete: false, OutcomeFailed: false, Outcome("unknown"): false,
+	}
+	for o, want := range final {
+		require.Equal(t, want, o.Final(), string(o))
+	}
+}
+
+// TestANoticeOrAVerdictStillToComeDoesNotStopTheSearch follows one verification through the
+// vendor's callback order: SUBMIT_COMPLETED, a COMPLETED while get-result still says INCOMPLETE,
+// then the COMPLETED with the PASS verdict, which is searched (once, whatever comes after).
+func TestANoticeOrAVerdictStillToComeDoesNotStopTheSearch(t *testing.T) {
+	t.Parallel()
+	d, v, s := setup(t)
+	ctx := context.Background()
+	submit := Event{SignatureID: "s1", Type: EventTypeSubmitCompleted}
+	completed := Event{SignatureID: "s1", Type: EventTypeCompleted}
+	v.similar["s1"] = []string{"alice"}
+
+	res, err := d.Handle(ctx, submit, Source{})
+	require.NoError(t, err)
+	require.Equal(t, OutcomeSkipped, res.Outcome)
+	require.Zero(t, v.results["s1"]+v.searches["s1"], "a notice calls no vendor")
+
+	v.verifications["s1"] = Verification{UserID: "bob", OverallResult: "INCOMPLETE"}
+	res, err = d.Handle(ctx, completed, Source{})
+	require.NoError(t, err)
+	require.Equal(t, OutcomeIncomplete, res.Outcome)
+	require.False(t, res.AlreadyStored)
+	require.Equal(t, "INCOMPLETE", s.checks["s1"].OverallResult)
+	require.Zero(t, v.searches["s1"], "no search before the verdict is PASS")
+
+	v.verifications["s1"] = Verification{UserID: "bob", OverallResult: "PASS"}
+	res, err = d.Handle(ctx, completed, Source{})
+	require.NoError(t, err)
+	require.Equal(t, OutcomeDuplicatesFound, res.Outcome)
+	require.NotNil(t, res.Saved.Alert)
+	require.Equal(t, []string{"alice"}, res.Saved.Alert.NewMatchedUserIDs)
+	require.Equal(t, 2, v.results["s1"], "the verdict was asked for again, not reused")
+
+	for _, ev := range []Event{completed, submit} {
+		res, err = d.Handle(ctx, ev, Source{})
+		require.NoError(t, err)
+		require.True(t, res.AlreadyStored, ev.Type)
+	}
+	require.Equal(t, OutcomeDuplicatesFound, s.checks["s1"].Outcome)
+	require.Equal(t, 1, v.searches["s1"], "billed once")
+}
+
+func TestAFailVerdictIsFinalAndAnUnknownOneIsNot(t *testing.T) {
+	t.Parallel()
+	d, v, s := setup(t)
+	ctx := context.Background()
+	v.verifications["fail"] = Verification{UserID: "u1", OverallResult: "FAIL"}
+	v.verifications["odd"] = Verification{UserID: "u2", OverallResult: "UNDER_REVIEW"}
+	for _, sig := range []string{"fail", "odd"} {
+		_, err := d.Handle(ctx, Event{SignatureID: sig, Type: EventTypeCompleted}, Source{})
+		require.NoError(t, err)
+	}
+	require.Equal(t, OutcomeNotPassed, s.checks["fail"].Outcome)
+	require.Equal(t, OutcomeIncomplete, s.checks["odd"].Outcome, "a verdict Doppel does not know is not final")
+
+	v.verifications["fail"] = Verification{UserID: "u1", OverallResult: "PASS"}
+	res, err := d.Handle(ctx, Event{SignatureID: "fail", Type: EventTypeCompleted}, Source{})
+	require.NoError(t, err)
+	require.True(t, res.AlreadyStored, "FAIL is final")
+	require.Equal(t, 1, v.results["fail"])
+	require.Zero(t, v.searches["fail"])
+}
+
+func TestAVerdictStillToComeIsNotKeptWhenStoringItFails(t *testing.T) {
+	t.Parallel()
+	v, s := newFakeVendor(), newFakeStore()
+	d := NewDetector(v, &failOnceStore{fakeStore: s}, nil)
+	v.verifications["s1"] = Verification{UserID: "u1", OverallResult: "INCOMPLETE"}
+	ev := Event{SignatureID: "s1", Type: EventTypeCompleted}
+	_, err := d.Handle(context.Background(), ev, Source{})
+	require.Equal(t, FailureStore, KindOf(err))
+
+	v.verifications["s1"] = Verification{UserID: "u1", OverallResult: "PASS"}
+	res, err := d.Handle(context.Background(), ev, Source{})
+	require.NoError(t, err)
+	require.Equal(t, OutcomeNoDuplicates, res.Outcome, "the retry asked for the verdict again")
+	require.Equal(t, 1, v.searches["s1"])
+}

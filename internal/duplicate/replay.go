@@ -64,8 +64,9 @@ type ReplayResult struct {
 func (r ReplayResult) Changed() bool { return len(r.Added)+len(r.Removed) > 0 }
 
 // Replayable reports whether a check with outcome o can be re-run: only outcomes that came from a
-// face search. not_passed, skipped and failed checks never had one (a failed event is replayed from
-// its dead letter instead).
+// face search. not_passed, skipped, incomplete and failed checks never had one (the verification's
+// next COMPLETED event searches a skipped or incomplete one; a failed event is replayed from its
+// dead letter).
 func Replayable(o Outcome) bool { return o == OutcomeDuplicatesFound || o == OutcomeNoDuplicates }
 
 // Replay re-runs face search for one stored check and stores the answer. An unknown signatureId is
@@ -81,6 +82,9 @@ func (r *Replayer) Replay(ctx context.Context, signatureID string) (ReplayResult
 	if !Replayable(check.Outcome) || check.UserID == "" {
 		res.Status = ReplayStatusSkipped
 		res.Reason = fmt.Sprintf("outcome %s had no face search to re-run", check.Outcome)
+		if !check.Outcome.Final() {
+			res.Reason += " (not final: the verification's next COMPLETED event checks it)"
+		}
 		return res, nil
 	}
 	found, err := r.vendor.FaceSearch(ctx, signatureID)

@@ -25,7 +25,7 @@ import (
 
 // knownOutcomes are the stored outcomes of a check, pre-created at zero so that rate() and the
 // dashboard have a series for each before the first event of that kind arrives.
-var knownOutcomes = []string{"duplicates_found", "no_duplicates", "skipped", "not_passed", "failed", "already_stored"}
+var knownOutcomes = []string{"duplicates_found", "no_duplicates", "skipped", "not_passed", "incomplete", "failed", "already_stored"}
 
 // breakerStates are the circuit breaker states reported by doppel_vendor_breaker_state.
 var breakerStates = []string{"closed", "open", "half_open"}
@@ -48,6 +48,9 @@ type Metrics struct {
 	vendorLatency   *prometheus.HistogramVec
 	alertsPublished prometheus.Counter
 	deadLetters     *prometheus.CounterVec
+	unwritable      *prometheus.CounterVec
+	stalled         *prometheus.GaugeVec
+	stuckFor        *prometheus.GaugeVec
 	breakerState    *prometheus.GaugeVec
 	// pausedUntil is the Unix time in nanoseconds until which vendor calls are paused; a gauge
 	// func turns it into seconds left at scrape time, so the value counts down by itself.
@@ -79,7 +82,7 @@ func New() *Metrics {
 		}, []string{"outcome"}),
 		finished: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "doppel_consumer_messages_finished_total",
-			Help: "Messages the consumer finished (result processed or dead_lettered), by topic and partition.",
+			Help: "Messages the consumer finished (result processed, dead_lettered or dead_letter_unwritable), by topic and partition.",
 		}, []string{"topic", "partition", "result"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "doppel_consumer_retries_total",
@@ -106,6 +109,18 @@ func New() *Metrics {
 			Name: "doppel_dead_letters_total",
 			Help: "Messages written to the dead-letter topic, by reason.",
 		}, []string{"reason"}),
+		unwritable: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "doppel_dead_letters_unwritable_total",
+			Help: "Messages to dead-letter that the dead-letter topic refused even without their value: logged with their source offset and skipped, by reason.",
+		}, []string{"reason"}),
+		stalled: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "doppel_consumer_partition_stalled",
+			Help: "1 while a partition has had uncommitted messages for longer than DOPPEL_STALL_AFTER without committing, else 0.",
+		}, []string{"partition"}),
+		stuckFor: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "doppel_consumer_partition_stuck_seconds",
+			Help: "Seconds a partition has had uncommitted messages without its committed offset moving; 0 when it has none.",
+		}, []string{"partition"}),
 		breakerState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "doppel_vendor_breaker_state",
 			Help: "State of the vendor circuit breaker: 1 on the current state, 0 on the others.",
@@ -128,7 +143,8 @@ func New() *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.eventsConsumed, m.outcomes, m.finished, m.retries, m.inFlight,
-		m.vendorCalls, m.vendorLatency, m.alertsPublished, m.deadLetters, m.breakerState,
+		m.vendorCalls, m.vendorLatency, m.alertsPublished, m.deadLetters, m.unwritable, m.stalled, m.stuckFor,
+		m.breakerState,
 		pausedFor, sourceErrors, m.lag, m.outbox,
 	)
 	return m
@@ -156,6 +172,26 @@ func (m *Metrics) Finished(topic string, partition int, deadLettered bool, reaso
 	m.finished.WithLabelValues(topic, strconv.Itoa(partition), result).Inc()
 }
 
+// DeadLetterUnwritable records a message that the consumer finished without a dead letter because
+// the dead-letter topic refused it; it counts in doppel_consumer_messages_finished_total with result
+// dead_letter_unwritable. It implements consumer.Observer.
+func (m *Metrics) DeadLetterUnwritable(topic string, partition int, reason string) {
+	m.unwritable.WithLabelValues(labelOr(reason, "unknown")).Inc()
+	m.finished.WithLabelValues(topic, strconv.Itoa(partition), "dead_letter_unwritable").Inc()
+}
+
+// PartitionProgress records how long a partition has been stuck and whether that counts as
+// stalled. It implements consumer.Observer.
+func (m *Metrics) PartitionProgress(partition int, stuckFor time.Duration, stalled bool) {
+	p := strconv.Itoa(partition)
+	m.stuckFor.WithLabelValues(p).Set(stuckFor.Seconds())
+	v := 0.0
+	if stalled {
+		v = 1
+	}
+	m.stalled.WithLabelValues(p).Set(v)
+}
+
 // Retried records a failed handler attempt that the consumer will try again, under the decision's
 // action and reason. It implements consumer.Observer.
 func (m *Metrics) Retried(d consumer.Decision) {
@@ -170,7 +206,7 @@ func (m *Metrics) InFlight(n int) { m.inFlight.Set(float64(n)) }
 func (m *Metrics) EventConsumed() { m.eventsConsumed.Inc() }
 
 // Outcome records the stored outcome of a processed event: duplicates_found, no_duplicates,
-// skipped, not_passed, failed or already_stored.
+// skipped, not_passed, incomplete, failed or already_stored.
 func (m *Metrics) Outcome(outcome string) {
 	m.outcomes.WithLabelValues(labelOr(outcome, "unknown")).Inc()
 }

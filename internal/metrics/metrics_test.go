@@ -39,6 +39,25 @@ func TestConsumerObserverMovesCounters(t *testing.T) {
 	require.InDelta(t, 0, testutil.ToFloat64(m.inFlight), 0)
 }
 
+func TestPartitionProgressAndUnwritableDeadLetters(t *testing.T) {
+	t.Parallel()
+	m := New()
+	m.PartitionProgress(3, 150*time.Second, true)
+	m.PartitionProgress(4, 0, false)
+	require.InDelta(t, 1, testutil.ToFloat64(m.stalled.WithLabelValues("3")), 0)
+	require.InDelta(t, 150, testutil.ToFloat64(m.stuckFor.WithLabelValues("3")), 0)
+	require.InDelta(t, 0, testutil.ToFloat64(m.stalled.WithLabelValues("4")), 0)
+	m.PartitionProgress(3, 0, false)
+	require.InDelta(t, 0, testutil.ToFloat64(m.stalled.WithLabelValues("3")), 0, "a resumed partition reads 0")
+	require.InDelta(t, 0, testutil.ToFloat64(m.stuckFor.WithLabelValues("3")), 0)
+
+	m.DeadLetterUnwritable("idv.completed", 1, "too_large")
+	require.InDelta(t, 1, testutil.ToFloat64(m.unwritable.WithLabelValues("too_large")), 0)
+	require.InDelta(t, 1, testutil.ToFloat64(m.finished.WithLabelValues("idv.completed", "1", "dead_letter_unwritable")), 0)
+	require.InDelta(t, 0, testutil.ToFloat64(m.deadLetters.WithLabelValues("too_large")), 0,
+		"it is not counted as written")
+}
+
 func TestEventsOutcomesAlertsAndDeadLetters(t *testing.T) {
 	t.Parallel()
 	m := New()

@@ -45,7 +45,8 @@ func NewStore(pool *pgxpool.Pool, opts ...Option) *Store {
 // Pool returns the underlying pool, for health checks.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
-// FinalOutcome returns the stored outcome of signatureID and whether it is final (not failed).
+// FinalOutcome returns the stored outcome of signatureID and whether it is final (see
+// duplicate.Outcome.Final).
 func (s *Store) FinalOutcome(ctx context.Context, signatureID string) (duplicate.Outcome, bool, error) {
 	var outcome string
 	err := s.pool.QueryRow(ctx, `SELECT outcome FROM idv_checks WHERE signature_id = $1`, signatureID).Scan(&outcome)
@@ -61,7 +62,8 @@ func (s *Store) FinalOutcome(ctx context.Context, signatureID string) (duplicate
 
 // SaveCheck stores the check, one link per matched user and, when a link is new, an alert row in the
 // outbox, all in one transaction. A signatureId with a final outcome is left as it is (Stored false),
-// which makes a redelivered event harmless; a failed check is overwritten by a later attempt.
+// which makes a redelivered event harmless; a non-final one (skipped, incomplete, failed) is
+// overwritten by a later event.
 //
 // A transaction chosen as a deadlock victim (possible when it overlaps a group-commit batch, whose
 // checks lock their links in check order) was rolled back whole, so it is simply run again.
@@ -147,8 +149,10 @@ func (s *Store) linkAndAlert(ctx context.Context, tx pgx.Tx, check duplicate.Che
 	return saved, nil
 }
 
-// insertCheckSQL stores a check unless a final outcome exists (a failed one is replaced); it
-// returns a row only when it stored.
+// insertCheckSQL stores a check unless a final outcome exists; it returns a row only when it
+// stored. The outcomes it replaces are those duplicate.Outcome.Final reports as not final (a
+// notice, a verdict still to come, a failure); TestStoredOutcomesAreReplacedExactlyWhenNotFinal
+// keeps the two in step.
 const insertCheckSQL = `
 INSERT INTO idv_checks (signature_id, user_id, event_type, outcome, overall_result, similar_user_ids,
     matched_user_ids, vendor_transaction_id, failure_reason, event_id, occurred_at,
@@ -162,7 +166,7 @@ ON CONFLICT (signature_id) DO UPDATE SET
     failure_reason = EXCLUDED.failure_reason, event_id = EXCLUDED.event_id, occurred_at = EXCLUDED.occurred_at,
     source_topic = EXCLUDED.source_topic, source_partition = EXCLUDED.source_partition,
     source_offset = EXCLUDED.source_offset, checked_at = EXCLUDED.checked_at
-WHERE idv_checks.outcome = 'failed'
+WHERE idv_checks.outcome IN ('skipped', 'incomplete', 'failed')
 RETURNING 1`
 
 func insertCheckArgs(c duplicate.Check) []any {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -131,6 +132,69 @@ func TestAFailedCheckIsReplacedButAFinalOneIsNot(t *testing.T) {
 	require.Nil(t, reason)
 }
 
+// TestStoredOutcomesAreReplacedExactlyWhenNotFinal keeps the store's SQL and Outcome.Final in
+// step: every stored outcome that is not final is replaced by the next check of its signatureId, one
+// by one and in a group-commit batch, and a final one never is.
+func TestStoredOutcomesAreReplacedExactlyWhenNotFinal(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	batcher := postgres.NewBatcher(b.store, 16, 1)
+	all := []duplicate.Outcome{duplicate.OutcomeDuplicatesFound, duplicate.OutcomeNoDuplicates,
+		duplicate.OutcomeNotPassed, duplicate.OutcomeSkipped, duplicate.OutcomeIncomplete, duplicate.OutcomeFailed}
+	var later []duplicate.Check
+	for _, o := range all {
+		for _, path := range []string{"alone", "batch"} {
+			sig := string(o) + "-" + path
+			first := check(sig, "u-"+sig)
+			first.Outcome = o
+			saved, err := b.store.SaveCheck(b.ctx, first)
+			require.NoError(t, err)
+			require.True(t, saved.Stored)
+			stored, final, err := batcher.FinalOutcome(b.ctx, sig)
+			require.NoError(t, err)
+			require.Equal(t, o, stored)
+			require.Equal(t, o.Final(), final, "%s: the look-up agrees with Outcome.Final", o)
+
+			next := check(sig, "u-"+sig, "u-other")
+			if path == "alone" {
+				saved, err = b.store.SaveCheck(b.ctx, next)
+				require.NoError(t, err)
+				require.Equal(t, !o.Final(), saved.Stored, "%s replaced by the next check", o)
+			} else {
+				later = append(later, next)
+			}
+		}
+	}
+	// The batch path: every replacement at once, in one transaction.
+	var wg sync.WaitGroup
+	stored := make([]bool, len(later))
+	for i, c := range later {
+		wg.Go(func() {
+			saved, err := batcher.SaveCheck(b.ctx, c)
+			require.NoError(t, err)
+			stored[i] = saved.Stored
+		})
+	}
+	wg.Wait()
+	for i, c := range later {
+		o := all[i]
+		require.Equal(t, !o.Final(), stored[i], "%s replaced in a batch", c.SignatureID)
+	}
+	rows, err := b.pool.Query(b.ctx, `SELECT signature_id, outcome FROM idv_checks`)
+	require.NoError(t, err)
+	var sig, outcome string
+	_, err = pgx.ForEachRow(rows, []any{&sig, &outcome}, func() error {
+		o := duplicate.Outcome(sig[:strings.LastIndex(sig, "-")])
+		want := o
+		if !o.Final() {
+			want = duplicate.OutcomeDuplicatesFound
+		}
+		require.Equal(t, string(want), outcome, sig)
+		return nil
+	})
+	require.NoError(t, err)
+}
+
 func TestConcurrentChecksOnOneRingNeitherDeadlockNorDoubleLinks(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -233,6 +297,7 @@ func TestMigrateDownAndUpAgain(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.False(t, dirty)
+	require.GreaterOrEqual(t, v, uint(3))
 	// Every migration goes down in turn (numbers may have gaps: each issue takes its own).
 	for steps := 0; ok; steps++ {
 		require.Less(t, steps, 100, "migrations never reached version 0")
@@ -247,6 +312,56 @@ func TestMigrateDownAndUpAgain(t *testing.T) {
 	}
 	require.NoError(t, m.Up())
 	require.NoError(t, m.Up(), "up with nothing to do is not an error")
+}
+
+// migrateTo steps the schema down to version v.
+func migrateTo(t *testing.T, m *postgres.Migrator, v uint) {
+	t.Helper()
+	for {
+		got, _, _, err := m.Version()
+		require.NoError(t, err)
+		if got <= v {
+			require.EqualValues(t, v, got)
+			return
+		}
+		require.NoError(t, m.Down())
+	}
+}
+
+// Before migration 3 a verdict still to come was stored as not_passed, which counted as final: the
+// migration makes those checks incomplete, so their next COMPLETED is checked.
+func TestMigration3TurnsVerdictsStillToComeIntoIncomplete(t *testing.T) {
+	t.Parallel()
+	dbURL, pool := testinfra.Database(t)
+	ctx := context.Background()
+	m, err := postgres.NewMigrator(dbURL)
+	require.NoError(t, err)
+	defer m.Close()
+	outcomes := func() map[string]string {
+		rows, err := pool.Query(ctx, `SELECT signature_id, outcome FROM idv_checks`)
+		require.NoError(t, err)
+		out := map[string]string{}
+		var sig, o string
+		_, err = pgx.ForEachRow(rows, []any{&sig, &o}, func() error { out[sig] = o; return nil })
+		require.NoError(t, err)
+		return out
+	}
+
+	migrateTo(t, m, 2)
+	_, err = pool.Exec(ctx, `
+INSERT INTO idv_checks (signature_id, user_id, event_type, outcome, overall_result) VALUES
+    ('waiting', 'u1', 'COMPLETED', 'not_passed', 'INCOMPLETE'),
+    ('refused', 'u2', 'COMPLETED', 'not_passed', 'FAIL'),
+    ('notice', 'u3', 'SUBMIT_COMPLETED', 'skipped', NULL)`)
+	require.NoError(t, err)
+	require.NoError(t, m.Up())
+	require.Equal(t, map[string]string{"waiting": "incomplete", "refused": "not_passed", "notice": "skipped"}, outcomes())
+
+	migrateTo(t, m, 2)
+	require.Equal(t, map[string]string{"waiting": "not_passed", "refused": "not_passed", "notice": "skipped"}, outcomes())
+	_, err = pool.Exec(ctx, `INSERT INTO idv_checks (signature_id, event_type, outcome) VALUES ('x', 'COMPLETED', 'incomplete')`)
+	require.Error(t, err, "version 2 does not know the outcome")
+	require.NoError(t, m.Up())
 }
 
 func TestRedactURLHidesThePassword(t *testing.T) {

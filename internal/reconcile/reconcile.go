@@ -103,7 +103,7 @@ func NewCallbacksMissing(alertID string, c Counts, threshold float64, now time.T
 func SettlingOutcomes() []string {
 	var out []string
 	for _, o := range []duplicate.Outcome{duplicate.OutcomeDuplicatesFound, duplicate.OutcomeNoDuplicates,
-		duplicate.OutcomeNotPassed, duplicate.OutcomeSkipped, duplicate.OutcomeFailed} {
+		duplicate.OutcomeNotPassed, duplicate.OutcomeSkipped, duplicate.OutcomeIncomplete, duplicate.OutcomeFailed} {
 		if o.Final() {
 			out = append(out, string(o))
 		}

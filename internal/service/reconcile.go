@@ -61,25 +61,9 @@ func newReconciliation(cfg config.Config, store *postgres.Store, batcher duplica
 	if cfg.EnrollFailed {
 		r.enroller = reconcile.NewEnroller(store, pollVendor, log.With("component", "enroll"), rm.Enrolled)
 	}
-	started, err := consumer.New(consumer.Config{
-		Brokers:        cfg.KafkaBrokers,
-		GroupID:        cfg.KafkaGroupID + StartedGroupSuffix,
-		Topic:          cfg.TopicStarted,
-		DLQTopic:       cfg.TopicDLQ,
-		Workers:        min(cfg.Workers, 16), // one insert each: a few at once keep up
-		CommitInterval: cfg.CommitInterval,
-		Retry: consumer.RetryPolicy{
-			MaxAttempts:     cfg.RetryMaxAttempts,
-			InitialInterval: cfg.RetryInitialInterval,
-			MaxInterval:     cfg.RetryMaxInterval,
-			MaxElapsed:      cfg.RetryMaxElapsed,
-		},
-		Classify:      Classify,
-		RouteKey:      routeKey,
-		ShutdownGrace: cfg.ShutdownTimeout / 2,
-		Logger:        log.With("component", "started-consumer"),
-		Observer:      m,
-	}, startedHandler(store, cfg))
+	// One insert per event: a few workers keep up.
+	started, err := consumer.New(consumerConfig(cfg, cfg.KafkaGroupID+StartedGroupSuffix, cfg.TopicStarted,
+		min(cfg.Workers, 16), log.With("component", "started-consumer"), m), startedHandler(store, cfg))
 	if err != nil {
 		return nil, fmt.Errorf("started-topic consumer: %w", err)
 	}

@@ -81,25 +81,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	})
 
 	p := &pipeline{cfg: cfg, detector: detector, relay: rel, metrics: m, log: log.With("component", "pipeline")}
-	cons, err := consumer.New(consumer.Config{
-		Brokers:        cfg.KafkaBrokers,
-		GroupID:        cfg.KafkaGroupID,
-		Topic:          cfg.TopicEvents,
-		DLQTopic:       cfg.TopicDLQ,
-		Workers:        cfg.Workers,
-		CommitInterval: cfg.CommitInterval,
-		Retry: consumer.RetryPolicy{
-			MaxAttempts:     cfg.RetryMaxAttempts,
-			InitialInterval: cfg.RetryInitialInterval,
-			MaxInterval:     cfg.RetryMaxInterval,
-			MaxElapsed:      cfg.RetryMaxElapsed,
-		},
-		Classify:      Classify,
-		RouteKey:      routeKey,
-		ShutdownGrace: cfg.ShutdownTimeout / 2,
-		Logger:        log.With("component", "consumer"),
-		Observer:      m,
-	}, p.handle)
+	cons, err := consumer.New(consumerConfig(cfg, cfg.KafkaGroupID, cfg.TopicEvents, cfg.Workers,
+		log.With("component", "consumer"), m), p.handle)
 	if err != nil {
 		return err
 	}
@@ -140,6 +123,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			{Name: "database", Check: func(ctx context.Context) error { return pool.Ping(ctx) }},
 			{Name: "kafka", Check: func(ctx context.Context) error { return pingBroker(ctx, cfg.KafkaBrokers) }},
 			{Name: "vendor", Check: func(context.Context) error { return vendor.Ready() }},
+			{Name: "consumer", Check: cons.CheckProgress},
+			{Name: "started_consumer", Check: recon.started.CheckProgress},
 		},
 	})
 
@@ -152,6 +137,31 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		named{"reconcile", recon.run},
 		named{"http", func(ctx context.Context) error { return api.Serve(ctx, cfg.HTTPAddr, cfg.ShutdownTimeout/2) }},
 	)
+}
+
+// consumerConfig is what both consumers (events and started) share: the dead-letter topic, retries,
+// the classification of errors and the stall bound.
+func consumerConfig(cfg config.Config, groupID, topic string, workers int, log *slog.Logger, m *metrics.Metrics) consumer.Config {
+	return consumer.Config{
+		Brokers:        cfg.KafkaBrokers,
+		GroupID:        groupID,
+		Topic:          topic,
+		DLQTopic:       cfg.TopicDLQ,
+		Workers:        workers,
+		CommitInterval: cfg.CommitInterval,
+		Retry: consumer.RetryPolicy{
+			MaxAttempts:     cfg.RetryMaxAttempts,
+			InitialInterval: cfg.RetryInitialInterval,
+			MaxInterval:     cfg.RetryMaxInterval,
+			MaxElapsed:      cfg.RetryMaxElapsed,
+		},
+		Classify:      Classify,
+		RouteKey:      routeKey,
+		ShutdownGrace: cfg.ShutdownTimeout / 2,
+		StallAfter:    cfg.StallAfter,
+		Logger:        log,
+		Observer:      m,
+	}
 }
 
 // NewVendor returns the vendor client behind the rate limit and circuit breaker that every caller

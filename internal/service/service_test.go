@@ -140,37 +140,45 @@ func TestPipelineFindsRingsStoresLinksAndPublishesAlerts(t *testing.T) {
 	f.cfg.HTTPAddr = freeAddr(t)
 	sim := f.sim
 	// A ring of three sharing face F1, a pair on F2, a loner, a failed verification on F1, and a
-	// user who verified twice with the same face (their own id must not become a link).
-	a := testinfra.AddSession(t, sim, "alice", "F1", "PASS")
-	b := testinfra.AddSession(t, sim, "bob", "F1", "PASS")
-	c := testinfra.AddSession(t, sim, "carol", "F1", "PASS")
-	d := testinfra.AddSession(t, sim, "dave", "F2", "PASS")
-	e := testinfra.AddSession(t, sim, "erin", "F2", "PASS")
-	lone := testinfra.AddSession(t, sim, "frank", "F3", "PASS")
-	failed := testinfra.AddSession(t, sim, "mallory", "F1", "FAIL")
-	again1 := testinfra.AddSession(t, sim, "grace", "F4", "PASS")
-	again2 := testinfra.AddSession(t, sim, "grace", "F4", "PASS")
+	// user who verified twice with the same face (their own id must not become a link). Each
+	// verification is registered before it completes; events arrive in completion order, as the
+	// vendor sends them.
+	register := func(user, face string) string { return testinfra.AddSession(t, sim, user, face, "INCOMPLETE") }
+	a, b, c := register("alice", "F1"), register("bob", "F1"), register("carol", "F1")
+	d, e := register("dave", "F2"), register("erin", "F2")
+	lone := register("frank", "F3")
+	failed := register("mallory", "F1")
+	again1, again2 := register("grace", "F4"), register("grace", "F4")
 
 	stop := f.start(t)
 	defer stop()
+	// bob's submission finishes first; his verification completes later.
+	testinfra.Produce(t, f.cfg.TopicEvents, event(b, "SUBMIT_COMPLETED", ""))
+	completes := func(sig, verdict string, ev kafka.Message) {
+		f.complete(t, sig, verdict)
+		testinfra.Produce(t, f.cfg.TopicEvents, ev)
+	}
+	completes(a, "PASS", event(a, "COMPLETED", "alice"))
+	completes(b, "PASS", event(b, "COMPLETED", "")) // thin callback body: get-result supplies bob's id
+	completes(c, "PASS", event(c, "COMPLETED", "carol"))
+	completes(d, "PASS", event(d, "COMPLETED", "dave"))
+	completes(e, "PASS", event(e, "COMPLETED", "erin"))
+	completes(lone, "PASS", event(lone, "COMPLETED", "frank"))
+	completes(failed, "FAIL", event(failed, "COMPLETED", "")) // get-result says FAIL: no search
+	completes(again1, "PASS", event(again1, "COMPLETED", "grace"))
 	testinfra.Produce(t, f.cfg.TopicEvents,
-		event(a, "COMPLETED", "alice"),
-		event(b, "COMPLETED", ""), // thin callback body: get-result supplies bob's id
-		event(c, "COMPLETED", "carol"),
-		event(d, "COMPLETED", "dave"),
-		event(e, "COMPLETED", "erin"),
-		event(lone, "COMPLETED", "frank"),
-		event(failed, "COMPLETED", ""), // get-result says FAIL: no search
-		event(again1, "COMPLETED", "grace"),
-		event(again2, "SUBMIT_COMPLETED", "grace"),
+		event(again2, "SUBMIT_COMPLETED", "grace"), // grace's second verification is not complete yet
 		kafka.Message{Key: []byte("junk"), Value: []byte(`{"signatureId": "x"`)},
 		kafka.Message{Key: []byte("nosig"), Value: []byte(`{"type":"COMPLETED"}`), Headers: []kafka.Header{{Key: "trace", Value: []byte("t-1")}}},
 	)
 	f.waitForChecks(t, 9, 60*time.Second)
 
+	testinfra.Eventually(t, 30*time.Second, func() bool { return f.outcome(t, b) != "skipped" },
+		"bob's COMPLETED replaces his notice")
+	// Each verification sees those that completed before it: the first of a face finds nobody.
 	require.Equal(t, map[string]string{
-		a: "duplicates_found", b: "duplicates_found", c: "duplicates_found",
-		d: "duplicates_found", e: "duplicates_found", lone: "no_duplicates",
+		a: "no_duplicates", b: "duplicates_found", c: "duplicates_found",
+		d: "no_duplicates", e: "duplicates_found", lone: "no_duplicates",
 		failed: "not_passed", again1: "no_duplicates", again2: "skipped",
 	}, f.outcomes(t))
 	require.Equal(t, []string{"alice~bob", "alice~carol", "bob~carol", "dave~erin"}, f.links(t))
@@ -231,9 +239,11 @@ func TestPipelineFindsRingsStoresLinksAndPublishesAlerts(t *testing.T) {
 	resp.Body.Close()
 	page := string(body)
 	for _, line := range []string{
-		`doppel_event_outcomes_total{outcome="duplicates_found"} 5`,
+		`doppel_event_outcomes_total{outcome="duplicates_found"} 3`,
+		`doppel_event_outcomes_total{outcome="no_duplicates"} 4`,
+		`doppel_event_outcomes_total{outcome="skipped"} 2`,
 		`doppel_event_outcomes_total{outcome="not_passed"} 1`,
-		`doppel_events_consumed_total 11`,
+		`doppel_events_consumed_total 12`,
 		`doppel_dead_letters_total{reason="invalid_json"} 1`,
 		fmt.Sprintf(`doppel_alerts_published_total %d`, stored),
 		`doppel_vendor_calls_total{code="SUCCESS",endpoint="face-search"} 7`,
@@ -263,7 +273,7 @@ func TestTheSameEventTwiceIsStoredAndBilledOnce(t *testing.T) {
 	require.Equal(t, []string{"xavier~yolanda"}, f.links(t))
 	var seen int
 	require.NoError(t, f.pool.QueryRow(context.Background(), `SELECT seen_count FROM duplicate_links`).Scan(&seen))
-	require.Equal(t, 2, seen, "seen once from each side, never from a redelivery")
+	require.Equal(t, 1, seen, "seen by yolanda's search (xavier completed first and saw nobody), never from a redelivery")
 	var alerts int
 	require.NoError(t, f.pool.QueryRow(context.Background(), `SELECT count(*) FROM alerts`).Scan(&alerts))
 	require.Equal(t, 1, alerts)
@@ -302,4 +312,101 @@ func TestAConsumerStoppedMidStreamLosesNothing(t *testing.T) {
 	require.Len(t, links, users, "each ring of three has three links")
 	sort.Strings(links)
 	require.Equal(t, "user-000~user-001", links[0])
+}
+
+// complete finishes a session registered INCOMPLETE, as the vendor does when the whole
+// verification is over.
+func (f *fixture) complete(t *testing.T, sig, overallResult string) {
+	t.Helper()
+	require.NoError(t, f.sim.Complete(sig, overallResult))
+}
+
+func (f *fixture) outcome(t *testing.T, sig string) string {
+	return f.outcomes(t)[sig]
+}
+
+func (f *fixture) waitForOutcome(t *testing.T, sig, want string, timeout time.Duration) {
+	t.Helper()
+	var got string
+	defer func() {
+		if t.Failed() {
+			t.Logf("%s is stored as %q", sig, got)
+		}
+	}()
+	testinfra.Eventually(t, timeout, func() bool { got = f.outcome(t, sig); return got == want },
+		"%s stored as %s", sig, want)
+}
+
+// TestARingOfTwoWhoseSecondMemberSendsSubmitCompletedFirst follows the vendor's documented
+// callback order: SUBMIT_COMPLETED when the user's submission finishes, COMPLETED when the whole
+// verification does. The notice must not stop the COMPLETED that follows from being searched.
+func TestARingOfTwoWhoseSecondMemberSendsSubmitCompletedFirst(t *testing.T) {
+	t.Parallel()
+	f := setup(t, advancesim.Config{})
+	stop := f.start(t)
+	defer stop()
+
+	// alice verified earlier: her verification is complete and checked.
+	alice := testinfra.AddSession(t, f.sim, "alice", "F1", "PASS")
+	testinfra.Produce(t, f.cfg.TopicEvents, event(alice, "COMPLETED", ""))
+	f.waitForOutcome(t, alice, "no_duplicates", 60*time.Second)
+
+	// bob, with alice's face, submits; the vendor has not finished his verification yet.
+	bob := testinfra.AddSession(t, f.sim, "bob", "F1", "INCOMPLETE")
+	testinfra.Produce(t, f.cfg.TopicEvents, event(bob, "SUBMIT_COMPLETED", ""))
+	f.waitForOutcome(t, bob, "skipped", 60*time.Second)
+
+	// Then the vendor completes it and sends COMPLETED.
+	f.complete(t, bob, "PASS")
+	testinfra.Produce(t, f.cfg.TopicEvents, event(bob, "COMPLETED", ""))
+	f.waitForOutcome(t, bob, "duplicates_found", 30*time.Second)
+	require.Equal(t, []string{"alice~bob"}, f.links(t))
+
+	msgs := testinfra.ReadAll(t, f.cfg.TopicAlerts, 1, 30*time.Second)
+	require.Len(t, msgs, 1)
+	var al duplicate.Alert
+	require.NoError(t, json.Unmarshal(msgs[0].Value, &al))
+	require.Equal(t, bob, al.SignatureID)
+	require.Equal(t, "bob", al.UserID)
+	require.Equal(t, []string{"alice"}, al.NewMatchedUserIDs)
+
+	// The same COMPLETED again (a vendor retry) is stored already: billed once in all.
+	testinfra.Produce(t, f.cfg.TopicEvents, event(bob, "COMPLETED", ""), event(bob, "SUBMIT_COMPLETED", ""))
+	time.Sleep(time.Second)
+	require.Equal(t, "duplicates_found", f.outcome(t, bob), "a late notice does not overwrite a final outcome")
+	stats := f.sim.Stats()
+	require.Equal(t, map[string]int64{alice: 1, bob: 1}, stats.FaceSearchBySignature)
+}
+
+// TestACompletedWhoseVerdictIsStillIncompleteIsCheckedAgain covers a COMPLETED whose get-result
+// still says INCOMPLETE: it is recorded, not final, and the next COMPLETED runs the search.
+func TestACompletedWhoseVerdictIsStillIncompleteIsCheckedAgain(t *testing.T) {
+	t.Parallel()
+	f := setup(t, advancesim.Config{})
+	stop := f.start(t)
+	defer stop()
+
+	alice := testinfra.AddSession(t, f.sim, "alice", "F1", "PASS")
+	testinfra.Produce(t, f.cfg.TopicEvents, event(alice, "COMPLETED", ""))
+	f.waitForOutcome(t, alice, "no_duplicates", 60*time.Second)
+
+	bob := testinfra.AddSession(t, f.sim, "bob", "F1", "INCOMPLETE")
+	testinfra.Produce(t, f.cfg.TopicEvents, event(bob, "COMPLETED", ""))
+	f.waitForOutcome(t, bob, "incomplete", 60*time.Second)
+	require.Zero(t, f.sim.Stats().FaceSearchBySignature[bob], "no search before the verdict")
+
+	f.complete(t, bob, "PASS")
+	testinfra.Produce(t, f.cfg.TopicEvents, event(bob, "COMPLETED", ""))
+	f.waitForOutcome(t, bob, "duplicates_found", 30*time.Second)
+	require.Equal(t, []string{"alice~bob"}, f.links(t))
+	var alerts int
+	require.NoError(t, f.pool.QueryRow(context.Background(), `SELECT count(*) FROM alerts WHERE user_id = 'bob'`).Scan(&alerts))
+	require.Equal(t, 1, alerts)
+
+	// A final FAIL verdict stays final: its later events are not checked again.
+	carol := testinfra.AddSession(t, f.sim, "carol", "F1", "INCOMPLETE")
+	f.complete(t, carol, "FAIL")
+	testinfra.Produce(t, f.cfg.TopicEvents, event(carol, "COMPLETED", ""))
+	f.waitForOutcome(t, carol, "not_passed", 60*time.Second)
+	require.Equal(t, map[string]int64{alice: 1, bob: 1}, f.sim.Stats().FaceSearchBySignature)
 }

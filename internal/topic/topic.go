@@ -16,6 +16,9 @@ type Spec struct {
 	Partitions int
 	// ReplicationFactor; -1 takes the broker's default.replication.factor.
 	ReplicationFactor int
+	// Configs are topic-level settings for a topic created here, such as max.message.bytes; an
+	// existing topic keeps its own.
+	Configs map[string]string
 }
 
 // Ensure creates every missing topic and waits until each has a leader for all its partitions. An
@@ -28,9 +31,11 @@ func Ensure(ctx context.Context, brokers []string, specs ...Spec) error {
 	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 15 * time.Second, Transport: transport}
 	req := &kafka.CreateTopicsRequest{}
 	for _, s := range specs {
-		req.Topics = append(req.Topics, kafka.TopicConfig{
-			Topic: s.Name, NumPartitions: s.Partitions, ReplicationFactor: s.ReplicationFactor,
-		})
+		tc := kafka.TopicConfig{Topic: s.Name, NumPartitions: s.Partitions, ReplicationFactor: s.ReplicationFactor}
+		for name, value := range s.Configs {
+			tc.ConfigEntries = append(tc.ConfigEntries, kafka.ConfigEntry{ConfigName: name, ConfigValue: value})
+		}
+		req.Topics = append(req.Topics, tc)
 	}
 	resp, err := client.CreateTopics(ctx, req)
 	if err != nil {

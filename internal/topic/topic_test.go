@@ -33,3 +33,21 @@ func TestEnsureCreatesMissingTopicsAndLeavesExistingOnes(t *testing.T) {
 		require.GreaterOrEqual(t, p.Leader.ID, 0, "every partition has a leader when Ensure returns")
 	}
 }
+
+func TestMaxMessageBytesReadsTheTopicsOverrideOrTheBrokersDefault(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	brokers := testinfra.Brokers(t)
+	small, plain := testinfra.UniqueName("topic_small"), testinfra.UniqueName("topic_plain")
+	require.NoError(t, topic.Ensure(ctx, brokers,
+		topic.Spec{Name: small, Partitions: 1, ReplicationFactor: -1, Configs: map[string]string{"max.message.bytes": "12345"}},
+		topic.Spec{Name: plain, Partitions: 1, ReplicationFactor: -1}))
+
+	n, err := topic.MaxMessageBytes(ctx, brokers, small)
+	require.NoError(t, err)
+	require.Equal(t, 12345, n)
+	n, err = topic.MaxMessageBytes(ctx, brokers, plain)
+	require.NoError(t, err)
+	require.Equal(t, 1048588, n, "without an override, the broker's message.max.bytes (Kafka's default here)")
+}

@@ -1,0 +1,43 @@
+package topic
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// MaxMessageBytes returns the largest record batch the broker accepts on topic: the topic's
+// effective max.message.bytes, which is the broker's message.max.bytes unless the topic overrides
+// it. Asking for the topic's setting rather than the broker's answers both in one request.
+func MaxMessageBytes(ctx context.Context, brokers []string, name string) (int, error) {
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second, Transport: transport}
+	resp, err := client.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{
+		Resources: []kafka.DescribeConfigRequestResource{{
+			ResourceType: kafka.ResourceTypeTopic, ResourceName: name, ConfigNames: []string{"max.message.bytes"},
+		}},
+	})
+	if err != nil {
+		return 0, fmt.Errorf("describe config of topic %s: %w", name, err)
+	}
+	for _, r := range resp.Resources {
+		if r.Error != nil {
+			return 0, fmt.Errorf("describe config of topic %s: %w", name, r.Error)
+		}
+		for _, e := range r.ConfigEntries {
+			if e.ConfigName != "max.message.bytes" {
+				continue
+			}
+			n, err := strconv.Atoi(e.ConfigValue)
+			if err != nil || n <= 0 {
+				return 0, fmt.Errorf("topic %s: max.message.bytes is %q, not a positive number", name, e.ConfigValue)
+			}
+			return n, nil
+		}
+	}
+	return 0, fmt.Errorf("topic %s: the broker did not report max.message.bytes", name)
+}
