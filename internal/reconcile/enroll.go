@@ -20,6 +20,8 @@ type EnrollStore interface {
 // EnrollVendor is the vendor's face-search-enroll.
 type EnrollVendor interface {
 	Enroll(ctx context.Context, signatureID string) (transactionID string, err error)
+	// State is the shared circuit breaker's state: "closed", "open" or "half_open".
+	State() string
 }
 
 // Enroller enrols every verification whose final verdict is FAIL in the vendor's face search, once,
@@ -47,6 +49,9 @@ const enrollBatch = 20
 // Round enrols what is queued, a batch at a time, until the queue is empty or a call fails.
 func (e *Enroller) Round(ctx context.Context) error {
 	for ctx.Err() == nil {
+		if e.vendor.State() == "open" {
+			return nil // the vendor is unusable: what is queued waits
+		}
 		n, err := e.store.EnrollFailed(ctx, enrollBatch, e.enroll)
 		if err != nil {
 			return fmt.Errorf("enrol failed verifications: %w", err)

@@ -152,3 +152,46 @@ func TestCallbacksMissingRatio(t *testing.T) {
 	require.InDelta(t, 0.06, a.Ratio, 1e-9)
 	require.Equal(t, "1h0m0s", a.Window)
 }
+
+func TestAnIncompleteVerificationIsPolledAgainAndRecoveredWhenItCompletes(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ids, err := b.sim.AddSessions([]advancesim.Session{
+		{UserID: "alice", Face: "f", OverallResult: "PASS"},
+		{UserID: "bob", Face: "f", OverallResult: "INCOMPLETE"},
+	})
+	require.NoError(t, err)
+	bob := ids[1]
+	ctx := context.Background()
+	require.NoError(t, b.store.RecordStarted(ctx, duplicate.Started{SignatureID: bob}, 0, duplicate.Source{}))
+	const interval = 300 * time.Millisecond
+	p := reconcile.NewPoller(reconcile.Config{Owner: "a", Interval: interval, GiveUp: time.Hour}, b.store, b.vendor,
+		duplicate.NewDetector(b.vendor, b.store, nil), nil, nil)
+
+	require.NoError(t, p.Round(ctx))
+	var status, last string
+	read := func() {
+		require.NoError(t, b.pool.QueryRow(ctx, `SELECT status, coalesce(last_poll_result, '') FROM started_verifications
+WHERE signature_id = $1`, bob).Scan(&status, &last))
+	}
+	read()
+	require.Equal(t, "pending", status)
+	require.Equal(t, "get-result: INCOMPLETE", last)
+	require.Empty(t, b.sim.Stats().FaceSearchBySignature, "no search before the verdict")
+
+	require.NoError(t, b.sim.Complete(bob, "PASS"))
+	require.NoError(t, p.Round(ctx))
+	read()
+	require.Equal(t, "pending", status, "not polled again within the interval")
+
+	time.Sleep(interval)
+	require.NoError(t, p.Round(ctx))
+	read()
+	require.Equal(t, "recovered", status)
+	c, err := b.store.Check(ctx, bob)
+	require.NoError(t, err)
+	require.Equal(t, duplicate.OutcomeDuplicatesFound, c.Outcome)
+	require.Equal(t, []string{"alice"}, c.MatchedUserIDs)
+	require.Equal(t, duplicate.FoundByPolling, c.FoundBy)
+	require.Equal(t, reconcile.SourceTopic, c.Source.Topic)
+}

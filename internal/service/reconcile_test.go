@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -161,8 +162,12 @@ func TestVerificationsWithoutCallbacksAreFoundByPolling(t *testing.T) {
 		completed = append(completed, event(sig, "COMPLETED", ""))
 	}
 	testinfra.Produce(t, f.cfg.TopicEvents, completed...)
-	for _, sig := range lost {
-		require.NoError(t, f.sim.Complete(sig, "PASS"))
+	for i, sig := range lost {
+		verdict := "PASS"
+		if i == 9 {
+			verdict = "FAIL" // a final FAIL found by polling is recorded too
+		}
+		require.NoError(t, f.sim.Complete(sig, verdict))
 	}
 
 	testinfra.Eventually(t, time.Until(t0.Add(after+interval+5*time.Second)), func() bool {
@@ -196,8 +201,11 @@ FROM started_verifications WHERE status = 'recovered'`).Scan(&slowest))
 	for i, sig := range lost {
 		require.Equal(t, "polling", foundBy[sig], sig)
 		want := "no_duplicates"
-		if i < 2 {
+		switch {
+		case i < 2:
 			want = "duplicates_found"
+		case i == 9:
+			want = "not_passed"
 		}
 		require.Equal(t, want, outcomes[sig], sig)
 	}
@@ -213,9 +221,17 @@ FROM started_verifications WHERE status = 'recovered'`).Scan(&slowest))
 	require.Equal(t, 1, f.alertCount(t, lost[0]))
 	require.Equal(t, 1, f.alertCount(t, lost[1]))
 
-	// Billed once each: 80 passes with callbacks and the 10 found by polling.
+	var verdicts []string
+	rows, err = f.pool.Query(context.Background(),
+		`SELECT verdict FROM started_verifications WHERE status = 'recovered' ORDER BY verdict`)
+	require.NoError(t, err)
+	verdicts, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.Equal(t, append([]string{"FAIL"}, slices.Repeat([]string{"PASS"}, 9)...), verdicts)
+
+	// Billed once each: 80 passes with callbacks and the 9 passes found by polling.
 	billed := f.sim.Stats().FaceSearchBySignature
-	require.Len(t, billed, 90)
+	require.Len(t, billed, 89)
 	for _, n := range billed {
 		require.EqualValues(t, 1, n)
 	}
