@@ -7,18 +7,23 @@ import (
 // Reconcile records what polling for lost callbacks does. Create it once per Metrics with
 // Metrics.Reconcile.
 type Reconcile struct {
-	verifications *prometheus.GaugeVec
-	recentShare   prometheus.Gauge
-	polls         *prometheus.CounterVec
-	enrolments    *prometheus.CounterVec
+	pending     prometheus.Gauge
+	settled     *prometheus.CounterVec
+	recentShare prometheus.Gauge
+	polls       *prometheus.CounterVec
+	enrolments  *prometheus.CounterVec
 }
 
 // Reconcile registers the reconciliation metrics on m's registry and returns them. Call it once.
 func (m *Metrics) Reconcile() *Reconcile {
 	r := &Reconcile{
-		verifications: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "doppel_reconcile_verifications",
-			Help: "Started verifications by status: pending, completed (by their COMPLETED event), recovered (by polling: the callback was lost), expired.",
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "doppel_reconcile_pending",
+			Help: "Started verifications with no final outcome yet (waiting for their COMPLETED event or for polling), across all instances.",
+		}),
+		settled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "doppel_reconcile_settled_total",
+			Help: "Started verifications this instance settled, by status: completed (by their COMPLETED event), recovered (by polling: the callback was lost), expired.",
 		}, []string{"status"}),
 		recentShare: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "doppel_reconcile_recovered_ratio",
@@ -33,24 +38,24 @@ func (m *Metrics) Reconcile() *Reconcile {
 			Help: "Failed verifications enrolled in the vendor's face search, by result (enrolled, refused).",
 		}, []string{"result"}),
 	}
-	for _, s := range []string{"pending", "completed", "recovered", "expired"} {
-		r.verifications.WithLabelValues(s)
+	for _, s := range []string{"completed", "recovered", "expired"} {
+		r.settled.WithLabelValues(s)
 	}
 	for _, s := range []string{"PASS", "FAIL", "INCOMPLETE", "error"} {
 		r.polls.WithLabelValues(s)
 	}
-	m.registry.MustRegister(r.verifications, r.recentShare, r.polls, r.enrolments)
+	m.registry.MustRegister(r.pending, r.settled, r.recentShare, r.polls, r.enrolments)
 	return r
 }
 
-// SetCounts sets the verification gauges.
-func (r *Reconcile) SetCounts(pending, completed, recovered, expired int64, recentShare float64) {
-	r.verifications.WithLabelValues("pending").Set(float64(pending))
-	r.verifications.WithLabelValues("completed").Set(float64(completed))
-	r.verifications.WithLabelValues("recovered").Set(float64(recovered))
-	r.verifications.WithLabelValues("expired").Set(float64(expired))
+// SetPending sets the pending gauge and the share recovered by polling in the last hour.
+func (r *Reconcile) SetPending(pending int64, recentShare float64) {
+	r.pending.Set(float64(pending))
 	r.recentShare.Set(recentShare)
 }
+
+// Settled counts n verifications settled with status.
+func (r *Reconcile) Settled(status string, n int) { r.settled.WithLabelValues(status).Add(float64(n)) }
 
 // Polled counts one poll.
 func (r *Reconcile) Polled(result string) { r.polls.WithLabelValues(result).Inc() }

@@ -132,19 +132,47 @@ WHERE signature_id = $1 AND status = 'pending'`, signatureID)
 	return nil
 }
 
-// Counts returns the started verifications by status, and the recovered and settled ones since
-// since.
-func (s *Store) Counts(ctx context.Context, since time.Time) (reconcile.Counts, error) {
+// RecentCounts returns how many verifications are pending, and how many were recovered and settled
+// since since (Completed, Recovered and Expired are left zero). Both use partial indexes: it costs
+// the window's rows, not the table's.
+func (s *Store) RecentCounts(ctx context.Context, since time.Time) (reconcile.Counts, error) {
 	var c reconcile.Counts
 	err := s.pool.QueryRow(ctx, `
 SELECT (SELECT count(*) FROM started_verifications WHERE status = 'pending'),
-       count(*) FILTER (WHERE status = 'completed'),
        count(*) FILTER (WHERE status = 'recovered'),
-       count(*) FILTER (WHERE status = 'expired'),
-       count(*) FILTER (WHERE status = 'recovered' AND settled_at >= $1),
-       count(*) FILTER (WHERE status IN ('completed', 'recovered') AND settled_at >= $1)
-FROM started_verifications WHERE status <> 'pending'`, since).Scan(
-		&c.Pending, &c.Completed, &c.Recovered, &c.Expired, &c.RecoveredRecent, &c.SettledRecent)
+       count(*) FILTER (WHERE status IN ('completed', 'recovered'))
+FROM started_verifications WHERE status <> 'pending' AND settled_at >= $1`, since).Scan(
+		&c.Pending, &c.RecoveredRecent, &c.SettledRecent)
+	if err != nil {
+		return reconcile.Counts{}, fmt.Errorf("count recent started verifications: %w", err)
+	}
+	return c, nil
+}
+
+// Counts is RecentCounts plus the all-time totals by status, which read every settled row: for
+// the API, not for every poller round.
+func (s *Store) Counts(ctx context.Context, since time.Time) (reconcile.Counts, error) {
+	c, err := s.RecentCounts(ctx, since)
+	if err != nil {
+		return c, err
+	}
+	rows, err := s.pool.Query(ctx, `SELECT status, count(*) FROM started_verifications WHERE status <> 'pending' GROUP BY status`)
+	if err != nil {
+		return reconcile.Counts{}, fmt.Errorf("count started verifications: %w", err)
+	}
+	var status string
+	var n int64
+	_, err = pgx.ForEachRow(rows, []any{&status, &n}, func() error {
+		switch reconcile.Status(status) {
+		case reconcile.StatusCompleted:
+			c.Completed = n
+		case reconcile.StatusRecovered:
+			c.Recovered = n
+		case reconcile.StatusExpired:
+			c.Expired = n
+		}
+		return nil
+	})
 	if err != nil {
 		return reconcile.Counts{}, fmt.Errorf("count started verifications: %w", err)
 	}

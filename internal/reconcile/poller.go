@@ -34,8 +34,8 @@ type Store interface {
 	RecordPoll(ctx context.Context, signatureID, verdict, note string) error
 	// ReleaseClaim makes a claimed verification due again at once: no vendor call was made.
 	ReleaseClaim(ctx context.Context, signatureID string) error
-	// Counts returns the counts by status and those of the window since since.
-	Counts(ctx context.Context, since time.Time) (Counts, error)
+	// RecentCounts returns the pending count and those of the window since since.
+	RecentCounts(ctx context.Context, since time.Time) (Counts, error)
 }
 
 // Vendor is what polling calls: get-result, and whether calls can go out at all.
@@ -71,8 +71,10 @@ type Config struct {
 	Logger  *slog.Logger
 	// OnPolled is told the result of every poll ("PASS", "FAIL", "INCOMPLETE", "error"); may be nil.
 	OnPolled func(result string)
-	// OnCounts is told the counts after every round, for metrics; may be nil.
+	// OnCounts is told the pending and recent counts (see Store.RecentCounts), for metrics; may be nil.
 	OnCounts func(Counts)
+	// OnSettled is told how many verifications this instance settled with a status; may be nil.
+	OnSettled func(status Status, n int)
 	// OnAlerts is told when an alert was written to the outbox, to wake the relay; may be nil.
 	OnAlerts func()
 	Now      func() time.Time
@@ -157,6 +159,7 @@ func (p *Poller) Round(ctx context.Context) error {
 	if n, err := p.store.ExpireStartedBefore(ctx, p.cfg.Now().Add(-p.cfg.GiveUp)); err != nil {
 		return err
 	} else if n > 0 {
+		p.settled(StatusExpired, n)
 		p.cfg.Logger.Warn("verifications expired without a final verdict", "count", n, "give_up", p.cfg.GiveUp)
 	}
 	for ctx.Err() == nil {
@@ -181,6 +184,8 @@ func (p *Poller) settle(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	p.settled(StatusCompleted, completed)
+	p.settled(StatusRecovered, recovered)
 	if recovered > 0 {
 		p.cfg.Logger.Warn("verifications recovered by polling: their callbacks never came", "count", recovered)
 	}
@@ -307,6 +312,12 @@ func (p *Poller) failed(ctx context.Context, log *slog.Logger, d Due, op string,
 	return p.store.RecordPoll(ctx, d.SignatureID, "", fmt.Sprintf("%s failed: %v", op, err))
 }
 
+func (p *Poller) settled(status Status, n int) {
+	if n > 0 && p.cfg.OnSettled != nil {
+		p.cfg.OnSettled(status, n)
+	}
+}
+
 func (p *Poller) observe(result string) {
 	if p.cfg.OnPolled != nil {
 		p.cfg.OnPolled(result)
@@ -321,7 +332,7 @@ func (p *Poller) checkRatio(ctx context.Context) error {
 		return nil
 	}
 	p.countedAt = now
-	counts, err := p.store.Counts(ctx, now.Add(-AlertWindow))
+	counts, err := p.store.RecentCounts(ctx, now.Add(-AlertWindow))
 	if err != nil {
 		return err
 	}

@@ -52,10 +52,9 @@ func newReconciliation(cfg config.Config, store *postgres.Store, batcher duplica
 			AlertRatio: cfg.ReconcileAlertRatio,
 			Logger:     log.With("component", "reconcile"),
 			OnPolled:   rm.Polled,
-			OnCounts: func(c reconcile.Counts) {
-				rm.SetCounts(c.Pending, c.Completed, c.Recovered, c.Expired, c.RecoveredShare())
-			},
-			OnAlerts: rel.Notify,
+			OnCounts:   func(c reconcile.Counts) { rm.SetPending(c.Pending, c.RecoveredShare()) },
+			OnSettled:  func(s reconcile.Status, n int) { rm.Settled(string(s), n) },
+			OnAlerts:   rel.Notify,
 		}, store, pollVendor, detector, reconcileAlerts{store: store, relay: rel}, uuid.NewString),
 	}
 	if cfg.EnrollFailed {

@@ -267,7 +267,7 @@ FROM started_verifications WHERE status = 'recovered'`).Scan(&slowest))
 	require.NoError(t, err)
 	metricsText, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	require.Contains(t, string(metricsText), `doppel_reconcile_verifications{status="recovered"} 10`)
+	require.Contains(t, string(metricsText), `doppel_reconcile_settled_total{status="recovered"} 10`)
 
 	// The bad started messages are dead letters with their reason and source topic.
 	letters := testinfra.ReadAll(t, f.cfg.TopicDLQ, 2, 30*time.Second)
