@@ -20,9 +20,9 @@ import (
 	"github.com/doppelhq/doppel/internal/relay"
 )
 
-// StartedGroupSuffix is appended to DOPPEL_KAFKA_GROUP_ID for the consumer group of the started
+// startedGroupSuffix is appended to DOPPEL_KAFKA_GROUP_ID for the consumer group of the started
 // topic: a group of its own, so a rebalance of one topic never stalls the other.
-const StartedGroupSuffix = ".started"
+const startedGroupSuffix = ".started"
 
 // reconciliation is the started-topic consumer, the poller and the enroller of one instance.
 type reconciliation struct {
@@ -61,7 +61,7 @@ func newReconciliation(cfg config.Config, store *postgres.Store, batcher duplica
 		r.enroller = reconcile.NewEnroller(store, pollVendor, log.With("component", "enroll"), rm.Enrolled)
 	}
 	// One insert per event: a few workers keep up.
-	started, err := consumer.New(consumerConfig(cfg, cfg.KafkaGroupID+StartedGroupSuffix, cfg.TopicStarted,
+	started, err := consumer.New(consumerConfig(cfg, cfg.KafkaGroupID+startedGroupSuffix, cfg.TopicStarted,
 		min(cfg.Workers, 16), log.With("component", "started-consumer"), m), startedHandler(store, cfg))
 	if err != nil {
 		return nil, fmt.Errorf("started-topic consumer: %w", err)
