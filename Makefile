@@ -9,15 +9,21 @@ BIN   := bin
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
 
-build: ## build bin/doppel, bin/advance-sim and bin/doppel-demo
-	$(GO) build -o $(BIN)/doppel ./cmd/doppel
-	$(GO) build -o $(BIN)/advance-sim ./cmd/advance-sim
-	$(GO) build -o $(BIN)/doppel-demo ./cmd/doppel-demo
+# `doppel version` and doppel_build_info: the version from git tags (dev without); the commit Go
+# stamps, or COMMIT where Go cannot (it does not stamp from a git worktree).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS := -X github.com/doppelhq/doppel/internal/buildinfo.version=$(VERSION) -X github.com/doppelhq/doppel/internal/buildinfo.commit=$(COMMIT)
+
+build: ## build every command in cmd/ into bin/ (doppel, advance-sim, doppel-demo, doppel-bench, doppel-soak)
+	$(GO) build -buildvcs=auto -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
 test: ## start the infrastructure if needed, run every test (and a short fuzz), stop what was started
 	bash scripts/with-infra.sh $(MAKE) --no-print-directory test-go fuzz schemathesis
 
 test-go: ## run the Go tests against the running infrastructure (make infra-up first)
+	@# go.mod and go.sum must be what `go mod tidy` writes (direct dependencies not marked indirect).
+	$(GO) mod tidy -diff
 	$(GO) vet ./...
 	$(GO) vet -tags faults ./internal/faulttest
 	$(GO) test -race -count=1 -timeout 10m ./...

@@ -109,8 +109,10 @@ for s in a b c; do
   curl -fsS -X POST -H 'Content-Type: application/json' \
     -d "{\"signatureId\":\"${RUN}-$s\",\"type\":\"COMPLETED\"}" "$BASE/v1/callbacks/advance?token=$CALLBACK_TOKEN" >/dev/null
 done
+# Face search only sees verifications that completed earlier, so the ring is whole only once the
+# later members' checks are stored: wait for all three, not for the first alert.
 for _ in $(seq 1 60); do
-  curl -fsS -H "Authorization: Bearer $API_KEY" "$BASE/v1/alerts" | grep -q '"alertId"' && break
+  curl -fsS -H "Authorization: Bearer $API_KEY" "$BASE/v1/users/st-alice/cluster" | grep -q '"size":3' && break
   sleep 0.5
 done
 curl -fsS -H "Authorization: Bearer $API_KEY" "$BASE/v1/users/st-alice/cluster" | grep -q '"size":3' ||

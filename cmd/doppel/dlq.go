@@ -1,77 +1,98 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
-	"io"
+	"slices"
 	"strings"
+	"text/tabwriter"
 	"time"
 
-	"github.com/doppelhq/doppel/internal/config"
+	"github.com/spf13/cobra"
+
 	"github.com/doppelhq/doppel/internal/deadletter"
 )
 
-const dlqUsage = `usage: doppel dlq replay [--reason R1,R2] [--since RFC3339] [--dry-run]
-
-Re-publishes dead letters from DOPPEL_TOPIC_DLQ to DOPPEL_TOPIC_EVENTS, with their original key,
+func (a *app) dlqCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "dlq",
+		Short: "Work with the dead-letter topic",
+		Args:  cobra.NoArgs,
+	}
+	var (
+		reasons    []string
+		since      string
+		dryRun     bool
+		noProgress bool
+	)
+	replay := &cobra.Command{
+		Use:   "replay",
+		Short: "Re-publish dead letters to the events topic once what made them fail is fixed",
+		Long: `Re-publishes dead letters from DOPPEL_TOPIC_DLQ to DOPPEL_TOPIC_EVENTS, with their original key,
 value and headers, once what made them fail is fixed. Replaying is harmless for letters whose
-signatureId has been stored since: it is not searched (nor billed) again.
-`
+signatureId has been stored since: it is not searched (nor billed) again. Needs only the Kafka
+settings: no database, no vendor keys.
 
-// runDLQ needs only the Kafka settings, so it runs without database or vendor credentials.
-func runDLQ(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "replay" {
-		fmt.Fprint(stderr, dlqUsage)
-		return errUsage
+Known reasons: ` + strings.Join(deadletter.Reasons, ", ") + `.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			for _, r := range reasons {
+				if !slices.Contains(deadletter.Reasons, r) {
+					return fmt.Errorf("unknown --reason %q: the known reasons are %s", r, strings.Join(deadletter.Reasons, ", "))
+				}
+			}
+			cfg, err := a.load(a.warnStderr, dlqSettings...)
+			if err != nil {
+				return err
+			}
+			// A dead-lettered started event goes back to the started topic.
+			opts := deadletter.Options{Brokers: cfg.KafkaBrokers, DLQTopic: cfg.TopicDLQ, TargetTopic: cfg.TopicEvents,
+				SourceRoutes: map[string]string{cfg.TopicStarted: cfg.TopicStarted}, DryRun: dryRun, Reasons: reasons}
+			if since != "" {
+				t, err := time.Parse(time.RFC3339, since)
+				if err != nil {
+					return fmt.Errorf("--since must be an RFC 3339 time such as 2026-11-25T10:00:00Z, got %q", since)
+				}
+				opts.Since = t
+			}
+			bar := newProgressBar(a.stderr, -1, "reading dead letters", noProgress)
+			opts.Progress = func(r deadletter.Report) { _ = bar.Set(r.Scanned) }
+			var letters *tabwriter.Writer
+			if dryRun {
+				letters = tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(letters, "DEAD-LETTERED AT\tREASON\tKEY\tPARTITION/OFFSET")
+				opts.OnMatch = func(l deadletter.Letter) {
+					note := ""
+					if l.Truncated {
+						note = "\t(value cut: not replayed)"
+					}
+					fmt.Fprintf(letters, "%s\t%s\t%q\t%d/%d%s\n", l.Time.UTC().Format(time.RFC3339), l.Reason, l.Key,
+						l.Partition, l.Offset, note)
+				}
+			}
+			rep, err := deadletter.Replay(cmd.Context(), opts)
+			_ = bar.Finish()
+			if letters != nil {
+				_ = letters.Flush()
+			}
+			if err != nil {
+				return err
+			}
+			out, _ := json.MarshalIndent(rep, "", "  ")
+			verb := "replayed"
+			if dryRun {
+				verb = "would replay (dry run)"
+			}
+			_, err = fmt.Fprintf(a.stdout, "%s %d of %d dead letters from %s to %s\n%s\n", verb, rep.Matched, rep.Scanned,
+				cfg.TopicDLQ, cfg.TopicEvents, out)
+			return err
+		},
 	}
-	fs := flag.NewFlagSet("dlq replay", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	reasons := fs.String("reason", "", "replay only these comma-separated reasons (e.g. retries_exhausted)")
-	since := fs.String("since", "", "replay only letters dead-lettered at or after this RFC 3339 time")
-	dryRun := fs.Bool("dry-run", false, "count what would be replayed, publish nothing")
-	if err := fs.Parse(args[1:]); err != nil {
-		return errUsage
-	}
-	cfg := config.Default()
-	if b := getenv("DOPPEL_KAFKA_BROKERS"); b != "" {
-		cfg.KafkaBrokers = strings.Split(b, ",")
-	}
-	if v := getenv("DOPPEL_TOPIC_EVENTS"); v != "" {
-		cfg.TopicEvents = v
-	}
-	if v := getenv("DOPPEL_TOPIC_DLQ"); v != "" {
-		cfg.TopicDLQ = v
-	}
-	if v := getenv("DOPPEL_TOPIC_STARTED"); v != "" {
-		cfg.TopicStarted = v
-	}
-	if len(cfg.KafkaBrokers) == 0 {
-		return fmt.Errorf("DOPPEL_KAFKA_BROKERS is not set: set it to a comma-separated list of host:port")
-	}
-	opts := deadletter.Options{Brokers: cfg.KafkaBrokers, DLQTopic: cfg.TopicDLQ, TargetTopic: cfg.TopicEvents,
-		SourceRoutes: map[string]string{cfg.TopicStarted: cfg.TopicStarted}, DryRun: *dryRun}
-	if *reasons != "" {
-		opts.Reasons = strings.Split(*reasons, ",")
-	}
-	if *since != "" {
-		t, err := time.Parse(time.RFC3339, *since)
-		if err != nil {
-			return fmt.Errorf("--since must be an RFC 3339 time such as 2026-11-25T10:00:00Z, got %q", *since)
-		}
-		opts.Since = t
-	}
-	rep, err := deadletter.Replay(ctx, opts)
-	if err != nil {
-		return err
-	}
-	out, _ := json.MarshalIndent(rep, "", "  ")
-	verb := "replayed"
-	if *dryRun {
-		verb = "would replay (dry run)"
-	}
-	_, err = fmt.Fprintf(stdout, "%s %d of %d dead letters from %s to %s\n%s\n", verb, rep.Matched, rep.Scanned,
-		cfg.TopicDLQ, cfg.TopicEvents, out)
-	return err
+	replay.Flags().StringSliceVar(&reasons, "reason", nil, "replay only letters with these reasons (comma-separated or repeated)")
+	replay.Flags().StringVar(&since, "since", "", "replay only letters dead-lettered at or after this RFC 3339 time")
+	replay.Flags().BoolVar(&dryRun, "dry-run", false, "list the letters that would be replayed (time, reason, key), publish nothing")
+	replay.Flags().BoolVar(&noProgress, "no-progress", false, "do not draw the progress bar (never drawn when stderr is not a terminal)")
+	_ = replay.RegisterFlagCompletionFunc("reason", cobra.FixedCompletions(deadletter.Reasons, cobra.ShellCompDirectiveNoFileComp))
+	cmd.AddCommand(replay)
+	return cmd
 }

@@ -1,11 +1,15 @@
 // Command doppel is the duplicate-account detector: `doppel serve` runs the pipeline and the HTTP
-// API; `doppel migrate` manages the schema; `doppel config check` validates the configuration.
+// API; `doppel migrate` manages the schema; `doppel config check` validates the configuration;
+// `doppel replay` and `doppel dlq replay` re-run work after a fix. `doppel help` lists it all.
+//
+// The command tree is built with cobra: help on every command (which never loads the
+// configuration), shell completion and flag parsing come with it, and it is what kubectl, gh and
+// most Go operators' tools use, so its conventions are the ones operators already know.
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,17 +17,18 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
+	"github.com/caarlos0/env/v11"
+	"github.com/spf13/cobra"
+
+	"github.com/doppelhq/doppel/internal/buildinfo"
 	"github.com/doppelhq/doppel/internal/config"
-	"github.com/doppelhq/doppel/internal/postgres"
-	"github.com/doppelhq/doppel/internal/service"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+	if err := run(ctx, os.Args[1:], env.ToMap(os.Environ()), os.Stdin, os.Stdout, os.Stderr); err != nil {
 		if !errors.Is(err, errUsage) {
 			fmt.Fprintln(os.Stderr, "doppel:", err)
 		}
@@ -31,146 +36,102 @@ func main() {
 	}
 }
 
+// errUsage is returned after the usage has been printed, so nothing more needs saying.
 var errUsage = errors.New("usage")
 
-const usage = `usage: doppel [--config FILE] COMMAND
+// app is what every command shares: the streams, the environment and the --config flag.
+type app struct {
+	environ    map[string]string
+	stdin      io.Reader
+	stdout     io.Writer
+	stderr     io.Writer
+	configPath string
+}
 
-commands:
-  serve                 run the pipeline and the HTTP API
-  migrate up|down|version
-                        apply, revert one, or show the schema migrations
-  config check          print the effective configuration (secrets masked) and validate it
-  replay [--yes] [--from T --to T | signatureId ...]
-                        re-run face search for stored checks (billed again) and count what changed
-  dlq replay [--reason R] [--since T] [--dry-run]
-                        re-publish dead letters to the events topic after a fix
+func run(ctx context.Context, args []string, environ map[string]string, stdin io.Reader, stdout, stderr io.Writer) error {
+	a := &app{environ: environ, stdin: stdin, stdout: stdout, stderr: stderr}
+	root := a.rootCommand()
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	return root.ExecuteContext(ctx)
+}
+
+func (a *app) rootCommand() *cobra.Command {
+	info := buildinfo.Get()
+	root := &cobra.Command{
+		Use:   "doppel",
+		Short: "Finds duplicate accounts by face: H5 IDV events in, duplicate links and alerts out",
+		Long: `Doppel consumes "H5 IDV completed" events from Kafka, asks the vendor's Face Search which earlier
+accounts share the face, stores the links in PostgreSQL and publishes alerts to Kafka.
 
 Configuration comes from the YAML file (--config or DOPPEL_CONFIG), overridden by DOPPEL_*
-environment variables; see configs/doppel.example.yaml.
-`
+environment variables; see configs/doppel.example.yaml and ` + "`doppel config check`" + `.`,
+		Version:       info.Version,
+		SilenceUsage:  true, // a failed run is not a usage mistake: print the error, not the help
+		SilenceErrors: true, // main prints it once
+	}
+	root.SetVersionTemplate(versionLine(info) + "\n")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return fmt.Errorf("%w (see %s --help)", err, c.CommandPath())
+	})
+	root.PersistentFlags().StringVar(&a.configPath, "config", a.environ["DOPPEL_CONFIG"],
+		"YAML configuration file (default $DOPPEL_CONFIG); DOPPEL_* variables override it")
+	root.AddCommand(a.serveCommand(), a.migrateCommand(), a.configCommand(), a.replayCommand(),
+		a.dlqCommand(), versionCommand(info))
+	return root
+}
 
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("doppel", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usage) }
-	configPath := fs.String("config", getenv("DOPPEL_CONFIG"), "YAML configuration file")
-	if err := fs.Parse(args); err != nil {
-		return errUsage
-	}
-	rest := fs.Args()
-	if len(rest) == 0 {
-		fs.Usage()
-		return errUsage
-	}
-	switch rest[0] {
-	case "serve":
-		cfg, err := loadConfig(*configPath, getenv)
-		if err != nil {
+func versionCommand(info buildinfo.Info) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version, the commit it was built from and the Go version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := fmt.Fprintln(cmd.OutOrStdout(), versionLine(info))
 			return err
-		}
-		log, err := newLogger(cfg, stderr)
-		if err != nil {
-			return err
-		}
-		startPprof(ctx, getenv("DOPPEL_PPROF_ADDR"), log)
-		// The parts shut down within their own bounds; this is the backstop that keeps a stuck
-		// connection from holding a SIGTERM past DOPPEL_SHUTDOWN_TIMEOUT. Abandoned work is
-		// uncommitted, so exiting here loses nothing.
-		context.AfterFunc(ctx, func() {
-			time.AfterFunc(cfg.ShutdownTimeout, func() {
-				log.Error("graceful shutdown exceeded DOPPEL_SHUTDOWN_TIMEOUT, exiting", "timeout", cfg.ShutdownTimeout)
-				os.Exit(2)
-			})
-		})
-		return service.Run(ctx, cfg, log)
-	case "migrate":
-		return runMigrate(rest[1:], *configPath, getenv, stdout, stderr)
-	case "dlq":
-		return runDLQ(ctx, rest[1:], getenv, stdout, stderr)
-	case "config":
-		if len(rest) < 2 || rest[1] != "check" {
-			fmt.Fprint(stderr, usage)
-			return errUsage
-		}
-		return runConfigCheck(*configPath, getenv, stdout)
-	case "replay":
-		return runReplay(ctx, rest[1:], *configPath, getenv, stdout, stderr)
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return nil
-	default:
-		fmt.Fprintf(stderr, "doppel: unknown command %q\n\n%s", rest[0], usage)
-		return errUsage
+		},
 	}
 }
 
-func loadConfig(path string, getenv func(string) string) (config.Config, error) {
-	cfg, err := config.Load(path, getenv)
-	if err != nil {
-		return config.Config{}, fmt.Errorf("invalid configuration:\n  %s",
-			strings.ReplaceAll(err.Error(), "\n", "\n  "))
+func versionLine(i buildinfo.Info) string {
+	commit := i.Commit
+	if i.Modified {
+		commit += " (modified)"
 	}
-	return cfg, nil
+	return fmt.Sprintf("doppel %s (commit %s, %s)", i.Version, commit, i.GoVersion)
 }
 
-func runConfigCheck(path string, getenv func(string) string, stdout io.Writer) error {
-	cfg, err := loadConfig(path, getenv)
+// The settings each command uses, so that it validates those and no others: `migrate` must run
+// without vendor keys, `dlq replay` without a database.
+var (
+	databaseSettings = []string{"DOPPEL_DATABASE_URL"}
+	dlqSettings      = []string{"DOPPEL_KAFKA_BROKERS", "DOPPEL_TOPIC_EVENTS", "DOPPEL_TOPIC_DLQ", "DOPPEL_TOPIC_STARTED"}
+	vendorSettings   = []string{"DOPPEL_ADVANCE_BASE_URL", "DOPPEL_ADVANCE_ACCESS_KEY", "DOPPEL_ADVANCE_SECRET_KEY",
+		"DOPPEL_ADVANCE_TIMEOUT", "DOPPEL_ADVANCE_QPS", "DOPPEL_BREAKER_FAILURES", "DOPPEL_BREAKER_OPEN_FOR"}
+	replaySettings = append(append([]string{"DOPPEL_RING_HIGH_SEVERITY_SIZE"}, databaseSettings...), vendorSettings...)
+)
+
+// load reads the configuration every command shares (defaults, --config file, environment) and
+// validates the settings named, or all of them when none are. Unknown DOPPEL_* variables are
+// warned about, not fatal: warn is called for each.
+func (a *app) load(warn func(config.Unknown), settings ...string) (config.Config, error) {
+	l, err := config.LoadEnv(a.configPath, a.environ, settings...)
 	if err != nil {
-		return err
+		return config.Config{}, invalid(err)
 	}
-	if err := cfg.Describe(stdout); err != nil {
-		return err
+	for _, u := range l.Unknown {
+		warn(u)
 	}
-	_, err = fmt.Fprintln(stdout, "# configuration is valid")
-	return err
+	return l.Config, nil
 }
 
-func runMigrate(args []string, configPath string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) != 1 {
-		fmt.Fprint(stderr, "usage: doppel migrate up|down|version\n")
-		return errUsage
-	}
-	// Only the database URL matters here, so migrations run without vendor keys or brokers.
-	dbURL := getenv("DOPPEL_DATABASE_URL")
-	if dbURL == "" && configPath != "" {
-		cfg, err := config.Load(configPath, getenv)
-		if err != nil {
-			return err
-		}
-		dbURL = cfg.DatabaseURL
-	}
-	if dbURL == "" {
-		return errors.New("DOPPEL_DATABASE_URL is not set: set it to a PostgreSQL URL, e.g. postgres://doppel@127.0.0.1:5432/doppel?sslmode=disable")
-	}
-	m, err := postgres.NewMigrator(dbURL)
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-	switch args[0] {
-	case "up":
-		if err := m.Up(); err != nil {
-			return err
-		}
-	case "down":
-		if err := m.Down(); err != nil {
-			return err
-		}
-	case "version":
-	default:
-		fmt.Fprint(stderr, "usage: doppel migrate up|down|version\n")
-		return errUsage
-	}
-	v, dirty, ok, err := m.Version()
-	if err != nil {
-		return err
-	}
-	if !ok {
-		_, err = fmt.Fprintln(stdout, "schema version: none (no migration applied)")
-		return err
-	}
-	_, err = fmt.Fprintf(stdout, "schema version: %d (dirty: %t)\n", v, dirty)
-	return err
+// warnStderr is the warn of the commands that have no logger.
+func (a *app) warnStderr(u config.Unknown) { fmt.Fprintln(a.stderr, "doppel: warning:", u) }
+
+func invalid(err error) error {
+	return fmt.Errorf("invalid configuration:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
 }
 
 func newLogger(cfg config.Config, w io.Writer) (*slog.Logger, error) {

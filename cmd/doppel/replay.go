@@ -4,85 +4,87 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
 
 	"github.com/doppelhq/doppel/internal/duplicate"
 	"github.com/doppelhq/doppel/internal/postgres"
 	"github.com/doppelhq/doppel/internal/service"
 )
 
-const replayUsage = `usage: doppel replay [flags] [signatureId ...]
-
-Re-run face search for stored checks and store what it finds: new links, and alerts for links that
+const replayLong = `Re-run face search for stored checks and store what it finds: new links, and alerts for links that
 are new (the running service's relay publishes them). Each re-run is billed by the vendor: without
 --yes, replay only says what it would re-run.
 
 Choose the checks by signatureId (arguments, or --file with one per line, "-" for stdin) or by the
-window of when they were first stored (--from and --to, RFC 3339 times).
+window of when they were first stored (--from and --to, RFC 3339 times). Needs the database and the
+vendor settings, not Kafka's.`
 
-flags:
-`
+func (a *app) replayCommand() *cobra.Command {
+	var (
+		from, to, file  string
+		limit, workers  int
+		yes, noProgress bool
+	)
+	cmd := &cobra.Command{
+		Use:   "replay [flags] [signatureId ...]",
+		Short: "Re-run face search for stored checks (billed again) and count what changed",
+		Long:  replayLong,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sigs, err := replaySignatures(args, file, a.stdin)
+			if err != nil {
+				return err
+			}
+			byWindow := from != "" || to != ""
+			switch {
+			case byWindow && len(sigs) > 0:
+				return errors.New("give signatureIds or --from/--to, not both")
+			case !byWindow && len(sigs) == 0:
+				_ = cmd.Usage()
+				return errUsage
+			case workers < 1 || workers > 64:
+				return errors.New("--workers must be from 1 to 64")
+			case limit < 1:
+				return errors.New("--limit must be at least 1")
+			}
+			return a.replay(cmd.Context(), sigs, from, to, limit, workers, yes, noProgress)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&from, "from", "", "re-run checks first stored at or after this RFC 3339 time")
+	f.StringVar(&to, "to", "", "... and before this RFC 3339 time (default: now)")
+	f.IntVar(&limit, "limit", 10000, "at most this many checks from the window")
+	f.StringVar(&file, "file", "", `read signatureIds from this file, one per line ("-": stdin)`)
+	f.IntVar(&workers, "workers", 4, "re-runs at once (the vendor rate limit DOPPEL_ADVANCE_QPS still applies)")
+	f.BoolVar(&yes, "yes", false, "really re-run (each re-run is a billed face search)")
+	f.BoolVar(&noProgress, "no-progress", false, "do not draw the progress bar (never drawn when stderr is not a terminal)")
+	return cmd
+}
 
-// runReplay implements `doppel replay`.
-func runReplay(ctx context.Context, args []string, configPath string, getenv func(string) string,
-	stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("doppel replay", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, replayUsage)
-		fs.PrintDefaults()
-	}
-	from := fs.String("from", "", "re-run checks first stored at or after this RFC 3339 time")
-	to := fs.String("to", "", "... and before this RFC 3339 time (default: now)")
-	limit := fs.Int("limit", 10000, "at most this many checks from the window")
-	file := fs.String("file", "", `read signatureIds from this file, one per line ("-": stdin)`)
-	workers := fs.Int("workers", 4, "re-runs at once (the vendor rate limit DOPPEL_ADVANCE_QPS still applies)")
-	yes := fs.Bool("yes", false, "really re-run (each re-run is a billed face search)")
-	noProgress := fs.Bool("no-progress", false, "do not draw the progress bar")
-	if err := fs.Parse(args); err != nil {
-		return errUsage
-	}
-	sigs, err := replaySignatures(fs.Args(), *file)
+func (a *app) replay(ctx context.Context, sigs []string, from, to string, limit, workers int, yes, noProgress bool) error {
+	stdout, stderr := a.stdout, a.stderr
+	cfg, err := a.load(a.warnStderr, replaySettings...)
 	if err != nil {
 		return err
 	}
-	byWindow := *from != "" || *to != ""
-	switch {
-	case byWindow && len(sigs) > 0:
-		return errors.New("give signatureIds or --from/--to, not both")
-	case !byWindow && len(sigs) == 0:
-		fs.Usage()
-		return errUsage
-	case *workers < 1 || *workers > 64:
-		return errors.New("--workers must be from 1 to 64")
-	case *limit < 1:
-		return errors.New("--limit must be at least 1")
-	}
-
-	cfg, err := loadConfig(configPath, getenv)
-	if err != nil {
-		return err
-	}
-	pool, err := postgres.Connect(ctx, cfg.DatabaseURL, int32(*workers+2))
+	pool, err := postgres.Connect(ctx, cfg.DatabaseURL, int32(workers+2))
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
 	store := service.NewStore(pool, cfg)
 
-	if byWindow {
-		start, end, err := replayWindow(*from, *to)
+	if from != "" || to != "" {
+		start, end, err := replayWindow(from, to)
 		if err != nil {
 			return err
 		}
-		if sigs, err = store.ReplayCandidates(ctx, start, end, *limit); err != nil {
+		if sigs, err = store.ReplayCandidates(ctx, start, end, limit); err != nil {
 			return err
 		}
 	} else {
@@ -99,7 +101,7 @@ func runReplay(ctx context.Context, args []string, configPath string, getenv fun
 		_, err := fmt.Fprintln(stdout, "no stored check to re-run")
 		return err
 	}
-	if !*yes {
+	if !yes {
 		_, err := fmt.Fprintf(stdout, "would re-run face search for %d checks (%d billed searches); add --yes to run them\n",
 			len(sigs), len(sigs))
 		return err
@@ -110,17 +112,9 @@ func runReplay(ctx context.Context, args []string, configPath string, getenv fun
 		return err
 	}
 	replayer := duplicate.NewReplayer(vendor, store, nil)
-	bar := progressbar.NewOptions(len(sigs),
-		progressbar.OptionSetWriter(stderr),
-		progressbar.OptionSetDescription("re-running face search"),
-		progressbar.OptionShowCount(),
-		progressbar.OptionSetVisibility(!*noProgress),
-		progressbar.OptionThrottle(100*time.Millisecond),
-		progressbar.OptionOnCompletion(func() { fmt.Fprintln(stderr) }),
-	)
-	summary, results := replayer.ReplayAll(ctx, sigs, *workers, func(duplicate.ReplayResult) { _ = bar.Add(1) })
+	bar := newProgressBar(stderr, len(sigs), "re-running face search", noProgress)
+	summary, results := replayer.ReplayAll(ctx, sigs, workers, func(duplicate.ReplayResult) { _ = bar.Add(1) })
 	_ = bar.Finish()
-
 	for _, r := range results {
 		switch {
 		case r.Status == duplicate.ReplayStatusFailed:
@@ -145,10 +139,10 @@ func runReplay(ctx context.Context, args []string, configPath string, getenv fun
 
 // replaySignatures gathers signatureIds from the arguments and the file, dropping blanks and
 // repeats and checking each.
-func replaySignatures(args []string, file string) ([]string, error) {
+func replaySignatures(args []string, file string, stdin io.Reader) ([]string, error) {
 	all := append([]string(nil), args...)
 	if file != "" {
-		var r io.Reader = os.Stdin
+		r := stdin
 		if file != "-" {
 			f, err := os.Open(file)
 			if err != nil {

@@ -44,12 +44,12 @@ func TestAPIKeysAreParsedFromHashes(t *testing.T) {
 	require.Equal(t, 4, cfg.RingHighSeveritySize)
 
 	var out bytes.Buffer
-	require.NoError(t, cfg.Describe(&out))
+	require.NoError(t, config.Loaded{Config: cfg}.Describe(&out))
 	require.NotContains(t, out.String(), hashOf("k1"))
 	require.NotContains(t, out.String(), "0123456789abcdef")
 	require.Contains(t, out.String(), "DOPPEL_API_KEYS=*****")
 	require.Contains(t, out.String(), "DOPPEL_CALLBACK_TOKEN=*****")
-	require.Contains(t, out.String(), "DOPPEL_CALLBACK_HMAC_SECRET=\n")
+	require.Regexp(t, `(?m)^DOPPEL_CALLBACK_HMAC_SECRET= +# default$`, out.String())
 }
 
 func TestBadAPIKeysSayHowToFixThemWithoutEchoingSecrets(t *testing.T) {

@@ -1,19 +1,17 @@
 // Package config loads Doppel's configuration: defaults, then an optional YAML file, then
 // environment variables (DOPPEL_*), and validates it with messages that say what to set.
+//
+// The Config struct is the one list of settings: each field's yaml and env tags name its file key
+// and variable, and everything else (parsing, where each value came from, the report of unknown
+// DOPPEL_* variables, `doppel config check`) is derived from those tags.
 package config
 
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
-	"os"
-	"reflect"
-	"strconv"
 	"strings"
 	"time"
-
-	"go.yaml.in/yaml/v3"
 )
 
 // Config is every setting of `doppel serve` and its sub-commands. The env tag names the variable that
@@ -63,6 +61,8 @@ type Config struct {
 	LogLevel        string        `yaml:"log_level" env:"DOPPEL_LOG_LEVEL"`
 	LogFormat       string        `yaml:"log_format" env:"DOPPEL_LOG_FORMAT"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" env:"DOPPEL_SHUTDOWN_TIMEOUT"`
+	// PprofAddr serves Go's profiler on a listener of its own; empty (the default) serves none.
+	PprofAddr string `yaml:"pprof_addr" env:"DOPPEL_PPROF_ADDR"`
 
 	// APIKeys lists the query API's keys as "name:scope+scope:sha256hex" entries separated by ";":
 	// only the SHA-256 of each key is configured, never the key itself. Scopes are read and review.
@@ -159,91 +159,6 @@ func Default() Config {
 	}
 }
 
-// Load builds the configuration from the defaults, the YAML file at path (if path is not empty) and
-// the environment read through getenv, then validates it.
-func Load(path string, getenv func(string) string) (Config, error) {
-	cfg := Default()
-	if path != "" {
-		f, err := os.Open(path)
-		if err != nil {
-			return Config{}, fmt.Errorf("open config file: %w", err)
-		}
-		defer f.Close()
-		dec := yaml.NewDecoder(f)
-		dec.KnownFields(true) // a misspelt key must not be silently ignored
-		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-			return Config{}, fmt.Errorf("config file %s: %w", path, err)
-		}
-	}
-	if err := applyEnv(&cfg, getenv); err != nil {
-		return Config{}, err
-	}
-	if err := cfg.Validate(); err != nil {
-		return Config{}, err
-	}
-	return cfg, nil
-}
-
-// applyEnv overrides every field whose variable is set and not empty.
-func applyEnv(cfg *Config, getenv func(string) string) error {
-	v := reflect.ValueOf(cfg).Elem()
-	t := v.Type()
-	var errs []error
-	for i := range t.NumField() {
-		name := t.Field(i).Tag.Get("env")
-		raw := strings.TrimSpace(getenv(name))
-		if name == "" || raw == "" {
-			continue
-		}
-		if err := setField(v.Field(i), raw); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", name, err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-func setField(f reflect.Value, raw string) error {
-	switch f.Interface().(type) {
-	case string:
-		f.SetString(raw)
-	case int:
-		n, err := strconv.Atoi(raw)
-		if err != nil {
-			return fmt.Errorf("want a whole number, got %q", raw)
-		}
-		f.SetInt(int64(n))
-	case bool:
-		b, err := strconv.ParseBool(raw)
-		if err != nil {
-			return fmt.Errorf("want true or false, got %q", raw)
-		}
-		f.SetBool(b)
-	case float64:
-		x, err := strconv.ParseFloat(raw, 64)
-		if err != nil {
-			return fmt.Errorf("want a number, got %q", raw)
-		}
-		f.SetFloat(x)
-	case time.Duration:
-		d, err := time.ParseDuration(raw)
-		if err != nil {
-			return fmt.Errorf("want a duration such as 500ms or 10s, got %q", raw)
-		}
-		f.SetInt(int64(d))
-	case []string:
-		var list []string
-		for _, part := range strings.Split(raw, ",") {
-			if part = strings.TrimSpace(part); part != "" {
-				list = append(list, part)
-			}
-		}
-		f.Set(reflect.ValueOf(list))
-	default:
-		return fmt.Errorf("unsupported field type %s", f.Type())
-	}
-	return nil
-}
-
 // Validate reports every problem at once, each naming the variable to set and how.
 func (c Config) Validate() error {
 	var errs []error
@@ -334,8 +249,13 @@ func (c Config) Validate() error {
 	if c.RelayInterval <= 0 {
 		bad("DOPPEL_RELAY_INTERVAL must be positive, e.g. 500ms")
 	}
-	if c.HTTPAddr == "" {
-		bad("DOPPEL_HTTP_ADDR must not be empty, e.g. :8080")
+	if err := checkListenAddr(c.HTTPAddr); err != nil {
+		bad("DOPPEL_HTTP_ADDR %v, e.g. :8080 or 127.0.0.1:8080", err)
+	}
+	if c.PprofAddr != "" {
+		if err := checkListenAddr(c.PprofAddr); err != nil {
+			bad("DOPPEL_PPROF_ADDR %v, e.g. 127.0.0.1:6060 (or empty: no profiler)", err)
+		}
 	}
 	if _, err := ParseAPIKeys(c.APIKeys); err != nil {
 		bad("%v", err)
@@ -388,47 +308,4 @@ func (c Config) validateReconcile(bad func(string, ...any)) {
 	if c.ReconcileAlertRatio <= 0 || c.ReconcileAlertRatio > 1 {
 		bad("DOPPEL_RECONCILE_ALERT_RATIO must be above 0 and at most 1, e.g. 0.05, got %g", c.ReconcileAlertRatio)
 	}
-}
-
-// Describe writes the effective configuration, one "VARIABLE=value" line per setting, with secrets
-// masked, for `doppel config check`.
-func (c Config) Describe(w io.Writer) error {
-	v := reflect.ValueOf(c)
-	t := v.Type()
-	for i := range t.NumField() {
-		f := t.Field(i)
-		val := formatValue(v.Field(i))
-		if f.Tag.Get("secret") == "true" && val != "" {
-			val = mask(f.Name, val)
-		}
-		if _, err := fmt.Fprintf(w, "%s=%s\n", f.Tag.Get("env"), val); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func formatValue(f reflect.Value) string {
-	switch x := f.Interface().(type) {
-	case []string:
-		return strings.Join(x, ",")
-	case time.Duration:
-		return x.String()
-	default:
-		return fmt.Sprint(x)
-	}
-}
-
-// mask hides a secret; a database URL keeps everything but its password, which is what an operator
-// needs to check where it points.
-func mask(field, val string) string {
-	if field == "DatabaseURL" {
-		if u, err := url.Parse(val); err == nil && u.Host != "" {
-			if _, has := u.User.Password(); has {
-				u.User = url.UserPassword(u.User.Username(), "*****")
-			}
-			return u.String()
-		}
-	}
-	return "*****"
 }

@@ -77,24 +77,85 @@ func TestInvalidConfigurationSaysWhatToSet(t *testing.T) {
 func TestUnknownFileKeysAreRejected(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "doppel.yaml")
-	require.NoError(t, os.WriteFile(path, []byte("workerz: 7\n"), 0o600))
+	require.NoError(t, os.WriteFile(path, []byte("workerz: 7\nfrobnicate: true\n"), 0o600))
 	_, err := config.Load(path, env(minimal))
-	require.ErrorContains(t, err, "workerz")
+	require.ErrorContains(t, err, `unknown key "workerz" (did you mean workers?)`)
+	require.ErrorContains(t, err, `unknown key "frobnicate"`)
 }
 
-func TestDescribeMasksSecrets(t *testing.T) {
+func TestDescribeMasksSecretsAndSaysWhereEachValueCameFrom(t *testing.T) {
 	t.Parallel()
-	cfg, err := config.Load("", env(minimal))
+	path := filepath.Join(t.TempDir(), "doppel.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("topic_alerts: risk.alerts\n"), 0o600))
+	l, err := config.LoadEnv(path, minimal)
 	require.NoError(t, err)
 	var out bytes.Buffer
-	require.NoError(t, cfg.Describe(&out))
+	require.NoError(t, l.Describe(&out))
 	s := out.String()
 	require.NotContains(t, s, "s3cret-pw")
 	require.NotContains(t, s, "ak-123")
 	require.NotContains(t, s, "sk-456")
-	require.Contains(t, s, "DOPPEL_ADVANCE_ACCESS_KEY=*****")
+	require.Regexp(t, `(?m)^DOPPEL_ADVANCE_ACCESS_KEY=\*\*\*\*\* +# environment$`, s)
 	require.Contains(t, s, "db:5432", "the database host stays visible")
-	require.Contains(t, s, "DOPPEL_WORKERS=128")
+	require.Regexp(t, `(?m)^DOPPEL_WORKERS=128 +# default$`, s)
+	require.Regexp(t, `(?m)^DOPPEL_TOPIC_ALERTS=risk.alerts +# file$`, s)
+	for _, st := range config.Settings() {
+		require.Regexp(t, `(?m)^`+st.Env+`=`, s, "every setting is shown")
+	}
+}
+
+func TestUnknownVariablesAreReportedWithTheNearestSetting(t *testing.T) {
+	t.Parallel()
+	vals := map[string]string{"DOPPEL_WORKRES": "64", "DOPPEL_QUUX_FROBNICATE": "1", "DOPPEL_CONFIG": "x.yaml",
+		"DOPPEL_PG_PORT": "5432", "HOME": "/root"}
+	for k, v := range minimal {
+		vals[k] = v
+	}
+	l, err := config.LoadEnv("", vals)
+	require.NoError(t, err, "an unknown variable warns, it does not stop start-up")
+	require.Equal(t, []config.Unknown{{Name: "DOPPEL_QUUX_FROBNICATE"}, {Name: "DOPPEL_WORKRES", Nearest: "DOPPEL_WORKERS"}}, l.Unknown)
+	require.Contains(t, l.Unknown[1].String(), "did you mean DOPPEL_WORKERS?")
+	require.Equal(t, 128, l.Config.Workers, "the misspelt variable is ignored")
+}
+
+func TestListenAddressesAreValidated(t *testing.T) {
+	t.Parallel()
+	for addr, ok := range map[string]bool{":8080": true, "127.0.0.1:8080": true, "[::1]:0": true, "localhost:80": true,
+		"nonsense": false, "8080": false, ":http": false, ":70000": false, "bad host:80": false} {
+		vals := map[string]string{"DOPPEL_HTTP_ADDR": addr, "DOPPEL_PPROF_ADDR": addr}
+		for k, v := range minimal {
+			vals[k] = v
+		}
+		_, err := config.LoadEnv("", vals)
+		if ok {
+			require.NoError(t, err, addr)
+			continue
+		}
+		require.ErrorContains(t, err, "DOPPEL_HTTP_ADDR must", addr)
+		require.ErrorContains(t, err, "DOPPEL_PPROF_ADDR must", addr)
+	}
+}
+
+func TestACommandValidatesOnlyTheSettingsItUses(t *testing.T) {
+	t.Parallel()
+	db := map[string]string{"DOPPEL_DATABASE_URL": minimal["DOPPEL_DATABASE_URL"], "DOPPEL_WORKERS": "many"}
+	l, err := config.LoadEnv("", db, "DOPPEL_DATABASE_URL")
+	require.NoError(t, err, "no vendor keys, no brokers, and a bad setting it does not use")
+	require.Equal(t, minimal["DOPPEL_DATABASE_URL"], l.Config.DatabaseURL)
+
+	_, err = config.LoadEnv("", map[string]string{}, "DOPPEL_DATABASE_URL")
+	require.ErrorContains(t, err, "DOPPEL_DATABASE_URL is not set")
+	require.NotContains(t, err.Error(), "DOPPEL_ADVANCE")
+}
+
+func TestEverySettingIsInTheExampleFile(t *testing.T) {
+	t.Parallel()
+	example, err := os.ReadFile("../../configs/doppel.example.yaml")
+	require.NoError(t, err)
+	for _, st := range config.Settings() {
+		require.Regexp(t, `(?m)^#? ?`+st.Key+`:.*# `+st.Env+`\b`, string(example),
+			"configs/doppel.example.yaml shows %s with its variable", st.Key)
+	}
 }
 
 func TestReconcileSettings(t *testing.T) {

@@ -36,6 +36,19 @@ type Options struct {
 	DryRun bool
 	// Progress, if set, is called after each letter read with the running report.
 	Progress func(Report)
+	// OnMatch, if set, is called for each selected letter, before it is republished (or not, in a
+	// dry run): what `doppel dlq replay --dry-run` lists.
+	OnMatch func(Letter)
+}
+
+// Letter describes one selected dead letter.
+type Letter struct {
+	Time      time.Time // when it was dead-lettered
+	Reason    string
+	Key       string
+	Partition int
+	Offset    int64
+	Truncated bool // its value was cut to fit the dead-letter topic: listed, never republished
 }
 
 // Report counts what a replay did.
@@ -138,6 +151,10 @@ func replayPartition(ctx context.Context, opts Options, w *kafka.Writer, partiti
 		if reason, ok := selected(m, opts); ok {
 			rep.Matched++
 			rep.ByReason[reason]++
+			if opts.OnMatch != nil {
+				opts.OnMatch(Letter{Time: m.Time, Reason: reason, Key: string(m.Key), Partition: m.Partition, Offset: m.Offset,
+					Truncated: header(m, consumer.HeaderTruncated) != ""})
+			}
 			if header(m, consumer.HeaderTruncated) != "" {
 				rep.Truncated++
 			} else {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -44,6 +45,9 @@ type Config struct {
 	OnStateChange func(state string)
 	// OnPause is told when SERVICE_BUSY pauses every call, and for how long; may be nil.
 	OnPause func(d time.Duration)
+	// Logger gets one line per circuit change: open (with the failure that opened it), half-open,
+	// closed (with how long it was open). Nil takes slog.Default(), which `doppel serve` sets.
+	Logger *slog.Logger
 }
 
 // Vendor implements duplicate.Vendor on top of the vendor client.
@@ -79,6 +83,11 @@ func New(client Client, cfg Config) *Vendor {
 	if cfg.BreakerOpenFor <= 0 {
 		cfg.BreakerOpenFor = 30 * time.Second
 	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("component", "vendor")
 	v := &Vendor{vendorState: &vendorState{client: client, onPause: cfg.OnPause}, limiter: newLimiter(cfg.QPS)}
 	v.breaker = gobreaker.NewCircuitBreaker[any](gobreaker.Settings{
 		Name:        "vendor",
@@ -88,12 +97,14 @@ func New(client Client, cfg Config) *Vendor {
 			return v.accountFailure.Load() || c.ConsecutiveFailures >= uint32(cfg.BreakerFailures)
 		},
 		IsSuccessful: v.healthy,
-		OnStateChange: func(_ string, _, to gobreaker.State) {
+		OnStateChange: func(_ string, from, to gobreaker.State) {
 			v.mu.Lock()
+			openedAt, last := v.openedAt, v.lastFailure
 			if to == gobreaker.StateOpen {
 				v.openedAt = time.Now()
 			}
 			v.mu.Unlock()
+			logStateChange(log, from, to, last, openedAt, cfg.BreakerOpenFor)
 			if cfg.OnStateChange != nil {
 				cfg.OnStateChange(stateName(to))
 			}
@@ -134,6 +145,23 @@ func (v *Vendor) healthy(err error) bool {
 	v.lastFailure = err.Error()
 	v.mu.Unlock()
 	return false
+}
+
+// logStateChange logs one circuit change; gobreaker reports each transition once, so repeated
+// failures while open add no lines.
+func logStateChange(log *slog.Logger, from, to gobreaker.State, lastFailure string, openedAt time.Time, openFor time.Duration) {
+	switch to {
+	case gobreaker.StateOpen:
+		if from == gobreaker.StateHalfOpen {
+			log.Warn("vendor circuit open again: the probe call failed", "reason", lastFailure, "retry_in", openFor.String())
+			return
+		}
+		log.Warn("vendor circuit open: calls stopped, consumption waits", "reason", lastFailure, "retry_in", openFor.String())
+	case gobreaker.StateHalfOpen:
+		log.Info("vendor circuit half-open: letting one probe call through")
+	case gobreaker.StateClosed:
+		log.Info("vendor circuit closed: calls resumed", "open_for", time.Since(openedAt).Round(time.Millisecond).String())
+	}
 }
 
 func stateName(s gobreaker.State) string {

@@ -84,6 +84,10 @@ type Config struct {
 	Reconciliation func(ctx context.Context) (reconcile.Counts, error)
 	// ReconcileAlertRatio is the callbacks_missing threshold, shown next to the counts.
 	ReconcileAlertRatio float64
+
+	// OnRequest is told about every answered request (route pattern, method, status, duration),
+	// for the HTTP metrics; may be nil.
+	OnRequest func(route, method string, status int, d time.Duration)
 }
 
 // Server holds the Echo instance and what its handlers need.
@@ -108,6 +112,7 @@ func New(cfg Config) *Server {
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = errorHandler(cfg.Logger)
+	e.Use(requestMetrics(cfg.OnRequest))
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true, DisablePrintStack: true}))
 	s := &Server{echo: e, cfg: cfg, log: cfg.Logger}
 	s.routes()

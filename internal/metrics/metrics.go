@@ -20,12 +20,27 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/doppelhq/doppel/internal/buildinfo"
 	"github.com/doppelhq/doppel/internal/consumer"
+	"github.com/doppelhq/doppel/internal/deadletter"
 )
 
 // knownOutcomes are the stored outcomes of a check, pre-created at zero so that rate() and the
 // dashboard have a series for each before the first event of that kind arrives.
 var knownOutcomes = []string{"duplicates_found", "no_duplicates", "skipped", "not_passed", "incomplete", "failed", "already_stored"}
+
+// knownRetries are the (action, reason) pairs service.Classify gives retried failures, pre-created
+// at zero like knownOutcomes. Keep them in step with service.Classify.
+var knownRetries = [][2]string{
+	{"retry", "transient_failure"},
+	{"wait", "vendor_circuit_open"},
+	{"wait", "vendor_rate_limited"},
+	{"wait", "vendor_account_unusable"},
+	{"wait", "database_unavailable"},
+}
+
+// httpLatencyBuckets span a cached read (1 ms) to a callback waiting on the broker (10 s).
+var httpLatencyBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
 
 // breakerStates are the circuit breaker states reported by doppel_vendor_breaker_state.
 var breakerStates = []string{"closed", "open", "half_open"}
@@ -52,6 +67,8 @@ type Metrics struct {
 	stalled         *prometheus.GaugeVec
 	stuckFor        *prometheus.GaugeVec
 	breakerState    *prometheus.GaugeVec
+	httpRequests    *prometheus.CounterVec
+	httpLatency     *prometheus.HistogramVec
 	// pausedUntil is the Unix time in nanoseconds until which vendor calls are paused; a gauge
 	// func turns it into seconds left at scrape time, so the value counts down by itself.
 	pausedUntil atomic.Int64
@@ -125,6 +142,15 @@ func New() *Metrics {
 			Name: "doppel_vendor_breaker_state",
 			Help: "State of the vendor circuit breaker: 1 on the current state, 0 on the others.",
 		}, []string{"state"}),
+		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "doppel_http_requests_total",
+			Help: "HTTP requests answered, by route (the registered path pattern, or unmatched), method and status code.",
+		}, []string{"route", "method", "code"}),
+		httpLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "doppel_http_request_duration_seconds",
+			Help:    "Time to answer an HTTP request, by route and method.",
+			Buckets: httpLatencyBuckets,
+		}, []string{"route", "method"}),
 		lag:    newLagCollector(sourceErrors.WithLabelValues("lag")),
 		outbox: newOutboxCollector(sourceErrors.WithLabelValues("outbox")),
 	}
@@ -133,8 +159,21 @@ func New() *Metrics {
 		Help: "Seconds until vendor calls resume after the vendor answered SERVICE_BUSY; 0 when not paused.",
 	}, m.pausedSecondsLeft)
 
+	build := buildinfo.Get()
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "doppel_build_info",
+		Help: "Always 1; its labels say which build is running (version, commit, Go version).",
+	}, []string{"version", "commit", "goversion"})
+	buildInfo.WithLabelValues(build.Version, build.Commit, build.GoVersion).Set(1)
+
 	for _, o := range knownOutcomes {
 		m.outcomes.WithLabelValues(o)
+	}
+	for _, r := range deadletter.Reasons {
+		m.deadLetters.WithLabelValues(r)
+	}
+	for _, r := range knownRetries {
+		m.retries.WithLabelValues(r[0], r[1])
 	}
 	// A breaker starts closed, so that is what the gauge says until SetBreakerState is called.
 	m.SetBreakerState("closed")
@@ -147,6 +186,7 @@ func New() *Metrics {
 		m.breakerState,
 		pausedFor, sourceErrors, m.lag, m.outbox,
 	)
+	reg.MustRegister(buildInfo, m.httpRequests, m.httpLatency)
 	return m
 }
 
@@ -231,6 +271,14 @@ func (m *Metrics) AlertsPublished(n int) {
 // elsewhere, or they are counted twice.
 func (m *Metrics) DeadLettered(reason string) {
 	m.deadLetters.WithLabelValues(labelOr(reason, "unknown")).Inc()
+}
+
+// HTTPRequest records one answered HTTP request: its route pattern ("" for a request no route
+// matched), method, status code and duration. Its signature matches httpapi.Config.OnRequest.
+func (m *Metrics) HTTPRequest(route, method string, status int, d time.Duration) {
+	route = labelOr(route, "unmatched")
+	m.httpRequests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
+	m.httpLatency.WithLabelValues(route, method).Observe(d.Seconds())
 }
 
 // SetBreakerState records the vendor circuit breaker's current state: closed, open or half_open.

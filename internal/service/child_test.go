@@ -1,7 +1,6 @@
 package service_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -52,16 +51,21 @@ func serveChild() int {
 // startChild runs the fixture's configuration as a child process and waits for /healthz.
 func (f *fixture) startChild(t *testing.T, name string) *childproc.Process {
 	t.Helper()
-	var b bytes.Buffer
-	require.NoError(t, f.cfg.Describe(&b))
+	c := f.cfg
 	env := append(os.Environ(), childServeVar+"=1",
-		"DOPPEL_ADVANCE_ACCESS_KEY="+f.cfg.AdvanceAccessKey, "DOPPEL_ADVANCE_SECRET_KEY="+f.cfg.AdvanceSecretKey)
-	for _, line := range strings.Split(strings.TrimSpace(b.String()), "\n") {
-		if k, v, _ := strings.Cut(line, "="); v != "" && v != "*****" && !strings.Contains(k, "ADVANCE_") {
-			env = append(env, line)
-		}
-	}
-	env = append(env, "DOPPEL_ADVANCE_BASE_URL="+f.cfg.AdvanceBaseURL, fmt.Sprintf("DOPPEL_ADVANCE_QPS=%g", f.cfg.AdvanceQPS))
+		"DOPPEL_DATABASE_URL="+c.DatabaseURL,
+		"DOPPEL_KAFKA_BROKERS="+strings.Join(c.KafkaBrokers, ","),
+		"DOPPEL_KAFKA_GROUP_ID="+c.KafkaGroupID,
+		"DOPPEL_TOPIC_EVENTS="+c.TopicEvents, "DOPPEL_TOPIC_ALERTS="+c.TopicAlerts,
+		"DOPPEL_TOPIC_DLQ="+c.TopicDLQ, "DOPPEL_TOPIC_STARTED="+c.TopicStarted,
+		"DOPPEL_ADVANCE_BASE_URL="+c.AdvanceBaseURL,
+		"DOPPEL_ADVANCE_ACCESS_KEY="+c.AdvanceAccessKey, "DOPPEL_ADVANCE_SECRET_KEY="+c.AdvanceSecretKey,
+		fmt.Sprintf("DOPPEL_ADVANCE_QPS=%g", c.AdvanceQPS),
+		"DOPPEL_HTTP_ADDR="+c.HTTPAddr,
+		"DOPPEL_COMMIT_INTERVAL="+c.CommitInterval.String(), "DOPPEL_RELAY_INTERVAL="+c.RelayInterval.String(),
+		"DOPPEL_SHUTDOWN_TIMEOUT="+c.ShutdownTimeout.String(),
+		"DOPPEL_RECONCILE_AFTER="+c.ReconcileAfter.String(), "DOPPEL_RECONCILE_INTERVAL="+c.ReconcileInterval.String(),
+		"DOPPEL_RECONCILE_GIVE_UP="+c.ReconcileGiveUp.String(), "DOPPEL_LOG_LEVEL="+c.LogLevel)
 	logPath := filepath.Join(t.TempDir(), name+".log")
 	p, err := childproc.Start(name, logPath, os.Args[0], []string{"-test.run=^$"}, env)
 	require.NoError(t, err)

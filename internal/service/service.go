@@ -115,17 +115,18 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		CallbackTimeout:    cfg.CallbackTimeout,
 		EventOptions:       duplicate.DecodeOptions{MaxBytes: cfg.MaxEventBytes, RejectUnknownTypes: cfg.RejectUnknownTypes},
 		APIKeys:            APIKeys(keys),
+		OnRequest:          m.HTTPRequest,
 		Reconciliation: func(ctx context.Context) (reconcile.Counts, error) {
 			return store.Counts(ctx, time.Now().Add(-reconcile.AlertWindow))
 		},
 		ReconcileAlertRatio: cfg.ReconcileAlertRatio,
-		Readiness: []httpapi.ReadinessCheck{
+		Readiness: logReadiness(log.With("component", "readiness"), []httpapi.ReadinessCheck{
 			{Name: "database", Check: func(ctx context.Context) error { return pool.Ping(ctx) }},
 			{Name: "kafka", Check: func(ctx context.Context) error { return pingBroker(ctx, cfg.KafkaBrokers) }},
 			{Name: "vendor", Check: func(context.Context) error { return vendor.Ready() }},
 			{Name: "consumer", Check: cons.CheckProgress},
 			{Name: "started_consumer", Check: recon.started.CheckProgress},
-		},
+		}),
 	})
 
 	log.Info("doppel starting", "events_topic", cfg.TopicEvents, "started_topic", cfg.TopicStarted, "alerts_topic", cfg.TopicAlerts,

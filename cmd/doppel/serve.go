@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/doppelhq/doppel/internal/config"
+	"github.com/doppelhq/doppel/internal/service"
+)
+
+func (a *app) serveCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "serve",
+		Short: "Run the pipeline (consumer, outbox relay) and the HTTP API until SIGTERM",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			// The logger's own settings come first, so that every later problem is logged as
+			// configured; the full validation follows.
+			cfg, err := a.load(func(config.Unknown) {}, "DOPPEL_LOG_LEVEL", "DOPPEL_LOG_FORMAT")
+			if err != nil {
+				return err
+			}
+			log, err := newLogger(cfg, a.stderr)
+			if err != nil {
+				return err
+			}
+			slog.SetDefault(log) // for the parts that log without being handed a logger (facesearch)
+			if cfg, err = a.load(func(u config.Unknown) {
+				log.Warn("unknown variable", "variable", u.Name, "did_you_mean", u.Nearest, "problem", u.String())
+			}); err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			if err := probeBrokers(ctx, cfg.KafkaBrokers); err != nil {
+				return err
+			}
+			startPprof(ctx, cfg.PprofAddr, log)
+			watch := watchShutdown(ctx, log, cfg.ShutdownTimeout)
+			err = explainKafka(service.Run(ctx, cfg, log), cfg.KafkaBrokers)
+			watch.done()
+			return err
+		},
+	}
+}
+
+// shutdownWatch logs a shutdown's beginning and end, and bounds it.
+type shutdownWatch struct {
+	log      *slog.Logger
+	mu       sync.Mutex
+	begun    time.Time
+	finished bool
+	backstop *time.Timer
+	stop     func() bool
+}
+
+// watchShutdown starts watching for ctx's end: then it logs "shutdown begun" and arms the
+// backstop that keeps a stuck connection from holding a SIGTERM past timeout (DOPPEL_SHUTDOWN_TIMEOUT).
+// Abandoned work is uncommitted, so exiting there loses nothing.
+func watchShutdown(ctx context.Context, log *slog.Logger, timeout time.Duration) *shutdownWatch {
+	w := &shutdownWatch{log: log}
+	w.stop = context.AfterFunc(ctx, func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if w.finished {
+			return
+		}
+		w.begun = time.Now()
+		log.Info("shutdown begun", "timeout", timeout.String())
+		w.backstop = time.AfterFunc(timeout, func() {
+			log.Error("graceful shutdown exceeded DOPPEL_SHUTDOWN_TIMEOUT, exiting", "timeout", timeout.String())
+			os.Exit(2)
+		})
+	})
+	return w
+}
+
+// done records that the service returned: "shutdown done" if a shutdown had begun, and no backstop.
+func (w *shutdownWatch) done() {
+	w.stop()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.finished = true
+	if w.backstop != nil {
+		w.backstop.Stop()
+	}
+	if !w.begun.IsZero() {
+		w.log.Info("shutdown done", "took", time.Since(w.begun).Round(time.Millisecond).String())
+	}
+}

@@ -1,0 +1,25 @@
+package deadletter
+
+import (
+	"github.com/doppelhq/doppel/internal/consumer"
+	"github.com/doppelhq/doppel/internal/duplicate"
+)
+
+// Reasons are the dead-letter reasons the pipeline writes (the doppel-dlq-reason header): the
+// decoder's, the detector's permanent failures, the service's catch-all for permanent vendor
+// errors, and the consumer's exhausted retries. `doppel dlq replay --reason` accepts only these,
+// and doppel_dead_letters_total has a series for each from start.
+var Reasons = []string{
+	duplicate.ReasonTooLarge,
+	duplicate.ReasonInvalidJSON,
+	duplicate.ReasonWrongFieldType,
+	duplicate.ReasonMissingSignatureID,
+	duplicate.ReasonInvalidSignatureID,
+	duplicate.ReasonMissingType,
+	duplicate.ReasonInvalidField,
+	duplicate.ReasonUnknownEventType,
+	"missing_user_id",   // duplicate.Detector: the vendor's result names no user
+	"vendor_rejected",   // duplicate.Detector: the vendor refused this signatureId for good
+	"permanent_failure", // service.Classify: any other permanent failure
+	consumer.ReasonRetriesExhausted,
+}
