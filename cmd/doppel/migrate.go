@@ -35,7 +35,7 @@ CLI does. Only DOPPEL_DATABASE_URL is needed: no brokers, no vendor keys.`,
 					_, err := fmt.Fprintln(a.stdout, "no migration applied: nothing to revert")
 					return err
 				}
-				if err := a.confirmDown(current, current-1, yes); err != nil {
+				if err := a.confirmDown(current, previousVersion(current), yes); err != nil {
 					return err
 				}
 				return m.Down()
@@ -142,6 +142,9 @@ func (a *app) confirmDown(from, to uint, yes bool) error {
 		if err != nil {
 			return err
 		}
+		if name == "" {
+			continue // numbers may have gaps: each issue takes its own
+		}
 		fmt.Fprintf(a.stderr, "  %s:\n", name)
 		for _, d := range drops {
 			fmt.Fprintf(a.stderr, "    %s\n", d)
@@ -166,11 +169,28 @@ func (a *app) confirmDown(from, to uint, yes bool) error {
 	return nil
 }
 
+// previousVersion returns the highest migration number below v in this binary (0: none), the
+// version one step down reaches: numbers may have gaps.
+func previousVersion(v uint) uint {
+	for p := v - 1; p > 0; p-- {
+		if ups, _ := fs.Glob(migrations.FS, fmt.Sprintf("%06d_*.up.sql", p)); len(ups) > 0 {
+			return p
+		}
+	}
+	return 0
+}
+
 var destructive = regexp.MustCompile(`(?i)^\s*(DROP|ALTER|DELETE|TRUNCATE)\b`)
 
-// downStatements returns the name of migration version's down file and its destructive statements.
+// downStatements returns the name of migration version's down file and its destructive
+// statements, or no name when no migration has that number.
 func downStatements(version uint) (string, []string, error) {
 	matches, err := fs.Glob(migrations.FS, fmt.Sprintf("%06d_*.down.sql", version))
+	if err == nil && len(matches) == 0 {
+		if ups, _ := fs.Glob(migrations.FS, fmt.Sprintf("%06d_*.up.sql", version)); len(ups) == 0 {
+			return "", nil, nil
+		}
+	}
 	if err != nil || len(matches) != 1 {
 		return "", nil, fmt.Errorf("no down migration for version %d in this binary", version)
 	}
