@@ -171,7 +171,9 @@ func TestVerificationsWithoutCallbacksAreFoundByPolling(t *testing.T) {
 	testinfra.Produce(t, f.cfg.TopicStarted, started...)
 	testinfra.Produce(t, f.cfg.TopicEvents, completed...)
 
-	testinfra.Eventually(t, time.Until(t0.Add(after+interval+5*time.Second)), func() bool {
+	// How soon each was found is checked below from the stored times; the wait itself is generous
+	// for a loaded machine.
+	testinfra.Eventually(t, 60*time.Second, func() bool {
 		st := f.statuses(t)
 		return countOf(st, "recovered") == 10 && countOf(st, "completed") == 90
 	}, "10 recovered by polling and 90 completed by their callback")
@@ -184,12 +186,14 @@ func TestVerificationsWithoutCallbacksAreFoundByPolling(t *testing.T) {
 	for _, sig := range never {
 		require.Equal(t, "pending", st[sig])
 	}
-	// Each was found within AFTER + one INTERVAL of its start: by the poll claimed then.
-	var slowest time.Duration
+	// Each was found within AFTER + one INTERVAL: by a poll claimed no later than that after its
+	// start, or after Doppel read the started event when it came later than its startedAt + AFTER
+	// (a loaded machine's consumer can join its group late).
+	var late time.Duration
 	require.NoError(t, f.pool.QueryRow(context.Background(), `
-SELECT coalesce(max(extract(epoch FROM last_polled_at - started_at)), 0) * interval '1 second'
-FROM started_verifications WHERE status = 'recovered'`).Scan(&slowest))
-	require.LessOrEqual(t, slowest, after+interval, "found by polling within AFTER + INTERVAL")
+SELECT coalesce(max(extract(epoch FROM last_polled_at - greatest(started_at, received_at - $1::interval))), 0) * interval '1 second'
+FROM started_verifications WHERE status = 'recovered'`, after).Scan(&late))
+	require.LessOrEqual(t, late, after+interval, "found by polling within AFTER + INTERVAL")
 
 	// Processed exactly as a COMPLETED event: the rings' links and alerts, the check marked.
 	outcomes := f.outcomes(t)
