@@ -56,6 +56,7 @@ API_KEY_SHA256="$(printf %s "$API_KEY" | sha256sum | cut -d' ' -f1)"
 CALLBACK_TOKEN="$(rand_hex 24)"
 SIM_PORT="$(free_port)"
 API_PORT="$(free_port)"
+ADMIN_PORT="$(free_port)"
 DB_URL="$(python3 - "$DOPPEL_DATABASE_URL" "$SCHEMA" <<'PY'
 import sys, urllib.parse as u
 p = u.urlsplit(sys.argv[1]); q = dict(u.parse_qsl(p.query)); q["search_path"] = sys.argv[2]
@@ -86,12 +87,17 @@ ADVANCE_SIM_ADDR="127.0.0.1:$SIM_PORT" ADVANCE_SIM_ACCESS_KEY=st-access ADVANCE_
   ADVANCE_SIM_SESSIONS_FILE="$WORK/sessions.json" bin/advance-sim >"$WORK/advance-sim.log" 2>&1 &
 SIM_PID=$!
 
+# DOPPEL_AUTH_FAILURES_PER_MINUTE=0: schemathesis sends wrong credentials on purpose, all from one
+# address, and throttling them would turn its valid requests into 429s; the throttle has its own
+# tests (internal/httpapi).
 DOPPEL_DATABASE_URL="$DB_URL" DOPPEL_KAFKA_BROKERS="$DOPPEL_KAFKA_BROKERS" \
   DOPPEL_KAFKA_GROUP_ID="$RUN" DOPPEL_TOPIC_EVENTS="$RUN.idv.completed" DOPPEL_TOPIC_ALERTS="$RUN.alerts" \
   DOPPEL_TOPIC_DLQ="$RUN.dlq" DOPPEL_TOPIC_PARTITIONS=1 \
   DOPPEL_ADVANCE_BASE_URL="http://127.0.0.1:$SIM_PORT" DOPPEL_ADVANCE_ACCESS_KEY=st-access DOPPEL_ADVANCE_SECRET_KEY=st-secret \
-  DOPPEL_ADVANCE_QPS=0 DOPPEL_HTTP_ADDR="127.0.0.1:$API_PORT" DOPPEL_LOG_LEVEL=warn \
-  DOPPEL_API_KEYS="schemathesis:read+review:$API_KEY_SHA256" DOPPEL_CALLBACK_TOKEN="$CALLBACK_TOKEN" \
+  DOPPEL_ADVANCE_QPS=0 DOPPEL_HTTP_ADDR="127.0.0.1:$API_PORT" DOPPEL_ADMIN_ADDR="127.0.0.1:$ADMIN_PORT" \
+  DOPPEL_LOG_LEVEL=warn \
+  DOPPEL_API_KEYS="schemathesis:read+review+replay:$API_KEY_SHA256" DOPPEL_CALLBACK_TOKEN="$CALLBACK_TOKEN" \
+  DOPPEL_AUTH_FAILURES_PER_MINUTE=0 \
   DOPPEL_RING_HIGH_SEVERITY_SIZE=3 DOPPEL_MAX_EVENT_BYTES=4096 \
   bin/doppel serve >"$WORK/doppel.log" 2>&1 &
 DOPPEL_PID=$!

@@ -26,12 +26,9 @@ const clockTicks = 100
 // childEnv is the environment of every child: only what a Go binary needs, plus the settings given,
 // so that nothing from the caller's environment (a DOPPEL_CONFIG, say) changes what is measured.
 func childEnv(settings ...string) []string {
+	// To profile a run, point go tool pprof at /debug/pprof/profile on the admin address that
+	// doppel logs at start ("admin_addr" in .local/bench/doppel-*.log).
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
-	// DOPPEL_PPROF_ADDR passes through, so a run can be profiled:
-	// DOPPEL_PPROF_ADDR=127.0.0.1:6061 make bench, then go tool pprof on /debug/pprof/profile.
-	if addr := os.Getenv("DOPPEL_PPROF_ADDR"); addr != "" {
-		env = append(env, "DOPPEL_PPROF_ADDR="+addr)
-	}
 	return append(env, settings...)
 }
 

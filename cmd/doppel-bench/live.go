@@ -51,16 +51,17 @@ type doppelSpec struct {
 
 // doppelProc is a running `doppel serve`.
 type doppelProc struct {
-	proc     *childproc.Process
-	httpAddr string
-	started  time.Time
+	proc      *childproc.Process
+	httpAddr  string
+	adminAddr string
+	started   time.Time
 }
 
-// metrics scrapes doppel's /metrics, summing each metric's series over their labels. It is
+// metrics scrapes doppel's /metrics (on its admin listener), summing each metric's series over their labels. It is
 // best-effort: a metric doppel does not (or no longer) export is simply absent.
 func (d *doppelProc) metrics(ctx context.Context) map[string]float64 {
 	out := map[string]float64{}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+d.httpAddr+"/metrics", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+d.adminAddr+"/metrics", nil)
 	if err != nil {
 		return out
 	}
@@ -98,6 +99,10 @@ func (b *bench) startDoppel(ctx context.Context, s doppelSpec) (*doppelProc, err
 	if err != nil {
 		return nil, err
 	}
+	adminAddr, err := childproc.FreeAddr()
+	if err != nil {
+		return nil, err
+	}
 	env := childEnv(
 		"DOPPEL_DATABASE_URL="+s.dbURL,
 		"DOPPEL_KAFKA_BROKERS="+strings.Join(b.brokers, ","),
@@ -112,6 +117,7 @@ func (b *bench) startDoppel(ctx context.Context, s doppelSpec) (*doppelProc, err
 		fmt.Sprintf("DOPPEL_ADVANCE_QPS=%g", s.qps),
 		fmt.Sprintf("DOPPEL_WORKERS=%d", s.workers),
 		"DOPPEL_HTTP_ADDR="+httpAddr,
+		"DOPPEL_ADMIN_ADDR="+adminAddr,
 		"DOPPEL_LOG_LEVEL=warn",
 	)
 	started := time.Now()
@@ -124,7 +130,7 @@ func (b *bench) startDoppel(ctx context.Context, s doppelSpec) (*doppelProc, err
 		_, _ = p.Stop(10 * time.Second)
 		return nil, fmt.Errorf("doppel serve (%s) did not become ready: %w", s.name, err)
 	}
-	return &doppelProc{proc: p, httpAddr: httpAddr, started: started}, nil
+	return &doppelProc{proc: p, httpAddr: httpAddr, adminAddr: adminAddr, started: started}, nil
 }
 
 // ---------------------------------------------------------------- alerts read back

@@ -127,11 +127,16 @@ func run(ctx context.Context, getenv func(string) string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	adminAddr, err := childproc.FreeAddr()
+	if err != nil {
+		return err
+	}
 	doppel, err := startProcess("doppel serve", filepath.Join(logDir, "doppel.log"), filepath.Join(root, "bin", "doppel"), []string{"serve"},
 		"DOPPEL_DATABASE_URL="+dbURL, "DOPPEL_KAFKA_BROKERS="+brokers, "DOPPEL_KAFKA_GROUP_ID=doppel-demo",
 		"DOPPEL_TOPIC_EVENTS="+topicEvents, "DOPPEL_TOPIC_ALERTS="+topicAlerts, "DOPPEL_TOPIC_DLQ="+topicDLQ,
 		"DOPPEL_ADVANCE_BASE_URL="+simURL, "DOPPEL_ADVANCE_ACCESS_KEY="+accessKey,
-		"DOPPEL_ADVANCE_SECRET_KEY="+secretKey, "DOPPEL_HTTP_ADDR="+httpAddr, "DOPPEL_LOG_LEVEL=info")
+		"DOPPEL_ADVANCE_SECRET_KEY="+secretKey, "DOPPEL_HTTP_ADDR="+httpAddr,
+		"DOPPEL_ADMIN_ADDR="+adminAddr, "DOPPEL_LOG_LEVEL=info")
 	if err != nil {
 		return err
 	}

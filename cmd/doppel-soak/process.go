@@ -63,8 +63,12 @@ func (s *supervisor) startLocked() (*process, error) {
 	if err != nil {
 		return nil, err
 	}
+	adminAddr, err := childproc.FreeAddr()
+	if err != nil {
+		return nil, err
+	}
 	s.starts++
-	env := append(append([]string(nil), s.env...), "DOPPEL_HTTP_ADDR="+addr)
+	env := append(append([]string(nil), s.env...), "DOPPEL_HTTP_ADDR="+addr, "DOPPEL_ADMIN_ADDR="+adminAddr)
 	p, err := startProcess(fmt.Sprintf("doppel serve #%d", s.starts), s.logPath, s.bin, []string{"serve"}, env)
 	if err != nil {
 		return nil, err

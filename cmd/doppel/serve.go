@@ -39,7 +39,6 @@ func (a *app) serveCommand() *cobra.Command {
 			if err := probeBrokers(ctx, cfg.KafkaBrokers); err != nil {
 				return err
 			}
-			startPprof(ctx, cfg.PprofAddr, log)
 			watch := watchShutdown(ctx, log, cfg.ShutdownTimeout)
 			err = explainKafka(service.Run(ctx, cfg, log), cfg.KafkaBrokers)
 			watch.done()

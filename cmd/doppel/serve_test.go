@@ -47,8 +47,8 @@ func TestServeLogsItsLifeOnceAndExportsItsBuild(t *testing.T) {
 	t.Parallel()
 	dbURL, _ := testinfra.Database(t)
 	_, simURL := testinfra.Sim(t, advancesim.Config{})
-	addr := freeAddr(t)
-	environ := map[string]string{
+	addr, adminAddr := freeAddr(t), freeAddr(t)
+	environ := map[string]string{"DOPPEL_ADMIN_ADDR": adminAddr,
 		"DOPPEL_DATABASE_URL": dbURL, "DOPPEL_KAFKA_BROKERS": strings.Join(testinfra.Brokers(t), ","),
 		"DOPPEL_ADVANCE_BASE_URL": simURL, "DOPPEL_ADVANCE_ACCESS_KEY": testinfra.SimAccessKey,
 		"DOPPEL_ADVANCE_SECRET_KEY": testinfra.SimSecretKey, "DOPPEL_HTTP_ADDR": addr,
@@ -62,7 +62,7 @@ func TestServeLogsItsLifeOnceAndExportsItsBuild(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"serve"}, environ, strings.NewReader(""), io.Discard, &logs) }()
 
-	get := func(path string) (int, string) {
+	getFrom := func(addr, path string) (int, string) {
 		resp, err := http.Get("http://" + addr + path)
 		if err != nil {
 			return 0, err.Error()
@@ -71,13 +71,14 @@ func TestServeLogsItsLifeOnceAndExportsItsBuild(t *testing.T) {
 		body, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(body)
 	}
+	get := func(path string) (int, string) { return getFrom(addr, path) }
 	testinfra.Eventually(t, 60*time.Second, func() bool { code, _ := get("/readyz"); return code == http.StatusOK },
 		"doppel serve becomes ready; logs:\n%s", &logs)
 	for range 5 {
 		code, _ := get("/readyz")
 		require.Equal(t, http.StatusOK, code)
 	}
-	_, page := get("/metrics")
+	_, page := getFrom(adminAddr, "/metrics") // on the admin listener only
 	require.Regexp(t, `doppel_build_info\{commit="[^"]+",goversion="go[^"]+",version="dev"\} 1`, page)
 	require.Regexp(t, `doppel_http_requests_total\{code="200",method="GET",route="/readyz"\} [1-9]`, page)
 	require.Contains(t, page, `doppel_dead_letters_total{reason="retries_exhausted"} 0`)

@@ -13,8 +13,10 @@ import (
 const (
 	// ScopeRead allows the query endpoints (duplicates, checks, rings, alerts).
 	ScopeRead = "read"
-	// ScopeReview allows recording reviews and re-running face search.
+	// ScopeReview allows recording reviews.
 	ScopeReview = "review"
+	// ScopeReplay allows re-running face search, which the vendor bills again.
+	ScopeReplay = "replay"
 )
 
 // minSecretLen is the shortest callback token or HMAC secret accepted.
@@ -34,7 +36,7 @@ func (k APIKey) HasScope(scope string) bool { return slices.Contains(k.Scopes, s
 var keyName = regexp.MustCompile(`^[A-Za-z0-9._@-]{1,64}$`)
 
 const apiKeysHelp = `DOPPEL_API_KEYS entries are name:scopes:sha256hex separated by ";", scopes joined by "+" ` +
-	`from read and review, e.g. analyst:read+review:<hex>; make a key with ` +
+	`from read, review and replay, e.g. analyst:read+review:<hex>; make a key with ` +
 	"`openssl rand -hex 32` and its hash with `printf %s \"$KEY\" | sha256sum`"
 
 // ParseAPIKeys parses DOPPEL_API_KEYS. Error messages name entries by position and name, never by
@@ -64,8 +66,8 @@ func ParseAPIKeys(raw string) ([]APIKey, error) {
 		seen[name] = true
 		for _, sc := range strings.Split(scopes, "+") {
 			sc = strings.TrimSpace(sc)
-			if sc != ScopeRead && sc != ScopeReview {
-				errs = append(errs, fmt.Errorf("DOPPEL_API_KEYS entry %d (%s): unknown scope %q; scopes are read and review, joined by +", i+1, name, truncate(sc, 32)))
+			if sc != ScopeRead && sc != ScopeReview && sc != ScopeReplay {
+				errs = append(errs, fmt.Errorf("DOPPEL_API_KEYS entry %d (%s): unknown scope %q; scopes are read, review and replay, joined by +", i+1, name, truncate(sc, 32)))
 				continue
 			}
 			if !k.HasScope(sc) {

@@ -57,15 +57,16 @@ type Config struct {
 	RelayBatchSize int           `yaml:"relay_batch_size" env:"DOPPEL_RELAY_BATCH_SIZE"`
 	RelayInterval  time.Duration `yaml:"relay_interval" env:"DOPPEL_RELAY_INTERVAL"`
 
-	HTTPAddr        string        `yaml:"http_addr" env:"DOPPEL_HTTP_ADDR"`
+	HTTPAddr string `yaml:"http_addr" env:"DOPPEL_HTTP_ADDR"`
+	// AdminAddr serves /metrics, pprof and the detailed readiness: keep it off the internet.
+	AdminAddr       string        `yaml:"admin_addr" env:"DOPPEL_ADMIN_ADDR"`
 	LogLevel        string        `yaml:"log_level" env:"DOPPEL_LOG_LEVEL"`
 	LogFormat       string        `yaml:"log_format" env:"DOPPEL_LOG_FORMAT"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" env:"DOPPEL_SHUTDOWN_TIMEOUT"`
-	// PprofAddr serves Go's profiler on a listener of its own; empty (the default) serves none.
-	PprofAddr string `yaml:"pprof_addr" env:"DOPPEL_PPROF_ADDR"`
 
 	// APIKeys lists the query API's keys as "name:scope+scope:sha256hex" entries separated by ";":
-	// only the SHA-256 of each key is configured, never the key itself. Scopes are read and review.
+	// only the SHA-256 of each key is configured, never the key itself. Scopes are read, review and
+	// replay.
 	APIKeys string `yaml:"api_keys" env:"DOPPEL_API_KEYS" secret:"true"`
 	// CallbackToken authenticates the vendor's callbacks (?token= on the callback URL).
 	CallbackToken string `yaml:"callback_token" env:"DOPPEL_CALLBACK_TOKEN" secret:"true"`
@@ -75,6 +76,11 @@ type Config struct {
 	CallbackTimeout time.Duration `yaml:"callback_timeout" env:"DOPPEL_CALLBACK_TIMEOUT"`
 	// RingHighSeveritySize is the fraud-ring size from which alerts are high severity (0: never).
 	RingHighSeveritySize int `yaml:"ring_high_severity_size" env:"DOPPEL_RING_HIGH_SEVERITY_SIZE"`
+	// ReplayMaxChecks bounds the checks (billed face searches) one replay call re-runs.
+	ReplayMaxChecks int `yaml:"replay_max_checks" env:"DOPPEL_REPLAY_MAX_CHECKS"`
+	// AuthFailuresPerMinute is how many failed authentications one remote address may make per
+	// minute (as a burst, refilled evenly) before it is answered 429; 0 turns throttling off.
+	AuthFailuresPerMinute int `yaml:"auth_failures_per_minute" env:"DOPPEL_AUTH_FAILURES_PER_MINUTE"`
 
 	// ReconcileAfter is how long after startedAt (or after the started event was read) a
 	// verification with no completion is first polled with get-result.
@@ -122,40 +128,43 @@ func (c Config) MainQPS() float64 {
 // have no safe default and must be set.
 func Default() Config {
 	return Config{
-		DatabaseMaxConns:     20,
-		MigrateOnStart:       true,
-		KafkaGroupID:         "doppel",
-		TopicEvents:          "idv.completed",
-		TopicAlerts:          "doppel.alerts",
-		TopicDLQ:             "idv.completed.dlq",
-		TopicStarted:         "idv.started",
-		TopicPartitions:      6,
-		CreateTopics:         true,
-		AdvanceTimeout:       10 * time.Second,
-		AdvanceQPS:           50,
-		BreakerFailures:      10,
-		BreakerOpenFor:       30 * time.Second,
-		Workers:              128,
-		MaxEventBytes:        64 << 10,
-		CommitInterval:       200 * time.Millisecond,
-		StoreBatchSize:       128,
-		StallAfter:           2 * time.Minute,
-		RetryMaxAttempts:     8,
-		RetryInitialInterval: 200 * time.Millisecond,
-		RetryMaxInterval:     10 * time.Second,
-		RetryMaxElapsed:      2 * time.Minute,
-		RelayBatchSize:       200,
-		RelayInterval:        500 * time.Millisecond,
-		HTTPAddr:             ":8080",
-		CallbackTimeout:      10 * time.Second,
-		RingHighSeveritySize: 5,
-		LogLevel:             "info",
-		LogFormat:            "json",
-		ShutdownTimeout:      20 * time.Second,
-		ReconcileAfter:       15 * time.Minute,
-		ReconcileInterval:    10 * time.Minute,
-		ReconcileGiveUp:      168 * time.Hour,
-		ReconcileAlertRatio:  0.05,
+		DatabaseMaxConns:      20,
+		MigrateOnStart:        true,
+		KafkaGroupID:          "doppel",
+		TopicEvents:           "idv.completed",
+		TopicAlerts:           "doppel.alerts",
+		TopicDLQ:              "idv.completed.dlq",
+		TopicStarted:          "idv.started",
+		TopicPartitions:       6,
+		CreateTopics:          true,
+		AdvanceTimeout:        10 * time.Second,
+		AdvanceQPS:            50,
+		BreakerFailures:       10,
+		BreakerOpenFor:        30 * time.Second,
+		Workers:               128,
+		MaxEventBytes:         64 << 10,
+		CommitInterval:        200 * time.Millisecond,
+		StoreBatchSize:        128,
+		StallAfter:            2 * time.Minute,
+		RetryMaxAttempts:      8,
+		RetryInitialInterval:  200 * time.Millisecond,
+		RetryMaxInterval:      10 * time.Second,
+		RetryMaxElapsed:       2 * time.Minute,
+		RelayBatchSize:        200,
+		RelayInterval:         500 * time.Millisecond,
+		HTTPAddr:              ":8080",
+		AdminAddr:             "127.0.0.1:9090",
+		ReplayMaxChecks:       1000,
+		AuthFailuresPerMinute: 10,
+		CallbackTimeout:       10 * time.Second,
+		RingHighSeveritySize:  5,
+		LogLevel:              "info",
+		LogFormat:             "json",
+		ShutdownTimeout:       20 * time.Second,
+		ReconcileAfter:        15 * time.Minute,
+		ReconcileInterval:     10 * time.Minute,
+		ReconcileGiveUp:       168 * time.Hour,
+		ReconcileAlertRatio:   0.05,
 	}
 }
 
@@ -252,10 +261,16 @@ func (c Config) Validate() error {
 	if err := checkListenAddr(c.HTTPAddr); err != nil {
 		bad("DOPPEL_HTTP_ADDR %v, e.g. :8080 or 127.0.0.1:8080", err)
 	}
-	if c.PprofAddr != "" {
-		if err := checkListenAddr(c.PprofAddr); err != nil {
-			bad("DOPPEL_PPROF_ADDR %v, e.g. 127.0.0.1:6060 (or empty: no profiler)", err)
-		}
+	if err := checkListenAddr(c.AdminAddr); err != nil {
+		bad("DOPPEL_ADMIN_ADDR %v, e.g. 127.0.0.1:9090 (metrics, pprof and detailed readiness: keep it private)", err)
+	} else if c.AdminAddr == c.HTTPAddr && !strings.HasSuffix(c.AdminAddr, ":0") { // :0 picks a free port each
+		bad("DOPPEL_ADMIN_ADDR must differ from DOPPEL_HTTP_ADDR: the operations endpoints stay off the public listener")
+	}
+	if c.ReplayMaxChecks < 1 {
+		bad("DOPPEL_REPLAY_MAX_CHECKS must be at least 1, got %d", c.ReplayMaxChecks)
+	}
+	if c.AuthFailuresPerMinute < 0 {
+		bad("DOPPEL_AUTH_FAILURES_PER_MINUTE must be 0 (no throttling) or positive, got %d", c.AuthFailuresPerMinute)
 	}
 	if _, err := ParseAPIKeys(c.APIKeys); err != nil {
 		bad("%v", err)

@@ -122,17 +122,18 @@ func TestListenAddressesAreValidated(t *testing.T) {
 	t.Parallel()
 	for addr, ok := range map[string]bool{":8080": true, "127.0.0.1:8080": true, "[::1]:0": true, "localhost:80": true,
 		"nonsense": false, "8080": false, ":http": false, ":70000": false, "bad host:80": false} {
-		vals := map[string]string{"DOPPEL_HTTP_ADDR": addr, "DOPPEL_PPROF_ADDR": addr}
-		for k, v := range minimal {
-			vals[k] = v
+		for _, pair := range [][2]string{{"DOPPEL_HTTP_ADDR", "DOPPEL_ADMIN_ADDR"}, {"DOPPEL_ADMIN_ADDR", "DOPPEL_HTTP_ADDR"}} {
+			vals := map[string]string{pair[0]: addr, pair[1]: "127.0.0.1:1"}
+			for k, v := range minimal {
+				vals[k] = v
+			}
+			_, err := config.LoadEnv("", vals)
+			if ok {
+				require.NoError(t, err, addr)
+				continue
+			}
+			require.ErrorContains(t, err, pair[0]+" must", addr)
 		}
-		_, err := config.LoadEnv("", vals)
-		if ok {
-			require.NoError(t, err, addr)
-			continue
-		}
-		require.ErrorContains(t, err, "DOPPEL_HTTP_ADDR must", addr)
-		require.ErrorContains(t, err, "DOPPEL_PPROF_ADDR must", addr)
 	}
 }
 
@@ -182,4 +183,47 @@ func TestReconcileSettings(t *testing.T) {
 	for _, want := range []string{"DOPPEL_RECONCILE_GIVE_UP", "DOPPEL_RECONCILE_QPS", "DOPPEL_RECONCILE_ALERT_RATIO", "DOPPEL_TOPIC_STARTED"} {
 		require.ErrorContains(t, err, want)
 	}
+}
+
+func TestDescribeMasksAPasswordGivenAsAQueryParameter(t *testing.T) {
+	t.Parallel()
+	vals := map[string]string{}
+	for k, v := range minimal {
+		vals[k] = v
+	}
+	vals["DOPPEL_DATABASE_URL"] = "postgres://doppel@db:5432/doppel?sslmode=disable&password=qu3ry-pw&sslpassword=k3y-pw"
+	l, err := config.LoadEnv("", vals)
+	require.NoError(t, err)
+	var out bytes.Buffer
+	require.NoError(t, l.Describe(&out))
+	require.NotContains(t, out.String(), "qu3ry-pw")
+	require.NotContains(t, out.String(), "k3y-pw")
+	require.Contains(t, out.String(), "db:5432")
+	require.Contains(t, out.String(), "sslmode=disable", "the rest of the URL stays visible")
+}
+
+func TestTheRetiredPprofVariableSaysWhatToSetInstead(t *testing.T) {
+	t.Parallel()
+	vals := map[string]string{"DOPPEL_PPROF_ADDR": "127.0.0.1:6060"}
+	for k, v := range minimal {
+		vals[k] = v
+	}
+	_, err := config.Load("", env(vals))
+	require.ErrorContains(t, err, "DOPPEL_ADMIN_ADDR")
+	require.ErrorContains(t, err, "/debug/pprof/")
+}
+
+func TestTheAdminListenerIsOnLoopbackAndApartFromTheAPI(t *testing.T) {
+	t.Parallel()
+	cfg, err := config.Load("", env(minimal))
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1:9090", cfg.AdminAddr)
+	require.Equal(t, 1000, cfg.ReplayMaxChecks)
+	vals := map[string]string{"DOPPEL_ADMIN_ADDR": ":8080", "DOPPEL_REPLAY_MAX_CHECKS": "0"}
+	for k, v := range minimal {
+		vals[k] = v
+	}
+	_, err = config.Load("", env(vals))
+	require.ErrorContains(t, err, "DOPPEL_ADMIN_ADDR must differ from DOPPEL_HTTP_ADDR")
+	require.ErrorContains(t, err, "DOPPEL_REPLAY_MAX_CHECKS must be at least 1")
 }

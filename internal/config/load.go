@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/url"
 	"os"
 	"reflect"
 	"regexp"
@@ -19,6 +18,8 @@ import (
 	"github.com/agnivade/levenshtein"
 	"github.com/caarlos0/env/v11"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/doppelhq/doppel/internal/postgres"
 )
 
 // Source says where a setting's effective value came from.
@@ -59,6 +60,12 @@ func Settings() []Setting {
 var notSettings = []string{"DOPPEL_CONFIG", "DOPPEL_PG_PORT", "DOPPEL_KAFKA_PORT",
 	"DOPPEL_KAFKA_CONTROLLER_PORT", "DOPPEL_KAFKA_LIBS"}
 
+// retired are variables that were settings once: setting one stops start-up with what to set
+// instead, since silently ignoring it would leave an operator believing it still works.
+var retired = map[string]string{
+	"DOPPEL_PPROF_ADDR": "DOPPEL_PPROF_ADDR is no longer used: the profiler is served at /debug/pprof/ on the admin listener; remove it and set DOPPEL_ADMIN_ADDR (default 127.0.0.1:9090)",
+}
+
 // Unknown is a DOPPEL_* variable that is set but is no setting, which is usually a misspelling.
 type Unknown struct {
 	Name    string
@@ -88,6 +95,11 @@ func Load(path string, getenv func(string) string) (Config, error) {
 	for _, s := range Settings() {
 		if v := getenv(s.Env); v != "" {
 			environ[s.Env] = v
+		}
+	}
+	for name := range retired {
+		if v := getenv(name); v != "" {
+			environ[name] = v
 		}
 	}
 	l, err := LoadEnv(path, environ)
@@ -132,6 +144,11 @@ func LoadEnv(path string, environ map[string]string, names ...string) (Loaded, e
 	})
 	l.Unknown = unknownVariables(vars, settings)
 	errs := []error{envErrors(err, settings)}
+	for name, instead := range retired {
+		if vars[name] != "" {
+			errs = append(errs, errors.New(instead))
+		}
+	}
 	if verr := l.Config.Validate(); verr != nil {
 		errs = append(errs, verr)
 	}
@@ -281,7 +298,7 @@ var parsers = map[reflect.Type]env.ParserFunc{
 func unknownVariables(vars map[string]string, settings []Setting) []Unknown {
 	var out []Unknown
 	for name := range vars {
-		if !strings.HasPrefix(name, "DOPPEL_") || slices.Contains(notSettings, name) ||
+		if !strings.HasPrefix(name, "DOPPEL_") || slices.Contains(notSettings, name) || retired[name] != "" ||
 			slices.ContainsFunc(settings, func(s Setting) bool { return s.Env == name }) {
 			continue
 		}
@@ -338,15 +355,11 @@ func formatValue(f reflect.Value) string {
 }
 
 // mask hides a secret; a database URL keeps everything but its password, which is what an operator
-// needs to check where it points.
+// needs to check where it points (postgres.RedactURL is the one place that knows where passwords
+// go: user:pass@ and ?password=).
 func mask(name, val string) string {
 	if name == "DOPPEL_DATABASE_URL" {
-		if u, err := url.Parse(val); err == nil && u.Host != "" {
-			if _, has := u.User.Password(); has {
-				u.User = url.UserPassword(u.User.Username(), "*****")
-			}
-			return u.String()
-		}
+		return postgres.RedactURL(val)
 	}
 	return "*****"
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 	"unicode"
@@ -42,6 +43,7 @@ type Event struct {
 const (
 	ReasonTooLarge           = "too_large"
 	ReasonInvalidJSON        = "invalid_json"
+	ReasonInvalidUTF8        = "invalid_utf8"
 	ReasonWrongFieldType     = "wrong_field_type"
 	ReasonMissingSignatureID = "missing_signature_id"
 	ReasonInvalidSignatureID = "invalid_signature_id"
@@ -73,13 +75,58 @@ type DecodeOptions struct {
 
 // DecodeEvent parses a message value into an Event, or returns a *DecodeError naming the reason.
 func DecodeEvent(value []byte, opts DecodeOptions) (Event, error) {
+	var ev Event
+	if err := unmarshalEvent(value, opts, &ev); err != nil {
+		return Event{}, err
+	}
+	return validateEvent(ev, opts)
+}
+
+// DecodeCallback parses the vendor's callback body. Only signatureId and type are read: the
+// vendor's body carries nothing else, and whoever holds the callback token must not be able to
+// attribute a verification to a user (get-result supplies the user). Producers writing to the
+// events topic directly are trusted with the enrichment fields; callers of the HTTP callback are not.
+func DecodeCallback(value []byte, opts DecodeOptions) (Event, error) {
+	var body struct {
+		SignatureID string `json:"signatureId"`
+		Type        string `json:"type"`
+	}
+	if err := unmarshalEvent(value, opts, &body); err != nil {
+		return Event{}, err
+	}
+	return validateEvent(Event{SignatureID: body.SignatureID, Type: body.Type}, opts)
+}
+
+// unmarshalEvent applies the checks on the raw bytes (size, UTF-8) and parses them into v.
+func unmarshalEvent(value []byte, opts DecodeOptions, v any) error {
 	if opts.MaxBytes > 0 && len(value) > opts.MaxBytes {
-		return Event{}, &DecodeError{Reason: ReasonTooLarge,
+		return &DecodeError{Reason: ReasonTooLarge,
 			Detail: fmt.Sprintf("message is %d bytes, the bound is %d", len(value), opts.MaxBytes)}
 	}
-	var ev Event
-	if err := json.Unmarshal(value, &ev); err != nil {
-		return Event{}, decodeJSONError(value, err)
+	// encoding/json would silently replace invalid bytes by U+FFFD, storing an id nobody sent.
+	if !utf8.Valid(value) {
+		detail := "the message is not valid UTF-8 text"
+		var probe struct {
+			SignatureID string `json:"signatureId"`
+		}
+		if json.Unmarshal(value, &probe) == nil && strings.ContainsRune(probe.SignatureID, utf8.RuneError) {
+			detail = "signatureId is not valid UTF-8"
+		}
+		return &DecodeError{Reason: ReasonInvalidUTF8, Detail: detail}
+	}
+	if err := json.Unmarshal(value, v); err != nil {
+		return decodeJSONError(value, err)
+	}
+	return nil
+}
+
+// validateEvent checks the fields of a parsed event and trims their surrounding white space.
+func validateEvent(ev Event, opts DecodeOptions) (Event, error) {
+	// A JSON escape of a lone surrogate (\ud800) decodes to U+FFFD, as invalid bytes would: no
+	// vendor id holds it.
+	if strings.ContainsRune(ev.SignatureID, utf8.RuneError) {
+		return Event{}, &DecodeError{Reason: ReasonInvalidUTF8,
+			Detail: "signatureId is not valid UTF-8: it holds U+FFFD (a lone surrogate escape?)"}
 	}
 	// Every rule is checked on the value as sent, before surrounding white space is trimmed, so
 	// padding changes nothing and no control character (NUL above all, which PostgreSQL cannot
@@ -122,17 +169,66 @@ func DecodeEvent(value []byte, opts DecodeOptions) (Event, error) {
 func decodeJSONError(value []byte, err error) error {
 	var typeErr *json.UnmarshalTypeError
 	var timeErr *time.ParseError
+	var syntaxErr *json.SyntaxError
 	switch {
+	case errors.As(err, &typeErr) && typeErr.Field == "":
+		return &DecodeError{Reason: ReasonWrongFieldType,
+			Detail: fmt.Sprintf("the message must be a JSON object with signatureId and type, got %s", jsonValueName(typeErr.Value))}
 	case errors.As(err, &typeErr):
 		return &DecodeError{Reason: ReasonWrongFieldType,
-			Detail:      fmt.Sprintf("field %q must be a %s, got %s", typeErr.Field, typeErr.Type, typeErr.Value),
+			Detail: fmt.Sprintf("field %q must be a %s, got %s", typeErr.Field, JSONTypeName(typeErr.Type),
+				jsonValueName(typeErr.Value)),
 			SignatureID: salvageSignatureID(value)}
-	case errors.As(err, &timeErr):
+	case errors.As(err, &timeErr), strings.HasPrefix(err.Error(), "Time.UnmarshalJSON"):
+		// time.Time is the only field type with its own decoder: occurredAt.
 		return &DecodeError{Reason: ReasonInvalidField,
-			Detail:      "occurredAt must be an RFC 3339 time",
+			Detail:      "occurredAt must be an RFC 3339 time string",
 			SignatureID: salvageSignatureID(value)}
+	case errors.As(err, &syntaxErr):
+		return &DecodeError{Reason: ReasonInvalidJSON, Detail: "not valid JSON: " + syntaxErr.Error()}
 	default:
-		return &DecodeError{Reason: ReasonInvalidJSON, Detail: err.Error()}
+		return &DecodeError{Reason: ReasonInvalidJSON, Detail: "not a valid JSON object"}
+	}
+}
+
+// JSONTypeName says which JSON value a Go type is decoded from, for error messages that speak JSON
+// rather than Go.
+func JSONTypeName(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch {
+	case t == reflect.TypeFor[time.Time]():
+		return "RFC 3339 time string"
+	case t.Kind() == reflect.String:
+		return "string"
+	case t.Kind() == reflect.Bool:
+		return "boolean"
+	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Float64:
+		return "number"
+	case t.Kind() == reflect.Slice || t.Kind() == reflect.Array:
+		return "array"
+	default:
+		return "JSON object"
+	}
+}
+
+// jsonValueName turns encoding/json's description of the value it found ("number 42", "array",
+// "string") into words without Go in them.
+func jsonValueName(v string) string {
+	if v == "" {
+		return "something else"
+	}
+	if kind, _, _ := strings.Cut(v, " "); kind == "number" {
+		return "a number"
+	}
+	switch v {
+	case "bool":
+		return "a boolean"
+	case "array", "object":
+		return "an " + v
+	default:
+		return "a " + v
 	}
 }
 

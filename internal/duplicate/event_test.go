@@ -88,3 +88,60 @@ func FuzzDecodeEvent(f *testing.F) {
 		}
 	})
 }
+
+func TestDecodeEventRejectsInvalidUTF8InsteadOfReplacingIt(t *testing.T) {
+	t.Parallel()
+	for name, value := range map[string]string{
+		"raw byte":              "{\"signatureId\":\"ab\xffcd\",\"type\":\"COMPLETED\"}",
+		"truncated sequence":    "{\"signatureId\":\"ab\xc3\",\"type\":\"COMPLETED\"}",
+		"lone surrogate":        `{"signatureId":"ab\ud800cd","type":"COMPLETED"}`,
+		"elsewhere in the body": "{\"signatureId\":\"s1\",\"type\":\"COMPLETED\",\"note\":\"\xfe\"}",
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			for _, decode := range []func([]byte, DecodeOptions) (Event, error){DecodeEvent, DecodeCallback} {
+				_, err := decode([]byte(value), DecodeOptions{})
+				var de *DecodeError
+				require.True(t, errors.As(err, &de), "want a *DecodeError, got %v", err)
+				require.Equal(t, ReasonInvalidUTF8, de.Reason, de.Detail)
+				require.Empty(t, de.SignatureID, "no check is recorded under a mangled id")
+			}
+		})
+	}
+}
+
+func TestDecodeCallbackReadsOnlyTheVendorsFields(t *testing.T) {
+	t.Parallel()
+	ev, err := DecodeCallback([]byte(`{"signatureId":" s1 ","type":"COMPLETED","userId":"victim",
+		"occurredAt":"2026-11-25T10:00:00Z","eventId":"e1"}`), DecodeOptions{})
+	require.NoError(t, err)
+	require.Equal(t, Event{SignatureID: "s1", Type: EventTypeCompleted}, ev, "get-result supplies the user")
+
+	// Enrichment fields are not read, so their types do not matter either.
+	ev, err = DecodeCallback([]byte(`{"signatureId":"s1","type":"COMPLETED","userId":7,"occurredAt":"soon"}`), DecodeOptions{})
+	require.NoError(t, err)
+	require.Equal(t, Event{SignatureID: "s1", Type: EventTypeCompleted}, ev)
+
+	_, err = DecodeCallback([]byte(`{"signatureId":"s1","type":"STARTED"}`), DecodeOptions{RejectUnknownTypes: true})
+	var de *DecodeError
+	require.True(t, errors.As(err, &de))
+	require.Equal(t, ReasonUnknownEventType, de.Reason, "the pipeline's rules apply to both")
+}
+
+func TestDecodeErrorsSpeakJSONNotGo(t *testing.T) {
+	t.Parallel()
+	for value, want := range map[string]string{
+		`["s1"]`:                                "the message must be a JSON object with signatureId and type, got an array",
+		`"s1"`:                                  "the message must be a JSON object with signatureId and type, got a string",
+		`{"signatureId":42,"type":"COMPLETED"}`: `field "signatureId" must be a string, got a number`,
+		`{"signatureId":"s1","type":true}`:      `field "type" must be a string, got a boolean`,
+		`{"signatureId":"s1","type":"COMPLETED","occurredAt":7}`: "occurredAt must be an RFC 3339 time string",
+	} {
+		_, err := DecodeEvent([]byte(value), DecodeOptions{})
+		var de *DecodeError
+		require.True(t, errors.As(err, &de), value)
+		require.Equal(t, want, de.Detail, value)
+		require.NotContains(t, de.Detail, "duplicate.", value)
+		require.NotContains(t, de.Detail, "time.Time", value)
+	}
+}

@@ -452,13 +452,13 @@ func TestReplayReRunsFaceSearchAndCountsWhatChanged(t *testing.T) {
 		{`{"signatureIds":["s1"],"limit":3}`, "limit"},
 		{`{"signatureIds":[""]}`, "signatureIds"},
 		{`{"signatureIds":"s1"}`, "signatureIds"},
-		{`{"signatureIds":[` + strings.Repeat(`"x",`, 100) + `"y"]}`, "signatureIds"},
+		{`{"signatureIds":[` + strings.Repeat(`"x",`, 1000) + `"y"]}`, "signatureIds"},
 		{`{"from":"2026-01-01T00:00:00Z"}`, "to"},
 		{`{"to":"2026-01-01T00:00:00Z"}`, "from"},
 		{`{"from":"2026-01-02T00:00:00Z","to":"2026-01-01T00:00:00Z"}`, "to"},
 		{`{"from":"yesterday","to":"2026-01-01T00:00:00Z"}`, "from"},
 		{`{"from":"2026-01-01T00:00:00Z","to":"2026-01-02T00:00:00Z","limit":0}`, "limit"},
-		{`{"from":"2026-01-01T00:00:00Z","to":"2026-01-02T00:00:00Z","limit":501}`, "limit"},
+		{`{"from":"2026-01-01T00:00:00Z","to":"2026-01-02T00:00:00Z","limit":1001}`, "limit"},
 		{`{"signatureIds":["s1"],"force":true}`, "force"},
 	} {
 		e := f.do(http.MethodPost, "/v1/replay", reviewKey, bad.body).apiError(t, http.StatusBadRequest, "invalid_input")

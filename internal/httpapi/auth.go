@@ -7,7 +7,9 @@ import (
 	"encoding/hex"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 )
@@ -16,30 +18,49 @@ import (
 const (
 	// ScopeRead allows the query endpoints.
 	ScopeRead = "read"
-	// ScopeReview allows recording reviews and re-running face search.
+	// ScopeReview allows recording reviews.
 	ScopeReview = "review"
+	// ScopeReplay allows re-running face search, each re-run billed by the vendor.
+	ScopeReplay = "replay"
 )
 
 // keyNameContextKey holds the authenticated key's name in the Echo context.
 const keyNameContextKey = "doppel.api_key_name"
 
-// SignatureHeader carries an HMAC-SHA256 of the raw callback body, as hex, optionally prefixed
-// "sha256=".
-const SignatureHeader = "X-Doppel-Signature"
+// Headers of the callback endpoint.
+const (
+	// SignatureHeader carries the HMAC-SHA256 of timestamp + "." + the raw body, as hex, optionally
+	// prefixed "sha256=" (see Sign).
+	SignatureHeader = "X-Doppel-Signature"
+	// TimestampHeader carries the Unix time in seconds at which the body was signed.
+	TimestampHeader = "X-Doppel-Timestamp"
+	// CallbackTokenHeader may carry the callback token instead of ?token=, out of access logs.
+	CallbackTokenHeader = "X-Doppel-Callback-Token"
+)
 
-// requireScope authenticates the request's bearer key and checks that it grants scope: 401 when
-// the key is missing or unknown, 403 when it is known but lacks the scope.
+// maxSignatureAge is how far X-Doppel-Timestamp may be from the server's clock, either way: a
+// signed body captured on the way is useless after it (as Stripe and Slack do it).
+const maxSignatureAge = 5 * time.Minute
+
+// requireScope authenticates the request's bearer key and checks that it grants scope: 429 when
+// the address has failed too often, 401 when the key is missing or unknown, 403 when it is known
+// but lacks the scope.
 func (s *Server) requireScope(scope string) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			key, ok := s.authenticate(c.Request())
-			if !ok {
+			if err := s.authFail.throttled(c); err != nil {
+				return err
+			}
+			key, reason := s.authenticate(c.Request())
+			if reason != "" {
+				s.authFail.fail(c, reason)
 				e := newError(http.StatusUnauthorized, codeUnauthorized,
 					"send a valid API key as Authorization: Bearer <key>")
 				e.header = map[string]string{"WWW-Authenticate": `Bearer realm="doppel"`}
 				return e
 			}
 			if !slices.Contains(key.Scopes, scope) {
+				s.authFail.fail(c, authMissingScope)
 				return newError(http.StatusForbidden, codeForbidden, "the API key %q lacks the %s scope", key.Name, scope)
 			}
 			c.Set(keyNameContextKey, key.Name)
@@ -48,13 +69,14 @@ func (s *Server) requireScope(scope string) echo.MiddlewareFunc {
 	}
 }
 
-// authenticate finds the configured key whose SHA-256 matches the bearer token. Every configured
-// key is compared, in constant time, whatever matched, so timing tells nothing about the keys.
-func (s *Server) authenticate(r *http.Request) (APIKey, bool) {
+// authenticate finds the configured key whose SHA-256 matches the bearer token, or says why none
+// does. Every configured key is compared, in constant time, whatever matched, so timing tells
+// nothing about the keys.
+func (s *Server) authenticate(r *http.Request) (APIKey, string) {
 	scheme, token, ok := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
 	token = strings.TrimSpace(token)
 	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
-		return APIKey{}, false
+		return APIKey{}, authMissingCredentials
 	}
 	sum := sha256.Sum256([]byte(token))
 	found := -1
@@ -64,12 +86,51 @@ func (s *Server) authenticate(r *http.Request) (APIKey, bool) {
 		}
 	}
 	if found < 0 {
-		return APIKey{}, false
+		return APIKey{}, authInvalidAPIKey
 	}
-	return s.cfg.APIKeys[found], true
+	return s.cfg.APIKeys[found], ""
 }
 
-// tokenMatches compares the ?token= value with the configured token in constant time (on their
+// callbackCredentials authenticates a callback by its token (X-Doppel-Callback-Token, else
+// ?token=) or, failing that, by its signature, and returns the failure's reason and message, or
+// "" when it is authenticated. body is read only when the signature needs it.
+func (s *Server) callbackCredentials(c echo.Context, body func() ([]byte, error)) (reason, message string, err error) {
+	req := c.Request()
+	token := req.Header.Get(CallbackTokenHeader)
+	if token == "" {
+		token = c.QueryParam("token")
+	}
+	if tokenMatches(token, s.cfg.CallbackToken) {
+		return "", "", nil
+	}
+	signature := req.Header.Get(SignatureHeader)
+	if signature == "" || s.cfg.CallbackHMACSecret == "" {
+		reason := authInvalidToken
+		if token == "" {
+			reason = authMissingCredentials
+		}
+		return reason, "add the callback token to the callback URL (?token=...) or send it in " + CallbackTokenHeader +
+			", or sign the body (" + SignatureHeader + " with " + TimestampHeader + ")", nil
+	}
+	ts := strings.TrimSpace(req.Header.Get(TimestampHeader))
+	sec, perr := strconv.ParseInt(ts, 10, 64)
+	if perr != nil || strings.HasPrefix(ts, "+") || strings.HasPrefix(ts, "-") {
+		return authInvalidTimestamp, "a signed callback needs " + TimestampHeader + ": the Unix time in seconds it was signed at", nil
+	}
+	if age := time.Since(time.Unix(sec, 0)); age > maxSignatureAge || age < -maxSignatureAge {
+		return authStaleTimestamp, TimestampHeader + " is more than 5 minutes away from the server's clock: sign the callback when sending it", nil
+	}
+	raw, err := body()
+	if err != nil {
+		return "", "", err
+	}
+	if !signatureMatches(signature, ts, raw, s.cfg.CallbackHMACSecret) {
+		return authInvalidSignature, SignatureHeader + " does not match " + TimestampHeader + ` + "." + the body`, nil
+	}
+	return "", "", nil
+}
+
+// tokenMatches compares the given callback token with the configured token in constant time (on their
 // SHA-256, so the comparison takes as long whatever the lengths).
 func tokenMatches(given, want string) bool {
 	if want == "" || given == "" {
@@ -79,8 +140,9 @@ func tokenMatches(given, want string) bool {
 	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
 }
 
-// signatureMatches checks an X-Doppel-Signature header against the HMAC-SHA256 of body.
-func signatureMatches(header string, body []byte, secret string) bool {
+// signatureMatches checks an X-Doppel-Signature header against the HMAC-SHA256 of
+// timestamp + "." + body.
+func signatureMatches(header, timestamp string, body []byte, secret string) bool {
 	if secret == "" || header == "" {
 		return false
 	}
@@ -89,16 +151,21 @@ func signatureMatches(header string, body []byte, secret string) bool {
 	if err != nil {
 		return false
 	}
-	mac := hmac.New(sha256.New, []byte(secret))
-	mac.Write(body)
-	return hmac.Equal(given, mac.Sum(nil))
+	return hmac.Equal(given, mac(secret, timestamp, body))
 }
 
-// Sign returns the X-Doppel-Signature value for body under secret, for producers and tests.
-func Sign(body []byte, secret string) string {
-	mac := hmac.New(sha256.New, []byte(secret))
-	mac.Write(body)
-	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
+// Sign returns the X-Doppel-Signature value for body sent with X-Doppel-Timestamp timestamp (Unix
+// seconds, as written in the header), under secret, for producers and tests.
+func Sign(secret, timestamp string, body []byte) string {
+	return "sha256=" + hex.EncodeToString(mac(secret, timestamp, body))
+}
+
+func mac(secret, timestamp string, body []byte) []byte {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte(timestamp))
+	m.Write([]byte("."))
+	m.Write(body)
+	return m.Sum(nil)
 }
 
 // keyName returns the name of the key that authenticated the request.

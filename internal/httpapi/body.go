@@ -5,22 +5,46 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"mime"
 	"net/http"
 	"strings"
+	"unicode/utf8"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/doppelhq/doppel/internal/duplicate"
 )
 
-// maxJSONBody bounds the bodies of the review and replay endpoints.
+// maxJSONBody bounds the bodies of the review endpoint (and is the least bound of the others).
 const maxJSONBody = 64 << 10
 
-// decodeJSON reads a bounded JSON object into v, rejecting unknown fields, wrong types and trailing
-// data with a 400 that names the field.
-func decodeJSON(req *http.Request, v any) error {
-	body, err := readBody(req, maxJSONBody)
+// requireJSON answers 415 unless the request says its body is JSON: a body sent as text/plain or a
+// form was not meant for this API (and is what a cross-site form post would send).
+func requireJSON(req *http.Request) error {
+	mt, _, err := mime.ParseMediaType(req.Header.Get("Content-Type"))
+	if err != nil || mt != echo.MIMEApplicationJSON {
+		return newError(http.StatusUnsupportedMediaType, codeUnsupportedMediaType,
+			"send the body as JSON with Content-Type: application/json")
+	}
+	return nil
+}
+
+// decodeJSON reads a JSON object of at most maxBytes into v, rejecting another Content-Type (415),
+// invalid UTF-8, unknown fields, wrong types and trailing data with a 400 that names the field.
+func decodeJSON(req *http.Request, v any, maxBytes int) error {
+	if err := requireJSON(req); err != nil {
+		return err
+	}
+	body, err := readBody(req, maxBytes)
 	if err != nil {
 		return err
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		return invalid("", "the body must be a JSON object")
+	}
+	// encoding/json would replace invalid bytes by U+FFFD: an id nobody sent.
+	if !utf8.Valid(body) {
+		return invalid("", "the body is not valid UTF-8")
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -33,7 +57,7 @@ func decodeJSON(req *http.Request, v any) error {
 			if field == "" {
 				return invalid("", "the body must be a JSON object")
 			}
-			return invalid(field, "%s must be a %s", field, jsonTypeName(typeErr.Type.String()))
+			return invalid(field, "%s must be a %s", field, duplicate.JSONTypeName(typeErr.Type))
 		case errors.As(err, &syntaxErr), errors.Is(err, io.ErrUnexpectedEOF):
 			return invalid("", "the body is not valid JSON")
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
@@ -50,23 +74,6 @@ func decodeJSON(req *http.Request, v any) error {
 		return invalid("", "the body must hold a single JSON object")
 	}
 	return nil
-}
-
-func jsonTypeName(goType string) string {
-	switch {
-	case goType == "string":
-		return "string"
-	case strings.HasPrefix(goType, "[]"):
-		return "array"
-	case strings.HasPrefix(goType, "int"), strings.HasPrefix(goType, "float"):
-		return "number"
-	case goType == "bool":
-		return "boolean"
-	case strings.Contains(goType, "Time"):
-		return "RFC 3339 time string"
-	default:
-		return "JSON object"
-	}
 }
 
 func truncate(s string, n int) string {

@@ -24,27 +24,41 @@ type callbackAccepted struct {
 // handleCallback accepts the vendor's callback body ({"signatureId", "type"}) and writes it to the
 // events topic. It answers 200 only once the broker has acknowledged the event (so a 200 means it
 // will be processed) and 5xx when it could not, so the vendor retries. A callback sent twice is
-// harmless: the pipeline stores one outcome per signatureId.
+// harmless: the pipeline stores one outcome per signatureId. Nothing but signatureId and type is
+// taken from the body (see duplicate.DecodeCallback).
 func (s *Server) handleCallback(c echo.Context) error {
 	if s.cfg.CallbackToken == "" && s.cfg.CallbackHMACSecret == "" {
 		return newError(http.StatusServiceUnavailable, codeNotConfigured,
 			"callbacks are not configured: set DOPPEL_CALLBACK_TOKEN (or DOPPEL_CALLBACK_HMAC_SECRET)")
 	}
-	req := c.Request()
-	tokenOK := tokenMatches(c.QueryParam("token"), s.cfg.CallbackToken)
-	signature := req.Header.Get(SignatureHeader)
-	if !tokenOK && (signature == "" || s.cfg.CallbackHMACSecret == "") {
-		return newError(http.StatusUnauthorized, codeUnauthorized,
-			"add the callback token to the callback URL (?token=...) or sign the body in "+SignatureHeader)
+	if err := s.authFail.throttled(c); err != nil {
+		return err
 	}
-	body, err := readBody(req, s.cfg.EventOptions.MaxBytes)
+	req := c.Request()
+	var body []byte
+	read := func() ([]byte, error) {
+		if body != nil {
+			return body, nil
+		}
+		b, err := readBody(req, s.cfg.EventOptions.MaxBytes)
+		body = b
+		return b, err
+	}
+	reason, message, err := s.callbackCredentials(c, read)
 	if err != nil {
 		return err
 	}
-	if !tokenOK && !signatureMatches(signature, body, s.cfg.CallbackHMACSecret) {
-		return newError(http.StatusUnauthorized, codeUnauthorized, SignatureHeader+" does not match the body")
+	if reason != "" {
+		s.authFail.fail(c, reason)
+		return newError(http.StatusUnauthorized, codeUnauthorized, "%s", message)
 	}
-	ev, err := duplicate.DecodeEvent(body, s.cfg.EventOptions)
+	if err := requireJSON(req); err != nil {
+		return err
+	}
+	if _, err := read(); err != nil {
+		return err
+	}
+	ev, err := duplicate.DecodeCallback(body, s.cfg.EventOptions)
 	if err != nil {
 		return decodeErrorAnswer(err)
 	}
@@ -97,6 +111,10 @@ func decodeErrorAnswer(err error) error {
 	switch de.Reason {
 	case duplicate.ReasonMissingSignatureID, duplicate.ReasonInvalidSignatureID:
 		field = "signatureId"
+	case duplicate.ReasonInvalidUTF8:
+		if strings.HasPrefix(de.Detail, "signatureId") {
+			field = "signatureId"
+		}
 	case duplicate.ReasonMissingType, duplicate.ReasonUnknownEventType:
 		field = "type"
 	case duplicate.ReasonWrongFieldType:
@@ -106,7 +124,7 @@ func decodeErrorAnswer(err error) error {
 	case duplicate.ReasonInvalidField:
 		field, _, _ = strings.Cut(de.Detail, " ")
 	case duplicate.ReasonInvalidJSON:
-		return invalid("", "the body is not a JSON object: %s", de.Detail)
+		return invalid("", "the body is not a JSON object (%s)", de.Detail)
 	}
 	return invalid(field, "%s", de.Detail)
 }

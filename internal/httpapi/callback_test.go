@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -63,17 +64,18 @@ func TestCallbackAuthentication(t *testing.T) {
 	f.callback("", vendorBody, map[string]string{"Authorization": "Bearer " + reviewKey}).
 		apiError(t, http.StatusUnauthorized, "unauthorized")
 
-	// Internal producers may sign the raw body instead.
-	sig := httpapi.Sign([]byte(vendorBody), hmacSecret)
-	require.Equal(t, http.StatusOK, f.callback("", vendorBody, map[string]string{httpapi.SignatureHeader: sig}).status)
-	require.Equal(t, http.StatusOK, f.callback("", vendorBody,
-		map[string]string{httpapi.SignatureHeader: strings.TrimPrefix(sig, "sha256=")}).status)
-	f.callback("", vendorBody+" ", map[string]string{httpapi.SignatureHeader: sig}).
+	// Internal producers may sign the timestamp and the raw body instead.
+	now := strconv.FormatInt(time.Now().Unix(), 10)
+	signed := func(sig string) map[string]string {
+		return map[string]string{httpapi.SignatureHeader: sig, httpapi.TimestampHeader: now}
+	}
+	sig := httpapi.Sign(hmacSecret, now, []byte(vendorBody))
+	require.Equal(t, http.StatusOK, f.callback("", vendorBody, signed(sig)).status)
+	require.Equal(t, http.StatusOK, f.callback("", vendorBody, signed(strings.TrimPrefix(sig, "sha256="))).status)
+	f.callback("", vendorBody+" ", signed(sig)).apiError(t, http.StatusUnauthorized, "unauthorized")
+	f.callback("", vendorBody, signed(httpapi.Sign("other-secret-0123456789", now, []byte(vendorBody)))).
 		apiError(t, http.StatusUnauthorized, "unauthorized")
-	f.callback("", vendorBody, map[string]string{httpapi.SignatureHeader: httpapi.Sign([]byte(vendorBody), "other")}).
-		apiError(t, http.StatusUnauthorized, "unauthorized")
-	f.callback("", vendorBody, map[string]string{httpapi.SignatureHeader: "sha256=zz"}).
-		apiError(t, http.StatusUnauthorized, "unauthorized")
+	f.callback("", vendorBody, signed("sha256=zz")).apiError(t, http.StatusUnauthorized, "unauthorized")
 	require.Len(t, f.events.published(), 2)
 
 	// Nothing configured: the endpoint says what to set.
@@ -94,9 +96,8 @@ func TestCallbackRejectsBadBodiesNamingTheField(t *testing.T) {
 		{`{"signatureId":"s1"}`, "type"},
 		{`{"signatureId":"s1","type":["COMPLETED"]}`, "type"},
 		{`{"signatureId":"s1","type":"COMPLETED\u0000"}`, "type"},
-		{`{"signatureId":"s1","type":"COMPLETED","eventId":"e\u0000"}`, "eventId"},
-		{`{"signatureId":"s1","type":"COMPLETED","userId":7}`, "userId"},
-		{`{"signatureId":"s1","type":"COMPLETED","occurredAt":"soon"}`, "occurredAt"},
+		{"{\"signatureId\":\"a\xffb\",\"type\":\"COMPLETED\"}", "signatureId"},
+		{`{"signatureId":"a\ud800b","type":"COMPLETED"}`, "signatureId"},
 		{`{"signatureId":"s1","type":"COMPLETED"`, ""},
 		{`not json`, ""},
 		{``, ""},

@@ -22,16 +22,20 @@ type Error struct {
 
 // Error codes.
 const (
-	codeInvalidInput     = "invalid_input"
-	codeUnauthorized     = "unauthorized"
-	codeForbidden        = "forbidden"
-	codeNotFound         = "not_found"
-	codeMethodNotAllowed = "method_not_allowed"
-	codeTooLarge         = "payload_too_large"
-	codeUnavailable      = "unavailable"
-	codeNotConfigured    = "not_configured"
-	codePublishFailed    = "publish_failed"
-	codeInternal         = "internal"
+	codeInvalidInput         = "invalid_input"
+	codeUnauthorized         = "unauthorized"
+	codeForbidden            = "forbidden"
+	codeNotFound             = "not_found"
+	codeMethodNotAllowed     = "method_not_allowed"
+	codeTooLarge             = "payload_too_large"
+	codeUnsupportedMediaType = "unsupported_media_type"
+	codeTooManyRequests      = "too_many_requests"
+	codeHeaderTooLarge       = "header_too_large"
+	codeNotImplemented       = "not_implemented"
+	codeUnavailable          = "unavailable"
+	codeNotConfigured        = "not_configured"
+	codePublishFailed        = "publish_failed"
+	codeInternal             = "internal"
 )
 
 // apiError is an error answer a handler returns; errorHandler writes it.
@@ -54,15 +58,20 @@ func invalid(field, format string, args ...any) *apiError {
 	return e
 }
 
-// statusCodes maps Echo's own errors (unknown route, wrong method, ...) to a code.
+// statusCodes maps Echo's and net/http's own errors (unknown route, wrong method, unparseable
+// request, ...) to a code.
 var statusCodes = map[int]string{
-	http.StatusBadRequest:            codeInvalidInput,
-	http.StatusUnauthorized:          codeUnauthorized,
-	http.StatusForbidden:             codeForbidden,
-	http.StatusNotFound:              codeNotFound,
-	http.StatusMethodNotAllowed:      codeMethodNotAllowed,
-	http.StatusRequestEntityTooLarge: codeTooLarge,
-	http.StatusServiceUnavailable:    codeUnavailable,
+	http.StatusBadRequest:                  codeInvalidInput,
+	http.StatusUnauthorized:                codeUnauthorized,
+	http.StatusForbidden:                   codeForbidden,
+	http.StatusNotFound:                    codeNotFound,
+	http.StatusMethodNotAllowed:            codeMethodNotAllowed,
+	http.StatusRequestEntityTooLarge:       codeTooLarge,
+	http.StatusUnsupportedMediaType:        codeUnsupportedMediaType,
+	http.StatusTooManyRequests:             codeTooManyRequests,
+	http.StatusRequestHeaderFieldsTooLarge: codeHeaderTooLarge,
+	http.StatusNotImplemented:              codeNotImplemented,
+	http.StatusServiceUnavailable:          codeUnavailable,
 }
 
 // errorHandler writes every error in the one shape. The domain's error codes map to statuses here

@@ -1,37 +1,59 @@
 package httpapi
 
 import (
-	"context"
 	"net/http"
 	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/doppelhq/doppel/internal/readiness"
 )
 
 // handleHealthz answers 200 while the process lives.
-func (s *Server) handleHealthz(c echo.Context) error {
+func handleHealthz(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 }
 
-type readiness struct {
-	Status string            `json:"status"`
-	Checks map[string]string `json:"checks"`
+type readinessStatus struct {
+	Status string `json:"status"`
 }
 
-// handleReadyz answers 200 when every dependency is ready, else 503 with each one's reason.
-func (s *Server) handleReadyz(c echo.Context) error {
-	ctx, cancel := context.WithTimeout(c.Request().Context(), 3*time.Second)
-	defer cancel()
-	out := readiness{Status: "ready", Checks: make(map[string]string, len(s.cfg.Readiness))}
-	status := http.StatusOK
-	for _, rc := range s.cfg.Readiness {
-		if err := rc.Check(ctx); err != nil {
-			out.Checks[rc.Name] = err.Error()
-			out.Status = "not_ready"
-			status = http.StatusServiceUnavailable
-			continue
-		}
-		out.Checks[rc.Name] = "ok"
+type readinessDetail struct {
+	Status    string            `json:"status"`
+	CheckedAt *time.Time        `json:"checkedAt"`
+	Checks    map[string]string `json:"checks"`
+}
+
+// report reads the cached readiness (never a dependency: see package readiness).
+func report(r Readiness) readiness.Report {
+	if r == nil {
+		return readiness.Report{Ready: true, Checks: map[string]string{}}
 	}
-	return c.JSON(status, out)
+	return r.Report()
+}
+
+func readyStatus(rep readiness.Report) (int, string) {
+	if rep.Ready {
+		return http.StatusOK, "ready"
+	}
+	return http.StatusServiceUnavailable, "not_ready"
+}
+
+// handleReadyz answers 200 when every dependency is ready, else 503: status only, because the
+// reasons (database host and user, vendor codes) are for operators, on the admin listener.
+func (s *Server) handleReadyz(c echo.Context) error {
+	code, status := readyStatus(report(s.cfg.Readiness))
+	return c.JSON(code, readinessStatus{Status: status})
+}
+
+// handleReadyzDetail answers like handleReadyz, with each check's reason and when they ran.
+func (a *Admin) handleReadyzDetail(c echo.Context) error {
+	rep := report(a.cfg.Readiness)
+	code, status := readyStatus(rep)
+	out := readinessDetail{Status: status, Checks: rep.Checks}
+	if !rep.CheckedAt.IsZero() {
+		t := rep.CheckedAt.UTC()
+		out.CheckedAt = &t
+	}
+	return c.JSON(code, out)
 }

@@ -33,7 +33,7 @@ const (
 func apiKeys() []httpapi.APIKey {
 	return []httpapi.APIKey{
 		{Name: "dashboard", Scopes: []string{httpapi.ScopeRead}, SHA256: sha256.Sum256([]byte(readKey))},
-		{Name: "analyst", Scopes: []string{httpapi.ScopeRead, httpapi.ScopeReview}, SHA256: sha256.Sum256([]byte(reviewKey))},
+		{Name: "analyst", Scopes: []string{httpapi.ScopeRead, httpapi.ScopeReview, httpapi.ScopeReplay}, SHA256: sha256.Sum256([]byte(reviewKey))},
 		{Name: "bot", Scopes: []string{httpapi.ScopeReview}, SHA256: sha256.Sum256([]byte(reviewOnlyKey))},
 	}
 }
@@ -118,7 +118,6 @@ func setup(t *testing.T, edit ...func(*httpapi.Config)) *fixture {
 		CallbackHMACSecret: hmacSecret,
 		EventOptions:       duplicate.DecodeOptions{MaxBytes: 1024},
 		APIKeys:            apiKeys(),
-		Metrics:            http.NotFoundHandler(),
 	}
 	for _, e := range edit {
 		e(&cfg)

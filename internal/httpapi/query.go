@@ -147,10 +147,13 @@ func decodeCursor(s string) (duplicate.AlertPosition, bool) {
 	if json.Unmarshal(b, &cj) != nil || cj.DetectedAt.IsZero() {
 		return duplicate.AlertPosition{}, false
 	}
-	if _, err := uuid.Parse(cj.AlertID); err != nil {
+	// uuid.Parse also takes forms PostgreSQL refuses (urn:uuid:..., {...}); the canonical form of
+	// the id is what the query gets.
+	id, err := uuid.Parse(cj.AlertID)
+	if err != nil {
 		return duplicate.AlertPosition{}, false
 	}
-	return duplicate.AlertPosition{DetectedAt: cj.DetectedAt, AlertID: cj.AlertID}, true
+	return duplicate.AlertPosition{DetectedAt: cj.DetectedAt, AlertID: id.String()}, true
 }
 
 // handleAlerts answers a page of alerts, oldest first, from ?since= (an RFC 3339 time; default: the

@@ -10,12 +10,10 @@ import (
 	"github.com/doppelhq/doppel/internal/duplicate"
 )
 
-// Bounds of one replay request: it runs while the caller waits, and every check is billed.
+// Bounds of one replay request besides Config.ReplayMaxChecks: it runs while the caller waits.
 const (
-	maxReplaySignatures = 100
-	defaultReplayLimit  = 100
-	maxReplayLimit      = 500
-	replayWorkers       = 4
+	defaultReplayLimit = 100
+	replayWorkers      = 4
 )
 
 type replayRequest struct {
@@ -23,6 +21,14 @@ type replayRequest struct {
 	From         *string  `json:"from"`
 	To           *string  `json:"to"`
 	Limit        *int     `json:"limit"`
+	// DryRun answers which checks would be re-run, without re-running (or billing) any.
+	DryRun bool `json:"dryRun"`
+}
+
+// replayBodyBound fits maxChecks signatureIds of the longest kind, each character written as a
+// JSON \u escape pair at worst.
+func replayBodyBound(maxChecks int) int {
+	return max(maxJSONBody, maxChecks*(12*duplicate.MaxSignatureIDLen+3)+1024)
 }
 
 func parseTime(field string, s *string) (time.Time, error) {
@@ -34,10 +40,12 @@ func parseTime(field string, s *string) (time.Time, error) {
 }
 
 // handleReplay re-runs face search for stored checks, chosen by signatureIds or by the window
-// [from, to) of when they were first stored, and answers what changed. Each re-run is billed.
+// [from, to) of when they were first stored, and answers what changed. Each re-run is billed, so
+// one call re-runs at most Config.ReplayMaxChecks, and a dry run says what would be re-run.
 func (s *Server) handleReplay(c echo.Context) error {
 	var req replayRequest
-	if err := decodeJSON(c.Request(), &req); err != nil {
+	maxChecks := s.cfg.ReplayMaxChecks
+	if err := decodeJSON(c.Request(), &req, replayBodyBound(maxChecks)); err != nil {
 		return err
 	}
 	byList := req.SignatureIDs != nil
@@ -48,9 +56,9 @@ func (s *Server) handleReplay(c echo.Context) error {
 	case !byList && !byWindow:
 		return invalid("signatureIds", "give signatureIds, or from and to (RFC 3339 times)")
 	case byList && len(req.SignatureIDs) == 0:
-		return invalid("signatureIds", "signatureIds must hold 1 to %d signatureIds", maxReplaySignatures)
-	case byList && len(req.SignatureIDs) > maxReplaySignatures:
-		return invalid("signatureIds", "at most %d signatureIds per request; use `doppel replay` for more", maxReplaySignatures)
+		return invalid("signatureIds", "signatureIds must hold 1 to %d signatureIds", maxChecks)
+	case byList && len(req.SignatureIDs) > maxChecks:
+		return invalid("signatureIds", "at most %d signatureIds per call (DOPPEL_REPLAY_MAX_CHECKS); split the list", maxChecks)
 	case byList && req.Limit != nil:
 		return invalid("limit", "limit applies to a time window only")
 	case byWindow && req.From == nil:
@@ -71,10 +79,10 @@ func (s *Server) handleReplay(c echo.Context) error {
 			return invalid("to", "to must be after from")
 		}
 	}
-	limit := defaultReplayLimit
+	limit := min(defaultReplayLimit, maxChecks)
 	if req.Limit != nil {
-		if *req.Limit < 1 || *req.Limit > maxReplayLimit {
-			return invalid("limit", "limit must be from 1 to %d", maxReplayLimit)
+		if *req.Limit < 1 || *req.Limit > maxChecks {
+			return invalid("limit", "limit must be from 1 to %d (DOPPEL_REPLAY_MAX_CHECKS)", maxChecks)
 		}
 		limit = *req.Limit
 	}
@@ -113,6 +121,10 @@ func (s *Server) handleReplay(c echo.Context) error {
 		if err != nil {
 			return err
 		}
+	}
+	if req.DryRun {
+		s.log.Info("replay dry run", "requested_by", keyName(c), "requested", len(sigs))
+		return c.JSON(http.StatusOK, replayPlanJSON{DryRun: true, Requested: len(sigs), SignatureIDs: nonNil(sigs)})
 	}
 	var summary duplicate.ReplaySummary
 	var results []duplicate.ReplayResult

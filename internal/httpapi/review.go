@@ -21,7 +21,7 @@ type reviewRequest struct {
 // reviewer. A pair whose latest decision is false_positive or same_person raises no new alert.
 func (s *Server) handleReview(c echo.Context) error {
 	var req reviewRequest
-	if err := decodeJSON(c.Request(), &req); err != nil {
+	if err := decodeJSON(c.Request(), &req, maxJSONBody); err != nil {
 		return err
 	}
 	r := duplicate.Review{ReviewedBy: keyName(c)}

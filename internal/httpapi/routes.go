@@ -1,33 +1,53 @@
 package httpapi
 
 import (
+	"net/http"
+	"net/http/pprof"
 	"strings"
 
 	"github.com/labstack/echo/v4"
 )
 
-// routes lists every route the server answers, in one place. openapi.json describes each of them;
-// TestTheSpecListsEveryRoute keeps the two in step.
+// routes lists every route the public listener answers, in one place. openapi.json describes each
+// of them; TestTheSpecListsEveryRoute keeps the two in step.
 func (s *Server) routes() {
-	s.echo.GET("/healthz", s.handleHealthz)
-	s.echo.GET("/readyz", s.handleReadyz)
-	if s.cfg.Metrics != nil {
-		s.echo.GET("/metrics", echo.WrapHandler(s.cfg.Metrics))
-	}
-	s.echo.GET("/openapi.json", s.handleOpenAPI)
+	get(s.echo, "/healthz", handleHealthz)
+	get(s.echo, "/readyz", s.handleReadyz)
+	get(s.echo, "/openapi.json", s.handleOpenAPI)
 
-	// The vendor's callbacks: authenticated by ?token= or a body signature, not by API key.
+	// The vendor's callbacks: authenticated by the callback token or a signature, not by API key.
 	s.echo.POST("/v1/callbacks/advance", s.handleCallback)
 
 	// The risk team's API: API keys with scopes.
-	read, review := s.requireScope(ScopeRead), s.requireScope(ScopeReview)
-	s.echo.GET("/v1/users/:userId/duplicates", s.handleUserDuplicates, read)
-	s.echo.GET("/v1/users/:userId/cluster", s.handleUserCluster, read)
-	s.echo.GET("/v1/checks/:signatureId", s.handleCheck, read)
-	s.echo.GET("/v1/alerts", s.handleAlerts, read)
-	s.echo.GET("/v1/reconciliation", s.handleReconciliation, read)
+	read, review, replay := s.requireScope(ScopeRead), s.requireScope(ScopeReview), s.requireScope(ScopeReplay)
+	get(s.echo, "/v1/users/:userId/duplicates", s.handleUserDuplicates, read)
+	get(s.echo, "/v1/users/:userId/cluster", s.handleUserCluster, read)
+	get(s.echo, "/v1/checks/:signatureId", s.handleCheck, read)
+	get(s.echo, "/v1/alerts", s.handleAlerts, read)
+	get(s.echo, "/v1/reconciliation", s.handleReconciliation, read)
 	s.echo.POST("/v1/reviews", s.handleReview, review)
-	s.echo.POST("/v1/replay", s.handleReplay, review)
+	s.echo.POST("/v1/replay", s.handleReplay, replay)
+}
+
+// routes lists every route of the admin listener.
+func (a *Admin) routes() {
+	get(a.echo, "/healthz", handleHealthz)
+	get(a.echo, "/readyz", a.handleReadyzDetail)
+	if a.cfg.Metrics != nil {
+		get(a.echo, "/metrics", echo.WrapHandler(a.cfg.Metrics))
+	}
+	// pprof.Index serves every named profile (heap, goroutine, ...) under its prefix.
+	get(a.echo, "/debug/pprof/*", echo.WrapHandler(http.HandlerFunc(pprof.Index)))
+	get(a.echo, "/debug/pprof/cmdline", echo.WrapHandler(http.HandlerFunc(pprof.Cmdline)))
+	get(a.echo, "/debug/pprof/profile", echo.WrapHandler(http.HandlerFunc(pprof.Profile)))
+	a.echo.Match([]string{http.MethodGet, http.MethodHead, http.MethodPost}, "/debug/pprof/symbol",
+		echo.WrapHandler(http.HandlerFunc(pprof.Symbol)))
+	get(a.echo, "/debug/pprof/trace", echo.WrapHandler(http.HandlerFunc(pprof.Trace)))
+}
+
+// get registers a GET route that answers HEAD too, as HTTP expects of every GET.
+func get(e *echo.Echo, path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) {
+	e.Match([]string{http.MethodGet, http.MethodHead}, path, h, m...)
 }
 
 // openAPIPath turns Echo's /users/:userId into OpenAPI's /users/{userId}.

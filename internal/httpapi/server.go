@@ -1,12 +1,16 @@
-// Package httpapi is Doppel's HTTP surface, served with Echo: health and readiness for operators,
-// the vendor's callback endpoint, and the query, review and replay API for risk analysts. Every
-// route is listed in routes.go and described in openapi.json, which a test keeps in step.
+// Package httpapi is Doppel's HTTP surface, served with Echo. The public listener has health and a
+// status-only readiness, the vendor's callback endpoint, and the query, review and replay API for
+// risk analysts; the admin listener has what only operators should see (metrics, pprof, readiness
+// with its reasons). Every route is listed in routes.go; the public ones are described in
+// openapi.json, which a test keeps in step.
 package httpapi
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"time"
 
@@ -14,13 +18,13 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/doppelhq/doppel/internal/duplicate"
+	"github.com/doppelhq/doppel/internal/readiness"
 	"github.com/doppelhq/doppel/internal/reconcile"
 )
 
-// ReadinessCheck reports why a dependency is not ready, or nil when it is.
-type ReadinessCheck struct {
-	Name  string
-	Check func(ctx context.Context) error
+// Readiness is the cached readiness answer; readiness.Checker implements it.
+type Readiness interface {
+	Report() readiness.Report
 }
 
 // Store is what the query, review and replay endpoints read and write; postgres.Store implements it.
@@ -55,10 +59,9 @@ type APIKey struct {
 // Config configures the server. Everything but Logger may be left out: a route whose dependency is
 // missing answers 503, so the set of routes (and the OpenAPI description) never changes.
 type Config struct {
-	Readiness []ReadinessCheck
-	// Metrics serves /metrics (Prometheus); nil leaves the route out.
-	Metrics http.Handler
-	Logger  *slog.Logger
+	// Readiness answers /readyz (status only: the detail is on the admin listener); nil is ready.
+	Readiness Readiness
+	Logger    *slog.Logger
 
 	Store    Store
 	Replayer Replayer
@@ -78,6 +81,14 @@ type Config struct {
 	EventOptions duplicate.DecodeOptions
 
 	APIKeys []APIKey
+	// ReplayMaxChecks bounds the checks one replay call re-runs, each a billed face search
+	// (default 1000).
+	ReplayMaxChecks int
+	// AuthFailuresPerMinute is how many failed authentications a remote address may make per
+	// minute before it is answered 429 (a burst of that size, refilled evenly); 0: no throttling.
+	AuthFailuresPerMinute int
+	// OnAuthFailure counts a failed authentication by route and reason (the metric); may be nil.
+	OnAuthFailure func(route, reason string)
 
 	// Reconciliation reports the started verifications' counts (GET /v1/reconciliation); nil
 	// answers 503.
@@ -92,9 +103,10 @@ type Config struct {
 
 // Server holds the Echo instance and what its handlers need.
 type Server struct {
-	echo *echo.Echo
-	cfg  Config
-	log  *slog.Logger
+	echo     *echo.Echo
+	cfg      Config
+	log      *slog.Logger
+	authFail *authFailures
 }
 
 // New returns a Server with every route registered.
@@ -108,35 +120,62 @@ func New(cfg Config) *Server {
 	if cfg.EventOptions.MaxBytes <= 0 {
 		cfg.EventOptions.MaxBytes = 64 << 10
 	}
+	if cfg.ReplayMaxChecks <= 0 {
+		cfg.ReplayMaxChecks = 1000
+	}
+	s := &Server{echo: newEcho(cfg.Logger, cfg.OnRequest), cfg: cfg, log: cfg.Logger,
+		authFail: newAuthFailures(cfg.AuthFailuresPerMinute, cfg.OnAuthFailure, cfg.Logger)}
+	s.routes()
+	return s
+}
+
+// newEcho returns an Echo instance whose every error, its own included, has the one JSON shape;
+// onRequest (may be nil) is told about every answered request.
+func newEcho(log *slog.Logger, onRequest func(route, method string, status int, d time.Duration)) *echo.Echo {
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
-	e.HTTPErrorHandler = errorHandler(cfg.Logger)
-	e.Use(requestMetrics(cfg.OnRequest))
+	e.HTTPErrorHandler = errorHandler(log)
+	e.Use(requestMetrics(onRequest))
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true, DisablePrintStack: true}))
-	s := &Server{echo: e, cfg: cfg, log: cfg.Logger}
-	s.routes()
-	return s
+	return e
 }
 
 // Handler returns the server as an http.Handler, for tests.
 func (s *Server) Handler() http.Handler { return s.echo }
 
-// Routes returns "METHOD path" for every registered route, paths in OpenAPI form ({param}).
+// Routes returns "METHOD path" for every registered route, paths in OpenAPI form ({param}). HEAD
+// is left out: every GET route answers it, as HTTP says, without being described twice.
 func (s *Server) Routes() []string {
 	var out []string
 	for _, r := range s.echo.Routes() {
-		out = append(out, r.Method+" "+openAPIPath(r.Path))
+		if r.Method != http.MethodHead {
+			out = append(out, r.Method+" "+openAPIPath(r.Path))
+		}
 	}
 	return out
 }
 
 // Serve listens on addr until ctx is cancelled, then shuts down within timeout.
 func (s *Server) Serve(ctx context.Context, addr string, timeout time.Duration) error {
-	srv := &http.Server{Addr: addr, Handler: s.echo, ReadHeaderTimeout: 10 * time.Second,
+	return serve(ctx, s.echo, addr, timeout)
+}
+
+// maxHeaderBytes bounds a request's header; beyond it net/http answers 431 (in the JSON shape,
+// see jsonErrorListener).
+const maxHeaderBytes = 64 << 10
+
+// serve runs h on addr until ctx is cancelled, then shuts down within timeout. A port that cannot
+// be bound is an error at once, so a misconfigured listener stops start-up.
+func serve(ctx context.Context, h http.Handler, addr string, timeout time.Duration) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: maxHeaderBytes,
 		ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 	errCh := make(chan error, 1)
-	go func() { errCh <- srv.ListenAndServe() }()
+	go func() { errCh <- srv.Serve(jsonErrorListener{ln}) }()
 	select {
 	case err := <-errCh:
 		return err

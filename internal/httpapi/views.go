@@ -146,6 +146,14 @@ type replayJSON struct {
 	Results   []replayResultJSON `json:"results"`
 }
 
+// replayPlanJSON is the answer to a dry run: what a real run would re-run (checks that did not come
+// from a face search are skipped by a real run, so it bills at most Requested searches).
+type replayPlanJSON struct {
+	DryRun       bool     `json:"dryRun"`
+	Requested    int      `json:"requested"`
+	SignatureIDs []string `json:"signatureIds"`
+}
+
 func toReplay(sum duplicate.ReplaySummary, results []duplicate.ReplayResult) replayJSON {
 	out := replayJSON{Requested: sum.Requested, Replayed: sum.Replayed, Skipped: sum.Skipped, Failed: sum.Failed,
 		Changed: sum.Changed, NewLinks: sum.NewLinks, Alerts: sum.Alerts, Results: make([]replayResultJSON, len(results))}

@@ -67,6 +67,7 @@ type Metrics struct {
 	stalled         *prometheus.GaugeVec
 	stuckFor        *prometheus.GaugeVec
 	breakerState    *prometheus.GaugeVec
+	authFailures    *prometheus.CounterVec
 	httpRequests    *prometheus.CounterVec
 	httpLatency     *prometheus.HistogramVec
 	// pausedUntil is the Unix time in nanoseconds until which vendor calls are paused; a gauge
@@ -142,6 +143,10 @@ func New() *Metrics {
 			Name: "doppel_vendor_breaker_state",
 			Help: "State of the vendor circuit breaker: 1 on the current state, 0 on the others.",
 		}, []string{"state"}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "doppel_http_auth_failures_total",
+			Help: "Requests refused for their credentials, by route and reason (missing_credentials, invalid_api_key, missing_scope, invalid_token, invalid_signature, invalid_timestamp, stale_timestamp, throttled).",
+		}, []string{"route", "reason"}),
 		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "doppel_http_requests_total",
 			Help: "HTTP requests answered, by route (the registered path pattern, or unmatched), method and status code.",
@@ -183,7 +188,7 @@ func New() *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.eventsConsumed, m.outcomes, m.finished, m.retries, m.inFlight,
 		m.vendorCalls, m.vendorLatency, m.alertsPublished, m.deadLetters, m.unwritable, m.stalled, m.stuckFor,
-		m.breakerState,
+		m.breakerState, m.authFailures,
 		pausedFor, sourceErrors, m.lag, m.outbox,
 	)
 	reg.MustRegister(buildInfo, m.httpRequests, m.httpLatency)
@@ -271,6 +276,12 @@ func (m *Metrics) AlertsPublished(n int) {
 // elsewhere, or they are counted twice.
 func (m *Metrics) DeadLettered(reason string) {
 	m.deadLetters.WithLabelValues(labelOr(reason, "unknown")).Inc()
+}
+
+// AuthFailure records a request refused for its credentials: the route (its pattern, so the
+// label's values stay few) and the reason. Its signature matches httpapi.Config.OnAuthFailure.
+func (m *Metrics) AuthFailure(route, reason string) {
+	m.authFailures.WithLabelValues(labelOr(route, "unknown"), labelOr(reason, "unknown")).Inc()
 }
 
 // HTTPRequest records one answered HTTP request: its route pattern ("" for a request no route

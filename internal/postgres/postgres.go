@@ -51,7 +51,8 @@ func redactParseError(err error) string {
 	return msg
 }
 
-// RedactURL returns the database URL with any password replaced, for logs and errors.
+// RedactURL returns the database URL with any password replaced, for logs, errors and `doppel
+// config check`: the user:pass@ form and the ?password= (and ?sslpassword=) parameters alike.
 func RedactURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
@@ -59,6 +60,14 @@ func RedactURL(raw string) string {
 	}
 	if _, has := u.User.Password(); has {
 		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	if q := u.Query(); q.Has("password") || q.Has("sslpassword") {
+		for _, k := range []string{"password", "sslpassword"} {
+			if q.Has(k) {
+				q.Set(k, "xxxxx")
+			}
+		}
+		u.RawQuery = q.Encode()
 	}
 	return u.String()
 }

@@ -369,6 +369,23 @@ func TestRedactURLHidesThePassword(t *testing.T) {
 	got := postgres.RedactURL("postgres://doppel:hunter2@db:5432/doppel?sslmode=disable")
 	require.NotContains(t, got, "hunter2")
 	require.Contains(t, got, "db:5432")
+
+	got = postgres.RedactURL("postgres://doppel@db:5432/doppel?password=hunter3&sslmode=disable")
+	require.NotContains(t, got, "hunter3", "a password given as a query parameter is masked too")
+	require.Contains(t, got, "sslmode=disable")
+}
+
+func TestAStartUpErrorNeverShowsAQueryPassword(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err := postgres.Connect(ctx, "postgres://doppel@127.0.0.1:1/doppel?password=hunter4&connect_timeout=2", 1)
+	require.Error(t, err)
+	require.NotContains(t, err.Error(), "hunter4")
+	_, err = postgres.NewMigrator("postgres://doppel@127.0.0.1:1/doppel?password=hunter4&connect_timeout=2")
+	if err != nil {
+		require.NotContains(t, err.Error(), "hunter4")
+	}
 }
 
 func TestBatcherStoresConcurrentChecksExactlyAsOneByOne(t *testing.T) {

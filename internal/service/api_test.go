@@ -32,8 +32,8 @@ func hexSHA256(s string) string {
 func apiFixture(t *testing.T) (*fixture, string) {
 	t.Helper()
 	f := setup(t, advancesim.Config{})
-	f.cfg.HTTPAddr = freeAddr(t)
-	f.cfg.APIKeys = "analyst:read+review:" + hexSHA256(analystKey)
+	f.cfg.HTTPAddr, f.cfg.AdminAddr = freeAddr(t), freeAddr(t)
+	f.cfg.APIKeys = "analyst:read+review+replay:" + hexSHA256(analystKey)
 	f.cfg.CallbackToken = callbackToken
 	f.cfg.RingHighSeveritySize = 3
 	require.NoError(t, f.cfg.Validate())
@@ -166,4 +166,33 @@ func TestACallbackBecomesAnAlertAndTheAnalystReviewsTheRing(t *testing.T) {
 	status, body = call(t, http.MethodGet, base+"/openapi.json", "", nil)
 	require.Equal(t, http.StatusOK, status)
 	require.Contains(t, string(body), `"/v1/callbacks/advance"`)
+}
+
+// The public listener has the API and a status-only readiness; metrics, pprof and the reasons are
+// on the admin listener, where failed authentications are counted.
+func TestOperationsEndpointsAreOnTheAdminListenerOnly(t *testing.T) {
+	t.Parallel()
+	f, base := apiFixture(t)
+	admin := "http://" + f.cfg.AdminAddr
+	status, _ := call(t, http.MethodPost, base+"/v1/callbacks/advance?token=wrong-token", "",
+		map[string]string{"signatureId": "s1", "type": "COMPLETED"})
+	require.Equal(t, http.StatusUnauthorized, status)
+
+	for _, path := range []string{"/metrics", "/debug/pprof/"} {
+		status, body := call(t, http.MethodGet, base+path, "", nil)
+		require.Equal(t, http.StatusNotFound, status, "%s: %s", path, body)
+	}
+	testinfra.Eventually(t, 30*time.Second, func() bool {
+		status, body := call(t, http.MethodGet, base+"/readyz", "", nil)
+		return status == http.StatusOK && string(body) == "{\"status\":\"ready\"}\n"
+	}, "the public readyz says ready, and nothing else")
+	status, body := call(t, http.MethodGet, admin+"/readyz", "", nil)
+	require.Equal(t, http.StatusOK, status)
+	require.Contains(t, string(body), `"database":"ok"`)
+
+	status, body = call(t, http.MethodGet, admin+"/metrics", "", nil)
+	require.Equal(t, http.StatusOK, status)
+	require.Contains(t, string(body), `doppel_http_auth_failures_total{reason="invalid_token",route="/v1/callbacks/advance"} 1`)
+	status, _ = call(t, http.MethodGet, admin+"/debug/pprof/goroutine?debug=1", "", nil)
+	require.Equal(t, http.StatusOK, status)
 }

@@ -61,7 +61,7 @@ func (f *fixture) startChild(t *testing.T, name string) *childproc.Process {
 		"DOPPEL_ADVANCE_BASE_URL="+c.AdvanceBaseURL,
 		"DOPPEL_ADVANCE_ACCESS_KEY="+c.AdvanceAccessKey, "DOPPEL_ADVANCE_SECRET_KEY="+c.AdvanceSecretKey,
 		fmt.Sprintf("DOPPEL_ADVANCE_QPS=%g", c.AdvanceQPS),
-		"DOPPEL_HTTP_ADDR="+c.HTTPAddr,
+		"DOPPEL_HTTP_ADDR="+c.HTTPAddr, "DOPPEL_ADMIN_ADDR="+c.AdminAddr,
 		"DOPPEL_COMMIT_INTERVAL="+c.CommitInterval.String(), "DOPPEL_RELAY_INTERVAL="+c.RelayInterval.String(),
 		"DOPPEL_SHUTDOWN_TIMEOUT="+c.ShutdownTimeout.String(),
 		"DOPPEL_RECONCILE_AFTER="+c.ReconcileAfter.String(), "DOPPEL_RECONCILE_INTERVAL="+c.ReconcileInterval.String(),

@@ -24,7 +24,7 @@ import (
 func reconcileFixture(t *testing.T, after, interval, giveUp time.Duration, enroll bool) (*fixture, string) {
 	t.Helper()
 	f := setup(t, advancesim.Config{})
-	f.cfg.HTTPAddr = freeAddr(t)
+	f.cfg.HTTPAddr, f.cfg.AdminAddr = freeAddr(t), freeAddr(t)
 	f.cfg.APIKeys = "analyst:read+review:" + hexSHA256(analystKey)
 	f.cfg.ReconcileAfter, f.cfg.ReconcileInterval, f.cfg.ReconcileGiveUp = after, interval, giveUp
 	f.cfg.EnrollFailed = enroll
@@ -268,7 +268,7 @@ FROM started_verifications WHERE status = 'recovered'`, after).Scan(&late))
 	status, body = call(t, http.MethodGet, base+"/v1/checks/"+lost[0], analystKey, nil)
 	require.Equal(t, http.StatusOK, status)
 	require.Contains(t, string(body), `"foundBy":"polling"`)
-	resp, err := http.Get(base + "/metrics")
+	resp, err := http.Get("http://" + f.cfg.AdminAddr + "/metrics")
 	require.NoError(t, err)
 	metricsText, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()

@@ -24,6 +24,7 @@ import (
 	"github.com/doppelhq/doppel/internal/httpapi"
 	"github.com/doppelhq/doppel/internal/metrics"
 	"github.com/doppelhq/doppel/internal/postgres"
+	"github.com/doppelhq/doppel/internal/readiness"
 	"github.com/doppelhq/doppel/internal/reconcile"
 	"github.com/doppelhq/doppel/internal/relay"
 	"github.com/doppelhq/doppel/internal/topic"
@@ -103,40 +104,49 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if cfg.CallbackToken == "" && cfg.CallbackHMACSecret == "" {
 		log.Warn("vendor callbacks are off: set DOPPEL_CALLBACK_TOKEN to accept them")
 	}
+	// Readiness is computed in the background: a probe reads the last answer and never opens a
+	// connection of its own. Each part of the pipeline that can stop progress adds a named check.
+	ready := readiness.New(readiness.Config{Interval: readinessInterval, Logger: log.With("component", "readiness")},
+		readiness.Check{Name: "database", Check: func(ctx context.Context) error { return pool.Ping(ctx) }},
+		readiness.Check{Name: "kafka", Check: func(ctx context.Context) error { return pingBroker(ctx, cfg.KafkaBrokers) }},
+		readiness.Check{Name: "vendor", Check: func(context.Context) error { return vendor.Ready() }},
+		readiness.Check{Name: "consumer", Check: cons.CheckProgress},
+	)
 	api := httpapi.New(httpapi.Config{
-		Logger:             log.With("component", "http"),
-		Metrics:            m.Handler(),
-		Store:              store,
-		Replayer:           duplicate.NewReplayer(vendor, store, nil),
-		OnAlerts:           rel.Notify,
-		Events:             events,
-		CallbackToken:      cfg.CallbackToken,
-		CallbackHMACSecret: cfg.CallbackHMACSecret,
-		CallbackTimeout:    cfg.CallbackTimeout,
-		EventOptions:       duplicate.DecodeOptions{MaxBytes: cfg.MaxEventBytes, RejectUnknownTypes: cfg.RejectUnknownTypes},
-		APIKeys:            APIKeys(keys),
-		OnRequest:          m.HTTPRequest,
+		Logger:                log.With("component", "http"),
+		Readiness:             ready,
+		Store:                 store,
+		Replayer:              duplicate.NewReplayer(vendor, store, nil),
+		OnAlerts:              rel.Notify,
+		Events:                events,
+		CallbackToken:         cfg.CallbackToken,
+		CallbackHMACSecret:    cfg.CallbackHMACSecret,
+		CallbackTimeout:       cfg.CallbackTimeout,
+		EventOptions:          duplicate.DecodeOptions{MaxBytes: cfg.MaxEventBytes, RejectUnknownTypes: cfg.RejectUnknownTypes},
+		APIKeys:               APIKeys(keys),
+		ReplayMaxChecks:       cfg.ReplayMaxChecks,
+		AuthFailuresPerMinute: cfg.AuthFailuresPerMinute,
+		OnAuthFailure:         m.AuthFailure,
+		OnRequest:             m.HTTPRequest,
 		Reconciliation: func(ctx context.Context) (reconcile.Counts, error) {
 			return store.Counts(ctx, time.Now().Add(-reconcile.AlertWindow))
 		},
 		ReconcileAlertRatio: cfg.ReconcileAlertRatio,
-		Readiness: logReadiness(log.With("component", "readiness"), []httpapi.ReadinessCheck{
-			{Name: "database", Check: func(ctx context.Context) error { return pool.Ping(ctx) }},
-			{Name: "kafka", Check: func(ctx context.Context) error { return pingBroker(ctx, cfg.KafkaBrokers) }},
-			{Name: "vendor", Check: func(context.Context) error { return vendor.Ready() }},
-			{Name: "consumer", Check: cons.CheckProgress},
-			{Name: "started_consumer", Check: recon.started.CheckProgress},
-		}),
 	})
+	admin := httpapi.NewAdmin(httpapi.AdminConfig{Readiness: ready, Metrics: m.Handler(),
+		Logger: log.With("component", "admin")})
 
 	log.Info("doppel starting", "events_topic", cfg.TopicEvents, "started_topic", cfg.TopicStarted, "alerts_topic", cfg.TopicAlerts,
-		"dlq_topic", cfg.TopicDLQ, "group_id", cfg.KafkaGroupID, "workers", cfg.Workers, "http_addr", cfg.HTTPAddr)
+		"dlq_topic", cfg.TopicDLQ, "group_id", cfg.KafkaGroupID, "workers", cfg.Workers, "http_addr", cfg.HTTPAddr,
+		"admin_addr", cfg.AdminAddr)
 	return runAll(ctx, log,
 		named{"consumer", cons.Run},
 		named{"relay", rel.Run},
+		named{"readiness", ready.Run},
 		named{"started-consumer", recon.started.Run},
 		named{"reconcile", recon.run},
 		named{"http", func(ctx context.Context) error { return api.Serve(ctx, cfg.HTTPAddr, cfg.ShutdownTimeout/2) }},
+		named{"admin", func(ctx context.Context) error { return admin.Serve(ctx, cfg.AdminAddr, cfg.ShutdownTimeout/2) }},
 	)
 }
 
@@ -164,6 +174,10 @@ func consumerConfig(cfg config.Config, groupID, topic string, workers int, log *
 		Observer:      m,
 	}
 }
+
+// readinessInterval is how often the readiness checks run: often enough for a load balancer to
+// see a change within seconds, rarely enough that its pings cost nothing.
+const readinessInterval = 2 * time.Second
 
 // NewVendor returns the vendor client behind the rate limit and circuit breaker that every caller
 // shares. m may be nil (no metrics), as for `doppel replay`.

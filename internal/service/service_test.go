@@ -49,6 +49,7 @@ func setup(t *testing.T, simCfg advancesim.Config) *fixture {
 	cfg.AdvanceSecretKey = testinfra.SimSecretKey
 	cfg.AdvanceQPS = 0
 	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.AdminAddr = "127.0.0.1:0"
 	cfg.CommitInterval = 50 * time.Millisecond
 	cfg.RetryInitialInterval = 20 * time.Millisecond
 	cfg.RetryMaxInterval = 200 * time.Millisecond
@@ -137,7 +138,7 @@ func header(m kafka.Message, key string) string {
 func TestPipelineFindsRingsStoresLinksAndPublishesAlerts(t *testing.T) {
 	t.Parallel()
 	f := setup(t, advancesim.Config{})
-	f.cfg.HTTPAddr = freeAddr(t)
+	f.cfg.HTTPAddr, f.cfg.AdminAddr = freeAddr(t), freeAddr(t)
 	sim := f.sim
 	// A ring of three sharing face F1, a pair on F2, a loner, a failed verification on F1, and a
 	// user who verified twice with the same face (their own id must not become a link). Each
@@ -232,8 +233,8 @@ func TestPipelineFindsRingsStoresLinksAndPublishesAlerts(t *testing.T) {
 	require.Equal(t, `{"signatureId": "x"`, string(reasons[duplicate.ReasonInvalidJSON].Value))
 	require.Equal(t, "t-1", header(reasons[duplicate.ReasonMissingSignatureID], "trace"))
 
-	// The operator sees the same story on /metrics.
-	resp, err := http.Get("http://" + f.cfg.HTTPAddr + "/metrics")
+	// The operator sees the same story on /metrics, on the admin listener only.
+	resp, err := http.Get("http://" + f.cfg.AdminAddr + "/metrics")
 	require.NoError(t, err)
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()

@@ -71,7 +71,7 @@ func TestAStalledPartitionMakesReadyzNotReadyWithTheReason(t *testing.T) {
 	f := setup(t, advancesim.Config{})
 	f.cfg.BreakerOpenFor = 200 * time.Millisecond
 	f.cfg.StallAfter = 500 * time.Millisecond
-	f.cfg.HTTPAddr = freeAddr(t)
+	f.cfg.HTTPAddr, f.cfg.AdminAddr = freeAddr(t), freeAddr(t)
 	require.NoError(t, f.sim.SetFaults(advancesim.Faults{ForceCode: "INSUFFICIENT_BALANCE"}))
 	sigs, msgs := ring(t, f, 3, "stalled")
 	stop := f.start(t)
@@ -79,7 +79,7 @@ func TestAStalledPartitionMakesReadyzNotReadyWithTheReason(t *testing.T) {
 	testinfra.Produce(t, f.cfg.TopicEvents, msgs...)
 
 	testinfra.Eventually(t, 20*time.Second, func() bool {
-		status, body := readyz(t, f.cfg.HTTPAddr)
+		status, body := readyz(t, f.cfg.AdminAddr) // the reasons are on the admin listener
 		checks, _ := body["checks"].(map[string]any)
 		reason, _ := checks["consumer"].(string)
 		return status == http.StatusServiceUnavailable && strings.Contains(reason, "has made no progress") &&
@@ -89,7 +89,7 @@ func TestAStalledPartitionMakesReadyzNotReadyWithTheReason(t *testing.T) {
 	require.NoError(t, f.sim.SetFaults(advancesim.Faults{}))
 	f.waitForChecks(t, len(sigs), 60*time.Second)
 	testinfra.Eventually(t, 20*time.Second, func() bool {
-		status, body := readyz(t, f.cfg.HTTPAddr)
+		status, body := readyz(t, f.cfg.AdminAddr)
 		checks, _ := body["checks"].(map[string]any)
 		return status == http.StatusOK && checks["consumer"] == "ok"
 	}, "ready again once the partitions commit")

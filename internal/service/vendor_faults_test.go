@@ -1,6 +1,7 @@
 package service_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/doppelhq/doppel/internal/advancesim"
 	"github.com/doppelhq/doppel/internal/consumer"
+	"github.com/doppelhq/doppel/internal/duplicate"
 	"github.com/doppelhq/doppel/internal/testinfra"
 )
 
@@ -133,7 +135,7 @@ func TestAnAccountLevelFailurePausesEverythingUntilItClears(t *testing.T) {
 	t.Parallel()
 	f := setup(t, advancesim.Config{})
 	f.cfg.BreakerOpenFor = 300 * time.Millisecond
-	f.cfg.HTTPAddr = freeAddr(t)
+	f.cfg.HTTPAddr, f.cfg.AdminAddr = freeAddr(t), freeAddr(t)
 	require.NoError(t, f.sim.SetFaults(advancesim.Faults{ForceCode: "INSUFFICIENT_BALANCE"}))
 	sigs, msgs := ring(t, f, 10, "broke")
 	stop := f.start(t)
@@ -141,17 +143,47 @@ func TestAnAccountLevelFailurePausesEverythingUntilItClears(t *testing.T) {
 	testinfra.Produce(t, f.cfg.TopicEvents, msgs...)
 
 	testinfra.Eventually(t, 20*time.Second, func() bool {
-		status, body := readyz(t, f.cfg.HTTPAddr)
+		status, body := readyz(t, f.cfg.AdminAddr)
 		checks, _ := body["checks"].(map[string]any)
 		reason, _ := checks["vendor"].(string)
 		return status == http.StatusServiceUnavailable && len(reason) > 0 && strings.Contains(reason, "INSUFFICIENT_BALANCE")
-	}, "readyz explains the open circuit")
+	}, "the admin listener's readyz explains the open circuit")
+	// The public one says only that it is not ready: vendor codes are for operators.
+	status, body := readyz(t, f.cfg.HTTPAddr)
+	require.Equal(t, http.StatusServiceUnavailable, status)
+	require.Equal(t, map[string]any{"status": "not_ready"}, body)
 	time.Sleep(time.Second) // several probe periods pass while the account is unusable
 	require.Zero(t, f.countChecks(t), "nothing is stored while the vendor account is unusable")
 	require.Empty(t, testinfra.ReadAll(t, f.cfg.TopicDLQ, 1, 500*time.Millisecond), "and nothing is dead-lettered")
 
 	require.NoError(t, f.sim.SetFaults(advancesim.Faults{}))
 	f.waitForChecks(t, len(sigs), 60*time.Second)
-	status, _ := readyz(t, f.cfg.HTTPAddr)
-	require.Equal(t, http.StatusOK, status)
+	testinfra.Eventually(t, 10*time.Second, func() bool {
+		status, _ := readyz(t, f.cfg.HTTPAddr)
+		return status == http.StatusOK
+	}, "ready again at the next readiness round")
+}
+
+// A signatureId that is not UTF-8 would be stored with U+FFFD in its place, an id nobody sent: it
+// is dead-lettered as invalid_utf8 with its original bytes, and the events behind it go on.
+func TestInvalidUTF8IsDeadLetteredNotStoredMangled(t *testing.T) {
+	t.Parallel()
+	f := setup(t, advancesim.Config{})
+	good := testinfra.AddSession(t, f.sim, "utf8-user", "utf8-face", "PASS")
+	bad := []byte("{\"signatureId\":\"ab\xffcd\",\"type\":\"COMPLETED\",\"userId\":\"u1\"}")
+	stop := f.start(t)
+	defer stop()
+	testinfra.Produce(t, f.cfg.TopicEvents,
+		kafka.Message{Key: []byte("ab-cd"), Value: bad}, event(good, "COMPLETED", "utf8-user"))
+	f.waitForChecks(t, 1, 60*time.Second)
+
+	letters := testinfra.ReadAll(t, f.cfg.TopicDLQ, 1, 20*time.Second)
+	require.Len(t, letters, 1)
+	require.Equal(t, duplicate.ReasonInvalidUTF8, header(letters[0], consumer.HeaderReason))
+	require.Equal(t, bad, letters[0].Value, "the original bytes, unchanged")
+	var mangled int
+	require.NoError(t, f.pool.QueryRow(context.Background(),
+		`SELECT count(*) FROM idv_checks WHERE signature_id LIKE '%' || chr(65533) || '%'`).Scan(&mangled))
+	require.Zero(t, mangled)
+	require.Equal(t, map[string]string{good: "no_duplicates"}, f.outcomes(t))
 }
