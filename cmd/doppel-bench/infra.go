@@ -180,6 +180,29 @@ func cpuUse(from, to cpuSnapshot) map[string]float64 {
 	return out
 }
 
+// cpuSeconds is the CPU time each role used between two snapshots, in seconds.
+func cpuSeconds(from, to cpuSnapshot) map[string]float64 {
+	wall := to.at.Sub(from.at).Seconds()
+	out := map[string]float64{}
+	for role, cores := range cpuUse(from, to) {
+		out[role] = cores * wall
+	}
+	return out
+}
+
+// perEvent turns CPU seconds per role into CPU microseconds per event: the cost of one event,
+// which unlike cores in use does not depend on how fast the events came.
+func perEvent(seconds map[string]float64, events int64) map[string]float64 {
+	if events <= 0 {
+		return nil
+	}
+	out := make(map[string]float64, len(seconds))
+	for role, s := range seconds {
+		out[role] = s * 1e6 / float64(events)
+	}
+	return out
+}
+
 // memKB reads a Vm* line (VmRSS, VmHWM) of /proc/<pid>/status, in KiB.
 func memKB(pid int, field string) int64 {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))

@@ -120,6 +120,7 @@ func (b *bench) startDoppel(ctx context.Context, s doppelSpec) (*doppelProc, err
 		"DOPPEL_ADMIN_ADDR="+adminAddr,
 		"DOPPEL_LOG_LEVEL=warn",
 	)
+	env = append(env, b.opts.doppelEnv...)
 	started := time.Now()
 	p, err := childproc.Start("doppel ("+s.name+")", filepath.Join(b.logDir, "doppel-"+s.name+".log"),
 		filepath.Join(b.opts.binDir, "doppel"), []string{"serve"}, env)
@@ -262,6 +263,8 @@ type liveRun struct {
 	// pgActive counts statements seen running, over activitySamples samples.
 	pgActive        map[string]int
 	activitySamples int
+	// beforeFinish, when set, runs at the start of finish, while doppel and the connection are up.
+	beforeFinish func()
 }
 
 // begin creates the scenario's database and the alert and dead-letter topics (the events topic is
@@ -392,6 +395,8 @@ func (lr *liveRun) topActivity(n int) []activeStatement {
 // liveEnd is what finishing a liveRun measured.
 type liveEnd struct {
 	cpu         map[string]float64
+	cpuSeconds  map[string]float64
+	cpuSnapshot cpuSnapshot
 	peakRSSMB   float64
 	deadLetters int64
 	stopErr     error
@@ -451,7 +456,12 @@ func (lr *liveRun) pgWork(ctx context.Context) *pgActivity {
 // and the alert reader.
 func (lr *liveRun) finish(ctx context.Context) liveEnd {
 	var e liveEnd
-	e.cpu = cpuUse(lr.cpu0, lr.roles.snapshot(lr.b.infra.postmaster))
+	snap := lr.roles.snapshot(lr.b.infra.postmaster)
+	if lr.beforeFinish != nil {
+		lr.beforeFinish()
+		lr.ownQueries++
+	}
+	e.cpu, e.cpuSeconds, e.cpuSnapshot = cpuUse(lr.cpu0, snap), cpuSeconds(lr.cpu0, snap), snap
 	e.peakRSSMB = float64(memKB(lr.doppel.proc.Pid(), "VmHWM")) / 1024
 	e.active = lr.topActivity(8)
 	_, e.stopErr = lr.doppel.proc.Stop(40 * time.Second)

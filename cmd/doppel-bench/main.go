@@ -18,7 +18,9 @@
 //	    of the lower one;
 //	(f) a naive baseline, in this process: fetch -> face search -> insert in its own transaction
 //	    -> commit the offset, one event at a time, at zero and at 200 ms vendor latency, and the
-//	    ratios of (a) and (b) to it.
+//	    ratios of (a) and (b) to it;
+//	(g) a face farm: -farm-events events of which K share one face, for each K of -farm-sizes
+//	    (0 is the baseline), the drain time, its ratio to the baseline and the CPU per event.
 //
 // It prints one table (scenario, figure, target, met?) and writes bench-results/bench.json,
 // bench-results/events_per_second.png (events/s over time, one line per scenario) and
@@ -32,6 +34,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -40,6 +43,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -75,8 +79,14 @@ type options struct {
 	bWarmup  time.Duration
 	bSteady  time.Duration
 
-	cRate     float64
-	cDuration time.Duration
+	cRate        float64
+	cFixedRate   float64
+	cDuration    time.Duration
+	cSteadyAfter time.Duration
+
+	farmEvents  int
+	farmSizes   []int
+	farmTimeout time.Duration
 
 	naiveFast time.Duration
 	naiveSlow time.Duration
@@ -89,6 +99,8 @@ type options struct {
 	quietWait   time.Duration
 	buildLabel  string
 	pgLogSlow   time.Duration
+	doppelEnv   []string
+	rerender    string
 }
 
 func parseOptions(args []string, stderr io.Writer) (options, error) {
@@ -97,7 +109,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.SetOutput(stderr)
 	fs.IntVar(&o.events, "events", 50000, "events in the backlog of (a), the Kafka ceiling and the PostgreSQL ceiling")
 	fs.IntVar(&o.partitions, "partitions", 6, "partitions of every benchmark topic (doppel's default is 6)")
-	fs.IntVar(&o.workersA, "workers-a", 128, "DOPPEL_WORKERS for (a) and (c) (doppel's default is 128)")
+	fs.IntVar(&o.workersA, "workers-a", 512, "DOPPEL_WORKERS for (a), (c) and (g) (doppel's default is 512)")
 	fs.IntVar(&o.workersB, "workers-b", 160, "DOPPEL_WORKERS for (b): the vendor limit x latency (500 x 0.2 s = 100) must be in flight")
 	fs.Float64Var(&o.ringFraction, "ring-fraction", 0.3, "fraction of users who share a face with 1 to 3 others (rings of 2 to 4)")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the generated population")
@@ -107,15 +119,22 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.bWarmup, "b-warmup", 10*time.Second, "time after (b)'s first outcome that is not measured")
 	fs.DurationVar(&o.bSteady, "b-steady", 30*time.Second, "length of (b)'s measured steady window")
 	fs.Float64Var(&o.cRate, "c-rate", 0, "events/s produced in (c); 0 = half of (a)'s measured rate")
+	fs.Float64Var(&o.cFixedRate, "c-fixed-rate", 1000, "events/s of (c)'s second run, at a fixed rate whatever (a) measured (0: none)")
 	fs.DurationVar(&o.cDuration, "c-duration", 20*time.Second, "how long (c) produces at its fixed rate")
+	fs.DurationVar(&o.cSteadyAfter, "c-steady-after", 3*time.Second, "the first part of (c)'s fixed-rate production left out of its latency figures (warm-up)")
+	fs.IntVar(&o.farmEvents, "farm-events", 5000, "events of each face-farm run of (g)")
+	farmSizes := fs.String("farm-sizes", "0,100,1000,5000", "ring sizes of (g): how many of the events share one face (0: the no-ring baseline)")
+	fs.DurationVar(&o.farmTimeout, "farm-timeout", 150*time.Second, "give up draining one face-farm run after this long and report the rate reached")
 	fs.DurationVar(&o.naiveFast, "naive-duration", 12*time.Second, "how long the naive baseline runs at zero vendor latency")
 	fs.DurationVar(&o.naiveSlow, "naive-slow-duration", 10*time.Second, "how long the naive baseline runs at (b)'s vendor latency")
-	fs.StringVar(&o.only, "only", "a,b,c,e,f", "comma-separated scenarios to run (a,b,c,e,f; d comes with a and b)")
+	fs.StringVar(&o.only, "only", "a,b,c,e,f,g", "comma-separated scenarios to run (a,b,c,e,f,g; d comes with a and b)")
 	fs.StringVar(&o.outDir, "out", "bench-results", "folder for bench.json, the PNG chart and the child processes' logs")
 	fs.StringVar(&o.docsPath, "docs", "docs/benchmarks.md", "markdown file the table is written to (empty: none)")
 	fs.StringVar(&o.binDir, "bin", "bin", "folder holding the doppel and advance-sim binaries")
 	fs.DurationVar(&o.maxDuration, "max-duration", 15*time.Minute, "hard bound on the whole run")
 	fs.StringVar(&o.buildLabel, "build-label", "", "what doppel build is measured, for the report (default: the git commit of the working tree)")
+	fs.StringVar(&o.rerender, "rerender", "", "write the table, the markdown and the chart again from this bench.json, without running anything")
+	doppelEnv := fs.String("doppel-env", "", "tuning: comma-separated NAME=value settings added to every doppel run, e.g. DOPPEL_STORE_FLUSHERS=2")
 	fs.DurationVar(&o.pgLogSlow, "pg-log-slow", 0, "diagnosis: log the plan of every doppel statement slower than this to PostgreSQL's log (auto_explain; 0 = off)")
 	fs.DurationVar(&o.quietWait, "quiet-wait", 30*time.Second, "before each scenario, wait up to this long for other programs to stop using the CPU")
 	if err := fs.Parse(args); err != nil {
@@ -125,6 +144,30 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		return options{}, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	var errs []error
+	for _, kv := range strings.Split(*doppelEnv, ",") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		if k, _, ok := strings.Cut(kv, "="); !ok || !strings.HasPrefix(k, "DOPPEL_") {
+			errs = append(errs, fmt.Errorf("-doppel-env: %q is not a DOPPEL_NAME=value setting", kv))
+			continue
+		}
+		o.doppelEnv = append(o.doppelEnv, kv)
+	}
+	for _, f := range strings.Split(*farmSizes, ",") {
+		k, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || k < 0 || k == 1 || k > 100_000 {
+			errs = append(errs, fmt.Errorf("-farm-sizes: %q is not a ring size (0, or 2 to 100000)", f))
+			continue
+		}
+		o.farmSizes = append(o.farmSizes, k)
+	}
+	if o.farmEvents < 100 || o.farmEvents > 200_000 {
+		errs = append(errs, fmt.Errorf("-farm-events must be between 100 and 200000, got %d", o.farmEvents))
+	}
+	if o.cFixedRate < 0 || o.cSteadyAfter < 0 || o.cSteadyAfter >= o.cDuration {
+		errs = append(errs, errors.New("-c-fixed-rate must not be negative and -c-steady-after must be shorter than -c-duration"))
+	}
 	if o.events < 100 || o.events > 1_000_000 {
 		errs = append(errs, fmt.Errorf("-events must be between 100 and 1000000, got %d", o.events))
 	}
@@ -145,9 +188,9 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	}
 	for _, s := range strings.Split(o.only, ",") {
 		switch strings.TrimSpace(s) {
-		case "a", "b", "c", "e", "f":
+		case "a", "b", "c", "e", "f", "g":
 		default:
-			errs = append(errs, fmt.Errorf("-only: unknown scenario %q (want a, b, c, e, f)", s))
+			errs = append(errs, fmt.Errorf("-only: unknown scenario %q (want a, b, c, e, f, g)", s))
 		}
 	}
 	return o, errors.Join(errs...)
@@ -167,6 +210,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	opts, err := parseOptions(args, stderr)
 	if err != nil {
 		return err
+	}
+	if opts.rerender != "" {
+		return rerender(opts, stdout)
 	}
 	baseDB, brokers := getenv("DOPPEL_DATABASE_URL"), getenv("DOPPEL_KAFKA_BROKERS")
 	if baseDB == "" || brokers == "" {
@@ -239,4 +285,22 @@ func gitLabel(ctx context.Context) string {
 		label += " with uncommitted changes"
 	}
 	return label
+}
+
+// rerender writes the report of an earlier run again (after a change to how it is presented).
+func rerender(opts options, stdout io.Writer) error {
+	raw, err := os.ReadFile(opts.rerender)
+	if err != nil {
+		return err
+	}
+	var rep report
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		return fmt.Errorf("read %s: %w", opts.rerender, err)
+	}
+	if err := os.MkdirAll(opts.outDir, 0o755); err != nil {
+		return err
+	}
+	table := rep.table()
+	fmt.Fprint(stdout, table.text())
+	return rep.write(opts.outDir, opts.docsPath, table)
 }

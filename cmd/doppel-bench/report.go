@@ -18,11 +18,14 @@ import (
 
 // Targets from the issue.
 const (
-	targetEventsPerSec   = 5000
+	targetEventsPerSec   = 12000
 	targetNaiveRatio     = 20
 	targetVendorPercent  = 95
 	targetP99Ms          = 50
-	targetPeakRSSMB      = 150
+	targetFixedP99Ms     = 25
+	targetCPUMicros      = 100 // doppel + PostgreSQL per event in (a)
+	targetFarmSlowdown   = 5   // a ring of 1,000 among 5,000 events against none
+	targetPeakRSSMB      = 100
 	targetCeilingPercent = 50
 	// The harness's own rules for "steady" and "bounded memory" in (b).
 	steadySlicePercent = 90
@@ -40,6 +43,8 @@ type report struct {
 	A            *throughputResult   `json:"a,omitempty"`
 	B            *vendorResult       `json:"b,omitempty"`
 	C            *latencyResult      `json:"c,omitempty"`
+	CFixed       *latencyResult      `json:"cFixedRate,omitempty"`
+	G            *farmResult         `json:"faceFarm,omitempty"`
 	KafkaCeiling *kafkaCeilingResult `json:"kafkaCeiling,omitempty"`
 	PGCeiling    *pgCeilingResult    `json:"postgresCeiling,omitempty"`
 	NaiveFast    *naiveResult        `json:"naiveZeroLatency,omitempty"`
@@ -55,9 +60,10 @@ func (o options) describe() map[string]string {
 		"workersA": fmt.Sprint(o.workersA), "workersB": fmt.Sprint(o.workersB),
 		"ringFraction": fmt.Sprint(o.ringFraction), "seed": fmt.Sprint(o.seed),
 		"bLatency": o.bLatency.String(), "bQPS": fmt.Sprint(o.bQPS), "bWarmup": o.bWarmup.String(),
-		"bSteady": o.bSteady.String(), "cRate": fmt.Sprint(o.cRate), "cDuration": o.cDuration.String(),
+		"bSteady": o.bSteady.String(), "cRate": fmt.Sprint(o.cRate), "cFixedRate": fmt.Sprint(o.cFixedRate), "cDuration": o.cDuration.String(),
+		"cSteadyAfter": o.cSteadyAfter.String(), "farmEvents": fmt.Sprint(o.farmEvents), "farmSizes": fmt.Sprint(o.farmSizes),
 		"naiveDuration": o.naiveFast.String(), "naiveSlowDuration": o.naiveSlow.String(), "only": o.only,
-		"build": o.buildLabel,
+		"build": o.buildLabel, "doppelEnv": strings.Join(o.doppelEnv, ","),
 	}
 }
 
@@ -179,6 +185,28 @@ func (r *report) table() table {
 			fmt.Sprintf("%.1f / %.1f ms (%d events)", c.ToOutcome.P50, c.ToOutcome.P99, c.ToOutcome.N), "", "")
 	} else {
 		add("(c)", "latency added, produced -> alert on topic, p50 / p99", missing("(c)"), fmt.Sprintf("p99 <= %d ms", targetP99Ms), "NO")
+	}
+	if c := r.CFixed; c != nil && c.ToAlertOnTopic.N > 0 {
+		add("(c)", fmt.Sprintf("the same at a fixed %.0f events/s, p50 / p99", c.RateTarget),
+			fmt.Sprintf("%.1f / %.1f ms (%d alerts, %.0f ev/s)", c.ToAlertOnTopic.P50, c.ToAlertOnTopic.P99, c.ToAlertOnTopic.N, c.RateAchieved),
+			fmt.Sprintf("p99 <= %d ms", targetFixedP99Ms), met(c.ToAlertOnTopic.P99 <= targetFixedP99Ms && c.Complete))
+	} else if r.Options["cFixedRate"] != "0" {
+		add("(c)", "the same at a fixed rate, p50 / p99", missing("(c) fixed"), fmt.Sprintf("p99 <= %d ms", targetFixedP99Ms), "NO")
+	}
+	r.farmRows(add, missing)
+	for _, x := range []struct {
+		name string
+		us   map[string]float64
+	}{{"(a)", microsOf(r.A)}, {"(b)", microsOfB(r.B)}, {"(c)", microsOfC(r.C)}, {"(c) fixed rate", microsOfC(r.CFixed)}} {
+		if x.us == nil {
+			continue
+		}
+		together := x.us["doppel"] + x.us["postgres"]
+		target, ok := "", ""
+		if x.name == "(a)" {
+			target, ok = fmt.Sprintf("doppel+postgres <= %d", targetCPUMicros), met(together <= targetCPUMicros)
+		}
+		add("cpu", "CPU us per event in "+x.name, fmt.Sprintf("doppel+postgres %.0f; %s", together, formatMicros(x.us)), target, ok)
 	}
 
 	for _, x := range []struct {
@@ -368,6 +396,11 @@ func (r *report) write(outDir, docsPath string, t table) error {
 	if err := os.MkdirAll(filepath.Dir(docsPath), 0o755); err != nil {
 		return err
 	}
+	// The chart goes beside the markdown too: bench-results/ is not committed, docs/ is, and the
+	// README shows it from there.
+	if err := r.chart(filepath.Join(filepath.Dir(docsPath), docsChart)); err != nil {
+		return fmt.Errorf("chart: %w", err)
+	}
 	return os.WriteFile(docsPath, []byte(r.markdown(t)), 0o644)
 }
 
@@ -422,6 +455,16 @@ func (r *report) series() []series {
 	if r.C != nil {
 		out = append(out, series{fmt.Sprintf("(c) fixed rate %.0f ev/s (after %d warm-up events)", r.C.RateTarget, cWarmup), ratePoints(r.C.Samples)})
 	}
+	if r.CFixed != nil {
+		out = append(out, series{fmt.Sprintf("(c) fixed rate %.0f ev/s", r.CFixed.RateTarget), ratePoints(r.CFixed.Samples)})
+	}
+	if r.G != nil {
+		for _, run := range r.G.Runs {
+			if run.Drain != nil {
+				out = append(out, series{fmt.Sprintf("(g) %d events, a face farm of %d", run.Drain.Events, run.RingSize), ratePoints(run.Drain.Samples)})
+			}
+		}
+	}
 	if r.NaiveFast != nil {
 		out = append(out, series{"(f) naive, zero-latency vendor", ratePoints(r.NaiveFast.Samples)})
 	}
@@ -437,6 +480,11 @@ var palette = []color.Color{
 	color.RGBA{R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff},
 	color.RGBA{R: 0x94, G: 0x67, B: 0xbd, A: 0xff},
 	color.RGBA{R: 0xff, G: 0x7f, B: 0x0e, A: 0xff},
+	color.RGBA{R: 0x8c, G: 0x56, B: 0x4b, A: 0xff},
+	color.RGBA{R: 0xe3, G: 0x77, B: 0xc2, A: 0xff},
+	color.RGBA{R: 0x17, G: 0xbe, B: 0xcf, A: 0xff},
+	color.RGBA{R: 0xbc, G: 0xbd, B: 0x22, A: 0xff},
+	color.RGBA{R: 0x00, G: 0x00, B: 0x00, A: 0xff},
 }
 
 func (r *report) chart(path string) error {
@@ -499,6 +547,9 @@ func (r *report) chart(path string) error {
 
 // ---------------------------------------------------------------- markdown
 
+// docsChart is the chart's file name next to the markdown report.
+const docsChart = "benchmarks.png"
+
 func (r *report) markdown(t table) string {
 	var sb strings.Builder
 	sb.WriteString("# Benchmarks\n\n")
@@ -511,6 +562,7 @@ func (r *report) markdown(t table) string {
 	fmt.Fprintf(&sb, "Doppel build measured: %s.\n\n", r.Options["build"])
 	fmt.Fprintf(&sb, "Load average when the run began: %s. The last rows say whether the infrastructure restarted or other programs used the CPU during the run.\n\n", loadAvg3(r.Machine.LoadAvgAtStart))
 	sb.WriteString(t.markdown())
+	fmt.Fprintf(&sb, "\n![events/s over time, one line per scenario](%s)\n", docsChart)
 	if len(r.Disturbances) > 0 {
 		sb.WriteString("\nThe infrastructure was restarted under these scenarios, so their figures are not trustworthy:\n\n")
 		for _, d := range r.Disturbances {
@@ -546,8 +598,9 @@ func (r *report) markdown(t table) string {
 }
 
 const methodology = `
-The chart of events/s over time is bench-results/events_per_second.png and every raw figure,
-including the 250 ms progress samples, is in bench-results/bench.json (both git-ignored).
+The chart above (docs/benchmarks.png, also bench-results/events_per_second.png) shows events/s
+over time; every raw figure, including the 250 ms progress samples, is in bench-results/bench.json
+(git-ignored).
 
 ## How each figure is measured
 
@@ -573,6 +626,21 @@ including the 250 ms progress samples, is in bench-results/bench.json (both git-
   baseline's vendor p50) stays in the figure, as does the producer's batching (1 ms). bench.json
   also has produced -> the alert's Kafka timestamp (the relay's send) and produced -> checked_at
   for every event.
+- (c) is measured in steady state: events produced in the first -c-steady-after (3 s) of the fixed
+  rate are left out of the latency figures. It runs twice: at half of (a)'s rate and at a fixed
+  1,000 events/s (-c-fixed-rate).
+- "CPU us per event" is each process's CPU time (utime + stime from /proc, PostgreSQL's postmaster
+  and all its children, Kafka's JVM, advance-sim, doppel) divided by the events stored: from the
+  first stored outcome to the end in (a), (b) and (g), from the first fixed-rate event to the last
+  alert in (c). It does not depend on how fast the events came, so it compares across runs on a
+  busy machine better than events/s does (a loaded machine still inflates it somewhat: cache
+  misses and frequency). The target is doppel + PostgreSQL <= 100 us in (a).
+- (g) The face farm: -farm-events events (5,000) of which K share one face (a deepfake, a
+  printed photo), at random places in the event order, for each K of -farm-sizes (0, 100, 1,000,
+  5,000); each run is a backlog drain like (a), with its own database and topics. The simulator's
+  face search returns the earlier-completed members, so the farm makes K(K-1)/2 links. Each row
+  gives the drain time, its ratio to the K = 0 run (the target: at most 5x for K = 1,000) and the
+  CPU per event, which shows how the cost grows with the ring's size.
 - "PostgreSQL work per event" in (a) is from the server's statistics: transactions in the
   scenario's database (pg_stat_database, the harness's own progress queries subtracted) and WAL
   flushes and bytes (pg_stat_wal), divided by the events stored. In (b), "calls in flight" is the
@@ -604,4 +672,65 @@ including the 250 ms progress samples, is in bench-results/bench.json (both git-
 func loadAvg3(s string) string {
 	f := strings.Fields(s)
 	return strings.Join(f[:min(3, len(f))], " ")
+}
+
+// farmRows adds (g)'s rows: one per ring size, and the target on the ring of 1,000.
+func (r *report) farmRows(add func(s, f, v, target, m string), missing func(string) string) {
+	g := r.G
+	if g == nil {
+		if r.Options["only"] == "" || strings.Contains(r.Options["only"], "g") {
+			add("(g)", "face farm: drain time with one face behind K accounts", missing("(g)"), "", "")
+		}
+		return
+	}
+	for _, run := range g.Runs {
+		d := run.Drain
+		if d == nil {
+			continue
+		}
+		note := ""
+		if !d.Complete {
+			note = fmt.Sprintf(", INCOMPLETE: %d of %d", d.Stored, d.Events)
+		}
+		us := d.CPUMicrosPerEvent
+		target, ok := "", ""
+		if run.RingSize == 1000 {
+			target, ok = fmt.Sprintf("<= %dx the no-ring time", targetFarmSlowdown), met(run.Slowdown > 0 && run.Slowdown <= targetFarmSlowdown && d.Complete)
+		}
+		add("(g)", fmt.Sprintf("ring of %d in %d events (%d links)", run.RingSize, d.Events, run.Links),
+			fmt.Sprintf("%.2f s, %.1fx; %.0f ev/s; CPU us/event doppel %.0f, postgres %.0f%s", d.Seconds, run.Slowdown,
+				d.EventsPerSec, us["doppel"], us["postgres"], note), target, ok)
+	}
+}
+
+func microsOf(a *throughputResult) map[string]float64 {
+	if a == nil {
+		return nil
+	}
+	return a.CPUMicrosPerEvent
+}
+
+func microsOfB(b *vendorResult) map[string]float64 {
+	if b == nil {
+		return nil
+	}
+	return b.CPUMicrosPerEvent
+}
+
+func microsOfC(c *latencyResult) map[string]float64 {
+	if c == nil {
+		return nil
+	}
+	return c.CPUMicrosPerEvent
+}
+
+// formatMicros lists the CPU microseconds per event of each benchmark process, in a fixed order.
+func formatMicros(us map[string]float64) string {
+	var parts []string
+	for _, role := range []string{"doppel", "postgres", "kafka", "advance-sim"} {
+		if v, ok := us[role]; ok {
+			parts = append(parts, fmt.Sprintf("%s %.0f", role, v))
+		}
+	}
+	return strings.Join(parts, ", ")
 }

@@ -80,17 +80,19 @@ func (b *bench) runAll(ctx context.Context) (*report, error) {
 	}
 
 	// Everything at zero vendor latency shares one simulator and the (a) population.
-	needFast := b.opts.want("a") || b.opts.want("c") || b.opts.want("e") || b.opts.want("f")
+	needPopA := b.opts.want("a") || b.opts.want("c") || b.opts.want("e") || b.opts.want("f")
 	var fast *simulator
 	var popA population
 	var topicsA scenarioTopics
-	if needFast {
+	if needPopA || b.opts.want("g") {
 		var err error
 		fast, err = b.startSim(ctx, "zero-latency", 0, 0)
 		if err != nil {
 			return nil, err
 		}
 		defer fast.stop()
+	}
+	if needPopA {
 		popA = newPopulation(b.opts.events, "a", b.opts.ringFraction, b.opts.seed)
 		if err := fast.seed(ctx, &popA); err != nil {
 			return nil, err
@@ -145,6 +147,22 @@ func (b *bench) runAll(ctx context.Context) (*report, error) {
 		}
 		rep.NaiveFast = r
 	}
+	if b.opts.want("g") {
+		r, err := b.scenarioG(ctx, fast)
+		if err != nil {
+			fail("(g)", err)
+		}
+		rep.G = r
+	}
+	if b.opts.want("c") && b.opts.cFixedRate > 0 {
+		b.startScenario(ctx, "(c) at a fixed rate")
+		b.logf("(c) latency: %.0f events/s for %s, zero vendor latency", b.opts.cFixedRate, b.opts.cDuration)
+		r, err := b.scenarioC(ctx, fast, "c-fixed", b.opts.cFixedRate)
+		if err != nil {
+			fail("(c) fixed", err)
+		}
+		rep.CFixed = r
+	}
 	if b.opts.want("c") {
 		rate := b.opts.cRate
 		if rate == 0 && rep.A != nil && rep.A.EventsPerSec > 0 {
@@ -155,7 +173,7 @@ func (b *bench) runAll(ctx context.Context) (*report, error) {
 		} else {
 			b.startScenario(ctx, "(c)")
 			b.logf("(c) latency: %.0f events/s for %s, zero vendor latency", rate, b.opts.cDuration)
-			r, err := b.scenarioC(ctx, fast, rate)
+			r, err := b.scenarioC(ctx, fast, "c", rate)
 			if err != nil {
 				fail("(c)", err)
 			}
@@ -246,7 +264,10 @@ type throughputResult struct {
 	EventsPerSecWithStartup float64            `json:"eventsPerSecWithStartup"`
 	PeakRSSMB               float64            `json:"peakRssMB"`
 	CPUCores                map[string]float64 `json:"cpuCores"`
-	PG                      *pgActivity        `json:"postgres,omitempty"`
+	// CPUMicrosPerEvent is each process's CPU time from the first stored outcome to the end, per
+	// event stored (start-up left out).
+	CPUMicrosPerEvent map[string]float64 `json:"cpuMicrosPerEvent"`
+	PG                *pgActivity        `json:"postgres,omitempty"`
 	// PGActive is what PostgreSQL was running for doppel, sampled every 250 ms.
 	PGActive  []activeStatement `json:"postgresActive,omitempty"`
 	StopError string            `json:"stopError,omitempty"`
@@ -258,11 +279,25 @@ func (b *bench) scenarioA(ctx context.Context, sim *simulator, topics scenarioTo
 	if err != nil {
 		return nil, err
 	}
-	res := &throughputResult{Events: events, Workers: b.opts.workersA}
-	deadline := time.Now().Add(b.opts.aTimeout)
+	res, err := b.drain(ctx, lr, events, b.opts.workersA, b.opts.aTimeout)
+	b.logf("(a) %d events in %.2fs after the first outcome: %.0f events/s (start-up %.1fs, peak RSS %.0f MB)",
+		res.Stored, res.Seconds, res.EventsPerSec, res.StartupSeconds, res.PeakRSSMB)
+	return res, err
+}
+
+// drain waits until doppel has stored every one of the backlog's events and published every alert
+// (or timeout passes), then stops it and summarises the run.
+func (b *bench) drain(ctx context.Context, lr *liveRun, events, workers int, timeout time.Duration) (*throughputResult, error) {
+	res := &throughputResult{Events: events, Workers: workers}
+	deadline := time.Now().Add(timeout)
 	var runErr error
+	var cpuFirst *cpuSnapshot // at the first stored outcome: start-up is not an event's cost
 	every(ctx, func() bool {
 		c := lr.sample(ctx)
+		if cpuFirst == nil && c.stored > 0 {
+			snap := lr.roles.snapshot(b.infra.postmaster)
+			cpuFirst = &snap
+		}
 		if c.stored >= int64(events) && c.unpublished == 0 && lr.alerts.count.Load() >= c.alertRows {
 			res.Complete = true
 			return false
@@ -276,15 +311,16 @@ func (b *bench) scenarioA(ctx context.Context, sim *simulator, topics scenarioTo
 	b.summariseDrain(ctx, lr, res)
 	end := lr.finish(ctx)
 	res.PeakRSSMB, res.CPUCores, res.DeadLetters, res.PG, res.PGActive = end.peakRSSMB, end.cpu, end.deadLetters, end.pg, end.active
+	if cpuFirst != nil {
+		res.CPUMicrosPerEvent = perEvent(cpuSeconds(*cpuFirst, end.cpuSnapshot), res.Stored)
+	}
 	if end.stopErr != nil {
 		res.StopError = end.stopErr.Error()
 	}
 	res.Samples = lr.samples
 	if !res.Complete && runErr == nil {
-		b.logf("(a) did not drain the backlog within %s: reporting the rate reached", b.opts.aTimeout)
+		b.logf("%s did not drain the backlog within %s: reporting the rate reached", lr.name, timeout)
 	}
-	b.logf("(a) %d events in %.2fs after the first outcome: %.0f events/s (start-up %.1fs, peak RSS %.0f MB)",
-		res.Stored, res.Seconds, res.EventsPerSec, res.StartupSeconds, res.PeakRSSMB)
 	return res, runErr
 }
 
@@ -362,8 +398,10 @@ type vendorResult struct {
 	Stored       int64              `json:"stored"`
 	DeadLetters  int64              `json:"deadLetters"`
 	CPUCores     map[string]float64 `json:"cpuCores"`
-	PG           *pgActivity        `json:"postgres,omitempty"`
-	PGActive     []activeStatement  `json:"postgresActive,omitempty"`
+	// CPUMicrosPerEvent is each process's CPU time over the run per event stored.
+	CPUMicrosPerEvent map[string]float64 `json:"cpuMicrosPerEvent"`
+	PG                *pgActivity        `json:"postgres,omitempty"`
+	PGActive          []activeStatement  `json:"postgresActive,omitempty"`
 	// InFlight is BilledPerSec x the vendor latency: the calls doppel had in flight on average.
 	InFlight float64 `json:"inFlight"`
 	// ReportedInFlight is the mean of doppel's doppel_consumer_in_flight_messages gauge at the
@@ -449,6 +487,9 @@ func (b *bench) scenarioB(ctx context.Context, sim *simulator, topics scenarioTo
 	}
 	end := lr.finish(ctx)
 	res.PeakRSSMB, res.CPUCores, res.DeadLetters, res.Samples, res.PG = end.peakRSSMB, end.cpu, end.deadLetters, lr.samples, end.pg
+	if len(lr.samples) > 0 {
+		res.CPUMicrosPerEvent = perEvent(end.cpuSeconds, lr.samples[len(lr.samples)-1].Stored)
+	}
 	res.PGActive = end.active
 	if end.stopErr != nil {
 		res.StopError = end.stopErr.Error()
@@ -543,10 +584,15 @@ type latencyResult struct {
 	PeakRSSMB   float64            `json:"peakRssMB"`
 	DeadLetters int64              `json:"deadLetters"`
 	CPUCores    map[string]float64 `json:"cpuCores"`
-	PG          *pgActivity        `json:"postgres,omitempty"`
-	PGActive    []activeStatement  `json:"postgresActive,omitempty"`
-	StopError   string             `json:"stopError,omitempty"`
-	Samples     []sample           `json:"samples"`
+	// CPUMicrosPerEvent is each process's CPU time from the first fixed-rate event to the last
+	// alert, per event produced at the fixed rate: the steady-state cost, warm-up left out.
+	CPUMicrosPerEvent map[string]float64 `json:"cpuMicrosPerEvent"`
+	// SteadyAfterSeconds of the fixed-rate production are left out of the latency figures.
+	SteadyAfterSeconds float64           `json:"steadyAfterSeconds"`
+	PG                 *pgActivity       `json:"postgres,omitempty"`
+	PGActive           []activeStatement `json:"postgresActive,omitempty"`
+	StopError          string            `json:"stopError,omitempty"`
+	Samples            []sample          `json:"samples"`
 }
 
 // latencySecond is (c)'s latencies for the events produced in one second.
@@ -560,17 +606,17 @@ type latencySecond struct {
 // consumer group has joined and every connection is open.
 const cWarmup = 200
 
-func (b *bench) scenarioC(ctx context.Context, sim *simulator, rate float64) (*latencyResult, error) {
+func (b *bench) scenarioC(ctx context.Context, sim *simulator, name string, rate float64) (*latencyResult, error) {
 	n := int(math.Ceil(rate * b.opts.cDuration.Seconds()))
-	pop := newPopulation(n+cWarmup, "c", b.opts.ringFraction, b.opts.seed+2)
+	pop := newPopulation(n+cWarmup, name, b.opts.ringFraction, b.opts.seed+2)
 	if err := sim.seed(ctx, &pop); err != nil {
 		return nil, err
 	}
-	topics := b.topicsFor("c")
+	topics := b.topicsFor(name)
 	if err := createTopics(ctx, b.brokers, b.opts.partitions, topics.events); err != nil {
 		return nil, err
 	}
-	lr, err := b.begin(ctx, "c", topics, sim, 0, b.opts.workersA)
+	lr, err := b.begin(ctx, name, topics, sim, 0, b.opts.workersA)
 	if err != nil {
 		return nil, err
 	}
@@ -632,6 +678,7 @@ func (b *bench) scenarioC(ctx context.Context, sim *simulator, rate float64) (*l
 		})
 	}()
 	start := time.Now()
+	cpuStart := lr.roles.snapshot(b.infra.postmaster)
 	sent := 0
 	tick := time.NewTicker(2 * time.Millisecond)
 	for sent < len(measured) && ctx.Err() == nil {
@@ -670,6 +717,11 @@ func (b *bench) scenarioC(ctx context.Context, sim *simulator, rate float64) (*l
 		res.Complete = c.stored >= total && c.unpublished == 0 && lr.alerts.count.Load() >= c.alertRows
 		return !res.Complete && time.Now().Before(tailDeadline) && !lr.doppel.proc.Exited()
 	})
+	res.CPUMicrosPerEvent = perEvent(cpuSeconds(cpuStart, lr.roles.snapshot(b.infra.postmaster)), int64(sent))
+	// Steady state: events produced in the first seconds of the fixed rate (connections warming,
+	// the first batches sizing up) are left out of the latency figures.
+	res.SteadyAfterSeconds = b.opts.cSteadyAfter.Seconds()
+	steadyFrom := start.Add(b.opts.cSteadyAfter)
 
 	if m1 := lr.doppel.metrics(ctx); m1[vendorCount] > m0[vendorCount] {
 		res.VendorCallMeanMs = 1000 * (m1[vendorSum] - m0[vendorSum]) / (m1[vendorCount] - m0[vendorCount])
@@ -692,7 +744,7 @@ func (b *bench) scenarioC(ctx context.Context, sim *simulator, rate float64) (*l
 		var sig string
 		var at time.Time
 		if rows.Scan(&sig, &at) == nil {
-			if t, ok := produced[sig]; ok {
+			if t, ok := produced[sig]; ok && !t.Before(steadyFrom) {
 				toOutcome = append(toOutcome, at.Sub(t))
 				outcomeBySec[second(t)] = append(outcomeBySec[second(t)], at.Sub(t))
 			}
@@ -702,7 +754,7 @@ func (b *bench) scenarioC(ctx context.Context, sim *simulator, rate float64) (*l
 	res.Stored = int64(len(toOutcome))
 	var toTopic, toSent []time.Duration
 	for _, a := range lr.alerts.all() {
-		if t, ok := produced[a.signatureID]; ok {
+		if t, ok := produced[a.signatureID]; ok && !t.Before(steadyFrom) {
 			toTopic = append(toTopic, a.recvTime.Sub(t))
 			toSent = append(toSent, a.kafkaTime.Sub(t))
 			alertBySec[second(t)] = append(alertBySec[second(t)], a.recvTime.Sub(t))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -139,11 +140,11 @@ func (a *app) confirmDown(from, to uint, yes bool) error {
 	audit := false
 	for v := from; v > to; v-- {
 		name, drops, err := downStatements(v)
+		if errors.Is(err, errNoMigration) && v != from {
+			continue // version numbers need not be contiguous: golang-migrate steps over gaps
+		}
 		if err != nil {
 			return err
-		}
-		if name == "" {
-			continue // numbers may have gaps: each issue takes its own
 		}
 		fmt.Fprintf(a.stderr, "  %s:\n", name)
 		for _, d := range drops {
@@ -169,11 +170,13 @@ func (a *app) confirmDown(from, to uint, yes bool) error {
 	return nil
 }
 
-// previousVersion returns the highest migration number below v in this binary (0: none), the
-// version one step down reaches: numbers may have gaps.
+var errNoMigration = errors.New("no down migration")
+
+// previousVersion is the highest migration version below v in this binary (0 when none): where one
+// step down lands, since version numbers need not be contiguous.
 func previousVersion(v uint) uint {
 	for p := v - 1; p > 0; p-- {
-		if ups, _ := fs.Glob(migrations.FS, fmt.Sprintf("%06d_*.up.sql", p)); len(ups) > 0 {
+		if matches, _ := fs.Glob(migrations.FS, fmt.Sprintf("%06d_*.up.sql", p)); len(matches) == 1 {
 			return p
 		}
 	}
@@ -182,17 +185,11 @@ func previousVersion(v uint) uint {
 
 var destructive = regexp.MustCompile(`(?i)^\s*(DROP|ALTER|DELETE|TRUNCATE)\b`)
 
-// downStatements returns the name of migration version's down file and its destructive
-// statements, or no name when no migration has that number.
+// downStatements returns the name of migration version's down file and its destructive statements.
 func downStatements(version uint) (string, []string, error) {
 	matches, err := fs.Glob(migrations.FS, fmt.Sprintf("%06d_*.down.sql", version))
-	if err == nil && len(matches) == 0 {
-		if ups, _ := fs.Glob(migrations.FS, fmt.Sprintf("%06d_*.up.sql", version)); len(ups) == 0 {
-			return "", nil, nil
-		}
-	}
 	if err != nil || len(matches) != 1 {
-		return "", nil, fmt.Errorf("no down migration for version %d in this binary", version)
+		return "", nil, fmt.Errorf("%w for version %d in this binary", errNoMigration, version)
 	}
 	raw, err := fs.ReadFile(migrations.FS, matches[0])
 	if err != nil {

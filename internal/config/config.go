@@ -45,6 +45,7 @@ type Config struct {
 	RejectUnknownTypes bool          `yaml:"reject_unknown_types" env:"DOPPEL_REJECT_UNKNOWN_TYPES"`
 	CommitInterval     time.Duration `yaml:"commit_interval" env:"DOPPEL_COMMIT_INTERVAL"`
 	StoreBatchSize     int           `yaml:"store_batch_size" env:"DOPPEL_STORE_BATCH_SIZE"`
+	StoreFlushers      int           `yaml:"store_flushers" env:"DOPPEL_STORE_FLUSHERS"`
 	// StallAfter is how long a partition may hold uncommitted events without committing before it
 	// is reported stalled (log, metric, /readyz).
 	StallAfter time.Duration `yaml:"stall_after" env:"DOPPEL_STALL_AFTER"`
@@ -141,10 +142,11 @@ func Default() Config {
 		AdvanceQPS:            50,
 		BreakerFailures:       10,
 		BreakerOpenFor:        30 * time.Second,
-		Workers:               128,
+		Workers:               512,
 		MaxEventBytes:         64 << 10,
 		CommitInterval:        200 * time.Millisecond,
-		StoreBatchSize:        128,
+		StoreBatchSize:        1024,
+		StoreFlushers:         1,
 		StallAfter:            2 * time.Minute,
 		RetryMaxAttempts:      8,
 		RetryInitialInterval:  200 * time.Millisecond,
@@ -236,6 +238,9 @@ func (c Config) Validate() error {
 	}
 	if c.StoreBatchSize < 1 || c.StoreBatchSize > 10000 {
 		bad("DOPPEL_STORE_BATCH_SIZE must be between 1 and 10000, got %d", c.StoreBatchSize)
+	}
+	if c.StoreFlushers < 1 || c.StoreFlushers > 16 {
+		bad("DOPPEL_STORE_FLUSHERS must be between 1 and 16, got %d", c.StoreFlushers)
 	}
 	if c.CommitInterval <= 0 {
 		bad("DOPPEL_COMMIT_INTERVAL must be positive, e.g. 200ms")

@@ -97,7 +97,7 @@ func TestDescribeMasksSecretsAndSaysWhereEachValueCameFrom(t *testing.T) {
 	require.NotContains(t, s, "sk-456")
 	require.Regexp(t, `(?m)^DOPPEL_ADVANCE_ACCESS_KEY=\*\*\*\*\* +# environment$`, s)
 	require.Contains(t, s, "db:5432", "the database host stays visible")
-	require.Regexp(t, `(?m)^DOPPEL_WORKERS=128 +# default$`, s)
+	require.Regexp(t, `(?m)^DOPPEL_WORKERS=512 +# default$`, s)
 	require.Regexp(t, `(?m)^DOPPEL_TOPIC_ALERTS=risk.alerts +# file$`, s)
 	for _, st := range config.Settings() {
 		require.Regexp(t, `(?m)^`+st.Env+`=`, s, "every setting is shown")
@@ -115,7 +115,7 @@ func TestUnknownVariablesAreReportedWithTheNearestSetting(t *testing.T) {
 	require.NoError(t, err, "an unknown variable warns, it does not stop start-up")
 	require.Equal(t, []config.Unknown{{Name: "DOPPEL_QUUX_FROBNICATE"}, {Name: "DOPPEL_WORKRES", Nearest: "DOPPEL_WORKERS"}}, l.Unknown)
 	require.Contains(t, l.Unknown[1].String(), "did you mean DOPPEL_WORKERS?")
-	require.Equal(t, 128, l.Config.Workers, "the misspelt variable is ignored")
+	require.Equal(t, 512, l.Config.Workers, "the misspelt variable is ignored")
 }
 
 func TestListenAddressesAreValidated(t *testing.T) {

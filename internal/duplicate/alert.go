@@ -14,13 +14,17 @@ const AlertVersion = 1
 // Its JSON form is what the alert topic carries; AlertID is stable across republishing, so
 // subscribers deduplicate on it.
 type Alert struct {
-	AlertID             string    `json:"alertId"`
-	Type                string    `json:"type"`
-	Version             int       `json:"version"`
-	SignatureID         string    `json:"signatureId"`
-	UserID              string    `json:"userId"`
+	AlertID     string `json:"alertId"`
+	Type        string `json:"type"`
+	Version     int    `json:"version"`
+	SignatureID string `json:"signatureId"`
+	UserID      string `json:"userId"`
+	// MatchedUserIDs and NewMatchedUserIDs list at most MaxListedUserIDs ids each (see Listed);
+	// MatchedCount and NewMatchedCount say how many there are in all.
 	MatchedUserIDs      []string  `json:"matchedUserIds"`
 	NewMatchedUserIDs   []string  `json:"newMatchedUserIds"`
+	MatchedCount        int       `json:"matchedCount"`
+	NewMatchedCount     int       `json:"newMatchedCount"`
 	VendorTransactionID string    `json:"vendorTransactionId"`
 	DetectedAt          time.Time `json:"detectedAt"`
 	// RingID and RingSize describe the fraud ring (every account transitively linked to UserID) as
@@ -55,13 +59,13 @@ type AlertPolicy struct {
 	HighSeverityRingSize int
 }
 
-// NewAlert returns the alert a stored check raises, or nil when it raises none: an alert is raised
-// only when the check found at least one link that did not exist before and that no review has
-// cleared (see AlertableLinks), so a ring seen again from another member, the same event redelivered
-// or a pair an analyst marked false_positive or same_person stays quiet. ring is the user's ring
-// with this check's links; its size sets the severity under policy.
-func NewAlert(alertID string, check Check, newMatched []string, ring Ring, policy AlertPolicy) *Alert {
-	if len(newMatched) == 0 {
+// NewAlert returns the alert a stored check raises, or nil when it raises none: alertable are the
+// check's new links that no review has cleared (PlanLinks decides which), so a ring seen again from
+// another member, the same event redelivered or a pair an analyst marked false_positive or
+// same_person stays quiet. ring is the user's ring with this check's links; its size sets the
+// severity under policy.
+func NewAlert(alertID string, check Check, alertable []string, ring Ring, policy AlertPolicy) *Alert {
+	if len(alertable) == 0 {
 		return nil
 	}
 	return &Alert{
@@ -70,13 +74,31 @@ func NewAlert(alertID string, check Check, newMatched []string, ring Ring, polic
 		Version:              AlertVersion,
 		SignatureID:          check.SignatureID,
 		UserID:               check.UserID,
-		MatchedUserIDs:       check.MatchedUserIDs,
-		NewMatchedUserIDs:    newMatched,
+		MatchedUserIDs:       Listed(check.MatchedUserIDs),
+		NewMatchedUserIDs:    Listed(alertable),
+		MatchedCount:         len(check.MatchedUserIDs),
+		NewMatchedCount:      len(alertable),
 		VendorTransactionID:  check.VendorTransactionID,
 		DetectedAt:           check.CheckedAt.UTC(),
 		RingID:               ring.ID,
 		RingSize:             ring.Size,
 		Severity:             SeverityOf(ring.Size, policy.HighSeverityRingSize),
-		MatchedFailedUserIDs: check.MatchedFailedUserIDs,
+		MatchedFailedUserIDs: Listed(check.MatchedFailedUserIDs),
 	}
+}
+
+// MaxListedUserIDs bounds the userIds an alert or a stored check lists. A face farm's answer names
+// thousands of accounts, more than any analyst reads in one alert, and storing every id in every
+// check and alert of the farm costs as much as the links themselves (n² ids for n accounts). Every
+// pair is still linked in full (duplicate_links, with the signatureIds that first and last saw
+// it), so no link is lost; the lists keep the first ids in the vendor's order, and the counts say
+// how many there were.
+const MaxListedUserIDs = 100
+
+// Listed returns the first MaxListedUserIDs of ids.
+func Listed(ids []string) []string {
+	if len(ids) > MaxListedUserIDs {
+		return ids[:MaxListedUserIDs:MaxListedUserIDs]
+	}
+	return ids
 }

@@ -36,16 +36,18 @@ func (f *fakeVendor) Verification(_ context.Context, sig string) (Verification, 
 	return f.verifications[sig], nil
 }
 
-// fakeStore keeps checks and unordered links in maps, enough to test the rules.
+// fakeStore keeps checks, links and rings in maps and decides with the same rule as the real store
+// (PlanLinks, MergeRings), enough to test the detector.
 type fakeStore struct {
 	checks map[string]Check
-	links  map[[2]string]int
+	links  map[PairKey]int
+	rings  map[string]RingState
 	alerts []Alert
 	err    error
 }
 
 func newFakeStore() *fakeStore {
-	return &fakeStore{checks: map[string]Check{}, links: map[[2]string]int{}}
+	return &fakeStore{checks: map[string]Check{}, links: map[PairKey]int{}, rings: map[string]RingState{}}
 }
 
 func (s *fakeStore) FinalOutcome(_ context.Context, sig string) (Outcome, bool, error) {
@@ -64,15 +66,31 @@ func (s *fakeStore) SaveCheck(_ context.Context, c Check) (Saved, error) {
 		return Saved{}, nil
 	}
 	s.checks[c.SignatureID] = c
-	var fresh []string
-	for _, m := range c.MatchedUserIDs {
-		lo, hi := Pair(c.UserID, m)
-		if s.links[[2]string{lo, hi}] == 0 {
-			fresh = append(fresh, m)
-		}
-		s.links[[2]string{lo, hi}]++
+	pairs := map[PairKey]PairState{}
+	for _, k := range Pairs([]Check{c}) {
+		pairs[k] = PairState{Linked: s.links[k] > 0}
 	}
-	saved := Saved{Stored: true, NewLinks: fresh, Alert: NewAlert("alert-"+c.SignatureID, c, fresh, Ring{ID: "ring", Size: 1 + len(c.MatchedUserIDs)}, AlertPolicy{})}
+	plan := PlanLinks([]Check{c}, pairs)
+	for _, l := range plan.Links {
+		s.links[l.PairKey] += l.Seen
+	}
+	changes, rings := MergeRings(s.rings, []Check{c}, plan)
+	for _, r := range changes.Rings {
+		for u, cur := range s.rings {
+			if changes.Moved[cur.Key] == r.Key || cur.Key == r.Key {
+				s.rings[u] = r
+			}
+		}
+	}
+	for u, key := range changes.Joined {
+		for _, r := range changes.Rings {
+			if r.Key == key {
+				s.rings[u] = r
+			}
+		}
+	}
+	saved := Saved{Stored: true, NewLinks: plan.Checks[0].NewLinks,
+		Alert: NewAlert("alert-"+c.SignatureID, c, plan.Checks[0].Alertable, rings[0], AlertPolicy{})}
 	if saved.Alert != nil {
 		s.alerts = append(s.alerts, *saved.Alert)
 	}

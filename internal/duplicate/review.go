@@ -49,16 +49,3 @@ type Review struct {
 	// pair not (yet) linked clears it in advance.
 	Linked bool
 }
-
-// AlertableLinks returns the new links that may raise an alert, in their order: those whose pair's
-// latest decision (latest maps the other userId to it) does not suppress alerts.
-func AlertableLinks(newLinks []string, latest map[string]Decision) []string {
-	var out []string
-	for _, m := range newLinks {
-		if d, ok := latest[m]; ok && d.SuppressesAlerts() {
-			continue
-		}
-		out = append(out, m)
-	}
-	return out
-}

@@ -3,28 +3,32 @@ package duplicate
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"slices"
+	"strings"
 	"time"
 )
 
-// MaxRingMembers bounds how many accounts a ring look-up collects. Real fraud rings are far smaller;
+// MaxRingMembers bounds how many accounts a ring look-up lists. Real fraud rings are far smaller;
 // the bound keeps one giant component (a face shared by thousands, or a vendor glitch) from turning
-// every look-up into a scan of the whole link graph. A ring cut at the bound says so (Truncated).
+// every look-up into a page of thousands of ids. A ring cut at the bound says so (Truncated).
 const MaxRingMembers = 1000
 
 // Ring is a fraud ring: the connected component of the duplicate-link graph that holds a user, that
-// is every account transitively linked to it.
+// is every account transitively linked to it, over links whose latest review is not
+// false_positive or same_person (a person said those pairs are not fraud, so they join no ring).
 //
 // Its ID is derived from the smallest userId of the component (RingID), so it is stable while the
-// ring grows from any side, and needs no table of its own. When two rings merge, the merged ring
-// keeps the ID of the one with the smaller smallest member and the other ID is retired: subscribers
-// that group alerts by ring should treat an ID as "the ring as of this alert".
+// ring grows from any side. When two rings merge, the merged ring keeps the ID of the one with the
+// smaller smallest member and the other ID is retired: subscribers that group alerts by ring should
+// treat an ID as "the ring as of this alert". The ring index (RingState, MergeRings) keeps every
+// account's ring as links are written, so no look-up walks the graph.
 type Ring struct {
 	ID      string
 	Size    int
 	Members []string
 	Links   []Link
-	// Truncated is true when the ring has more than MaxRingMembers accounts: Members holds the first
-	// ones found (nearest first), Size is MaxRingMembers and ID may not be the full ring's.
+	// Truncated is true when the ring has more than MaxRingMembers accounts (Members holds the
+	// first by userId; Size is still the whole ring's) or more links than a look-up returns.
 	Truncated bool
 }
 
@@ -84,3 +88,123 @@ type AlertPosition struct {
 
 // MaxLinkedAccounts bounds the accounts one user's duplicates look-up returns.
 const MaxLinkedAccounts = 1000
+
+// RingState is a ring as the ring index stores it. Key is the userId of one of its members: it names
+// the ring in storage and stays while that member does (a merge keeps the larger ring's key, so a
+// merge rewrites only the smaller ring's members). Smallest is the smallest member, whose hash is the
+// ring's public ID.
+type RingState struct {
+	Key      string
+	Smallest string
+	Size     int
+}
+
+// Alone is the ring of a user the index does not hold: the user alone. Such rings are not stored.
+func Alone(userID string) RingState {
+	return RingState{Key: userID, Smallest: userID, Size: 1}
+}
+
+// Ring returns the ring's public ID and size.
+func (r RingState) Ring() Ring { return Ring{ID: RingID(r.Smallest), Size: r.Size} }
+
+// RingChanges is what a batch's links change in the ring index.
+type RingChanges struct {
+	// Joined maps each user that was in no stored ring to the key of the ring it is in now.
+	Joined map[string]string
+	// Moved maps the key of each stored ring merged into another to the surviving ring's key: all of
+	// its members move.
+	Moved map[string]string
+	// Rings are the rings created or grown, as they stand after the batch.
+	Rings []RingState
+	// Retired are the keys of stored rings that no longer exist (they are in Moved).
+	Retired []string
+}
+
+// Empty reports whether the batch changed no ring.
+func (c RingChanges) Empty() bool { return len(c.Rings) == 0 }
+
+// MergeRings applies the links that join rings (each check's Alertable links, in the batch's order)
+// to the rings the users were in before the batch (current, keyed by userId; a user missing from it
+// is Alone). It returns the changes to store and, per check, the check user's ring right after its
+// own links were joined (what its alert says; zero for a check that raises no alert).
+//
+// Rings are merged union-by-size: the larger ring keeps its key and the smaller one's members move,
+// so a user moves O(log n) times however a ring of n grows. Only the public ID follows the smallest
+// member, as the README's ring rule says.
+func MergeRings(current map[string]RingState, checks []Check, plan LinkPlan) (RingChanges, []Ring) {
+	parent := map[string]string{}
+	state := map[string]*RingState{}
+	stored := map[string]RingState{} // rings the index held, by key
+	joined := map[string]bool{}
+	userKey := func(u string) string {
+		if r, ok := current[u]; ok && r.Size > 1 {
+			if _, seen := state[r.Key]; !seen && parent[r.Key] == "" {
+				st := r
+				state[r.Key] = &st
+				stored[r.Key] = r
+			}
+			return r.Key
+		}
+		if _, seen := state[u]; !seen && parent[u] == "" {
+			st := Alone(u)
+			state[u] = &st
+			joined[u] = true
+		}
+		return u
+	}
+	var find func(string) string
+	find = func(k string) string {
+		p := parent[k]
+		if p == "" {
+			return k
+		}
+		root := find(p)
+		parent[k] = root
+		return root
+	}
+	union := func(a, b string) {
+		ra, rb := find(a), find(b)
+		if ra == rb {
+			return
+		}
+		sa, sb := state[ra], state[rb]
+		if sb.Size > sa.Size || (sb.Size == sa.Size && rb < ra) {
+			ra, rb, sa, sb = rb, ra, sb, sa
+		}
+		sa.Size += sb.Size
+		sa.Smallest = min(sa.Smallest, sb.Smallest)
+		parent[rb] = ra
+		delete(state, rb)
+	}
+
+	rings := make([]Ring, len(checks))
+	for i, l := range plan.Checks {
+		if len(l.Alertable) == 0 {
+			continue
+		}
+		u := userKey(checks[i].UserID)
+		for _, m := range l.Alertable {
+			union(u, userKey(m))
+		}
+		rings[i] = state[find(u)].Ring()
+	}
+
+	changes := RingChanges{Joined: map[string]string{}, Moved: map[string]string{}}
+	for u := range joined {
+		changes.Joined[u] = find(u)
+	}
+	for k := range stored {
+		if root := find(k); root != k {
+			changes.Moved[k] = root
+			changes.Retired = append(changes.Retired, k)
+		}
+	}
+	for k, st := range state {
+		if before, ok := stored[k]; (!ok || *st != before) && st.Size > 1 {
+			changes.Rings = append(changes.Rings, *st)
+		}
+	}
+	slices.SortFunc(changes.Rings, func(a, b RingState) int { return strings.Compare(a.Key, b.Key) })
+	slices.Sort(changes.Retired)
+	return changes, rings
+}

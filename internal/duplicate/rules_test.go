@@ -41,10 +41,8 @@ func TestReviewsThatClearAPairSuppressItsAlert(t *testing.T) {
 	for _, d := range Decisions {
 		require.True(t, d.Valid())
 	}
-	got := AlertableLinks([]string{"a", "b", "c", "d"}, map[string]Decision{
-		"a": DecisionFalsePositive, "b": DecisionConfirmedFraud, "c": DecisionSamePerson})
-	require.Equal(t, []string{"b", "d"}, got)
-	require.Empty(t, AlertableLinks([]string{"a"}, map[string]Decision{"a": DecisionSamePerson}))
+	require.True(t, PairState{Latest: DecisionSamePerson}.Cleared())
+	require.False(t, PairState{Linked: true}.Cleared(), "a pair never reviewed is not cleared")
 }
 
 // replayStore keeps checks in a map and records what a re-run stored.

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 
@@ -13,9 +12,10 @@ import (
 
 // Batcher puts the per-event database work of many workers into shared round trips: while one
 // batch is being written or read, new requests queue up and go together in the next one (group
-// commit). At low load a request goes out at once, alone; at high load one transaction carries up
-// to maxBatch checks and one query answers up to maxBatch look-ups, which is what lets the pipeline
-// keep up with a fast vendor. It implements duplicate.Store.
+// commit). The batch size follows the queue: at low load a request goes out at once, alone; at high
+// load one transaction carries up to maxBatch checks (and MaxBatchLinks links) and one query answers
+// up to maxBatch look-ups, which is what lets the pipeline keep up with a fast vendor. It
+// implements duplicate.Store.
 type Batcher struct {
 	store   *Store
 	saves   *group[saveRequest]
@@ -35,6 +35,12 @@ type lookupRequest struct {
 
 var _ duplicate.Store = (*Batcher)(nil)
 
+// MaxBatchLinks bounds the matched accounts (the links to write) of one batch of checks, whatever
+// the number of checks: a face farm's checks each name thousands of accounts, and a thousand of them
+// in one transaction would hold millions of pairs in memory at once. A check larger than the bound
+// goes alone.
+const MaxBatchLinks = 50_000
+
 // batchTimeout bounds one batch's round trip; it is not tied to any one caller's context because
 // the batch serves several callers.
 const batchTimeout = 30 * time.Second
@@ -44,6 +50,7 @@ const batchTimeout = 30 * time.Second
 func NewBatcher(store *Store, maxBatch, maxFlushers int) *Batcher {
 	b := &Batcher{store: store}
 	b.saves = newGroup(maxBatch, maxFlushers, b.flushSaves)
+	b.saves.weigh, b.saves.maxWeight = func(r saveRequest) int { return len(r.check.MatchedUserIDs) }, MaxBatchLinks
 	b.lookups = newGroup(maxBatch, maxFlushers, b.flushLookups)
 	return b
 }
@@ -67,35 +74,45 @@ func (b *Batcher) SaveCheck(ctx context.Context, check duplicate.Check) (duplica
 }
 
 func (b *Batcher) flushSaves(ctx context.Context, batch []*pending[saveRequest]) {
-	if len(batch) > 1 {
-		results := make([]duplicate.Saved, len(batch))
-		checks := make([]duplicate.Check, len(batch))
-		for i, p := range batch {
-			checks[i] = p.req.check
-		}
-		err := inTx(ctx, b.store.pool, func(tx pgx.Tx) error {
-			// Every check in one round trip, then every check's links in one, and so on: a few
-			// round trips per batch instead of a few per check.
-			stored, err := insertChecks(ctx, tx, checks)
-			if err != nil {
-				return err
-			}
-			return b.store.linkAndAlertAll(ctx, tx, checks, stored, results)
-		})
-		if err == nil {
-			for i, p := range batch {
-				p.req.saved = results[i]
-				close(p.done)
-			}
-			return
-		}
-		// One bad check (or a deadlock with the other flusher) must not fail its neighbours:
-		// fall back to one transaction each, so each caller gets its own answer.
-	}
+	// A signatureId twice in one batch (a redelivery racing the first delivery) would have the bulk
+	// insert touch one row twice; the later copies are saved after the batch, as one by one.
+	seen := make(map[string]bool, len(batch))
+	var first, again []*pending[saveRequest]
 	for _, p := range batch {
+		if seen[p.req.check.SignatureID] {
+			again = append(again, p)
+			continue
+		}
+		seen[p.req.check.SignatureID] = true
+		first = append(first, p)
+	}
+	if len(first) > 1 && b.saveTogether(ctx, first) {
+		first = nil
+	}
+	// One bad check must not fail its neighbours: after a failed batch each check is saved in a
+	// transaction of its own, so each caller gets its own answer.
+	for _, p := range append(first, again...) {
 		p.req.saved, p.err = b.store.SaveCheck(ctx, p.req.check)
 		close(p.done)
 	}
+}
+
+// saveTogether saves the batch in one transaction and answers its callers; false means it failed
+// and answered no one.
+func (b *Batcher) saveTogether(ctx context.Context, batch []*pending[saveRequest]) bool {
+	checks := make([]duplicate.Check, len(batch))
+	for i, p := range batch {
+		checks[i] = p.req.check
+	}
+	saved, err := b.store.saveBatch(ctx, checks)
+	if err != nil {
+		return false
+	}
+	for i, p := range batch {
+		p.req.saved = saved[i]
+		close(p.done)
+	}
+	return true
 }
 
 func (b *Batcher) flushLookups(ctx context.Context, batch []*pending[lookupRequest]) {
@@ -131,6 +148,9 @@ func (b *Batcher) flushLookups(ctx context.Context, batch []*pending[lookupReque
 type group[T any] struct {
 	maxBatch, maxFlushers int
 	flush                 func(context.Context, []*pending[T])
+	// weigh, when set, bounds a batch by the sum of its requests' weights (maxWeight) as well.
+	weigh     func(T) int
+	maxWeight int
 
 	mu       sync.Mutex
 	queue    []*pending[T]
@@ -169,7 +189,7 @@ func (g *group[T]) submit(ctx context.Context, req T) (T, error) {
 func (g *group[T]) flushLoop() {
 	for {
 		g.mu.Lock()
-		n := min(len(g.queue), g.maxBatch)
+		n := g.batchLen()
 		if n == 0 {
 			g.flushing--
 			g.mu.Unlock()
@@ -184,83 +204,19 @@ func (g *group[T]) flushLoop() {
 	}
 }
 
-// linkAndAlertAll does what linkAndAlert does for every stored check of a batch, in pipelined round
-// trips: all links, then the review decisions of the new ones, then the rings and the alerts.
-// Statements run in the batch's order, so a pair linked by two checks of one batch is new for the
-// first only, as one by one. A ring is read once the whole batch's links are in, so it may count a
-// member linked a few milliseconds after the alerting check, in the same transaction.
-func (s *Store) linkAndAlertAll(ctx context.Context, tx pgx.Tx, checks []duplicate.Check, stored []bool, saved []duplicate.Saved) error {
-	var linking []int
-	links := &pgx.Batch{}
-	for i, c := range checks {
-		saved[i] = duplicate.Saved{Stored: stored[i]}
-		if stored[i] && len(c.MatchedUserIDs) > 0 {
-			q, args := upsertLinksQuery(c)
-			links.Queue(q, args...)
-			linking = append(linking, i)
+// batchLen is how many queued requests the next batch takes: all of them up to maxBatch, and up to
+// maxWeight in weight (at least one). The caller holds mu.
+func (g *group[T]) batchLen() int {
+	n := min(len(g.queue), g.maxBatch)
+	if g.weigh == nil {
+		return n
+	}
+	weight := 0
+	for i, p := range g.queue[:n] {
+		weight += g.weigh(p.req)
+		if weight > g.maxWeight && i > 0 {
+			return i
 		}
 	}
-	if len(linking) == 0 {
-		return nil
-	}
-	res := tx.SendBatch(ctx, links)
-	var reviewing []int
-	decisions := &pgx.Batch{}
-	for _, i := range linking {
-		rows, err := res.Query()
-		newLinks, err := readNewLinks(rows, err, checks[i])
-		if err != nil {
-			_ = res.Close()
-			return err
-		}
-		saved[i].NewLinks = newLinks
-		if len(newLinks) > 0 {
-			decisions.Queue(latestDecisionsSQL, checks[i].UserID, newLinks)
-			reviewing = append(reviewing, i)
-		}
-	}
-	if err := res.Close(); err != nil || len(reviewing) == 0 {
-		return err
-	}
-
-	res = tx.SendBatch(ctx, decisions)
-	var alerting []int
-	alertable := make(map[int][]string)
-	rings := &pgx.Batch{}
-	for _, i := range reviewing {
-		rows, err := res.Query()
-		latest, err := readDecisions(rows, err)
-		if err != nil {
-			_ = res.Close()
-			return err
-		}
-		if a := duplicate.AlertableLinks(saved[i].NewLinks, latest); len(a) > 0 {
-			alertable[i] = a
-			alerting = append(alerting, i)
-			rings.Queue(ringSQL, checks[i].UserID, duplicate.MaxRingMembers+1)
-		}
-	}
-	if err := res.Close(); err != nil || len(alerting) == 0 {
-		return err
-	}
-
-	res = tx.SendBatch(ctx, rings)
-	alerts := &pgx.Batch{}
-	for _, i := range alerting {
-		var ring duplicate.Ring
-		if err := res.QueryRow().Scan(&ring.ID, &ring.Size, &ring.Members); err != nil {
-			_ = res.Close()
-			return fmt.Errorf("walk ring of user: %w", err)
-		}
-		truncateRing(&ring)
-		saved[i].Alert = duplicate.NewAlert(s.newAlertID(), checks[i], alertable[i], ring, s.policy)
-		alerts.Queue(insertAlertSQL, insertAlertArgs(saved[i].Alert)...)
-	}
-	if err := res.Close(); err != nil {
-		return err
-	}
-	if err := tx.SendBatch(ctx, alerts).Close(); err != nil {
-		return fmt.Errorf("insert %d alerts: %w", len(alerting), err)
-	}
-	return nil
+	return n
 }

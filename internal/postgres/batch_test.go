@@ -45,3 +45,41 @@ func TestBatcherLooksUpManyOutcomesTogether(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestAFaceFarmSavedConcurrentlyIsOneRingWithEveryLinkOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	batcher := postgres.NewBatcher(b.store, 16, 2)
+	const k = 60
+	members := make([]string, k)
+	for i := range members {
+		members[i] = fmt.Sprintf("farm-%02d", i)
+	}
+	// Member i's face search finds every member before it, as the vendor answers a farm.
+	var wg sync.WaitGroup
+	alerts := make([]*duplicate.Alert, k)
+	for i := range k {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			saved, err := batcher.SaveCheck(b.ctx, check(fmt.Sprintf("s%02d", i), members[i], members[:i]...))
+			require.NoError(t, err)
+			alerts[i] = saved.Alert
+		}()
+	}
+	wg.Wait()
+	require.Len(t, linkRows(t, b), k*(k-1)/2, "every pair once")
+	for _, n := range linkRows(t, b) {
+		require.Equal(t, 1, n, "each pair seen by one check")
+	}
+	biggest := 0
+	for _, a := range alerts {
+		if a != nil {
+			biggest = max(biggest, a.RingSize)
+		}
+	}
+	require.Equal(t, k, biggest, "the last alert to commit sees the whole farm")
+	size, members2 := ringOf(t, b, members[k-1])
+	require.Equal(t, k, size)
+	require.Equal(t, members, members2)
+}

@@ -202,13 +202,15 @@ ORDER BY reviewed_at DESC, review_id DESC`, userID)
 }
 
 const alertColumns = `alert_id::text, signature_id, user_id, matched_user_ids, new_matched_user_ids,
+    coalesce(matched_count, cardinality(matched_user_ids)), coalesce(new_matched_count, cardinality(new_matched_user_ids)),
     coalesce(vendor_transaction_id, ''), detected_at, coalesce(ring_id, ''), coalesce(ring_size, 0), severity,
     published_at, matched_failed_user_ids`
 
 func scanAlert(row pgx.CollectableRow) (duplicate.StoredAlert, error) {
 	a := duplicate.StoredAlert{Alert: duplicate.Alert{Type: duplicate.AlertType, Version: duplicate.AlertVersion}}
 	err := row.Scan(&a.AlertID, &a.SignatureID, &a.UserID, &a.MatchedUserIDs, &a.NewMatchedUserIDs,
-		&a.VendorTransactionID, &a.DetectedAt, &a.RingID, &a.RingSize, &a.Severity, &a.PublishedAt, &a.MatchedFailedUserIDs)
+		&a.MatchedCount, &a.NewMatchedCount, &a.VendorTransactionID, &a.DetectedAt, &a.RingID, &a.RingSize, &a.Severity, &a.PublishedAt,
+		&a.MatchedFailedUserIDs)
 	a.DetectedAt = a.DetectedAt.UTC()
 	if len(a.MatchedFailedUserIDs) == 0 {
 		a.MatchedFailedUserIDs = nil // omitted from the JSON, as when the alert was raised

@@ -32,10 +32,11 @@ func (s *Store) ReplaceCheck(ctx context.Context, check duplicate.Check) (duplic
 				return fmt.Errorf("lock check %s: %w", check.SignatureID, err)
 			}
 			_, err = tx.Exec(ctx, `
-UPDATE idv_checks SET outcome = $2, similar_user_ids = $3, matched_user_ids = $4,
-    vendor_transaction_id = NULLIF($5, ''), replay_count = replay_count + 1, replayed_at = $6
-WHERE signature_id = $1`, check.SignatureID, string(check.Outcome), nonNil(check.SimilarUserIDs),
-				nonNil(check.MatchedUserIDs), check.VendorTransactionID, check.ReplayedAt)
+UPDATE idv_checks SET outcome = $2, similar_user_ids = $3, matched_user_ids = $4, similar_count = $7,
+    matched_count = $8, vendor_transaction_id = NULLIF($5, ''), replay_count = replay_count + 1, replayed_at = $6
+WHERE signature_id = $1`, check.SignatureID, string(check.Outcome), nonNil(duplicate.Listed(check.SimilarUserIDs)),
+				nonNil(duplicate.Listed(check.MatchedUserIDs)), check.VendorTransactionID, check.ReplayedAt,
+				len(check.SimilarUserIDs), len(check.MatchedUserIDs))
 			if err != nil {
 				return fmt.Errorf("update check %s: %w", check.SignatureID, err)
 			}
@@ -44,12 +45,23 @@ WHERE signature_id = $1`, check.SignatureID, string(check.Outcome), nonNil(check
 			if check.ReplayedAt != nil {
 				linked.CheckedAt = *check.ReplayedAt
 			}
-			saved, err = s.linkAndAlert(ctx, tx, linked)
-			return err
+			all, err := s.linkAll(ctx, tx, []duplicate.Check{linked})
+			if err != nil {
+				return err
+			}
+			saved = all[0]
+			return nil
 		})
 	})
 	if err != nil {
 		return duplicate.Saved{}, nil, err
 	}
 	return saved, previous, nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }

@@ -50,7 +50,16 @@ func (s *Store) AddReview(ctx context.Context, r duplicate.Review) (duplicate.Re
 				return e
 			}
 		}
-		err := tx.QueryRow(ctx, `
+		// The ring index follows reviews (a cleared pair joins no ring), so the review takes its lock.
+		if err := lockRingIndex(ctx, tx); err != nil {
+			return err
+		}
+		pair := duplicate.PairOf(r.UserID, r.DuplicateUserID)
+		before, err := latestDecision(ctx, tx, pair)
+		if err != nil {
+			return err
+		}
+		err = tx.QueryRow(ctx, `
 INSERT INTO link_reviews (user_id_low, user_id_high, decision, note, reviewed_by)
 VALUES (least($1::text, $2::text), greatest($1::text, $2::text), $3, $4, $5)
 RETURNING review_id, reviewed_at,
@@ -60,42 +69,13 @@ RETURNING review_id, reviewed_at,
 			return fmt.Errorf("insert review: %w", err)
 		}
 		r.ReviewedAt = r.ReviewedAt.UTC()
-		return nil
+		if !r.Linked {
+			return nil
+		}
+		return reringAfterReview(ctx, tx, pair, before, r.Decision)
 	})
 	if err != nil {
 		return duplicate.Review{}, err
 	}
 	return r, nil
-}
-
-// latestDecisions returns, for each of others that has a review with userID, the pair's latest
-// decision, keyed by the other userId.
-func latestDecisions(ctx context.Context, q querier, userID string, others []string) (map[string]duplicate.Decision, error) {
-	rows, err := q.Query(ctx, latestDecisionsSQL, userID, others)
-	return readDecisions(rows, err)
-}
-
-const latestDecisionsSQL = `
-SELECT u.m, r.decision
-FROM unnest($2::text[]) AS u(m)
-CROSS JOIN LATERAL (
-    SELECT decision FROM link_reviews
-    WHERE user_id_low = least($1::text, u.m) AND user_id_high = greatest($1::text, u.m)
-    ORDER BY reviewed_at DESC, review_id DESC LIMIT 1
-) r`
-
-func readDecisions(rows pgx.Rows, err error) (map[string]duplicate.Decision, error) {
-	if err != nil {
-		return nil, fmt.Errorf("select latest reviews: %w", err)
-	}
-	out := map[string]duplicate.Decision{}
-	var m, d string
-	_, err = pgx.ForEachRow(rows, []any{&m, &d}, func() error {
-		out[m] = duplicate.Decision(d)
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("select latest reviews: %w", err)
-	}
-	return out, nil
 }

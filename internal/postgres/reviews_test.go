@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -111,19 +112,31 @@ func TestReviewsAreAppendOnly(t *testing.T) {
 	require.Equal(t, duplicate.EINVALID, duplicate.ErrorCode(err))
 }
 
-func TestRingLookUpIsBounded(t *testing.T) {
+func TestRingLookUpIsBoundedAndAFaceFarmLosesNoLink(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	// A chain longer than the bound, written directly: u0000 - u0001 - ... - u1049.
-	_, err := b.pool.Exec(b.ctx, `
-INSERT INTO duplicate_links
-SELECT format('u%s', lpad(i::text, 4, '0')), format('u%s', lpad((i + 1)::text, 4, '0')), now(), now(), 1, 's', 's'
-FROM generate_series(0, 1048) AS i`)
+	// One face behind 1,051 accounts: the vendor lists 1,050 others.
+	others := make([]string, 1050)
+	for i := range others {
+		others[i] = fmt.Sprintf("u%04d", i+1)
+	}
+	saved, err := b.store.SaveCheck(b.ctx, check("s", "u0000", others...))
 	require.NoError(t, err)
+	require.Len(t, saved.NewLinks, 1050)
+	require.Len(t, saved.Alert.NewMatchedUserIDs, duplicate.MaxListedUserIDs, "the alert lists the first ids")
+	require.Equal(t, 1050, saved.Alert.NewMatchedCount, "and counts them all")
+	require.Equal(t, 1051, saved.Alert.RingSize)
+	require.Len(t, linkRows(t, b), 1050, "every pair is linked")
+
+	stored, err := b.store.Check(b.ctx, "s")
+	require.NoError(t, err)
+	require.Equal(t, others[:duplicate.MaxListedUserIDs], stored.MatchedUserIDs)
+
 	ring, err := b.store.Ring(b.ctx, "u0000")
 	require.NoError(t, err)
 	require.True(t, ring.Truncated)
-	require.Equal(t, duplicate.MaxRingMembers, ring.Size)
+	require.Equal(t, 1051, ring.Size, "the index knows the true size")
+	require.Equal(t, duplicate.RingID("u0000"), ring.ID)
 	require.Len(t, ring.Members, duplicate.MaxRingMembers)
 
 	_, err = b.store.Ring(b.ctx, "nobody")

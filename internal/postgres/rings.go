@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -13,9 +14,9 @@ import (
 // MaxRingLinks bounds the links a ring look-up returns.
 const MaxRingLinks = 5000
 
-// Ring returns the fraud ring of userID with its links: every account transitively linked to it
-// (bounded by duplicate.MaxRingMembers). An unknown user is a duplicate.ENOTFOUND error; a known
-// user without links is a ring of one.
+// Ring returns the fraud ring of userID with its links, from the ring index: its true size, and its
+// members (the first duplicate.MaxRingMembers by userId) and the links between them. An unknown
+// user is a duplicate.ENOTFOUND error; a known user in no ring is a ring of one.
 func (s *Store) Ring(ctx context.Context, userID string) (duplicate.Ring, error) {
 	var ring duplicate.Ring
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
@@ -32,34 +33,30 @@ func (s *Store) Ring(ctx context.Context, userID string) (duplicate.Ring, error)
 	return ring, err
 }
 
-// ringSQL walks the link graph from $1; see ringOf.
-const ringSQL = `
-WITH RECURSIVE ring(user_id) AS (
-    SELECT $1::text
-    UNION
-    -- LATERAL makes each step two index look-ups per member; a join with the duplicate_accounts
-    -- view let the planner hash-join all of duplicate_links at every step (the benchmark saw it).
-    SELECT n.other FROM ring r CROSS JOIN LATERAL (
-        SELECT l.user_id_high AS other FROM duplicate_links l WHERE l.user_id_low = r.user_id
-        UNION ALL
-        SELECT l.user_id_low FROM duplicate_links l WHERE l.user_id_high = r.user_id
-    ) n
-), found AS (
-    SELECT user_id FROM ring LIMIT $2
-)
-SELECT doppel_ring_id(min(user_id)), count(*)::int, array_agg(user_id ORDER BY user_id) FROM found`
-
-// ringOf walks the link graph from userID with a recursive CTE. UNION (not UNION ALL) keeps only
-// users not reached before, so each member is visited once and the walk ends without a depth bound;
-// the LIMIT stops the walk after MaxRingMembers+1 members (PostgreSQL evaluates a recursive CTE only
-// as far as its reader pulls), which bounds the work on a giant component.
+// ringOf reads userID's ring from the ring index: two index look-ups and the member list, whatever
+// the ring's size or number of links. With withLinks it adds the links between the listed members.
 func ringOf(ctx context.Context, q querier, userID string, withLinks bool) (duplicate.Ring, error) {
-	var ring duplicate.Ring
-	err := q.QueryRow(ctx, ringSQL, userID, duplicate.MaxRingMembers+1).Scan(&ring.ID, &ring.Size, &ring.Members)
+	current, err := ringsOf(ctx, q, []string{userID})
 	if err != nil {
-		return duplicate.Ring{}, fmt.Errorf("walk ring of user: %w", err)
+		return duplicate.Ring{}, err
 	}
-	truncateRing(&ring)
+	st, inRing := current[userID]
+	if !inRing {
+		st = duplicate.Alone(userID)
+	}
+	ring := st.Ring()
+	ring.Members = []string{userID}
+	if inRing {
+		rows, err := q.Query(ctx, `SELECT user_id FROM ring_members WHERE ring_key = $1 ORDER BY user_id LIMIT $2`,
+			st.Key, duplicate.MaxRingMembers)
+		if err != nil {
+			return duplicate.Ring{}, fmt.Errorf("select ring members: %w", err)
+		}
+		if ring.Members, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+			return duplicate.Ring{}, fmt.Errorf("select ring members: %w", err)
+		}
+		ring.Truncated = ring.Size > len(ring.Members)
+	}
 	if !withLinks {
 		return ring, nil
 	}
@@ -102,12 +99,220 @@ LIMIT $2`, ring.Members, MaxRingLinks+1)
 	return ring, nil
 }
 
-// truncateRing applies the member bound to a ring read with ringSQL, which reads one member more
-// than the bound so that a larger ring can be told apart.
-func truncateRing(ring *duplicate.Ring) {
-	if ring.Size > duplicate.MaxRingMembers {
-		ring.Truncated = true
-		ring.Size = duplicate.MaxRingMembers
-		ring.Members = ring.Members[:duplicate.MaxRingMembers]
+// ringsOf returns the stored ring of each of users that is in one, keyed by userId.
+func ringsOf(ctx context.Context, q querier, users []string) (map[string]duplicate.RingState, error) {
+	out := map[string]duplicate.RingState{}
+	if len(users) == 0 {
+		return out, nil
 	}
+	rows, err := q.Query(ctx, `
+SELECT m.user_id, r.ring_key, r.smallest_user_id, r.size
+FROM unnest($1::text[]) AS u(id)
+JOIN ring_members m ON m.user_id = u.id
+JOIN rings r ON r.ring_key = m.ring_key`, pgx.QueryExecModeExec, users)
+	if err != nil {
+		return nil, fmt.Errorf("read rings of %d users: %w", len(users), err)
+	}
+	var u string
+	var st duplicate.RingState
+	_, err = pgx.ForEachRow(rows, []any{&u, &st.Key, &st.Smallest, &st.Size}, func() error {
+		out[u] = st
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read rings of %d users: %w", len(users), err)
+	}
+	return out, nil
+}
+
+// queueRingChanges queues the writes of changes: one statement per kind of change.
+func queueRingChanges(b *pgx.Batch, changes duplicate.RingChanges) {
+	if len(changes.Moved) > 0 {
+		olds, news := splitMap(changes.Moved)
+		b.Queue(`UPDATE ring_members m SET ring_key = u.to_key FROM unnest($1::text[], $2::text[]) AS u(from_key, to_key)
+WHERE m.ring_key = u.from_key`, olds, news)
+	}
+	if len(changes.Joined) > 0 {
+		users, keys := splitMap(changes.Joined)
+		b.Queue(`INSERT INTO ring_members (user_id, ring_key) SELECT * FROM unnest($1::text[], $2::text[])
+ON CONFLICT (user_id) DO UPDATE SET ring_key = EXCLUDED.ring_key`, users, keys)
+	}
+	if len(changes.Rings) > 0 {
+		n := len(changes.Rings)
+		keys, smallest, sizes := make([]string, n), make([]string, n), make([]int32, n)
+		for i, r := range changes.Rings {
+			keys[i], smallest[i], sizes[i] = r.Key, r.Smallest, int32(r.Size)
+		}
+		b.Queue(`INSERT INTO rings (ring_key, smallest_user_id, size) SELECT * FROM unnest($1::text[], $2::text[], $3::int[])
+ON CONFLICT (ring_key) DO UPDATE SET smallest_user_id = EXCLUDED.smallest_user_id, size = EXCLUDED.size`,
+			keys, smallest, sizes)
+	}
+	if len(changes.Retired) > 0 {
+		b.Queue(`DELETE FROM rings WHERE ring_key = ANY ($1::text[])`, changes.Retired)
+	}
+}
+
+// splitMap returns m's keys and values in key order.
+func splitMap(m map[string]string) ([]string, []string) {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	values := make([]string, len(keys))
+	for i, k := range keys {
+		values[i] = m[k]
+	}
+	return keys, values
+}
+
+// latestDecision returns the pair's latest decision, "" when it was never reviewed.
+func latestDecision(ctx context.Context, tx pgx.Tx, pair duplicate.PairKey) (duplicate.Decision, error) {
+	states, err := pairStates(ctx, tx, []string{pair.Low}, []duplicate.PairKey{pair})
+	if err != nil {
+		return "", err
+	}
+	return states[pair].Latest, nil
+}
+
+// reringAfterReview keeps the ring index true after a review of a linked pair changed whether the
+// pair is cleared: clearing it may split its ring in two, un-clearing it (confirmed_fraud after
+// false_positive) joins the two rings. The caller holds the ring-index lock and has stored the review.
+func reringAfterReview(ctx context.Context, tx pgx.Tx, pair duplicate.PairKey, before, after duplicate.Decision) error {
+	wasCleared, cleared := before.SuppressesAlerts(), after.SuppressesAlerts()
+	switch {
+	case wasCleared == cleared:
+		return nil
+	case !cleared:
+		current, err := ringsOf(ctx, tx, []string{pair.Low, pair.High})
+		if err != nil {
+			return err
+		}
+		checks := []duplicate.Check{{UserID: pair.Low}}
+		plan := duplicate.LinkPlan{Checks: []duplicate.Linking{{Alertable: []string{pair.High}}}}
+		changes, _ := duplicate.MergeRings(current, checks, plan)
+		return writeRingChanges(ctx, tx, changes)
+	}
+	return splitRing(ctx, tx, pair)
+}
+
+func writeRingChanges(ctx context.Context, tx pgx.Tx, changes duplicate.RingChanges) error {
+	b := &pgx.Batch{}
+	queueRingChanges(b, changes)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("write rings: %w", err)
+	}
+	return nil
+}
+
+// liveNeighboursSQL returns the accounts of ring $2 linked to any of $1 by a link no review cleared.
+const liveNeighboursSQL = `
+SELECT DISTINCT n.other
+FROM unnest($1::text[]) AS f(u)
+CROSS JOIN LATERAL (
+    SELECT user_id_high AS other FROM duplicate_links WHERE user_id_low = f.u
+    UNION ALL
+    SELECT user_id_low FROM duplicate_links WHERE user_id_high = f.u
+) n
+JOIN ring_members m ON m.user_id = n.other AND m.ring_key = $2
+WHERE coalesce((SELECT decision FROM link_reviews
+                WHERE user_id_low = least(f.u, n.other) AND user_id_high = greatest(f.u, n.other)
+                ORDER BY reviewed_at DESC, review_id DESC LIMIT 1), '') NOT IN ('false_positive', 'same_person')`
+
+// splitRing handles a pair just cleared: it searches the ring from both ends at once, over links no
+// review cleared, one frontier step at a time, always growing the smaller side. If the sides meet,
+// the ring holds together (the usual case in a dense ring: one step). If one side runs out, that
+// side is a ring of its own, found at the cost of the smaller part.
+func splitRing(ctx context.Context, tx pgx.Tx, pair duplicate.PairKey) error {
+	current, err := ringsOf(ctx, tx, []string{pair.Low, pair.High})
+	if err != nil {
+		return err
+	}
+	ring, ok := current[pair.Low]
+	if !ok || current[pair.High].Key != ring.Key {
+		return nil // not in one ring: nothing to split
+	}
+	type side struct {
+		seen     map[string]bool
+		frontier []string
+	}
+	sides := [2]*side{
+		{seen: map[string]bool{pair.Low: true}, frontier: []string{pair.Low}},
+		{seen: map[string]bool{pair.High: true}, frontier: []string{pair.High}},
+	}
+	for {
+		i := 0
+		if len(sides[1].seen) < len(sides[0].seen) {
+			i = 1
+		}
+		grow, other := sides[i], sides[1-i]
+		rows, err := tx.Query(ctx, liveNeighboursSQL, pgx.QueryExecModeExec, grow.frontier, ring.Key)
+		if err != nil {
+			return fmt.Errorf("walk ring after review: %w", err)
+		}
+		next, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return fmt.Errorf("walk ring after review: %w", err)
+		}
+		grow.frontier = grow.frontier[:0]
+		for _, u := range next {
+			if other.seen[u] {
+				return nil // still one ring
+			}
+			if !grow.seen[u] {
+				grow.seen[u] = true
+				grow.frontier = append(grow.frontier, u)
+			}
+		}
+		if len(grow.frontier) == 0 {
+			part := make([]string, 0, len(grow.seen))
+			for u := range grow.seen {
+				part = append(part, u)
+			}
+			return writeSplit(ctx, tx, ring, part)
+		}
+	}
+}
+
+// writeSplit moves part (a whole component) out of ring. The part holding the ring's key keeps it;
+// the other takes its smallest member as key. A part of one account leaves the index.
+func writeSplit(ctx context.Context, tx pgx.Tx, ring duplicate.RingState, part []string) error {
+	slices.Sort(part)
+	var restSmallest string
+	err := tx.QueryRow(ctx, `SELECT min(user_id) FROM ring_members WHERE ring_key = $1 AND user_id <> ALL ($2::text[])`,
+		ring.Key, part).Scan(&restSmallest)
+	if err != nil {
+		return fmt.Errorf("split ring: %w", err)
+	}
+	restSize := ring.Size - len(part)
+	moved, movedKey := part, part[0]
+	kept := duplicate.RingState{Key: ring.Key, Smallest: restSmallest, Size: restSize}
+	newRing := duplicate.RingState{Key: part[0], Smallest: part[0], Size: len(part)}
+	if slices.Contains(part, ring.Key) {
+		// The part keeps the key: move the rest instead.
+		kept = duplicate.RingState{Key: ring.Key, Smallest: part[0], Size: len(part)}
+		newRing = duplicate.RingState{Key: restSmallest, Smallest: restSmallest, Size: restSize}
+		moved, movedKey = nil, restSmallest
+	}
+	b := &pgx.Batch{}
+	if moved != nil {
+		b.Queue(`UPDATE ring_members SET ring_key = $2 WHERE user_id = ANY ($1::text[])`, moved, movedKey)
+	} else {
+		b.Queue(`UPDATE ring_members SET ring_key = $3 WHERE ring_key = $1 AND user_id <> ALL ($2::text[])`,
+			ring.Key, part, movedKey)
+	}
+	for _, r := range []duplicate.RingState{kept, newRing} {
+		if r.Size > 1 {
+			b.Queue(`INSERT INTO rings (ring_key, smallest_user_id, size) VALUES ($1, $2, $3)
+ON CONFLICT (ring_key) DO UPDATE SET smallest_user_id = EXCLUDED.smallest_user_id, size = EXCLUDED.size`,
+				r.Key, r.Smallest, r.Size)
+			continue
+		}
+		b.Queue(`DELETE FROM rings WHERE ring_key = $1`, r.Key)
+		b.Queue(`DELETE FROM ring_members WHERE ring_key = $1`, r.Key)
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("split ring: %w", err)
+	}
+	return nil
 }

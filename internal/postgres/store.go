@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -60,26 +60,31 @@ func (s *Store) FinalOutcome(ctx context.Context, signatureID string) (duplicate
 	return o, o.Final(), nil
 }
 
-// SaveCheck stores the check, one link per matched user and, when a link is new, an alert row in the
-// outbox, all in one transaction. A signatureId with a final outcome is left as it is (Stored false),
-// which makes a redelivered event harmless; a non-final one (skipped, incomplete, failed) is
-// overwritten by a later event.
-//
-// A transaction chosen as a deadlock victim (possible when it overlaps a group-commit batch, whose
-// checks lock their links in check order) was rolled back whole, so it is simply run again.
+// SaveCheck stores the check, one link per matched user, the ring index and, when a link is new and
+// no review cleared it, an alert row in the outbox, all in one transaction. A signatureId with a
+// final outcome is left as it is (Stored false), which makes a redelivered event harmless; a
+// non-final one (skipped, incomplete, failed) is overwritten by a later event. It is a batch of one:
+// see saveChecks.
 func (s *Store) SaveCheck(ctx context.Context, check duplicate.Check) (duplicate.Saved, error) {
-	var saved duplicate.Saved
-	err := retryConflicts(ctx, func() error {
-		return inTx(ctx, s.pool, func(tx pgx.Tx) error {
-			var err error
-			saved, err = s.saveCheckTx(ctx, tx, check)
-			return err
-		})
-	})
+	saved, err := s.saveBatch(ctx, []duplicate.Check{check})
 	if err != nil {
 		return duplicate.Saved{}, err
 	}
-	return saved, nil
+	return saved[0], nil
+}
+
+// saveBatch runs saveChecks in its own transaction. A transaction chosen as a deadlock victim was
+// rolled back whole, so it is simply run again.
+func (s *Store) saveBatch(ctx context.Context, checks []duplicate.Check) ([]duplicate.Saved, error) {
+	var saved []duplicate.Saved
+	err := retryConflicts(ctx, func() error {
+		return inTx(ctx, s.pool, func(tx pgx.Tx) error {
+			var err error
+			saved, err = s.saveChecks(ctx, tx, checks)
+			return err
+		})
+	})
+	return saved, err
 }
 
 // conflictAttempts bounds the runs of a transaction that keeps losing deadlocks.
@@ -107,205 +112,338 @@ func isConflict(err error) bool {
 	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
 }
 
-func (s *Store) saveCheckTx(ctx context.Context, tx pgx.Tx, check duplicate.Check) (duplicate.Saved, error) {
-	stored, err := insertCheck(ctx, tx, check)
-	if err != nil || !stored {
-		return duplicate.Saved{}, err
-	}
-	return s.linkAndAlert(ctx, tx, check)
-}
-
-// linkAndAlert upserts the check's links and, when some are new and no review cleared them, writes
-// the alert with the user's ring. It is the part of storing a check that a re-run shares.
-func (s *Store) linkAndAlert(ctx context.Context, tx pgx.Tx, check duplicate.Check) (duplicate.Saved, error) {
-	saved := duplicate.Saved{Stored: true}
-	if len(check.MatchedUserIDs) == 0 {
-		return saved, nil
-	}
-	var err error
-	saved.NewLinks, err = upsertLinks(ctx, tx, check)
+// saveChecks stores checks with distinct signatureIds in one statement, then links, rings and
+// alerts for those it stored (see linkAll). Saved[i] answers checks[i].
+func (s *Store) saveChecks(ctx context.Context, tx pgx.Tx, checks []duplicate.Check) ([]duplicate.Saved, error) {
+	stored, err := insertChecks(ctx, tx, checks)
 	if err != nil {
-		return duplicate.Saved{}, err
+		return nil, err
 	}
-	if len(saved.NewLinks) == 0 {
-		return saved, nil
+	saved := make([]duplicate.Saved, len(checks))
+	var linking []duplicate.Check
+	var at []int
+	for i, c := range checks {
+		if stored[i] {
+			saved[i].Stored = true
+			linking = append(linking, c)
+			at = append(at, i)
+		}
 	}
-	latest, err := latestDecisions(ctx, tx, check.UserID, saved.NewLinks)
+	linked, err := s.linkAll(ctx, tx, linking)
 	if err != nil {
-		return duplicate.Saved{}, err
+		return nil, err
 	}
-	alertable := duplicate.AlertableLinks(saved.NewLinks, latest)
-	if len(alertable) == 0 {
-		return saved, nil
-	}
-	ring, err := ringOf(ctx, tx, check.UserID, false)
-	if err != nil {
-		return duplicate.Saved{}, err
-	}
-	saved.Alert = duplicate.NewAlert(s.newAlertID(), check, alertable, ring, s.policy)
-	if err := insertAlert(ctx, tx, saved.Alert); err != nil {
-		return duplicate.Saved{}, err
+	for j, i := range at {
+		saved[i] = linked[j]
 	}
 	return saved, nil
 }
 
-// insertCheckSQL stores a check unless a final outcome exists; it returns a row only when it
-// stored. The outcomes it replaces are those duplicate.Outcome.Final reports as not final (a
-// notice, a verdict still to come, a failure); TestStoredOutcomesAreReplacedExactlyWhenNotFinal
-// keeps the two in step.
-const insertCheckSQL = `
+// linkAll writes what stored checks change: it reads the state of every pair they link and the
+// rings of the accounts they may join, lets the domain decide (duplicate.PlanLinks,
+// duplicate.MergeRings), and writes the links, the ring index and the alerts, one statement per
+// table. A few round trips per batch, whatever its size.
+//
+// The ring-index lock serializes this step between transactions, so the pair states and rings read
+// are still true when the decision is written: two batches cannot both find one pair new (two
+// alerts) or both grow one ring from stale sizes. Check inserts, the bulk of the work, stay outside it.
+func (s *Store) linkAll(ctx context.Context, tx pgx.Tx, checks []duplicate.Check) ([]duplicate.Saved, error) {
+	saved := make([]duplicate.Saved, len(checks))
+	for i := range saved {
+		saved[i].Stored = true
+	}
+	pairs := duplicate.Pairs(checks)
+	if len(pairs) == 0 {
+		return saved, nil
+	}
+	if err := lockRingIndex(ctx, tx); err != nil {
+		return nil, err
+	}
+	users := make([]string, 0, len(checks))
+	for _, c := range checks {
+		users = append(users, c.UserID)
+	}
+	states, err := pairStates(ctx, tx, users, pairs)
+	if err != nil {
+		return nil, err
+	}
+	plan := duplicate.PlanLinks(checks, states)
+	current, err := ringsOf(ctx, tx, duplicate.RingUsers(checks, plan))
+	if err != nil {
+		return nil, err
+	}
+	changes, rings := duplicate.MergeRings(current, checks, plan)
+
+	var alerts []*duplicate.Alert
+	for i, c := range checks {
+		saved[i].NewLinks = plan.Checks[i].NewLinks
+		if len(plan.Checks[i].Alertable) > 0 {
+			saved[i].Alert = duplicate.NewAlert(s.newAlertID(), c, plan.Checks[i].Alertable, rings[i], s.policy)
+			alerts = append(alerts, saved[i].Alert)
+		}
+	}
+	if err := insertNewLinks(ctx, tx, plan.Links); err != nil {
+		return nil, err
+	}
+	writes := &pgx.Batch{}
+	queueSeenAgain(writes, plan.Links)
+	queueRingChanges(writes, changes)
+	queueAlerts(writes, alerts)
+	if err := tx.SendBatch(ctx, writes).Close(); err != nil {
+		return nil, fmt.Errorf("write %d links, rings and %d alerts: %w", len(plan.Links), len(alerts), err)
+	}
+	return saved, nil
+}
+
+// insertChecksSQL stores a batch of checks unless a final outcome exists; it returns the
+// signatureIds it stored. The outcomes it replaces are those duplicate.Outcome.Final reports as not
+// final (a notice, a verdict still to come, a failure); TestStoredOutcomesAreReplacedExactlyWhenNotFinal
+// keeps the two in step. The id lists are sent as array literals
+// (arrays of arrays must be rectangular) and kept to duplicate.MaxListedUserIDs ids.
+const insertChecksSQL = `
 INSERT INTO idv_checks (signature_id, user_id, event_type, outcome, overall_result, similar_user_ids,
-    matched_user_ids, vendor_transaction_id, failure_reason, event_id, occurred_at,
-    source_topic, source_partition, source_offset, checked_at)
-VALUES ($1, NULLIF($2, ''), $3, $4, NULLIF($5, ''), $6, $7, NULLIF($8, ''), NULLIF($9, ''), NULLIF($10, ''), $11,
-    NULLIF($12, ''), $13, $14, $15)
+    matched_user_ids, similar_count, matched_count, vendor_transaction_id, failure_reason, event_id,
+    occurred_at, source_topic, source_partition, source_offset, checked_at)
+SELECT u.sig, NULLIF(u.uid, ''), u.typ, u.outcome, NULLIF(u.overall, ''), u.sim::text[], u.mat::text[],
+    u.nsim, u.nmat, NULLIF(u.tx, ''), NULLIF(u.failure, ''), NULLIF(u.event, ''), u.occurred,
+    NULLIF(u.topic, ''), u.part, u.off, u.at
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[],
+    $9::int[], $10::text[], $11::text[], $12::text[], $13::timestamptz[], $14::text[], $15::int[], $16::bigint[],
+    $17::timestamptz[])
+    AS u(sig, uid, typ, outcome, overall, sim, mat, nsim, nmat, tx, failure, event, occurred,
+         topic, part, off, at)
 ON CONFLICT (signature_id) DO UPDATE SET
     user_id = EXCLUDED.user_id, event_type = EXCLUDED.event_type, outcome = EXCLUDED.outcome,
     overall_result = EXCLUDED.overall_result, similar_user_ids = EXCLUDED.similar_user_ids,
-    matched_user_ids = EXCLUDED.matched_user_ids, vendor_transaction_id = EXCLUDED.vendor_transaction_id,
+    matched_user_ids = EXCLUDED.matched_user_ids, similar_count = EXCLUDED.similar_count,
+    matched_count = EXCLUDED.matched_count, vendor_transaction_id = EXCLUDED.vendor_transaction_id,
     failure_reason = EXCLUDED.failure_reason, event_id = EXCLUDED.event_id, occurred_at = EXCLUDED.occurred_at,
     source_topic = EXCLUDED.source_topic, source_partition = EXCLUDED.source_partition,
     source_offset = EXCLUDED.source_offset, checked_at = EXCLUDED.checked_at
 WHERE idv_checks.outcome IN ('skipped', 'incomplete', 'failed')
-RETURNING 1`
+RETURNING signature_id`
 
-func insertCheckArgs(c duplicate.Check) []any {
-	return []any{c.SignatureID, c.UserID, c.EventType, string(c.Outcome), c.OverallResult,
-		nonNil(c.SimilarUserIDs), nonNil(c.MatchedUserIDs), c.VendorTransactionID, c.FailureReason, c.EventID,
-		c.OccurredAt, c.Source.Topic, c.Source.Partition, c.Source.Offset, c.CheckedAt}
-}
-
-func insertCheck(ctx context.Context, tx pgx.Tx, c duplicate.Check) (bool, error) {
-	var one int
-	err := tx.QueryRow(ctx, insertCheckSQL, insertCheckArgs(c)...).Scan(&one)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil // a final outcome already exists
-	}
-	if err != nil {
-		return false, fmt.Errorf("insert check %s: %w", c.SignatureID, err)
-	}
-	return true, nil
-}
-
-// insertChecks stores many checks in one round trip (a pipelined pgx.Batch) and reports which were
-// stored.
+// insertChecks stores checks (distinct signatureIds) in one statement and reports which it stored.
 func insertChecks(ctx context.Context, tx pgx.Tx, checks []duplicate.Check) ([]bool, error) {
-	batch := &pgx.Batch{}
-	for _, c := range checks {
-		batch.Queue(insertCheckSQL, insertCheckArgs(c)...)
-	}
-	results := tx.SendBatch(ctx, batch)
-	stored := make([]bool, len(checks))
+	n := len(checks)
+	sig, uid, typ, outcome, overall := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	similar, matched, nsimilar, nmatched := make([]string, n), make([]string, n), make([]int32, n), make([]int32, n)
+	txID, failure, event, topic := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	occurred, at := make([]*time.Time, n), make([]time.Time, n)
+	part, off := make([]int32, n), make([]int64, n)
 	for i, c := range checks {
-		var one int
-		err := results.QueryRow().Scan(&one)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-		case err != nil:
-			_ = results.Close()
-			return nil, fmt.Errorf("insert check %s: %w", c.SignatureID, err)
-		default:
-			stored[i] = true
-		}
+		sig[i], uid[i], typ[i], outcome[i], overall[i] = c.SignatureID, c.UserID, c.EventType, string(c.Outcome), c.OverallResult
+		similar[i], matched[i] = arrayLiteral(duplicate.Listed(c.SimilarUserIDs)), arrayLiteral(duplicate.Listed(c.MatchedUserIDs))
+		nsimilar[i], nmatched[i] = int32(len(c.SimilarUserIDs)), int32(len(c.MatchedUserIDs))
+		txID[i], failure[i], event[i], occurred[i] = c.VendorTransactionID, c.FailureReason, c.EventID, c.OccurredAt
+		topic[i], part[i], off[i], at[i] = c.Source.Topic, int32(c.Source.Partition), c.Source.Offset, c.CheckedAt
 	}
-	return stored, results.Close()
-}
-
-// upsertLinks inserts or refreshes one link per matched user and returns the matched users whose link
-// is new, in the check's order.
-func upsertLinks(ctx context.Context, tx pgx.Tx, c duplicate.Check) ([]string, error) {
-	q, args := upsertLinksQuery(c)
-	rows, err := tx.Query(ctx, q, args...)
-	return readNewLinks(rows, err, c)
-}
-
-// upsertLinksSQL inserts or refreshes the links of one check and returns, per matched user, whether
-// its link is new.
-const upsertLinksSQL = `
-INSERT INTO duplicate_links AS l (user_id_low, user_id_high, first_seen_at, last_seen_at, seen_count,
-    first_signature_id, last_signature_id, reaches_failed_attempt)
-SELECT least($1::text, m), greatest($1::text, m), $2, $2, 1, $3, $3, m = ANY($5::text[])
-FROM unnest($4::text[]) WITH ORDINALITY AS u(m, ord)
-ORDER BY ord
-ON CONFLICT (user_id_low, user_id_high) DO UPDATE SET
-    last_seen_at = greatest(l.last_seen_at, EXCLUDED.last_seen_at),
-    seen_count = l.seen_count + 1,
-    last_signature_id = EXCLUDED.last_signature_id,
-    reaches_failed_attempt = l.reaches_failed_attempt OR EXCLUDED.reaches_failed_attempt
-RETURNING CASE WHEN l.user_id_low = $1::text THEN l.user_id_high ELSE l.user_id_low END, (xmax = 0)`
-
-func upsertLinksQuery(c duplicate.Check) (string, []any) {
-	// Rows are locked in canonical pair order so that two checks touching the same pairs cannot
-	// deadlock each other.
-	others := slices.Clone(c.MatchedUserIDs)
-	slices.SortFunc(others, func(a, b string) int {
-		al, ah := duplicate.Pair(c.UserID, a)
-		bl, bh := duplicate.Pair(c.UserID, b)
-		if al != bl {
-			return compare(al, bl)
-		}
-		return compare(ah, bh)
-	})
-	return upsertLinksSQL, []any{c.UserID, c.CheckedAt, c.SignatureID, others, nonNil(c.MatchedFailedUserIDs)}
-}
-
-// readNewLinks reads upsertLinksSQL's rows and returns the matched users whose link is new, in the
-// check's order.
-func readNewLinks(rows pgx.Rows, err error, c duplicate.Check) ([]string, error) {
+	rows, err := tx.Query(ctx, insertChecksSQL, sig, uid, typ, outcome, overall, similar, matched, nsimilar, nmatched,
+		txID, failure, event, occurred, topic, part, off, at)
 	if err != nil {
-		return nil, fmt.Errorf("upsert links of %s: %w", c.SignatureID, err)
+		return nil, fmt.Errorf("insert %d checks: %w", n, err)
 	}
-	inserted := make(map[string]bool, len(c.MatchedUserIDs))
-	var other string
-	var isNew bool
-	_, err = pgx.ForEachRow(rows, []any{&other, &isNew}, func() error {
-		inserted[other] = isNew
-		return nil
-	})
+	storedSigs, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return nil, fmt.Errorf("upsert links of %s: %w", c.SignatureID, err)
+		return nil, fmt.Errorf("insert %d checks: %w", n, err)
 	}
-	var newLinks []string
-	for _, m := range c.MatchedUserIDs {
-		if inserted[m] {
-			newLinks = append(newLinks, m)
+	index := make(map[string]int, n)
+	for i, s := range sig {
+		index[s] = i
+	}
+	stored := make([]bool, n)
+	for _, s := range storedSigs {
+		stored[index[s]] = true
+	}
+	return stored, nil
+}
+
+// arrayLiteral writes ids as a PostgreSQL text[] literal, every element quoted.
+func arrayLiteral(ids []string) string {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, id := range ids {
+		if i > 0 {
+			b.WriteByte(',')
 		}
+		b.WriteByte('"')
+		for _, r := range id {
+			if r == '"' || r == '\\' {
+				b.WriteByte('\\')
+			}
+			b.WriteRune(r)
+		}
+		b.WriteByte('"')
 	}
-	return newLinks, nil
+	b.WriteByte('}')
+	return b.String()
 }
 
-func compare(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
+// ringIndexLock is the transaction-level advisory lock that serializes reading and writing links
+// and the ring index (see linkAll); the value is arbitrary but fixed ("doppel" in ASCII).
+const ringIndexLock = 0x646f7070656c
 
-const insertAlertSQL = `
-INSERT INTO alerts (alert_id, signature_id, user_id, matched_user_ids, new_matched_user_ids,
-    vendor_transaction_id, detected_at, ring_id, ring_size, severity, matched_failed_user_ids)
-VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), $7, NULLIF($8, ''), $9, $10, $11)`
-
-func insertAlertArgs(a *duplicate.Alert) []any {
-	return []any{a.AlertID, a.SignatureID, a.UserID, a.MatchedUserIDs, a.NewMatchedUserIDs, a.VendorTransactionID,
-		a.DetectedAt, a.RingID, a.RingSize, a.Severity, nonNil(a.MatchedFailedUserIDs)}
-}
-
-func insertAlert(ctx context.Context, tx pgx.Tx, a *duplicate.Alert) error {
-	if _, err := tx.Exec(ctx, insertAlertSQL, insertAlertArgs(a)...); err != nil {
-		return fmt.Errorf("insert alert for %s: %w", a.SignatureID, err)
+func lockRingIndex(ctx context.Context, tx pgx.Tx) error {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(ringIndexLock)); err != nil {
+		return fmt.Errorf("lock ring index: %w", err)
 	}
 	return nil
 }
 
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
+// pairLinksSQL and pairReviewsSQL return every link and every review's latest decision of the given
+// users: each user's entries are one index range (user_id_low first in the primary key and the
+// pair index, user_id_high in the other), read in order. Probing every pair of a batch instead costs
+// two random index look-ups per pair, and a face farm's batches hold hundreds of thousands of pairs
+// (the face-farm benchmark saw those probes as PostgreSQL's busiest statement; as joins they were
+// even planned as hash joins over the whole of duplicate_links).
+const pairLinksSQL = `
+SELECT l.lo, l.hi FROM unnest($1::text[]) AS u(id)
+CROSS JOIN LATERAL (
+    SELECT user_id_low, user_id_high FROM duplicate_links WHERE user_id_low = u.id
+    UNION ALL
+    SELECT user_id_low, user_id_high FROM duplicate_links WHERE user_id_high = u.id
+) AS l(lo, hi)`
+
+const pairReviewsSQL = `
+SELECT DISTINCT ON (r.lo, r.hi) r.lo, r.hi, r.decision FROM unnest($1::text[]) AS u(id)
+CROSS JOIN LATERAL (
+    SELECT user_id_low, user_id_high, decision, reviewed_at, review_id FROM link_reviews WHERE user_id_low = u.id
+    UNION ALL
+    SELECT user_id_low, user_id_high, decision, reviewed_at, review_id FROM link_reviews WHERE user_id_high = u.id
+) AS r(lo, hi, decision, reviewed_at, review_id)
+ORDER BY r.lo, r.hi, r.reviewed_at DESC, r.review_id DESC`
+
+// pairStates returns the state of those of pairs that are linked or reviewed. Every pair must
+// contain one of users, whose links and reviews are read.
+func pairStates(ctx context.Context, tx pgx.Tx, users []string, pairs []duplicate.PairKey) (map[duplicate.PairKey]duplicate.PairState, error) {
+	wanted := make(map[duplicate.PairKey]bool, len(pairs))
+	for _, p := range pairs {
+		wanted[p] = true
 	}
-	return s
+	b := &pgx.Batch{}
+	b.Queue(pairLinksSQL, users)
+	b.Queue(pairReviewsSQL, users)
+	res := tx.SendBatch(ctx, b)
+	defer res.Close()
+	out := map[duplicate.PairKey]duplicate.PairState{}
+	var k duplicate.PairKey
+	rows, err := res.Query()
+	if err == nil {
+		_, err = pgx.ForEachRow(rows, []any{&k.Low, &k.High}, func() error {
+			if wanted[k] {
+				st := out[k]
+				st.Linked = true
+				out[k] = st
+			}
+			return nil
+		})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read links of %d users: %w", len(users), err)
+	}
+	var decision string
+	rows, err = res.Query()
+	if err == nil {
+		_, err = pgx.ForEachRow(rows, []any{&k.Low, &k.High, &decision}, func() error {
+			if wanted[k] {
+				st := out[k]
+				st.Latest = duplicate.Decision(decision)
+				out[k] = st
+			}
+			return nil
+		})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read reviews of %d users: %w", len(users), err)
+	}
+	return out, res.Close()
+}
+
+// insertNewLinks copies the batch's new pairs into duplicate_links. COPY is the cheapest way in
+// (a face farm's batch holds hundreds of thousands of them) and is safe here: the pairs were read
+// as unlinked under the ring-index lock, which every writer of links holds.
+func insertNewLinks(ctx context.Context, tx pgx.Tx, links []duplicate.LinkWrite) error {
+	var fresh []int
+	for i, l := range links {
+		if l.New {
+			fresh = append(fresh, i)
+		}
+	}
+	if len(fresh) == 0 {
+		return nil
+	}
+	// One row buffer, refilled per row (pgx encodes a row before asking for the next), instead of
+	// a slice of hundreds of thousands of rows built up front.
+	row := make([]any, 8)
+	_, err := tx.CopyFrom(ctx, pgx.Identifier{"duplicate_links"}, []string{"user_id_low", "user_id_high",
+		"first_seen_at", "last_seen_at", "seen_count", "first_signature_id", "last_signature_id", "reaches_failed_attempt"},
+		pgx.CopyFromSlice(len(fresh), func(i int) ([]any, error) {
+			l := &links[fresh[i]]
+			row[0], row[1], row[2], row[3], row[4], row[5], row[6] = l.Low, l.High, l.FirstSeenAt, l.LastSeenAt,
+				int32(l.Seen), l.FirstSignatureID, l.LastSignatureID
+			row[7] = l.ReachesFailedAttempt
+			return row, nil
+		}))
+	if err != nil {
+		return fmt.Errorf("insert %d new links: %w", len(fresh), err)
+	}
+	return nil
+}
+
+// seenAgainSQL refreshes the links a batch saw again.
+const seenAgainSQL = `
+UPDATE duplicate_links AS l SET
+    last_seen_at = greatest(l.last_seen_at, u.last_seen),
+    seen_count = l.seen_count + u.seen,
+    last_signature_id = u.last_sig,
+    reaches_failed_attempt = l.reaches_failed_attempt OR u.failed
+FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int[], $5::text[], $6::bool[])
+    AS u(lo, hi, last_seen, seen, last_sig, failed)
+WHERE l.user_id_low = u.lo AND l.user_id_high = u.hi`
+
+func queueSeenAgain(b *pgx.Batch, links []duplicate.LinkWrite) {
+	var lows, highs, lastSigs []string
+	var lasts []time.Time
+	var seen []int32
+	var failed []bool
+	for _, l := range links {
+		if !l.New {
+			lows, highs, lastSigs = append(lows, l.Low), append(highs, l.High), append(lastSigs, l.LastSignatureID)
+			lasts, seen = append(lasts, l.LastSeenAt), append(seen, int32(l.Seen))
+			failed = append(failed, l.ReachesFailedAttempt)
+		}
+	}
+	if len(lows) > 0 {
+		b.Queue(seenAgainSQL, lows, highs, lasts, seen, lastSigs, failed)
+	}
+}
+
+const insertAlertsSQL = `
+INSERT INTO alerts (alert_id, signature_id, user_id, matched_user_ids, new_matched_user_ids, matched_count,
+    new_matched_count, vendor_transaction_id, detected_at, ring_id, ring_size, severity, matched_failed_user_ids)
+SELECT u.id::uuid, u.sig, u.uid, u.mat::text[], u.fresh::text[], u.nmat, u.nfresh, NULLIF(u.tx, ''), u.at,
+    NULLIF(u.ring, ''), u.size, u.severity, u.failed::text[]
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::int[], $8::text[],
+    $9::timestamptz[], $10::text[], $11::int[], $12::text[], $13::text[])
+    AS u(id, sig, uid, mat, fresh, nmat, nfresh, tx, at, ring, size, severity, failed)`
+
+func queueAlerts(b *pgx.Batch, alerts []*duplicate.Alert) {
+	if len(alerts) == 0 {
+		return
+	}
+	n := len(alerts)
+	ids, sigs, uids, matched, fresh := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	nmatched, nnew, sizes := make([]int32, n), make([]int32, n), make([]int32, n)
+	txs, ringIDs, severities, at := make([]string, n), make([]string, n), make([]string, n), make([]time.Time, n)
+	failed := make([]string, n)
+	for i, a := range alerts {
+		failed[i] = arrayLiteral(a.MatchedFailedUserIDs)
+		ids[i], sigs[i], uids[i] = a.AlertID, a.SignatureID, a.UserID
+		matched[i], fresh[i] = arrayLiteral(a.MatchedUserIDs), arrayLiteral(a.NewMatchedUserIDs)
+		nmatched[i], nnew[i], sizes[i] = int32(a.MatchedCount), int32(a.NewMatchedCount), int32(a.RingSize)
+		txs[i], ringIDs[i], severities[i], at[i] = a.VendorTransactionID, a.RingID, a.Severity, a.DetectedAt
+	}
+	b.Queue(insertAlertsSQL, ids, sigs, uids, matched, fresh, nmatched, nnew, txs, at, ringIDs, sizes, severities, failed)
 }
 
 // PublishAlerts claims up to limit unpublished alerts (oldest first, skipping rows another relay

@@ -1,0 +1,171 @@
+package duplicate
+
+import (
+	"slices"
+	"time"
+)
+
+// PairKey is an unordered pair of userIds in canonical (Low < High) order, the key of a link.
+type PairKey struct {
+	Low, High string
+}
+
+// PairOf returns the canonical key of the pair {a, b}.
+func PairOf(a, b string) PairKey {
+	lo, hi := Pair(a, b)
+	return PairKey{Low: lo, High: hi}
+}
+
+// Other returns the member of the pair that is not userID.
+func (p PairKey) Other(userID string) string {
+	if p.Low == userID {
+		return p.High
+	}
+	return p.Low
+}
+
+// PairState is what the store holds about a pair before a batch of checks is written: whether it is
+// linked and its latest review's decision ("" when never reviewed). A pair the store does not
+// mention is neither.
+type PairState struct {
+	Linked bool
+	Latest Decision
+}
+
+// Cleared reports whether a person has said the pair is not fraud: such a pair raises no alert and
+// does not join two accounts into one ring.
+func (p PairState) Cleared() bool { return p.Latest.SuppressesAlerts() }
+
+// LinkWrite is one row of duplicate_links as a batch writes it: inserted when the pair is new,
+// otherwise its last sighting and count are refreshed. Seen is how many checks of the batch saw it.
+type LinkWrite struct {
+	PairKey
+	// New is true when the pair was not linked before the batch.
+	New              bool
+	FirstSeenAt      time.Time
+	LastSeenAt       time.Time
+	Seen             int
+	FirstSignatureID string
+	LastSignatureID  string
+	// ReachesFailedAttempt is true when a check linking the pair matched its other account as
+	// known only by an enrolled failed attempt (Check.MatchedFailedUserIDs).
+	ReachesFailedAttempt bool
+}
+
+// Linking is what the alert rule decided for one check.
+type Linking struct {
+	// NewLinks are the matched userIds whose link did not exist before this check, in the check's order.
+	NewLinks []string
+	// Alertable are the new links no review has cleared: they raise the alert and join the user's
+	// ring with theirs. Empty means no alert.
+	Alertable []string
+}
+
+// LinkPlan is what a batch of stored checks writes to duplicate_links, and what each check raises.
+type LinkPlan struct {
+	// Links holds one write per distinct pair, in canonical pair order, so a batch always writes
+	// its rows in the same order.
+	Links []LinkWrite
+	// Checks is one Linking per check, in the batch's order.
+	Checks []Linking
+}
+
+// Pairs returns every pair the checks link, deduplicated, for the store to look up before PlanLinks.
+func Pairs(checks []Check) []PairKey {
+	seen := map[PairKey]struct{}{}
+	var out []PairKey
+	for _, c := range checks {
+		for _, m := range MatchedUsers(c.UserID, c.MatchedUserIDs) {
+			k := PairOf(c.UserID, m)
+			if _, dup := seen[k]; !dup {
+				seen[k] = struct{}{}
+				out = append(out, k)
+			}
+		}
+	}
+	return out
+}
+
+// PlanLinks is the alert rule. Given stored checks in the order they are written and the state of
+// their pairs before the batch, it returns the links to write and, per check, the links that are
+// new and the new ones that raise an alert.
+//
+// A pair is new for the first check of the batch that links it and for no later one, exactly as if
+// the checks were written one at a time; the user's own id and repeated ids in a vendor answer are
+// ignored; a new pair whose latest review is false_positive or same_person is written (it records
+// that the faces matched) but raises nothing and joins no ring.
+func PlanLinks(checks []Check, pairs map[PairKey]PairState) LinkPlan {
+	plan := LinkPlan{Checks: make([]Linking, len(checks))}
+	writes := map[PairKey]*LinkWrite{}
+	for i, c := range checks {
+		for _, m := range MatchedUsers(c.UserID, c.MatchedUserIDs) {
+			k := PairOf(c.UserID, m)
+			failed := slices.Contains(c.MatchedFailedUserIDs, m)
+			if w, ok := writes[k]; ok {
+				w.ReachesFailedAttempt = w.ReachesFailedAttempt || failed
+				w.Seen++
+				w.LastSignatureID = c.SignatureID
+				if c.CheckedAt.After(w.LastSeenAt) {
+					w.LastSeenAt = c.CheckedAt
+				}
+				continue
+			}
+			st := pairs[k]
+			writes[k] = &LinkWrite{PairKey: k, New: !st.Linked, FirstSeenAt: c.CheckedAt, LastSeenAt: c.CheckedAt, Seen: 1,
+				FirstSignatureID: c.SignatureID, LastSignatureID: c.SignatureID, ReachesFailedAttempt: failed}
+			if st.Linked {
+				continue
+			}
+			plan.Checks[i].NewLinks = append(plan.Checks[i].NewLinks, m)
+			if !st.Cleared() {
+				plan.Checks[i].Alertable = append(plan.Checks[i].Alertable, m)
+			}
+		}
+	}
+	plan.Links = make([]LinkWrite, 0, len(writes))
+	for _, w := range writes {
+		plan.Links = append(plan.Links, *w)
+	}
+	slices.SortFunc(plan.Links, func(a, b LinkWrite) int { return comparePairs(a.PairKey, b.PairKey) })
+	return plan
+}
+
+func comparePairs(a, b PairKey) int {
+	if a.Low != b.Low {
+		if a.Low < b.Low {
+			return -1
+		}
+		return 1
+	}
+	switch {
+	case a.High < b.High:
+		return -1
+	case a.High > b.High:
+		return 1
+	}
+	return 0
+}
+
+// RingUsers returns the users whose rings the store must read before MergeRings: the users of the
+// checks that raise an alert and the accounts they join.
+func RingUsers(checks []Check, plan LinkPlan) []string {
+	seen := map[string]struct{}{}
+	var out []string
+	add := func(u string) {
+		if _, dup := seen[u]; !dup {
+			seen[u] = struct{}{}
+			out = append(out, u)
+		}
+	}
+	for i, l := range plan.Checks {
+		if len(l.Alertable) == 0 {
+			continue
+		}
+		add(checks[i].UserID)
+		for _, m := range l.Alertable {
+			add(m)
+		}
+	}
+	slices.Sort(out)
+	return out
+}

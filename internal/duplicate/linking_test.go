@@ -1,0 +1,163 @@
+package duplicate
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func linkCheck(sig, user string, matched ...string) Check {
+	return Check{SignatureID: sig, UserID: user, MatchedUserIDs: matched,
+		CheckedAt: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}
+}
+
+func TestPlanLinksIsTheAlertRule(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		checks    []Check
+		pairs     map[PairKey]PairState
+		new       [][]string
+		alertable [][]string
+		links     []PairKey
+		seen      []int
+	}{{
+		name:      "first sighting links and alerts",
+		checks:    []Check{linkCheck("s1", "carol", "alice", "bob")},
+		new:       [][]string{{"alice", "bob"}},
+		alertable: [][]string{{"alice", "bob"}},
+		links:     []PairKey{{"alice", "carol"}, {"bob", "carol"}},
+		seen:      []int{1, 1},
+	}, {
+		name:      "re-verification of a linked pair refreshes it and stays quiet",
+		checks:    []Check{linkCheck("s2", "alice", "carol")},
+		pairs:     map[PairKey]PairState{{"alice", "carol"}: {Linked: true}},
+		new:       [][]string{nil},
+		alertable: [][]string{nil},
+		links:     []PairKey{{"alice", "carol"}},
+		seen:      []int{1},
+	}, {
+		name:      "the user's own id is no link",
+		checks:    []Check{linkCheck("s1", "carol", "carol", "alice")},
+		new:       [][]string{{"alice"}},
+		alertable: [][]string{{"alice"}},
+		links:     []PairKey{{"alice", "carol"}},
+		seen:      []int{1},
+	}, {
+		name:   "a pair cleared in advance is linked but raises nothing",
+		checks: []Check{linkCheck("s1", "carol", "alice", "bob", "dave")},
+		pairs: map[PairKey]PairState{
+			{"alice", "carol"}: {Latest: DecisionFalsePositive},
+			{"bob", "carol"}:   {Latest: DecisionSamePerson},
+			{"carol", "dave"}:  {Latest: DecisionConfirmedFraud}},
+		new:       [][]string{{"alice", "bob", "dave"}},
+		alertable: [][]string{{"dave"}},
+		links:     []PairKey{{"alice", "carol"}, {"bob", "carol"}, {"carol", "dave"}},
+		seen:      []int{1, 1, 1},
+	}, {
+		name:      "repeated ids in one answer count once",
+		checks:    []Check{linkCheck("s1", "carol", "alice", "alice", "", "alice")},
+		new:       [][]string{{"alice"}},
+		alertable: [][]string{{"alice"}},
+		links:     []PairKey{{"alice", "carol"}},
+		seen:      []int{1},
+	}, {
+		name: "a pair two checks of one batch link is new for the first only",
+		checks: []Check{linkCheck("s1", "carol", "alice"), linkCheck("s2", "alice", "carol", "bob"),
+			linkCheck("s3", "carol", "alice")},
+		new:       [][]string{{"alice"}, {"bob"}, nil},
+		alertable: [][]string{{"alice"}, {"bob"}, nil},
+		links:     []PairKey{{"alice", "bob"}, {"alice", "carol"}},
+		seen:      []int{1, 3},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			plan := PlanLinks(tc.checks, tc.pairs)
+			require.Len(t, plan.Checks, len(tc.checks))
+			for i := range tc.checks {
+				require.Equal(t, tc.new[i], plan.Checks[i].NewLinks, "new links of check %d", i)
+				require.Equal(t, tc.alertable[i], plan.Checks[i].Alertable, "alertable links of check %d", i)
+			}
+			var keys []PairKey
+			var seen []int
+			for _, l := range plan.Links {
+				keys = append(keys, l.PairKey)
+				seen = append(seen, l.Seen)
+			}
+			require.Equal(t, tc.links, keys, "one write per pair, in canonical order")
+			require.Equal(t, tc.seen, seen)
+		})
+	}
+}
+
+func TestPlanLinksKeepsTheFirstAndLastSighting(t *testing.T) {
+	t.Parallel()
+	early, late := linkCheck("s1", "carol", "alice"), linkCheck("s2", "alice", "carol")
+	late.CheckedAt = early.CheckedAt.Add(time.Second)
+	plan := PlanLinks([]Check{early, late}, nil)
+	require.Equal(t, []LinkWrite{{PairKey: PairKey{"alice", "carol"}, New: true, FirstSeenAt: early.CheckedAt,
+		LastSeenAt: late.CheckedAt, Seen: 2, FirstSignatureID: "s1", LastSignatureID: "s2"}}, plan.Links)
+}
+
+func TestMergeRingsFollowsTheRingRule(t *testing.T) {
+	t.Parallel()
+	ring := func(key, smallest string, size int) RingState { return RingState{key, smallest, size} }
+	for _, tc := range []struct {
+		name    string
+		current map[string]RingState
+		checks  []Check
+		pairs   map[PairKey]PairState
+		rings   []Ring
+		changes RingChanges
+	}{{
+		name:   "two accounts alone form a ring named for the smaller",
+		checks: []Check{linkCheck("s1", "bob", "alice")},
+		rings:  []Ring{ring("", "alice", 2).Ring()},
+		changes: RingChanges{Joined: map[string]string{"alice": "alice", "bob": "alice"}, Moved: map[string]string{},
+			Rings: []RingState{ring("alice", "alice", 2)}},
+	}, {
+		name:    "an account joining a ring takes its key; a smaller member renames the ring",
+		current: map[string]RingState{"carol": ring("carol", "carol", 3)},
+		checks:  []Check{linkCheck("s1", "aaron", "carol")},
+		rings:   []Ring{ring("", "aaron", 4).Ring()},
+		changes: RingChanges{Joined: map[string]string{"aaron": "carol"}, Moved: map[string]string{},
+			Rings: []RingState{ring("carol", "aaron", 4)}},
+	}, {
+		name: "merging two rings keeps the larger's key and the smaller smallest member",
+		current: map[string]RingState{
+			"zed": ring("yan", "xia", 3), "bob": ring("bob", "alice", 2)},
+		checks: []Check{linkCheck("s1", "zed", "bob")},
+		rings:  []Ring{ring("", "alice", 5).Ring()},
+		changes: RingChanges{Joined: map[string]string{}, Moved: map[string]string{"bob": "yan"},
+			Rings: []RingState{ring("yan", "alice", 5)}, Retired: []string{"bob"}},
+	}, {
+		name:    "each alert sees the ring as of its own check",
+		current: map[string]RingState{},
+		checks:  []Check{linkCheck("s1", "b", "a"), linkCheck("s2", "c", "d"), linkCheck("s3", "d", "a")},
+		rings:   []Ring{ring("", "a", 2).Ring(), ring("", "c", 2).Ring(), ring("", "a", 4).Ring()},
+		changes: RingChanges{Joined: map[string]string{"a": "a", "b": "a", "c": "a", "d": "a"}, Moved: map[string]string{},
+			Rings: []RingState{ring("a", "a", 4)}},
+	}, {
+		name:    "a link inside one ring changes nothing",
+		current: map[string]RingState{"a": ring("a", "a", 3), "c": ring("a", "a", 3)},
+		checks:  []Check{linkCheck("s1", "c", "a")},
+		rings:   []Ring{ring("", "a", 3).Ring()},
+		changes: RingChanges{Joined: map[string]string{}, Moved: map[string]string{}},
+	}, {
+		name:    "a cleared pair joins no ring",
+		checks:  []Check{linkCheck("s1", "bob", "alice")},
+		pairs:   map[PairKey]PairState{{"alice", "bob"}: {Latest: DecisionSamePerson}},
+		rings:   []Ring{{}},
+		changes: RingChanges{Joined: map[string]string{}, Moved: map[string]string{}},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			plan := PlanLinks(tc.checks, tc.pairs)
+			changes, rings := MergeRings(tc.current, tc.checks, plan)
+			require.Equal(t, tc.rings, rings)
+			require.Equal(t, tc.changes, changes)
+			require.Equal(t, tc.changes.Empty(), changes.Empty())
+		})
+	}
+}
