@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/doppelhq/doppel/internal/advancesim"
@@ -96,9 +97,11 @@ func TestKillDuringPollingLosesNoPendingVerification(t *testing.T) {
 	for i := range sigs {
 		sigs[i] = testinfra.AddSession(t, f.sim, fmt.Sprintf("user-%03d", i), fmt.Sprintf("face-%03d", i), "PASS")
 	}
+	var started []kafka.Message
 	for _, sig := range sigs {
-		testinfra.Produce(t, f.cfg.TopicStarted, startedEvent(sig, "", nil))
+		started = append(started, startedEvent(sig, "", nil))
 	}
+	testinfra.Produce(t, f.cfg.TopicStarted, started...)
 
 	first := f.startChild(t, "doppel-1")
 	testinfra.Eventually(t, 60*time.Second, func() bool { return countOf(f.statuses(t), "recovered") >= 5 },
