@@ -82,6 +82,8 @@ type Config struct {
 	// AuthFailuresPerMinute is how many failed authentications one remote address may make per
 	// minute (as a burst, refilled evenly) before it is answered 429; 0 turns throttling off.
 	AuthFailuresPerMinute int `yaml:"auth_failures_per_minute" env:"DOPPEL_AUTH_FAILURES_PER_MINUTE"`
+	// ConsoleSessionTTL is how long a review-console sign-in lasts.
+	ConsoleSessionTTL time.Duration `yaml:"console_session_ttl" env:"DOPPEL_CONSOLE_SESSION_TTL"`
 
 	// ReconcileAfter is how long after startedAt (or after the started event was read) a
 	// verification with no completion is first polled with get-result.
@@ -160,6 +162,7 @@ func Default() Config {
 		AuthFailuresPerMinute: 10,
 		CallbackTimeout:       10 * time.Second,
 		RingHighSeveritySize:  5,
+		ConsoleSessionTTL:     8 * time.Hour,
 		LogLevel:              "info",
 		LogFormat:             "json",
 		ShutdownTimeout:       20 * time.Second,
@@ -293,6 +296,9 @@ func (c Config) Validate() error {
 		bad("DOPPEL_RING_HIGH_SEVERITY_SIZE must be 0 (never high) or at least 2 accounts, got %d", c.RingHighSeveritySize)
 	}
 	c.validateReconcile(bad)
+	if c.ConsoleSessionTTL <= 0 {
+		bad("DOPPEL_CONSOLE_SESSION_TTL must be positive, e.g. 8h")
+	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":
 	default:
