@@ -17,6 +17,24 @@ func TopicMessages(ctx context.Context, brokers []string, topic string) (int64, 
 	transport := &kafka.Transport{}
 	defer transport.CloseIdleConnections()
 	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second, Transport: transport}
+	for {
+		n, err := topicMessages(ctx, client, topic)
+		// A leader that is still being elected (a new topic, a restarted broker) answers with a
+		// retriable error: ask again until ctx ends rather than report a passing state as a failure.
+		// A topic that does not exist is an answer, not a passing state.
+		var kerr kafka.Error
+		if err == nil || !errors.As(err, &kerr) || !kerr.Temporary() || errors.Is(err, kafka.UnknownTopicOrPartition) {
+			return n, err
+		}
+		select {
+		case <-ctx.Done():
+			return 0, err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func topicMessages(ctx context.Context, client *kafka.Client, topic string) (int64, error) {
 	partitions, err := topicPartitions(ctx, client, topic)
 	if err != nil {
 		return 0, err

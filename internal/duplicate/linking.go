@@ -47,6 +47,9 @@ type LinkWrite struct {
 	Seen             int
 	FirstSignatureID string
 	LastSignatureID  string
+	// ReachesFailedAttempt is true when a check linking the pair matched its other account as
+	// known only by an enrolled failed attempt (Check.MatchedFailedUserIDs).
+	ReachesFailedAttempt bool
 	// Regions are the regions whose face search found the pair in this batch, each once, in the
 	// order of the batch; stored links add those they do not list yet.
 	Regions []string
@@ -100,7 +103,9 @@ func PlanLinks(checks []Check, pairs map[PairKey]PairState) LinkPlan {
 	for i, c := range checks {
 		for _, m := range MatchedUsers(c.UserID, c.MatchedUserIDs) {
 			k := PairOf(c.UserID, m)
+			failed := slices.Contains(c.MatchedFailedUserIDs, m)
 			if w, ok := writes[k]; ok {
+				w.ReachesFailedAttempt = w.ReachesFailedAttempt || failed
 				w.Seen++
 				w.LastSignatureID = c.SignatureID
 				if r := RegionOf(c); !slices.Contains(w.Regions, r) {
@@ -113,7 +118,8 @@ func PlanLinks(checks []Check, pairs map[PairKey]PairState) LinkPlan {
 			}
 			st := pairs[k]
 			writes[k] = &LinkWrite{PairKey: k, New: !st.Linked, FirstSeenAt: c.CheckedAt, LastSeenAt: c.CheckedAt, Seen: 1,
-				FirstSignatureID: c.SignatureID, LastSignatureID: c.SignatureID, Regions: []string{RegionOf(c)}}
+				FirstSignatureID: c.SignatureID, LastSignatureID: c.SignatureID, ReachesFailedAttempt: failed,
+				Regions: []string{RegionOf(c)}}
 			if st.Linked {
 				continue
 			}

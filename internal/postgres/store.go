@@ -375,13 +375,15 @@ func insertNewLinks(ctx context.Context, tx pgx.Tx, links []duplicate.LinkWrite)
 	}
 	// One row buffer, refilled per row (pgx encodes a row before asking for the next), instead of
 	// a slice of hundreds of thousands of rows built up front.
-	row := make([]any, 8)
+	row := make([]any, 9)
 	_, err := tx.CopyFrom(ctx, pgx.Identifier{"duplicate_links"}, []string{"user_id_low", "user_id_high",
-		"first_seen_at", "last_seen_at", "seen_count", "first_signature_id", "last_signature_id", "regions"},
+		"first_seen_at", "last_seen_at", "seen_count", "first_signature_id", "last_signature_id", "reaches_failed_attempt",
+		"regions"},
 		pgx.CopyFromSlice(len(fresh), func(i int) ([]any, error) {
 			l := &links[fresh[i]]
-			row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7] = l.Low, l.High, l.FirstSeenAt, l.LastSeenAt,
-				int32(l.Seen), l.FirstSignatureID, l.LastSignatureID, l.Regions
+			row[0], row[1], row[2], row[3], row[4], row[5], row[6] = l.Low, l.High, l.FirstSeenAt, l.LastSeenAt,
+				int32(l.Seen), l.FirstSignatureID, l.LastSignatureID
+			row[7], row[8] = l.ReachesFailedAttempt, l.Regions
 			return row, nil
 		}))
 	if err != nil {
@@ -396,35 +398,38 @@ UPDATE duplicate_links AS l SET
     last_seen_at = greatest(l.last_seen_at, u.last_seen),
     seen_count = l.seen_count + u.seen,
     last_signature_id = u.last_sig,
+    reaches_failed_attempt = l.reaches_failed_attempt OR u.failed,
     regions = l.regions || ARRAY(SELECT r FROM unnest(u.regions::text[]) AS r WHERE NOT r = ANY (l.regions))
-FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int[], $5::text[], $6::text[])
-    AS u(lo, hi, last_seen, seen, last_sig, regions)
+FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int[], $5::text[], $6::bool[], $7::text[])
+    AS u(lo, hi, last_seen, seen, last_sig, failed, regions)
 WHERE l.user_id_low = u.lo AND l.user_id_high = u.hi`
 
 func queueSeenAgain(b *pgx.Batch, links []duplicate.LinkWrite) {
 	var lows, highs, lastSigs, regions []string
 	var lasts []time.Time
 	var seen []int32
+	var failed []bool
 	for _, l := range links {
 		if !l.New {
 			lows, highs, lastSigs = append(lows, l.Low), append(highs, l.High), append(lastSigs, l.LastSignatureID)
 			lasts, seen = append(lasts, l.LastSeenAt), append(seen, int32(l.Seen))
+			failed = append(failed, l.ReachesFailedAttempt)
 			regions = append(regions, arrayLiteral(l.Regions))
 		}
 	}
 	if len(lows) > 0 {
-		b.Queue(seenAgainSQL, lows, highs, lasts, seen, lastSigs, regions)
+		b.Queue(seenAgainSQL, lows, highs, lasts, seen, lastSigs, failed, regions)
 	}
 }
 
 const insertAlertsSQL = `
 INSERT INTO alerts (alert_id, signature_id, user_id, matched_user_ids, new_matched_user_ids, matched_count,
-    new_matched_count, vendor_transaction_id, detected_at, ring_id, ring_size, severity, region)
+    new_matched_count, vendor_transaction_id, detected_at, ring_id, ring_size, severity, matched_failed_user_ids, region)
 SELECT u.id::uuid, u.sig, u.uid, u.mat::text[], u.fresh::text[], u.nmat, u.nfresh, NULLIF(u.tx, ''), u.at,
-    NULLIF(u.ring, ''), u.size, u.severity, u.region
+    NULLIF(u.ring, ''), u.size, u.severity, u.failed::text[], u.region
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::int[], $8::text[],
-    $9::timestamptz[], $10::text[], $11::int[], $12::text[], $13::text[])
-    AS u(id, sig, uid, mat, fresh, nmat, nfresh, tx, at, ring, size, severity, region)`
+    $9::timestamptz[], $10::text[], $11::int[], $12::text[], $13::text[], $14::text[])
+    AS u(id, sig, uid, mat, fresh, nmat, nfresh, tx, at, ring, size, severity, failed, region)`
 
 func queueAlerts(b *pgx.Batch, alerts []*duplicate.Alert) {
 	if len(alerts) == 0 {
@@ -434,15 +439,16 @@ func queueAlerts(b *pgx.Batch, alerts []*duplicate.Alert) {
 	ids, sigs, uids, matched, fresh := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	nmatched, nnew, sizes := make([]int32, n), make([]int32, n), make([]int32, n)
 	txs, ringIDs, severities, at := make([]string, n), make([]string, n), make([]string, n), make([]time.Time, n)
-	regions := make([]string, n)
+	failed, regions := make([]string, n), make([]string, n)
 	for i, a := range alerts {
+		failed[i] = arrayLiteral(a.MatchedFailedUserIDs)
 		ids[i], sigs[i], uids[i] = a.AlertID, a.SignatureID, a.UserID
 		matched[i], fresh[i] = arrayLiteral(a.MatchedUserIDs), arrayLiteral(a.NewMatchedUserIDs)
 		nmatched[i], nnew[i], sizes[i] = int32(a.MatchedCount), int32(a.NewMatchedCount), int32(a.RingSize)
 		txs[i], ringIDs[i], severities[i], at[i] = a.VendorTransactionID, a.RingID, a.Severity, a.DetectedAt
 		regions[i] = a.Region
 	}
-	b.Queue(insertAlertsSQL, ids, sigs, uids, matched, fresh, nmatched, nnew, txs, at, ringIDs, sizes, severities, regions)
+	b.Queue(insertAlertsSQL, ids, sigs, uids, matched, fresh, nmatched, nnew, txs, at, ringIDs, sizes, severities, failed, regions)
 }
 
 // PublishAlerts claims up to limit unpublished alerts (oldest first, skipping rows another relay

@@ -105,6 +105,9 @@ func (r *Region) usable() bool {
 	return r.account.State() != "open" && r.account.PausedFor() <= 0
 }
 
+// Account returns the region's account behind its limits.
+func (r *Region) Account() Account { return r.account }
+
 // Budget returns the region's budget, nil when it has none.
 func (r *Region) Budget() *Budget { return r.budget }
 

@@ -250,3 +250,14 @@ func (o parkedObserver) DeadLetterUnwritable(topic string, partition int, reason
 func (o parkedObserver) Retried(d consumer.Decision)              { o.m.Retried(d) }
 func (parkedObserver) InFlight(int)                               {}
 func (parkedObserver) PartitionProgress(int, time.Duration, bool) {}
+
+// parkedConsumerConfig configures the consumer of region's parking topic: its own group, its share
+// of the workers, waiting instead of retrying (ClassifyParked), and metrics that leave the events
+// topic's gauges alone (parkedObserver).
+func parkedConsumerConfig(cfg config.Config, regionName string, log *slog.Logger, m *metrics.Metrics) consumer.Config {
+	c := consumerConfig(cfg, ParkingGroup(cfg, regionName), ParkingTopic(cfg, regionName),
+		max(1, cfg.Workers/len(cfg.RegionNames())), log.With("component", "parked-consumer", "region", regionName), m)
+	c.Classify = ClassifyParked
+	c.Observer = parkedObserver{m}
+	return c
+}

@@ -27,7 +27,12 @@ func NewRegions(ctx context.Context, cfg config.Config, m *metrics.Metrics, stor
 	var regions []*region.Region
 	for _, rc := range cfg.Regions() {
 		ac := advance.Config{BaseURL: rc.BaseURL, AccessKey: rc.AccessKey, SecretKey: rc.SecretKey, Timeout: cfg.AdvanceTimeout}
-		fc := facesearch.Config{QPS: rc.QPS, BreakerFailures: cfg.BreakerFailures, BreakerOpenFor: cfg.BreakerOpenFor}
+		qps := rc.QPS
+		if rc.Name == cfg.DefaultRegion() && qps > 0 {
+			// Reconciliation polls the default region with its own share of the rate (cfg.PollQPS).
+			qps = max(qps-cfg.PollQPS(), 0)
+		}
+		fc := facesearch.Config{QPS: qps, BreakerFailures: cfg.BreakerFailures, BreakerOpenFor: cfg.BreakerOpenFor}
 		bc := region.BudgetConfig{Region: rc.Name, Limit: rc.MonthlyBudget, Count: store.FaceSearchesSince,
 			Logger: log.With("region", rc.Name)}
 		if m != nil {
@@ -93,4 +98,11 @@ func consoleRegion(cfg config.Config) string {
 		return advance.Region(cfg.AdvanceBaseURL)
 	}
 	return strings.Join(cfg.RegionNames(), ", ")
+}
+
+// defaultAccount is the default region's vendor account, which reconciliation polls (it does not
+// route by region yet).
+func defaultAccount(regions *region.Registry) *facesearch.Vendor {
+	v, _ := regions.Default().Account().(*facesearch.Vendor)
+	return v
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/doppelhq/doppel/internal/metrics"
 	"github.com/doppelhq/doppel/internal/postgres"
 	"github.com/doppelhq/doppel/internal/readiness"
+	"github.com/doppelhq/doppel/internal/reconcile"
 	"github.com/doppelhq/doppel/internal/region"
 	"github.com/doppelhq/doppel/internal/relay"
 	"github.com/doppelhq/doppel/internal/topic"
@@ -49,6 +50,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			{Name: cfg.TopicEvents, Partitions: cfg.TopicPartitions, ReplicationFactor: -1},
 			{Name: cfg.TopicAlerts, Partitions: cfg.TopicPartitions, ReplicationFactor: -1},
 			{Name: cfg.TopicDLQ, Partitions: 1, ReplicationFactor: -1},
+			{Name: cfg.TopicStarted, Partitions: cfg.TopicPartitions, ReplicationFactor: -1},
 		}
 		if multiRegion {
 			for _, name := range cfg.RegionNames() {
@@ -71,7 +73,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	// transaction at a time (DOPPEL_STORE_FLUSHERS=1) makes the batches larger and the WAL flushes
 	// fewer; the benchmark measured about the same throughput with two, for 15-30% more
 	// PostgreSQL CPU per event.
-	detector := duplicate.NewDetector(vendor, postgres.NewBatcher(store, cfg.StoreBatchSize, cfg.StoreFlushers), nil)
+	batcher := postgres.NewBatcher(store, cfg.StoreBatchSize, cfg.StoreFlushers)
+	detector := duplicate.NewDetector(vendor, batcher, nil)
+	if cfg.EnrollFailed {
+		detector.MarkFailedAttempts(store)
+	}
 
 	rel := relay.New(relay.Config{
 		Brokers:     cfg.KafkaBrokers,
@@ -87,29 +93,6 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	})
 
 	p := &pipeline{cfg: cfg, detector: detector, regions: vendor, relay: rel, metrics: m, log: log.With("component", "pipeline")}
-	consumerConfig := func(topicName, group string, workers int, classify func(error) consumer.Decision,
-		observer consumer.Observer, component string) consumer.Config {
-		return consumer.Config{
-			Brokers:        cfg.KafkaBrokers,
-			GroupID:        group,
-			Topic:          topicName,
-			DLQTopic:       cfg.TopicDLQ,
-			Workers:        workers,
-			CommitInterval: cfg.CommitInterval,
-			Retry: consumer.RetryPolicy{
-				MaxAttempts:     cfg.RetryMaxAttempts,
-				InitialInterval: cfg.RetryInitialInterval,
-				MaxInterval:     cfg.RetryMaxInterval,
-				MaxElapsed:      cfg.RetryMaxElapsed,
-			},
-			Classify:      classify,
-			RouteKey:      routeKey,
-			ShutdownGrace: cfg.ShutdownTimeout / 2,
-			StallAfter:    cfg.StallAfter,
-			Logger:        log.With("component", component),
-			Observer:      observer,
-		}
-	}
 	parts := []named{{"relay", rel.Run}, {"budgets", func(ctx context.Context) error {
 		return refreshBudgets(ctx, vendor, log.With("component", "budget"))
 	}}}
@@ -119,15 +102,21 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		parts = append(parts, named{"parking watch", p.parking.watch})
 		parked := &pipeline{cfg: cfg, detector: detector, regions: vendor, relay: rel, metrics: m, log: p.log, waitForRegion: true}
 		for _, name := range cfg.RegionNames() {
-			pc, err := consumer.New(consumerConfig(ParkingTopic(cfg, name), ParkingGroup(cfg, name),
-				max(1, cfg.Workers/len(cfg.RegionNames())), ClassifyParked, parkedObserver{m}, "parked-consumer"), parked.handle)
+			pc, err := consumer.New(parkedConsumerConfig(cfg, name, log, m), parked.handle)
 			if err != nil {
 				return err
 			}
 			parts = append(parts, named{"parked consumer " + name, pc.Run})
 		}
 	}
-	cons, err := consumer.New(consumerConfig(cfg.TopicEvents, cfg.KafkaGroupID, cfg.Workers, Classify, m, "consumer"), p.handle)
+	cons, err := consumer.New(consumerConfig(cfg, cfg.KafkaGroupID, cfg.TopicEvents, cfg.Workers,
+		log.With("component", "consumer"), m), p.handle)
+
+	if err != nil {
+		return err
+	}
+
+	recon, err := newReconciliation(cfg, store, batcher, defaultAccount(vendor), rel, m, log)
 	if err != nil {
 		return err
 	}
@@ -170,6 +159,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		OnAuthFailure:         m.AuthFailure,
 		OnRequest:             m.HTTPRequest,
 		Regions:               vendor.Names(),
+		Reconciliation: func(ctx context.Context) (reconcile.Counts, error) {
+			return store.Counts(ctx, time.Now().Add(-reconcile.AlertWindow))
+		},
+		ReconcileAlertRatio: cfg.ReconcileAlertRatio,
 	})
 	reviewConsole, err := console.New(console.Config{
 		Store:      store,
@@ -191,15 +184,42 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	admin := httpapi.NewAdmin(httpapi.AdminConfig{Readiness: ready, Metrics: m.Handler(),
 		Logger: log.With("component", "admin")})
 
-	log.Info("doppel starting", "events_topic", cfg.TopicEvents, "alerts_topic", cfg.TopicAlerts,
+	log.Info("doppel starting", "events_topic", cfg.TopicEvents, "started_topic", cfg.TopicStarted, "alerts_topic", cfg.TopicAlerts,
 		"dlq_topic", cfg.TopicDLQ, "group_id", cfg.KafkaGroupID, "workers", cfg.Workers, "http_addr", cfg.HTTPAddr,
 		"admin_addr", cfg.AdminAddr, "regions", strings.Join(vendor.Names(), ","), "default_region", vendor.Default().Name)
 	parts = append(parts,
 		named{"readiness", ready.Run},
+		named{"started-consumer", recon.started.Run},
+		named{"reconcile", recon.run},
 		named{"http", func(ctx context.Context) error { return api.Serve(ctx, cfg.HTTPAddr, cfg.ShutdownTimeout/2) }},
 		named{"admin", func(ctx context.Context) error { return admin.Serve(ctx, cfg.AdminAddr, cfg.ShutdownTimeout/2) }},
 	)
 	return runAll(ctx, log, parts...)
+}
+
+// consumerConfig is what both consumers (events and started) share: the dead-letter topic, retries,
+// the classification of errors and the stall bound.
+func consumerConfig(cfg config.Config, groupID, topic string, workers int, log *slog.Logger, m *metrics.Metrics) consumer.Config {
+	return consumer.Config{
+		Brokers:        cfg.KafkaBrokers,
+		GroupID:        groupID,
+		Topic:          topic,
+		DLQTopic:       cfg.TopicDLQ,
+		Workers:        workers,
+		CommitInterval: cfg.CommitInterval,
+		Retry: consumer.RetryPolicy{
+			MaxAttempts:     cfg.RetryMaxAttempts,
+			InitialInterval: cfg.RetryInitialInterval,
+			MaxInterval:     cfg.RetryMaxInterval,
+			MaxElapsed:      cfg.RetryMaxElapsed,
+		},
+		Classify:      Classify,
+		RouteKey:      routeKey,
+		ShutdownGrace: cfg.ShutdownTimeout / 2,
+		StallAfter:    cfg.StallAfter,
+		Logger:        log,
+		Observer:      m,
+	}
 }
 
 // readinessInterval is how often the readiness checks run: often enough for a load balancer to
