@@ -117,11 +117,15 @@ const reconcileDefaultShare = 0.10
 
 // PollQPS returns the vendor calls per second polling may spend (0: no client-side limit, when
 // DOPPEL_ADVANCE_QPS sets none either).
-func (c Config) PollQPS() float64 {
+func (c Config) PollQPS() float64 { return c.PollQPSOf(c.AdvanceQPS) }
+
+// PollQPSOf returns the calls per second polling may spend in a region whose rate is regionQPS:
+// DOPPEL_RECONCILE_QPS, else 10% of the region's rate (0: no client-side limit).
+func (c Config) PollQPSOf(regionQPS float64) float64 {
 	if c.ReconcileQPS > 0 {
 		return c.ReconcileQPS
 	}
-	return c.AdvanceQPS * reconcileDefaultShare
+	return regionQPS * reconcileDefaultShare
 }
 
 // MainQPS returns the vendor calls per second left to the main path once polling has its share

@@ -223,6 +223,10 @@ func (c Config) validateRegions(bad func(format string, args ...any)) {
 		if reg.QPS < 0 {
 			bad("%s must be 0 (no client-side limit) or positive, got %g", regionVar(reg.Name, "QPS"), reg.QPS)
 		}
+		if c.regional() && reg.QPS > 0 && c.ReconcileQPS >= reg.QPS {
+			bad("DOPPEL_RECONCILE_QPS (%g) must be below %s (%g): each region's polling takes that share of the region's rate",
+				c.ReconcileQPS, regionVar(reg.Name, "QPS"), reg.QPS)
+		}
 		if reg.MonthlyBudget < 0 {
 			bad("%s must be 0 (no budget) or a positive number of face searches, got %d", regionVar(reg.Name, "MONTHLY_BUDGET"), reg.MonthlyBudget)
 		}

@@ -14,7 +14,7 @@ import (
 type Started struct {
 	SignatureID string `json:"signatureId"`
 	UserID      string `json:"userId,omitempty"`
-	// Region is stored as given; polling does not route on it yet.
+	// Region is the verification's region, normalised as Event.Region; polling routes on it.
 	Region    string     `json:"region,omitempty"`
 	StartedAt *time.Time `json:"startedAt,omitempty"`
 }
@@ -54,5 +54,6 @@ func DecodeStarted(value []byte, maxBytes int) (Started, error) {
 		}
 		*f.value = strings.TrimSpace(*f.value)
 	}
+	ev.Region = NormalizeRegion(ev.Region)
 	return ev, nil
 }

@@ -5,8 +5,8 @@ import "context"
 // HandleVerified processes a verification whose get-result answer the caller already has (the
 // reconciliation poller, which asked get-result to learn that it completed), exactly as Handle
 // processes its COMPLETED event, without asking get-result again: the user and the verdict come
-// from v.
-func (d *Detector) HandleVerified(ctx context.Context, signatureID string, v Verification, src Source) (Result, error) {
+// from v. The face search goes to region's account (VendorFor) and the check records region.
+func (d *Detector) HandleVerified(ctx context.Context, signatureID, region string, v Verification, src Source) (Result, error) {
 	d.mu.Lock()
 	kept := d.unsaved[signatureID]
 	kept.verification = &v
@@ -15,7 +15,7 @@ func (d *Detector) HandleVerified(ctx context.Context, signatureID string, v Ver
 	}
 	d.unsaved[signatureID] = kept
 	d.mu.Unlock()
-	res, err := d.Handle(ctx, Event{SignatureID: signatureID, Type: EventTypeCompleted}, src)
+	res, err := d.Handle(ctx, Event{SignatureID: signatureID, Region: region, Type: EventTypeCompleted}, src)
 	if res.AlreadyStored {
 		d.takeUnsaved(signatureID) // Handle never looked at it
 	}

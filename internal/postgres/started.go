@@ -82,20 +82,20 @@ WHERE status = 'pending' AND started_at < $1`, cutoff)
 
 // ClaimDue claims up to limit due verifications, skipping rows another instance is claiming, and
 // moves their next poll one interval on in the same statement: that move is the lease.
-func (s *Store) ClaimDue(ctx context.Context, owner string, limit int, interval time.Duration) ([]reconcile.Due, error) {
+func (s *Store) ClaimDue(ctx context.Context, owner string, limit int, interval time.Duration, skip []string) ([]reconcile.Due, error) {
 	rows, err := s.pool.Query(ctx, `
 UPDATE started_verifications s
 SET next_poll_at = now() + $3::interval, polls = s.polls + 1, last_polled_at = now(), polled_by = $1
 FROM (
     SELECT signature_id FROM started_verifications
-    WHERE status = 'pending' AND next_poll_at <= now()
+    WHERE status = 'pending' AND next_poll_at <= now() AND coalesce(region, '') <> ALL($4::text[])
     ORDER BY next_poll_at
     LIMIT $2
     FOR UPDATE SKIP LOCKED
 ) due
 WHERE s.signature_id = due.signature_id
 RETURNING s.signature_id, coalesce(s.user_id, ''), coalesce(s.region, ''), s.started_at, s.polls`,
-		owner, limit, interval)
+		owner, limit, interval, nonNil(skip))
 	if err != nil {
 		return nil, fmt.Errorf("claim due verifications: %w", err)
 	}
@@ -238,25 +238,32 @@ ORDER BY raised_at LIMIT 100 FOR UPDATE SKIP LOCKED`)
 // EnrollFailed claims final FAIL checks never enrolled, calls enroll for each while holding their
 // rows (so no other instance enrols them at the same time), and records each answer. A failing
 // enroll stops the batch; what was recorded before it is committed.
-func (s *Store) EnrollFailed(ctx context.Context, limit int, enroll func(ctx context.Context, signatureID string) (string, error)) (int, error) {
+func (s *Store) EnrollFailed(ctx context.Context, limit int, skip []string,
+	enroll func(ctx context.Context, signatureID, region string) (string, error)) (int, error) {
 	var n int
 	var stop error
 	err := inTx(ctx, s.pool, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `
-SELECT signature_id FROM idv_checks
+SELECT signature_id, coalesce(region, '') FROM idv_checks
 WHERE overall_result = 'FAIL' AND outcome = $1 AND enrolled_at IS NULL AND enroll_error IS NULL
+  AND coalesce(region, '') <> ALL($3::text[])
 ORDER BY checked_at
 LIMIT $2
-FOR UPDATE SKIP LOCKED`, string(duplicate.OutcomeNotPassed), limit)
+FOR UPDATE SKIP LOCKED`, string(duplicate.OutcomeNotPassed), limit, nonNil(skip))
 		if err != nil {
 			return fmt.Errorf("claim failed verifications: %w", err)
 		}
-		sigs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		type failed struct{ sig, region string }
+		claimed, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (failed, error) {
+			var f failed
+			return f, r.Scan(&f.sig, &f.region)
+		})
 		if err != nil {
 			return fmt.Errorf("claim failed verifications: %w", err)
 		}
-		for _, sig := range sigs {
-			refused, err := enroll(ctx, sig)
+		for _, f := range claimed {
+			sig := f.sig
+			refused, err := enroll(ctx, sig, f.region)
 			if err != nil {
 				stop = err
 				return nil // commit what was recorded

@@ -49,7 +49,7 @@ func BenchmarkPollerRound(b *testing.B) {
 	})
 	b.Run("claim32", func(b *testing.B) {
 		for b.Loop() {
-			due, err := store.ClaimDue(ctx, "bench", 32, time.Hour)
+			due, err := store.ClaimDue(ctx, "bench", 32, time.Hour, nil)
 			require.NoError(b, err)
 			require.Len(b, due, 32)
 		}

@@ -10,36 +10,46 @@ import (
 
 // EnrollStore keeps which failed verifications were enrolled.
 type EnrollStore interface {
-	// EnrollFailed claims up to limit checks with a final FAIL verdict that were never enrolled
-	// (skipping those another instance holds), calls enroll for each while holding it, and records
-	// the answer on the check: enrolled, or refused with the reason enroll returned. An error from
-	// enroll stops the batch; that check and the rest stay queued.
-	EnrollFailed(ctx context.Context, limit int, enroll func(ctx context.Context, signatureID string) (refused string, err error)) (int, error)
+	// EnrollFailed claims up to limit checks with a final FAIL verdict that were never enrolled,
+	// leaving those of the regions in skip (and those another instance holds), calls enroll for
+	// each with its region while holding it, and records the answer on the check: enrolled, or
+	// refused with the reason enroll returned. An error from enroll stops the batch; that check and
+	// the rest stay queued.
+	EnrollFailed(ctx context.Context, limit int, skip []string,
+		enroll func(ctx context.Context, signatureID, region string) (refused string, err error)) (int, error)
 }
 
-// EnrollVendor is the vendor's face-search-enroll.
+// EnrollVendor is one region's face-search-enroll.
 type EnrollVendor interface {
 	Enroll(ctx context.Context, signatureID string) (transactionID string, err error)
-	// State is the shared circuit breaker's state: "closed", "open" or "half_open".
-	State() string
+}
+
+// EnrollRegions gives each region's face-search-enroll: a failed verification is enrolled in its
+// check's region, whose face database a later search of that region reads.
+type EnrollRegions interface {
+	// EnrollVendor returns region's face-search-enroll (region as stored on the check; "" is the
+	// default region), or an error when the region is not configured.
+	EnrollVendor(region string) (EnrollVendor, error)
+	// Paused is Regions.Paused: those regions' failed verifications wait.
+	Paused() []string
 }
 
 // Enroller enrols every verification whose final verdict is FAIL in the vendor's face search, once,
 // so that a later verification with the same face finds the failed attempt.
 type Enroller struct {
-	store  EnrollStore
-	vendor EnrollVendor
-	log    *slog.Logger
+	store   EnrollStore
+	regions EnrollRegions
+	log     *slog.Logger
 	// OnEnrolled is told of every enrolment ("enrolled", "refused"); may be nil.
 	onEnrolled func(result string)
 }
 
 // NewEnroller returns an Enroller. onEnrolled may be nil.
-func NewEnroller(store EnrollStore, vendor EnrollVendor, log *slog.Logger, onEnrolled func(string)) *Enroller {
+func NewEnroller(store EnrollStore, regions EnrollRegions, log *slog.Logger, onEnrolled func(string)) *Enroller {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Enroller{store: store, vendor: vendor, log: log, onEnrolled: onEnrolled}
+	return &Enroller{store: store, regions: regions, log: log, onEnrolled: onEnrolled}
 }
 
 // enrollBatch is how many failed verifications one round enrols at most: they are held in one
@@ -49,10 +59,8 @@ const enrollBatch = 20
 // Round enrols what is queued, a batch at a time, until the queue is empty or a call fails.
 func (e *Enroller) Round(ctx context.Context) error {
 	for ctx.Err() == nil {
-		if e.vendor.State() == "open" {
-			return nil // the vendor is unusable: what is queued waits
-		}
-		n, err := e.store.EnrollFailed(ctx, enrollBatch, e.enroll)
+		// The regions that cannot take calls keep their queue for later.
+		n, err := e.store.EnrollFailed(ctx, enrollBatch, e.regions.Paused(), e.enroll)
 		if err != nil {
 			return fmt.Errorf("enrol failed verifications: %w", err)
 		}
@@ -63,8 +71,15 @@ func (e *Enroller) Round(ctx context.Context) error {
 	return nil
 }
 
-func (e *Enroller) enroll(ctx context.Context, sig string) (string, error) {
-	tx, err := e.vendor.Enroll(ctx, sig)
+func (e *Enroller) enroll(ctx context.Context, sig, region string) (string, error) {
+	vendor, err := e.regions.EnrollVendor(region)
+	if err != nil {
+		// No region's vendor holds it: recorded as refused, no vendor called.
+		e.log.Warn("failed verification of an unconfigured region not enrolled", "signature_id", sig, "region", region, "error", err)
+		e.observe("refused")
+		return err.Error(), nil
+	}
+	tx, err := vendor.Enroll(ctx, sig)
 	if err != nil {
 		if duplicate.KindOf(err) == duplicate.FailurePermanent {
 			// The vendor will never take it (no face, say): record why and do not ask again.
@@ -74,7 +89,7 @@ func (e *Enroller) enroll(ctx context.Context, sig string) (string, error) {
 		}
 		return "", err
 	}
-	e.log.Info("failed verification enrolled in face search", "signature_id", sig, "vendor_transaction_id", tx)
+	e.log.Info("failed verification enrolled in face search", "signature_id", sig, "region", region, "vendor_transaction_id", tx)
 	e.observe("enrolled")
 	return "", nil
 }

@@ -27,9 +27,10 @@ type Store interface {
 	SettleFinished(ctx context.Context, outcomes []string) (completed, recovered int, err error)
 	// ExpireStartedBefore records pending verifications started before cutoff as expired.
 	ExpireStartedBefore(ctx context.Context, cutoff time.Time) (int, error)
-	// ClaimDue claims up to limit pending verifications due for a poll and moves each one's next
-	// poll one interval on, so no instance polls it again within the interval.
-	ClaimDue(ctx context.Context, owner string, limit int, interval time.Duration) ([]Due, error)
+	// ClaimDue claims up to limit pending verifications due for a poll, leaving those of the regions
+	// in skip, and moves each one's next poll one interval on, so no instance polls it again within
+	// the interval.
+	ClaimDue(ctx context.Context, owner string, limit int, interval time.Duration, skip []string) ([]Due, error)
 	// RecordPoll stores what a poll found: the final verdict (PASS or FAIL), or "" and a note.
 	RecordPoll(ctx context.Context, signatureID, verdict, note string) error
 	// ReleaseClaim makes a claimed verification due again at once: no vendor call was made.
@@ -38,17 +39,53 @@ type Store interface {
 	RecentCounts(ctx context.Context, since time.Time) (Counts, error)
 }
 
-// Vendor is what polling calls: get-result, and whether calls can go out at all.
+// Vendor is what polling calls in one region: get-result.
 type Vendor interface {
 	Verification(ctx context.Context, signatureID string) (duplicate.Verification, error)
-	// State is the shared circuit breaker's state: "closed", "open" or "half_open".
-	State() string
+}
+
+// Regions routes each verification's polls to its own region, as the main path routes its events:
+// each region's polling has its own share of that region's rate, under its circuit breaker, pause
+// and budget.
+type Regions interface {
+	// Resolve returns the name and the polling vendor of region (a normalised code; "" is the
+	// default region), or an error when the region is not configured.
+	Resolve(region string) (name string, v Vendor, err error)
+	// Paused returns the regions that cannot take calls now (circuit open, pause, budget spent),
+	// "" included when the default region is one: their verifications are left unclaimed.
+	Paused() []string
+}
+
+// OneRegion is Regions with the one region name, polled through v; paused tells whether calls
+// cannot go out now. Verifications naming another region are of an unknown region.
+func OneRegion(name string, v Vendor, paused func() bool) Regions {
+	return oneRegion{name: name, v: v, paused: paused}
+}
+
+type oneRegion struct {
+	name   string
+	v      Vendor
+	paused func() bool
+}
+
+func (o oneRegion) Resolve(region string) (string, Vendor, error) {
+	if region != "" && region != o.name {
+		return "", nil, fmt.Errorf("region %q is not configured", region)
+	}
+	return o.name, o.v, nil
+}
+
+func (o oneRegion) Paused() []string {
+	if o.paused != nil && o.paused() {
+		return []string{"", o.name}
+	}
+	return nil
 }
 
 // Detector processes a verification whose get-result answer polling already has, exactly as its
-// COMPLETED event would have been processed; *duplicate.Detector implements it.
+// COMPLETED event would have been processed, in its region; *duplicate.Detector implements it.
 type Detector interface {
-	HandleVerified(ctx context.Context, signatureID string, v duplicate.Verification, src duplicate.Source) (duplicate.Result, error)
+	HandleVerified(ctx context.Context, signatureID, region string, v duplicate.Verification, src duplicate.Source) (duplicate.Result, error)
 }
 
 // Config configures a Poller.
@@ -95,20 +132,24 @@ const SourceTopic = "doppel.reconcile"
 type Poller struct {
 	cfg      Config
 	store    Store
-	vendor   Vendor
+	regions  Regions
 	detector Detector
 	alerts   AlertSink
 	newID    func() string
 	// countedAt is when the counts were last read: they scan the settled rows, so at most once per
 	// countEvery.
 	countedAt time.Time
+	// unknownLogged holds the unconfigured regions already logged: each is logged once, not at
+	// every poll of its verifications.
+	unknownMu     sync.Mutex
+	unknownLogged map[string]bool
 }
 
 // countEvery bounds how often the counts (and the callbacks_missing ratio) are computed.
 func (p *Poller) countEvery() time.Duration { return min(10*time.Second, p.cfg.Interval) }
 
 // NewPoller returns a Poller. alerts may be nil (no callbacks_missing alert).
-func NewPoller(cfg Config, store Store, vendor Vendor, detector Detector, alerts AlertSink, newID func() string) *Poller {
+func NewPoller(cfg Config, store Store, regions Regions, detector Detector, alerts AlertSink, newID func() string) *Poller {
 	if cfg.Tick <= 0 {
 		cfg.Tick = min(max(cfg.Interval/10, 100*time.Millisecond), 5*time.Second)
 	}
@@ -124,7 +165,8 @@ func NewPoller(cfg Config, store Store, vendor Vendor, detector Detector, alerts
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Poller{cfg: cfg, store: store, vendor: vendor, detector: detector, alerts: alerts, newID: newID}
+	return &Poller{cfg: cfg, store: store, regions: regions, detector: detector, alerts: alerts, newID: newID,
+		unknownLogged: map[string]bool{}}
 }
 
 // Run polls until ctx ends. A failing round (the database down, say) is logged and tried again on
@@ -151,7 +193,7 @@ func (p *Poller) RunWith(ctx context.Context, extra ...func(context.Context) err
 }
 
 // Round does one pass: settle what COMPLETED events finished, expire what is too old, poll what is
-// due (unless the vendor's circuit is open), and raise callbacks_missing if callbacks are being lost.
+// due (except in the regions whose circuit is open), and raise callbacks_missing if callbacks are being lost.
 func (p *Poller) Round(ctx context.Context) error {
 	if err := p.settle(ctx); err != nil {
 		return err
@@ -196,21 +238,21 @@ func (p *Poller) settle(ctx context.Context) error {
 }
 
 // pollBatch claims and polls one batch, Workers at a time (each poll waits mostly on the vendor),
-// and returns how many it claimed. When a poll says the batch must stop, the polls not started
-// yet are released.
+// and returns how many it polled (claims released unpolled do not count, so a region that became
+// unusable during the batch is not claimed again at once). The verifications of regions that
+// cannot take calls are not claimed: polling waits there, as the main path does, and goes on in
+// the other regions. When a poll says the batch must stop, the polls not started yet are released.
 func (p *Poller) pollBatch(ctx context.Context) (int, error) {
-	if p.vendor.State() == "open" {
-		return 0, nil // the vendor is unusable: polling waits, as the main path does
-	}
-	due, err := p.store.ClaimDue(ctx, p.cfg.Owner, p.cfg.BatchSize, p.cfg.Interval)
+	due, err := p.store.ClaimDue(ctx, p.cfg.Owner, p.cfg.BatchSize, p.cfg.Interval, p.regions.Paused())
 	if err != nil {
 		return 0, err
 	}
 	var (
-		wg      sync.WaitGroup
-		mu      sync.Mutex
-		stopErr error
-		sem     = make(chan struct{}, p.cfg.Workers)
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		stopErr  error
+		released int
+		sem      = make(chan struct{}, p.cfg.Workers)
 	)
 	stopped := func() error {
 		mu.Lock()
@@ -232,12 +274,14 @@ func (p *Poller) pollBatch(ctx context.Context) (int, error) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if err := p.poll(ctx, d); err != nil {
-				mu.Lock()
-				if stopErr == nil {
-					stopErr = err
-				}
-				mu.Unlock()
+			err := p.poll(ctx, d)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case errors.Is(err, errReleased):
+				released++
+			case err != nil && stopErr == nil:
+				stopErr = err
 			}
 		}()
 	}
@@ -245,18 +289,27 @@ func (p *Poller) pollBatch(ctx context.Context) (int, error) {
 	if err := stopped(); err != nil {
 		return 0, err
 	}
-	return len(due), nil
+	return len(due) - released, nil
 }
 
-// errPaused stops a batch when the vendor's circuit opened during it.
-var errPaused = errors.New("vendor circuit open: polling paused")
+// errReleased says a claim was released without a verdict: its region's vendor could not take the
+// call (circuit open, account-level answer, budget spent).
+var errReleased = errors.New("region unusable: claim released")
 
-// poll polls one verification. It returns an error only when the batch must stop (the circuit
-// opened, or the store failed); a vendor failure about this verification is recorded and the
-// verification polled again after the interval.
+// poll polls one verification in its region. It returns an error when the batch must stop (the
+// store failed), or errReleased; a vendor failure about this verification, or a region that is not
+// configured, is recorded and the verification polled again after the interval (until give-up).
 func (p *Poller) poll(ctx context.Context, d Due) error {
 	log := p.cfg.Logger.With("signature_id", d.SignatureID, "polls", d.Polls)
-	v, err := p.vendor.Verification(ctx, d.SignatureID)
+	name, vendor, err := p.regions.Resolve(duplicate.NormalizeRegion(d.Region))
+	if err != nil {
+		// No vendor can answer for it: recorded as a failed poll, expired after the give-up time.
+		p.observe("error")
+		p.logUnknownRegion(log, d.Region, err)
+		return p.store.RecordPoll(ctx, d.SignatureID, "", fmt.Sprintf("%s: %v", duplicate.ReasonUnknownRegion, err))
+	}
+	log = log.With("region", name)
+	v, err := vendor.Verification(ctx, d.SignatureID)
 	if err != nil {
 		return p.failed(ctx, log, d, "get-result", err)
 	}
@@ -271,7 +324,7 @@ func (p *Poller) poll(ctx context.Context, d Due) error {
 	if err := p.store.RecordPoll(ctx, d.SignatureID, v.OverallResult, "get-result: "+v.OverallResult); err != nil {
 		return err
 	}
-	res, err := p.detector.HandleVerified(ctx, d.SignatureID, v, duplicate.Source{Topic: SourceTopic})
+	res, err := p.detector.HandleVerified(ctx, d.SignatureID, name, v, duplicate.Source{Topic: SourceTopic})
 	if err != nil {
 		var pf *duplicate.PermanentFailure
 		if errors.As(err, &pf) {
@@ -296,12 +349,13 @@ func (p *Poller) failed(ctx context.Context, log *slog.Logger, d Due, op string,
 	p.observe("error")
 	switch duplicate.KindOf(err) {
 	case duplicate.FailureAccount:
-		// An open circuit, or an account-level answer that opened it: no verdict was learnt, so
-		// this claim does not count as a poll.
+		// An open circuit, an account-level answer that opened it or a spent budget: no verdict
+		// was learnt, so this claim does not count as a poll. The region is skipped from the next
+		// claim on; the other regions' polls go on.
 		if rerr := p.store.ReleaseClaim(context.WithoutCancel(ctx), d.SignatureID); rerr != nil {
 			return errors.Join(err, rerr)
 		}
-		return fmt.Errorf("%w: %w", errPaused, err)
+		return errReleased
 	case duplicate.FailureStore:
 		return err
 	}
@@ -310,6 +364,18 @@ func (p *Poller) failed(ctx context.Context, log *slog.Logger, d Due, op string,
 	}
 	log.Warn("poll failed, polling again after the interval", "op", op, "error", err)
 	return p.store.RecordPoll(ctx, d.SignatureID, "", fmt.Sprintf("%s failed: %v", op, err))
+}
+
+// logUnknownRegion logs, once per region, that verifications name a region that is not configured.
+func (p *Poller) logUnknownRegion(log *slog.Logger, region string, err error) {
+	p.unknownMu.Lock()
+	seen := p.unknownLogged[region]
+	p.unknownLogged[region] = true
+	p.unknownMu.Unlock()
+	if !seen {
+		log.Error("started verifications name a region that is not configured: they are not polled and expire after the give-up time",
+			"region", region, "error", err)
+	}
 }
 
 func (p *Poller) settled(status Status, n int) {

@@ -56,11 +56,14 @@ func (v *recordingVendor) Verification(ctx context.Context, sig string) (duplica
 	return v.Vendor.Verification(ctx, sig)
 }
 
-func (v *recordingVendor) State() string {
-	if v.state != "" {
-		return v.state
-	}
-	return v.Vendor.State()
+// regions is the one region polled through v, paused while v.state (else b's vendor) says open.
+func (b *bundle) regions(v *recordingVendor) reconcile.Regions {
+	return reconcile.OneRegion("", v, func() bool {
+		if v.state != "" {
+			return v.state == "open"
+		}
+		return b.vendor.State() == "open"
+	})
 }
 
 // started registers n sessions that never complete, each announced as started and due at once.
@@ -89,7 +92,7 @@ func TestTwoInstancesNeverPollOneVerificationTwiceInAnInterval(t *testing.T) {
 		v := &recordingVendor{Vendor: b.vendor, owner: owner, mu: &mu, calls: calls}
 		p := reconcile.NewPoller(reconcile.Config{Owner: owner, Interval: interval, GiveUp: time.Hour,
 			Tick: 20 * time.Millisecond, BatchSize: 7, Workers: 3},
-			b.store, v, duplicate.NewDetector(b.vendor, b.store, nil), nil, nil)
+			b.store, b.regions(v), duplicate.NewDetector(b.vendor, b.store, nil), nil, nil)
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = p.Run(ctx) }()
 	}
@@ -127,7 +130,7 @@ func TestAnOpenCircuitPausesPolling(t *testing.T) {
 	calls := map[string][]poll{}
 	v := &recordingVendor{Vendor: b.vendor, owner: "a", mu: &mu, calls: calls, state: "open"}
 	p := reconcile.NewPoller(reconcile.Config{Owner: "a", Interval: time.Minute, GiveUp: time.Hour},
-		b.store, v, duplicate.NewDetector(b.vendor, b.store, nil), nil, nil)
+		b.store, b.regions(v), duplicate.NewDetector(b.vendor, b.store, nil), nil, nil)
 	require.NoError(t, p.Round(context.Background()))
 	require.Empty(t, calls, "no poll while the vendor's circuit is open")
 	var claimed int
@@ -165,7 +168,8 @@ func TestAnIncompleteVerificationIsPolledAgainAndRecoveredWhenItCompletes(t *tes
 	ctx := context.Background()
 	require.NoError(t, b.store.RecordStarted(ctx, duplicate.Started{SignatureID: bob}, 0, duplicate.Source{}))
 	const interval = 300 * time.Millisecond
-	p := reconcile.NewPoller(reconcile.Config{Owner: "a", Interval: interval, GiveUp: time.Hour}, b.store, b.vendor,
+	p := reconcile.NewPoller(reconcile.Config{Owner: "a", Interval: interval, GiveUp: time.Hour}, b.store,
+		reconcile.OneRegion("", b.vendor, func() bool { return b.vendor.State() == "open" }),
 		duplicate.NewDetector(b.vendor, b.store, nil), nil, nil)
 
 	require.NoError(t, p.Round(ctx))

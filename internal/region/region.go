@@ -88,7 +88,7 @@ const usablePoll = 200 * time.Millisecond
 func (r *Region) WaitUsable(ctx context.Context) error {
 	t := time.NewTicker(usablePoll)
 	defer t.Stop()
-	for !r.usable() {
+	for !r.Usable() {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -98,7 +98,9 @@ func (r *Region) WaitUsable(ctx context.Context) error {
 	return nil
 }
 
-func (r *Region) usable() bool {
+// Usable reports whether a call to the region may go out now: its budget is not spent, its circuit
+// is not open (a half-open probe may go) and its vendor asked for no pause.
+func (r *Region) Usable() bool {
 	if r.budget != nil && r.budget.Err() != nil {
 		return false
 	}

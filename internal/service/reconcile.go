@@ -17,6 +17,7 @@ import (
 	"github.com/doppelhq/doppel/internal/metrics"
 	"github.com/doppelhq/doppel/internal/postgres"
 	"github.com/doppelhq/doppel/internal/reconcile"
+	"github.com/doppelhq/doppel/internal/region"
 	"github.com/doppelhq/doppel/internal/relay"
 )
 
@@ -31,13 +32,17 @@ type reconciliation struct {
 	enroller *reconcile.Enroller
 }
 
-// newReconciliation builds reconciliation on the shared store and vendor. Polling gets a detector
-// of its own on a vendor view with its own share of the rate (cfg.PollQPS) under the shared circuit
-// breaker, so it never starves the main path and stops when the vendor is unusable.
-func newReconciliation(cfg config.Config, store *postgres.Store, batcher duplicate.Store, vendor *facesearch.Vendor,
+// newReconciliation builds reconciliation on the shared store and regions. Polling gets a detector
+// of its own on a view of every region with its own share of that region's rate (cfg.PollQPSOf)
+// under the region's circuit breaker, pause and budget, so it never starves the main path, stops
+// in a region whose vendor is unusable and goes on in the others.
+func newReconciliation(cfg config.Config, store *postgres.Store, batcher duplicate.Store, regions *region.Registry,
 	rel *relay.Relay, m *metrics.Metrics, log *slog.Logger) (*reconciliation, error) {
-	pollVendor := vendor.WithRate(cfg.PollQPS())
-	detector := duplicate.NewDetector(pollVendor, batcher, nil)
+	polling, err := newPollRegions(cfg, regions)
+	if err != nil {
+		return nil, err
+	}
+	detector := duplicate.NewDetector(polling.registry, batcher, nil)
 	if cfg.EnrollFailed {
 		detector.MarkFailedAttempts(store)
 	}
@@ -55,10 +60,10 @@ func newReconciliation(cfg config.Config, store *postgres.Store, batcher duplica
 			OnCounts:   func(c reconcile.Counts) { rm.SetPending(c.Pending, c.RecoveredShare()) },
 			OnSettled:  func(s reconcile.Status, n int) { rm.Settled(string(s), n) },
 			OnAlerts:   rel.Notify,
-		}, store, pollVendor, detector, reconcileAlerts{store: store, relay: rel}, uuid.NewString),
+		}, store, polling, detector, reconcileAlerts{store: store, relay: rel}, uuid.NewString),
 	}
 	if cfg.EnrollFailed {
-		r.enroller = reconcile.NewEnroller(store, pollVendor, log.With("component", "enroll"), rm.Enrolled)
+		r.enroller = reconcile.NewEnroller(store, polling, log.With("component", "enroll"), rm.Enrolled)
 	}
 	// One insert per event: a few workers keep up.
 	started, err := consumer.New(consumerConfig(cfg, cfg.KafkaGroupID+startedGroupSuffix, cfg.TopicStarted,
@@ -68,6 +73,72 @@ func newReconciliation(cfg config.Config, store *postgres.Store, batcher duplica
 	}
 	r.started = started
 	return r, nil
+}
+
+// pollRegions is every region as polling sees it: the region's account with polling's own share
+// of its rate (sharing its client, circuit breaker and SERVICE_BUSY pause) and its budget. It is
+// reconcile.Regions and reconcile.EnrollRegions.
+type pollRegions struct {
+	registry *region.Registry
+}
+
+func newPollRegions(cfg config.Config, regions *region.Registry) (pollRegions, error) {
+	var views []*region.Region
+	for _, rc := range cfg.Regions() {
+		r, ok := regions.Lookup(rc.Name)
+		if !ok {
+			return pollRegions{}, fmt.Errorf("region %s is configured but has no vendor", rc.Name)
+		}
+		account, ok := r.Account().(*facesearch.Vendor)
+		if !ok {
+			return pollRegions{}, fmt.Errorf("region %s: polling needs a vendor account, got %T", rc.Name, r.Account())
+		}
+		views = append(views, region.New(rc.Name, account.WithRate(cfg.PollQPSOf(rc.QPS)), r.Budget()))
+	}
+	registry, err := region.NewRegistry(regions.Default().Name, views...)
+	if err != nil {
+		return pollRegions{}, err
+	}
+	return pollRegions{registry: registry}, nil
+}
+
+func (p pollRegions) lookup(name string) (*region.Region, error) {
+	if name == "" {
+		return p.registry.Default(), nil
+	}
+	if r, ok := p.registry.Lookup(name); ok {
+		return r, nil
+	}
+	return nil, &region.UnknownError{Region: name}
+}
+
+func (p pollRegions) Resolve(name string) (string, reconcile.Vendor, error) {
+	r, err := p.lookup(name)
+	if err != nil {
+		return "", nil, err
+	}
+	return r.Name, r, nil
+}
+
+func (p pollRegions) EnrollVendor(name string) (reconcile.EnrollVendor, error) {
+	r, err := p.lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	return r.Account().(*facesearch.Vendor), nil
+}
+
+func (p pollRegions) Paused() []string {
+	var paused []string
+	for _, name := range p.registry.Names() {
+		if r, _ := p.registry.Lookup(name); !r.Usable() {
+			paused = append(paused, name)
+			if r == p.registry.Default() {
+				paused = append(paused, "")
+			}
+		}
+	}
+	return paused
 }
 
 // startedHandler stores each started verification; a malformed event is dead-lettered with its

@@ -28,9 +28,9 @@ func NewRegions(ctx context.Context, cfg config.Config, m *metrics.Metrics, stor
 	for _, rc := range cfg.Regions() {
 		ac := advance.Config{BaseURL: rc.BaseURL, AccessKey: rc.AccessKey, SecretKey: rc.SecretKey, Timeout: cfg.AdvanceTimeout}
 		qps := rc.QPS
-		if rc.Name == cfg.DefaultRegion() && qps > 0 {
-			// Reconciliation polls the default region with its own share of the rate (cfg.PollQPS).
-			qps = max(qps-cfg.PollQPS(), 0)
+		if qps > 0 {
+			// Reconciliation polls each region with its own share of the region's rate (pollRegions).
+			qps = max(qps-cfg.PollQPSOf(qps), 0)
 		}
 		fc := facesearch.Config{QPS: qps, BreakerFailures: cfg.BreakerFailures, BreakerOpenFor: cfg.BreakerOpenFor}
 		bc := region.BudgetConfig{Region: rc.Name, Limit: rc.MonthlyBudget, Count: store.FaceSearchesSince,
@@ -98,11 +98,4 @@ func consoleRegion(cfg config.Config) string {
 		return advance.Region(cfg.AdvanceBaseURL)
 	}
 	return strings.Join(cfg.RegionNames(), ", ")
-}
-
-// defaultAccount is the default region's vendor account, which reconciliation polls (it does not
-// route by region yet).
-func defaultAccount(regions *region.Registry) *facesearch.Vendor {
-	v, _ := regions.Default().Account().(*facesearch.Vendor)
-	return v
 }

@@ -116,7 +116,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 
-	recon, err := newReconciliation(cfg, store, batcher, defaultAccount(vendor), rel, m, log)
+	recon, err := newReconciliation(cfg, store, batcher, vendor, rel, m, log)
 	if err != nil {
 		return err
 	}
