@@ -43,7 +43,7 @@ func reconcileFixture(t *testing.T, after, interval, giveUp time.Duration, enrol
 }
 
 func startedEvent(sig, userID string, startedAt *time.Time) kafka.Message {
-	body := map[string]any{"signatureId": sig, "userId": userID, "region": "sg"}
+	body := map[string]any{"signatureId": sig, "userId": userID, "region": "Default"}
 	if startedAt != nil {
 		body["startedAt"] = startedAt.Format(time.RFC3339Nano)
 	}
