@@ -100,7 +100,7 @@ type Config struct {
 	// ReconcileGiveUp is how long after it started a verification is polled before it is
 	// recorded as expired.
 	ReconcileGiveUp time.Duration `yaml:"reconcile_give_up" env:"DOPPEL_RECONCILE_GIVE_UP"`
-	// ReconcileQPS is the share of DOPPEL_ADVANCE_QPS spent on polling; 0 takes 10% of it. The
+	// ReconcileQPS is the calls per second each region spends on polling; 0 takes 10% of the region's QPS. The
 	// main path keeps the rest, so polling never starves it.
 	ReconcileQPS float64 `yaml:"reconcile_qps" env:"DOPPEL_RECONCILE_QPS"`
 	// ReconcileAlertRatio is the share of verifications recovered by polling in the last hour above

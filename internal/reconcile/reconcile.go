@@ -1,7 +1,8 @@
 // Package reconcile finds the verifications whose completion callback never came. Every started
 // verification (an event on the started topic) is stored; one that no COMPLETED event settles in
 // time is polled with get-result, at most once per interval across every instance (the store's
-// lease), with its own share of the vendor rate and never while the vendor's circuit is open. A
+// lease), in the verification's own region with its own share of that region's rate, and never
+// while that region's circuit is open (the other regions' polling goes on). A
 // final PASS found by polling is processed exactly as its COMPLETED event would have been; a final
 // FAIL is recorded; INCOMPLETE is polled again later; after the give-up time the verification is
 // recorded as expired. When too large a share of the last hour's verifications had to be recovered
