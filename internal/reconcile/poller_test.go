@@ -1,8 +1,11 @@
 package reconcile_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -198,4 +201,42 @@ WHERE signature_id = $1`, bob).Scan(&status, &last))
 	require.Equal(t, []string{"alice"}, c.MatchedUserIDs)
 	require.Equal(t, duplicate.FoundByPolling, c.FoundBy)
 	require.Equal(t, reconcile.SourceTopic, c.Source.Topic)
+}
+
+// A verification naming a region that is not configured calls no vendor: each poll is recorded as
+// failed, the region is logged once however often it is polled, and it expires at give-up.
+func TestAnUnknownRegionIsAFailedPollLoggedOnceWithoutAVendorCall(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	for _, sig := range []string{"unknown-1", "unknown-2"} {
+		require.NoError(t, b.store.RecordStarted(ctx, duplicate.Started{SignatureID: sig, Region: "zz"}, 0, duplicate.Source{}))
+	}
+	var mu sync.Mutex
+	calls := map[string][]poll{}
+	v := &recordingVendor{Vendor: b.vendor, owner: "a", mu: &mu, calls: calls}
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	const interval = 200 * time.Millisecond
+	p := reconcile.NewPoller(reconcile.Config{Owner: "a", Interval: interval, GiveUp: time.Hour, Logger: log},
+		b.store, b.regions(v), duplicate.NewDetector(b.vendor, b.store, nil), nil, nil)
+	for range 3 {
+		require.NoError(t, p.Round(ctx))
+		time.Sleep(interval)
+	}
+	require.Empty(t, calls, "no vendor is called for an unconfigured region")
+	require.Equal(t, 1, strings.Count(logs.String(), "level=ERROR"), "logged once: %s", logs.String())
+	var polls int
+	var last string
+	require.NoError(t, b.pool.QueryRow(ctx, `SELECT polls, last_poll_result FROM started_verifications
+WHERE signature_id = 'unknown-1'`).Scan(&polls, &last))
+	require.Equal(t, 3, polls, "each round's poll is recorded")
+	require.Contains(t, last, duplicate.ReasonUnknownRegion)
+
+	expiring := reconcile.NewPoller(reconcile.Config{Owner: "a", Interval: interval, GiveUp: time.Nanosecond},
+		b.store, b.regions(v), duplicate.NewDetector(b.vendor, b.store, nil), nil, nil)
+	require.NoError(t, expiring.Round(ctx))
+	var expired int
+	require.NoError(t, b.pool.QueryRow(ctx, `SELECT count(*) FROM started_verifications WHERE status = 'expired'`).Scan(&expired))
+	require.Equal(t, 2, expired, "expired at give-up like any verification without a verdict")
 }
