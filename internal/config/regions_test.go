@@ -58,6 +58,9 @@ func TestEachRegionHasItsOwnAccountFromTheEnvironment(t *testing.T) {
 		{Name: "th", BaseURL: "https://th-api.advance.ai", AccessKey: "th-access-secret", SecretKey: "th-secret-secret", QPS: 20},
 	}, cfg.Regions(), "codes are lower case; a region without its own QPS takes DOPPEL_ADVANCE_QPS")
 	require.Equal(t, "th", cfg.DefaultRegion())
+	// Each region's polling takes 10% of that region's rate.
+	require.InDelta(t, 0.5, cfg.PollQPSOf(cfg.Regions()[0].QPS), 1e-9)
+	require.InDelta(t, 2.0, cfg.PollQPSOf(cfg.Regions()[1].QPS), 1e-9)
 
 	require.Equal(t, []config.Unknown{{Name: "DOPPEL_ADVANCE_VN_BASE_URL", Nearest: "DOPPEL_ADVANCE_BASE_URL"}}, l.Unknown,
 		"a configured region's variables are settings; a region not listed is not")
@@ -119,6 +122,8 @@ func TestBadRegionSettingsSayWhatToSet(t *testing.T) {
 		"bad budget":      {with(twoRegions, "DOPPEL_ADVANCE_PH_MONTHLY_BUDGET", "lots"), "DOPPEL_ADVANCE_PH_MONTHLY_BUDGET: want a whole number"},
 		"negative budget": {with(twoRegions, "DOPPEL_ADVANCE_PH_MONTHLY_BUDGET", "-1"), "DOPPEL_ADVANCE_PH_MONTHLY_BUDGET must be 0 (no budget)"},
 		"bad qps":         {with(twoRegions, "DOPPEL_ADVANCE_TH_QPS", "fast"), "DOPPEL_ADVANCE_TH_QPS: want a number"},
+		"polling above a region's rate": {with(twoRegions, "DOPPEL_RECONCILE_QPS", "8"),
+			"DOPPEL_RECONCILE_QPS (8) must be below DOPPEL_ADVANCE_PH_QPS (5)"},
 		"default without regions": {with(minimal, "DOPPEL_ADVANCE_DEFAULT_REGION", "ph"),
 			"DOPPEL_ADVANCE_DEFAULT_REGION is \"ph\" but DOPPEL_ADVANCE_REGIONS is not set"},
 	} {
