@@ -6,8 +6,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"regexp"
-	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -99,34 +97,16 @@ func tooLarge(maxBytes int) *apiError {
 	return newError(http.StatusRequestEntityTooLarge, codeTooLarge, "the body is larger than %d bytes", maxBytes)
 }
 
-var quotedField = regexp.MustCompile(`field "([^"]*)"`)
-
-// decodeErrorAnswer turns the event decoder's reason into a 400 naming the field.
+// decodeErrorAnswer turns the event decoder's error into a 400 naming the field at fault.
 func decodeErrorAnswer(err error) error {
 	var de *duplicate.DecodeError
 	if !errors.As(err, &de) {
 		return err
 	}
-	field := ""
-	switch de.Reason {
-	case duplicate.ReasonMissingSignatureID, duplicate.ReasonInvalidSignatureID:
-		field = "signatureId"
-	case duplicate.ReasonInvalidUTF8:
-		if strings.HasPrefix(de.Detail, "signatureId") {
-			field = "signatureId"
-		}
-	case duplicate.ReasonMissingType, duplicate.ReasonUnknownEventType:
-		field = "type"
-	case duplicate.ReasonWrongFieldType:
-		if m := quotedField.FindStringSubmatch(de.Detail); m != nil {
-			field = m[1]
-		}
-	case duplicate.ReasonInvalidField:
-		field, _, _ = strings.Cut(de.Detail, " ")
-	case duplicate.ReasonInvalidJSON:
+	if de.Reason == duplicate.ReasonInvalidJSON {
 		return invalid("", "the body is not a JSON object (%s)", de.Detail)
 	}
-	return invalid(field, "%s", de.Detail)
+	return invalid(de.Field, "%s", de.Detail)
 }
 
 // KafkaPublisher writes callback events to a topic, keyed by signatureId, and returns once every

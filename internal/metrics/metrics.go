@@ -23,6 +23,7 @@ import (
 	"github.com/doppelhq/doppel/internal/buildinfo"
 	"github.com/doppelhq/doppel/internal/consumer"
 	"github.com/doppelhq/doppel/internal/deadletter"
+	"github.com/doppelhq/doppel/internal/duplicate"
 )
 
 // knownOutcomes are the stored outcomes of a check, pre-created at zero so that rate() and the
@@ -32,11 +33,11 @@ var knownOutcomes = []string{"duplicates_found", "no_duplicates", "skipped", "no
 // knownRetries are the (action, reason) pairs service.Classify gives retried failures, pre-created
 // at zero like knownOutcomes. Keep them in step with service.Classify.
 var knownRetries = [][2]string{
-	{"retry", "transient_failure"},
-	{"wait", "vendor_circuit_open"},
-	{"wait", "vendor_rate_limited"},
-	{"wait", "vendor_account_unusable"},
-	{"wait", "database_unavailable"},
+	{"retry", duplicate.ReasonTransientFailure},
+	{"wait", duplicate.ReasonVendorCircuitOpen},
+	{"wait", duplicate.ReasonVendorRateLimited},
+	{"wait", duplicate.ReasonVendorAccountUnusable},
+	{"wait", duplicate.ReasonDatabaseUnavailable},
 }
 
 // httpLatencyBuckets span a cached read (1 ms) to a callback waiting on the broker (10 s).

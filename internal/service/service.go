@@ -249,11 +249,10 @@ func (p *pipeline) handle(ctx context.Context, msg kafka.Message) error {
 		return err
 	}
 	res, err := p.detector.Handle(ctx, ev, src)
-	var pf *duplicate.PermanentFailure
-	if errors.As(err, &pf) {
-		p.metrics.Outcome(string(duplicate.OutcomeFailed))
-	}
 	if err != nil {
+		if res.Outcome == duplicate.OutcomeFailed { // a permanent failure, recorded against the check
+			p.metrics.Outcome(string(duplicate.OutcomeFailed))
+		}
 		return err
 	}
 	log := p.log.With("signature_id", ev.SignatureID, "partition", msg.Partition, "offset", msg.Offset)
@@ -271,32 +270,19 @@ func (p *pipeline) handle(ctx context.Context, msg kafka.Message) error {
 	return nil
 }
 
-// Classify maps a handler error to what the consumer does with the message.
+// Classify maps a handler error to what the consumer does with the message, from the kind and
+// reason the error carries (see duplicate.Failure): the one place a failure becomes an action.
 func Classify(err error) consumer.Decision {
-	var de *duplicate.DecodeError
-	if errors.As(err, &de) {
-		return consumer.Decision{Action: consumer.DeadLetter, Reason: de.Reason}
-	}
-	var pf *duplicate.PermanentFailure
-	if errors.As(err, &pf) {
-		return consumer.Decision{Action: consumer.DeadLetter, Reason: pf.Reason}
-	}
-	var unavailable *facesearch.UnavailableError
-	if errors.As(err, &unavailable) {
-		return consumer.Decision{Action: consumer.Wait, Reason: "vendor_circuit_open"}
-	}
+	d := consumer.Decision{Reason: duplicate.ReasonOf(err)}
 	switch duplicate.KindOf(err) {
 	case duplicate.FailurePermanent:
-		return consumer.Decision{Action: consumer.DeadLetter, Reason: "permanent_failure"}
-	case duplicate.FailureRateLimited:
-		return consumer.Decision{Action: consumer.Wait, Reason: "vendor_rate_limited"}
-	case duplicate.FailureAccount:
-		return consumer.Decision{Action: consumer.Wait, Reason: "vendor_account_unusable"}
-	case duplicate.FailureStore:
-		return consumer.Decision{Action: consumer.Wait, Reason: "database_unavailable"}
-	default:
-		return consumer.Decision{Action: consumer.Retry, Reason: "transient_failure"}
+		d.Action = consumer.DeadLetter
+	case duplicate.FailureTransient:
+		d.Action = consumer.Retry
+	default: // rate limited, account, store: not the message's fault
+		d.Action = consumer.Wait
 	}
+	return d
 }
 
 // routeKey serialises work per signatureId, so one signatureId is never searched twice at once: the
