@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/doppelhq/doppel/internal/childproc"
+	"github.com/doppelhq/doppel/internal/topic"
 )
 
 // clockTicks is USER_HZ, the unit of the CPU times in /proc/<pid>/stat: 100 on every Linux build
@@ -310,60 +310,17 @@ func dropDatabase(ctx context.Context, baseURL, name string) error {
 // ---------------------------------------------------------------- Kafka
 
 func kafkaClient(brokers []string) (*kafka.Client, func()) {
-	// Its own transport: the shared default one caches metadata, and a cached "no such topic" from
-	// before a creation would fail writers for seconds.
-	t := &kafka.Transport{}
-	return &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 15 * time.Second, Transport: t}, t.CloseIdleConnections
+	return topic.NewClient(brokers, 15*time.Second)
 }
 
 // createTopics creates the topics with the given partitions (replication 1, this is one broker)
 // and waits until every partition has a leader.
 func createTopics(ctx context.Context, brokers []string, partitions int, names ...string) error {
-	client, closeIdle := kafkaClient(brokers)
-	defer closeIdle()
-	req := &kafka.CreateTopicsRequest{}
-	for _, n := range names {
-		req.Topics = append(req.Topics, kafka.TopicConfig{Topic: n, NumPartitions: partitions, ReplicationFactor: 1})
+	specs := make([]topic.Spec, len(names))
+	for i, n := range names {
+		specs[i] = topic.Spec{Name: n, Partitions: partitions, ReplicationFactor: 1}
 	}
-	resp, err := client.CreateTopics(ctx, req)
-	if err != nil {
-		return fmt.Errorf("create topics %v: %w", names, err)
-	}
-	for name, err := range resp.Errors {
-		if err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
-			return fmt.Errorf("create topic %s: %w", name, err)
-		}
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: names})
-		if err == nil && allLed(meta, len(names)) {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("topics %v have partitions without a leader after 30s (last error: %v)", names, err)
-		}
-		if !childproc.Sleep(ctx, 100*time.Millisecond) {
-			return ctx.Err()
-		}
-	}
-}
-
-func allLed(meta *kafka.MetadataResponse, want int) bool {
-	if len(meta.Topics) != want {
-		return false
-	}
-	for _, t := range meta.Topics {
-		if t.Error != nil || len(t.Partitions) == 0 {
-			return false
-		}
-		for _, p := range t.Partitions {
-			if p.Error != nil || p.Leader.ID < 0 {
-				return false
-			}
-		}
-	}
-	return true
+	return topic.Ensure(ctx, brokers, specs...)
 }
 
 func deleteTopics(ctx context.Context, brokers []string, names ...string) error {
@@ -377,30 +334,16 @@ func deleteTopics(ctx context.Context, brokers []string, names ...string) error 
 }
 
 // topicMessages returns how many messages a topic holds (sum over partitions of end - start).
-func topicMessages(ctx context.Context, brokers []string, topic string) (int64, error) {
+func topicMessages(ctx context.Context, brokers []string, name string) (int64, error) {
 	client, closeIdle := kafkaClient(brokers)
 	defer closeIdle()
-	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
-	if err != nil {
-		return 0, err
-	}
-	if len(meta.Topics) != 1 || meta.Topics[0].Error != nil {
-		return 0, fmt.Errorf("topic %s: no metadata", topic)
-	}
-	var reqs []kafka.OffsetRequest
-	for _, p := range meta.Topics[0].Partitions {
-		reqs = append(reqs, kafka.FirstOffsetOf(p.ID), kafka.LastOffsetOf(p.ID))
-	}
-	resp, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+	bounds, err := topic.Offsets(ctx, client, name)
 	if err != nil {
 		return 0, err
 	}
 	var n int64
-	for _, po := range resp.Topics[topic] {
-		if po.Error != nil {
-			return 0, po.Error
-		}
-		n += po.LastOffset - po.FirstOffset
+	for _, b := range bounds {
+		n += b.LastOffset - b.FirstOffset
 	}
 	return n, nil
 }

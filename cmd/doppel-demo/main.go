@@ -28,6 +28,7 @@ import (
 	"github.com/doppelhq/doppel/internal/advancesim"
 	"github.com/doppelhq/doppel/internal/childproc"
 	"github.com/doppelhq/doppel/internal/duplicate"
+	"github.com/doppelhq/doppel/internal/topic"
 )
 
 const (
@@ -213,9 +214,8 @@ func freshDatabase(ctx context.Context, baseURL string) (string, error) {
 // creates them again.
 func deleteTopics(ctx context.Context, brokers string, names ...string) error {
 	// Its own transport, so the deleted topics' metadata is not cached for the writer below.
-	transport := &kafka.Transport{}
-	defer transport.CloseIdleConnections()
-	client := &kafka.Client{Addr: kafka.TCP(strings.Split(brokers, ",")...), Timeout: 15 * time.Second, Transport: transport}
+	client, closeIdle := topic.NewClient(strings.Split(brokers, ","), 15*time.Second)
+	defer closeIdle()
 	if _, err := client.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: names}); err != nil {
 		return fmt.Errorf("delete demo topics: %w", err)
 	}
@@ -268,9 +268,7 @@ func seed(ctx context.Context, simURL string, people []person) error {
 }
 
 func publish(ctx context.Context, brokers string, people []person) error {
-	w := &kafka.Writer{Addr: kafka.TCP(strings.Split(brokers, ",")...), Topic: topicEvents,
-		Balancer: &kafka.Murmur2Balancer{}, RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond,
-		Transport: &kafka.Transport{}}
+	w := topic.NewWriter(strings.Split(brokers, ","), topicEvents, topic.WriterConfig{BatchTimeout: 5 * time.Millisecond})
 	defer w.Close()
 	msgs := make([]kafka.Message, len(people))
 	for i, p := range people {

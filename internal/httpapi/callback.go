@@ -6,10 +6,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"time"
 
 	"github.com/labstack/echo/v4"
-	"github.com/segmentio/kafka-go"
 
 	"github.com/doppelhq/doppel/internal/duplicate"
 )
@@ -108,35 +106,3 @@ func decodeErrorAnswer(err error) error {
 	}
 	return invalid(de.Field, "%s", de.Detail)
 }
-
-// KafkaPublisher writes callback events to a topic, keyed by signatureId, and returns once every
-// in-sync replica acknowledged them.
-type KafkaPublisher struct {
-	w *kafka.Writer
-}
-
-// NewKafkaPublisher returns a publisher to topic on brokers.
-func NewKafkaPublisher(brokers []string, topic string) *KafkaPublisher {
-	return &KafkaPublisher{w: &kafka.Writer{
-		Addr:  kafka.TCP(brokers...),
-		Topic: topic,
-		// The same partition per signatureId as the pipeline's other producers.
-		Balancer:        &kafka.Murmur2Balancer{},
-		RequiredAcks:    kafka.RequireAll,
-		BatchTimeout:    2 * time.Millisecond, // kafka-go's 1 s default would hold every callback
-		MaxAttempts:     3,
-		WriteBackoffMax: 500 * time.Millisecond,
-		WriteTimeout:    10 * time.Second,
-		// Its own transport: the shared default one caches metadata across writers.
-		Transport: &kafka.Transport{},
-	}}
-}
-
-// Publish writes one message and waits for the acknowledgement or ctx's end.
-func (p *KafkaPublisher) Publish(ctx context.Context, key, value []byte) error {
-	return p.w.WriteMessages(ctx, kafka.Message{Key: key, Value: value,
-		Headers: []kafka.Header{{Key: "doppel-source", Value: []byte("callback")}}})
-}
-
-// Close flushes and closes the writer.
-func (p *KafkaPublisher) Close() error { return p.w.Close() }

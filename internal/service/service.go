@@ -104,7 +104,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 
 	// Vendor callbacks go to the events topic through a writer of their own, acknowledged by every
 	// in-sync replica before the callback is answered 200.
-	events := httpapi.NewKafkaPublisher(cfg.KafkaBrokers, cfg.TopicEvents)
+	events := topic.NewPublisher(cfg.KafkaBrokers, cfg.TopicEvents, "callback")
 	defer events.Close()
 	keys := cfg.Keys()
 	if len(keys) == 0 {

@@ -160,11 +160,7 @@ func Topics(t testing.TB, partitions int, prefixes ...string) []string {
 // Produce writes messages to a topic and waits for the broker's acknowledgement.
 func Produce(t testing.TB, topicName string, msgs ...kafka.Message) {
 	t.Helper()
-	w := &kafka.Writer{Addr: kafka.TCP(Brokers(t)...), Topic: topicName, Balancer: &kafka.Murmur2Balancer{},
-		RequiredAcks: kafka.RequireAll, BatchTimeout: 2 * time.Millisecond, BatchSize: 1000,
-		// Its own transport: the shared default one caches cluster metadata and answers "unknown
-		// topic" for a topic created after its last refresh.
-		Transport: &kafka.Transport{}}
+	w := topic.NewWriter(Brokers(t), topicName, topic.WriterConfig{BatchTimeout: 2 * time.Millisecond, BatchSize: 1000})
 	defer w.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
