@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/doppelhq/doppel/internal/clip"
 )
 
 // otherUsers lists the processes other than this soak's that use this checkout's PostgreSQL and Kafka:
@@ -43,7 +45,7 @@ func otherUsers(root string) []string {
 		if err != nil || !(cwd == root || strings.HasPrefix(cwd, root+string(filepath.Separator))) {
 			continue // another checkout has its own servers
 		}
-		out = append(out, fmt.Sprintf("pid %d: %s", pid, truncate(strings.Join(args, " "), 120)))
+		out = append(out, fmt.Sprintf("pid %d: %s", pid, clip.Ellipsis(strings.Join(args, " "), 120)))
 	}
 	return out
 }
@@ -78,11 +80,4 @@ func infraPids(root string) (kafka, postgres string) {
 		return strings.TrimSpace(line)
 	}
 	return read(filepath.Join(root, ".local", "kafka", "kafka.pid")), read(filepath.Join(root, ".local", "pg", "data", "postmaster.pid"))
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }

@@ -167,7 +167,7 @@ func validateEvent(ev Event, opts DecodeOptions) (Event, error) {
 	}
 	if opts.RejectUnknownTypes && ev.Type != EventTypeCompleted && ev.Type != EventTypeSubmitCompleted {
 		return Event{}, &DecodeError{Reason: ReasonUnknownEventType, Field: "type",
-			Detail: fmt.Sprintf("type %q is not COMPLETED or SUBMIT_COMPLETED", truncate(ev.Type, 64)), SignatureID: ev.SignatureID}
+			Detail: fmt.Sprintf("type %q is not COMPLETED or SUBMIT_COMPLETED", ev.Type), SignatureID: ev.SignatureID}
 	}
 	return ev, nil
 }
@@ -259,9 +259,6 @@ func salvageSignatureID(value []byte) string {
 // (Unicode Cc: C0, DEL and C1). The rule is the one the OpenAPI description states as a pattern, so
 // API clients can check it; it keeps NUL (which PostgreSQL cannot store) and terminal escapes out,
 // and bounds the size at 4*maxLen bytes.
-// validOptional is validID that also accepts the empty string.
-func validOptional(s string, maxLen int) bool { return s == "" || validID(s, maxLen) }
-
 func validID(s string, maxLen int) bool {
 	if s == "" || !utf8.ValidString(s) || utf8.RuneCountInString(s) > maxLen {
 		return false
@@ -274,9 +271,5 @@ func validID(s string, maxLen int) bool {
 	return true
 }
 
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
-}
+// validOptional is validID that also accepts the empty string.
+func validOptional(s string, maxLen int) bool { return s == "" || validID(s, maxLen) }

@@ -238,9 +238,9 @@ func (m *Metrics) PartitionProgress(partition int, stuckFor time.Duration, stall
 	m.stalled.WithLabelValues(p).Set(v)
 }
 
-// Retried records a failed handler attempt that the consumer will try again, under the decision's
+// Retried records a failed handler attempt that the consumer will try again, under the classification's
 // action and reason. It implements consumer.Observer.
-func (m *Metrics) Retried(d consumer.Decision) {
+func (m *Metrics) Retried(d consumer.Classification) {
 	m.retries.WithLabelValues(actionName(d.Action), labelOr(d.Reason, "unknown")).Inc()
 }
 

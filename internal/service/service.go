@@ -272,8 +272,8 @@ func (p *pipeline) handle(ctx context.Context, msg kafka.Message) error {
 
 // Classify maps a handler error to what the consumer does with the message, from the kind and
 // reason the error carries (see duplicate.Failure): the one place a failure becomes an action.
-func Classify(err error) consumer.Decision {
-	d := consumer.Decision{Reason: duplicate.ReasonOf(err)}
+func Classify(err error) consumer.Classification {
+	d := consumer.Classification{Reason: duplicate.ReasonOf(err)}
 	switch duplicate.KindOf(err) {
 	case duplicate.FailurePermanent:
 		d.Action = consumer.DeadLetter

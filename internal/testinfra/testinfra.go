@@ -25,6 +25,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/doppelhq/doppel/internal/advancesim"
+	"github.com/doppelhq/doppel/internal/clip"
 	"github.com/doppelhq/doppel/internal/postgres"
 	"github.com/doppelhq/doppel/internal/topic"
 )
@@ -103,7 +104,7 @@ var unsafeChars = regexp.MustCompile(`[^a-z0-9_]+`)
 func Database(t testing.TB) (string, *pgxpool.Pool) {
 	t.Helper()
 	base := Env(t, "DOPPEL_DATABASE_URL")
-	name := UniqueName("t_" + truncate(unsafeChars.ReplaceAllString(strings.ToLower(t.Name()), "_"), 30))
+	name := UniqueName("t_" + clip.Bytes(unsafeChars.ReplaceAllString(strings.ToLower(t.Name()), "_"), 30))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
@@ -227,13 +228,6 @@ func AddSession(t testing.TB, sim *advancesim.Sim, userID, face, overallResult s
 	sig, err := sim.AddSession(advancesim.Session{UserID: userID, Face: face, OverallResult: overallResult})
 	require.NoError(t, err)
 	return sig
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
 }
 
 // Eventually polls cond every 50 ms until it returns true or timeout passes, then fails with msg.
