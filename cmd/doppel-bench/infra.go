@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -12,10 +11,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/doppelhq/doppel/internal/childproc"
+	"github.com/doppelhq/doppel/internal/harness/runenv"
 	"github.com/doppelhq/doppel/internal/topic"
 )
 
@@ -64,30 +63,6 @@ func readPidFile(path string) int {
 	return pid
 }
 
-// procStat is the part of /proc/<pid>/stat the benchmark uses, in clock ticks.
-type procStat struct {
-	ppid         int
-	self, reaped int64 // utime+stime, cutime+cstime
-}
-
-func readProcStat(pid int) (procStat, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return procStat{}, err
-	}
-	s := string(b)
-	open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-	if open < 0 || closing < open {
-		return procStat{}, fmt.Errorf("unexpected /proc/%d/stat", pid)
-	}
-	f := strings.Fields(s[closing+1:])
-	if len(f) < 20 {
-		return procStat{}, fmt.Errorf("short /proc/%d/stat", pid)
-	}
-	num := func(i int) int64 { n, _ := strconv.ParseInt(f[i], 10, 64); return n }
-	return procStat{ppid: int(num(1)), self: num(11) + num(12), reaped: num(13) + num(14)}, nil
-}
-
 // cpuSnapshot holds the CPU ticks of every process of every role at one moment.
 type cpuSnapshot struct {
 	at    time.Time
@@ -131,23 +106,23 @@ func (r cpuRoles) snapshot(postmaster int) cpuSnapshot {
 		if pid <= 0 {
 			continue
 		}
-		st, err := readProcStat(pid)
+		st, err := runenv.ReadProcStat(pid)
 		if err != nil {
 			continue
 		}
-		snap.ticks[role] = map[int]int64{pid: st.self + st.reaped}
+		snap.ticks[role] = map[int]int64{pid: st.Self + st.Reaped}
 	}
 	if postmaster > 0 {
-		if st, err := readProcStat(postmaster); err == nil {
-			m := map[int]int64{postmaster: st.self + st.reaped}
+		if st, err := runenv.ReadProcStat(postmaster); err == nil {
+			m := map[int]int64{postmaster: st.Self + st.Reaped}
 			entries, _ := os.ReadDir("/proc")
 			for _, e := range entries {
 				pid, err := strconv.Atoi(e.Name())
 				if err != nil || pid == postmaster {
 					continue
 				}
-				if cst, err := readProcStat(pid); err == nil && cst.ppid == postmaster {
-					m[pid] = cst.self
+				if cst, err := runenv.ReadProcStat(pid); err == nil && cst.PPID == postmaster {
+					m[pid] = cst.Self
 				}
 			}
 			snap.ticks["postgres"] = m
@@ -243,11 +218,9 @@ func readMachine() machineInfo {
 			if strings.HasPrefix(line, "processor") {
 				m.CPUs++
 			}
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" && m.CPUModel == "" {
-				m.CPUModel = strings.TrimSpace(v)
-			}
 		}
 	}
+	m.CPUModel = runenv.CPUModel()
 	m.MemTotalMB = memTotalKB() / 1024
 	m.GoVersion = runtime.Version()
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
@@ -274,38 +247,6 @@ func memTotalKB() int64 {
 }
 
 // ---------------------------------------------------------------- PostgreSQL
-
-// freshDatabase drops and recreates database name next to the one baseURL names and returns its URL.
-func freshDatabase(ctx context.Context, baseURL, name string) (string, error) {
-	conn, err := pgx.Connect(ctx, baseURL)
-	if err != nil {
-		return "", fmt.Errorf("connect to PostgreSQL: %w", err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	ident := pgx.Identifier{name}.Sanitize()
-	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+ident+" WITH (FORCE)"); err != nil {
-		return "", fmt.Errorf("drop database %s: %w", name, err)
-	}
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+ident); err != nil {
-		return "", fmt.Errorf("create database %s: %w", name, err)
-	}
-	u, err := url.Parse(baseURL)
-	if err != nil {
-		return "", err
-	}
-	u.Path = "/" + name
-	return u.String(), nil
-}
-
-func dropDatabase(ctx context.Context, baseURL, name string) error {
-	conn, err := pgx.Connect(ctx, baseURL)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
-	return err
-}
 
 // ---------------------------------------------------------------- Kafka
 

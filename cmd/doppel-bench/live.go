@@ -20,6 +20,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/doppelhq/doppel/internal/childproc"
+	"github.com/doppelhq/doppel/internal/harness/runenv"
 )
 
 // sampleEvery is the period of the progress samples behind the time series.
@@ -270,7 +271,7 @@ type liveRun struct {
 // begin creates the scenario's database and the alert and dead-letter topics (the events topic is
 // the caller's), starts the alert reader and doppel, and takes the first CPU snapshot.
 func (b *bench) begin(ctx context.Context, name string, topics scenarioTopics, sim *simulator, qps float64, workers int) (*liveRun, error) {
-	dbURL, err := freshDatabase(ctx, b.baseDB, "bench_"+name)
+	dbURL, err := runenv.FreshDatabase(ctx, b.baseDB, "bench_"+name)
 	if err != nil {
 		return nil, err
 	}

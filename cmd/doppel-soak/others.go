@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/doppelhq/doppel/internal/clip"
+	"github.com/doppelhq/doppel/internal/harness/runenv"
 )
 
 // otherUsers lists the processes other than this soak's that use this checkout's PostgreSQL and Kafka:
@@ -51,21 +52,11 @@ func otherUsers(root string) []string {
 }
 
 func parentOf(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	st, err := runenv.ReadProcStat(pid)
 	if err != nil {
 		return 0
 	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 2 {
-		return 0
-	}
-	ppid, _ := strconv.Atoi(f[1])
-	return ppid
+	return st.PPID
 }
 
 // infraPids returns the pids of the broker and the postmaster, from the files scripts/infra.sh keeps,

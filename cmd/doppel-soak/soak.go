@@ -7,7 +7,6 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +22,7 @@ import (
 	"github.com/doppelhq/doppel/internal/advancesim"
 	"github.com/doppelhq/doppel/internal/childproc"
 	"github.com/doppelhq/doppel/internal/consumer"
+	"github.com/doppelhq/doppel/internal/harness/runenv"
 )
 
 // soak is one run: its infrastructure names, its children and what it observed.
@@ -192,7 +192,7 @@ func (s *soak) prepare(ctx context.Context) error {
 		s.logf("could not remove an earlier soak's database or topics (going on): %v", err)
 	}
 	var err error
-	s.dbURL, err = freshDatabase(ctx, s.baseDB, s.dbName)
+	s.dbURL, err = runenv.FreshDatabase(ctx, s.baseDB, s.dbName)
 	if err != nil {
 		return err
 	}
@@ -313,23 +313,6 @@ func (s *soak) forgetEarlierSoaks(ctx context.Context) error {
 		s.logf("removed %d databases and %d topics of earlier soaks", len(names), len(old))
 	}
 	return nil
-}
-
-func freshDatabase(ctx context.Context, baseURL, name string) (string, error) {
-	conn, err := pgx.Connect(ctx, baseURL)
-	if err != nil {
-		return "", fmt.Errorf("connect to PostgreSQL: %w", err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
-		return "", fmt.Errorf("create database %s: %w", name, err)
-	}
-	u, err := url.Parse(baseURL)
-	if err != nil {
-		return "", err
-	}
-	u.Path = "/" + name
-	return u.String(), nil
 }
 
 func (s *soak) cleanup() {
