@@ -4,7 +4,7 @@ SHELL := /bin/bash
 GO    ?= go
 BIN   := bin
 
-.PHONY: help build test test-go fuzz schemathesis demo bench soak lint fmt infra-up infra-down infra-status clean
+.PHONY: help build test test-go fuzz schemathesis demo dev chromium bench soak lint fmt infra-up infra-down infra-status clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -18,8 +18,11 @@ LDFLAGS := -X github.com/doppelhq/doppel/internal/buildinfo.version=$(VERSION) -
 build: ## build every command in cmd/ into bin/ (doppel, advance-sim, doppel-demo, doppel-bench, doppel-soak)
 	$(GO) build -buildvcs=auto -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
-test: ## start the infrastructure if needed, run every test (and a short fuzz), stop what was started
+test: chromium ## start the infrastructure if needed, run every test (and a short fuzz), stop what was started
 	bash scripts/with-infra.sh $(MAKE) --no-print-directory test-go fuzz schemathesis
+
+chromium: ## install Debian's Chromium for the console's browser tests, if it is missing
+	bash scripts/ensure-chromium.sh
 
 test-go: ## run the Go tests against the running infrastructure (make infra-up first)
 	@# go.mod and go.sum must be what `go mod tidy` writes (direct dependencies not marked indirect).
@@ -39,6 +42,9 @@ schemathesis: ## run schemathesis against doppel serve's /openapi.json (needs th
 
 demo: build ## run the pipeline end to end and print the rings and alerts it found
 	bash scripts/with-infra.sh $(BIN)/doppel-demo
+
+dev: build ## the demo left running: prints the console URL, an API key and the callback token; Ctrl-C stops it
+	bash scripts/dev.sh
 
 bench: build ## throughput, latency and memory benchmark on the real servers; writes docs/benchmarks.md
 	bash scripts/bench.sh

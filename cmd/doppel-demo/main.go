@@ -3,13 +3,21 @@
 // (rings of 2, 3 and 4 accounts sharing a face, a failed verification, a returning customer),
 // publishes their "IDV completed" events to Kafka, and prints the rings found in PostgreSQL and the
 // alerts read back from the alert topic. `make demo` runs it.
+//
+// With --dev (`make dev`) it then keeps everything running for work by hand: doppel serve on
+// DEV_HTTP_ADDR (127.0.0.1:8080) with a fresh API key and callback token, printed with the review
+// console's URL, until Ctrl-C stops what it started.
 package main
 
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -41,8 +49,14 @@ const (
 )
 
 func main() {
+	dev := flag.Bool("dev", false, "keep advance-sim and doppel serve running after the demo, with an API key, until Ctrl-C")
+	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	run := run
+	if *dev {
+		run = runDev
+	}
 	if err := run(ctx, os.Getenv, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "doppel-demo:", err)
 		os.Exit(1)
@@ -83,6 +97,60 @@ func population() []person {
 }
 
 func run(ctx context.Context, getenv func(string) string, out io.Writer) error {
+	return start(ctx, getenv, out, devSettings{})
+}
+
+// devSettings are what `make dev` adds to the demo: a known address, credentials, and no end.
+type devSettings struct {
+	on                    bool
+	httpAddr              string
+	apiKey, callbackToken string
+	apiKeysSetting        string
+	// callbackSig is a seeded verification no event has announced yet, for trying the callback.
+	callbackSig string
+}
+
+// runDev runs the demo and then keeps its processes serving until ctx ends (Ctrl-C).
+func runDev(ctx context.Context, getenv func(string) string, out io.Writer) error {
+	d := devSettings{on: true, httpAddr: getenv("DEV_HTTP_ADDR"), apiKey: randomHex(32), callbackToken: randomHex(24)}
+	if d.httpAddr == "" {
+		d.httpAddr = "127.0.0.1:8080"
+	}
+	sum := sha256.Sum256([]byte(d.apiKey))
+	d.apiKeysSetting = "analyst:read+review+replay:" + hex.EncodeToString(sum[:])
+	return start(ctx, getenv, out, d)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// serveUntilDone prints how to reach the running stack and waits for Ctrl-C.
+func serveUntilDone(ctx context.Context, out io.Writer, d devSettings, simURL string) error {
+	base := "http://" + d.httpAddr
+	if strings.HasPrefix(d.httpAddr, ":") {
+		base = "http://localhost" + d.httpAddr
+	}
+	fmt.Fprintf(out, `
+== make dev: everything keeps running until Ctrl-C
+   Review console:  %s/console/   (sign in with the API key)
+   API key:         %s   (name "analyst", scopes read+review+replay)
+   Callback token:  %s
+   advance-sim:     %s
+   For the README's walk-through, in another shell:
+     export ANALYST_KEY=%s DOPPEL_CALLBACK_TOKEN=%s
+   A verification the vendor finished but nobody announced yet (cust-1050, the ring of two's face):
+     curl -s -X POST "%s/v1/callbacks/advance?token=$DOPPEL_CALLBACK_TOKEN" \
+       -H 'Content-Type: application/json' -d '{"signatureId":"%s","type":"COMPLETED"}'
+`, base, d.apiKey, d.callbackToken, simURL, d.apiKey, d.callbackToken, base, d.callbackSig)
+	<-ctx.Done()
+	fmt.Fprintln(out, "\n== Stopping doppel serve and advance-sim")
+	return nil
+}
+
+func start(ctx context.Context, getenv func(string) string, out io.Writer, d devSettings) error {
 	baseDB, brokers := getenv("DOPPEL_DATABASE_URL"), getenv("DOPPEL_KAFKA_BROKERS")
 	if baseDB == "" || brokers == "" {
 		return errors.New("DOPPEL_DATABASE_URL and DOPPEL_KAFKA_BROKERS must be set (make demo sources .local/env)")
@@ -124,20 +192,25 @@ func run(ctx context.Context, getenv func(string) string, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "== advance-sim (the vendor simulator) listens on %s, 40 ms per call\n", simURL)
 
-	httpAddr, err := childproc.FreeAddr()
-	if err != nil {
-		return err
+	httpAddr := d.httpAddr
+	if httpAddr == "" {
+		if httpAddr, err = childproc.FreeAddr(); err != nil {
+			return err
+		}
 	}
 	adminAddr, err := childproc.FreeAddr()
 	if err != nil {
 		return err
 	}
-	doppel, err := startProcess("doppel serve", filepath.Join(logDir, "doppel.log"), filepath.Join(root, "bin", "doppel"), []string{"serve"},
-		"DOPPEL_DATABASE_URL="+dbURL, "DOPPEL_KAFKA_BROKERS="+brokers, "DOPPEL_KAFKA_GROUP_ID=doppel-demo",
-		"DOPPEL_TOPIC_EVENTS="+topicEvents, "DOPPEL_TOPIC_ALERTS="+topicAlerts, "DOPPEL_TOPIC_DLQ="+topicDLQ,
-		"DOPPEL_ADVANCE_BASE_URL="+simURL, "DOPPEL_ADVANCE_ACCESS_KEY="+accessKey,
-		"DOPPEL_ADVANCE_SECRET_KEY="+secretKey, "DOPPEL_HTTP_ADDR="+httpAddr,
-		"DOPPEL_ADMIN_ADDR="+adminAddr, "DOPPEL_LOG_LEVEL=info")
+	env := []string{"DOPPEL_DATABASE_URL=" + dbURL, "DOPPEL_KAFKA_BROKERS=" + brokers, "DOPPEL_KAFKA_GROUP_ID=doppel-demo",
+		"DOPPEL_TOPIC_EVENTS=" + topicEvents, "DOPPEL_TOPIC_ALERTS=" + topicAlerts, "DOPPEL_TOPIC_DLQ=" + topicDLQ,
+		"DOPPEL_ADVANCE_BASE_URL=" + simURL, "DOPPEL_ADVANCE_ACCESS_KEY=" + accessKey,
+		"DOPPEL_ADVANCE_SECRET_KEY=" + secretKey, "DOPPEL_HTTP_ADDR=" + httpAddr,
+		"DOPPEL_ADMIN_ADDR=" + adminAddr, "DOPPEL_LOG_LEVEL=info"}
+	if d.on {
+		env = append(env, "DOPPEL_API_KEYS="+d.apiKeysSetting, "DOPPEL_CALLBACK_TOKEN="+d.callbackToken)
+	}
+	doppel, err := startProcess("doppel serve", filepath.Join(logDir, "doppel.log"), filepath.Join(root, "bin", "doppel"), []string{"serve"}, env...)
 	if err != nil {
 		return err
 	}
@@ -146,7 +219,20 @@ func run(ctx context.Context, getenv func(string) string, out io.Writer) error {
 		return fmt.Errorf("doppel serve did not become ready (see %s): %w", doppel.LogPath, err)
 	}
 	fmt.Fprintf(out, "== doppel serve is ready on http://%s (logs: %s)\n", httpAddr, doppel.LogPath)
-	return demonstrate(ctx, out, dbURL, brokers, simURL, doppel.LogPath)
+	if err := demonstrate(ctx, out, dbURL, brokers, simURL, doppel.LogPath); err != nil {
+		return err
+	}
+	if d.on {
+		// One more verification, seeded but not published, so that the README's callback step
+		// has a signatureId the simulator knows: its face is the ring of two's.
+		extra := []person{{UserID: "cust-1050", Face: "face-ring2", Result: "PASS"}}
+		if err := seed(ctx, simURL, extra); err != nil {
+			return err
+		}
+		d.callbackSig = extra[0].sig
+		return serveUntilDone(ctx, out, d, simURL)
+	}
+	return nil
 }
 
 // demonstrate seeds the simulator, publishes the population's events and prints what came out.

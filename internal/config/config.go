@@ -79,6 +79,8 @@ type Config struct {
 	// AuthFailuresPerMinute is how many failed authentications one remote address may make per
 	// minute (as a burst, refilled evenly) before it is answered 429; 0 turns throttling off.
 	AuthFailuresPerMinute int `yaml:"auth_failures_per_minute" env:"DOPPEL_AUTH_FAILURES_PER_MINUTE"`
+	// ConsoleSessionTTL is how long a review-console sign-in lasts.
+	ConsoleSessionTTL time.Duration `yaml:"console_session_ttl" env:"DOPPEL_CONSOLE_SESSION_TTL"`
 }
 
 // Default returns the configuration used where nothing is set. Connection settings and vendor keys
@@ -115,6 +117,7 @@ func Default() Config {
 		AuthFailuresPerMinute: 10,
 		CallbackTimeout:       10 * time.Second,
 		RingHighSeveritySize:  5,
+		ConsoleSessionTTL:     8 * time.Hour,
 		LogLevel:              "info",
 		LogFormat:             "json",
 		ShutdownTimeout:       20 * time.Second,
@@ -238,6 +241,9 @@ func (c Config) Validate() error {
 	}
 	if c.RingHighSeveritySize != 0 && c.RingHighSeveritySize < 2 {
 		bad("DOPPEL_RING_HIGH_SEVERITY_SIZE must be 0 (never high) or at least 2 accounts, got %d", c.RingHighSeveritySize)
+	}
+	if c.ConsoleSessionTTL <= 0 {
+		bad("DOPPEL_CONSOLE_SESSION_TTL must be positive, e.g. 8h")
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":

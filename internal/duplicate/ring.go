@@ -70,15 +70,31 @@ type LinkedAccount struct {
 type StoredAlert struct {
 	Alert
 	PublishedAt *time.Time
+	// Status is AlertOpen or AlertReviewed, as of the read (only the query API fills it in).
+	Status string
 }
 
-// AlertQuery selects a page of alerts, oldest first: those detected at or after Since, or, when
-// After is set, those after that position (a cursor from the previous page). Limit bounds the page.
+// AlertQuery selects a page of alerts, oldest first (newest first with NewestFirst): those detected
+// at or after Since, or, when After is set, those beyond that position (a cursor from the previous
+// page). Limit bounds the page; Severity, Status and UserID filter it when set.
 type AlertQuery struct {
-	Since time.Time
-	After *AlertPosition
-	Limit int
+	Since       time.Time
+	After       *AlertPosition
+	Limit       int
+	NewestFirst bool
+	// Severity is SeverityNormal or SeverityHigh.
+	Severity string
+	// Status is AlertOpen or AlertReviewed.
+	Status string
+	// UserID keeps alerts raised for the user or matching it.
+	UserID string
 }
+
+// Alert statuses: an alert is open while one of its new pairs has no review.
+const (
+	AlertOpen     = "open"
+	AlertReviewed = "reviewed"
+)
 
 // AlertPosition is an alert's place in the (DetectedAt, AlertID) order, for keyset pagination.
 type AlertPosition struct {

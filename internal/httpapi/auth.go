@@ -69,26 +69,19 @@ func (s *Server) requireScope(scope string) echo.MiddlewareFunc {
 	}
 }
 
-// authenticate finds the configured key whose SHA-256 matches the bearer token, or says why none
-// does. Every configured key is compared, in constant time, whatever matched, so timing tells
-// nothing about the keys.
+// authenticate finds the configured key whose SHA-256 matches the bearer token (see MatchAPIKey),
+// or says why none does.
 func (s *Server) authenticate(r *http.Request) (APIKey, string) {
 	scheme, token, ok := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
 	token = strings.TrimSpace(token)
 	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
 		return APIKey{}, authMissingCredentials
 	}
-	sum := sha256.Sum256([]byte(token))
-	found := -1
-	for i, k := range s.cfg.APIKeys {
-		if subtle.ConstantTimeCompare(sum[:], k.SHA256[:]) == 1 {
-			found = i
-		}
-	}
-	if found < 0 {
+	key, found := MatchAPIKey(s.cfg.APIKeys, token)
+	if !found {
 		return APIKey{}, authInvalidAPIKey
 	}
-	return s.cfg.APIKeys[found], ""
+	return key, ""
 }
 
 // callbackCredentials authenticates a callback by its token (X-Doppel-Callback-Token, else

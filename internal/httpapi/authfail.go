@@ -56,10 +56,23 @@ func newAuthFailures(perMinute int, onFailure func(route, reason string), log *s
 
 // throttled answers 429 with Retry-After when the request's address has used its failures up.
 func (a *authFailures) throttled(c echo.Context) error {
-	if a.perMinute <= 0 {
+	retryAfter, blocked := a.blocked(c.Path(), c.Request())
+	if !blocked {
 		return nil
 	}
-	addr := remoteKey(c.Request())
+	e := newError(http.StatusTooManyRequests, codeTooManyRequests,
+		"too many failed authentication attempts from this address; retry in %s s", retryAfter)
+	e.header = map[string]string{"Retry-After": retryAfter}
+	return e
+}
+
+// blocked reports whether r's address has used its failures up, and in how many seconds it may
+// try again; a blocked attempt is recorded as throttled.
+func (a *authFailures) blocked(route string, r *http.Request) (retryAfter string, blocked bool) {
+	if a.perMinute <= 0 {
+		return "", false
+	}
+	addr := remoteKey(r)
 	now := time.Now()
 	a.mu.Lock()
 	lim := a.byAddr[addr]
@@ -69,25 +82,24 @@ func (a *authFailures) throttled(c echo.Context) error {
 	}
 	a.mu.Unlock()
 	if tokens >= 1 {
-		return nil
+		return "", false
 	}
 	wait := time.Duration((1 - tokens) / float64(lim.Limit()) * float64(time.Second))
-	retryAfter := strconv.Itoa(int(math.Ceil(wait.Seconds())))
-	a.record(c, authThrottled)
-	e := newError(http.StatusTooManyRequests, codeTooManyRequests,
-		"too many failed authentication attempts from this address; retry in %s s", retryAfter)
-	e.header = map[string]string{"Retry-After": retryAfter}
-	return e
+	retryAfter = strconv.Itoa(int(math.Ceil(wait.Seconds())))
+	a.record(route, r, authThrottled)
+	return retryAfter, true
 }
 
 // fail records a failed authentication and takes one of the address's tokens, except for a known
 // key that lacks a scope: that is a mistake, not a guess.
-func (a *authFailures) fail(c echo.Context, reason string) {
-	a.record(c, reason)
+func (a *authFailures) fail(c echo.Context, reason string) { a.failed(c.Path(), c.Request(), reason) }
+
+func (a *authFailures) failed(route string, r *http.Request, reason string) {
+	a.record(route, r, reason)
 	if a.perMinute <= 0 || reason == authMissingScope {
 		return
 	}
-	addr := remoteKey(c.Request())
+	addr := remoteKey(r)
 	now := time.Now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -121,14 +133,13 @@ func (a *authFailures) makeRoom(now time.Time) {
 
 // record counts the failure and logs it, at most about once a second: route, reason and address,
 // never what was sent as a credential.
-func (a *authFailures) record(c echo.Context, reason string) {
-	route := c.Path()
+func (a *authFailures) record(route string, r *http.Request, reason string) {
 	a.onFailure(route, reason)
 	if !a.logLimit.Allow() {
 		a.suppressed.Add(1)
 		return
 	}
-	a.log.Warn("authentication failed", "route", route, "reason", reason, "remote_addr", remoteKey(c.Request()),
+	a.log.Warn("authentication failed", "route", route, "reason", reason, "remote_addr", remoteKey(r),
 		"suppressed_since_last", a.suppressed.Swap(0))
 }
 

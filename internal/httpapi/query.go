@@ -156,11 +156,12 @@ func decodeCursor(s string) (duplicate.AlertPosition, bool) {
 }
 
 // handleAlerts answers a page of alerts, oldest first, from ?since= (an RFC 3339 time; default: the
-// beginning) or after ?cursor= (the nextCursor of the previous page, which wins over since).
+// beginning) or after ?cursor= (the nextCursor of the previous page, which wins over since),
+// filtered by ?severity=, ?status= and ?userId= (see alertFilters).
 func (s *Server) handleAlerts(c echo.Context) error {
 	q := duplicate.AlertQuery{Limit: defaultAlertLimit}
 	params := c.QueryParams()
-	for _, name := range []string{"limit", "since", "cursor"} {
+	for _, name := range []string{"limit", "since", "cursor", "severity", "status", "userId"} {
 		if v, given := params[name]; given && (len(v) != 1 || v[0] == "") {
 			return invalid(name, "%s must be given once and not be empty", name)
 		}
@@ -187,6 +188,9 @@ func (s *Server) handleAlerts(c echo.Context) error {
 		}
 		q.After = &p
 		cursor = &raw
+	}
+	if err := alertFilters(c, &q); err != nil {
+		return err
 	}
 	st, err := s.store()
 	if err != nil {

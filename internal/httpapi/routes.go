@@ -11,6 +11,7 @@ import (
 // routes lists every route the public listener answers, in one place. openapi.json describes each
 // of them; TestTheSpecListsEveryRoute keeps the two in step.
 func (s *Server) routes() {
+	s.echo.Use(s.rejectUnknownQuery())
 	get(s.echo, "/healthz", handleHealthz)
 	get(s.echo, "/readyz", s.handleReadyz)
 	get(s.echo, "/openapi.json", s.handleOpenAPI)
@@ -24,6 +25,10 @@ func (s *Server) routes() {
 	get(s.echo, "/v1/users/:userId/cluster", s.handleUserCluster, read)
 	get(s.echo, "/v1/checks/:signatureId", s.handleCheck, read)
 	get(s.echo, "/v1/alerts", s.handleAlerts, read)
+	get(s.echo, "/v1/alerts/:alertId", s.handleAlert, read)
+	get(s.echo, "/v1/rings", s.handleRings, read)
+	get(s.echo, "/v1/rings/:ringId", s.handleRing, read)
+	get(s.echo, "/v1/reviews", s.handleReviews, read)
 	s.echo.POST("/v1/reviews", s.handleReview, review)
 	s.echo.POST("/v1/replay", s.handleReplay, replay)
 }

@@ -35,6 +35,7 @@ type Store interface {
 	AddReview(ctx context.Context, r duplicate.Review) (duplicate.Review, error)
 	MissingChecks(ctx context.Context, signatureIDs []string) ([]string, error)
 	ReplayCandidates(ctx context.Context, from, to time.Time, limit int) ([]string, error)
+	RingStore
 }
 
 // Replayer re-runs face search for stored checks; duplicate.Replayer implements it.
@@ -100,6 +101,8 @@ type Server struct {
 	cfg      Config
 	log      *slog.Logger
 	authFail *authFailures
+	// console is served at ConsolePath on the same listener once mounted (see MountConsole).
+	console http.Handler
 }
 
 // New returns a Server with every route registered.
@@ -135,7 +138,7 @@ func newEcho(log *slog.Logger, onRequest func(route, method string, status int, 
 }
 
 // Handler returns the server as an http.Handler, for tests.
-func (s *Server) Handler() http.Handler { return s.echo }
+func (s *Server) Handler() http.Handler { return s.root() }
 
 // Routes returns "METHOD path" for every registered route, paths in OpenAPI form ({param}). HEAD
 // is left out: every GET route answers it, as HTTP says, without being described twice.
@@ -151,7 +154,7 @@ func (s *Server) Routes() []string {
 
 // Serve listens on addr until ctx is cancelled, then shuts down within timeout.
 func (s *Server) Serve(ctx context.Context, addr string, timeout time.Duration) error {
-	return serve(ctx, s.echo, addr, timeout)
+	return serve(ctx, s.root(), addr, timeout)
 }
 
 // maxHeaderBytes bounds a request's header; beyond it net/http answers 431 (in the JSON shape,

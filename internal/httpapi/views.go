@@ -101,16 +101,17 @@ type clusterJSON struct {
 	Truncated bool       `json:"truncated"`
 }
 
-// alertJSON is an alert as the alert topic carries it, plus when it was published: the API and
-// the topic show subscribers one shape.
+// alertJSON is an alert as the alert topic carries it, plus when it was published and whether it
+// still waits for a review: the API and the topic show subscribers one shape.
 type alertJSON struct {
 	duplicate.Alert
 	PublishedAt *time.Time `json:"publishedAt"`
+	Status      string     `json:"status"`
 }
 
 func toAlert(a duplicate.StoredAlert) alertJSON {
 	a.MatchedUserIDs, a.NewMatchedUserIDs = nonNil(a.MatchedUserIDs), nonNil(a.NewMatchedUserIDs)
-	return alertJSON{Alert: a.Alert, PublishedAt: a.PublishedAt}
+	return alertJSON{Alert: a.Alert, PublishedAt: a.PublishedAt, Status: a.Status}
 }
 
 type alertsJSON struct {

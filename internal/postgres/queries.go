@@ -208,36 +208,35 @@ const alertColumns = `alert_id::text, signature_id, user_id, matched_user_ids, n
 
 func scanAlert(row pgx.CollectableRow) (duplicate.StoredAlert, error) {
 	a := duplicate.StoredAlert{Alert: duplicate.Alert{Type: duplicate.AlertType, Version: duplicate.AlertVersion}}
-	err := row.Scan(&a.AlertID, &a.SignatureID, &a.UserID, &a.MatchedUserIDs, &a.NewMatchedUserIDs,
-		&a.MatchedCount, &a.NewMatchedCount, &a.VendorTransactionID, &a.DetectedAt, &a.RingID, &a.RingSize, &a.Severity, &a.PublishedAt)
+	err := row.Scan(alertDestinations(&a)...)
+	normalizeAlert(&a)
+	return a, err
+}
+
+// alertDestinations are the scan destinations of alertColumns, in order.
+func alertDestinations(a *duplicate.StoredAlert) []any {
+	return []any{&a.AlertID, &a.SignatureID, &a.UserID, &a.MatchedUserIDs, &a.NewMatchedUserIDs,
+		&a.MatchedCount, &a.NewMatchedCount, &a.VendorTransactionID, &a.DetectedAt, &a.RingID, &a.RingSize, &a.Severity, &a.PublishedAt}
+}
+
+// normalizeAlert puts a scanned alert's times in UTC.
+func normalizeAlert(a *duplicate.StoredAlert) {
 	a.DetectedAt = a.DetectedAt.UTC()
 	if a.PublishedAt != nil {
 		t := a.PublishedAt.UTC()
 		a.PublishedAt = &t
 	}
-	return a, err
 }
 
-// Alerts returns a page of alerts in (detected_at, alert_id) order: after q.After when it is set,
-// else from q.Since on.
+// Alerts returns a page of alerts in (detected_at, alert_id) order (descending with
+// q.NewestFirst): beyond q.After when it is set, else from q.Since on, filtered as q says.
 func (s *Store) Alerts(ctx context.Context, q duplicate.AlertQuery) ([]duplicate.StoredAlert, error) {
-	var rows pgx.Rows
-	var err error
-	if q.After != nil {
-		rows, err = s.pool.Query(ctx, `SELECT `+alertColumns+` FROM alerts
-WHERE (detected_at, alert_id) > ($1, $2::uuid)
-ORDER BY detected_at, alert_id
-LIMIT $3`, q.After.DetectedAt, q.After.AlertID, q.Limit)
-	} else {
-		rows, err = s.pool.Query(ctx, `SELECT `+alertColumns+` FROM alerts
-WHERE detected_at >= $1
-ORDER BY detected_at, alert_id
-LIMIT $2`, q.Since, q.Limit)
-	}
+	sql, args := alertsSQL(q)
+	rows, err := s.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, fmt.Errorf("select alerts: %w", err)
 	}
-	alerts, err := pgx.CollectRows(rows, scanAlert)
+	alerts, err := pgx.CollectRows(rows, scanAlertWithStatus)
 	if err != nil {
 		return nil, fmt.Errorf("select alerts: %w", err)
 	}

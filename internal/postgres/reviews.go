@@ -50,32 +50,38 @@ func (s *Store) AddReview(ctx context.Context, r duplicate.Review) (duplicate.Re
 				return e
 			}
 		}
-		// The ring index follows reviews (a cleared pair joins no ring), so the review takes its lock.
-		if err := lockRingIndex(ctx, tx); err != nil {
-			return err
-		}
-		pair := duplicate.PairOf(r.UserID, r.DuplicateUserID)
-		before, err := latestDecision(ctx, tx, pair)
-		if err != nil {
-			return err
-		}
-		err = tx.QueryRow(ctx, `
-INSERT INTO link_reviews (user_id_low, user_id_high, decision, note, reviewed_by)
-VALUES (least($1::text, $2::text), greatest($1::text, $2::text), $3, $4, $5)
-RETURNING review_id, reviewed_at,
-    EXISTS (SELECT 1 FROM duplicate_links WHERE user_id_low = least($1::text, $2::text) AND user_id_high = greatest($1::text, $2::text))`,
-			r.UserID, r.DuplicateUserID, string(r.Decision), r.Note, r.ReviewedBy).Scan(&r.ID, &r.ReviewedAt, &r.Linked)
-		if err != nil {
-			return fmt.Errorf("insert review: %w", err)
-		}
-		r.ReviewedAt = r.ReviewedAt.UTC()
-		if !r.Linked {
-			return nil
-		}
-		return reringAfterReview(ctx, tx, pair, before, r.Decision)
+		return insertReview(ctx, tx, &r)
 	})
 	if err != nil {
 		return duplicate.Review{}, err
 	}
 	return r, nil
+}
+
+// insertReview appends r to its pair's history inside tx and keeps the ring index true: the ring
+// index follows reviews (a cleared pair joins no ring), so the review takes the index's lock. It
+// fills in r's id, time and whether the pair is linked.
+func insertReview(ctx context.Context, tx pgx.Tx, r *duplicate.Review) error {
+	if err := lockRingIndex(ctx, tx); err != nil {
+		return err
+	}
+	pair := duplicate.PairOf(r.UserID, r.DuplicateUserID)
+	before, err := latestDecision(ctx, tx, pair)
+	if err != nil {
+		return err
+	}
+	err = tx.QueryRow(ctx, `
+INSERT INTO link_reviews (user_id_low, user_id_high, decision, note, reviewed_by)
+VALUES (least($1::text, $2::text), greatest($1::text, $2::text), $3, $4, $5)
+RETURNING review_id, reviewed_at,
+    EXISTS (SELECT 1 FROM duplicate_links WHERE user_id_low = least($1::text, $2::text) AND user_id_high = greatest($1::text, $2::text))`,
+		r.UserID, r.DuplicateUserID, string(r.Decision), r.Note, r.ReviewedBy).Scan(&r.ID, &r.ReviewedAt, &r.Linked)
+	if err != nil {
+		return fmt.Errorf("insert review: %w", err)
+	}
+	r.ReviewedAt = r.ReviewedAt.UTC()
+	if !r.Linked {
+		return nil
+	}
+	return reringAfterReview(ctx, tx, pair, before, r.Decision)
 }

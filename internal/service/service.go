@@ -18,6 +18,7 @@ import (
 
 	"github.com/doppelhq/doppel/internal/advance"
 	"github.com/doppelhq/doppel/internal/config"
+	"github.com/doppelhq/doppel/internal/console"
 	"github.com/doppelhq/doppel/internal/consumer"
 	"github.com/doppelhq/doppel/internal/duplicate"
 	"github.com/doppelhq/doppel/internal/facesearch"
@@ -121,6 +122,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		readiness.Check{Name: "vendor", Check: func(context.Context) error { return vendor.Ready() }},
 		readiness.Check{Name: "consumer", Check: cons.CheckProgress},
 	)
+	apiKeys := APIKeys(keys)
 	api := httpapi.New(httpapi.Config{
 		Logger:                log.With("component", "http"),
 		Readiness:             ready,
@@ -132,12 +134,29 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		CallbackHMACSecret:    cfg.CallbackHMACSecret,
 		CallbackTimeout:       cfg.CallbackTimeout,
 		EventOptions:          duplicate.DecodeOptions{MaxBytes: cfg.MaxEventBytes, RejectUnknownTypes: cfg.RejectUnknownTypes},
-		APIKeys:               APIKeys(keys),
+		APIKeys:               apiKeys,
 		ReplayMaxChecks:       cfg.ReplayMaxChecks,
 		AuthFailuresPerMinute: cfg.AuthFailuresPerMinute,
 		OnAuthFailure:         m.AuthFailure,
 		OnRequest:             m.HTTPRequest,
 	})
+	reviewConsole, err := console.New(console.Config{
+		Store:      store,
+		APIKeys:    apiKeys,
+		SignIn:     api.SignInGuard(),
+		SessionTTL: cfg.ConsoleSessionTTL,
+		Region:     advance.Region(cfg.AdvanceBaseURL),
+		Logger:     log.With("component", "console"),
+		DeadLetters: func(ctx context.Context) (int64, error) {
+			ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			defer cancel()
+			return consumer.TopicMessages(ctx, cfg.KafkaBrokers, cfg.TopicDLQ)
+		},
+	})
+	if err != nil {
+		return err
+	}
+	api.MountConsole(reviewConsole)
 	admin := httpapi.NewAdmin(httpapi.AdminConfig{Readiness: ready, Metrics: m.Handler(),
 		Logger: log.With("component", "admin")})
 

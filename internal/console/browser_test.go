@@ -1,0 +1,258 @@
+package console_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/stretchr/testify/require"
+
+	"github.com/doppelhq/doppel/internal/testinfra"
+)
+
+// chromiumPath is Debian's Chromium; scripts/ensure-chromium.sh (run by `make test`) installs it.
+const chromiumPath = "/usr/bin/chromium"
+
+// browser starts a headless Chromium of the machine's own, with an empty profile, and returns its
+// tab's context.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Fatalf("no Chromium at %s: run scripts/ensure-chromium.sh (make test does)", chromiumPath)
+	}
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(chromiumPath),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.WindowSize(1280, 800),
+	)
+	ctx, cancelCtx := chromedp.NewContext(alloc)
+	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
+	// The first call starts the browser: no timeout on this one. The viewport is the brief's 1280x800.
+	require.NoError(t, chromedp.Do(ctx, chromedp.EmulateViewport(1280, 800)), "start Chromium")
+	return ctx
+}
+
+// step runs actions with a bound, so that a page that never shows what a test waits for fails the
+// test instead of hanging it.
+func step(t *testing.T, ctx context.Context, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	require.NoError(t, chromedp.Do(tctx, actions...))
+}
+
+func value[T any](t *testing.T, ctx context.Context, a chromedp.Action[T]) T {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(tctx, a)
+	require.NoError(t, err)
+	return v
+}
+
+// screenshot writes the whole page to .local/screenshots/<name>.png (git-ignored), for a reader.
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	saveScreenshot(t, name, value(t, ctx, chromedp.FullScreenshot(100)))
+}
+
+// viewportScreenshot writes what the window shows, for pages too long to read whole.
+func viewportScreenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	saveScreenshot(t, name, value(t, ctx, chromedp.CaptureScreenshot()))
+}
+
+func saveScreenshot(t *testing.T, name string, png []byte) {
+	t.Helper()
+	dir := filepath.Join(testinfra.RepoRoot(), ".local", "screenshots")
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644))
+}
+
+func count(t *testing.T, ctx context.Context, selector string) int {
+	t.Helper()
+	return value(t, ctx, chromedp.Evaluate[int](fmt.Sprintf(`document.querySelectorAll(%q).length`, selector)))
+}
+
+func text(t *testing.T, ctx context.Context, selector string) string {
+	t.Helper()
+	return value(t, ctx, chromedp.Text(chromedp.CSS(selector)))
+}
+
+// waitFor polls a JavaScript condition until it holds (a page that loads after a form was posted
+// replaces one that may already show what the test waits for).
+func waitFor(t *testing.T, ctx context.Context, cond string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`!!(`+cond+`)`))
+		if err == nil && ok {
+			return
+		}
+		require.True(t, time.Now().Before(deadline), "waited 30s for %s", cond)
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func location(t *testing.T, ctx context.Context) string {
+	t.Helper()
+	return value(t, ctx, chromedp.Location())
+}
+
+// overflowing lists the elements that stick out of the viewport's right edge, outside any box that
+// scrolls on its own (the tables' .scroll wrappers): on a narrow screen the page must not scroll
+// sideways.
+const overflowing = `Array.from(document.querySelectorAll("body *"))
+  .filter(e => !e.closest(".scroll, .sr-only") && e.getBoundingClientRect().right > window.innerWidth + 1)
+  .map(e => e.tagName.toLowerCase() + (e.className ? "." + String(e.className).replace(/ /g, ".") : ""))`
+
+func signInInBrowser(t *testing.T, ctx context.Context, base string) {
+	t.Helper()
+	step(t, ctx, chromedp.Navigate(base+"/console/login"), chromedp.WaitVisible(chromedp.ID("apiKey")),
+		chromedp.SendKeys(chromedp.ID("apiKey"), analystKey), chromedp.Submit(chromedp.ID("apiKey")),
+		chromedp.WaitVisible(chromedp.CSS(".stats")))
+}
+
+func TestAnAnalystWorksTheQueueInARealBrowser(t *testing.T) {
+	f := setup(t)
+	ringA, _ := f.seedRings()
+	ctx := browser(t)
+	base := f.srv.URL
+	apiKey := chromedp.ID("apiKey")
+
+	// Not signed in: sent to the sign-in page.
+	step(t, ctx, chromedp.Navigate(base+"/console/queue"), chromedp.WaitVisible(apiKey))
+	require.Equal(t, base+"/console/login", location(t, ctx))
+	screenshot(t, ctx, "01-sign-in")
+
+	// A wrong key is refused with a message; the right one signs in.
+	step(t, ctx, chromedp.SendKeys(apiKey, "wrong-key"), chromedp.Submit(apiKey), chromedp.WaitVisible(chromedp.ID("login-error")))
+	require.Contains(t, text(t, ctx, "#login-error"), "not known")
+	screenshot(t, ctx, "01b-sign-in-refused")
+	step(t, ctx, chromedp.SendKeys(apiKey, analystKey), chromedp.Submit(apiKey), chromedp.WaitVisible(chromedp.CSS(".stats")))
+	require.Equal(t, base+"/console/", location(t, ctx), "the key never appears in a URL")
+	stored := value(t, ctx, chromedp.Evaluate[string](`JSON.stringify(localStorage) + JSON.stringify(sessionStorage) + document.cookie`))
+	require.NotContains(t, stored, analystKey, "nor in browser storage")
+	require.NotContains(t, stored, "doppel_console_session", "the session cookie is HttpOnly")
+	screenshot(t, ctx, "02-overview")
+
+	// The queue shows the four seeded alerts, newest first.
+	step(t, ctx, chromedp.Navigate(base+"/console/queue"), chromedp.WaitVisible(chromedp.CSS("table.alerts")))
+	require.Equal(t, 4, count(t, ctx, "tr[data-alert]"))
+	require.Contains(t, text(t, ctx, "tr[data-alert]"), "cust-b2", "newest first")
+	screenshot(t, ctx, "03-queue")
+
+	// Open the ring of cust-a4's alert: four accounts, four links, cust-a4 highlighted.
+	require.Contains(t, text(t, ctx, "tr[data-alert]:nth-child(2)"), "cust-a4")
+	step(t, ctx, chromedp.Click(chromedp.CSS("tr[data-alert]:nth-child(2) a.button")), chromedp.WaitVisible(chromedp.CSS("svg.graph")))
+	require.Equal(t, "4", text(t, ctx, `[data-testid="ring-size"]`))
+	require.Equal(t, "4", text(t, ctx, `[data-testid="ring-links"]`))
+	require.Equal(t, 4, count(t, ctx, "svg.graph .node"))
+	require.Equal(t, 4, count(t, ctx, "svg.graph line.edge"))
+	require.Equal(t, 1, count(t, ctx, "svg.graph .node.focus"))
+	require.Equal(t, "cust-a4", value(t, ctx, chromedp.Evaluate[string](`document.querySelector("svg.graph .node.focus title").textContent`)))
+	require.Equal(t, 4, count(t, ctx, "tr[data-pair]"))
+	screenshot(t, ctx, "04-ring")
+
+	// A POST forged from the console's own origin without the CSRF token is refused, records nothing.
+	forged := value(t, ctx, chromedp.Evaluate[int](fmt.Sprintf(`fetch("/console/rings/%s/decision", {method: "POST",
+		headers: {"Content-Type": "application/x-www-form-urlencoded"}, body: "decision=confirmed_fraud&note=forged"}).then(r => r.status)`, ringA),
+		chromedp.EvalAwaitPromise))
+	require.Equal(t, 403, forged)
+	require.Zero(t, f.reviewCount())
+
+	// Decide one pair (it starts a history), then the whole ring with one note.
+	pair := `tr[data-pair="cust-a3|cust-a4"]`
+	step(t, ctx, chromedp.SetValue(chromedp.CSS(pair+" select[name=decision]"), "confirmed_fraud"),
+		chromedp.SendKeys(chromedp.CSS(pair+" input[name=note]"), "same selfie background"),
+		chromedp.Click(chromedp.CSS(pair+" button[type=submit]")), chromedp.WaitVisible(chromedp.CSS(".flash")))
+	require.Contains(t, text(t, ctx, ".flash"), "confirmed fraud")
+	require.Equal(t, 1, count(t, ctx, "svg.graph line.edge-confirmed_fraud"), "the decided pair is drawn by its decision")
+	require.Equal(t, 3, count(t, ctx, "svg.graph line.edge-open"))
+	step(t, ctx, chromedp.Click(chromedp.CSS(`input[name=decision][value=confirmed_fraud]`)),
+		chromedp.SendKeys(chromedp.ID("ring-note"), "one face, four names, same device"),
+		chromedp.Click(chromedp.ID("decide-ring")))
+	waitFor(t, ctx, `(document.querySelector(".flash") || {}).textContent.includes("Recorded 4 reviews")`)
+	require.Equal(t, 4, count(t, ctx, "svg.graph line.edge-confirmed_fraud"))
+	require.Equal(t, 5, f.reviewCount(), "one review per pair, the earlier one kept")
+	step(t, ctx, chromedp.Click(chromedp.CSS(pair+" details summary")))
+	screenshot(t, ctx, "05-ring-decided")
+
+	// The audit shows the five reviews, newest first; the ring's alerts left the queue.
+	step(t, ctx, chromedp.Navigate(base+"/console/audit"), chromedp.WaitVisible(chromedp.CSS("table.audit")))
+	require.Equal(t, 5, count(t, ctx, "tr[data-review]"))
+	require.Contains(t, text(t, ctx, "tr[data-review]"), "one face, four names")
+	screenshot(t, ctx, "06-audit")
+	step(t, ctx, chromedp.Navigate(base+"/console/queue"), chromedp.WaitVisible(chromedp.CSS("table.alerts")))
+	require.Equal(t, 1, count(t, ctx, "tr[data-alert]"), "only cust-b2's alert is still open")
+	require.Contains(t, text(t, ctx, "tr[data-alert]"), "cust-b2")
+	step(t, ctx, chromedp.Navigate(base+"/console/queue?status=reviewed"), chromedp.WaitVisible(chromedp.CSS("table.alerts")))
+	require.Equal(t, 3, count(t, ctx, "tr[data-alert]"))
+
+	// User search leads to the user's duplicates and ring.
+	step(t, ctx, chromedp.Navigate(base+"/console/users"), chromedp.WaitVisible(chromedp.ID("q")),
+		chromedp.SendKeys(chromedp.ID("q"), "cust-a1"), chromedp.Submit(chromedp.ID("q")), chromedp.WaitVisible(chromedp.CSS("main table")))
+	require.Equal(t, 2, count(t, ctx, "main table tbody tr"), "cust-a1 is linked to a2 and a3")
+	screenshot(t, ctx, "07-users")
+	step(t, ctx, chromedp.Navigate(base+"/console/"), chromedp.WaitVisible(chromedp.CSS(".stats")))
+	screenshot(t, ctx, "08-overview-after")
+
+	// A narrow screen: the pages reflow instead of scrolling sideways.
+	step(t, ctx, chromedp.EmulateViewport(390, 844), chromedp.Navigate(base+"/console/rings/"+ringA+"?user=cust-a1"),
+		chromedp.WaitVisible(chromedp.CSS("svg.graph")))
+	require.Empty(t, value(t, ctx, chromedp.Evaluate[[]string](overflowing)), "the ring page scrolls sideways on a narrow screen")
+	require.False(t, value(t, ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth + 1`)))
+	screenshot(t, ctx, "09-ring-narrow")
+	step(t, ctx, chromedp.Navigate(base+"/console/queue?status=all"), chromedp.WaitVisible(chromedp.CSS("table.alerts")))
+	require.Empty(t, value(t, ctx, chromedp.Evaluate[[]string](overflowing)), "the queue scrolls sideways on a narrow screen")
+	require.False(t, value(t, ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth + 1`)))
+	screenshot(t, ctx, "10-queue-narrow")
+	step(t, ctx, chromedp.EmulateViewport(1280, 800))
+
+	// Sign out: back to the sign-in page, and the console stays closed.
+	step(t, ctx, chromedp.Click(chromedp.CSS(".signout button")), chromedp.WaitVisible(apiKey))
+	require.Equal(t, base+"/console/login", location(t, ctx))
+	step(t, ctx, chromedp.Navigate(base+"/console/audit"), chromedp.WaitVisible(apiKey))
+	require.Equal(t, base+"/console/login", location(t, ctx))
+}
+
+func TestAFaceFarmOfAThousandAccountsStaysUsable(t *testing.T) {
+	f := setup(t)
+	const accounts = 1000
+	ringID := f.seedFarm(accounts)
+	ctx := browser(t)
+	signInInBrowser(t, ctx, f.srv.URL)
+	start := time.Now()
+	step(t, ctx, chromedp.Navigate(f.srv.URL+"/console/rings/"+ringID+"?user=farm-0500"), chromedp.WaitVisible(chromedp.CSS("svg.graph")))
+	t.Logf("ring page of %d accounts loaded in %v (BenchmarkFaceFarmRingPage measures the server's part)", accounts, time.Since(start))
+	require.Equal(t, strconv.Itoa(accounts), text(t, ctx, `[data-testid="ring-size"]`))
+	require.LessOrEqual(t, count(t, ctx, "svg.graph .node"), 60, "the drawing summarises")
+	require.Contains(t, text(t, ctx, `[data-testid="graph-summary"]`), "of 1000")
+	require.Equal(t, 50, count(t, ctx, "tr[data-pair]"), "the table pages")
+	screenshot(t, ctx, "11-face-farm")
+	viewportScreenshot(t, ctx, "11b-face-farm-window")
+}
+
+func TestTheQueueRefreshesItself(t *testing.T) {
+	f := setup(t)
+	f.seed("r-1")
+	ctx := browser(t)
+	signInInBrowser(t, ctx, f.srv.URL)
+	step(t, ctx, chromedp.Navigate(f.srv.URL+"/console/queue"), chromedp.WaitVisible(chromedp.CSS("table.alerts")))
+	require.Zero(t, count(t, ctx, "tr[data-alert]"))
+	f.seed("r-2", "r-1") // a new alert arrives while the analyst looks at the queue
+	waitFor(t, ctx, `document.querySelectorAll("tr[data-alert]").length === 1`)
+	require.Contains(t, text(t, ctx, "[data-updated]"), "updated")
+}

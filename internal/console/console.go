@@ -1,0 +1,134 @@
+// Package console is the review console: the web pages at /console/ where risk analysts sign in
+// with an API key, work the queue of open alerts, see a ring drawn and decide its pairs, search
+// users, read the audit trail and watch the day's activity. Pages are rendered on the server with
+// html/template; every asset (templates, CSS, a little JavaScript, the SVG drawings) comes from
+// this binary, so the console works without internet.
+package console
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/doppelhq/doppel/internal/duplicate"
+	"github.com/doppelhq/doppel/internal/httpapi"
+)
+
+// Store is what the console reads and writes; postgres.Store implements it.
+type Store interface {
+	Alerts(ctx context.Context, q duplicate.AlertQuery) ([]duplicate.StoredAlert, error)
+	Alert(ctx context.Context, alertID string) (duplicate.StoredAlert, error)
+	RingDetail(ctx context.Context, ringID string) (duplicate.RingDetail, error)
+	Ring(ctx context.Context, userID string) (duplicate.Ring, error)
+	UserDuplicates(ctx context.Context, userID string) ([]duplicate.LinkedAccount, error)
+	Reviews(ctx context.Context, q duplicate.ReviewQuery) ([]duplicate.Review, error)
+	Overview(ctx context.Context, now time.Time) (duplicate.Overview, error)
+	AddReview(ctx context.Context, r duplicate.Review) (duplicate.Review, error)
+	DecideRing(ctx context.Context, ringID string, decision duplicate.Decision, note, reviewer string) (int, error)
+}
+
+// DefaultSessionTTL is how long a sign-in lasts when Config.SessionTTL is not set.
+const DefaultSessionTTL = 8 * time.Hour
+
+// Config configures the console.
+type Config struct {
+	Store Store
+	// APIKeys are the keys one signs in with (the API's own): read scope to sign in, review scope
+	// to decide.
+	APIKeys []httpapi.APIKey
+	// SignIn throttles, counts and logs sign-ins with unknown keys as the API does its failed
+	// authentications (httpapi.Server.SignInGuard); the zero value does none of it.
+	SignIn httpapi.SignInGuard
+	// SessionTTL bounds a session's life (DefaultSessionTTL when 0).
+	SessionTTL time.Duration
+	// DeadLetters counts the letters on the dead-letter topic; nil shows none.
+	DeadLetters func(ctx context.Context) (int64, error)
+	// Region is the vendor region the checks ran in (from the vendor's host), "" when unknown.
+	Region string
+	Logger *slog.Logger
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+}
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed static
+var staticFS embed.FS
+
+// Console serves the pages.
+type Console struct {
+	cfg      Config
+	log      *slog.Logger
+	sessions *sessions
+	pages    map[string]*template.Template
+	mux      *http.ServeMux
+}
+
+// New returns the console, ready to be mounted at httpapi.ConsolePath.
+func New(cfg Config) (*Console, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("console: a store is required")
+	}
+	if cfg.SessionTTL <= 0 {
+		cfg.SessionTTL = DefaultSessionTTL
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	pages, err := parsePages()
+	if err != nil {
+		return nil, err
+	}
+	c := &Console{cfg: cfg, log: cfg.Logger, sessions: newSessions(cfg.SessionTTL, cfg.Now), pages: pages,
+		mux: http.NewServeMux()}
+	c.routes()
+	return c, nil
+}
+
+// routes lists every page of the console in one place. A GET only reads; every POST changes
+// something and needs the session's CSRF token (see requireSession).
+func (c *Console) routes() {
+	static, _ := fs.Sub(staticFS, "static")
+	c.mux.Handle("GET /console/static/", http.StripPrefix("/console/static/", cacheable(http.FileServerFS(static))))
+	c.mux.HandleFunc("GET /console", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/console/", http.StatusSeeOther)
+	})
+	c.mux.HandleFunc("GET /console/login", c.handleLoginPage)
+	c.mux.HandleFunc("POST /console/login", c.handleLogin)
+	c.mux.Handle("POST /console/logout", c.requireSession(c.handleLogout, ""))
+	c.mux.Handle("GET /console/{$}", c.requireSession(c.handleOverview, ""))
+	c.mux.Handle("GET /console/queue", c.requireSession(c.handleQueue, ""))
+	c.mux.Handle("GET /console/rings/{ringId}", c.requireSession(c.handleRing, ""))
+	c.mux.Handle("POST /console/rings/{ringId}/decision", c.requireSession(c.handleDecideRing, httpapi.ScopeReview))
+	c.mux.Handle("POST /console/reviews", c.requireSession(c.handleDecidePair, httpapi.ScopeReview))
+	c.mux.Handle("GET /console/users", c.requireSession(c.handleUsers, ""))
+	c.mux.Handle("GET /console/audit", c.requireSession(c.handleAudit, ""))
+}
+
+// ServeHTTP serves the console with the headers every page carries: no framing, no sniffing, no
+// referrer leaving the console, and a content policy that allows only the console's own assets.
+func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "+
+		"form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "same-origin")
+	c.mux.ServeHTTP(w, r)
+}
+
+func cacheable(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "private, max-age=300")
+		h.ServeHTTP(w, r)
+	})
+}

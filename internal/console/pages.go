@@ -1,0 +1,514 @@
+package console
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/doppelhq/doppel/internal/duplicate"
+)
+
+// Page sizes.
+const (
+	queuePageSize = 25
+	pairsPageSize = 50
+	auditPageSize = 50
+)
+
+// page is what every template gets: the layout's parts and the page's own Data.
+type page struct {
+	Title   string
+	Nav     string
+	Session *session
+	Flash   string
+	Data    any
+}
+
+var funcs = template.FuncMap{
+	"ago":      ago,
+	"when":     func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
+	"iso":      func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	"decision": decisionLabel,
+	"short":    shorten,
+	"can":      func(s *session, scope string) bool { return s != nil && s.can(scope) },
+	"add":      func(a, b int) int { return a + b },
+	"decisions": func() []duplicate.Decision {
+		return duplicate.Decisions
+	},
+}
+
+func parsePages() (map[string]*template.Template, error) {
+	pages := map[string]*template.Template{}
+	for _, name := range []string{"login", "error", "overview", "queue", "ring", "users", "audit"} {
+		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")
+		if err != nil {
+			return nil, fmt.Errorf("console: parse %s page: %w", name, err)
+		}
+		pages[name] = t
+	}
+	return pages, nil
+}
+
+// render writes a page; it is rendered into a buffer first, so that a template error is a clean
+// 500 instead of half a page.
+func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, name string, p page) {
+	if p.Session == nil {
+		p.Session = sessionOf(r.Context())
+	}
+	if p.Nav == "" {
+		p.Nav = name
+	}
+	if p.Flash == "" && p.Session != nil {
+		p.Flash = c.sessions.takeFlash(p.Session)
+	}
+	var buf bytes.Buffer
+	if err := c.pages[name].Execute(&buf, p); err != nil {
+		c.log.Error("console: render page", "page", name, "error", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// fail shows an error page with a message safe to show.
+func (c *Console) fail(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	c.render(w, r, status, "error", page{Title: http.StatusText(status), Nav: "none", Data: msg})
+}
+
+// failErr maps a store error to a page: the domain's not-found and invalid-input errors say what
+// was wrong; anything else is logged and shown as an internal error.
+func (c *Console) failErr(w http.ResponseWriter, r *http.Request, err error) {
+	var de *duplicate.Error
+	switch {
+	case errors.As(err, &de) && de.Code == duplicate.ENOTFOUND:
+		c.fail(w, r, http.StatusNotFound, de.Message)
+	case errors.As(err, &de) && de.Code == duplicate.EINVALID:
+		c.fail(w, r, http.StatusBadRequest, de.Message)
+	default:
+		c.log.Error("console", "path", r.URL.Path, "error", err)
+		c.fail(w, r, http.StatusInternalServerError, "Something went wrong on our side; it has been logged. Try again.")
+	}
+}
+
+func ago(t time.Time) string {
+	d := time.Since(t)
+	switch {
+	case d < time.Minute:
+		return "just now"
+	case d < time.Hour:
+		return fmt.Sprintf("%d min ago", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%d h ago", int(d.Hours()))
+	}
+	return fmt.Sprintf("%d days ago", int(d.Hours()/24))
+}
+
+func decisionLabel(d string) string {
+	switch duplicate.Decision(d) {
+	case duplicate.DecisionConfirmedFraud:
+		return "Confirmed fraud"
+	case duplicate.DecisionFalsePositive:
+		return "False positive"
+	case duplicate.DecisionSamePerson:
+		return "Same person"
+	}
+	return "Undecided"
+}
+
+// --- Overview ---
+
+type bar struct {
+	X, Y, W, H float64
+	Day        string
+	Count      int
+	Label      bool
+}
+
+type overviewData struct {
+	duplicate.Overview
+	DeadLetters     string
+	Bars            []bar
+	ChartMax        int
+	ChartW, ChartH  int
+	AlertsLast30    int
+	FirstDay, Today string
+}
+
+func (c *Console) handleOverview(w http.ResponseWriter, r *http.Request) {
+	o, err := c.cfg.Store.Overview(r.Context(), c.cfg.Now())
+	if err != nil {
+		c.failErr(w, r, err)
+		return
+	}
+	d := overviewData{Overview: o, DeadLetters: "not configured", ChartW: 1100, ChartH: 220}
+	if c.cfg.DeadLetters != nil {
+		if n, err := c.cfg.DeadLetters(r.Context()); err != nil {
+			c.log.Warn("console: count dead letters", "error", err)
+			d.DeadLetters = "unavailable"
+		} else {
+			d.DeadLetters = strconv.FormatInt(n, 10)
+		}
+	}
+	d.ChartMax = 1
+	for _, day := range o.AlertsPerDay {
+		d.ChartMax = max(d.ChartMax, day.Count)
+		d.AlertsLast30 += day.Count
+	}
+	const top, bottom = 10, 24
+	slot := float64(d.ChartW) / float64(max(len(o.AlertsPerDay), 1))
+	for i, day := range o.AlertsPerDay {
+		h := float64(d.ChartH-top-bottom) * float64(day.Count) / float64(d.ChartMax)
+		d.Bars = append(d.Bars, bar{X: float64(i)*slot + 2, W: slot - 4, H: h, Y: float64(d.ChartH-bottom) - h,
+			Day: day.Day.Format("Jan 2"), Count: day.Count, Label: i%7 == 1 || i == len(o.AlertsPerDay)-1})
+	}
+	if n := len(o.AlertsPerDay); n > 0 {
+		d.FirstDay, d.Today = o.AlertsPerDay[0].Day.Format("2 Jan"), o.AlertsPerDay[n-1].Day.Format("2 Jan")
+	}
+	c.render(w, r, http.StatusOK, "overview", page{Title: "Overview", Data: d})
+}
+
+// --- Queue ---
+
+type queueData struct {
+	Severity, Status, UserID string
+	Alerts                   []duplicate.StoredAlert
+	Region                   string
+	Next                     string
+	First                    bool
+	Error                    string
+}
+
+// queueCursor is the position after the last alert of a page: its time and id.
+func queueCursor(a duplicate.StoredAlert) string {
+	return a.DetectedAt.UTC().Format(time.RFC3339Nano) + "~" + a.AlertID
+}
+
+func parseQueueCursor(s string) (*duplicate.AlertPosition, bool) {
+	at, id, ok := strings.Cut(s, "~")
+	if !ok {
+		return nil, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, at)
+	if err != nil || uuid.Validate(id) != nil {
+		return nil, false
+	}
+	return &duplicate.AlertPosition{DetectedAt: t, AlertID: id}, true
+}
+
+func (c *Console) handleQueue(w http.ResponseWriter, r *http.Request) {
+	v := r.URL.Query()
+	d := queueData{Severity: v.Get("severity"), Status: v.Get("status"), UserID: strings.TrimSpace(v.Get("user")),
+		Region: c.cfg.Region, First: v.Get("after") == ""}
+	if !v.Has("status") {
+		d.Status = duplicate.AlertOpen
+	}
+	q := duplicate.AlertQuery{NewestFirst: true, Limit: queuePageSize + 1, Severity: d.Severity, UserID: d.UserID}
+	if d.Status != "all" {
+		q.Status = d.Status
+	}
+	switch {
+	case q.Severity != "" && q.Severity != duplicate.SeverityNormal && q.Severity != duplicate.SeverityHigh:
+		d.Error = "Severity must be normal or high."
+	case q.Status != "" && q.Status != duplicate.AlertOpen && q.Status != duplicate.AlertReviewed:
+		d.Error = "Status must be open, reviewed or all."
+	case q.UserID != "" && !duplicate.ValidUserID(q.UserID):
+		d.Error = "That is not a userId."
+	}
+	if after := v.Get("after"); after != "" && d.Error == "" {
+		p, ok := parseQueueCursor(after)
+		if !ok {
+			d.Error = "That page link is not valid any more; start from the first page."
+		}
+		q.After = p
+	}
+	status := http.StatusOK
+	if d.Error != "" {
+		status = http.StatusBadRequest
+	} else {
+		alerts, err := c.cfg.Store.Alerts(r.Context(), q)
+		if err != nil {
+			c.failErr(w, r, err)
+			return
+		}
+		if len(alerts) > queuePageSize {
+			alerts = alerts[:queuePageSize]
+			next := url.Values{"after": {queueCursor(alerts[queuePageSize-1])}, "status": {d.Status}}
+			if d.Severity != "" {
+				next.Set("severity", d.Severity)
+			}
+			if d.UserID != "" {
+				next.Set("user", d.UserID)
+			}
+			d.Next = "/console/queue?" + next.Encode()
+		}
+		d.Alerts = alerts
+	}
+	c.render(w, r, status, "queue", page{Title: "Queue", Data: d})
+}
+
+// --- Ring ---
+
+type pairRow struct {
+	duplicate.RingPair
+	Focus bool
+}
+
+type ringData struct {
+	Ring       duplicate.RingDetail
+	Alert      *duplicate.StoredAlert
+	Focus      string
+	Graph      graph
+	Pairs      []pairRow
+	Undecided  int
+	Page       int
+	Pages      int
+	Prev, Next string
+	Return     string
+}
+
+func (c *Console) handleRing(w http.ResponseWriter, r *http.Request) {
+	ringID := r.PathValue("ringId")
+	v := r.URL.Query()
+	var alert *duplicate.StoredAlert
+	if id := v.Get("alert"); id != "" {
+		if uuid.Validate(id) != nil {
+			c.fail(w, r, http.StatusBadRequest, "That is not an alert id.")
+			return
+		}
+		a, err := c.cfg.Store.Alert(r.Context(), id)
+		if err != nil {
+			c.failErr(w, r, err)
+			return
+		}
+		alert = &a
+	}
+	focus := v.Get("user")
+	if alert != nil {
+		focus = alert.UserID
+	}
+	detail, err := c.cfg.Store.RingDetail(r.Context(), ringID)
+	if duplicate.ErrorCode(err) == duplicate.ENOTFOUND && focus != "" {
+		// The ring grew into another one since the alert: show the ring the user is in now.
+		if now, rerr := c.cfg.Store.Ring(r.Context(), focus); rerr == nil && now.ID != ringID && now.Size > 1 {
+			q := r.URL.Query()
+			http.Redirect(w, r, "/console/rings/"+url.PathEscape(now.ID)+"?"+q.Encode(), http.StatusSeeOther)
+			return
+		}
+	}
+	if err != nil {
+		c.failErr(w, r, err)
+		return
+	}
+	d := ringData{Ring: detail, Alert: alert, Focus: focus, Graph: drawRing(detail, focus)}
+	rows := make([]pairRow, len(detail.Pairs))
+	for i, p := range detail.Pairs {
+		rows[i] = pairRow{RingPair: p, Focus: focus != "" && (p.UserIDLow == focus || p.UserIDHigh == focus)}
+		if p.LatestReview == nil {
+			d.Undecided++
+		}
+	}
+	// The focused account's pairs first, then undecided before decided: what needs a decision.
+	slices.SortStableFunc(rows, func(a, b pairRow) int {
+		if a.Focus != b.Focus {
+			if a.Focus {
+				return -1
+			}
+			return 1
+		}
+		ua, ub := a.LatestReview == nil, b.LatestReview == nil
+		if ua != ub {
+			if ua {
+				return -1
+			}
+			return 1
+		}
+		return 0
+	})
+	d.Pages = max((len(rows)+pairsPageSize-1)/pairsPageSize, 1)
+	d.Page, _ = strconv.Atoi(v.Get("page"))
+	d.Page = min(max(d.Page, 1), d.Pages)
+	from := (d.Page - 1) * pairsPageSize
+	d.Pairs = rows[from:min(from+pairsPageSize, len(rows))]
+	pageURL := func(n int) string {
+		q := r.URL.Query()
+		q.Set("page", strconv.Itoa(n))
+		return r.URL.Path + "?" + q.Encode()
+	}
+	if d.Page > 1 {
+		d.Prev = pageURL(d.Page - 1)
+	}
+	if d.Page < d.Pages {
+		d.Next = pageURL(d.Page + 1)
+	}
+	d.Return = r.URL.RequestURI()
+	c.render(w, r, http.StatusOK, "ring", page{Title: "Ring " + detail.ID, Nav: "queue", Data: d})
+}
+
+// decisionForm reads the decision and note of a decision form.
+func decisionForm(r *http.Request) (duplicate.Decision, string, error) {
+	d := duplicate.Decision(r.PostFormValue("decision"))
+	if !d.Valid() {
+		return "", "", duplicate.Invalid("decision", "Choose a decision: confirmed fraud, false positive or same person.")
+	}
+	note := strings.TrimSpace(r.PostFormValue("note"))
+	if len([]rune(note)) > duplicate.MaxNoteLen || strings.ContainsRune(note, 0) {
+		return "", "", duplicate.Invalid("note", "The note must be at most %d characters.", duplicate.MaxNoteLen)
+	}
+	return d, note, nil
+}
+
+// backTo returns where a form goes after it is done: its return field when that is a console page,
+// else fallback.
+func backTo(r *http.Request, fallback string) string {
+	ret := r.PostFormValue("return")
+	u, err := url.Parse(ret)
+	if ret == "" || err != nil || u.IsAbs() || u.Host != "" || !strings.HasPrefix(u.Path, "/console/") || strings.HasPrefix(ret, "//") {
+		return fallback
+	}
+	return u.String()
+}
+
+func (c *Console) handleDecideRing(w http.ResponseWriter, r *http.Request) {
+	ringID := r.PathValue("ringId")
+	decision, note, err := decisionForm(r)
+	if err != nil {
+		c.failErr(w, r, err)
+		return
+	}
+	s := sessionOf(r.Context())
+	n, err := c.cfg.Store.DecideRing(r.Context(), ringID, decision, note, s.name)
+	if err != nil {
+		c.failErr(w, r, err)
+		return
+	}
+	c.log.Info("console: ring decided", "ring_id", ringID, "decision", decision, "reviews", n, "reviewed_by", s.name)
+	c.sessions.setFlash(s, fmt.Sprintf("Recorded %d reviews: every pair of the ring is %s.", n, strings.ToLower(decisionLabel(string(decision)))))
+	http.Redirect(w, r, backTo(r, "/console/rings/"+url.PathEscape(ringID)), http.StatusSeeOther)
+}
+
+func (c *Console) handleDecidePair(w http.ResponseWriter, r *http.Request) {
+	decision, note, err := decisionForm(r)
+	if err != nil {
+		c.failErr(w, r, err)
+		return
+	}
+	s := sessionOf(r.Context())
+	rv := duplicate.Review{UserID: r.PostFormValue("userId"), DuplicateUserID: r.PostFormValue("duplicateUserId"),
+		Decision: decision, Note: note, ReviewedBy: s.name}
+	if !duplicate.ValidUserID(rv.UserID) || !duplicate.ValidUserID(rv.DuplicateUserID) {
+		c.fail(w, r, http.StatusBadRequest, "The form names no pair of accounts.")
+		return
+	}
+	stored, err := c.cfg.Store.AddReview(r.Context(), rv)
+	if err != nil {
+		c.failErr(w, r, err)
+		return
+	}
+	c.log.Info("console: pair decided", "review_id", stored.ID, "decision", decision, "reviewed_by", s.name)
+	c.sessions.setFlash(s, fmt.Sprintf("Recorded: %s – %s is %s.", rv.UserID, rv.DuplicateUserID, strings.ToLower(decisionLabel(string(decision)))))
+	http.Redirect(w, r, backTo(r, "/console/audit"), http.StatusSeeOther)
+}
+
+// --- User search ---
+
+type usersData struct {
+	Query      string
+	Searched   bool
+	NotFound   string
+	Ring       duplicate.Ring
+	Duplicates []duplicate.LinkedAccount
+}
+
+func (c *Console) handleUsers(w http.ResponseWriter, r *http.Request) {
+	d := usersData{Query: strings.TrimSpace(r.URL.Query().Get("userId"))}
+	status := http.StatusOK
+	if d.Query != "" {
+		d.Searched = true
+		if !duplicate.ValidUserID(d.Query) {
+			d.NotFound, status = "That is not a userId.", http.StatusBadRequest
+		} else {
+			dups, err := c.cfg.Store.UserDuplicates(r.Context(), d.Query)
+			if duplicate.ErrorCode(err) == duplicate.ENOTFOUND {
+				d.NotFound, status = fmt.Sprintf("No check or link mentions %q.", d.Query), http.StatusNotFound
+			} else if err != nil {
+				c.failErr(w, r, err)
+				return
+			} else {
+				d.Duplicates = dups
+				if d.Ring, err = c.cfg.Store.Ring(r.Context(), d.Query); err != nil {
+					c.failErr(w, r, err)
+					return
+				}
+			}
+		}
+	}
+	c.render(w, r, status, "users", page{Title: "Users", Data: d})
+}
+
+// --- Audit ---
+
+type auditData struct {
+	UserID, Reviewer, Since string
+	Reviews                 []duplicate.Review
+	Next                    string
+	First                   bool
+	Error                   string
+}
+
+func (c *Console) handleAudit(w http.ResponseWriter, r *http.Request) {
+	v := r.URL.Query()
+	d := auditData{UserID: strings.TrimSpace(v.Get("user")), Reviewer: strings.TrimSpace(v.Get("reviewer")),
+		Since: v.Get("since"), First: v.Get("before") == ""}
+	q := duplicate.ReviewQuery{UserID: d.UserID, Reviewer: d.Reviewer, Limit: auditPageSize + 1}
+	if d.Since != "" {
+		t, err := time.Parse("2006-01-02", d.Since)
+		if err != nil {
+			d.Error = "The date must look like 2026-11-25."
+		}
+		q.Since = t
+	}
+	if b := v.Get("before"); b != "" {
+		n, err := strconv.ParseInt(b, 10, 64)
+		if err != nil || n < 1 {
+			d.Error = "That page link is not valid; start from the first page."
+		}
+		q.Before = n
+	}
+	if (d.UserID != "" && !duplicate.ValidUserID(d.UserID)) || (d.Reviewer != "" && !duplicate.ValidUserID(d.Reviewer)) {
+		d.Error = "User and reviewer must be ids without control characters."
+	}
+	status := http.StatusOK
+	if d.Error != "" {
+		status = http.StatusBadRequest
+	} else {
+		reviews, err := c.cfg.Store.Reviews(r.Context(), q)
+		if err != nil {
+			c.failErr(w, r, err)
+			return
+		}
+		if len(reviews) > auditPageSize {
+			reviews = reviews[:auditPageSize]
+			next := url.Values{"before": {strconv.FormatInt(reviews[auditPageSize-1].ID, 10)}}
+			for k, val := range map[string]string{"user": d.UserID, "reviewer": d.Reviewer, "since": d.Since} {
+				if val != "" {
+					next.Set(k, val)
+				}
+			}
+			d.Next = "/console/audit?" + next.Encode()
+		}
+		d.Reviews = reviews
+	}
+	c.render(w, r, status, "audit", page{Title: "Audit", Data: d})
+}

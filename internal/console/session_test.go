@@ -1,0 +1,91 @@
+package console_test
+
+import (
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/doppelhq/doppel/internal/console"
+	"github.com/doppelhq/doppel/internal/httpapi"
+)
+
+// clock is a settable time for the console.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+func TestASessionEndsAfterItsTTL(t *testing.T) {
+	t.Parallel()
+	clk := &clock{now: time.Now()}
+	f := setup(t, func(c *console.Config) { c.SessionTTL = 30 * time.Minute; c.Now = clk.Now })
+	c := newClient(t, f.srv.URL)
+	_, h := c.signIn(analystKey)
+	require.Contains(t, strings.Join(h.Values("Set-Cookie"), "\n"), "Max-Age=1800")
+
+	clk.advance(29 * time.Minute)
+	status, _, _ := c.get("/console/queue")
+	require.Equal(t, http.StatusOK, status)
+	clk.advance(time.Minute)
+	status, h, _ = c.get("/console/queue")
+	require.Equal(t, http.StatusSeeOther, status, "the server ends the session even if the browser kept the cookie")
+	require.Equal(t, "/console/login", h.Get("Location"))
+}
+
+func TestTheSessionCookieIsSecureOverTLS(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	c, err := console.New(console.Config{Store: f.store, APIKeys: []httpapi.APIKey{{Name: "analyst",
+		Scopes: []string{httpapi.ScopeRead}, SHA256: sha256Of(analystKey)}}})
+	require.NoError(t, err)
+	api := httpapi.New(httpapi.Config{})
+	api.MountConsole(c)
+	srv := httptest.NewTLSServer(api.Handler())
+	t.Cleanup(srv.Close)
+	jar, _ := cookiejar.New(nil)
+	hc := srv.Client()
+	hc.Jar = jar
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	tc := &client{t: t, base: srv.URL, http: hc}
+	_, h := tc.signIn(analystKey)
+	var session string
+	for _, sc := range h.Values("Set-Cookie") {
+		if strings.HasPrefix(sc, "doppel_console_session=") {
+			session = sc
+		}
+	}
+	require.Contains(t, session, "; Secure")
+	require.Contains(t, session, "HttpOnly")
+	require.Contains(t, session, "SameSite=Strict")
+}
+
+func TestFailedSignInsAreThrottledLikeTheAPIsAuthentication(t *testing.T) {
+	t.Parallel()
+	f := setup(t) // 20 failures a minute per address
+	c := newClient(t, f.srv.URL)
+	for i := 0; i < 20; i++ {
+		status, _ := c.signIn("guess-" + strings.Repeat("x", i))
+		require.Equal(t, http.StatusUnauthorized, status)
+	}
+	status, h := c.signIn(analystKey)
+	require.Equal(t, http.StatusTooManyRequests, status, "even the right key waits once the address has used its failures up")
+	require.NotEmpty(t, h.Get("Retry-After"))
+}

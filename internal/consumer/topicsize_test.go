@@ -1,0 +1,36 @@
+package consumer_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/doppelhq/doppel/internal/consumer"
+	"github.com/doppelhq/doppel/internal/testinfra"
+)
+
+func TestTopicMessagesCountsWhatEveryPartitionHolds(t *testing.T) {
+	t.Parallel()
+	name := testinfra.Topics(t, 3, "dlq-size")[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := consumer.TopicMessages(ctx, testinfra.Brokers(t), name)
+	require.NoError(t, err)
+	require.Zero(t, n)
+
+	msgs := make([]kafka.Message, 7)
+	for i := range msgs {
+		msgs[i] = kafka.Message{Key: []byte(fmt.Sprintf("k%d", i)), Value: []byte("letter")}
+	}
+	testinfra.Produce(t, name, msgs...)
+	n, err = consumer.TopicMessages(ctx, testinfra.Brokers(t), name)
+	require.NoError(t, err)
+	require.EqualValues(t, 7, n)
+
+	_, err = consumer.TopicMessages(ctx, testinfra.Brokers(t), name+"-missing")
+	require.Error(t, err)
+}

@@ -1,0 +1,71 @@
+package httpapi
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"net/http"
+	"strings"
+)
+
+// ConsolePath is where the review console is served, beside the API, when Config.Console is set.
+const ConsolePath = "/console"
+
+// MatchAPIKey finds the key among keys whose SHA-256 matches token. Every key is compared, in
+// constant time, whatever matched, so timing tells nothing about the keys.
+func MatchAPIKey(keys []APIKey, token string) (APIKey, bool) {
+	if token == "" {
+		return APIKey{}, false
+	}
+	sum := sha256.Sum256([]byte(token))
+	found := -1
+	for i, k := range keys {
+		if subtle.ConstantTimeCompare(sum[:], k.SHA256[:]) == 1 {
+			found = i
+		}
+	}
+	if found < 0 {
+		return APIKey{}, false
+	}
+	return keys[found], true
+}
+
+// MountConsole serves h at ConsolePath and under it, on the API's listener. Call it before Serve.
+func (s *Server) MountConsole(h http.Handler) { s.console = h }
+
+// root sends /console and everything under it to the console, the rest to the API. The console is
+// a plain http.Handler of its own, so the API's routes (and the OpenAPI document) stay the API's.
+func (s *Server) root() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.console != nil && (r.URL.Path == ConsolePath || strings.HasPrefix(r.URL.Path, ConsolePath+"/")) {
+			s.console.ServeHTTP(w, r)
+			return
+		}
+		s.echo.ServeHTTP(w, r)
+	})
+}
+
+// SignInGuard lets the console's sign-in share the API's handling of failed authentication: the
+// same per-address throttle (DOPPEL_AUTH_FAILURES_PER_MINUTE), metric and rate-limited log.
+type SignInGuard struct{ a *authFailures }
+
+// SignInGuard returns the server's guard for sign-in forms.
+func (s *Server) SignInGuard() SignInGuard { return SignInGuard{a: s.authFail} }
+
+// signInRoute is the route label of the console's sign-in in doppel_http_auth_failures_total.
+const signInRoute = ConsolePath + "/login"
+
+// Blocked reports whether r's address has used its failed attempts up, and the seconds until it
+// may try again.
+func (g SignInGuard) Blocked(r *http.Request) (retryAfter string, blocked bool) {
+	if g.a == nil {
+		return "", false
+	}
+	return g.a.blocked(signInRoute, r)
+}
+
+// Failed records a sign-in with an unknown key against r's address.
+func (g SignInGuard) Failed(r *http.Request) {
+	if g.a != nil {
+		g.a.failed(signInRoute, r, authInvalidAPIKey)
+	}
+}

@@ -1,0 +1,325 @@
+package postgres
+
+// The review console's and the query API's reads over rings, alerts and reviews. They sit behind
+// these methods so that how rings are found (today ringOf and the fraud_rings view) can change
+// without touching their callers.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/doppelhq/doppel/internal/duplicate"
+)
+
+// alertOpenSQL is true for an alert of alerts a that the open_alerts view lists: the one definition
+// of an alert still waiting for a review.
+const alertOpenSQL = `EXISTS (SELECT 1 FROM open_alerts o WHERE o.alert_id = a.alert_id)`
+
+func scanAlertWithStatus(row pgx.CollectableRow) (duplicate.StoredAlert, error) {
+	var open bool
+	a := duplicate.StoredAlert{Alert: duplicate.Alert{Type: duplicate.AlertType, Version: duplicate.AlertVersion}}
+	err := row.Scan(append(alertDestinations(&a), &open)...)
+	normalizeAlert(&a)
+	a.Status = duplicate.AlertReviewed
+	if open {
+		a.Status = duplicate.AlertOpen
+	}
+	return a, err
+}
+
+// alertsSQL builds the query of Alerts: the position or since bound, then each filter q sets.
+func alertsSQL(q duplicate.AlertQuery) (string, []any) {
+	var where []string
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d", len(args))
+	}
+	cmp, dir := ">", "ASC"
+	if q.NewestFirst {
+		cmp, dir = "<", "DESC"
+	}
+	if q.After != nil {
+		where = append(where, fmt.Sprintf("(a.detected_at, a.alert_id) %s (%s, %s::uuid)", cmp, arg(q.After.DetectedAt), arg(q.After.AlertID)))
+	} else if !q.Since.IsZero() {
+		where = append(where, "a.detected_at >= "+arg(q.Since))
+	}
+	if q.Severity != "" {
+		where = append(where, "a.severity = "+arg(q.Severity))
+	}
+	switch q.Status {
+	case duplicate.AlertOpen:
+		where = append(where, alertOpenSQL)
+	case duplicate.AlertReviewed:
+		where = append(where, "NOT "+alertOpenSQL)
+	}
+	if q.UserID != "" {
+		p := arg(q.UserID)
+		where = append(where, fmt.Sprintf("(a.user_id = %s OR %s = ANY (a.matched_user_ids))", p, p))
+	}
+	sql := `SELECT ` + alertColumns + `, ` + alertOpenSQL + ` FROM alerts a`
+	if len(where) > 0 {
+		sql += "\nWHERE " + strings.Join(where, " AND ")
+	}
+	sql += fmt.Sprintf("\nORDER BY a.detected_at %s, a.alert_id %s\nLIMIT %s", dir, dir, arg(q.Limit))
+	return sql, args
+}
+
+// Alert returns one alert with its status, or a duplicate.ENOTFOUND error.
+func (s *Store) Alert(ctx context.Context, alertID string) (duplicate.StoredAlert, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+alertColumns+`, `+alertOpenSQL+`
+FROM alerts a WHERE a.alert_id = $1::uuid`, alertID)
+	if err != nil {
+		return duplicate.StoredAlert{}, fmt.Errorf("select alert: %w", err)
+	}
+	a, err := pgx.CollectExactlyOneRow(rows, scanAlertWithStatus)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return duplicate.StoredAlert{}, duplicate.Errorf(duplicate.ENOTFOUND, "no alert has alertId %q", alertID)
+	}
+	if err != nil {
+		return duplicate.StoredAlert{}, fmt.Errorf("select alert: %w", err)
+	}
+	return a, nil
+}
+
+// Rings returns a page of fraud rings (from the fraud_rings view) in q.Order.
+func (s *Store) Rings(ctx context.Context, q duplicate.RingQuery) ([]duplicate.RingSummary, error) {
+	order := "r.size DESC, r.last_seen_at DESC, r.ring_id"
+	if q.Order == duplicate.RingsNewestFirst {
+		order = "r.last_seen_at DESC, r.ring_id"
+	}
+	rows, err := s.pool.Query(ctx, `
+SELECT r.ring_id, r.size, r.link_count, r.members, r.first_seen_at, r.last_seen_at,
+    (SELECT count(*)::int FROM open_alerts o WHERE o.user_id = ANY (r.members))
+FROM fraud_rings r
+ORDER BY `+order+`
+OFFSET $1 LIMIT $2`, q.Offset, q.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("select rings: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (duplicate.RingSummary, error) {
+		var r duplicate.RingSummary
+		err := row.Scan(&r.ID, &r.Size, &r.LinkCount, &r.Members, &r.FirstSeenAt, &r.LastSeenAt, &r.OpenAlerts)
+		r.FirstSeenAt, r.LastSeenAt = r.FirstSeenAt.UTC(), r.LastSeenAt.UTC()
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("select rings: %w", err)
+	}
+	return out, nil
+}
+
+// ringRoot returns the smallest member of the ring ringID, from the ring index. An id retired by a
+// merge or a split, or never issued, is a duplicate.ENOTFOUND error.
+func ringRoot(ctx context.Context, q querier, ringID string) (string, error) {
+	var root string
+	err := q.QueryRow(ctx, `
+SELECT smallest_user_id FROM rings WHERE doppel_ring_id(smallest_user_id) = $1 LIMIT 1`, ringID).Scan(&root)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", unknownRing(ringID)
+	}
+	if err != nil {
+		return "", fmt.Errorf("look up ring: %w", err)
+	}
+	return root, nil
+}
+
+func unknownRing(ringID string) error {
+	e := duplicate.Errorf(duplicate.ENOTFOUND, "no ring has ringId %q (a ring merged into another keeps the other's id)", ringID)
+	e.Field = "ringId"
+	return e
+}
+
+// ringByID reads the ring ringID, members and (withLinks) links, from the ring index.
+func ringByID(ctx context.Context, tx pgx.Tx, ringID string, withLinks bool) (duplicate.Ring, error) {
+	root, err := ringRoot(ctx, tx, ringID)
+	if err != nil {
+		return duplicate.Ring{}, err
+	}
+	return ringOf(ctx, tx, root, withLinks)
+}
+
+// RingDetail returns the ring ringID with every pair's linking verifications and review history.
+func (s *Store) RingDetail(ctx context.Context, ringID string) (duplicate.RingDetail, error) {
+	var out duplicate.RingDetail
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
+		ring, err := ringByID(ctx, tx, ringID, true)
+		if err != nil {
+			return err
+		}
+		out = duplicate.RingDetail{ID: ring.ID, Size: ring.Size, Members: ring.Members, Truncated: ring.Truncated,
+			Pairs: make([]duplicate.RingPair, len(ring.Links))}
+		index := make(map[[2]string]int, len(ring.Links))
+		for i, l := range ring.Links {
+			out.Pairs[i] = duplicate.RingPair{Link: l}
+			index[[2]string{l.UserIDLow, l.UserIDHigh}] = i
+		}
+		if err := addPairEvidence(ctx, tx, ring.Members, out.Pairs, index); err != nil {
+			return err
+		}
+		return addPairHistory(ctx, tx, ring.Members, out.Pairs, index)
+	})
+	return out, err
+}
+
+// addPairEvidence adds to each pair the checks of ring members that matched the other member.
+func addPairEvidence(ctx context.Context, tx pgx.Tx, members []string, pairs []duplicate.RingPair, index map[[2]string]int) error {
+	rows, err := tx.Query(ctx, `
+SELECT least(c.user_id, m), greatest(c.user_id, m), c.signature_id, coalesce(c.vendor_transaction_id, '')
+FROM idv_checks c
+CROSS JOIN LATERAL unnest(c.matched_user_ids) AS m
+WHERE c.user_id = ANY ($1) AND m = ANY ($1)
+ORDER BY c.checked_at, c.signature_id`, members)
+	if err != nil {
+		return fmt.Errorf("select ring evidence: %w", err)
+	}
+	var low, high, sig, txn string
+	_, err = pgx.ForEachRow(rows, []any{&low, &high, &sig, &txn}, func() error {
+		if i, ok := index[[2]string{low, high}]; ok {
+			pairs[i].SignatureIDs = append(pairs[i].SignatureIDs, sig)
+			if txn != "" {
+				pairs[i].VendorTransactionIDs = append(pairs[i].VendorTransactionIDs, txn)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("select ring evidence: %w", err)
+	}
+	return nil
+}
+
+// addPairHistory adds to each pair its reviews, newest first.
+func addPairHistory(ctx context.Context, tx pgx.Tx, members []string, pairs []duplicate.RingPair, index map[[2]string]int) error {
+	rows, err := tx.Query(ctx, `
+SELECT `+reviewColumns+` FROM link_reviews
+WHERE user_id_low = ANY ($1) AND user_id_high = ANY ($1)
+ORDER BY reviewed_at DESC, review_id DESC`, members)
+	if err != nil {
+		return fmt.Errorf("select ring reviews: %w", err)
+	}
+	reviews, err := pgx.CollectRows(rows, scanReview)
+	if err != nil {
+		return fmt.Errorf("select ring reviews: %w", err)
+	}
+	for _, r := range reviews {
+		if i, ok := index[[2]string{r.UserID, r.DuplicateUserID}]; ok {
+			r.Linked = true
+			pairs[i].Reviews = append(pairs[i].Reviews, r)
+		}
+	}
+	return nil
+}
+
+// DecideRing records one review with decision and note for every linked pair of the ring ringID,
+// in one transaction, and returns how many it recorded. Each is an ordinary review (insertReview):
+// append-only, and the ring index follows, so clearing the ring's pairs dissolves the ring.
+func (s *Store) DecideRing(ctx context.Context, ringID string, decision duplicate.Decision, note, reviewer string) (int, error) {
+	if !decision.Valid() {
+		return 0, duplicate.Invalid("decision", "decision must be one of %v", duplicate.Decisions)
+	}
+	var n int
+	err := inTx(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := lockRingIndex(ctx, tx); err != nil {
+			return err
+		}
+		ring, err := ringByID(ctx, tx, ringID, true)
+		if err != nil {
+			return err
+		}
+		if ring.Truncated {
+			return duplicate.Invalid("ringId", "the ring has more than %d accounts or %d links: decide its pairs one by one",
+				duplicate.MaxRingMembers, MaxRingLinks)
+		}
+		for _, l := range ring.Links {
+			r := duplicate.Review{UserID: l.UserIDLow, DuplicateUserID: l.UserIDHigh, Decision: decision, Note: note, ReviewedBy: reviewer}
+			if err := insertReview(ctx, tx, &r); err != nil {
+				return err
+			}
+		}
+		n = len(ring.Links)
+		return nil
+	})
+	return n, err
+}
+
+// Reviews returns a page of reviews, newest first, filtered as q says.
+func (s *Store) Reviews(ctx context.Context, q duplicate.ReviewQuery) ([]duplicate.Review, error) {
+	rows, err := s.pool.Query(ctx, `
+SELECT `+reviewColumns+`,
+    EXISTS (SELECT 1 FROM duplicate_links l WHERE l.user_id_low = r.user_id_low AND l.user_id_high = r.user_id_high)
+FROM link_reviews r
+WHERE ($1 = '' OR r.user_id_low = $1 OR r.user_id_high = $1)
+  AND ($2 = '' OR r.reviewed_by = $2)
+  AND r.reviewed_at >= $3
+  AND ($4 = 0 OR r.review_id < $4)
+ORDER BY r.review_id DESC
+LIMIT $5`, q.UserID, q.Reviewer, q.Since, q.Before, q.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("select reviews: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (duplicate.Review, error) {
+		var r duplicate.Review
+		var decision string
+		err := row.Scan(&r.ID, &r.UserID, &r.DuplicateUserID, &decision, &r.Note, &r.ReviewedBy, &r.ReviewedAt, &r.Linked)
+		r.Decision = duplicate.Decision(decision)
+		r.ReviewedAt = r.ReviewedAt.UTC()
+		if q.UserID != "" {
+			r = orient(r, q.UserID)
+		}
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("select reviews: %w", err)
+	}
+	return out, nil
+}
+
+// Overview counts the day's and month's activity as of now. A face search is billed for each check
+// whose outcome came from one, and again for each deliberate re-run; a re-run is counted on the day
+// of its latest run (replayed_at), so a check re-run twice in one day counts once there.
+func (s *Store) Overview(ctx context.Context, now time.Time) (duplicate.Overview, error) {
+	now = now.UTC()
+	day := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
+	month := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
+	o := duplicate.Overview{Now: now}
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, `
+SELECT
+    (SELECT count(*)::int FROM idv_checks WHERE checked_at >= $1),
+    (SELECT count(*)::int FROM duplicate_links WHERE first_seen_at >= $1),
+    (SELECT count(*)::int FROM open_alerts),
+    (SELECT count(*)::int FROM idv_checks WHERE outcome IN ('duplicates_found', 'no_duplicates') AND checked_at >= $1)
+      + (SELECT count(*)::int FROM idv_checks WHERE replayed_at >= $1),
+    (SELECT count(*)::int FROM idv_checks WHERE outcome IN ('duplicates_found', 'no_duplicates') AND checked_at >= $2)
+      + (SELECT count(*)::int FROM idv_checks WHERE replayed_at >= $2)`, day, month).Scan(
+			&o.ChecksToday, &o.LinksFoundToday, &o.OpenAlerts, &o.FaceSearchesToday, &o.FaceSearchesMonth)
+		if err != nil {
+			return fmt.Errorf("count activity: %w", err)
+		}
+		rows, err := tx.Query(ctx, `
+SELECT d.day, count(a.alert_id)::int
+FROM generate_series($1::timestamptz - interval '29 days', $1::timestamptz, interval '1 day') AS d(day)
+LEFT JOIN alerts a ON a.detected_at >= d.day AND a.detected_at < d.day + interval '1 day'
+GROUP BY d.day ORDER BY d.day`, day)
+		if err != nil {
+			return fmt.Errorf("count alerts per day: %w", err)
+		}
+		o.AlertsPerDay, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (duplicate.DayCount, error) {
+			var d duplicate.DayCount
+			err := row.Scan(&d.Day, &d.Count)
+			d.Day = d.Day.UTC()
+			return d, err
+		})
+		if err != nil {
+			return fmt.Errorf("count alerts per day: %w", err)
+		}
+		return nil
+	})
+	return o, err
+}
