@@ -274,21 +274,6 @@ func deleteTopics(ctx context.Context, brokers []string, names ...string) error 
 	return err
 }
 
-// topicMessages returns how many messages a topic holds (sum over partitions of end - start).
-func topicMessages(ctx context.Context, brokers []string, name string) (int64, error) {
-	client, closeIdle := kafkaClient(brokers)
-	defer closeIdle()
-	bounds, err := topic.Offsets(ctx, client, name)
-	if err != nil {
-		return 0, err
-	}
-	var n int64
-	for _, b := range bounds {
-		n += b.LastOffset - b.FirstOffset
-	}
-	return n, nil
-}
-
 // quietCores is the CPU use (in cores) of the whole machine below which it counts as quiet before a
 // scenario starts: the idle broker, database and simulators use less than this.
 const quietCores = 0.3

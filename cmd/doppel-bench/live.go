@@ -21,6 +21,7 @@ import (
 
 	"github.com/doppelhq/doppel/internal/childproc"
 	"github.com/doppelhq/doppel/internal/harness/runenv"
+	"github.com/doppelhq/doppel/internal/topic"
 )
 
 // sampleEvery is the period of the progress samples behind the time series.
@@ -467,7 +468,7 @@ func (lr *liveRun) finish(ctx context.Context) liveEnd {
 	e.active = lr.topActivity(8)
 	_, e.stopErr = lr.doppel.proc.Stop(40 * time.Second)
 	lr.alerts.stop()
-	if n, err := topicMessages(ctx, lr.b.brokers, lr.topics.dlq); err == nil {
+	if n, err := topic.Messages(ctx, lr.b.brokers, lr.topics.dlq); err == nil {
 		e.deadLetters = n
 	}
 	e.pg = lr.pgWork(ctx)

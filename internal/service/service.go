@@ -150,7 +150,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		DeadLetters: func(ctx context.Context) (int64, error) {
 			ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 			defer cancel()
-			return consumer.TopicMessages(ctx, cfg.KafkaBrokers, cfg.TopicDLQ)
+			return topic.Messages(ctx, cfg.KafkaBrokers, cfg.TopicDLQ)
 		},
 	})
 	if err != nil {

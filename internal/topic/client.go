@@ -2,6 +2,7 @@ package topic
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -129,4 +130,23 @@ func Offsets(ctx context.Context, client *kafka.Client, topic string) (map[int]k
 		return nil, err
 	}
 	return Bounds(ctx, client, topic, partitions)
+}
+
+// Messages returns how many messages topic holds now (each partition's end offset minus its start
+// offset, summed), for counts such as the dead letters waiting on the dead-letter topic.
+func Messages(ctx context.Context, brokers []string, topic string) (int64, error) {
+	if len(brokers) == 0 || topic == "" {
+		return 0, errors.New("topic size: brokers and topic are required")
+	}
+	client, closeIdle := NewClient(brokers, 10*time.Second)
+	defer closeIdle()
+	bounds, err := Offsets(ctx, client, topic)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, b := range bounds {
+		n += max(b.LastOffset-b.FirstOffset, 0)
+	}
+	return n, nil
 }
