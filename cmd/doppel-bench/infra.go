@@ -13,8 +13,8 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/doppelhq/doppel/internal/childproc"
 	"github.com/doppelhq/doppel/internal/harness/runenv"
+	"github.com/doppelhq/doppel/internal/pause"
 	"github.com/doppelhq/doppel/internal/topic"
 )
 
@@ -281,7 +281,7 @@ const quietCores = 0.3
 // busyCores measures the machine's CPU use over d, in cores.
 func busyCores(ctx context.Context, d time.Duration) float64 {
 	t0, b0 := time.Now(), machineBusyTicks()
-	if !childproc.Sleep(ctx, d) {
+	if !pause.For(ctx, d) {
 		return 0
 	}
 	return float64(machineBusyTicks()-b0) / clockTicks / time.Since(t0).Seconds()

@@ -21,6 +21,7 @@ import (
 
 	"github.com/doppelhq/doppel/internal/childproc"
 	"github.com/doppelhq/doppel/internal/harness/runenv"
+	"github.com/doppelhq/doppel/internal/pause"
 	"github.com/doppelhq/doppel/internal/topic"
 )
 
@@ -183,7 +184,7 @@ func startAlertCollector(ctx context.Context, brokers []string, topic string, pa
 					if ctx.Err() != nil {
 						return
 					}
-					if !childproc.Sleep(ctx, 100*time.Millisecond) {
+					if !pause.For(ctx, 100*time.Millisecond) {
 						return
 					}
 					continue
@@ -435,7 +436,7 @@ func (lr *liveRun) pgWork(ctx context.Context) *pgActivity {
 		}
 		lr.conn = conn
 	}
-	childproc.Sleep(ctx, 500*time.Millisecond)
+	pause.For(ctx, 500*time.Millisecond)
 	var a pgActivity
 	if err := lr.conn.QueryRow(ctx, `SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()`).Scan(&a.Transactions); err != nil {
 		return nil

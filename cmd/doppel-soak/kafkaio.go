@@ -8,7 +8,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/doppelhq/doppel/internal/childproc"
+	"github.com/doppelhq/doppel/internal/pause"
 	"github.com/doppelhq/doppel/internal/topic"
 )
 
@@ -151,7 +151,7 @@ func (p *producer) write(ctx context.Context, msgs []kafka.Message, maxWait time
 		if time.Now().After(deadline) {
 			return failedAttempts, fmt.Errorf("%d messages not acknowledged within %s: %w", len(pending), maxWait, werr)
 		}
-		if !childproc.Sleep(ctx, wait) {
+		if !pause.For(ctx, wait) {
 			return failedAttempts, ctx.Err()
 		}
 		wait = min(2*wait, 3*time.Second)

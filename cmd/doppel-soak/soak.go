@@ -23,6 +23,7 @@ import (
 	"github.com/doppelhq/doppel/internal/childproc"
 	"github.com/doppelhq/doppel/internal/consumer"
 	"github.com/doppelhq/doppel/internal/harness/runenv"
+	"github.com/doppelhq/doppel/internal/pause"
 )
 
 // soak is one run: its infrastructure names, its children and what it observed.
@@ -390,7 +391,7 @@ func (s *soak) produce(ctx context.Context) error {
 	next := 0
 	last := time.Now()
 	for next < len(seq) {
-		if !childproc.Sleep(ctx, tick) {
+		if !pause.For(ctx, tick) {
 			return ctx.Err()
 		}
 		now := time.Now()
@@ -478,7 +479,7 @@ func (s *soak) planFaults() []planned {
 // runFaults carries out the plan, one step after another.
 func (s *soak) runFaults(ctx context.Context, plan []planned) {
 	for _, a := range plan {
-		if wait := time.Until(s.prodStart.Add(a.at)); wait > 0 && !childproc.Sleep(ctx, wait) {
+		if wait := time.Until(s.prodStart.Add(a.at)); wait > 0 && !pause.For(ctx, wait) {
 			return
 		}
 		s.snapshot(ctx, "before "+a.name)
@@ -512,7 +513,7 @@ func (s *soak) killDoppel(ctx context.Context) (string, error) {
 		return "", err
 	}
 	down := time.Duration(500+s.rng.IntN(2500)) * time.Millisecond
-	childproc.Sleep(ctx, down)
+	pause.For(ctx, down)
 	if err := s.doppel.restart(); err != nil {
 		return "", fmt.Errorf("restart doppel: %w", err)
 	}
@@ -542,7 +543,7 @@ func (s *soak) infraRestart(ctx context.Context, what string, down time.Duration
 		return "", err
 	}
 	stopped := time.Now()
-	childproc.Sleep(ctx, down)
+	pause.For(ctx, down)
 	if err := s.infra(context.WithoutCancel(ctx), "start-"+what); err != nil {
 		return "", err
 	}
@@ -573,7 +574,7 @@ func (s *soak) busyBurstsLoop(ctx context.Context) {
 		if at.Add(s.opts.busyFor).After(s.prodStart.Add(s.opts.duration)) {
 			return
 		}
-		if !childproc.Sleep(ctx, time.Until(at)) {
+		if !pause.For(ctx, time.Until(at)) {
 			return
 		}
 		as429 := n%2 == 1
@@ -581,7 +582,7 @@ func (s *soak) busyBurstsLoop(ctx context.Context) {
 			s.logf("SERVICE_BUSY burst: %v", err)
 			continue
 		}
-		childproc.Sleep(ctx, s.opts.busyFor)
+		pause.For(ctx, s.opts.busyFor)
 		// Cleared even when ctx ended, so the settle phase never runs with a QPS limit.
 		if err := s.sim.setFaults(context.WithoutCancel(ctx), advancesim.FaultsPatch{QPS: ptr(0.0)}); err != nil {
 			s.logf("end of SERVICE_BUSY burst: %v", err)
@@ -595,7 +596,7 @@ func (s *soak) busyBurstsLoop(ctx context.Context) {
 // progressLoop prints where the run is every 15 s.
 func (s *soak) progressLoop(ctx context.Context) {
 	for n := 0; n < 100000; n++ {
-		if !childproc.Sleep(ctx, 15*time.Second) {
+		if !pause.For(ctx, 15*time.Second) {
 			return
 		}
 		s.logf("%s", s.progressLine(ctx))
@@ -619,7 +620,7 @@ func (s *soak) waitForOthers(ctx context.Context) error {
 			s.logf("waiting up to %s for other programs using this checkout's servers to finish: %s",
 				time.Until(deadline).Round(time.Second), strings.Join(others, "; "))
 		}
-		if !childproc.Sleep(ctx, 5*time.Second) {
+		if !pause.For(ctx, 5*time.Second) {
 			return ctx.Err()
 		}
 	}
@@ -723,7 +724,7 @@ func (s *soak) waitSettled(ctx context.Context) bool {
 				return false
 			}
 		}
-		if !childproc.Sleep(ctx, 2*time.Second) {
+		if !pause.For(ctx, 2*time.Second) {
 			return false
 		}
 	}

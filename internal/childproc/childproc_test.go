@@ -232,17 +232,6 @@ func TestFreeAddrIsListenable(t *testing.T) {
 	require.NoError(t, l.Close())
 }
 
-func TestSleep(t *testing.T) {
-	t.Parallel()
-	require.True(t, childproc.Sleep(context.Background(), time.Millisecond))
-
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	began := time.Now()
-	require.False(t, childproc.Sleep(ctx, time.Minute))
-	require.Less(t, time.Since(began), 10*time.Second)
-}
-
 func TestLoopback(t *testing.T) {
 	t.Parallel()
 	for hostport, want := range map[string]bool{

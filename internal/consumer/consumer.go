@@ -20,6 +20,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/doppelhq/doppel/internal/clip"
+	"github.com/doppelhq/doppel/internal/pause"
 )
 
 // Handler processes one message. It must be idempotent: a message may be delivered again after a
@@ -465,7 +466,7 @@ func (c *Consumer) process(ctx context.Context, msg kafka.Message) result {
 			}
 		}
 		c.cfg.Observer.Retried(d)
-		if !sleep(ctx, wait) {
+		if !pause.For(ctx, wait) {
 			return result{}
 		}
 	}
@@ -534,16 +535,5 @@ func (c *Consumer) commit(ctx context.Context, reader *kafka.Reader) {
 	}
 	for p, off := range ready {
 		c.tracker.markCommitted(p, off)
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/doppelhq/doppel/internal/pause"
 	"github.com/doppelhq/doppel/internal/topic"
 )
 
@@ -213,7 +214,7 @@ func (dw *deadLetterWriter) write(ctx context.Context, l letter, src kafka.Messa
 		err = firstWriteError(err)
 		if !refusedForItself(err) {
 			onBlocked(err)
-			if !sleep(ctx, wait) {
+			if !pause.For(ctx, wait) {
 				return interrupted
 			}
 			wait = min(2*wait, 5*time.Second)
