@@ -45,8 +45,9 @@ Known reasons: ` + strings.Join(deadletter.Reasons, ", ") + `.`,
 			if err != nil {
 				return err
 			}
+			// A dead-lettered started event goes back to the started topic.
 			opts := deadletter.Options{Brokers: cfg.KafkaBrokers, DLQTopic: cfg.TopicDLQ, TargetTopic: cfg.TopicEvents,
-				DryRun: dryRun, Reasons: reasons}
+				SourceRoutes: map[string]string{cfg.TopicStarted: cfg.TopicStarted}, DryRun: dryRun, Reasons: reasons}
 			if since != "" {
 				t, err := time.Parse(time.RFC3339, since)
 				if err != nil {

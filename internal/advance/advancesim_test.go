@@ -278,3 +278,27 @@ func BenchmarkClientFaceSearch(b *testing.B) {
 		}
 	})
 }
+
+func TestSimulatorEnroll(t *testing.T) {
+	t.Parallel()
+	b := setupSim(t, advancesim.Config{}, nil)
+	ids := b.seed(t,
+		advancesim.Session{UserID: "failed", Face: "f", OverallResult: advancesim.ResultFail},
+		advancesim.Session{UserID: "passed", Face: "g", OverallResult: advancesim.ResultPass},
+	)
+	ctx := context.Background()
+	res, err := b.client.Enroll(ctx, ids[0])
+	require.NoError(t, err)
+	require.Equal(t, ids[0], res.SignatureID)
+	require.NotEmpty(t, res.TransactionID)
+
+	_, err = b.client.Enroll(ctx, ids[1])
+	e := asError(t, err)
+	require.Equal(t, advance.CodeParameterError, e.Code)
+	require.True(t, e.Permanent(), "enrolling a PASS verification is the caller's mistake, never retried")
+	require.Equal(t, advance.EndpointEnroll, e.Op)
+
+	_, err = b.client.Enroll(ctx, "")
+	require.True(t, asError(t, err).Permanent())
+	require.Equal(t, map[string]int64{ids[0]: 1}, b.sim.Stats().EnrollBySignature)
+}

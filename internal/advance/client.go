@@ -1,5 +1,5 @@
 // Package advance is a client for ADVANCE.AI's identity verification (IDVS H5) APIs: token
-// authentication, get-result and face search. It knows nothing about the service that uses it,
+// authentication, get-result, face search and face-search enrolment. It knows nothing about the service that uses it,
 // the way a third-party SDK would not, and classifies every failure as transient, rate-limited,
 // permanent or account-level so that callers can decide between retry, dead letter and alert.
 package advance
@@ -23,6 +23,7 @@ const (
 	pathGenerateToken = "/openapi/auth/ticket/v1/generate-token"
 	pathFaceSearch    = "/intl/openapi/identity-risk/idvs-h5/ekyc/v1/face-search"
 	pathGetResult     = "/intl/openapi/identity-risk/idvs-h5/ekyc/v1/get-result"
+	pathEnroll        = "/intl/openapi/identity-risk/idvs-h5/ekyc/v1/face-search-enroll"
 )
 
 // Defaults and limits for Config.
@@ -215,6 +216,38 @@ func (c *Client) GetResult(ctx context.Context, signatureID string) (*Result, er
 		var e *Error
 		res, e = decodeResult(status, h, b, signatureID, c.cfg.Now())
 		return e
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// EnrollResult is the answer of face-search-enroll.
+type EnrollResult struct {
+	// SignatureID is the verification enrolled.
+	SignatureID string
+	// TransactionID is the vendor's request id.
+	TransactionID string
+}
+
+// Enroll adds the face of a FAIL verification to the searchable set, so that later face searches
+// can return its user. The vendor refuses a PASS or unknown signatureId with PARAMETER_ERROR.
+func (c *Client) Enroll(ctx context.Context, signatureID string) (*EnrollResult, error) {
+	if signatureID == "" {
+		return nil, emptySignatureID(EndpointEnroll)
+	}
+	body, _ := json.Marshal(struct {
+		SignatureID string `json:"signatureId"`
+	}{signatureID})
+	var res *EnrollResult
+	err := c.authorized(ctx, EndpointEnroll, pathEnroll, body, func(status int, h http.Header, b []byte) *Error {
+		env, e := decodeEnvelope(EndpointEnroll, status, h, b, c.cfg.Now())
+		if e != nil {
+			return e
+		}
+		res = &EnrollResult{SignatureID: signatureID, TransactionID: env.TransactionID}
+		return nil
 	})
 	if err != nil {
 		return nil, err

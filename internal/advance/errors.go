@@ -44,6 +44,7 @@ const (
 	EndpointGenerateToken = "generate-token"
 	EndpointFaceSearch    = "face-search"
 	EndpointGetResult     = "get-result"
+	EndpointEnroll        = "face-search-enroll"
 )
 
 // maxRetryAfter caps a Retry-After hint so that a bad header cannot park a worker for hours.

@@ -34,6 +34,7 @@ const (
 	msgEmptyParameter = "Parameter should not be empty"
 	msgServerError    = "Server error"
 	msgNotPass        = "Transaction is not pass"
+	msgNotFail        = "Transaction is not fail"
 	msgTimestampError = "Timestamp error"
 	msgSignatureError = "Signature error"
 	msgAccountDisable = "Account Disabled"
@@ -73,11 +74,12 @@ const (
 	epGenerateToken endpoint = iota
 	epFaceSearch
 	epGetResult
+	epEnroll
 	endpointCount
 )
 
 // endpointNames are the keys of Stats.Calls.
-var endpointNames = [endpointCount]string{"generate-token", "face-search", "get-result"}
+var endpointNames = [endpointCount]string{"generate-token", "face-search", "get-result", "face-search-enroll"}
 
 // Header values shared by every answer: assigning a shared slice avoids an allocation per call,
 // and nothing downstream modifies it.
@@ -342,6 +344,47 @@ func (s *Sim) handleFaceSearch(w http.ResponseWriter, r *http.Request) {
 	s.mu.RUnlock()
 	data = append(data, "]}"...)
 	sess.billed.Add(1)
+	*bp = data
+	s.reply(w, http.StatusOK, codeSuccess, msgOK, data)
+}
+
+// handleEnroll implements POST .../idvs-h5/ekyc/v1/face-search-enroll: the face of a FAIL session
+// joins the face database from this moment, so face searches of sessions that complete later can
+// return its user. Anything but a completed FAIL session with a face is a PARAMETER_ERROR. Enrolling
+// one session again answers SUCCESS and changes nothing; every SUCCESS is counted, since the vendor
+// may bill each.
+func (s *Sim) handleEnroll(w http.ResponseWriter, r *http.Request) {
+	var req signatureRequest
+	if !s.begin(w, r, epEnroll, &req) {
+		return
+	}
+	s.mu.Lock()
+	sess := s.sessions[req.SignatureID]
+	switch {
+	case sess == nil:
+		s.mu.Unlock()
+		s.reply(w, http.StatusOK, codeParameterError, msgParameterError, nil)
+		return
+	case sess.result != ResultFail:
+		s.mu.Unlock()
+		s.reply(w, http.StatusOK, codeParameterError, msgNotFail, nil)
+		return
+	case sess.face == "":
+		s.mu.Unlock()
+		s.reply(w, http.StatusOK, codeParameterError, msgParameterError, nil)
+		return
+	}
+	if sess.enrolled.Load() == 0 {
+		s.completions++
+		s.faceGroupLocked(sess.face).add(sess.userID, s.completions)
+	}
+	sess.enrolled.Add(1)
+	s.mu.Unlock()
+	bp := s.bufs.Get().(*[]byte)
+	defer s.bufs.Put(bp)
+	data := append((*bp)[:0], `{"signatureId":`...)
+	data = appendString(data, sess.signatureID)
+	data = append(data, '}')
 	*bp = data
 	s.reply(w, http.StatusOK, codeSuccess, msgOK, data)
 }

@@ -21,6 +21,8 @@ type Stats struct {
 	FaceSearchBySignature map[string]int64 `json:"faceSearchBySignature"`
 	// Answers counts answers by code across endpoints; a 503 fault counts as "HTTP_503".
 	Answers map[string]int64 `json:"answers"`
+	// EnrollBySignature counts face-search-enroll calls answered SUCCESS per signatureId.
+	EnrollBySignature map[string]int64 `json:"enrollBySignature"`
 }
 
 // count adds one answer with this code.
@@ -39,6 +41,7 @@ func (s *Sim) Stats() Stats {
 		Calls:                 make(map[string]int64, endpointCount),
 		FaceSearchBySignature: make(map[string]int64),
 		Answers:               make(map[string]int64),
+		EnrollBySignature:     make(map[string]int64),
 	}
 	for i, name := range endpointNames {
 		st.Calls[name] = s.calls[i].Load()
@@ -53,6 +56,9 @@ func (s *Sim) Stats() Stats {
 	for sig, sess := range s.sessions {
 		if n := sess.billed.Load(); n > 0 {
 			st.FaceSearchBySignature[sig] = n
+		}
+		if n := sess.enrolled.Load(); n > 0 {
+			st.EnrollBySignature[sig] = n
 		}
 	}
 	s.mu.RUnlock()
@@ -71,6 +77,7 @@ func (s *Sim) ResetStats() {
 	s.mu.RLock()
 	for _, sess := range s.sessions {
 		sess.billed.Store(0)
+		sess.enrolled.Store(0)
 	}
 	s.mu.RUnlock()
 }

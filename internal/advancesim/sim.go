@@ -107,6 +107,7 @@ type session struct {
 	// completed is the session's place in the order of completions; 0 while it is INCOMPLETE.
 	completed uint64
 	billed    atomic.Int64 // face searches answered SUCCESS: what the vendor would bill
+	enrolled  atomic.Int64 // face-search-enroll calls answered SUCCESS
 }
 
 // faceGroup holds the distinct users of the completed PASS sessions sharing a face, in the order
@@ -185,7 +186,8 @@ func (s *Sim) Handler() http.Handler { return s.handler }
 type Session struct {
 	// UserID is the customer's id of the user (inputParameters.userId).
 	UserID string `json:"userId"`
-	// Face identifies the face: sessions with equal Face are similar faces.
+	// Face identifies the face: sessions with equal Face are similar faces. A FAIL session needs
+	// one to be enrolled (face-search-enroll).
 	Face string `json:"face"`
 	// OverallResult is PASS, FAIL or INCOMPLETE (not completed yet).
 	OverallResult string `json:"overallResult"`
@@ -301,12 +303,17 @@ func (s *Sim) completeLocked(sess *session, result string) {
 	if result != ResultPass {
 		return
 	}
-	g := s.faces[sess.face]
+	s.faceGroupLocked(sess.face).add(sess.userID, sess.completed)
+}
+
+// faceGroupLocked returns the group of face, made on first use; s.mu is held.
+func (s *Sim) faceGroupLocked(face string) *faceGroup {
+	g := s.faces[face]
 	if g == nil {
 		g = &faceGroup{known: make(map[string]struct{})}
-		s.faces[sess.face] = g
+		s.faces[face] = g
 	}
-	g.add(sess.userID, sess.completed)
+	return g
 }
 
 // idSource makes unique 16-hex-character ids: a counter through a bijective mixer, so no two

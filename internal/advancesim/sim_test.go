@@ -678,17 +678,19 @@ func TestStats(t *testing.T) {
 	raw, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	require.JSONEq(t, `{
-		"calls": {"generate-token": 1, "face-search": 4, "get-result": 2},
+		"calls": {"generate-token": 1, "face-search": 4, "get-result": 2, "face-search-enroll": 0},
 		"faceSearchBySignature": {"`+ids[0]+`": 2, "`+ids[1]+`": 1},
-		"answers": {"SUCCESS": 5, "PARAMETER_ERROR": 1, "IAM_FAILED": 1}
+		"answers": {"SUCCESS": 5, "PARAMETER_ERROR": 1, "IAM_FAILED": 1},
+		"enrollBySignature": {}
 	}`, string(raw))
 
 	a := b.post(t, "/sim/reset-stats", "", "")
 	require.Equal(t, http.StatusNoContent, a.status)
 	require.Equal(t, Stats{
-		Calls:                 map[string]int64{"generate-token": 0, "face-search": 0, "get-result": 0},
+		Calls:                 map[string]int64{"generate-token": 0, "face-search": 0, "get-result": 0, "face-search-enroll": 0},
 		FaceSearchBySignature: map[string]int64{},
 		Answers:               map[string]int64{},
+		EnrollBySignature:     map[string]int64{},
 	}, b.sim.Stats())
 }
 
@@ -895,4 +897,54 @@ func BenchmarkFaceSearch(b *testing.B) {
 			i++
 		}
 	})
+}
+
+func TestEnrollMakesAFailedSessionSearchable(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	ids := b.seed(t,
+		Session{UserID: "fraudster", Face: "deepfake", OverallResult: ResultFail},
+		Session{UserID: "alice", Face: "alice", OverallResult: ResultPass},
+		Session{UserID: "pending", Face: "deepfake", OverallResult: ResultIncomplete},
+		Session{UserID: "faceless", OverallResult: ResultFail},
+		Session{UserID: "before", Face: "deepfake", OverallResult: ResultIncomplete},
+		Session{UserID: "later", Face: "deepfake", OverallResult: ResultIncomplete},
+	)
+	failed, pass, incomplete, faceless, before, later := ids[0], ids[1], ids[2], ids[3], ids[4], ids[5]
+	tok := b.token(t)
+	const pathEnroll = "/intl/openapi/identity-risk/idvs-h5/ekyc/v1/face-search-enroll"
+	search := func(sig string) []string {
+		t.Helper()
+		a := b.post(t, pathFace, tok, sigBody(sig))
+		require.Equal(t, "SUCCESS", a.env.Code, string(a.raw))
+		var d struct {
+			IDs []string `json:"simliarFaceUserIds"`
+		}
+		require.NoError(t, json.Unmarshal(a.env.Data, &d))
+		return d.IDs
+	}
+
+	// A PASS, an unknown, an unfinished or a faceless session cannot be enrolled.
+	for _, sig := range []string{pass, "no-such-signature", incomplete, faceless} {
+		a := b.post(t, pathEnroll, tok, sigBody(sig))
+		require.Equal(t, "PARAMETER_ERROR", a.env.Code, sig)
+	}
+
+	// Without enrolment a failed face is invisible to face search.
+	require.NoError(t, b.sim.Complete(before, ResultPass))
+	require.Empty(t, search(before))
+
+	a := b.post(t, pathEnroll, tok, sigBody(failed))
+	require.Equal(t, "SUCCESS", a.env.Code, string(a.raw))
+	require.JSONEq(t, `{"signatureId":"`+failed+`"}`, string(a.env.Data))
+	require.Equal(t, "SUCCESS", b.post(t, pathEnroll, tok, sigBody(failed)).env.Code, "enrolling again changes nothing")
+
+	// Enrolment is a moment in the face database: sessions completed after it find the face.
+	require.NoError(t, b.sim.Complete(later, ResultPass))
+	require.Equal(t, []string{"before", "fraudster"}, search(later), "in the order they entered the face database")
+	require.Empty(t, search(before), "a search made before the enrolment does not change")
+
+	st := b.sim.Stats()
+	require.Equal(t, map[string]int64{failed: 2}, st.EnrollBySignature)
+	require.EqualValues(t, 6, st.Calls["face-search-enroll"])
 }

@@ -21,13 +21,16 @@ type Config struct {
 	DatabaseMaxConns int    `yaml:"database_max_conns" env:"DOPPEL_DATABASE_MAX_CONNS"`
 	MigrateOnStart   bool   `yaml:"migrate_on_start" env:"DOPPEL_MIGRATE_ON_START"`
 
-	KafkaBrokers    []string `yaml:"kafka_brokers" env:"DOPPEL_KAFKA_BROKERS"`
-	KafkaGroupID    string   `yaml:"kafka_group_id" env:"DOPPEL_KAFKA_GROUP_ID"`
-	TopicEvents     string   `yaml:"topic_events" env:"DOPPEL_TOPIC_EVENTS"`
-	TopicAlerts     string   `yaml:"topic_alerts" env:"DOPPEL_TOPIC_ALERTS"`
-	TopicDLQ        string   `yaml:"topic_dlq" env:"DOPPEL_TOPIC_DLQ"`
-	TopicPartitions int      `yaml:"topic_partitions" env:"DOPPEL_TOPIC_PARTITIONS"`
-	CreateTopics    bool     `yaml:"create_topics" env:"DOPPEL_CREATE_TOPICS"`
+	KafkaBrokers []string `yaml:"kafka_brokers" env:"DOPPEL_KAFKA_BROKERS"`
+	KafkaGroupID string   `yaml:"kafka_group_id" env:"DOPPEL_KAFKA_GROUP_ID"`
+	TopicEvents  string   `yaml:"topic_events" env:"DOPPEL_TOPIC_EVENTS"`
+	TopicAlerts  string   `yaml:"topic_alerts" env:"DOPPEL_TOPIC_ALERTS"`
+	TopicDLQ     string   `yaml:"topic_dlq" env:"DOPPEL_TOPIC_DLQ"`
+	// TopicStarted carries one event per verification started (generate-url answered), so that a
+	// verification whose completion callback never comes is found by polling.
+	TopicStarted    string `yaml:"topic_started" env:"DOPPEL_TOPIC_STARTED"`
+	TopicPartitions int    `yaml:"topic_partitions" env:"DOPPEL_TOPIC_PARTITIONS"`
+	CreateTopics    bool   `yaml:"create_topics" env:"DOPPEL_CREATE_TOPICS"`
 
 	AdvanceBaseURL   string        `yaml:"advance_base_url" env:"DOPPEL_ADVANCE_BASE_URL"`
 	AdvanceAccessKey string        `yaml:"advance_access_key" env:"DOPPEL_ADVANCE_ACCESS_KEY" secret:"true"`
@@ -81,6 +84,47 @@ type Config struct {
 	AuthFailuresPerMinute int `yaml:"auth_failures_per_minute" env:"DOPPEL_AUTH_FAILURES_PER_MINUTE"`
 	// ConsoleSessionTTL is how long a review-console sign-in lasts.
 	ConsoleSessionTTL time.Duration `yaml:"console_session_ttl" env:"DOPPEL_CONSOLE_SESSION_TTL"`
+
+	// ReconcileAfter is how long after startedAt (or after the started event was read) a
+	// verification with no completion is first polled with get-result.
+	ReconcileAfter time.Duration `yaml:"reconcile_after" env:"DOPPEL_RECONCILE_AFTER"`
+	// ReconcileInterval is the least time between two polls of one signatureId (the vendor asks
+	// for no more than one every 10 minutes).
+	ReconcileInterval time.Duration `yaml:"reconcile_interval" env:"DOPPEL_RECONCILE_INTERVAL"`
+	// ReconcileGiveUp is how long after it started a verification is polled before it is
+	// recorded as expired.
+	ReconcileGiveUp time.Duration `yaml:"reconcile_give_up" env:"DOPPEL_RECONCILE_GIVE_UP"`
+	// ReconcileQPS is the share of DOPPEL_ADVANCE_QPS spent on polling; 0 takes 10% of it. The
+	// main path keeps the rest, so polling never starves it.
+	ReconcileQPS float64 `yaml:"reconcile_qps" env:"DOPPEL_RECONCILE_QPS"`
+	// ReconcileAlertRatio is the share of verifications recovered by polling in the last hour above
+	// which a callbacks_missing alert is published.
+	ReconcileAlertRatio float64 `yaml:"reconcile_alert_ratio" env:"DOPPEL_RECONCILE_ALERT_RATIO"`
+	// EnrollFailed enrols every verification whose final verdict is FAIL in the vendor's face
+	// search (face-search-enroll), so a later attempt with the same face finds it. Off by default:
+	// enrolment may be billed.
+	EnrollFailed bool `yaml:"enroll_failed" env:"DOPPEL_ENROLL_FAILED"`
+}
+
+// reconcileDefaultShare is the share of the vendor rate polling takes when DOPPEL_RECONCILE_QPS is 0.
+const reconcileDefaultShare = 0.10
+
+// PollQPS returns the vendor calls per second polling may spend (0: no client-side limit, when
+// DOPPEL_ADVANCE_QPS sets none either).
+func (c Config) PollQPS() float64 {
+	if c.ReconcileQPS > 0 {
+		return c.ReconcileQPS
+	}
+	return c.AdvanceQPS * reconcileDefaultShare
+}
+
+// MainQPS returns the vendor calls per second left to the main path once polling has its share
+// (0: no client-side limit).
+func (c Config) MainQPS() float64 {
+	if c.AdvanceQPS <= 0 {
+		return 0
+	}
+	return max(c.AdvanceQPS-c.PollQPS(), 0)
 }
 
 // Default returns the configuration used where nothing is set. Connection settings and vendor keys
@@ -93,6 +137,7 @@ func Default() Config {
 		TopicEvents:           "idv.completed",
 		TopicAlerts:           "doppel.alerts",
 		TopicDLQ:              "idv.completed.dlq",
+		TopicStarted:          "idv.started",
 		TopicPartitions:       6,
 		CreateTopics:          true,
 		AdvanceTimeout:        10 * time.Second,
@@ -121,6 +166,10 @@ func Default() Config {
 		LogLevel:              "info",
 		LogFormat:             "json",
 		ShutdownTimeout:       20 * time.Second,
+		ReconcileAfter:        15 * time.Minute,
+		ReconcileInterval:     10 * time.Minute,
+		ReconcileGiveUp:       168 * time.Hour,
+		ReconcileAlertRatio:   0.05,
 	}
 }
 
@@ -146,13 +195,17 @@ func (c Config) Validate() error {
 		}
 	}
 	for name, topic := range map[string]string{"DOPPEL_KAFKA_GROUP_ID": c.KafkaGroupID,
-		"DOPPEL_TOPIC_EVENTS": c.TopicEvents, "DOPPEL_TOPIC_ALERTS": c.TopicAlerts, "DOPPEL_TOPIC_DLQ": c.TopicDLQ} {
+		"DOPPEL_TOPIC_EVENTS": c.TopicEvents, "DOPPEL_TOPIC_ALERTS": c.TopicAlerts, "DOPPEL_TOPIC_DLQ": c.TopicDLQ,
+		"DOPPEL_TOPIC_STARTED": c.TopicStarted} {
 		if topic == "" {
 			bad("%s must not be empty", name)
 		}
 	}
 	if c.TopicEvents != "" && (c.TopicEvents == c.TopicAlerts || c.TopicEvents == c.TopicDLQ || c.TopicAlerts == c.TopicDLQ) {
 		bad("DOPPEL_TOPIC_EVENTS, DOPPEL_TOPIC_ALERTS and DOPPEL_TOPIC_DLQ must be three different topics")
+	}
+	if c.TopicStarted != "" && (c.TopicStarted == c.TopicEvents || c.TopicStarted == c.TopicAlerts || c.TopicStarted == c.TopicDLQ) {
+		bad("DOPPEL_TOPIC_STARTED must differ from DOPPEL_TOPIC_EVENTS, DOPPEL_TOPIC_ALERTS and DOPPEL_TOPIC_DLQ")
 	}
 	if c.TopicPartitions < 1 {
 		bad("DOPPEL_TOPIC_PARTITIONS must be at least 1, got %d", c.TopicPartitions)
@@ -242,6 +295,7 @@ func (c Config) Validate() error {
 	if c.RingHighSeveritySize != 0 && c.RingHighSeveritySize < 2 {
 		bad("DOPPEL_RING_HIGH_SEVERITY_SIZE must be 0 (never high) or at least 2 accounts, got %d", c.RingHighSeveritySize)
 	}
+	c.validateReconcile(bad)
 	if c.ConsoleSessionTTL <= 0 {
 		bad("DOPPEL_CONSOLE_SESSION_TTL must be positive, e.g. 8h")
 	}
@@ -257,4 +311,27 @@ func (c Config) Validate() error {
 		bad("DOPPEL_SHUTDOWN_TIMEOUT must be positive, e.g. 20s")
 	}
 	return errors.Join(errs...)
+}
+
+// validateReconcile checks the polling settings. Short values are allowed (tests use seconds).
+func (c Config) validateReconcile(bad func(string, ...any)) {
+	if c.ReconcileAfter <= 0 {
+		bad("DOPPEL_RECONCILE_AFTER must be positive, e.g. 15m")
+	}
+	if c.ReconcileInterval <= 0 {
+		bad("DOPPEL_RECONCILE_INTERVAL must be positive, e.g. 10m (the vendor asks for no more than one poll per 10 minutes)")
+	}
+	if c.ReconcileGiveUp <= c.ReconcileAfter {
+		bad("DOPPEL_RECONCILE_GIVE_UP must be longer than DOPPEL_RECONCILE_AFTER, e.g. 168h")
+	}
+	if c.ReconcileQPS < 0 {
+		bad("DOPPEL_RECONCILE_QPS must be 0 (10%% of DOPPEL_ADVANCE_QPS) or positive, got %g", c.ReconcileQPS)
+	}
+	if c.AdvanceQPS > 0 && c.ReconcileQPS >= c.AdvanceQPS {
+		bad("DOPPEL_RECONCILE_QPS (%g) must be below DOPPEL_ADVANCE_QPS (%g): polling takes its share of the vendor rate and the main path keeps the rest",
+			c.ReconcileQPS, c.AdvanceQPS)
+	}
+	if c.ReconcileAlertRatio <= 0 || c.ReconcileAlertRatio > 1 {
+		bad("DOPPEL_RECONCILE_ALERT_RATIO must be above 0 and at most 1, e.g. 0.05, got %g", c.ReconcileAlertRatio)
+	}
 }

@@ -159,6 +159,32 @@ func TestEverySettingIsInTheExampleFile(t *testing.T) {
 	}
 }
 
+func TestReconcileSettings(t *testing.T) {
+	t.Parallel()
+	cfg := config.Default()
+	require.Equal(t, "idv.started", cfg.TopicStarted)
+	require.Equal(t, 15*time.Minute, cfg.ReconcileAfter)
+	require.Equal(t, 10*time.Minute, cfg.ReconcileInterval)
+	require.Equal(t, 168*time.Hour, cfg.ReconcileGiveUp)
+	require.False(t, cfg.EnrollFailed)
+	// Polling takes 10% of the vendor rate by default and the main path keeps the rest.
+	require.InDelta(t, 5.0, cfg.PollQPS(), 1e-9)
+	require.InDelta(t, 45.0, cfg.MainQPS(), 1e-9)
+	cfg.ReconcileQPS = 2
+	require.InDelta(t, 48.0, cfg.MainQPS(), 1e-9)
+
+	_, err := config.Load("", env(map[string]string{
+		"DOPPEL_DATABASE_URL": "postgres://u@h:5432/d", "DOPPEL_KAFKA_BROKERS": "h:9092",
+		"DOPPEL_ADVANCE_BASE_URL": "http://sim:8090", "DOPPEL_ADVANCE_ACCESS_KEY": "a", "DOPPEL_ADVANCE_SECRET_KEY": "s",
+		"DOPPEL_RECONCILE_AFTER": "2s", "DOPPEL_RECONCILE_INTERVAL": "1s", "DOPPEL_RECONCILE_GIVE_UP": "1s",
+		"DOPPEL_RECONCILE_QPS": "60", "DOPPEL_RECONCILE_ALERT_RATIO": "0", "DOPPEL_TOPIC_STARTED": "idv.completed",
+	}))
+	require.Error(t, err)
+	for _, want := range []string{"DOPPEL_RECONCILE_GIVE_UP", "DOPPEL_RECONCILE_QPS", "DOPPEL_RECONCILE_ALERT_RATIO", "DOPPEL_TOPIC_STARTED"} {
+		require.ErrorContains(t, err, want)
+	}
+}
+
 func TestDescribeMasksAPasswordGivenAsAQueryParameter(t *testing.T) {
 	t.Parallel()
 	vals := map[string]string{}

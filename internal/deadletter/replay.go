@@ -26,6 +26,9 @@ type Options struct {
 	Brokers     []string
 	DLQTopic    string
 	TargetTopic string
+	// SourceRoutes sends letters that came from one of its keys (doppel-dlq-source-topic) back to
+	// the value instead of TargetTopic: a dead-lettered started event goes back to the started topic.
+	SourceRoutes map[string]string
 	// Reasons keeps only letters with one of these reasons; empty keeps all.
 	Reasons []string
 	// Since keeps only letters dead-lettered at or after this time; zero keeps all.
@@ -74,7 +77,8 @@ func Replay(ctx context.Context, opts Options) (Report, error) {
 	if err != nil {
 		return rep, fmt.Errorf("dead-letter topic: %w", err)
 	}
-	writer := topic.NewWriter(opts.Brokers, opts.TargetTopic, topic.WriterConfig{BatchTimeout: 5 * time.Millisecond})
+	// No writer-wide topic: each letter names its own (see SourceRoutes).
+	writer := topic.NewWriter(opts.Brokers, "", topic.WriterConfig{BatchTimeout: 5 * time.Millisecond})
 	defer writer.Close()
 
 	for partition, b := range bounds {
@@ -102,7 +106,7 @@ func replayPartition(ctx context.Context, opts Options, w *kafka.Writer, partiti
 			return nil
 		}
 		if err := w.WriteMessages(ctx, batch...); err != nil {
-			return fmt.Errorf("republish to %s: %w", opts.TargetTopic, err)
+			return fmt.Errorf("republish dead letters: %w", err)
 		}
 		rep.Republished += len(batch)
 		batch = batch[:0]
@@ -124,7 +128,7 @@ func replayPartition(ctx context.Context, opts Options, w *kafka.Writer, partiti
 			if header(m, consumer.HeaderTruncated) != "" {
 				rep.Truncated++
 			} else {
-				batch = append(batch, republished(m))
+				batch = append(batch, republished(m, opts.target(m)))
 			}
 			if len(batch) >= 500 {
 				if err := flush(); err != nil {
@@ -161,7 +165,15 @@ func selected(m kafka.Message, opts Options) (string, bool) {
 	return reason, true
 }
 
-func republished(m kafka.Message) kafka.Message {
+// target returns the topic a letter is republished to.
+func (o Options) target(m kafka.Message) string {
+	if t, ok := o.SourceRoutes[header(m, consumer.HeaderSourceTopic)]; ok && t != "" {
+		return t
+	}
+	return o.TargetTopic
+}
+
+func republished(m kafka.Message, topic string) kafka.Message {
 	headers := make([]kafka.Header, 0, len(m.Headers)+1)
 	for _, h := range m.Headers {
 		if !strings.HasPrefix(h.Key, "doppel-dlq-") && h.Key != HeaderReplayedFrom {
@@ -170,5 +182,5 @@ func republished(m kafka.Message) kafka.Message {
 	}
 	headers = append(headers, kafka.Header{Key: HeaderReplayedFrom,
 		Value: []byte(m.Topic + "/" + strconv.Itoa(m.Partition) + "/" + strconv.FormatInt(m.Offset, 10))})
-	return kafka.Message{Key: m.Key, Value: m.Value, Headers: headers}
+	return kafka.Message{Topic: topic, Key: m.Key, Value: m.Value, Headers: headers}
 }

@@ -93,3 +93,27 @@ func TestReplayOfAnEmptyDeadLetterTopicEndsAtOnce(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, rep.Scanned)
 }
+
+func TestReplaySendsAStartedEventBackToTheStartedTopic(t *testing.T) {
+	t.Parallel()
+	topics := testinfra.Topics(t, 1, "dlq", "events", "started")
+	dlq, events, started := topics[0], topics[1], topics[2]
+	fromStarted := letter("s9", `{"signatureId":"s9"}`, "invalid_field")
+	fromStarted.Headers = append(fromStarted.Headers, kafka.Header{Key: consumer.HeaderSourceTopic, Value: []byte(started)})
+	fromEvents := letter("s8", `{"signatureId":"s8","type":"COMPLETED"}`, "invalid_field")
+	fromEvents.Headers = append(fromEvents.Headers, kafka.Header{Key: consumer.HeaderSourceTopic, Value: []byte(events)})
+	testinfra.Produce(t, dlq, fromStarted, fromEvents)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	rep, err := deadletter.Replay(ctx, deadletter.Options{Brokers: testinfra.Brokers(t), DLQTopic: dlq,
+		TargetTopic: events, SourceRoutes: map[string]string{started: started}})
+	require.NoError(t, err)
+	require.Equal(t, 2, rep.Republished)
+	got := testinfra.ReadAll(t, started, 1, 20*time.Second)
+	require.Len(t, got, 1)
+	require.Equal(t, "s9", string(got[0].Key))
+	got = testinfra.ReadAll(t, events, 1, 20*time.Second)
+	require.Len(t, got, 1)
+	require.Equal(t, "s8", string(got[0].Key))
+}

@@ -33,6 +33,9 @@ type Alert struct {
 	RingSize int    `json:"ringSize"`
 	// Severity is SeverityHigh when the ring reached the configured size, else SeverityNormal.
 	Severity string `json:"severity"`
+	// MatchedFailedUserIDs are the matched accounts known only by a failed verification that was
+	// enrolled in face search: the face failed liveness or the document check there.
+	MatchedFailedUserIDs []string `json:"matchedFailedUserIds,omitempty"`
 }
 
 // Alert severities.
@@ -66,20 +69,21 @@ func NewAlert(alertID string, check Check, alertable []string, ring Ring, policy
 		return nil
 	}
 	return &Alert{
-		AlertID:             alertID,
-		Type:                AlertType,
-		Version:             AlertVersion,
-		SignatureID:         check.SignatureID,
-		UserID:              check.UserID,
-		MatchedUserIDs:      Listed(check.MatchedUserIDs),
-		NewMatchedUserIDs:   Listed(alertable),
-		MatchedCount:        len(check.MatchedUserIDs),
-		NewMatchedCount:     len(alertable),
-		VendorTransactionID: check.VendorTransactionID,
-		DetectedAt:          check.CheckedAt.UTC(),
-		RingID:              ring.ID,
-		RingSize:            ring.Size,
-		Severity:            SeverityOf(ring.Size, policy.HighSeverityRingSize),
+		AlertID:              alertID,
+		Type:                 AlertType,
+		Version:              AlertVersion,
+		SignatureID:          check.SignatureID,
+		UserID:               check.UserID,
+		MatchedUserIDs:       Listed(check.MatchedUserIDs),
+		NewMatchedUserIDs:    Listed(alertable),
+		MatchedCount:         len(check.MatchedUserIDs),
+		NewMatchedCount:      len(alertable),
+		VendorTransactionID:  check.VendorTransactionID,
+		DetectedAt:           check.CheckedAt.UTC(),
+		RingID:               ring.ID,
+		RingSize:             ring.Size,
+		Severity:             SeverityOf(ring.Size, policy.HighSeverityRingSize),
+		MatchedFailedUserIDs: Listed(check.MatchedFailedUserIDs),
 	}
 }
 

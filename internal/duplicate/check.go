@@ -58,19 +58,33 @@ type Check struct {
 	// SimilarUserIDs are the userIds exactly as face search returned them.
 	SimilarUserIDs []string
 	// MatchedUserIDs are the distinct userIds other than UserID: the accounts to link.
-	MatchedUserIDs      []string
-	VendorTransactionID string
-	FailureReason       string
-	EventID             string
-	OccurredAt          *time.Time
-	Source              Source
+	MatchedUserIDs []string
+	// MatchedFailedUserIDs are those of MatchedUserIDs known only by a failed verification enrolled
+	// in face search (see FailedAttempts): their links reach a failed attempt.
+	MatchedFailedUserIDs []string
+	VendorTransactionID  string
+	FailureReason        string
+	EventID              string
+	OccurredAt           *time.Time
+	Source               Source
 	// CheckedAt is when the outcome was first stored.
 	CheckedAt time.Time
 	// ReplayCount counts deliberate re-runs of the face search (see Replayer); ReplayedAt is the
 	// latest one's time, nil when never re-run.
 	ReplayCount int
 	ReplayedAt  *time.Time
+	// FoundBy is FoundByEvent, or FoundByPolling when reconciliation found the verification after
+	// its callback was lost (set once it is settled). EnrolledAt is when a failed verification was
+	// enrolled in face search, nil if never.
+	FoundBy    string
+	EnrolledAt *time.Time
 }
+
+// How a check came to Doppel (Check.FoundBy).
+const (
+	FoundByEvent   = "event"
+	FoundByPolling = "polling"
+)
 
 // MatchedUsers turns a face-search answer into the accounts to link to userID: distinct, in the
 // vendor's order, without empty ids and without the user's own id (the same person verifying again

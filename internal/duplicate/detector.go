@@ -68,6 +68,8 @@ type Detector struct {
 	vendor Vendor
 	store  Store
 	now    func() time.Time
+	// failed tells which matched users are known only by an enrolled failed attempt; nil: none.
+	failed FailedAttempts
 
 	// unsaved keeps vendor answers whose check could not be stored yet (the database was down), so
 	// the retry stores them instead of paying for the same search again.
@@ -155,6 +157,9 @@ func (d *Detector) Handle(ctx context.Context, ev Event, src Source) (Result, er
 	check.SimilarUserIDs = found.SimilarUserIDs
 	check.VendorTransactionID = found.TransactionID
 	check.MatchedUserIDs = MatchedUsers(check.UserID, found.SimilarUserIDs)
+	if check.MatchedFailedUserIDs, err = d.failedAttempts(ctx, check.MatchedUserIDs); err != nil {
+		return Result{}, err
+	}
 	check.Outcome = OutcomeNoDuplicates
 	if len(check.MatchedUserIDs) > 0 {
 		check.Outcome = OutcomeDuplicatesFound

@@ -49,6 +49,9 @@ type LinkWrite struct {
 	Seen             int
 	FirstSignatureID string
 	LastSignatureID  string
+	// ReachesFailedAttempt is true when a check linking the pair matched its other account as
+	// known only by an enrolled failed attempt (Check.MatchedFailedUserIDs).
+	ReachesFailedAttempt bool
 }
 
 // Linking is what the alert rule decided for one check.
@@ -99,7 +102,9 @@ func PlanLinks(checks []Check, pairs map[PairKey]PairState) LinkPlan {
 	for i, c := range checks {
 		for _, m := range MatchedUsers(c.UserID, c.MatchedUserIDs) {
 			k := PairOf(c.UserID, m)
+			failed := slices.Contains(c.MatchedFailedUserIDs, m)
 			if w, ok := writes[k]; ok {
+				w.ReachesFailedAttempt = w.ReachesFailedAttempt || failed
 				w.Seen++
 				w.LastSignatureID = c.SignatureID
 				if c.CheckedAt.After(w.LastSeenAt) {
@@ -109,7 +114,7 @@ func PlanLinks(checks []Check, pairs map[PairKey]PairState) LinkPlan {
 			}
 			st := pairs[k]
 			writes[k] = &LinkWrite{PairKey: k, New: !st.Linked, FirstSeenAt: c.CheckedAt, LastSeenAt: c.CheckedAt, Seen: 1,
-				FirstSignatureID: c.SignatureID, LastSignatureID: c.SignatureID}
+				FirstSignatureID: c.SignatureID, LastSignatureID: c.SignatureID, ReachesFailedAttempt: failed}
 			if st.Linked {
 				continue
 			}

@@ -25,6 +25,7 @@ import (
 type Client interface {
 	FaceSearch(ctx context.Context, signatureID string) (*advance.FaceSearchResult, error)
 	GetResult(ctx context.Context, signatureID string) (*advance.Result, error)
+	Enroll(ctx context.Context, signatureID string) (*advance.EnrollResult, error)
 }
 
 // defaultBusyPause is how long every worker waits after SERVICE_BUSY without a Retry-After.
@@ -51,8 +52,14 @@ type Config struct {
 
 // Vendor implements duplicate.Vendor on top of the vendor client.
 type Vendor struct {
-	client  Client
+	// vendorState is shared with every view made by WithRate: one breaker and one SERVICE_BUSY
+	// pause per vendor account, whoever calls.
+	*vendorState
 	limiter *rate.Limiter
+}
+
+type vendorState struct {
+	client  Client
 	breaker *gobreaker.CircuitBreaker[any]
 	onPause func(time.Duration)
 
@@ -70,11 +77,6 @@ var _ duplicate.Vendor = (*Vendor)(nil)
 
 // New returns a Vendor calling client under cfg's limits.
 func New(client Client, cfg Config) *Vendor {
-	limit, burst := rate.Inf, 1
-	if cfg.QPS > 0 {
-		// A small burst keeps the rate steady at the limit instead of spiking above it each second.
-		limit, burst = rate.Limit(cfg.QPS), max(1, int(math.Ceil(cfg.QPS/20)))
-	}
 	if cfg.BreakerFailures <= 0 {
 		cfg.BreakerFailures = 10
 	}
@@ -86,7 +88,7 @@ func New(client Client, cfg Config) *Vendor {
 		log = slog.Default()
 	}
 	log = log.With("component", "vendor")
-	v := &Vendor{client: client, limiter: rate.NewLimiter(limit, burst), onPause: cfg.OnPause}
+	v := &Vendor{vendorState: &vendorState{client: client, onPause: cfg.OnPause}, limiter: newLimiter(cfg.QPS)}
 	v.breaker = gobreaker.NewCircuitBreaker[any](gobreaker.Settings{
 		Name:        "vendor",
 		MaxRequests: 1,
@@ -109,6 +111,22 @@ func New(client Client, cfg Config) *Vendor {
 		},
 	})
 	return v
+}
+
+// newLimiter returns a limiter of qps calls per second (0: none).
+func newLimiter(qps float64) *rate.Limiter {
+	if qps <= 0 {
+		return rate.NewLimiter(rate.Inf, 1)
+	}
+	// A small burst keeps the rate steady at the limit instead of spiking above it each second.
+	return rate.NewLimiter(rate.Limit(qps), max(1, int(math.Ceil(qps/20))))
+}
+
+// WithRate returns a Vendor with a rate limit of its own (qps calls per second, 0: none) that shares
+// this one's client, circuit breaker and SERVICE_BUSY pause: polling gets its own share of the
+// vendor rate, and a vendor that is down or busy stops it as it stops the main path.
+func (v *Vendor) WithRate(qps float64) *Vendor {
+	return &Vendor{vendorState: v.vendorState, limiter: newLimiter(qps)}
 }
 
 // healthy tells the breaker whether a call shows a working vendor. A permanent answer about one
@@ -230,6 +248,15 @@ func (v *Vendor) Verification(ctx context.Context, signatureID string) (duplicat
 	}
 	r := res.(*advance.Result)
 	return duplicate.Verification{UserID: r.UserID, OverallResult: r.OverallResult, TransactionID: r.TransactionID}, nil
+}
+
+// Enroll adds a FAIL verification's face to the vendor's searchable set (face-search-enroll).
+func (v *Vendor) Enroll(ctx context.Context, signatureID string) (transactionID string, err error) {
+	res, err := v.call(ctx, func() (any, error) { return v.client.Enroll(ctx, signatureID) })
+	if err != nil {
+		return "", err
+	}
+	return res.(*advance.EnrollResult).TransactionID, nil
 }
 
 // Ready returns nil when calls can go out, or why they cannot: an open circuit or a SERVICE_BUSY

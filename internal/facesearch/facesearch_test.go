@@ -34,6 +34,45 @@ func (c *scriptedClient) GetResult(context.Context, string) (*advance.Result, er
 	return &advance.Result{UserID: "u1", OverallResult: "PASS", TransactionID: "tx"}, nil
 }
 
+func (c *scriptedClient) Enroll(_ context.Context, sig string) (*advance.EnrollResult, error) {
+	c.calls.Add(1)
+	if e := c.err.Load(); e != nil {
+		return nil, e
+	}
+	return &advance.EnrollResult{SignatureID: sig, TransactionID: "tx"}, nil
+}
+
+func TestAViewWithItsOwnRateSharesTheBreaker(t *testing.T) {
+	t.Parallel()
+	client := &scriptedClient{}
+	main := New(client, Config{QPS: 1000, BreakerOpenFor: time.Minute})
+	polling := main.WithRate(1)
+	ctx := context.Background()
+
+	// The view's limit is its own: a second call within a second waits, while the main path's
+	// limit is untouched.
+	_, err := polling.Enroll(ctx, "s0")
+	require.NoError(t, err)
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	_, err = polling.Verification(short, "s1")
+	cancel()
+	require.ErrorContains(t, err, "would exceed context deadline", "the view's second call waits for its own limit")
+	for range 10 {
+		_, err := main.FaceSearch(ctx, "s2")
+		require.NoError(t, err)
+	}
+
+	// An account failure seen by the main path opens the circuit for the view too.
+	client.err.Store(&advance.Error{Code: "ACCOUNT_DISABLED", Kind: advance.KindAccount})
+	_, err = main.FaceSearch(ctx, "s3")
+	require.Error(t, err)
+	require.Equal(t, "open", polling.State())
+	time.Sleep(time.Second) // the view's next token
+	_, err = polling.Verification(ctx, "s4")
+	var unavailable *UnavailableError
+	require.ErrorAs(t, err, &unavailable, "polling pauses while the circuit is open")
+}
+
 func TestAnAccountFailureOpensTheCircuitAtOnceAndAProbeClosesIt(t *testing.T) {
 	t.Parallel()
 	client := &scriptedClient{}

@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/doppelhq/doppel/internal/duplicate"
+	"github.com/doppelhq/doppel/internal/reconcile"
 )
 
 // Alert page sizes.
@@ -215,4 +216,23 @@ func (s *Server) handleAlerts(c echo.Context) error {
 		out.NextCursor = &next
 	}
 	return c.JSON(http.StatusOK, out)
+}
+
+type reconciliationJSON struct {
+	reconcile.Counts
+	RecoveredRatio float64 `json:"recoveredRatio"`
+	AlertRatio     float64 `json:"alertRatio"`
+}
+
+// handleReconciliation answers the started verifications' counts.
+func (s *Server) handleReconciliation(c echo.Context) error {
+	if s.cfg.Reconciliation == nil {
+		return newError(http.StatusServiceUnavailable, codeNotConfigured, "reconciliation is not configured")
+	}
+	counts, err := s.cfg.Reconciliation(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, reconciliationJSON{Counts: counts, RecoveredRatio: counts.RecoveredShare(),
+		AlertRatio: s.cfg.ReconcileAlertRatio})
 }

@@ -29,6 +29,7 @@ func (s *Server) routes() {
 	get(s.echo, "/v1/rings", s.handleRings, read)
 	get(s.echo, "/v1/rings/:ringId", s.handleRing, read)
 	get(s.echo, "/v1/reviews", s.handleReviews, read)
+	get(s.echo, "/v1/reconciliation", s.handleReconciliation, read)
 	s.echo.POST("/v1/reviews", s.handleReview, review)
 	s.echo.POST("/v1/replay", s.handleReplay, replay)
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/doppelhq/doppel/internal/duplicate"
 	"github.com/doppelhq/doppel/internal/readiness"
+	"github.com/doppelhq/doppel/internal/reconcile"
 )
 
 // Readiness is the cached readiness answer; readiness.Checker implements it.
@@ -89,6 +90,12 @@ type Config struct {
 	AuthFailuresPerMinute int
 	// OnAuthFailure counts a failed authentication by route and reason (the metric); may be nil.
 	OnAuthFailure func(route, reason string)
+
+	// Reconciliation reports the started verifications' counts (GET /v1/reconciliation); nil
+	// answers 503.
+	Reconciliation func(ctx context.Context) (reconcile.Counts, error)
+	// ReconcileAlertRatio is the callbacks_missing threshold, shown next to the counts.
+	ReconcileAlertRatio float64
 
 	// OnRequest is told about every answered request (route pattern, method, status, duration),
 	// for the HTTP metrics; may be nil.

@@ -71,6 +71,8 @@ type checkJSON struct {
 	CheckedAt           time.Time  `json:"checkedAt"`
 	ReplayCount         int        `json:"replayCount"`
 	ReplayedAt          *time.Time `json:"replayedAt"`
+	FoundBy             string     `json:"foundBy"`
+	EnrolledAt          *time.Time `json:"enrolledAt"`
 }
 
 func toCheck(c duplicate.Check) checkJSON {
@@ -78,7 +80,7 @@ func toCheck(c duplicate.Check) checkJSON {
 		OverallResult: c.OverallResult, SimilarUserIDs: nonNil(c.SimilarUserIDs), MatchedUserIDs: nonNil(c.MatchedUserIDs),
 		VendorTransactionID: c.VendorTransactionID, FailureReason: c.FailureReason, EventID: c.EventID,
 		OccurredAt: c.OccurredAt, Source: sourceJSON{Topic: c.Source.Topic, Partition: c.Source.Partition, Offset: c.Source.Offset},
-		CheckedAt: c.CheckedAt, ReplayCount: c.ReplayCount, ReplayedAt: c.ReplayedAt}
+		CheckedAt: c.CheckedAt, ReplayCount: c.ReplayCount, ReplayedAt: c.ReplayedAt, FoundBy: c.FoundBy, EnrolledAt: c.EnrolledAt}
 }
 
 type linkJSON struct {

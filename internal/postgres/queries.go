@@ -23,14 +23,14 @@ type querier interface {
 const checkColumns = `signature_id, coalesce(user_id, ''), event_type, outcome, coalesce(overall_result, ''),
     similar_user_ids, matched_user_ids, coalesce(vendor_transaction_id, ''), coalesce(failure_reason, ''),
     coalesce(event_id, ''), occurred_at, coalesce(source_topic, ''), coalesce(source_partition, 0),
-    coalesce(source_offset, 0), checked_at, replay_count, replayed_at`
+    coalesce(source_offset, 0), checked_at, replay_count, replayed_at, found_by, enrolled_at`
 
 func scanCheck(row pgx.Row) (duplicate.Check, error) {
 	var c duplicate.Check
 	var outcome string
 	err := row.Scan(&c.SignatureID, &c.UserID, &c.EventType, &outcome, &c.OverallResult, &c.SimilarUserIDs,
 		&c.MatchedUserIDs, &c.VendorTransactionID, &c.FailureReason, &c.EventID, &c.OccurredAt, &c.Source.Topic,
-		&c.Source.Partition, &c.Source.Offset, &c.CheckedAt, &c.ReplayCount, &c.ReplayedAt)
+		&c.Source.Partition, &c.Source.Offset, &c.CheckedAt, &c.ReplayCount, &c.ReplayedAt, &c.FoundBy, &c.EnrolledAt)
 	c.Outcome = duplicate.Outcome(outcome)
 	c.CheckedAt = c.CheckedAt.UTC()
 	if c.OccurredAt != nil {
@@ -204,7 +204,7 @@ ORDER BY reviewed_at DESC, review_id DESC`, userID)
 const alertColumns = `alert_id::text, signature_id, user_id, matched_user_ids, new_matched_user_ids,
     coalesce(matched_count, cardinality(matched_user_ids)), coalesce(new_matched_count, cardinality(new_matched_user_ids)),
     coalesce(vendor_transaction_id, ''), detected_at, coalesce(ring_id, ''), coalesce(ring_size, 0), severity,
-    published_at`
+    published_at, matched_failed_user_ids`
 
 func scanAlert(row pgx.CollectableRow) (duplicate.StoredAlert, error) {
 	a := duplicate.StoredAlert{Alert: duplicate.Alert{Type: duplicate.AlertType, Version: duplicate.AlertVersion}}
@@ -216,12 +216,16 @@ func scanAlert(row pgx.CollectableRow) (duplicate.StoredAlert, error) {
 // alertDestinations are the scan destinations of alertColumns, in order.
 func alertDestinations(a *duplicate.StoredAlert) []any {
 	return []any{&a.AlertID, &a.SignatureID, &a.UserID, &a.MatchedUserIDs, &a.NewMatchedUserIDs,
-		&a.MatchedCount, &a.NewMatchedCount, &a.VendorTransactionID, &a.DetectedAt, &a.RingID, &a.RingSize, &a.Severity, &a.PublishedAt}
+		&a.MatchedCount, &a.NewMatchedCount, &a.VendorTransactionID, &a.DetectedAt, &a.RingID, &a.RingSize, &a.Severity, &a.PublishedAt,
+		&a.MatchedFailedUserIDs}
 }
 
 // normalizeAlert puts a scanned alert's times in UTC.
 func normalizeAlert(a *duplicate.StoredAlert) {
 	a.DetectedAt = a.DetectedAt.UTC()
+	if len(a.MatchedFailedUserIDs) == 0 {
+		a.MatchedFailedUserIDs = nil // omitted from the JSON, as when the alert was raised
+	}
 	if a.PublishedAt != nil {
 		t := a.PublishedAt.UTC()
 		a.PublishedAt = &t

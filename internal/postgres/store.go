@@ -374,13 +374,14 @@ func insertNewLinks(ctx context.Context, tx pgx.Tx, links []duplicate.LinkWrite)
 	}
 	// One row buffer, refilled per row (pgx encodes a row before asking for the next), instead of
 	// a slice of hundreds of thousands of rows built up front.
-	row := make([]any, 7)
+	row := make([]any, 8)
 	_, err := tx.CopyFrom(ctx, pgx.Identifier{"duplicate_links"}, []string{"user_id_low", "user_id_high",
-		"first_seen_at", "last_seen_at", "seen_count", "first_signature_id", "last_signature_id"},
+		"first_seen_at", "last_seen_at", "seen_count", "first_signature_id", "last_signature_id", "reaches_failed_attempt"},
 		pgx.CopyFromSlice(len(fresh), func(i int) ([]any, error) {
 			l := &links[fresh[i]]
 			row[0], row[1], row[2], row[3], row[4], row[5], row[6] = l.Low, l.High, l.FirstSeenAt, l.LastSeenAt,
 				int32(l.Seen), l.FirstSignatureID, l.LastSignatureID
+			row[7] = l.ReachesFailedAttempt
 			return row, nil
 		}))
 	if err != nil {
@@ -394,33 +395,37 @@ const seenAgainSQL = `
 UPDATE duplicate_links AS l SET
     last_seen_at = greatest(l.last_seen_at, u.last_seen),
     seen_count = l.seen_count + u.seen,
-    last_signature_id = u.last_sig
-FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int[], $5::text[]) AS u(lo, hi, last_seen, seen, last_sig)
+    last_signature_id = u.last_sig,
+    reaches_failed_attempt = l.reaches_failed_attempt OR u.failed
+FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int[], $5::text[], $6::bool[])
+    AS u(lo, hi, last_seen, seen, last_sig, failed)
 WHERE l.user_id_low = u.lo AND l.user_id_high = u.hi`
 
 func queueSeenAgain(b *pgx.Batch, links []duplicate.LinkWrite) {
 	var lows, highs, lastSigs []string
 	var lasts []time.Time
 	var seen []int32
+	var failed []bool
 	for _, l := range links {
 		if !l.New {
 			lows, highs, lastSigs = append(lows, l.Low), append(highs, l.High), append(lastSigs, l.LastSignatureID)
 			lasts, seen = append(lasts, l.LastSeenAt), append(seen, int32(l.Seen))
+			failed = append(failed, l.ReachesFailedAttempt)
 		}
 	}
 	if len(lows) > 0 {
-		b.Queue(seenAgainSQL, lows, highs, lasts, seen, lastSigs)
+		b.Queue(seenAgainSQL, lows, highs, lasts, seen, lastSigs, failed)
 	}
 }
 
 const insertAlertsSQL = `
 INSERT INTO alerts (alert_id, signature_id, user_id, matched_user_ids, new_matched_user_ids, matched_count,
-    new_matched_count, vendor_transaction_id, detected_at, ring_id, ring_size, severity)
+    new_matched_count, vendor_transaction_id, detected_at, ring_id, ring_size, severity, matched_failed_user_ids)
 SELECT u.id::uuid, u.sig, u.uid, u.mat::text[], u.fresh::text[], u.nmat, u.nfresh, NULLIF(u.tx, ''), u.at,
-    NULLIF(u.ring, ''), u.size, u.severity
+    NULLIF(u.ring, ''), u.size, u.severity, u.failed::text[]
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::int[], $8::text[],
-    $9::timestamptz[], $10::text[], $11::int[], $12::text[])
-    AS u(id, sig, uid, mat, fresh, nmat, nfresh, tx, at, ring, size, severity)`
+    $9::timestamptz[], $10::text[], $11::int[], $12::text[], $13::text[])
+    AS u(id, sig, uid, mat, fresh, nmat, nfresh, tx, at, ring, size, severity, failed)`
 
 func queueAlerts(b *pgx.Batch, alerts []*duplicate.Alert) {
 	if len(alerts) == 0 {
@@ -430,13 +435,15 @@ func queueAlerts(b *pgx.Batch, alerts []*duplicate.Alert) {
 	ids, sigs, uids, matched, fresh := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	nmatched, nnew, sizes := make([]int32, n), make([]int32, n), make([]int32, n)
 	txs, ringIDs, severities, at := make([]string, n), make([]string, n), make([]string, n), make([]time.Time, n)
+	failed := make([]string, n)
 	for i, a := range alerts {
+		failed[i] = arrayLiteral(a.MatchedFailedUserIDs)
 		ids[i], sigs[i], uids[i] = a.AlertID, a.SignatureID, a.UserID
 		matched[i], fresh[i] = arrayLiteral(a.MatchedUserIDs), arrayLiteral(a.NewMatchedUserIDs)
 		nmatched[i], nnew[i], sizes[i] = int32(a.MatchedCount), int32(a.NewMatchedCount), int32(a.RingSize)
 		txs[i], ringIDs[i], severities[i], at[i] = a.VendorTransactionID, a.RingID, a.Severity, a.DetectedAt
 	}
-	b.Queue(insertAlertsSQL, ids, sigs, uids, matched, fresh, nmatched, nnew, txs, at, ringIDs, sizes, severities)
+	b.Queue(insertAlertsSQL, ids, sigs, uids, matched, fresh, nmatched, nnew, txs, at, ringIDs, sizes, severities, failed)
 }
 
 // PublishAlerts claims up to limit unpublished alerts (oldest first, skipping rows another relay

@@ -26,6 +26,7 @@ import (
 	"github.com/doppelhq/doppel/internal/metrics"
 	"github.com/doppelhq/doppel/internal/postgres"
 	"github.com/doppelhq/doppel/internal/readiness"
+	"github.com/doppelhq/doppel/internal/reconcile"
 	"github.com/doppelhq/doppel/internal/relay"
 	"github.com/doppelhq/doppel/internal/topic"
 )
@@ -47,6 +48,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			topic.Spec{Name: cfg.TopicEvents, Partitions: cfg.TopicPartitions, ReplicationFactor: -1},
 			topic.Spec{Name: cfg.TopicAlerts, Partitions: cfg.TopicPartitions, ReplicationFactor: -1},
 			topic.Spec{Name: cfg.TopicDLQ, Partitions: 1, ReplicationFactor: -1},
+			topic.Spec{Name: cfg.TopicStarted, Partitions: cfg.TopicPartitions, ReplicationFactor: -1},
 		); err != nil {
 			return fmt.Errorf("ensure topics on %v: %w", cfg.KafkaBrokers, err)
 		}
@@ -63,7 +65,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	// transaction at a time (DOPPEL_STORE_FLUSHERS=1) makes the batches larger and the WAL flushes
 	// fewer; the benchmark measured about the same throughput with two, for 15-30% more
 	// PostgreSQL CPU per event.
-	detector := duplicate.NewDetector(vendor, postgres.NewBatcher(store, cfg.StoreBatchSize, cfg.StoreFlushers), nil)
+	batcher := postgres.NewBatcher(store, cfg.StoreBatchSize, cfg.StoreFlushers)
+	detector := duplicate.NewDetector(vendor, batcher, nil)
+	if cfg.EnrollFailed {
+		detector.MarkFailedAttempts(store)
+	}
 
 	rel := relay.New(relay.Config{
 		Brokers:     cfg.KafkaBrokers,
@@ -79,26 +85,13 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	})
 
 	p := &pipeline{cfg: cfg, detector: detector, relay: rel, metrics: m, log: log.With("component", "pipeline")}
-	cons, err := consumer.New(consumer.Config{
-		Brokers:        cfg.KafkaBrokers,
-		GroupID:        cfg.KafkaGroupID,
-		Topic:          cfg.TopicEvents,
-		DLQTopic:       cfg.TopicDLQ,
-		Workers:        cfg.Workers,
-		CommitInterval: cfg.CommitInterval,
-		Retry: consumer.RetryPolicy{
-			MaxAttempts:     cfg.RetryMaxAttempts,
-			InitialInterval: cfg.RetryInitialInterval,
-			MaxInterval:     cfg.RetryMaxInterval,
-			MaxElapsed:      cfg.RetryMaxElapsed,
-		},
-		Classify:      Classify,
-		RouteKey:      routeKey,
-		ShutdownGrace: cfg.ShutdownTimeout / 2,
-		StallAfter:    cfg.StallAfter,
-		Logger:        log.With("component", "consumer"),
-		Observer:      m,
-	}, p.handle)
+	cons, err := consumer.New(consumerConfig(cfg, cfg.KafkaGroupID, cfg.TopicEvents, cfg.Workers,
+		log.With("component", "consumer"), m), p.handle)
+	if err != nil {
+		return err
+	}
+
+	recon, err := newReconciliation(cfg, store, batcher, vendor, rel, m, log)
 	if err != nil {
 		return err
 	}
@@ -139,6 +132,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		AuthFailuresPerMinute: cfg.AuthFailuresPerMinute,
 		OnAuthFailure:         m.AuthFailure,
 		OnRequest:             m.HTTPRequest,
+		Reconciliation: func(ctx context.Context) (reconcile.Counts, error) {
+			return store.Counts(ctx, time.Now().Add(-reconcile.AlertWindow))
+		},
+		ReconcileAlertRatio: cfg.ReconcileAlertRatio,
 	})
 	reviewConsole, err := console.New(console.Config{
 		Store:      store,
@@ -160,16 +157,43 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	admin := httpapi.NewAdmin(httpapi.AdminConfig{Readiness: ready, Metrics: m.Handler(),
 		Logger: log.With("component", "admin")})
 
-	log.Info("doppel starting", "events_topic", cfg.TopicEvents, "alerts_topic", cfg.TopicAlerts,
+	log.Info("doppel starting", "events_topic", cfg.TopicEvents, "started_topic", cfg.TopicStarted, "alerts_topic", cfg.TopicAlerts,
 		"dlq_topic", cfg.TopicDLQ, "group_id", cfg.KafkaGroupID, "workers", cfg.Workers, "http_addr", cfg.HTTPAddr,
 		"admin_addr", cfg.AdminAddr)
 	return runAll(ctx, log,
 		named{"consumer", cons.Run},
 		named{"relay", rel.Run},
 		named{"readiness", ready.Run},
+		named{"started-consumer", recon.started.Run},
+		named{"reconcile", recon.run},
 		named{"http", func(ctx context.Context) error { return api.Serve(ctx, cfg.HTTPAddr, cfg.ShutdownTimeout/2) }},
 		named{"admin", func(ctx context.Context) error { return admin.Serve(ctx, cfg.AdminAddr, cfg.ShutdownTimeout/2) }},
 	)
+}
+
+// consumerConfig is what both consumers (events and started) share: the dead-letter topic, retries,
+// the classification of errors and the stall bound.
+func consumerConfig(cfg config.Config, groupID, topic string, workers int, log *slog.Logger, m *metrics.Metrics) consumer.Config {
+	return consumer.Config{
+		Brokers:        cfg.KafkaBrokers,
+		GroupID:        groupID,
+		Topic:          topic,
+		DLQTopic:       cfg.TopicDLQ,
+		Workers:        workers,
+		CommitInterval: cfg.CommitInterval,
+		Retry: consumer.RetryPolicy{
+			MaxAttempts:     cfg.RetryMaxAttempts,
+			InitialInterval: cfg.RetryInitialInterval,
+			MaxInterval:     cfg.RetryMaxInterval,
+			MaxElapsed:      cfg.RetryMaxElapsed,
+		},
+		Classify:      Classify,
+		RouteKey:      routeKey,
+		ShutdownGrace: cfg.ShutdownTimeout / 2,
+		StallAfter:    cfg.StallAfter,
+		Logger:        log,
+		Observer:      m,
+	}
 }
 
 // readinessInterval is how often the readiness checks run: often enough for a load balancer to
@@ -186,7 +210,8 @@ func NewVendor(cfg config.Config, m *metrics.Metrics) (*facesearch.Vendor, error
 		Timeout:   cfg.AdvanceTimeout,
 	}
 	fc := facesearch.Config{
-		QPS:             cfg.AdvanceQPS,
+		// Polling takes its share of the vendor rate (see newReconciliation); the rest is here.
+		QPS:             cfg.MainQPS(),
 		BreakerFailures: cfg.BreakerFailures,
 		BreakerOpenFor:  cfg.BreakerOpenFor,
 	}

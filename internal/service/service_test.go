@@ -41,8 +41,8 @@ func setup(t *testing.T, simCfg advancesim.Config) *fixture {
 	cfg.KafkaBrokers = testinfra.Brokers(t)
 	cfg.KafkaGroupID = testinfra.UniqueName("doppel")
 	// Created here, with leaders elected, so the test can produce before the service is up.
-	topics := testinfra.Topics(t, 3, "idv.completed", "doppel.alerts", "idv.completed.dlq")
-	cfg.TopicEvents, cfg.TopicAlerts, cfg.TopicDLQ = topics[0], topics[1], topics[2]
+	topics := testinfra.Topics(t, 3, "idv.completed", "doppel.alerts", "idv.completed.dlq", "idv.started")
+	cfg.TopicEvents, cfg.TopicAlerts, cfg.TopicDLQ, cfg.TopicStarted = topics[0], topics[1], topics[2], topics[3]
 	cfg.TopicPartitions = 3
 	cfg.AdvanceBaseURL = simURL
 	cfg.AdvanceAccessKey = testinfra.SimAccessKey

@@ -140,6 +140,24 @@ func Messages(ctx context.Context, brokers []string, topic string) (int64, error
 	}
 	client, closeIdle := NewClient(brokers, 10*time.Second)
 	defer closeIdle()
+	for {
+		n, err := messages(ctx, client, topic)
+		// A leader that is still being elected (a new topic, a restarted broker) answers with a
+		// retriable error: ask again until ctx ends rather than report a passing state as a failure.
+		// A topic that does not exist is an answer, not a passing state.
+		var kerr kafka.Error
+		if err == nil || !errors.As(err, &kerr) || !kerr.Temporary() || errors.Is(err, kafka.UnknownTopicOrPartition) {
+			return n, err
+		}
+		select {
+		case <-ctx.Done():
+			return 0, err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func messages(ctx context.Context, client *kafka.Client, topic string) (int64, error) {
 	bounds, err := Offsets(ctx, client, topic)
 	if err != nil {
 		return 0, err

@@ -1,0 +1,61 @@
+package duplicate
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// maxRegionLen bounds the region code of a started event (a short code such as "sg" or "id").
+const maxRegionLen = 64
+
+// Started is an "H5 IDV started" event: the customer's backend publishes one when generate-url
+// answers, so that a verification whose completion callback is lost can still be found by polling.
+// Only SignatureID is required.
+type Started struct {
+	SignatureID string `json:"signatureId"`
+	UserID      string `json:"userId,omitempty"`
+	// Region is stored as given; polling does not route on it yet.
+	Region    string     `json:"region,omitempty"`
+	StartedAt *time.Time `json:"startedAt,omitempty"`
+}
+
+// DecodeStarted parses a started event, or returns a *DecodeError naming the reason, with the same
+// reasons as DecodeEvent so that both topics' dead letters read alike. maxBytes 0 means no bound.
+func DecodeStarted(value []byte, maxBytes int) (Started, error) {
+	if maxBytes > 0 && len(value) > maxBytes {
+		return Started{}, &DecodeError{Reason: ReasonTooLarge,
+			Detail: fmt.Sprintf("message is %d bytes, the bound is %d", len(value), maxBytes)}
+	}
+	var ev Started
+	if err := json.Unmarshal(value, &ev); err != nil {
+		var timeErr *time.ParseError
+		if errors.As(err, &timeErr) {
+			return Started{}, &DecodeError{Reason: ReasonInvalidField, Detail: "startedAt must be an RFC 3339 time",
+				SignatureID: salvageSignatureID(value)}
+		}
+		return Started{}, decodeJSONError(value, err)
+	}
+	if !validOptional(ev.SignatureID, maxSignatureIDLen) {
+		return Started{}, &DecodeError{Reason: ReasonInvalidSignatureID,
+			Detail: fmt.Sprintf("signatureId must be 1..%d characters without control characters", maxSignatureIDLen)}
+	}
+	ev.SignatureID = strings.TrimSpace(ev.SignatureID)
+	if ev.SignatureID == "" {
+		return Started{}, &DecodeError{Reason: ReasonMissingSignatureID, Detail: "signatureId is missing or empty"}
+	}
+	for _, f := range []struct {
+		name  string
+		value *string
+		max   int
+	}{{"userId", &ev.UserID, maxUserIDLen}, {"region", &ev.Region, maxRegionLen}} {
+		if !validOptional(*f.value, f.max) {
+			return Started{}, &DecodeError{Reason: ReasonInvalidField, SignatureID: ev.SignatureID,
+				Detail: fmt.Sprintf("%s must be at most %d characters without control characters", f.name, f.max)}
+		}
+		*f.value = strings.TrimSpace(*f.value)
+	}
+	return ev, nil
+}

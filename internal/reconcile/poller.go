@@ -1,0 +1,356 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/doppelhq/doppel/internal/duplicate"
+)
+
+// Verdicts get-result answers.
+const (
+	VerdictPass       = duplicate.VerdictPass
+	VerdictFail       = "FAIL"
+	VerdictIncomplete = "INCOMPLETE"
+)
+
+// Store keeps the started verifications. Every method is safe to call from several instances at
+// once: claims skip rows another instance holds.
+type Store interface {
+	// SettleFinished settles every pending verification whose check has one of the outcomes:
+	// recovered when polling found its verdict, completed otherwise. It marks recovered checks as
+	// found by polling.
+	SettleFinished(ctx context.Context, outcomes []string) (completed, recovered int, err error)
+	// ExpireStartedBefore records pending verifications started before cutoff as expired.
+	ExpireStartedBefore(ctx context.Context, cutoff time.Time) (int, error)
+	// ClaimDue claims up to limit pending verifications due for a poll and moves each one's next
+	// poll one interval on, so no instance polls it again within the interval.
+	ClaimDue(ctx context.Context, owner string, limit int, interval time.Duration) ([]Due, error)
+	// RecordPoll stores what a poll found: the final verdict (PASS or FAIL), or "" and a note.
+	RecordPoll(ctx context.Context, signatureID, verdict, note string) error
+	// ReleaseClaim makes a claimed verification due again at once: no vendor call was made.
+	ReleaseClaim(ctx context.Context, signatureID string) error
+	// RecentCounts returns the pending count and those of the window since since.
+	RecentCounts(ctx context.Context, since time.Time) (Counts, error)
+}
+
+// Vendor is what polling calls: get-result, and whether calls can go out at all.
+type Vendor interface {
+	Verification(ctx context.Context, signatureID string) (duplicate.Verification, error)
+	// State is the shared circuit breaker's state: "closed", "open" or "half_open".
+	State() string
+}
+
+// Detector processes a verification whose get-result answer polling already has, exactly as its
+// COMPLETED event would have been processed; *duplicate.Detector implements it.
+type Detector interface {
+	HandleVerified(ctx context.Context, signatureID string, v duplicate.Verification, src duplicate.Source) (duplicate.Result, error)
+}
+
+// Config configures a Poller.
+type Config struct {
+	// Owner names this instance in started_verifications.polled_by.
+	Owner string
+	// Interval is the least time between two polls of one verification.
+	Interval time.Duration
+	// GiveUp is how long after it started a verification is recorded as expired.
+	GiveUp time.Duration
+	// AlertRatio is the share recovered by polling above which callbacks_missing is raised.
+	AlertRatio float64
+	// Tick is how often the poller looks for due work; 0 takes a tenth of Interval, between
+	// 100 ms and 5 s.
+	Tick time.Duration
+	// BatchSize is the most verifications claimed at once; 0 takes 4 per worker.
+	BatchSize int
+	// Workers is how many polls run at once; 0 takes 8.
+	Workers int
+	Logger  *slog.Logger
+	// OnPolled is told the result of every poll ("PASS", "FAIL", "INCOMPLETE", "error"); may be nil.
+	OnPolled func(result string)
+	// OnCounts is told the pending and recent counts (see Store.RecentCounts), for metrics; may be nil.
+	OnCounts func(Counts)
+	// OnSettled is told how many verifications this instance settled with a status; may be nil.
+	OnSettled func(status Status, n int)
+	// OnAlerts is told when an alert was written to the outbox, to wake the relay; may be nil.
+	OnAlerts func()
+	Now      func() time.Time
+}
+
+// AlertSink raises a callbacks_missing alert unless one was raised within the window, and
+// publishes it (an outbox: an alert not yet on the topic goes out on a later round).
+type AlertSink interface {
+	RaiseCallbacksMissing(ctx context.Context, a *CallbacksMissing) (raised bool, err error)
+	PublishPending(ctx context.Context) error
+}
+
+// SourceTopic is the source recorded on checks that polling processed: no Kafka message led to
+// them.
+const SourceTopic = "doppel.reconcile"
+
+// Poller polls get-result for the started verifications no COMPLETED event settled in time.
+type Poller struct {
+	cfg      Config
+	store    Store
+	vendor   Vendor
+	detector Detector
+	alerts   AlertSink
+	newID    func() string
+	// countedAt is when the counts were last read: they scan the settled rows, so at most once per
+	// countEvery.
+	countedAt time.Time
+}
+
+// countEvery bounds how often the counts (and the callbacks_missing ratio) are computed.
+func (p *Poller) countEvery() time.Duration { return min(10*time.Second, p.cfg.Interval) }
+
+// NewPoller returns a Poller. alerts may be nil (no callbacks_missing alert).
+func NewPoller(cfg Config, store Store, vendor Vendor, detector Detector, alerts AlertSink, newID func() string) *Poller {
+	if cfg.Tick <= 0 {
+		cfg.Tick = min(max(cfg.Interval/10, 100*time.Millisecond), 5*time.Second)
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 8
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 4 * cfg.Workers
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Poller{cfg: cfg, store: store, vendor: vendor, detector: detector, alerts: alerts, newID: newID}
+}
+
+// Run polls until ctx ends. A failing round (the database down, say) is logged and tried again on
+// the next tick: nothing pending is lost, it stays in the store.
+func (p *Poller) Run(ctx context.Context) error { return p.RunWith(ctx) }
+
+// RunWith is Run that also runs each of extra after every round (the enroller), with the same
+// handling of failures.
+func (p *Poller) RunWith(ctx context.Context, extra ...func(context.Context) error) error {
+	t := time.NewTicker(p.cfg.Tick)
+	defer t.Stop()
+	for {
+		for _, round := range append([]func(context.Context) error{p.Round}, extra...) {
+			if err := round(ctx); err != nil && ctx.Err() == nil {
+				p.cfg.Logger.Warn("reconcile round failed, trying again", "error", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Round does one pass: settle what COMPLETED events finished, expire what is too old, poll what is
+// due (unless the vendor's circuit is open), and raise callbacks_missing if callbacks are being lost.
+func (p *Poller) Round(ctx context.Context) error {
+	if err := p.settle(ctx); err != nil {
+		return err
+	}
+	if n, err := p.store.ExpireStartedBefore(ctx, p.cfg.Now().Add(-p.cfg.GiveUp)); err != nil {
+		return err
+	} else if n > 0 {
+		p.settled(StatusExpired, n)
+		p.cfg.Logger.Warn("verifications expired without a final verdict", "count", n, "give_up", p.cfg.GiveUp)
+	}
+	for ctx.Err() == nil {
+		n, err := p.pollBatch(ctx)
+		if err != nil {
+			return err
+		}
+		// Settled after each batch, so a long backlog's early finds are not claimed again
+		// once their interval has passed.
+		if err := p.settle(ctx); err != nil {
+			return err
+		}
+		if n < p.cfg.BatchSize {
+			break
+		}
+	}
+	return p.checkRatio(ctx)
+}
+
+func (p *Poller) settle(ctx context.Context) error {
+	completed, recovered, err := p.store.SettleFinished(ctx, SettlingOutcomes())
+	if err != nil {
+		return err
+	}
+	p.settled(StatusCompleted, completed)
+	p.settled(StatusRecovered, recovered)
+	if recovered > 0 {
+		p.cfg.Logger.Warn("verifications recovered by polling: their callbacks never came", "count", recovered)
+	}
+	if completed > 0 {
+		p.cfg.Logger.Debug("verifications settled by their COMPLETED event", "count", completed)
+	}
+	return nil
+}
+
+// pollBatch claims and polls one batch, Workers at a time (each poll waits mostly on the vendor),
+// and returns how many it claimed. When a poll says the batch must stop, the polls not started
+// yet are released.
+func (p *Poller) pollBatch(ctx context.Context) (int, error) {
+	if p.vendor.State() == "open" {
+		return 0, nil // the vendor is unusable: polling waits, as the main path does
+	}
+	due, err := p.store.ClaimDue(ctx, p.cfg.Owner, p.cfg.BatchSize, p.cfg.Interval)
+	if err != nil {
+		return 0, err
+	}
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		stopErr error
+		sem     = make(chan struct{}, p.cfg.Workers)
+	)
+	stopped := func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		return stopErr
+	}
+	for _, d := range due {
+		sem <- struct{}{}
+		if stopped() != nil {
+			<-sem
+			if err := p.store.ReleaseClaim(context.WithoutCancel(ctx), d.SignatureID); err != nil {
+				mu.Lock()
+				stopErr = errors.Join(stopErr, err)
+				mu.Unlock()
+			}
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := p.poll(ctx, d); err != nil {
+				mu.Lock()
+				if stopErr == nil {
+					stopErr = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if err := stopped(); err != nil {
+		return 0, err
+	}
+	return len(due), nil
+}
+
+// errPaused stops a batch when the vendor's circuit opened during it.
+var errPaused = errors.New("vendor circuit open: polling paused")
+
+// poll polls one verification. It returns an error only when the batch must stop (the circuit
+// opened, or the store failed); a vendor failure about this verification is recorded and the
+// verification polled again after the interval.
+func (p *Poller) poll(ctx context.Context, d Due) error {
+	log := p.cfg.Logger.With("signature_id", d.SignatureID, "polls", d.Polls)
+	v, err := p.vendor.Verification(ctx, d.SignatureID)
+	if err != nil {
+		return p.failed(ctx, log, d, "get-result", err)
+	}
+	switch v.OverallResult {
+	case VerdictPass, VerdictFail:
+	default:
+		p.observe(VerdictIncomplete)
+		return p.store.RecordPoll(ctx, d.SignatureID, "", "get-result: "+v.OverallResult)
+	}
+	// The verdict is recorded before the work, so a crash in between still counts the
+	// verification as recovered by polling when the retry finds the check stored.
+	if err := p.store.RecordPoll(ctx, d.SignatureID, v.OverallResult, "get-result: "+v.OverallResult); err != nil {
+		return err
+	}
+	res, err := p.detector.HandleVerified(ctx, d.SignatureID, v, duplicate.Source{Topic: SourceTopic})
+	if err != nil {
+		var pf *duplicate.PermanentFailure
+		if errors.As(err, &pf) {
+			// Recorded on the check as failed; polled again after the interval until give-up.
+			p.observe("error")
+			log.Warn("verification found by polling could not be processed", "reason", pf.Reason, "error", err)
+			return p.store.RecordPoll(ctx, d.SignatureID, v.OverallResult, "failed: "+pf.Reason)
+		}
+		return p.failed(ctx, log, d, "process", err)
+	}
+	p.observe(v.OverallResult)
+	log.Info("verification found by polling", "verdict", v.OverallResult, "outcome", res.Outcome,
+		"already_stored", res.AlreadyStored, "new_links", len(res.Saved.NewLinks))
+	if res.Saved.Alert != nil && p.cfg.OnAlerts != nil {
+		p.cfg.OnAlerts()
+	}
+	return nil
+}
+
+// failed handles a failed vendor call or store write during a poll.
+func (p *Poller) failed(ctx context.Context, log *slog.Logger, d Due, op string, err error) error {
+	p.observe("error")
+	switch duplicate.KindOf(err) {
+	case duplicate.FailureAccount:
+		// An open circuit, or an account-level answer that opened it: no verdict was learnt, so
+		// this claim does not count as a poll.
+		if rerr := p.store.ReleaseClaim(context.WithoutCancel(ctx), d.SignatureID); rerr != nil {
+			return errors.Join(err, rerr)
+		}
+		return fmt.Errorf("%w: %w", errPaused, err)
+	case duplicate.FailureStore:
+		return err
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	log.Warn("poll failed, polling again after the interval", "op", op, "error", err)
+	return p.store.RecordPoll(ctx, d.SignatureID, "", fmt.Sprintf("%s failed: %v", op, err))
+}
+
+func (p *Poller) settled(status Status, n int) {
+	if n > 0 && p.cfg.OnSettled != nil {
+		p.cfg.OnSettled(status, n)
+	}
+}
+
+func (p *Poller) observe(result string) {
+	if p.cfg.OnPolled != nil {
+		p.cfg.OnPolled(result)
+	}
+}
+
+// checkRatio reports the counts and raises callbacks_missing when the share recovered by polling
+// in the last hour is above the threshold.
+func (p *Poller) checkRatio(ctx context.Context) error {
+	now := p.cfg.Now()
+	if now.Sub(p.countedAt) < p.countEvery() {
+		return nil
+	}
+	p.countedAt = now
+	counts, err := p.store.RecentCounts(ctx, now.Add(-AlertWindow))
+	if err != nil {
+		return err
+	}
+	if p.cfg.OnCounts != nil {
+		p.cfg.OnCounts(counts)
+	}
+	if p.alerts == nil {
+		return nil
+	}
+	if a := NewCallbacksMissing(p.newID(), counts, p.cfg.AlertRatio, now); a != nil {
+		raised, err := p.alerts.RaiseCallbacksMissing(ctx, a)
+		if err != nil {
+			return err
+		}
+		if raised {
+			p.cfg.Logger.Error("callbacks are being lost: check the vendor's callback URL and Doppel's callback endpoint",
+				"recovered_by_polling", a.RecoveredByPolling, "settled", a.Settled, "ratio", a.Ratio, "threshold", a.Threshold)
+		}
+	}
+	return p.alerts.PublishPending(ctx)
+}

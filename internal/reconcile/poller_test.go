@@ -1,0 +1,197 @@
+package reconcile_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/doppelhq/doppel/internal/advance"
+	"github.com/doppelhq/doppel/internal/advancesim"
+	"github.com/doppelhq/doppel/internal/duplicate"
+	"github.com/doppelhq/doppel/internal/facesearch"
+	"github.com/doppelhq/doppel/internal/postgres"
+	"github.com/doppelhq/doppel/internal/reconcile"
+	"github.com/doppelhq/doppel/internal/testinfra"
+)
+
+type bundle struct {
+	pool   *pgxpool.Pool
+	store  *postgres.Store
+	sim    *advancesim.Sim
+	vendor *facesearch.Vendor
+}
+
+func setup(t *testing.T) *bundle {
+	t.Helper()
+	_, pool := testinfra.Database(t)
+	sim, simURL := testinfra.Sim(t, advancesim.Config{Latency: 5 * time.Millisecond})
+	client, err := advance.New(advance.Config{BaseURL: simURL, AccessKey: testinfra.SimAccessKey, SecretKey: testinfra.SimSecretKey})
+	require.NoError(t, err)
+	return &bundle{pool: pool, store: postgres.NewStore(pool), sim: sim, vendor: facesearch.New(client, facesearch.Config{})}
+}
+
+// recordingVendor notes when each signatureId was polled, by any instance.
+type recordingVendor struct {
+	reconcile.Vendor
+	owner string
+	mu    *sync.Mutex
+	calls map[string][]poll
+	state string
+}
+
+type poll struct {
+	owner string
+	at    time.Time
+}
+
+func (v *recordingVendor) Verification(ctx context.Context, sig string) (duplicate.Verification, error) {
+	v.mu.Lock()
+	v.calls[sig] = append(v.calls[sig], poll{owner: v.owner, at: time.Now()})
+	v.mu.Unlock()
+	return v.Vendor.Verification(ctx, sig)
+}
+
+func (v *recordingVendor) State() string {
+	if v.state != "" {
+		return v.state
+	}
+	return v.Vendor.State()
+}
+
+// started registers n sessions that never complete, each announced as started and due at once.
+func (b *bundle) started(t *testing.T, n int) []string {
+	t.Helper()
+	sigs := make([]string, n)
+	for i := range sigs {
+		sigs[i] = testinfra.AddSession(t, b.sim, fmt.Sprintf("user-%03d", i), "f", "INCOMPLETE")
+		require.NoError(t, b.store.RecordStarted(context.Background(), duplicate.Started{SignatureID: sigs[i]},
+			0, duplicate.Source{Topic: "idv.started"}))
+	}
+	return sigs
+}
+
+func TestTwoInstancesNeverPollOneVerificationTwiceInAnInterval(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	sigs := b.started(t, 60)
+	const interval = time.Second
+	var mu sync.Mutex
+	calls := map[string][]poll{}
+	ctx, cancel := context.WithTimeout(context.Background(), 3500*time.Millisecond)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, owner := range []string{"a", "b"} {
+		v := &recordingVendor{Vendor: b.vendor, owner: owner, mu: &mu, calls: calls}
+		p := reconcile.NewPoller(reconcile.Config{Owner: owner, Interval: interval, GiveUp: time.Hour,
+			Tick: 20 * time.Millisecond, BatchSize: 7, Workers: 3},
+			b.store, v, duplicate.NewDetector(b.vendor, b.store, nil), nil, nil)
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = p.Run(ctx) }()
+	}
+	wg.Wait()
+
+	mu.Lock()
+	defer mu.Unlock()
+	owners := map[string]int{}
+	for _, sig := range sigs {
+		polls := calls[sig]
+		require.GreaterOrEqual(t, len(polls), 3, "%s is polled again after each interval", sig)
+		for i := 1; i < len(polls); i++ {
+			// The lease is taken in PostgreSQL's clock; the call follows it by a few ms.
+			require.GreaterOrEqual(t, polls[i].at.Sub(polls[i-1].at), interval-150*time.Millisecond,
+				"%s polled twice within an interval (by %s then %s)", sig, polls[i-1].owner, polls[i].owner)
+		}
+		for _, p := range polls {
+			owners[p.owner]++
+		}
+	}
+	require.Positive(t, owners["a"], "both instances share the work")
+	require.Positive(t, owners["b"], "both instances share the work")
+
+	var pending int
+	require.NoError(t, b.pool.QueryRow(context.Background(),
+		`SELECT count(*) FROM started_verifications WHERE status = 'pending'`).Scan(&pending))
+	require.Equal(t, 60, pending, "INCOMPLETE is polled again later, never settled")
+}
+
+func TestAnOpenCircuitPausesPolling(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.started(t, 3)
+	var mu sync.Mutex
+	calls := map[string][]poll{}
+	v := &recordingVendor{Vendor: b.vendor, owner: "a", mu: &mu, calls: calls, state: "open"}
+	p := reconcile.NewPoller(reconcile.Config{Owner: "a", Interval: time.Minute, GiveUp: time.Hour},
+		b.store, v, duplicate.NewDetector(b.vendor, b.store, nil), nil, nil)
+	require.NoError(t, p.Round(context.Background()))
+	require.Empty(t, calls, "no poll while the vendor's circuit is open")
+	var claimed int
+	require.NoError(t, b.pool.QueryRow(context.Background(),
+		`SELECT count(*) FROM started_verifications WHERE polls > 0 OR next_poll_at > now()`).Scan(&claimed))
+	require.Zero(t, claimed, "nothing claimed: all stay due for when the circuit closes")
+
+	v.state = "closed"
+	require.NoError(t, p.Round(context.Background()))
+	require.Len(t, calls, 3)
+}
+
+func TestCallbacksMissingRatio(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	require.Nil(t, reconcile.NewCallbacksMissing("id", reconcile.Counts{}, 0.05, now), "nothing settled, nothing to say")
+	require.Nil(t, reconcile.NewCallbacksMissing("id", reconcile.Counts{RecoveredRecent: 5, SettledRecent: 100}, 0.05, now),
+		"at the threshold is not above it")
+	a := reconcile.NewCallbacksMissing("id", reconcile.Counts{RecoveredRecent: 6, SettledRecent: 100}, 0.05, now)
+	require.NotNil(t, a)
+	require.Equal(t, reconcile.AlertTypeCallbacksMissing, a.Type)
+	require.InDelta(t, 0.06, a.Ratio, 1e-9)
+	require.Equal(t, "1h0m0s", a.Window)
+}
+
+func TestAnIncompleteVerificationIsPolledAgainAndRecoveredWhenItCompletes(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ids, err := b.sim.AddSessions([]advancesim.Session{
+		{UserID: "alice", Face: "f", OverallResult: "PASS"},
+		{UserID: "bob", Face: "f", OverallResult: "INCOMPLETE"},
+	})
+	require.NoError(t, err)
+	bob := ids[1]
+	ctx := context.Background()
+	require.NoError(t, b.store.RecordStarted(ctx, duplicate.Started{SignatureID: bob}, 0, duplicate.Source{}))
+	const interval = 300 * time.Millisecond
+	p := reconcile.NewPoller(reconcile.Config{Owner: "a", Interval: interval, GiveUp: time.Hour}, b.store, b.vendor,
+		duplicate.NewDetector(b.vendor, b.store, nil), nil, nil)
+
+	require.NoError(t, p.Round(ctx))
+	var status, last string
+	read := func() {
+		require.NoError(t, b.pool.QueryRow(ctx, `SELECT status, coalesce(last_poll_result, '') FROM started_verifications
+WHERE signature_id = $1`, bob).Scan(&status, &last))
+	}
+	read()
+	require.Equal(t, "pending", status)
+	require.Equal(t, "get-result: INCOMPLETE", last)
+	require.Empty(t, b.sim.Stats().FaceSearchBySignature, "no search before the verdict")
+
+	require.NoError(t, b.sim.Complete(bob, "PASS"))
+	require.NoError(t, p.Round(ctx))
+	read()
+	require.Equal(t, "pending", status, "not polled again within the interval")
+
+	time.Sleep(interval)
+	require.NoError(t, p.Round(ctx))
+	read()
+	require.Equal(t, "recovered", status)
+	c, err := b.store.Check(ctx, bob)
+	require.NoError(t, err)
+	require.Equal(t, duplicate.OutcomeDuplicatesFound, c.Outcome)
+	require.Equal(t, []string{"alice"}, c.MatchedUserIDs)
+	require.Equal(t, duplicate.FoundByPolling, c.FoundBy)
+	require.Equal(t, reconcile.SourceTopic, c.Source.Topic)
+}
