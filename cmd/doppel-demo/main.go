@@ -1,8 +1,9 @@
-// Command doppel-demo shows Doppel working end to end on the local infrastructure: it starts
-// advance-sim and `doppel serve` as real processes, seeds the simulator with a small population
-// (rings of 2, 3 and 4 accounts sharing a face, a failed verification, a returning customer),
-// publishes their "IDV completed" events to Kafka, and prints the rings found in PostgreSQL and the
-// alerts read back from the alert topic. `make demo` runs it.
+// Command doppel-demo shows Doppel working end to end on the local infrastructure: it starts two
+// vendor regions (ph and th, one advance-sim process each, with their own keys and face databases)
+// and `doppel serve` as real processes, seeds each simulator with a small population (rings of 2, 3
+// and 4 accounts sharing a face, a failed verification, a returning customer, a ring in th only),
+// publishes their "IDV completed" events to Kafka, and prints the rings found per region in
+// PostgreSQL and the alerts read back from the alert topic. `make demo` runs it.
 //
 // With --dev (`make dev`) it then keeps everything running for work by hand: doppel serve on
 // DEV_HTTP_ADDR (127.0.0.1:8080) with a fresh API key and callback token, printed with the review
@@ -48,6 +49,9 @@ const (
 	secretKey   = "demo-secret-key"
 )
 
+// demoRegions are the demo's vendor regions; the first is the default.
+var demoRegions = []string{"ph", "th"}
+
 func main() {
 	dev := flag.Bool("dev", false, "keep advance-sim and doppel serve running after the demo, with an API key, until Ctrl-C")
 	flag.Parse()
@@ -68,7 +72,9 @@ type person struct {
 	UserID, Face, Result string
 	// Thin events carry only the vendor's callback body; get-result supplies the userId.
 	Thin bool
-	sig  string
+	// Region is the vendor region the person verified in ("" on a running stack: its one region).
+	Region string
+	sig    string
 }
 
 func population() []person {
@@ -92,6 +98,25 @@ func population() []person {
 		if people[i].Result == "" {
 			people[i].Result = "PASS"
 		}
+	}
+	return people
+}
+
+// regionalPopulation is population() verified in ph, plus th's own verifications: a ring of three
+// that only th's face database knows, and cust-2010 with the face of ph's ring of four, whom th's
+// search cannot link to it (th knows no other verification with that face).
+func regionalPopulation() []person {
+	people := population()
+	for i := range people {
+		people[i].Region = "ph"
+	}
+	for _, p := range []person{
+		{UserID: "cust-2001", Face: "face-th-ring3"}, {UserID: "cust-2002", Face: "face-th-ring3", Thin: true},
+		{UserID: "cust-2003", Face: "face-th-ring3"}, {UserID: "cust-2010", Face: "face-ring4"},
+		{UserID: "cust-2020", Face: "face-cust-2020"}, {UserID: "cust-2021", Face: "face-cust-2021"},
+	} {
+		p.Result, p.Region = "PASS", "th"
+		people = append(people, p)
 	}
 	return people
 }
@@ -158,7 +183,7 @@ func start(ctx context.Context, getenv func(string) string, out io.Writer, d dev
 	if simURL := getenv("DEMO_SIM_URL"); simURL != "" {
 		// A running stack (docker compose): advance-sim and doppel serve are already up.
 		fmt.Fprintf(out, "== Using the running advance-sim at %s and the database and topics doppel serves\n", simURL)
-		return demonstrate(ctx, out, baseDB, brokers, simURL, "(see the doppel container's logs)")
+		return demonstrate(ctx, out, baseDB, brokers, map[string]string{"": simURL}, population(), "(see the doppel container's logs)")
 	}
 
 	root, _ := os.Getwd()
@@ -171,26 +196,40 @@ func start(ctx context.Context, getenv func(string) string, out io.Writer, d dev
 	if err != nil {
 		return err
 	}
-	if err := deleteTopics(ctx, brokers, topicEvents, topicAlerts, topicDLQ); err != nil {
+	topics := []string{topicEvents, topicAlerts, topicDLQ}
+	for _, r := range demoRegions {
+		topics = append(topics, topicEvents+".parked."+r)
+	}
+	if err := deleteTopics(ctx, brokers, topics...); err != nil {
 		return err
 	}
 
-	simAddr, err := childproc.FreeAddr()
-	if err != nil {
-		return err
+	// One vendor account per region: its own simulator process, keys and face database.
+	simURLs := map[string]string{}
+	regionEnv := []string{"DOPPEL_ADVANCE_REGIONS=" + strings.Join(demoRegions, ","), "DOPPEL_ADVANCE_DEFAULT_REGION=" + demoRegions[0]}
+	for _, r := range demoRegions {
+		simAddr, err := childproc.FreeAddr()
+		if err != nil {
+			return err
+		}
+		simURL := "http://" + simAddr
+		access, secret := accessKey+"-"+r, secretKey+"-"+r
+		sim, err := startProcess("advance-sim "+r, filepath.Join(logDir, "advance-sim-"+r+".log"), filepath.Join(root, "bin", "advance-sim"), nil,
+			"ADVANCE_SIM_ADDR="+simAddr, "ADVANCE_SIM_ACCESS_KEY="+access, "ADVANCE_SIM_SECRET_KEY="+secret,
+			"ADVANCE_SIM_LATENCY=40ms")
+		if err != nil {
+			return err
+		}
+		defer stop(sim)
+		if err := childproc.WaitHTTP(ctx, simURL+"/healthz", 15*time.Second, sim); err != nil {
+			return fmt.Errorf("advance-sim %s did not start (see %s): %w", r, sim.LogPath, err)
+		}
+		fmt.Fprintf(out, "== advance-sim for region %s (its own keys and face database) listens on %s, 40 ms per call\n", r, simURL)
+		simURLs[r] = simURL
+		R := strings.ToUpper(r)
+		regionEnv = append(regionEnv, "DOPPEL_ADVANCE_"+R+"_BASE_URL="+simURL, "DOPPEL_ADVANCE_"+R+"_ACCESS_KEY="+access,
+			"DOPPEL_ADVANCE_"+R+"_SECRET_KEY="+secret)
 	}
-	simURL := "http://" + simAddr
-	sim, err := startProcess("advance-sim", filepath.Join(logDir, "advance-sim.log"), filepath.Join(root, "bin", "advance-sim"), nil,
-		"ADVANCE_SIM_ADDR="+simAddr, "ADVANCE_SIM_ACCESS_KEY="+accessKey, "ADVANCE_SIM_SECRET_KEY="+secretKey,
-		"ADVANCE_SIM_LATENCY=40ms")
-	if err != nil {
-		return err
-	}
-	defer stop(sim)
-	if err := childproc.WaitHTTP(ctx, simURL+"/healthz", 15*time.Second, sim); err != nil {
-		return fmt.Errorf("advance-sim did not start (see %s): %w", sim.LogPath, err)
-	}
-	fmt.Fprintf(out, "== advance-sim (the vendor simulator) listens on %s, 40 ms per call\n", simURL)
 
 	httpAddr := d.httpAddr
 	if httpAddr == "" {
@@ -202,11 +241,9 @@ func start(ctx context.Context, getenv func(string) string, out io.Writer, d dev
 	if err != nil {
 		return err
 	}
-	env := []string{"DOPPEL_DATABASE_URL=" + dbURL, "DOPPEL_KAFKA_BROKERS=" + brokers, "DOPPEL_KAFKA_GROUP_ID=doppel-demo",
+	env := append([]string{"DOPPEL_DATABASE_URL=" + dbURL, "DOPPEL_KAFKA_BROKERS=" + brokers, "DOPPEL_KAFKA_GROUP_ID=doppel-demo",
 		"DOPPEL_TOPIC_EVENTS=" + topicEvents, "DOPPEL_TOPIC_ALERTS=" + topicAlerts, "DOPPEL_TOPIC_DLQ=" + topicDLQ,
-		"DOPPEL_ADVANCE_BASE_URL=" + simURL, "DOPPEL_ADVANCE_ACCESS_KEY=" + accessKey,
-		"DOPPEL_ADVANCE_SECRET_KEY=" + secretKey, "DOPPEL_HTTP_ADDR=" + httpAddr,
-		"DOPPEL_ADMIN_ADDR=" + adminAddr, "DOPPEL_LOG_LEVEL=info"}
+		"DOPPEL_HTTP_ADDR=" + httpAddr, "DOPPEL_ADMIN_ADDR=" + adminAddr, "DOPPEL_LOG_LEVEL=info"}, regionEnv...)
 	if d.on {
 		env = append(env, "DOPPEL_API_KEYS="+d.apiKeysSetting, "DOPPEL_CALLBACK_TOKEN="+d.callbackToken)
 	}
@@ -219,14 +256,15 @@ func start(ctx context.Context, getenv func(string) string, out io.Writer, d dev
 		return fmt.Errorf("doppel serve did not become ready (see %s): %w", doppel.LogPath, err)
 	}
 	fmt.Fprintf(out, "== doppel serve is ready on http://%s (logs: %s)\n", httpAddr, doppel.LogPath)
-	if err := demonstrate(ctx, out, dbURL, brokers, simURL, doppel.LogPath); err != nil {
+	if err := demonstrate(ctx, out, dbURL, brokers, simURLs, regionalPopulation(), doppel.LogPath); err != nil {
 		return err
 	}
 	if d.on {
 		// One more verification, seeded but not published, so that the README's callback step
-		// has a signatureId the simulator knows: its face is the ring of two's.
-		extra := []person{{UserID: "cust-1050", Face: "face-ring2", Result: "PASS"}}
-		if err := seed(ctx, simURL, extra); err != nil {
+		// has a signatureId the simulator knows: its face is the ring of two's, in the default region.
+		simURL := simURLs[demoRegions[0]]
+		extra := []person{{UserID: "cust-1050", Face: "face-ring2", Result: "PASS", Region: demoRegions[0]}}
+		if err := seed(ctx, simURL, extra, demoRegions[0]); err != nil {
 			return err
 		}
 		d.callbackSig = extra[0].sig
@@ -235,13 +273,19 @@ func start(ctx context.Context, getenv func(string) string, out io.Writer, d dev
 	return nil
 }
 
-// demonstrate seeds the simulator, publishes the population's events and prints what came out.
-func demonstrate(ctx context.Context, out io.Writer, dbURL, brokers, simURL, logHint string) error {
-	people := population()
-	if err := seed(ctx, simURL, people); err != nil {
-		return err
+// demonstrate seeds each region's simulator (simURLs by region) with its people, publishes their
+// events and prints what came out.
+func demonstrate(ctx context.Context, out io.Writer, dbURL, brokers string, simURLs map[string]string, people []person, logHint string) error {
+	for region, simURL := range simURLs {
+		if err := seed(ctx, simURL, people, region); err != nil {
+			return err
+		}
 	}
-	fmt.Fprintf(out, "== Seeded %d verifications: rings of 4, 3 and 2 accounts, 1 failed verification, 1 returning customer\n", len(people))
+	fmt.Fprintf(out, "== Seeded %d verifications: in ph rings of 4, 3 and 2 accounts, 1 failed verification, 1 returning customer", len(people))
+	if len(simURLs) > 1 {
+		fmt.Fprint(out, "; in th a ring of 3, and cust-2010 with the face of ph's ring of 4 (th's database knows no other)")
+	}
+	fmt.Fprintln(out)
 
 	conn, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
@@ -338,17 +382,22 @@ func startProcess(name, logPath, bin string, args []string, env ...string) (*chi
 // does not matter.
 func stop(p *childproc.Process) { _, _ = p.Stop(20 * time.Second) }
 
-func seed(ctx context.Context, simURL string, people []person) error {
-	sessions := make([]advancesim.Session, len(people))
+// seed registers region's people in its simulator.
+func seed(ctx context.Context, simURL string, people []person, region string) error {
+	var sessions []advancesim.Session
+	var index []int
 	for i, p := range people {
-		sessions[i] = advancesim.Session{UserID: p.UserID, Face: p.Face, OverallResult: p.Result}
+		if p.Region == region {
+			sessions = append(sessions, advancesim.Session{UserID: p.UserID, Face: p.Face, OverallResult: p.Result})
+			index = append(index, i)
+		}
 	}
 	sigs, err := advancesim.NewControl(simURL).AddSessions(ctx, sessions)
 	if err != nil {
 		return err
 	}
-	for i := range people {
-		people[i].sig = sigs[i]
+	for j, i := range index {
+		people[i].sig = sigs[j]
 	}
 	return nil
 }
@@ -363,8 +412,16 @@ func publish(ctx context.Context, brokers string, people []person) error {
 			now := time.Now().UTC()
 			ev.UserID, ev.OccurredAt, ev.EventID = p.UserID, &now, fmt.Sprintf("demo-%03d", i)
 		}
+		// A region in the event's JSON (any case), or, as a producer that cannot change the body
+		// would, in the Kafka header region.
+		var headers []kafka.Header
+		if i%2 == 0 {
+			ev.Region = strings.ToUpper(p.Region)
+		} else if p.Region != "" {
+			headers = []kafka.Header{{Key: "region", Value: []byte(p.Region)}}
+		}
 		value, _ := json.Marshal(ev)
-		msgs[i] = kafka.Message{Key: []byte(p.sig), Value: value}
+		msgs[i] = kafka.Message{Key: []byte(p.sig), Value: value, Headers: headers}
 	}
 	return w.WriteMessages(ctx, msgs...)
 }
@@ -385,36 +442,59 @@ func waitStored(ctx context.Context, conn *pgx.Conn, events int, timeout time.Du
 }
 
 func printOutcomes(ctx context.Context, conn *pgx.Conn, out io.Writer) error {
-	rows, err := conn.Query(ctx, `SELECT outcome, count(*) FROM idv_checks GROUP BY 1 ORDER BY 1`)
+	rows, err := conn.Query(ctx, `SELECT region, outcome, count(*) FROM idv_checks GROUP BY 1, 2 ORDER BY 1, 2`)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(out, "Outcomes stored in idv_checks:")
-	var outcome string
+	fmt.Fprintln(out, "Outcomes stored in idv_checks, by region:")
+	var region, outcome string
 	var n int
-	_, err = pgx.ForEachRow(rows, []any{&outcome, &n}, func() error {
-		fmt.Fprintf(out, "  %-17s %d\n", outcome, n)
+	_, err = pgx.ForEachRow(rows, []any{&region, &outcome, &n}, func() error {
+		fmt.Fprintf(out, "  %-8s %-17s %d\n", region, outcome, n)
 		return nil
 	})
 	fmt.Fprintln(out)
 	return err
 }
 
-// printRings groups duplicate_links into connected components: each is a ring of accounts that
-// share a face.
+type link struct {
+	low, high, sig string
+	regions        []string
+}
+
+// printRings prints, for each region, the rings its face searches found.
 func printRings(ctx context.Context, conn *pgx.Conn, out io.Writer) error {
-	type link struct{ low, high, sig string }
-	rows, err := conn.Query(ctx, `SELECT user_id_low, user_id_high, first_signature_id FROM duplicate_links ORDER BY 1, 2`)
+	rows, err := conn.Query(ctx, `SELECT user_id_low, user_id_high, first_signature_id, regions FROM duplicate_links ORDER BY 1, 2`)
 	if err != nil {
 		return err
 	}
 	links, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (link, error) {
 		var l link
-		return l, r.Scan(&l.low, &l.high, &l.sig)
+		return l, r.Scan(&l.low, &l.high, &l.sig, &l.regions)
 	})
 	if err != nil {
 		return err
 	}
+	byRegion := map[string][]link{}
+	for _, l := range links {
+		for _, r := range l.regions {
+			byRegion[r] = append(byRegion[r], l)
+		}
+	}
+	regions := make([]string, 0, len(byRegion))
+	for r := range byRegion {
+		regions = append(regions, r)
+	}
+	sort.Strings(regions)
+	for _, r := range regions {
+		printRegionRings(out, r, byRegion[r])
+	}
+	return nil
+}
+
+// printRegionRings groups one region's links into connected components: each is a ring of
+// accounts that share a face.
+func printRegionRings(out io.Writer, region string, links []link) {
 	parent := map[string]string{}
 	var find func(string) string
 	find = func(x string) string {
@@ -443,7 +523,7 @@ func printRings(ctx context.Context, conn *pgx.Conn, out io.Writer) error {
 		}
 		return list[i][0] < list[j][0]
 	})
-	fmt.Fprintf(out, "Duplicate-account rings found (%d links in duplicate_links):\n", len(links))
+	fmt.Fprintf(out, "Duplicate-account rings found in region %s (%d links in duplicate_links):\n", region, len(links))
 	for i, members := range list {
 		fmt.Fprintf(out, "  ring %d: %d accounts share one face: %s\n", i+1, len(members), strings.Join(members, ", "))
 		for _, l := range links {
@@ -453,7 +533,6 @@ func printRings(ctx context.Context, conn *pgx.Conn, out io.Writer) error {
 		}
 	}
 	fmt.Fprintln(out)
-	return nil
 }
 
 func printAlerts(ctx context.Context, brokers string, want int, out io.Writer) error {
@@ -476,8 +555,8 @@ func printAlerts(ctx context.Context, brokers string, want int, out io.Writer) e
 		if err := json.Unmarshal(m.Value, &a); err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "  alert %s  user %-9s matched %-32s new %-32s %s (size %d, %s)\n", a.AlertID[:8], a.UserID,
-			"["+strings.Join(a.MatchedUserIDs, ",")+"]", "["+strings.Join(a.NewMatchedUserIDs, ",")+"]",
+		fmt.Fprintf(out, "  alert %s  region %-3s user %-9s matched %-32s new %-32s %s (size %d, %s)\n", a.AlertID[:8], a.Region,
+			a.UserID, "["+strings.Join(a.MatchedUserIDs, ",")+"]", "["+strings.Join(a.NewMatchedUserIDs, ",")+"]",
 			a.RingID, a.RingSize, a.Severity)
 	}
 	var pretty bytes.Buffer

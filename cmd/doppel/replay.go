@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -107,7 +108,7 @@ func (a *app) replay(ctx context.Context, sigs []string, from, to string, limit,
 		return err
 	}
 
-	vendor, err := service.NewVendor(cfg, nil)
+	vendor, err := service.NewRegions(ctx, cfg, nil, store, slog.New(slog.NewTextHandler(stderr, nil)))
 	if err != nil {
 		return err
 	}

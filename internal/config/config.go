@@ -39,6 +39,12 @@ type Config struct {
 	AdvanceQPS       float64       `yaml:"advance_qps" env:"DOPPEL_ADVANCE_QPS"`
 	BreakerFailures  int           `yaml:"breaker_failures" env:"DOPPEL_BREAKER_FAILURES"`
 	BreakerOpenFor   time.Duration `yaml:"breaker_open_for" env:"DOPPEL_BREAKER_OPEN_FOR"`
+	// AdvanceRegions lists the vendor regions, one account each, whose settings are in Advance
+	// (see regions.go); unset, the flat DOPPEL_ADVANCE_* settings form the one region "default".
+	AdvanceRegions       []string `yaml:"advance_regions" env:"DOPPEL_ADVANCE_REGIONS"`
+	AdvanceDefaultRegion string   `yaml:"advance_default_region" env:"DOPPEL_ADVANCE_DEFAULT_REGION"`
+	// Advance is the file's advance: section; its variables are per region, DOPPEL_ADVANCE_<R>_*.
+	Advance Advance `yaml:"advance"`
 
 	Workers            int           `yaml:"workers" env:"DOPPEL_WORKERS"`
 	MaxEventBytes      int           `yaml:"max_event_bytes" env:"DOPPEL_MAX_EVENT_BYTES"`
@@ -210,22 +216,9 @@ func (c Config) Validate() error {
 	if c.TopicPartitions < 1 {
 		bad("DOPPEL_TOPIC_PARTITIONS must be at least 1, got %d", c.TopicPartitions)
 	}
-	if c.AdvanceBaseURL == "" {
-		bad("DOPPEL_ADVANCE_BASE_URL is not set: set it to the vendor's regional host (https://<region>-api.advance.ai) or advance-sim's address")
-	} else if u, err := url.Parse(c.AdvanceBaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		bad("DOPPEL_ADVANCE_BASE_URL must be an http:// or https:// URL with a host")
-	}
-	if c.AdvanceAccessKey == "" {
-		bad("DOPPEL_ADVANCE_ACCESS_KEY is not set: set it to the vendor access key")
-	}
-	if c.AdvanceSecretKey == "" {
-		bad("DOPPEL_ADVANCE_SECRET_KEY is not set: set it to the vendor secret key")
-	}
+	c.validateRegions(bad)
 	if c.AdvanceTimeout <= 0 {
 		bad("DOPPEL_ADVANCE_TIMEOUT must be positive, e.g. 10s")
-	}
-	if c.AdvanceQPS < 0 {
-		bad("DOPPEL_ADVANCE_QPS must be 0 (no client-side limit) or positive, got %g", c.AdvanceQPS)
 	}
 	if c.BreakerFailures < 1 {
 		bad("DOPPEL_BREAKER_FAILURES must be at least 1, got %d", c.BreakerFailures)

@@ -102,7 +102,7 @@ func Load(path string, getenv func(string) string) (Config, error) {
 			environ[name] = v
 		}
 	}
-	l, err := LoadEnv(path, environ)
+	l, err := loadEnv(path, environ, getenv)
 	return l.Config, err
 }
 
@@ -111,6 +111,12 @@ func Load(path string, getenv func(string) string) (Config, error) {
 // those settings, so that a command needing the database does not demand vendor keys; the other
 // settings are still loaded as given.
 func LoadEnv(path string, environ map[string]string, names ...string) (Loaded, error) {
+	return loadEnv(path, environ, func(k string) string { return environ[k] }, names...)
+}
+
+// loadEnv is LoadEnv reading the per-region variables, whose names depend on the regions
+// configured, through getenv.
+func loadEnv(path string, environ map[string]string, getenv func(string) string, names ...string) (Loaded, error) {
 	l := Loaded{Config: Default(), Sources: map[string]Source{}}
 	settings := Settings()
 	for _, s := range settings {
@@ -142,13 +148,16 @@ func LoadEnv(path string, environ map[string]string, names ...string) (Loaded, e
 			}
 		},
 	})
-	l.Unknown = unknownVariables(vars, settings)
 	errs := []error{envErrors(err, settings)}
+	if rerr := applyRegionEnv(&l.Config, getenv, l.Sources); rerr != nil {
+		errs = append(errs, rerr)
+	}
 	for name, instead := range retired {
 		if vars[name] != "" {
 			errs = append(errs, errors.New(instead))
 		}
 	}
+	l.Unknown = unknownVariables(vars, settings, l.Config.regionVariable)
 	if verr := l.Config.Validate(); verr != nil {
 		errs = append(errs, verr)
 	}
@@ -164,7 +173,7 @@ func keepNaming(err error, names []string) error {
 	var kept []error
 	for _, e := range flatten(err) {
 		for _, name := range variableName.FindAllString(e.Error(), -1) {
-			if slices.Contains(names, name) {
+			if slices.Contains(names, name) || slices.Contains(names, flatRegionVariable(name)) {
 				kept = append(kept, e)
 				break
 			}
@@ -202,7 +211,7 @@ func readFile(path string, cfg *Config) (map[string]bool, error) {
 	var unknown []error
 	for k := range keys {
 		set[k] = true
-		if !slices.ContainsFunc(settings, func(s Setting) bool { return s.Key == k }) {
+		if !slices.ContainsFunc(settings, func(s Setting) bool { return s.Key == k }) && !slices.Contains(sectionKeys, k) {
 			// A misspelt key must not be silently ignored.
 			if near := nearest(k, settings, func(s Setting) string { return s.Key }); near != "" {
 				unknown = append(unknown, fmt.Errorf("config file %s: unknown key %q (did you mean %s?)", path, k, near))
@@ -295,10 +304,11 @@ var parsers = map[reflect.Type]env.ParserFunc{
 
 // unknownVariables lists the DOPPEL_* variables in vars that are no setting, each with the nearest
 // setting's name when one is close enough to be a likely misspelling.
-func unknownVariables(vars map[string]string, settings []Setting) []Unknown {
+// known reports the variables that are settings without being fields (a region's).
+func unknownVariables(vars map[string]string, settings []Setting, known func(string) bool) []Unknown {
 	var out []Unknown
 	for name := range vars {
-		if !strings.HasPrefix(name, "DOPPEL_") || slices.Contains(notSettings, name) || retired[name] != "" ||
+		if !strings.HasPrefix(name, "DOPPEL_") || slices.Contains(notSettings, name) || retired[name] != "" || known(name) ||
 			slices.ContainsFunc(settings, func(s Setting) bool { return s.Env == name }) {
 			continue
 		}
@@ -339,6 +349,17 @@ func (l Loaded) Describe(w io.Writer) error {
 		if _, err := fmt.Fprintf(tw, "%s=%s\t# %s\n", s.Env, val, src); err != nil {
 			return err
 		}
+	}
+	err := l.Config.describeRegions(func(name, value string) error {
+		src := l.Sources[name]
+		if src == "" {
+			src = SourceDefault
+		}
+		_, err := fmt.Fprintf(tw, "%s=%s\t# %s\n", name, value, src)
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	return tw.Flush()
 }

@@ -25,7 +25,8 @@ type Store interface {
 	Alert(ctx context.Context, alertID string) (duplicate.StoredAlert, error)
 	RingDetail(ctx context.Context, ringID string) (duplicate.RingDetail, error)
 	Ring(ctx context.Context, userID string) (duplicate.Ring, error)
-	UserDuplicates(ctx context.Context, userID string) ([]duplicate.LinkedAccount, error)
+	// UserDuplicates lists userID's linked accounts; region "" is every region's.
+	UserDuplicates(ctx context.Context, userID, region string) ([]duplicate.LinkedAccount, error)
 	Reviews(ctx context.Context, q duplicate.ReviewQuery) ([]duplicate.Review, error)
 	Overview(ctx context.Context, now time.Time) (duplicate.Overview, error)
 	AddReview(ctx context.Context, r duplicate.Review) (duplicate.Review, error)

@@ -439,7 +439,7 @@ func (c *Console) handleUsers(w http.ResponseWriter, r *http.Request) {
 		if !duplicate.ValidUserID(d.Query) {
 			d.NotFound, status = "That is not a userId.", http.StatusBadRequest
 		} else {
-			dups, err := c.cfg.Store.UserDuplicates(r.Context(), d.Query)
+			dups, err := c.cfg.Store.UserDuplicates(r.Context(), d.Query, "")
 			if duplicate.ErrorCode(err) == duplicate.ENOTFOUND {
 				d.NotFound, status = fmt.Sprintf("No check or link mentions %q.", d.Query), http.StatusNotFound
 			} else if err != nil {

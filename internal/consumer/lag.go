@@ -24,7 +24,12 @@ func Lag(ctx context.Context, brokers []string, groupID, topicName string) (map[
 	}
 	client, closeIdle := topic.NewClient(brokers, 10*time.Second)
 	defer closeIdle()
+	return LagOf(ctx, client, groupID, topicName)
+}
 
+// LagOf is Lag through a client the caller keeps, for a caller that measures often (the parking
+// of a vendor region) and should not open connections each time.
+func LagOf(ctx context.Context, client *kafka.Client, groupID, topicName string) (map[int]int64, error) {
 	partitions, err := topic.Partitions(ctx, client, topicName)
 	if err != nil {
 		return nil, fmt.Errorf("consumer lag: %w", err)

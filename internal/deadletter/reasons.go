@@ -18,6 +18,7 @@ var Reasons = []string{
 	duplicate.ReasonMissingType,
 	duplicate.ReasonInvalidField,
 	duplicate.ReasonUnknownEventType,
+	duplicate.ReasonUnknownRegion, // the event names a vendor region that is not configured
 	duplicate.ReasonMissingUserID,
 	duplicate.ReasonVendorRejected,
 	duplicate.ReasonPermanentFailure, // any other permanent vendor failure

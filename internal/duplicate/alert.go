@@ -36,6 +36,9 @@ type Alert struct {
 	// MatchedFailedUserIDs are the matched accounts known only by a failed verification that was
 	// enrolled in face search: the face failed liveness or the document check there.
 	MatchedFailedUserIDs []string `json:"matchedFailedUserIds,omitempty"`
+	// Region is the vendor region of the check that raised the alert (its face search found the
+	// new links).
+	Region string `json:"region"`
 }
 
 // Alert severities.
@@ -84,6 +87,7 @@ func NewAlert(alertID string, check Check, alertable []string, ring Ring, policy
 		RingSize:             ring.Size,
 		Severity:             SeverityOf(ring.Size, policy.HighSeverityRingSize),
 		MatchedFailedUserIDs: Listed(check.MatchedFailedUserIDs),
+		Region:               RegionOf(check),
 	}
 }
 

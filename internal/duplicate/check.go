@@ -50,9 +50,11 @@ type Source struct {
 // Check is the stored outcome of one verification.
 type Check struct {
 	SignatureID string
-	UserID      string
-	EventType   string
-	Outcome     Outcome
+	// Region is the vendor region whose face database the verification was searched in.
+	Region    string
+	UserID    string
+	EventType string
+	Outcome   Outcome
 	// OverallResult is the vendor's verdict when get-result was asked for it.
 	OverallResult string
 	// SimilarUserIDs are the userIds exactly as face search returned them.
@@ -78,6 +80,15 @@ type Check struct {
 	// enrolled in face search, nil if never.
 	FoundBy    string
 	EnrolledAt *time.Time
+}
+
+// RegionOf returns the region c was searched in: DefaultRegion for a check without one (stored
+// before regions, or by a caller that has none).
+func RegionOf(c Check) string {
+	if c.Region == "" {
+		return DefaultRegion
+	}
+	return c.Region
 }
 
 // How a check came to Doppel (Check.FoundBy).

@@ -33,6 +33,24 @@ type Vendor interface {
 	Verification(ctx context.Context, signatureID string) (Verification, error)
 }
 
+// RegionalVendor is a Vendor with one account per region: the detector and the replayer search each
+// verification in its own region's account (face databases are per region). A plain Vendor is one
+// account for every region.
+type RegionalVendor interface {
+	Vendor
+	// ForRegion returns region's account, or an error when the region is not configured.
+	ForRegion(region string) (Vendor, error)
+}
+
+// VendorFor returns the account to call for a verification of region: v itself when v is one
+// account, region's when v is a RegionalVendor.
+func VendorFor(v Vendor, region string) (Vendor, error) {
+	if rv, ok := v.(RegionalVendor); ok && region != "" {
+		return rv.ForRegion(region)
+	}
+	return v, nil
+}
+
 // Saved is what storing a check changed.
 type Saved struct {
 	// Stored is false when a final outcome already existed for the signatureId, so nothing changed;
@@ -110,6 +128,7 @@ func (d *Detector) Handle(ctx context.Context, ev Event, src Source) (Result, er
 
 	check := Check{
 		SignatureID: ev.SignatureID,
+		Region:      ev.Region,
 		UserID:      ev.UserID,
 		EventType:   ev.Type,
 		EventID:     ev.EventID,
@@ -121,9 +140,13 @@ func (d *Detector) Handle(ctx context.Context, ev Event, src Source) (Result, er
 		return d.save(ctx, check)
 	}
 
+	vendor, err := VendorFor(d.vendor, ev.Region)
+	if err != nil {
+		return d.permanentFailure(ctx, check, ReasonUnknownRegion, err)
+	}
 	kept := d.takeUnsaved(ev.SignatureID)
 	if check.UserID == "" {
-		v, err := d.verification(ctx, ev.SignatureID, kept.verification)
+		v, err := d.verification(ctx, vendor, ev.SignatureID, kept.verification)
 		if err != nil {
 			return d.vendorFailure(ctx, check, "get-result", err)
 		}
@@ -149,7 +172,7 @@ func (d *Detector) Handle(ctx context.Context, ev Event, src Source) (Result, er
 		}
 	}
 
-	found, err := d.faceSearch(ctx, ev.SignatureID, kept.search)
+	found, err := d.faceSearch(ctx, vendor, ev.SignatureID, kept.search)
 	if err != nil {
 		return d.vendorFailure(ctx, check, "face-search", err)
 	}
@@ -167,18 +190,18 @@ func (d *Detector) Handle(ctx context.Context, ev Event, src Source) (Result, er
 	return d.saveKeeping(ctx, check, kept)
 }
 
-func (d *Detector) verification(ctx context.Context, sig string, kept *Verification) (Verification, error) {
+func (d *Detector) verification(ctx context.Context, vendor Vendor, sig string, kept *Verification) (Verification, error) {
 	if kept != nil {
 		return *kept, nil
 	}
-	return d.vendor.Verification(ctx, sig)
+	return vendor.Verification(ctx, sig)
 }
 
-func (d *Detector) faceSearch(ctx context.Context, sig string, kept *SearchResult) (SearchResult, error) {
+func (d *Detector) faceSearch(ctx context.Context, vendor Vendor, sig string, kept *SearchResult) (SearchResult, error) {
 	if kept != nil {
 		return *kept, nil
 	}
-	return d.vendor.FaceSearch(ctx, sig)
+	return vendor.FaceSearch(ctx, sig)
 }
 
 func (d *Detector) takeUnsaved(sig string) vendorAnswers {
@@ -205,8 +228,8 @@ func (d *Detector) saveKeeping(ctx context.Context, check Check, answers vendorA
 
 // RecordFailure stores a failed check for an event that could not be processed, so that the
 // failure is visible next to the verification; it does not block a later replay.
-func (d *Detector) RecordFailure(ctx context.Context, signatureID, reason string, src Source) error {
-	check := Check{SignatureID: signatureID, EventType: "", Outcome: OutcomeFailed, FailureReason: reason,
+func (d *Detector) RecordFailure(ctx context.Context, signatureID, region, reason string, src Source) error {
+	check := Check{SignatureID: signatureID, Region: region, EventType: "", Outcome: OutcomeFailed, FailureReason: reason,
 		Source: src, CheckedAt: d.now()}
 	if _, err := d.store.SaveCheck(ctx, check); err != nil {
 		return fmt.Errorf("%w: record failed check %s: %w", ErrStore, signatureID, err)

@@ -54,4 +54,9 @@ const (
 	MaxUserIDLen      = maxUserIDLen
 	MaxSignatureIDLen = maxSignatureIDLen
 	MaxNoteLen        = 2000
+	MaxRegionLen      = maxRegionLen
 )
+
+// DefaultRegion names the one vendor region there is without DOPPEL_ADVANCE_REGIONS, and the
+// region of every row stored before regions existed.
+const DefaultRegion = "default"

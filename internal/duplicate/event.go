@@ -26,6 +26,7 @@ const (
 	maxUserIDLen      = 256
 	maxEventIDLen     = 256
 	maxTypeLen        = 64
+	maxRegionLen      = 32
 )
 
 // Event is an "H5 IDV completed" event: the vendor's callback body (signatureId and type), optionally
@@ -36,6 +37,9 @@ type Event struct {
 	UserID      string     `json:"userId,omitempty"`
 	OccurredAt  *time.Time `json:"occurredAt,omitempty"`
 	EventID     string     `json:"eventId,omitempty"`
+	// Region is the vendor region the verification was made in, lower case; empty leaves it to the
+	// pipeline (a Kafka header region, else the default region).
+	Region string `json:"region,omitempty"`
 }
 
 // Reasons a message is rejected before any work is done. They travel to the dead-letter topic, so
@@ -50,6 +54,8 @@ const (
 	ReasonMissingType        = "missing_type"
 	ReasonInvalidField       = "invalid_field"
 	ReasonUnknownEventType   = "unknown_event_type"
+	// ReasonUnknownRegion is an event whose region (field or header) is not configured.
+	ReasonUnknownRegion = "unknown_region"
 )
 
 // DecodeError says why a message is not a usable event. SignatureID is set when the message carried
@@ -165,12 +171,20 @@ func validateEvent(ev Event, opts DecodeOptions) (Event, error) {
 		return Event{}, &DecodeError{Reason: ReasonInvalidField, Field: "eventId",
 			Detail: fmt.Sprintf("eventId must be at most %d characters without control characters", maxEventIDLen), SignatureID: ev.SignatureID}
 	}
+	if !validOptional(ev.Region, maxRegionLen) {
+		return Event{}, &DecodeError{Reason: ReasonInvalidField,
+			Detail: fmt.Sprintf("region must be at most %d characters without control characters", maxRegionLen), SignatureID: ev.SignatureID}
+	}
+	ev.Region = NormalizeRegion(ev.Region)
 	if opts.RejectUnknownTypes && ev.Type != EventTypeCompleted && ev.Type != EventTypeSubmitCompleted {
 		return Event{}, &DecodeError{Reason: ReasonUnknownEventType, Field: "type",
 			Detail: fmt.Sprintf("type %q is not COMPLETED or SUBMIT_COMPLETED", ev.Type), SignatureID: ev.SignatureID}
 	}
 	return ev, nil
 }
+
+// NormalizeRegion returns a region code as Doppel stores it: region codes are case-insensitive.
+func NormalizeRegion(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
 
 // decodeJSONError names the field when the JSON was well formed but a field had the wrong type, and
 // still recovers the signatureId when that field was fine.

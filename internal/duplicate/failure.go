@@ -55,6 +55,7 @@ const (
 	ReasonVendorRateLimited     = "vendor_rate_limited"
 	ReasonVendorAccountUnusable = "vendor_account_unusable"
 	ReasonVendorCircuitOpen     = "vendor_circuit_open"
+	ReasonRegionBudgetSpent     = "region_budget_spent"
 	ReasonDatabaseUnavailable   = "database_unavailable"
 )
 

@@ -52,6 +52,9 @@ type LinkWrite struct {
 	// ReachesFailedAttempt is true when a check linking the pair matched its other account as
 	// known only by an enrolled failed attempt (Check.MatchedFailedUserIDs).
 	ReachesFailedAttempt bool
+	// Regions are the regions whose face search found the pair in this batch, each once, in the
+	// order of the batch; stored links add those they do not list yet.
+	Regions []string
 }
 
 // Linking is what the alert rule decided for one check.
@@ -107,6 +110,9 @@ func PlanLinks(checks []Check, pairs map[PairKey]PairState) LinkPlan {
 				w.ReachesFailedAttempt = w.ReachesFailedAttempt || failed
 				w.Seen++
 				w.LastSignatureID = c.SignatureID
+				if r := RegionOf(c); !slices.Contains(w.Regions, r) {
+					w.Regions = append(w.Regions, r)
+				}
 				if c.CheckedAt.After(w.LastSeenAt) {
 					w.LastSeenAt = c.CheckedAt
 				}
@@ -114,7 +120,8 @@ func PlanLinks(checks []Check, pairs map[PairKey]PairState) LinkPlan {
 			}
 			st := pairs[k]
 			writes[k] = &LinkWrite{PairKey: k, New: !st.Linked, FirstSeenAt: c.CheckedAt, LastSeenAt: c.CheckedAt, Seen: 1,
-				FirstSignatureID: c.SignatureID, LastSignatureID: c.SignatureID, ReachesFailedAttempt: failed}
+				FirstSignatureID: c.SignatureID, LastSignatureID: c.SignatureID, ReachesFailedAttempt: failed,
+				Regions: []string{RegionOf(c)}}
 			if st.Linked {
 				continue
 			}

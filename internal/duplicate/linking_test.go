@@ -97,7 +97,16 @@ func TestPlanLinksKeepsTheFirstAndLastSighting(t *testing.T) {
 	late.CheckedAt = early.CheckedAt.Add(time.Second)
 	plan := PlanLinks([]Check{early, late}, nil)
 	require.Equal(t, []LinkWrite{{PairKey: PairKey{"alice", "carol"}, New: true, FirstSeenAt: early.CheckedAt,
-		LastSeenAt: late.CheckedAt, Seen: 2, FirstSignatureID: "s1", LastSignatureID: "s2"}}, plan.Links)
+		LastSeenAt: late.CheckedAt, Seen: 2, FirstSignatureID: "s1", LastSignatureID: "s2", Regions: []string{DefaultRegion}}}, plan.Links)
+}
+
+func TestPlanLinksListsEachRegionThatSawThePairOnce(t *testing.T) {
+	t.Parallel()
+	a, b, c := linkCheck("s1", "carol", "alice"), linkCheck("s2", "alice", "carol"), linkCheck("s3", "carol", "alice")
+	a.Region, b.Region, c.Region = "th", "ph", "th"
+	plan := PlanLinks([]Check{a, b, c}, nil)
+	require.Len(t, plan.Links, 1)
+	require.Equal(t, []string{"th", "ph"}, plan.Links[0].Regions)
 }
 
 func TestMergeRingsFollowsTheRingRule(t *testing.T) {

@@ -87,7 +87,11 @@ func (r *Replayer) Replay(ctx context.Context, signatureID string) (ReplayResult
 		}
 		return res, nil
 	}
-	found, err := r.vendor.FaceSearch(ctx, signatureID)
+	vendor, err := VendorFor(r.vendor, check.Region)
+	if err != nil {
+		return res, err
+	}
+	found, err := vendor.FaceSearch(ctx, signatureID)
 	if err != nil {
 		return res, fmt.Errorf("vendor face-search for %s: %w", signatureID, err)
 	}

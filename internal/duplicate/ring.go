@@ -62,6 +62,8 @@ type LinkedAccount struct {
 	SeenCount   int
 	// SignatureIDs are the verifications whose face search linked the pair, oldest first.
 	SignatureIDs []string
+	// Regions are the vendor regions whose face search found the pair.
+	Regions []string
 	// Reviews is the pair's review history, newest first; Reviews[0] is the latest decision.
 	Reviews []Review
 }
@@ -88,6 +90,8 @@ type AlertQuery struct {
 	Status string
 	// UserID keeps alerts raised for the user or matching it.
 	UserID string
+	// Region, when set, keeps only alerts raised by that region's checks.
+	Region string
 }
 
 // Alert statuses: an alert is open while one of its new pairs has no review.

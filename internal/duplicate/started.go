@@ -8,9 +8,6 @@ import (
 	"time"
 )
 
-// maxRegionLen bounds the region code of a started event (a short code such as "sg" or "id").
-const maxRegionLen = 64
-
 // Started is an "H5 IDV started" event: the customer's backend publishes one when generate-url
 // answers, so that a verification whose completion callback is lost can still be found by polling.
 // Only SignatureID is required.

@@ -63,7 +63,7 @@ func TestTheSpecDescribesEveryOperationsErrorsAndSecurity(t *testing.T) {
 			for _, code := range []string{"400", "401"} {
 				require.Contains(t, op.Responses, code, name)
 			}
-			if path != "/v1/callbacks/advance" {
+			if !strings.HasPrefix(path, "/v1/callbacks/advance") {
 				require.Contains(t, op.Responses, "403", name)
 			}
 		}

@@ -14,10 +14,12 @@ import (
 // so that a misspelt or unsupported filter (?severity= before it existed) never silently returns
 // everything.
 var queryParams = map[string][]string{
-	"POST /v1/callbacks/advance": {"token"},
-	"GET /v1/alerts":             {"limit", "since", "cursor", "severity", "status", "userId"},
-	"GET /v1/rings":              {"order", "limit", "cursor"},
-	"GET /v1/reviews":            {"userId", "reviewer", "since", "limit", "cursor"},
+	"POST /v1/callbacks/advance":         {"token"},
+	"POST /v1/callbacks/advance/:region": {"token"},
+	"GET /v1/alerts":                     {"limit", "since", "cursor", "severity", "status", "userId", "region"},
+	"GET /v1/users/:userId/duplicates":   {"region"},
+	"GET /v1/rings":                      {"order", "limit", "cursor"},
+	"GET /v1/reviews":                    {"userId", "reviewer", "since", "limit", "cursor"},
 }
 
 // rejectUnknownQuery answers 400 for a query parameter the matched route does not accept. A

@@ -60,11 +60,15 @@ func (s *Server) handleUserDuplicates(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	region, err := s.regionQuery(c)
+	if err != nil {
+		return err
+	}
 	st, err := s.store()
 	if err != nil {
 		return err
 	}
-	linked, err := st.UserDuplicates(c.Request().Context(), userID)
+	linked, err := st.UserDuplicates(c.Request().Context(), userID, region)
 	if err != nil {
 		return err
 	}
@@ -72,7 +76,7 @@ func (s *Server) handleUserDuplicates(c echo.Context) error {
 		Truncated: len(linked) >= duplicate.MaxLinkedAccounts}
 	for i, a := range linked {
 		d := duplicateJSON{UserID: a.UserID, FirstSeenAt: a.FirstSeenAt, LastSeenAt: a.LastSeenAt, SeenCount: a.SeenCount,
-			SignatureIDs: nonNil(a.SignatureIDs), Reviews: make([]reviewJSON, len(a.Reviews))}
+			SignatureIDs: nonNil(a.SignatureIDs), Regions: nonNil(a.Regions), Reviews: make([]reviewJSON, len(a.Reviews))}
 		for j, r := range a.Reviews {
 			d.Reviews[j] = toReview(r)
 		}
@@ -181,6 +185,11 @@ func (s *Server) handleAlerts(c echo.Context) error {
 		}
 		q.Since = t
 	}
+	region, err := s.regionQuery(c)
+	if err != nil {
+		return err
+	}
+	q.Region = region
 	var cursor *string
 	if raw := c.QueryParam("cursor"); raw != "" {
 		p, ok := decodeCursor(raw)

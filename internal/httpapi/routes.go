@@ -18,6 +18,7 @@ func (s *Server) routes() {
 
 	// The vendor's callbacks: authenticated by the callback token or a signature, not by API key.
 	s.echo.POST("/v1/callbacks/advance", s.handleCallback)
+	s.echo.POST("/v1/callbacks/advance/:region", s.handleCallback)
 
 	// The risk team's API: API keys with scopes.
 	read, review, replay := s.requireScope(ScopeRead), s.requireScope(ScopeReview), s.requireScope(ScopeReplay)

@@ -29,7 +29,7 @@ type Readiness interface {
 
 // Store is what the query, review and replay endpoints read and write; postgres.Store implements it.
 type Store interface {
-	UserDuplicates(ctx context.Context, userID string) ([]duplicate.LinkedAccount, error)
+	UserDuplicates(ctx context.Context, userID, region string) ([]duplicate.LinkedAccount, error)
 	Check(ctx context.Context, signatureID string) (duplicate.Check, error)
 	Ring(ctx context.Context, userID string) (duplicate.Ring, error)
 	Alerts(ctx context.Context, q duplicate.AlertQuery) ([]duplicate.StoredAlert, error)
@@ -91,6 +91,9 @@ type Config struct {
 	// OnAuthFailure counts a failed authentication by route and reason (the metric); may be nil.
 	OnAuthFailure func(route, reason string)
 
+	// Regions are the configured vendor regions: a callback to /v1/callbacks/advance/{region} and a
+	// ?region= filter must name one of them. Empty accepts any region code.
+	Regions []string
 	// Reconciliation reports the started verifications' counts (GET /v1/reconciliation); nil
 	// answers 503.
 	Reconciliation func(ctx context.Context) (reconcile.Counts, error)
@@ -108,6 +111,8 @@ type Server struct {
 	cfg      Config
 	log      *slog.Logger
 	authFail *authFailures
+	// spec is the OpenAPI description served, with this deployment's regions.
+	spec []byte
 	// console is served at ConsolePath on the same listener once mounted (see MountConsole).
 	console http.Handler
 }
@@ -127,7 +132,7 @@ func New(cfg Config) *Server {
 		cfg.ReplayMaxChecks = 1000
 	}
 	s := &Server{echo: newEcho(cfg.Logger, cfg.OnRequest), cfg: cfg, log: cfg.Logger,
-		authFail: newAuthFailures(cfg.AuthFailuresPerMinute, cfg.OnAuthFailure, cfg.Logger)}
+		authFail: newAuthFailures(cfg.AuthFailuresPerMinute, cfg.OnAuthFailure, cfg.Logger), spec: specFor(cfg.Regions)}
 	s.routes()
 	return s
 }

@@ -39,6 +39,7 @@ type duplicateJSON struct {
 	LastSeenAt   time.Time    `json:"lastSeenAt"`
 	SeenCount    int          `json:"seenCount"`
 	SignatureIDs []string     `json:"signatureIds"`
+	Regions      []string     `json:"regions"`
 	LatestReview *reviewJSON  `json:"latestReview"`
 	Reviews      []reviewJSON `json:"reviews"`
 }
@@ -73,6 +74,7 @@ type checkJSON struct {
 	ReplayedAt          *time.Time `json:"replayedAt"`
 	FoundBy             string     `json:"foundBy"`
 	EnrolledAt          *time.Time `json:"enrolledAt"`
+	Region              string     `json:"region"`
 }
 
 func toCheck(c duplicate.Check) checkJSON {
@@ -80,7 +82,8 @@ func toCheck(c duplicate.Check) checkJSON {
 		OverallResult: c.OverallResult, SimilarUserIDs: nonNil(c.SimilarUserIDs), MatchedUserIDs: nonNil(c.MatchedUserIDs),
 		VendorTransactionID: c.VendorTransactionID, FailureReason: c.FailureReason, EventID: c.EventID,
 		OccurredAt: c.OccurredAt, Source: sourceJSON{Topic: c.Source.Topic, Partition: c.Source.Partition, Offset: c.Source.Offset},
-		CheckedAt: c.CheckedAt, ReplayCount: c.ReplayCount, ReplayedAt: c.ReplayedAt, FoundBy: c.FoundBy, EnrolledAt: c.EnrolledAt}
+		CheckedAt: c.CheckedAt, ReplayCount: c.ReplayCount, ReplayedAt: c.ReplayedAt, FoundBy: c.FoundBy, EnrolledAt: c.EnrolledAt,
+		Region: c.Region}
 }
 
 type linkJSON struct {

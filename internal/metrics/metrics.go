@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -68,12 +69,17 @@ type Metrics struct {
 	stalled         *prometheus.GaugeVec
 	stuckFor        *prometheus.GaugeVec
 	breakerState    *prometheus.GaugeVec
-	authFailures    *prometheus.CounterVec
-	httpRequests    *prometheus.CounterVec
-	httpLatency     *prometheus.HistogramVec
-	// pausedUntil is the Unix time in nanoseconds until which vendor calls are paused; a gauge
-	// func turns it into seconds left at scrape time, so the value counts down by itself.
-	pausedUntil atomic.Int64
+	budgetSpent     *prometheus.GaugeVec
+	budgetLimit     *prometheus.GaugeVec
+	budgetWarning   *prometheus.GaugeVec
+	parked          *prometheus.CounterVec
+	parking         *prometheus.GaugeVec
+
+	mu           sync.Mutex
+	regions      map[string]*Region
+	httpRequests *prometheus.CounterVec
+	httpLatency  *prometheus.HistogramVec
+	authFailures *prometheus.CounterVec
 
 	lag    *lagCollector
 	outbox *outboxCollector
@@ -114,12 +120,12 @@ func New() *Metrics {
 		vendorCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "doppel_vendor_calls_total",
 			Help: "HTTP calls to the face-search vendor, by endpoint and vendor code (SUCCESS, an error code, HTTP_<status>, TIMEOUT, NETWORK, CANCELED, BAD_RESPONSE).",
-		}, []string{"endpoint", "code"}),
+		}, []string{"region", "endpoint", "code"}),
 		vendorLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "doppel_vendor_call_duration_seconds",
 			Help:    "Duration of HTTP calls to the face-search vendor, whatever their answer, by endpoint.",
 			Buckets: vendorLatencyBuckets,
-		}, []string{"endpoint"}),
+		}, []string{"region", "endpoint"}),
 		alertsPublished: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "doppel_alerts_published_total",
 			Help: "Alerts the outbox relay published to the alert topic.",
@@ -142,8 +148,28 @@ func New() *Metrics {
 		}, []string{"partition"}),
 		breakerState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "doppel_vendor_breaker_state",
-			Help: "State of the vendor circuit breaker: 1 on the current state, 0 on the others.",
-		}, []string{"state"}),
+			Help: "State of each vendor region's circuit breaker: 1 on the current state, 0 on the others.",
+		}, []string{"region", "state"}),
+		budgetSpent: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "doppel_region_budget_spent",
+			Help: "Face searches a vendor region made this calendar month (UTC), counted from stored checks at start.",
+		}, []string{"region"}),
+		budgetLimit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "doppel_region_budget_limit",
+			Help: "A vendor region's monthly face-search budget; 0 means none.",
+		}, []string{"region"}),
+		budgetWarning: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "doppel_region_budget_warning",
+			Help: "1 when a vendor region has spent 80% of its monthly budget (2 when all of it: the region is paused), else 0.",
+		}, []string{"region"}),
+		parked: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "doppel_region_parked_events_total",
+			Help: "Events moved to a vendor region's parking topic because the region could not take them (outage, budget, its share of the workers).",
+		}, []string{"region"}),
+		parking: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "doppel_region_parking",
+			Help: "1 while a vendor region's events go through its parking topic (the region is unavailable or its parked backlog is not drained), else 0.",
+		}, []string{"region"}),
 		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "doppel_http_auth_failures_total",
 			Help: "Requests refused for their credentials, by route and reason (missing_credentials, invalid_api_key, missing_scope, invalid_token, invalid_signature, invalid_timestamp, stale_timestamp, throttled).",
@@ -157,13 +183,10 @@ func New() *Metrics {
 			Help:    "Time to answer an HTTP request, by route and method.",
 			Buckets: httpLatencyBuckets,
 		}, []string{"route", "method"}),
-		lag:    newLagCollector(sourceErrors.WithLabelValues("lag")),
-		outbox: newOutboxCollector(sourceErrors.WithLabelValues("outbox")),
+		regions: map[string]*Region{},
+		lag:     newLagCollector(sourceErrors.WithLabelValues("lag")),
+		outbox:  newOutboxCollector(sourceErrors.WithLabelValues("outbox")),
 	}
-	pausedFor := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "doppel_vendor_paused_seconds",
-		Help: "Seconds until vendor calls resume after the vendor answered SERVICE_BUSY; 0 when not paused.",
-	}, m.pausedSecondsLeft)
 
 	build := buildinfo.Get()
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -181,16 +204,13 @@ func New() *Metrics {
 	for _, r := range knownRetries {
 		m.retries.WithLabelValues(r[0], r[1])
 	}
-	// A breaker starts closed, so that is what the gauge says until SetBreakerState is called.
-	m.SetBreakerState("closed")
-
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.eventsConsumed, m.outcomes, m.finished, m.retries, m.inFlight,
 		m.vendorCalls, m.vendorLatency, m.alertsPublished, m.deadLetters, m.unwritable, m.stalled, m.stuckFor,
-		m.breakerState, m.authFailures,
-		pausedFor, sourceErrors, m.lag, m.outbox,
+		m.breakerState, m.authFailures, m.budgetSpent, m.budgetLimit, m.budgetWarning, m.parked, m.parking,
+		sourceErrors, m.lag, m.outbox,
 	)
 	reg.MustRegister(buildInfo, m.httpRequests, m.httpLatency)
 	return m
@@ -257,13 +277,6 @@ func (m *Metrics) Outcome(outcome string) {
 	m.outcomes.WithLabelValues(labelOr(outcome, "unknown")).Inc()
 }
 
-// VendorCall records one HTTP call to the vendor: its endpoint, the vendor code or transport
-// failure it ended with, and how long it took. Its signature matches advance.Config.OnCall.
-func (m *Metrics) VendorCall(endpoint, code string, d time.Duration) {
-	m.vendorCalls.WithLabelValues(endpoint, labelOr(code, "unknown")).Inc()
-	m.vendorLatency.WithLabelValues(endpoint).Observe(d.Seconds())
-}
-
 // AlertsPublished records that the relay published n alerts. Its signature matches
 // relay.Config.OnPublished.
 func (m *Metrics) AlertsPublished(n int) {
@@ -293,34 +306,99 @@ func (m *Metrics) HTTPRequest(route, method string, status int, d time.Duration)
 	m.httpLatency.WithLabelValues(route, method).Observe(d.Seconds())
 }
 
-// SetBreakerState records the vendor circuit breaker's current state: closed, open or half_open.
+// Region is the metrics of one vendor region, each series labelled region. Get it with
+// Metrics.Region; every method is safe for concurrent use.
+type Region struct {
+	m    *Metrics
+	name string
+	// pausedUntil is the Unix time in nanoseconds until which the region's vendor calls are paused;
+	// a gauge func turns it into seconds left at scrape time, so the value counts down by itself.
+	pausedUntil atomic.Int64
+}
+
+// Region returns region's metrics, creating its series (a closed breaker, no pause) on first use.
+func (m *Metrics) Region(name string) *Region {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if r, ok := m.regions[name]; ok {
+		return r
+	}
+	r := &Region{m: m, name: name}
+	m.regions[name] = r
+	m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name:        "doppel_vendor_paused_seconds",
+		Help:        "Seconds until a vendor region's calls resume after it answered SERVICE_BUSY; 0 when not paused.",
+		ConstLabels: prometheus.Labels{"region": name},
+	}, r.pausedSecondsLeft))
+	// A breaker starts closed, so that is what the gauge says until SetBreakerState is called.
+	r.SetBreakerState("closed")
+	m.parked.WithLabelValues(name)
+	m.parking.WithLabelValues(name)
+	return r
+}
+
+// VendorCall records one HTTP call to the region's vendor: its endpoint, the vendor code or
+// transport failure it ended with, and how long it took. Its signature matches advance.Config.OnCall.
+func (r *Region) VendorCall(endpoint, code string, d time.Duration) {
+	r.m.vendorCalls.WithLabelValues(r.name, endpoint, labelOr(code, "unknown")).Inc()
+	r.m.vendorLatency.WithLabelValues(r.name, endpoint).Observe(d.Seconds())
+}
+
+// SetBreakerState records the region's circuit breaker state: closed, open or half_open.
 // gobreaker's spelling "half-open" is accepted and reported as half_open, since label values are
 // snake_case here.
-func (m *Metrics) SetBreakerState(state string) {
+func (r *Region) SetBreakerState(state string) {
 	state = strings.ReplaceAll(strings.ToLower(strings.TrimSpace(state)), "-", "_")
 	for _, s := range breakerStates {
-		m.breakerState.WithLabelValues(s).Set(0)
+		r.m.breakerState.WithLabelValues(r.name, s).Set(0)
 	}
-	m.breakerState.WithLabelValues(labelOr(state, "unknown")).Set(1)
+	r.m.breakerState.WithLabelValues(r.name, labelOr(state, "unknown")).Set(1)
 }
 
-// SetVendorPaused records that vendor calls are paused for d from now (after a SERVICE_BUSY
-// answer); d <= 0 records that they are not paused. The exported value counts down by itself, so
-// calling this when a pause starts is enough.
-func (m *Metrics) SetVendorPaused(d time.Duration) {
+// SetVendorPaused records that the region's vendor calls are paused for d from now (after a
+// SERVICE_BUSY answer); d <= 0 records that they are not paused. The exported value counts down by
+// itself, so calling this when a pause starts is enough.
+func (r *Region) SetVendorPaused(d time.Duration) {
 	if d <= 0 {
-		m.pausedUntil.Store(0)
+		r.pausedUntil.Store(0)
 		return
 	}
-	m.pausedUntil.Store(time.Now().Add(d).UnixNano())
+	r.pausedUntil.Store(time.Now().Add(d).UnixNano())
 }
 
-func (m *Metrics) pausedSecondsLeft() float64 {
-	until := m.pausedUntil.Load()
+func (r *Region) pausedSecondsLeft() float64 {
+	until := r.pausedUntil.Load()
 	if until == 0 {
 		return 0
 	}
 	return math.Max(0, time.Until(time.Unix(0, until)).Seconds())
+}
+
+// SetBudget records the region's spend this month and its budget (0: none); the warning gauge is 1
+// from 80% of the budget and 2 once all of it is spent.
+func (r *Region) SetBudget(spent, limit int64) {
+	r.m.budgetSpent.WithLabelValues(r.name).Set(float64(spent))
+	r.m.budgetLimit.WithLabelValues(r.name).Set(float64(limit))
+	warning := 0.0
+	switch {
+	case limit > 0 && spent >= limit:
+		warning = 2
+	case limit > 0 && spent*5 >= limit*4:
+		warning = 1
+	}
+	r.m.budgetWarning.WithLabelValues(r.name).Set(warning)
+}
+
+// Parked records an event moved to the region's parking topic.
+func (r *Region) Parked() { r.m.parked.WithLabelValues(r.name).Inc() }
+
+// SetParking records whether the region's events go through its parking topic.
+func (r *Region) SetParking(on bool) {
+	v := 0.0
+	if on {
+		v = 1
+	}
+	r.m.parking.WithLabelValues(r.name).Set(v)
 }
 
 func actionName(a consumer.Action) string {

@@ -87,50 +87,50 @@ func TestEventsOutcomesAlertsAndDeadLetters(t *testing.T) {
 func TestVendorCallCountsAndTimes(t *testing.T) {
 	t.Parallel()
 	m := New()
-	m.VendorCall("face_search", "SUCCESS", 40*time.Millisecond)
-	m.VendorCall("face_search", "SUCCESS", 3*time.Second)
-	m.VendorCall("face_search", "TIMEOUT", 10*time.Second)
-	m.VendorCall("generate_token", "SUCCESS", 8*time.Millisecond)
+	m.Region("default").VendorCall("face_search", "SUCCESS", 40*time.Millisecond)
+	m.Region("default").VendorCall("face_search", "SUCCESS", 3*time.Second)
+	m.Region("default").VendorCall("face_search", "TIMEOUT", 10*time.Second)
+	m.Region("default").VendorCall("generate_token", "SUCCESS", 8*time.Millisecond)
 
-	require.InDelta(t, 2, testutil.ToFloat64(m.vendorCalls.WithLabelValues("face_search", "SUCCESS")), 0)
-	require.InDelta(t, 1, testutil.ToFloat64(m.vendorCalls.WithLabelValues("face_search", "TIMEOUT")), 0)
-	require.InDelta(t, 1, testutil.ToFloat64(m.vendorCalls.WithLabelValues("generate_token", "SUCCESS")), 0)
+	require.InDelta(t, 2, testutil.ToFloat64(m.vendorCalls.WithLabelValues("default", "face_search", "SUCCESS")), 0)
+	require.InDelta(t, 1, testutil.ToFloat64(m.vendorCalls.WithLabelValues("default", "face_search", "TIMEOUT")), 0)
+	require.InDelta(t, 1, testutil.ToFloat64(m.vendorCalls.WithLabelValues("default", "generate_token", "SUCCESS")), 0)
 
 	want := `
 # HELP doppel_vendor_call_duration_seconds Duration of HTTP calls to the face-search vendor, whatever their answer, by endpoint.
 # TYPE doppel_vendor_call_duration_seconds histogram
-doppel_vendor_call_duration_seconds_bucket{endpoint="face_search",le="0.005"} 0
-doppel_vendor_call_duration_seconds_bucket{endpoint="face_search",le="0.01"} 0
-doppel_vendor_call_duration_seconds_bucket{endpoint="face_search",le="0.025"} 0
-doppel_vendor_call_duration_seconds_bucket{endpoint="face_search",le="0.05"} 1
-doppel_vendor_call_duration_seconds_bucket{endpoint="face_search",le="0.1"} 1
-doppel_vendor_call_duration_seconds_bucket{endpoint="face_search",le="0.25"} 1
-doppel_vendor_call_duration_seconds_bucket{endpoint="face_search",le="0.5"} 1
-doppel_vendor_call_duration_seconds_bucket{endpoint="face_search",le="1"} 1
-doppel_vendor_call_duration_seconds_bucket{endpoint="face_search",le="2"} 1
-doppel_vendor_call_duration_seconds_bucket{endpoint="face_search",le="4"} 2
-doppel_vendor_call_duration_seconds_bucket{endpoint="face_search",le="8"} 2
-doppel_vendor_call_duration_seconds_bucket{endpoint="face_search",le="15"} 3
-doppel_vendor_call_duration_seconds_bucket{endpoint="face_search",le="30"} 3
-doppel_vendor_call_duration_seconds_bucket{endpoint="face_search",le="+Inf"} 3
-doppel_vendor_call_duration_seconds_sum{endpoint="face_search"} 13.04
-doppel_vendor_call_duration_seconds_count{endpoint="face_search"} 3
-doppel_vendor_call_duration_seconds_bucket{endpoint="generate_token",le="0.005"} 0
-doppel_vendor_call_duration_seconds_bucket{endpoint="generate_token",le="0.01"} 1
-doppel_vendor_call_duration_seconds_bucket{endpoint="generate_token",le="0.025"} 1
-doppel_vendor_call_duration_seconds_bucket{endpoint="generate_token",le="0.05"} 1
-doppel_vendor_call_duration_seconds_bucket{endpoint="generate_token",le="0.1"} 1
-doppel_vendor_call_duration_seconds_bucket{endpoint="generate_token",le="0.25"} 1
-doppel_vendor_call_duration_seconds_bucket{endpoint="generate_token",le="0.5"} 1
-doppel_vendor_call_duration_seconds_bucket{endpoint="generate_token",le="1"} 1
-doppel_vendor_call_duration_seconds_bucket{endpoint="generate_token",le="2"} 1
-doppel_vendor_call_duration_seconds_bucket{endpoint="generate_token",le="4"} 1
-doppel_vendor_call_duration_seconds_bucket{endpoint="generate_token",le="8"} 1
-doppel_vendor_call_duration_seconds_bucket{endpoint="generate_token",le="15"} 1
-doppel_vendor_call_duration_seconds_bucket{endpoint="generate_token",le="30"} 1
-doppel_vendor_call_duration_seconds_bucket{endpoint="generate_token",le="+Inf"} 1
-doppel_vendor_call_duration_seconds_sum{endpoint="generate_token"} 0.008
-doppel_vendor_call_duration_seconds_count{endpoint="generate_token"} 1
+doppel_vendor_call_duration_seconds_bucket{endpoint="face_search",region="default",le="0.005"} 0
+doppel_vendor_call_duration_seconds_bucket{endpoint="face_search",region="default",le="0.01"} 0
+doppel_vendor_call_duration_seconds_bucket{endpoint="face_search",region="default",le="0.025"} 0
+doppel_vendor_call_duration_seconds_bucket{endpoint="face_search",region="default",le="0.05"} 1
+doppel_vendor_call_duration_seconds_bucket{endpoint="face_search",region="default",le="0.1"} 1
+doppel_vendor_call_duration_seconds_bucket{endpoint="face_search",region="default",le="0.25"} 1
+doppel_vendor_call_duration_seconds_bucket{endpoint="face_search",region="default",le="0.5"} 1
+doppel_vendor_call_duration_seconds_bucket{endpoint="face_search",region="default",le="1"} 1
+doppel_vendor_call_duration_seconds_bucket{endpoint="face_search",region="default",le="2"} 1
+doppel_vendor_call_duration_seconds_bucket{endpoint="face_search",region="default",le="4"} 2
+doppel_vendor_call_duration_seconds_bucket{endpoint="face_search",region="default",le="8"} 2
+doppel_vendor_call_duration_seconds_bucket{endpoint="face_search",region="default",le="15"} 3
+doppel_vendor_call_duration_seconds_bucket{endpoint="face_search",region="default",le="30"} 3
+doppel_vendor_call_duration_seconds_bucket{endpoint="face_search",region="default",le="+Inf"} 3
+doppel_vendor_call_duration_seconds_sum{endpoint="face_search",region="default"} 13.04
+doppel_vendor_call_duration_seconds_count{endpoint="face_search",region="default"} 3
+doppel_vendor_call_duration_seconds_bucket{endpoint="generate_token",region="default",le="0.005"} 0
+doppel_vendor_call_duration_seconds_bucket{endpoint="generate_token",region="default",le="0.01"} 1
+doppel_vendor_call_duration_seconds_bucket{endpoint="generate_token",region="default",le="0.025"} 1
+doppel_vendor_call_duration_seconds_bucket{endpoint="generate_token",region="default",le="0.05"} 1
+doppel_vendor_call_duration_seconds_bucket{endpoint="generate_token",region="default",le="0.1"} 1
+doppel_vendor_call_duration_seconds_bucket{endpoint="generate_token",region="default",le="0.25"} 1
+doppel_vendor_call_duration_seconds_bucket{endpoint="generate_token",region="default",le="0.5"} 1
+doppel_vendor_call_duration_seconds_bucket{endpoint="generate_token",region="default",le="1"} 1
+doppel_vendor_call_duration_seconds_bucket{endpoint="generate_token",region="default",le="2"} 1
+doppel_vendor_call_duration_seconds_bucket{endpoint="generate_token",region="default",le="4"} 1
+doppel_vendor_call_duration_seconds_bucket{endpoint="generate_token",region="default",le="8"} 1
+doppel_vendor_call_duration_seconds_bucket{endpoint="generate_token",region="default",le="15"} 1
+doppel_vendor_call_duration_seconds_bucket{endpoint="generate_token",region="default",le="30"} 1
+doppel_vendor_call_duration_seconds_bucket{endpoint="generate_token",region="default",le="+Inf"} 1
+doppel_vendor_call_duration_seconds_sum{endpoint="generate_token",region="default"} 0.008
+doppel_vendor_call_duration_seconds_count{endpoint="generate_token",region="default"} 1
 `
 	require.NoError(t, testutil.GatherAndCompare(m.registry, strings.NewReader(want), "doppel_vendor_call_duration_seconds"))
 }
@@ -138,15 +138,16 @@ doppel_vendor_call_duration_seconds_count{endpoint="generate_token"} 1
 func TestBreakerStateMarksOnlyTheCurrentState(t *testing.T) {
 	t.Parallel()
 	m := New()
-	state := func(s string) float64 { return testutil.ToFloat64(m.breakerState.WithLabelValues(s)) }
+	m.Region("default")
+	state := func(s string) float64 { return testutil.ToFloat64(m.breakerState.WithLabelValues("default", s)) }
 	require.InDelta(t, 1, state("closed"), 0, "a breaker starts closed")
 
-	m.SetBreakerState("open")
+	m.Region("default").SetBreakerState("open")
 	require.InDelta(t, 0, state("closed"), 0)
 	require.InDelta(t, 1, state("open"), 0)
 	require.InDelta(t, 0, state("half_open"), 0)
 
-	m.SetBreakerState("half-open") // gobreaker's spelling
+	m.Region("default").SetBreakerState("half-open") // gobreaker's spelling
 	require.InDelta(t, 0, state("open"), 0)
 	require.InDelta(t, 1, state("half_open"), 0)
 	require.Equal(t, 3, testutil.CollectAndCount(m.breakerState), "no half-open series beside half_open")
@@ -166,20 +167,21 @@ func TestVendorPausedCountsDown(t *testing.T) {
 		t.Fatal("doppel_vendor_paused_seconds is not exported")
 		return 0
 	}
+	m.Region("default")
 	require.InDelta(t, 0, paused(), 0)
 
-	m.SetVendorPaused(30 * time.Second)
+	m.Region("default").SetVendorPaused(30 * time.Second)
 	first := paused()
 	require.InDelta(t, 30, first, 1)
 	time.Sleep(20 * time.Millisecond)
 	require.Less(t, paused(), first, "the value counts down without further calls")
 
-	m.SetVendorPaused(time.Millisecond)
+	m.Region("default").SetVendorPaused(time.Millisecond)
 	time.Sleep(5 * time.Millisecond)
 	require.InDelta(t, 0, paused(), 0, "an elapsed pause reads 0, never negative")
 
-	m.SetVendorPaused(time.Minute)
-	m.SetVendorPaused(0)
+	m.Region("default").SetVendorPaused(time.Minute)
+	m.Region("default").SetVendorPaused(0)
 	require.InDelta(t, 0, paused(), 0)
 }
 
@@ -267,7 +269,8 @@ func TestHandlerServesEveryMetric(t *testing.T) {
 	m.SetOutboxSource(func(context.Context) (int64, time.Duration, error) { return 0, 0, nil })
 	m.Finished("t", 0, true, "bad_json")
 	m.Retried(consumer.Classification{Action: consumer.Retry, Reason: "transient_failure"})
-	m.VendorCall("face_search", "SUCCESS", time.Millisecond)
+	m.Region("default").VendorCall("face_search", "SUCCESS", time.Millisecond)
+	m.Region("default").SetBudget(1, 10)
 
 	srv := httptest.NewServer(m.Handler())
 	t.Cleanup(srv.Close)
@@ -283,8 +286,42 @@ func TestHandlerServesEveryMetric(t *testing.T) {
 		"doppel_vendor_call_duration_seconds_bucket", "doppel_alerts_published_total", "doppel_dead_letters_total",
 		"doppel_vendor_breaker_state", "doppel_vendor_paused_seconds", "doppel_consumer_lag",
 		"doppel_outbox_backlog", "doppel_outbox_oldest_age_seconds",
+		"doppel_region_budget_spent", "doppel_region_budget_limit", "doppel_region_budget_warning",
+		"doppel_region_parked_events_total", "doppel_region_parking",
 		"go_goroutines", "process_start_time_seconds", "promhttp_metric_handler_requests_total",
 	} {
 		require.Contains(t, string(body), "\n"+name, "metric %s", name)
 	}
+}
+
+func TestRegionsHaveSeriesOfTheirOwn(t *testing.T) {
+	t.Parallel()
+	m := New()
+	ph, th := m.Region("ph"), m.Region("th")
+	require.Same(t, ph, m.Region("ph"), "one Region per name: its series are registered once")
+	ph.SetBreakerState("open")
+	th.VendorCall("face_search", "SUCCESS", time.Millisecond)
+	ph.SetVendorPaused(time.Minute)
+	require.InDelta(t, 1, testutil.ToFloat64(m.breakerState.WithLabelValues("ph", "open")), 0)
+	require.InDelta(t, 1, testutil.ToFloat64(m.breakerState.WithLabelValues("th", "closed")), 0, "th's breaker is not ph's")
+	require.InDelta(t, 0, testutil.ToFloat64(m.vendorCalls.WithLabelValues("ph", "face_search", "SUCCESS")), 0)
+	require.InDelta(t, 1, testutil.ToFloat64(m.vendorCalls.WithLabelValues("th", "face_search", "SUCCESS")), 0)
+	require.Positive(t, ph.pausedSecondsLeft())
+	require.Zero(t, th.pausedSecondsLeft())
+}
+
+func TestBudgetWarningFromEightyPercent(t *testing.T) {
+	t.Parallel()
+	m := New()
+	r := m.Region("ph")
+	warning := func() float64 { return testutil.ToFloat64(m.budgetWarning.WithLabelValues("ph")) }
+	r.SetBudget(79, 100)
+	require.InDelta(t, 0, warning(), 0)
+	r.SetBudget(80, 100)
+	require.InDelta(t, 1, warning(), 0)
+	r.SetBudget(100, 100)
+	require.InDelta(t, 2, warning(), 0, "spent: the region is paused")
+	r.SetBudget(1000, 0)
+	require.InDelta(t, 0, warning(), 0, "no budget, no warning")
+	require.InDelta(t, 1000, testutil.ToFloat64(m.budgetSpent.WithLabelValues("ph")), 0)
 }

@@ -15,6 +15,9 @@ import (
 // report (per partition); every other name must be on a fresh Metrics' page.
 var addedElsewhere = map[string]bool{
 	"doppel_consumer_partition_stalled": true, // set by PartitionProgress
+	// Per vendor region, from its first use (Metrics.Region).
+	"doppel_vendor_breaker_state":  true,
+	"doppel_region_budget_warning": true,
 }
 
 func TestAlertingRulesParseAndUseDoppelsMetrics(t *testing.T) {

@@ -58,6 +58,9 @@ func alertsSQL(q duplicate.AlertQuery) (string, []any) {
 	case duplicate.AlertReviewed:
 		where = append(where, "NOT "+alertOpenSQL)
 	}
+	if q.Region != "" {
+		where = append(where, "a.region = "+arg(q.Region))
+	}
 	if q.UserID != "" {
 		p := arg(q.UserID)
 		where = append(where, fmt.Sprintf("(a.user_id = %s OR %s = ANY (a.matched_user_ids))", p, p))

@@ -23,14 +23,14 @@ type querier interface {
 const checkColumns = `signature_id, coalesce(user_id, ''), event_type, outcome, coalesce(overall_result, ''),
     similar_user_ids, matched_user_ids, coalesce(vendor_transaction_id, ''), coalesce(failure_reason, ''),
     coalesce(event_id, ''), occurred_at, coalesce(source_topic, ''), coalesce(source_partition, 0),
-    coalesce(source_offset, 0), checked_at, replay_count, replayed_at, found_by, enrolled_at`
+    coalesce(source_offset, 0), checked_at, replay_count, replayed_at, found_by, enrolled_at, region`
 
 func scanCheck(row pgx.Row) (duplicate.Check, error) {
 	var c duplicate.Check
 	var outcome string
 	err := row.Scan(&c.SignatureID, &c.UserID, &c.EventType, &outcome, &c.OverallResult, &c.SimilarUserIDs,
 		&c.MatchedUserIDs, &c.VendorTransactionID, &c.FailureReason, &c.EventID, &c.OccurredAt, &c.Source.Topic,
-		&c.Source.Partition, &c.Source.Offset, &c.CheckedAt, &c.ReplayCount, &c.ReplayedAt, &c.FoundBy, &c.EnrolledAt)
+		&c.Source.Partition, &c.Source.Offset, &c.CheckedAt, &c.ReplayCount, &c.ReplayedAt, &c.FoundBy, &c.EnrolledAt, &c.Region)
 	c.Outcome = duplicate.Outcome(outcome)
 	c.CheckedAt = c.CheckedAt.UTC()
 	if c.OccurredAt != nil {
@@ -95,8 +95,9 @@ func unknownUser(userID string) error {
 
 // UserDuplicates returns the accounts linked to userID (at most duplicate.MaxLinkedAccounts, earliest linked
 // first), each with the signatureIds that linked the pair and the pair's review history. An unknown
-// user is a duplicate.ENOTFOUND error; a known user without links has none.
-func (s *Store) UserDuplicates(ctx context.Context, userID string) ([]duplicate.LinkedAccount, error) {
+// user is a duplicate.ENOTFOUND error; a known user without links has none. A region keeps only the
+// links that region's face search found; "" keeps all.
+func (s *Store) UserDuplicates(ctx context.Context, userID, region string) ([]duplicate.LinkedAccount, error) {
 	var out []duplicate.LinkedAccount
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
 		known, err := userKnown(ctx, tx, userID)
@@ -107,18 +108,18 @@ func (s *Store) UserDuplicates(ctx context.Context, userID string) ([]duplicate.
 			return unknownUser(userID)
 		}
 		rows, err := tx.Query(ctx, `
-SELECT duplicate_user_id, first_seen_at, last_seen_at, seen_count, first_signature_id, last_signature_id
+SELECT duplicate_user_id, first_seen_at, last_seen_at, seen_count, first_signature_id, last_signature_id, regions
 FROM duplicate_accounts
-WHERE user_id = $1
+WHERE user_id = $1 AND ($3 = '' OR $3 = ANY (regions))
 ORDER BY first_seen_at, duplicate_user_id
-LIMIT $2`, userID, duplicate.MaxLinkedAccounts)
+LIMIT $2`, userID, duplicate.MaxLinkedAccounts, region)
 		if err != nil {
 			return fmt.Errorf("select links of user: %w", err)
 		}
 		index := map[string]int{}
 		var firstSig, lastSig string
 		var a duplicate.LinkedAccount
-		_, err = pgx.ForEachRow(rows, []any{&a.UserID, &a.FirstSeenAt, &a.LastSeenAt, &a.SeenCount, &firstSig, &lastSig}, func() error {
+		_, err = pgx.ForEachRow(rows, []any{&a.UserID, &a.FirstSeenAt, &a.LastSeenAt, &a.SeenCount, &firstSig, &lastSig, &a.Regions}, func() error {
 			a.FirstSeenAt, a.LastSeenAt = a.FirstSeenAt.UTC(), a.LastSeenAt.UTC()
 			a.SignatureIDs = []string{firstSig}
 			if lastSig != firstSig {
@@ -204,7 +205,7 @@ ORDER BY reviewed_at DESC, review_id DESC`, userID)
 const alertColumns = `alert_id::text, signature_id, user_id, matched_user_ids, new_matched_user_ids,
     coalesce(matched_count, cardinality(matched_user_ids)), coalesce(new_matched_count, cardinality(new_matched_user_ids)),
     coalesce(vendor_transaction_id, ''), detected_at, coalesce(ring_id, ''), coalesce(ring_size, 0), severity,
-    published_at, matched_failed_user_ids`
+    published_at, matched_failed_user_ids, region`
 
 func scanAlert(row pgx.CollectableRow) (duplicate.StoredAlert, error) {
 	a := duplicate.StoredAlert{Alert: duplicate.Alert{Type: duplicate.AlertType, Version: duplicate.AlertVersion}}
@@ -217,7 +218,7 @@ func scanAlert(row pgx.CollectableRow) (duplicate.StoredAlert, error) {
 func alertDestinations(a *duplicate.StoredAlert) []any {
 	return []any{&a.AlertID, &a.SignatureID, &a.UserID, &a.MatchedUserIDs, &a.NewMatchedUserIDs,
 		&a.MatchedCount, &a.NewMatchedCount, &a.VendorTransactionID, &a.DetectedAt, &a.RingID, &a.RingSize, &a.Severity, &a.PublishedAt,
-		&a.MatchedFailedUserIDs}
+		&a.MatchedFailedUserIDs, &a.Region}
 }
 
 // normalizeAlert puts a scanned alert's times in UTC.
@@ -263,4 +264,20 @@ LIMIT $3`, from, to, limit)
 		return nil, fmt.Errorf("select checks to replay: %w", err)
 	}
 	return sigs, nil
+}
+
+// FaceSearchesSince counts the face searches region's stored checks record from since on: each
+// check whose outcome came from a search first stored then, and each re-run then (the latest per
+// check). It is a region's monthly spend, read back from what is stored so that a restart does not
+// reset it.
+func (s *Store) FaceSearchesSince(ctx context.Context, region string, since time.Time) (int64, error) {
+	var n int64
+	err := s.pool.QueryRow(ctx, `
+SELECT (SELECT count(*) FROM idv_checks
+        WHERE region = $1 AND checked_at >= $2 AND outcome IN ('duplicates_found', 'no_duplicates'))
+     + (SELECT count(*) FROM idv_checks WHERE region = $1 AND replayed_at >= $2)`, region, since).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count face searches of region %s: %w", region, err)
+	}
+	return n, nil
 }

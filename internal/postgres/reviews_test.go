@@ -235,18 +235,18 @@ func TestUserDuplicatesListsEveryLinkingSignature(t *testing.T) {
 		_, err := b.store.SaveCheck(b.ctx, c)
 		require.NoError(t, err)
 	}
-	linked, err := b.store.UserDuplicates(b.ctx, "alice")
+	linked, err := b.store.UserDuplicates(b.ctx, "alice", "")
 	require.NoError(t, err)
 	require.Len(t, linked, 1)
 	require.Equal(t, "bob", linked[0].UserID)
 	require.Equal(t, 3, linked[0].SeenCount)
 	require.ElementsMatch(t, []string{"s1", "s2", "s3"}, linked[0].SignatureIDs)
 
-	linked, err = b.store.UserDuplicates(b.ctx, "carol")
+	linked, err = b.store.UserDuplicates(b.ctx, "carol", "")
 	require.NoError(t, err)
 	require.Equal(t, []string{"s2"}, linked[0].SignatureIDs)
 
-	_, err = b.store.UserDuplicates(b.ctx, "dave")
+	_, err = b.store.UserDuplicates(b.ctx, "dave", "")
 	require.Equal(t, duplicate.ENOTFOUND, duplicate.ErrorCode(err))
 	missing, err := b.store.MissingChecks(b.ctx, []string{"s1", "x", "s2", "y"})
 	require.NoError(t, err)

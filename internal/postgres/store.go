@@ -203,15 +203,15 @@ func (s *Store) linkAll(ctx context.Context, tx pgx.Tx, checks []duplicate.Check
 const insertChecksSQL = `
 INSERT INTO idv_checks (signature_id, user_id, event_type, outcome, overall_result, similar_user_ids,
     matched_user_ids, similar_count, matched_count, vendor_transaction_id, failure_reason, event_id,
-    occurred_at, source_topic, source_partition, source_offset, checked_at)
+    occurred_at, source_topic, source_partition, source_offset, checked_at, region)
 SELECT u.sig, NULLIF(u.uid, ''), u.typ, u.outcome, NULLIF(u.overall, ''), u.sim::text[], u.mat::text[],
     u.nsim, u.nmat, NULLIF(u.tx, ''), NULLIF(u.failure, ''), NULLIF(u.event, ''), u.occurred,
-    NULLIF(u.topic, ''), u.part, u.off, u.at
+    NULLIF(u.topic, ''), u.part, u.off, u.at, u.region
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[],
     $9::int[], $10::text[], $11::text[], $12::text[], $13::timestamptz[], $14::text[], $15::int[], $16::bigint[],
-    $17::timestamptz[])
+    $17::timestamptz[], $18::text[])
     AS u(sig, uid, typ, outcome, overall, sim, mat, nsim, nmat, tx, failure, event, occurred,
-         topic, part, off, at)
+         topic, part, off, at, region)
 ON CONFLICT (signature_id) DO UPDATE SET
     user_id = EXCLUDED.user_id, event_type = EXCLUDED.event_type, outcome = EXCLUDED.outcome,
     overall_result = EXCLUDED.overall_result, similar_user_ids = EXCLUDED.similar_user_ids,
@@ -219,7 +219,7 @@ ON CONFLICT (signature_id) DO UPDATE SET
     matched_count = EXCLUDED.matched_count, vendor_transaction_id = EXCLUDED.vendor_transaction_id,
     failure_reason = EXCLUDED.failure_reason, event_id = EXCLUDED.event_id, occurred_at = EXCLUDED.occurred_at,
     source_topic = EXCLUDED.source_topic, source_partition = EXCLUDED.source_partition,
-    source_offset = EXCLUDED.source_offset, checked_at = EXCLUDED.checked_at
+    source_offset = EXCLUDED.source_offset, checked_at = EXCLUDED.checked_at, region = EXCLUDED.region
 WHERE idv_checks.outcome IN ('skipped', 'incomplete', 'failed')
 RETURNING signature_id`
 
@@ -230,16 +230,17 @@ func insertChecks(ctx context.Context, tx pgx.Tx, checks []duplicate.Check) ([]b
 	similar, matched, nsimilar, nmatched := make([]string, n), make([]string, n), make([]int32, n), make([]int32, n)
 	txID, failure, event, topic := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	occurred, at := make([]*time.Time, n), make([]time.Time, n)
-	part, off := make([]int32, n), make([]int64, n)
+	part, off, region := make([]int32, n), make([]int64, n), make([]string, n)
 	for i, c := range checks {
 		sig[i], uid[i], typ[i], outcome[i], overall[i] = c.SignatureID, c.UserID, c.EventType, string(c.Outcome), c.OverallResult
 		similar[i], matched[i] = arrayLiteral(duplicate.Listed(c.SimilarUserIDs)), arrayLiteral(duplicate.Listed(c.MatchedUserIDs))
 		nsimilar[i], nmatched[i] = int32(len(c.SimilarUserIDs)), int32(len(c.MatchedUserIDs))
 		txID[i], failure[i], event[i], occurred[i] = c.VendorTransactionID, c.FailureReason, c.EventID, c.OccurredAt
 		topic[i], part[i], off[i], at[i] = c.Source.Topic, int32(c.Source.Partition), c.Source.Offset, c.CheckedAt
+		region[i] = duplicate.RegionOf(c)
 	}
 	rows, err := tx.Query(ctx, insertChecksSQL, sig, uid, typ, outcome, overall, similar, matched, nsimilar, nmatched,
-		txID, failure, event, occurred, topic, part, off, at)
+		txID, failure, event, occurred, topic, part, off, at, region)
 	if err != nil {
 		return nil, fmt.Errorf("insert %d checks: %w", n, err)
 	}
@@ -374,14 +375,15 @@ func insertNewLinks(ctx context.Context, tx pgx.Tx, links []duplicate.LinkWrite)
 	}
 	// One row buffer, refilled per row (pgx encodes a row before asking for the next), instead of
 	// a slice of hundreds of thousands of rows built up front.
-	row := make([]any, 8)
+	row := make([]any, 9)
 	_, err := tx.CopyFrom(ctx, pgx.Identifier{"duplicate_links"}, []string{"user_id_low", "user_id_high",
-		"first_seen_at", "last_seen_at", "seen_count", "first_signature_id", "last_signature_id", "reaches_failed_attempt"},
+		"first_seen_at", "last_seen_at", "seen_count", "first_signature_id", "last_signature_id", "reaches_failed_attempt",
+		"regions"},
 		pgx.CopyFromSlice(len(fresh), func(i int) ([]any, error) {
 			l := &links[fresh[i]]
 			row[0], row[1], row[2], row[3], row[4], row[5], row[6] = l.Low, l.High, l.FirstSeenAt, l.LastSeenAt,
 				int32(l.Seen), l.FirstSignatureID, l.LastSignatureID
-			row[7] = l.ReachesFailedAttempt
+			row[7], row[8] = l.ReachesFailedAttempt, l.Regions
 			return row, nil
 		}))
 	if err != nil {
@@ -396,13 +398,14 @@ UPDATE duplicate_links AS l SET
     last_seen_at = greatest(l.last_seen_at, u.last_seen),
     seen_count = l.seen_count + u.seen,
     last_signature_id = u.last_sig,
-    reaches_failed_attempt = l.reaches_failed_attempt OR u.failed
-FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int[], $5::text[], $6::bool[])
-    AS u(lo, hi, last_seen, seen, last_sig, failed)
+    reaches_failed_attempt = l.reaches_failed_attempt OR u.failed,
+    regions = l.regions || ARRAY(SELECT r FROM unnest(u.regions::text[]) AS r WHERE NOT r = ANY (l.regions))
+FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int[], $5::text[], $6::bool[], $7::text[])
+    AS u(lo, hi, last_seen, seen, last_sig, failed, regions)
 WHERE l.user_id_low = u.lo AND l.user_id_high = u.hi`
 
 func queueSeenAgain(b *pgx.Batch, links []duplicate.LinkWrite) {
-	var lows, highs, lastSigs []string
+	var lows, highs, lastSigs, regions []string
 	var lasts []time.Time
 	var seen []int32
 	var failed []bool
@@ -411,21 +414,22 @@ func queueSeenAgain(b *pgx.Batch, links []duplicate.LinkWrite) {
 			lows, highs, lastSigs = append(lows, l.Low), append(highs, l.High), append(lastSigs, l.LastSignatureID)
 			lasts, seen = append(lasts, l.LastSeenAt), append(seen, int32(l.Seen))
 			failed = append(failed, l.ReachesFailedAttempt)
+			regions = append(regions, arrayLiteral(l.Regions))
 		}
 	}
 	if len(lows) > 0 {
-		b.Queue(seenAgainSQL, lows, highs, lasts, seen, lastSigs, failed)
+		b.Queue(seenAgainSQL, lows, highs, lasts, seen, lastSigs, failed, regions)
 	}
 }
 
 const insertAlertsSQL = `
 INSERT INTO alerts (alert_id, signature_id, user_id, matched_user_ids, new_matched_user_ids, matched_count,
-    new_matched_count, vendor_transaction_id, detected_at, ring_id, ring_size, severity, matched_failed_user_ids)
+    new_matched_count, vendor_transaction_id, detected_at, ring_id, ring_size, severity, matched_failed_user_ids, region)
 SELECT u.id::uuid, u.sig, u.uid, u.mat::text[], u.fresh::text[], u.nmat, u.nfresh, NULLIF(u.tx, ''), u.at,
-    NULLIF(u.ring, ''), u.size, u.severity, u.failed::text[]
+    NULLIF(u.ring, ''), u.size, u.severity, u.failed::text[], u.region
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::int[], $8::text[],
-    $9::timestamptz[], $10::text[], $11::int[], $12::text[], $13::text[])
-    AS u(id, sig, uid, mat, fresh, nmat, nfresh, tx, at, ring, size, severity, failed)`
+    $9::timestamptz[], $10::text[], $11::int[], $12::text[], $13::text[], $14::text[])
+    AS u(id, sig, uid, mat, fresh, nmat, nfresh, tx, at, ring, size, severity, failed, region)`
 
 func queueAlerts(b *pgx.Batch, alerts []*duplicate.Alert) {
 	if len(alerts) == 0 {
@@ -435,15 +439,16 @@ func queueAlerts(b *pgx.Batch, alerts []*duplicate.Alert) {
 	ids, sigs, uids, matched, fresh := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	nmatched, nnew, sizes := make([]int32, n), make([]int32, n), make([]int32, n)
 	txs, ringIDs, severities, at := make([]string, n), make([]string, n), make([]string, n), make([]time.Time, n)
-	failed := make([]string, n)
+	failed, regions := make([]string, n), make([]string, n)
 	for i, a := range alerts {
 		failed[i] = arrayLiteral(a.MatchedFailedUserIDs)
 		ids[i], sigs[i], uids[i] = a.AlertID, a.SignatureID, a.UserID
 		matched[i], fresh[i] = arrayLiteral(a.MatchedUserIDs), arrayLiteral(a.NewMatchedUserIDs)
 		nmatched[i], nnew[i], sizes[i] = int32(a.MatchedCount), int32(a.NewMatchedCount), int32(a.RingSize)
 		txs[i], ringIDs[i], severities[i], at[i] = a.VendorTransactionID, a.RingID, a.Severity, a.DetectedAt
+		regions[i] = a.Region
 	}
-	b.Queue(insertAlertsSQL, ids, sigs, uids, matched, fresh, nmatched, nnew, txs, at, ringIDs, sizes, severities, failed)
+	b.Queue(insertAlertsSQL, ids, sigs, uids, matched, fresh, nmatched, nnew, txs, at, ringIDs, sizes, severities, failed, regions)
 }
 
 // PublishAlerts claims up to limit unpublished alerts (oldest first, skipping rows another relay

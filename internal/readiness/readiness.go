@@ -18,6 +18,10 @@ import (
 type Check struct {
 	Name  string
 	Check func(ctx context.Context) error
+	// Informational checks are reported (and logged) but do not make the instance unready: one
+	// vendor region's trouble is that region's alone, and its events wait without holding up the
+	// others.
+	Informational bool
 }
 
 // Report is the cached answer.
@@ -99,7 +103,7 @@ func (c *Checker) CheckNow(parent context.Context) {
 	r := Report{Ready: true, CheckedAt: time.Now(), Checks: make(map[string]string, len(c.checks))}
 	for i, chk := range c.checks {
 		r.Checks[chk.Name] = results[i]
-		if results[i] != "ok" {
+		if results[i] != "ok" && !chk.Informational {
 			r.Ready = false
 		}
 	}

@@ -108,3 +108,16 @@ func TestChangesAreLoggedOnceEach(t *testing.T) {
 	require.True(t, c.Report().Ready)
 	require.Len(t, strings.Split(strings.TrimSpace(logs.String()), "\n"), 3)
 }
+
+func TestAnInformationalCheckIsReportedButLeavesTheInstanceReady(t *testing.T) {
+	t.Parallel()
+	c := readiness.New(readiness.Config{},
+		readiness.Check{Name: "database", Check: func(context.Context) error { return nil }},
+		readiness.Check{Name: "vendor:th", Informational: true,
+			Check: func(context.Context) error { return errors.New("vendor circuit open: ACCOUNT_DISABLED") }},
+	)
+	c.CheckNow(context.Background())
+	r := c.Report()
+	require.True(t, r.Ready, "one region's trouble does not make the instance unready")
+	require.Equal(t, "vendor circuit open: ACCOUNT_DISABLED", r.Checks["vendor:th"])
+}

@@ -10,23 +10,24 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/segmentio/kafka-go"
 
-	"github.com/doppelhq/doppel/internal/advance"
+	"github.com/doppelhq/doppel/internal/clip"
 	"github.com/doppelhq/doppel/internal/config"
 	"github.com/doppelhq/doppel/internal/console"
 	"github.com/doppelhq/doppel/internal/consumer"
 	"github.com/doppelhq/doppel/internal/duplicate"
-	"github.com/doppelhq/doppel/internal/facesearch"
 	"github.com/doppelhq/doppel/internal/httpapi"
 	"github.com/doppelhq/doppel/internal/metrics"
 	"github.com/doppelhq/doppel/internal/postgres"
 	"github.com/doppelhq/doppel/internal/readiness"
 	"github.com/doppelhq/doppel/internal/reconcile"
+	"github.com/doppelhq/doppel/internal/region"
 	"github.com/doppelhq/doppel/internal/relay"
 	"github.com/doppelhq/doppel/internal/topic"
 )
@@ -43,23 +44,30 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			return err
 		}
 	}
+	multiRegion := len(cfg.RegionNames()) > 1
 	if cfg.CreateTopics {
-		if err := topic.Ensure(ctx, cfg.KafkaBrokers,
-			topic.Spec{Name: cfg.TopicEvents, Partitions: cfg.TopicPartitions, ReplicationFactor: -1},
-			topic.Spec{Name: cfg.TopicAlerts, Partitions: cfg.TopicPartitions, ReplicationFactor: -1},
-			topic.Spec{Name: cfg.TopicDLQ, Partitions: 1, ReplicationFactor: -1},
-			topic.Spec{Name: cfg.TopicStarted, Partitions: cfg.TopicPartitions, ReplicationFactor: -1},
-		); err != nil {
+		specs := []topic.Spec{
+			{Name: cfg.TopicEvents, Partitions: cfg.TopicPartitions, ReplicationFactor: -1},
+			{Name: cfg.TopicAlerts, Partitions: cfg.TopicPartitions, ReplicationFactor: -1},
+			{Name: cfg.TopicDLQ, Partitions: 1, ReplicationFactor: -1},
+			{Name: cfg.TopicStarted, Partitions: cfg.TopicPartitions, ReplicationFactor: -1},
+		}
+		if multiRegion {
+			for _, name := range cfg.RegionNames() {
+				specs = append(specs, topic.Spec{Name: ParkingTopic(cfg, name), Partitions: cfg.TopicPartitions, ReplicationFactor: -1})
+			}
+		}
+		if err := topic.Ensure(ctx, cfg.KafkaBrokers, specs...); err != nil {
 			return fmt.Errorf("ensure topics on %v: %w", cfg.KafkaBrokers, err)
 		}
 	}
 
 	m := metrics.New()
-	vendor, err := NewVendor(cfg, m)
+	store := NewStore(pool, cfg)
+	vendor, err := NewRegions(ctx, cfg, m, store, log)
 	if err != nil {
 		return err
 	}
-	store := NewStore(pool, cfg)
 	// Checks from all workers share transactions (group commit): see postgres.Batcher. A batch
 	// takes whatever is queued (one check when idle, up to DOPPEL_STORE_BATCH_SIZE under load). One
 	// transaction at a time (DOPPEL_STORE_FLUSHERS=1) makes the batches larger and the WAL flushes
@@ -84,17 +92,35 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return consumer.Lag(ctx, cfg.KafkaBrokers, cfg.KafkaGroupID, cfg.TopicEvents)
 	})
 
-	p := &pipeline{cfg: cfg, detector: detector, relay: rel, metrics: m, log: log.With("component", "pipeline")}
+	p := &pipeline{cfg: cfg, detector: detector, regions: vendor, relay: rel, metrics: m, log: log.With("component", "pipeline")}
+	parts := []named{{"relay", rel.Run}, {"budgets", func(ctx context.Context) error {
+		return refreshBudgets(ctx, vendor, log.With("component", "budget"))
+	}}}
+	if multiRegion {
+		p.parking = newParking(cfg, vendor, m, log.With("component", "parking"))
+		defer p.parking.close()
+		parts = append(parts, named{"parking watch", p.parking.watch})
+		parked := &pipeline{cfg: cfg, detector: detector, regions: vendor, relay: rel, metrics: m, log: p.log, waitForRegion: true}
+		for _, name := range cfg.RegionNames() {
+			pc, err := consumer.New(parkedConsumerConfig(cfg, name, log, m), parked.handle)
+			if err != nil {
+				return err
+			}
+			parts = append(parts, named{"parked consumer " + name, pc.Run})
+		}
+	}
 	cons, err := consumer.New(consumerConfig(cfg, cfg.KafkaGroupID, cfg.TopicEvents, cfg.Workers,
 		log.With("component", "consumer"), m), p.handle)
+
 	if err != nil {
 		return err
 	}
 
-	recon, err := newReconciliation(cfg, store, batcher, vendor, rel, m, log)
+	recon, err := newReconciliation(cfg, store, batcher, defaultAccount(vendor), rel, m, log)
 	if err != nil {
 		return err
 	}
+	parts = append(parts, named{"consumer", cons.Run})
 
 	// Vendor callbacks go to the events topic through a writer of their own, acknowledged by every
 	// in-sync replica before the callback is answered 200.
@@ -109,12 +135,12 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	// Readiness is computed in the background: a probe reads the last answer and never opens a
 	// connection of its own. Each part of the pipeline that can stop progress adds a named check.
-	ready := readiness.New(readiness.Config{Interval: readinessInterval, Logger: log.With("component", "readiness")},
-		readiness.Check{Name: "database", Check: func(ctx context.Context) error { return pool.Ping(ctx) }},
-		readiness.Check{Name: "kafka", Check: func(ctx context.Context) error { return pingBroker(ctx, cfg.KafkaBrokers) }},
-		readiness.Check{Name: "vendor", Check: func(context.Context) error { return vendor.Ready() }},
-		readiness.Check{Name: "consumer", Check: cons.CheckProgress},
-	)
+	checks := append([]readiness.Check{
+		{Name: "database", Check: func(ctx context.Context) error { return pool.Ping(ctx) }},
+		{Name: "kafka", Check: func(ctx context.Context) error { return pingBroker(ctx, cfg.KafkaBrokers) }},
+	}, regionReadiness(vendor)...)
+	checks = append(checks, readiness.Check{Name: "consumer", Check: cons.CheckProgress})
+	ready := readiness.New(readiness.Config{Interval: readinessInterval, Logger: log.With("component", "readiness")}, checks...)
 	apiKeys := APIKeys(keys)
 	api := httpapi.New(httpapi.Config{
 		Logger:                log.With("component", "http"),
@@ -132,6 +158,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		AuthFailuresPerMinute: cfg.AuthFailuresPerMinute,
 		OnAuthFailure:         m.AuthFailure,
 		OnRequest:             m.HTTPRequest,
+		Regions:               vendor.Names(),
 		Reconciliation: func(ctx context.Context) (reconcile.Counts, error) {
 			return store.Counts(ctx, time.Now().Add(-reconcile.AlertWindow))
 		},
@@ -142,7 +169,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		APIKeys:    apiKeys,
 		SignIn:     api.SignInGuard(),
 		SessionTTL: cfg.ConsoleSessionTTL,
-		Region:     advance.Region(cfg.AdvanceBaseURL),
+		Region:     consoleRegion(cfg),
 		Logger:     log.With("component", "console"),
 		DeadLetters: func(ctx context.Context) (int64, error) {
 			ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
@@ -159,16 +186,15 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 
 	log.Info("doppel starting", "events_topic", cfg.TopicEvents, "started_topic", cfg.TopicStarted, "alerts_topic", cfg.TopicAlerts,
 		"dlq_topic", cfg.TopicDLQ, "group_id", cfg.KafkaGroupID, "workers", cfg.Workers, "http_addr", cfg.HTTPAddr,
-		"admin_addr", cfg.AdminAddr)
-	return runAll(ctx, log,
-		named{"consumer", cons.Run},
-		named{"relay", rel.Run},
+		"admin_addr", cfg.AdminAddr, "regions", strings.Join(vendor.Names(), ","), "default_region", vendor.Default().Name)
+	parts = append(parts,
 		named{"readiness", ready.Run},
 		named{"started-consumer", recon.started.Run},
 		named{"reconcile", recon.run},
 		named{"http", func(ctx context.Context) error { return api.Serve(ctx, cfg.HTTPAddr, cfg.ShutdownTimeout/2) }},
 		named{"admin", func(ctx context.Context) error { return admin.Serve(ctx, cfg.AdminAddr, cfg.ShutdownTimeout/2) }},
 	)
+	return runAll(ctx, log, parts...)
 }
 
 // consumerConfig is what both consumers (events and started) share: the dead-letter topic, retries,
@@ -199,32 +225,6 @@ func consumerConfig(cfg config.Config, groupID, topic string, workers int, log *
 // readinessInterval is how often the readiness checks run: often enough for a load balancer to
 // see a change within seconds, rarely enough that its pings cost nothing.
 const readinessInterval = 2 * time.Second
-
-// NewVendor returns the vendor client behind the rate limit and circuit breaker that every caller
-// shares. m may be nil (no metrics), as for `doppel replay`.
-func NewVendor(cfg config.Config, m *metrics.Metrics) (*facesearch.Vendor, error) {
-	ac := advance.Config{
-		BaseURL:   cfg.AdvanceBaseURL,
-		AccessKey: cfg.AdvanceAccessKey,
-		SecretKey: cfg.AdvanceSecretKey,
-		Timeout:   cfg.AdvanceTimeout,
-	}
-	fc := facesearch.Config{
-		// Polling takes its share of the vendor rate (see newReconciliation); the rest is here.
-		QPS:             cfg.MainQPS(),
-		BreakerFailures: cfg.BreakerFailures,
-		BreakerOpenFor:  cfg.BreakerOpenFor,
-	}
-	if m != nil {
-		ac.OnCall = m.VendorCall
-		fc.OnStateChange, fc.OnPause = m.SetBreakerState, m.SetVendorPaused
-	}
-	client, err := advance.New(ac)
-	if err != nil {
-		return nil, fmt.Errorf("vendor client: %w", err)
-	}
-	return facesearch.New(client, fc), nil
-}
 
 // NewStore returns the PostgreSQL store with the configured alert policy.
 func NewStore(pool *pgxpool.Pool, cfg config.Config) *postgres.Store {
@@ -272,27 +272,48 @@ func runAll(ctx context.Context, log *slog.Logger, parts ...named) error {
 type pipeline struct {
 	cfg      config.Config
 	detector *duplicate.Detector
-	relay    *relay.Relay
-	metrics  *metrics.Metrics
-	log      *slog.Logger
+	regions  *region.Registry
+	// parking moves events of regions that cannot take them to their parking topics; nil with one
+	// region (its events wait in place, as its trouble stops everything anyway) and in the parking
+	// topics' own consumers.
+	parking *parking
+	// waitForRegion makes the handler wait, before any work, while its region cannot take calls:
+	// set in the parking topics' consumers, whose events wait for nothing else.
+	waitForRegion bool
+	relay         *relay.Relay
+	metrics       *metrics.Metrics
+	log           *slog.Logger
 }
 
 func (p *pipeline) handle(ctx context.Context, msg kafka.Message) error {
 	p.metrics.EventConsumed()
-	src := duplicate.Source{Topic: msg.Topic, Partition: msg.Partition, Offset: msg.Offset}
-	ev, err := duplicate.DecodeEvent(msg.Value, duplicate.DecodeOptions{
-		MaxBytes: p.cfg.MaxEventBytes, RejectUnknownTypes: p.cfg.RejectUnknownTypes})
+	src := sourceOf(msg)
+	ev, reg, err := p.decode(msg)
 	if err != nil {
 		var de *duplicate.DecodeError
 		if errors.As(err, &de) && de.SignatureID != "" {
-			if rerr := p.detector.RecordFailure(ctx, de.SignatureID, de.Reason+": "+de.Detail, src); rerr != nil {
+			if rerr := p.detector.RecordFailure(ctx, de.SignatureID, ev.Region, de.Reason+": "+de.Detail, src); rerr != nil {
 				return rerr
 			}
 			p.metrics.Outcome(string(duplicate.OutcomeFailed))
 		}
 		return err
 	}
+	if p.waitForRegion {
+		if err := reg.WaitUsable(ctx); err != nil {
+			return err
+		}
+	}
+	if p.parking != nil {
+		if !p.parking.enter(reg) {
+			return p.parking.park(ctx, msg, reg, "region cannot take events now")
+		}
+		defer p.parking.leave(reg)
+	}
 	res, err := p.detector.Handle(ctx, ev, src)
+	if err != nil && p.parking != nil && regionTrouble(err) {
+		return p.parking.park(ctx, msg, reg, err.Error())
+	}
 	if err != nil {
 		if res.Outcome == duplicate.OutcomeFailed { // a permanent failure, recorded against the check
 			p.metrics.Outcome(string(duplicate.OutcomeFailed))
@@ -312,6 +333,48 @@ func (p *pipeline) handle(ctx context.Context, msg kafka.Message) error {
 		p.relay.Notify()
 	}
 	return nil
+}
+
+// decode parses the event and resolves its region: the event's region field, else the Kafka header
+// region, else the default region. An unconfigured region is a *duplicate.DecodeError with reason
+// unknown_region (the returned event then carries the region as given, to record the failure).
+func (p *pipeline) decode(msg kafka.Message) (duplicate.Event, *region.Region, error) {
+	ev, err := duplicate.DecodeEvent(msg.Value, duplicate.DecodeOptions{
+		MaxBytes: p.cfg.MaxEventBytes, RejectUnknownTypes: p.cfg.RejectUnknownTypes})
+	if err != nil {
+		// The failure is recorded in the default region: an unusable event's region is unknown.
+		ev.Region = p.regions.Default().Name
+		return ev, nil, err
+	}
+	reg, err := p.regions.Resolve(ev.Region, msg.Headers)
+	if err != nil {
+		var unknown *region.UnknownError
+		errors.As(err, &unknown)
+		ev.Region = strings.ToValidUTF8(clip.Bytes(unknown.Region, duplicate.MaxRegionLen), "")
+		return ev, nil, &duplicate.DecodeError{Reason: duplicate.ReasonUnknownRegion, Field: "region", Detail: err.Error(), SignatureID: ev.SignatureID}
+	}
+	ev.Region = reg.Name
+	return ev, reg, nil
+}
+
+// regionTrouble reports whether err says the region's vendor cannot take events now (down, busy,
+// account unusable, budget spent), as opposed to a problem of the event or of our database.
+func regionTrouble(err error) bool {
+	switch duplicate.KindOf(err) {
+	case duplicate.FailureTransient, duplicate.FailureRateLimited, duplicate.FailureAccount:
+		return true
+	}
+	return false
+}
+
+// ClassifyParked maps a handler error of a parking topic's consumer: its events wait for their
+// region, so every vendor failure waits, never spending a retry budget that ends in a dead letter.
+func ClassifyParked(err error) consumer.Classification {
+	d := Classify(err)
+	if d.Action == consumer.Retry {
+		d.Action = consumer.Wait
+	}
+	return d
 }
 
 // Classify maps a handler error to what the consumer does with the message, from the kind and

@@ -247,7 +247,7 @@ func TestPipelineFindsRingsStoresLinksAndPublishesAlerts(t *testing.T) {
 		`doppel_events_consumed_total 12`,
 		`doppel_dead_letters_total{reason="invalid_json"} 1`,
 		fmt.Sprintf(`doppel_alerts_published_total %d`, stored),
-		`doppel_vendor_calls_total{code="SUCCESS",endpoint="face-search"} 7`,
+		`doppel_vendor_calls_total{code="SUCCESS",endpoint="face-search",region="default"} 7`,
 		`doppel_outbox_backlog 0`,
 	} {
 		require.Contains(t, page, line)

@@ -1,0 +1,93 @@
+package region
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/doppelhq/doppel/internal/duplicate"
+)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
+
+func TestBudgetCountsFromStoredSpendAndPausesAtTheLimit(t *testing.T) {
+	t.Parallel()
+	clk := &clock{t: time.Date(2026, 11, 30, 23, 59, 0, 0, time.UTC)}
+	stored := map[time.Time]int64{time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC): 7}
+	var reported []int64
+	b := NewBudget(BudgetConfig{Region: "ph", Limit: 10, Now: clk.now,
+		Count: func(_ context.Context, region string, since time.Time) (int64, error) {
+			require.Equal(t, "ph", region)
+			return stored[since], nil
+		},
+		OnChange: func(spent, _ int64) { reported = append(reported, spent) }})
+	ctx := context.Background()
+	require.NoError(t, b.Load(ctx))
+	spent, _ := b.Spent()
+	require.EqualValues(t, 7, spent, "a restart starts from what is stored")
+
+	releases := []func(bool){}
+	for range 3 {
+		release, err := b.Reserve(ctx)
+		require.NoError(t, err)
+		releases = append(releases, release)
+	}
+	_, err := b.Reserve(ctx)
+	var se *SpentError
+	require.ErrorAs(t, err, &se, "the 11th search of a budget of 10 is refused")
+	require.Equal(t, duplicate.FailureAccount, duplicate.KindOf(err), "it waits like an account failure")
+	require.Contains(t, err.Error(), "2026-12-01T00:00:00Z")
+	require.Contains(t, err.Error(), "DOPPEL_ADVANCE_PH_MONTHLY_BUDGET")
+	require.Error(t, b.Err())
+
+	releases[0](false) // not billed (the call failed): given back
+	releases[0](false) // releasing twice changes nothing
+	require.NoError(t, b.Err())
+	release, err := b.Reserve(ctx)
+	require.NoError(t, err)
+	release(true)
+	_, err = b.Reserve(ctx)
+	require.True(t, errors.As(err, &se))
+
+	// The month turns: the new month's spend is read, and the region resumes.
+	clk.set(time.Date(2026, 12, 1, 0, 0, 1, 0, time.UTC))
+	require.NoError(t, b.Err())
+	release, err = b.Reserve(ctx)
+	require.NoError(t, err)
+	release(true)
+	spent, _ = b.Spent()
+	require.EqualValues(t, 1, spent)
+	require.Equal(t, int64(1), reported[len(reported)-1])
+}
+
+func TestBudgetNeverCountsBelowItsOwnSearches(t *testing.T) {
+	t.Parallel()
+	var stored int64
+	b := NewBudget(BudgetConfig{Region: "th", Limit: 0,
+		Count: func(context.Context, string, time.Time) (int64, error) { return stored, nil }})
+	ctx := context.Background()
+	require.NoError(t, b.Load(ctx))
+	for range 5 {
+		release, err := b.Reserve(ctx)
+		require.NoError(t, err, "no budget: never refused")
+		release(true)
+	}
+	stored = 3 // two searches not stored yet
+	require.NoError(t, b.Load(ctx))
+	spent, _ := b.Spent()
+	require.EqualValues(t, 5, spent)
+	stored = 9 // another instance's searches
+	require.NoError(t, b.Load(ctx))
+	spent, _ = b.Spent()
+	require.EqualValues(t, 9, spent)
+}

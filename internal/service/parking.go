@@ -1,0 +1,249 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/doppelhq/doppel/internal/config"
+	"github.com/doppelhq/doppel/internal/consumer"
+	"github.com/doppelhq/doppel/internal/duplicate"
+	"github.com/doppelhq/doppel/internal/metrics"
+	"github.com/doppelhq/doppel/internal/pause"
+	"github.com/doppelhq/doppel/internal/region"
+	"github.com/doppelhq/doppel/internal/topic"
+)
+
+// Parking keeps one region's trouble from holding up the others (see README, "Regions").
+//
+// The events consumer commits a partition's offset only as far as every earlier message of it is
+// finished, and bounds the messages in flight. A region whose vendor is down would, if its events
+// waited in place, pin the commits of every partition it has events in and soon fill the in-flight
+// bound, stopping every region. So while a region cannot take events (its circuit is open or
+// half-open, its vendor asked for a pause, its monthly budget is spent) or already holds the
+// workers' share it may use, the events consumer writes the region's events to the region's
+// parking topic and finishes them there: their offsets commit, and the other regions' events flow.
+//
+// Each region's parking topic has a consumer of its own (own group, own workers, own in-flight
+// bound) that handles the events exactly as the events consumer would, except that a vendor
+// failure makes it wait rather than retry a bounded number of times: an event there is only
+// waiting for its region, so it is never dead-lettered for that. Face search is still made once
+// per signatureId (a final outcome stops later events), and billed in its region.
+//
+// A region goes on parking its events until its parking topic is drained (the group committed up
+// to its end), so an event never overtakes an earlier parked one of the same verification.
+
+// Parking-topic headers: where the parked event came from, for the stored check's source.
+const (
+	HeaderParkedTopic     = "doppel-parked-source-topic"
+	HeaderParkedPartition = "doppel-parked-source-partition"
+	HeaderParkedOffset    = "doppel-parked-source-offset"
+)
+
+// drainPoll is how often a region's parked backlog is measured.
+const drainPoll = time.Second
+
+// ParkingTopic is the parking topic of region.
+func ParkingTopic(cfg config.Config, regionName string) string {
+	return cfg.TopicEvents + ".parked." + regionName
+}
+
+// ParkingGroup is the consumer group of region's parking topic.
+func ParkingGroup(cfg config.Config, regionName string) string {
+	return cfg.KafkaGroupID + ".parked." + regionName
+}
+
+// parking writes events of regions that cannot take them to their parking topics.
+type parking struct {
+	cfg     config.Config
+	regions *region.Registry
+	writer  *kafka.Writer
+	states  map[string]*parkState
+	// share is the most events one region may have at its vendor in the events consumer: the rest
+	// of the workers stay free for the other regions when one answers slowly.
+	share int64
+	log   *slog.Logger
+	// lagClient measures the parking topics' backlogs over connections kept between rounds.
+	lagClient      *kafka.Client
+	closeLagClient func()
+}
+
+type parkState struct {
+	metrics  *metrics.Region
+	draining atomic.Bool  // its parking topic holds events not yet processed
+	atVendor atomic.Int64 // its events being handled by the events consumer now
+	// writing counts parking writes in progress and written counts those done, so that a backlog
+	// measured while an event was being parked is not taken for drained; mu orders a park's start
+	// with the end of draining.
+	mu               sync.Mutex
+	writing, written atomic.Int64
+}
+
+func newParking(cfg config.Config, regions *region.Registry, m *metrics.Metrics, log *slog.Logger) *parking {
+	lagClient, closeLagClient := topic.NewClient(cfg.KafkaBrokers, 10*time.Second)
+	p := &parking{cfg: cfg, regions: regions, states: map[string]*parkState{},
+		share: int64(max(1, cfg.Workers/2)), log: log,
+		lagClient: lagClient, closeLagClient: closeLagClient,
+		// No writer-wide topic: each parked event names its region's. Murmur2 keeps the same
+		// partition per signatureId, so order is kept.
+		writer: topic.NewWriter(cfg.KafkaBrokers, "", topic.WriterConfig{BatchTimeout: 2 * time.Millisecond})}
+	for _, name := range regions.Names() {
+		st := &parkState{metrics: m.Region(name)}
+		// Until the first measurement says otherwise, assume a backlog: a restart must not let new
+		// events overtake parked ones.
+		st.draining.Store(true)
+		p.states[name] = st
+	}
+	return p
+}
+
+// enter decides whether the events consumer handles an event of r now (true; call leave when done)
+// or parks it.
+func (p *parking) enter(r *region.Region) bool {
+	st := p.states[r.Name]
+	if st.draining.Load() || r.Ready() != nil {
+		return false
+	}
+	if st.atVendor.Add(1) > p.share {
+		st.atVendor.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (p *parking) leave(r *region.Region) { p.states[r.Name].atVendor.Add(-1) }
+
+// park writes msg to r's parking topic, retrying until the broker takes it or ctx ends. Once it
+// returns nil the message is finished here; the region's backlog is marked so later events follow.
+func (p *parking) park(ctx context.Context, msg kafka.Message, r *region.Region, why string) error {
+	st := p.states[r.Name]
+	st.mu.Lock()
+	st.writing.Add(1)
+	st.draining.Store(true)
+	st.mu.Unlock()
+	defer st.writing.Add(-1)
+	st.metrics.SetParking(true)
+	headers := make([]kafka.Header, 0, len(msg.Headers)+4)
+	for _, h := range msg.Headers {
+		if h.Key != region.HeaderRegion && !strings.HasPrefix(h.Key, "doppel-parked-") {
+			headers = append(headers, h)
+		}
+	}
+	src := sourceOf(msg)
+	headers = append(headers,
+		kafka.Header{Key: region.HeaderRegion, Value: []byte(r.Name)},
+		kafka.Header{Key: HeaderParkedTopic, Value: []byte(src.Topic)},
+		kafka.Header{Key: HeaderParkedPartition, Value: []byte(strconv.Itoa(src.Partition))},
+		kafka.Header{Key: HeaderParkedOffset, Value: []byte(strconv.FormatInt(src.Offset, 10))},
+	)
+	parked := kafka.Message{Topic: ParkingTopic(p.cfg, r.Name), Key: msg.Key, Value: msg.Value, Headers: headers}
+	wait := 100 * time.Millisecond
+	for {
+		err := p.writer.WriteMessages(ctx, parked)
+		if err == nil {
+			st.written.Add(1)
+			st.metrics.Parked()
+			p.log.Debug("parked", "region", r.Name, "partition", msg.Partition, "offset", msg.Offset, "why", why)
+			return nil
+		}
+		p.log.Error("write to parking topic", "region", r.Name, "topic", parked.Topic, "error", err)
+		if !pause.For(ctx, wait) {
+			return fmt.Errorf("%w: park event of region %s: %w", duplicate.ErrStore, r.Name, ctx.Err())
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// watch measures the parked backlog of every region that parked events until ctx ends, so that a
+// region stops parking once its parking topic is drained. A region that parks nothing costs no
+// broker round trip.
+func (p *parking) watch(ctx context.Context) error {
+	t := time.NewTicker(drainPoll)
+	defer t.Stop()
+	for {
+		for _, name := range p.regions.Names() {
+			st := p.states[name]
+			r, _ := p.regions.Lookup(name)
+			if !st.draining.Load() {
+				st.metrics.SetParking(r.Ready() != nil)
+				continue
+			}
+			written := st.written.Load()
+			lag, err := consumer.LagOf(ctx, p.lagClient, ParkingGroup(p.cfg, name), ParkingTopic(p.cfg, name))
+			if err != nil {
+				if ctx.Err() == nil {
+					p.log.Warn("measure parked backlog", "region", name, "error", err)
+				}
+				continue // keep the last answer: parking on is the safe side
+			}
+			var backlog int64
+			for _, n := range lag {
+				backlog += n
+			}
+			st.mu.Lock()
+			drained := backlog == 0 && st.writing.Load() == 0 && st.written.Load() == written
+			st.draining.Store(!drained)
+			st.mu.Unlock()
+			st.metrics.SetParking(!drained || r.Ready() != nil)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (p *parking) close() error {
+	p.closeLagClient()
+	return p.writer.Close()
+}
+
+// sourceOf is where an event came from: the events topic's position of a parked event, else the
+// message's own.
+func sourceOf(msg kafka.Message) duplicate.Source {
+	src := duplicate.Source{Topic: msg.Topic, Partition: msg.Partition, Offset: msg.Offset}
+	topic := region.Header(msg.Headers, HeaderParkedTopic)
+	part, perr := strconv.Atoi(region.Header(msg.Headers, HeaderParkedPartition))
+	off, oerr := strconv.ParseInt(region.Header(msg.Headers, HeaderParkedOffset), 10, 64)
+	if topic != "" && perr == nil && oerr == nil {
+		src = duplicate.Source{Topic: topic, Partition: part, Offset: off}
+	}
+	return src
+}
+
+// parkedObserver counts what a parking topic's consumer finishes, retries and dead-letters with
+// the events consumer's metrics, but leaves the in-flight and per-partition progress gauges to the
+// events consumer: they are the events topic's, and a parked region's waiting is reported by
+// doppel_region_parking and /readyz instead.
+type parkedObserver struct{ m *metrics.Metrics }
+
+func (o parkedObserver) Finished(topic string, partition int, deadLettered bool, reason string) {
+	o.m.Finished(topic, partition, deadLettered, reason)
+}
+
+func (o parkedObserver) DeadLetterUnwritable(topic string, partition int, reason string) {
+	o.m.DeadLetterUnwritable(topic, partition, reason)
+}
+
+func (o parkedObserver) Retried(d consumer.Classification)        { o.m.Retried(d) }
+func (parkedObserver) InFlight(int)                               {}
+func (parkedObserver) PartitionProgress(int, time.Duration, bool) {}
+
+// parkedConsumerConfig configures the consumer of region's parking topic: its own group, its share
+// of the workers, waiting instead of retrying (ClassifyParked), and metrics that leave the events
+// topic's gauges alone (parkedObserver).
+func parkedConsumerConfig(cfg config.Config, regionName string, log *slog.Logger, m *metrics.Metrics) consumer.Config {
+	c := consumerConfig(cfg, ParkingGroup(cfg, regionName), ParkingTopic(cfg, regionName),
+		max(1, cfg.Workers/len(cfg.RegionNames())), log.With("component", "parked-consumer", "region", regionName), m)
+	c.Classify = ClassifyParked
+	c.Observer = parkedObserver{m}
+	return c
+}
