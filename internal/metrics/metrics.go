@@ -31,8 +31,8 @@ import (
 // dashboard have a series for each before the first event of that kind arrives.
 var knownOutcomes = []string{"duplicates_found", "no_duplicates", "skipped", "not_passed", "incomplete", "failed", "already_stored"}
 
-// knownRetries are the (action, reason) pairs service.Classify gives retried failures, pre-created
-// at zero like knownOutcomes. Keep them in step with service.Classify.
+// knownRetries are the (action, reason) pairs pipeline.Classify gives retried failures, pre-created
+// at zero like knownOutcomes. Keep them in step with pipeline.Classify.
 var knownRetries = [][2]string{
 	{"retry", duplicate.ReasonTransientFailure},
 	{"wait", duplicate.ReasonVendorCircuitOpen},
