@@ -172,7 +172,7 @@ func validateEvent(ev Event, opts DecodeOptions) (Event, error) {
 			Detail: fmt.Sprintf("eventId must be at most %d characters without control characters", maxEventIDLen), SignatureID: ev.SignatureID}
 	}
 	if !validOptional(ev.Region, maxRegionLen) {
-		return Event{}, &DecodeError{Reason: ReasonInvalidField,
+		return Event{}, &DecodeError{Reason: ReasonInvalidField, Field: "region",
 			Detail: fmt.Sprintf("region must be at most %d characters without control characters", maxRegionLen), SignatureID: ev.SignatureID}
 	}
 	ev.Region = NormalizeRegion(ev.Region)

@@ -150,18 +150,19 @@ func TestDecodeErrorsSpeakJSONNotGo(t *testing.T) {
 func TestDecodeErrorNamesTheFieldAtFault(t *testing.T) {
 	t.Parallel()
 	cases := map[string]string{
-		`["s1"]`:                                                              "",
-		`{"signatureId":42,"type":"COMPLETED"}`:                               "signatureId",
-		`{"type":"COMPLETED"}`:                                                "signatureId",
-		`{"signatureId":"\ud800","type":"COMPLETED"}`:                         "signatureId",
-		`{"signatureId":"s1"}`:                                                "type",
-		`{"signatureId":"s1","type":"COMPLETED\u0000"}`:                       "type",
-		`{"signatureId":"s1","type":"COMPLETED","userId":7}`:                  "userId",
-		`{"signatureId":"s1","type":"COMPLETED","userId":"u\u0000"}`:          "userId",
-		`{"signatureId":"s1","type":"COMPLETED","eventId":"e\u0000"}`:         "eventId",
-		`{"signatureId":"s1","type":"COMPLETED","occurredAt":"yesterday"}`:    "occurredAt",
-		"{\"signatureId\":\"s\xff1\",\"type\":\"COMPLETED\"}":                 "signatureId",
-		"{\"signatureId\":\"s1\",\"type\":\"COMPLETED\",\"userId\":\"\xff\"}": "",
+		`["s1"]`:                                                                             "",
+		`{"signatureId":42,"type":"COMPLETED"}`:                                              "signatureId",
+		`{"type":"COMPLETED"}`:                                                               "signatureId",
+		`{"signatureId":"\ud800","type":"COMPLETED"}`:                                        "signatureId",
+		`{"signatureId":"s1"}`:                                                               "type",
+		`{"signatureId":"s1","type":"COMPLETED\u0000"}`:                                      "type",
+		`{"signatureId":"s1","type":"COMPLETED","userId":7}`:                                 "userId",
+		`{"signatureId":"s1","type":"COMPLETED","userId":"u\u0000"}`:                         "userId",
+		`{"signatureId":"s1","type":"COMPLETED","eventId":"e\u0000"}`:                        "eventId",
+		`{"signatureId":"s1","type":"COMPLETED","occurredAt":"yesterday"}`:                   "occurredAt",
+		`{"signatureId":"s1","type":"COMPLETED","region":"` + strings.Repeat("r", 40) + `"}`: "region",
+		"{\"signatureId\":\"s\xff1\",\"type\":\"COMPLETED\"}":                                "signatureId",
+		"{\"signatureId\":\"s1\",\"type\":\"COMPLETED\",\"userId\":\"\xff\"}":                "",
 	}
 	for value, field := range cases {
 		_, err := DecodeEvent([]byte(value), DecodeOptions{})
