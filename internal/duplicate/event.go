@@ -7,7 +7,6 @@ import (
 	"reflect"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 )
 
@@ -183,6 +182,10 @@ func validateEvent(ev Event, opts DecodeOptions) (Event, error) {
 	return ev, nil
 }
 
+// DefaultRegion names the one vendor region there is without DOPPEL_ADVANCE_REGIONS, and the
+// region of every row stored before regions existed.
+const DefaultRegion = "default"
+
 // NormalizeRegion returns a region code as Doppel stores it: region codes are case-insensitive.
 func NormalizeRegion(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
 
@@ -268,22 +271,3 @@ func salvageSignatureID(value []byte) string {
 	}
 	return s
 }
-
-// validID reports whether s is 1..maxLen characters of valid UTF-8 without control characters
-// (Unicode Cc: C0, DEL and C1). The rule is the one the OpenAPI description states as a pattern, so
-// API clients can check it; it keeps NUL (which PostgreSQL cannot store) and terminal escapes out,
-// and bounds the size at 4*maxLen bytes.
-func validID(s string, maxLen int) bool {
-	if s == "" || !utf8.ValidString(s) || utf8.RuneCountInString(s) > maxLen {
-		return false
-	}
-	for _, r := range s {
-		if unicode.IsControl(r) {
-			return false
-		}
-	}
-	return true
-}
-
-// validOptional is validID that also accepts the empty string.
-func validOptional(s string, maxLen int) bool { return s == "" || validID(s, maxLen) }
