@@ -49,7 +49,8 @@ type Config struct {
 	SessionTTL time.Duration
 	// DeadLetters counts the letters on the dead-letter topic; nil shows none.
 	DeadLetters func(ctx context.Context) (int64, error)
-	// Region is the vendor region the checks ran in (from the vendor's host), "" when unknown.
+	// Region names the region called `default` (one vendor account configured by the flat
+	// settings), from the vendor's host; "" when unknown. Every other alert shows its own region.
 	Region string
 	Logger *slog.Logger
 	// Now is the clock (time.Now when nil).

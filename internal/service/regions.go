@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/doppelhq/doppel/internal/advance"
@@ -91,13 +90,14 @@ func regionReadiness(regions *region.Registry) []readiness.Check {
 	return checks
 }
 
-// consoleRegion is the region the review console names: the vendor host's region with one region
-// configured by the flat settings, else the configured regions' codes.
+// consoleRegion is what the review console shows for the region called `default`: the vendor
+// host's region when one account is configured by the flat settings (alerts of named regions show
+// their own).
 func consoleRegion(cfg config.Config) string {
 	if len(cfg.AdvanceRegions) == 0 && len(cfg.Advance.Regions) == 0 {
 		return advance.Region(cfg.AdvanceBaseURL)
 	}
-	return strings.Join(cfg.RegionNames(), ", ")
+	return ""
 }
 
 // defaultAccount is the default region's vendor account, which reconciliation polls (it does not
