@@ -47,7 +47,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/doppelhq/doppel/internal/childproc"
+	"github.com/doppelhq/doppel/internal/harness/childproc"
 	"github.com/doppelhq/doppel/internal/harness/runenv"
 )
 

@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/doppelhq/doppel/internal/harness/runenv"
-	"github.com/doppelhq/doppel/internal/testinfra"
+	"github.com/doppelhq/doppel/internal/harness/testinfra"
 )
 
 func TestFreshDatabaseIsEmptyEachTimeAndDropDatabaseRemovesIt(t *testing.T) {
