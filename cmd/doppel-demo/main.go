@@ -21,7 +21,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -37,6 +36,7 @@ import (
 	"github.com/doppelhq/doppel/internal/duplicate"
 	"github.com/doppelhq/doppel/internal/harness/advancesim"
 	"github.com/doppelhq/doppel/internal/harness/childproc"
+	"github.com/doppelhq/doppel/internal/harness/runenv"
 	"github.com/doppelhq/doppel/internal/topic"
 )
 
@@ -192,7 +192,7 @@ func start(ctx context.Context, getenv func(string) string, out io.Writer, d dev
 		return err
 	}
 	fmt.Fprintln(out, "== Preparing a fresh demo database and topics")
-	dbURL, err := freshDatabase(ctx, baseDB)
+	dbURL, err := runenv.FreshDatabase(ctx, baseDB, demoDB)
 	if err != nil {
 		return err
 	}
@@ -318,26 +318,6 @@ func demonstrate(ctx context.Context, out io.Writer, dbURL, brokers string, simU
 		return err
 	}
 	return printAlerts(ctx, brokers, alertCount, out)
-}
-
-func freshDatabase(ctx context.Context, baseURL string) (string, error) {
-	conn, err := pgx.Connect(ctx, baseURL)
-	if err != nil {
-		return "", fmt.Errorf("connect to PostgreSQL: %w", err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+demoDB+" WITH (FORCE)"); err != nil {
-		return "", err
-	}
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+demoDB); err != nil {
-		return "", err
-	}
-	u, err := url.Parse(baseURL)
-	if err != nil {
-		return "", err
-	}
-	u.Path = "/" + demoDB
-	return u.String(), nil
 }
 
 // deleteTopics removes the demo's topics so that a second run starts from nothing; doppel serve
