@@ -144,13 +144,9 @@ func validateEvent(ev Event, opts DecodeOptions) (Event, error) {
 	// Every rule is checked on the value as sent, before surrounding white space is trimmed, so
 	// padding changes nothing and no control character (NUL above all, which PostgreSQL cannot
 	// store) reaches the database hidden in it.
-	if !validOptional(ev.SignatureID, maxSignatureIDLen) {
-		return Event{}, &DecodeError{Reason: ReasonInvalidSignatureID, Field: "signatureId",
-			Detail: fmt.Sprintf("signatureId must be 1..%d characters without control characters", maxSignatureIDLen)}
-	}
-	ev.SignatureID = strings.TrimSpace(ev.SignatureID)
-	if ev.SignatureID == "" {
-		return Event{}, &DecodeError{Reason: ReasonMissingSignatureID, Field: "signatureId", Detail: "signatureId is missing or empty"}
+	var err error
+	if ev.SignatureID, err = checkSignatureID(ev.SignatureID); err != nil {
+		return Event{}, err
 	}
 	if !validOptional(ev.Type, maxTypeLen) {
 		return Event{}, &DecodeError{Reason: ReasonInvalidField, Field: "type",
@@ -188,6 +184,20 @@ const DefaultRegion = "default"
 
 // NormalizeRegion returns a region code as Doppel stores it: region codes are case-insensitive.
 func NormalizeRegion(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
+
+// checkSignatureID returns the signatureId of an event trimmed of surrounding white space, or the
+// *DecodeError saying why it is not one. The rule is checked on the value as sent, before the trim.
+func checkSignatureID(sig string) (string, error) {
+	if !validOptional(sig, maxSignatureIDLen) {
+		return "", &DecodeError{Reason: ReasonInvalidSignatureID, Field: "signatureId",
+			Detail: fmt.Sprintf("signatureId must be 1..%d characters without control characters", maxSignatureIDLen)}
+	}
+	sig = strings.TrimSpace(sig)
+	if sig == "" {
+		return "", &DecodeError{Reason: ReasonMissingSignatureID, Field: "signatureId", Detail: "signatureId is missing or empty"}
+	}
+	return sig, nil
+}
 
 // decodeJSONError names the field when the JSON was well formed but a field had the wrong type, and
 // still recovers the signatureId when that field was fine.

@@ -35,13 +35,9 @@ func DecodeStarted(value []byte, maxBytes int) (Started, error) {
 		}
 		return Started{}, decodeJSONError(value, err)
 	}
-	if !validOptional(ev.SignatureID, maxSignatureIDLen) {
-		return Started{}, &DecodeError{Reason: ReasonInvalidSignatureID, Field: "signatureId",
-			Detail: fmt.Sprintf("signatureId must be 1..%d characters without control characters", maxSignatureIDLen)}
-	}
-	ev.SignatureID = strings.TrimSpace(ev.SignatureID)
-	if ev.SignatureID == "" {
-		return Started{}, &DecodeError{Reason: ReasonMissingSignatureID, Field: "signatureId", Detail: "signatureId is missing or empty"}
+	var err error
+	if ev.SignatureID, err = checkSignatureID(ev.SignatureID); err != nil {
+		return Started{}, err
 	}
 	for _, f := range []struct {
 		name  string
