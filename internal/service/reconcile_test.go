@@ -263,9 +263,15 @@ FROM started_verifications WHERE status = 'recovered'`, after).Scan(&late))
 	var cm map[string]any
 	require.NoError(t, json.Unmarshal(byType["callbacks_missing"][0].Value, &cm))
 	require.Equal(t, "callbacks_missing", cm["type"])
-	require.EqualValues(t, 10, cm["recoveredByPolling"])
-	require.EqualValues(t, 100, cm["settled"])
-	require.InDelta(t, 0.1, cm["ratio"], 1e-9)
+	// It is raised by the round in which the share first crossed 5%: on a loaded machine that can
+	// be before every lost verification is found, so the figures are those of that round.
+	recovered, settled := cm["recoveredByPolling"].(float64), cm["settled"].(float64)
+	require.GreaterOrEqual(t, recovered, 1.0)
+	require.LessOrEqual(t, recovered, 10.0)
+	require.Greater(t, settled, 0.0)
+	require.LessOrEqual(t, settled, 100.0)
+	require.InDelta(t, recovered/settled, cm["ratio"], 1e-9)
+	require.GreaterOrEqual(t, cm["ratio"], 0.05)
 	require.NotEmpty(t, header(byType["callbacks_missing"][0], "alert-id"))
 
 	// The API and the metrics say how many are pending, recovered and expired.
