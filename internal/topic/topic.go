@@ -49,12 +49,12 @@ func Ensure(ctx context.Context, brokers []string, specs ...Spec) error {
 	for i, s := range specs {
 		names[i] = s.Name
 	}
-	return WaitForLeaders(ctx, client, names)
+	return waitForLeaders(ctx, client, names)
 }
 
-// WaitForLeaders waits, for 30 seconds at the most, until every partition of the named topics has
+// waitForLeaders waits, for 30 seconds at the most, until every partition of the named topics has
 // a leader.
-func WaitForLeaders(ctx context.Context, client *kafka.Client, names []string) error {
+func waitForLeaders(ctx context.Context, client *kafka.Client, names []string) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: names})
