@@ -28,10 +28,10 @@ test-go: ## run the Go tests against the running infrastructure (make infra-up f
 	@# go.mod and go.sum must be what `go mod tidy` writes (direct dependencies not marked indirect).
 	$(GO) mod tidy -diff
 	$(GO) vet ./...
-	$(GO) vet -tags faults ./internal/faulttest
+	$(GO) vet -tags faults ./internal/harness/faulttest
 	$(GO) test -race -count=1 -timeout 10m ./...
 	@# The fault tests stop and restart the shared PostgreSQL and Kafka: alone, one at a time.
-	$(GO) test -tags faults -count=1 -p 1 -timeout 10m ./internal/faulttest
+	$(GO) test -tags faults -count=1 -p 1 -timeout 10m ./internal/harness/faulttest
 
 fuzz: ## a short run of each fuzz target (seed corpora are in testdata/fuzz)
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEvent$$' -fuzztime 10s ./internal/duplicate

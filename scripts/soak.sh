@@ -11,13 +11,4 @@
 #
 # The soak stops and starts the shared PostgreSQL and Kafka: do not run it next to `make test` or
 # `make bench`, which use the same servers.
-set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
-cd "$ROOT"
-GO="${GO:-go}"
-
-"$GO" build -o bin/doppel ./cmd/doppel
-"$GO" build -o bin/advance-sim ./cmd/advance-sim
-"$GO" build -o bin/doppel-soak ./cmd/doppel-soak
-
-bash scripts/with-infra.sh bin/doppel-soak "$@"
+exec bash "$(dirname "${BASH_SOURCE[0]}")/run-harness.sh" doppel-soak "$@"

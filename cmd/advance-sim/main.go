@@ -30,7 +30,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/doppelhq/doppel/internal/advancesim"
+	"github.com/doppelhq/doppel/internal/harness/advancesim"
 )
 
 func main() {

@@ -19,6 +19,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/doppelhq/doppel/internal/advance"
+	"github.com/doppelhq/doppel/internal/harness/runenv"
 )
 
 func pgxConnect(ctx context.Context, dbURL string) (*pgx.Conn, error) {
@@ -29,7 +30,7 @@ func pgxConnect(ctx context.Context, dbURL string) (*pgx.Conn, error) {
 
 // migratedDatabase makes a fresh database with doppel's schema, applied by `doppel migrate up`.
 func (b *bench) migratedDatabase(ctx context.Context, name string) (string, error) {
-	dbURL, err := freshDatabase(ctx, b.baseDB, name)
+	dbURL, err := runenv.FreshDatabase(ctx, b.baseDB, name)
 	if err != nil {
 		return "", err
 	}
@@ -233,7 +234,7 @@ func (b *bench) pgCeiling(ctx context.Context, pop population, topic string) (*p
 	res.RowsPerSec = float64(res.Checks+res.Links+res.Alerts) / res.Seconds
 	b.logf("(e) COPY of %d checks, %d links, %d alerts in %.2fs: %.0f checks/s (%d connections)",
 		res.Checks, res.Links, res.Alerts, res.Seconds, res.ChecksPerSec, len(conns))
-	_ = dropDatabase(ctx, b.baseDB, "bench_pg_ceiling")
+	_ = runenv.DropDatabase(ctx, b.baseDB, "bench_pg_ceiling")
 	return res, nil
 }
 

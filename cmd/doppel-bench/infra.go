@@ -3,9 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -13,10 +11,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/segmentio/kafka-go"
 
-	"github.com/doppelhq/doppel/internal/childproc"
+	"github.com/doppelhq/doppel/internal/harness/runenv"
+	"github.com/doppelhq/doppel/internal/pause"
+	"github.com/doppelhq/doppel/internal/topic"
 )
 
 // clockTicks is USER_HZ, the unit of the CPU times in /proc/<pid>/stat: 100 on every Linux build
@@ -64,30 +63,6 @@ func readPidFile(path string) int {
 	return pid
 }
 
-// procStat is the part of /proc/<pid>/stat the benchmark uses, in clock ticks.
-type procStat struct {
-	ppid         int
-	self, reaped int64 // utime+stime, cutime+cstime
-}
-
-func readProcStat(pid int) (procStat, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return procStat{}, err
-	}
-	s := string(b)
-	open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-	if open < 0 || closing < open {
-		return procStat{}, fmt.Errorf("unexpected /proc/%d/stat", pid)
-	}
-	f := strings.Fields(s[closing+1:])
-	if len(f) < 20 {
-		return procStat{}, fmt.Errorf("short /proc/%d/stat", pid)
-	}
-	num := func(i int) int64 { n, _ := strconv.ParseInt(f[i], 10, 64); return n }
-	return procStat{ppid: int(num(1)), self: num(11) + num(12), reaped: num(13) + num(14)}, nil
-}
-
 // cpuSnapshot holds the CPU ticks of every process of every role at one moment.
 type cpuSnapshot struct {
 	at    time.Time
@@ -131,23 +106,23 @@ func (r cpuRoles) snapshot(postmaster int) cpuSnapshot {
 		if pid <= 0 {
 			continue
 		}
-		st, err := readProcStat(pid)
+		st, err := runenv.ReadProcStat(pid)
 		if err != nil {
 			continue
 		}
-		snap.ticks[role] = map[int]int64{pid: st.self + st.reaped}
+		snap.ticks[role] = map[int]int64{pid: st.Self + st.Reaped}
 	}
 	if postmaster > 0 {
-		if st, err := readProcStat(postmaster); err == nil {
-			m := map[int]int64{postmaster: st.self + st.reaped}
+		if st, err := runenv.ReadProcStat(postmaster); err == nil {
+			m := map[int]int64{postmaster: st.Self + st.Reaped}
 			entries, _ := os.ReadDir("/proc")
 			for _, e := range entries {
 				pid, err := strconv.Atoi(e.Name())
 				if err != nil || pid == postmaster {
 					continue
 				}
-				if cst, err := readProcStat(pid); err == nil && cst.ppid == postmaster {
-					m[pid] = cst.self
+				if cst, err := runenv.ReadProcStat(pid); err == nil && cst.PPID == postmaster {
+					m[pid] = cst.Self
 				}
 			}
 			snap.ticks["postgres"] = m
@@ -243,11 +218,9 @@ func readMachine() machineInfo {
 			if strings.HasPrefix(line, "processor") {
 				m.CPUs++
 			}
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" && m.CPUModel == "" {
-				m.CPUModel = strings.TrimSpace(v)
-			}
 		}
 	}
+	m.CPUModel = runenv.CPUModel()
 	m.MemTotalMB = memTotalKB() / 1024
 	m.GoVersion = runtime.Version()
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
@@ -275,95 +248,20 @@ func memTotalKB() int64 {
 
 // ---------------------------------------------------------------- PostgreSQL
 
-// freshDatabase drops and recreates database name next to the one baseURL names and returns its URL.
-func freshDatabase(ctx context.Context, baseURL, name string) (string, error) {
-	conn, err := pgx.Connect(ctx, baseURL)
-	if err != nil {
-		return "", fmt.Errorf("connect to PostgreSQL: %w", err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	ident := pgx.Identifier{name}.Sanitize()
-	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+ident+" WITH (FORCE)"); err != nil {
-		return "", fmt.Errorf("drop database %s: %w", name, err)
-	}
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+ident); err != nil {
-		return "", fmt.Errorf("create database %s: %w", name, err)
-	}
-	u, err := url.Parse(baseURL)
-	if err != nil {
-		return "", err
-	}
-	u.Path = "/" + name
-	return u.String(), nil
-}
-
-func dropDatabase(ctx context.Context, baseURL, name string) error {
-	conn, err := pgx.Connect(ctx, baseURL)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
-	return err
-}
-
 // ---------------------------------------------------------------- Kafka
 
 func kafkaClient(brokers []string) (*kafka.Client, func()) {
-	// Its own transport: the shared default one caches metadata, and a cached "no such topic" from
-	// before a creation would fail writers for seconds.
-	t := &kafka.Transport{}
-	return &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 15 * time.Second, Transport: t}, t.CloseIdleConnections
+	return topic.NewClient(brokers, 15*time.Second)
 }
 
 // createTopics creates the topics with the given partitions (replication 1, this is one broker)
 // and waits until every partition has a leader.
 func createTopics(ctx context.Context, brokers []string, partitions int, names ...string) error {
-	client, closeIdle := kafkaClient(brokers)
-	defer closeIdle()
-	req := &kafka.CreateTopicsRequest{}
-	for _, n := range names {
-		req.Topics = append(req.Topics, kafka.TopicConfig{Topic: n, NumPartitions: partitions, ReplicationFactor: 1})
+	specs := make([]topic.Spec, len(names))
+	for i, n := range names {
+		specs[i] = topic.Spec{Name: n, Partitions: partitions, ReplicationFactor: 1}
 	}
-	resp, err := client.CreateTopics(ctx, req)
-	if err != nil {
-		return fmt.Errorf("create topics %v: %w", names, err)
-	}
-	for name, err := range resp.Errors {
-		if err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
-			return fmt.Errorf("create topic %s: %w", name, err)
-		}
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: names})
-		if err == nil && allLed(meta, len(names)) {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("topics %v have partitions without a leader after 30s (last error: %v)", names, err)
-		}
-		if !childproc.Sleep(ctx, 100*time.Millisecond) {
-			return ctx.Err()
-		}
-	}
-}
-
-func allLed(meta *kafka.MetadataResponse, want int) bool {
-	if len(meta.Topics) != want {
-		return false
-	}
-	for _, t := range meta.Topics {
-		if t.Error != nil || len(t.Partitions) == 0 {
-			return false
-		}
-		for _, p := range t.Partitions {
-			if p.Error != nil || p.Leader.ID < 0 {
-				return false
-			}
-		}
-	}
-	return true
+	return topic.Ensure(ctx, brokers, specs...)
 }
 
 func deleteTopics(ctx context.Context, brokers []string, names ...string) error {
@@ -376,35 +274,6 @@ func deleteTopics(ctx context.Context, brokers []string, names ...string) error 
 	return err
 }
 
-// topicMessages returns how many messages a topic holds (sum over partitions of end - start).
-func topicMessages(ctx context.Context, brokers []string, topic string) (int64, error) {
-	client, closeIdle := kafkaClient(brokers)
-	defer closeIdle()
-	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
-	if err != nil {
-		return 0, err
-	}
-	if len(meta.Topics) != 1 || meta.Topics[0].Error != nil {
-		return 0, fmt.Errorf("topic %s: no metadata", topic)
-	}
-	var reqs []kafka.OffsetRequest
-	for _, p := range meta.Topics[0].Partitions {
-		reqs = append(reqs, kafka.FirstOffsetOf(p.ID), kafka.LastOffsetOf(p.ID))
-	}
-	resp, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
-	if err != nil {
-		return 0, err
-	}
-	var n int64
-	for _, po := range resp.Topics[topic] {
-		if po.Error != nil {
-			return 0, po.Error
-		}
-		n += po.LastOffset - po.FirstOffset
-	}
-	return n, nil
-}
-
 // quietCores is the CPU use (in cores) of the whole machine below which it counts as quiet before a
 // scenario starts: the idle broker, database and simulators use less than this.
 const quietCores = 0.3
@@ -412,7 +281,7 @@ const quietCores = 0.3
 // busyCores measures the machine's CPU use over d, in cores.
 func busyCores(ctx context.Context, d time.Duration) float64 {
 	t0, b0 := time.Now(), machineBusyTicks()
-	if !childproc.Sleep(ctx, d) {
+	if !pause.For(ctx, d) {
 		return 0
 	}
 	return float64(machineBusyTicks()-b0) / clockTicks / time.Since(t0).Seconds()

@@ -19,7 +19,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/segmentio/kafka-go"
 
-	"github.com/doppelhq/doppel/internal/childproc"
+	"github.com/doppelhq/doppel/internal/harness/childproc"
+	"github.com/doppelhq/doppel/internal/harness/runenv"
+	"github.com/doppelhq/doppel/internal/pause"
+	"github.com/doppelhq/doppel/internal/topic"
 )
 
 // sampleEvery is the period of the progress samples behind the time series.
@@ -181,7 +184,7 @@ func startAlertCollector(ctx context.Context, brokers []string, topic string, pa
 					if ctx.Err() != nil {
 						return
 					}
-					if !childproc.Sleep(ctx, 100*time.Millisecond) {
+					if !pause.For(ctx, 100*time.Millisecond) {
 						return
 					}
 					continue
@@ -270,7 +273,7 @@ type liveRun struct {
 // begin creates the scenario's database and the alert and dead-letter topics (the events topic is
 // the caller's), starts the alert reader and doppel, and takes the first CPU snapshot.
 func (b *bench) begin(ctx context.Context, name string, topics scenarioTopics, sim *simulator, qps float64, workers int) (*liveRun, error) {
-	dbURL, err := freshDatabase(ctx, b.baseDB, "bench_"+name)
+	dbURL, err := runenv.FreshDatabase(ctx, b.baseDB, "bench_"+name)
 	if err != nil {
 		return nil, err
 	}
@@ -433,7 +436,7 @@ func (lr *liveRun) pgWork(ctx context.Context) *pgActivity {
 		}
 		lr.conn = conn
 	}
-	childproc.Sleep(ctx, 500*time.Millisecond)
+	pause.For(ctx, 500*time.Millisecond)
 	var a pgActivity
 	if err := lr.conn.QueryRow(ctx, `SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()`).Scan(&a.Transactions); err != nil {
 		return nil
@@ -466,7 +469,7 @@ func (lr *liveRun) finish(ctx context.Context) liveEnd {
 	e.active = lr.topActivity(8)
 	_, e.stopErr = lr.doppel.proc.Stop(40 * time.Second)
 	lr.alerts.stop()
-	if n, err := topicMessages(ctx, lr.b.brokers, lr.topics.dlq); err == nil {
+	if n, err := topic.Messages(ctx, lr.b.brokers, lr.topics.dlq); err == nil {
 		e.deadLetters = n
 	}
 	e.pg = lr.pgWork(ctx)

@@ -40,7 +40,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -48,7 +47,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/doppelhq/doppel/internal/childproc"
+	"github.com/doppelhq/doppel/internal/harness/childproc"
+	"github.com/doppelhq/doppel/internal/harness/runenv"
 )
 
 func main() {
@@ -253,7 +253,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		infra:    findInfraProcesses(root),
 	}
 	if b.opts.buildLabel == "" {
-		b.opts.buildLabel = gitLabel(ctx)
+		b.opts.buildLabel = runenv.GitLabel(ctx)
 	}
 	rep, runErr := b.runAll(ctx)
 	if rep == nil {
@@ -271,20 +271,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	fmt.Fprintf(stdout, " (child logs in %s)\n", logDir)
 	return runErr
-}
-
-// gitLabel names the working tree's commit, and says when it has uncommitted changes: bin/ is
-// built from the working tree.
-func gitLabel(ctx context.Context) string {
-	head, err := exec.CommandContext(ctx, "git", "rev-parse", "--short", "HEAD").Output()
-	if err != nil {
-		return "unknown"
-	}
-	label := "working tree at " + strings.TrimSpace(string(head))
-	if st, err := exec.CommandContext(ctx, "git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(st) > 0 {
-		label += " with uncommitted changes"
-	}
-	return label
 }
 
 // rerender writes the report of an earlier run again (after a change to how it is presented).

@@ -10,8 +10,9 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/doppelhq/doppel/internal/advancesim"
-	"github.com/doppelhq/doppel/internal/childproc"
+	"github.com/doppelhq/doppel/internal/harness/advancesim"
+	"github.com/doppelhq/doppel/internal/harness/childproc"
+	"github.com/doppelhq/doppel/internal/topic"
 )
 
 // Simulator credentials; the simulator runs on loopback for this run only.
@@ -199,18 +200,9 @@ func eventMessage(p person) kafka.Message {
 	return kafka.Message{Key: []byte(p.sig), Value: value}
 }
 
-func newWriter(brokers []string, topic string) *kafka.Writer {
-	return &kafka.Writer{
-		Addr:         kafka.TCP(brokers...),
-		Topic:        topic,
-		Balancer:     &kafka.Murmur2Balancer{},
-		RequiredAcks: kafka.RequireAll,
-		BatchSize:    1000,
-		BatchBytes:   4 << 20,
-		BatchTimeout: 3 * time.Millisecond,
-		WriteTimeout: 30 * time.Second,
-		Transport:    &kafka.Transport{},
-	}
+func newWriter(brokers []string, name string) *kafka.Writer {
+	return topic.NewWriter(brokers, name, topic.WriterConfig{
+		BatchSize: 1000, BatchBytes: 4 << 20, BatchTimeout: 3 * time.Millisecond, WriteTimeout: 30 * time.Second})
 }
 
 // produceBacklog writes every person's event to topic and returns how long it took.

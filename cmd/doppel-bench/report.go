@@ -14,6 +14,8 @@ import (
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
+
+	"github.com/doppelhq/doppel/internal/clip"
 )
 
 // Targets from the issue.
@@ -101,7 +103,7 @@ func (r *report) table() table {
 	missing := func(scenario string) string {
 		for _, e := range r.Errors {
 			if strings.HasPrefix(e, scenario) {
-				return "failed: " + truncateText(strings.TrimPrefix(e, scenario+": "), 60)
+				return "failed: " + oneLine(strings.TrimPrefix(e, scenario+": "), 60)
 			}
 		}
 		return "not run"
@@ -140,7 +142,7 @@ func (r *report) table() table {
 		if len(a.PGActive) > 0 {
 			var top []string
 			for _, st := range a.PGActive[:min(2, len(a.PGActive))] {
-				top = append(top, fmt.Sprintf("%.2f %s", st.Share, truncateText(st.Statement, 48)))
+				top = append(top, fmt.Sprintf("%.2f %s", st.Share, oneLine(st.Statement, 48)))
 			}
 			add("(a)", "PostgreSQL backends busy, by statement (top 2)", strings.Join(top, "; "), "", "")
 		}
@@ -255,7 +257,7 @@ func (r *report) table() table {
 		}
 	}
 	if len(r.Disturbances) > 0 {
-		add("all", "broker or database restarted during a scenario", truncateText(strings.Join(r.Disturbances, "; "), 90), "never", "NO")
+		add("all", "broker or database restarted during a scenario", oneLine(strings.Join(r.Disturbances, "; "), 90), "never", "NO")
 	} else {
 		add("all", "broker or database restarted during a scenario", "never", "never", "yes")
 	}
@@ -333,13 +335,8 @@ func formatCPU(m map[string]float64) string {
 	return fmt.Sprintf("%s; total %.2f", strings.Join(parts, ", "), total)
 }
 
-func truncateText(s string, n int) string {
-	s = strings.ReplaceAll(s, "\n", " ")
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
-}
+// oneLine is s on one line, cut to n bytes for a table cell.
+func oneLine(s string, n int) string { return clip.Ellipsis(strings.ReplaceAll(s, "\n", " "), n) }
 
 // text renders the table with aligned columns.
 func (t table) text() string {

@@ -21,7 +21,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -34,9 +33,11 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/segmentio/kafka-go"
 
-	"github.com/doppelhq/doppel/internal/advancesim"
-	"github.com/doppelhq/doppel/internal/childproc"
 	"github.com/doppelhq/doppel/internal/duplicate"
+	"github.com/doppelhq/doppel/internal/harness/advancesim"
+	"github.com/doppelhq/doppel/internal/harness/childproc"
+	"github.com/doppelhq/doppel/internal/harness/runenv"
+	"github.com/doppelhq/doppel/internal/topic"
 )
 
 const (
@@ -191,7 +192,7 @@ func start(ctx context.Context, getenv func(string) string, out io.Writer, d dev
 		return err
 	}
 	fmt.Fprintln(out, "== Preparing a fresh demo database and topics")
-	dbURL, err := freshDatabase(ctx, baseDB)
+	dbURL, err := runenv.FreshDatabase(ctx, baseDB, demoDB)
 	if err != nil {
 		return err
 	}
@@ -319,33 +320,12 @@ func demonstrate(ctx context.Context, out io.Writer, dbURL, brokers string, simU
 	return printAlerts(ctx, brokers, alertCount, out)
 }
 
-func freshDatabase(ctx context.Context, baseURL string) (string, error) {
-	conn, err := pgx.Connect(ctx, baseURL)
-	if err != nil {
-		return "", fmt.Errorf("connect to PostgreSQL: %w", err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+demoDB+" WITH (FORCE)"); err != nil {
-		return "", err
-	}
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+demoDB); err != nil {
-		return "", err
-	}
-	u, err := url.Parse(baseURL)
-	if err != nil {
-		return "", err
-	}
-	u.Path = "/" + demoDB
-	return u.String(), nil
-}
-
 // deleteTopics removes the demo's topics so that a second run starts from nothing; doppel serve
 // creates them again.
 func deleteTopics(ctx context.Context, brokers string, names ...string) error {
 	// Its own transport, so the deleted topics' metadata is not cached for the writer below.
-	transport := &kafka.Transport{}
-	defer transport.CloseIdleConnections()
-	client := &kafka.Client{Addr: kafka.TCP(strings.Split(brokers, ",")...), Timeout: 15 * time.Second, Transport: transport}
+	client, closeIdle := topic.NewClient(strings.Split(brokers, ","), 15*time.Second)
+	defer closeIdle()
 	if _, err := client.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: names}); err != nil {
 		return fmt.Errorf("delete demo topics: %w", err)
 	}
@@ -403,9 +383,7 @@ func seed(ctx context.Context, simURL string, people []person, region string) er
 }
 
 func publish(ctx context.Context, brokers string, people []person) error {
-	w := &kafka.Writer{Addr: kafka.TCP(strings.Split(brokers, ",")...), Topic: topicEvents,
-		Balancer: &kafka.Murmur2Balancer{}, RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond,
-		Transport: &kafka.Transport{}}
+	w := topic.NewWriter(strings.Split(brokers, ","), topicEvents, topic.WriterConfig{BatchTimeout: 5 * time.Millisecond})
 	defer w.Close()
 	msgs := make([]kafka.Message, len(people))
 	for i, p := range people {

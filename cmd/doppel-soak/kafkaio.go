@@ -8,15 +8,12 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/doppelhq/doppel/internal/childproc"
+	"github.com/doppelhq/doppel/internal/pause"
 	"github.com/doppelhq/doppel/internal/topic"
 )
 
 func kafkaClient(brokers []string) (*kafka.Client, func()) {
-	// Its own transport: the shared default one caches metadata, and a cached "no such topic" from
-	// before a creation would fail writers for seconds.
-	t := &kafka.Transport{}
-	return &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 15 * time.Second, Transport: t}, t.CloseIdleConnections
+	return topic.NewClient(brokers, 15*time.Second)
 }
 
 func createTopics(ctx context.Context, brokers []string, events, alerts, dlq string, partitions int) error {
@@ -35,27 +32,13 @@ func offsets(ctx context.Context, brokers []string, name string) (map[int][2]int
 	defer closeIdle()
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{name}})
+	bounds, err := topic.Offsets(ctx, client, name)
 	if err != nil {
-		return nil, fmt.Errorf("metadata of %s: %w", name, err)
+		return nil, err
 	}
-	if len(meta.Topics) != 1 || meta.Topics[0].Error != nil {
-		return nil, fmt.Errorf("topic %s: no metadata", name)
-	}
-	var reqs []kafka.OffsetRequest
-	for _, p := range meta.Topics[0].Partitions {
-		reqs = append(reqs, kafka.FirstOffsetOf(p.ID), kafka.LastOffsetOf(p.ID))
-	}
-	resp, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{name: reqs}})
-	if err != nil {
-		return nil, fmt.Errorf("offsets of %s: %w", name, err)
-	}
-	out := map[int][2]int64{}
-	for _, po := range resp.Topics[name] {
-		if po.Error != nil {
-			return nil, fmt.Errorf("offsets of %s/%d: %w", name, po.Partition, po.Error)
-		}
-		out[po.Partition] = [2]int64{po.FirstOffset, po.LastOffset}
+	out := make(map[int][2]int64, len(bounds))
+	for p, b := range bounds {
+		out[p] = [2]int64{b.FirstOffset, b.LastOffset}
 	}
 	return out, nil
 }
@@ -120,18 +103,8 @@ type producer struct {
 }
 
 func newProducer(brokers []string, name string) *producer {
-	return &producer{w: &kafka.Writer{
-		Addr:         kafka.TCP(brokers...),
-		Topic:        name,
-		Balancer:     &kafka.Murmur2Balancer{},
-		RequiredAcks: kafka.RequireAll,
-		BatchSize:    1000,
-		BatchBytes:   8 << 20,
-		BatchTimeout: 5 * time.Millisecond,
-		WriteTimeout: 10 * time.Second,
-		MaxAttempts:  3,
-		Transport:    &kafka.Transport{},
-	}}
+	return &producer{w: topic.NewWriter(brokers, name, topic.WriterConfig{
+		BatchSize: 1000, BatchBytes: 8 << 20, BatchTimeout: 5 * time.Millisecond, MaxAttempts: 3})}
 }
 
 func (p *producer) close() error { return p.w.Close() }
@@ -178,7 +151,7 @@ func (p *producer) write(ctx context.Context, msgs []kafka.Message, maxWait time
 		if time.Now().After(deadline) {
 			return failedAttempts, fmt.Errorf("%d messages not acknowledged within %s: %w", len(pending), maxWait, werr)
 		}
-		if !childproc.Sleep(ctx, wait) {
+		if !pause.For(ctx, wait) {
 			return failedAttempts, ctx.Err()
 		}
 		wait = min(2*wait, 3*time.Second)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -17,9 +16,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/segmentio/kafka-go"
 
-	"github.com/doppelhq/doppel/internal/advancesim"
 	"github.com/doppelhq/doppel/internal/consumer"
 	"github.com/doppelhq/doppel/internal/duplicate"
+	"github.com/doppelhq/doppel/internal/harness/advancesim"
+	"github.com/doppelhq/doppel/internal/harness/runenv"
 )
 
 // maxExamples bounds the example keys listed for each kind of problem.
@@ -200,7 +200,7 @@ func (s *soak) account(ctx context.Context, settled bool) (*ledger, error) {
 		return nil, fmt.Errorf("read the simulator's billing: %w", err)
 	}
 
-	l := &ledger{RunID: s.runID, StartedAt: s.started.UTC(), Seed: s.opts.seed, Build: gitLabel(ctx), Machine: machine(),
+	l := &ledger{RunID: s.runID, StartedAt: s.started.UTC(), Seed: s.opts.seed, Build: runenv.GitLabel(ctx), Machine: machine(),
 		Settled: settled}
 	o := s.opts
 	l.Options.Events, l.Options.Duration, l.Options.Workers, l.Options.Kills = o.events, o.duration.String(), o.workers, o.kills
@@ -932,29 +932,6 @@ func allEqual(xs []string, want string) bool {
 
 func round1(x float64) float64 { return math.Round(x*10) / 10 }
 
-// gitLabel names the working tree's commit, and says when it has uncommitted changes: bin/ is built
-// from the working tree. It only reads.
-func gitLabel(ctx context.Context) string {
-	head, err := exec.CommandContext(ctx, "git", "rev-parse", "--short", "HEAD").Output()
-	if err != nil {
-		return "unknown"
-	}
-	label := "working tree at " + strings.TrimSpace(string(head))
-	if st, err := exec.CommandContext(ctx, "git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(st) > 0 {
-		label += " with uncommitted changes"
-	}
-	return label
-}
-
 func machine() string {
-	model := ""
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				model = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	return fmt.Sprintf("%d cores (%s), %s", runtime.NumCPU(), model, runtime.Version())
+	return fmt.Sprintf("%d cores (%s), %s", runtime.NumCPU(), runenv.CPUModel(), runtime.Version())
 }

@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/doppelhq/doppel/internal/clip"
+	"github.com/doppelhq/doppel/internal/harness/runenv"
 )
 
 // otherUsers lists the processes other than this soak's that use this checkout's PostgreSQL and Kafka:
@@ -43,27 +46,17 @@ func otherUsers(root string) []string {
 		if err != nil || !(cwd == root || strings.HasPrefix(cwd, root+string(filepath.Separator))) {
 			continue // another checkout has its own servers
 		}
-		out = append(out, fmt.Sprintf("pid %d: %s", pid, truncate(strings.Join(args, " "), 120)))
+		out = append(out, fmt.Sprintf("pid %d: %s", pid, clip.Ellipsis(strings.Join(args, " "), 120)))
 	}
 	return out
 }
 
 func parentOf(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	st, err := runenv.ReadProcStat(pid)
 	if err != nil {
 		return 0
 	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 2 {
-		return 0
-	}
-	ppid, _ := strconv.Atoi(f[1])
-	return ppid
+	return st.PPID
 }
 
 // infraPids returns the pids of the broker and the postmaster, from the files scripts/infra.sh keeps,
@@ -78,11 +71,4 @@ func infraPids(root string) (kafka, postgres string) {
 		return strings.TrimSpace(line)
 	}
 	return read(filepath.Join(root, ".local", "kafka", "kafka.pid")), read(filepath.Join(root, ".local", "pg", "data", "postmaster.pid"))
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }

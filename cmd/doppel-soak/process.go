@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/doppelhq/doppel/internal/childproc"
+	"github.com/doppelhq/doppel/internal/harness/childproc"
 )
 
 // process is a child process of the soak, its output appended to a log shared by its restarts.

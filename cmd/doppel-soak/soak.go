@@ -7,7 +7,6 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,9 +19,11 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/segmentio/kafka-go"
 
-	"github.com/doppelhq/doppel/internal/advancesim"
-	"github.com/doppelhq/doppel/internal/childproc"
 	"github.com/doppelhq/doppel/internal/consumer"
+	"github.com/doppelhq/doppel/internal/harness/advancesim"
+	"github.com/doppelhq/doppel/internal/harness/childproc"
+	"github.com/doppelhq/doppel/internal/harness/runenv"
+	"github.com/doppelhq/doppel/internal/pause"
 )
 
 // soak is one run: its infrastructure names, its children and what it observed.
@@ -192,7 +193,7 @@ func (s *soak) prepare(ctx context.Context) error {
 		s.logf("could not remove an earlier soak's database or topics (going on): %v", err)
 	}
 	var err error
-	s.dbURL, err = freshDatabase(ctx, s.baseDB, s.dbName)
+	s.dbURL, err = runenv.FreshDatabase(ctx, s.baseDB, s.dbName)
 	if err != nil {
 		return err
 	}
@@ -315,23 +316,6 @@ func (s *soak) forgetEarlierSoaks(ctx context.Context) error {
 	return nil
 }
 
-func freshDatabase(ctx context.Context, baseURL, name string) (string, error) {
-	conn, err := pgx.Connect(ctx, baseURL)
-	if err != nil {
-		return "", fmt.Errorf("connect to PostgreSQL: %w", err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
-		return "", fmt.Errorf("create database %s: %w", name, err)
-	}
-	u, err := url.Parse(baseURL)
-	if err != nil {
-		return "", err
-	}
-	u.Path = "/" + name
-	return u.String(), nil
-}
-
 func (s *soak) cleanup() {
 	if s.doppel != nil {
 		_, _, _ = s.doppel.stop(30 * time.Second)
@@ -407,7 +391,7 @@ func (s *soak) produce(ctx context.Context) error {
 	next := 0
 	last := time.Now()
 	for next < len(seq) {
-		if !childproc.Sleep(ctx, tick) {
+		if !pause.For(ctx, tick) {
 			return ctx.Err()
 		}
 		now := time.Now()
@@ -495,7 +479,7 @@ func (s *soak) planFaults() []planned {
 // runFaults carries out the plan, one step after another.
 func (s *soak) runFaults(ctx context.Context, plan []planned) {
 	for _, a := range plan {
-		if wait := time.Until(s.prodStart.Add(a.at)); wait > 0 && !childproc.Sleep(ctx, wait) {
+		if wait := time.Until(s.prodStart.Add(a.at)); wait > 0 && !pause.For(ctx, wait) {
 			return
 		}
 		s.snapshot(ctx, "before "+a.name)
@@ -529,7 +513,7 @@ func (s *soak) killDoppel(ctx context.Context) (string, error) {
 		return "", err
 	}
 	down := time.Duration(500+s.rng.IntN(2500)) * time.Millisecond
-	childproc.Sleep(ctx, down)
+	pause.For(ctx, down)
 	if err := s.doppel.restart(); err != nil {
 		return "", fmt.Errorf("restart doppel: %w", err)
 	}
@@ -559,7 +543,7 @@ func (s *soak) infraRestart(ctx context.Context, what string, down time.Duration
 		return "", err
 	}
 	stopped := time.Now()
-	childproc.Sleep(ctx, down)
+	pause.For(ctx, down)
 	if err := s.infra(context.WithoutCancel(ctx), "start-"+what); err != nil {
 		return "", err
 	}
@@ -590,7 +574,7 @@ func (s *soak) busyBurstsLoop(ctx context.Context) {
 		if at.Add(s.opts.busyFor).After(s.prodStart.Add(s.opts.duration)) {
 			return
 		}
-		if !childproc.Sleep(ctx, time.Until(at)) {
+		if !pause.For(ctx, time.Until(at)) {
 			return
 		}
 		as429 := n%2 == 1
@@ -598,7 +582,7 @@ func (s *soak) busyBurstsLoop(ctx context.Context) {
 			s.logf("SERVICE_BUSY burst: %v", err)
 			continue
 		}
-		childproc.Sleep(ctx, s.opts.busyFor)
+		pause.For(ctx, s.opts.busyFor)
 		// Cleared even when ctx ended, so the settle phase never runs with a QPS limit.
 		if err := s.sim.setFaults(context.WithoutCancel(ctx), advancesim.FaultsPatch{QPS: ptr(0.0)}); err != nil {
 			s.logf("end of SERVICE_BUSY burst: %v", err)
@@ -612,7 +596,7 @@ func (s *soak) busyBurstsLoop(ctx context.Context) {
 // progressLoop prints where the run is every 15 s.
 func (s *soak) progressLoop(ctx context.Context) {
 	for n := 0; n < 100000; n++ {
-		if !childproc.Sleep(ctx, 15*time.Second) {
+		if !pause.For(ctx, 15*time.Second) {
 			return
 		}
 		s.logf("%s", s.progressLine(ctx))
@@ -636,7 +620,7 @@ func (s *soak) waitForOthers(ctx context.Context) error {
 			s.logf("waiting up to %s for other programs using this checkout's servers to finish: %s",
 				time.Until(deadline).Round(time.Second), strings.Join(others, "; "))
 		}
-		if !childproc.Sleep(ctx, 5*time.Second) {
+		if !pause.For(ctx, 5*time.Second) {
 			return ctx.Err()
 		}
 	}
@@ -740,7 +724,7 @@ func (s *soak) waitSettled(ctx context.Context) bool {
 				return false
 			}
 		}
-		if !childproc.Sleep(ctx, 2*time.Second) {
+		if !pause.For(ctx, 2*time.Second) {
 			return false
 		}
 	}

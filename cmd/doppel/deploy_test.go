@@ -16,8 +16,8 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/stretchr/testify/require"
 
-	"github.com/doppelhq/doppel/internal/advancesim"
 	"github.com/doppelhq/doppel/internal/config"
+	"github.com/doppelhq/doppel/internal/harness/advancesim"
 	"github.com/doppelhq/doppel/internal/httpapi"
 )
 

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/doppelhq/doppel/internal/deadletter"
+	"github.com/doppelhq/doppel/internal/service"
 )
 
 func (a *app) dlqCommand() *cobra.Command {
@@ -45,9 +46,8 @@ Known reasons: ` + strings.Join(deadletter.Reasons, ", ") + `.`,
 			if err != nil {
 				return err
 			}
-			// A dead-lettered started event goes back to the started topic.
-			opts := deadletter.Options{Brokers: cfg.KafkaBrokers, DLQTopic: cfg.TopicDLQ, TargetTopic: cfg.TopicEvents,
-				SourceRoutes: map[string]string{cfg.TopicStarted: cfg.TopicStarted}, DryRun: dryRun, Reasons: reasons}
+			opts := service.DeadLetterReplay(cfg)
+			opts.DryRun, opts.Reasons = dryRun, reasons
 			if since != "" {
 				t, err := time.Parse(time.RFC3339, since)
 				if err != nil {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/doppelhq/doppel/internal/topic"
 )
 
 // brokerTimeout bounds each broker's answer to the start-up probe.
@@ -23,10 +25,9 @@ func probeBrokers(ctx context.Context, brokers []string) error {
 	var errs []error
 	for _, b := range brokers {
 		ctx, cancel := context.WithTimeout(ctx, brokerTimeout)
-		transport := &kafka.Transport{}
-		_, err := (&kafka.Client{Addr: kafka.TCP(b), Timeout: brokerTimeout, Transport: transport}).
-			Metadata(ctx, &kafka.MetadataRequest{})
-		transport.CloseIdleConnections()
+		client, closeIdle := topic.NewClient([]string{b}, brokerTimeout)
+		_, err := client.Metadata(ctx, &kafka.MetadataRequest{})
+		closeIdle()
 		cancel()
 		if err == nil {
 			return nil

@@ -14,7 +14,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/doppelhq/doppel/internal/duplicate"
-	"github.com/doppelhq/doppel/internal/postgres"
 	"github.com/doppelhq/doppel/internal/service"
 )
 
@@ -73,12 +72,11 @@ func (a *app) replay(ctx context.Context, sigs []string, from, to string, limit,
 	if err != nil {
 		return err
 	}
-	pool, err := postgres.Connect(ctx, cfg.DatabaseURL, int32(workers+2))
+	pool, store, err := service.OpenStore(ctx, cfg, workers+2)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	store := service.NewStore(pool, cfg)
 
 	if from != "" || to != "" {
 		start, end, err := replayWindow(from, to)

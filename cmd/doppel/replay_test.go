@@ -9,10 +9,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/doppelhq/doppel/internal/advancesim"
 	"github.com/doppelhq/doppel/internal/duplicate"
+	"github.com/doppelhq/doppel/internal/harness/advancesim"
+	"github.com/doppelhq/doppel/internal/harness/testinfra"
 	"github.com/doppelhq/doppel/internal/postgres"
-	"github.com/doppelhq/doppel/internal/testinfra"
 )
 
 func TestReplayReRunsStoredChecksAndCountsWhatChanged(t *testing.T) {

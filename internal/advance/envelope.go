@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/doppelhq/doppel/internal/clip"
 )
 
 // maxBodyBytes bounds what is read of a response: the vendor's answers are a few hundred bytes,
@@ -35,7 +37,7 @@ func decodeEnvelope(op string, status int, header http.Header, body []byte, now 
 	ok2xx := status >= 200 && status < 300
 
 	if parsed && env.Code == CodeSuccess && ok2xx {
-		env.TransactionID = truncate(env.TransactionID, maxTransactionIDBytes)
+		env.TransactionID = clip.Bytes(env.TransactionID, maxTransactionIDBytes)
 		return env, nil
 	}
 	if parsed && env.Code != CodeSuccess {
@@ -46,9 +48,9 @@ func decodeEnvelope(op string, status int, header http.Header, body []byte, now 
 		}
 		return envelope{}, &Error{
 			Op:            op,
-			Code:          truncate(env.Code, maxMessageBytes),
-			Message:       truncate(env.Message, maxMessageBytes),
-			TransactionID: truncate(env.TransactionID, maxTransactionIDBytes),
+			Code:          clip.Bytes(env.Code, maxMessageBytes),
+			Message:       clip.Bytes(env.Message, maxMessageBytes),
+			TransactionID: clip.Bytes(env.TransactionID, maxTransactionIDBytes),
 			HTTPStatus:    status,
 			RetryAfter:    retryAfter,
 			Kind:          kind,
@@ -58,7 +60,7 @@ func decodeEnvelope(op string, status int, header http.Header, body []byte, now 
 	msg := "response is not a vendor envelope"
 	if parsed {
 		msg = "SUCCESS envelope with HTTP status " + strconv.Itoa(status)
-		env.TransactionID = truncate(env.TransactionID, maxTransactionIDBytes)
+		env.TransactionID = clip.Bytes(env.TransactionID, maxTransactionIDBytes)
 	}
 	return envelope{}, &Error{
 		Op:            op,
@@ -223,16 +225,4 @@ func decodeToken(status int, header http.Header, body []byte, now time.Time) (to
 		t.expiresAt = time.UnixMilli(ms)
 	}
 	return t, nil
-}
-
-// truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := n
-	for cut > 0 && cut < len(s) && s[cut]&0xC0 == 0x80 {
-		cut--
-	}
-	return s[:cut]
 }

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/doppelhq/doppel/internal/clip"
 )
 
 // API key scopes.
@@ -67,7 +69,7 @@ func ParseAPIKeys(raw string) ([]APIKey, error) {
 		for _, sc := range strings.Split(scopes, "+") {
 			sc = strings.TrimSpace(sc)
 			if sc != ScopeRead && sc != ScopeReview && sc != ScopeReplay {
-				errs = append(errs, fmt.Errorf("DOPPEL_API_KEYS entry %d (%s): unknown scope %q; scopes are read, review and replay, joined by +", i+1, name, truncate(sc, 32)))
+				errs = append(errs, fmt.Errorf("DOPPEL_API_KEYS entry %d (%s): unknown scope %q; scopes are read, review and replay, joined by +", i+1, name, clip.Ellipsis(sc, 32)))
 				continue
 			}
 			if !k.HasScope(sc) {
@@ -96,11 +98,4 @@ func ParseAPIKeys(raw string) ([]APIKey, error) {
 func (c Config) Keys() []APIKey {
 	keys, _ := ParseAPIKeys(c.APIKeys)
 	return keys
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }

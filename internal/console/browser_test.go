@@ -12,7 +12,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
-	"github.com/doppelhq/doppel/internal/testinfra"
+	"github.com/doppelhq/doppel/internal/harness/testinfra"
 )
 
 // chromiumPath is Debian's Chromium; scripts/ensure-chromium.sh (run by `make test`) installs it.

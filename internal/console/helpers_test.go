@@ -13,9 +13,9 @@ import (
 
 	"github.com/doppelhq/doppel/internal/console"
 	"github.com/doppelhq/doppel/internal/duplicate"
+	"github.com/doppelhq/doppel/internal/harness/testinfra"
 	"github.com/doppelhq/doppel/internal/httpapi"
 	"github.com/doppelhq/doppel/internal/postgres"
-	"github.com/doppelhq/doppel/internal/testinfra"
 )
 
 // Keys of every test console.

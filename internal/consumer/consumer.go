@@ -18,6 +18,9 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/segmentio/kafka-go"
+
+	"github.com/doppelhq/doppel/internal/clip"
+	"github.com/doppelhq/doppel/internal/pause"
 )
 
 // Handler processes one message. It must be idempotent: a message may be delivered again after a
@@ -38,8 +41,8 @@ const (
 	DeadLetter
 )
 
-// Decision is the classification of a handler error.
-type Decision struct {
+// Classification is what Config.Classify says about a handler error: the action and its reason.
+type Classification struct {
 	Action Action
 	// Reason is the dead-letter reason, a stable snake_case word.
 	Reason string
@@ -55,7 +58,7 @@ type RetryPolicy struct {
 	InitialInterval time.Duration
 	MaxInterval     time.Duration
 	MaxElapsed      time.Duration
-	// WaitMaxInterval caps the backoff of Wait decisions, so recovery is noticed quickly.
+	// WaitMaxInterval caps the backoff of Wait classifications, so recovery is noticed quickly.
 	WaitMaxInterval time.Duration
 }
 
@@ -74,7 +77,7 @@ type Config struct {
 	CommitInterval time.Duration
 	Retry          RetryPolicy
 	// Classify decides what to do with a handler error.
-	Classify func(error) Decision
+	Classify func(error) Classification
 	// RouteKey returns the key that serialises messages (the signatureId); nil uses the message key.
 	RouteKey func(kafka.Message) []byte
 	// ShutdownGrace is how long in-flight work may finish after the context is cancelled before it
@@ -95,7 +98,7 @@ type Observer interface {
 	// DeadLetterUnwritable is told of a message finished without a dead letter, because the
 	// dead-letter topic refused even the letter without its value.
 	DeadLetterUnwritable(topic string, partition int, reason string)
-	Retried(decision Decision)
+	Retried(c Classification)
 	InFlight(n int)
 	// PartitionProgress is told, every few seconds, how long each partition has had uncommitted
 	// messages without committing (0 when it has none), and whether that is over the stall bound.
@@ -106,7 +109,7 @@ type nopObserver struct{}
 
 func (nopObserver) Finished(string, int, bool, string)         {}
 func (nopObserver) DeadLetterUnwritable(string, int, string)   {}
-func (nopObserver) Retried(Decision)                           {}
+func (nopObserver) Retried(Classification)                     {}
 func (nopObserver) InFlight(int)                               {}
 func (nopObserver) PartitionProgress(int, time.Duration, bool) {}
 
@@ -451,19 +454,19 @@ func (c *Consumer) process(ctx context.Context, msg kafka.Message) result {
 			}
 			retryWaited += wait
 			c.tracker.block(msg.Partition, d.Reason+": "+err.Error())
-			log.Warn("transient failure, retrying", "in", wait)
+			log.Warn("transient failure, retrying", "retry_in", wait)
 		case Wait:
 			// Waiting (vendor account, open circuit, database down) does not spend the retry
 			// budget: the message is not at fault, so it must never be dead-lettered for it.
 			wait = min(wait, c.cfg.Retry.WaitMaxInterval)
 			c.tracker.block(msg.Partition, d.Reason+": "+err.Error())
 			if ok, suppressed := c.waitLog.allow("wait:" + d.Reason); ok {
-				log.Warn("cannot make progress, waiting", "reason", d.Reason, "in", wait,
+				log.Warn("cannot make progress, waiting", "reason", d.Reason, "retry_in", wait,
 					"similar_lines_suppressed", suppressed)
 			}
 		}
 		c.cfg.Observer.Retried(d)
-		if !sleep(ctx, wait) {
+		if !pause.For(ctx, wait) {
 			return result{}
 		}
 	}
@@ -474,7 +477,7 @@ func (c *Consumer) process(ctx context.Context, msg kafka.Message) result {
 func (c *Consumer) deadLetter(ctx context.Context, msg kafka.Message, reason string, cause error, attempts int, firstFailure time.Time) result {
 	l := newLetter(msg,
 		kafka.Header{Key: HeaderReason, Value: []byte(reason)},
-		kafka.Header{Key: HeaderError, Value: []byte(truncate(cause.Error(), 1024))},
+		kafka.Header{Key: HeaderError, Value: []byte(clip.Bytes(cause.Error(), 1024))},
 		kafka.Header{Key: HeaderAttempts, Value: []byte(strconv.Itoa(attempts))},
 		kafka.Header{Key: HeaderSourceTopic, Value: []byte(msg.Topic)},
 		kafka.Header{Key: HeaderSourcePart, Value: []byte(strconv.Itoa(msg.Partition))},
@@ -533,22 +536,4 @@ func (c *Consumer) commit(ctx context.Context, reader *kafka.Reader) {
 	for p, off := range ready {
 		c.tracker.markCommitted(p, off)
 	}
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }

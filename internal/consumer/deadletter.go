@@ -15,6 +15,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/doppelhq/doppel/internal/pause"
 	"github.com/doppelhq/doppel/internal/topic"
 )
 
@@ -57,21 +58,15 @@ func newDeadLetterWriter(brokers []string, topicName string, log *slog.Logger) *
 		brokers: brokers,
 		topic:   topicName,
 		log:     log,
-		w: &kafka.Writer{
-			Addr:         kafka.TCP(brokers...),
-			Topic:        topicName,
-			Balancer:     &kafka.Murmur2Balancer{},
-			RequiredAcks: kafka.RequireAll,
+		w: topic.NewWriter(brokers, topicName, topic.WriterConfig{
 			BatchTimeout: 5 * time.Millisecond, // kafka-go's 1 s default would stall each dead letter
 			// One letter per record batch: the broker's limit is per batch, so two letters fitted
 			// to it separately could not share one.
 			BatchSize: 1,
 			// The fitting below is the size check; kafka-go's own (1 MiB, by its own count) would
 			// refuse letters the topic accepts.
-			BatchBytes:   math.MaxInt32,
-			WriteTimeout: 10 * time.Second,
-			Transport:    &kafka.Transport{}, // own metadata cache, see topic.Ensure
-		},
+			BatchBytes: math.MaxInt32,
+		}),
 	}
 	dw.limit.Store(DefaultMaxMessageBytes)
 	return dw
@@ -219,7 +214,7 @@ func (dw *deadLetterWriter) write(ctx context.Context, l letter, src kafka.Messa
 		err = firstWriteError(err)
 		if !refusedForItself(err) {
 			onBlocked(err)
-			if !sleep(ctx, wait) {
+			if !pause.For(ctx, wait) {
 				return interrupted
 			}
 			wait = min(2*wait, 5*time.Second)

@@ -18,7 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/doppelhq/doppel/internal/consumer"
-	"github.com/doppelhq/doppel/internal/testinfra"
+	"github.com/doppelhq/doppel/internal/harness/testinfra"
 	"github.com/doppelhq/doppel/internal/topic"
 )
 
@@ -229,12 +229,12 @@ func runConsumer(t *testing.T, events, dlq string, adjust func(*consumer.Config)
 		Brokers: testinfra.Brokers(t), GroupID: r.group, Topic: events, DLQTopic: dlq,
 		Workers: 4, CommitInterval: 50 * time.Millisecond,
 		Retry: consumer.RetryPolicy{InitialInterval: 20 * time.Millisecond, WaitMaxInterval: 50 * time.Millisecond},
-		Classify: func(err error) consumer.Decision {
+		Classify: func(err error) consumer.Classification {
 			var w waitError
 			if errors.As(err, &w) {
-				return consumer.Decision{Action: consumer.Wait, Reason: string(w)}
+				return consumer.Classification{Action: consumer.Wait, Reason: string(w)}
 			}
-			return consumer.Decision{Action: consumer.DeadLetter, Reason: "too_large"}
+			return consumer.Classification{Action: consumer.DeadLetter, Reason: "too_large"}
 		},
 		Logger:   slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Observer: r.observer,
@@ -292,7 +292,7 @@ func (o *recorder) DeadLetterUnwritable(_ string, _ int, reason string) {
 	o.mu.Unlock()
 }
 
-func (o *recorder) Retried(consumer.Decision)                  {}
+func (o *recorder) Retried(consumer.Classification)            {}
 func (o *recorder) InFlight(int)                               {}
 func (o *recorder) PartitionProgress(int, time.Duration, bool) {}
 

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/doppelhq/doppel/internal/topic"
 )
 
 // Lag returns, for every partition of topic, how many messages the consumer group groupID has not
@@ -16,40 +18,36 @@ import (
 // It asks the brokers rather than a Reader because kafka-go's Reader.Lag is -1 in a consumer
 // group, and because the answer then holds for the whole group, not for the partitions one
 // process happens to be assigned.
-func Lag(ctx context.Context, brokers []string, groupID, topic string) (map[int]int64, error) {
-	if len(brokers) == 0 || groupID == "" || topic == "" {
+func Lag(ctx context.Context, brokers []string, groupID, topicName string) (map[int]int64, error) {
+	if len(brokers) == 0 || groupID == "" || topicName == "" {
 		return nil, errors.New("consumer lag: brokers, group id and topic are required")
 	}
-	// A transport of its own, closed on return: kafka-go's shared default transport caches
-	// metadata and keeps connections open, and a metrics scrape should leave neither behind nor
-	// see partitions cached from before the topic changed.
-	transport := &kafka.Transport{}
-	defer transport.CloseIdleConnections()
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second, Transport: transport}
-	return LagOf(ctx, client, groupID, topic)
+	client, closeIdle := topic.NewClient(brokers, 10*time.Second)
+	defer closeIdle()
+	return LagOf(ctx, client, groupID, topicName)
 }
 
 // LagOf is Lag through a client the caller keeps, for a caller that measures often (the parking
 // of a vendor region) and should not open connections each time.
-func LagOf(ctx context.Context, client *kafka.Client, groupID, topic string) (map[int]int64, error) {
-	partitions, err := topicPartitions(ctx, client, topic)
+func LagOf(ctx context.Context, client *kafka.Client, groupID, topicName string) (map[int]int64, error) {
+	partitions, err := topic.Partitions(ctx, client, topicName)
+	if err != nil {
+		return nil, fmt.Errorf("consumer lag: %w", err)
+	}
+	committed, err := committedOffsets(ctx, client, groupID, topicName, partitions)
 	if err != nil {
 		return nil, err
 	}
-	committed, err := committedOffsets(ctx, client, groupID, topic, partitions)
+	bounds, err := topic.Bounds(ctx, client, topicName, partitions)
 	if err != nil {
-		return nil, err
-	}
-	bounds, err := offsetBounds(ctx, client, topic, partitions)
-	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("consumer lag: %w", err)
 	}
 
 	lag := make(map[int]int64, len(partitions))
 	for _, p := range partitions {
 		b, ok := bounds[p]
 		if !ok {
-			return nil, fmt.Errorf("consumer lag of %s: no offsets for partition %d", topic, p)
+			return nil, fmt.Errorf("consumer lag of %s: no offsets for partition %d", topicName, p)
 		}
 		from, ok := committed[p]
 		// Below the start offset (never committed, or retention deleted what the commit pointed
@@ -61,27 +59,6 @@ func LagOf(ctx context.Context, client *kafka.Client, groupID, topic string) (ma
 		lag[p] = max(b.LastOffset-from, 0)
 	}
 	return lag, nil
-}
-
-func topicPartitions(ctx context.Context, client *kafka.Client, topic string) ([]int, error) {
-	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
-	if err != nil {
-		return nil, fmt.Errorf("consumer lag: read metadata of %s: %w", topic, err)
-	}
-	for _, t := range meta.Topics {
-		if t.Name != topic {
-			continue
-		}
-		if t.Error != nil {
-			return nil, fmt.Errorf("consumer lag: topic %s: %w", topic, t.Error)
-		}
-		ids := make([]int, len(t.Partitions))
-		for i, p := range t.Partitions {
-			ids[i] = p.ID
-		}
-		return ids, nil
-	}
-	return nil, fmt.Errorf("consumer lag: topic %s: %w", topic, kafka.UnknownTopicOrPartition)
 }
 
 // committedOffsets returns the group's committed offset per partition; partitions without one
@@ -121,27 +98,6 @@ func committedOffsets(ctx context.Context, client *kafka.Client, groupID, topic 
 		}
 	}
 	return committed, nil
-}
-
-// offsetBounds returns each partition's first and last offsets; the last offset is the one the
-// next message will get (the high watermark), so last minus first is the number of messages.
-func offsetBounds(ctx context.Context, client *kafka.Client, topic string, partitions []int) (map[int]kafka.PartitionOffsets, error) {
-	reqs := make([]kafka.OffsetRequest, 0, 2*len(partitions))
-	for _, p := range partitions {
-		reqs = append(reqs, kafka.FirstOffsetOf(p), kafka.LastOffsetOf(p))
-	}
-	resp, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
-	if err != nil {
-		return nil, fmt.Errorf("consumer lag: list offsets of %s: %w", topic, err)
-	}
-	bounds := make(map[int]kafka.PartitionOffsets, len(partitions))
-	for _, p := range resp.Topics[topic] {
-		if p.Error != nil {
-			return nil, fmt.Errorf("consumer lag: offsets of %s/%d: %w", topic, p.Partition, p.Error)
-		}
-		bounds[p.Partition] = p
-	}
-	return bounds, nil
 }
 
 func coordinatorNotReady(err error) bool {

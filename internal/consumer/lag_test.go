@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/doppelhq/doppel/internal/consumer"
-	"github.com/doppelhq/doppel/internal/testinfra"
+	"github.com/doppelhq/doppel/internal/harness/testinfra"
 )
 
 // produceCounts writes counts[p] messages to each partition p of topicName. testinfra.Produce

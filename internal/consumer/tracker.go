@@ -3,6 +3,8 @@ package consumer
 import (
 	"sync"
 	"time"
+
+	"github.com/doppelhq/doppel/internal/clip"
 )
 
 // offsetTracker remembers, per partition, which fetched offsets are finished, and yields the highest
@@ -120,7 +122,7 @@ func (t *offsetTracker) markCommitted(partition int, offset int64) {
 func (t *offsetTracker) block(partition int, reason string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.partition(partition).blocker = truncate(reason, 300)
+	t.partition(partition).blocker = clip.Bytes(reason, 300)
 }
 
 // partitionProgress is one partition's progress as the stall monitor sees it.

@@ -19,8 +19,8 @@ var Reasons = []string{
 	duplicate.ReasonInvalidField,
 	duplicate.ReasonUnknownEventType,
 	duplicate.ReasonUnknownRegion, // the event names a vendor region that is not configured
-	"missing_user_id",             // duplicate.Detector: the vendor's result names no user
-	"vendor_rejected",             // duplicate.Detector: the vendor refused this signatureId for good
-	"permanent_failure",           // service.Classify: any other permanent failure
+	duplicate.ReasonMissingUserID,
+	duplicate.ReasonVendorRejected,
+	duplicate.ReasonPermanentFailure, // any other permanent vendor failure
 	consumer.ReasonRetriesExhausted,
 }

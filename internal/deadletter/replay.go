@@ -15,6 +15,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/doppelhq/doppel/internal/consumer"
+	"github.com/doppelhq/doppel/internal/topic"
 )
 
 // HeaderReplayedFrom marks a replayed message with where its dead letter was.
@@ -70,21 +71,18 @@ func Replay(ctx context.Context, opts Options) (Report, error) {
 	if len(opts.Brokers) == 0 || opts.DLQTopic == "" || opts.TargetTopic == "" {
 		return rep, errors.New("replay: brokers, dead-letter topic and target topic are required")
 	}
-	transport := &kafka.Transport{}
-	defer transport.CloseIdleConnections()
-	client := &kafka.Client{Addr: kafka.TCP(opts.Brokers...), Timeout: 15 * time.Second, Transport: transport}
-	bounds, err := partitionBounds(ctx, client, opts.DLQTopic)
+	client, closeIdle := topic.NewClient(opts.Brokers, 15*time.Second)
+	defer closeIdle()
+	bounds, err := topic.Offsets(ctx, client, opts.DLQTopic)
 	if err != nil {
-		return rep, err
+		return rep, fmt.Errorf("dead-letter topic: %w", err)
 	}
 	// No writer-wide topic: each letter names its own (see SourceRoutes).
-	writer := &kafka.Writer{Addr: kafka.TCP(opts.Brokers...),
-		Balancer: &kafka.Murmur2Balancer{}, RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond,
-		Transport: &kafka.Transport{}}
+	writer := topic.NewWriter(opts.Brokers, "", topic.WriterConfig{BatchTimeout: 5 * time.Millisecond})
 	defer writer.Close()
 
 	for partition, b := range bounds {
-		if b.first >= b.last {
+		if b.FirstOffset >= b.LastOffset {
 			continue
 		}
 		if err := replayPartition(ctx, opts, writer, partition, b, &rep); err != nil {
@@ -94,39 +92,11 @@ func Replay(ctx context.Context, opts Options) (Report, error) {
 	return rep, nil
 }
 
-type offsets struct{ first, last int64 }
-
-func partitionBounds(ctx context.Context, client *kafka.Client, topic string) (map[int]offsets, error) {
-	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
-	if err != nil {
-		return nil, fmt.Errorf("read metadata of %s: %w", topic, err)
-	}
-	if len(meta.Topics) != 1 || meta.Topics[0].Error != nil {
-		return nil, fmt.Errorf("dead-letter topic %s: %v", topic, meta.Topics[0].Error)
-	}
-	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
-	for _, p := range meta.Topics[0].Partitions {
-		req.Topics[topic] = append(req.Topics[topic], kafka.FirstOffsetOf(p.ID), kafka.LastOffsetOf(p.ID))
-	}
-	resp, err := client.ListOffsets(ctx, req)
-	if err != nil {
-		return nil, fmt.Errorf("list offsets of %s: %w", topic, err)
-	}
-	out := map[int]offsets{}
-	for _, po := range resp.Topics[topic] {
-		if po.Error != nil {
-			return nil, fmt.Errorf("offsets of %s[%d]: %w", topic, po.Partition, po.Error)
-		}
-		out[po.Partition] = offsets{first: po.FirstOffset, last: po.LastOffset}
-	}
-	return out, nil
-}
-
-func replayPartition(ctx context.Context, opts Options, w *kafka.Writer, partition int, b offsets, rep *Report) error {
+func replayPartition(ctx context.Context, opts Options, w *kafka.Writer, partition int, b kafka.PartitionOffsets, rep *Report) error {
 	r := kafka.NewReader(kafka.ReaderConfig{Brokers: opts.Brokers, Topic: opts.DLQTopic, Partition: partition,
 		MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 200 * time.Millisecond})
 	defer r.Close()
-	if err := r.SetOffset(b.first); err != nil {
+	if err := r.SetOffset(b.FirstOffset); err != nil {
 		return err
 	}
 	var batch []kafka.Message
@@ -169,7 +139,7 @@ func replayPartition(ctx context.Context, opts Options, w *kafka.Writer, partiti
 		if opts.Progress != nil {
 			opts.Progress(*rep)
 		}
-		if m.Offset >= b.last-1 {
+		if m.Offset >= b.LastOffset-1 {
 			return flush()
 		}
 	}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/doppelhq/doppel/internal/consumer"
 	"github.com/doppelhq/doppel/internal/deadletter"
-	"github.com/doppelhq/doppel/internal/testinfra"
+	"github.com/doppelhq/doppel/internal/harness/testinfra"
 )
 
 func letter(key, value, reason string) kafka.Message {

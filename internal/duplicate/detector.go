@@ -167,7 +167,7 @@ func (d *Detector) Handle(ctx context.Context, ev Event, src Source) (Result, er
 			return d.save(ctx, check)
 		}
 		if check.UserID == "" {
-			return d.permanentFailure(ctx, check, "missing_user_id",
+			return d.permanentFailure(ctx, check, ReasonMissingUserID,
 				errors.New("neither the event nor get-result's inputParameters carry a userId"))
 		}
 	}
@@ -251,7 +251,7 @@ func (d *Detector) vendorFailure(ctx context.Context, check Check, op string, er
 	if KindOf(err) != FailurePermanent {
 		return Result{}, fmt.Errorf("vendor %s for %s: %w", op, check.SignatureID, err)
 	}
-	return d.permanentFailure(ctx, check, "vendor_rejected", fmt.Errorf("vendor %s: %w", op, err))
+	return d.permanentFailure(ctx, check, ReasonVendorRejected, fmt.Errorf("vendor %s: %w", op, err))
 }
 
 func (d *Detector) permanentFailure(ctx context.Context, check Check, reason string, cause error) (Result, error) {

@@ -99,13 +99,15 @@ func (s *fakeStore) SaveCheck(_ context.Context, c Check) (Saved, error) {
 
 type permanentErr struct{}
 
-func (permanentErr) Error() string   { return "PARAMETER_ERROR: Transaction is not pass" }
-func (permanentErr) Permanent() bool { return true }
+func (permanentErr) Error() string            { return "PARAMETER_ERROR: Transaction is not pass" }
+func (permanentErr) FailureKind() FailureKind { return FailurePermanent }
+func (permanentErr) FailureReason() string    { return ReasonPermanentFailure }
 
 type accountErr struct{}
 
-func (accountErr) Error() string      { return "INSUFFICIENT_BALANCE" }
-func (accountErr) AccountLevel() bool { return true }
+func (accountErr) Error() string            { return "INSUFFICIENT_BALANCE" }
+func (accountErr) FailureKind() FailureKind { return FailureAccount }
+func (accountErr) FailureReason() string    { return ReasonVendorAccountUnusable }
 
 func setup(t *testing.T) (*Detector, *fakeVendor, *fakeStore) {
 	t.Helper()

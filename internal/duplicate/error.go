@@ -40,23 +40,3 @@ func ErrorCode(err error) string {
 	}
 	return ""
 }
-
-// ValidUserID reports whether s can be a userId: 1..256 UTF-8 characters without control
-// characters, the same rule the event decoder applies.
-func ValidUserID(s string) bool { return validID(s, maxUserIDLen) }
-
-// ValidSignatureID reports whether s can be a signatureId: 1..128 UTF-8 characters without control
-// characters.
-func ValidSignatureID(s string) bool { return validID(s, maxSignatureIDLen) }
-
-// Bounds exported for the API's input checks and its OpenAPI description.
-const (
-	MaxUserIDLen      = maxUserIDLen
-	MaxSignatureIDLen = maxSignatureIDLen
-	MaxNoteLen        = 2000
-	MaxRegionLen      = maxRegionLen
-)
-
-// DefaultRegion names the one vendor region there is without DOPPEL_ADVANCE_REGIONS, and the
-// region of every row stored before regions existed.
-const DefaultRegion = "default"

@@ -7,7 +7,6 @@ import (
 	"reflect"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 )
 
@@ -61,14 +60,22 @@ const (
 // DecodeError says why a message is not a usable event. SignatureID is set when the message carried
 // a usable one, so the failure can still be recorded against the verification.
 type DecodeError struct {
-	Reason      string
-	Detail      string
+	Reason string
+	Detail string
+	// Field is the JSON field at fault, "" when the message as a whole is.
+	Field       string
 	SignatureID string
 }
 
 func (e *DecodeError) Error() string {
 	return fmt.Sprintf("%s: %s", e.Reason, e.Detail)
 }
+
+// FailureKind is FailurePermanent: the same bytes fail the same way every time.
+func (e *DecodeError) FailureKind() FailureKind { return FailurePermanent }
+
+// FailureReason is the decoder's reason, for the dead-letter header.
+func (e *DecodeError) FailureReason() string { return e.Reason }
 
 // DecodeOptions bound what DecodeEvent accepts.
 type DecodeOptions struct {
@@ -111,14 +118,14 @@ func unmarshalEvent(value []byte, opts DecodeOptions, v any) error {
 	}
 	// encoding/json would silently replace invalid bytes by U+FFFD, storing an id nobody sent.
 	if !utf8.Valid(value) {
-		detail := "the message is not valid UTF-8 text"
+		de := &DecodeError{Reason: ReasonInvalidUTF8, Detail: "the message is not valid UTF-8 text"}
 		var probe struct {
 			SignatureID string `json:"signatureId"`
 		}
 		if json.Unmarshal(value, &probe) == nil && strings.ContainsRune(probe.SignatureID, utf8.RuneError) {
-			detail = "signatureId is not valid UTF-8"
+			de.Detail, de.Field = "signatureId is not valid UTF-8", "signatureId"
 		}
-		return &DecodeError{Reason: ReasonInvalidUTF8, Detail: detail}
+		return de
 	}
 	if err := json.Unmarshal(value, v); err != nil {
 		return decodeJSONError(value, err)
@@ -131,52 +138,66 @@ func validateEvent(ev Event, opts DecodeOptions) (Event, error) {
 	// A JSON escape of a lone surrogate (\ud800) decodes to U+FFFD, as invalid bytes would: no
 	// vendor id holds it.
 	if strings.ContainsRune(ev.SignatureID, utf8.RuneError) {
-		return Event{}, &DecodeError{Reason: ReasonInvalidUTF8,
+		return Event{}, &DecodeError{Reason: ReasonInvalidUTF8, Field: "signatureId",
 			Detail: "signatureId is not valid UTF-8: it holds U+FFFD (a lone surrogate escape?)"}
 	}
 	// Every rule is checked on the value as sent, before surrounding white space is trimmed, so
 	// padding changes nothing and no control character (NUL above all, which PostgreSQL cannot
 	// store) reaches the database hidden in it.
-	if !validOptional(ev.SignatureID, maxSignatureIDLen) {
-		return Event{}, &DecodeError{Reason: ReasonInvalidSignatureID,
-			Detail: fmt.Sprintf("signatureId must be 1..%d characters without control characters", maxSignatureIDLen)}
-	}
-	ev.SignatureID = strings.TrimSpace(ev.SignatureID)
-	if ev.SignatureID == "" {
-		return Event{}, &DecodeError{Reason: ReasonMissingSignatureID, Detail: "signatureId is missing or empty"}
+	var err error
+	if ev.SignatureID, err = checkSignatureID(ev.SignatureID); err != nil {
+		return Event{}, err
 	}
 	if !validOptional(ev.Type, maxTypeLen) {
-		return Event{}, &DecodeError{Reason: ReasonInvalidField,
+		return Event{}, &DecodeError{Reason: ReasonInvalidField, Field: "type",
 			Detail: fmt.Sprintf("type must be 1..%d characters without control characters", maxTypeLen), SignatureID: ev.SignatureID}
 	}
 	ev.Type = strings.TrimSpace(ev.Type)
 	if ev.Type == "" {
-		return Event{}, &DecodeError{Reason: ReasonMissingType, Detail: "type is missing or empty",
+		return Event{}, &DecodeError{Reason: ReasonMissingType, Field: "type", Detail: "type is missing or empty",
 			SignatureID: ev.SignatureID}
 	}
 	if !validOptional(ev.UserID, maxUserIDLen) {
-		return Event{}, &DecodeError{Reason: ReasonInvalidField,
+		return Event{}, &DecodeError{Reason: ReasonInvalidField, Field: "userId",
 			Detail: fmt.Sprintf("userId must be 1..%d characters without control characters", maxUserIDLen), SignatureID: ev.SignatureID}
 	}
 	ev.UserID = strings.TrimSpace(ev.UserID)
 	if !validOptional(ev.EventID, maxEventIDLen) {
-		return Event{}, &DecodeError{Reason: ReasonInvalidField,
+		return Event{}, &DecodeError{Reason: ReasonInvalidField, Field: "eventId",
 			Detail: fmt.Sprintf("eventId must be at most %d characters without control characters", maxEventIDLen), SignatureID: ev.SignatureID}
 	}
 	if !validOptional(ev.Region, maxRegionLen) {
-		return Event{}, &DecodeError{Reason: ReasonInvalidField,
+		return Event{}, &DecodeError{Reason: ReasonInvalidField, Field: "region",
 			Detail: fmt.Sprintf("region must be at most %d characters without control characters", maxRegionLen), SignatureID: ev.SignatureID}
 	}
 	ev.Region = NormalizeRegion(ev.Region)
 	if opts.RejectUnknownTypes && ev.Type != EventTypeCompleted && ev.Type != EventTypeSubmitCompleted {
-		return Event{}, &DecodeError{Reason: ReasonUnknownEventType,
-			Detail: fmt.Sprintf("type %q is not COMPLETED or SUBMIT_COMPLETED", truncate(ev.Type, 64)), SignatureID: ev.SignatureID}
+		return Event{}, &DecodeError{Reason: ReasonUnknownEventType, Field: "type",
+			Detail: fmt.Sprintf("type %q is not COMPLETED or SUBMIT_COMPLETED", ev.Type), SignatureID: ev.SignatureID}
 	}
 	return ev, nil
 }
 
+// DefaultRegion names the one vendor region there is without DOPPEL_ADVANCE_REGIONS, and the
+// region of every row stored before regions existed.
+const DefaultRegion = "default"
+
 // NormalizeRegion returns a region code as Doppel stores it: region codes are case-insensitive.
 func NormalizeRegion(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
+
+// checkSignatureID returns the signatureId of an event trimmed of surrounding white space, or the
+// *DecodeError saying why it is not one. The rule is checked on the value as sent, before the trim.
+func checkSignatureID(sig string) (string, error) {
+	if !validOptional(sig, maxSignatureIDLen) {
+		return "", &DecodeError{Reason: ReasonInvalidSignatureID, Field: "signatureId",
+			Detail: fmt.Sprintf("signatureId must be 1..%d characters without control characters", maxSignatureIDLen)}
+	}
+	sig = strings.TrimSpace(sig)
+	if sig == "" {
+		return "", &DecodeError{Reason: ReasonMissingSignatureID, Field: "signatureId", Detail: "signatureId is missing or empty"}
+	}
+	return sig, nil
+}
 
 // decodeJSONError names the field when the JSON was well formed but a field had the wrong type, and
 // still recovers the signatureId when that field was fine.
@@ -189,13 +210,13 @@ func decodeJSONError(value []byte, err error) error {
 		return &DecodeError{Reason: ReasonWrongFieldType,
 			Detail: fmt.Sprintf("the message must be a JSON object with signatureId and type, got %s", jsonValueName(typeErr.Value))}
 	case errors.As(err, &typeErr):
-		return &DecodeError{Reason: ReasonWrongFieldType,
+		return &DecodeError{Reason: ReasonWrongFieldType, Field: typeErr.Field,
 			Detail: fmt.Sprintf("field %q must be a %s, got %s", typeErr.Field, JSONTypeName(typeErr.Type),
 				jsonValueName(typeErr.Value)),
 			SignatureID: salvageSignatureID(value)}
 	case errors.As(err, &timeErr), strings.HasPrefix(err.Error(), "Time.UnmarshalJSON"):
 		// time.Time is the only field type with its own decoder: occurredAt.
-		return &DecodeError{Reason: ReasonInvalidField,
+		return &DecodeError{Reason: ReasonInvalidField, Field: "occurredAt",
 			Detail:      "occurredAt must be an RFC 3339 time string",
 			SignatureID: salvageSignatureID(value)}
 	case errors.As(err, &syntaxErr):
@@ -259,30 +280,4 @@ func salvageSignatureID(value []byte) string {
 		return ""
 	}
 	return s
-}
-
-// validID reports whether s is 1..maxLen characters of valid UTF-8 without control characters
-// (Unicode Cc: C0, DEL and C1). The rule is the one the OpenAPI description states as a pattern, so
-// API clients can check it; it keeps NUL (which PostgreSQL cannot store) and terminal escapes out,
-// and bounds the size at 4*maxLen bytes.
-// validOptional is validID that also accepts the empty string.
-func validOptional(s string, maxLen int) bool { return s == "" || validID(s, maxLen) }
-
-func validID(s string, maxLen int) bool {
-	if s == "" || !utf8.ValidString(s) || utf8.RuneCountInString(s) > maxLen {
-		return false
-	}
-	for _, r := range s {
-		if unicode.IsControl(r) {
-			return false
-		}
-	}
-	return true
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }

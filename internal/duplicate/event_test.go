@@ -2,6 +2,7 @@ package duplicate
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -144,4 +145,46 @@ func TestDecodeErrorsSpeakJSONNotGo(t *testing.T) {
 		require.NotContains(t, de.Detail, "duplicate.", value)
 		require.NotContains(t, de.Detail, "time.Time", value)
 	}
+}
+
+func TestDecodeErrorNamesTheFieldAtFault(t *testing.T) {
+	t.Parallel()
+	cases := map[string]string{
+		`["s1"]`:                                                                             "",
+		`{"signatureId":42,"type":"COMPLETED"}`:                                              "signatureId",
+		`{"type":"COMPLETED"}`:                                                               "signatureId",
+		`{"signatureId":"\ud800","type":"COMPLETED"}`:                                        "signatureId",
+		`{"signatureId":"s1"}`:                                                               "type",
+		`{"signatureId":"s1","type":"COMPLETED\u0000"}`:                                      "type",
+		`{"signatureId":"s1","type":"COMPLETED","userId":7}`:                                 "userId",
+		`{"signatureId":"s1","type":"COMPLETED","userId":"u\u0000"}`:                         "userId",
+		`{"signatureId":"s1","type":"COMPLETED","eventId":"e\u0000"}`:                        "eventId",
+		`{"signatureId":"s1","type":"COMPLETED","occurredAt":"yesterday"}`:                   "occurredAt",
+		`{"signatureId":"s1","type":"COMPLETED","region":"` + strings.Repeat("r", 40) + `"}`: "region",
+		"{\"signatureId\":\"s\xff1\",\"type\":\"COMPLETED\"}":                                "signatureId",
+		"{\"signatureId\":\"s1\",\"type\":\"COMPLETED\",\"userId\":\"\xff\"}":                "",
+	}
+	for value, field := range cases {
+		_, err := DecodeEvent([]byte(value), DecodeOptions{})
+		var de *DecodeError
+		require.ErrorAs(t, err, &de, value)
+		require.Equal(t, field, de.Field, value)
+	}
+}
+
+func TestTheFailureKindTravelsWithTheError(t *testing.T) {
+	t.Parallel()
+	wrapped := fmt.Errorf("save check s1: %w", Fail(FailureAccount, ReasonVendorAccountUnusable, errors.New("INSUFFICIENT_BALANCE")))
+	require.Equal(t, FailureAccount, KindOf(wrapped))
+	require.Equal(t, ReasonVendorAccountUnusable, ReasonOf(wrapped))
+	require.Equal(t, "save check s1: INSUFFICIENT_BALANCE", wrapped.Error())
+
+	store := fmt.Errorf("%w: save check s1: %w", ErrStore, errors.New("connection refused"))
+	require.ErrorIs(t, store, ErrStore)
+	require.Equal(t, FailureStore, KindOf(store))
+	require.Equal(t, ReasonDatabaseUnavailable, ReasonOf(store))
+
+	unknown := errors.New("something else")
+	require.Equal(t, FailureTransient, KindOf(unknown))
+	require.Equal(t, ReasonTransientFailure, ReasonOf(unknown))
 }

@@ -16,7 +16,7 @@ const (
 	// slow every worker, never dead-letter for it.
 	FailureRateLimited
 	// FailureAccount means the vendor account cannot be used (balance, disabled, IAM after a new
-	// token): stop calling, keep the event, resume when it clears.
+	// token, an open circuit): stop calling, keep the event, resume when it clears.
 	FailureAccount
 	// FailurePermanent means retrying cannot help (PARAMETER_ERROR, unknown signatureId): record the
 	// check as failed and dead-letter the event.
@@ -42,41 +42,70 @@ func (k FailureKind) String() string {
 	}
 }
 
-// ErrStore wraps every error from the Store, so the pipeline can tell "our database is down" from a
-// vendor failure.
-var ErrStore = errors.New("store")
-
-// The vendor adapter's errors describe themselves through these methods; the domain depends on the
-// behaviour, not on the vendor client's types.
-type (
-	permanentError   interface{ Permanent() bool }
-	accountError     interface{ AccountLevel() bool }
-	rateLimitedError interface{ RateLimited() bool }
+// Failure reasons that are not the decoder's or the detector's own (those are ReasonTooLarge and its
+// kin). They travel to logs, the retry metric and the
+// dead-letter header, so they are stable snake_case words.
+const (
+	// ReasonMissingUserID: the vendor's result names no user (the detector's permanent failure).
+	ReasonMissingUserID = "missing_user_id"
+	// ReasonVendorRejected: the vendor refused this signatureId for good (the detector's).
+	ReasonVendorRejected        = "vendor_rejected"
+	ReasonTransientFailure      = "transient_failure"
+	ReasonPermanentFailure      = "permanent_failure"
+	ReasonVendorRateLimited     = "vendor_rate_limited"
+	ReasonVendorAccountUnusable = "vendor_account_unusable"
+	ReasonVendorCircuitOpen     = "vendor_circuit_open"
+	ReasonRegionBudgetSpent     = "region_budget_spent"
+	ReasonDatabaseUnavailable   = "database_unavailable"
 )
 
-// KindOf classifies an error from Detector.Handle. Unknown errors are transient: retrying a bounded
-// number of times and then dead-lettering loses nothing, while calling them permanent would.
+// Failure is an error that knows what kind of failure it is. The kind is set where it is known (the
+// vendor adapter, the store's wrapper ErrStore, the decoder, the detector) and travels with the
+// error; KindOf and ReasonOf read it, and nothing else inspects an error to classify it.
+type Failure interface {
+	error
+	FailureKind() FailureKind
+	// FailureReason is the stable snake_case word for logs, metrics and the dead-letter header.
+	FailureReason() string
+}
+
+// Fail returns err marked with kind and reason. Its message is err's.
+func Fail(kind FailureKind, reason string, err error) error {
+	return &failure{kind: kind, reason: reason, err: err}
+}
+
+type failure struct {
+	kind   FailureKind
+	reason string
+	err    error
+}
+
+func (f *failure) Error() string            { return f.err.Error() }
+func (f *failure) Unwrap() error            { return f.err }
+func (f *failure) FailureKind() FailureKind { return f.kind }
+func (f *failure) FailureReason() string    { return f.reason }
+
+// ErrStore wraps every error from the Store, so the pipeline can tell "our database is down" from a
+// vendor failure.
+var ErrStore = Fail(FailureStore, ReasonDatabaseUnavailable, errors.New("store"))
+
+// KindOf returns the kind err carries. An error nobody classified is transient: retrying a bounded
+// number of times and then dead-lettering loses nothing, while calling it permanent would.
 func KindOf(err error) FailureKind {
-	if errors.Is(err, ErrStore) {
-		return FailureStore
-	}
-	var decodeErr *DecodeError
-	if errors.As(err, &decodeErr) {
-		return FailurePermanent
-	}
-	var perm permanentError
-	if errors.As(err, &perm) && perm.Permanent() {
-		return FailurePermanent
-	}
-	var acct accountError
-	if errors.As(err, &acct) && acct.AccountLevel() {
-		return FailureAccount
-	}
-	var rl rateLimitedError
-	if errors.As(err, &rl) && rl.RateLimited() {
-		return FailureRateLimited
+	var f Failure
+	if errors.As(err, &f) {
+		return f.FailureKind()
 	}
 	return FailureTransient
+}
+
+// ReasonOf returns the reason err carries, ReasonTransientFailure for an error nobody classified.
+func ReasonOf(err error) string {
+	var f Failure
+	if errors.As(err, &f) {
+		return f.FailureReason()
+	}
+	return ReasonTransientFailure
 }
 
 // PermanentFailure is returned by Handle when the vendor rejected the verification for good; the
@@ -89,5 +118,8 @@ type PermanentFailure struct {
 func (e *PermanentFailure) Error() string { return e.Reason + ": " + e.Err.Error() }
 func (e *PermanentFailure) Unwrap() error { return e.Err }
 
-// Permanent reports true: a permanent failure is never retried.
-func (e *PermanentFailure) Permanent() bool { return true }
+// FailureKind is FailurePermanent: a permanent failure is never retried.
+func (e *PermanentFailure) FailureKind() FailureKind { return FailurePermanent }
+
+// FailureReason is the detector's reason, for the dead-letter header.
+func (e *PermanentFailure) FailureReason() string { return e.Reason }

@@ -1,7 +1,9 @@
 package duplicate
 
 import (
+	"cmp"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -138,19 +140,7 @@ func PlanLinks(checks []Check, pairs map[PairKey]PairState) LinkPlan {
 }
 
 func comparePairs(a, b PairKey) int {
-	if a.Low != b.Low {
-		if a.Low < b.Low {
-			return -1
-		}
-		return 1
-	}
-	switch {
-	case a.High < b.High:
-		return -1
-	case a.High > b.High:
-		return 1
-	}
-	return 0
+	return cmp.Or(strings.Compare(a.Low, b.Low), strings.Compare(a.High, b.High))
 }
 
 // RingUsers returns the users whose rings the store must read before MergeRings: the users of the

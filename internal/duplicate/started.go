@@ -30,18 +30,14 @@ func DecodeStarted(value []byte, maxBytes int) (Started, error) {
 	if err := json.Unmarshal(value, &ev); err != nil {
 		var timeErr *time.ParseError
 		if errors.As(err, &timeErr) {
-			return Started{}, &DecodeError{Reason: ReasonInvalidField, Detail: "startedAt must be an RFC 3339 time",
+			return Started{}, &DecodeError{Reason: ReasonInvalidField, Field: "startedAt", Detail: "startedAt must be an RFC 3339 time",
 				SignatureID: salvageSignatureID(value)}
 		}
 		return Started{}, decodeJSONError(value, err)
 	}
-	if !validOptional(ev.SignatureID, maxSignatureIDLen) {
-		return Started{}, &DecodeError{Reason: ReasonInvalidSignatureID,
-			Detail: fmt.Sprintf("signatureId must be 1..%d characters without control characters", maxSignatureIDLen)}
-	}
-	ev.SignatureID = strings.TrimSpace(ev.SignatureID)
-	if ev.SignatureID == "" {
-		return Started{}, &DecodeError{Reason: ReasonMissingSignatureID, Detail: "signatureId is missing or empty"}
+	var err error
+	if ev.SignatureID, err = checkSignatureID(ev.SignatureID); err != nil {
+		return Started{}, err
 	}
 	for _, f := range []struct {
 		name  string
@@ -49,7 +45,7 @@ func DecodeStarted(value []byte, maxBytes int) (Started, error) {
 		max   int
 	}{{"userId", &ev.UserID, maxUserIDLen}, {"region", &ev.Region, maxRegionLen}} {
 		if !validOptional(*f.value, f.max) {
-			return Started{}, &DecodeError{Reason: ReasonInvalidField, SignatureID: ev.SignatureID,
+			return Started{}, &DecodeError{Reason: ReasonInvalidField, Field: f.name, SignatureID: ev.SignatureID,
 				Detail: fmt.Sprintf("%s must be at most %d characters without control characters", f.name, f.max)}
 		}
 		*f.value = strings.TrimSpace(*f.value)

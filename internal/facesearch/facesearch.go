@@ -175,8 +175,8 @@ func stateName(s gobreaker.State) string {
 	}
 }
 
-// UnavailableError is returned without calling the vendor while the circuit is open. It is
-// account-level, so the pipeline waits (committing and dead-lettering nothing) instead of retrying.
+// UnavailableError is returned without calling the vendor while the circuit is open. It is an
+// account failure, so the pipeline waits (committing and dead-lettering nothing) instead of retrying.
 type UnavailableError struct {
 	LastFailure string
 }
@@ -185,8 +185,31 @@ func (e *UnavailableError) Error() string {
 	return "vendor circuit open, not calling: last failure: " + e.LastFailure
 }
 
-// AccountLevel reports true: nothing can be done per event until the vendor is usable again.
-func (e *UnavailableError) AccountLevel() bool { return true }
+// FailureKind is FailureAccount: nothing can be done per event until the vendor is usable again.
+func (e *UnavailableError) FailureKind() duplicate.FailureKind { return duplicate.FailureAccount }
+
+// FailureReason names the open circuit, apart from the account failures that opened it.
+func (e *UnavailableError) FailureReason() string { return duplicate.ReasonVendorCircuitOpen }
+
+// classify gives a vendor error the pipeline's failure kind and reason: the one place the vendor
+// client's classification (advance.Kind) is translated. Anything else (our own context ending) is
+// left unclassified, so transient.
+func classify(err error) error {
+	var ae *advance.Error
+	if !errors.As(err, &ae) {
+		return err
+	}
+	switch ae.Kind {
+	case advance.KindPermanent:
+		return duplicate.Fail(duplicate.FailurePermanent, duplicate.ReasonPermanentFailure, err)
+	case advance.KindAccount:
+		return duplicate.Fail(duplicate.FailureAccount, duplicate.ReasonVendorAccountUnusable, err)
+	case advance.KindRateLimited:
+		return duplicate.Fail(duplicate.FailureRateLimited, duplicate.ReasonVendorRateLimited, err)
+	default:
+		return duplicate.Fail(duplicate.FailureTransient, duplicate.ReasonTransientFailure, err)
+	}
+}
 
 // call runs fn through the rate limit, the SERVICE_BUSY pause and the circuit breaker.
 func (v *Vendor) call(ctx context.Context, fn func() (any, error)) (any, error) {
@@ -202,8 +225,9 @@ func (v *Vendor) call(ctx context.Context, fn func() (any, error)) (any, error) 
 	}
 	if err != nil {
 		v.observe(err)
+		return nil, classify(err)
 	}
-	return res, err
+	return res, nil
 }
 
 // FaceSearch calls the vendor's face search. Each call is billed.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/doppelhq/doppel/internal/clip"
 	"github.com/doppelhq/doppel/internal/duplicate"
 )
 
@@ -62,7 +63,7 @@ func decodeJSON(req *http.Request, v any, maxBytes int) error {
 			return invalid("", "the body is not valid JSON")
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
 			field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-			return invalid(field, "unknown field %q", truncate(field, 64))
+			return invalid(field, "unknown field %q", clip.Ellipsis(field, 64))
 		default:
 			return invalid("", "the body is not a valid JSON object")
 		}
@@ -74,11 +75,4 @@ func decodeJSON(req *http.Request, v any, maxBytes int) error {
 		return invalid("", "the body must hold a single JSON object")
 	}
 	return nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }

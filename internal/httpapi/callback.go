@@ -6,14 +6,12 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"regexp"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/labstack/echo/v4"
-	"github.com/segmentio/kafka-go"
 
+	"github.com/doppelhq/doppel/internal/clip"
 	"github.com/doppelhq/doppel/internal/duplicate"
 )
 
@@ -108,67 +106,17 @@ func tooLarge(maxBytes int) *apiError {
 	return newError(http.StatusRequestEntityTooLarge, codeTooLarge, "the body is larger than %d bytes", maxBytes)
 }
 
-var quotedField = regexp.MustCompile(`field "([^"]*)"`)
-
-// decodeErrorAnswer turns the event decoder's reason into a 400 naming the field.
+// decodeErrorAnswer turns the event decoder's error into a 400 naming the field at fault.
 func decodeErrorAnswer(err error) error {
 	var de *duplicate.DecodeError
 	if !errors.As(err, &de) {
 		return err
 	}
-	field := ""
-	switch de.Reason {
-	case duplicate.ReasonMissingSignatureID, duplicate.ReasonInvalidSignatureID:
-		field = "signatureId"
-	case duplicate.ReasonInvalidUTF8:
-		if strings.HasPrefix(de.Detail, "signatureId") {
-			field = "signatureId"
-		}
-	case duplicate.ReasonMissingType, duplicate.ReasonUnknownEventType:
-		field = "type"
-	case duplicate.ReasonWrongFieldType:
-		if m := quotedField.FindStringSubmatch(de.Detail); m != nil {
-			field = m[1]
-		}
-	case duplicate.ReasonInvalidField:
-		field, _, _ = strings.Cut(de.Detail, " ")
-	case duplicate.ReasonInvalidJSON:
+	if de.Reason == duplicate.ReasonInvalidJSON {
 		return invalid("", "the body is not a JSON object (%s)", de.Detail)
 	}
-	return invalid(field, "%s", de.Detail)
+	return invalid(de.Field, "%s", de.Detail)
 }
-
-// KafkaPublisher writes callback events to a topic, keyed by signatureId, and returns once every
-// in-sync replica acknowledged them.
-type KafkaPublisher struct {
-	w *kafka.Writer
-}
-
-// NewKafkaPublisher returns a publisher to topic on brokers.
-func NewKafkaPublisher(brokers []string, topic string) *KafkaPublisher {
-	return &KafkaPublisher{w: &kafka.Writer{
-		Addr:  kafka.TCP(brokers...),
-		Topic: topic,
-		// The same partition per signatureId as the pipeline's other producers.
-		Balancer:        &kafka.Murmur2Balancer{},
-		RequiredAcks:    kafka.RequireAll,
-		BatchTimeout:    2 * time.Millisecond, // kafka-go's 1 s default would hold every callback
-		MaxAttempts:     3,
-		WriteBackoffMax: 500 * time.Millisecond,
-		WriteTimeout:    10 * time.Second,
-		// Its own transport: the shared default one caches metadata across writers.
-		Transport: &kafka.Transport{},
-	}}
-}
-
-// Publish writes one message and waits for the acknowledgement or ctx's end.
-func (p *KafkaPublisher) Publish(ctx context.Context, key, value []byte) error {
-	return p.w.WriteMessages(ctx, kafka.Message{Key: key, Value: value,
-		Headers: []kafka.Header{{Key: "doppel-source", Value: []byte("callback")}}})
-}
-
-// Close flushes and closes the writer.
-func (p *KafkaPublisher) Close() error { return p.w.Close() }
 
 // pathRegion returns the {region} of a regional callback URL ("" on the path without one), or a 404
 // naming a region that is not configured.
@@ -180,7 +128,7 @@ func (s *Server) pathRegion(c echo.Context) (string, error) {
 	region := duplicate.NormalizeRegion(raw)
 	if !s.knownRegion(region) {
 		return "", newError(http.StatusNotFound, codeNotFound, "region %q is not configured (DOPPEL_ADVANCE_REGIONS: %s)",
-			truncateForMessage(raw, duplicate.MaxRegionLen), strings.Join(s.cfg.Regions, ","))
+			clip.Ellipsis(strings.ToValidUTF8(raw, ""), duplicate.MaxRegionLen), strings.Join(s.cfg.Regions, ","))
 	}
 	return region, nil
 }
@@ -203,14 +151,7 @@ func (s *Server) regionQuery(c echo.Context) (string, error) {
 	region := duplicate.NormalizeRegion(values[0])
 	if !s.knownRegion(region) || len(region) > duplicate.MaxRegionLen {
 		return "", invalid("region", "region %q is not configured; configured regions: %s",
-			truncateForMessage(values[0], duplicate.MaxRegionLen), strings.Join(s.cfg.Regions, ","))
+			clip.Ellipsis(strings.ToValidUTF8(values[0], ""), duplicate.MaxRegionLen), strings.Join(s.cfg.Regions, ","))
 	}
 	return region, nil
-}
-
-func truncateForMessage(s string, n int) string {
-	if len(s) <= n {
-		return strings.ToValidUTF8(s, "")
-	}
-	return strings.ToValidUTF8(s[:n], "") + "..."
 }

@@ -14,8 +14,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/doppelhq/doppel/internal/duplicate"
+	"github.com/doppelhq/doppel/internal/harness/testinfra"
 	"github.com/doppelhq/doppel/internal/httpapi"
-	"github.com/doppelhq/doppel/internal/testinfra"
+	"github.com/doppelhq/doppel/internal/topic"
 )
 
 const vendorBody = `{"signatureId":"730baa5ab2e34e53","type":"COMPLETED"}`
@@ -121,8 +122,8 @@ func TestCallbackAnswers503WhenThePublishFails(t *testing.T) {
 // The real broker: a 200 means the event is on the topic, keyed by signatureId.
 func TestCallbackIsOnTheTopicWhenAnswered200(t *testing.T) {
 	t.Parallel()
-	topic := testinfra.Topics(t, 3, "idv.completed")[0]
-	pub := httpapi.NewKafkaPublisher(testinfra.Brokers(t), topic)
+	topicName := testinfra.Topics(t, 3, "idv.completed")[0]
+	pub := topic.NewPublisher(testinfra.Brokers(t), topicName, "callback")
 	t.Cleanup(func() { _ = pub.Close() })
 	f := setup(t, func(c *httpapi.Config) { c.Events = pub })
 
@@ -133,7 +134,7 @@ func TestCallbackIsOnTheTopicWhenAnswered200(t *testing.T) {
 		require.Equal(t, http.StatusOK, res.status, string(res.body))
 	}
 	// Acknowledged before the answer: the messages are readable at once.
-	msgs := testinfra.ReadAll(t, topic, len(sigs), 30*time.Second)
+	msgs := testinfra.ReadAll(t, topicName, len(sigs), 30*time.Second)
 	require.Len(t, msgs, len(sigs))
 	for _, m := range msgs {
 		var ev duplicate.Event
@@ -149,7 +150,7 @@ func TestCallbackAnswers5xxWhenTheBrokerCannotBeReached(t *testing.T) {
 	require.NoError(t, err)
 	closed := ln.Addr().String()
 	require.NoError(t, ln.Close())
-	pub := httpapi.NewKafkaPublisher([]string{closed}, "idv.completed")
+	pub := topic.NewPublisher([]string{closed}, "idv.completed", "callback")
 	t.Cleanup(func() { _ = pub.Close() })
 	f := setup(t, func(c *httpapi.Config) { c.Events = pub; c.CallbackTimeout = 2 * time.Second })
 

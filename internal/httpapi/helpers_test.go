@@ -16,9 +16,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/doppelhq/doppel/internal/duplicate"
+	"github.com/doppelhq/doppel/internal/harness/testinfra"
 	"github.com/doppelhq/doppel/internal/httpapi"
 	"github.com/doppelhq/doppel/internal/postgres"
-	"github.com/doppelhq/doppel/internal/testinfra"
 )
 
 // API keys of every test server.

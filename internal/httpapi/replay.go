@@ -7,6 +7,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/doppelhq/doppel/internal/clip"
 	"github.com/doppelhq/doppel/internal/duplicate"
 )
 
@@ -142,7 +143,7 @@ func (s *Server) handleReplay(c echo.Context) error {
 func quoteAll(ss []string) string {
 	q := make([]string, len(ss))
 	for i, s := range ss {
-		q[i] = `"` + truncate(s, 64) + `"`
+		q[i] = `"` + clip.Ellipsis(s, 64) + `"`
 	}
 	return strings.Join(q, ", ")
 }

@@ -24,20 +24,21 @@ import (
 	"github.com/doppelhq/doppel/internal/buildinfo"
 	"github.com/doppelhq/doppel/internal/consumer"
 	"github.com/doppelhq/doppel/internal/deadletter"
+	"github.com/doppelhq/doppel/internal/duplicate"
 )
 
 // knownOutcomes are the stored outcomes of a check, pre-created at zero so that rate() and the
 // dashboard have a series for each before the first event of that kind arrives.
 var knownOutcomes = []string{"duplicates_found", "no_duplicates", "skipped", "not_passed", "incomplete", "failed", "already_stored"}
 
-// knownRetries are the (action, reason) pairs service.Classify gives retried failures, pre-created
-// at zero like knownOutcomes. Keep them in step with service.Classify.
+// knownRetries are the (action, reason) pairs pipeline.Classify gives retried failures, pre-created
+// at zero like knownOutcomes. Keep them in step with pipeline.Classify.
 var knownRetries = [][2]string{
-	{"retry", "transient_failure"},
-	{"wait", "vendor_circuit_open"},
-	{"wait", "vendor_rate_limited"},
-	{"wait", "vendor_account_unusable"},
-	{"wait", "database_unavailable"},
+	{"retry", duplicate.ReasonTransientFailure},
+	{"wait", duplicate.ReasonVendorCircuitOpen},
+	{"wait", duplicate.ReasonVendorRateLimited},
+	{"wait", duplicate.ReasonVendorAccountUnusable},
+	{"wait", duplicate.ReasonDatabaseUnavailable},
 }
 
 // httpLatencyBuckets span a cached read (1 ms) to a callback waiting on the broker (10 s).
@@ -257,9 +258,9 @@ func (m *Metrics) PartitionProgress(partition int, stuckFor time.Duration, stall
 	m.stalled.WithLabelValues(p).Set(v)
 }
 
-// Retried records a failed handler attempt that the consumer will try again, under the decision's
+// Retried records a failed handler attempt that the consumer will try again, under the classification's
 // action and reason. It implements consumer.Observer.
-func (m *Metrics) Retried(d consumer.Decision) {
+func (m *Metrics) Retried(d consumer.Classification) {
 	m.retries.WithLabelValues(actionName(d.Action), labelOr(d.Reason, "unknown")).Inc()
 }
 

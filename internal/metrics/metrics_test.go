@@ -23,9 +23,9 @@ func TestConsumerObserverMovesCounters(t *testing.T) {
 	m.Finished("idv.completed", 2, false, "")
 	m.Finished("idv.completed", 2, false, "")
 	m.Finished("idv.completed", 0, true, "bad_json")
-	m.Retried(consumer.Decision{Action: consumer.Retry, Reason: "transient_failure"})
-	m.Retried(consumer.Decision{Action: consumer.Wait, Reason: "database_unavailable"})
-	m.Retried(consumer.Decision{Action: consumer.Wait, Reason: "database_unavailable"})
+	m.Retried(consumer.Classification{Action: consumer.Retry, Reason: "transient_failure"})
+	m.Retried(consumer.Classification{Action: consumer.Wait, Reason: "database_unavailable"})
+	m.Retried(consumer.Classification{Action: consumer.Wait, Reason: "database_unavailable"})
 	m.InFlight(7)
 
 	require.InDelta(t, 2, testutil.ToFloat64(m.finished.WithLabelValues("idv.completed", "2", "processed")), 0)
@@ -268,7 +268,7 @@ func TestHandlerServesEveryMetric(t *testing.T) {
 	m.SetLagSource(func(context.Context) (map[int]int64, error) { return map[int]int64{0: 0}, nil })
 	m.SetOutboxSource(func(context.Context) (int64, time.Duration, error) { return 0, 0, nil })
 	m.Finished("t", 0, true, "bad_json")
-	m.Retried(consumer.Decision{Action: consumer.Retry, Reason: "transient_failure"})
+	m.Retried(consumer.Classification{Action: consumer.Retry, Reason: "transient_failure"})
 	m.Region("default").VendorCall("face_search", "SUCCESS", time.Millisecond)
 	m.Region("default").SetBudget(1, 10)
 

@@ -45,7 +45,7 @@ func Connect(ctx context.Context, databaseURL string, maxConns int32) (*pgxpool.
 // redactParseError keeps pgx's message but never the URL, which may hold a password.
 func redactParseError(err error) string {
 	msg := err.Error()
-	if i := strings.Index(msg, "://"); i >= 0 {
+	if strings.Contains(msg, "://") {
 		return "invalid connection string"
 	}
 	return msg
@@ -93,8 +93,8 @@ func NewMigrator(databaseURL string) (*Migrator, error) {
 // migrateURL switches the scheme to golang-migrate's pgx v5 driver.
 func migrateURL(databaseURL string) string {
 	for _, prefix := range []string{"postgresql://", "postgres://"} {
-		if strings.HasPrefix(databaseURL, prefix) {
-			return "pgx5://" + strings.TrimPrefix(databaseURL, prefix)
+		if rest, ok := strings.CutPrefix(databaseURL, prefix); ok {
+			return "pgx5://" + rest
 		}
 	}
 	return databaseURL

@@ -99,14 +99,7 @@ func unknownUser(userID string) error {
 // links that region's face search found; "" keeps all.
 func (s *Store) UserDuplicates(ctx context.Context, userID, region string) ([]duplicate.LinkedAccount, error) {
 	var out []duplicate.LinkedAccount
-	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
-		known, err := userKnown(ctx, tx, userID)
-		if err != nil {
-			return err
-		}
-		if !known {
-			return unknownUser(userID)
-		}
+	err := s.readKnownUser(ctx, userID, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `
 SELECT duplicate_user_id, first_seen_at, last_seen_at, seen_count, first_signature_id, last_signature_id, regions
 FROM duplicate_accounts

@@ -19,14 +19,8 @@ const MaxRingLinks = 5000
 // user is a duplicate.ENOTFOUND error; a known user in no ring is a ring of one.
 func (s *Store) Ring(ctx context.Context, userID string) (duplicate.Ring, error) {
 	var ring duplicate.Ring
-	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
-		known, err := userKnown(ctx, tx, userID)
-		if err != nil {
-			return err
-		}
-		if !known {
-			return unknownUser(userID)
-		}
+	err := s.readKnownUser(ctx, userID, func(tx pgx.Tx) error {
+		var err error
 		ring, err = ringOf(ctx, tx, userID, true)
 		return err
 	})
@@ -315,4 +309,19 @@ ON CONFLICT (ring_key) DO UPDATE SET smallest_user_id = EXCLUDED.smallest_user_i
 		return fmt.Errorf("split ring: %w", err)
 	}
 	return nil
+}
+
+// readKnownUser runs fn in one read-only snapshot once userID is known to have a check: an unknown
+// user is a duplicate.ENOTFOUND error.
+func (s *Store) readKnownUser(ctx context.Context, userID string, fn func(pgx.Tx) error) error {
+	return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
+		known, err := userKnown(ctx, tx, userID)
+		if err != nil {
+			return err
+		}
+		if !known {
+			return unknownUser(userID)
+		}
+		return fn(tx)
+	})
 }

@@ -7,8 +7,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/doppelhq/doppel/internal/duplicate"
+	"github.com/doppelhq/doppel/internal/harness/testinfra"
 	"github.com/doppelhq/doppel/internal/postgres"
-	"github.com/doppelhq/doppel/internal/testinfra"
 )
 
 // ringOf returns the size and members of userID's ring as the API and the fraud_rings view see it.

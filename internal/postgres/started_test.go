@@ -7,9 +7,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/doppelhq/doppel/internal/harness/testinfra"
 	"github.com/doppelhq/doppel/internal/postgres"
 	"github.com/doppelhq/doppel/internal/reconcile"
-	"github.com/doppelhq/doppel/internal/testinfra"
 )
 
 // benchmarkBacklog makes a schema with pending started verifications, half of which have a check

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/doppelhq/doppel/internal/duplicate"
 )
 
 // SpendCounter counts a region's face searches from since on, from what is stored.
@@ -68,8 +70,11 @@ func (e *SpentError) Error() string {
 		e.Region, e.Limit, e.Spent, e.ResumesAt.Format(time.RFC3339), upper(e.Region))
 }
 
-// AccountLevel reports true: nothing can be done per event until the budget allows searches again.
-func (e *SpentError) AccountLevel() bool { return true }
+// FailureKind is FailureAccount: nothing can be done per event until the budget allows searches again.
+func (e *SpentError) FailureKind() duplicate.FailureKind { return duplicate.FailureAccount }
+
+// FailureReason names the spent budget, apart from the vendor's own account failures.
+func (e *SpentError) FailureReason() string { return duplicate.ReasonRegionBudgetSpent }
 
 func monthStart(t time.Time) time.Time {
 	t = t.UTC()

@@ -159,8 +159,11 @@ func (e *UnknownError) Error() string {
 	return fmt.Sprintf("region %q is not configured (DOPPEL_ADVANCE_REGIONS)", e.Region)
 }
 
-// Permanent reports true: no retry makes an unconfigured region known.
-func (e *UnknownError) Permanent() bool { return true }
+// FailureKind is FailurePermanent: no retry makes an unconfigured region known.
+func (e *UnknownError) FailureKind() duplicate.FailureKind { return duplicate.FailurePermanent }
+
+// FailureReason is duplicate.ReasonUnknownRegion.
+func (e *UnknownError) FailureReason() string { return duplicate.ReasonUnknownRegion }
 
 // ForRegion returns the account of region name.
 func (g *Registry) ForRegion(name string) (duplicate.Vendor, error) {

@@ -13,6 +13,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/doppelhq/doppel/internal/duplicate"
+	"github.com/doppelhq/doppel/internal/topic"
 )
 
 // Outbox is where alerts wait; postgres.Store implements it.
@@ -58,17 +59,12 @@ func New(cfg Config, outbox Outbox) *Relay {
 		outbox: outbox,
 		wake:   make(chan struct{}, 1),
 		log:    cfg.Logger,
-		writer: &kafka.Writer{
-			Addr:     kafka.TCP(cfg.Brokers...),
-			Topic:    cfg.Topic,
-			Balancer: &kafka.Murmur2Balancer{}, // same partition per userId as Java producers
-			// Acknowledged by every in-sync replica before a row is marked published.
-			RequiredAcks: kafka.RequireAll,
+		// Acknowledged by every in-sync replica before a row is marked published; the same
+		// partition per userId as Java producers.
+		writer: topic.NewWriter(cfg.Brokers, cfg.Topic, topic.WriterConfig{
 			BatchSize:    cfg.BatchSize,
 			BatchTimeout: 2 * time.Millisecond, // kafka-go's 1 s default would delay every alert
-			WriteTimeout: 10 * time.Second,
-			Transport:    &kafka.Transport{}, // own metadata cache, see topic.Ensure
-		},
+		}),
 	}
 }
 

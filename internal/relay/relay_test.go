@@ -10,9 +10,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/doppelhq/doppel/internal/duplicate"
+	"github.com/doppelhq/doppel/internal/harness/testinfra"
 	"github.com/doppelhq/doppel/internal/postgres"
 	"github.com/doppelhq/doppel/internal/relay"
-	"github.com/doppelhq/doppel/internal/testinfra"
 )
 
 // closedAddr returns a loopback address nothing listens on: a broker that is down.

@@ -15,11 +15,11 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
 
-	"github.com/doppelhq/doppel/internal/advancesim"
-	"github.com/doppelhq/doppel/internal/childproc"
 	"github.com/doppelhq/doppel/internal/config"
+	"github.com/doppelhq/doppel/internal/harness/advancesim"
+	"github.com/doppelhq/doppel/internal/harness/childproc"
+	"github.com/doppelhq/doppel/internal/harness/testinfra"
 	"github.com/doppelhq/doppel/internal/service"
-	"github.com/doppelhq/doppel/internal/testinfra"
 )
 
 // childServeVar makes the test binary run `doppel serve` (service.Run on the environment's

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -67,7 +68,7 @@ func newReconciliation(cfg config.Config, store *postgres.Store, batcher duplica
 	}
 	// One insert per event: a few workers keep up.
 	started, err := consumer.New(consumerConfig(cfg, cfg.KafkaGroupID+startedGroupSuffix, cfg.TopicStarted,
-		min(cfg.Workers, 16), log.With("component", "started-consumer"), m), startedHandler(store, cfg))
+		min(cfg.Workers, 16), log.With("component", "started-consumer"), m, startedRouteKey), startedHandler(store, cfg))
 	if err != nil {
 		return nil, fmt.Errorf("started-topic consumer: %w", err)
 	}
@@ -183,4 +184,19 @@ func (a reconcileAlerts) PublishPending(ctx context.Context) error {
 		return nil
 	}
 	return err
+}
+
+// startedRouteKey serialises started events per signatureId: the message key, which producers set
+// to the signatureId, or the signatureId in the value if a producer left the key empty.
+func startedRouteKey(msg kafka.Message) []byte {
+	if len(msg.Key) > 0 {
+		return msg.Key
+	}
+	var probe struct {
+		SignatureID string `json:"signatureId"`
+	}
+	if json.Unmarshal(msg.Value, &probe) == nil && probe.SignatureID != "" {
+		return []byte(probe.SignatureID)
+	}
+	return msg.Value
 }

@@ -17,11 +17,11 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
 
-	"github.com/doppelhq/doppel/internal/advancesim"
 	"github.com/doppelhq/doppel/internal/config"
 	"github.com/doppelhq/doppel/internal/consumer"
 	"github.com/doppelhq/doppel/internal/duplicate"
-	"github.com/doppelhq/doppel/internal/testinfra"
+	"github.com/doppelhq/doppel/internal/harness/advancesim"
+	"github.com/doppelhq/doppel/internal/harness/testinfra"
 )
 
 // regionSim is one region's vendor account: its own simulator (face database, bill) and keys.

@@ -1,11 +1,12 @@
-// Package service wires Doppel's parts into the running pipeline: PostgreSQL, the vendor client, the
-// detector, the Kafka consumer, the outbox relay and the HTTP server. cmd/doppel calls Run; the
-// integration tests call it too, so they exercise exactly what production runs.
+// Package service wires Doppel's parts into the running service: PostgreSQL, the vendor regions, the
+// detector, the Kafka consumers with their handler (package pipeline), the outbox relay,
+// reconciliation and the HTTP server. cmd/doppel calls Run, and builds the parts of its other
+// commands here too (OpenStore, NewRegions, DeadLetterReplay); the integration tests call Run, so
+// they exercise exactly what production runs.
 package service
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,21 +21,21 @@ import (
 	"github.com/doppelhq/doppel/internal/config"
 	"github.com/doppelhq/doppel/internal/console"
 	"github.com/doppelhq/doppel/internal/consumer"
+	"github.com/doppelhq/doppel/internal/deadletter"
 	"github.com/doppelhq/doppel/internal/duplicate"
-	"github.com/doppelhq/doppel/internal/facesearch"
 	"github.com/doppelhq/doppel/internal/httpapi"
 	"github.com/doppelhq/doppel/internal/metrics"
+	"github.com/doppelhq/doppel/internal/pipeline"
 	"github.com/doppelhq/doppel/internal/postgres"
 	"github.com/doppelhq/doppel/internal/readiness"
 	"github.com/doppelhq/doppel/internal/reconcile"
-	"github.com/doppelhq/doppel/internal/region"
 	"github.com/doppelhq/doppel/internal/relay"
 	"github.com/doppelhq/doppel/internal/topic"
 )
 
 // Run starts the pipeline and the HTTP server and blocks until ctx is cancelled or a part fails.
 func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
-	pool, err := postgres.Connect(ctx, cfg.DatabaseURL, int32(cfg.DatabaseMaxConns))
+	pool, store, err := OpenStore(ctx, cfg, cfg.DatabaseMaxConns)
 	if err != nil {
 		return err
 	}
@@ -54,7 +55,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		}
 		if multiRegion {
 			for _, name := range cfg.RegionNames() {
-				specs = append(specs, topic.Spec{Name: ParkingTopic(cfg, name), Partitions: cfg.TopicPartitions, ReplicationFactor: -1})
+				specs = append(specs, topic.Spec{Name: pipeline.ParkingTopic(cfg, name), Partitions: cfg.TopicPartitions, ReplicationFactor: -1})
 			}
 		}
 		if err := topic.Ensure(ctx, cfg.KafkaBrokers, specs...); err != nil {
@@ -63,7 +64,6 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 
 	m := metrics.New()
-	store := NewStore(pool, cfg)
 	vendor, err := NewRegions(ctx, cfg, m, store, log)
 	if err != nil {
 		return err
@@ -92,25 +92,29 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return consumer.Lag(ctx, cfg.KafkaBrokers, cfg.KafkaGroupID, cfg.TopicEvents)
 	})
 
-	p := &pipeline{cfg: cfg, detector: detector, regions: vendor, relay: rel, metrics: m, log: log.With("component", "pipeline")}
+	handlerConfig := pipeline.Config{Settings: cfg, Detector: detector, Regions: vendor, OnAlert: rel.Notify,
+		Metrics: m, Logger: log.With("component", "pipeline")}
 	parts := []named{{"relay", rel.Run}, {"budgets", func(ctx context.Context) error {
 		return refreshBudgets(ctx, vendor, log.With("component", "budget"))
 	}}}
 	if multiRegion {
-		p.parking = newParking(cfg, vendor, m, log.With("component", "parking"))
-		defer p.parking.close()
-		parts = append(parts, named{"parking watch", p.parking.watch})
-		parked := &pipeline{cfg: cfg, detector: detector, regions: vendor, relay: rel, metrics: m, log: p.log, waitForRegion: true}
+		parkedConfig := handlerConfig
+		parkedConfig.WaitForRegion = true
+		parked := pipeline.New(parkedConfig)
+		handlerConfig.Parking = pipeline.NewParking(cfg, vendor, m, log.With("component", "parking"))
+		defer handlerConfig.Parking.Close()
+		parts = append(parts, named{"parking watch", handlerConfig.Parking.Watch})
 		for _, name := range cfg.RegionNames() {
-			pc, err := consumer.New(parkedConsumerConfig(cfg, name, log, m), parked.handle)
+			pc, err := consumer.New(parkedConsumerConfig(cfg, name, log, m, parked.RouteKey), parked.Handle)
 			if err != nil {
 				return err
 			}
 			parts = append(parts, named{"parked consumer " + name, pc.Run})
 		}
 	}
+	eventHandler := pipeline.New(handlerConfig)
 	cons, err := consumer.New(consumerConfig(cfg, cfg.KafkaGroupID, cfg.TopicEvents, cfg.Workers,
-		log.With("component", "consumer"), m), p.handle)
+		log.With("component", "consumer"), m, eventHandler.RouteKey), eventHandler.Handle)
 
 	if err != nil {
 		return err
@@ -124,7 +128,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 
 	// Vendor callbacks go to the events topic through a writer of their own, acknowledged by every
 	// in-sync replica before the callback is answered 200.
-	events := httpapi.NewKafkaPublisher(cfg.KafkaBrokers, cfg.TopicEvents)
+	events := topic.NewPublisher(cfg.KafkaBrokers, cfg.TopicEvents, "callback")
 	defer events.Close()
 	keys := cfg.Keys()
 	if len(keys) == 0 {
@@ -174,7 +178,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		DeadLetters: func(ctx context.Context) (int64, error) {
 			ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 			defer cancel()
-			return consumer.TopicMessages(ctx, cfg.KafkaBrokers, cfg.TopicDLQ)
+			return topic.Messages(ctx, cfg.KafkaBrokers, cfg.TopicDLQ)
 		},
 	})
 	if err != nil {
@@ -197,9 +201,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	return runAll(ctx, log, parts...)
 }
 
-// consumerConfig is what both consumers (events and started) share: the dead-letter topic, retries,
-// the classification of errors and the stall bound.
-func consumerConfig(cfg config.Config, groupID, topic string, workers int, log *slog.Logger, m *metrics.Metrics) consumer.Config {
+// consumerConfig is what every consumer (events, parked, started) shares: the dead-letter topic,
+// retries, the classification of errors and the stall bound; routeKey is the consumer's own.
+func consumerConfig(cfg config.Config, groupID, topic string, workers int, log *slog.Logger, m *metrics.Metrics,
+	routeKey func(kafka.Message) []byte) consumer.Config {
 	return consumer.Config{
 		Brokers:        cfg.KafkaBrokers,
 		GroupID:        groupID,
@@ -213,7 +218,7 @@ func consumerConfig(cfg config.Config, groupID, topic string, workers int, log *
 			MaxInterval:     cfg.RetryMaxInterval,
 			MaxElapsed:      cfg.RetryMaxElapsed,
 		},
-		Classify:      Classify,
+		Classify:      pipeline.Classify,
 		RouteKey:      routeKey,
 		ShutdownGrace: cfg.ShutdownTimeout / 2,
 		StallAfter:    cfg.StallAfter,
@@ -226,10 +231,23 @@ func consumerConfig(cfg config.Config, groupID, topic string, workers int, log *
 // see a change within seconds, rarely enough that its pings cost nothing.
 const readinessInterval = 2 * time.Second
 
-// NewStore returns the PostgreSQL store with the configured alert policy.
-func NewStore(pool *pgxpool.Pool, cfg config.Config) *postgres.Store {
-	return postgres.NewStore(pool, postgres.WithAlertPolicy(duplicate.AlertPolicy{
-		HighSeverityRingSize: cfg.RingHighSeveritySize}))
+// OpenStore connects to PostgreSQL with at most maxConns connections and returns the pool (close it
+// when done) and the store over it with the configured alert policy: what `doppel serve` and
+// `doppel replay` both use.
+func OpenStore(ctx context.Context, cfg config.Config, maxConns int) (*pgxpool.Pool, *postgres.Store, error) {
+	pool, err := postgres.Connect(ctx, cfg.DatabaseURL, int32(maxConns))
+	if err != nil {
+		return nil, nil, err
+	}
+	return pool, postgres.NewStore(pool, postgres.WithAlertPolicy(duplicate.AlertPolicy{
+		HighSeverityRingSize: cfg.RingHighSeveritySize})), nil
+}
+
+// DeadLetterReplay returns where `doppel dlq replay` reads and writes: the dead-letter topic back to
+// the events topic, a dead-lettered started event back to the started topic.
+func DeadLetterReplay(cfg config.Config) deadletter.Options {
+	return deadletter.Options{Brokers: cfg.KafkaBrokers, DLQTopic: cfg.TopicDLQ, TargetTopic: cfg.TopicEvents,
+		SourceRoutes: map[string]string{cfg.TopicStarted: cfg.TopicStarted}}
 }
 
 // APIKeys converts the configured keys for the HTTP API.
@@ -266,172 +284,6 @@ func runAll(ctx context.Context, log *slog.Logger, parts ...named) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
-}
-
-// pipeline is the consumer's handler: decode, detect, nudge the relay.
-type pipeline struct {
-	cfg      config.Config
-	detector *duplicate.Detector
-	regions  *region.Registry
-	// parking moves events of regions that cannot take them to their parking topics; nil with one
-	// region (its events wait in place, as its trouble stops everything anyway) and in the parking
-	// topics' own consumers.
-	parking *parking
-	// waitForRegion makes the handler wait, before any work, while its region cannot take calls:
-	// set in the parking topics' consumers, whose events wait for nothing else.
-	waitForRegion bool
-	relay         *relay.Relay
-	metrics       *metrics.Metrics
-	log           *slog.Logger
-}
-
-func (p *pipeline) handle(ctx context.Context, msg kafka.Message) error {
-	p.metrics.EventConsumed()
-	src := sourceOf(msg)
-	ev, reg, err := p.decode(msg)
-	if err != nil {
-		var de *duplicate.DecodeError
-		if errors.As(err, &de) && de.SignatureID != "" {
-			if rerr := p.detector.RecordFailure(ctx, de.SignatureID, ev.Region, de.Reason+": "+de.Detail, src); rerr != nil {
-				return rerr
-			}
-			p.metrics.Outcome(string(duplicate.OutcomeFailed))
-		}
-		return err
-	}
-	if p.waitForRegion {
-		if err := reg.WaitUsable(ctx); err != nil {
-			return err
-		}
-	}
-	if p.parking != nil {
-		if !p.parking.enter(reg) {
-			return p.parking.park(ctx, msg, reg, "region cannot take events now")
-		}
-		defer p.parking.leave(reg)
-	}
-	res, err := p.detector.Handle(ctx, ev, src)
-	if err != nil && p.parking != nil && regionTrouble(err) {
-		return p.parking.park(ctx, msg, reg, err.Error())
-	}
-	var pf *duplicate.PermanentFailure
-	if errors.As(err, &pf) {
-		p.metrics.Outcome(string(duplicate.OutcomeFailed))
-	}
-	if err != nil {
-		return err
-	}
-	log := p.log.With("signature_id", ev.SignatureID, "partition", msg.Partition, "offset", msg.Offset)
-	if res.AlreadyStored {
-		p.metrics.Outcome("already_stored")
-		log.Debug("already stored, not searched again", "outcome", res.Outcome)
-		return nil
-	}
-	p.metrics.Outcome(string(res.Outcome))
-	log.Info("check stored", "outcome", res.Outcome, "vendor_transaction_id", res.VendorTransactionID,
-		"new_links", len(res.Saved.NewLinks))
-	if res.Saved.Alert != nil {
-		p.relay.Notify()
-	}
-	return nil
-}
-
-// decode parses the event and resolves its region: the event's region field, else the Kafka header
-// region, else the default region. An unconfigured region is a *duplicate.DecodeError with reason
-// unknown_region (the returned event then carries the region as given, to record the failure).
-func (p *pipeline) decode(msg kafka.Message) (duplicate.Event, *region.Region, error) {
-	ev, err := duplicate.DecodeEvent(msg.Value, duplicate.DecodeOptions{
-		MaxBytes: p.cfg.MaxEventBytes, RejectUnknownTypes: p.cfg.RejectUnknownTypes})
-	if err != nil {
-		// The failure is recorded in the default region: an unusable event's region is unknown.
-		ev.Region = p.regions.Default().Name
-		return ev, nil, err
-	}
-	reg, err := p.regions.Resolve(ev.Region, msg.Headers)
-	if err != nil {
-		var unknown *region.UnknownError
-		errors.As(err, &unknown)
-		ev.Region = truncateRegion(unknown.Region)
-		return ev, nil, &duplicate.DecodeError{Reason: duplicate.ReasonUnknownRegion, Detail: err.Error(), SignatureID: ev.SignatureID}
-	}
-	ev.Region = reg.Name
-	return ev, reg, nil
-}
-
-// truncateRegion bounds a region taken from a header before it is stored with a failure.
-func truncateRegion(s string) string {
-	if len(s) > duplicate.MaxRegionLen {
-		s = s[:duplicate.MaxRegionLen]
-	}
-	return strings.ToValidUTF8(s, "")
-}
-
-// regionTrouble reports whether err says the region's vendor cannot take events now (down, busy,
-// account unusable, budget spent), as opposed to a problem of the event or of our database.
-func regionTrouble(err error) bool {
-	switch duplicate.KindOf(err) {
-	case duplicate.FailureTransient, duplicate.FailureRateLimited, duplicate.FailureAccount:
-		return true
-	}
-	return false
-}
-
-// ClassifyParked maps a handler error of a parking topic's consumer: its events wait for their
-// region, so every vendor failure waits, never spending a retry budget that ends in a dead letter.
-func ClassifyParked(err error) consumer.Decision {
-	d := Classify(err)
-	if d.Action == consumer.Retry {
-		d.Action = consumer.Wait
-	}
-	return d
-}
-
-// Classify maps a handler error to what the consumer does with the message.
-func Classify(err error) consumer.Decision {
-	var de *duplicate.DecodeError
-	if errors.As(err, &de) {
-		return consumer.Decision{Action: consumer.DeadLetter, Reason: de.Reason}
-	}
-	var pf *duplicate.PermanentFailure
-	if errors.As(err, &pf) {
-		return consumer.Decision{Action: consumer.DeadLetter, Reason: pf.Reason}
-	}
-	var unavailable *facesearch.UnavailableError
-	if errors.As(err, &unavailable) {
-		return consumer.Decision{Action: consumer.Wait, Reason: "vendor_circuit_open"}
-	}
-	var spent *region.SpentError
-	if errors.As(err, &spent) {
-		return consumer.Decision{Action: consumer.Wait, Reason: "region_budget_spent"}
-	}
-	switch duplicate.KindOf(err) {
-	case duplicate.FailurePermanent:
-		return consumer.Decision{Action: consumer.DeadLetter, Reason: "permanent_failure"}
-	case duplicate.FailureRateLimited:
-		return consumer.Decision{Action: consumer.Wait, Reason: "vendor_rate_limited"}
-	case duplicate.FailureAccount:
-		return consumer.Decision{Action: consumer.Wait, Reason: "vendor_account_unusable"}
-	case duplicate.FailureStore:
-		return consumer.Decision{Action: consumer.Wait, Reason: "database_unavailable"}
-	default:
-		return consumer.Decision{Action: consumer.Retry, Reason: "transient_failure"}
-	}
-}
-
-// routeKey serialises work per signatureId, so one signatureId is never searched twice at once: the
-// message key, which producers set to the signatureId, or the signatureId in the value if a producer
-// left the key empty.
-func routeKey(msg kafka.Message) []byte {
-	if len(msg.Key) > 0 {
-		return msg.Key
-	}
-	var probe struct {
-		SignatureID string `json:"signatureId"`
-	}
-	if json.Unmarshal(msg.Value, &probe) == nil && probe.SignatureID != "" {
-		return []byte(probe.SignatureID)
-	}
-	return msg.Value
 }
 
 func pingBroker(ctx context.Context, brokers []string) error {

@@ -13,9 +13,8 @@ import (
 // effective max.message.bytes, which is the broker's message.max.bytes unless the topic overrides
 // it. Asking for the topic's setting rather than the broker's answers both in one request.
 func MaxMessageBytes(ctx context.Context, brokers []string, name string) (int, error) {
-	transport := &kafka.Transport{}
-	defer transport.CloseIdleConnections()
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second, Transport: transport}
+	client, closeIdle := NewClient(brokers, 10*time.Second)
+	defer closeIdle()
 	resp, err := client.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{
 		Resources: []kafka.DescribeConfigRequestResource{{
 			ResourceType: kafka.ResourceTypeTopic, ResourceName: name, ConfigNames: []string{"max.message.bytes"},

@@ -1,4 +1,6 @@
-// Package topic creates Doppel's Kafka topics when they are missing and waits until they can be used.
+// Package topic is the one place Doppel talks to Kafka about topics and producing: it creates the
+// topics when they are missing and waits until they can be used, reads their metadata, offsets and
+// size limit, and builds every producer (NewWriter, NewPublisher).
 package topic
 
 import (
@@ -24,11 +26,8 @@ type Spec struct {
 // Ensure creates every missing topic and waits until each has a leader for all its partitions. An
 // existing topic is left as it is (its partition count is not changed).
 func Ensure(ctx context.Context, brokers []string, specs ...Spec) error {
-	// A transport of its own: kafka-go's shared default transport caches metadata, and a cached
-	// "no such topic" from before the creation would make the service's writers fail for seconds.
-	transport := &kafka.Transport{}
-	defer transport.CloseIdleConnections()
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 15 * time.Second, Transport: transport}
+	client, closeIdle := NewClient(brokers, 15*time.Second)
+	defer closeIdle()
 	req := &kafka.CreateTopicsRequest{}
 	for _, s := range specs {
 		tc := kafka.TopicConfig{Topic: s.Name, NumPartitions: s.Partitions, ReplicationFactor: s.ReplicationFactor}
@@ -53,11 +52,13 @@ func Ensure(ctx context.Context, brokers []string, specs ...Spec) error {
 	return waitForLeaders(ctx, client, names)
 }
 
+// waitForLeaders waits, for 30 seconds at the most, until every partition of the named topics has
+// a leader.
 func waitForLeaders(ctx context.Context, client *kafka.Client, names []string) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: names})
-		if err == nil && allLed(meta) {
+		if err == nil && allLed(meta, len(names)) {
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -74,7 +75,10 @@ func waitForLeaders(ctx context.Context, client *kafka.Client, names []string) e
 	}
 }
 
-func allLed(meta *kafka.MetadataResponse) bool {
+func allLed(meta *kafka.MetadataResponse, want int) bool {
+	if len(meta.Topics) != want {
+		return false
+	}
 	for _, t := range meta.Topics {
 		if t.Error != nil || len(t.Partitions) == 0 {
 			return false

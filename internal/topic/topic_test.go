@@ -8,7 +8,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
 
-	"github.com/doppelhq/doppel/internal/testinfra"
+	"github.com/doppelhq/doppel/internal/harness/testinfra"
 	"github.com/doppelhq/doppel/internal/topic"
 )
 
@@ -50,4 +50,27 @@ func TestMaxMessageBytesReadsTheTopicsOverrideOrTheBrokersDefault(t *testing.T) 
 	n, err = topic.MaxMessageBytes(ctx, brokers, plain)
 	require.NoError(t, err)
 	require.Equal(t, 1048588, n, "without an override, the broker's message.max.bytes (Kafka's default here)")
+}
+
+func TestOffsetsOfATopicAndOfOneThatDoesNotExist(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	name := testinfra.Topics(t, 3, "offsets")[0]
+	testinfra.Produce(t, name, kafka.Message{Key: []byte("a"), Value: []byte("1")}, kafka.Message{Key: []byte("b"), Value: []byte("2")})
+
+	client, closeIdle := topic.NewClient(testinfra.Brokers(t), 15*time.Second)
+	defer closeIdle()
+	bounds, err := topic.Offsets(ctx, client, name)
+	require.NoError(t, err)
+	require.Len(t, bounds, 3)
+	var n int64
+	for _, b := range bounds {
+		n += b.LastOffset - b.FirstOffset
+	}
+	require.EqualValues(t, 2, n)
+
+	// No topic in the answer is an error, not an index out of range.
+	_, err = topic.Offsets(ctx, client, testinfra.UniqueName("never_created"))
+	require.Error(t, err)
 }

@@ -2,7 +2,6 @@ package advancesim
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -12,6 +11,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/doppelhq/doppel/internal/pause"
 )
 
 // Vendor codes the simulator answers with.
@@ -254,7 +255,7 @@ func (s *Sim) begin(w http.ResponseWriter, r *http.Request, ep endpoint, req *si
 		s.busy(w, f.BusyAsHTTP429)
 		return false
 	}
-	if f.latency > 0 && !sleep(r.Context(), f.latency) {
+	if f.latency > 0 && !pause.For(r.Context(), f.latency) {
 		return false // the caller gave up: nobody to answer, nothing billed
 	}
 	if s.draw(f.HTTP5xxRate) {
@@ -303,18 +304,6 @@ func (s *Sim) busy(w http.ResponseWriter, as429 bool) {
 		status = http.StatusTooManyRequests
 	}
 	s.reply(w, status, codeServiceBusy, codeMessages[codeServiceBusy], nil)
-}
-
-// sleep waits for d or until ctx ends, reporting whether the full time passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // handleFaceSearch implements POST .../idvs-h5/ekyc/v1/face-search.

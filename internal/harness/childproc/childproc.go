@@ -18,6 +18,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/doppelhq/doppel/internal/pause"
 )
 
 // ErrNotReaped is returned by Kill when the process has not been reaped within the bound given.
@@ -173,23 +175,11 @@ func WaitHTTP(ctx context.Context, u string, timeout time.Duration, p *Process) 
 		} else {
 			last = err
 		}
-		if !Sleep(ctx, 100*time.Millisecond) {
+		if !pause.For(ctx, 100*time.Millisecond) {
 			return ctx.Err()
 		}
 	}
 	return fmt.Errorf("not ready within %s: %w", timeout, last)
-}
-
-// Sleep waits for d and reports true, or reports false as soon as ctx ends.
-func Sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // Loopback reports whether host:port names this machine. The harnesses refuse other addresses:

@@ -1,4 +1,4 @@
-package service
+package pipeline
 
 import (
 	"context"
@@ -16,7 +16,9 @@ import (
 	"github.com/doppelhq/doppel/internal/consumer"
 	"github.com/doppelhq/doppel/internal/duplicate"
 	"github.com/doppelhq/doppel/internal/metrics"
+	"github.com/doppelhq/doppel/internal/pause"
 	"github.com/doppelhq/doppel/internal/region"
+	"github.com/doppelhq/doppel/internal/topic"
 )
 
 // Parking keeps one region's trouble from holding up the others (see README, "Regions").
@@ -58,8 +60,8 @@ func ParkingGroup(cfg config.Config, regionName string) string {
 	return cfg.KafkaGroupID + ".parked." + regionName
 }
 
-// parking writes events of regions that cannot take them to their parking topics.
-type parking struct {
+// Parking writes events of regions that cannot take them to their parking topics.
+type Parking struct {
 	cfg     config.Config
 	regions *region.Registry
 	writer  *kafka.Writer
@@ -69,7 +71,8 @@ type parking struct {
 	share int64
 	log   *slog.Logger
 	// lagClient measures the parking topics' backlogs over connections kept between rounds.
-	lagClient *kafka.Client
+	lagClient      *kafka.Client
+	closeLagClient func()
 }
 
 type parkState struct {
@@ -83,18 +86,15 @@ type parkState struct {
 	writing, written atomic.Int64
 }
 
-func newParking(cfg config.Config, regions *region.Registry, m *metrics.Metrics, log *slog.Logger) *parking {
-	p := &parking{cfg: cfg, regions: regions, states: map[string]*parkState{},
+// NewParking returns the parking of regions' events, every region assumed to have a backlog until measured.
+func NewParking(cfg config.Config, regions *region.Registry, m *metrics.Metrics, log *slog.Logger) *Parking {
+	lagClient, closeLagClient := topic.NewClient(cfg.KafkaBrokers, 10*time.Second)
+	p := &Parking{cfg: cfg, regions: regions, states: map[string]*parkState{},
 		share: int64(max(1, cfg.Workers/2)), log: log,
-		lagClient: &kafka.Client{Addr: kafka.TCP(cfg.KafkaBrokers...), Timeout: 10 * time.Second, Transport: &kafka.Transport{}},
-		writer: &kafka.Writer{
-			Addr:         kafka.TCP(cfg.KafkaBrokers...),
-			Balancer:     &kafka.Murmur2Balancer{}, // same partition per signatureId, so order is kept
-			RequiredAcks: kafka.RequireAll,
-			BatchTimeout: 2 * time.Millisecond,
-			WriteTimeout: 10 * time.Second,
-			Transport:    &kafka.Transport{},
-		}}
+		lagClient: lagClient, closeLagClient: closeLagClient,
+		// No writer-wide topic: each parked event names its region's. Murmur2 keeps the same
+		// partition per signatureId, so order is kept.
+		writer: topic.NewWriter(cfg.KafkaBrokers, "", topic.WriterConfig{BatchTimeout: 2 * time.Millisecond})}
 	for _, name := range regions.Names() {
 		st := &parkState{metrics: m.Region(name)}
 		// Until the first measurement says otherwise, assume a backlog: a restart must not let new
@@ -107,7 +107,7 @@ func newParking(cfg config.Config, regions *region.Registry, m *metrics.Metrics,
 
 // enter decides whether the events consumer handles an event of r now (true; call leave when done)
 // or parks it.
-func (p *parking) enter(r *region.Region) bool {
+func (p *Parking) enter(r *region.Region) bool {
 	st := p.states[r.Name]
 	if st.draining.Load() || r.Ready() != nil {
 		return false
@@ -119,11 +119,11 @@ func (p *parking) enter(r *region.Region) bool {
 	return true
 }
 
-func (p *parking) leave(r *region.Region) { p.states[r.Name].atVendor.Add(-1) }
+func (p *Parking) leave(r *region.Region) { p.states[r.Name].atVendor.Add(-1) }
 
 // park writes msg to r's parking topic, retrying until the broker takes it or ctx ends. Once it
 // returns nil the message is finished here; the region's backlog is marked so later events follow.
-func (p *parking) park(ctx context.Context, msg kafka.Message, r *region.Region, why string) error {
+func (p *Parking) park(ctx context.Context, msg kafka.Message, r *region.Region, why string) error {
 	st := p.states[r.Name]
 	st.mu.Lock()
 	st.writing.Add(1)
@@ -155,17 +155,17 @@ func (p *parking) park(ctx context.Context, msg kafka.Message, r *region.Region,
 			return nil
 		}
 		p.log.Error("write to parking topic", "region", r.Name, "topic", parked.Topic, "error", err)
-		if !consumerSleep(ctx, wait) {
+		if !pause.For(ctx, wait) {
 			return fmt.Errorf("%w: park event of region %s: %w", duplicate.ErrStore, r.Name, ctx.Err())
 		}
 		wait = min(2*wait, 5*time.Second)
 	}
 }
 
-// watch measures the parked backlog of every region that parked events until ctx ends, so that a
+// Watch measures the parked backlog of every region that parked events until ctx ends, so that a
 // region stops parking once its parking topic is drained. A region that parks nothing costs no
 // broker round trip.
-func (p *parking) watch(ctx context.Context) error {
+func (p *Parking) Watch(ctx context.Context) error {
 	t := time.NewTicker(drainPoll)
 	defer t.Stop()
 	for {
@@ -202,10 +202,9 @@ func (p *parking) watch(ctx context.Context) error {
 	}
 }
 
-func (p *parking) close() error {
-	if t, ok := p.lagClient.Transport.(*kafka.Transport); ok {
-		t.CloseIdleConnections()
-	}
+// Close closes the parking writer and the backlog client.
+func (p *Parking) Close() error {
+	p.closeLagClient()
 	return p.writer.Close()
 }
 
@@ -220,44 +219,4 @@ func sourceOf(msg kafka.Message) duplicate.Source {
 		src = duplicate.Source{Topic: topic, Partition: part, Offset: off}
 	}
 	return src
-}
-
-func consumerSleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
-// parkedObserver counts what a parking topic's consumer finishes, retries and dead-letters with
-// the events consumer's metrics, but leaves the in-flight and per-partition progress gauges to the
-// events consumer: they are the events topic's, and a parked region's waiting is reported by
-// doppel_region_parking and /readyz instead.
-type parkedObserver struct{ m *metrics.Metrics }
-
-func (o parkedObserver) Finished(topic string, partition int, deadLettered bool, reason string) {
-	o.m.Finished(topic, partition, deadLettered, reason)
-}
-
-func (o parkedObserver) DeadLetterUnwritable(topic string, partition int, reason string) {
-	o.m.DeadLetterUnwritable(topic, partition, reason)
-}
-
-func (o parkedObserver) Retried(d consumer.Decision)              { o.m.Retried(d) }
-func (parkedObserver) InFlight(int)                               {}
-func (parkedObserver) PartitionProgress(int, time.Duration, bool) {}
-
-// parkedConsumerConfig configures the consumer of region's parking topic: its own group, its share
-// of the workers, waiting instead of retrying (ClassifyParked), and metrics that leave the events
-// topic's gauges alone (parkedObserver).
-func parkedConsumerConfig(cfg config.Config, regionName string, log *slog.Logger, m *metrics.Metrics) consumer.Config {
-	c := consumerConfig(cfg, ParkingGroup(cfg, regionName), ParkingTopic(cfg, regionName),
-		max(1, cfg.Workers/len(cfg.RegionNames())), log.With("component", "parked-consumer", "region", regionName), m)
-	c.Classify = ClassifyParked
-	c.Observer = parkedObserver{m}
-	return c
 }

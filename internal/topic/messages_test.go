@@ -1,4 +1,4 @@
-package consumer_test
+package topic_test
 
 import (
 	"context"
@@ -9,8 +9,8 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
 
-	"github.com/doppelhq/doppel/internal/consumer"
-	"github.com/doppelhq/doppel/internal/testinfra"
+	"github.com/doppelhq/doppel/internal/harness/testinfra"
+	"github.com/doppelhq/doppel/internal/topic"
 )
 
 func TestTopicMessagesCountsWhatEveryPartitionHolds(t *testing.T) {
@@ -18,7 +18,7 @@ func TestTopicMessagesCountsWhatEveryPartitionHolds(t *testing.T) {
 	name := testinfra.Topics(t, 3, "dlq-size")[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	n, err := consumer.TopicMessages(ctx, testinfra.Brokers(t), name)
+	n, err := topic.Messages(ctx, testinfra.Brokers(t), name)
 	require.NoError(t, err)
 	require.Zero(t, n)
 
@@ -27,10 +27,10 @@ func TestTopicMessagesCountsWhatEveryPartitionHolds(t *testing.T) {
 		msgs[i] = kafka.Message{Key: []byte(fmt.Sprintf("k%d", i)), Value: []byte("letter")}
 	}
 	testinfra.Produce(t, name, msgs...)
-	n, err = consumer.TopicMessages(ctx, testinfra.Brokers(t), name)
+	n, err = topic.Messages(ctx, testinfra.Brokers(t), name)
 	require.NoError(t, err)
 	require.EqualValues(t, 7, n)
 
-	_, err = consumer.TopicMessages(ctx, testinfra.Brokers(t), name+"-missing")
+	_, err = topic.Messages(ctx, testinfra.Brokers(t), name+"-missing")
 	require.Error(t, err)
 }

@@ -16,7 +16,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/doppelhq/doppel/internal/childproc"
+	"github.com/doppelhq/doppel/internal/harness/childproc"
 )
 
 // env is the children's whole environment: Start passes exactly what it is given.
@@ -230,17 +230,6 @@ func TestFreeAddrIsListenable(t *testing.T) {
 	l, err := net.Listen("tcp", addr)
 	require.NoError(t, err)
 	require.NoError(t, l.Close())
-}
-
-func TestSleep(t *testing.T) {
-	t.Parallel()
-	require.True(t, childproc.Sleep(context.Background(), time.Millisecond))
-
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	began := time.Now()
-	require.False(t, childproc.Sleep(ctx, time.Minute))
-	require.Less(t, time.Since(began), 10*time.Second)
 }
 
 func TestLoopback(t *testing.T) {

@@ -24,7 +24,8 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
 
-	"github.com/doppelhq/doppel/internal/advancesim"
+	"github.com/doppelhq/doppel/internal/clip"
+	"github.com/doppelhq/doppel/internal/harness/advancesim"
 	"github.com/doppelhq/doppel/internal/postgres"
 	"github.com/doppelhq/doppel/internal/topic"
 )
@@ -103,7 +104,7 @@ var unsafeChars = regexp.MustCompile(`[^a-z0-9_]+`)
 func Database(t testing.TB) (string, *pgxpool.Pool) {
 	t.Helper()
 	base := Env(t, "DOPPEL_DATABASE_URL")
-	name := UniqueName("t_" + truncate(unsafeChars.ReplaceAllString(strings.ToLower(t.Name()), "_"), 30))
+	name := UniqueName("t_" + clip.Bytes(unsafeChars.ReplaceAllString(strings.ToLower(t.Name()), "_"), 30))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
@@ -160,11 +161,7 @@ func Topics(t testing.TB, partitions int, prefixes ...string) []string {
 // Produce writes messages to a topic and waits for the broker's acknowledgement.
 func Produce(t testing.TB, topicName string, msgs ...kafka.Message) {
 	t.Helper()
-	w := &kafka.Writer{Addr: kafka.TCP(Brokers(t)...), Topic: topicName, Balancer: &kafka.Murmur2Balancer{},
-		RequiredAcks: kafka.RequireAll, BatchTimeout: 2 * time.Millisecond, BatchSize: 1000,
-		// Its own transport: the shared default one caches cluster metadata and answers "unknown
-		// topic" for a topic created after its last refresh.
-		Transport: &kafka.Transport{}}
+	w := topic.NewWriter(Brokers(t), topicName, topic.WriterConfig{BatchTimeout: 2 * time.Millisecond, BatchSize: 1000})
 	defer w.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -231,13 +228,6 @@ func AddSession(t testing.TB, sim *advancesim.Sim, userID, face, overallResult s
 	sig, err := sim.AddSession(advancesim.Session{UserID: userID, Face: face, OverallResult: overallResult})
 	require.NoError(t, err)
 	return sig
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
 }
 
 // Eventually polls cond every 50 ms until it returns true or timeout passes, then fails with msg.

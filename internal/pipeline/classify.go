@@ -1,0 +1,31 @@
+package pipeline
+
+import (
+	"github.com/doppelhq/doppel/internal/consumer"
+	"github.com/doppelhq/doppel/internal/duplicate"
+)
+
+// ClassifyParked maps a handler error of a parking topic's consumer: its events wait for their
+// region, so every vendor failure waits, never spending a retry budget that ends in a dead letter.
+func ClassifyParked(err error) consumer.Classification {
+	d := Classify(err)
+	if d.Action == consumer.Retry {
+		d.Action = consumer.Wait
+	}
+	return d
+}
+
+// Classify maps a handler error to what the consumer does with the message, from the kind and
+// reason the error carries (see duplicate.Failure): the one place a failure becomes an action.
+func Classify(err error) consumer.Classification {
+	d := consumer.Classification{Reason: duplicate.ReasonOf(err)}
+	switch duplicate.KindOf(err) {
+	case duplicate.FailurePermanent:
+		d.Action = consumer.DeadLetter
+	case duplicate.FailureTransient:
+		d.Action = consumer.Retry
+	default: // rate limited, account, store: not the message's fault
+		d.Action = consumer.Wait
+	}
+	return d
+}

@@ -1,0 +1,184 @@
+// Package pipeline handles the events consumer's messages: it decodes an "H5 IDV completed" event
+// (once: the routing key reuses the decoded event), resolves its vendor region, parks it when that
+// region cannot take it (see Parking), runs the detector, counts the outcome and nudges the relay
+// when an alert is waiting. Classify says what a handler error means for the message: the one place
+// a failure kind becomes retry, wait or dead letter. The wiring (which consumers, which topics) is
+// service's.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/doppelhq/doppel/internal/clip"
+	"github.com/doppelhq/doppel/internal/config"
+	"github.com/doppelhq/doppel/internal/duplicate"
+	"github.com/doppelhq/doppel/internal/metrics"
+	"github.com/doppelhq/doppel/internal/region"
+)
+
+// Config configures a Handler.
+type Config struct {
+	// Settings gives the event bounds (DOPPEL_MAX_EVENT_BYTES, DOPPEL_REJECT_UNKNOWN_TYPES).
+	Settings config.Config
+	Detector *duplicate.Detector
+	Regions  *region.Registry
+	// Parking moves events of regions that cannot take them to their parking topics; nil with one
+	// region (its events wait in place, as its trouble stops everything anyway) and in the parking
+	// topics' own consumers.
+	Parking *Parking
+	// WaitForRegion makes the handler wait, before any work, while its region cannot take calls:
+	// set in the parking topics' consumers, whose events wait for nothing else.
+	WaitForRegion bool
+	// OnAlert is called when a stored check raised an alert (the relay's Notify).
+	OnAlert func()
+	Metrics *metrics.Metrics
+	Logger  *slog.Logger
+}
+
+// Handler is the consumer's handler: decode, detect, nudge the relay.
+type Handler struct {
+	cfg Config
+	log *slog.Logger
+	// pending holds the events RouteKey decoded, by position, until Handle takes them.
+	pending sync.Map // position -> decodedEvent
+}
+
+// New returns a Handler for cfg.
+func New(cfg Config) *Handler {
+	if cfg.OnAlert == nil {
+		cfg.OnAlert = func() {}
+	}
+	return &Handler{cfg: cfg, log: cfg.Logger}
+}
+
+type position struct {
+	topic     string
+	partition int
+	offset    int64
+}
+
+type decodedEvent struct {
+	ev     duplicate.Event
+	region *region.Region
+	err    error
+}
+
+// RouteKey serialises work per signatureId, so one signatureId is never searched twice at once: the
+// message key, which producers set to the signatureId, or, when a producer left the key empty, the
+// signatureId of the decoded event. The event is decoded here once and kept for Handle, which
+// does not parse the message again.
+func (p *Handler) RouteKey(msg kafka.Message) []byte {
+	if len(msg.Key) > 0 {
+		return msg.Key
+	}
+	ev, reg, err := p.decode(msg)
+	p.pending.Store(position{msg.Topic, msg.Partition, msg.Offset}, decodedEvent{ev, reg, err})
+	var de *duplicate.DecodeError
+	switch {
+	case err == nil:
+		return []byte(ev.SignatureID)
+	case errors.As(err, &de) && de.SignatureID != "":
+		return []byte(de.SignatureID)
+	default:
+		return msg.Value
+	}
+}
+
+// decoded returns the event RouteKey decoded for msg, or decodes it (a keyed message, or a retry).
+func (p *Handler) decoded(msg kafka.Message) (duplicate.Event, *region.Region, error) {
+	if d, ok := p.pending.LoadAndDelete(position{msg.Topic, msg.Partition, msg.Offset}); ok {
+		d := d.(decodedEvent)
+		return d.ev, d.region, d.err
+	}
+	return p.decode(msg)
+}
+
+// Handle is the consumer's handler for one event: see the package doc. It is idempotent, as
+// consumer.Handler must be.
+func (p *Handler) Handle(ctx context.Context, msg kafka.Message) error {
+	p.cfg.Metrics.EventConsumed()
+	src := sourceOf(msg)
+	ev, reg, err := p.decoded(msg)
+	if err != nil {
+		var de *duplicate.DecodeError
+		if errors.As(err, &de) && de.SignatureID != "" {
+			if rerr := p.cfg.Detector.RecordFailure(ctx, de.SignatureID, ev.Region, de.Reason+": "+de.Detail, src); rerr != nil {
+				return rerr
+			}
+			p.cfg.Metrics.Outcome(string(duplicate.OutcomeFailed))
+		}
+		return err
+	}
+	if p.cfg.WaitForRegion {
+		if err := reg.WaitUsable(ctx); err != nil {
+			return err
+		}
+	}
+	if p.cfg.Parking != nil {
+		if !p.cfg.Parking.enter(reg) {
+			return p.cfg.Parking.park(ctx, msg, reg, "region cannot take events now")
+		}
+		defer p.cfg.Parking.leave(reg)
+	}
+	res, err := p.cfg.Detector.Handle(ctx, ev, src)
+	if err != nil && p.cfg.Parking != nil && regionTrouble(err) {
+		return p.cfg.Parking.park(ctx, msg, reg, err.Error())
+	}
+	if err != nil {
+		if res.Outcome == duplicate.OutcomeFailed { // a permanent failure, recorded against the check
+			p.cfg.Metrics.Outcome(string(duplicate.OutcomeFailed))
+		}
+		return err
+	}
+	log := p.log.With("signature_id", ev.SignatureID, "partition", msg.Partition, "offset", msg.Offset)
+	if res.AlreadyStored {
+		p.cfg.Metrics.Outcome("already_stored")
+		log.Debug("already stored, not searched again", "outcome", res.Outcome)
+		return nil
+	}
+	p.cfg.Metrics.Outcome(string(res.Outcome))
+	log.Info("check stored", "outcome", res.Outcome, "vendor_transaction_id", res.VendorTransactionID,
+		"new_links", len(res.Saved.NewLinks))
+	if res.Saved.Alert != nil {
+		p.cfg.OnAlert()
+	}
+	return nil
+}
+
+// decode parses the event and resolves its region: the event's region field, else the Kafka header
+// region, else the default region. An unconfigured region is a *duplicate.DecodeError with reason
+// unknown_region (the returned event then carries the region as given, to record the failure).
+func (p *Handler) decode(msg kafka.Message) (duplicate.Event, *region.Region, error) {
+	ev, err := duplicate.DecodeEvent(msg.Value, duplicate.DecodeOptions{
+		MaxBytes: p.cfg.Settings.MaxEventBytes, RejectUnknownTypes: p.cfg.Settings.RejectUnknownTypes})
+	if err != nil {
+		// The failure is recorded in the default region: an unusable event's region is unknown.
+		ev.Region = p.cfg.Regions.Default().Name
+		return ev, nil, err
+	}
+	reg, err := p.cfg.Regions.Resolve(ev.Region, msg.Headers)
+	if err != nil {
+		var unknown *region.UnknownError
+		errors.As(err, &unknown)
+		ev.Region = strings.ToValidUTF8(clip.Bytes(unknown.Region, duplicate.MaxRegionLen), "")
+		return ev, nil, &duplicate.DecodeError{Reason: duplicate.ReasonUnknownRegion, Field: "region", Detail: err.Error(), SignatureID: ev.SignatureID}
+	}
+	ev.Region = reg.Name
+	return ev, reg, nil
+}
+
+// regionTrouble reports whether err says the region's vendor cannot take events now (down, busy,
+// account unusable, budget spent), as opposed to a problem of the event or of our database.
+func regionTrouble(err error) bool {
+	switch duplicate.KindOf(err) {
+	case duplicate.FailureTransient, duplicate.FailureRateLimited, duplicate.FailureAccount:
+		return true
+	}
+	return false
+}

@@ -1,0 +1,39 @@
+package pipeline
+
+import (
+	"testing"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/doppelhq/doppel/internal/config"
+	"github.com/doppelhq/doppel/internal/consumer"
+	"github.com/doppelhq/doppel/internal/duplicate"
+	"github.com/doppelhq/doppel/internal/region"
+)
+
+func TestRouteKeyDecodesOnceAndHandsTheEventToHandle(t *testing.T) {
+	t.Parallel()
+	regions, err := region.NewRegistry(duplicate.DefaultRegion, region.New(duplicate.DefaultRegion, nil, nil))
+	require.NoError(t, err)
+	h := New(Config{Settings: config.Config{MaxEventBytes: 1024}, Regions: regions})
+
+	keyed := kafka.Message{Topic: "t", Partition: 0, Offset: 1, Key: []byte("k"), Value: []byte(`{"signatureId":"s1","type":"COMPLETED"}`)}
+	require.Equal(t, []byte("k"), h.RouteKey(keyed), "the producer's key wins and nothing is decoded")
+	_, kept := h.pending.Load(position{"t", 0, 1})
+	require.False(t, kept)
+
+	unkeyed := kafka.Message{Topic: "t", Partition: 0, Offset: 2, Value: []byte(`{"signatureId":"s2","type":"COMPLETED"}`)}
+	require.Equal(t, []byte("s2"), h.RouteKey(unkeyed))
+	ev, _, err := h.decoded(unkeyed)
+	require.NoError(t, err)
+	require.Equal(t, "s2", ev.SignatureID)
+	_, kept = h.pending.Load(position{"t", 0, 2})
+	require.False(t, kept, "Handle takes the decoded event: nothing stays behind")
+
+	bad := kafka.Message{Topic: "t", Partition: 0, Offset: 3, Value: []byte(`{"signatureId":"s3","type":"COMPLETED","userId":7}`)}
+	require.Equal(t, []byte("s3"), h.RouteKey(bad), "a bad event is still serialised by its signatureId")
+	_, _, err = h.decoded(bad)
+	require.Equal(t, consumer.DeadLetter, Classify(err).Action)
+	require.Equal(t, duplicate.ReasonWrongFieldType, Classify(err).Reason)
+}
