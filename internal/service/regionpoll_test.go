@@ -11,10 +11,10 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
 
-	"github.com/doppelhq/doppel/internal/advancesim"
 	"github.com/doppelhq/doppel/internal/duplicate"
+	"github.com/doppelhq/doppel/internal/harness/advancesim"
+	"github.com/doppelhq/doppel/internal/harness/testinfra"
 	"github.com/doppelhq/doppel/internal/postgres"
-	"github.com/doppelhq/doppel/internal/testinfra"
 )
 
 // setupRegionPolling is setupRegions (ph the default, th) with short reconciliation settings.
