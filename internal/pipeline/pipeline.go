@@ -35,8 +35,8 @@ type Config struct {
 	// WaitForRegion makes the handler wait, before any work, while its region cannot take calls:
 	// set in the parking topics' consumers, whose events wait for nothing else.
 	WaitForRegion bool
-	// OnAlert is called when a stored check raised an alert (the relay's Notify).
-	OnAlert func()
+	// OnAlert is given each alert a stored check raised, once it is committed (the relay's Handoff).
+	OnAlert func(duplicate.Alert)
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
 }
@@ -52,7 +52,7 @@ type Handler struct {
 // New returns a Handler for cfg.
 func New(cfg Config) *Handler {
 	if cfg.OnAlert == nil {
-		cfg.OnAlert = func() {}
+		cfg.OnAlert = func(duplicate.Alert) {}
 	}
 	return &Handler{cfg: cfg, log: cfg.Logger}
 }
@@ -146,7 +146,7 @@ func (p *Handler) Handle(ctx context.Context, msg kafka.Message) error {
 	log.Info("check stored", "outcome", res.Outcome, "vendor_transaction_id", res.VendorTransactionID,
 		"new_links", len(res.Saved.NewLinks))
 	if res.Saved.Alert != nil {
-		p.cfg.OnAlert()
+		p.cfg.OnAlert(*res.Saved.Alert)
 	}
 	return nil
 }

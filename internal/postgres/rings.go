@@ -95,18 +95,24 @@ LIMIT $2`, ring.Members, MaxRingLinks+1)
 
 // ringsOf returns the stored ring of each of users that is in one, keyed by userId.
 func ringsOf(ctx context.Context, q querier, users []string) (map[string]duplicate.RingState, error) {
-	out := map[string]duplicate.RingState{}
 	if len(users) == 0 {
-		return out, nil
+		return map[string]duplicate.RingState{}, nil
 	}
-	rows, err := q.Query(ctx, `
+	rows, err := q.Query(ctx, ringsOfSQL, pgx.QueryExecModeExec, users)
+	return readRings(rows, err, users)
+}
+
+const ringsOfSQL = `
 SELECT m.user_id, r.ring_key, r.smallest_user_id, r.size
-FROM unnest($1::text[]) AS u(id)
-JOIN ring_members m ON m.user_id = u.id
-JOIN rings r ON r.ring_key = m.ring_key`, pgx.QueryExecModeExec, users)
+FROM ring_members m JOIN rings r ON r.ring_key = m.ring_key
+WHERE m.user_id = ANY ($1::text[])`
+
+// readRings reads ringsOfSQL's answer.
+func readRings(rows pgx.Rows, err error, users []string) (map[string]duplicate.RingState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read rings of %d users: %w", len(users), err)
 	}
+	out := map[string]duplicate.RingState{}
 	var u string
 	var st duplicate.RingState
 	_, err = pgx.ForEachRow(rows, []any{&u, &st.Key, &st.Smallest, &st.Size}, func() error {

@@ -64,7 +64,7 @@ func (s *Store) FinalOutcome(ctx context.Context, signatureID string) (duplicate
 // no review cleared it, an alert row in the outbox, all in one transaction. A signatureId with a
 // final outcome is left as it is (Stored false), which makes a redelivered event harmless; a
 // non-final one (skipped, incomplete, failed) is overwritten by a later event. It is a batch of one:
-// see saveChecks.
+// see saveBatch.
 func (s *Store) SaveCheck(ctx context.Context, check duplicate.Check) (duplicate.Saved, error) {
 	saved, err := s.saveBatch(ctx, []duplicate.Check{check})
 	if err != nil {
@@ -73,18 +73,40 @@ func (s *Store) SaveCheck(ctx context.Context, check duplicate.Check) (duplicate
 	return saved[0], nil
 }
 
-// saveBatch runs saveChecks in its own transaction. A transaction chosen as a deadlock victim was
-// rolled back whole, so it is simply run again.
+// saveBatch stores checks with distinct signatureIds, their links, ring changes and alerts, in one
+// transaction; saved[i] answers checks[i]. A batch that names no matched account (most: most
+// people have one account) is one INSERT, which PostgreSQL runs as a transaction of its own, one
+// round trip instead of three; any other is saveLinkedBatch. A transaction chosen as a deadlock
+// victim was rolled back whole, so it is simply run again.
 func (s *Store) saveBatch(ctx context.Context, checks []duplicate.Check) ([]duplicate.Saved, error) {
+	if !anyMatches(checks) {
+		stored, err := insertChecks(ctx, s.pool, checks)
+		if err != nil {
+			return nil, err
+		}
+		saved := make([]duplicate.Saved, len(checks))
+		for i := range saved {
+			saved[i].Stored = stored[i]
+		}
+		return saved, nil
+	}
 	var saved []duplicate.Saved
 	err := retryConflicts(ctx, func() error {
-		return inTx(ctx, s.pool, func(tx pgx.Tx) error {
-			var err error
-			saved, err = s.saveChecks(ctx, tx, checks)
-			return err
-		})
+		var err error
+		saved, err = s.saveLinkedBatch(ctx, checks)
+		return err
 	})
 	return saved, err
+}
+
+// anyMatches reports whether a check of the batch names a matched account, and so may link a pair.
+func anyMatches(checks []duplicate.Check) bool {
+	for _, c := range checks {
+		if len(c.MatchedUserIDs) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // conflictAttempts bounds the runs of a transaction that keeps losing deadlocks.
@@ -112,87 +134,105 @@ func isConflict(err error) bool {
 	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
 }
 
-// saveChecks stores checks with distinct signatureIds in one statement, then links, rings and
-// alerts for those it stored (see linkAll). Saved[i] answers checks[i].
-func (s *Store) saveChecks(ctx context.Context, tx pgx.Tx, checks []duplicate.Check) ([]duplicate.Saved, error) {
-	stored, err := insertChecks(ctx, tx, checks)
-	if err != nil {
-		return nil, err
-	}
-	saved := make([]duplicate.Saved, len(checks))
-	var linking []duplicate.Check
-	var at []int
-	for i, c := range checks {
-		if stored[i] {
-			saved[i].Stored = true
-			linking = append(linking, c)
-			at = append(at, i)
-		}
-	}
-	linked, err := s.linkAll(ctx, tx, linking)
-	if err != nil {
-		return nil, err
-	}
-	for j, i := range at {
-		saved[i] = linked[j]
-	}
-	return saved, nil
-}
-
 // linkAll writes what stored checks change: it reads the state of every pair they link and the
-// rings of the accounts they may join, lets the domain decide (duplicate.PlanLinks,
-// duplicate.MergeRings), and writes the links, the ring index and the alerts, one statement per
-// table. A few round trips per batch, whatever its size.
+// rings of the accounts they may join, lets the domain decide (decideLinks), and writes the links,
+// the ring index and the alerts, one statement per table. A few round trips per batch, whatever
+// its size. The batch path does the same in fewer round trips (saveLinkedBatch); this is the one
+// for a check re-run inside a transaction of its own.
 //
 // The ring-index lock serializes this step between transactions, so the pair states and rings read
 // are still true when the decision is written: two batches cannot both find one pair new (two
-// alerts) or both grow one ring from stale sizes. Check inserts, the bulk of the work, stay outside it.
+// alerts) or both grow one ring from stale sizes.
 func (s *Store) linkAll(ctx context.Context, tx pgx.Tx, checks []duplicate.Check) ([]duplicate.Saved, error) {
-	saved := make([]duplicate.Saved, len(checks))
-	for i := range saved {
-		saved[i].Stored = true
-	}
 	pairs := duplicate.Pairs(checks)
 	if len(pairs) == 0 {
-		return saved, nil
+		return storedOnly(len(checks)), nil
 	}
 	if err := lockRingIndex(ctx, tx); err != nil {
 		return nil, err
 	}
+	states, err := pairStates(ctx, tx, checkUsers(checks), pairs)
+	if err != nil {
+		return nil, err
+	}
+	d, err := s.decideLinks(checks, states, func(users []string) (map[string]duplicate.RingState, error) {
+		return ringsOf(ctx, tx, users)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := insertNewLinks(ctx, tx, d.plan.Links); err != nil {
+		return nil, err
+	}
+	writes := &pgx.Batch{}
+	d.queueWrites(writes, false)
+	if err := tx.SendBatch(ctx, writes).Close(); err != nil {
+		return nil, d.writeError(err)
+	}
+	return d.saved, nil
+}
+
+// linkDecision is what the domain decided a batch of stored checks changes.
+type linkDecision struct {
+	saved   []duplicate.Saved
+	plan    duplicate.LinkPlan
+	changes duplicate.RingChanges
+	alerts  []*duplicate.Alert
+}
+
+// decideLinks applies the alert rule (duplicate.PlanLinks) and the ring rule (duplicate.MergeRings)
+// to stored checks, given the states of their pairs; rings reads the rings of the accounts the rule
+// may join.
+func (s *Store) decideLinks(checks []duplicate.Check, states map[duplicate.PairKey]duplicate.PairState,
+	rings func(users []string) (map[string]duplicate.RingState, error)) (linkDecision, error) {
+	d := linkDecision{saved: storedOnly(len(checks)), plan: duplicate.PlanLinks(checks, states)}
+	current, err := rings(duplicate.RingUsers(checks, d.plan))
+	if err != nil {
+		return linkDecision{}, err
+	}
+	var ringOf []duplicate.Ring
+	d.changes, ringOf = duplicate.MergeRings(current, checks, d.plan)
+	for i, c := range checks {
+		d.saved[i].NewLinks = d.plan.Checks[i].NewLinks
+		if len(d.plan.Checks[i].Alertable) > 0 {
+			d.saved[i].Alert = duplicate.NewAlert(s.newAlertID(), c, d.plan.Checks[i].Alertable, ringOf[i], s.policy)
+			d.alerts = append(d.alerts, d.saved[i].Alert)
+		}
+	}
+	return d, nil
+}
+
+// queueWrites queues the decision's writes: the new links too unless they are copied separately
+// (insertNewLinks), the links seen again, the ring index and the alerts.
+func (d linkDecision) queueWrites(b *pgx.Batch, withNewLinks bool) {
+	if withNewLinks {
+		queueNewLinks(b, d.plan.Links)
+	}
+	queueSeenAgain(b, d.plan.Links)
+	queueRingChanges(b, d.changes)
+	queueAlerts(b, d.alerts)
+}
+
+func (d linkDecision) writeError(err error) error {
+	return fmt.Errorf("write %d links, rings and %d alerts: %w", len(d.plan.Links), len(d.alerts), err)
+}
+
+// storedOnly returns n answers that say "stored" and nothing else.
+func storedOnly(n int) []duplicate.Saved {
+	saved := make([]duplicate.Saved, n)
+	for i := range saved {
+		saved[i].Stored = true
+	}
+	return saved
+}
+
+// checkUsers returns the checks' userIds, whose links and reviews hold every pair they name.
+func checkUsers(checks []duplicate.Check) []string {
 	users := make([]string, 0, len(checks))
 	for _, c := range checks {
 		users = append(users, c.UserID)
 	}
-	states, err := pairStates(ctx, tx, users, pairs)
-	if err != nil {
-		return nil, err
-	}
-	plan := duplicate.PlanLinks(checks, states)
-	current, err := ringsOf(ctx, tx, duplicate.RingUsers(checks, plan))
-	if err != nil {
-		return nil, err
-	}
-	changes, rings := duplicate.MergeRings(current, checks, plan)
-
-	var alerts []*duplicate.Alert
-	for i, c := range checks {
-		saved[i].NewLinks = plan.Checks[i].NewLinks
-		if len(plan.Checks[i].Alertable) > 0 {
-			saved[i].Alert = duplicate.NewAlert(s.newAlertID(), c, plan.Checks[i].Alertable, rings[i], s.policy)
-			alerts = append(alerts, saved[i].Alert)
-		}
-	}
-	if err := insertNewLinks(ctx, tx, plan.Links); err != nil {
-		return nil, err
-	}
-	writes := &pgx.Batch{}
-	queueSeenAgain(writes, plan.Links)
-	queueRingChanges(writes, changes)
-	queueAlerts(writes, alerts)
-	if err := tx.SendBatch(ctx, writes).Close(); err != nil {
-		return nil, fmt.Errorf("write %d links, rings and %d alerts: %w", len(plan.Links), len(alerts), err)
-	}
-	return saved, nil
+	return users
 }
 
 // insertChecksSQL stores a batch of checks unless a final outcome exists; it returns the
@@ -224,7 +264,13 @@ WHERE idv_checks.outcome IN ('skipped', 'incomplete', 'failed')
 RETURNING signature_id`
 
 // insertChecks stores checks (distinct signatureIds) in one statement and reports which it stored.
-func insertChecks(ctx context.Context, tx pgx.Tx, checks []duplicate.Check) ([]bool, error) {
+func insertChecks(ctx context.Context, q querier, checks []duplicate.Check) ([]bool, error) {
+	rows, err := q.Query(ctx, insertChecksSQL, insertChecksArgs(checks)...)
+	return readStored(rows, err, checks)
+}
+
+// insertChecksArgs returns insertChecksSQL's arguments for checks.
+func insertChecksArgs(checks []duplicate.Check) []any {
 	n := len(checks)
 	sig, uid, typ, outcome, overall := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	similar, matched, nsimilar, nmatched := make([]string, n), make([]string, n), make([]int32, n), make([]int32, n)
@@ -239,20 +285,24 @@ func insertChecks(ctx context.Context, tx pgx.Tx, checks []duplicate.Check) ([]b
 		topic[i], part[i], off[i], at[i] = c.Source.Topic, int32(c.Source.Partition), c.Source.Offset, c.CheckedAt
 		region[i] = duplicate.RegionOf(c)
 	}
-	rows, err := tx.Query(ctx, insertChecksSQL, sig, uid, typ, outcome, overall, similar, matched, nsimilar, nmatched,
-		txID, failure, event, occurred, topic, part, off, at, region)
+	return []any{sig, uid, typ, outcome, overall, similar, matched, nsimilar, nmatched,
+		txID, failure, event, occurred, topic, part, off, at, region}
+}
+
+// readStored reads insertChecksSQL's answer: which of checks it stored.
+func readStored(rows pgx.Rows, err error, checks []duplicate.Check) ([]bool, error) {
 	if err != nil {
-		return nil, fmt.Errorf("insert %d checks: %w", n, err)
+		return nil, fmt.Errorf("insert %d checks: %w", len(checks), err)
 	}
 	storedSigs, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return nil, fmt.Errorf("insert %d checks: %w", n, err)
+		return nil, fmt.Errorf("insert %d checks: %w", len(checks), err)
 	}
-	index := make(map[string]int, n)
-	for i, s := range sig {
-		index[s] = i
+	index := make(map[string]int, len(checks))
+	for i, c := range checks {
+		index[c.SignatureID] = i
 	}
-	stored := make([]bool, n)
+	stored := make([]bool, len(checks))
 	for _, s := range storedSigs {
 		stored[index[s]] = true
 	}
@@ -317,15 +367,28 @@ ORDER BY r.lo, r.hi, r.reviewed_at DESC, r.review_id DESC`
 // pairStates returns the state of those of pairs that are linked or reviewed. Every pair must
 // contain one of users, whose links and reviews are read.
 func pairStates(ctx context.Context, tx pgx.Tx, users []string, pairs []duplicate.PairKey) (map[duplicate.PairKey]duplicate.PairState, error) {
+	b := &pgx.Batch{}
+	queuePairStates(b, users)
+	res := tx.SendBatch(ctx, b)
+	states, err := readPairStates(res, users, pairs)
+	if closeErr := res.Close(); err == nil {
+		err = closeErr
+	}
+	return states, err
+}
+
+// queuePairStates queues the reads readPairStates answers.
+func queuePairStates(b *pgx.Batch, users []string) {
+	b.Queue(pairLinksSQL, users)
+	b.Queue(pairReviewsSQL, users)
+}
+
+// readPairStates reads the answers of queuePairStates's reads, keeping those of pairs.
+func readPairStates(res pgx.BatchResults, users []string, pairs []duplicate.PairKey) (map[duplicate.PairKey]duplicate.PairState, error) {
 	wanted := make(map[duplicate.PairKey]bool, len(pairs))
 	for _, p := range pairs {
 		wanted[p] = true
 	}
-	b := &pgx.Batch{}
-	b.Queue(pairLinksSQL, users)
-	b.Queue(pairReviewsSQL, users)
-	res := tx.SendBatch(ctx, b)
-	defer res.Close()
 	out := map[duplicate.PairKey]duplicate.PairState{}
 	var k duplicate.PairKey
 	rows, err := res.Query()
@@ -357,13 +420,13 @@ func pairStates(ctx context.Context, tx pgx.Tx, users []string, pairs []duplicat
 	if err != nil {
 		return nil, fmt.Errorf("read reviews of %d users: %w", len(users), err)
 	}
-	return out, res.Close()
+	return out, nil
 }
 
 // insertNewLinks copies the batch's new pairs into duplicate_links. COPY is the cheapest way in
 // (a face farm's batch holds hundreds of thousands of them) and is safe here: the pairs were read
 // as unlinked under the ring-index lock, which every writer of links holds.
-func insertNewLinks(ctx context.Context, tx pgx.Tx, links []duplicate.LinkWrite) error {
+func insertNewLinks(ctx context.Context, tx copier, links []duplicate.LinkWrite) error {
 	var fresh []int
 	for i, l := range links {
 		if l.New {
@@ -390,6 +453,37 @@ func insertNewLinks(ctx context.Context, tx pgx.Tx, links []duplicate.LinkWrite)
 		return fmt.Errorf("insert %d new links: %w", len(fresh), err)
 	}
 	return nil
+}
+
+// copier is what COPY runs on: a transaction, or a connection inside one.
+type copier interface {
+	CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, rows pgx.CopyFromSource) (int64, error)
+}
+
+// newLinksSQL inserts new links where a COPY is not worth its own round trips (a few links).
+const newLinksSQL = `
+INSERT INTO duplicate_links (user_id_low, user_id_high, first_seen_at, last_seen_at, seen_count,
+    first_signature_id, last_signature_id, reaches_failed_attempt, regions)
+SELECT u.lo, u.hi, u.first_seen, u.last_seen, u.seen, u.first_sig, u.last_sig, u.failed, u.regions::text[]
+FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::int[], $6::text[], $7::text[],
+    $8::bool[], $9::text[]) AS u(lo, hi, first_seen, last_seen, seen, first_sig, last_sig, failed, regions)`
+
+func queueNewLinks(b *pgx.Batch, links []duplicate.LinkWrite) {
+	var lows, highs, firstSigs, lastSigs, regions []string
+	var firsts, lasts []time.Time
+	var seen []int32
+	var failed []bool
+	for _, l := range links {
+		if l.New {
+			lows, highs = append(lows, l.Low), append(highs, l.High)
+			firsts, lasts, seen = append(firsts, l.FirstSeenAt), append(lasts, l.LastSeenAt), append(seen, int32(l.Seen))
+			firstSigs, lastSigs = append(firstSigs, l.FirstSignatureID), append(lastSigs, l.LastSignatureID)
+			failed, regions = append(failed, l.ReachesFailedAttempt), append(regions, arrayLiteral(l.Regions))
+		}
+	}
+	if len(lows) > 0 {
+		b.Queue(newLinksSQL, lows, highs, firsts, lasts, seen, firstSigs, lastSigs, failed, regions)
+	}
 }
 
 // seenAgainSQL refreshes the links a batch saw again.
@@ -456,15 +550,25 @@ func queueAlerts(b *pgx.Batch, alerts []*duplicate.Alert) {
 // transaction. If publish fails nothing is marked, so the alerts go out again later with the same
 // alertId: delivery is at least once. It returns how many alerts were published.
 func (s *Store) PublishAlerts(ctx context.Context, limit int, publish func(context.Context, []duplicate.Alert) error) (int, error) {
+	return s.PublishSettledAlerts(ctx, limit, 0, nil, publish)
+}
+
+// PublishSettledAlerts is PublishAlerts for alerts detected at least settledFor ago and not in
+// exclude: the relay's poll, which leaves alerts on their way through a relay alone.
+func (s *Store) PublishSettledAlerts(ctx context.Context, limit int, settledFor time.Duration, exclude []string,
+	publish func(context.Context, []duplicate.Alert) error) (int, error) {
+	if exclude == nil {
+		exclude = []string{}
+	}
 	var n int
 	err := inTx(ctx, s.pool, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `
 SELECT `+alertColumns+`
 FROM alerts
-WHERE published_at IS NULL
+WHERE published_at IS NULL AND detected_at <= now() - $2::interval AND NOT alert_id = ANY($3::uuid[])
 ORDER BY detected_at, alert_id
 LIMIT $1
-FOR UPDATE SKIP LOCKED`, limit)
+FOR UPDATE SKIP LOCKED`, limit, settledFor, exclude)
 		if err != nil {
 			return fmt.Errorf("claim alerts: %w", err)
 		}
@@ -485,15 +589,28 @@ FOR UPDATE SKIP LOCKED`, limit)
 		for i, a := range alerts {
 			ids[i] = a.AlertID
 		}
-		if _, err := tx.Exec(ctx, `
-UPDATE alerts SET published_at = now(), publish_attempts = publish_attempts + 1
-WHERE alert_id = ANY($1::uuid[])`, ids); err != nil {
-			return fmt.Errorf("mark alerts published: %w", err)
+		if err := markPublished(ctx, tx, ids); err != nil {
+			return err
 		}
 		n = len(alerts)
 		return nil
 	})
 	return n, err
+}
+
+// MarkPublished marks alerts published that were published without being claimed (the relay's
+// handed-over alerts). An alert already marked keeps its first publication time.
+func (s *Store) MarkPublished(ctx context.Context, alertIDs []string) error {
+	return markPublished(ctx, s.pool, alertIDs)
+}
+
+func markPublished(ctx context.Context, q querier, ids []string) error {
+	if _, err := q.Exec(ctx, `
+UPDATE alerts SET published_at = coalesce(published_at, now()), publish_attempts = publish_attempts + 1
+WHERE alert_id = ANY($1::uuid[])`, ids); err != nil {
+		return fmt.Errorf("mark %d alerts published: %w", len(ids), err)
+	}
+	return nil
 }
 
 // OutboxBacklog returns how many alerts wait to be published and the age of the oldest one.

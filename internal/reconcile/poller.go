@@ -112,9 +112,10 @@ type Config struct {
 	OnCounts func(Counts)
 	// OnSettled is told how many verifications this instance settled with a status; may be nil.
 	OnSettled func(status Status, n int)
-	// OnAlerts is told when an alert was written to the outbox, to wake the relay; may be nil.
-	OnAlerts func()
-	Now      func() time.Time
+	// OnAlert is given each alert a verification found by polling raised, once committed (the
+	// relay's Handoff); may be nil.
+	OnAlert func(duplicate.Alert)
+	Now     func() time.Time
 }
 
 // AlertSink raises a callbacks_missing alert unless one was raised within the window, and
@@ -338,8 +339,8 @@ func (p *Poller) poll(ctx context.Context, d Due) error {
 	p.observe(v.OverallResult)
 	log.Info("verification found by polling", "verdict", v.OverallResult, "outcome", res.Outcome,
 		"already_stored", res.AlreadyStored, "new_links", len(res.Saved.NewLinks))
-	if res.Saved.Alert != nil && p.cfg.OnAlerts != nil {
-		p.cfg.OnAlerts()
+	if res.Saved.Alert != nil && p.cfg.OnAlert != nil {
+		p.cfg.OnAlert(*res.Saved.Alert)
 	}
 	return nil
 }

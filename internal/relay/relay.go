@@ -8,17 +8,24 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 
 	"github.com/doppelhq/doppel/internal/duplicate"
+	"github.com/doppelhq/doppel/internal/pause"
 	"github.com/doppelhq/doppel/internal/topic"
 )
 
 // Outbox is where alerts wait; postgres.Store implements it.
 type Outbox interface {
-	PublishAlerts(ctx context.Context, limit int, publish func(context.Context, []duplicate.Alert) error) (int, error)
+	// PublishSettledAlerts claims unpublished alerts detected at least settledFor ago, except
+	// those in exclude, hands them to publish and marks them published when it returns nil.
+	PublishSettledAlerts(ctx context.Context, limit int, settledFor time.Duration, exclude []string,
+		publish func(context.Context, []duplicate.Alert) error) (int, error)
+	// MarkPublished marks alerts published.
+	MarkPublished(ctx context.Context, alertIDs []string) error
 }
 
 // Config configures a Relay.
@@ -26,22 +33,42 @@ type Config struct {
 	Brokers   []string
 	Topic     string
 	BatchSize int
-	// Interval is how often the outbox is polled when nobody calls Notify.
+	// Interval is how often the outbox is polled for alerts nobody handed over.
 	Interval time.Duration
-	Logger   *slog.Logger
+	// SettleFor is how old an unpublished alert must be before a poll publishes it: younger ones
+	// are still on their way through the relay of the instance that committed them, and claiming
+	// them too would publish them twice. 0 takes 2 seconds.
+	SettleFor time.Duration
+	Logger    *slog.Logger
 	// OnPublished is told how many alerts went out, for metrics; may be nil.
 	OnPublished func(n int)
 }
 
-// Relay drains the outbox. Create it with New, start Run, and call Notify after a commit that wrote
-// an alert so it goes out at once rather than at the next poll.
+// Relay publishes alerts. The committer hands each committed alert over (Handoff): the relay
+// publishes it at once, with whatever else was handed over meanwhile, and then marks it published,
+// without reading it back. The outbox stays the source of truth: a poll every Interval publishes
+// what was never handed over or could not be published (a crash between commit and publish,
+// another process's re-runs, a broker that was down), once it has settled. Create it with New and
+// start Run.
 type Relay struct {
-	cfg    Config
-	outbox Outbox
-	writer *kafka.Writer
-	wake   chan struct{}
-	log    *slog.Logger
+	cfg     Config
+	outbox  Outbox
+	writer  *kafka.Writer
+	handoff chan duplicate.Alert
+	wake    chan struct{}
+	log     *slog.Logger
+
+	// mu guards inFlight, the alerts handed over and not yet marked, which a poll must leave
+	// alone, and toMark, those of them published and waiting for markLoop.
+	mu       sync.Mutex
+	inFlight map[string]struct{}
+	toMark   []duplicate.Alert
+	markWake chan struct{}
 }
+
+// handoffFactor times BatchSize is how many handed-over alerts may wait; past it a handoff is
+// dropped, and the alert goes out with the next poll instead.
+const handoffFactor = 8
 
 // New returns a Relay that publishes from outbox to cfg.Topic.
 func New(cfg Config, outbox Outbox) *Relay {
@@ -51,24 +78,46 @@ func New(cfg Config, outbox Outbox) *Relay {
 	if cfg.Interval <= 0 {
 		cfg.Interval = 500 * time.Millisecond
 	}
+	if cfg.SettleFor <= 0 {
+		cfg.SettleFor = 2 * time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Relay{
-		cfg:    cfg,
-		outbox: outbox,
-		wake:   make(chan struct{}, 1),
-		log:    cfg.Logger,
+		cfg:      cfg,
+		outbox:   outbox,
+		handoff:  make(chan duplicate.Alert, handoffFactor*cfg.BatchSize),
+		wake:     make(chan struct{}, 1),
+		log:      cfg.Logger,
+		inFlight: map[string]struct{}{},
+		markWake: make(chan struct{}, 1),
 		// Acknowledged by every in-sync replica before a row is marked published; the same
 		// partition per userId as Java producers.
 		writer: topic.NewWriter(cfg.Brokers, cfg.Topic, topic.WriterConfig{
-			BatchSize:    cfg.BatchSize,
-			BatchTimeout: 2 * time.Millisecond, // kafka-go's 1 s default would delay every alert
+			BatchSize: cfg.BatchSize,
+			// Each write hands over its whole batch and nothing else writes meanwhile, so waiting
+			// for more (kafka-go's 1 s default; 2 ms before) only delayed every alert.
+			BatchTimeout: 50 * time.Microsecond,
 		}),
 	}
 }
 
-// Notify wakes the relay without blocking.
+// Handoff gives the relay an alert its transaction has committed, to publish now. It never
+// blocks: when too many wait, the alert is left to the next poll.
+func (r *Relay) Handoff(a duplicate.Alert) {
+	r.mu.Lock()
+	r.inFlight[a.AlertID] = struct{}{}
+	r.mu.Unlock()
+	select {
+	case r.handoff <- a:
+	default:
+		r.settle([]duplicate.Alert{a})
+	}
+}
+
+// Notify asks for a poll of the outbox now, without blocking: for alerts written by a path that
+// does not hand them over (re-runs, polling). They still wait to settle.
 func (r *Relay) Notify() {
 	select {
 	case r.wake <- struct{}{}:
@@ -78,44 +127,186 @@ func (r *Relay) Notify() {
 
 // Run publishes until ctx is cancelled, then makes one last bounded attempt to drain the outbox.
 func (r *Relay) Run(ctx context.Context) error {
+	markCtx, stopMarking := context.WithCancel(context.WithoutCancel(ctx))
+	marked := make(chan struct{})
+	go func() {
+		defer close(marked)
+		r.markLoop(markCtx)
+	}()
+	stopMarkLoop := func() {
+		stopMarking()
+		<-marked
+	}
+	defer stopMarkLoop()
 	t := time.NewTicker(r.cfg.Interval)
 	defer t.Stop()
 	failures := 0
+	poll := true // at start: what a previous run left
 	for {
-		n, err := r.outbox.PublishAlerts(ctx, r.cfg.BatchSize, r.publish)
-		switch {
-		case err != nil && ctx.Err() == nil:
-			failures++
-			wait := min(time.Duration(failures)*200*time.Millisecond, 5*time.Second)
-			r.log.Warn("publish alerts", "error", err, "retry_in", wait)
-			select {
-			case <-ctx.Done():
-			case <-time.After(wait):
-			}
-			continue
-		case err == nil:
-			failures = 0
-			if n > 0 && r.cfg.OnPublished != nil {
-				r.cfg.OnPublished(n)
-			}
-			if n == r.cfg.BatchSize {
-				continue // more are probably waiting
+		if poll {
+			n, err := r.poll(ctx)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				failures++
+				wait := min(time.Duration(failures)*200*time.Millisecond, 5*time.Second)
+				r.log.Warn("publish alerts", "error", err, "retry_in", wait)
+				if !pause.For(ctx, wait) {
+					return r.drain(ctx, stopMarkLoop)
+				}
+				continue
+			case err == nil:
+				failures = 0
+				poll = n == r.cfg.BatchSize // more are probably waiting
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return r.drain(ctx)
+			return r.drain(ctx, stopMarkLoop)
+		case a := <-r.handoff:
+			r.publishHandedOver(ctx, a)
 		case <-r.wake:
+			poll = true
 		case <-t.C:
+			poll = true
 		}
 	}
 }
 
-func (r *Relay) drain(ctx context.Context) error {
+// publishHandedOver publishes first and whatever else was handed over meanwhile, up to a batch,
+// and queues them to be marked. What fails is left to the polls.
+func (r *Relay) publishHandedOver(ctx context.Context, first duplicate.Alert) {
+	batch := []duplicate.Alert{first}
+	for len(batch) < r.cfg.BatchSize {
+		select {
+		case a := <-r.handoff:
+			batch = append(batch, a)
+			continue
+		default:
+		}
+		break
+	}
+	if err := r.publish(ctx, batch); err != nil {
+		r.settle(batch)
+		r.log.Warn("publish handed-over alerts; the outbox poll will retry them", "count", len(batch), "error", err)
+		return
+	}
+	if r.cfg.OnPublished != nil {
+		r.cfg.OnPublished(len(batch))
+	}
+	r.mu.Lock()
+	r.toMark = append(r.toMark, batch...)
+	r.mu.Unlock()
+	select {
+	case r.markWake <- struct{}{}:
+	default:
+	}
+}
+
+// markLoop marks published alerts in the outbox, several at a time and at most one statement per
+// markSpacing: marking each alert as it goes out cost one commit (a WAL flush) per alert, which
+// slowed the check commits sharing the WAL. Until marked, an alert stays in flight, so no poll
+// publishes it again; one published and never marked (a crash) goes out again after a restart.
+func (r *Relay) markLoop(ctx context.Context) {
+	failures := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.markWake:
+		}
+		for {
+			r.mu.Lock()
+			batch := r.toMark
+			r.toMark = nil
+			r.mu.Unlock()
+			if len(batch) == 0 {
+				break
+			}
+			started := time.Now()
+			if err := r.outbox.MarkPublished(ctx, alertIDs(batch)); err != nil {
+				r.mu.Lock()
+				r.toMark = append(batch, r.toMark...)
+				r.mu.Unlock()
+				if ctx.Err() != nil {
+					return
+				}
+				failures++
+				r.log.Warn("mark alerts published", "count", len(batch), "error", err)
+				if !pause.For(ctx, min(time.Duration(failures)*200*time.Millisecond, 5*time.Second)) {
+					return
+				}
+				continue
+			}
+			failures = 0
+			r.settle(batch)
+			if !pause.For(ctx, markSpacing-time.Since(started)) {
+				return
+			}
+		}
+	}
+}
+
+func alertIDs(alerts []duplicate.Alert) []string {
+	ids := make([]string, len(alerts))
+	for i, a := range alerts {
+		ids[i] = a.AlertID
+	}
+	return ids
+}
+
+// markSpacing is the least time between two marking statements.
+const markSpacing = 20 * time.Millisecond
+
+// settle forgets alerts handed over: polls may claim them from now on.
+func (r *Relay) settle(alerts []duplicate.Alert) {
+	r.mu.Lock()
+	for _, a := range alerts {
+		delete(r.inFlight, a.AlertID)
+	}
+	r.mu.Unlock()
+}
+
+// poll publishes one batch of settled alerts from the outbox, leaving those handed over alone.
+func (r *Relay) poll(ctx context.Context) (int, error) {
+	r.mu.Lock()
+	exclude := make([]string, 0, len(r.inFlight))
+	for id := range r.inFlight {
+		exclude = append(exclude, id)
+	}
+	r.mu.Unlock()
+	n, err := r.outbox.PublishSettledAlerts(ctx, r.cfg.BatchSize, r.cfg.SettleFor, exclude, r.publish)
+	if err == nil && n > 0 && r.cfg.OnPublished != nil {
+		r.cfg.OnPublished(n)
+	}
+	return n, err
+}
+
+// drain publishes what was handed over and marks it, then publishes the settled alerts the outbox
+// holds, within a few seconds. stopMarkLoop stops markLoop first, so the last marks are made here.
+func (r *Relay) drain(ctx context.Context, stopMarkLoop func()) error {
 	drainCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
 	defer cancel()
+	stopMarkLoop()
 	for {
-		n, err := r.outbox.PublishAlerts(drainCtx, r.cfg.BatchSize, r.publish)
+		select {
+		case a := <-r.handoff:
+			r.publishHandedOver(drainCtx, a)
+			continue
+		default:
+		}
+		break
+	}
+	r.mu.Lock()
+	last := r.toMark
+	r.toMark = nil
+	r.mu.Unlock()
+	if len(last) > 0 {
+		if err := r.outbox.MarkPublished(drainCtx, alertIDs(last)); err != nil {
+			r.log.Warn("mark alerts published; they go out again after a restart", "count", len(last), "error", err)
+		}
+	}
+	for {
+		n, err := r.poll(drainCtx)
 		if err != nil || n < r.cfg.BatchSize {
 			if err != nil {
 				r.log.Warn("final outbox drain", "error", err)

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/doppelhq/doppel/internal/duplicate"
@@ -69,4 +71,82 @@ func TestAnAlertThatCannotBePublishedStaysInTheOutboxAndGoesOutLaterWithItsID(t 
 	require.Equal(t, saved.Alert.AlertID, a.AlertID)
 	require.Equal(t, "alice", string(msgs[0].Key))
 	require.Equal(t, []string{"bob"}, a.NewMatchedUserIDs)
+}
+
+// saveAlert stores a check of alice that links bob and returns its alert.
+func saveAlert(t *testing.T, store *postgres.Store, sig string) duplicate.Alert {
+	t.Helper()
+	saved, err := store.SaveCheck(context.Background(), duplicate.Check{SignatureID: sig, UserID: "alice-" + sig,
+		EventType: duplicate.EventTypeCompleted, Outcome: duplicate.OutcomeDuplicatesFound,
+		SimilarUserIDs: []string{"bob"}, MatchedUserIDs: []string{"bob"}, VendorTransactionID: "tx-" + sig,
+		CheckedAt: time.Now()})
+	require.NoError(t, err)
+	require.NotNil(t, saved.Alert)
+	return *saved.Alert
+}
+
+func runRelay(t *testing.T, r *relay.Relay) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	return func() {
+		cancel()
+		require.NoError(t, <-done)
+	}
+}
+
+// A handed-over alert goes out at once, is marked published, and no poll publishes it again; an
+// alert nobody handed over waits until it has settled (another instance may be publishing it).
+func TestHandedOverAlertsGoOutAtOnceAndPollsLeaveYoungAlertsAlone(t *testing.T) {
+	t.Parallel()
+	_, pool := testinfra.Database(t)
+	store := postgres.NewStore(pool)
+	alertsTopic := testinfra.Topics(t, 1, "doppel.alerts")[0]
+	ctx := context.Background()
+
+	handed := saveAlert(t, store, "s1")
+	notHanded := saveAlert(t, store, "s2")
+	var published atomic.Int64
+	// Polls every 20 ms, but only for alerts older than a minute: only a handoff can publish now.
+	r := relay.New(relay.Config{Brokers: testinfra.Brokers(t), Topic: alertsTopic, Interval: 20 * time.Millisecond,
+		SettleFor: time.Minute, OnPublished: func(n int) { published.Add(int64(n)) }}, store)
+	stop := runRelay(t, r)
+	r.Handoff(handed)
+	msgs := testinfra.ReadAll(t, alertsTopic, 1, 20*time.Second)
+	require.Len(t, msgs, 1)
+	require.Equal(t, handed.AlertID, string(header(msgs[0], "alert-id")))
+	testinfra.Eventually(t, 10*time.Second, func() bool {
+		n, _, err := store.OutboxBacklog(ctx)
+		return err == nil && n == 1
+	}, "the handed-over alert is marked published")
+	r.Notify() // a poll now still leaves the young alert alone
+	time.Sleep(300 * time.Millisecond)
+	stop()
+	require.EqualValues(t, 1, published.Load())
+	backlog, _, err := store.OutboxBacklog(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, backlog, "the alert nobody handed over has not settled yet")
+
+	// Once settled, a poll publishes it, and only it.
+	settled := relay.New(relay.Config{Brokers: testinfra.Brokers(t), Topic: alertsTopic, Interval: 20 * time.Millisecond,
+		SettleFor: time.Millisecond}, store)
+	stop = runRelay(t, settled)
+	testinfra.Eventually(t, 20*time.Second, func() bool {
+		n, _, err := store.OutboxBacklog(ctx)
+		return err == nil && n == 0
+	}, "the settled alert is published by a poll")
+	stop()
+	msgs = testinfra.ReadAll(t, alertsTopic, 3, 3*time.Second)
+	require.Len(t, msgs, 2, "each alert once")
+	require.Equal(t, notHanded.AlertID, string(header(msgs[1], "alert-id")))
+}
+
+func header(m kafka.Message, key string) []byte {
+	for _, h := range m.Headers {
+		if h.Key == key {
+			return h.Value
+		}
+	}
+	return nil
 }

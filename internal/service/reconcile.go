@@ -60,7 +60,7 @@ func newReconciliation(cfg config.Config, store *postgres.Store, batcher duplica
 			OnPolled:   rm.Polled,
 			OnCounts:   func(c reconcile.Counts) { rm.SetPending(c.Pending, c.RecoveredShare()) },
 			OnSettled:  func(s reconcile.Status, n int) { rm.Settled(string(s), n) },
-			OnAlerts:   rel.Notify,
+			OnAlert:    rel.Handoff,
 		}, store, polling, detector, reconcileAlerts{store: store, relay: rel}, uuid.NewString),
 	}
 	if cfg.EnrollFailed {

@@ -92,7 +92,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return consumer.Lag(ctx, cfg.KafkaBrokers, cfg.KafkaGroupID, cfg.TopicEvents)
 	})
 
-	handlerConfig := pipeline.Config{Settings: cfg, Detector: detector, Regions: vendor, OnAlert: rel.Notify,
+	handlerConfig := pipeline.Config{Settings: cfg, Detector: detector, Regions: vendor, OnAlert: rel.Handoff,
 		Metrics: m, Logger: log.With("component", "pipeline")}
 	parts := []named{{"relay", rel.Run}, {"budgets", func(ctx context.Context) error {
 		return refreshBudgets(ctx, vendor, log.With("component", "budget"))
