@@ -454,3 +454,31 @@ func TestBatcherStoresConcurrentChecksExactlyAsOneByOne(t *testing.T) {
 		}
 	}
 }
+
+// A linking batch is one transaction spread over pipelined round trips: when a statement of it
+// fails, nothing of it is stored and its connection is rolled back and reused, not left inside a
+// failed transaction (which the pool would close, or the next batch would inherit).
+func TestAFailedLinkingBatchStoresNothingAndLeavesItsConnectionUsable(t *testing.T) {
+	t.Parallel()
+	dbURL, _ := testinfra.Database(t)
+	ctx := context.Background()
+	pool, err := postgres.Connect(ctx, dbURL, 1)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	store := postgres.NewStore(pool)
+
+	// PostgreSQL refuses a NUL byte in text: the check insert fails inside the pipeline.
+	_, err = store.SaveCheck(ctx, check("bad", "mallory\x00", "bob"))
+	require.Error(t, err)
+
+	saved, err := store.SaveCheck(ctx, check("good", "alice", "bob"))
+	require.NoError(t, err)
+	require.True(t, saved.Stored)
+	require.NotNil(t, saved.Alert)
+	require.EqualValues(t, 1, pool.Stat().NewConnsCount(), "the one connection was reused")
+
+	var checks, links int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM idv_checks), (SELECT count(*) FROM duplicate_links)`).Scan(&checks, &links))
+	require.Equal(t, 1, checks, "only the good check")
+	require.Equal(t, 1, links, "only alice-bob")
+}
