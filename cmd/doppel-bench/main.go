@@ -66,6 +66,7 @@ func main() {
 // options are the knobs of one run.
 type options struct {
 	events       int
+	warmupEvents int
 	partitions   int
 	workersA     int
 	workersB     int
@@ -108,6 +109,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("doppel-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.IntVar(&o.events, "events", 50000, "events in the backlog of (a), the Kafka ceiling and the PostgreSQL ceiling")
+	fs.IntVar(&o.warmupEvents, "warmup-events", 40000, "events doppel drains, unmeasured, before the first scenario, so that Kafka's JIT, PostgreSQL's caches and the simulator are warm (0: none)")
 	fs.IntVar(&o.partitions, "partitions", 6, "partitions of every benchmark topic (doppel's default is 6)")
 	fs.IntVar(&o.workersA, "workers-a", 512, "DOPPEL_WORKERS for (a), (c) and (g) (doppel's default is 512)")
 	fs.IntVar(&o.workersB, "workers-b", 160, "DOPPEL_WORKERS for (b): the vendor limit x latency (500 x 0.2 s = 100) must be in flight")
@@ -167,6 +169,9 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.cFixedRate < 0 || o.cSteadyAfter < 0 || o.cSteadyAfter >= o.cDuration {
 		errs = append(errs, errors.New("-c-fixed-rate must not be negative and -c-steady-after must be shorter than -c-duration"))
+	}
+	if o.warmupEvents < 0 || o.warmupEvents > 1_000_000 {
+		errs = append(errs, fmt.Errorf("-warmup-events must be between 0 and 1000000, got %d", o.warmupEvents))
 	}
 	if o.events < 100 || o.events > 1_000_000 {
 		errs = append(errs, fmt.Errorf("-events must be between 100 and 1000000, got %d", o.events))

@@ -58,7 +58,7 @@ type report struct {
 
 func (o options) describe() map[string]string {
 	return map[string]string{
-		"events": fmt.Sprint(o.events), "partitions": fmt.Sprint(o.partitions),
+		"events": fmt.Sprint(o.events), "warmupEvents": fmt.Sprint(o.warmupEvents), "partitions": fmt.Sprint(o.partitions),
 		"workersA": fmt.Sprint(o.workersA), "workersB": fmt.Sprint(o.workersB),
 		"ringFraction": fmt.Sprint(o.ringFraction), "seed": fmt.Sprint(o.seed),
 		"bLatency": o.bLatency.String(), "bQPS": fmt.Sprint(o.bQPS), "bWarmup": o.bWarmup.String(),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -12,6 +13,12 @@ import (
 	"github.com/doppelhq/doppel/internal/config"
 	"github.com/doppelhq/doppel/internal/service"
 )
+
+// serveGCPercent is the garbage collector's target while serving, unless GOGC is set. Go's default
+// of 100 spent 13–15 % of doppel's CPU in the collector during the benchmark's backlog drain; at
+// 200 doppel used 3–12 % less CPU per event for a peak RSS of 80–84 MB instead of 64–65 MB, still
+// under the 100 MB the service is held to.
+const serveGCPercent = 200
 
 func (a *app) serveCommand() *cobra.Command {
 	return &cobra.Command{
@@ -34,6 +41,9 @@ func (a *app) serveCommand() *cobra.Command {
 				log.Warn("unknown variable", "variable", u.Name, "did_you_mean", u.Nearest, "problem", u.String())
 			}); err != nil {
 				return err
+			}
+			if _, set := a.environ["GOGC"]; !set {
+				debug.SetGCPercent(serveGCPercent)
 			}
 			ctx := cmd.Context()
 			if err := probeBrokers(ctx, cfg.KafkaBrokers); err != nil {

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -70,14 +71,16 @@ func (s *Store) linkPipelined(ctx context.Context, conn *pgx.Conn, checks []dupl
 		return nil, err
 	}
 
-	saved := make([]duplicate.Saved, len(checks))
-	var linking []duplicate.Check
-	var at []int
-	for i, c := range checks {
-		if stored[i] {
-			saved[i].Stored = true
-			linking = append(linking, c)
-			at = append(at, i)
+	// The checks stored (usually all of them) are linked; at maps them back to checks.
+	linking, at := checks, []int(nil)
+	subset := slices.Contains(stored, false)
+	if subset {
+		linking = make([]duplicate.Check, 0, len(checks))
+		for i, c := range checks {
+			if stored[i] {
+				linking = append(linking, c)
+				at = append(at, i)
+			}
 		}
 	}
 	d, err := s.decideLinks(linking, states, func(need []string) (map[string]duplicate.RingState, error) {
@@ -101,6 +104,10 @@ func (s *Store) linkPipelined(ctx context.Context, conn *pgx.Conn, checks []dupl
 	if err := conn.SendBatch(ctx, writes).Close(); err != nil {
 		return nil, d.writeError(err)
 	}
+	if !subset {
+		return d.saved, nil
+	}
+	saved := make([]duplicate.Saved, len(checks)) // Stored false for those not stored
 	for j, i := range at {
 		saved[i] = d.saved[j]
 	}

@@ -66,6 +66,9 @@ type Relay struct {
 	markWake chan struct{}
 }
 
+// relayPartitionBatch bounds the alerts of one write sent to one partition in one request.
+const relayPartitionBatch = 64
+
 // handoffFactor times BatchSize is how many handed-over alerts may wait; past it a handoff is
 // dropped, and the alert goes out with the next poll instead.
 const handoffFactor = 8
@@ -95,7 +98,9 @@ func New(cfg Config, outbox Outbox) *Relay {
 		// Acknowledged by every in-sync replica before a row is marked published; the same
 		// partition per userId as Java producers.
 		writer: topic.NewWriter(cfg.Brokers, cfg.Topic, topic.WriterConfig{
-			BatchSize: cfg.BatchSize,
+			// kafka-go allocates room for BatchSize messages in every partition's batch of every
+			// write; a write of BatchSize alerts spreads them over the partitions.
+			BatchSize: min(cfg.BatchSize, relayPartitionBatch),
 			// Each write hands over its whole batch and nothing else writes meanwhile, so waiting
 			// for more (kafka-go's 1 s default; 2 ms before) only delayed every alert.
 			BatchTimeout: 50 * time.Microsecond,
