@@ -291,7 +291,9 @@ func (b *bench) begin(ctx context.Context, name string, topics scenarioTopics, s
 	}
 	lr := &liveRun{b: b, name: name, sim: sim, conn: conn, dbURL: dbURL, topics: topics}
 	lr.walSyncs0, lr.walBytes0, _ = walStats(ctx, conn)
-	lr.ownQueries = 1
+	var backend int
+	_ = conn.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&backend)
+	lr.ownQueries = 2
 	lr.alerts = startAlertCollector(ctx, b.brokers, topics.alerts, b.opts.partitions)
 	lr.doppel, err = b.startDoppel(ctx, doppelSpec{name: name, dbURL: dbURL, topics: topics, sim: sim, qps: qps, workers: workers})
 	if err != nil {
@@ -300,7 +302,7 @@ func (b *bench) begin(ctx context.Context, name string, topics scenarioTopics, s
 		return nil, err
 	}
 	lr.roles = cpuRoles{"doppel": lr.doppel.proc.Pid(), "advance-sim": sim.proc.Pid(), "kafka": b.infra.kafka,
-		"bench": selfPid()}
+		"bench": selfPid(), benchBackendRole: backend}
 	lr.cpu0 = lr.roles.snapshot(b.infra.postmaster)
 	return lr, nil
 }

@@ -627,7 +627,8 @@ over time; every raw figure, including the 250 ms progress samples, is in bench-
   rate are left out of the latency figures. It runs twice: at half of (a)'s rate and at a fixed
   1,000 events/s (-c-fixed-rate).
 - "CPU us per event" is each process's CPU time (utime + stime from /proc, PostgreSQL's postmaster
-  and all its children, Kafka's JVM, advance-sim, doppel) divided by the events stored: from the
+  and all its children except the backend serving the benchmark's own progress queries, which
+  counts as the benchmark's, Kafka's JVM, advance-sim, doppel) divided by the events stored: from the
   first stored outcome to the end in (a), (b) and (g), from the first fixed-rate event to the last
   alert in (c). It does not depend on how fast the events came, so it compares across runs on a
   busy machine better than events/s does (a loaded machine still inflates it somewhat: cache
