@@ -100,8 +100,10 @@ type Config struct {
 	// ReconcileGiveUp is how long after it started a verification is polled before it is
 	// recorded as expired.
 	ReconcileGiveUp time.Duration `yaml:"reconcile_give_up" env:"DOPPEL_RECONCILE_GIVE_UP"`
-	// ReconcileQPS is the calls per second each region spends on polling; 0 takes 10% of the region's QPS. The
-	// main path keeps the rest, so polling never starves it.
+	// ReconcileQPS is the most calls per second each region's polling takes from the region's
+	// rate; 0 takes 10% of the region's QPS. Polling and the main path share the rate: polling
+	// never takes more than this, so it never starves the main path, and while it is idle the main
+	// path has all of it.
 	ReconcileQPS float64 `yaml:"reconcile_qps" env:"DOPPEL_RECONCILE_QPS"`
 	// ReconcileAlertRatio is the share of verifications recovered by polling in the last hour above
 	// which a callbacks_missing alert is published.
@@ -126,15 +128,6 @@ func (c Config) PollQPSOf(regionQPS float64) float64 {
 		return c.ReconcileQPS
 	}
 	return regionQPS * reconcileDefaultShare
-}
-
-// MainQPS returns the vendor calls per second left to the main path once polling has its share
-// (0: no client-side limit).
-func (c Config) MainQPS() float64 {
-	if c.AdvanceQPS <= 0 {
-		return 0
-	}
-	return max(c.AdvanceQPS-c.PollQPS(), 0)
 }
 
 // Default returns the configuration used where nothing is set. Connection settings and vendor keys

@@ -167,11 +167,10 @@ func TestReconcileSettings(t *testing.T) {
 	require.Equal(t, 10*time.Minute, cfg.ReconcileInterval)
 	require.Equal(t, 168*time.Hour, cfg.ReconcileGiveUp)
 	require.False(t, cfg.EnrollFailed)
-	// Polling takes 10% of the vendor rate by default and the main path keeps the rest.
+	// Polling takes at most 10% of the vendor rate by default.
 	require.InDelta(t, 5.0, cfg.PollQPS(), 1e-9)
-	require.InDelta(t, 45.0, cfg.MainQPS(), 1e-9)
 	cfg.ReconcileQPS = 2
-	require.InDelta(t, 48.0, cfg.MainQPS(), 1e-9)
+	require.InDelta(t, 2.0, cfg.PollQPS(), 1e-9)
 
 	_, err := config.Load("", env(map[string]string{
 		"DOPPEL_DATABASE_URL": "postgres://u@h:5432/d", "DOPPEL_KAFKA_BROKERS": "h:9092",

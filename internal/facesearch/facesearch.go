@@ -55,7 +55,8 @@ type Vendor struct {
 	// vendorState is shared with every view made by WithRate: one breaker and one SERVICE_BUSY
 	// pause per vendor account, whoever calls.
 	*vendorState
-	limiter *rate.Limiter
+	// limiters are waited on in order: the account's rate, and for a view its own share before it.
+	limiters []*rate.Limiter
 }
 
 type vendorState struct {
@@ -88,7 +89,7 @@ func New(client Client, cfg Config) *Vendor {
 		log = slog.Default()
 	}
 	log = log.With("component", "vendor")
-	v := &Vendor{vendorState: &vendorState{client: client, onPause: cfg.OnPause}, limiter: newLimiter(cfg.QPS)}
+	v := &Vendor{vendorState: &vendorState{client: client, onPause: cfg.OnPause}, limiters: []*rate.Limiter{newLimiter(cfg.QPS)}}
 	v.breaker = gobreaker.NewCircuitBreaker[any](gobreaker.Settings{
 		Name:        "vendor",
 		MaxRequests: 1,
@@ -122,11 +123,14 @@ func newLimiter(qps float64) *rate.Limiter {
 	return rate.NewLimiter(rate.Limit(qps), max(1, int(math.Ceil(qps/20))))
 }
 
-// WithRate returns a Vendor with a rate limit of its own (qps calls per second, 0: none) that shares
-// this one's client, circuit breaker and SERVICE_BUSY pause: polling gets its own share of the
-// vendor rate, and a vendor that is down or busy stops it as it stops the main path.
-func (v *Vendor) WithRate(qps float64) *Vendor {
-	return &Vendor{vendorState: v.vendorState, limiter: newLimiter(qps)}
+// WithShare returns a Vendor that shares this one's client, circuit breaker, SERVICE_BUSY pause and
+// rate limit, and takes at most qps calls per second of that rate (0: no cap of its own). Polling
+// uses one: it never takes more than its share, the two together never exceed the account's rate,
+// and when polling is idle the main path has the whole rate (a share reserved for polling left 10 %
+// of the vendor's limit unused: the benchmark's (b) reached 90 % of it), while a vendor that is
+// down or busy stops both.
+func (v *Vendor) WithShare(qps float64) *Vendor {
+	return &Vendor{vendorState: v.vendorState, limiters: append([]*rate.Limiter{newLimiter(qps)}, v.limiters...)}
 }
 
 // healthy tells the breaker whether a call shows a working vendor. A permanent answer about one
@@ -299,7 +303,12 @@ func (v *Vendor) wait(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
-	return v.limiter.Wait(ctx)
+	for _, l := range v.limiters {
+		if err := l.Wait(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // observe pauses every caller when the vendor says it is busy.

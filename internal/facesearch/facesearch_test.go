@@ -42,11 +42,27 @@ func (c *scriptedClient) Enroll(_ context.Context, sig string) (*advance.EnrollR
 	return &advance.EnrollResult{SignatureID: sig, TransactionID: "tx"}, nil
 }
 
+// A view takes its calls from the account's rate, so the two never exceed it together; the main
+// path has the whole rate when the view is idle (the view has no reservation).
+func TestAViewTakesItsCallsFromTheAccountsRate(t *testing.T) {
+	t.Parallel()
+	main := New(&scriptedClient{}, Config{QPS: 1}) // one call a second, burst of one
+	polling := main.WithShare(100)
+	ctx := context.Background()
+
+	_, err := main.FaceSearch(ctx, "s0")
+	require.NoError(t, err, "the main path gets the account's token: nothing is held back for polling")
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	_, err = polling.Verification(short, "s1")
+	cancel()
+	require.ErrorContains(t, err, "would exceed context deadline", "the view waits for the account's next token too")
+}
+
 func TestAViewWithItsOwnRateSharesTheBreaker(t *testing.T) {
 	t.Parallel()
 	client := &scriptedClient{}
 	main := New(client, Config{QPS: 1000, BreakerOpenFor: time.Minute})
-	polling := main.WithRate(1)
+	polling := main.WithShare(1)
 	ctx := context.Background()
 
 	// The view's limit is its own: a second call within a second waits, while the main path's

@@ -94,7 +94,7 @@ func newPollRegions(cfg config.Config, regions *region.Registry) (pollRegions, e
 		if !ok {
 			return pollRegions{}, fmt.Errorf("region %s: polling needs a vendor account, got %T", rc.Name, r.Account())
 		}
-		views = append(views, region.New(rc.Name, account.WithRate(cfg.PollQPSOf(rc.QPS)), r.Budget()))
+		views = append(views, region.New(rc.Name, account.WithShare(cfg.PollQPSOf(rc.QPS)), r.Budget()))
 	}
 	registry, err := region.NewRegistry(regions.Default().Name, views...)
 	if err != nil {

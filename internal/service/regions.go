@@ -26,12 +26,9 @@ func NewRegions(ctx context.Context, cfg config.Config, m *metrics.Metrics, stor
 	var regions []*region.Region
 	for _, rc := range cfg.Regions() {
 		ac := advance.Config{BaseURL: rc.BaseURL, AccessKey: rc.AccessKey, SecretKey: rc.SecretKey, Timeout: cfg.AdvanceTimeout}
-		qps := rc.QPS
-		if qps > 0 {
-			// Reconciliation polls each region with its own share of the region's rate (pollRegions).
-			qps = max(qps-cfg.PollQPSOf(qps), 0)
-		}
-		fc := facesearch.Config{QPS: qps, BreakerFailures: cfg.BreakerFailures, BreakerOpenFor: cfg.BreakerOpenFor}
+		// The main path may use the region's whole rate; polling takes its share of the same
+		// rate (newPollRegions).
+		fc := facesearch.Config{QPS: rc.QPS, BreakerFailures: cfg.BreakerFailures, BreakerOpenFor: cfg.BreakerOpenFor}
 		bc := region.BudgetConfig{Region: rc.Name, Limit: rc.MonthlyBudget, Count: store.FaceSearchesSince,
 			Logger: log.With("region", rc.Name)}
 		if m != nil {
