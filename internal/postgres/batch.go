@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 
@@ -122,37 +121,17 @@ func (b *Batcher) flushLookups(ctx context.Context, batch []*pending[lookupReque
 		sigs[i] = p.req.signatureID
 	}
 	outcomes := make(map[string]string, len(batch))
-	// A prepared statement gets a generic plan after a few calls, and one made while idv_checks
-	// was small is a sequential scan that stays one as the table grows (the benchmark once saw each
-	// look-up slow from 1 ms to 15 ms). Planning every call instead cost four times the look-up
-	// itself at a few hundred events a second, when each look-up is one or two signatureIds. With
-	// sequential scans off for its transaction, the cached plan can only be the primary key's; the
-	// four statements are one round trip.
-	lookup := &pgx.Batch{}
-	lookup.Queue("BEGIN")
-	lookup.Queue("SET LOCAL enable_seqscan = off")
-	lookup.Queue(`SELECT signature_id, outcome FROM idv_checks WHERE signature_id = ANY($1)`, sigs)
-	lookup.Queue("COMMIT")
-	res := b.store.pool.SendBatch(ctx, lookup)
-	_, err := res.Exec()
+	// QueryExecModeExec plans the query with this array each time. A prepared statement soon gets
+	// a generic plan, and one made while idv_checks was small is a sequential scan that stays one
+	// as the table grows (the benchmark saw each look-up slow from 1 ms to 15 ms).
+	rows, err := b.store.pool.Query(ctx, `SELECT signature_id, outcome FROM idv_checks WHERE signature_id = ANY($1)`,
+		pgx.QueryExecModeExec, sigs)
 	if err == nil {
-		_, err = res.Exec()
-	}
-	if err == nil {
-		var rows pgx.Rows
-		if rows, err = res.Query(); err == nil {
-			var sig, outcome string
-			_, err = pgx.ForEachRow(rows, []any{&sig, &outcome}, func() error {
-				outcomes[sig] = outcome
-				return nil
-			})
-		}
-	}
-	if closeErr := res.Close(); err == nil {
-		err = closeErr
-	}
-	if err != nil {
-		err = fmt.Errorf("look up %d stored outcomes: %w", len(sigs), err)
+		var sig, outcome string
+		_, err = pgx.ForEachRow(rows, []any{&sig, &outcome}, func() error {
+			outcomes[sig] = outcome
+			return nil
+		})
 	}
 	for _, p := range batch {
 		if err != nil {
