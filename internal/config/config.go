@@ -52,6 +52,9 @@ type Config struct {
 	CommitInterval     time.Duration `yaml:"commit_interval" env:"DOPPEL_COMMIT_INTERVAL"`
 	StoreBatchSize     int           `yaml:"store_batch_size" env:"DOPPEL_STORE_BATCH_SIZE"`
 	StoreFlushers      int           `yaml:"store_flushers" env:"DOPPEL_STORE_FLUSHERS"`
+	// StoreLinger is how long a batch of fewer than 16 checks or look-ups waits for more before it
+	// goes (0: never): fewer round trips per event at low rates, for at most this much latency.
+	StoreLinger time.Duration `yaml:"store_linger" env:"DOPPEL_STORE_LINGER"`
 	// StallAfter is how long a partition may hold uncommitted events without committing before it
 	// is reported stalled (log, metric, /readyz).
 	StallAfter time.Duration `yaml:"stall_after" env:"DOPPEL_STALL_AFTER"`
@@ -152,6 +155,7 @@ func Default() Config {
 		CommitInterval:        200 * time.Millisecond,
 		StoreBatchSize:        1024,
 		StoreFlushers:         1,
+		StoreLinger:           2 * time.Millisecond,
 		StallAfter:            2 * time.Minute,
 		RetryMaxAttempts:      8,
 		RetryInitialInterval:  200 * time.Millisecond,
@@ -231,6 +235,9 @@ func (c Config) Validate() error {
 	}
 	if c.StoreBatchSize < 1 || c.StoreBatchSize > 10000 {
 		bad("DOPPEL_STORE_BATCH_SIZE must be between 1 and 10000, got %d", c.StoreBatchSize)
+	}
+	if c.StoreLinger < 0 || c.StoreLinger > 100*time.Millisecond {
+		bad("DOPPEL_STORE_LINGER must be between 0 and 100ms, got %s", c.StoreLinger)
 	}
 	if c.StoreFlushers < 1 || c.StoreFlushers > 16 {
 		bad("DOPPEL_STORE_FLUSHERS must be between 1 and 16, got %d", c.StoreFlushers)

@@ -14,7 +14,7 @@ import (
 func TestBatcherLooksUpManyOutcomesTogether(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	batcher := postgres.NewBatcher(b.store, 8, 1)
+	batcher := postgres.NewBatcher(b.store, 8, 1, 0)
 	_, err := b.store.SaveCheck(b.ctx, check("stored", "u1", "u2"))
 	require.NoError(t, err)
 	failed := duplicate.Check{SignatureID: "failed", EventType: "COMPLETED", Outcome: duplicate.OutcomeFailed,
@@ -49,7 +49,7 @@ func TestBatcherLooksUpManyOutcomesTogether(t *testing.T) {
 func TestAFaceFarmSavedConcurrentlyIsOneRingWithEveryLinkOnce(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	batcher := postgres.NewBatcher(b.store, 16, 2)
+	batcher := postgres.NewBatcher(b.store, 16, 2, 0)
 	const k = 60
 	members := make([]string, k)
 	for i := range members {

@@ -91,7 +91,7 @@ func TestAnAlertsRingLeavesOutPairsClearedInAdvance(t *testing.T) {
 func TestABatchMergesRingsAsOneByOne(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	batcher := postgres.NewBatcher(b.store, 64, 1)
+	batcher := postgres.NewBatcher(b.store, 64, 1, 0)
 	// Two rings built apart, then joined, all in whatever batches the Batcher makes.
 	checks := []duplicate.Check{check("s1", "m", "n"), check("s2", "o", "n"), check("s3", "b", "c"),
 		check("s4", "c", "d"), check("s5", "n", "d")}

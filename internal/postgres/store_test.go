@@ -138,7 +138,7 @@ func TestAFailedCheckIsReplacedButAFinalOneIsNot(t *testing.T) {
 func TestStoredOutcomesAreReplacedExactlyWhenNotFinal(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	batcher := postgres.NewBatcher(b.store, 16, 1)
+	batcher := postgres.NewBatcher(b.store, 16, 1, 0)
 	all := []duplicate.Outcome{duplicate.OutcomeDuplicatesFound, duplicate.OutcomeNoDuplicates,
 		duplicate.OutcomeNotPassed, duplicate.OutcomeSkipped, duplicate.OutcomeIncomplete, duplicate.OutcomeFailed}
 	var later []duplicate.Check
@@ -389,7 +389,7 @@ func TestAStartUpErrorNeverShowsAQueryPassword(t *testing.T) {
 func TestBatcherStoresConcurrentChecksExactlyAsOneByOne(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	batcher := postgres.NewBatcher(b.store, 16, 2)
+	batcher := postgres.NewBatcher(b.store, 16, 2, 0)
 	const rings = 40
 	var wg sync.WaitGroup
 	var mu sync.Mutex

@@ -73,7 +73,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	// transaction at a time (DOPPEL_STORE_FLUSHERS=1) makes the batches larger and the WAL flushes
 	// fewer; the benchmark measured about the same throughput with two, for 15-30% more
 	// PostgreSQL CPU per event.
-	batcher := postgres.NewBatcher(store, cfg.StoreBatchSize, cfg.StoreFlushers)
+	batcher := postgres.NewBatcher(store, cfg.StoreBatchSize, cfg.StoreFlushers, cfg.StoreLinger)
 	detector := duplicate.NewDetector(vendor, batcher, nil)
 	if cfg.EnrollFailed {
 		detector.MarkFailedAttempts(store)
