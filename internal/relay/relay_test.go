@@ -150,3 +150,36 @@ func header(m kafka.Message, key string) []byte {
 	}
 	return nil
 }
+
+// A handed-over alert the broker does not acknowledge is not lost: it stays unmarked in the outbox
+// and a poll publishes it once it has settled, with its alertId.
+func TestAHandedOverAlertTheBrokerRefusedGoesOutWithTheNextPoll(t *testing.T) {
+	t.Parallel()
+	_, pool := testinfra.Database(t)
+	store := postgres.NewStore(pool)
+	alertsTopic := testinfra.Topics(t, 1, "doppel.alerts")[0]
+	ctx := context.Background()
+	alert := saveAlert(t, store, "s1")
+
+	down := relay.New(relay.Config{Brokers: []string{closedAddr(t)}, Topic: alertsTopic, Interval: 50 * time.Millisecond,
+		SettleFor: time.Hour}, store)
+	stop := runRelay(t, down)
+	down.Handoff(alert)
+	time.Sleep(1500 * time.Millisecond)
+	stop()
+	backlog, _, err := store.OutboxBacklog(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, backlog, "not marked: the broker never acknowledged it")
+
+	up := relay.New(relay.Config{Brokers: testinfra.Brokers(t), Topic: alertsTopic, Interval: 50 * time.Millisecond,
+		SettleFor: time.Millisecond}, store)
+	stop = runRelay(t, up)
+	testinfra.Eventually(t, 20*time.Second, func() bool {
+		n, _, err := store.OutboxBacklog(ctx)
+		return err == nil && n == 0
+	}, "a poll publishes it")
+	stop()
+	msgs := testinfra.ReadAll(t, alertsTopic, 2, 3*time.Second)
+	require.Len(t, msgs, 1)
+	require.Equal(t, alert.AlertID, string(header(msgs[0], "alert-id")))
+}
