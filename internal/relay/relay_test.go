@@ -28,9 +28,7 @@ func closedAddr(t *testing.T) string {
 
 func TestAnAlertThatCannotBePublishedStaysInTheOutboxAndGoesOutLaterWithItsID(t *testing.T) {
 	t.Parallel()
-	_, pool := testinfra.Database(t)
-	store := postgres.NewStore(pool)
-	alertsTopic := testinfra.Topics(t, 1, "doppel.alerts")[0]
+	store, alertsTopic := outbox(t)
 	ctx := context.Background()
 
 	saved, err := store.SaveCheck(ctx, duplicate.Check{SignatureID: "s1", UserID: "alice",
@@ -73,6 +71,13 @@ func TestAnAlertThatCannotBePublishedStaysInTheOutboxAndGoesOutLaterWithItsID(t 
 	require.Equal(t, []string{"bob"}, a.NewMatchedUserIDs)
 }
 
+// outbox returns a store on a database of the test's own and an alert topic of its own.
+func outbox(t *testing.T) (*postgres.Store, string) {
+	t.Helper()
+	_, pool := testinfra.Database(t)
+	return postgres.NewStore(pool), testinfra.Topics(t, 1, "doppel.alerts")[0]
+}
+
 // saveAlert stores a check of alice that links bob and returns its alert.
 func saveAlert(t *testing.T, store *postgres.Store, sig string) duplicate.Alert {
 	t.Helper()
@@ -100,9 +105,7 @@ func runRelay(t *testing.T, r *relay.Relay) (stop func()) {
 // alert nobody handed over waits until it has settled (another instance may be publishing it).
 func TestHandedOverAlertsGoOutAtOnceAndPollsLeaveYoungAlertsAlone(t *testing.T) {
 	t.Parallel()
-	_, pool := testinfra.Database(t)
-	store := postgres.NewStore(pool)
-	alertsTopic := testinfra.Topics(t, 1, "doppel.alerts")[0]
+	store, alertsTopic := outbox(t)
 	ctx := context.Background()
 
 	handed := saveAlert(t, store, "s1")
@@ -129,17 +132,23 @@ func TestHandedOverAlertsGoOutAtOnceAndPollsLeaveYoungAlertsAlone(t *testing.T) 
 	require.EqualValues(t, 1, backlog, "the alert nobody handed over has not settled yet")
 
 	// Once settled, a poll publishes it, and only it.
-	settled := relay.New(relay.Config{Brokers: testinfra.Brokers(t), Topic: alertsTopic, Interval: 20 * time.Millisecond,
-		SettleFor: time.Millisecond}, store)
-	stop = runRelay(t, settled)
-	testinfra.Eventually(t, 20*time.Second, func() bool {
-		n, _, err := store.OutboxBacklog(ctx)
-		return err == nil && n == 0
-	}, "the settled alert is published by a poll")
-	stop()
+	publishSettled(t, store, alertsTopic)
 	msgs = testinfra.ReadAll(t, alertsTopic, 3, 3*time.Second)
 	require.Len(t, msgs, 2, "each alert once")
 	require.Equal(t, notHanded.AlertID, string(header(msgs[1], "alert-id")))
+}
+
+// publishSettled runs a relay whose polls take every unpublished alert, until the outbox is empty.
+func publishSettled(t *testing.T, store *postgres.Store, alertsTopic string) {
+	t.Helper()
+	r := relay.New(relay.Config{Brokers: testinfra.Brokers(t), Topic: alertsTopic, Interval: 20 * time.Millisecond,
+		SettleFor: time.Millisecond}, store)
+	stop := runRelay(t, r)
+	testinfra.Eventually(t, 20*time.Second, func() bool {
+		n, _, err := store.OutboxBacklog(context.Background())
+		return err == nil && n == 0
+	}, "a poll publishes what the outbox holds")
+	stop()
 }
 
 func header(m kafka.Message, key string) []byte {
@@ -155,9 +164,7 @@ func header(m kafka.Message, key string) []byte {
 // and a poll publishes it once it has settled, with its alertId.
 func TestAHandedOverAlertTheBrokerRefusedGoesOutWithTheNextPoll(t *testing.T) {
 	t.Parallel()
-	_, pool := testinfra.Database(t)
-	store := postgres.NewStore(pool)
-	alertsTopic := testinfra.Topics(t, 1, "doppel.alerts")[0]
+	store, alertsTopic := outbox(t)
 	ctx := context.Background()
 	alert := saveAlert(t, store, "s1")
 
@@ -171,14 +178,7 @@ func TestAHandedOverAlertTheBrokerRefusedGoesOutWithTheNextPoll(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 1, backlog, "not marked: the broker never acknowledged it")
 
-	up := relay.New(relay.Config{Brokers: testinfra.Brokers(t), Topic: alertsTopic, Interval: 50 * time.Millisecond,
-		SettleFor: time.Millisecond}, store)
-	stop = runRelay(t, up)
-	testinfra.Eventually(t, 20*time.Second, func() bool {
-		n, _, err := store.OutboxBacklog(ctx)
-		return err == nil && n == 0
-	}, "a poll publishes it")
-	stop()
+	publishSettled(t, store, alertsTopic)
 	msgs := testinfra.ReadAll(t, alertsTopic, 2, 3*time.Second)
 	require.Len(t, msgs, 1)
 	require.Equal(t, alert.AlertID, string(header(msgs[0], "alert-id")))

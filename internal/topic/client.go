@@ -104,7 +104,33 @@ func Partitions(ctx context.Context, client *kafka.Client, topic string) ([]int,
 
 // Bounds returns each partition's first and last offsets; the last offset is the one the next
 // message will get (the high watermark), so last minus first is the number of messages.
+//
+// A leader that is still being elected (a new topic, a restarted broker) answers with a retriable
+// error: Bounds asks again until ctx ends rather than report a passing state as a failure (a
+// dead-letter replay of a topic created a moment before failed on NOT_LEADER_FOR_PARTITION). A
+// topic that does not exist is an answer, not a passing state.
 func Bounds(ctx context.Context, client *kafka.Client, topic string, partitions []int) (map[int]kafka.PartitionOffsets, error) {
+	return untilSettled(ctx, func() (map[int]kafka.PartitionOffsets, error) { return bounds(ctx, client, topic, partitions) })
+}
+
+// untilSettled calls f until it answers with something other than a retriable Kafka error, or ctx
+// ends (see Bounds).
+func untilSettled[T any](ctx context.Context, f func() (T, error)) (T, error) {
+	for {
+		v, err := f()
+		var kerr kafka.Error
+		if err == nil || !errors.As(err, &kerr) || !kerr.Temporary() || errors.Is(err, kafka.UnknownTopicOrPartition) {
+			return v, err
+		}
+		select {
+		case <-ctx.Done():
+			return v, err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func bounds(ctx context.Context, client *kafka.Client, topic string, partitions []int) (map[int]kafka.PartitionOffsets, error) {
 	reqs := make([]kafka.OffsetRequest, 0, 2*len(partitions))
 	for _, p := range partitions {
 		reqs = append(reqs, kafka.FirstOffsetOf(p), kafka.LastOffsetOf(p))
@@ -125,11 +151,13 @@ func Bounds(ctx context.Context, client *kafka.Client, topic string, partitions 
 
 // Offsets returns the first and last offsets of every partition of topic: Partitions, then Bounds.
 func Offsets(ctx context.Context, client *kafka.Client, topic string) (map[int]kafka.PartitionOffsets, error) {
-	partitions, err := Partitions(ctx, client, topic)
-	if err != nil {
-		return nil, err
-	}
-	return Bounds(ctx, client, topic, partitions)
+	return untilSettled(ctx, func() (map[int]kafka.PartitionOffsets, error) {
+		partitions, err := Partitions(ctx, client, topic)
+		if err != nil {
+			return nil, err
+		}
+		return bounds(ctx, client, topic, partitions)
+	})
 }
 
 // Messages returns how many messages topic holds now (each partition's end offset minus its start
@@ -140,24 +168,6 @@ func Messages(ctx context.Context, brokers []string, topic string) (int64, error
 	}
 	client, closeIdle := NewClient(brokers, 10*time.Second)
 	defer closeIdle()
-	for {
-		n, err := messages(ctx, client, topic)
-		// A leader that is still being elected (a new topic, a restarted broker) answers with a
-		// retriable error: ask again until ctx ends rather than report a passing state as a failure.
-		// A topic that does not exist is an answer, not a passing state.
-		var kerr kafka.Error
-		if err == nil || !errors.As(err, &kerr) || !kerr.Temporary() || errors.Is(err, kafka.UnknownTopicOrPartition) {
-			return n, err
-		}
-		select {
-		case <-ctx.Done():
-			return 0, err
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-func messages(ctx context.Context, client *kafka.Client, topic string) (int64, error) {
 	bounds, err := Offsets(ctx, client, topic)
 	if err != nil {
 		return 0, err
