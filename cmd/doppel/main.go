@@ -110,7 +110,7 @@ var (
 	dlqSettings      = []string{"DOPPEL_KAFKA_BROKERS", "DOPPEL_TOPIC_EVENTS", "DOPPEL_TOPIC_DLQ", "DOPPEL_TOPIC_STARTED"}
 	vendorSettings   = []string{"DOPPEL_ADVANCE_REGIONS", "DOPPEL_ADVANCE_DEFAULT_REGION", "DOPPEL_ADVANCE_BASE_URL", "DOPPEL_ADVANCE_ACCESS_KEY", "DOPPEL_ADVANCE_SECRET_KEY",
 		"DOPPEL_ADVANCE_TIMEOUT", "DOPPEL_ADVANCE_QPS", "DOPPEL_BREAKER_FAILURES", "DOPPEL_BREAKER_OPEN_FOR"}
-	replaySettings = append(append([]string{"DOPPEL_RING_HIGH_SEVERITY_SIZE"}, databaseSettings...), vendorSettings...)
+	replaySettings = append(append([]string{"DOPPEL_RING_HIGH_SEVERITY_SIZE", "DOPPEL_REPLAY_MAX_CHECKS"}, databaseSettings...), vendorSettings...)
 )
 
 // load reads the configuration every command shares (defaults, --config file, environment) and

@@ -49,8 +49,8 @@ func (a *app) replayCommand() *cobra.Command {
 				return errUsage
 			case workers < 1 || workers > 64:
 				return errors.New("--workers must be from 1 to 64")
-			case limit < 1:
-				return errors.New("--limit must be at least 1")
+			case limit < 0:
+				return errors.New("--limit must be at least 1 (0: DOPPEL_REPLAY_MAX_CHECKS)")
 			}
 			return a.replay(cmd.Context(), sigs, from, to, limit, workers, yes, noProgress)
 		},
@@ -58,7 +58,7 @@ func (a *app) replayCommand() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&from, "from", "", "re-run checks first stored at or after this RFC 3339 time")
 	f.StringVar(&to, "to", "", "... and before this RFC 3339 time (default: now)")
-	f.IntVar(&limit, "limit", 10000, "at most this many checks from the window")
+	f.IntVar(&limit, "limit", 0, "at most this many checks from the window (0: DOPPEL_REPLAY_MAX_CHECKS, which bounds it)")
 	f.StringVar(&file, "file", "", `read signatureIds from this file, one per line ("-": stdin)`)
 	f.IntVar(&workers, "workers", 4, "re-runs at once (the vendor rate limit DOPPEL_ADVANCE_QPS still applies)")
 	f.BoolVar(&yes, "yes", false, "really re-run (each re-run is a billed face search)")
@@ -71,6 +71,15 @@ func (a *app) replay(ctx context.Context, sigs []string, from, to string, limit,
 	cfg, err := a.load(a.warnStderr, replaySettings...)
 	if err != nil {
 		return err
+	}
+	// The same bound as the HTTP replay: every re-run is a billed search, and a mistaken window or
+	// list must not re-bill the month. A larger run raises the setting for itself.
+	if limit == 0 {
+		limit = cfg.ReplayMaxChecks
+	}
+	if n := max(limit, len(sigs)); n > cfg.ReplayMaxChecks {
+		return fmt.Errorf("%d checks is above DOPPEL_REPLAY_MAX_CHECKS (%d): set DOPPEL_REPLAY_MAX_CHECKS=%d for this run, or re-run fewer; nothing was re-run",
+			n, cfg.ReplayMaxChecks, n)
 	}
 	pool, store, err := service.OpenStore(ctx, cfg, workers+2)
 	if err != nil {
@@ -85,6 +94,9 @@ func (a *app) replay(ctx context.Context, sigs []string, from, to string, limit,
 		}
 		if sigs, err = store.ReplayCandidates(ctx, start, end, limit); err != nil {
 			return err
+		}
+		if len(sigs) == limit {
+			fmt.Fprintf(stdout, "the window may hold more than %d checks: these are the first %d; go on with --from the last one's time\n", limit, limit)
 		}
 	} else {
 		missing, err := store.MissingChecks(ctx, sigs)

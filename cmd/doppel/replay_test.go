@@ -72,6 +72,18 @@ func TestReplayReRunsStoredChecksAndCountsWhatChanged(t *testing.T) {
 	require.ErrorContains(t, err, "no-such-signature")
 	require.EqualValues(t, 2, sim.Stats().FaceSearchBySignature[a])
 
+	// DOPPEL_REPLAY_MAX_CHECKS bounds the command as it bounds the HTTP replay.
+	vars["DOPPEL_REPLAY_MAX_CHECKS"] = "1"
+	_, _, err = doppel("replay", "--yes", a, b)
+	require.ErrorContains(t, err, "2 checks is above DOPPEL_REPLAY_MAX_CHECKS (1)")
+	_, _, err = doppel("replay", "--yes", "--limit", "5", "--from", time.Now().Add(-time.Hour).Format(time.RFC3339))
+	require.ErrorContains(t, err, "5 checks is above DOPPEL_REPLAY_MAX_CHECKS (1)")
+	require.EqualValues(t, 2, sim.Stats().FaceSearchBySignature[a], "nothing re-run")
+	out, _, err = doppel("replay", "--yes", "--from", time.Now().Add(-time.Hour).Format(time.RFC3339))
+	require.NoError(t, err)
+	require.Contains(t, out, "re-ran 1 of 1 checks", "a window takes at most the bound")
+	delete(vars, "DOPPEL_REPLAY_MAX_CHECKS")
+
 	_, _, err = doppel("replay", "--from", "yesterday")
 	require.ErrorContains(t, err, "--from must be an RFC 3339 time")
 	_, _, err = doppel("replay", "--from", time.Now().Format(time.RFC3339), a)
