@@ -32,9 +32,10 @@ type Config struct {
 	// region (its events wait in place, as its trouble stops everything anyway) and in the parking
 	// topics' own consumers.
 	Parking *Parking
-	// WaitForRegion makes the handler wait, before any work, while its region cannot take calls:
-	// set in the parking topics' consumers, whose events wait for nothing else.
-	WaitForRegion bool
+	// FromParking marks the handler of a parking topic. Its events wait, before any work, while
+	// their region cannot take calls (they wait for nothing else), and they are not counted as
+	// consumed again: they were counted when first taken from the events topic.
+	FromParking bool
 	// OnAlert is given each alert a stored check raised, once it is committed (the relay's Handoff).
 	OnAlert func(duplicate.Alert)
 	Metrics *metrics.Metrics
@@ -102,7 +103,9 @@ func (p *Handler) decoded(msg kafka.Message) (duplicate.Event, *region.Region, e
 // Handle is the consumer's handler for one event: see the package doc. It is idempotent, as
 // consumer.Handler must be.
 func (p *Handler) Handle(ctx context.Context, msg kafka.Message) error {
-	p.cfg.Metrics.EventConsumed()
+	if !p.cfg.FromParking {
+		p.cfg.Metrics.EventConsumed()
+	}
 	src := sourceOf(msg)
 	ev, reg, err := p.decoded(msg)
 	if err != nil {
@@ -115,7 +118,7 @@ func (p *Handler) Handle(ctx context.Context, msg kafka.Message) error {
 		}
 		return err
 	}
-	if p.cfg.WaitForRegion {
+	if p.cfg.FromParking {
 		if err := reg.WaitUsable(ctx); err != nil {
 			return err
 		}

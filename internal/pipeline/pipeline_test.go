@@ -1,6 +1,9 @@
 package pipeline
 
 import (
+	"context"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 
 	"github.com/segmentio/kafka-go"
@@ -9,6 +12,7 @@ import (
 	"github.com/doppelhq/doppel/internal/config"
 	"github.com/doppelhq/doppel/internal/consumer"
 	"github.com/doppelhq/doppel/internal/duplicate"
+	"github.com/doppelhq/doppel/internal/metrics"
 	"github.com/doppelhq/doppel/internal/region"
 )
 
@@ -36,4 +40,25 @@ func TestRouteKeyDecodesOnceAndHandsTheEventToHandle(t *testing.T) {
 	_, _, err = h.decoded(bad)
 	require.Equal(t, consumer.DeadLetter, Classify(err).Action)
 	require.Equal(t, duplicate.ReasonWrongFieldType, Classify(err).Reason)
+}
+
+// An event is counted as consumed once: when a parking topic's handler takes it again, it is not
+// counted a second time.
+func TestAParkedEventIsCountedAsConsumedOnce(t *testing.T) {
+	t.Parallel()
+	regions, err := region.NewRegistry(duplicate.DefaultRegion, region.New(duplicate.DefaultRegion, nil, nil))
+	require.NoError(t, err)
+	m := metrics.New()
+	settings := config.Config{MaxEventBytes: 1024}
+	main := New(Config{Settings: settings, Regions: regions, Metrics: m})
+	parked := New(Config{Settings: settings, Regions: regions, Metrics: m, FromParking: true})
+
+	// Undecodable and without a signatureId: each handler stops before the detector.
+	msg := kafka.Message{Topic: "t", Value: []byte(`{"type":"COMPLETED"}`)}
+	require.Error(t, main.Handle(context.Background(), msg))
+	require.Error(t, parked.Handle(context.Background(), msg))
+
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	require.Contains(t, rec.Body.String(), "\ndoppel_events_consumed_total 1\n")
 }

@@ -99,7 +99,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}}}
 	if multiRegion {
 		parkedConfig := handlerConfig
-		parkedConfig.WaitForRegion = true
+		parkedConfig.FromParking = true
 		parked := pipeline.New(parkedConfig)
 		handlerConfig.Parking = pipeline.NewParking(cfg, vendor, m, log.With("component", "parking"))
 		defer handlerConfig.Parking.Close()
