@@ -103,6 +103,9 @@ type Config struct {
 	// ReconcileGiveUp is how long after it started a verification is polled before it is
 	// recorded as expired.
 	ReconcileGiveUp time.Duration `yaml:"reconcile_give_up" env:"DOPPEL_RECONCILE_GIVE_UP"`
+	// ReconcileRetention is how long a settled started verification is kept before it is deleted
+	// (0: for ever); the totals of GET /v1/reconciliation count the rows kept.
+	ReconcileRetention time.Duration `yaml:"reconcile_retention" env:"DOPPEL_RECONCILE_RETENTION"`
 	// ReconcileQPS is the most calls per second each region's polling takes from the region's
 	// rate; 0 takes 10% of the region's QPS. Polling and the main path share the rate: polling
 	// never takes more than this, so it never starves the main path, and while it is idle the main
@@ -176,6 +179,7 @@ func Default() Config {
 		ReconcileAfter:        15 * time.Minute,
 		ReconcileInterval:     10 * time.Minute,
 		ReconcileGiveUp:       168 * time.Hour,
+		ReconcileRetention:    30 * 24 * time.Hour,
 		ReconcileAlertRatio:   0.05,
 	}
 }
@@ -325,8 +329,11 @@ func (c Config) validateReconcile(bad func(string, ...any)) {
 		bad("DOPPEL_RECONCILE_QPS must be 0 (10%% of DOPPEL_ADVANCE_QPS) or positive, got %g", c.ReconcileQPS)
 	}
 	if c.AdvanceQPS > 0 && c.ReconcileQPS >= c.AdvanceQPS {
-		bad("DOPPEL_RECONCILE_QPS (%g) must be below DOPPEL_ADVANCE_QPS (%g): polling takes its share of the vendor rate and the main path keeps the rest",
+		bad("DOPPEL_RECONCILE_QPS (%g) must be below DOPPEL_ADVANCE_QPS (%g): polling takes at most that much of the vendor rate, and the main path must keep some",
 			c.ReconcileQPS, c.AdvanceQPS)
+	}
+	if c.ReconcileRetention != 0 && c.ReconcileRetention < time.Hour {
+		bad("DOPPEL_RECONCILE_RETENTION must be 0 (keep for ever) or at least 1h (the recovered share is measured over the last hour), e.g. 720h, got %s", c.ReconcileRetention)
 	}
 	if c.ReconcileAlertRatio <= 0 || c.ReconcileAlertRatio > 1 {
 		bad("DOPPEL_RECONCILE_ALERT_RATIO must be above 0 and at most 1, e.g. 0.05, got %g", c.ReconcileAlertRatio)

@@ -80,6 +80,30 @@ WHERE status = 'pending' AND started_at < $1`, cutoff)
 	return int(tag.RowsAffected()), nil
 }
 
+// pruneBatch bounds the rows one pruning statement deletes, so that a first prune of a long
+// history is many short transactions rather than one that holds its locks and WAL for minutes.
+const pruneBatch = 10_000
+
+// PruneSettledBefore deletes the verifications settled (completed, recovered or expired) before
+// cutoff and returns how many. Pending ones are never deleted.
+func (s *Store) PruneSettledBefore(ctx context.Context, cutoff time.Time) (int, error) {
+	total := 0
+	for {
+		tag, err := s.pool.Exec(ctx, `
+DELETE FROM started_verifications WHERE signature_id IN (
+    SELECT signature_id FROM started_verifications
+    WHERE status <> 'pending' AND settled_at < $1
+    LIMIT $2)`, cutoff, pruneBatch)
+		if err != nil {
+			return total, fmt.Errorf("prune settled verifications: %w", err)
+		}
+		total += int(tag.RowsAffected())
+		if tag.RowsAffected() < pruneBatch {
+			return total, nil
+		}
+	}
+}
+
 // ClaimDue claims up to limit due verifications, skipping rows another instance is claiming, and
 // moves their next poll one interval on in the same statement: that move is the lease.
 func (s *Store) ClaimDue(ctx context.Context, owner string, limit int, interval time.Duration, skip []string) ([]reconcile.Due, error) {
@@ -149,8 +173,8 @@ FROM started_verifications WHERE status <> 'pending' AND settled_at >= $1`, sinc
 	return c, nil
 }
 
-// Counts is RecentCounts plus the all-time totals by status, which read every settled row: for
-// the API, not for every poller round.
+// Counts is RecentCounts plus the totals by status of every settled row kept (see
+// PruneSettledBefore), which read them all: for the API, not for every poller round.
 func (s *Store) Counts(ctx context.Context, since time.Time) (reconcile.Counts, error) {
 	c, err := s.RecentCounts(ctx, since)
 	if err != nil {

@@ -67,3 +67,27 @@ func BenchmarkPollerRound(b *testing.B) {
 		}
 	})
 }
+
+// Pruning deletes what settled before the cutoff, in batches, and never a pending verification.
+func TestPruneDeletesOnlyWhatSettledBeforeTheCutoff(t *testing.T) {
+	t.Parallel()
+	_, pool := testinfra.Database(t)
+	ctx := context.Background()
+	_, err := pool.Exec(ctx, `
+INSERT INTO started_verifications (signature_id, started_at, next_poll_at, status, settled_at)
+SELECT 's' || i, now() - interval '40 days', now(),
+       (ARRAY['completed', 'recovered', 'expired', 'pending'])[1 + i % 4],
+       CASE WHEN i % 4 = 3 THEN NULL WHEN i <= 20000 THEN now() - interval '31 days' ELSE now() - interval '1 day' END
+FROM generate_series(1, 24000) AS i`)
+	require.NoError(t, err)
+	store := postgres.NewStore(pool)
+
+	n, err := store.PruneSettledBefore(ctx, time.Now().Add(-30*24*time.Hour))
+	require.NoError(t, err)
+	require.Equal(t, 15000, n, "the settled three quarters of the first 20,000")
+	var pending, settled int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE status = 'pending'),
+    count(*) FILTER (WHERE status <> 'pending') FROM started_verifications`).Scan(&pending, &settled))
+	require.Equal(t, 6000, pending, "pending verifications are kept however old")
+	require.Equal(t, 3000, settled, "those settled within the retention are kept")
+}

@@ -27,6 +27,8 @@ type Store interface {
 	SettleFinished(ctx context.Context, outcomes []string) (completed, recovered int, err error)
 	// ExpireStartedBefore records pending verifications started before cutoff as expired.
 	ExpireStartedBefore(ctx context.Context, cutoff time.Time) (int, error)
+	// PruneSettledBefore deletes the verifications settled before cutoff.
+	PruneSettledBefore(ctx context.Context, cutoff time.Time) (int, error)
 	// ClaimDue claims up to limit pending verifications due for a poll, leaving those of the regions
 	// in skip, and moves each one's next poll one interval on, so no instance polls it again within
 	// the interval.
@@ -96,6 +98,9 @@ type Config struct {
 	Interval time.Duration
 	// GiveUp is how long after it started a verification is recorded as expired.
 	GiveUp time.Duration
+	// Retention is how long a settled verification is kept (0: for ever); it must cover the
+	// recovered-share window (an hour).
+	Retention time.Duration
 	// AlertRatio is the share recovered by polling above which callbacks_missing is raised.
 	AlertRatio float64
 	// Tick is how often the poller looks for due work; 0 takes a tenth of Interval, between
@@ -204,6 +209,13 @@ func (p *Poller) Round(ctx context.Context) error {
 	} else if n > 0 {
 		p.settled(StatusExpired, n)
 		p.cfg.Logger.Warn("verifications expired without a final verdict", "count", n, "give_up", p.cfg.GiveUp)
+	}
+	if p.cfg.Retention > 0 {
+		if n, err := p.store.PruneSettledBefore(ctx, p.cfg.Now().Add(-p.cfg.Retention)); err != nil {
+			return err
+		} else if n > 0 {
+			p.cfg.Logger.Info("settled verifications pruned", "count", n, "retention", p.cfg.Retention)
+		}
 	}
 	for ctx.Err() == nil {
 		n, err := p.pollBatch(ctx)

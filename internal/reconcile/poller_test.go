@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
@@ -239,4 +240,25 @@ WHERE signature_id = 'unknown-1'`).Scan(&polls, &last))
 	var expired int
 	require.NoError(t, b.pool.QueryRow(ctx, `SELECT count(*) FROM started_verifications WHERE status = 'expired'`).Scan(&expired))
 	require.Equal(t, 2, expired, "expired at give-up like any verification without a verdict")
+}
+
+// A round deletes the verifications that settled longer ago than the retention, and no others.
+func TestARoundPrunesWhatSettledBeforeTheRetention(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	_, err := b.pool.Exec(ctx, `
+INSERT INTO started_verifications (signature_id, started_at, next_poll_at, status, settled_at) VALUES
+    ('old', now() - interval '3 days', now(), 'completed', now() - interval '2 days'),
+    ('recent', now() - interval '3 days', now(), 'recovered', now() - interval '1 hour')`)
+	require.NoError(t, err)
+	v := &recordingVendor{Vendor: b.vendor, owner: "a", mu: &sync.Mutex{}, calls: map[string][]poll{}}
+	p := reconcile.NewPoller(reconcile.Config{Owner: "a", Interval: time.Minute, GiveUp: time.Hour, Retention: 24 * time.Hour},
+		b.store, b.regions(v), duplicate.NewDetector(b.vendor, b.store, nil), nil, nil)
+	require.NoError(t, p.Round(ctx))
+	rows, err := b.pool.Query(ctx, `SELECT signature_id FROM started_verifications ORDER BY 1`)
+	require.NoError(t, err)
+	kept, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.Equal(t, []string{"recent"}, kept)
 }

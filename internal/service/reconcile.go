@@ -55,6 +55,7 @@ func newReconciliation(cfg config.Config, store *postgres.Store, batcher duplica
 			Owner:      owner,
 			Interval:   cfg.ReconcileInterval,
 			GiveUp:     cfg.ReconcileGiveUp,
+			Retention:  cfg.ReconcileRetention,
 			AlertRatio: cfg.ReconcileAlertRatio,
 			Logger:     log.With("component", "reconcile"),
 			OnPolled:   rm.Polled,
