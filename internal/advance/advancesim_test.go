@@ -12,6 +12,7 @@ import (
 
 	"github.com/doppelhq/doppel/internal/advance"
 	"github.com/doppelhq/doppel/internal/harness/advancesim"
+	"github.com/doppelhq/doppel/internal/harness/fakeclock"
 )
 
 const (
@@ -19,35 +20,17 @@ const (
 	simSecretKey = "sim-sk"
 )
 
-// simClock is a settable clock shared by the simulator and the client.
-type simClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *simClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *simClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // simBundle is what setupSim returns.
 type simBundle struct {
 	sim    *advancesim.Sim
 	client *advance.Client
-	clock  *simClock
+	clock  *fakeclock.Clock
 }
 
 // setupSim starts the real simulator in process and a client for it, sharing one clock.
 func setupSim(t *testing.T, simCfg advancesim.Config, mutate func(*advance.Config)) *simBundle {
 	t.Helper()
-	clock := &simClock{t: time.Now()}
+	clock := fakeclock.New(time.Now())
 	simCfg.AccessKey, simCfg.SecretKey, simCfg.Now = simAccessKey, simSecretKey, clock.Now
 	sim := advancesim.New(simCfg)
 	srv := httptest.NewServer(sim.Handler())

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/doppelhq/doppel/internal/harness/fakeclock"
 )
 
 const (
@@ -19,26 +21,9 @@ const (
 	testSecretKey = "test-secret-key-SK456"
 )
 
-// fakeClock is a settable clock shared by the client and the fake vendor.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+// newFakeClock returns the clock shared by the client and the fake vendor.
+func newFakeClock() *fakeclock.Clock {
+	return fakeclock.New(time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC))
 }
 
 // handlerFunc answers the n-th call (from 1) of one endpoint.
@@ -47,7 +32,7 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request, n int64)
 // fakeVendor is a stub of the vendor whose answers each test scripts.
 type fakeVendor struct {
 	srv   *httptest.Server
-	clock *fakeClock
+	clock *fakeclock.Clock
 
 	tokenCalls, faceCalls, resultCalls atomic.Int64
 
@@ -58,7 +43,7 @@ type fakeVendor struct {
 // testBundle is what setup returns.
 type testBundle struct {
 	vendor *fakeVendor
-	clock  *fakeClock
+	clock  *fakeclock.Clock
 	client *Client
 }
 

@@ -5,46 +5,28 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/doppelhq/doppel/internal/console"
+	"github.com/doppelhq/doppel/internal/harness/fakeclock"
 	"github.com/doppelhq/doppel/internal/httpapi"
 )
 
-// clock is a settable time for the console.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 func TestASessionEndsAfterItsTTL(t *testing.T) {
 	t.Parallel()
-	clk := &clock{now: time.Now()}
+	clk := fakeclock.New(time.Now())
 	f := setup(t, func(c *console.Config) { c.SessionTTL = 30 * time.Minute; c.Now = clk.Now })
 	c := newClient(t, f.srv.URL)
 	_, h := c.signIn(analystKey)
 	require.Contains(t, strings.Join(h.Values("Set-Cookie"), "\n"), "Max-Age=1800")
 
-	clk.advance(29 * time.Minute)
+	clk.Add(29 * time.Minute)
 	status, _, _ := c.get("/console/queue")
 	require.Equal(t, http.StatusOK, status)
-	clk.advance(time.Minute)
+	clk.Add(time.Minute)
 	status, h, _ = c.get("/console/queue")
 	require.Equal(t, http.StatusSeeOther, status, "the server ends the session even if the browser kept the cookie")
 	require.Equal(t, "/console/login", h.Get("Location"))

@@ -5,29 +5,13 @@ import (
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/doppelhq/doppel/internal/harness/fakeclock"
 )
-
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 type progressReport struct {
 	stuckFor time.Duration
@@ -50,20 +34,20 @@ func logLines(buf *bytes.Buffer, msg string) int {
 
 func TestStallMonitorReportsAStuckPartitionOnceAndItsRecoveryOnce(t *testing.T) {
 	t.Parallel()
-	clock := &fakeClock{t: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
-	tr := newOffsetTracker(clock.now)
+	clock := fakeclock.New(time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC))
+	tr := newOffsetTracker(clock.Now)
 	obs := &progressObserver{last: map[int]progressReport{}}
 	var logs bytes.Buffer
 	m := newStallMonitor("idv.completed", 2*time.Minute, tr, obs, slog.New(slog.NewJSONHandler(&logs, nil)))
 	c := &Consumer{cfg: Config{Topic: "idv.completed", StallAfter: 2 * time.Minute}, tracker: tr}
 
 	// Partition 0 was idle for an hour: idle is not stuck, so its clock starts with the message.
-	clock.advance(time.Hour)
+	clock.Add(time.Hour)
 	tr.add(0, 10)
 	tr.add(0, 11)
 	tr.add(1, 5)
 	tr.block(0, "database_unavailable: connection refused")
-	clock.advance(time.Minute)
+	clock.Add(time.Minute)
 	m.check()
 	require.Equal(t, progressReport{time.Minute, false}, obs.last[0])
 	require.Empty(t, c.Stalled())
@@ -72,19 +56,19 @@ func TestStallMonitorReportsAStuckPartitionOnceAndItsRecoveryOnce(t *testing.T) 
 	// Partition 1 keeps committing; partition 0 does not.
 	tr.finish(1, 5)
 	tr.markCommitted(1, 5)
-	clock.advance(61 * time.Second)
+	clock.Add(61 * time.Second)
 	m.check()
 	require.Equal(t, progressReport{121 * time.Second, true}, obs.last[0])
 	require.Equal(t, progressReport{0, false}, obs.last[1], "a partition with nothing uncommitted is not stuck")
 	require.Equal(t, []StalledPartition{{Topic: "idv.completed", Partition: 0, Offset: 10,
-		Since: clock.now().Add(-121 * time.Second), For: 121 * time.Second,
+		Since: clock.Now().Add(-121 * time.Second), For: 121 * time.Second,
 		Reason: "database_unavailable: connection refused"}}, c.Stalled())
 	err := c.CheckProgress(context.Background())
 	require.EqualError(t, err, "partition 0 of idv.completed has made no progress for 2m1s, at offset 10: database_unavailable: connection refused")
 	require.Equal(t, 1, logLines(&logs, "partition stalled"))
 
 	for range 20 { // every later check while it stays stuck: the gauge moves, the log does not repeat
-		clock.advance(5 * time.Second)
+		clock.Add(5 * time.Second)
 		m.check()
 	}
 	require.Equal(t, 1, logLines(&logs, "partition stalled"))
@@ -103,7 +87,7 @@ func TestStallMonitorReportsAStuckPartitionOnceAndItsRecoveryOnce(t *testing.T) 
 
 	// Finished but never committed (the broker refuses commits) is stuck too.
 	tr.finish(0, 11)
-	clock.advance(3 * time.Minute)
+	clock.Add(3 * time.Minute)
 	m.check()
 	require.Equal(t, 2, logLines(&logs, "partition stalled"))
 	require.Equal(t, int64(11), c.Stalled()[0].Offset)
@@ -112,19 +96,19 @@ func TestStallMonitorReportsAStuckPartitionOnceAndItsRecoveryOnce(t *testing.T) 
 
 func TestLogLimiterLetsOneLinePerIntervalThroughAndCountsTheRest(t *testing.T) {
 	t.Parallel()
-	clock := &fakeClock{t: time.Unix(0, 0)}
-	l := newLogLimiter(clock.now, 30*time.Second)
+	clock := fakeclock.New(time.Unix(0, 0))
+	l := newLogLimiter(clock.Now, 30*time.Second)
 	ok, n := l.allow("wait:database_unavailable")
 	require.True(t, ok)
 	require.Zero(t, n)
 	for range 100 {
-		clock.advance(100 * time.Millisecond)
+		clock.Add(100 * time.Millisecond)
 		ok, _ = l.allow("wait:database_unavailable")
 		require.False(t, ok)
 	}
 	ok, _ = l.allow("wait:vendor_rate_limited")
 	require.True(t, ok, "each kind has its own allowance")
-	clock.advance(20 * time.Second)
+	clock.Add(20 * time.Second)
 	ok, n = l.allow("wait:database_unavailable")
 	require.True(t, ok)
 	require.Equal(t, 100, n)

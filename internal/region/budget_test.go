@@ -3,29 +3,21 @@ package region
 import (
 	"context"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/doppelhq/doppel/internal/duplicate"
+	"github.com/doppelhq/doppel/internal/harness/fakeclock"
 )
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
 
 func TestBudgetCountsFromStoredSpendAndPausesAtTheLimit(t *testing.T) {
 	t.Parallel()
-	clk := &clock{t: time.Date(2026, 11, 30, 23, 59, 0, 0, time.UTC)}
+	clk := fakeclock.New(time.Date(2026, 11, 30, 23, 59, 0, 0, time.UTC))
 	stored := map[time.Time]int64{time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC): 7}
 	var reported []int64
-	b := NewBudget(BudgetConfig{Region: "ph", Limit: 10, Now: clk.now,
+	b := NewBudget(BudgetConfig{Region: "ph", Limit: 10, Now: clk.Now,
 		Count: func(_ context.Context, region string, since time.Time) (int64, error) {
 			require.Equal(t, "ph", region)
 			return stored[since], nil
@@ -60,7 +52,7 @@ func TestBudgetCountsFromStoredSpendAndPausesAtTheLimit(t *testing.T) {
 	require.True(t, errors.As(err, &se))
 
 	// The month turns: the new month's spend is read, and the region resumes.
-	clk.set(time.Date(2026, 12, 1, 0, 0, 1, 0, time.UTC))
+	clk.Set(time.Date(2026, 12, 1, 0, 0, 1, 0, time.UTC))
 	require.NoError(t, b.Err())
 	release, err = b.Reserve(ctx)
 	require.NoError(t, err)

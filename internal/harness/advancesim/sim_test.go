@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/doppelhq/doppel/internal/harness/fakeclock"
 )
 
 const (
@@ -71,35 +73,17 @@ var seedErrors = []string{
 
 var txIDPattern = regexp.MustCompile(`"transactionId":"([0-9a-f]{16})"`)
 
-// fakeClock is a settable clock.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // testBundle is what setup returns.
 type testBundle struct {
 	sim   *Sim
 	srv   *httptest.Server
-	clock *fakeClock
+	clock *fakeclock.Clock
 }
 
 // setup starts a simulator on a fake clock. mutate adjusts the config.
 func setup(t *testing.T, mutate func(*Config)) *testBundle {
 	t.Helper()
-	clock := &fakeClock{t: time.Now()}
+	clock := fakeclock.New(time.Now())
 	cfg := Config{AccessKey: testAccessKey, SecretKey: testSecretKey, Seed: 1, Now: clock.Now}
 	if mutate != nil {
 		mutate(&cfg)
