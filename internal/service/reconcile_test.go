@@ -53,14 +53,7 @@ func startedEvent(sig, userID string, startedAt *time.Time) kafka.Message {
 
 // statuses returns the started verifications' status by signatureId.
 func (f *fixture) statuses(t *testing.T) map[string]string {
-	t.Helper()
-	rows, err := f.pool.Query(context.Background(), `SELECT signature_id, status FROM started_verifications`)
-	require.NoError(t, err)
-	out := map[string]string{}
-	var sig, status string
-	_, err = pgx.ForEachRow(rows, []any{&sig, &status}, func() error { out[sig] = status; return nil })
-	require.NoError(t, err)
-	return out
+	return f.bySignature(t, `SELECT signature_id, status FROM started_verifications`)
 }
 
 func countOf(m map[string]string, want string) int {

@@ -77,13 +77,7 @@ func regionEvent(sig, userID, regionField, regionHeader string) kafka.Message {
 }
 
 func (f *fixture) regions(t *testing.T) map[string]string {
-	rows, err := f.pool.Query(context.Background(), `SELECT signature_id, region FROM idv_checks`)
-	require.NoError(t, err)
-	out := map[string]string{}
-	var sig, region string
-	_, err = pgx.ForEachRow(rows, []any{&sig, &region}, func() error { out[sig] = region; return nil })
-	require.NoError(t, err)
-	return out
+	return f.bySignature(t, `SELECT signature_id, region FROM idv_checks`)
 }
 
 func (f *fixture) linkRegions(t *testing.T) map[string][]string {

@@ -117,11 +117,17 @@ func (f *fixture) links(t *testing.T) []string {
 }
 
 func (f *fixture) outcomes(t *testing.T) map[string]string {
-	rows, err := f.pool.Query(context.Background(), `SELECT signature_id, outcome FROM idv_checks`)
+	return f.bySignature(t, `SELECT signature_id, outcome FROM idv_checks`)
+}
+
+// bySignature runs query, which selects a signatureId and one text column, into a map.
+func (f *fixture) bySignature(t *testing.T, query string) map[string]string {
+	t.Helper()
+	rows, err := f.pool.Query(context.Background(), query)
 	require.NoError(t, err)
 	out := map[string]string{}
-	var sig, outcome string
-	_, err = pgx.ForEachRow(rows, []any{&sig, &outcome}, func() error { out[sig] = outcome; return nil })
+	var sig, value string
+	_, err = pgx.ForEachRow(rows, []any{&sig, &value}, func() error { out[sig] = value; return nil })
 	require.NoError(t, err)
 	return out
 }
