@@ -422,7 +422,7 @@ VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9) ON CONFLICT (signature_id) DO NO
 	for _, m := range matched {
 		if _, err := tx.Exec(ctx, `INSERT INTO duplicate_links (user_id_low, user_id_high, first_seen_at, last_seen_at,
     seen_count, first_signature_id, last_signature_id)
-VALUES (least($1::text, $2::text), greatest($1::text, $2::text), $3, $3, 1, $4, $4)
+VALUES (least($1::text COLLATE "C", $2::text), greatest($1::text COLLATE "C", $2::text), $3, $3, 1, $4, $4)
 ON CONFLICT (user_id_low, user_id_high) DO UPDATE SET seen_count = duplicate_links.seen_count + 1,
     last_seen_at = EXCLUDED.last_seen_at, last_signature_id = EXCLUDED.last_signature_id`,
 			ev.UserID, m, now, ev.SignatureID); err != nil {

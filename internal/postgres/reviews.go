@@ -72,10 +72,10 @@ func insertReview(ctx context.Context, tx pgx.Tx, r *duplicate.Review) error {
 	}
 	err = tx.QueryRow(ctx, `
 INSERT INTO link_reviews (user_id_low, user_id_high, decision, note, reviewed_by)
-VALUES (least($1::text, $2::text), greatest($1::text, $2::text), $3, $4, $5)
+VALUES ($1, $2, $3, $4, $5)
 RETURNING review_id, reviewed_at,
-    EXISTS (SELECT 1 FROM duplicate_links WHERE user_id_low = least($1::text, $2::text) AND user_id_high = greatest($1::text, $2::text))`,
-		r.UserID, r.DuplicateUserID, string(r.Decision), r.Note, r.ReviewedBy).Scan(&r.ID, &r.ReviewedAt, &r.Linked)
+    EXISTS (SELECT 1 FROM duplicate_links WHERE user_id_low = $1 AND user_id_high = $2)`,
+		pair.Low, pair.High, string(r.Decision), r.Note, r.ReviewedBy).Scan(&r.ID, &r.ReviewedAt, &r.Linked)
 	if err != nil {
 		return fmt.Errorf("insert review: %w", err)
 	}

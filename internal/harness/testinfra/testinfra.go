@@ -136,6 +136,43 @@ func Database(t testing.TB) (string, *pgxpool.Pool) {
 	return dbURL, pool
 }
 
+// DatabaseWithLocale creates a database of its own for the test whose default collation is the
+// ICU locale (for example "en-US", where 'a' sorts before 'B'), migrates it, and returns its URL and a
+// pool on it; the database is dropped when the test ends. Production databases are rarely in the C
+// locale that `make infra-up` uses: this is how a test sees what their collation does.
+func DatabaseWithLocale(t testing.TB, icuLocale string) (string, *pgxpool.Pool) {
+	t.Helper()
+	base := Env(t, "DOPPEL_DATABASE_URL")
+	name := UniqueName("t_locale")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	admin, err := pgxpool.New(ctx, base)
+	require.NoError(t, err)
+	defer admin.Close()
+	_, err = admin.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE '%s'",
+		name, strings.ReplaceAll(icuLocale, "'", "''")))
+	require.NoError(t, err, "create a database with the ICU locale %q (is PostgreSQL built with ICU?)", icuLocale)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if admin, err := pgxpool.New(ctx, base); err == nil {
+			_, _ = admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+			admin.Close()
+		}
+	})
+
+	u, err := url.Parse(base)
+	require.NoError(t, err)
+	u.Path = "/" + name
+	dbURL := u.String()
+	require.NoError(t, postgres.MigrateUp(dbURL))
+	pool, err := postgres.Connect(ctx, dbURL, 10)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	return dbURL, pool
+}
+
 // Brokers returns the broker addresses.
 func Brokers(t testing.TB) []string {
 	t.Helper()
