@@ -173,6 +173,7 @@ func (d *Detector) Handle(ctx context.Context, ev Event, src Source) (Result, er
 	}
 
 	found, err := d.faceSearch(ctx, vendor, ev.SignatureID, kept.search)
+	endVendorPhase(ctx)
 	if err != nil {
 		return d.vendorFailure(ctx, check, "face-search", err)
 	}
@@ -238,6 +239,7 @@ func (d *Detector) RecordFailure(ctx context.Context, signatureID, region, reaso
 }
 
 func (d *Detector) save(ctx context.Context, check Check) (Result, error) {
+	endVendorPhase(ctx)
 	check.CheckedAt = d.now()
 	saved, err := d.store.SaveCheck(ctx, check)
 	if err != nil {
@@ -248,6 +250,7 @@ func (d *Detector) save(ctx context.Context, check Check) (Result, error) {
 }
 
 func (d *Detector) vendorFailure(ctx context.Context, check Check, op string, err error) (Result, error) {
+	endVendorPhase(ctx)
 	if KindOf(err) != FailurePermanent {
 		return Result{}, fmt.Errorf("vendor %s for %s: %w", op, check.SignatureID, err)
 	}
@@ -261,4 +264,21 @@ func (d *Detector) permanentFailure(ctx context.Context, check Check, reason str
 		return Result{}, err
 	}
 	return Result{Outcome: OutcomeFailed}, &PermanentFailure{Reason: reason, Err: cause}
+}
+
+type vendorPhaseKey struct{}
+
+// WithVendorPhaseEnd returns ctx carrying end, which Handle calls as soon as the event's calls to
+// the vendor are over, before it stores the check (and again on a later step: end must be
+// idempotent). A caller that bounds how many events are at one region's vendor (the parking share)
+// stops counting an event there, so an event waiting for the database does not count as one at the
+// vendor.
+func WithVendorPhaseEnd(ctx context.Context, end func()) context.Context {
+	return context.WithValue(ctx, vendorPhaseKey{}, end)
+}
+
+func endVendorPhase(ctx context.Context) {
+	if end, ok := ctx.Value(vendorPhaseKey{}).(func()); ok {
+		end()
+	}
 }

@@ -78,7 +78,7 @@ type Parking struct {
 type parkState struct {
 	metrics  *metrics.Region
 	draining atomic.Bool  // its parking topic holds events not yet processed
-	atVendor atomic.Int64 // its events being handled by the events consumer now
+	atVendor atomic.Int64 // its events the events consumer took, until their vendor calls are over
 	// writing counts parking writes in progress and written counts those done, so that a backlog
 	// measured while an event was being parked is not taken for drained; mu orders a park's start
 	// with the end of draining.

@@ -127,7 +127,11 @@ func (p *Handler) Handle(ctx context.Context, msg kafka.Message) error {
 		if !p.cfg.Parking.enter(reg) {
 			return p.cfg.Parking.park(ctx, msg, reg, "region cannot take events now")
 		}
-		defer p.cfg.Parking.leave(reg)
+		// The share bounds the events at the region's vendor: the event leaves it when its vendor
+		// calls are over, not when its check is stored.
+		leave := sync.OnceFunc(func() { p.cfg.Parking.leave(reg) })
+		defer leave()
+		ctx = duplicate.WithVendorPhaseEnd(ctx, leave)
 	}
 	res, err := p.cfg.Detector.Handle(ctx, ev, src)
 	if err != nil && p.cfg.Parking != nil && regionTrouble(err) {
