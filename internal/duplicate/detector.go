@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -78,6 +79,9 @@ type Result struct {
 	Saved         Saved
 	// VendorTransactionID is the vendor's id of the last call made, for tracing.
 	VendorTransactionID string
+	// UnusableUserIDs are the ids face search returned that are not valid userIds (SplitUserIDs):
+	// neither stored nor linked.
+	UnusableUserIDs []string
 }
 
 // Detector applies Doppel's rules to one event: skip what needs no search, find the user's own id
@@ -153,6 +157,12 @@ func (d *Detector) Handle(ctx context.Context, ev Event, src Source) (Result, er
 		check.UserID = v.UserID
 		check.OverallResult = v.OverallResult
 		check.VendorTransactionID = v.TransactionID
+		if check.UserID != "" && !ValidUserID(check.UserID) {
+			bad := check.UserID
+			check.UserID = "" // it cannot be stored either
+			return d.permanentFailure(ctx, check, ReasonInvalidUserID,
+				fmt.Errorf("get-result's inputParameters userId %s is not a valid userId", quoteClipped(bad)))
+		}
 		// Face search only works on PASS transactions; asking would be refused anyway. Only FAIL
 		// is final: a verdict still to come is recorded, and is asked for again by the next event
 		// (get-result is free, so a non-final answer is never kept for reuse).
@@ -178,9 +188,10 @@ func (d *Detector) Handle(ctx context.Context, ev Event, src Source) (Result, er
 		return d.vendorFailure(ctx, check, "face-search", err)
 	}
 	kept.search = &found
-	check.SimilarUserIDs = found.SimilarUserIDs
+	var unusable []string
+	check.SimilarUserIDs, unusable = SplitUserIDs(found.SimilarUserIDs)
 	check.VendorTransactionID = found.TransactionID
-	check.MatchedUserIDs = MatchedUsers(check.UserID, found.SimilarUserIDs)
+	check.MatchedUserIDs = MatchedUsers(check.UserID, check.SimilarUserIDs)
 	if check.MatchedFailedUserIDs, err = d.failedAttempts(ctx, check.MatchedUserIDs); err != nil {
 		return Result{}, err
 	}
@@ -188,7 +199,18 @@ func (d *Detector) Handle(ctx context.Context, ev Event, src Source) (Result, er
 	if len(check.MatchedUserIDs) > 0 {
 		check.Outcome = OutcomeDuplicatesFound
 	}
-	return d.saveKeeping(ctx, check, kept)
+	res, err := d.saveKeeping(ctx, check, kept)
+	res.UnusableUserIDs = unusable
+	return res, err
+}
+
+// quoteClipped quotes an id that broke the userId rule for a message: escaped (a NUL or an invalid
+// byte would make the message itself unstorable) and cut to the longest valid userId.
+func quoteClipped(id string) string {
+	if len(id) > maxUserIDLen {
+		id = id[:maxUserIDLen] + "..."
+	}
+	return strconv.Quote(id)
 }
 
 func (d *Detector) verification(ctx context.Context, vendor Vendor, sig string, kept *Verification) (Verification, error) {
@@ -242,11 +264,26 @@ func (d *Detector) save(ctx context.Context, check Check) (Result, error) {
 	endVendorPhase(ctx)
 	check.CheckedAt = d.now()
 	saved, err := d.store.SaveCheck(ctx, check)
+	if errors.Is(err, ErrCheckRefused) {
+		return d.refused(ctx, check, err)
+	}
 	if err != nil {
 		return Result{}, fmt.Errorf("%w: save check %s: %w", ErrStore, check.SignatureID, err)
 	}
 	return Result{Outcome: check.Outcome, AlreadyStored: !saved.Stored, Saved: saved,
 		VendorTransactionID: check.VendorTransactionID}, nil
+}
+
+// refused handles a check the database refused for good: it records the failure with nothing
+// of the refused data (the signatureId is the decoder's, valid) and makes the event a dead letter.
+func (d *Detector) refused(ctx context.Context, check Check, cause error) (Result, error) {
+	failed := Check{SignatureID: check.SignatureID, Region: check.Region, EventType: check.EventType,
+		Outcome: OutcomeFailed, FailureReason: ReasonCheckRefused + ": " + cause.Error(), Source: check.Source,
+		CheckedAt: d.now()}
+	if _, err := d.store.SaveCheck(ctx, failed); err != nil && !errors.Is(err, ErrCheckRefused) {
+		return Result{}, fmt.Errorf("%w: record refused check %s: %w", ErrStore, check.SignatureID, err)
+	}
+	return Result{Outcome: OutcomeFailed}, &PermanentFailure{Reason: ReasonCheckRefused, Err: cause}
 }
 
 func (d *Detector) vendorFailure(ctx context.Context, check Check, op string, err error) (Result, error) {

@@ -3,6 +3,7 @@ package duplicate
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -349,4 +350,47 @@ func TestAVerdictStillToComeIsNotKeptWhenStoringItFails(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, OutcomeNoDuplicates, res.Outcome, "the retry asked for the verdict again")
 	require.Equal(t, 1, v.searches["s1"])
+}
+
+// refusingStore refuses any check carrying a vendor transaction id, as PostgreSQL refuses a NUL.
+type refusingStore struct{ *fakeStore }
+
+func (s refusingStore) SaveCheck(ctx context.Context, c Check) (Saved, error) {
+	if c.VendorTransactionID != "" {
+		return Saved{}, fmt.Errorf("%w: invalid byte sequence", ErrCheckRefused)
+	}
+	return s.fakeStore.SaveCheck(ctx, c)
+}
+
+// A check the database refuses for good is a dead letter with its reason, and its failure is
+// recorded without the refused data; it is not a database outage to wait out.
+func TestACheckTheDatabaseRefusesIsADeadLetterNotAnOutage(t *testing.T) {
+	t.Parallel()
+	v, s := newFakeVendor(), newFakeStore()
+	d := NewDetector(v, refusingStore{s}, nil)
+	v.similar["s1"] = []string{"alice"}
+	res, err := d.Handle(context.Background(), Event{SignatureID: "s1", UserID: "bob", Type: EventTypeCompleted}, Source{})
+	require.Equal(t, FailurePermanent, KindOf(err))
+	require.Equal(t, ReasonCheckRefused, ReasonOf(err))
+	require.Equal(t, OutcomeFailed, res.Outcome)
+	require.Equal(t, OutcomeFailed, s.checks["s1"].Outcome)
+	require.Contains(t, s.checks["s1"].FailureReason, "check_refused: ")
+	require.Empty(t, s.checks["s1"].MatchedUserIDs, "the failure keeps nothing of the refused check")
+}
+
+// Ids that cannot be userIds are split from an answer, in order, and a clean answer is kept as is.
+func TestSplitUserIDsKeepsOnlyValidUserIDs(t *testing.T) {
+	t.Parallel()
+	clean := []string{"a", "b"}
+	usable, unusable := SplitUserIDs(clean)
+	require.Equal(t, clean, usable)
+	require.Nil(t, unusable)
+	require.Same(t, &clean[0], &usable[0], "a clean answer is not copied")
+
+	usable, unusable = SplitUserIDs([]string{"a", "nul\x00", "b", "tab\t", string(make([]byte, MaxUserIDLen+1)), "c"})
+	require.Equal(t, []string{"a", "b", "c"}, usable)
+	require.Len(t, unusable, 3)
+	usable, unusable = SplitUserIDs([]string{"\x01"})
+	require.Empty(t, usable)
+	require.Equal(t, []string{"\x01"}, unusable)
 }

@@ -48,6 +48,11 @@ func (k FailureKind) String() string {
 const (
 	// ReasonMissingUserID: the vendor's result names no user (the detector's permanent failure).
 	ReasonMissingUserID = "missing_user_id"
+	// ReasonInvalidUserID: the vendor's result names a userId that breaks the userId rule
+	// (ValidUserID): it could not be stored or looked up (the detector's permanent failure).
+	ReasonInvalidUserID = "invalid_user_id"
+	// ReasonCheckRefused: the database refused the check's data for good (ErrCheckRefused).
+	ReasonCheckRefused = "check_refused"
 	// ReasonVendorRejected: the vendor refused this signatureId for good (the detector's).
 	ReasonVendorRejected        = "vendor_rejected"
 	ReasonTransientFailure      = "transient_failure"
@@ -84,6 +89,11 @@ func (f *failure) Error() string            { return f.err.Error() }
 func (f *failure) Unwrap() error            { return f.err }
 func (f *failure) FailureKind() FailureKind { return f.kind }
 func (f *failure) FailureReason() string    { return f.reason }
+
+// ErrCheckRefused marks a Store error that says the database refused the check's data for good
+// (Store.SaveCheck wraps it): retrying would fail the same way for ever, so the event is a dead
+// letter (ReasonCheckRefused) instead of a partition that waits.
+var ErrCheckRefused = errors.New("the database refused the check's data")
 
 // ErrStore wraps every error from the Store, so the pipeline can tell "our database is down" from a
 // vendor failure.

@@ -95,8 +95,8 @@ func (r *Replayer) Replay(ctx context.Context, signatureID string) (ReplayResult
 	if err != nil {
 		return res, fmt.Errorf("vendor face-search for %s: %w", signatureID, err)
 	}
-	check.SimilarUserIDs = found.SimilarUserIDs
-	check.MatchedUserIDs = MatchedUsers(check.UserID, found.SimilarUserIDs)
+	check.SimilarUserIDs, _ = SplitUserIDs(found.SimilarUserIDs)
+	check.MatchedUserIDs = MatchedUsers(check.UserID, check.SimilarUserIDs)
 	if found.TransactionID != "" {
 		check.VendorTransactionID = found.TransactionID
 	}

@@ -39,3 +39,27 @@ func validID(s string, maxLen int) bool {
 
 // validOptional is validID that also accepts the empty string.
 func validOptional(s string, maxLen int) bool { return s == "" || validID(s, maxLen) }
+
+// SplitUserIDs separates the ids of a vendor answer that can be userIds (ValidUserID) from those
+// that cannot. The vendor returns the userIds its customer passed in, unchecked: one that holds a NUL
+// or is not UTF-8 cannot even be stored (PostgreSQL refuses the whole check), and one that breaks
+// the userId rule could never be looked up through the API. So it is not linked; the rest of the
+// answer is. usable is ids itself when every id is valid.
+func SplitUserIDs(ids []string) (usable, unusable []string) {
+	for i, id := range ids {
+		if ValidUserID(id) {
+			continue
+		}
+		usable = append(make([]string, 0, len(ids)-1), ids[:i]...)
+		unusable = append(unusable, id)
+		for _, id := range ids[i+1:] {
+			if ValidUserID(id) {
+				usable = append(usable, id)
+			} else {
+				unusable = append(unusable, id)
+			}
+		}
+		return usable, unusable
+	}
+	return ids, nil
+}

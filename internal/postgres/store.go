@@ -68,9 +68,23 @@ func (s *Store) FinalOutcome(ctx context.Context, signatureID string) (duplicate
 func (s *Store) SaveCheck(ctx context.Context, check duplicate.Check) (duplicate.Saved, error) {
 	saved, err := s.saveBatch(ctx, []duplicate.Check{check})
 	if err != nil {
+		if refusedData(err) {
+			return duplicate.Saved{}, fmt.Errorf("%w: %w", duplicate.ErrCheckRefused, err)
+		}
 		return duplicate.Saved{}, err
 	}
 	return saved[0], nil
+}
+
+// refusedData reports whether PostgreSQL refused the data itself, which no retry changes: a data
+// exception (class 22: a NUL in a text, a value out of range) or a CHECK or NOT NULL violation. A
+// unique or foreign-key violation can be a race with another writer, and is not one.
+func refusedData(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	return strings.HasPrefix(pgErr.Code, "22") || pgErr.Code == "23514" || pgErr.Code == "23502"
 }
 
 // saveBatch stores checks with distinct signatureIds, their links, ring changes and alerts, in one
