@@ -101,17 +101,27 @@ func Pairs(checks []Check) []PairKey {
 // that the faces matched) but raises nothing and joins no ring.
 func PlanLinks(checks []Check, pairs map[PairKey]PairState) LinkPlan {
 	plan := LinkPlan{Checks: make([]Linking, len(checks))}
-	writes := map[PairKey]*LinkWrite{}
+	n := 0
+	for _, c := range checks {
+		n += len(c.MatchedUserIDs)
+	}
+	// A face farm's batch plans hundreds of thousands of links: they are kept by value and found by
+	// index (not one allocation each), and a check's links share its one-region list (len == cap,
+	// so adding a second region copies it).
+	links := make([]LinkWrite, 0, n)
+	at := make(map[PairKey]int, n)
 	for i, c := range checks {
+		regions := []string{RegionOf(c)}
 		for _, m := range MatchedUsers(c.UserID, c.MatchedUserIDs) {
 			k := PairOf(c.UserID, m)
 			failed := slices.Contains(c.MatchedFailedUserIDs, m)
-			if w, ok := writes[k]; ok {
+			if j, ok := at[k]; ok {
+				w := &links[j]
 				w.ReachesFailedAttempt = w.ReachesFailedAttempt || failed
 				w.Seen++
 				w.LastSignatureID = c.SignatureID
-				if r := RegionOf(c); !slices.Contains(w.Regions, r) {
-					w.Regions = append(w.Regions, r)
+				if !slices.Contains(w.Regions, regions[0]) {
+					w.Regions = append(w.Regions, regions[0])
 				}
 				if c.CheckedAt.After(w.LastSeenAt) {
 					w.LastSeenAt = c.CheckedAt
@@ -119,9 +129,10 @@ func PlanLinks(checks []Check, pairs map[PairKey]PairState) LinkPlan {
 				continue
 			}
 			st := pairs[k]
-			writes[k] = &LinkWrite{PairKey: k, New: !st.Linked, FirstSeenAt: c.CheckedAt, LastSeenAt: c.CheckedAt, Seen: 1,
+			at[k] = len(links)
+			links = append(links, LinkWrite{PairKey: k, New: !st.Linked, FirstSeenAt: c.CheckedAt, LastSeenAt: c.CheckedAt, Seen: 1,
 				FirstSignatureID: c.SignatureID, LastSignatureID: c.SignatureID, ReachesFailedAttempt: failed,
-				Regions: []string{RegionOf(c)}}
+				Regions: regions})
 			if st.Linked {
 				continue
 			}
@@ -131,11 +142,17 @@ func PlanLinks(checks []Check, pairs map[PairKey]PairState) LinkPlan {
 			}
 		}
 	}
-	plan.Links = make([]LinkWrite, 0, len(writes))
-	for _, w := range writes {
-		plan.Links = append(plan.Links, *w)
+	// Written in pair order, so that concurrent transactions lock rows in one order. The order is
+	// sorted as indexes: moving the structs themselves cost more than comparing them.
+	order := make([]int32, len(links))
+	for j := range order {
+		order[j] = int32(j)
 	}
-	slices.SortFunc(plan.Links, func(a, b LinkWrite) int { return comparePairs(a.PairKey, b.PairKey) })
+	slices.SortFunc(order, func(a, b int32) int { return comparePairs(links[a].PairKey, links[b].PairKey) })
+	plan.Links = make([]LinkWrite, len(links))
+	for j, from := range order {
+		plan.Links[j] = links[from]
+	}
 	return plan
 }
 

@@ -1,6 +1,7 @@
 package duplicate
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -168,5 +169,23 @@ func TestMergeRingsFollowsTheRingRule(t *testing.T) {
 			require.Equal(t, tc.changes, changes)
 			require.Equal(t, tc.changes.Empty(), changes.Empty())
 		})
+	}
+}
+
+// A face farm's batch: 50 new members, each matching the 500 accounts before it.
+func BenchmarkPlanLinksFaceFarmBatch(b *testing.B) {
+	checks := make([]Check, 50)
+	for i := range checks {
+		matched := make([]string, 500)
+		for j := range matched {
+			matched[j] = fmt.Sprintf("farm-u%07d", j)
+		}
+		checks[i] = Check{SignatureID: fmt.Sprintf("sig-%d", i), UserID: fmt.Sprintf("farm-u%07d", 500+i),
+			MatchedUserIDs: matched, CheckedAt: time.Unix(int64(i), 0)}
+	}
+	pairs := map[PairKey]PairState{}
+	b.ReportAllocs()
+	for b.Loop() {
+		PlanLinks(checks, pairs)
 	}
 }
