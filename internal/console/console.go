@@ -31,6 +31,7 @@ type Store interface {
 	Overview(ctx context.Context, now time.Time) (duplicate.Overview, error)
 	AddReview(ctx context.Context, r duplicate.Review) (duplicate.Review, error)
 	DecideRing(ctx context.Context, ringID string, decision duplicate.Decision, note, reviewer string) (int, error)
+	SessionStore
 }
 
 // DefaultSessionTTL is how long a sign-in lasts when Config.SessionTTL is not set.
@@ -90,7 +91,7 @@ func New(cfg Config) (*Console, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Console{cfg: cfg, log: cfg.Logger, sessions: newSessions(cfg.SessionTTL, cfg.Now), pages: pages,
+	c := &Console{cfg: cfg, log: cfg.Logger, sessions: &sessions{store: cfg.Store, keys: cfg.APIKeys, ttl: cfg.SessionTTL, now: cfg.Now}, pages: pages,
 		mux: http.NewServeMux()}
 	c.routes()
 	return c, nil

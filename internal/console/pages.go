@@ -68,7 +68,10 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, nam
 		p.Nav = name
 	}
 	if p.Flash == "" && p.Session != nil {
-		p.Flash = c.sessions.takeFlash(p.Session)
+		var err error
+		if p.Flash, err = c.cfg.Store.TakeSessionFlash(r.Context(), p.Session.id); err != nil {
+			c.log.Warn("console: read the page's message", "error", err) // the page is still worth showing
+		}
 	}
 	var buf bytes.Buffer
 	if err := c.pages[name].Execute(&buf, p); err != nil {
@@ -80,6 +83,14 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, nam
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())
+}
+
+// setFlash leaves msg for the session's next page; a message that cannot be kept is only logged:
+// what it reports is already done.
+func (c *Console) setFlash(r *http.Request, s *session, msg string) {
+	if err := c.cfg.Store.SetSessionFlash(r.Context(), s.id, msg); err != nil {
+		c.log.Warn("console: keep the next page's message", "error", err)
+	}
 }
 
 // fail shows an error page with a message safe to show.
@@ -394,7 +405,7 @@ func (c *Console) handleDecideRing(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.log.Info("console: ring decided", "ring_id", ringID, "decision", decision, "reviews", n, "reviewed_by", s.name)
-	c.sessions.setFlash(s, fmt.Sprintf("Recorded %d reviews: every pair of the ring is %s.", n, strings.ToLower(decisionLabel(string(decision)))))
+	c.setFlash(r, s, fmt.Sprintf("Recorded %d reviews: every pair of the ring is %s.", n, strings.ToLower(decisionLabel(string(decision)))))
 	http.Redirect(w, r, backTo(r, "/console/rings/"+url.PathEscape(ringID)), http.StatusSeeOther)
 }
 
@@ -417,7 +428,7 @@ func (c *Console) handleDecidePair(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.log.Info("console: pair decided", "review_id", stored.ID, "decision", decision, "reviewed_by", s.name)
-	c.sessions.setFlash(s, fmt.Sprintf("Recorded: %s – %s is %s.", rv.UserID, rv.DuplicateUserID, strings.ToLower(decisionLabel(string(decision)))))
+	c.setFlash(r, s, fmt.Sprintf("Recorded: %s – %s is %s.", rv.UserID, rv.DuplicateUserID, strings.ToLower(decisionLabel(string(decision)))))
 	http.Redirect(w, r, backTo(r, "/console/audit"), http.StatusSeeOther)
 }
 

@@ -8,7 +8,6 @@ import (
 	"encoding/base64"
 	"net/http"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/doppelhq/doppel/internal/httpapi"
@@ -22,32 +21,40 @@ const (
 	csrfField     = "csrf"
 )
 
-// session is one sign-in: the API key's name (recorded as the reviewer) and scopes, and the CSRF
-// token every form of the session carries.
+// session is one sign-in: the API key's name (recorded as the reviewer) and its scopes as the
+// configuration has them now, and the CSRF token every form of the session carries.
 type session struct {
-	name    string
-	scopes  []string
-	csrf    string
-	expires time.Time
-	// flash is a message for the next page the session sees (what a form just did); kept on the
-	// server so that no link can make the console say something it did not.
-	flash string
+	id     []byte // the SHA-256 of the cookie's token
+	name   string
+	scopes []string
+	csrf   string
 }
 
 func (s *session) can(scope string) bool { return scope == "" || slices.Contains(s.scopes, scope) }
 
-// sessions is the in-memory session table. Sessions live in the process: a restart signs everyone
-// out, and behind a load balancer a session is good on the instance that issued it (route the
-// console stickily).
-type sessions struct {
-	mu   sync.Mutex
-	byID map[[32]byte]*session
-	ttl  time.Duration
-	now  func() time.Time
+// SessionStore keeps console sign-ins where every instance sees them (postgres.Store implements
+// it): a restart signs no one out, and behind a load balancer any instance serves any session. It
+// is given the SHA-256 of a session's token, never the token, and the times from the console's
+// clock.
+type SessionStore interface {
+	CreateSession(ctx context.Context, tokenSHA256 []byte, keyName, csrf string, now, expires time.Time) error
+	// Session returns the key name and CSRF token of a session that has not ended by now.
+	Session(ctx context.Context, tokenSHA256 []byte, now time.Time) (keyName, csrf string, ok bool, err error)
+	SetSessionFlash(ctx context.Context, tokenSHA256 []byte, msg string) error
+	// TakeSessionFlash returns the session's message and clears it.
+	TakeSessionFlash(ctx context.Context, tokenSHA256 []byte) (string, error)
+	EndSession(ctx context.Context, tokenSHA256 []byte) error
+	EndSessionsBefore(ctx context.Context, now time.Time) (int64, error)
 }
 
-func newSessions(ttl time.Duration, now func() time.Time) *sessions {
-	return &sessions{byID: map[[32]byte]*session{}, ttl: ttl, now: now}
+// sessions are the console's sign-ins, in the store. A session names its API key, whose scopes are
+// read from the configuration on every request: a key taken out of the configuration ends its
+// sessions at once.
+type sessions struct {
+	store SessionStore
+	keys  []httpapi.APIKey
+	ttl   time.Duration
+	now   func() time.Time
 }
 
 func randomToken() string {
@@ -56,57 +63,38 @@ func randomToken() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// create starts a session for key and returns its cookie token.
-func (ss *sessions) create(key httpapi.APIKey) (string, *session) {
-	token := randomToken()
-	s := &session{name: key.Name, scopes: key.Scopes, csrf: randomToken(), expires: ss.now().Add(ss.ttl)}
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
+func tokenID(token string) []byte {
+	sum := sha256.Sum256([]byte(token))
+	return sum[:]
+}
+
+// create starts a session for key and returns its cookie token; the sessions that ended are
+// swept first, so the table holds live ones only.
+func (ss *sessions) create(ctx context.Context, key httpapi.APIKey) (string, error) {
 	now := ss.now()
-	for id, old := range ss.byID { // sweep: the table holds live sessions only
-		if !now.Before(old.expires) {
-			delete(ss.byID, id)
-		}
+	if _, err := ss.store.EndSessionsBefore(ctx, now); err != nil {
+		return "", err
 	}
-	ss.byID[sha256.Sum256([]byte(token))] = s
-	return token, s
-}
-
-func (ss *sessions) get(token string) (*session, bool) {
-	id := sha256.Sum256([]byte(token))
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	s, ok := ss.byID[id]
-	if !ok {
-		return nil, false
+	token := randomToken()
+	if err := ss.store.CreateSession(ctx, tokenID(token), key.Name, randomToken(), now, now.Add(ss.ttl)); err != nil {
+		return "", err
 	}
-	if !ss.now().Before(s.expires) {
-		delete(ss.byID, id)
-		return nil, false
+	return token, nil
+}
+
+// get returns the live session of token, nil when there is none (ended, signed out, unknown, or
+// its key no longer configured).
+func (ss *sessions) get(ctx context.Context, token string) (*session, error) {
+	id := tokenID(token)
+	name, csrf, ok, err := ss.store.Session(ctx, id, ss.now())
+	if err != nil || !ok {
+		return nil, err
 	}
-	return s, true
-}
-
-// setFlash leaves msg for the session's next page.
-func (ss *sessions) setFlash(s *session, msg string) {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	s.flash = msg
-}
-
-// takeFlash returns the session's message, once.
-func (ss *sessions) takeFlash(s *session) string {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	msg := s.flash
-	s.flash = ""
-	return msg
-}
-
-func (ss *sessions) end(token string) {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	delete(ss.byID, sha256.Sum256([]byte(token)))
+	i := slices.IndexFunc(ss.keys, func(k httpapi.APIKey) bool { return k.Name == name })
+	if i < 0 {
+		return nil, ss.store.EndSession(ctx, id)
+	}
+	return &session{id: id, name: name, scopes: ss.keys[i].Scopes, csrf: csrf}, nil
 }
 
 // setCookie writes a console cookie: HttpOnly, SameSite=Strict, scoped to the console, Secure when
@@ -136,7 +124,12 @@ func (c *Console) requireSession(next http.HandlerFunc, scope string) http.Handl
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var s *session
 		if ck, err := r.Cookie(sessionCookie); err == nil {
-			s, _ = c.sessions.get(ck.Value)
+			var err error
+			if s, err = c.sessions.get(r.Context(), ck.Value); err != nil {
+				c.log.Error("console: read session", "error", err)
+				c.fail(w, r, http.StatusServiceUnavailable, "The console cannot reach its database. Try again shortly.")
+				return
+			}
 		}
 		if s == nil {
 			if r.Method == http.MethodGet {
@@ -202,7 +195,12 @@ func (c *Console) handleLogin(w http.ResponseWriter, r *http.Request) {
 		c.showLogin(w, r, http.StatusForbidden, "That API key lacks the read scope the console needs.")
 		return
 	}
-	token, _ := c.sessions.create(key)
+	token, err := c.sessions.create(r.Context(), key)
+	if err != nil {
+		c.log.Error("console: create session", "error", err)
+		c.showLogin(w, r, http.StatusServiceUnavailable, "The console cannot reach its database. Try again shortly.")
+		return
+	}
 	setCookie(w, r, loginCookie, "", -1)
 	setCookie(w, r, sessionCookie, token, c.cfg.SessionTTL)
 	c.log.Info("console sign-in", "key_name", key.Name)
@@ -210,8 +208,10 @@ func (c *Console) handleLogin(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Console) handleLogout(w http.ResponseWriter, r *http.Request) {
-	if ck, err := r.Cookie(sessionCookie); err == nil {
-		c.sessions.end(ck.Value)
+	if err := c.cfg.Store.EndSession(r.Context(), sessionOf(r.Context()).id); err != nil {
+		c.log.Error("console: end session", "error", err)
+		c.fail(w, r, http.StatusServiceUnavailable, "The console cannot reach its database: you are still signed in. Try again shortly.")
+		return
 	}
 	setCookie(w, r, sessionCookie, "", -1)
 	http.Redirect(w, r, "/console/login", http.StatusSeeOther)

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -70,4 +71,53 @@ func TestFailedSignInsAreThrottledLikeTheAPIsAuthentication(t *testing.T) {
 	status, h := c.signIn(analystKey)
 	require.Equal(t, http.StatusTooManyRequests, status, "even the right key waits once the address has used its failures up")
 	require.NotEmpty(t, h.Get("Retry-After"))
+}
+
+// serveConsole serves another console (another instance of Doppel, or this one restarted) on the
+// fixture's database, with keys.
+func serveConsole(t *testing.T, f *fixture, keys ...httpapi.APIKey) string {
+	t.Helper()
+	c, err := console.New(console.Config{Store: f.store, APIKeys: keys})
+	require.NoError(t, err)
+	api := httpapi.New(httpapi.Config{})
+	api.MountConsole(c)
+	srv := httptest.NewServer(api.Handler())
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// Sessions are kept in the database: another instance, or this one after a restart, serves a
+// session and shows its next page's message; a sign-out ends it everywhere; and a key taken out of
+// the configuration ends its sessions.
+func TestASessionIsGoodOnEveryInstanceAndEndsEverywhere(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ringA, _ := f.seedRings()
+	analyst := httpapi.APIKey{Name: "analyst", Scopes: []string{httpapi.ScopeRead, httpapi.ScopeReview}, SHA256: sha256Of(analystKey)}
+	a := newClient(t, f.srv.URL)
+	status, _ := a.signIn(analystKey)
+	require.Equal(t, http.StatusSeeOther, status)
+	// The same browser (cookie jar) on another instance.
+	b := &client{t: t, base: serveConsole(t, f, analyst), http: a.http}
+
+	_, _, page := b.get("/console/rings/" + ringA)
+	status, _, _ = b.post("/console/rings/"+ringA+"/decision", url.Values{"decision": {"confirmed_fraud"},
+		"note": {"one face"}, "csrf": {csrfOf(t, page)}})
+	require.Equal(t, http.StatusSeeOther, status, "the other instance knows the session and its CSRF token")
+	_, _, page = a.get("/console/queue")
+	require.Contains(t, page, "Recorded 4 reviews", "the message left by one instance shows on the other")
+
+	_, _, page = b.get("/console/queue")
+	status, _, _ = b.post("/console/logout", url.Values{"csrf": {csrfOf(t, page)}})
+	require.Equal(t, http.StatusSeeOther, status)
+	status, h, _ := a.get("/console/queue")
+	require.Equal(t, http.StatusSeeOther, status, "signed out on one instance is signed out on all")
+	require.Equal(t, "/console/login", h.Get("Location"))
+
+	a.signIn(analystKey)
+	revoked := &client{t: t, base: serveConsole(t, f), http: a.http} // configured without the key
+	status, _, _ = revoked.get("/console/queue")
+	require.Equal(t, http.StatusSeeOther, status, "a key no longer configured has no session")
+	status, _, _ = a.get("/console/queue")
+	require.Equal(t, http.StatusSeeOther, status, "and the session is ended in the database, for every instance")
 }
