@@ -103,37 +103,13 @@ var unsafeChars = regexp.MustCompile(`[^a-z0-9_]+`)
 // search_path points at it, plus a pool on it. The schema is dropped when the test ends.
 func Database(t testing.TB) (string, *pgxpool.Pool) {
 	t.Helper()
-	base := Env(t, "DOPPEL_DATABASE_URL")
 	name := UniqueName("t_" + clip.Bytes(unsafeChars.ReplaceAllString(strings.ToLower(t.Name()), "_"), 30))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-
-	admin, err := pgxpool.New(ctx, base)
-	require.NoError(t, err)
-	defer admin.Close()
-	_, err = admin.Exec(ctx, "CREATE SCHEMA "+name)
-	require.NoError(t, err, "create test schema (is PostgreSQL up? `make infra-up`)")
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if admin, err := pgxpool.New(ctx, base); err == nil {
-			_, _ = admin.Exec(ctx, "DROP SCHEMA IF EXISTS "+name+" CASCADE")
-			admin.Close()
-		}
-	})
-
-	u, err := url.Parse(base)
-	require.NoError(t, err)
-	q := u.Query()
+	base := createForTest(t, "CREATE SCHEMA "+name, "DROP SCHEMA IF EXISTS "+name+" CASCADE",
+		"create test schema (is PostgreSQL up? `make infra-up`)")
+	q := base.Query()
 	q.Set("search_path", name)
-	u.RawQuery = q.Encode()
-	dbURL := u.String()
-	require.NoError(t, postgres.MigrateUp(dbURL))
-
-	pool, err := postgres.Connect(ctx, dbURL, 10)
-	require.NoError(t, err)
-	t.Cleanup(pool.Close)
-	return dbURL, pool
+	base.RawQuery = q.Encode()
+	return migratedPool(t, base.String())
 }
 
 // DatabaseWithLocale creates a database of its own for the test whose default collation is the
@@ -142,31 +118,46 @@ func Database(t testing.TB) (string, *pgxpool.Pool) {
 // locale that `make infra-up` uses: this is how a test sees what their collation does.
 func DatabaseWithLocale(t testing.TB, icuLocale string) (string, *pgxpool.Pool) {
 	t.Helper()
-	base := Env(t, "DOPPEL_DATABASE_URL")
 	name := UniqueName("t_locale")
+	base := createForTest(t,
+		fmt.Sprintf("CREATE DATABASE %s TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE '%s'", name, strings.ReplaceAll(icuLocale, "'", "''")),
+		"DROP DATABASE IF EXISTS "+name+" WITH (FORCE)",
+		fmt.Sprintf("create a database with the ICU locale %q (is PostgreSQL built with ICU?)", icuLocale))
+	base.Path = "/" + name
+	return migratedPool(t, base.String())
+}
+
+// createForTest runs create on the infrastructure's database, and drop when the test ends; it
+// returns that database's URL.
+func createForTest(t testing.TB, create, drop, what string) *url.URL {
+	t.Helper()
+	base := Env(t, "DOPPEL_DATABASE_URL")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-
 	admin, err := pgxpool.New(ctx, base)
 	require.NoError(t, err)
 	defer admin.Close()
-	_, err = admin.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE '%s'",
-		name, strings.ReplaceAll(icuLocale, "'", "''")))
-	require.NoError(t, err, "create a database with the ICU locale %q (is PostgreSQL built with ICU?)", icuLocale)
+	_, err = admin.Exec(ctx, create)
+	require.NoError(t, err, what)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		if admin, err := pgxpool.New(ctx, base); err == nil {
-			_, _ = admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+			_, _ = admin.Exec(ctx, drop)
 			admin.Close()
 		}
 	})
-
 	u, err := url.Parse(base)
 	require.NoError(t, err)
-	u.Path = "/" + name
-	dbURL := u.String()
+	return u
+}
+
+// migratedPool migrates dbURL and returns a pool on it, closed when the test ends.
+func migratedPool(t testing.TB, dbURL string) (string, *pgxpool.Pool) {
+	t.Helper()
 	require.NoError(t, postgres.MigrateUp(dbURL))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	pool, err := postgres.Connect(ctx, dbURL, 10)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
