@@ -67,7 +67,7 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, nam
 	if p.Nav == "" {
 		p.Nav = name
 	}
-	if p.Flash == "" && p.Session != nil {
+	if p.Flash == "" && p.Session != nil && p.Session.flash != "" {
 		var err error
 		if p.Flash, err = c.cfg.Store.TakeSessionFlash(r.Context(), p.Session.id); err != nil {
 			c.log.Warn("console: read the page's message", "error", err) // the page is still worth showing

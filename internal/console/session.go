@@ -28,6 +28,9 @@ type session struct {
 	name   string
 	scopes []string
 	csrf   string
+	// flash is the message waiting for the session's next page when the request came; render
+	// takes it only then, so a page without one costs no write.
+	flash string
 }
 
 func (s *session) can(scope string) bool { return scope == "" || slices.Contains(s.scopes, scope) }
@@ -38,8 +41,9 @@ func (s *session) can(scope string) bool { return scope == "" || slices.Contains
 // clock.
 type SessionStore interface {
 	CreateSession(ctx context.Context, tokenSHA256 []byte, keyName, csrf string, now, expires time.Time) error
-	// Session returns the key name and CSRF token of a session that has not ended by now.
-	Session(ctx context.Context, tokenSHA256 []byte, now time.Time) (keyName, csrf string, ok bool, err error)
+	// Session returns the key name, CSRF token and pending message of a session that has not
+	// ended by now.
+	Session(ctx context.Context, tokenSHA256 []byte, now time.Time) (keyName, csrf, flash string, ok bool, err error)
 	SetSessionFlash(ctx context.Context, tokenSHA256 []byte, msg string) error
 	// TakeSessionFlash returns the session's message and clears it.
 	TakeSessionFlash(ctx context.Context, tokenSHA256 []byte) (string, error)
@@ -86,7 +90,7 @@ func (ss *sessions) create(ctx context.Context, key httpapi.APIKey) (string, err
 // its key no longer configured).
 func (ss *sessions) get(ctx context.Context, token string) (*session, error) {
 	id := tokenID(token)
-	name, csrf, ok, err := ss.store.Session(ctx, id, ss.now())
+	name, csrf, flash, ok, err := ss.store.Session(ctx, id, ss.now())
 	if err != nil || !ok {
 		return nil, err
 	}
@@ -94,7 +98,7 @@ func (ss *sessions) get(ctx context.Context, token string) (*session, error) {
 	if i < 0 {
 		return nil, ss.store.EndSession(ctx, id)
 	}
-	return &session{id: id, name: name, scopes: ss.keys[i].Scopes, csrf: csrf}, nil
+	return &session{id: id, name: name, scopes: ss.keys[i].Scopes, csrf: csrf, flash: flash}, nil
 }
 
 // setCookie writes a console cookie: HttpOnly, SameSite=Strict, scoped to the console, Secure when

@@ -277,11 +277,9 @@ func (d *Detector) save(ctx context.Context, check Check) (Result, error) {
 // refused handles a check the database refused for good: it records the failure with nothing
 // of the refused data (the signatureId is the decoder's, valid) and makes the event a dead letter.
 func (d *Detector) refused(ctx context.Context, check Check, cause error) (Result, error) {
-	failed := Check{SignatureID: check.SignatureID, Region: check.Region, EventType: check.EventType,
-		Outcome: OutcomeFailed, FailureReason: ReasonCheckRefused + ": " + cause.Error(), Source: check.Source,
-		CheckedAt: d.now()}
-	if _, err := d.store.SaveCheck(ctx, failed); err != nil && !errors.Is(err, ErrCheckRefused) {
-		return Result{}, fmt.Errorf("%w: record refused check %s: %w", ErrStore, check.SignatureID, err)
+	err := d.RecordFailure(ctx, check.SignatureID, check.Region, ReasonCheckRefused+": "+cause.Error(), check.Source)
+	if err != nil && !errors.Is(err, ErrCheckRefused) {
+		return Result{}, err
 	}
 	return Result{Outcome: OutcomeFailed}, &PermanentFailure{Reason: ReasonCheckRefused, Err: cause}
 }

@@ -154,6 +154,10 @@ func (p *Handler) Handle(ctx context.Context, msg kafka.Message) error {
 		return nil
 	}
 	p.cfg.Metrics.Outcome(string(res.Outcome))
+	if len(res.UnusableUserIDs) > 0 {
+		p.log.Warn("face search named ids that are not valid userIds: neither stored nor linked",
+			"signature_id", ev.SignatureID, "count", len(res.UnusableUserIDs), "first", clip.Bytes(res.UnusableUserIDs[0], 64))
+	}
 	if p.log.Enabled(ctx, slog.LevelInfo) {
 		p.log.Info("check stored", "signature_id", ev.SignatureID, "partition", msg.Partition, "offset", msg.Offset,
 			"outcome", res.Outcome, "vendor_transaction_id", res.VendorTransactionID, "new_links", len(res.Saved.NewLinks))

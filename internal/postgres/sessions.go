@@ -19,18 +19,18 @@ VALUES ($1, $2, $3, $4, $5)`, tokenSHA256, keyName, csrf, now, expires)
 	return nil
 }
 
-// Session returns the key name and CSRF token of the session whose token hashes to tokenSHA256,
-// and false when there is none or it ended by now.
-func (s *Store) Session(ctx context.Context, tokenSHA256 []byte, now time.Time) (keyName, csrf string, ok bool, err error) {
-	err = s.pool.QueryRow(ctx, `SELECT key_name, csrf FROM console_sessions WHERE token_sha256 = $1 AND expires_at > $2`,
-		tokenSHA256, now).Scan(&keyName, &csrf)
+// Session returns the key name, CSRF token and pending message of the session whose token hashes
+// to tokenSHA256, and false when there is none or it ended by now.
+func (s *Store) Session(ctx context.Context, tokenSHA256 []byte, now time.Time) (keyName, csrf, flash string, ok bool, err error) {
+	err = s.pool.QueryRow(ctx, `SELECT key_name, csrf, flash FROM console_sessions WHERE token_sha256 = $1 AND expires_at > $2`,
+		tokenSHA256, now).Scan(&keyName, &csrf, &flash)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return "", "", false, nil
+		return "", "", "", false, nil
 	}
 	if err != nil {
-		return "", "", false, fmt.Errorf("read console session: %w", err)
+		return "", "", "", false, fmt.Errorf("read console session: %w", err)
 	}
-	return keyName, csrf, true, nil
+	return keyName, csrf, flash, true, nil
 }
 
 // SetSessionFlash leaves msg for the session's next page.
