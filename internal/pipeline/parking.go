@@ -169,36 +169,43 @@ func (p *Parking) Watch(ctx context.Context) error {
 	t := time.NewTicker(drainPoll)
 	defer t.Stop()
 	for {
-		for _, name := range p.regions.Names() {
-			st := p.states[name]
-			r, _ := p.regions.Lookup(name)
-			if !st.draining.Load() {
-				st.metrics.SetParking(r.Ready() != nil)
-				continue
-			}
-			written := st.written.Load()
-			lag, err := consumer.LagOf(ctx, p.lagClient, ParkingGroup(p.cfg, name), ParkingTopic(p.cfg, name))
-			if err != nil {
-				if ctx.Err() == nil {
-					p.log.Warn("measure parked backlog", "region", name, "error", err)
-				}
-				continue // keep the last answer: parking on is the safe side
-			}
-			var backlog int64
-			for _, n := range lag {
-				backlog += n
-			}
-			st.mu.Lock()
-			drained := backlog == 0 && st.writing.Load() == 0 && st.written.Load() == written
-			st.draining.Store(!drained)
-			st.mu.Unlock()
-			st.metrics.SetParking(!drained || r.Ready() != nil)
-		}
+		p.Measure(ctx)
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 		}
+	}
+}
+
+// Measure measures, once, the parked backlog of every region still marked as having one. Called
+// before the events consumer starts, it spares the first events of a region with nothing parked
+// a needless trip through its parking topic; a measurement that fails leaves parking on.
+func (p *Parking) Measure(ctx context.Context) {
+	for _, name := range p.regions.Names() {
+		st := p.states[name]
+		r, _ := p.regions.Lookup(name)
+		if !st.draining.Load() {
+			st.metrics.SetParking(r.Ready() != nil)
+			continue
+		}
+		written := st.written.Load()
+		lag, err := consumer.LagOf(ctx, p.lagClient, ParkingGroup(p.cfg, name), ParkingTopic(p.cfg, name))
+		if err != nil {
+			if ctx.Err() == nil {
+				p.log.Warn("measure parked backlog", "region", name, "error", err)
+			}
+			continue // keep the last answer: parking on is the safe side
+		}
+		var backlog int64
+		for _, n := range lag {
+			backlog += n
+		}
+		st.mu.Lock()
+		drained := backlog == 0 && st.writing.Load() == 0 && st.written.Load() == written
+		st.draining.Store(!drained)
+		st.mu.Unlock()
+		st.metrics.SetParking(!drained || r.Ready() != nil)
 	}
 }
 

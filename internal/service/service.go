@@ -103,6 +103,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		parked := pipeline.New(parkedConfig)
 		handlerConfig.Parking = pipeline.NewParking(cfg, vendor, m, log.With("component", "parking"))
 		defer handlerConfig.Parking.Close()
+		measureCtx, cancelMeasure := context.WithTimeout(ctx, 10*time.Second)
+		handlerConfig.Parking.Measure(measureCtx)
+		cancelMeasure()
 		parts = append(parts, named{"parking watch", handlerConfig.Parking.Watch})
 		for _, name := range cfg.RegionNames() {
 			pc, err := consumer.New(parkedConsumerConfig(cfg, name, log, m, parked.RouteKey), parked.Handle)
