@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -84,10 +85,15 @@ func (o oneRegion) Paused() []string {
 	return nil
 }
 
-// Detector processes a verification whose get-result answer polling already has, exactly as its
-// COMPLETED event would have been processed, in its region; *duplicate.Detector implements it.
-type Detector interface {
-	HandleVerified(ctx context.Context, signatureID, region string, v duplicate.Verification, src duplicate.Source) (duplicate.Result, error)
+// Events takes, for each verification polling found final, the COMPLETED event its lost callback
+// would have been, for the events topic, keyed by signatureId (*topic.Publisher implements it).
+//
+// Polling hands the verification to the main path instead of processing it itself: on the events
+// topic its event waits behind any callback of the same verification (same key, same partition,
+// handled one after another), so whichever comes second finds the stored outcome and nothing is
+// searched or billed twice, even when the callback was only late, on any instance.
+type Events interface {
+	Publish(ctx context.Context, key, value []byte) error
 }
 
 // Config configures a Poller.
@@ -117,10 +123,7 @@ type Config struct {
 	OnCounts func(Counts)
 	// OnSettled is told how many verifications this instance settled with a status; may be nil.
 	OnSettled func(status Status, n int)
-	// OnAlert is given each alert a verification found by polling raised, once committed (the
-	// relay's Handoff); may be nil.
-	OnAlert func(duplicate.Alert)
-	Now     func() time.Time
+	Now       func() time.Time
 }
 
 // AlertSink raises a callbacks_missing alert unless one was raised within the window, and
@@ -130,16 +133,12 @@ type AlertSink interface {
 	PublishPending(ctx context.Context) error
 }
 
-// SourceTopic is the source recorded on checks that polling processed: no Kafka message led to
-// them.
-const SourceTopic = "doppel.reconcile"
-
 // Poller polls get-result for the started verifications no COMPLETED event settled in time.
 type Poller struct {
 	cfg      Config
 	store    Store
 	regions  Regions
-	detector Detector
+	events   Events
 	alerts   AlertSink
 	newID    func() string
 	// countedAt is when the counts were last read: they scan the settled rows, so at most once per
@@ -155,7 +154,7 @@ type Poller struct {
 func (p *Poller) countEvery() time.Duration { return min(10*time.Second, p.cfg.Interval) }
 
 // NewPoller returns a Poller. alerts may be nil (no callbacks_missing alert).
-func NewPoller(cfg Config, store Store, regions Regions, detector Detector, alerts AlertSink, newID func() string) *Poller {
+func NewPoller(cfg Config, store Store, regions Regions, events Events, alerts AlertSink, newID func() string) *Poller {
 	if cfg.Tick <= 0 {
 		cfg.Tick = min(max(cfg.Interval/10, 100*time.Millisecond), 5*time.Second)
 	}
@@ -171,7 +170,7 @@ func NewPoller(cfg Config, store Store, regions Regions, detector Detector, aler
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Poller{cfg: cfg, store: store, regions: regions, detector: detector, alerts: alerts, newID: newID,
+	return &Poller{cfg: cfg, store: store, regions: regions, events: events, alerts: alerts, newID: newID,
 		unknownLogged: map[string]bool{}}
 }
 
@@ -337,23 +336,20 @@ func (p *Poller) poll(ctx context.Context, d Due) error {
 	if err := p.store.RecordPoll(ctx, d.SignatureID, v.OverallResult, "get-result: "+v.OverallResult); err != nil {
 		return err
 	}
-	res, err := p.detector.HandleVerified(ctx, d.SignatureID, name, v, duplicate.Source{Topic: SourceTopic})
+	event, err := json.Marshal(duplicate.Event{SignatureID: d.SignatureID, Type: duplicate.EventTypeCompleted, Region: name})
 	if err != nil {
-		var pf *duplicate.PermanentFailure
-		if errors.As(err, &pf) {
-			// Recorded on the check as failed; polled again after the interval until give-up.
-			p.observe("error")
-			log.Warn("verification found by polling could not be processed", "reason", pf.Reason, "error", err)
-			return p.store.RecordPoll(ctx, d.SignatureID, v.OverallResult, "failed: "+pf.Reason)
+		return err
+	}
+	if err := p.events.Publish(ctx, []byte(d.SignatureID), event); err != nil {
+		// The verdict is kept; the verification is due again at once, and the batch stops: the
+		// broker is likely down for the rest of it too.
+		if rerr := p.store.ReleaseClaim(context.WithoutCancel(ctx), d.SignatureID); rerr != nil {
+			err = errors.Join(err, rerr)
 		}
-		return p.failed(ctx, log, d, "process", err)
+		return fmt.Errorf("publish the COMPLETED event of %s found by polling: %w", d.SignatureID, err)
 	}
 	p.observe(v.OverallResult)
-	log.Info("verification found by polling", "verdict", v.OverallResult, "outcome", res.Outcome,
-		"already_stored", res.AlreadyStored, "new_links", len(res.Saved.NewLinks))
-	if res.Saved.Alert != nil && p.cfg.OnAlert != nil {
-		p.cfg.OnAlert(*res.Saved.Alert)
-	}
+	log.Info("verification found by polling: its COMPLETED event is on the events topic", "verdict", v.OverallResult)
 	return nil
 }
 

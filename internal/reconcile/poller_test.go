@@ -3,6 +3,7 @@ package reconcile_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -37,6 +38,36 @@ func setup(t *testing.T) *bundle {
 	client, err := advance.New(advance.Config{BaseURL: simURL, AccessKey: testinfra.SimAccessKey, SecretKey: testinfra.SimSecretKey})
 	require.NoError(t, err)
 	return &bundle{pool: pool, store: postgres.NewStore(pool), sim: sim, vendor: facesearch.New(client, facesearch.Config{})}
+}
+
+// handledEvents stands in for the events topic and its consumer in these tests of the poller's
+// logic (the service tests run the real topic): each published event is decoded and handled at
+// once by a detector, as the main path would.
+type handledEvents struct {
+	detector *duplicate.Detector
+	mu       sync.Mutex
+	keys     []string
+	fail     error // when set, Publish fails with it
+}
+
+func (b *bundle) events() *handledEvents {
+	return &handledEvents{detector: duplicate.NewDetector(b.vendor, b.store, nil)}
+}
+
+func (h *handledEvents) Publish(ctx context.Context, key, value []byte) error {
+	h.mu.Lock()
+	fail := h.fail
+	h.keys = append(h.keys, string(key))
+	h.mu.Unlock()
+	if fail != nil {
+		return fail
+	}
+	ev, err := duplicate.DecodeEvent(value, duplicate.DecodeOptions{MaxBytes: 1 << 20, RejectUnknownTypes: true})
+	if err != nil {
+		return err
+	}
+	_, err = h.detector.Handle(ctx, ev, duplicate.Source{Topic: "idv.completed"})
+	return err
 }
 
 // recordingVendor notes when each signatureId was polled, by any instance.
@@ -96,7 +127,7 @@ func TestTwoInstancesNeverPollOneVerificationTwiceInAnInterval(t *testing.T) {
 		v := &recordingVendor{Vendor: b.vendor, owner: owner, mu: &mu, calls: calls}
 		p := reconcile.NewPoller(reconcile.Config{Owner: owner, Interval: interval, GiveUp: time.Hour,
 			Tick: 20 * time.Millisecond, BatchSize: 7, Workers: 3},
-			b.store, b.regions(v), duplicate.NewDetector(b.vendor, b.store, nil), nil, nil)
+			b.store, b.regions(v), b.events(), nil, nil)
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = p.Run(ctx) }()
 	}
@@ -134,7 +165,7 @@ func TestAnOpenCircuitPausesPolling(t *testing.T) {
 	calls := map[string][]poll{}
 	v := &recordingVendor{Vendor: b.vendor, owner: "a", mu: &mu, calls: calls, state: "open"}
 	p := reconcile.NewPoller(reconcile.Config{Owner: "a", Interval: time.Minute, GiveUp: time.Hour},
-		b.store, b.regions(v), duplicate.NewDetector(b.vendor, b.store, nil), nil, nil)
+		b.store, b.regions(v), b.events(), nil, nil)
 	require.NoError(t, p.Round(context.Background()))
 	require.Empty(t, calls, "no poll while the vendor's circuit is open")
 	var claimed int
@@ -172,9 +203,10 @@ func TestAnIncompleteVerificationIsPolledAgainAndRecoveredWhenItCompletes(t *tes
 	ctx := context.Background()
 	require.NoError(t, b.store.RecordStarted(ctx, duplicate.Started{SignatureID: bob}, 0, duplicate.Source{}))
 	const interval = 300 * time.Millisecond
+	events := b.events()
 	p := reconcile.NewPoller(reconcile.Config{Owner: "a", Interval: interval, GiveUp: time.Hour}, b.store,
 		reconcile.OneRegion("", b.vendor, func() bool { return b.vendor.State() == "open" }),
-		duplicate.NewDetector(b.vendor, b.store, nil), nil, nil)
+		events, nil, nil)
 
 	require.NoError(t, p.Round(ctx))
 	var status, last string
@@ -201,7 +233,43 @@ WHERE signature_id = $1`, bob).Scan(&status, &last))
 	require.Equal(t, duplicate.OutcomeDuplicatesFound, c.Outcome)
 	require.Equal(t, []string{"alice"}, c.MatchedUserIDs)
 	require.Equal(t, duplicate.FoundByPolling, c.FoundBy)
-	require.Equal(t, reconcile.SourceTopic, c.Source.Topic)
+	require.Equal(t, "idv.completed", c.Source.Topic, "searched by the main path, from its event")
+	require.Equal(t, []string{bob}, events.keys, "one COMPLETED event, keyed by its signatureId")
+	require.EqualValues(t, 1, b.sim.Stats().FaceSearchBySignature[bob], "billed once")
+}
+
+// When the event of a verification found final cannot be published, the verdict is kept, the
+// verification is due again at once (not an interval later) and the round reports the failure.
+func TestAFailedPublishLeavesTheVerificationDue(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	sig := testinfra.AddSession(t, b.sim, "carol", "f", "PASS")
+	ctx := context.Background()
+	require.NoError(t, b.store.RecordStarted(ctx, duplicate.Started{SignatureID: sig}, 0, duplicate.Source{}))
+	events := b.events()
+	events.fail = errors.New("broker down")
+	p := reconcile.NewPoller(reconcile.Config{Owner: "a", Interval: time.Hour, GiveUp: 48 * time.Hour}, b.store,
+		reconcile.OneRegion("", b.vendor, func() bool { return false }), events, nil, nil)
+
+	err := p.Round(ctx)
+	require.ErrorContains(t, err, "broker down")
+	require.ErrorContains(t, err, sig)
+	var status, verdict string
+	var due bool
+	require.NoError(t, b.pool.QueryRow(ctx, `SELECT status, coalesce(verdict, ''), next_poll_at <= now()
+FROM started_verifications WHERE signature_id = $1`, sig).Scan(&status, &verdict, &due))
+	require.Equal(t, "pending", status)
+	require.Equal(t, "PASS", verdict, "the verdict is kept")
+	require.True(t, due, "due again at once, not an interval later")
+	require.Empty(t, b.sim.Stats().FaceSearchBySignature, "nothing searched")
+
+	events.fail = nil
+	require.NoError(t, p.Round(ctx))
+	require.NoError(t, p.Round(ctx)) // settles what the event stored
+	require.NoError(t, b.pool.QueryRow(ctx, `SELECT status, coalesce(verdict, ''), false
+FROM started_verifications WHERE signature_id = $1`, sig).Scan(&status, &verdict, &due))
+	require.Equal(t, "recovered", status)
+	require.EqualValues(t, 1, b.sim.Stats().FaceSearchBySignature[sig], "billed once")
 }
 
 // A verification naming a region that is not configured calls no vendor: each poll is recorded as
@@ -220,7 +288,7 @@ func TestAnUnknownRegionIsAFailedPollLoggedOnceWithoutAVendorCall(t *testing.T) 
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	const interval = 200 * time.Millisecond
 	p := reconcile.NewPoller(reconcile.Config{Owner: "a", Interval: interval, GiveUp: time.Hour, Logger: log},
-		b.store, b.regions(v), duplicate.NewDetector(b.vendor, b.store, nil), nil, nil)
+		b.store, b.regions(v), b.events(), nil, nil)
 	for range 3 {
 		require.NoError(t, p.Round(ctx))
 		time.Sleep(interval)
@@ -235,7 +303,7 @@ WHERE signature_id = 'unknown-1'`).Scan(&polls, &last))
 	require.Contains(t, last, duplicate.ReasonUnknownRegion)
 
 	expiring := reconcile.NewPoller(reconcile.Config{Owner: "a", Interval: interval, GiveUp: time.Nanosecond},
-		b.store, b.regions(v), duplicate.NewDetector(b.vendor, b.store, nil), nil, nil)
+		b.store, b.regions(v), b.events(), nil, nil)
 	require.NoError(t, expiring.Round(ctx))
 	var expired int
 	require.NoError(t, b.pool.QueryRow(ctx, `SELECT count(*) FROM started_verifications WHERE status = 'expired'`).Scan(&expired))
@@ -254,7 +322,7 @@ INSERT INTO started_verifications (signature_id, started_at, next_poll_at, statu
 	require.NoError(t, err)
 	v := &recordingVendor{Vendor: b.vendor, owner: "a", mu: &sync.Mutex{}, calls: map[string][]poll{}}
 	p := reconcile.NewPoller(reconcile.Config{Owner: "a", Interval: time.Minute, GiveUp: time.Hour, Retention: 24 * time.Hour},
-		b.store, b.regions(v), duplicate.NewDetector(b.vendor, b.store, nil), nil, nil)
+		b.store, b.regions(v), b.events(), nil, nil)
 	require.NoError(t, p.Round(ctx))
 	rows, err := b.pool.Query(ctx, `SELECT signature_id FROM started_verifications ORDER BY 1`)
 	require.NoError(t, err)

@@ -33,19 +33,16 @@ type reconciliation struct {
 	enroller *reconcile.Enroller
 }
 
-// newReconciliation builds reconciliation on the shared store and regions. Polling gets a detector
-// of its own on a view of every region with its own share of that region's rate (cfg.PollQPSOf)
-// under the region's circuit breaker, pause and budget, so it never starves the main path, stops
-// in a region whose vendor is unusable and goes on in the others.
-func newReconciliation(cfg config.Config, store *postgres.Store, batcher duplicate.Store, regions *region.Registry,
+// newReconciliation builds reconciliation on the shared store and regions. Polling calls get-result
+// on a view of every region with its own share of that region's rate (cfg.PollQPSOf) under the
+// region's circuit breaker, pause and budget, so it never starves the main path, stops in a region
+// whose vendor is unusable and goes on in the others. A verification it finds final goes to
+// events, the events topic, where the main path searches it (see reconcile.Events).
+func newReconciliation(cfg config.Config, store *postgres.Store, regions *region.Registry, events reconcile.Events,
 	rel *relay.Relay, m *metrics.Metrics, log *slog.Logger) (*reconciliation, error) {
 	polling, err := newPollRegions(cfg, regions)
 	if err != nil {
 		return nil, err
-	}
-	detector := duplicate.NewDetector(polling.registry, batcher, nil)
-	if cfg.EnrollFailed {
-		detector.MarkFailedAttempts(store)
 	}
 	rm := m.Reconcile()
 	owner, _ := os.Hostname()
@@ -61,8 +58,7 @@ func newReconciliation(cfg config.Config, store *postgres.Store, batcher duplica
 			OnPolled:   rm.Polled,
 			OnCounts:   func(c reconcile.Counts) { rm.SetPending(c.Pending, c.RecoveredShare()) },
 			OnSettled:  func(s reconcile.Status, n int) { rm.Settled(string(s), n) },
-			OnAlert:    rel.Handoff,
-		}, store, polling, detector, reconcileAlerts{store: store, relay: rel}, uuid.NewString),
+		}, store, polling, events, reconcileAlerts{store: store, relay: rel}, uuid.NewString),
 	}
 	if cfg.EnrollFailed {
 		r.enroller = reconcile.NewEnroller(store, polling, log.With("component", "enroll"), rm.Enrolled)

@@ -406,3 +406,44 @@ func TestWithoutEnrolmentNothingIsEnrolled(t *testing.T) {
 	require.Zero(t, f.sim.Stats().Calls["face-search-enroll"])
 	require.Equal(t, "not_passed", f.outcomes(t)[failed])
 }
+
+// A callback that arrives while polling finds the same verification (a consumer lagging by more
+// than DOPPEL_RECONCILE_AFTER, or a callback just late) is searched and billed once: polling hands
+// the verification to the events topic, where it waits behind the callback. Before, polling
+// searched it itself, at the same moment as the main path, and the vendor billed both.
+func TestACallbackRacingItsPollIsBilledOnce(t *testing.T) {
+	t.Parallel()
+	const latency = 1500 * time.Millisecond // each vendor call: the two paths overlap for seconds
+	f := setup(t, advancesim.Config{Latency: latency})
+	f.cfg.HTTPAddr, f.cfg.AdminAddr = freeAddr(t), freeAddr(t)
+	f.cfg.ReconcileAfter, f.cfg.ReconcileInterval, f.cfg.ReconcileGiveUp = time.Second, 2*time.Second, time.Hour
+	require.NoError(t, f.cfg.Validate())
+	ids, err := f.sim.AddSessions([]advancesim.Session{
+		{UserID: "first", Face: "F", OverallResult: "INCOMPLETE"},
+		{UserID: "second", Face: "F", OverallResult: "INCOMPLETE"},
+	})
+	require.NoError(t, err)
+	first, second := ids[0], ids[1]
+	f.start(t)
+	f.pass(t, first) // the consumer is running and has searched once
+	require.NoError(t, f.sim.Complete(second, "PASS"))
+
+	// second started a minute ago, so its first poll is due as soon as its started event is read,
+	// and its callback is produced at the same moment.
+	startedAt := time.Now().Add(-time.Minute)
+	testinfra.Produce(t, f.cfg.TopicStarted, startedEvent(second, "second", &startedAt))
+	testinfra.Produce(t, f.cfg.TopicEvents, event(second, "COMPLETED", ""))
+	testinfra.Eventually(t, time.Minute, func() bool {
+		st := f.statuses(t)[second]
+		return st == "recovered" || st == "completed"
+	}, "second settled")
+	f.waitConsumed(t)
+
+	var polled int
+	require.NoError(t, f.pool.QueryRow(context.Background(),
+		`SELECT polls FROM started_verifications WHERE signature_id = $1`, second).Scan(&polled))
+	require.Positive(t, polled, "polling found second while its callback was being handled")
+	require.EqualValues(t, 1, f.sim.Stats().FaceSearchBySignature[second], "second billed once")
+	require.Equal(t, "duplicates_found", f.outcomes(t)[second])
+	require.Equal(t, 1, f.alertCount(t, second), "one alert")
+}

@@ -123,7 +123,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 
-	recon, err := newReconciliation(cfg, store, batcher, vendor, rel, m, log)
+	// Verifications found by polling go to the events topic with a source of their own.
+	polled := topic.NewPublisher(cfg.KafkaBrokers, cfg.TopicEvents, "polling")
+	defer polled.Close()
+	recon, err := newReconciliation(cfg, store, vendor, polled, rel, m, log)
 	if err != nil {
 		return err
 	}
