@@ -135,12 +135,12 @@ type AlertSink interface {
 
 // Poller polls get-result for the started verifications no COMPLETED event settled in time.
 type Poller struct {
-	cfg      Config
-	store    Store
-	regions  Regions
-	events   Events
-	alerts   AlertSink
-	newID    func() string
+	cfg     Config
+	store   Store
+	regions Regions
+	events  Events
+	alerts  AlertSink
+	newID   func() string
 	// countedAt is when the counts were last read: they scan the settled rows, so at most once per
 	// countEvery.
 	countedAt time.Time

@@ -374,7 +374,7 @@ func parkedEvents(t *testing.T, f *fixture, region string) int {
 func failedVendorCalls(t *testing.T, f *fixture, region string) int {
 	t.Helper()
 	n := 0
-	calls := regexp.MustCompile(`doppel_vendor_calls_total\{code="([^"]*)",endpoint="[^"]*",region="` + region + `"\} (\d+)`).
+	calls := regexp.MustCompile(`doppel_vendor_calls_total\{code="([^"]*)",endpoint="[^"]*",region="`+region+`"\} (\d+)`).
 		FindAllStringSubmatch(metricsPage(t, f.cfg.AdminAddr), -1)
 	require.NotEmpty(t, calls, "doppel_vendor_calls_total of %s on the metrics page", region)
 	for _, m := range calls {
