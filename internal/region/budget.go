@@ -23,7 +23,8 @@ type Budget struct {
 	count  SpendCounter
 	now    func() time.Time
 	log    *slog.Logger
-	// onChange is told the spend and the limit whenever the spend changes; may be nil.
+	// onChange is told the spend and the limit whenever the spend changes, with mu held: it must
+	// not call the Budget; may be nil.
 	onChange func(spent, limit int64)
 
 	mu     sync.Mutex
@@ -36,10 +37,12 @@ type Budget struct {
 type BudgetConfig struct {
 	Region string
 	// Limit is the most face searches per calendar month; 0 means no budget (only counted).
-	Limit    int64
-	Count    SpendCounter
-	Now      func() time.Time
-	Logger   *slog.Logger
+	Limit  int64
+	Count  SpendCounter
+	Now    func() time.Time
+	Logger *slog.Logger
+	// OnChange is told the spend and the limit at every change, in order; it must not call the
+	// Budget.
 	OnChange func(spent, limit int64)
 }
 
@@ -94,9 +97,8 @@ func (b *Budget) Load(ctx context.Context) error {
 	}
 	// Never below what this process already counted: a search it made may not be stored yet.
 	b.spent = max(b.spent, n)
-	spent := b.spent
+	b.changed()
 	b.mu.Unlock()
-	b.changed(spent)
 	return nil
 }
 
@@ -117,13 +119,13 @@ func (b *Budget) Reserve(ctx context.Context) (release func(billed bool), err er
 		return nil, err
 	}
 	b.spent++
+	b.changed()
 	spent, month := b.spent, b.month
 	warn := b.limit > 0 && !b.warned && spent*5 >= b.limit*4
 	if warn {
 		b.warned = true
 	}
 	b.mu.Unlock()
-	b.changed(spent)
 	if warn {
 		b.log.Warn("region has spent 80% of its monthly face-search budget", "region", b.region,
 			"spent", spent, "budget", b.limit, "month", month.Format("2006-01"))
@@ -138,9 +140,8 @@ func (b *Budget) Reserve(ctx context.Context) (release func(billed bool), err er
 			if b.month.Equal(month) {
 				b.spent--
 			}
-			spent := b.spent
+			b.changed()
 			b.mu.Unlock()
-			b.changed(spent)
 		})
 	}, nil
 }
@@ -177,8 +178,11 @@ func (b *Budget) spentError() *SpentError {
 		monthStart: b.month}
 }
 
-func (b *Budget) changed(spent int64) {
+// changed reports the spend; it must be called with mu held, so that reports arrive in the order
+// of the changes and the last one is the spend (made after unlocking, two workers' reports could
+// swap and leave the gauge at an older figure).
+func (b *Budget) changed() {
 	if b.onChange != nil {
-		b.onChange(spent, b.limit)
+		b.onChange(b.spent, b.limit)
 	}
 }

@@ -3,6 +3,8 @@ package region
 import (
 	"context"
 	"errors"
+	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -82,4 +84,44 @@ func TestBudgetNeverCountsBelowItsOwnSearches(t *testing.T) {
 	require.NoError(t, b.Load(ctx))
 	spent, _ = b.Spent()
 	require.EqualValues(t, 9, spent)
+}
+
+// The spend reported to OnChange (the doppel_region_budget_spent gauge) ends at the spend counted,
+// however many workers reserve and release at once: reports made outside the lock could arrive
+// out of order and leave the gauge at an older figure until the next change.
+func TestBudgetReportsItsLatestSpendUnderConcurrency(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var reported int64
+	b := NewBudget(BudgetConfig{Region: "ph", Limit: 1 << 20,
+		Count: func(context.Context, string, time.Time) (int64, error) { return 0, nil },
+		OnChange: func(spent, _ int64) {
+			runtime.Gosched() // a report takes time of its own: let another worker overtake it
+			mu.Lock()
+			reported = spent
+			mu.Unlock()
+		}})
+	require.NoError(t, b.Load(context.Background()))
+	for round := range 300 {
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for w := range 8 {
+			wg.Go(func() {
+				<-start
+				release, err := b.Reserve(context.Background())
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				release((w+round)%3 != 0) // a third are given back
+			})
+		}
+		close(start)
+		wg.Wait()
+		spent, _ := b.Spent()
+		mu.Lock()
+		last := reported
+		mu.Unlock()
+		require.Equal(t, spent, last, "round %d: the last report is the spend", round)
+	}
 }
