@@ -50,6 +50,8 @@ type Link struct {
 	SeenCount        int
 	FirstSignatureID string
 	LastSignatureID  string
+	// Regions are the vendor regions whose face search found the pair, in the order they first did.
+	Regions []string
 	// LatestReview is the most recent review of the pair, nil when none.
 	LatestReview *Review
 }

@@ -107,7 +107,7 @@ func (s *Server) handleUserCluster(c echo.Context) error {
 	for i, l := range ring.Links {
 		out.Links[i] = linkJSON{UserID: l.UserIDLow, DuplicateUserID: l.UserIDHigh, FirstSeenAt: l.FirstSeenAt,
 			LastSeenAt: l.LastSeenAt, SeenCount: l.SeenCount, FirstSignatureID: l.FirstSignatureID,
-			LastSignatureID: l.LastSignatureID, LatestReview: toReviewPtr(l.LatestReview)}
+			LastSignatureID: l.LastSignatureID, Regions: nonNil(l.Regions), LatestReview: toReviewPtr(l.LatestReview)}
 	}
 	return c.JSON(http.StatusOK, out)
 }

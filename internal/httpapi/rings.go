@@ -192,7 +192,7 @@ func toRing(r duplicate.RingDetail) ringJSON {
 	for i, p := range r.Pairs {
 		j := ringPairJSON{linkJSON: linkJSON{UserID: p.UserIDLow, DuplicateUserID: p.UserIDHigh,
 			FirstSeenAt: p.FirstSeenAt, LastSeenAt: p.LastSeenAt, SeenCount: p.SeenCount,
-			FirstSignatureID: p.FirstSignatureID, LastSignatureID: p.LastSignatureID},
+			FirstSignatureID: p.FirstSignatureID, LastSignatureID: p.LastSignatureID, Regions: nonNil(p.Regions)},
 			SignatureIDs: nonNil(p.SignatureIDs), VendorTransactionIDs: nonNil(p.VendorTransactionIDs),
 			Reviews: make([]reviewJSON, len(p.Reviews))}
 		for k, rv := range p.Reviews {

@@ -94,6 +94,7 @@ type linkJSON struct {
 	SeenCount        int         `json:"seenCount"`
 	FirstSignatureID string      `json:"firstSignatureId"`
 	LastSignatureID  string      `json:"lastSignatureId"`
+	Regions          []string    `json:"regions"`
 	LatestReview     *reviewJSON `json:"latestReview"`
 }
 

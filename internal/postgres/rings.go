@@ -56,7 +56,7 @@ func ringOf(ctx context.Context, q querier, userID string, withLinks bool) (dupl
 	}
 	rows, err := q.Query(ctx, `
 SELECT l.user_id_low, l.user_id_high, l.first_seen_at, l.last_seen_at, l.seen_count, l.first_signature_id,
-    l.last_signature_id, r.review_id, r.decision, r.note, r.reviewed_by, r.reviewed_at
+    l.last_signature_id, l.regions, r.review_id, r.decision, r.note, r.reviewed_by, r.reviewed_at
 FROM duplicate_links l
 LEFT JOIN LATERAL (
     SELECT review_id, decision, note, reviewed_by, reviewed_at FROM link_reviews
@@ -75,7 +75,7 @@ LIMIT $2`, ring.Members, MaxRingLinks+1)
 		var decision, note, by *string
 		var at *time.Time
 		err := row.Scan(&l.UserIDLow, &l.UserIDHigh, &l.FirstSeenAt, &l.LastSeenAt, &l.SeenCount,
-			&l.FirstSignatureID, &l.LastSignatureID, &id, &decision, &note, &by, &at)
+			&l.FirstSignatureID, &l.LastSignatureID, &l.Regions, &id, &decision, &note, &by, &at)
 		l.FirstSeenAt, l.LastSeenAt = l.FirstSeenAt.UTC(), l.LastSeenAt.UTC()
 		if id != nil {
 			l.LatestReview = &duplicate.Review{ID: *id, UserID: l.UserIDLow, DuplicateUserID: l.UserIDHigh,

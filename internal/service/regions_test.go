@@ -208,6 +208,36 @@ func TestEachEventIsSearchedAndBilledInItsOwnRegion(t *testing.T) {
 	require.Equal(t, http.StatusOK, status)
 	require.Contains(t, string(body), `"region":"th"`)
 
+	// A ring's links say which region found each, in /cluster and in /v1/rings/{ringId}.
+	var cluster struct {
+		RingID string `json:"ringId"`
+		Links  []struct {
+			UserID          string   `json:"userId"`
+			DuplicateUserID string   `json:"duplicateUserId"`
+			Regions         []string `json:"regions"`
+		} `json:"links"`
+	}
+	linkRegions := func() map[string][]string {
+		out := map[string][]string{}
+		for _, l := range cluster.Links {
+			out[l.UserID+"~"+l.DuplicateUserID] = l.Regions
+		}
+		return out
+	}
+	status, body = call(t, http.MethodGet, base+"/v1/users/erin/cluster", analystKey, nil)
+	require.Equal(t, http.StatusOK, status, string(body))
+	require.NoError(t, json.Unmarshal(body, &cluster))
+	require.Equal(t, map[string][]string{"carol~dave": {"th"}, "carol~erin": {"th"}, "dave~erin": {"th"}}, linkRegions())
+	status, body = call(t, http.MethodGet, base+"/v1/rings/"+cluster.RingID, analystKey, nil)
+	require.Equal(t, http.StatusOK, status, string(body))
+	cluster.Links = nil
+	require.NoError(t, json.Unmarshal(body, &cluster))
+	require.Equal(t, map[string][]string{"carol~dave": {"th"}, "carol~erin": {"th"}, "dave~erin": {"th"}}, linkRegions())
+	status, body = call(t, http.MethodGet, base+"/v1/users/bob/cluster", analystKey, nil)
+	require.Equal(t, http.StatusOK, status, string(body))
+	require.NoError(t, json.Unmarshal(body, &cluster))
+	require.Equal(t, map[string][]string{"alice~bob": {"ph"}}, linkRegions())
+
 	// Analysts see the region in their views.
 	var openTH int
 	require.NoError(t, f.pool.QueryRow(context.Background(), `SELECT count(*) FROM open_alerts WHERE region = 'th'`).Scan(&openTH))
