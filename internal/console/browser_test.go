@@ -164,6 +164,8 @@ func TestAnAnalystWorksTheQueueInARealBrowser(t *testing.T) {
 	require.Equal(t, 1, count(t, ctx, "svg.graph .node.focus"))
 	require.Equal(t, "cust-a4", value(t, ctx, chromedp.Evaluate[string](`document.querySelector("svg.graph .node.focus title").textContent`)))
 	require.Equal(t, 4, count(t, ctx, "tr[data-pair]"))
+	require.Equal(t, "th", text(t, ctx, `tr[data-pair="cust-a3|cust-a4"] td.regions`), "the region that found the pair")
+	require.Equal(t, "sg", text(t, ctx, `tr[data-pair="cust-a1|cust-a2"] td.regions`), "the default region by its host's name")
 	screenshot(t, ctx, "04-ring")
 
 	// A POST forged from the console's own origin without the CSRF token is refused, records nothing.

@@ -61,6 +61,12 @@ func setup(t testing.TB, edit ...func(*console.Config)) *fixture {
 // seed stores a check of user linking it to matched, as the pipeline would.
 func (f *fixture) seed(user string, matched ...string) duplicate.Saved {
 	f.t.Helper()
+	return f.seedIn("", user, matched...)
+}
+
+// seedIn is seed with the check searched in region ("": the default region).
+func (f *fixture) seedIn(region, user string, matched ...string) duplicate.Saved {
+	f.t.Helper()
 	f.seq++
 	sig := fmt.Sprintf("sig-%04d-%s", f.seq, user)
 	outcome := duplicate.OutcomeNoDuplicates
@@ -69,18 +75,18 @@ func (f *fixture) seed(user string, matched ...string) duplicate.Saved {
 	}
 	saved, err := f.store.SaveCheck(context.Background(), duplicate.Check{SignatureID: sig, UserID: user,
 		EventType: duplicate.EventTypeCompleted, Outcome: outcome, SimilarUserIDs: matched, MatchedUserIDs: matched,
-		VendorTransactionID: "tx-" + sig, Source: duplicate.Source{Topic: "idv.completed"}, CheckedAt: time.Now()})
+		VendorTransactionID: "tx-" + sig, Source: duplicate.Source{Topic: "idv.completed"}, CheckedAt: time.Now(), Region: region})
 	require.NoError(f.t, err)
 	return saved
 }
 
-// seedRings stores a ring of four (cust-a1..a4, four links, three alerts) and a ring of two
-// (cust-b1, cust-b2, one alert).
+// seedRings stores a ring of four (cust-a1..a4, four links, three alerts; cust-a4 verified in
+// region th, the others in the default region) and a ring of two (cust-b1, cust-b2, one alert).
 func (f *fixture) seedRings() (ringA, ringB string) {
 	f.seed("cust-a1")
 	f.seed("cust-a2", "cust-a1")
 	f.seed("cust-a3", "cust-a1", "cust-a2")
-	f.seed("cust-a4", "cust-a3")
+	f.seedIn("th", "cust-a4", "cust-a3")
 	f.seed("cust-b1")
 	f.seed("cust-b2", "cust-b1")
 	return duplicate.RingID("cust-a1"), duplicate.RingID("cust-b1")

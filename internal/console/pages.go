@@ -274,6 +274,9 @@ func (c *Console) handleQueue(w http.ResponseWriter, r *http.Request) {
 type pairRow struct {
 	duplicate.RingPair
 	Focus bool
+	// RegionNames are the regions that found the pair, `default` shown as the vendor host's region
+	// when known (as the queue shows alerts').
+	RegionNames []string
 }
 
 type ringData struct {
@@ -287,6 +290,18 @@ type ringData struct {
 	Pages      int
 	Prev, Next string
 	Return     string
+}
+
+// regionNames returns regions with `default` named after the vendor host's region when known.
+func (c *Console) regionNames(regions []string) []string {
+	out := make([]string, len(regions))
+	for i, r := range regions {
+		if r == duplicate.DefaultRegion && c.cfg.Region != "" {
+			r = c.cfg.Region
+		}
+		out[i] = r
+	}
+	return out
 }
 
 func (c *Console) handleRing(w http.ResponseWriter, r *http.Request) {
@@ -325,7 +340,8 @@ func (c *Console) handleRing(w http.ResponseWriter, r *http.Request) {
 	d := ringData{Ring: detail, Alert: alert, Focus: focus, Graph: drawRing(detail, focus)}
 	rows := make([]pairRow, len(detail.Pairs))
 	for i, p := range detail.Pairs {
-		rows[i] = pairRow{RingPair: p, Focus: focus != "" && (p.UserIDLow == focus || p.UserIDHigh == focus)}
+		rows[i] = pairRow{RingPair: p, Focus: focus != "" && (p.UserIDLow == focus || p.UserIDHigh == focus),
+			RegionNames: c.regionNames(p.Regions)}
 		if p.LatestReview == nil {
 			d.Undecided++
 		}
