@@ -83,3 +83,57 @@ func TestAFaceFarmSavedConcurrentlyIsOneRingWithEveryLinkOnce(t *testing.T) {
 	require.Equal(t, k, size)
 	require.Equal(t, members, members2)
 }
+
+// A pair already linked is found, and not raised again, whether the check naming it names few
+// accounts (its pairs looked up one by one) or many (its user's links read whole), on the batch
+// path and the single-check path alike. The case that matters is a face farm's early member
+// handled after a later member matched it: many links, few pairs named.
+func TestAnExistingPairIsFoundWhetherItsCheckNamesFewOrManyAccounts(t *testing.T) {
+	t.Parallel()
+	for _, path := range []string{"batch", "single"} {
+		t.Run(path, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			save := b.store.SaveCheck
+			if path == "batch" {
+				save = postgres.NewBatcher(b.store, 16, 1, 0).SaveCheck
+			}
+			early := make([]string, 100)
+			for i := range early {
+				early[i] = fmt.Sprintf("early-%03d", i)
+			}
+			// hub's answer names 100 accounts: every one a new link.
+			saved, err := save(b.ctx, check("s-hub", "hub", early...))
+			require.NoError(t, err)
+			require.Len(t, saved.NewLinks, 100)
+
+			// early-000 names hub (linked) and one new account: only the new one is new.
+			saved, err = save(b.ctx, check("s-e0", "early-000", "hub", "fresh-0"))
+			require.NoError(t, err)
+			require.Equal(t, []string{"fresh-0"}, saved.NewLinks)
+			require.Equal(t, []string{"fresh-0"}, saved.Alert.NewMatchedUserIDs)
+
+			// early-001 names hub and 69 new accounts (more than are looked up one by one).
+			many := []string{"hub"}
+			for i := range 69 {
+				many = append(many, fmt.Sprintf("fresh-1-%02d", i))
+			}
+			saved, err = save(b.ctx, check("s-e1", "early-001", many...))
+			require.NoError(t, err)
+			require.Len(t, saved.NewLinks, 69)
+			require.NotContains(t, saved.NewLinks, "hub")
+
+			// hub verifies again: its 100 links and early-000's are known, one account is new.
+			saved, err = save(b.ctx, check("s-hub-2", "hub", append(early, "late")...))
+			require.NoError(t, err)
+			require.Equal(t, []string{"late"}, saved.NewLinks)
+
+			links := linkRows(t, b)
+			require.Len(t, links, 100+1+69+1, "every pair once")
+			require.Equal(t, 3, links["early-000-hub"], "seen by both of hub's checks and early-000's")
+			require.Equal(t, 3, links["early-001-hub"], "seen by both of hub's checks and early-001's")
+			require.Equal(t, 2, links["early-099-hub"], "seen by both of hub's checks")
+			require.Equal(t, 1, links["early-000-fresh-0"])
+		})
+	}
+}

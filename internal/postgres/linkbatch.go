@@ -44,7 +44,7 @@ func (s *Store) saveLinkedBatch(ctx context.Context, checks []duplicate.Check) (
 
 func (s *Store) linkPipelined(ctx context.Context, conn *pgx.Conn, checks []duplicate.Check) ([]duplicate.Saved, error) {
 	pairs := duplicate.Pairs(checks)
-	users := checkUsers(checks)
+	pairReads := pairReadsOf(checks)
 	ringUsers := pairUsers(pairs)
 	if len(ringUsers) > prefetchRingUsers {
 		ringUsers = nil
@@ -58,12 +58,12 @@ func (s *Store) linkPipelined(ctx context.Context, conn *pgx.Conn, checks []dupl
 	// indexes (the other statements of the hot path plan per call for the same reason).
 	reads.Queue(`SET LOCAL plan_cache_mode = force_custom_plan`)
 	reads.Queue(`SELECT pg_advisory_xact_lock($1)`, int64(ringIndexLock))
-	queuePairStates(reads, users)
+	queuePairStates(reads, pairReads)
 	if ringUsers != nil {
 		reads.Queue(ringsOfSQL, ringUsers)
 	}
 	res := conn.SendBatch(ctx, reads)
-	stored, states, prefetched, err := readLinkReads(res, checks, users, pairs, ringUsers)
+	stored, states, prefetched, err := readLinkReads(res, checks, pairs, ringUsers)
 	if closeErr := res.Close(); err == nil {
 		err = closeErr
 	}
@@ -115,7 +115,7 @@ func (s *Store) linkPipelined(ctx context.Context, conn *pgx.Conn, checks []dupl
 }
 
 // readLinkReads reads the answers of linkPipelined's first round trip, in the order queued.
-func readLinkReads(res pgx.BatchResults, checks []duplicate.Check, users []string, pairs []duplicate.PairKey,
+func readLinkReads(res pgx.BatchResults, checks []duplicate.Check, pairs []duplicate.PairKey,
 	ringUsers []string) ([]bool, map[duplicate.PairKey]duplicate.PairState, map[string]duplicate.RingState, error) {
 	if _, err := res.Exec(); err != nil {
 		return nil, nil, nil, fmt.Errorf("begin: %w", err)
@@ -131,7 +131,7 @@ func readLinkReads(res pgx.BatchResults, checks []duplicate.Check, users []strin
 	if _, err := res.Exec(); err != nil {
 		return nil, nil, nil, fmt.Errorf("lock ring index: %w", err)
 	}
-	states, err := readPairStates(res, users, pairs)
+	states, err := readPairStates(res, pairs)
 	if err != nil {
 		return nil, nil, nil, err
 	}

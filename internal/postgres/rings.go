@@ -168,7 +168,8 @@ func splitMap(m map[string]string) ([]string, []string) {
 
 // latestDecision returns the pair's latest decision, "" when it was never reviewed.
 func latestDecision(ctx context.Context, tx pgx.Tx, pair duplicate.PairKey) (duplicate.Decision, error) {
-	states, err := pairStates(ctx, tx, []string{pair.Low}, []duplicate.PairKey{pair})
+	reads := pairReads{probeLow: []string{pair.Low}, probeHigh: []string{pair.High}, reviewUsers: []string{pair.Low}}
+	states, err := pairStates(ctx, tx, reads, []duplicate.PairKey{pair})
 	if err != nil {
 		return "", err
 	}

@@ -165,7 +165,7 @@ func (s *Store) linkAll(ctx context.Context, tx pgx.Tx, checks []duplicate.Check
 	if err := lockRingIndex(ctx, tx); err != nil {
 		return nil, err
 	}
-	states, err := pairStates(ctx, tx, checkUsers(checks), pairs)
+	states, err := pairStates(ctx, tx, pairReadsOf(checks), pairs)
 	if err != nil {
 		return nil, err
 	}
@@ -238,15 +238,6 @@ func storedOnly(n int) []duplicate.Saved {
 		saved[i].Stored = true
 	}
 	return saved
-}
-
-// checkUsers returns the checks' userIds, whose links and reviews hold every pair they name.
-func checkUsers(checks []duplicate.Check) []string {
-	users := make([]string, 0, len(checks))
-	for _, c := range checks {
-		users = append(users, c.UserID)
-	}
-	return users
 }
 
 // insertChecksSQL stores a batch of checks unless a final outcome exists; it returns the
@@ -355,20 +346,66 @@ func lockRingIndex(ctx context.Context, tx pgx.Tx) error {
 	return nil
 }
 
-// pairLinksSQL and pairReviewsSQL return every link and every review's latest decision of the given
-// users: each user's entries are one index range (user_id_low first in the primary key and the
-// pair index, user_id_high in the other), read in order. Probing every pair of a batch instead costs
-// two random index look-ups per pair, and a face farm's batches hold hundreds of thousands of pairs
-// (the face-farm benchmark saw those probes as PostgreSQL's busiest statement; as joins they were
-// even planned as hash joins over the whole of duplicate_links).
+// probePairsUpTo is the most pairs of one check whose links are looked up pair by pair; the links
+// of a check naming more are read as one index range of its user. Either way a check costs about
+// one index descent per pair it names, except where the user has far more links than its answer
+// names pairs: a face farm's early member, handled after the later members that matched it, has
+// hundreds of links and names a few. Reading its whole range there returned 154,627 unneeded
+// links over a farm of 1,000 (1.3 s of PostgreSQL, serialized under the ring-index lock).
+const probePairsUpTo = 64
+
+// pairReads says how a batch's pair states are read: the pairs looked up one by one (probeLow and
+// probeHigh, in step), the users whose links are read whole, and the users whose reviews are read
+// (every user with a pair: reviews are few, one index range each).
+type pairReads struct {
+	probeLow, probeHigh []string
+	rangeUsers          []string
+	reviewUsers         []string
+}
+
+// pairReadsOf returns how the pair states of checks are read. Every pair of duplicate.Pairs(checks)
+// is probed or lies in a user's range.
+func pairReadsOf(checks []duplicate.Check) pairReads {
+	var r pairReads
+	for _, c := range checks {
+		if len(c.MatchedUserIDs) == 0 {
+			continue
+		}
+		r.reviewUsers = append(r.reviewUsers, c.UserID)
+		if len(c.MatchedUserIDs) > probePairsUpTo {
+			r.rangeUsers = append(r.rangeUsers, c.UserID)
+			continue
+		}
+		for _, m := range c.MatchedUserIDs {
+			if m == "" || m == c.UserID {
+				continue
+			}
+			k := duplicate.PairOf(c.UserID, m)
+			r.probeLow, r.probeHigh = append(r.probeLow, k.Low), append(r.probeHigh, k.High)
+		}
+	}
+	return r
+}
+
+// pairLinksSQL returns the links among the probed pairs and every link of the range users: each
+// probe is one primary-key look-up (LIMIT 1 keeps it a nested loop: as a join of the whole arrays it
+// was once planned as a hash join over all of duplicate_links), each range user's links are one
+// index range (user_id_low first in the primary key, user_id_high in the other index), read in
+// order.
 const pairLinksSQL = `
 SELECT l.lo, l.hi FROM unnest($1::text[]) AS u(id)
 CROSS JOIN LATERAL (
     SELECT user_id_low, user_id_high FROM duplicate_links WHERE user_id_low = u.id
     UNION ALL
     SELECT user_id_low, user_id_high FROM duplicate_links WHERE user_id_high = u.id
-) AS l(lo, hi)`
+) AS l(lo, hi)
+UNION ALL
+SELECT l.user_id_low, l.user_id_high FROM unnest($2::text[], $3::text[]) AS p(lo, hi)
+CROSS JOIN LATERAL (
+    SELECT user_id_low, user_id_high FROM duplicate_links WHERE user_id_low = p.lo AND user_id_high = p.hi LIMIT 1
+) AS l`
 
+// pairReviewsSQL returns the latest decision of every review of the given users.
 const pairReviewsSQL = `
 SELECT DISTINCT ON (r.lo, r.hi) r.lo, r.hi, r.decision FROM unnest($1::text[]) AS u(id)
 CROSS JOIN LATERAL (
@@ -378,13 +415,13 @@ CROSS JOIN LATERAL (
 ) AS r(lo, hi, decision, reviewed_at, review_id)
 ORDER BY r.lo, r.hi, r.reviewed_at DESC, r.review_id DESC`
 
-// pairStates returns the state of those of pairs that are linked or reviewed. Every pair must
-// contain one of users, whose links and reviews are read.
-func pairStates(ctx context.Context, tx pgx.Tx, users []string, pairs []duplicate.PairKey) (map[duplicate.PairKey]duplicate.PairState, error) {
+// pairStates returns the state of those of pairs that are linked or reviewed; reads must cover
+// every pair (pairReadsOf).
+func pairStates(ctx context.Context, tx pgx.Tx, reads pairReads, pairs []duplicate.PairKey) (map[duplicate.PairKey]duplicate.PairState, error) {
 	b := &pgx.Batch{}
-	queuePairStates(b, users)
+	queuePairStates(b, reads)
 	res := tx.SendBatch(ctx, b)
-	states, err := readPairStates(res, users, pairs)
+	states, err := readPairStates(res, pairs)
 	if closeErr := res.Close(); err == nil {
 		err = closeErr
 	}
@@ -392,13 +429,13 @@ func pairStates(ctx context.Context, tx pgx.Tx, users []string, pairs []duplicat
 }
 
 // queuePairStates queues the reads readPairStates answers.
-func queuePairStates(b *pgx.Batch, users []string) {
-	b.Queue(pairLinksSQL, users)
-	b.Queue(pairReviewsSQL, users)
+func queuePairStates(b *pgx.Batch, reads pairReads) {
+	b.Queue(pairLinksSQL, reads.rangeUsers, reads.probeLow, reads.probeHigh)
+	b.Queue(pairReviewsSQL, reads.reviewUsers)
 }
 
 // readPairStates reads the answers of queuePairStates's reads, keeping those of pairs.
-func readPairStates(res pgx.BatchResults, users []string, pairs []duplicate.PairKey) (map[duplicate.PairKey]duplicate.PairState, error) {
+func readPairStates(res pgx.BatchResults, pairs []duplicate.PairKey) (map[duplicate.PairKey]duplicate.PairState, error) {
 	wanted := make(map[duplicate.PairKey]bool, len(pairs))
 	for _, p := range pairs {
 		wanted[p] = true
@@ -417,7 +454,7 @@ func readPairStates(res pgx.BatchResults, users []string, pairs []duplicate.Pair
 		})
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read links of %d users: %w", len(users), err)
+		return nil, fmt.Errorf("read links of %d pairs: %w", len(pairs), err)
 	}
 	var decision string
 	rows, err = res.Query()
@@ -432,7 +469,7 @@ func readPairStates(res pgx.BatchResults, users []string, pairs []duplicate.Pair
 		})
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read reviews of %d users: %w", len(users), err)
+		return nil, fmt.Errorf("read reviews of %d pairs: %w", len(pairs), err)
 	}
 	return out, nil
 }
