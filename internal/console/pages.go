@@ -292,14 +292,17 @@ type ringData struct {
 	Return     string
 }
 
-// regionNames returns regions with `default` named after the vendor host's region when known.
+// regionNames returns regions with `default` named after the vendor host's region when known,
+// each name once (a pair found in `default` and in the region of that name is one region).
 func (c *Console) regionNames(regions []string) []string {
-	out := make([]string, len(regions))
-	for i, r := range regions {
+	out := make([]string, 0, len(regions))
+	for _, r := range regions {
 		if r == duplicate.DefaultRegion && c.cfg.Region != "" {
 			r = c.cfg.Region
 		}
-		out[i] = r
+		if !slices.Contains(out, r) {
+			out = append(out, r)
+		}
 	}
 	return out
 }

@@ -86,7 +86,8 @@ func (o oneRegion) Paused() []string {
 }
 
 // Events takes, for each verification polling found final, the COMPLETED event its lost callback
-// would have been, for the events topic, keyed by signatureId (*topic.Publisher implements it).
+// would have been, for the events topic, keyed by signatureId (*topic.Publisher implements it); a
+// PASS's event carries the userId get-result gave, so the main path does not ask again.
 //
 // Polling hands the verification to the main path instead of processing it itself: on the events
 // topic its event waits behind any callback of the same verification (same key, same partition,
@@ -331,21 +332,39 @@ func (p *Poller) poll(ctx context.Context, d Due) error {
 		p.observe(VerdictIncomplete)
 		return p.store.RecordPoll(ctx, d.SignatureID, "", "get-result: "+v.OverallResult)
 	}
-	// The verdict is recorded before the work, so a crash in between still counts the
-	// verification as recovered by polling when the retry finds the check stored.
+	event := duplicate.Event{SignatureID: d.SignatureID, Type: duplicate.EventTypeCompleted, Region: name}
+	if v.OverallResult == VerdictPass {
+		// A PASS's event carries its user, so the main path searches without asking get-result
+		// again. A FAIL's does not: without a userId the main path asks, and stores not_passed.
+		// A PASS naming no valid user could never be searched: recorded here, polled again after
+		// the interval until give-up, as the main path would record it (no dead letter per poll).
+		reason := ""
+		switch {
+		case v.UserID == "":
+			reason = duplicate.ReasonMissingUserID + ": get-result's inputParameters carry no userId"
+		case !duplicate.ValidUserID(v.UserID):
+			reason = duplicate.ReasonInvalidUserID + ": get-result's inputParameters userId is not a valid userId"
+		}
+		if reason != "" {
+			p.observe("error")
+			log.Warn("verification found by polling cannot be searched", "reason", reason)
+			return p.store.RecordPoll(ctx, d.SignatureID, "", "failed: "+reason)
+		}
+		event.UserID = v.UserID
+	}
+	// The verdict is recorded before the event is published, so a crash in between still counts
+	// the verification as recovered by polling when its next poll's event stores the check.
 	if err := p.store.RecordPoll(ctx, d.SignatureID, v.OverallResult, "get-result: "+v.OverallResult); err != nil {
 		return err
 	}
-	event, err := json.Marshal(duplicate.Event{SignatureID: d.SignatureID, Type: duplicate.EventTypeCompleted, Region: name})
+	value, err := json.Marshal(event)
 	if err != nil {
 		return err
 	}
-	if err := p.events.Publish(ctx, []byte(d.SignatureID), event); err != nil {
-		// The verdict is kept; the verification is due again at once, and the batch stops: the
-		// broker is likely down for the rest of it too.
-		if rerr := p.store.ReleaseClaim(context.WithoutCancel(ctx), d.SignatureID); rerr != nil {
-			err = errors.Join(err, rerr)
-		}
+	if err := p.events.Publish(ctx, []byte(d.SignatureID), value); err != nil {
+		// The verdict is kept and the claim's lease stands: it is polled again after the interval,
+		// as the vendor asks (releasing it would call get-result at every tick of a broker
+		// outage). The batch stops: the broker is likely down for the rest of it too.
 		return fmt.Errorf("publish the COMPLETED event of %s found by polling: %w", d.SignatureID, err)
 	}
 	p.observe(v.OverallResult)

@@ -235,12 +235,14 @@ WHERE signature_id = $1`, bob).Scan(&status, &last))
 	require.Equal(t, duplicate.FoundByPolling, c.FoundBy)
 	require.Equal(t, "idv.completed", c.Source.Topic, "searched by the main path, from its event")
 	require.Equal(t, []string{bob}, events.keys, "one COMPLETED event, keyed by its signatureId")
+	require.EqualValues(t, 2, b.sim.Stats().Calls["get-result"], "bob's two polls: its event carried its user")
 	require.EqualValues(t, 1, b.sim.Stats().FaceSearchBySignature[bob], "billed once")
 }
 
 // When the event of a verification found final cannot be published, the verdict is kept, the
-// verification is due again at once (not an interval later) and the round reports the failure.
-func TestAFailedPublishLeavesTheVerificationDue(t *testing.T) {
+// round reports the failure and the verification is polled again after the interval, not at every
+// tick of the broker's outage (each poll is a get-result call).
+func TestAFailedPublishKeepsTheVerdictAndPollsAgainAfterTheInterval(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	sig := testinfra.AddSession(t, b.sim, "carol", "f", "PASS")
@@ -248,28 +250,55 @@ func TestAFailedPublishLeavesTheVerificationDue(t *testing.T) {
 	require.NoError(t, b.store.RecordStarted(ctx, duplicate.Started{SignatureID: sig}, 0, duplicate.Source{}))
 	events := b.events()
 	events.fail = errors.New("broker down")
-	p := reconcile.NewPoller(reconcile.Config{Owner: "a", Interval: time.Hour, GiveUp: 48 * time.Hour}, b.store,
+	const interval = 500 * time.Millisecond
+	p := reconcile.NewPoller(reconcile.Config{Owner: "a", Interval: interval, GiveUp: 48 * time.Hour}, b.store,
 		reconcile.OneRegion("", b.vendor, func() bool { return false }), events, nil, nil)
 
 	err := p.Round(ctx)
 	require.ErrorContains(t, err, "broker down")
 	require.ErrorContains(t, err, sig)
+	require.NoError(t, p.Round(ctx), "the lease stands: nothing is due, nothing polled")
 	var status, verdict string
-	var due bool
-	require.NoError(t, b.pool.QueryRow(ctx, `SELECT status, coalesce(verdict, ''), next_poll_at <= now()
-FROM started_verifications WHERE signature_id = $1`, sig).Scan(&status, &verdict, &due))
+	require.NoError(t, b.pool.QueryRow(ctx, `SELECT status, coalesce(verdict, '') FROM started_verifications
+WHERE signature_id = $1`, sig).Scan(&status, &verdict))
 	require.Equal(t, "pending", status)
 	require.Equal(t, "PASS", verdict, "the verdict is kept")
-	require.True(t, due, "due again at once, not an interval later")
+	require.EqualValues(t, 1, b.sim.Stats().Calls["get-result"], "not polled again within the interval")
 	require.Empty(t, b.sim.Stats().FaceSearchBySignature, "nothing searched")
 
+	events.mu.Lock()
 	events.fail = nil
+	events.mu.Unlock()
+	time.Sleep(interval)
 	require.NoError(t, p.Round(ctx))
 	require.NoError(t, p.Round(ctx)) // settles what the event stored
-	require.NoError(t, b.pool.QueryRow(ctx, `SELECT status, coalesce(verdict, ''), false
-FROM started_verifications WHERE signature_id = $1`, sig).Scan(&status, &verdict, &due))
+	require.NoError(t, b.pool.QueryRow(ctx, `SELECT status, coalesce(verdict, '') FROM started_verifications
+WHERE signature_id = $1`, sig).Scan(&status, &verdict))
 	require.Equal(t, "recovered", status)
+	require.EqualValues(t, 2, b.sim.Stats().Calls["get-result"], "polled once more; the PASS's event carried its user")
 	require.EqualValues(t, 1, b.sim.Stats().FaceSearchBySignature[sig], "billed once")
+}
+
+// A PASS whose get-result names no valid user can never be searched: its poll is recorded as
+// failed with the reason and nothing is published (the main path would dead-letter it at every
+// poll), and it is polled again after the interval.
+func TestAPassNamingAnInvalidUserIsRecordedAndNotPublished(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	sig := testinfra.AddSession(t, b.sim, "tab\tuser", "f", "PASS")
+	ctx := context.Background()
+	require.NoError(t, b.store.RecordStarted(ctx, duplicate.Started{SignatureID: sig}, 0, duplicate.Source{}))
+	events := b.events()
+	p := reconcile.NewPoller(reconcile.Config{Owner: "a", Interval: time.Hour, GiveUp: 48 * time.Hour}, b.store,
+		reconcile.OneRegion("", b.vendor, func() bool { return false }), events, nil, nil)
+	require.NoError(t, p.Round(ctx))
+	var status, verdict, last string
+	require.NoError(t, b.pool.QueryRow(ctx, `SELECT status, coalesce(verdict, ''), last_poll_result FROM started_verifications
+WHERE signature_id = $1`, sig).Scan(&status, &verdict, &last))
+	require.Equal(t, "pending", status)
+	require.Empty(t, verdict, "no verdict kept: the next poll asks again")
+	require.True(t, strings.HasPrefix(last, "failed: "+duplicate.ReasonInvalidUserID), last)
+	require.Empty(t, events.keys, "nothing published")
 }
 
 // A verification naming a region that is not configured calls no vendor: each poll is recorded as
