@@ -34,8 +34,9 @@ ON CONFLICT (signature_id) DO NOTHING`,
 }
 
 // SettleFinished settles every pending verification whose check has one of the outcomes, in one
-// statement: recovered (and its check marked found by polling) when polling found its verdict,
-// completed otherwise.
+// statement: recovered when polling found its verdict (and its check marked found by polling,
+// with that verdict as its overall result when the check has none: a PASS's polled event carries
+// its userId, so the main path did not ask get-result), completed otherwise.
 func (s *Store) SettleFinished(ctx context.Context, outcomes []string) (completed, recovered int, err error) {
 	rows, err := s.pool.Query(ctx, `
 WITH settled AS (
@@ -43,9 +44,9 @@ WITH settled AS (
     SET status = CASE WHEN s.verdict IS NULL THEN 'completed' ELSE 'recovered' END, settled_at = now()
     FROM idv_checks c
     WHERE c.signature_id = s.signature_id AND s.status = 'pending' AND c.outcome = ANY($1)
-    RETURNING s.signature_id, s.status
+    RETURNING s.signature_id, s.status, s.verdict
 ), marked AS (
-    UPDATE idv_checks c SET found_by = 'polling'
+    UPDATE idv_checks c SET found_by = 'polling', overall_result = coalesce(c.overall_result, settled.verdict)
     FROM settled WHERE settled.signature_id = c.signature_id AND settled.status = 'recovered'
 )
 SELECT status, count(*) FROM settled GROUP BY status`, outcomes)
