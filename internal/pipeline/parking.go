@@ -162,19 +162,20 @@ func (p *Parking) park(ctx context.Context, msg kafka.Message, r *region.Region,
 	}
 }
 
-// Watch measures the parked backlog of every region that parked events until ctx ends, so that a
-// region stops parking once its parking topic is drained. A region that parks nothing costs no
-// broker round trip.
+// Watch measures, every drainPoll until ctx ends, the parked backlog of every region that parked
+// events, so that a region stops parking once its parking topic is drained; the caller measures
+// once before the events consumer starts (Measure). A region that parks nothing costs no broker
+// round trip.
 func (p *Parking) Watch(ctx context.Context) error {
 	t := time.NewTicker(drainPoll)
 	defer t.Stop()
 	for {
-		p.Measure(ctx)
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 		}
+		p.Measure(ctx)
 	}
 }
 

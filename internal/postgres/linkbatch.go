@@ -44,7 +44,7 @@ func (s *Store) saveLinkedBatch(ctx context.Context, checks []duplicate.Check) (
 
 func (s *Store) linkPipelined(ctx context.Context, conn *pgx.Conn, checks []duplicate.Check) ([]duplicate.Saved, error) {
 	pairs := duplicate.Pairs(checks)
-	pairReads := pairReadsOf(checks)
+	pairReads := pairReadsOf(checks, pairs)
 	ringUsers := pairUsers(pairs)
 	if len(ringUsers) > prefetchRingUsers {
 		ringUsers = nil

@@ -165,7 +165,7 @@ func (s *Store) linkAll(ctx context.Context, tx pgx.Tx, checks []duplicate.Check
 	if err := lockRingIndex(ctx, tx); err != nil {
 		return nil, err
 	}
-	states, err := pairStates(ctx, tx, pairReadsOf(checks), pairs)
+	states, err := pairStates(ctx, tx, pairReadsOf(checks, pairs), pairs)
 	if err != nil {
 		return nil, err
 	}
@@ -363,24 +363,24 @@ type pairReads struct {
 	reviewUsers         []string
 }
 
-// pairReadsOf returns how the pair states of checks are read. Every pair of duplicate.Pairs(checks)
-// is probed or lies in a user's range.
-func pairReadsOf(checks []duplicate.Check) pairReads {
+// pairReadsOf returns how the states of pairs, duplicate.Pairs(checks), are read: the links of the
+// users of checks naming more than probePairsUpTo accounts as ranges, every other pair by look-up
+// (a pair touching a range user is in that user's range already).
+func pairReadsOf(checks []duplicate.Check, pairs []duplicate.PairKey) pairReads {
 	var r pairReads
+	ranged := map[string]bool{}
 	for _, c := range checks {
 		if len(c.MatchedUserIDs) == 0 {
 			continue
 		}
 		r.reviewUsers = append(r.reviewUsers, c.UserID)
-		if len(c.MatchedUserIDs) > probePairsUpTo {
+		if len(c.MatchedUserIDs) > probePairsUpTo && !ranged[c.UserID] {
+			ranged[c.UserID] = true
 			r.rangeUsers = append(r.rangeUsers, c.UserID)
-			continue
 		}
-		for _, m := range c.MatchedUserIDs {
-			if m == "" || m == c.UserID {
-				continue
-			}
-			k := duplicate.PairOf(c.UserID, m)
+	}
+	for _, k := range pairs {
+		if !ranged[k.Low] && !ranged[k.High] {
 			r.probeLow, r.probeHigh = append(r.probeLow, k.Low), append(r.probeHigh, k.High)
 		}
 	}

@@ -113,6 +113,29 @@ func (b *bundle) started(t *testing.T, n int) []string {
 	return sigs
 }
 
+// startedSession registers one session of user whose verdict is already in, announced as started
+// and due at once.
+func (b *bundle) startedSession(t *testing.T, user, verdict string) string {
+	t.Helper()
+	sig := testinfra.AddSession(t, b.sim, user, "f", verdict)
+	require.NoError(t, b.store.RecordStarted(context.Background(), duplicate.Started{SignatureID: sig}, 0, duplicate.Source{}))
+	return sig
+}
+
+// poller polls b's one region, never paused, and hands what it finds to events.
+func (b *bundle) poller(events reconcile.Events, interval time.Duration) *reconcile.Poller {
+	return reconcile.NewPoller(reconcile.Config{Owner: "a", Interval: interval, GiveUp: 48 * time.Hour}, b.store,
+		reconcile.OneRegion("", b.vendor, func() bool { return false }), events, nil, nil)
+}
+
+// startedState returns sig's status, kept verdict and last poll result.
+func (b *bundle) startedState(t *testing.T, sig string) (status, verdict, last string) {
+	t.Helper()
+	require.NoError(t, b.pool.QueryRow(context.Background(), `SELECT status, coalesce(verdict, ''), coalesce(last_poll_result, '')
+FROM started_verifications WHERE signature_id = $1`, sig).Scan(&status, &verdict, &last))
+	return status, verdict, last
+}
+
 func TestTwoInstancesNeverPollOneVerificationTwiceInAnInterval(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -209,24 +232,19 @@ func TestAnIncompleteVerificationIsPolledAgainAndRecoveredWhenItCompletes(t *tes
 		events, nil, nil)
 
 	require.NoError(t, p.Round(ctx))
-	var status, last string
-	read := func() {
-		require.NoError(t, b.pool.QueryRow(ctx, `SELECT status, coalesce(last_poll_result, '') FROM started_verifications
-WHERE signature_id = $1`, bob).Scan(&status, &last))
-	}
-	read()
+	status, _, last := b.startedState(t, bob)
 	require.Equal(t, "pending", status)
 	require.Equal(t, "get-result: INCOMPLETE", last)
 	require.Empty(t, b.sim.Stats().FaceSearchBySignature, "no search before the verdict")
 
 	require.NoError(t, b.sim.Complete(bob, "PASS"))
 	require.NoError(t, p.Round(ctx))
-	read()
+	status, _, _ = b.startedState(t, bob)
 	require.Equal(t, "pending", status, "not polled again within the interval")
 
 	time.Sleep(interval)
 	require.NoError(t, p.Round(ctx))
-	read()
+	status, _, _ = b.startedState(t, bob)
 	require.Equal(t, "recovered", status)
 	c, err := b.store.Check(ctx, bob)
 	require.NoError(t, err)
@@ -246,22 +264,18 @@ WHERE signature_id = $1`, bob).Scan(&status, &last))
 func TestAFailedPublishKeepsTheVerdictAndPollsAgainAfterTheInterval(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	sig := testinfra.AddSession(t, b.sim, "carol", "f", "PASS")
+	sig := b.startedSession(t, "carol", "PASS")
 	ctx := context.Background()
-	require.NoError(t, b.store.RecordStarted(ctx, duplicate.Started{SignatureID: sig}, 0, duplicate.Source{}))
 	events := b.events()
 	events.fail = errors.New("broker down")
 	const interval = 500 * time.Millisecond
-	p := reconcile.NewPoller(reconcile.Config{Owner: "a", Interval: interval, GiveUp: 48 * time.Hour}, b.store,
-		reconcile.OneRegion("", b.vendor, func() bool { return false }), events, nil, nil)
+	p := b.poller(events, interval)
 
 	err := p.Round(ctx)
 	require.ErrorContains(t, err, "broker down")
 	require.ErrorContains(t, err, sig)
 	require.NoError(t, p.Round(ctx), "the lease stands: nothing is due, nothing polled")
-	var status, verdict string
-	require.NoError(t, b.pool.QueryRow(ctx, `SELECT status, coalesce(verdict, '') FROM started_verifications
-WHERE signature_id = $1`, sig).Scan(&status, &verdict))
+	status, verdict, _ := b.startedState(t, sig)
 	require.Equal(t, "pending", status)
 	require.Equal(t, "PASS", verdict, "the verdict is kept")
 	require.EqualValues(t, 1, b.sim.Stats().Calls["get-result"], "not polled again within the interval")
@@ -273,8 +287,7 @@ WHERE signature_id = $1`, sig).Scan(&status, &verdict))
 	time.Sleep(interval)
 	require.NoError(t, p.Round(ctx))
 	require.NoError(t, p.Round(ctx)) // settles what the event stored
-	require.NoError(t, b.pool.QueryRow(ctx, `SELECT status, coalesce(verdict, '') FROM started_verifications
-WHERE signature_id = $1`, sig).Scan(&status, &verdict))
+	status, _, _ = b.startedState(t, sig)
 	require.Equal(t, "recovered", status)
 	require.EqualValues(t, 2, b.sim.Stats().Calls["get-result"], "polled once more; the PASS's event carried its user")
 	require.EqualValues(t, 1, b.sim.Stats().FaceSearchBySignature[sig], "billed once")
@@ -286,16 +299,10 @@ WHERE signature_id = $1`, sig).Scan(&status, &verdict))
 func TestAPassNamingAnInvalidUserIsRecordedAndNotPublished(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	sig := testinfra.AddSession(t, b.sim, "tab\tuser", "f", "PASS")
-	ctx := context.Background()
-	require.NoError(t, b.store.RecordStarted(ctx, duplicate.Started{SignatureID: sig}, 0, duplicate.Source{}))
+	sig := b.startedSession(t, "tab\tuser", "PASS")
 	events := b.events()
-	p := reconcile.NewPoller(reconcile.Config{Owner: "a", Interval: time.Hour, GiveUp: 48 * time.Hour}, b.store,
-		reconcile.OneRegion("", b.vendor, func() bool { return false }), events, nil, nil)
-	require.NoError(t, p.Round(ctx))
-	var status, verdict, last string
-	require.NoError(t, b.pool.QueryRow(ctx, `SELECT status, coalesce(verdict, ''), last_poll_result FROM started_verifications
-WHERE signature_id = $1`, sig).Scan(&status, &verdict, &last))
+	require.NoError(t, b.poller(events, time.Hour).Round(context.Background()))
+	status, verdict, last := b.startedState(t, sig)
 	require.Equal(t, "pending", status)
 	require.Empty(t, verdict, "no verdict kept: the next poll asks again")
 	require.True(t, strings.HasPrefix(last, "failed: "+duplicate.ReasonInvalidUserID), last)

@@ -103,6 +103,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		parked := pipeline.New(parkedConfig)
 		handlerConfig.Parking = pipeline.NewParking(cfg, vendor, m, log.With("component", "parking"))
 		defer handlerConfig.Parking.Close()
+		// Bounded like one backlog request: a broker that does not answer leaves parking on.
 		measureCtx, cancelMeasure := context.WithTimeout(ctx, 10*time.Second)
 		handlerConfig.Parking.Measure(measureCtx)
 		cancelMeasure()
