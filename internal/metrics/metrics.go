@@ -51,6 +51,13 @@ var breakerStates = []string{"closed", "open", "half_open"}
 // client timeout), roughly doubling, so p50 and p99 stay readable at both ends.
 var vendorLatencyBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30}
 
+// storeLatencyBuckets span a look-up answered from cache (0.25 ms) to a face farm's batch (5 s);
+// a commit's fsync is a few ms on most disks.
+var storeLatencyBuckets = []float64{0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.25, 0.5, 1, 2, 5}
+
+// storeBatchSizeBuckets go up by powers of two to the largest default batch (1,024).
+var storeBatchSizeBuckets = prometheus.ExponentialBuckets(1, 2, 11)
+
 // Metrics records Doppel's metrics. Create it with New; every method is safe for concurrent use.
 // It implements consumer.Observer.
 type Metrics struct {
@@ -74,6 +81,9 @@ type Metrics struct {
 	budgetWarning   *prometheus.GaugeVec
 	parked          *prometheus.CounterVec
 	parking         *prometheus.GaugeVec
+	storeBatches    *prometheus.HistogramVec
+	storeBatchSize  *prometheus.HistogramVec
+	storeQueueWait  *prometheus.HistogramVec
 
 	mu           sync.Mutex
 	regions      map[string]*Region
@@ -170,6 +180,21 @@ func New() *Metrics {
 			Name: "doppel_region_parking",
 			Help: "1 while a vendor region's events go through its parking topic (the region is unavailable or its parked backlog is not drained), else 0.",
 		}, []string{"region"}),
+		storeBatches: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "doppel_store_batch_duration_seconds",
+			Help:    "Duration of one PostgreSQL round trip of the group commit, by kind: save (a transaction of checks, its links and alerts, commit included) or lookup (stored outcomes read before a vendor call).",
+			Buckets: storeLatencyBuckets,
+		}, []string{"kind"}),
+		storeBatchSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "doppel_store_batch_requests",
+			Help:    "Requests (checks or look-ups) carried by one PostgreSQL round trip of the group commit, by kind.",
+			Buckets: storeBatchSizeBuckets,
+		}, []string{"kind"}),
+		storeQueueWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "doppel_store_queue_wait_seconds",
+			Help:    "How long each request waited for its PostgreSQL round trip to start (behind the previous one, plus DOPPEL_STORE_LINGER), by kind.",
+			Buckets: storeLatencyBuckets,
+		}, []string{"kind"}),
 		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "doppel_http_auth_failures_total",
 			Help: "Requests refused for their credentials, by route and reason (missing_credentials, invalid_api_key, missing_scope, invalid_token, invalid_signature, invalid_timestamp, stale_timestamp, throttled).",
@@ -210,7 +235,7 @@ func New() *Metrics {
 		m.eventsConsumed, m.outcomes, m.finished, m.retries, m.inFlight,
 		m.vendorCalls, m.vendorLatency, m.alertsPublished, m.deadLetters, m.unwritable, m.stalled, m.stuckFor,
 		m.breakerState, m.authFailures, m.budgetSpent, m.budgetLimit, m.budgetWarning, m.parked, m.parking,
-		sourceErrors, m.lag, m.outbox,
+		m.storeBatches, m.storeBatchSize, m.storeQueueWait, sourceErrors, m.lag, m.outbox,
 	)
 	reg.MustRegister(buildInfo, m.httpRequests, m.httpLatency)
 	return m
@@ -290,6 +315,16 @@ func (m *Metrics) AlertsPublished(n int) {
 // elsewhere, or they are counted twice.
 func (m *Metrics) DeadLettered(reason string) {
 	m.deadLetters.WithLabelValues(labelOr(reason, "unknown")).Inc()
+}
+
+// StoreBatch records one round trip of the group commit. It implements postgres.BatchObserver.
+func (m *Metrics) StoreBatch(kind string, waits []time.Duration, took time.Duration) {
+	m.storeBatches.WithLabelValues(kind).Observe(took.Seconds())
+	m.storeBatchSize.WithLabelValues(kind).Observe(float64(len(waits)))
+	wait := m.storeQueueWait.WithLabelValues(kind)
+	for _, w := range waits {
+		wait.Observe(w.Seconds())
+	}
 }
 
 // AuthFailure records a request refused for its credentials: the route (its pattern, so the

@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/doppelhq/doppel/internal/consumer"
@@ -324,4 +326,59 @@ func TestBudgetWarningFromEightyPercent(t *testing.T) {
 	r.SetBudget(1000, 0)
 	require.InDelta(t, 0, warning(), 0, "no budget, no warning")
 	require.InDelta(t, 1000, testutil.ToFloat64(m.budgetSpent.WithLabelValues("ph")), 0)
+}
+
+func TestStoreBatchesCountRoundTripsAndEveryRequestsWait(t *testing.T) {
+	t.Parallel()
+	m := New()
+	m.StoreBatch("save", []time.Duration{time.Millisecond, 3 * time.Millisecond, 20 * time.Millisecond}, 5*time.Millisecond)
+	m.StoreBatch("lookup", []time.Duration{0}, 500*time.Microsecond)
+
+	want := `
+# HELP doppel_store_batch_requests Requests (checks or look-ups) carried by one PostgreSQL round trip of the group commit, by kind.
+# TYPE doppel_store_batch_requests histogram
+doppel_store_batch_requests_bucket{kind="lookup",le="1"} 1
+doppel_store_batch_requests_bucket{kind="lookup",le="2"} 1
+doppel_store_batch_requests_bucket{kind="lookup",le="4"} 1
+doppel_store_batch_requests_bucket{kind="lookup",le="8"} 1
+doppel_store_batch_requests_bucket{kind="lookup",le="16"} 1
+doppel_store_batch_requests_bucket{kind="lookup",le="32"} 1
+doppel_store_batch_requests_bucket{kind="lookup",le="64"} 1
+doppel_store_batch_requests_bucket{kind="lookup",le="128"} 1
+doppel_store_batch_requests_bucket{kind="lookup",le="256"} 1
+doppel_store_batch_requests_bucket{kind="lookup",le="512"} 1
+doppel_store_batch_requests_bucket{kind="lookup",le="1024"} 1
+doppel_store_batch_requests_bucket{kind="lookup",le="+Inf"} 1
+doppel_store_batch_requests_sum{kind="lookup"} 1
+doppel_store_batch_requests_count{kind="lookup"} 1
+doppel_store_batch_requests_bucket{kind="save",le="1"} 0
+doppel_store_batch_requests_bucket{kind="save",le="2"} 0
+doppel_store_batch_requests_bucket{kind="save",le="4"} 1
+doppel_store_batch_requests_bucket{kind="save",le="8"} 1
+doppel_store_batch_requests_bucket{kind="save",le="16"} 1
+doppel_store_batch_requests_bucket{kind="save",le="32"} 1
+doppel_store_batch_requests_bucket{kind="save",le="64"} 1
+doppel_store_batch_requests_bucket{kind="save",le="128"} 1
+doppel_store_batch_requests_bucket{kind="save",le="256"} 1
+doppel_store_batch_requests_bucket{kind="save",le="512"} 1
+doppel_store_batch_requests_bucket{kind="save",le="1024"} 1
+doppel_store_batch_requests_bucket{kind="save",le="+Inf"} 1
+doppel_store_batch_requests_sum{kind="save"} 3
+doppel_store_batch_requests_count{kind="save"} 1
+`
+	require.NoError(t, testutil.CollectAndCompare(m.storeBatchSize, strings.NewReader(want)))
+	save := histogram(t, m.storeBatches.WithLabelValues("save"))
+	require.Equal(t, uint64(1), save.GetSampleCount(), "one round trip")
+	require.InDelta(t, 0.005, save.GetSampleSum(), 1e-9)
+	waits := histogram(t, m.storeQueueWait.WithLabelValues("save"))
+	require.Equal(t, uint64(3), waits.GetSampleCount(), "one wait per request")
+	require.InDelta(t, 0.024, waits.GetSampleSum(), 1e-9)
+}
+
+// histogram reads one histogram series.
+func histogram(t *testing.T, o prometheus.Observer) *dto.Histogram {
+	t.Helper()
+	var got dto.Metric
+	require.NoError(t, o.(prometheus.Histogram).Write(&got))
+	return got.GetHistogram()
 }

@@ -22,6 +22,21 @@ type Batcher struct {
 	lookups *group[lookupRequest]
 }
 
+// BatchObserver is told about every round trip of a Batcher, for metrics; metrics.Metrics
+// implements it.
+type BatchObserver interface {
+	// StoreBatch reports one round trip of kind ("save" or "lookup"): how long each of its
+	// requests waited in the queue (and the linger) before it started, and how long it took,
+	// commit included.
+	StoreBatch(kind string, waits []time.Duration, took time.Duration)
+}
+
+// Observe sets who is told about every round trip; call it before the first request.
+func (b *Batcher) Observe(o BatchObserver) {
+	b.saves.observe = func(waits []time.Duration, took time.Duration) { o.StoreBatch("save", waits, took) }
+	b.lookups.observe = func(waits []time.Duration, took time.Duration) { o.StoreBatch("lookup", waits, took) }
+}
+
 type saveRequest struct {
 	check duplicate.Check
 	saved duplicate.Saved
@@ -60,7 +75,9 @@ func NewBatcher(store *Store, maxBatch, maxFlushers int, linger time.Duration) *
 // a second a batch held one or two requests, and each round trip, statement and commit was paid
 // per event. Waiting up to 2 ms for more cut PostgreSQL's CPU per event by a fifth and doppel's by
 // a tenth at 1,000 events/s, and the p99 with it (the machine queued less); above it batches are
-// already large and go at once.
+// already large and go at once. The requests that queued behind a flush linger too: letting them
+// go at once raised PostgreSQL's CPU per event at 1,000 events/s by about 10 % for no gain in
+// latency (alternating runs).
 const lingerBelow = 16
 
 // FinalOutcome returns the stored outcome of signatureID and whether it is final, looked up together
@@ -162,6 +179,8 @@ type group[T any] struct {
 	// weigh, when set, bounds a batch by the sum of its requests' weights (maxWeight) as well.
 	weigh     func(T) int
 	maxWeight int
+	// observe, when set, is told each batch's queue waits and duration.
+	observe func(waits []time.Duration, took time.Duration)
 
 	mu       sync.Mutex
 	queue    []*pending[T]
@@ -169,9 +188,10 @@ type group[T any] struct {
 }
 
 type pending[T any] struct {
-	req  T
-	err  error
-	done chan struct{}
+	req    T
+	err    error
+	done   chan struct{}
+	queued time.Time
 }
 
 func newGroup[T any](maxBatch, maxFlushers int, linger time.Duration, flush func(context.Context, []*pending[T])) *group[T] {
@@ -180,7 +200,7 @@ func newGroup[T any](maxBatch, maxFlushers int, linger time.Duration, flush func
 }
 
 func (g *group[T]) submit(ctx context.Context, req T) (T, error) {
-	p := &pending[T]{req: req, done: make(chan struct{})}
+	p := &pending[T]{req: req, done: make(chan struct{}), queued: time.Now()}
 	g.mu.Lock()
 	g.queue = append(g.queue, p)
 	if g.flushing < g.maxFlushers {
@@ -217,9 +237,20 @@ func (g *group[T]) flushLoop() {
 		batch := g.queue[:n:n]
 		g.queue = g.queue[n:]
 		g.mu.Unlock()
+		started := time.Now()
+		var waits []time.Duration
+		if g.observe != nil {
+			waits = make([]time.Duration, len(batch))
+			for i, p := range batch {
+				waits[i] = started.Sub(p.queued)
+			}
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
 		g.flush(ctx, batch)
 		cancel()
+		if g.observe != nil {
+			g.observe(waits, time.Since(started))
+		}
 	}
 }
 

@@ -87,3 +87,4 @@ func TestAFullEnoughBatchDoesNotWaitOutTheLinger(t *testing.T) {
 	}
 	require.Equal(t, lingerBelow, total)
 }
+

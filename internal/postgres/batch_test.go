@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -136,4 +137,49 @@ func TestAnExistingPairIsFoundWhetherItsCheckNamesFewOrManyAccounts(t *testing.T
 			require.Equal(t, 1, links["early-000-fresh-0"])
 		})
 	}
+}
+
+// batchLog is a postgres.BatchObserver that keeps what it was told.
+type batchLog struct {
+	mu       sync.Mutex
+	requests map[string]int
+	batches  map[string]int
+}
+
+func (l *batchLog) StoreBatch(kind string, waits []time.Duration, took time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.requests[kind] += len(waits)
+	l.batches[kind]++
+	for _, w := range waits {
+		if w < 0 || took <= 0 {
+			panic(fmt.Sprintf("%s batch: wait %s, took %s", kind, w, took))
+		}
+	}
+}
+
+// Every save and look-up reaches the observer exactly once, in batches of several.
+func TestTheBatcherReportsEveryRoundTripAndEachRequestsWait(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	batcher := postgres.NewBatcher(b.store, 64, 1, 20*time.Millisecond)
+	log := &batchLog{requests: map[string]int{}, batches: map[string]int{}}
+	batcher.Observe(log)
+	const n = 40
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			sig := fmt.Sprintf("observed-%d", i)
+			_, _, err := batcher.FinalOutcome(b.ctx, sig)
+			require.NoError(t, err)
+			_, err = batcher.SaveCheck(b.ctx, check(sig, fmt.Sprintf("user-%d", i)))
+			require.NoError(t, err)
+		})
+	}
+	wg.Wait()
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	require.Equal(t, map[string]int{"save": n, "lookup": n}, log.requests)
+	require.Less(t, log.batches["save"], n, "checks went together")
+	require.Less(t, log.batches["lookup"], n, "look-ups went together")
 }

@@ -74,6 +74,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	// fewer; the benchmark measured about the same throughput with two, for 15-30% more
 	// PostgreSQL CPU per event.
 	batcher := postgres.NewBatcher(store, cfg.StoreBatchSize, cfg.StoreFlushers, cfg.StoreLinger)
+	batcher.Observe(m)
 	detector := duplicate.NewDetector(vendor, batcher, nil)
 	if cfg.EnrollFailed {
 		detector.MarkFailedAttempts(store)
