@@ -87,4 +87,3 @@ func TestAFullEnoughBatchDoesNotWaitOutTheLinger(t *testing.T) {
 	}
 	require.Equal(t, lingerBelow, total)
 }
-
