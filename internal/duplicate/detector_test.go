@@ -75,7 +75,7 @@ func (s *fakeStore) SaveCheck(_ context.Context, c Check) (Saved, error) {
 	for _, l := range plan.Links {
 		s.links[l.PairKey] += l.Seen
 	}
-	changes, rings := MergeRings(s.rings, []Check{c}, plan)
+	changes, alertable, rings := MergeRings(s.rings, []Check{c}, plan)
 	for _, r := range changes.Rings {
 		for u, cur := range s.rings {
 			if changes.Moved[cur.Key] == r.Key || cur.Key == r.Key {
@@ -91,7 +91,7 @@ func (s *fakeStore) SaveCheck(_ context.Context, c Check) (Saved, error) {
 		}
 	}
 	saved := Saved{Stored: true, NewLinks: plan.Checks[0].NewLinks,
-		Alert: NewAlert("alert-"+c.SignatureID, c, plan.Checks[0].Alertable, rings[0], AlertPolicy{})}
+		Alert: NewAlert("alert-"+c.SignatureID, c, alertable[0], rings[0], AlertPolicy{})}
 	if saved.Alert != nil {
 		s.alerts = append(s.alerts, *saved.Alert)
 	}

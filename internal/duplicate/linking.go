@@ -64,6 +64,29 @@ type Linking struct {
 	// Alertable are the new links no review has cleared: they raise the alert and join the user's
 	// ring with theirs. Empty means no alert.
 	Alertable []string
+	// Overflow are the matched accounts past the first MaxPairsPerCheck (SplitMatches): no link
+	// row is written for them; MergeRings joins them to the user's ring, and those that were not in
+	// it yet raise the alert as new links do.
+	Overflow []string
+}
+
+// MaxPairsPerCheck bounds the accounts one check links pair by pair: the first ones its vendor
+// answer names, which are also the ones its stored list and its alert show (MaxListedUserIDs). A
+// face farm's answer names every earlier member, so one row per pair made K(K-1)/2 rows for a farm
+// of K accounts (499,500 for 1,000, about 5 µs of PostgreSQL each); past the bound each account
+// still joins the user's ring (the ring index counts every member), and the whole answer is stored
+// once with the check, so no match is lost.
+const MaxPairsPerCheck = MaxListedUserIDs
+
+// SplitMatches returns the accounts a check matched (MatchedUsers: its own id and repeats left
+// out), split into those it links pair by pair, the first MaxPairsPerCheck in the vendor's order,
+// and the rest, its overflow.
+func SplitMatches(c Check) (linked, overflow []string) {
+	matched := MatchedUsers(c.UserID, c.MatchedUserIDs)
+	if len(matched) > MaxPairsPerCheck {
+		return matched[:MaxPairsPerCheck:MaxPairsPerCheck], matched[MaxPairsPerCheck:]
+	}
+	return matched, nil
 }
 
 // LinkPlan is what a batch of stored checks writes to duplicate_links, and what each check raises.
@@ -80,7 +103,8 @@ func Pairs(checks []Check) []PairKey {
 	seen := map[PairKey]struct{}{}
 	var out []PairKey
 	for _, c := range checks {
-		for _, m := range MatchedUsers(c.UserID, c.MatchedUserIDs) {
+		linked, _ := SplitMatches(c)
+		for _, m := range linked {
 			k := PairOf(c.UserID, m)
 			if _, dup := seen[k]; !dup {
 				seen[k] = struct{}{}
@@ -98,12 +122,13 @@ func Pairs(checks []Check) []PairKey {
 // A pair is new for the first check of the batch that links it and for no later one, exactly as if
 // the checks were written one at a time; the user's own id and repeated ids in a vendor answer are
 // ignored; a new pair whose latest review is false_positive or same_person is written (it records
-// that the faces matched) but raises nothing and joins no ring.
+// that the faces matched) but raises nothing and joins no ring. Only a check's first
+// MaxPairsPerCheck accounts are linked; the rest are its Overflow, which MergeRings decides.
 func PlanLinks(checks []Check, pairs map[PairKey]PairState) LinkPlan {
 	plan := LinkPlan{Checks: make([]Linking, len(checks))}
 	n := 0
 	for _, c := range checks {
-		n += len(c.MatchedUserIDs)
+		n += min(len(c.MatchedUserIDs), MaxPairsPerCheck)
 	}
 	// A face farm's batch plans hundreds of thousands of links: they are kept by value and found by
 	// index (not one allocation each), and a check's links share its one-region list (len == cap,
@@ -112,7 +137,9 @@ func PlanLinks(checks []Check, pairs map[PairKey]PairState) LinkPlan {
 	at := make(map[PairKey]int, n)
 	for i, c := range checks {
 		regions := []string{RegionOf(c)}
-		for _, m := range MatchedUsers(c.UserID, c.MatchedUserIDs) {
+		var linked []string
+		linked, plan.Checks[i].Overflow = SplitMatches(c)
+		for _, m := range linked {
 			k := PairOf(c.UserID, m)
 			failed := slices.Contains(c.MatchedFailedUserIDs, m)
 			if j, ok := at[k]; ok {
@@ -161,7 +188,7 @@ func comparePairs(a, b PairKey) int {
 }
 
 // RingUsers returns the users whose rings the store must read before MergeRings: the users of the
-// checks that raise an alert and the accounts they join.
+// checks that raise an alert or have an overflow, and the accounts they may join.
 func RingUsers(checks []Check, plan LinkPlan) []string {
 	seen := map[string]struct{}{}
 	var out []string
@@ -172,14 +199,34 @@ func RingUsers(checks []Check, plan LinkPlan) []string {
 		}
 	}
 	for i, l := range plan.Checks {
-		if len(l.Alertable) == 0 {
+		if len(l.Alertable) == 0 && len(l.Overflow) == 0 {
 			continue
 		}
 		add(checks[i].UserID)
 		for _, m := range l.Alertable {
 			add(m)
 		}
+		for _, m := range l.Overflow {
+			add(m)
+		}
 	}
 	slices.Sort(out)
+	return out
+}
+
+// OverflowUsers returns every account of the checks' overflows, once each: the accounts whose rings
+// a batch reads besides its pairs' (see SplitMatches).
+func OverflowUsers(checks []Check) []string {
+	seen := map[string]struct{}{}
+	var out []string
+	for _, c := range checks {
+		_, overflow := SplitMatches(c)
+		for _, m := range overflow {
+			if _, dup := seen[m]; !dup {
+				seen[m] = struct{}{}
+				out = append(out, m)
+			}
+		}
+	}
 	return out
 }

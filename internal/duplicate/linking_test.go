@@ -164,7 +164,7 @@ func TestMergeRingsFollowsTheRingRule(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			plan := PlanLinks(tc.checks, tc.pairs)
-			changes, rings := MergeRings(tc.current, tc.checks, plan)
+			changes, _, rings := MergeRings(tc.current, tc.checks, plan)
 			require.Equal(t, tc.rings, rings)
 			require.Equal(t, tc.changes, changes)
 			require.Equal(t, tc.changes.Empty(), changes.Empty())
@@ -188,4 +188,98 @@ func BenchmarkPlanLinksFaceFarmBatch(b *testing.B) {
 	for b.Loop() {
 		PlanLinks(checks, pairs)
 	}
+}
+
+// farmIDs returns n distinct userIds of one face farm, from "farm-000".
+func farmIDs(from, n int) []string {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("farm-%03d", from+i)
+	}
+	return ids
+}
+
+// A check naming more accounts than MaxPairsPerCheck links the first ones pair by pair, in the
+// vendor's order, after its own id and repeats are left out; the rest is its overflow.
+func TestACheckLinksItsFirstAccountsAndKeepsTheRestAsOverflow(t *testing.T) {
+	t.Parallel()
+	named := farmIDs(0, MaxPairsPerCheck+30)
+	answer := append([]string{"farm-999", named[0]}, named...) // its own id and a repeat first
+	c := linkCheck("s1", "farm-999", answer...)
+	linked, overflow := SplitMatches(c)
+	require.Equal(t, named[:MaxPairsPerCheck], linked)
+	require.Equal(t, named[MaxPairsPerCheck:], overflow)
+
+	plan := PlanLinks([]Check{c}, nil)
+	require.Len(t, plan.Links, MaxPairsPerCheck, "one link row per linked account, none for the overflow")
+	require.Len(t, Pairs([]Check{c}), MaxPairsPerCheck, "the store reads only the linked pairs")
+	require.Equal(t, named[:MaxPairsPerCheck], plan.Checks[0].Alertable)
+	require.Equal(t, named[MaxPairsPerCheck:], plan.Checks[0].Overflow)
+	require.Equal(t, named[MaxPairsPerCheck:], OverflowUsers([]Check{c, c}), "each overflow account once")
+	require.Len(t, RingUsers([]Check{c}, plan), len(named)+1, "the rings of every account it may join")
+
+	short := linkCheck("s2", "bob", "alice")
+	require.Empty(t, PlanLinks([]Check{short}, nil).Checks[0].Overflow)
+}
+
+func TestOverflowAccountsJoinTheRingAndRaiseTheAlertOnlyWhenNewToIt(t *testing.T) {
+	t.Parallel()
+	farm := farmIDs(0, MaxPairsPerCheck+3)
+	inRing := RingState{Key: "farm-000", Smallest: "farm-000", Size: len(farm) + 1}
+	all := func(users []string) map[string]RingState {
+		m := map[string]RingState{}
+		for _, u := range users {
+			m[u] = inRing
+		}
+		return m
+	}
+	linkedPairs := func(user string) map[PairKey]PairState {
+		m := map[PairKey]PairState{}
+		for _, u := range farm[:MaxPairsPerCheck] {
+			m[PairOf(user, u)] = PairState{Linked: true}
+		}
+		return m
+	}
+
+	t.Run("a new member joins every account of the farm", func(t *testing.T) {
+		t.Parallel()
+		c := linkCheck("s1", "farm-new", farm...)
+		plan := PlanLinks([]Check{c}, nil)
+		changes, alertable, rings := MergeRings(all(farm), []Check{c}, plan)
+		require.Equal(t, farm[:MaxPairsPerCheck], alertable[0], "its new links: the overflow was in the ring they joined")
+		require.Equal(t, len(farm)+2, rings[0].Size)
+		require.Equal(t, map[string]string{"farm-new": "farm-000"}, changes.Joined)
+	})
+	t.Run("re-verification of a member whose overflow is in its ring stays quiet", func(t *testing.T) {
+		t.Parallel()
+		c := linkCheck("s2", "farm-member", farm...)
+		current := all(append([]string{"farm-member"}, farm...))
+		plan := PlanLinks([]Check{c}, linkedPairs("farm-member"))
+		changes, alertable, rings := MergeRings(current, []Check{c}, plan)
+		require.Empty(t, alertable[0])
+		require.Equal(t, Ring{}, rings[0])
+		require.True(t, changes.Empty())
+	})
+	t.Run("an account new to the ring past the bound raises the alert on its own", func(t *testing.T) {
+		t.Parallel()
+		answer := append(append([]string{}, farm...), "stranger")
+		c := linkCheck("s3", "farm-member", answer...)
+		current := all(append([]string{"farm-member"}, farm...))
+		plan := PlanLinks([]Check{c}, linkedPairs("farm-member"))
+		require.Empty(t, plan.Checks[0].Alertable, "every linked pair existed")
+		changes, alertable, rings := MergeRings(current, []Check{c}, plan)
+		require.Equal(t, []string{"stranger"}, alertable[0])
+		require.Equal(t, len(farm)+2, rings[0].Size)
+		require.Equal(t, map[string]string{"stranger": "farm-000"}, changes.Joined)
+	})
+	t.Run("an overflow account joined earlier in the batch is not new again", func(t *testing.T) {
+		t.Parallel()
+		first := linkCheck("s4", "x1", append(append([]string{}, farm...), "stranger")...)
+		second := linkCheck("s5", "x2", append(append([]string{}, farm...), "stranger")...)
+		checks := []Check{first, second}
+		plan := PlanLinks(checks, nil)
+		_, alertable, _ := MergeRings(all(farm), checks, plan)
+		require.Equal(t, append(append([]string{}, farm[:MaxPairsPerCheck]...), "stranger"), alertable[0])
+		require.Equal(t, farm[:MaxPairsPerCheck], alertable[1], "the stranger joined the ring with x1's check")
+	})
 }

@@ -92,13 +92,16 @@ func (c RingChanges) Empty() bool { return len(c.Rings) == 0 }
 
 // MergeRings applies the links that join rings (each check's Alertable links, in the batch's order)
 // to the rings the users were in before the batch (current, keyed by userId; a user missing from it
-// is Alone). It returns the changes to store and, per check, the check user's ring right after its
-// own links were joined (what its alert says; zero for a check that raises no alert).
+// is Alone), and joins each check's Overflow accounts to its user's ring. It returns the changes to
+// store; per check, the accounts that raise its alert: its Alertable links, then the overflow
+// accounts that were not in the user's ring yet at that point of the batch (empty: no alert); and
+// per check, the user's ring right after its own accounts were joined (what its alert says; zero
+// for a check that raises no alert).
 //
 // Rings are merged union-by-size: the larger ring keeps its key and the smaller one's members move,
 // so a user moves O(log n) times however a ring of n grows. Only the public ID follows the smallest
 // member, as the README's ring rule says.
-func MergeRings(current map[string]RingState, checks []Check, plan LinkPlan) (RingChanges, []Ring) {
+func MergeRings(current map[string]RingState, checks []Check, plan LinkPlan) (RingChanges, [][]string, []Ring) {
 	parent := map[string]string{}
 	state := map[string]*RingState{}
 	stored := map[string]RingState{} // rings the index held, by key
@@ -145,20 +148,33 @@ func MergeRings(current map[string]RingState, checks []Check, plan LinkPlan) (Ri
 	}
 
 	rings := make([]Ring, len(checks))
+	alertable := make([][]string, len(checks))
 	for i, l := range plan.Checks {
-		if len(l.Alertable) == 0 {
+		if len(l.Alertable) == 0 && len(l.Overflow) == 0 {
 			continue
 		}
 		u := userKey(checks[i].UserID)
+		alertable[i] = slices.Clip(l.Alertable)
 		for _, m := range l.Alertable {
 			union(u, userKey(m))
 		}
-		rings[i] = state[find(u)].Ring()
+		for _, m := range l.Overflow {
+			if k := userKey(m); find(k) != find(u) {
+				alertable[i] = append(alertable[i], m)
+				union(u, k)
+			}
+		}
+		if len(alertable[i]) > 0 {
+			rings[i] = state[find(u)].Ring()
+		}
 	}
 
 	changes := RingChanges{Joined: map[string]string{}, Moved: map[string]string{}}
 	for u := range joined {
-		changes.Joined[u] = find(u)
+		// A ring of one is never stored.
+		if root := find(u); state[root].Size > 1 {
+			changes.Joined[u] = root
+		}
 	}
 	for k := range stored {
 		if root := find(k); root != k {
@@ -173,5 +189,5 @@ func MergeRings(current map[string]RingState, checks []Check, plan LinkPlan) (Ri
 	}
 	slices.SortFunc(changes.Rings, func(a, b RingState) int { return strings.Compare(a.Key, b.Key) })
 	slices.Sort(changes.Retired)
-	return changes, rings
+	return changes, alertable, rings
 }

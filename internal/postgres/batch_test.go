@@ -124,8 +124,10 @@ func TestAnExistingPairIsFoundWhetherItsCheckNamesFewOrManyAccounts(t *testing.T
 			require.Len(t, saved.NewLinks, 69)
 			require.NotContains(t, saved.NewLinks, "hub")
 
-			// hub verifies again: its 100 links and early-000's are known, one account is new.
-			saved, err = save(b.ctx, check("s-hub-2", "hub", append(early, "late")...))
+			// hub verifies again: its links and early-000's are known, one account is new; the
+			// answer's 101st account, early-099, is past the bound (duplicate.MaxPairsPerCheck).
+			again := append(append(append([]string{}, early[:50]...), "late"), early[50:]...)
+			saved, err = save(b.ctx, check("s-hub-2", "hub", again...))
 			require.NoError(t, err)
 			require.Equal(t, []string{"late"}, saved.NewLinks)
 
@@ -133,7 +135,8 @@ func TestAnExistingPairIsFoundWhetherItsCheckNamesFewOrManyAccounts(t *testing.T
 			require.Len(t, links, 100+1+69+1, "every pair once")
 			require.Equal(t, 3, links["early-000-hub"], "seen by both of hub's checks and early-000's")
 			require.Equal(t, 3, links["early-001-hub"], "seen by both of hub's checks and early-001's")
-			require.Equal(t, 2, links["early-099-hub"], "seen by both of hub's checks")
+			require.Equal(t, 2, links["early-098-hub"], "seen by both of hub's checks")
+			require.Equal(t, 1, links["early-099-hub"], "past the bound of the second, which only keeps it in the ring")
 			require.Equal(t, 1, links["early-000-fresh-0"])
 		})
 	}

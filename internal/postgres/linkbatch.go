@@ -45,7 +45,7 @@ func (s *Store) saveLinkedBatch(ctx context.Context, checks []duplicate.Check) (
 func (s *Store) linkPipelined(ctx context.Context, conn *pgx.Conn, checks []duplicate.Check) ([]duplicate.Saved, error) {
 	pairs := duplicate.Pairs(checks)
 	pairReads := pairReadsOf(checks, pairs)
-	ringUsers := pairUsers(pairs)
+	ringUsers := append(pairUsers(pairs), duplicate.OverflowUsers(checks)...)
 	if len(ringUsers) > prefetchRingUsers {
 		ringUsers = nil
 	}

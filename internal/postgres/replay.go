@@ -40,6 +40,10 @@ WHERE signature_id = $1`, check.SignatureID, string(check.Outcome), nonNil(dupli
 			if err != nil {
 				return fmt.Errorf("update check %s: %w", check.SignatureID, err)
 			}
+			// The re-run's overflow, if any, replaces the first answer's.
+			if _, err := tx.Exec(ctx, `DELETE FROM check_overflow WHERE signature_id = $1`, check.SignatureID); err != nil {
+				return fmt.Errorf("clear overflow of check %s: %w", check.SignatureID, err)
+			}
 			// Links and the alert are dated by the re-run, not by the first check.
 			linked := check
 			if check.ReplayedAt != nil {

@@ -122,11 +122,12 @@ func TestRingLookUpIsBoundedAndAFaceFarmLosesNoLink(t *testing.T) {
 	}
 	saved, err := b.store.SaveCheck(b.ctx, check("s", "u0000", others...))
 	require.NoError(t, err)
-	require.Len(t, saved.NewLinks, 1050)
+	require.Len(t, saved.NewLinks, duplicate.MaxPairsPerCheck, "the first accounts are linked pair by pair")
 	require.Len(t, saved.Alert.NewMatchedUserIDs, duplicate.MaxListedUserIDs, "the alert lists the first ids")
 	require.Equal(t, 1050, saved.Alert.NewMatchedCount, "and counts them all")
 	require.Equal(t, 1051, saved.Alert.RingSize)
-	require.Len(t, linkRows(t, b), 1050, "every pair is linked")
+	require.Len(t, linkRows(t, b), duplicate.MaxPairsPerCheck)
+	require.Equal(t, others[duplicate.MaxPairsPerCheck:], overflowOf(t, b, "s"), "the rest is stored once, in order")
 
 	stored, err := b.store.Check(b.ctx, "s")
 	require.NoError(t, err)

@@ -191,7 +191,7 @@ func reringAfterReview(ctx context.Context, tx pgx.Tx, pair duplicate.PairKey, b
 		}
 		checks := []duplicate.Check{{UserID: pair.Low}}
 		plan := duplicate.LinkPlan{Checks: []duplicate.Linking{{Alertable: []string{pair.High}}}}
-		changes, _ := duplicate.MergeRings(current, checks, plan)
+		changes, _, _ := duplicate.MergeRings(current, checks, plan)
 		return writeRingChanges(ctx, tx, changes)
 	}
 	return splitRing(ctx, tx, pair)

@@ -482,3 +482,83 @@ func TestAFailedLinkingBatchStoresNothingAndLeavesItsConnectionUsable(t *testing
 	require.Equal(t, 1, checks, "only the good check")
 	require.Equal(t, 1, links, "only alice-bob")
 }
+
+// overflowOf returns the stored overflow of a check (nil when it has none).
+func overflowOf(t *testing.T, b bundle, sig string) []string {
+	t.Helper()
+	var ids []string
+	err := b.pool.QueryRow(b.ctx, `SELECT user_ids FROM check_overflow WHERE signature_id = $1`, sig).Scan(&ids)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	require.NoError(t, err)
+	return ids
+}
+
+// A face farm as the vendor answers it, each member naming every member before it: a check
+// links its first duplicate.MaxPairsPerCheck accounts pair by pair and joins the rest to its ring,
+// on the single-check and on the batch path; the rest is stored once per check; a re-verification
+// stays quiet unless its answer brings an account new to the ring.
+func TestAFaceFarmPastTheBoundLinksTheFirstAccountsAndJoinsTheRestToTheRing(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	const k = duplicate.MaxPairsPerCheck + 30
+	members := make([]string, k)
+	for i := range members {
+		members[i] = fmt.Sprintf("farm-%03d", i)
+	}
+	alerts := make([]*duplicate.Alert, k)
+	for i := range k - 10 {
+		saved, err := b.store.SaveCheck(b.ctx, check(fmt.Sprintf("s%03d", i), members[i], members[:i]...))
+		require.NoError(t, err)
+		alerts[i] = saved.Alert
+	}
+	batcher := postgres.NewBatcher(b.store, 16, 1, 50*time.Millisecond)
+	var wg sync.WaitGroup
+	for i := k - 10; i < k; i++ {
+		wg.Go(func() {
+			// Each of the last ten is named by none of the others: the vendor answers a search
+			// with what completed before it, and these complete together.
+			saved, err := batcher.SaveCheck(b.ctx, check(fmt.Sprintf("s%03d", i), members[i], members[:k-10]...))
+			require.NoError(t, err)
+			alerts[i] = saved.Alert
+		})
+	}
+	wg.Wait()
+
+	wantLinks := 0
+	for i := range k {
+		wantLinks += min(min(i, k-10), duplicate.MaxPairsPerCheck)
+	}
+	require.Len(t, linkRows(t, b), wantLinks, "no pair row past each check's bound")
+	size, ringMembers := ringOf(t, b, members[0])
+	require.Equal(t, k, size)
+	require.Equal(t, members, ringMembers, "every account is in the ring")
+	for i := 1; i < k; i++ {
+		require.NotNil(t, alerts[i], "member %d raised an alert", i)
+		require.Equal(t, min(i, k-10), alerts[i].MatchedCount)
+	}
+	largest := 0
+	for _, a := range alerts[k-10:] {
+		largest = max(largest, a.RingSize)
+	}
+	require.Equal(t, k, largest, "the last of the batch to be decided saw the whole ring")
+	require.Nil(t, overflowOf(t, b, "s050"))
+	require.Equal(t, members[duplicate.MaxPairsPerCheck:k-10], overflowOf(t, b, fmt.Sprintf("s%03d", k-1)))
+
+	again, err := b.store.SaveCheck(b.ctx, check("again", members[5], members[:k-1]...))
+	require.NoError(t, err)
+	require.Nil(t, again.Alert, "every account it names is in its ring already")
+	stranger, err := b.store.SaveCheck(b.ctx, check("stranger", members[5], append(members[:k-1:k-1], "stranger")...))
+	require.NoError(t, err)
+	require.NotNil(t, stranger.Alert, "an account new to the ring past the bound raises the alert")
+	require.Equal(t, []string{"stranger"}, stranger.Alert.NewMatchedUserIDs)
+	require.Equal(t, k+1, stranger.Alert.RingSize)
+
+	replayedAt := time.Now()
+	rerun := check("stranger", members[5], members[:3]...)
+	rerun.ReplayedAt = &replayedAt
+	_, _, err = b.store.ReplaceCheck(b.ctx, rerun)
+	require.NoError(t, err)
+	require.Nil(t, overflowOf(t, b, "stranger"), "a re-run's answer replaces the stored overflow")
+}
