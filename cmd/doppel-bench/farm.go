@@ -17,7 +17,8 @@ type farmResult struct {
 // farmRun is one drain of (g).
 type farmRun struct {
 	RingSize int `json:"ringSize"`
-	// Links is how many links the run stored: K(K-1)/2 for the farm, plus the rest's.
+	// Links is how many links the run stored: the farm's first duplicate.MaxPairsPerCheck
+	// accounts of each answer (K(K-1)/2 up to a farm of 101), plus the rest's.
 	Links int64             `json:"links"`
 	Drain *throughputResult `json:"drain"`
 	// Slowdown is the drain time over the no-ring run's (0 when there is none).

@@ -92,11 +92,10 @@ func NewAlert(alertID string, check Check, alertable []string, ring Ring, policy
 }
 
 // MaxListedUserIDs bounds the userIds an alert or a stored check lists. A face farm's answer names
-// thousands of accounts, more than any analyst reads in one alert, and storing every id in every
-// check and alert of the farm costs as much as the links themselves (n² ids for n accounts). Every
-// pair is still linked in full (duplicate_links, with the signatureIds that first and last saw
-// it), so no link is lost; the lists keep the first ids in the vendor's order, and the counts say
-// how many there were.
+// thousands of accounts, more than any analyst reads in one alert. The lists keep the first ids in
+// the vendor's order, the ones the check links pair by pair (MaxPairsPerCheck), and the counts say
+// how many there were; the rest of the answer joins the user's ring and is stored once with the
+// check, so no match is lost.
 const MaxListedUserIDs = 100
 
 // Listed returns the first MaxListedUserIDs of ids.
