@@ -50,10 +50,10 @@ type lookupRequest struct {
 
 var _ duplicate.Store = (*Batcher)(nil)
 
-// MaxBatchLinks bounds the matched accounts (the links to write) of one batch of checks, whatever
-// the number of checks: a face farm's checks each name thousands of accounts, and a thousand of them
-// in one transaction would hold millions of pairs in memory at once. A check larger than the bound
-// goes alone.
+// MaxBatchLinks bounds the matched accounts of one batch of checks (each is a link to write or an
+// account whose ring is read and joined), whatever the number of checks: a face farm's checks each
+// name thousands of accounts, and a thousand of them in one transaction would hold millions of ids
+// in memory at once. A check larger than the bound goes alone.
 const MaxBatchLinks = 50_000
 
 // batchTimeout bounds one batch's round trip; it is not tied to any one caller's context because
