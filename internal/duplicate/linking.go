@@ -64,9 +64,10 @@ type Linking struct {
 	// Alertable are the new links no review has cleared: they raise the alert and join the user's
 	// ring with theirs. Empty means no alert.
 	Alertable []string
-	// Overflow are the matched accounts past the first MaxPairsPerCheck (SplitMatches): no link
-	// row is written for them; MergeRings joins them to the user's ring, and those that were not in
-	// it yet raise the alert as new links do.
+	// Overflow are the matched accounts past the first MaxPairsPerCheck (SplitMatches) whose pair
+	// no review has cleared: no link row is written for them; MergeRings joins them to the user's
+	// ring, and those that were not in it yet raise the alert as new links do. (The store keeps the
+	// whole overflow, cleared pairs too, as the record of the answer.)
 	Overflow []string
 }
 
@@ -137,8 +138,12 @@ func PlanLinks(checks []Check, pairs map[PairKey]PairState) LinkPlan {
 	at := make(map[PairKey]int, n)
 	for i, c := range checks {
 		regions := []string{RegionOf(c)}
-		var linked []string
-		linked, plan.Checks[i].Overflow = SplitMatches(c)
+		linked, overflow := SplitMatches(c)
+		for _, m := range overflow {
+			if !pairs[PairOf(c.UserID, m)].Cleared() {
+				plan.Checks[i].Overflow = append(plan.Checks[i].Overflow, m)
+			}
+		}
 		for _, m := range linked {
 			k := PairOf(c.UserID, m)
 			failed := slices.Contains(c.MatchedFailedUserIDs, m)

@@ -272,6 +272,17 @@ func TestOverflowAccountsJoinTheRingAndRaiseTheAlertOnlyWhenNewToIt(t *testing.T
 		require.Equal(t, len(farm)+2, rings[0].Size)
 		require.Equal(t, map[string]string{"stranger": "farm-000"}, changes.Joined)
 	})
+	t.Run("an overflow account whose pair is cleared joins nothing and raises nothing", func(t *testing.T) {
+		t.Parallel()
+		c := linkCheck("s6", "farm-member", append(append([]string{}, farm...), "cleared")...)
+		pairs := linkedPairs("farm-member")
+		pairs[PairOf("farm-member", "cleared")] = PairState{Latest: DecisionSamePerson}
+		plan := PlanLinks([]Check{c}, pairs)
+		require.NotContains(t, plan.Checks[0].Overflow, "cleared")
+		changes, alertable, _ := MergeRings(all(append([]string{"farm-member"}, farm...)), []Check{c}, plan)
+		require.Empty(t, alertable[0])
+		require.True(t, changes.Empty())
+	})
 	t.Run("an overflow account joined earlier in the batch is not new again", func(t *testing.T) {
 		t.Parallel()
 		first := linkCheck("s4", "x1", append(append([]string{}, farm...), "stranger")...)

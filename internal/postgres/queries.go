@@ -72,7 +72,8 @@ ORDER BY u.ord`, signatureIDs)
 	return missing, nil
 }
 
-// UserKnown reports whether Doppel has seen userID: in a stored check or in a link.
+// UserKnown reports whether Doppel has seen userID: in a stored check, in a link or in a ring (an
+// account only a face farm's overflow named has neither check nor link).
 func (s *Store) UserKnown(ctx context.Context, userID string) (bool, error) {
 	return userKnown(ctx, s.pool, userID)
 }
@@ -82,7 +83,8 @@ func userKnown(ctx context.Context, q querier, userID string) (bool, error) {
 	err := q.QueryRow(ctx, `
 SELECT EXISTS (SELECT 1 FROM idv_checks WHERE user_id = $1)
     OR EXISTS (SELECT 1 FROM duplicate_links WHERE user_id_low = $1)
-    OR EXISTS (SELECT 1 FROM duplicate_links WHERE user_id_high = $1)`, userID).Scan(&known)
+    OR EXISTS (SELECT 1 FROM duplicate_links WHERE user_id_high = $1)
+    OR EXISTS (SELECT 1 FROM ring_members WHERE user_id = $1)`, userID).Scan(&known)
 	if err != nil {
 		return false, fmt.Errorf("look up user: %w", err)
 	}

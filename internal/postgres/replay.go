@@ -23,8 +23,11 @@ func (s *Store) ReplaceCheck(ctx context.Context, check duplicate.Check) (duplic
 	var previous []string
 	err := retryConflicts(ctx, func() error {
 		return inTx(ctx, s.pool, func(tx pgx.Tx) error {
-			err := tx.QueryRow(ctx, `SELECT matched_user_ids FROM idv_checks WHERE signature_id = $1 FOR UPDATE`,
-				check.SignatureID).Scan(&previous)
+			// The stored answer is its first ids and, past them, its overflow.
+			err := tx.QueryRow(ctx, `
+SELECT c.matched_user_ids || coalesce(o.user_ids, '{}')
+FROM idv_checks c LEFT JOIN check_overflow o USING (signature_id)
+WHERE c.signature_id = $1 FOR UPDATE OF c`, check.SignatureID).Scan(&previous)
 			if errors.Is(err, pgx.ErrNoRows) {
 				return duplicate.Errorf(duplicate.ENOTFOUND, "no check is stored for signatureId %q", check.SignatureID)
 			}

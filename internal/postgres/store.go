@@ -216,7 +216,7 @@ func (s *Store) decideLinks(checks []duplicate.Check, states map[duplicate.PairK
 			d.saved[i].Alert = duplicate.NewAlert(s.newAlertID(), c, alertable[i], ringOf[i], s.policy)
 			d.alerts = append(d.alerts, d.saved[i].Alert)
 		}
-		if overflow := d.plan.Checks[i].Overflow; len(overflow) > 0 {
+		if _, overflow := duplicate.SplitMatches(c); len(overflow) > 0 {
 			d.overflowSigs, d.overflows = append(d.overflowSigs, c.SignatureID), append(d.overflows, arrayLiteral(overflow))
 		}
 	}
@@ -452,7 +452,8 @@ func queuePairStates(b *pgx.Batch, reads pairReads) {
 	b.Queue(pairReviewsSQL, reads.reviewUsers)
 }
 
-// readPairStates reads the answers of queuePairStates's reads, keeping those of pairs.
+// readPairStates reads the answers of queuePairStates's reads: the links among pairs, and the
+// latest review of every pair of the users whose reviews were read.
 func readPairStates(res pgx.BatchResults, pairs []duplicate.PairKey) (map[duplicate.PairKey]duplicate.PairState, error) {
 	wanted := make(map[duplicate.PairKey]bool, len(pairs))
 	for _, p := range pairs {
@@ -477,12 +478,12 @@ func readPairStates(res pgx.BatchResults, pairs []duplicate.PairKey) (map[duplic
 	var decision string
 	rows, err = res.Query()
 	if err == nil {
+		// Every review of the checks' users is kept, not only those of pairs: a check's overflow
+		// (duplicate.SplitMatches) has no pair to look up, and a cleared one must not join the ring.
 		_, err = pgx.ForEachRow(rows, []any{&k.Low, &k.High, &decision}, func() error {
-			if wanted[k] {
-				st := out[k]
-				st.Latest = duplicate.Decision(decision)
-				out[k] = st
-			}
+			st := out[k]
+			st.Latest = duplicate.Decision(decision)
+			out[k] = st
 			return nil
 		})
 	}

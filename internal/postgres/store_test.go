@@ -546,7 +546,9 @@ func TestAFaceFarmPastTheBoundLinksTheFirstAccountsAndJoinsTheRestToTheRing(t *t
 	require.Nil(t, overflowOf(t, b, "s050"))
 	require.Equal(t, members[duplicate.MaxPairsPerCheck:k-10], overflowOf(t, b, fmt.Sprintf("s%03d", k-1)))
 
-	again, err := b.store.SaveCheck(b.ctx, check("again", members[5], members[:k-1]...))
+	// As the detector stores an answer: without the user's own id.
+	answer := duplicate.MatchedUsers(members[5], members[:k-1])
+	again, err := b.store.SaveCheck(b.ctx, check("again", members[5], answer...))
 	require.NoError(t, err)
 	require.Nil(t, again.Alert, "every account it names is in its ring already")
 	stranger, err := b.store.SaveCheck(b.ctx, check("stranger", members[5], append(members[:k-1:k-1], "stranger")...))
@@ -554,8 +556,32 @@ func TestAFaceFarmPastTheBoundLinksTheFirstAccountsAndJoinsTheRestToTheRing(t *t
 	require.NotNil(t, stranger.Alert, "an account new to the ring past the bound raises the alert")
 	require.Equal(t, []string{"stranger"}, stranger.Alert.NewMatchedUserIDs)
 	require.Equal(t, k+1, stranger.Alert.RingSize)
+	size, _ = ringOf(t, b, "stranger")
+	require.Equal(t, k+1, size, "an account only an overflow named is known, with its ring")
+	linked, err := b.store.UserDuplicates(b.ctx, "stranger", "")
+	require.NoError(t, err, "and answered, with no pair of its own")
+	require.Empty(t, linked)
 
+	// A pair cleared in advance joins no ring and raises nothing, past the bound too.
+	_, err = b.store.SaveCheck(b.ctx, check("s-cleared-one", "cleared-one"))
+	require.NoError(t, err)
+	_, err = b.store.AddReview(b.ctx, review(members[5], "cleared-one", duplicate.DecisionFalsePositive))
+	require.NoError(t, err)
+	cleared, err := b.store.SaveCheck(b.ctx, check("cleared", members[5], append(members[:k-1:k-1], "cleared-one")...))
+	require.NoError(t, err)
+	require.Nil(t, cleared.Alert)
+	size, _ = ringOf(t, b, members[0])
+	require.Equal(t, k+1, size)
+	require.Contains(t, overflowOf(t, b, "cleared"), "cleared-one", "the answer is kept whole")
+
+	// A re-run compares its answer with the whole stored one, overflow included.
 	replayedAt := time.Now()
+	same := check("again", members[5], answer...)
+	same.ReplayedAt = &replayedAt
+	_, previous, err := b.store.ReplaceCheck(b.ctx, same)
+	require.NoError(t, err)
+	require.Equal(t, answer, previous)
+
 	rerun := check("stranger", members[5], members[:3]...)
 	rerun.ReplayedAt = &replayedAt
 	_, _, err = b.store.ReplaceCheck(b.ctx, rerun)
