@@ -90,6 +90,16 @@ func SplitMatches(c Check) (linked, overflow []string) {
 	return matched, nil
 }
 
+// OverflowOf returns a check's overflow (SplitMatches), without deduplicating the answer of a
+// check that names too few accounts to have one: most checks of a batch name one to three.
+func OverflowOf(c Check) []string {
+	if len(c.MatchedUserIDs) <= MaxPairsPerCheck {
+		return nil
+	}
+	_, overflow := SplitMatches(c)
+	return overflow
+}
+
 // LinkPlan is what a batch of stored checks writes to duplicate_links, and what each check raises.
 type LinkPlan struct {
 	// Links holds one write per distinct pair, in canonical pair order, so a batch always writes
@@ -225,8 +235,7 @@ func OverflowUsers(checks []Check) []string {
 	seen := map[string]struct{}{}
 	var out []string
 	for _, c := range checks {
-		_, overflow := SplitMatches(c)
-		for _, m := range overflow {
+		for _, m := range OverflowOf(c) {
 			if _, dup := seen[m]; !dup {
 				seen[m] = struct{}{}
 				out = append(out, m)

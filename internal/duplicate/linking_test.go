@@ -220,6 +220,8 @@ func TestACheckLinksItsFirstAccountsAndKeepsTheRestAsOverflow(t *testing.T) {
 
 	short := linkCheck("s2", "bob", "alice")
 	require.Empty(t, PlanLinks([]Check{short}, nil).Checks[0].Overflow)
+	require.Equal(t, named[MaxPairsPerCheck:], OverflowOf(c))
+	require.Nil(t, OverflowOf(short))
 }
 
 func TestOverflowAccountsJoinTheRingAndRaiseTheAlertOnlyWhenNewToIt(t *testing.T) {

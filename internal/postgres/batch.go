@@ -200,7 +200,10 @@ func newGroup[T any](maxBatch, maxFlushers int, linger time.Duration, flush func
 }
 
 func (g *group[T]) submit(ctx context.Context, req T) (T, error) {
-	p := &pending[T]{req: req, done: make(chan struct{}), queued: time.Now()}
+	p := &pending[T]{req: req, done: make(chan struct{})}
+	if g.observe != nil {
+		p.queued = time.Now()
+	}
 	g.mu.Lock()
 	g.queue = append(g.queue, p)
 	if g.flushing < g.maxFlushers {

@@ -216,7 +216,7 @@ func (s *Store) decideLinks(checks []duplicate.Check, states map[duplicate.PairK
 			d.saved[i].Alert = duplicate.NewAlert(s.newAlertID(), c, alertable[i], ringOf[i], s.policy)
 			d.alerts = append(d.alerts, d.saved[i].Alert)
 		}
-		if _, overflow := duplicate.SplitMatches(c); len(overflow) > 0 {
+		if overflow := duplicate.OverflowOf(c); len(overflow) > 0 {
 			d.overflowSigs, d.overflows = append(d.overflowSigs, c.SignatureID), append(d.overflows, arrayLiteral(overflow))
 		}
 	}
