@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -35,19 +34,11 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().String()
-}
-
 func TestServeLogsItsLifeOnceAndExportsItsBuild(t *testing.T) {
 	t.Parallel()
 	dbURL, _ := testinfra.Database(t)
 	_, simURL := testinfra.Sim(t, advancesim.Config{})
-	addr, adminAddr := freeAddr(t), freeAddr(t)
+	addr, adminAddr := testinfra.FreeAddr(t), testinfra.FreeAddr(t)
 	environ := map[string]string{"DOPPEL_ADMIN_ADDR": adminAddr,
 		"DOPPEL_DATABASE_URL": dbURL, "DOPPEL_KAFKA_BROKERS": strings.Join(testinfra.Brokers(t), ","),
 		"DOPPEL_ADVANCE_BASE_URL": simURL, "DOPPEL_ADVANCE_ACCESS_KEY": testinfra.SimAccessKey,

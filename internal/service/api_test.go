@@ -32,7 +32,7 @@ func hexSHA256(s string) string {
 func apiFixture(t *testing.T) (*fixture, string) {
 	t.Helper()
 	f := setup(t, advancesim.Config{})
-	f.cfg.HTTPAddr, f.cfg.AdminAddr = freeAddr(t), freeAddr(t)
+	f.cfg.HTTPAddr, f.cfg.AdminAddr = testinfra.FreeAddr(t), testinfra.FreeAddr(t)
 	f.cfg.APIKeys = "analyst:read+review+replay:" + hexSHA256(analystKey)
 	f.cfg.CallbackToken = callbackToken
 	f.cfg.RingHighSeveritySize = 3

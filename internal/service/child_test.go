@@ -87,7 +87,7 @@ func (f *fixture) startChild(t *testing.T, name string) *childproc.Process {
 func TestKillDuringPollingLosesNoPendingVerification(t *testing.T) {
 	t.Parallel()
 	f := setup(t, advancesim.Config{Latency: 300 * time.Millisecond})
-	f.cfg.HTTPAddr = freeAddr(t)
+	f.cfg.HTTPAddr = testinfra.FreeAddr(t)
 	f.cfg.ReconcileAfter, f.cfg.ReconcileInterval, f.cfg.ReconcileGiveUp = time.Second, 3*time.Second, time.Hour
 	f.cfg.LogLevel = "info"
 	require.NoError(t, f.cfg.Validate())
@@ -114,7 +114,7 @@ func TestKillDuringPollingLosesNoPendingVerification(t *testing.T) {
 	require.Less(t, recoveredAtKill, n, "killed during polling, not after it")
 	require.Equal(t, n, recoveredAtKill+countOf(st, "pending"))
 
-	f.cfg.HTTPAddr = freeAddr(t)
+	f.cfg.HTTPAddr = testinfra.FreeAddr(t)
 	f.startChild(t, "doppel-2")
 	testinfra.Eventually(t, 60*time.Second, func() bool { return countOf(f.statuses(t), "recovered") == n },
 		"the restarted instance recovers the rest")

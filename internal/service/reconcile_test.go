@@ -24,7 +24,7 @@ import (
 func reconcileFixture(t *testing.T, after, interval, giveUp time.Duration, enroll bool) (*fixture, string) {
 	t.Helper()
 	f := setup(t, advancesim.Config{})
-	f.cfg.HTTPAddr, f.cfg.AdminAddr = freeAddr(t), freeAddr(t)
+	f.cfg.HTTPAddr, f.cfg.AdminAddr = testinfra.FreeAddr(t), testinfra.FreeAddr(t)
 	f.cfg.APIKeys = "analyst:read+review:" + hexSHA256(analystKey)
 	f.cfg.ReconcileAfter, f.cfg.ReconcileInterval, f.cfg.ReconcileGiveUp = after, interval, giveUp
 	f.cfg.EnrollFailed = enroll
@@ -415,7 +415,7 @@ func TestACallbackRacingItsPollIsBilledOnce(t *testing.T) {
 	t.Parallel()
 	const latency = 1500 * time.Millisecond // each vendor call: the two paths overlap for seconds
 	f := setup(t, advancesim.Config{Latency: latency})
-	f.cfg.HTTPAddr, f.cfg.AdminAddr = freeAddr(t), freeAddr(t)
+	f.cfg.HTTPAddr, f.cfg.AdminAddr = testinfra.FreeAddr(t), testinfra.FreeAddr(t)
 	f.cfg.ReconcileAfter, f.cfg.ReconcileInterval, f.cfg.ReconcileGiveUp = time.Second, 2*time.Second, time.Hour
 	require.NoError(t, f.cfg.Validate())
 	ids, err := f.sim.AddSessions([]advancesim.Session{

@@ -59,7 +59,7 @@ func setupRegions(t *testing.T) (*fixture, *regionSim, *regionSim) {
 	for _, r := range []*regionSim{ph, th} {
 		f.cfg.Advance.Regions[r.name] = config.RegionSettings{BaseURL: r.url, AccessKey: r.keys[0], SecretKey: r.keys[1]}
 	}
-	f.cfg.HTTPAddr, f.cfg.AdminAddr = freeAddr(t), freeAddr(t)
+	f.cfg.HTTPAddr, f.cfg.AdminAddr = testinfra.FreeAddr(t), testinfra.FreeAddr(t)
 	f.cfg.BreakerOpenFor = 2 * time.Second
 	require.NoError(t, f.cfg.Validate())
 	return f, ph, th

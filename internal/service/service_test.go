@@ -144,7 +144,7 @@ func header(m kafka.Message, key string) string {
 func TestPipelineFindsRingsStoresLinksAndPublishesAlerts(t *testing.T) {
 	t.Parallel()
 	f := setup(t, advancesim.Config{})
-	f.cfg.HTTPAddr, f.cfg.AdminAddr = freeAddr(t), freeAddr(t)
+	f.cfg.HTTPAddr, f.cfg.AdminAddr = testinfra.FreeAddr(t), testinfra.FreeAddr(t)
 	sim := f.sim
 	// A ring of three sharing face F1, a pair on F2, a loner, a failed verification on F1, and a
 	// user who verified twice with the same face (their own id must not become a link). Each

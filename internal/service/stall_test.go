@@ -71,7 +71,7 @@ func TestAStalledPartitionMakesReadyzNotReadyWithTheReason(t *testing.T) {
 	f := setup(t, advancesim.Config{})
 	f.cfg.BreakerOpenFor = 200 * time.Millisecond
 	f.cfg.StallAfter = 500 * time.Millisecond
-	f.cfg.HTTPAddr, f.cfg.AdminAddr = freeAddr(t), freeAddr(t)
+	f.cfg.HTTPAddr, f.cfg.AdminAddr = testinfra.FreeAddr(t), testinfra.FreeAddr(t)
 	require.NoError(t, f.sim.SetFaults(advancesim.Faults{ForceCode: "INSUFFICIENT_BALANCE"}))
 	sigs, msgs := ring(t, f, 3, "stalled")
 	stop := f.start(t)

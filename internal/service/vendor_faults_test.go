@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -19,13 +18,6 @@ import (
 	"github.com/doppelhq/doppel/internal/harness/advancesim"
 	"github.com/doppelhq/doppel/internal/harness/testinfra"
 )
-
-func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().String()
-}
 
 func readyz(t *testing.T, addr string) (int, map[string]any) {
 	resp, err := http.Get("http://" + addr + "/readyz")
@@ -135,7 +127,7 @@ func TestAnAccountLevelFailurePausesEverythingUntilItClears(t *testing.T) {
 	t.Parallel()
 	f := setup(t, advancesim.Config{})
 	f.cfg.BreakerOpenFor = 300 * time.Millisecond
-	f.cfg.HTTPAddr, f.cfg.AdminAddr = freeAddr(t), freeAddr(t)
+	f.cfg.HTTPAddr, f.cfg.AdminAddr = testinfra.FreeAddr(t), testinfra.FreeAddr(t)
 	require.NoError(t, f.sim.SetFaults(advancesim.Faults{ForceCode: "INSUFFICIENT_BALANCE"}))
 	sigs, msgs := ring(t, f, 10, "broke")
 	stop := f.start(t)

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -142,14 +143,32 @@ func (p *Process) Kill(bound time.Duration) error {
 	}
 }
 
-// FreeAddr returns a loopback host:port that was free a moment ago, for a child to listen on.
+// handedOut holds every port FreeAddr has returned in this process.
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
+// FreeAddr returns a loopback host:port that was free a moment ago, for a child (or a service in
+// a test) to listen on. It never returns the same port twice in one process: the kernel picks a
+// free port at random, so two calls in a row can be given the same one once the first listener
+// is closed, and a test that asked for an HTTP and an admin address got the same one for both.
 func FreeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		addr := l.Addr().(*net.TCPAddr)
+		l.Close()
+		if !handedOut.ports[addr.Port] {
+			handedOut.ports[addr.Port] = true
+			return addr.String(), nil
+		}
 	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	return "", errors.New("no loopback port left that was not handed out before")
 }
 
 // WaitHTTP polls u until it answers 200, ctx ends, or timeout passes. If p is not nil and exits

@@ -264,3 +264,18 @@ func TestLoopbackURL(t *testing.T) {
 		require.Equal(t, want, childproc.LoopbackURL(raw), raw)
 	}
 }
+
+// Regression: a test asked for an HTTP and an admin address and was given the same port for both
+// (its config then refused to start). Drawn often enough, the kernel's random free ports repeat.
+func TestFreeAddrNeverHandsOutAPortTwice(t *testing.T) {
+	seen := map[string]bool{}
+	for range 3000 {
+		addr, err := childproc.FreeAddr()
+		require.NoError(t, err)
+		require.False(t, seen[addr], "%s handed out twice", addr)
+		seen[addr] = true
+		host, _, err := net.SplitHostPort(addr)
+		require.NoError(t, err)
+		require.Equal(t, "127.0.0.1", host)
+	}
+}

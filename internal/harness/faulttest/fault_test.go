@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -120,7 +119,7 @@ func (f *fixture) start(t *testing.T) *proc {
 	cmd := exec.Command(doppelBin, "serve")
 	// Each process gets its own HTTP and admin ports (several may run at once); f.http and f.admin
 	// are the newest ones.
-	f.http, f.admin = freeAddr(t), freeAddr(t)
+	f.http, f.admin = testinfra.FreeAddr(t), testinfra.FreeAddr(t)
 	cmd.Env = append(append([]string(nil), f.env...), "DOPPEL_HTTP_ADDR="+f.http, "DOPPEL_ADMIN_ADDR="+f.admin)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	require.NoError(t, cmd.Start())
@@ -225,14 +224,6 @@ func (f *fixture) verify(t *testing.T, sigs []string) (billedTwice int) {
 func waitFor(t *testing.T, timeout time.Duration, cond func() bool, msg string) {
 	t.Helper()
 	testinfra.Eventually(t, timeout, cond, "%s", msg)
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func readyz(addr string) (int, string) {

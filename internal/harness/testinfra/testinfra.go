@@ -26,6 +26,7 @@ import (
 
 	"github.com/doppelhq/doppel/internal/clip"
 	"github.com/doppelhq/doppel/internal/harness/advancesim"
+	"github.com/doppelhq/doppel/internal/harness/childproc"
 	"github.com/doppelhq/doppel/internal/postgres"
 	"github.com/doppelhq/doppel/internal/topic"
 )
@@ -88,6 +89,15 @@ func readEnvFile() map[string]string {
 		}
 	}
 	return vals
+}
+
+// FreeAddr returns a loopback host:port for a server under test, never the same one twice in this
+// process (see childproc.FreeAddr).
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	addr, err := childproc.FreeAddr()
+	require.NoError(t, err)
+	return addr
 }
 
 // UniqueName returns prefix plus a random suffix, safe for topics, groups and schemas.
