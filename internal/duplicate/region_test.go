@@ -72,3 +72,50 @@ func TestDecodeEventReadsTheRegionCaseInsensitively(t *testing.T) {
 	require.Equal(t, ReasonInvalidField, de.Reason)
 	require.Contains(t, de.Detail, "region")
 }
+
+func TestARegionsRingIsReachedOverTheLinksThatRegionFoundAndNoReviewCleared(t *testing.T) {
+	link := func(low, high string, decision Decision, regions ...string) Link {
+		l := Link{UserIDLow: low, UserIDHigh: high, Regions: regions}
+		if decision != "" {
+			l.LatestReview = &Review{Decision: decision}
+		}
+		return l
+	}
+	// One ring as the index holds it: th found a-b-c, ph found c-d and a-b as well, b-e was found
+	// by th but cleared, and f joined with no link (a face farm's overflow).
+	whole := Ring{ID: RingID("a"), Size: 6, Members: []string{"a", "b", "c", "d", "e", "f"}, Links: []Link{
+		link("a", "b", "", "ph", "th"),
+		link("b", "c", "", "th"),
+		link("b", "e", DecisionFalsePositive, "th"),
+		link("c", "d", DecisionConfirmedFraud, "ph"),
+	}}
+	cases := []struct {
+		name, user, region string
+		members            []string
+		links              [][2]string
+	}{
+		{"th's links from a", "a", "th", []string{"a", "b", "c"}, [][2]string{{"a", "b"}, {"b", "c"}}},
+		{"the same ring from its other end, with the same id", "c", "th", []string{"a", "b", "c"}, [][2]string{{"a", "b"}, {"b", "c"}}},
+		{"ph's links from a: b-c is th's only", "a", "ph", []string{"a", "b"}, [][2]string{{"a", "b"}}},
+		{"ph's other ring: confirmed fraud still joins", "d", "ph", []string{"c", "d"}, [][2]string{{"c", "d"}}},
+		{"a cleared pair joins no ring", "e", "th", []string{"e"}, nil},
+		{"an account with no link is alone in every region", "f", "th", []string{"f"}, nil},
+		{"a region that found nothing", "a", "my", []string{"a"}, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := RegionRing(whole, c.user, c.region)
+			require.Equal(t, c.members, got.Members)
+			require.Equal(t, len(c.members), got.Size)
+			require.Equal(t, RingID(c.members[0]), got.ID)
+			var pairs [][2]string
+			for _, l := range got.Links {
+				pairs = append(pairs, [2]string{l.UserIDLow, l.UserIDHigh})
+			}
+			require.Equal(t, c.links, pairs)
+			require.False(t, got.Truncated)
+		})
+	}
+	whole.Truncated = true
+	require.True(t, RegionRing(whole, "a", "th").Truncated, "a region's ring cut from a truncated ring may be incomplete")
+}

@@ -56,6 +56,41 @@ type Link struct {
 	LatestReview *Review
 }
 
+// RegionRing returns the part of ring that one region's face search found: the accounts reached
+// from userID over the ring's links that region found and no review cleared, as the
+// region_fraud_rings view computes it, with the ring's links among them. Like every ring its ID
+// follows its smallest member. The ring index holds rings of every region, so a region's ring is
+// cut from the whole one: it is only as complete as ring's links, and Truncated when ring is.
+// Accounts that joined the ring with no link of their own (a face farm's overflow) are in no
+// region's ring.
+func RegionRing(ring Ring, userID, region string) Ring {
+	neighbours := map[string][]string{}
+	for _, l := range ring.Links {
+		if slices.Contains(l.Regions, region) && (l.LatestReview == nil || !l.LatestReview.Decision.SuppressesAlerts()) {
+			neighbours[l.UserIDLow] = append(neighbours[l.UserIDLow], l.UserIDHigh)
+			neighbours[l.UserIDHigh] = append(neighbours[l.UserIDHigh], l.UserIDLow)
+		}
+	}
+	reached := map[string]bool{userID: true}
+	members := []string{userID}
+	for next := 0; next < len(members); next++ {
+		for _, other := range neighbours[members[next]] {
+			if !reached[other] {
+				reached[other] = true
+				members = append(members, other)
+			}
+		}
+	}
+	slices.Sort(members)
+	out := Ring{ID: RingID(members[0]), Size: len(members), Members: members, Truncated: ring.Truncated}
+	for _, l := range ring.Links {
+		if slices.Contains(l.Regions, region) && reached[l.UserIDLow] && reached[l.UserIDHigh] {
+			out.Links = append(out.Links, l)
+		}
+	}
+	return out
+}
+
 // RingState is a ring as the ring index stores it. Key is the userId of one of its members: it names
 // the ring in storage and stays while that member does (a merge keeps the larger ring's key, so a
 // merge rewrites only the smaller ring's members). Smallest is the smallest member, whose hash is the

@@ -18,6 +18,7 @@ var queryParams = map[string][]string{
 	"POST /v1/callbacks/advance/:region": {"token"},
 	"GET /v1/alerts":                     {"limit", "since", "cursor", "severity", "status", "userId", "region"},
 	"GET /v1/users/:userId/duplicates":   {"region"},
+	"GET /v1/users/:userId/cluster":      {"region"},
 	"GET /v1/rings":                      {"order", "limit", "cursor"},
 	"GET /v1/reviews":                    {"userId", "reviewer", "since", "limit", "cursor"},
 }

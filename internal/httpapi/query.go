@@ -88,9 +88,14 @@ func (s *Server) handleUserDuplicates(c echo.Context) error {
 	return c.JSON(http.StatusOK, out)
 }
 
-// handleUserCluster answers the user's fraud ring.
+// handleUserCluster answers the user's fraud ring, or with ?region= the part of it that region's
+// face search found.
 func (s *Server) handleUserCluster(c echo.Context) error {
 	userID, err := userIDParam(c)
+	if err != nil {
+		return err
+	}
+	region, err := s.regionQuery(c)
 	if err != nil {
 		return err
 	}
@@ -101,6 +106,9 @@ func (s *Server) handleUserCluster(c echo.Context) error {
 	ring, err := st.Ring(c.Request().Context(), userID)
 	if err != nil {
 		return err
+	}
+	if region != "" {
+		ring = duplicate.RegionRing(ring, userID, region)
 	}
 	out := clusterJSON{UserID: userID, RingID: ring.ID, Size: ring.Size, Members: nonNil(ring.Members),
 		Links: make([]linkJSON, len(ring.Links)), Truncated: ring.Truncated}

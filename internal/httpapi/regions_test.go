@@ -39,5 +39,5 @@ func TestTheServedSpecListsTheConfiguredRegions(t *testing.T) {
 			}
 		}
 	}
-	require.Equal(t, 3, seen, "the regional callback, /v1/alerts and /v1/users/{userId}/duplicates")
+	require.Equal(t, 4, seen, "the regional callback, /v1/alerts, /v1/users/{userId}/duplicates and /cluster")
 }

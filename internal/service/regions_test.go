@@ -247,6 +247,57 @@ func TestEachEventIsSearchedAndBilledInItsOwnRegion(t *testing.T) {
 		`SELECT regions FROM duplicate_accounts WHERE user_id = 'bob' AND duplicate_user_id = 'alice'`).Scan(&regions))
 	require.Equal(t, []string{"ph"}, regions)
 
+	// bob verifies in TH as well: TH's face search finds carol, dave and erin, and one ring now
+	// spans both regions. ?region= on /cluster answers the part each region found, as the
+	// region_fraud_rings view does.
+	bobInTH := th.pass(t, "bob", "F")
+	testinfra.Produce(t, f.cfg.TopicEvents, regionEvent(bobInTH, "bob", "th", ""))
+	f.waitForChecks(t, 7, 60*time.Second)
+	var ring struct {
+		RingID  string   `json:"ringId"`
+		Size    int      `json:"size"`
+		Members []string `json:"members"`
+		Links   []struct {
+			Regions []string `json:"regions"`
+		} `json:"links"`
+	}
+	clusterOf := func(user, query string) {
+		t.Helper()
+		ring.Links = nil
+		status, body := call(t, http.MethodGet, base+"/v1/users/"+user+"/cluster"+query, analystKey, nil)
+		require.Equal(t, http.StatusOK, status, string(body))
+		require.NoError(t, json.Unmarshal(body, &ring))
+	}
+	clusterOf("bob", "")
+	require.Equal(t, []string{"alice", "bob", "carol", "dave", "erin"}, ring.Members)
+	for _, want := range []struct {
+		region, user string
+		members      []string
+		links        int
+	}{
+		{"ph", "bob", []string{"alice", "bob"}, 1},
+		{"th", "bob", []string{"bob", "carol", "dave", "erin"}, 6},
+		{"ph", "erin", []string{"erin"}, 0},
+	} {
+		clusterOf(want.user, "?region="+strings.ToUpper(want.region))
+		require.Equal(t, want.members, ring.Members, "%s's ring in %s", want.user, want.region)
+		require.Equal(t, len(want.members), ring.Size)
+		require.Equal(t, duplicate.RingID(want.members[0]), ring.RingID)
+		require.Len(t, ring.Links, want.links)
+		for _, l := range ring.Links {
+			require.Contains(t, l.Regions, want.region)
+		}
+		if len(want.members) > 1 {
+			var viewMembers []string
+			require.NoError(t, f.pool.QueryRow(context.Background(),
+				`SELECT members FROM region_fraud_rings WHERE region = $1 AND ring_id = $2`, want.region, ring.RingID).Scan(&viewMembers))
+			require.Equal(t, want.members, viewMembers, "the API and the view agree on %s's ring", want.region)
+		}
+	}
+	status, body = call(t, http.MethodGet, base+"/v1/users/bob/cluster?region=vn", analystKey, nil)
+	require.Equal(t, http.StatusBadRequest, status)
+	require.Contains(t, string(body), `"field":"region"`)
+
 	// Readiness reports each region (on the admin listener).
 	testinfra.Eventually(t, 10*time.Second, func() bool {
 		code, ready := readyz(t, f.cfg.AdminAddr)
