@@ -62,7 +62,9 @@ const batchTimeout = 30 * time.Second
 
 // NewBatcher returns a Batcher writing through store, with at most maxBatch requests per round trip
 // and at most maxFlushers round trips of each kind at once. A round trip that would carry fewer
-// than lingerBelow requests first waits up to linger for more (0: never waits).
+// than lingerBelow requests first waits up to linger for more (0: never waits). Its statements are
+// prepared once per connection: give it a store over a pool opened with KeyLookUpPlans, whose
+// cached plans stay index plans as the tables grow.
 func NewBatcher(store *Store, maxBatch, maxFlushers int, linger time.Duration) *Batcher {
 	b := &Batcher{store: store}
 	b.saves = newGroup(maxBatch, maxFlushers, linger, b.flushSaves)
@@ -140,17 +142,15 @@ func (b *Batcher) saveTogether(ctx context.Context, batch []*pending[saveRequest
 	return true
 }
 
+const lookupOutcomesSQL = `SELECT signature_id, outcome FROM idv_checks WHERE signature_id = ANY($1::text[])`
+
 func (b *Batcher) flushLookups(ctx context.Context, batch []*pending[lookupRequest]) {
 	sigs := make([]string, len(batch))
 	for i, p := range batch {
 		sigs[i] = p.req.signatureID
 	}
 	outcomes := make(map[string]string, len(batch))
-	// QueryExecModeExec plans the query with this array each time. A prepared statement soon gets
-	// a generic plan, and one made while idv_checks was small is a sequential scan that stays one
-	// as the table grows (the benchmark saw each look-up slow from 1 ms to 15 ms).
-	rows, err := b.store.pool.Query(ctx, `SELECT signature_id, outcome FROM idv_checks WHERE signature_id = ANY($1)`,
-		pgx.QueryExecModeExec, sigs)
+	rows, err := b.store.pool.Query(ctx, lookupOutcomesSQL, sigs)
 	if err == nil {
 		var sig, outcome string
 		_, err = pgx.ForEachRow(rows, []any{&sig, &outcome}, func() error {

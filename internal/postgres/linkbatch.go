@@ -53,10 +53,6 @@ func (s *Store) linkPipelined(ctx context.Context, conn *pgx.Conn, checks []dupl
 	reads := &pgx.Batch{}
 	reads.Queue("BEGIN")
 	reads.Queue(insertChecksSQL, insertChecksArgs(checks)...)
-	// The reads below run as prepared statements, and a generic plan made while the tables were
-	// small scans them whole until the next ANALYZE; planned for their own arrays they use the
-	// indexes (the other statements of the hot path plan per call for the same reason).
-	reads.Queue(`SET LOCAL plan_cache_mode = force_custom_plan`)
 	reads.Queue(`SELECT pg_advisory_xact_lock($1)`, int64(ringIndexLock))
 	queuePairStates(reads, pairReads)
 	if ringUsers != nil {
@@ -124,9 +120,6 @@ func readLinkReads(res pgx.BatchResults, checks []duplicate.Check, pairs []dupli
 	stored, err := readStored(rows, err, checks)
 	if err != nil {
 		return nil, nil, nil, err
-	}
-	if _, err := res.Exec(); err != nil {
-		return nil, nil, nil, fmt.Errorf("plan per call: %w", err)
 	}
 	if _, err := res.Exec(); err != nil {
 		return nil, nil, nil, fmt.Errorf("lock ring index: %w", err)

@@ -19,15 +19,39 @@ import (
 	"github.com/doppelhq/doppel/migrations"
 )
 
+// PoolOption configures the pool Connect opens.
+type PoolOption func(*pgxpool.Config)
+
+// KeyLookUpPlans prices sequential scans out on the pool's connections (enable_seqscan=off, unless
+// the URL sets it): the pool of the group commit and the relay, whose statements all find rows by
+// key (signatureIds, user pairs, ring keys, alert ids).
+//
+// PostgreSQL runs a prepared statement with a generic plan from its sixth call. Made while a table
+// was small, that plan is a sequential scan, kept until the next ANALYZE: the benchmark saw a
+// look-up slow from 1 ms to 15 ms as idv_checks grew. Planning every call for its own arguments
+// avoided that, but planning was then a quarter to a third of PostgreSQL's CPU per event. With
+// sequential scans priced out the generic plan is the index plan at any size, made once per
+// connection (TestTheHotPathsPlansUseIndexesOnAnEmptyDatabase). The setting prices scans, it does
+// not forbid them: a statement with no index to use still scans. It is not for the main pool: the
+// console's and analysts' queries that read whole tables took 2-12 times longer with it.
+func KeyLookUpPlans(cfg *pgxpool.Config) {
+	if _, set := cfg.ConnConfig.RuntimeParams["enable_seqscan"]; !set {
+		cfg.ConnConfig.RuntimeParams["enable_seqscan"] = "off"
+	}
+}
+
 // Connect opens a pool and pings the database, so start-up fails fast with a clear error when the
 // database does not answer.
-func Connect(ctx context.Context, databaseURL string, maxConns int32) (*pgxpool.Pool, error) {
+func Connect(ctx context.Context, databaseURL string, maxConns int32, opts ...PoolOption) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("parse DOPPEL_DATABASE_URL: %s", redactParseError(err))
 	}
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
+	}
+	for _, opt := range opts {
+		opt(cfg)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

@@ -98,6 +98,8 @@ func ringsOf(ctx context.Context, q querier, users []string) (map[string]duplica
 	if len(users) == 0 {
 		return map[string]duplicate.RingState{}, nil
 	}
+	// Planned for its own array (QueryExecModeExec): the API's ring look-ups run it on the main
+	// pool, where a generic plan made while the ring index was small would scan it whole.
 	rows, err := q.Query(ctx, ringsOfSQL, pgx.QueryExecModeExec, users)
 	return readRings(rows, err, users)
 }
@@ -125,17 +127,26 @@ func readRings(rows pgx.Rows, err error, users []string) (map[string]duplicate.R
 	return out, nil
 }
 
+// The ring index's writes, one statement per kind of change.
+const (
+	moveRingsSQL = `UPDATE ring_members m SET ring_key = u.to_key FROM unnest($1::text[], $2::text[]) AS u(from_key, to_key)
+WHERE m.ring_key = u.from_key`
+	joinRingsSQL = `INSERT INTO ring_members (user_id, ring_key) SELECT * FROM unnest($1::text[], $2::text[])
+ON CONFLICT (user_id) DO UPDATE SET ring_key = EXCLUDED.ring_key`
+	upsertRingsSQL = `INSERT INTO rings (ring_key, smallest_user_id, size) SELECT * FROM unnest($1::text[], $2::text[], $3::int[])
+ON CONFLICT (ring_key) DO UPDATE SET smallest_user_id = EXCLUDED.smallest_user_id, size = EXCLUDED.size`
+	retireRingsSQL = `DELETE FROM rings WHERE ring_key = ANY ($1::text[])`
+)
+
 // queueRingChanges queues the writes of changes: one statement per kind of change.
 func queueRingChanges(b *pgx.Batch, changes duplicate.RingChanges) {
 	if len(changes.Moved) > 0 {
 		olds, news := splitMap(changes.Moved)
-		b.Queue(`UPDATE ring_members m SET ring_key = u.to_key FROM unnest($1::text[], $2::text[]) AS u(from_key, to_key)
-WHERE m.ring_key = u.from_key`, olds, news)
+		b.Queue(moveRingsSQL, olds, news)
 	}
 	if len(changes.Joined) > 0 {
 		users, keys := splitMap(changes.Joined)
-		b.Queue(`INSERT INTO ring_members (user_id, ring_key) SELECT * FROM unnest($1::text[], $2::text[])
-ON CONFLICT (user_id) DO UPDATE SET ring_key = EXCLUDED.ring_key`, users, keys)
+		b.Queue(joinRingsSQL, users, keys)
 	}
 	if len(changes.Rings) > 0 {
 		n := len(changes.Rings)
@@ -143,12 +154,10 @@ ON CONFLICT (user_id) DO UPDATE SET ring_key = EXCLUDED.ring_key`, users, keys)
 		for i, r := range changes.Rings {
 			keys[i], smallest[i], sizes[i] = r.Key, r.Smallest, int32(r.Size)
 		}
-		b.Queue(`INSERT INTO rings (ring_key, smallest_user_id, size) SELECT * FROM unnest($1::text[], $2::text[], $3::int[])
-ON CONFLICT (ring_key) DO UPDATE SET smallest_user_id = EXCLUDED.smallest_user_id, size = EXCLUDED.size`,
-			keys, smallest, sizes)
+		b.Queue(upsertRingsSQL, keys, smallest, sizes)
 	}
 	if len(changes.Retired) > 0 {
-		b.Queue(`DELETE FROM rings WHERE ring_key = ANY ($1::text[])`, changes.Retired)
+		b.Queue(retireRingsSQL, changes.Retired)
 	}
 }
 

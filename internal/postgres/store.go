@@ -674,12 +674,12 @@ func (s *Store) MarkPublished(ctx context.Context, alertIDs []string) error {
 	return markPublished(ctx, s.pool, alertIDs)
 }
 
-func markPublished(ctx context.Context, q querier, ids []string) error {
-	// Planned for its own array (QueryExecModeExec): as a prepared statement its generic plan, made
-	// while the outbox was small, scanned the whole table on every call as the table grew.
-	if _, err := q.Exec(ctx, `
+const markPublishedSQL = `
 UPDATE alerts SET published_at = coalesce(published_at, now()), publish_attempts = publish_attempts + 1
-WHERE alert_id = ANY($1::uuid[])`, pgx.QueryExecModeExec, ids); err != nil {
+WHERE alert_id = ANY($1::uuid[])`
+
+func markPublished(ctx context.Context, q querier, ids []string) error {
+	if _, err := q.Exec(ctx, markPublishedSQL, ids); err != nil {
 		return fmt.Errorf("mark %d alerts published: %w", len(ids), err)
 	}
 	return nil

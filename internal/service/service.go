@@ -40,6 +40,14 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 	defer pool.Close()
+	// The group commit and the relay have connections of their own, whose plans are index plans
+	// (postgres.KeyLookUpPlans): one save and one look-up round trip per flusher, and the relay's
+	// claim and mark. The API's, the console's and reconciliation's queries keep the main pool.
+	hotPool, hotStore, err := OpenStore(ctx, cfg, 2*cfg.StoreFlushers+2, postgres.KeyLookUpPlans)
+	if err != nil {
+		return err
+	}
+	defer hotPool.Close()
 	if cfg.MigrateOnStart {
 		if err := postgres.MigrateUp(cfg.DatabaseURL); err != nil {
 			return err
@@ -73,7 +81,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	// transaction at a time (DOPPEL_STORE_FLUSHERS=1) makes the batches larger and the WAL flushes
 	// fewer; the benchmark measured about the same throughput with two, for 15-30% more
 	// PostgreSQL CPU per event.
-	batcher := postgres.NewBatcher(store, cfg.StoreBatchSize, cfg.StoreFlushers, cfg.StoreLinger)
+	batcher := postgres.NewBatcher(hotStore, cfg.StoreBatchSize, cfg.StoreFlushers, cfg.StoreLinger)
 	batcher.Observe(m)
 	detector := duplicate.NewDetector(vendor, batcher, nil)
 	if cfg.EnrollFailed {
@@ -87,7 +95,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		Interval:    cfg.RelayInterval,
 		Logger:      log.With("component", "relay"),
 		OnPublished: m.AlertsPublished,
-	}, store)
+	}, hotStore)
 	m.SetOutboxSource(store.OutboxBacklog)
 	m.SetLagSource(func(ctx context.Context) (map[int]int64, error) {
 		return consumer.Lag(ctx, cfg.KafkaBrokers, cfg.KafkaGroupID, cfg.TopicEvents)
@@ -242,8 +250,8 @@ const readinessInterval = 2 * time.Second
 // OpenStore connects to PostgreSQL with at most maxConns connections and returns the pool (close it
 // when done) and the store over it with the configured alert policy: what `doppel serve` and
 // `doppel replay` both use.
-func OpenStore(ctx context.Context, cfg config.Config, maxConns int) (*pgxpool.Pool, *postgres.Store, error) {
-	pool, err := postgres.Connect(ctx, cfg.DatabaseURL, int32(maxConns))
+func OpenStore(ctx context.Context, cfg config.Config, maxConns int, opts ...postgres.PoolOption) (*pgxpool.Pool, *postgres.Store, error) {
+	pool, err := postgres.Connect(ctx, cfg.DatabaseURL, int32(maxConns), opts...)
 	if err != nil {
 		return nil, nil, err
 	}

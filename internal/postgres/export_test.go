@@ -1,0 +1,20 @@
+package postgres
+
+// HotPathSQL is every statement the group commit (Batcher) and the relay run on their pool, by
+// name, for the external test that checks their plans.
+var HotPathSQL = map[string]string{
+	"lookupOutcomes": lookupOutcomesSQL,
+	"insertChecks":   insertChecksSQL,
+	"pairLinks":      pairLinksSQL,
+	"pairReviews":    pairReviewsSQL,
+	"ringsOf":        ringsOfSQL,
+	"newLinks":       newLinksSQL,
+	"seenAgain":      seenAgainSQL,
+	"insertOverflow": insertOverflowSQL,
+	"insertAlerts":   insertAlertsSQL,
+	"moveRings":      moveRingsSQL,
+	"joinRings":      joinRingsSQL,
+	"upsertRings":    upsertRingsSQL,
+	"retireRings":    retireRingsSQL,
+	"markPublished":  markPublishedSQL,
+}
