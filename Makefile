@@ -36,6 +36,7 @@ test-go: ## run the Go tests against the running infrastructure (make infra-up f
 fuzz: ## a short run of each fuzz target (seed corpora are in testdata/fuzz)
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEvent$$' -fuzztime 10s ./internal/duplicate
 	$(GO) test -run '^$$' -fuzz '^FuzzParseEnvelope$$' -fuzztime 10s ./internal/advance
+	$(GO) test -run '^$$' -fuzz '^FuzzTheDecoderReadsAnswersAsTheStandardLibraryDoes$$' -fuzztime 10s ./internal/advance
 
 schemathesis: ## run schemathesis against doppel serve's /openapi.json (needs the infrastructure)
 	bash scripts/schemathesis.sh

@@ -7,7 +7,6 @@ package advance
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +15,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/segmentio/encoding/json"
 )
 
 // API paths, relative to Config.BaseURL. The token call has no /intl prefix.

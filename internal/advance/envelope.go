@@ -2,10 +2,11 @@ package advance
 
 import (
 	"bytes"
-	"encoding/json"
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/segmentio/encoding/json"
 
 	"github.com/doppelhq/doppel/internal/clip"
 )

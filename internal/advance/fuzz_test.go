@@ -1,9 +1,13 @@
 package advance
 
 import (
+	stdjson "encoding/json"
 	"net/http"
+	"reflect"
 	"testing"
 	"time"
+
+	"github.com/segmentio/encoding/json"
 )
 
 // FuzzParseEnvelope feeds arbitrary answers to every response parser: none may panic, and each
@@ -56,5 +60,33 @@ func FuzzParseEnvelope(f *testing.F) {
 		check("get-result", res != nil, e)
 		tok, e := decodeToken(status, h, body, now)
 		check("generate-token", tok.value != "", e)
+	})
+}
+
+// FuzzTheDecoderReadsAnswersAsTheStandardLibraryDoes guards the choice of segmentio/encoding for
+// the vendor's answers (for speed): on any body, each shape the client decodes comes out as
+// encoding/json would decode it, or both refuse it.
+func FuzzTheDecoderReadsAnswersAsTheStandardLibraryDoes(f *testing.F) {
+	f.Add([]byte(seedSuccess))
+	f.Add([]byte(`{"code":"SUCCESS","data":{"similarFaceUserIds":[null,"a"],"simliarFaceUserIds":["a"]}}`))
+	f.Add([]byte(`{"code":"SUCCESS","data":{"signatureId":"s","similarFaceUserIds":["\u0000x","\ud800","a\"b"]},"transactionId":"t"}`))
+	f.Add([]byte(`{"Code":"SUCCESS","DATA":{"SimilarFaceUserIds":["a"]},"code":"ERROR"}`))
+	f.Add([]byte(`{"code":"SUCCESS","data":{"overallResult":"PASS","submissionCompleted":true,"errorCode":null,"inputParameters":{"userId":"u"},"signatureId":"s"}}`))
+	f.Add([]byte("{\"code\":\"SUCCESS\",\"data\":{\"similarFaceUserIds\":[\"\xff\xfe\"]}}"))
+	f.Add([]byte(`{"code":"SUCCESS","data":{"similarFaceUserIds":"a"}}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		same := func(name string, fresh func() any) {
+			ours, std := fresh(), fresh()
+			errOurs, errStd := json.Unmarshal(body, ours), stdjson.Unmarshal(body, std)
+			if (errOurs == nil) != (errStd == nil) {
+				t.Fatalf("%s: segmentio error %v, encoding/json error %v", name, errOurs, errStd)
+			}
+			if errStd == nil && !reflect.DeepEqual(ours, std) {
+				t.Fatalf("%s: segmentio %#v, encoding/json %#v", name, ours, std)
+			}
+		}
+		same("envelope", func() any { return &envelope{} })
+		same("face-search data", func() any { return &faceSearchData{} })
+		same("get-result data", func() any { return &resultData{} })
 	})
 }
