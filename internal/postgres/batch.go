@@ -142,6 +142,8 @@ func (b *Batcher) saveTogether(ctx context.Context, batch []*pending[saveRequest
 	return true
 }
 
+// lookupOutcomesSQL reads the stored outcomes of a batch of signatureIds. Like every statement of
+// the Batcher it is prepared once per connection (see KeyLookUpPlans).
 const lookupOutcomesSQL = `SELECT signature_id, outcome FROM idv_checks WHERE signature_id = ANY($1::text[])`
 
 func (b *Batcher) flushLookups(ctx context.Context, batch []*pending[lookupRequest]) {

@@ -674,6 +674,8 @@ func (s *Store) MarkPublished(ctx context.Context, alertIDs []string) error {
 	return markPublished(ctx, s.pool, alertIDs)
 }
 
+// markPublishedSQL marks alerts published. It runs on the relay's connections, prepared once per
+// connection like the group commit's statements (see KeyLookUpPlans).
 const markPublishedSQL = `
 UPDATE alerts SET published_at = coalesce(published_at, now()), publish_attempts = publish_attempts + 1
 WHERE alert_id = ANY($1::uuid[])`
