@@ -34,7 +34,8 @@ value and headers, once what made them fail is fixed. Replaying is harmless for 
 signatureId has been stored since: it is not searched (nor billed) again. Needs only the Kafka
 settings: no database, no vendor keys.
 
-Known reasons: ` + strings.Join(deadletter.Reasons, ", ") + `.`,
+Known reasons (replayable: can succeed unchanged once what is outside the letter is fixed):
+` + reasonsHelp(),
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			for _, r := range reasons {
@@ -95,4 +96,17 @@ Known reasons: ` + strings.Join(deadletter.Reasons, ", ") + `.`,
 	_ = replay.RegisterFlagCompletionFunc("reason", cobra.FixedCompletions(deadletter.Reasons, cobra.ShellCompDirectiveNoFileComp))
 	cmd.AddCommand(replay)
 	return cmd
+}
+
+// reasonsHelp lists deadletter.Table for --help: one reason a line, with its meaning.
+func reasonsHelp() string {
+	var b strings.Builder
+	for _, r := range deadletter.Table {
+		replay := "not replayable"
+		if r.Replayable {
+			replay = "replayable"
+		}
+		fmt.Fprintf(&b, "  %-22s %s (%s)\n", r.Name, r.Meaning, replay)
+	}
+	return b.String()
 }

@@ -250,12 +250,15 @@ func (d *Detector) saveKeeping(ctx context.Context, check Check, answers vendorA
 }
 
 // RecordFailure stores a failed check for an event that could not be processed, so that the
-// failure is visible next to the verification; it does not block a later replay.
+// failure is visible next to the verification; it does not block a later replay. When the database
+// refuses even the failure record for good (ErrCheckRefused) it returns a *PermanentFailure
+// (ReasonCheckRefused), so the event is dead-lettered: wrapped in ErrStore it would read as "the
+// database is down" and its partition would wait for ever behind it.
 func (d *Detector) RecordFailure(ctx context.Context, signatureID, region, reason string, src Source) error {
 	check := Check{SignatureID: signatureID, Region: region, EventType: "", Outcome: OutcomeFailed, FailureReason: reason,
 		Source: src, CheckedAt: d.now()}
 	if _, err := d.store.SaveCheck(ctx, check); err != nil {
-		return fmt.Errorf("%w: record failed check %s: %w", ErrStore, signatureID, err)
+		return StoreFailure("record failed check "+signatureID, err)
 	}
 	return nil
 }
@@ -278,7 +281,7 @@ func (d *Detector) save(ctx context.Context, check Check) (Result, error) {
 // of the refused data (the signatureId is the decoder's, valid) and makes the event a dead letter.
 func (d *Detector) refused(ctx context.Context, check Check, cause error) (Result, error) {
 	err := d.RecordFailure(ctx, check.SignatureID, check.Region, ReasonCheckRefused+": "+cause.Error(), check.Source)
-	if err != nil && !errors.Is(err, ErrCheckRefused) {
+	if err != nil && !errors.Is(err, ErrCheckRefused) { // a refused record is this same dead letter
 		return Result{}, err
 	}
 	return Result{Outcome: OutcomeFailed}, &PermanentFailure{Reason: ReasonCheckRefused, Err: cause}

@@ -55,6 +55,9 @@ const (
 	ReasonUnknownEventType   = "unknown_event_type"
 	// ReasonUnknownRegion is an event whose region (field or header) is not configured.
 	ReasonUnknownRegion = "unknown_region"
+	// ReasonInvalidHeader is a Kafka header Doppel reads (region) whose value breaks the identifier
+	// rule: a NUL or a bidi override there would otherwise reach the database or the console.
+	ReasonInvalidHeader = "invalid_header"
 )
 
 // DecodeError says why a message is not a usable event. SignatureID is set when the message carried
@@ -149,8 +152,7 @@ func validateEvent(ev Event, opts DecodeOptions) (Event, error) {
 		return Event{}, err
 	}
 	if !validOptional(ev.Type, maxTypeLen) {
-		return Event{}, &DecodeError{Reason: ReasonInvalidField, Field: "type",
-			Detail: fmt.Sprintf("type must be 1..%d characters without control characters", maxTypeLen), SignatureID: ev.SignatureID}
+		return Event{}, invalidField(ReasonInvalidField, "type", ev.Type, maxTypeLen, ev.SignatureID)
 	}
 	ev.Type = strings.TrimSpace(ev.Type)
 	if ev.Type == "" {
@@ -158,17 +160,14 @@ func validateEvent(ev Event, opts DecodeOptions) (Event, error) {
 			SignatureID: ev.SignatureID}
 	}
 	if !validOptional(ev.UserID, maxUserIDLen) {
-		return Event{}, &DecodeError{Reason: ReasonInvalidField, Field: "userId",
-			Detail: fmt.Sprintf("userId must be 1..%d characters without control characters", maxUserIDLen), SignatureID: ev.SignatureID}
+		return Event{}, invalidField(ReasonInvalidField, "userId", ev.UserID, maxUserIDLen, ev.SignatureID)
 	}
 	ev.UserID = strings.TrimSpace(ev.UserID)
 	if !validOptional(ev.EventID, maxEventIDLen) {
-		return Event{}, &DecodeError{Reason: ReasonInvalidField, Field: "eventId",
-			Detail: fmt.Sprintf("eventId must be at most %d characters without control characters", maxEventIDLen), SignatureID: ev.SignatureID}
+		return Event{}, invalidField(ReasonInvalidField, "eventId", ev.EventID, maxEventIDLen, ev.SignatureID)
 	}
 	if !validOptional(ev.Region, maxRegionLen) {
-		return Event{}, &DecodeError{Reason: ReasonInvalidField, Field: "region",
-			Detail: fmt.Sprintf("region must be at most %d characters without control characters", maxRegionLen), SignatureID: ev.SignatureID}
+		return Event{}, invalidField(ReasonInvalidField, "region", ev.Region, maxRegionLen, ev.SignatureID)
 	}
 	ev.Region = NormalizeRegion(ev.Region)
 	if opts.RejectUnknownTypes && ev.Type != EventTypeCompleted && ev.Type != EventTypeSubmitCompleted {
@@ -176,6 +175,17 @@ func validateEvent(ev Event, opts DecodeOptions) (Event, error) {
 			Detail: fmt.Sprintf("type %q is not COMPLETED or SUBMIT_COMPLETED", ev.Type), SignatureID: ev.SignatureID}
 	}
 	return ev, nil
+}
+
+// CheckHeader returns the value of a Kafka header Doppel reads, trimmed, or the *DecodeError
+// (ReasonInvalidHeader, Field "header "+name) saying why it breaks the identifier rule of at most
+// maxLen characters. An absent or empty header is "". signatureID is the decoded event's, so the
+// failure can be recorded against it.
+func CheckHeader(name, value string, maxLen int, signatureID string) (string, error) {
+	if !validOptional(value, maxLen) {
+		return "", invalidField(ReasonInvalidHeader, "header "+name, value, maxLen, signatureID)
+	}
+	return strings.TrimSpace(value), nil
 }
 
 // DefaultRegion names the one vendor region there is without DOPPEL_ADVANCE_REGIONS, and the
@@ -189,8 +199,7 @@ func NormalizeRegion(s string) string { return strings.ToLower(strings.TrimSpace
 // *DecodeError saying why it is not one. The rule is checked on the value as sent, before the trim.
 func checkSignatureID(sig string) (string, error) {
 	if !validOptional(sig, maxSignatureIDLen) {
-		return "", &DecodeError{Reason: ReasonInvalidSignatureID, Field: "signatureId",
-			Detail: fmt.Sprintf("signatureId must be 1..%d characters without control characters", maxSignatureIDLen)}
+		return "", invalidField(ReasonInvalidSignatureID, "signatureId", sig, maxSignatureIDLen, "")
 	}
 	sig = strings.TrimSpace(sig)
 	if sig == "" {

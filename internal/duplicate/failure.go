@@ -2,6 +2,7 @@ package duplicate
 
 import (
 	"errors"
+	"fmt"
 )
 
 // FailureKind says what the pipeline should do with an error from handling an event.
@@ -98,6 +99,17 @@ var ErrCheckRefused = errors.New("the database refused the check's data")
 // ErrStore wraps every error from the Store, so the pipeline can tell "our database is down" from a
 // vendor failure.
 var ErrStore = Fail(FailureStore, ReasonDatabaseUnavailable, errors.New("store"))
+
+// StoreFailure classifies an error of a Store write: data the database refused for good
+// (ErrCheckRefused) is a *PermanentFailure with ReasonCheckRefused, so the message that carried it
+// is dead-lettered; anything else is wrapped in ErrStore, the database being down, which waits.
+// op names the write for the message ("record failed check s1").
+func StoreFailure(op string, err error) error {
+	if errors.Is(err, ErrCheckRefused) {
+		return &PermanentFailure{Reason: ReasonCheckRefused, Err: fmt.Errorf("%s: %w", op, err)}
+	}
+	return fmt.Errorf("%w: %s: %w", ErrStore, op, err)
+}
 
 // KindOf returns the kind err carries. An error nobody classified is transient: retrying a bounded
 // number of times and then dead-lettering loses nothing, while calling it permanent would.

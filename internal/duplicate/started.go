@@ -45,8 +45,7 @@ func DecodeStarted(value []byte, maxBytes int) (Started, error) {
 		max   int
 	}{{"userId", &ev.UserID, maxUserIDLen}, {"region", &ev.Region, maxRegionLen}} {
 		if !validOptional(*f.value, f.max) {
-			return Started{}, &DecodeError{Reason: ReasonInvalidField, Field: f.name, SignatureID: ev.SignatureID,
-				Detail: fmt.Sprintf("%s must be at most %d characters without control characters", f.name, f.max)}
+			return Started{}, invalidField(ReasonInvalidField, f.name, *f.value, f.max, ev.SignatureID)
 		}
 		*f.value = strings.TrimSpace(*f.value)
 	}

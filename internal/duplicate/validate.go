@@ -1,16 +1,17 @@
 package duplicate
 
 import (
+	"fmt"
 	"unicode"
 	"unicode/utf8"
 )
 
-// ValidUserID reports whether s can be a userId: 1..256 UTF-8 characters without control
-// characters, the same rule the event decoder applies.
+// ValidUserID reports whether s can be a userId: 1..256 UTF-8 characters, none of them invisible
+// (see Invisible), the same rule the event decoder applies.
 func ValidUserID(s string) bool { return validID(s, maxUserIDLen) }
 
-// ValidSignatureID reports whether s can be a signatureId: 1..128 UTF-8 characters without control
-// characters.
+// ValidSignatureID reports whether s can be a signatureId: 1..128 UTF-8 characters, none of them
+// invisible (see Invisible).
 func ValidSignatureID(s string) bool { return validID(s, maxSignatureIDLen) }
 
 // Bounds exported for the API's input checks and its OpenAPI description.
@@ -21,16 +22,44 @@ const (
 	MaxRegionLen      = maxRegionLen
 )
 
-// validID reports whether s is 1..maxLen characters of valid UTF-8 without control characters
-// (Unicode Cc: C0, DEL and C1). The rule is the one the OpenAPI description states as a pattern, so
-// API clients can check it; it keeps NUL (which PostgreSQL cannot store) and terminal escapes out,
-// and bounds the size at 4*maxLen bytes.
+// Invisible reports whether r has no business in an identifier because a reader cannot see it or
+// it changes how its neighbours are shown: a control character (Unicode Cc: C0, DEL, C1; NUL above
+// all, which PostgreSQL cannot store, and terminal escapes), a format character (Cf: the bidi
+// overrides and isolates such as U+202E, which make "admin\u202egnp.exe" read "adminexe.png",
+// zero-width spaces and joiners, the BOM, the tag characters), or a line or paragraph separator
+// (Zl, Zp). The OpenAPI description states the same rule as a pattern (IdentifierPattern).
+func Invisible(r rune) bool {
+	return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || unicode.In(r, unicode.Zl, unicode.Zp)
+}
+
+// IDProblem says what is wrong with s as an identifier of at most maxLen characters, "" when
+// nothing is: it is empty, too long, not UTF-8, or holds an invisible character (named with its
+// code point, so the producer can find it).
+func IDProblem(s string, maxLen int) string {
+	switch {
+	case s == "":
+		return "it is empty"
+	case !utf8.ValidString(s):
+		return "it is not valid UTF-8"
+	case utf8.RuneCountInString(s) > maxLen:
+		return fmt.Sprintf("it is %d characters long, the bound is %d", utf8.RuneCountInString(s), maxLen)
+	}
+	for i, r := range []rune(s) {
+		if Invisible(r) {
+			return fmt.Sprintf("character %d is %U, a control, format (bidi, zero-width) or separator character", i+1, r)
+		}
+	}
+	return ""
+}
+
+// validID reports whether s is 1..maxLen characters of valid UTF-8 without invisible characters:
+// IDProblem finds nothing. It bounds the size at 4*maxLen bytes.
 func validID(s string, maxLen int) bool {
 	if s == "" || !utf8.ValidString(s) || utf8.RuneCountInString(s) > maxLen {
 		return false
 	}
 	for _, r := range s {
-		if unicode.IsControl(r) {
+		if Invisible(r) {
 			return false
 		}
 	}
@@ -39,6 +68,12 @@ func validID(s string, maxLen int) bool {
 
 // validOptional is validID that also accepts the empty string.
 func validOptional(s string, maxLen int) bool { return s == "" || validID(s, maxLen) }
+
+// invalidField is the DecodeError for a field (or header) whose value breaks the identifier rule.
+func invalidField(reason, field, value string, maxLen int, signatureID string) *DecodeError {
+	return &DecodeError{Reason: reason, Field: field, SignatureID: signatureID,
+		Detail: fmt.Sprintf("%s must be 1..%d visible characters: %s", field, maxLen, IDProblem(value, maxLen))}
+}
 
 // SplitUserIDs separates the ids of a vendor answer that can be userIds (ValidUserID) from those
 // that cannot. The vendor returns the userIds its customer passed in, unchecked: one that holds a NUL

@@ -64,6 +64,7 @@ type Metrics struct {
 	registry *prometheus.Registry
 
 	eventsConsumed  prometheus.Counter
+	keyMismatches   prometheus.Counter
 	outcomes        *prometheus.CounterVec
 	finished        *prometheus.CounterVec
 	retries         *prometheus.CounterVec
@@ -110,6 +111,10 @@ func New() *Metrics {
 		eventsConsumed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "doppel_events_consumed_total",
 			Help: "IDV completed events taken from Kafka for processing.",
+		}),
+		keyMismatches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "doppel_event_key_mismatches_total",
+			Help: "Events whose Kafka key was not their signatureId: routed by the signatureId all the same; a producer to fix.",
 		}),
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "doppel_event_outcomes_total",
@@ -232,7 +237,7 @@ func New() *Metrics {
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.eventsConsumed, m.outcomes, m.finished, m.retries, m.inFlight,
+		m.eventsConsumed, m.keyMismatches, m.outcomes, m.finished, m.retries, m.inFlight,
 		m.vendorCalls, m.vendorLatency, m.alertsPublished, m.deadLetters, m.unwritable, m.stalled, m.stuckFor,
 		m.breakerState, m.authFailures, m.budgetSpent, m.budgetLimit, m.budgetWarning, m.parked, m.parking,
 		m.storeBatches, m.storeBatchSize, m.storeQueueWait, sourceErrors, m.lag, m.outbox,
@@ -295,6 +300,9 @@ func (m *Metrics) InFlight(n int) { m.inFlight.Set(float64(n)) }
 
 // EventConsumed records that an event was taken from Kafka for processing.
 func (m *Metrics) EventConsumed() { m.eventsConsumed.Inc() }
+
+// EventKeyMismatch records an event whose Kafka key was neither empty nor its signatureId.
+func (m *Metrics) EventKeyMismatch() { m.keyMismatches.Inc() }
 
 // Outcome records the stored outcome of a processed event: duplicates_found, no_duplicates,
 // skipped, not_passed, incomplete, failed or already_stored.

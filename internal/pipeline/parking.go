@@ -137,7 +137,7 @@ func (p *Parking) park(ctx context.Context, msg kafka.Message, r *region.Region,
 			headers = append(headers, h)
 		}
 	}
-	src := sourceOf(msg)
+	src := sourceOf(msg, false) // only the events topic parks (a parking topic's consumer has no Parking)
 	headers = append(headers,
 		kafka.Header{Key: region.HeaderRegion, Value: []byte(r.Name)},
 		kafka.Header{Key: HeaderParkedTopic, Value: []byte(src.Topic)},
@@ -216,15 +216,33 @@ func (p *Parking) Close() error {
 	return p.writer.Close()
 }
 
-// sourceOf is where an event came from: the events topic's position of a parked event, else the
-// message's own.
-func sourceOf(msg kafka.Message) duplicate.Source {
+// sourceOf is where an event came from: on a parking topic, the events topic's position the
+// parking headers name, else the message's own. The headers are believed only on a parking topic,
+// which only Doppel writes, and only when they name a topic Kafka could hold: any producer can
+// write headers on the events topic, and its record would otherwise name a source that never was.
+func sourceOf(msg kafka.Message, fromParking bool) duplicate.Source {
 	src := duplicate.Source{Topic: msg.Topic, Partition: msg.Partition, Offset: msg.Offset}
+	if !fromParking {
+		return src
+	}
 	topic := region.Header(msg.Headers, HeaderParkedTopic)
 	part, perr := strconv.Atoi(region.Header(msg.Headers, HeaderParkedPartition))
 	off, oerr := strconv.ParseInt(region.Header(msg.Headers, HeaderParkedOffset), 10, 64)
-	if topic != "" && perr == nil && oerr == nil {
+	if validTopicName(topic) && perr == nil && oerr == nil && part >= 0 && off >= 0 {
 		src = duplicate.Source{Topic: topic, Partition: part, Offset: off}
 	}
 	return src
+}
+
+// validTopicName reports whether s can be a Kafka topic's name: 1..249 of [a-zA-Z0-9._-].
+func validTopicName(s string) bool {
+	if s == "" || len(s) > 249 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }

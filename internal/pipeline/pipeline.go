@@ -9,6 +9,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -70,25 +71,31 @@ type decodedEvent struct {
 	err    error
 }
 
-// RouteKey serialises work per signatureId, so one signatureId is never searched twice at once: the
-// message key, which producers set to the signatureId, or, when a producer left the key empty, the
-// signatureId of the decoded event. The event is decoded here once and kept for Handle, which
-// does not parse the message again.
+// RouteKey serialises work per signatureId, so one signatureId is never searched twice at once:
+// the decoded event's signatureId, never the message key. Producers are asked to key by the
+// signatureId, but any producer sets the key it likes: copies of one verification under several keys
+// land on several partitions, and keyed by their key they would be searched (and billed) at once.
+// A key that is neither empty nor the signatureId is counted (doppel_event_key_mismatches_total).
+// An undecodable event is keyed by the signatureId it still carried, else by its bytes. The event is
+// decoded here once and kept for Handle, which does not parse the message again.
 func (p *Handler) RouteKey(msg kafka.Message) []byte {
-	if len(msg.Key) > 0 {
-		return msg.Key
-	}
 	ev, reg, err := p.decode(msg)
 	p.pending.Store(position{msg.Topic, msg.Partition, msg.Offset}, decodedEvent{ev, reg, err})
+	sig := ev.SignatureID
 	var de *duplicate.DecodeError
-	switch {
-	case err == nil:
-		return []byte(ev.SignatureID)
-	case errors.As(err, &de) && de.SignatureID != "":
-		return []byte(de.SignatureID)
-	default:
+	if err != nil {
+		sig = ""
+		if errors.As(err, &de) {
+			sig = de.SignatureID
+		}
+	}
+	if sig == "" {
 		return msg.Value
 	}
+	if len(msg.Key) > 0 && string(msg.Key) != sig && !p.cfg.FromParking {
+		p.cfg.Metrics.EventKeyMismatch()
+	}
+	return []byte(sig)
 }
 
 // decoded returns the event RouteKey decoded for msg, or decodes it (a keyed message, or a retry).
@@ -106,12 +113,16 @@ func (p *Handler) Handle(ctx context.Context, msg kafka.Message) error {
 	if !p.cfg.FromParking {
 		p.cfg.Metrics.EventConsumed()
 	}
-	src := sourceOf(msg)
+	src := sourceOf(msg, p.cfg.FromParking)
 	ev, reg, err := p.decoded(msg)
 	if err != nil {
 		var de *duplicate.DecodeError
 		if errors.As(err, &de) && de.SignatureID != "" {
 			if rerr := p.cfg.Detector.RecordFailure(ctx, de.SignatureID, ev.Region, de.Reason+": "+de.Detail, src); rerr != nil {
+				var refused *duplicate.PermanentFailure
+				if errors.As(rerr, &refused) { // dead-lettered check_refused, still naming the event's fault
+					return &duplicate.PermanentFailure{Reason: refused.Reason, Err: fmt.Errorf("%w; the event: %w", refused.Err, err)}
+				}
 				return rerr
 			}
 			p.cfg.Metrics.Outcome(string(duplicate.OutcomeFailed))
@@ -169,8 +180,9 @@ func (p *Handler) Handle(ctx context.Context, msg kafka.Message) error {
 }
 
 // decode parses the event and resolves its region: the event's region field, else the Kafka header
-// region, else the default region. An unconfigured region is a *duplicate.DecodeError with reason
-// unknown_region (the returned event then carries the region as given, to record the failure).
+// region, else the default region. The header is held to the identifier rule like every field
+// (invalid_header); an unconfigured region is a *duplicate.DecodeError with reason unknown_region
+// (the returned event then carries the region as given, to record the failure).
 func (p *Handler) decode(msg kafka.Message) (duplicate.Event, *region.Region, error) {
 	ev, err := duplicate.DecodeEvent(msg.Value, duplicate.DecodeOptions{
 		MaxBytes: p.cfg.Settings.MaxEventBytes, RejectUnknownTypes: p.cfg.Settings.RejectUnknownTypes})
@@ -179,7 +191,13 @@ func (p *Handler) decode(msg kafka.Message) (duplicate.Event, *region.Region, er
 		ev.Region = p.cfg.Regions.Default().Name
 		return ev, nil, err
 	}
-	reg, err := p.cfg.Regions.Resolve(ev.Region, msg.Headers)
+	header, err := duplicate.CheckHeader(region.HeaderRegion, region.Header(msg.Headers, region.HeaderRegion),
+		duplicate.MaxRegionLen, ev.SignatureID)
+	if err != nil {
+		ev.Region = p.cfg.Regions.Default().Name
+		return ev, nil, err
+	}
+	reg, err := p.cfg.Regions.Resolve(ev.Region, header)
 	if err != nil {
 		var unknown *region.UnknownError
 		errors.As(err, &unknown)

@@ -20,12 +20,14 @@ func TestRouteKeyDecodesOnceAndHandsTheEventToHandle(t *testing.T) {
 	t.Parallel()
 	regions, err := region.NewRegistry(duplicate.DefaultRegion, region.New(duplicate.DefaultRegion, nil, nil))
 	require.NoError(t, err)
-	h := New(Config{Settings: config.Config{MaxEventBytes: 1024}, Regions: regions})
+	h := New(Config{Settings: config.Config{MaxEventBytes: 1024}, Regions: regions, Metrics: metrics.New()})
 
+	// A key that is not the signatureId is not trusted: two copies of one verification under two
+	// keys would run at once and both be billed.
 	keyed := kafka.Message{Topic: "t", Partition: 0, Offset: 1, Key: []byte("k"), Value: []byte(`{"signatureId":"s1","type":"COMPLETED"}`)}
-	require.Equal(t, []byte("k"), h.RouteKey(keyed), "the producer's key wins and nothing is decoded")
+	require.Equal(t, []byte("s1"), h.RouteKey(keyed), "the decoded signatureId, not the producer's key")
 	_, kept := h.pending.Load(position{"t", 0, 1})
-	require.False(t, kept)
+	require.True(t, kept, "decoded once, kept for Handle")
 
 	unkeyed := kafka.Message{Topic: "t", Partition: 0, Offset: 2, Value: []byte(`{"signatureId":"s2","type":"COMPLETED"}`)}
 	require.Equal(t, []byte("s2"), h.RouteKey(unkeyed))

@@ -28,7 +28,7 @@ FROM (SELECT coalesce($8::timestamptz, now()) AS at) t
 ON CONFLICT (signature_id) DO NOTHING`,
 		ev.SignatureID, ev.UserID, ev.Region, after, src.Topic, src.Partition, src.Offset, ev.StartedAt)
 	if err != nil {
-		return fmt.Errorf("record started verification %s: %w", ev.SignatureID, err)
+		return markRefused(fmt.Errorf("record started verification %s: %w", ev.SignatureID, err))
 	}
 	return nil
 }

@@ -68,12 +68,19 @@ func (s *Store) FinalOutcome(ctx context.Context, signatureID string) (duplicate
 func (s *Store) SaveCheck(ctx context.Context, check duplicate.Check) (duplicate.Saved, error) {
 	saved, err := s.saveBatch(ctx, []duplicate.Check{check})
 	if err != nil {
-		if refusedData(err) {
-			return duplicate.Saved{}, fmt.Errorf("%w: %w", duplicate.ErrCheckRefused, err)
-		}
-		return duplicate.Saved{}, err
+		return duplicate.Saved{}, markRefused(err)
 	}
 	return saved[0], nil
+}
+
+// markRefused wraps err in duplicate.ErrCheckRefused when PostgreSQL refused the data itself
+// (refusedData), so the caller dead-letters the message instead of waiting for a database that is
+// up (duplicate.StoreFailure).
+func markRefused(err error) error {
+	if refusedData(err) {
+		return fmt.Errorf("%w: %w", duplicate.ErrCheckRefused, err)
+	}
+	return err
 }
 
 // refusedData reports whether PostgreSQL refused the data itself, which no retry changes: a data

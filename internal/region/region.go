@@ -184,12 +184,12 @@ func (g *Registry) Verification(ctx context.Context, signatureID string) (duplic
 }
 
 // Resolve returns the region of an event: the event's own region field (already normalised by
-// the decoder), else the Kafka header region (case-insensitive), else the default region. An
-// unconfigured region is an *UnknownError.
-func (g *Registry) Resolve(eventRegion string, headers []kafka.Header) (*Region, error) {
+// the decoder), else its Kafka header region (checked by duplicate.CheckHeader, case-insensitive),
+// else the default region. An unconfigured region is an *UnknownError.
+func (g *Registry) Resolve(eventRegion, headerRegion string) (*Region, error) {
 	name := eventRegion
 	if name == "" {
-		name = duplicate.NormalizeRegion(Header(headers, HeaderRegion))
+		name = duplicate.NormalizeRegion(headerRegion)
 	}
 	if name == "" {
 		return g.def, nil

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/google/uuid"
 	"github.com/segmentio/kafka-go"
@@ -149,7 +150,7 @@ func startedHandler(store *postgres.Store, cfg config.Config) consumer.Handler {
 		}
 		src := duplicate.Source{Topic: msg.Topic, Partition: msg.Partition, Offset: msg.Offset}
 		if err := store.RecordStarted(ctx, ev, cfg.ReconcileAfter, src); err != nil {
-			return fmt.Errorf("%w: %w", duplicate.ErrStore, err)
+			return duplicate.StoreFailure("record started verification", err)
 		}
 		return nil
 	}
@@ -183,17 +184,15 @@ func (a reconcileAlerts) PublishPending(ctx context.Context) error {
 	return err
 }
 
-// startedRouteKey serialises started events per signatureId: the message key, which producers set
-// to the signatureId, or the signatureId in the value if a producer left the key empty.
+// startedRouteKey serialises started events per signatureId: the signatureId in the value, never
+// the message key (any producer sets the key; a key that is not the signatureId would let two
+// copies of one verification run at once), or the value itself when it holds none.
 func startedRouteKey(msg kafka.Message) []byte {
-	if len(msg.Key) > 0 {
-		return msg.Key
-	}
 	var probe struct {
 		SignatureID string `json:"signatureId"`
 	}
 	if json.Unmarshal(msg.Value, &probe) == nil && probe.SignatureID != "" {
-		return []byte(probe.SignatureID)
+		return []byte(strings.TrimSpace(probe.SignatureID))
 	}
 	return msg.Value
 }

@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"regexp"
 	"sort"
+	"strconv"
 	"testing"
 	"time"
 
@@ -416,4 +418,51 @@ func TestACompletedWhoseVerdictIsStillIncompleteIsCheckedAgain(t *testing.T) {
 	testinfra.Produce(t, f.cfg.TopicEvents, event(carol, "COMPLETED", ""))
 	f.waitForOutcome(t, carol, "not_passed", 60*time.Second)
 	require.Equal(t, map[string]int64{alice: 1, bob: 1}, f.sim.Stats().FaceSearchBySignature)
+}
+
+// One verification published six times under six keys, one copy on each of six partitions (a
+// careless or hostile producer): routed by the decoded signatureId, never by the message key, the
+// copies run one after another and the verification is searched, and billed, once. Keyed by the
+// message key, the six ran at once and each searched.
+func TestOneSignatureIDUnderSixKeysOnSixPartitionsIsBilledOnce(t *testing.T) {
+	t.Parallel()
+	f := setup(t, advancesim.Config{Latency: 100 * time.Millisecond})
+	f.cfg.TopicEvents = testinfra.Topics(t, 6, "idv.completed.six")[0]
+	f.cfg.TopicPartitions = 6
+	f.cfg.AdminAddr = testinfra.FreeAddr(t)
+	x := testinfra.AddSession(t, f.sim, "xena", "F6", "PASS")
+	stop := f.start(t)
+	defer stop()
+
+	var copies []kafka.Message
+	for i := range 6 {
+		m := event(x, "COMPLETED", "xena")
+		m.Key = []byte(fmt.Sprintf("producer-key-%d", i))
+		copies = append(copies, m)
+	}
+	for i, m := range copies { // copy i straight to partition i's leader
+		conn, err := kafka.DialLeader(context.Background(), "tcp", f.cfg.KafkaBrokers[0], f.cfg.TopicEvents, i)
+		require.NoError(t, err)
+		_, err = conn.WriteMessages(m)
+		require.NoError(t, err)
+		require.NoError(t, conn.Close())
+	}
+	partitions := map[int]bool{}
+	for _, m := range testinfra.ReadAll(t, f.cfg.TopicEvents, 6, 30*time.Second) {
+		partitions[m.Partition] = true
+	}
+	require.Len(t, partitions, 6, "one copy on each partition")
+
+	f.waitForChecks(t, 1, 60*time.Second)
+	testinfra.Eventually(t, 30*time.Second, func() bool {
+		m := regexp.MustCompile(`\ndoppel_event_key_mismatches_total (\d+)\n`).FindStringSubmatch(metricsPage(t, f.cfg.AdminAddr))
+		if m == nil {
+			return false
+		}
+		n, _ := strconv.Atoi(m[1])
+		return n >= 6
+	}, "six key mismatches counted")
+	time.Sleep(500 * time.Millisecond) // let any wrongly repeated search show up
+	require.EqualValues(t, 1, f.sim.Stats().FaceSearchBySignature[x], "billed once")
+	require.Equal(t, map[string]string{x: string(duplicate.OutcomeNoDuplicates)}, f.outcomes(t))
 }
