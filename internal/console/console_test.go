@@ -1,6 +1,7 @@
 package console_test
 
 import (
+	"html"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -205,4 +206,27 @@ func TestClearingAWholeRingDissolvesItInTheRingIndex(t *testing.T) {
 	require.Zero(t, members, "no pair of the ring joins it any more: every account is alone")
 	status, _, _ = c.get("/console/rings/" + ringA)
 	require.Equal(t, http.StatusNotFound, status)
+}
+
+// A userId stored before Doppel refused invisible characters is shown with a visible marker for
+// each: a bidi override must not make "admin\u202egnp.exe" read as "adminexe.png".
+func TestAStoredIDWithABidiOverrideIsShownWithAVisibleMarker(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.seed("b-plain")
+	saved := f.seed("admin\u202egnp.exe", "b-plain")
+	require.NotNil(t, saved.Alert)
+	c := newClient(t, f.srv.URL)
+	c.signIn(analystKey)
+
+	// Outside attribute values (links, hidden form fields, which carry the id as stored), no
+	// override is left on the page.
+	attributes := regexp.MustCompile(`="[^"]*"`)
+	for _, page := range []string{"/console/rings/" + saved.Alert.RingID + "?alert=" + saved.Alert.AlertID, "/console/queue",
+		"/console/users?userId=b-plain"} {
+		status, _, body := c.get(page)
+		require.Equal(t, http.StatusOK, status, page)
+		require.Contains(t, html.UnescapeString(body), "admin⟦U+202E⟧gnp.exe", page)
+		require.NotContains(t, attributes.ReplaceAllString(body, ""), "\u202e", page)
+	}
 }

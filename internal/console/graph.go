@@ -76,7 +76,7 @@ func drawRing(r duplicate.RingDetail, focus string) graph {
 	g := graph{Width: graphWidth, Height: graphHeight, Shown: len(shown), Total: r.Size, Links: len(r.Pairs)}
 	labelAll := len(shown) <= 24
 	for i, m := range shown {
-		g.Nodes = append(g.Nodes, graphNode{ID: m, Label: shorten(m, 16), X: pos[i][0], Y: pos[i][1],
+		g.Nodes = append(g.Nodes, graphNode{ID: m, Label: shorten(visibleID(m), 16), X: pos[i][0], Y: pos[i][1],
 			Focus: m == focus, Labeled: labelAll || m == focus})
 	}
 	// Decided pairs are drawn last, over the undecided ones, so a decision is never hidden.
@@ -97,10 +97,10 @@ func drawRing(r duplicate.RingDetail, focus string) graph {
 	for _, i := range order {
 		e, p := edges[i], decisions[i]
 		ge := graphEdge{X1: pos[e[0]][0], Y1: pos[e[0]][1], X2: pos[e[1]][0], Y2: pos[e[1]][1],
-			Title: p.UserIDLow + " – " + p.UserIDHigh + ": undecided"}
+			Title: visibleID(p.UserIDLow) + " – " + visibleID(p.UserIDHigh) + ": undecided"}
 		if p.LatestReview != nil {
 			ge.Decision = string(p.LatestReview.Decision)
-			ge.Title = p.UserIDLow + " – " + p.UserIDHigh + ": " + decisionLabel(ge.Decision)
+			ge.Title = visibleID(p.UserIDLow) + " – " + visibleID(p.UserIDHigh) + ": " + decisionLabel(ge.Decision)
 		}
 		g.Edges = append(g.Edges, ge)
 	}

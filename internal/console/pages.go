@@ -39,6 +39,7 @@ var funcs = template.FuncMap{
 	"iso":      func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 	"decision": decisionLabel,
 	"short":    shorten,
+	"shown":    visibleID,
 	"can":      func(s *session, scope string) bool { return s != nil && s.can(scope) },
 	"add":      func(a, b int) int { return a + b },
 	"decisions": func() []duplicate.Decision {
@@ -541,4 +542,24 @@ func (c *Console) handleAudit(w http.ResponseWriter, r *http.Request) {
 		d.Reviews = reviews
 	}
 	c.render(w, r, status, "audit", page{Title: "Audit", Data: d})
+}
+
+// visibleID returns an identifier as the console displays it: every invisible character
+// (duplicate.Invisible: controls, bidi overrides, zero-width and other format characters) replaced
+// by a visible marker naming its code point, so "admin\u202egnp.exe" reads "admin⟦U+202E⟧gnp.exe"
+// and not "adminexe.png". Doppel refuses such ids at every entrance; rows stored before it did
+// still hold them.
+func visibleID(id string) string {
+	if !strings.ContainsFunc(id, duplicate.Invisible) {
+		return id
+	}
+	var b strings.Builder
+	for _, r := range id {
+		if duplicate.Invisible(r) {
+			fmt.Fprintf(&b, "⟦%U⟧", r)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }

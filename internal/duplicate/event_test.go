@@ -48,6 +48,12 @@ func TestDecodeEventRejectsWithAReason(t *testing.T) {
 		{"wrong userId type keeps the signature", `{"signatureId":"s1","type":"COMPLETED","userId":7}`, ReasonWrongFieldType, "s1", DecodeOptions{}},
 		{"bad time", `{"signatureId":"s1","type":"COMPLETED","occurredAt":"yesterday"}`, ReasonInvalidField, "s1", DecodeOptions{}},
 		{"too large", `{"signatureId":"s1","type":"COMPLETED","pad":"` + strings.Repeat("x", 300) + `"}`, ReasonTooLarge, "", DecodeOptions{MaxBytes: 256}},
+		{"bidi override in the userId", `{"signatureId":"s1","type":"COMPLETED","userId":"admin\u202egnp.exe"}`, ReasonInvalidField, "s1", DecodeOptions{}},
+		{"zero-width space in the userId", `{"signatureId":"s1","type":"COMPLETED","userId":"ad\u200bmin"}`, ReasonInvalidField, "s1", DecodeOptions{}},
+		{"BOM in the signature", `{"signatureId":"\ufeffs1","type":"COMPLETED"}`, ReasonInvalidSignatureID, "", DecodeOptions{}},
+		{"tag character in the region", `{"signatureId":"s1","type":"COMPLETED","region":"ph\udb40\udc41"}`, ReasonInvalidField, "s1", DecodeOptions{}},
+		{"C1 control in the eventId", `{"signatureId":"s1","type":"COMPLETED","eventId":"e\u0085"}`, ReasonInvalidField, "s1", DecodeOptions{}},
+		{"line separator in the type", `{"signatureId":"s1","type":"COMPLETED\u2028"}`, ReasonInvalidField, "s1", DecodeOptions{}},
 		{"unknown type when strict", `{"signatureId":"s1","type":"STARTED"}`, ReasonUnknownEventType, "s1", DecodeOptions{RejectUnknownTypes: true}},
 	}
 	for _, tc := range cases {
@@ -187,4 +193,16 @@ func TestTheFailureKindTravelsWithTheError(t *testing.T) {
 	unknown := errors.New("something else")
 	require.Equal(t, FailureTransient, KindOf(unknown))
 	require.Equal(t, ReasonTransientFailure, ReasonOf(unknown))
+}
+
+// IDProblem names the character at fault by its code point and position, so a producer can find it.
+func TestIDProblemNamesTheCharacterAtFault(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, "", IDProblem("cust-1002", 256))
+	require.Contains(t, IDProblem("admin\u202egnp.exe", 256), "character 6 is U+202E")
+	require.Contains(t, IDProblem("a\x00", 256), "U+0000")
+	require.Contains(t, IDProblem(strings.Repeat("x", 300), 256), "300 characters long, the bound is 256")
+	require.Contains(t, IDProblem("a\xff", 256), "not valid UTF-8")
+	require.False(t, ValidUserID("ad\u200bmin"))
+	require.True(t, ValidUserID("José Müller-Åström 山田"), "letters of every script are fine")
 }

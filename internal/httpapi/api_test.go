@@ -187,6 +187,12 @@ func TestUserDuplicates(t *testing.T) {
 	require.Equal(t, "userId", e.Field)
 	e = f.do(http.MethodGet, "/v1/users/a%00b/duplicates", readKey, nil).apiError(t, http.StatusBadRequest, "invalid_input")
 	require.Equal(t, "userId", e.Field)
+	// A bidi override or a zero-width space in a path is refused as at every other entrance.
+	for _, path := range []string{"/v1/users/admin%E2%80%AEgnp.exe/duplicates", "/v1/users/ad%E2%80%8Bmin/cluster"} {
+		e = f.do(http.MethodGet, path, readKey, nil).apiError(t, http.StatusBadRequest, "invalid_input")
+		require.Equal(t, "userId", e.Field, path)
+		require.Contains(t, e.Message, "U+20", path)
+	}
 }
 
 func TestCheck(t *testing.T) {

@@ -127,3 +127,10 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		_ = c.JSON(status, body)
 	}
 }
+
+// invalidID is the 400 for an identifier (userId, signatureId, reviewer) that breaks the identifier
+// rule: it names the field and what is wrong, the character at fault included (duplicate.IDProblem).
+func invalidID(field, value string, maxLen int) *apiError {
+	return invalid(field, "%s must be 1 to %d visible characters (no control, format, bidi or zero-width ones): %s",
+		field, maxLen, duplicate.IDProblem(value, maxLen))
+}

@@ -49,7 +49,7 @@ func userIDParam(c echo.Context) (string, error) {
 		return "", err
 	}
 	if !duplicate.ValidUserID(id) {
-		return "", invalid("userId", "userId must be 1 to %d characters without control characters", duplicate.MaxUserIDLen)
+		return "", invalidID("userId", id, duplicate.MaxUserIDLen)
 	}
 	return id, nil
 }
@@ -127,7 +127,7 @@ func (s *Server) handleCheck(c echo.Context) error {
 		return err
 	}
 	if !duplicate.ValidSignatureID(sig) {
-		return invalid("signatureId", "signatureId must be 1 to %d characters without control characters", duplicate.MaxSignatureIDLen)
+		return invalidID("signatureId", sig, duplicate.MaxSignatureIDLen)
 	}
 	st, err := s.store()
 	if err != nil {

@@ -91,7 +91,7 @@ func (s *Server) handleReplay(c echo.Context) error {
 	seen := map[string]bool{}
 	for _, sig := range req.SignatureIDs {
 		if !duplicate.ValidSignatureID(sig) {
-			return invalid("signatureIds", "every signatureId must be 1 to %d characters without control characters", duplicate.MaxSignatureIDLen)
+			return invalidID("signatureIds", sig, duplicate.MaxSignatureIDLen)
 		}
 		if !seen[sig] {
 			seen[sig] = true

@@ -34,7 +34,7 @@ func (s *Server) handleReview(c echo.Context) error {
 			return invalid(f.name, "%s is required", f.name)
 		}
 		if !duplicate.ValidUserID(*f.val) {
-			return invalid(f.name, "%s must be 1 to %d characters without control characters", f.name, duplicate.MaxUserIDLen)
+			return invalidID(f.name, *f.val, duplicate.MaxUserIDLen)
 		}
 		*f.dst = *f.val
 	}

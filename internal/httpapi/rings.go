@@ -46,7 +46,7 @@ func alertFilters(c echo.Context, q *duplicate.AlertQuery) error {
 	}
 	q.UserID = c.QueryParam("userId")
 	if q.UserID != "" && !duplicate.ValidUserID(q.UserID) {
-		return invalid("userId", "userId must be 1 to %d characters without control characters", duplicate.MaxUserIDLen)
+		return invalidID("userId", q.UserID, duplicate.MaxUserIDLen)
 	}
 	return nil
 }
@@ -241,13 +241,13 @@ func (s *Server) handleReviews(c echo.Context) error {
 		return err
 	}
 	if q.UserID != "" && !duplicate.ValidUserID(q.UserID) {
-		return invalid("userId", "userId must be 1 to %d characters without control characters", duplicate.MaxUserIDLen)
+		return invalidID("userId", q.UserID, duplicate.MaxUserIDLen)
 	}
 	if q.Reviewer, err = singleQuery(c, "reviewer"); err != nil {
 		return err
 	}
 	if q.Reviewer != "" && !duplicate.ValidUserID(q.Reviewer) {
-		return invalid("reviewer", "reviewer must be an API key name: 1 to %d characters without control characters", duplicate.MaxUserIDLen)
+		return invalidID("reviewer", q.Reviewer, duplicate.MaxUserIDLen)
 	}
 	since, err := singleQuery(c, "since")
 	if err != nil {
