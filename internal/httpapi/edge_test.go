@@ -227,6 +227,15 @@ func TestOperationsEndpointsAreOnlyOnTheAdminListener(t *testing.T) {
 	require.Equal(t, http.StatusServiceUnavailable, res.status)
 	require.JSONEq(t, `{"status":"not_ready"}`, string(res.body), "no host, user or vendor code on the public listener")
 
+	// The pipeline stopped (a stalled partition) but the database answers: the public listener can
+	// serve, so it is ready; the admin one is not, and says why.
+	stalled := fixedReadiness{readiness.Report{Ready: false, Serving: true, CheckedAt: checkedAt,
+		Checks: map[string]string{"database": "ok", "consumer": "partition 0 has made no progress for 1m0s"}}}
+	g := setup(t, func(c *httpapi.Config) { c.Readiness = stalled })
+	res = g.do(http.MethodGet, "/readyz", "", nil)
+	require.Equal(t, http.StatusOK, res.status)
+	require.JSONEq(t, `{"status":"ready"}`, string(res.body))
+
 	admin := httpapi.NewAdmin(httpapi.AdminConfig{Readiness: notReady,
 		Metrics: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "doppel_up 1\n") })})
 	get := func(path string) *httptest.ResponseRecorder {

@@ -27,7 +27,7 @@ type readinessDetail struct {
 // report reads the cached readiness (never a dependency: see package readiness).
 func report(r Readiness) readiness.Report {
 	if r == nil {
-		return readiness.Report{Ready: true, Checks: map[string]string{}}
+		return readiness.Report{Ready: true, Serving: true, Checks: map[string]string{}}
 	}
 	return r.Report()
 }
@@ -39,10 +39,15 @@ func readyStatus(rep readiness.Report) (int, string) {
 	return http.StatusServiceUnavailable, "not_ready"
 }
 
-// handleReadyz answers 200 when every dependency is ready, else 503: status only, because the
-// reasons (database host and user, vendor codes) are for operators, on the admin listener.
+// handleReadyz answers 200 when this instance can serve HTTP (the checks marked Serving: the
+// database), else 503: status only, because the reasons (database host and user, vendor codes) are
+// for operators, on the admin listener. A stalled partition or a vendor outage is not a reason to
+// take the API and the callback endpoint out of a load balancer: they are the admin /readyz's, a
+// metric, a log line and an alert rule.
 func (s *Server) handleReadyz(c echo.Context) error {
-	code, status := readyStatus(report(s.cfg.Readiness))
+	rep := report(s.cfg.Readiness)
+	rep.Ready = rep.Serving
+	code, status := readyStatus(rep)
 	return c.JSON(code, readinessStatus{Status: status})
 }
 

@@ -22,11 +22,18 @@ type Check struct {
 	// vendor region's trouble is that region's alone, and its events wait without holding up the
 	// others.
 	Informational bool
+	// Serving marks a check the HTTP API needs to answer (the database): only these decide
+	// Report.Serving, the public listener's /readyz. A stalled partition or a vendor outage stops
+	// the pipeline, not the API, and must not take every instance's API out of a load balancer.
+	Serving bool
 }
 
 // Report is the cached answer.
 type Report struct {
+	// Ready is true when every check but the informational ones passes: the pipeline can work.
 	Ready bool
+	// Serving is true when every Serving check passes: the HTTP API can answer.
+	Serving bool
 	// CheckedAt is when the checks last ran; zero before the first round.
 	CheckedAt time.Time
 	// Checks maps each check's name to "ok" or the reason it is not ready.
@@ -100,11 +107,14 @@ func (c *Checker) CheckNow(parent context.Context) {
 	if parent.Err() != nil {
 		return
 	}
-	r := Report{Ready: true, CheckedAt: time.Now(), Checks: make(map[string]string, len(c.checks))}
+	r := Report{Ready: true, Serving: true, CheckedAt: time.Now(), Checks: make(map[string]string, len(c.checks))}
 	for i, chk := range c.checks {
 		r.Checks[chk.Name] = results[i]
 		if results[i] != "ok" && !chk.Informational {
 			r.Ready = false
+		}
+		if results[i] != "ok" && chk.Serving {
+			r.Serving = false
 		}
 	}
 	c.mu.Lock()
@@ -122,13 +132,13 @@ func (c *Checker) Report() Report {
 	r.Checks = maps.Clone(r.Checks)
 	switch {
 	case r.CheckedAt.IsZero():
-		r.Ready = false
+		r.Ready, r.Serving = false, false
 		r.Checks = map[string]string{}
 		for _, chk := range c.checks {
 			r.Checks[chk.Name] = "not checked yet"
 		}
 	case time.Since(r.CheckedAt) > 3*c.cfg.Interval+c.cfg.Timeout:
-		r.Ready = false
+		r.Ready, r.Serving = false, false
 		for name, v := range r.Checks {
 			r.Checks[name] = "stale: last checked at " + r.CheckedAt.UTC().Format(time.RFC3339) + " (" + v + ")"
 		}

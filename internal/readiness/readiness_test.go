@@ -121,3 +121,26 @@ func TestAnInformationalCheckIsReportedButLeavesTheInstanceReady(t *testing.T) {
 	require.True(t, r.Ready, "one region's trouble does not make the instance unready")
 	require.Equal(t, "vendor circuit open: ACCOUNT_DISABLED", r.Checks["vendor:th"])
 }
+
+// Serving is decided by the Serving checks alone: a stalled consumer makes the instance unready
+// for work, not for serving HTTP; a database that does not answer makes it unready for both.
+func TestServingDependsOnlyOnTheServingChecks(t *testing.T) {
+	t.Parallel()
+	dbErr := error(nil)
+	c := readiness.New(readiness.Config{},
+		readiness.Check{Name: "database", Serving: true, Check: func(context.Context) error { return dbErr }},
+		readiness.Check{Name: "consumer", Check: func(context.Context) error { return errors.New("partition 0 stalled") }},
+	)
+	c.CheckNow(context.Background())
+	r := c.Report()
+	require.False(t, r.Ready)
+	require.True(t, r.Serving, "a stall does not stop the API")
+
+	dbErr = errors.New("connection refused")
+	c.CheckNow(context.Background())
+	r = c.Report()
+	require.False(t, r.Ready)
+	require.False(t, r.Serving)
+
+	require.False(t, readiness.New(readiness.Config{}).Report().Serving, "not serving before the first round")
+}

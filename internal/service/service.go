@@ -156,7 +156,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	// Readiness is computed in the background: a probe reads the last answer and never opens a
 	// connection of its own. Each part of the pipeline that can stop progress adds a named check.
 	checks := append([]readiness.Check{
-		{Name: "database", Check: func(ctx context.Context) error { return pool.Ping(ctx) }},
+		{Name: "database", Serving: true, Check: func(ctx context.Context) error { return pool.Ping(ctx) }},
 		{Name: "kafka", Check: func(ctx context.Context) error { return pingBroker(ctx, cfg.KafkaBrokers) }},
 	}, regionReadiness(vendor)...)
 	checks = append(checks, readiness.Check{Name: "consumer", Check: cons.CheckProgress})

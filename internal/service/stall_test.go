@@ -66,7 +66,7 @@ func TestAnEventAtTheBrokersLimitIsDeadLetteredCutAndTheEventsAfterItAreStored(t
 	require.Equal(t, hex.EncodeToString(sum[:]), header(l, consumer.HeaderOriginalSHA256))
 }
 
-func TestAStalledPartitionMakesReadyzNotReadyWithTheReason(t *testing.T) {
+func TestAStalledPartitionMakesTheAdminReadyzNotReadyWithTheReasonAndLeavesThePublicOneReady(t *testing.T) {
 	t.Parallel()
 	f := setup(t, advancesim.Config{})
 	f.cfg.BreakerOpenFor = 200 * time.Millisecond
@@ -85,6 +85,11 @@ func TestAStalledPartitionMakesReadyzNotReadyWithTheReason(t *testing.T) {
 		return status == http.StatusServiceUnavailable && strings.Contains(reason, "has made no progress") &&
 			strings.Contains(reason, "vendor_")
 	}, "readyz names the stalled partition and why it waits")
+	// A stall is the pipeline's trouble, not the API's: the public /readyz stays ready, so a load
+	// balancer keeps the API and the callback endpoint of every instance that picks the partition up.
+	status, body := readyz(t, f.cfg.HTTPAddr)
+	require.Equal(t, http.StatusOK, status)
+	require.Equal(t, map[string]any{"status": "ready"}, body)
 
 	require.NoError(t, f.sim.SetFaults(advancesim.Faults{}))
 	f.waitForChecks(t, len(sigs), 60*time.Second)

@@ -140,10 +140,12 @@ func TestAnAccountLevelFailurePausesEverythingUntilItClears(t *testing.T) {
 		reason, _ := checks["vendor"].(string)
 		return status == http.StatusServiceUnavailable && len(reason) > 0 && strings.Contains(reason, "INSUFFICIENT_BALANCE")
 	}, "the admin listener's readyz explains the open circuit")
-	// The public one says only that it is not ready: vendor codes are for operators.
+	// The public one stays ready: the API and the callback endpoint can serve while the vendor
+	// account cannot be used (a load balancer dropping them would stop callbacks too), and vendor
+	// codes are for operators anyway.
 	status, body := readyz(t, f.cfg.HTTPAddr)
-	require.Equal(t, http.StatusServiceUnavailable, status)
-	require.Equal(t, map[string]any{"status": "not_ready"}, body)
+	require.Equal(t, http.StatusOK, status)
+	require.Equal(t, map[string]any{"status": "ready"}, body)
 	time.Sleep(time.Second) // several probe periods pass while the account is unusable
 	require.Zero(t, f.countChecks(t), "nothing is stored while the vendor account is unusable")
 	require.Empty(t, testinfra.ReadAll(t, f.cfg.TopicDLQ, 1, 500*time.Millisecond), "and nothing is dead-lettered")
@@ -151,7 +153,7 @@ func TestAnAccountLevelFailurePausesEverythingUntilItClears(t *testing.T) {
 	require.NoError(t, f.sim.SetFaults(advancesim.Faults{}))
 	f.waitForChecks(t, len(sigs), 60*time.Second)
 	testinfra.Eventually(t, 10*time.Second, func() bool {
-		status, _ := readyz(t, f.cfg.HTTPAddr)
+		status, _ := readyz(t, f.cfg.AdminAddr)
 		return status == http.StatusOK
 	}, "ready again at the next readiness round")
 }
