@@ -513,3 +513,28 @@ func TestInvalidUTF8OutsideTheSignatureIDNamesNoField(t *testing.T) {
 	require.Empty(t, e.Field)
 	require.Contains(t, e.Message, "UTF-8")
 }
+
+// A query string that does not parse is a 400 naming the problem. Before, Echo dropped the parse
+// error: "?userId=cust-1002;" read as no filter at all and answered every alert.
+func TestAQueryThatDoesNotParseIsA400NamingTheProblem(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.seed("sig-1", "cust-1001", "cust-1000")
+	f.seed("sig-2", "cust-1003", "cust-1002")
+
+	res := f.do(http.MethodGet, "/v1/alerts?userId=cust-1002", readKey, nil)
+	require.Equal(t, http.StatusOK, res.status)
+	require.NotContains(t, string(res.body), "cust-1001", "the filter works when the query parses")
+
+	for target, problem := range map[string]string{
+		"/v1/alerts?userId=cust-1002;":          "semicolon",
+		"/v1/alerts?userId=cust-1002;limit=500": "semicolon",
+		"/v1/alerts?userId=cust%zz":             "percent-escape",
+		"/v1/rings?limit=5&order=%":             "percent-escape",
+		"/v1/users/cust-1002/duplicates?x;y":    "semicolon",
+	} {
+		e := f.do(http.MethodGet, target, readKey, nil).apiError(t, http.StatusBadRequest, "invalid_input")
+		require.Contains(t, e.Message, problem, target)
+		require.Contains(t, e.Message, "query string", target)
+	}
+}

@@ -1,12 +1,18 @@
 package httpapi
 
 import (
+	"errors"
 	"net/http"
+	"net/url"
 	"slices"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/doppelhq/doppel/internal/clip"
 )
 
 // queryParams lists the query parameters each route accepts, keyed by "METHOD path" as Echo
@@ -23,13 +29,22 @@ var queryParams = map[string][]string{
 	"GET /v1/reviews":                    {"userId", "reviewer", "since", "limit", "cursor"},
 }
 
-// rejectUnknownQuery answers 400 for a query parameter the matched route does not accept. A
-// method the path does not serve is left to Echo's 405, whatever its query says.
+// rejectUnknownQuery answers 400 for a query string that does not parse, and for a query parameter
+// the matched route does not accept. A method the path does not serve is left to Echo's 405,
+// whatever its query says.
+//
+// Echo's QueryParams drops the parse error and keeps what parsed before it: "?userId=cust-1002;"
+// (a semicolon, which Go no longer takes as a separator) read as no parameter at all, so the filter
+// and this guard were both skipped and every alert was answered. The query is parsed strictly here
+// first, for every route.
 func (s *Server) rejectUnknownQuery() echo.MiddlewareFunc {
 	var once sync.Once
 	registered := map[string]bool{}
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
+			if _, err := url.ParseQuery(c.Request().URL.RawQuery); err != nil {
+				return invalid("", "the query string does not parse (%s): separate parameters with & and percent-encode ; %% and +", queryProblem(err))
+			}
 			params := c.QueryParams()
 			if len(params) == 0 {
 				return next(c)
@@ -77,4 +92,17 @@ func singleQuery(c echo.Context, name string) (string, error) {
 		return "", invalid(name, "%s must be given once and not be empty", name)
 	}
 	return v[0], nil
+}
+
+// queryProblem says what url.ParseQuery found wrong, without the Go wording around it.
+func queryProblem(err error) string {
+	var escape url.EscapeError
+	switch {
+	case errors.As(err, &escape):
+		return "invalid percent-escape " + strconv.Quote(clip.Ellipsis(string(escape), 16))
+	case strings.Contains(err.Error(), "semicolon"):
+		return "a semicolon"
+	default:
+		return "malformed"
+	}
 }
