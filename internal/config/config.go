@@ -88,6 +88,13 @@ type Config struct {
 	RingHighSeveritySize int `yaml:"ring_high_severity_size" env:"DOPPEL_RING_HIGH_SEVERITY_SIZE"`
 	// ReplayMaxChecks bounds the checks (billed face searches) one replay call re-runs.
 	ReplayMaxChecks int `yaml:"replay_max_checks" env:"DOPPEL_REPLAY_MAX_CHECKS"`
+	// ReplayDailyLimit bounds the re-runs (billed face searches) one API key may ask for through
+	// the API per UTC day, across calls and instances; 0 sets no daily bound.
+	ReplayDailyLimit int `yaml:"replay_daily_limit" env:"DOPPEL_REPLAY_DAILY_LIMIT"`
+	// PublicURL is the address people and the vendor reach Doppel's public listener at, e.g.
+	// https://doppel.example.com. An https URL tells Doppel that a TLS proxy is in front: the
+	// console's cookies become Secure with the __Host- prefix and HSTS is sent. Empty: unknown.
+	PublicURL string `yaml:"public_url" env:"DOPPEL_PUBLIC_URL"`
 	// AuthFailuresPerMinute is how many failed authentications one remote address may make per
 	// minute (as a burst, refilled evenly) before it is answered 429; 0 turns throttling off.
 	AuthFailuresPerMinute int `yaml:"auth_failures_per_minute" env:"DOPPEL_AUTH_FAILURES_PER_MINUTE"`
@@ -122,6 +129,9 @@ type Config struct {
 
 // reconcileDefaultShare is the share of the vendor rate polling takes when DOPPEL_RECONCILE_QPS is 0.
 const reconcileDefaultShare = 0.10
+
+// ServedOverTLS reports whether DOPPEL_PUBLIC_URL says a TLS proxy serves the public listener.
+func (c Config) ServedOverTLS() bool { return strings.HasPrefix(strings.ToLower(c.PublicURL), "https://") }
 
 // PollQPS returns the vendor calls per second polling may spend (0: no client-side limit, when
 // DOPPEL_ADVANCE_QPS sets none either).
@@ -169,6 +179,7 @@ func Default() Config {
 		HTTPAddr:              ":8080",
 		AdminAddr:             "127.0.0.1:9090",
 		ReplayMaxChecks:       1000,
+		ReplayDailyLimit:      10000,
 		AuthFailuresPerMinute: 10,
 		CallbackTimeout:       10 * time.Second,
 		RingHighSeveritySize:  5,
@@ -277,6 +288,16 @@ func (c Config) Validate() error {
 	}
 	if c.ReplayMaxChecks < 1 {
 		bad("DOPPEL_REPLAY_MAX_CHECKS must be at least 1, got %d", c.ReplayMaxChecks)
+	}
+	if c.ReplayDailyLimit < 0 {
+		bad("DOPPEL_REPLAY_DAILY_LIMIT must be 0 (no daily bound) or more, got %d", c.ReplayDailyLimit)
+	}
+	if c.PublicURL != "" {
+		u, err := url.Parse(c.PublicURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil ||
+			u.RawQuery != "" || u.Fragment != "" {
+			bad("DOPPEL_PUBLIC_URL must be the public listener's absolute address, e.g. https://doppel.example.com")
+		}
 	}
 	if c.AuthFailuresPerMinute < 0 {
 		bad("DOPPEL_AUTH_FAILURES_PER_MINUTE must be 0 (no throttling) or positive, got %d", c.AuthFailuresPerMinute)

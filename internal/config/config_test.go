@@ -226,3 +226,31 @@ func TestTheAdminListenerIsOnLoopbackAndApartFromTheAPI(t *testing.T) {
 	require.ErrorContains(t, err, "DOPPEL_ADMIN_ADDR must differ from DOPPEL_HTTP_ADDR")
 	require.ErrorContains(t, err, "DOPPEL_REPLAY_MAX_CHECKS must be at least 1")
 }
+
+// DOPPEL_PUBLIC_URL is an absolute http(s) address; an https one says a TLS proxy is in front.
+func TestThePublicURLIsAnAbsoluteAddressAndHTTPSMeansTLS(t *testing.T) {
+	t.Parallel()
+	load := func(extra map[string]string) (config.Config, error) {
+		vals := map[string]string{}
+		for k, v := range minimal {
+			vals[k] = v
+		}
+		for k, v := range extra {
+			vals[k] = v
+		}
+		return config.Load("", env(vals))
+	}
+	cfg, err := load(nil)
+	require.NoError(t, err)
+	require.False(t, cfg.ServedOverTLS())
+	require.Equal(t, 10000, cfg.ReplayDailyLimit)
+	cfg, err = load(map[string]string{"DOPPEL_PUBLIC_URL": "https://doppel.example.com"})
+	require.NoError(t, err)
+	require.True(t, cfg.ServedOverTLS())
+	for _, bad := range []string{"doppel.example.com", "ftp://x", "https://", "https://u:p@doppel.example.com", "https://d.example.com/?a=b"} {
+		_, err = load(map[string]string{"DOPPEL_PUBLIC_URL": bad})
+		require.ErrorContains(t, err, "DOPPEL_PUBLIC_URL must be the public listener's absolute address", bad)
+	}
+	_, err = load(map[string]string{"DOPPEL_REPLAY_DAILY_LIMIT": "-1"})
+	require.ErrorContains(t, err, "DOPPEL_REPLAY_DAILY_LIMIT must be 0")
+}

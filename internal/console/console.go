@@ -46,6 +46,9 @@ type Config struct {
 	// SignIn throttles, counts and logs sign-ins with unknown keys as the API does its failed
 	// authentications (httpapi.Server.SignInGuard); the zero value does none of it.
 	SignIn httpapi.SignInGuard
+	// SecureCookies marks the console served over TLS by a proxy (DOPPEL_PUBLIC_URL is https): its
+	// cookies are Secure, with the __Host- prefix.
+	SecureCookies bool
 	// SessionTTL bounds a session's life (DefaultSessionTTL when 0).
 	SessionTTL time.Duration
 	// DeadLetters counts the letters on the dead-letter topic; nil shows none.

@@ -12,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/doppelhq/doppel/internal/console"
+
 	"github.com/doppelhq/doppel/internal/duplicate"
 )
 
@@ -229,4 +231,55 @@ func TestAStoredIDWithABidiOverrideIsShownWithAVisibleMarker(t *testing.T) {
 		require.Contains(t, html.UnescapeString(body), "admin⟦U+202E⟧gnp.exe", page)
 		require.NotContains(t, attributes.ReplaceAllString(body, ""), "\u202e", page)
 	}
+}
+
+// Behind a TLS proxy (DOPPEL_PUBLIC_URL https) the console's cookies are Secure, with the __Host-
+// prefix (so Path=/ and no Domain: no other host or plain-HTTP page can set or shadow them), and
+// the console works with them.
+func TestBehindTLSTheCookiesAreSecureWithTheHostPrefix(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *console.Config) { c.SecureCookies = true })
+	cookieOf := func(h http.Header, name string) *http.Cookie {
+		for _, ck := range (&http.Response{Header: h}).Cookies() {
+			if ck.Name == name {
+				return ck
+			}
+		}
+		t.Fatalf("no %s cookie in %v", name, h.Values("Set-Cookie"))
+		return nil
+	}
+	do := func(method, path string, form url.Values, cookie *http.Cookie) (*http.Response, string) {
+		var body io.Reader
+		if form != nil {
+			body = strings.NewReader(form.Encode())
+		}
+		req, err := http.NewRequest(method, f.srv.URL+path, body)
+		require.NoError(t, err)
+		if form != nil {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+		if cookie != nil {
+			req.AddCookie(&http.Cookie{Name: cookie.Name, Value: cookie.Value})
+		}
+		res, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+		require.NoError(t, err)
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res, string(b)
+	}
+	res, page := do(http.MethodGet, "/console/login", nil, nil)
+	login := cookieOf(res.Header, "__Host-doppel_console_login")
+	res, _ = do(http.MethodPost, "/console/login", url.Values{"csrf": {csrfOf(t, page)}, "apiKey": {analystKey}}, login)
+	require.Equal(t, http.StatusSeeOther, res.StatusCode)
+	session := cookieOf(res.Header, "__Host-doppel_console_session")
+	for _, ck := range []*http.Cookie{login, session} {
+		require.True(t, ck.Secure, ck.Name)
+		require.True(t, ck.HttpOnly, ck.Name)
+		require.Equal(t, "/", ck.Path, ck.Name)
+		require.Empty(t, ck.Domain, ck.Name)
+		require.Equal(t, http.SameSiteStrictMode, ck.SameSite, ck.Name)
+	}
+	res, page = do(http.MethodGet, "/console/", nil, session)
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	require.Contains(t, page, "Signed in as analyst")
 }

@@ -101,17 +101,31 @@ func (ss *sessions) get(ctx context.Context, token string) (*session, error) {
 	return &session{id: id, name: name, scopes: ss.keys[i].Scopes, csrf: csrf, flash: flash}, nil
 }
 
-// setCookie writes a console cookie: HttpOnly, SameSite=Strict, scoped to the console, Secure when
-// the request came over TLS. maxAge < 0 deletes it.
-func setCookie(w http.ResponseWriter, r *http.Request, name, value string, maxAge time.Duration) {
-	c := &http.Cookie{Name: name, Value: value, Path: httpapi.ConsolePath, HttpOnly: true,
+// setCookie writes a console cookie: HttpOnly, SameSite=Strict, scoped to the console. Behind TLS
+// (DOPPEL_PUBLIC_URL https, Config.SecureCookies) it is Secure and named with the __Host- prefix,
+// which browsers accept only from a secure origin, for the whole host (Path=/) and without a
+// Domain: no other host or plain-HTTP page can set or shadow it. Without it the cookie is Secure
+// only when this request itself came over TLS. maxAge < 0 deletes it.
+func (c *Console) setCookie(w http.ResponseWriter, r *http.Request, name, value string, maxAge time.Duration) {
+	ck := &http.Cookie{Name: c.cookieName(name), Value: value, Path: httpapi.ConsolePath, HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil}
-	if maxAge < 0 {
-		c.MaxAge = -1
-	} else {
-		c.MaxAge = int(maxAge / time.Second)
+	if c.cfg.SecureCookies {
+		ck.Secure, ck.Path = true, "/"
 	}
-	http.SetCookie(w, c)
+	if maxAge < 0 {
+		ck.MaxAge = -1
+	} else {
+		ck.MaxAge = int(maxAge / time.Second)
+	}
+	http.SetCookie(w, ck)
+}
+
+// cookieName is the name a console cookie goes by: with the __Host- prefix behind TLS.
+func (c *Console) cookieName(name string) string {
+	if c.cfg.SecureCookies {
+		return "__Host-" + name
+	}
+	return name
 }
 
 type sessionKey struct{}
@@ -127,7 +141,7 @@ func sessionOf(ctx context.Context) *session {
 func (c *Console) requireSession(next http.HandlerFunc, scope string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var s *session
-		if ck, err := r.Cookie(sessionCookie); err == nil {
+		if ck, err := r.Cookie(c.cookieName(sessionCookie)); err == nil {
 			var err error
 			if s, err = c.sessions.get(r.Context(), ck.Value); err != nil {
 				c.log.Error("console: read session", "error", err)
@@ -171,7 +185,7 @@ func (c *Console) handleLoginPage(w http.ResponseWriter, r *http.Request) {
 
 func (c *Console) showLogin(w http.ResponseWriter, r *http.Request, status int, msg string) {
 	token := randomToken()
-	setCookie(w, r, loginCookie, token, 10*time.Minute)
+	c.setCookie(w, r, loginCookie, token, 10*time.Minute)
 	c.render(w, r, status, "login", page{Title: "Sign in", Data: loginPage{CSRF: token, Error: msg}})
 }
 
@@ -179,7 +193,7 @@ func (c *Console) showLogin(w http.ResponseWriter, r *http.Request, status int, 
 // and is neither logged nor kept.
 func (c *Console) handleLogin(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
-	ck, err := r.Cookie(loginCookie)
+	ck, err := r.Cookie(c.cookieName(loginCookie))
 	if err != nil || subtle.ConstantTimeCompare([]byte(ck.Value), []byte(r.PostFormValue(csrfField))) != 1 {
 		c.showLogin(w, r, http.StatusForbidden, "The sign-in form expired. Try again.")
 		return
@@ -205,8 +219,8 @@ func (c *Console) handleLogin(w http.ResponseWriter, r *http.Request) {
 		c.showLogin(w, r, http.StatusServiceUnavailable, "The console cannot reach its database. Try again shortly.")
 		return
 	}
-	setCookie(w, r, loginCookie, "", -1)
-	setCookie(w, r, sessionCookie, token, c.cfg.SessionTTL)
+	c.setCookie(w, r, loginCookie, "", -1)
+	c.setCookie(w, r, sessionCookie, token, c.cfg.SessionTTL)
 	c.log.Info("console sign-in", "key_name", key.Name)
 	http.Redirect(w, r, "/console/", http.StatusSeeOther)
 }
@@ -217,7 +231,7 @@ func (c *Console) handleLogout(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, http.StatusServiceUnavailable, "The console cannot reach its database: you are still signed in. Try again shortly.")
 		return
 	}
-	setCookie(w, r, sessionCookie, "", -1)
+	c.setCookie(w, r, sessionCookie, "", -1)
 	http.Redirect(w, r, "/console/login", http.StatusSeeOther)
 }
 

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"net/http"
+	"net/url"
 	"strings"
 )
 
@@ -36,12 +37,35 @@ func (s *Server) MountConsole(h http.Handler) { s.console = h }
 // a plain http.Handler of its own, so the API's routes (and the OpenAPI document) stay the API's.
 func (s *Server) root() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		securityHeaders(w.Header(), r.URL.Path, s.cfg.HSTS)
 		if s.console != nil && (r.URL.Path == ConsolePath || strings.HasPrefix(r.URL.Path, ConsolePath+"/")) {
+			// The console reads its query itself: held to the API's strict parsing (see
+			// rejectUnknownQuery), so a filter is never dropped in silence there either.
+			if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
+				http.Error(w, "400 Bad Request: the query string does not parse ("+queryProblem(err)+
+					"): separate parameters with & and percent-encode ; % and +", http.StatusBadRequest)
+				return
+			}
 			s.console.ServeHTTP(w, r)
 			return
 		}
 		s.echo.ServeHTTP(w, r)
 	})
+}
+
+// securityHeaders are sent with every answer of the public listener. No answer is stored by a
+// browser or a proxy (they hold personal data: ids, rings, decisions), except the console's static
+// files; nothing is sniffed into another content type; and behind TLS (DOPPEL_PUBLIC_URL https)
+// browsers are told to use nothing else for two years (HSTS, not for subdomains: they may be
+// another team's).
+func securityHeaders(h http.Header, path string, hsts bool) {
+	h.Set("X-Content-Type-Options", "nosniff")
+	if !strings.HasPrefix(path, ConsolePath+"/static/") {
+		h.Set("Cache-Control", "no-store")
+	}
+	if hsts {
+		h.Set("Strict-Transport-Security", "max-age=63072000")
+	}
 }
 
 // SignInGuard lets the console's sign-in share the API's handling of failed authentication: the

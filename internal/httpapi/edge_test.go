@@ -538,3 +538,63 @@ func TestAQueryThatDoesNotParseIsA400NamingTheProblem(t *testing.T) {
 		require.Contains(t, e.Message, "query string", target)
 	}
 }
+
+// Billed re-runs have a per-key daily quota (DOPPEL_REPLAY_DAILY_LIMIT) besides the per-call cap:
+// a loop of small calls cannot run up the vendor's bill. A call that would overspend re-runs
+// nothing and says how much is left; another key has a quota of its own.
+func TestReplayHasADailyQuotaPerKey(t *testing.T) {
+	t.Parallel()
+	const otherReplayKey = "other-replay-key-0123456789"
+	f := setup(t, func(c *httpapi.Config) {
+		c.ReplayDailyLimit = 3
+		c.APIKeys = append(c.APIKeys, httpapi.APIKey{Name: "nightly", Scopes: []string{httpapi.ScopeReplay},
+			SHA256: sha256.Sum256([]byte(otherReplayKey))})
+	})
+	f.seed("s1", "alice", "bob")
+	f.seed("s2", "carol")
+	f.seed("s3", "dave")
+
+	res := f.do(http.MethodPost, "/v1/replay", reviewKey, map[string]any{"signatureIds": []string{"s1", "s2"}})
+	require.Equal(t, http.StatusOK, res.status, string(res.body))
+	e := f.do(http.MethodPost, "/v1/replay", reviewKey, map[string]any{"signatureIds": []string{"s3", "s1"}}).
+		apiError(t, http.StatusTooManyRequests, "quota_exceeded")
+	require.Contains(t, e.Message, "2 of 3 used today")
+	require.Contains(t, e.Message, "DOPPEL_REPLAY_DAILY_LIMIT")
+	require.Zero(t, f.vendor.count("s3"), "nothing re-run")
+	require.Equal(t, 1, f.vendor.count("s1"))
+
+	// A dry run bills nothing and is not counted.
+	res = f.do(http.MethodPost, "/v1/replay", reviewKey, map[string]any{"signatureIds": []string{"s1", "s2", "s3"}, "dryRun": true})
+	require.Equal(t, http.StatusOK, res.status, string(res.body))
+	res = f.do(http.MethodPost, "/v1/replay", reviewKey, map[string]any{"signatureIds": []string{"s3"}})
+	require.Equal(t, http.StatusOK, res.status, string(res.body))
+	f.do(http.MethodPost, "/v1/replay", reviewKey, map[string]any{"signatureIds": []string{"s1"}}).
+		apiError(t, http.StatusTooManyRequests, "quota_exceeded")
+
+	res = f.do(http.MethodPost, "/v1/replay", otherReplayKey, map[string]any{"signatureIds": []string{"s1", "s2", "s3"}})
+	require.Equal(t, http.StatusOK, res.status, "another key's quota is its own: %s", res.body)
+	require.Equal(t, 2, f.vendor.count("s3"))
+}
+
+// Every answer of the public listener, errors included, is neither stored by a browser or proxy
+// nor sniffed; behind TLS (DOPPEL_PUBLIC_URL https) it carries HSTS too.
+func TestEveryAnswerCarriesNoStoreAndNosniffAndHSTSBehindTLS(t *testing.T) {
+	t.Parallel()
+	plain := setup(t)
+	tls := setup(t, func(c *httpapi.Config) { c.HSTS = true })
+	for _, target := range []string{"/v1/alerts", "/v1/users/nobody/duplicates", "/v1/nothing-here", "/healthz", "/openapi.json"} {
+		for _, f := range []*fixture{plain, tls} {
+			rec := httptest.NewRecorder()
+			req := httptest.NewRequest(http.MethodGet, target, nil)
+			req.Header.Set("Authorization", "Bearer "+readKey)
+			f.handler.ServeHTTP(rec, req)
+			require.Equal(t, "no-store", rec.Header().Get("Cache-Control"), target)
+			require.Equal(t, "nosniff", rec.Header().Get("X-Content-Type-Options"), target)
+			if f == tls {
+				require.Equal(t, "max-age=63072000", rec.Header().Get("Strict-Transport-Security"), target)
+			} else {
+				require.Empty(t, rec.Header().Get("Strict-Transport-Security"), "no HSTS without TLS in front")
+			}
+		}
+	}
+}

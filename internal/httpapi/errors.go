@@ -30,6 +30,7 @@ const (
 	codeTooLarge             = "payload_too_large"
 	codeUnsupportedMediaType = "unsupported_media_type"
 	codeTooManyRequests      = "too_many_requests"
+	codeQuotaExceeded        = "quota_exceeded"
 	codeHeaderTooLarge       = "header_too_large"
 	codeNotImplemented       = "not_implemented"
 	codeUnavailable          = "unavailable"

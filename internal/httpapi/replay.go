@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"time"
@@ -127,10 +128,28 @@ func (s *Server) handleReplay(c echo.Context) error {
 		s.log.Info("replay dry run", "requested_by", keyName(c), "requested", len(sigs))
 		return c.JSON(http.StatusOK, replayPlanJSON{DryRun: true, Requested: len(sigs), SignatureIDs: nonNil(sigs)})
 	}
+	if limit := s.cfg.ReplayDailyLimit; limit > 0 && len(sigs) > 0 {
+		used, ok, err := st.ReserveReplays(ctx, keyName(c), len(sigs), limit)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return newError(http.StatusTooManyRequests, codeQuotaExceeded,
+				"this key's daily quota of billed re-runs is spent: %d of %d used today (UTC), %d asked for (DOPPEL_REPLAY_DAILY_LIMIT); ask for fewer or wait until tomorrow",
+				used, limit, len(sigs))
+		}
+	}
 	var summary duplicate.ReplaySummary
 	var results []duplicate.ReplayResult
 	if len(sigs) > 0 {
 		summary, results = s.cfg.Replayer.ReplayAll(ctx, sigs, replayWorkers, nil)
+	}
+	if s.cfg.ReplayDailyLimit > 0 {
+		// Skipped re-runs and those never started were not billed; failed ones may have been.
+		unbilled := summary.Skipped + len(sigs) - summary.Replayed - summary.Skipped - summary.Failed
+		if err := st.ReleaseReplays(context.WithoutCancel(ctx), keyName(c), unbilled); err != nil {
+			s.log.Warn("replay quota not released", "key", keyName(c), "error", err)
+		}
 	}
 	if summary.Alerts > 0 && s.cfg.OnAlerts != nil {
 		s.cfg.OnAlerts()

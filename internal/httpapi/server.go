@@ -36,6 +36,10 @@ type Store interface {
 	AddReview(ctx context.Context, r duplicate.Review) (duplicate.Review, error)
 	MissingChecks(ctx context.Context, signatureIDs []string) ([]string, error)
 	ReplayCandidates(ctx context.Context, from, to time.Time, limit int) ([]string, error)
+	// ReserveReplays counts n re-runs against key's quota of the day if it holds them (see
+	// postgres.Store.ReserveReplays); ReleaseReplays gives back those that were not billed.
+	ReserveReplays(ctx context.Context, key string, n, limit int) (int, bool, error)
+	ReleaseReplays(ctx context.Context, key string, n int) error
 	RingStore
 }
 
@@ -85,6 +89,9 @@ type Config struct {
 	// ReplayMaxChecks bounds the checks one replay call re-runs, each a billed face search
 	// (default 1000).
 	ReplayMaxChecks int
+	// ReplayDailyLimit bounds the re-runs (billed face searches) one API key may ask for per UTC
+	// day, across calls and instances (DOPPEL_REPLAY_DAILY_LIMIT); 0: no daily bound.
+	ReplayDailyLimit int
 	// AuthFailuresPerMinute is how many failed authentications a remote address may make per
 	// minute before it is answered 429 (a burst of that size, refilled evenly); 0: no throttling.
 	AuthFailuresPerMinute int
@@ -99,6 +106,10 @@ type Config struct {
 	Reconciliation func(ctx context.Context) (reconcile.Counts, error)
 	// ReconcileAlertRatio is the callbacks_missing threshold, shown next to the counts.
 	ReconcileAlertRatio float64
+
+	// HSTS sends Strict-Transport-Security with every answer: the public listener is served over
+	// TLS by a proxy (DOPPEL_PUBLIC_URL is https).
+	HSTS bool
 
 	// OnRequest is told about every answered request (route pattern, method, status, duration),
 	// for the HTTP metrics; may be nil.

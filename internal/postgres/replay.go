@@ -72,3 +72,56 @@ func nonNil(s []string) []string {
 	}
 	return s
 }
+
+// ReserveReplays counts n billed re-runs against key's quota for today (UTC) when that keeps the
+// day's total within limit, and returns the total after it and true; otherwise it counts nothing
+// and returns the day's total so far and false. The check and the count are one statement, so
+// concurrent requests on any instance cannot overspend together.
+func (s *Store) ReserveReplays(ctx context.Context, key string, n, limit int) (int, bool, error) {
+	var total int
+	if n > limit { // more than a whole day's quota: the insert below would not check it
+		err := s.pool.QueryRow(ctx, `
+SELECT coalesce(sum(searches), 0) FROM replay_quota WHERE key_name = $1 AND day = (now() AT TIME ZONE 'UTC')::date`,
+			key).Scan(&total)
+		if err != nil {
+			return 0, false, fmt.Errorf("read replay quota of %s: %w", key, err)
+		}
+		return total, false, nil
+	}
+	err := s.pool.QueryRow(ctx, `
+INSERT INTO replay_quota AS q (key_name, day, searches) VALUES ($1, (now() AT TIME ZONE 'UTC')::date, $2)
+ON CONFLICT (key_name, day) DO UPDATE SET searches = q.searches + $2 WHERE q.searches + $2 <= $3
+RETURNING searches`, key, n, limit).Scan(&total)
+	if errors.Is(err, pgx.ErrNoRows) { // the row exists and the update would overspend
+		err = s.pool.QueryRow(ctx, `
+SELECT searches FROM replay_quota WHERE key_name = $1 AND day = (now() AT TIME ZONE 'UTC')::date`, key).Scan(&total)
+		if err != nil {
+			return 0, false, fmt.Errorf("read replay quota of %s: %w", key, err)
+		}
+		return total, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("reserve %d re-runs for %s: %w", n, key, err)
+	}
+	if total == n { // the day's first reservation: forget the days that can no longer matter
+		if _, err := s.pool.Exec(ctx, `DELETE FROM replay_quota WHERE day < (now() AT TIME ZONE 'UTC')::date - 7`); err != nil {
+			return 0, false, fmt.Errorf("forget old replay quotas: %w", err)
+		}
+	}
+	return total, true, nil
+}
+
+// ReleaseReplays gives back n re-runs reserved today that were not billed (they failed before the
+// search went out).
+func (s *Store) ReleaseReplays(ctx context.Context, key string, n int) error {
+	if n <= 0 {
+		return nil
+	}
+	_, err := s.pool.Exec(ctx, `
+UPDATE replay_quota SET searches = greatest(searches - $2, 0)
+WHERE key_name = $1 AND day = (now() AT TIME ZONE 'UTC')::date`, key, n)
+	if err != nil {
+		return fmt.Errorf("release %d re-runs of %s: %w", n, key, err)
+	}
+	return nil
+}

@@ -175,6 +175,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		EventOptions:          duplicate.DecodeOptions{MaxBytes: cfg.MaxEventBytes, RejectUnknownTypes: cfg.RejectUnknownTypes},
 		APIKeys:               apiKeys,
 		ReplayMaxChecks:       cfg.ReplayMaxChecks,
+		ReplayDailyLimit:      cfg.ReplayDailyLimit,
+		HSTS:                  cfg.ServedOverTLS(),
 		AuthFailuresPerMinute: cfg.AuthFailuresPerMinute,
 		OnAuthFailure:         m.AuthFailure,
 		OnRequest:             m.HTTPRequest,
@@ -185,12 +187,13 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		ReconcileAlertRatio: cfg.ReconcileAlertRatio,
 	})
 	reviewConsole, err := console.New(console.Config{
-		Store:      store,
-		APIKeys:    apiKeys,
-		SignIn:     api.SignInGuard(),
-		SessionTTL: cfg.ConsoleSessionTTL,
-		Region:     consoleRegion(cfg),
-		Logger:     log.With("component", "console"),
+		SecureCookies: cfg.ServedOverTLS(),
+		Store:         store,
+		APIKeys:       apiKeys,
+		SignIn:        api.SignInGuard(),
+		SessionTTL:    cfg.ConsoleSessionTTL,
+		Region:        consoleRegion(cfg),
+		Logger:        log.With("component", "console"),
 		DeadLetters: func(ctx context.Context) (int64, error) {
 			ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 			defer cancel()
