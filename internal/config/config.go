@@ -131,7 +131,9 @@ type Config struct {
 const reconcileDefaultShare = 0.10
 
 // ServedOverTLS reports whether DOPPEL_PUBLIC_URL says a TLS proxy serves the public listener.
-func (c Config) ServedOverTLS() bool { return strings.HasPrefix(strings.ToLower(c.PublicURL), "https://") }
+func (c Config) ServedOverTLS() bool {
+	return strings.HasPrefix(strings.ToLower(c.PublicURL), "https://")
+}
 
 // PollQPS returns the vendor calls per second polling may spend (0: no client-side limit, when
 // DOPPEL_ADVANCE_QPS sets none either).
