@@ -17,61 +17,100 @@ import (
 // Config is every setting of `doppel serve` and its sub-commands. The env tag names the variable that
 // overrides the YAML key; secret fields are masked when printed.
 type Config struct {
-	DatabaseURL      string `yaml:"database_url" env:"DOPPEL_DATABASE_URL" secret:"true"`
-	DatabaseMaxConns int    `yaml:"database_max_conns" env:"DOPPEL_DATABASE_MAX_CONNS"`
-	MigrateOnStart   bool   `yaml:"migrate_on_start" env:"DOPPEL_MIGRATE_ON_START"`
+	// The PostgreSQL URL, `postgres://user:pass@host:5432/db?sslmode=...` (required).
+	DatabaseURL string `yaml:"database_url" env:"DOPPEL_DATABASE_URL" secret:"true"`
+	// Size of the main pool (API, console, reconciliation, replay); the group commit and the relay
+	// have 2 × `DOPPEL_STORE_FLUSHERS` + 2 connections of their own.
+	DatabaseMaxConns int `yaml:"database_max_conns" env:"DOPPEL_DATABASE_MAX_CONNS"`
+	// Apply migrations when `serve` starts.
+	MigrateOnStart bool `yaml:"migrate_on_start" env:"DOPPEL_MIGRATE_ON_START"`
 
+	// The Kafka bootstrap brokers, comma-separated `host:port` (required).
 	KafkaBrokers []string `yaml:"kafka_brokers" env:"DOPPEL_KAFKA_BROKERS"`
-	KafkaGroupID string   `yaml:"kafka_group_id" env:"DOPPEL_KAFKA_GROUP_ID"`
-	TopicEvents  string   `yaml:"topic_events" env:"DOPPEL_TOPIC_EVENTS"`
-	TopicAlerts  string   `yaml:"topic_alerts" env:"DOPPEL_TOPIC_ALERTS"`
-	TopicDLQ     string   `yaml:"topic_dlq" env:"DOPPEL_TOPIC_DLQ"`
+	// The consumer group; instances sharing it share the partitions.
+	KafkaGroupID string `yaml:"kafka_group_id" env:"DOPPEL_KAFKA_GROUP_ID"`
+	// The input topic of "H5 IDV completed" events (the vendor's callback body).
+	TopicEvents string `yaml:"topic_events" env:"DOPPEL_TOPIC_EVENTS"`
+	// The topic alerts are published to (docs/contracts.md).
+	TopicAlerts string `yaml:"topic_alerts" env:"DOPPEL_TOPIC_ALERTS"`
+	// The dead-letter topic: events that cannot be processed, with the reason (docs/contracts.md).
+	TopicDLQ string `yaml:"topic_dlq" env:"DOPPEL_TOPIC_DLQ"`
 	// TopicStarted carries one event per verification started (generate-url answered), so that a
 	// verification whose completion callback never comes is found by polling.
-	TopicStarted    string `yaml:"topic_started" env:"DOPPEL_TOPIC_STARTED"`
-	TopicPartitions int    `yaml:"topic_partitions" env:"DOPPEL_TOPIC_PARTITIONS"`
-	CreateTopics    bool   `yaml:"create_topics" env:"DOPPEL_CREATE_TOPICS"`
+	TopicStarted string `yaml:"topic_started" env:"DOPPEL_TOPIC_STARTED"`
+	// The partitions of the events and alert topics when Doppel creates them.
+	TopicPartitions int `yaml:"topic_partitions" env:"DOPPEL_TOPIC_PARTITIONS"`
+	// Create missing topics on start.
+	CreateTopics bool `yaml:"create_topics" env:"DOPPEL_CREATE_TOPICS"`
 
-	AdvanceBaseURL   string        `yaml:"advance_base_url" env:"DOPPEL_ADVANCE_BASE_URL"`
-	AdvanceAccessKey string        `yaml:"advance_access_key" env:"DOPPEL_ADVANCE_ACCESS_KEY" secret:"true"`
-	AdvanceSecretKey string        `yaml:"advance_secret_key" env:"DOPPEL_ADVANCE_SECRET_KEY" secret:"true"`
-	AdvanceTimeout   time.Duration `yaml:"advance_timeout" env:"DOPPEL_ADVANCE_TIMEOUT"`
-	AdvanceQPS       float64       `yaml:"advance_qps" env:"DOPPEL_ADVANCE_QPS"`
-	BreakerFailures  int           `yaml:"breaker_failures" env:"DOPPEL_BREAKER_FAILURES"`
-	BreakerOpenFor   time.Duration `yaml:"breaker_open_for" env:"DOPPEL_BREAKER_OPEN_FOR"`
+	// The vendor's regional host, e.g. `https://sg-api.advance.ai`, or advance-sim (required without
+	// `DOPPEL_ADVANCE_REGIONS`).
+	AdvanceBaseURL string `yaml:"advance_base_url" env:"DOPPEL_ADVANCE_BASE_URL"`
+	// The vendor account's access key (required without `DOPPEL_ADVANCE_REGIONS`).
+	AdvanceAccessKey string `yaml:"advance_access_key" env:"DOPPEL_ADVANCE_ACCESS_KEY" secret:"true"`
+	// The vendor account's secret key (required without `DOPPEL_ADVANCE_REGIONS`).
+	AdvanceSecretKey string `yaml:"advance_secret_key" env:"DOPPEL_ADVANCE_SECRET_KEY" secret:"true"`
+	// The bound on one vendor call.
+	AdvanceTimeout time.Duration `yaml:"advance_timeout" env:"DOPPEL_ADVANCE_TIMEOUT"`
+	// Vendor calls per second, a client-side limit shared by all workers of one instance (0: none).
+	AdvanceQPS float64 `yaml:"advance_qps" env:"DOPPEL_ADVANCE_QPS"`
+	// Transient vendor failures in a row that open the circuit.
+	BreakerFailures int `yaml:"breaker_failures" env:"DOPPEL_BREAKER_FAILURES"`
+	// How long an open circuit waits before a probe call.
+	BreakerOpenFor time.Duration `yaml:"breaker_open_for" env:"DOPPEL_BREAKER_OPEN_FOR"`
 	// AdvanceRegions lists the vendor regions, one account each, whose settings are in Advance
 	// (see regions.go); unset, the flat DOPPEL_ADVANCE_* settings form the one region "default".
-	AdvanceRegions       []string `yaml:"advance_regions" env:"DOPPEL_ADVANCE_REGIONS"`
-	AdvanceDefaultRegion string   `yaml:"advance_default_region" env:"DOPPEL_ADVANCE_DEFAULT_REGION"`
+	AdvanceRegions []string `yaml:"advance_regions" env:"DOPPEL_ADVANCE_REGIONS"`
+	// Region of an event that names none, and of `/v1/callbacks/advance`.
+	AdvanceDefaultRegion string `yaml:"advance_default_region" env:"DOPPEL_ADVANCE_DEFAULT_REGION"`
 	// Advance is the file's advance: section; its variables are per region, DOPPEL_ADVANCE_<R>_*.
 	Advance Advance `yaml:"advance"`
 
-	Workers            int           `yaml:"workers" env:"DOPPEL_WORKERS"`
-	MaxEventBytes      int           `yaml:"max_event_bytes" env:"DOPPEL_MAX_EVENT_BYTES"`
-	RejectUnknownTypes bool          `yaml:"reject_unknown_types" env:"DOPPEL_REJECT_UNKNOWN_TYPES"`
-	CommitInterval     time.Duration `yaml:"commit_interval" env:"DOPPEL_COMMIT_INTERVAL"`
-	StoreBatchSize     int           `yaml:"store_batch_size" env:"DOPPEL_STORE_BATCH_SIZE"`
-	StoreFlushers      int           `yaml:"store_flushers" env:"DOPPEL_STORE_FLUSHERS"`
+	// Events handled at once (same signatureId: one after another); each waits mostly on the vendor,
+	// so cheap.
+	Workers int `yaml:"workers" env:"DOPPEL_WORKERS"`
+	// Larger messages are dead-lettered as `too_large`.
+	MaxEventBytes int `yaml:"max_event_bytes" env:"DOPPEL_MAX_EVENT_BYTES"`
+	// Dead-letter types other than COMPLETED/SUBMIT_COMPLETED instead of storing them as skipped.
+	RejectUnknownTypes bool `yaml:"reject_unknown_types" env:"DOPPEL_REJECT_UNKNOWN_TYPES"`
+	// How often finished offsets are committed.
+	CommitInterval time.Duration `yaml:"commit_interval" env:"DOPPEL_COMMIT_INTERVAL"`
+	// Most checks per PostgreSQL transaction (group commit); a batch takes whatever is queued, so it
+	// is one check when idle.
+	StoreBatchSize int `yaml:"store_batch_size" env:"DOPPEL_STORE_BATCH_SIZE"`
+	// Group-commit transactions at once (two measured no faster, for more PostgreSQL CPU per event).
+	StoreFlushers int `yaml:"store_flushers" env:"DOPPEL_STORE_FLUSHERS"`
 	// StoreLinger is how long a batch of fewer than 16 checks or look-ups waits for more before it
 	// goes (0: never): fewer round trips per event at low rates, for at most this much latency.
 	StoreLinger time.Duration `yaml:"store_linger" env:"DOPPEL_STORE_LINGER"`
 	// StallAfter is how long a partition may hold uncommitted events without committing before it
-	// is reported stalled (log, metric, /readyz).
+	// is reported stalled (log line, metric, alert rule, the admin listener's /readyz).
 	StallAfter time.Duration `yaml:"stall_after" env:"DOPPEL_STALL_AFTER"`
 
-	RetryMaxAttempts     int           `yaml:"retry_max_attempts" env:"DOPPEL_RETRY_MAX_ATTEMPTS"`
+	// Tries of an event whose vendor calls fail transiently, before `retries_exhausted`.
+	RetryMaxAttempts int `yaml:"retry_max_attempts" env:"DOPPEL_RETRY_MAX_ATTEMPTS"`
+	// The first backoff between tries.
 	RetryInitialInterval time.Duration `yaml:"retry_initial_interval" env:"DOPPEL_RETRY_INITIAL_INTERVAL"`
-	RetryMaxInterval     time.Duration `yaml:"retry_max_interval" env:"DOPPEL_RETRY_MAX_INTERVAL"`
-	RetryMaxElapsed      time.Duration `yaml:"retry_max_elapsed" env:"DOPPEL_RETRY_MAX_ELAPSED"`
+	// The longest backoff between tries.
+	RetryMaxInterval time.Duration `yaml:"retry_max_interval" env:"DOPPEL_RETRY_MAX_INTERVAL"`
+	// Most backoff per event before `retries_exhausted`.
+	RetryMaxElapsed time.Duration `yaml:"retry_max_elapsed" env:"DOPPEL_RETRY_MAX_ELAPSED"`
 
-	RelayBatchSize int           `yaml:"relay_batch_size" env:"DOPPEL_RELAY_BATCH_SIZE"`
-	RelayInterval  time.Duration `yaml:"relay_interval" env:"DOPPEL_RELAY_INTERVAL"`
+	// Alerts per relay batch.
+	RelayBatchSize int `yaml:"relay_batch_size" env:"DOPPEL_RELAY_BATCH_SIZE"`
+	// Outbox poll interval, for alerts nobody handed over (a committed alert is handed to the relay
+	// and published at once).
+	RelayInterval time.Duration `yaml:"relay_interval" env:"DOPPEL_RELAY_INTERVAL"`
 
+	// Public HTTP listen address: the API, the callback, `/healthz`, a status-only `/readyz`.
 	HTTPAddr string `yaml:"http_addr" env:"DOPPEL_HTTP_ADDR"`
 	// AdminAddr serves /metrics, pprof and the detailed readiness: keep it off the internet.
-	AdminAddr       string        `yaml:"admin_addr" env:"DOPPEL_ADMIN_ADDR"`
-	LogLevel        string        `yaml:"log_level" env:"DOPPEL_LOG_LEVEL"`
-	LogFormat       string        `yaml:"log_format" env:"DOPPEL_LOG_FORMAT"`
+	AdminAddr string `yaml:"admin_addr" env:"DOPPEL_ADMIN_ADDR"`
+	// The log level: debug, info, warn or error.
+	LogLevel string `yaml:"log_level" env:"DOPPEL_LOG_LEVEL"`
+	// The log format: json, or text for a terminal.
+	LogFormat string `yaml:"log_format" env:"DOPPEL_LOG_FORMAT"`
+	// The bound on a graceful stop.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" env:"DOPPEL_SHUTDOWN_TIMEOUT"`
 
 	// APIKeys lists the query API's keys as "name:scope+scope:sha256hex" entries separated by ";":

@@ -23,13 +23,19 @@ type Advance struct {
 }
 
 // RegionSettings are one region's vendor account as configured; unset values fall back to the
-// flat settings (QPS) or to none (MonthlyBudget 0).
+// flat settings (QPS) or to none (MonthlyBudget 0). The envsuffix tag names the variable's end:
+// DOPPEL_ADVANCE_<R>_ + suffix.
 type RegionSettings struct {
-	BaseURL       string   `yaml:"base_url"`
-	AccessKey     string   `yaml:"access_key"`
-	SecretKey     string   `yaml:"secret_key"`
-	QPS           *float64 `yaml:"qps"`
-	MonthlyBudget int64    `yaml:"monthly_budget"`
+	// The region's vendor host, e.g. `https://ph-api.advance.ai` (required).
+	BaseURL string `yaml:"base_url" envsuffix:"BASE_URL"`
+	// The region's vendor access key (required, secret).
+	AccessKey string `yaml:"access_key" envsuffix:"ACCESS_KEY"`
+	// The region's vendor secret key (required, secret).
+	SecretKey string `yaml:"secret_key" envsuffix:"SECRET_KEY"`
+	// The region's vendor calls per second, a client-side limit (default `DOPPEL_ADVANCE_QPS`).
+	QPS *float64 `yaml:"qps" envsuffix:"QPS"`
+	// The most face searches per calendar month (UTC) in the region; 0: no budget.
+	MonthlyBudget int64 `yaml:"monthly_budget" envsuffix:"MONTHLY_BUDGET"`
 }
 
 // Region is one vendor account of the effective configuration: a face search in a region only

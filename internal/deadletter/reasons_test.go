@@ -1,9 +1,11 @@
 package deadletter
 
 import (
+	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -67,4 +69,32 @@ func TestTheTableHoldsEveryReasonTheCodeCanWrite(t *testing.T) {
 		}
 	}
 	require.Equal(t, len(Table), len(Reasons))
+}
+
+// The reasons table of docs/contracts.md is derived from Table (make docs rewrites it).
+func TestTheContractsListEveryReason(t *testing.T) {
+	const path = "../../docs/contracts.md"
+	const start = "<!-- dead-letter reasons: generated from internal/deadletter/reasons.go by TestTheContractsListEveryReason (make docs) -->\n"
+	const end = "<!-- end of dead-letter reasons -->"
+	var b strings.Builder
+	b.WriteString(start + "\n| reason | meaning | replayable |\n|---|---|---|\n")
+	for _, r := range Table {
+		replay := "no"
+		if r.Replayable {
+			replay = "yes"
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", r.Name, r.Meaning, replay)
+	}
+	b.WriteString("\n")
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err)
+	doc := string(raw)
+	i, j := strings.Index(doc, start), strings.Index(doc, end)
+	require.True(t, i >= 0 && j > i, "docs/contracts.md lost its generated reasons markers")
+	want := doc[:i] + b.String() + doc[j:]
+	if os.Getenv("UPDATE_DOCS") != "" {
+		require.NoError(t, os.WriteFile(path, []byte(want), 0o644))
+		return
+	}
+	require.Equal(t, want, doc, "docs/contracts.md's reasons are not deadletter.Table's: run make docs")
 }
