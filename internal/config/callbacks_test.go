@@ -3,6 +3,8 @@ package config_test
 import (
 	"bytes"
 	"encoding/base64"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -57,4 +59,26 @@ func TestBadSigningSecretsStopStartUpSayingWhatToSetWithoutEchoingThem(t *testin
 	}
 	_, err := config.Load("", env(withMinimal(map[string]string{"DOPPEL_CALLBACK_TOKEN_IN_QUERY": "no way"})))
 	require.ErrorContains(t, err, "DOPPEL_CALLBACK_TOKEN_IN_QUERY")
+}
+
+func TestSigningSecretsInTheFileMayBeAListOrOneStringAndAreNeverQuoted(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	good := "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	other := "whsec_" + base64.StdEncoding.EncodeToString([]byte("first-signing-key-0123456789abc"))
+	for _, text := range []string{
+		"callback_signing_secrets: [" + good + ", " + other + "]\n",
+		"callback_signing_secrets: " + good + ", " + other + "\n", // as the variable takes it
+	} {
+		path := filepath.Join(dir, "doppel.yaml")
+		require.NoError(t, os.WriteFile(path, []byte(text), 0o600))
+		cfg, err := config.Load(path, env(minimal))
+		require.NoError(t, err, text)
+		require.Equal(t, []string{good, other}, cfg.CallbackSigningSecrets)
+	}
+	path := filepath.Join(dir, "bad.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("callback_signing_secrets: whsec_Zm9v!\n"), 0o600))
+	_, err := config.Load(path, env(minimal))
+	require.ErrorContains(t, err, "DOPPEL_CALLBACK_SIGNING_SECRETS entry 1 of 1 is not whsec_ followed by standard base64")
+	require.NotContains(t, err.Error(), "Zm9v")
 }
