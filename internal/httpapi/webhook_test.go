@@ -360,3 +360,27 @@ func TestTwoConcurrentDeliveriesOfOneIDPublishOnce(t *testing.T) {
 	require.Equal(t, 1, accepted)
 	require.Len(t, gate.published(), 2)
 }
+
+func TestExpiredDeliveryIDsAreSweptInTheBackground(t *testing.T) {
+	t.Parallel()
+	f := setup(t, withWebhooks())
+	require.Equal(t, http.StatusOK, f.callback("", vendorBody, webhook(t, signingSecret, "msg_expired", time.Now(), vendorBody)).status)
+	require.Equal(t, http.StatusOK, f.callback("", vendorBody, webhook(t, signingSecret, "msg_live", time.Now(), vendorBody)).status)
+	// One id's window has passed (its timestamp would be refused now).
+	_, err := f.pool.Exec(context.Background(), `UPDATE callback_deliveries
+SET expires_at = now() - interval '1 second', claimed_until = now() - interval '1 second' WHERE delivery_id = 'msg_expired'`)
+	require.NoError(t, err)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.server.SweepDeliveries(ctx, 20*time.Millisecond) }()
+	testinfra.Eventually(t, 10*time.Second, func() bool {
+		var n int
+		require.NoError(t, f.pool.QueryRow(context.Background(), `SELECT count(*) FROM callback_deliveries`).Scan(&n))
+		return n == 1
+	}, "the expired id is deleted, the live one kept")
+	cancel()
+	require.NoError(t, <-done)
+	require.JSONEq(t, `{"status":"duplicate"}`,
+		string(f.callback("", vendorBody, webhook(t, signingSecret, "msg_live", time.Now(), vendorBody)).body))
+}
