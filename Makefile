@@ -4,7 +4,7 @@ SHELL := /bin/bash
 GO    ?= go
 BIN   := bin
 
-.PHONY: help build test test-go fuzz schemathesis demo dev chromium bench soak lint fmt infra-up infra-down infra-status clean
+.PHONY: help build test test-go fuzz schemathesis demo dev chromium bench soak lint fmt docs infra-up infra-down infra-status clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -56,6 +56,10 @@ soak: build ## long fault soak (kill -9, restarts, vendor errors) ending with a 
 lint: ## go vet and staticcheck
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+docs: ## regenerate the generated parts of docs/ (configuration reference, dead-letter reasons)
+	$(GO) test -count=1 -run '^TestTheConfigurationReferenceIsTheStruct$$' ./internal/config -update-docs
+	UPDATE_DOCS=1 $(GO) test -count=1 -run '^TestTheContractsListEveryReason$$' ./internal/deadletter
 
 fmt: ## gofmt every Go file
 	gofmt -w $$(git ls-files '*.go')

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -23,6 +24,30 @@ const (
 
 // minSecretLen is the shortest callback token or HMAC secret accepted.
 const minSecretLen = 16
+
+// A Standard Webhooks signing secret is whsec_ and the key in standard base64; the specification
+// recommends keys of 24 to 64 bytes, and a shorter one is refused.
+const (
+	signingSecretPrefix = "whsec_"
+	minSigningKeyBytes  = 24
+)
+
+// checkSigningSecret says what is wrong with a DOPPEL_CALLBACK_SIGNING_SECRETS entry ("does not
+// ..."), never repeating any of it: the message goes to the log and the terminal.
+func checkSigningSecret(secret string) error {
+	encoded, ok := strings.CutPrefix(secret, signingSecretPrefix)
+	if !ok {
+		return errors.New("does not start with " + signingSecretPrefix)
+	}
+	key, err := base64.StdEncoding.DecodeString(encoded)
+	if err != nil {
+		return errors.New("is not " + signingSecretPrefix + " followed by standard base64 (A-Z a-z 0-9 + /, = padding)")
+	}
+	if len(key) < minSigningKeyBytes {
+		return fmt.Errorf("holds a key of %d bytes, too short", len(key))
+	}
+	return nil
+}
 
 // APIKey is one configured API key: its name (recorded as the reviewer), its scopes and the SHA-256
 // of the key. The key itself is never configured, stored or logged.

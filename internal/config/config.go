@@ -117,9 +117,19 @@ type Config struct {
 	// only the SHA-256 of each key is configured, never the key itself. Scopes are read, review and
 	// replay.
 	APIKeys string `yaml:"api_keys" env:"DOPPEL_API_KEYS" secret:"true"`
-	// CallbackToken authenticates the vendor's callbacks (?token= on the callback URL).
+	// CallbackToken authenticates the vendor's callbacks (?token= on the callback URL, or the
+	// X-Doppel-Callback-Token header).
 	CallbackToken string `yaml:"callback_token" env:"DOPPEL_CALLBACK_TOKEN" secret:"true"`
-	// CallbackHMACSecret lets internal producers sign callback bodies instead (X-Doppel-Signature).
+	// CallbackTokenInQuery accepts the callback token as ?token=, the only form the vendor can send;
+	// false refuses it (401 naming the header), keeping the token out of access logs once every
+	// sender uses X-Doppel-Callback-Token.
+	CallbackTokenInQuery bool `yaml:"callback_token_in_query" env:"DOPPEL_CALLBACK_TOKEN_IN_QUERY"`
+	// CallbackSigningSecrets lets internal producers sign callbacks by the Standard Webhooks
+	// specification (webhook-id, webhook-timestamp, webhook-signature): whsec_<base64 key> secrets,
+	// several while one is rotated, a signature made with any of them accepted.
+	CallbackSigningSecrets []string `yaml:"callback_signing_secrets" env:"DOPPEL_CALLBACK_SIGNING_SECRETS" secret:"true"`
+	// CallbackHMACSecret lets internal producers sign callback bodies with X-Doppel-Signature.
+	// Deprecated: use `DOPPEL_CALLBACK_SIGNING_SECRETS`, whose signature covers a delivery id.
 	CallbackHMACSecret string `yaml:"callback_hmac_secret" env:"DOPPEL_CALLBACK_HMAC_SECRET" secret:"true"`
 	// CallbackTimeout bounds the wait for the broker to acknowledge a callback's event.
 	CallbackTimeout time.Duration `yaml:"callback_timeout" env:"DOPPEL_CALLBACK_TIMEOUT"`
@@ -222,6 +232,7 @@ func Default() Config {
 		ReplayMaxChecks:       1000,
 		ReplayDailyLimit:      10000,
 		AuthFailuresPerMinute: 10,
+		CallbackTokenInQuery:  true,
 		CallbackTimeout:       10 * time.Second,
 		RingHighSeveritySize:  5,
 		ConsoleSessionTTL:     8 * time.Hour,
@@ -351,6 +362,12 @@ func (c Config) Validate() error {
 	}
 	if c.CallbackHMACSecret != "" && len(c.CallbackHMACSecret) < minSecretLen {
 		bad("DOPPEL_CALLBACK_HMAC_SECRET must be at least %d characters: generate one with `openssl rand -hex 32`", minSecretLen)
+	}
+	for i, secret := range c.CallbackSigningSecrets {
+		if err := checkSigningSecret(secret); err != nil {
+			bad("DOPPEL_CALLBACK_SIGNING_SECRETS entry %d of %d %v: each entry must be whsec_ followed by a standard base64 key of at least %d bytes, e.g. whsec_$(openssl rand -base64 32)",
+				i+1, len(c.CallbackSigningSecrets), err, minSigningKeyBytes)
+		}
 	}
 	if c.CallbackTimeout <= 0 {
 		bad("DOPPEL_CALLBACK_TIMEOUT must be positive, e.g. 10s")

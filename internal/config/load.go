@@ -224,12 +224,51 @@ func readFile(path string, cfg *Config) (map[string]bool, error) {
 		slices.SortFunc(unknown, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
 		return nil, errors.Join(unknown...)
 	}
+	if raw, err = listsFromStrings(raw, settings); err != nil {
+		return nil, fmt.Errorf("config file %s: %w", path, err)
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("config file %s: %w", path, err)
 	}
 	return set, nil
+}
+
+// listsFromStrings rewrites a list setting written as one string ("a, b", as its variable takes it)
+// into a YAML sequence. Besides matching the variable, it keeps yaml's type error, which quotes the
+// start of the value, from printing part of a secret list such as callback_signing_secrets.
+func listsFromStrings(raw []byte, settings []Setting) ([]byte, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		return nil, err
+	}
+	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return raw, nil
+	}
+	t := reflect.TypeFor[Config]()
+	isList := func(key string) bool {
+		i := slices.IndexFunc(settings, func(s Setting) bool { return s.Key == key })
+		return i >= 0 && t.Field(settings[i].field).Type == reflect.TypeFor[[]string]()
+	}
+	m, changed := doc.Content[0], false
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		v := m.Content[i+1]
+		if v.Kind != yaml.ScalarNode || v.Tag == "!!null" || !isList(m.Content[i].Value) {
+			continue
+		}
+		seq := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
+		for _, part := range strings.Split(v.Value, ",") {
+			if part = strings.TrimSpace(part); part != "" {
+				seq.Content = append(seq.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: part})
+			}
+		}
+		m.Content[i+1], changed = seq, true
+	}
+	if !changed {
+		return raw, nil
+	}
+	return yaml.Marshal(&doc)
 }
 
 // envErrors turns the env library's errors into "VARIABLE: what is wrong" lines.

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -30,7 +29,8 @@ const keyNameContextKey = "doppel.api_key_name"
 // Headers of the callback endpoint.
 const (
 	// SignatureHeader carries the HMAC-SHA256 of timestamp + "." + the raw body, as hex, optionally
-	// prefixed "sha256=" (see Sign).
+	// prefixed "sha256=" (see Sign). Deprecated: sign by the Standard Webhooks specification
+	// (WebhookSignatureHeader), whose signature covers a delivery id as well.
 	SignatureHeader = "X-Doppel-Signature"
 	// TimestampHeader carries the Unix time in seconds at which the body was signed.
 	TimestampHeader = "X-Doppel-Timestamp"
@@ -38,8 +38,10 @@ const (
 	CallbackTokenHeader = "X-Doppel-Callback-Token"
 )
 
-// maxSignatureAge is how far X-Doppel-Timestamp may be from the server's clock, either way: a
-// signed body captured on the way is useless after it (as Stripe and Slack do it).
+// maxSignatureAge is how far webhook-timestamp or X-Doppel-Timestamp may be from the server's
+// clock, either way: a signed body captured on the way is useless after it (as Stripe and Slack do
+// it, and as the Standard Webhooks libraries' tolerance is), and within it the delivery's id
+// recognises a replay.
 const maxSignatureAge = 5 * time.Minute
 
 // requireScope authenticates the request's bearer key and checks that it grants scope: 429 when
@@ -85,16 +87,27 @@ func (s *Server) authenticate(r *http.Request) (APIKey, string) {
 }
 
 // callbackCredentials authenticates a callback by its token (X-Doppel-Callback-Token, else
-// ?token=) or, failing that, by its signature, and returns the failure's reason and message, or
-// "" when it is authenticated. body is read only when the signature needs it.
-func (s *Server) callbackCredentials(c echo.Context, body func() ([]byte, error)) (reason, message string, err error) {
+// ?token= unless that is refused), else by a Standard Webhooks signature, else by the deprecated
+// X-Doppel-Signature, and says how; or it returns the failure's reason and message. body is read
+// only when a signature needs it.
+func (s *Server) callbackCredentials(c echo.Context, body func() ([]byte, error)) (auth callbackAuth, reason, message string, err error) {
 	req := c.Request()
+	_, inQuery := c.QueryParams()["token"]
+	if inQuery && s.cfg.CallbackTokenHeaderOnly {
+		// Refused whatever it holds, even beside a valid header: a token in the URL ends up in
+		// access logs and proxies, which is what DOPPEL_CALLBACK_TOKEN_IN_QUERY=false is for.
+		return auth, authTokenInQuery, "the callback token is not accepted in the query string here " +
+			"(DOPPEL_CALLBACK_TOKEN_IN_QUERY=false): send it in the " + CallbackTokenHeader + " header", nil
+	}
 	token := req.Header.Get(CallbackTokenHeader)
 	if token == "" {
 		token = c.QueryParam("token")
 	}
 	if tokenMatches(token, s.cfg.CallbackToken) {
-		return "", "", nil
+		return callbackAuth{method: callbackAuthToken}, "", "", nil
+	}
+	if req.Header.Get(WebhookSignatureHeader) != "" && len(s.signers) > 0 {
+		return s.verifyStandardWebhook(req, body)
 	}
 	signature := req.Header.Get(SignatureHeader)
 	if signature == "" || s.cfg.CallbackHMACSecret == "" {
@@ -102,25 +115,45 @@ func (s *Server) callbackCredentials(c echo.Context, body func() ([]byte, error)
 		if token == "" {
 			reason = authMissingCredentials
 		}
-		return reason, "add the callback token to the callback URL (?token=...) or send it in " + CallbackTokenHeader +
-			", or sign the body (" + SignatureHeader + " with " + TimestampHeader + ")", nil
+		return auth, reason, s.callbackCredentialsHelp(), nil
 	}
 	ts := strings.TrimSpace(req.Header.Get(TimestampHeader))
-	sec, perr := strconv.ParseInt(ts, 10, 64)
-	if perr != nil || strings.HasPrefix(ts, "+") || strings.HasPrefix(ts, "-") {
-		return authInvalidTimestamp, "a signed callback needs " + TimestampHeader + ": the Unix time in seconds it was signed at", nil
-	}
-	if age := time.Since(time.Unix(sec, 0)); age > maxSignatureAge || age < -maxSignatureAge {
-		return authStaleTimestamp, TimestampHeader + " is more than 5 minutes away from the server's clock: sign the callback when sending it", nil
+	signedAt, reason, message := checkTimestamp(TimestampHeader, ts)
+	if reason != "" {
+		return auth, reason, message, nil
 	}
 	raw, err := body()
 	if err != nil {
-		return "", "", err
+		return auth, "", "", err
 	}
-	if !signatureMatches(signature, ts, raw, s.cfg.CallbackHMACSecret) {
-		return authInvalidSignature, SignatureHeader + " does not match " + TimestampHeader + ` + "." + the body`, nil
+	given, ok := signatureMatches(signature, ts, raw, s.cfg.CallbackHMACSecret)
+	if !ok {
+		return auth, authInvalidSignature, SignatureHeader + " does not match " + TimestampHeader + ` + "." + the body`, nil
 	}
-	return "", "", nil
+	// Replays are recognised by the MAC itself, decoded, so that writing it with or without
+	// "sha256=" or in upper case does not make a new delivery.
+	return callbackAuth{method: callbackAuthDoppelSignature, deliveryScheme: deliveryDoppelSignature,
+		deliveryID: hex.EncodeToString(given), signedAt: signedAt, signed: true, legacy: true}, "", "", nil
+}
+
+// callbackCredentialsHelp says which credentials this deployment accepts.
+func (s *Server) callbackCredentialsHelp() string {
+	var ways []string
+	if s.cfg.CallbackToken != "" {
+		if s.cfg.CallbackTokenHeaderOnly {
+			ways = append(ways, "send the callback token in "+CallbackTokenHeader)
+		} else {
+			ways = append(ways, "add the callback token to the callback URL (?token=...) or send it in "+CallbackTokenHeader)
+		}
+	}
+	if len(s.signers) > 0 {
+		ways = append(ways, "sign it by the Standard Webhooks specification ("+WebhookIDHeader+", "+
+			WebhookTimestampHeader+", "+WebhookSignatureHeader+")")
+	}
+	if s.cfg.CallbackHMACSecret != "" {
+		ways = append(ways, "sign the body ("+SignatureHeader+" with "+TimestampHeader+", deprecated)")
+	}
+	return strings.Join(ways, ", or ")
 }
 
 // tokenMatches compares the given callback token with the configured token in constant time (on their
@@ -134,17 +167,17 @@ func tokenMatches(given, want string) bool {
 }
 
 // signatureMatches checks an X-Doppel-Signature header against the HMAC-SHA256 of
-// timestamp + "." + body.
-func signatureMatches(header, timestamp string, body []byte, secret string) bool {
+// timestamp + "." + body, and returns the MAC it holds.
+func signatureMatches(header, timestamp string, body []byte, secret string) ([]byte, bool) {
 	if secret == "" || header == "" {
-		return false
+		return nil, false
 	}
 	header = strings.TrimPrefix(strings.TrimSpace(header), "sha256=")
 	given, err := hex.DecodeString(header)
 	if err != nil {
-		return false
+		return nil, false
 	}
-	return hmac.Equal(given, mac(secret, timestamp, body))
+	return given, hmac.Equal(given, mac(secret, timestamp, body))
 }
 
 // Sign returns the X-Doppel-Signature value for body sent with X-Doppel-Timestamp timestamp (Unix

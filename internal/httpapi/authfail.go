@@ -23,6 +23,9 @@ const (
 	authInvalidSignature   = "invalid_signature"
 	authInvalidTimestamp   = "invalid_timestamp"
 	authStaleTimestamp     = "stale_timestamp"
+	authInvalidWebhookID   = "invalid_webhook_id"
+	authRegionMismatch     = "region_mismatch"
+	authTokenInQuery       = "token_in_query"
 	authThrottled          = "throttled"
 )
 

@@ -36,6 +36,7 @@ const (
 	codeUnavailable          = "unavailable"
 	codeNotConfigured        = "not_configured"
 	codePublishFailed        = "publish_failed"
+	codeDeliveryInFlight     = "delivery_in_flight"
 	codeInternal             = "internal"
 )
 

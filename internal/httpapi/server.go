@@ -75,10 +75,22 @@ type Config struct {
 
 	// Events receives the vendor's callbacks as events.
 	Events Publisher
-	// CallbackToken authenticates the vendor (?token=); CallbackHMACSecret authenticates internal
-	// producers that sign the body (X-Doppel-Signature). With neither, callbacks answer 503.
-	CallbackToken      string
-	CallbackHMACSecret string
+	// CallbackToken authenticates the vendor (X-Doppel-Callback-Token, or ?token= unless
+	// CallbackTokenHeaderOnly). CallbackSigningSecrets (whsec_<base64>, several while one is
+	// rotated) authenticate internal producers signing by the Standard Webhooks specification;
+	// CallbackHMACSecret those still signing the deprecated X-Doppel-Signature. With none of them,
+	// callbacks answer 503.
+	CallbackToken           string
+	CallbackTokenHeaderOnly bool
+	CallbackSigningSecrets  []string
+	CallbackHMACSecret      string
+	// Deliveries remembers the signed deliveries accepted within the signature window, so that a
+	// replay is answered duplicate and publishes nothing (postgres.Store implements it). nil turns
+	// that off, leaving the timestamp window only; `doppel serve` always sets it.
+	Deliveries Deliveries
+	// OnCallback counts an authenticated callback by how it authenticated (token,
+	// standard_webhooks, x_doppel_signature) and its outcome (accepted, duplicate); may be nil.
+	OnCallback func(auth, outcome string)
 	// CallbackTimeout bounds the wait for the broker's acknowledgement (default 10 s).
 	CallbackTimeout time.Duration
 	// EventOptions are the pipeline's decoding rules, applied to callback bodies before they are
@@ -122,6 +134,8 @@ type Server struct {
 	cfg      Config
 	log      *slog.Logger
 	authFail *authFailures
+	// signers verify Standard Webhooks signatures, one per configured signing secret.
+	signers signers
 	// spec is the OpenAPI description served, with this deployment's regions.
 	spec []byte
 	// console is served at ConsolePath on the same listener once mounted (see MountConsole).
@@ -142,8 +156,17 @@ func New(cfg Config) *Server {
 	if cfg.ReplayMaxChecks <= 0 {
 		cfg.ReplayMaxChecks = 1000
 	}
+	if cfg.OnCallback == nil {
+		cfg.OnCallback = func(string, string) {}
+	}
 	s := &Server{echo: newEcho(cfg.Logger, cfg.OnRequest), cfg: cfg, log: cfg.Logger,
 		authFail: newAuthFailures(cfg.AuthFailuresPerMinute, cfg.OnAuthFailure, cfg.Logger), spec: specFor(cfg.Regions)}
+	var errs []error
+	s.signers, errs = newSigners(cfg.CallbackSigningSecrets)
+	for _, err := range errs {
+		// config.Validate refuses these at start-up; a caller that skipped it loses that secret only.
+		s.log.Error("callback signing secret left out", "error", err)
+	}
 	s.routes()
 	return s
 }

@@ -91,6 +91,7 @@ type Metrics struct {
 	httpRequests *prometheus.CounterVec
 	httpLatency  *prometheus.HistogramVec
 	authFailures *prometheus.CounterVec
+	callbacks    *prometheus.CounterVec
 
 	lag    *lagCollector
 	outbox *outboxCollector
@@ -202,8 +203,12 @@ func New() *Metrics {
 		}, []string{"kind"}),
 		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "doppel_http_auth_failures_total",
-			Help: "Requests refused for their credentials, by route and reason (missing_credentials, invalid_api_key, missing_scope, invalid_token, invalid_signature, invalid_timestamp, stale_timestamp, throttled).",
+			Help: "Requests refused for their credentials, by route and reason (missing_credentials, invalid_api_key, missing_scope, invalid_token, invalid_signature, invalid_timestamp, stale_timestamp, invalid_webhook_id, region_mismatch, token_in_query, throttled).",
 		}, []string{"route", "reason"}),
+		callbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "doppel_http_callbacks_total",
+			Help: "Authenticated callbacks, by how they authenticated (token, standard_webhooks, x_doppel_signature: deprecated, to be moved off) and outcome (accepted: published; duplicate: a delivery id already accepted, not published again).",
+		}, []string{"auth", "outcome"}),
 		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "doppel_http_requests_total",
 			Help: "HTTP requests answered, by route (the registered path pattern, or unmatched), method and status code.",
@@ -239,7 +244,7 @@ func New() *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.eventsConsumed, m.keyMismatches, m.outcomes, m.finished, m.retries, m.inFlight,
 		m.vendorCalls, m.vendorLatency, m.alertsPublished, m.deadLetters, m.unwritable, m.stalled, m.stuckFor,
-		m.breakerState, m.authFailures, m.budgetSpent, m.budgetLimit, m.budgetWarning, m.parked, m.parking,
+		m.breakerState, m.authFailures, m.callbacks, m.budgetSpent, m.budgetLimit, m.budgetWarning, m.parked, m.parking,
 		m.storeBatches, m.storeBatchSize, m.storeQueueWait, sourceErrors, m.lag, m.outbox,
 	)
 	reg.MustRegister(buildInfo, m.httpRequests, m.httpLatency)
@@ -339,6 +344,12 @@ func (m *Metrics) StoreBatch(kind string, waits []time.Duration, took time.Durat
 // label's values stay few) and the reason. Its signature matches httpapi.Config.OnAuthFailure.
 func (m *Metrics) AuthFailure(route, reason string) {
 	m.authFailures.WithLabelValues(labelOr(route, "unknown"), labelOr(reason, "unknown")).Inc()
+}
+
+// Callback records an authenticated callback by how it authenticated and what became of it. Its
+// signature matches httpapi.Config.OnCallback.
+func (m *Metrics) Callback(auth, outcome string) {
+	m.callbacks.WithLabelValues(labelOr(auth, "unknown"), labelOr(outcome, "unknown")).Inc()
 }
 
 // HTTPRequest records one answered HTTP request: its route pattern ("" for a request no route

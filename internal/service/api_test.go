@@ -8,11 +8,14 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strconv"
 	"testing"
 	"time"
 
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/doppelhq/doppel/internal/config"
 	"github.com/doppelhq/doppel/internal/duplicate"
 	"github.com/doppelhq/doppel/internal/harness/advancesim"
 	"github.com/doppelhq/doppel/internal/harness/testinfra"
@@ -28,14 +31,18 @@ func hexSHA256(s string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// apiFixture is a running Doppel with the callback and API configured, reached over real HTTP.
-func apiFixture(t *testing.T) (*fixture, string) {
+// apiFixture is a running Doppel with the callback and API configured, reached over real HTTP;
+// edit changes the configuration before it starts.
+func apiFixture(t *testing.T, edit ...func(*config.Config)) (*fixture, string) {
 	t.Helper()
 	f := setup(t, advancesim.Config{})
 	f.cfg.HTTPAddr, f.cfg.AdminAddr = testinfra.FreeAddr(t), testinfra.FreeAddr(t)
 	f.cfg.APIKeys = "analyst:read+review+replay:" + hexSHA256(analystKey)
 	f.cfg.CallbackToken = callbackToken
 	f.cfg.RingHighSeveritySize = 3
+	for _, e := range edit {
+		e(&f.cfg)
+	}
 	require.NoError(t, f.cfg.Validate())
 	base := "http://" + f.cfg.HTTPAddr
 	f.start(t)
@@ -195,4 +202,59 @@ func TestOperationsEndpointsAreOnTheAdminListenerOnly(t *testing.T) {
 	require.Contains(t, string(body), `doppel_http_auth_failures_total{reason="invalid_token",route="/v1/callbacks/advance"} 1`)
 	status, _ = call(t, http.MethodGet, admin+"/debug/pprof/goroutine?debug=1", "", nil)
 	require.Equal(t, http.StatusOK, status)
+}
+
+// doppel serve wires the signing secrets, the header-only token and the replay protection in
+// PostgreSQL: a Standard Webhooks delivery is published once, its replay is a duplicate.
+func TestServeAcceptsStandardWebhooksOnceAndCanRefuseTheQueryToken(t *testing.T) {
+	t.Parallel()
+	const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	f, base := apiFixture(t, func(c *config.Config) {
+		c.CallbackSigningSecrets = []string{secret}
+		c.CallbackTokenInQuery = false
+	})
+	body := []byte(`{"signatureId":"sig-webhook","type":"COMPLETED"}`)
+	wh, err := standardwebhooks.NewWebhook(secret)
+	require.NoError(t, err)
+	now := time.Now()
+	sig, err := wh.Sign("msg_serve", now, body)
+	require.NoError(t, err)
+	post := func() (int, string) {
+		req, err := http.NewRequest(http.MethodPost, base+"/v1/callbacks/advance", bytes.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("webhook-id", "msg_serve")
+		req.Header.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
+		req.Header.Set("webhook-signature", sig)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		out, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return resp.StatusCode, string(out)
+	}
+	status, answer := post()
+	require.Equal(t, http.StatusOK, status, answer)
+	require.JSONEq(t, `{"status":"accepted","signatureId":"sig-webhook"}`, answer)
+	status, answer = post()
+	require.Equal(t, http.StatusOK, status, answer)
+	require.JSONEq(t, `{"status":"duplicate"}`, answer)
+	var kept int
+	require.NoError(t, f.pool.QueryRow(context.Background(),
+		`SELECT count(*) FROM callback_deliveries WHERE delivery_id = 'msg_serve' AND accepted_at IS NOT NULL`).Scan(&kept))
+	require.Equal(t, 1, kept)
+
+	status, answer = func() (int, string) {
+		s, b := call(t, http.MethodPost, base+"/v1/callbacks/advance?token="+callbackToken, "",
+			map[string]string{"signatureId": "sig-query", "type": "COMPLETED"})
+		return s, string(b)
+	}()
+	require.Equal(t, http.StatusUnauthorized, status)
+	require.Contains(t, answer, "X-Doppel-Callback-Token")
+
+	status, metrics := call(t, http.MethodGet, "http://"+f.cfg.AdminAddr+"/metrics", "", nil)
+	require.Equal(t, http.StatusOK, status)
+	require.Contains(t, string(metrics), `doppel_http_callbacks_total{auth="standard_webhooks",outcome="accepted"} 1`)
+	require.Contains(t, string(metrics), `doppel_http_callbacks_total{auth="standard_webhooks",outcome="duplicate"} 1`)
+	require.Contains(t, string(metrics), `doppel_http_auth_failures_total{reason="token_in_query",route="/v1/callbacks/advance"} 1`)
 }

@@ -150,8 +150,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if len(keys) == 0 {
 		log.Warn("no API keys configured: the query, review and replay API answers 401; set DOPPEL_API_KEYS")
 	}
-	if cfg.CallbackToken == "" && cfg.CallbackHMACSecret == "" {
+	if cfg.CallbackToken == "" && cfg.CallbackHMACSecret == "" && len(cfg.CallbackSigningSecrets) == 0 {
 		log.Warn("vendor callbacks are off: set DOPPEL_CALLBACK_TOKEN to accept them")
+	}
+	if cfg.CallbackHMACSecret != "" {
+		log.Warn("DOPPEL_CALLBACK_HMAC_SECRET (X-Doppel-Signature) is deprecated: sign callbacks by the Standard Webhooks specification under DOPPEL_CALLBACK_SIGNING_SECRETS (docs/callbacks.md)")
 	}
 	// Readiness is computed in the background: a probe reads the last answer and never opens a
 	// connection of its own. Each part of the pipeline that can stop progress adds a named check.
@@ -163,24 +166,28 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	ready := readiness.New(readiness.Config{Interval: readinessInterval, Logger: log.With("component", "readiness")}, checks...)
 	apiKeys := APIKeys(keys)
 	api := httpapi.New(httpapi.Config{
-		Logger:                log.With("component", "http"),
-		Readiness:             ready,
-		Store:                 store,
-		Replayer:              duplicate.NewReplayer(vendor, store, nil),
-		OnAlerts:              rel.Notify,
-		Events:                events,
-		CallbackToken:         cfg.CallbackToken,
-		CallbackHMACSecret:    cfg.CallbackHMACSecret,
-		CallbackTimeout:       cfg.CallbackTimeout,
-		EventOptions:          duplicate.DecodeOptions{MaxBytes: cfg.MaxEventBytes, RejectUnknownTypes: cfg.RejectUnknownTypes},
-		APIKeys:               apiKeys,
-		ReplayMaxChecks:       cfg.ReplayMaxChecks,
-		ReplayDailyLimit:      cfg.ReplayDailyLimit,
-		HSTS:                  cfg.ServedOverTLS(),
-		AuthFailuresPerMinute: cfg.AuthFailuresPerMinute,
-		OnAuthFailure:         m.AuthFailure,
-		OnRequest:             m.HTTPRequest,
-		Regions:               vendor.Names(),
+		Logger:                  log.With("component", "http"),
+		Readiness:               ready,
+		Store:                   store,
+		Replayer:                duplicate.NewReplayer(vendor, store, nil),
+		OnAlerts:                rel.Notify,
+		Events:                  events,
+		CallbackToken:           cfg.CallbackToken,
+		CallbackTokenHeaderOnly: !cfg.CallbackTokenInQuery,
+		CallbackSigningSecrets:  cfg.CallbackSigningSecrets,
+		CallbackHMACSecret:      cfg.CallbackHMACSecret,
+		Deliveries:              store,
+		OnCallback:              m.Callback,
+		CallbackTimeout:         cfg.CallbackTimeout,
+		EventOptions:            duplicate.DecodeOptions{MaxBytes: cfg.MaxEventBytes, RejectUnknownTypes: cfg.RejectUnknownTypes},
+		APIKeys:                 apiKeys,
+		ReplayMaxChecks:         cfg.ReplayMaxChecks,
+		ReplayDailyLimit:        cfg.ReplayDailyLimit,
+		HSTS:                    cfg.ServedOverTLS(),
+		AuthFailuresPerMinute:   cfg.AuthFailuresPerMinute,
+		OnAuthFailure:           m.AuthFailure,
+		OnRequest:               m.HTTPRequest,
+		Regions:                 vendor.Names(),
 		Reconciliation: func(ctx context.Context) (reconcile.Counts, error) {
 			return store.Counts(ctx, time.Now().Add(-reconcile.AlertWindow))
 		},
@@ -215,6 +222,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		named{"started-consumer", recon.started.Run},
 		named{"reconcile", recon.run},
 		named{"http", func(ctx context.Context) error { return api.Serve(ctx, cfg.HTTPAddr, cfg.ShutdownTimeout/2) }},
+		named{"callback-deliveries-sweep", func(ctx context.Context) error { return api.SweepDeliveries(ctx, deliverySweepInterval) }},
 		named{"admin", func(ctx context.Context) error { return admin.Serve(ctx, cfg.AdminAddr, cfg.ShutdownTimeout/2) }},
 	)
 	return runAll(ctx, log, parts...)
@@ -245,6 +253,10 @@ func consumerConfig(cfg config.Config, groupID, topic string, workers int, log *
 		Observer:      m,
 	}
 }
+
+// deliverySweepInterval is how often the signed callbacks' delivery ids past their window are
+// deleted: they number the signed callbacks of about six minutes, so a minute keeps the table small.
+const deliverySweepInterval = time.Minute
 
 // readinessInterval is how often the readiness checks run: often enough for a load balancer to
 // see a change within seconds, rarely enough that its pings cost nothing.
