@@ -393,8 +393,8 @@ func (r *report) write(outDir, docsPath string, t table) error {
 	if err := os.MkdirAll(filepath.Dir(docsPath), 0o755); err != nil {
 		return err
 	}
-	// The chart goes beside the markdown too: bench-results/ is not committed, docs/ is, and the
-	// README shows it from there.
+	// The chart goes beside the markdown too: bench-results/ is not committed, docs/ is, and
+	// docs/performance.md shows it from there.
 	if err := r.chart(filepath.Join(filepath.Dir(docsPath), docsChart)); err != nil {
 		return fmt.Errorf("chart: %w", err)
 	}
@@ -638,7 +638,7 @@ over time; every raw figure, including the 250 ms progress samples, is in bench-
   5,000); each run is a backlog drain like (a), with its own database and topics. The simulator's
   face search returns the earlier-completed members, so the event that joins a farm of k names k
   accounts; doppel links the first 100 of each answer pair by pair and joins the rest to the ring
-  (README, "What is stored in full and what is capped"), so the farm makes at most 100 links an
+  (docs/performance.md, "What is stored in full and what is capped"), so the farm makes at most 100 links an
   event instead of K(K-1)/2 in all. Each row
   gives the drain time, its ratio to the K = 0 run (the target: at most 5x for K = 1,000) and the
   CPU per event, which shows how the cost grows with the ring's size.

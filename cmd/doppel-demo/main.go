@@ -44,7 +44,9 @@ const (
 	topicEvents = "idv.completed"
 	topicAlerts = "doppel.alerts"
 	topicDLQ    = "idv.completed.dlq"
-	demoDB      = "doppel_demo"
+	// demoDB is the demo's database on the local PostgreSQL; DEMO_DATABASE names another (a test
+	// runs the dev stack beside a developer's).
+	demoDB = "doppel_demo"
 	accessKey   = "demo-access-key"
 	secretKey   = "demo-secret-key"
 )
@@ -133,6 +135,9 @@ type devSettings struct {
 	apiKeysSetting        string
 	// callbackSig is a seeded verification no event has announced yet, for trying the callback.
 	callbackSig string
+	// Where the running stack is, for .local/dev.env.
+	databaseURL, brokers, adminAddr string
+	simURLs                         map[string]string
 }
 
 // runDev runs the demo and then keeps its processes serving until ctx ends (Ctrl-C).
@@ -152,28 +157,58 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// serveUntilDone prints how to reach the running stack and waits for Ctrl-C.
-func serveUntilDone(ctx context.Context, out io.Writer, d devSettings, simURL string) error {
+// serveUntilDone writes .local/dev.env (DEV_ENV_FILE names another file), prints how to reach the
+// running stack and waits for Ctrl-C or SIGTERM; then it removes the file, whose key is of a stack
+// that is gone.
+func serveUntilDone(ctx context.Context, out io.Writer, d devSettings, getenv func(string) string) error {
 	base := "http://" + d.httpAddr
 	if strings.HasPrefix(d.httpAddr, ":") {
 		base = "http://localhost" + d.httpAddr
 	}
+	envFile := getenv("DEV_ENV_FILE")
+	if envFile == "" {
+		envFile = filepath.Join(".local", "dev.env")
+	}
+	vars := [][2]string{
+		{"DOPPEL_URL", base},
+		{"DOPPEL_ADMIN_URL", "http://" + d.adminAddr},
+		{"DOPPEL_DATABASE_URL", d.databaseURL},
+		{"DOPPEL_KAFKA_BROKERS", d.brokers},
+		{"ANALYST_KEY", d.apiKey},
+		{"DOPPEL_CALLBACK_TOKEN", d.callbackToken},
+		{"DEV_CALLBACK_SIGNATURE_ID", d.callbackSig},
+	}
+	for _, r := range demoRegions {
+		vars = append(vars, [2]string{"ADVANCE_SIM_" + strings.ToUpper(r) + "_URL", d.simURLs[r]})
+	}
+	var env strings.Builder
+	env.WriteString("# make dev's running stack: `. .local/dev.env` in another shell. Removed when make dev stops.\n")
+	for _, v := range vars {
+		fmt.Fprintf(&env, "export %s=%s\n", v[0], shellQuote(v[1]))
+	}
+	if err := os.WriteFile(envFile, []byte(env.String()), 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", envFile, err)
+	}
+	defer os.Remove(envFile)
 	fmt.Fprintf(out, `
-== make dev: everything keeps running until Ctrl-C
+== make dev: everything keeps running until Ctrl-C (or SIGTERM)
    Review console:  %s/console/   (sign in with the API key)
+   API:             %s   (OpenAPI at /openapi.json)
+   Admin listener:  %s   (/metrics, /readyz with reasons, /debug/pprof/)
    API key:         %s   (name "analyst", scopes read+review+replay)
    Callback token:  %s
-   advance-sim:     %s
-   For the README's walk-through, in another shell:
-     export ANALYST_KEY=%s DOPPEL_CALLBACK_TOKEN=%s
+   Database:        %s
+   Everything above, for another shell:  . %s
    A verification the vendor finished but nobody announced yet (cust-1050, the ring of two's face):
-     curl -s -X POST "%s/v1/callbacks/advance?token=$DOPPEL_CALLBACK_TOKEN" \
-       -H 'Content-Type: application/json' -d '{"signatureId":"%s","type":"COMPLETED"}'
-`, base, d.apiKey, d.callbackToken, simURL, d.apiKey, d.callbackToken, base, d.callbackSig)
+     signatureId %s
+`, base, base, "http://"+d.adminAddr, d.apiKey, d.callbackToken, d.databaseURL, envFile, d.callbackSig)
 	<-ctx.Done()
 	fmt.Fprintln(out, "\n== Stopping doppel serve and advance-sim")
 	return nil
 }
+
+// shellQuote quotes s for a POSIX shell's export line.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 func start(ctx context.Context, getenv func(string) string, out io.Writer, d devSettings) error {
 	baseDB, brokers := getenv("DOPPEL_DATABASE_URL"), getenv("DOPPEL_KAFKA_BROKERS")
@@ -192,7 +227,11 @@ func start(ctx context.Context, getenv func(string) string, out io.Writer, d dev
 		return err
 	}
 	fmt.Fprintln(out, "== Preparing a fresh demo database and topics")
-	dbURL, err := runenv.FreshDatabase(ctx, baseDB, demoDB)
+	dbName := getenv("DEMO_DATABASE")
+	if dbName == "" {
+		dbName = demoDB
+	}
+	dbURL, err := runenv.FreshDatabase(ctx, baseDB, dbName)
 	if err != nil {
 		return err
 	}
@@ -268,7 +307,8 @@ func start(ctx context.Context, getenv func(string) string, out io.Writer, d dev
 			return err
 		}
 		d.callbackSig = extra[0].sig
-		return serveUntilDone(ctx, out, d, simURL)
+		d.databaseURL, d.brokers, d.adminAddr, d.simURLs = dbURL, brokers, adminAddr, simURLs
+		return serveUntilDone(ctx, out, d, getenv)
 	}
 	return nil
 }

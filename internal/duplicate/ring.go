@@ -135,7 +135,7 @@ func (c RingChanges) Empty() bool { return len(c.Rings) == 0 }
 //
 // Rings are merged union-by-size: the larger ring keeps its key and the smaller one's members move,
 // so a user moves O(log n) times however a ring of n grows. Only the public ID follows the smallest
-// member, as the README's ring rule says.
+// member, as docs/performance.md's ring rule says.
 func MergeRings(current map[string]RingState, checks []Check, plan LinkPlan) (RingChanges, [][]string, []Ring) {
 	parent := map[string]string{}
 	state := map[string]*RingState{}

@@ -21,7 +21,7 @@ import (
 	"github.com/doppelhq/doppel/internal/topic"
 )
 
-// Parking keeps one region's trouble from holding up the others (see README, "Regions").
+// Parking keeps one region's trouble from holding up the others (see docs/regions.md).
 //
 // The events consumer commits a partition's offset only as far as every earlier message of it is
 // finished, and bounds the messages in flight. A region whose vendor is down would, if its events

@@ -40,7 +40,7 @@ func (s savingStore) SaveCheck(ctx context.Context, c duplicate.Check) (duplicat
 	return duplicate.Saved{Stored: true}, nil
 }
 
-// The parking share bounds a region's events at its vendor (README, Regions), not those waiting for
+// The parking share bounds a region's events at its vendor (docs/regions.md), not those waiting for
 // the database: under load a healthy region's events wait for the group commit, and counting them
 // parked the events of a region that was never in trouble.
 func TestAnEventWaitingForTheDatabaseLeavesItsRegionsVendorShare(t *testing.T) {
