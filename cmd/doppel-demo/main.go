@@ -46,9 +46,9 @@ const (
 	topicDLQ    = "idv.completed.dlq"
 	// demoDB is the demo's database on the local PostgreSQL; DEMO_DATABASE names another (a test
 	// runs the dev stack beside a developer's).
-	demoDB = "doppel_demo"
-	accessKey   = "demo-access-key"
-	secretKey   = "demo-secret-key"
+	demoDB    = "doppel_demo"
+	accessKey = "demo-access-key"
+	secretKey = "demo-secret-key"
 )
 
 // demoRegions are the demo's vendor regions; the first is the default.
