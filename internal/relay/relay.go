@@ -5,7 +5,6 @@ package relay
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -324,18 +323,11 @@ func (r *Relay) drain(ctx context.Context, stopMarkLoop func()) error {
 func (r *Relay) publish(ctx context.Context, alerts []duplicate.Alert) error {
 	msgs := make([]kafka.Message, len(alerts))
 	for i, a := range alerts {
-		value, err := json.Marshal(a)
+		m, err := Message(a)
 		if err != nil {
-			return fmt.Errorf("encode alert %s: %w", a.AlertID, err)
+			return err
 		}
-		msgs[i] = kafka.Message{
-			Key:   []byte(a.UserID),
-			Value: value,
-			Headers: []kafka.Header{
-				{Key: "alert-id", Value: []byte(a.AlertID)},
-				{Key: "alert-type", Value: []byte(a.Type)},
-			},
-		}
+		msgs[i] = m
 	}
 	if err := r.writer.WriteMessages(ctx, msgs...); err != nil {
 		return fmt.Errorf("write %d alerts to %s: %w", len(msgs), r.cfg.Topic, err)
