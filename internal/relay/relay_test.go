@@ -247,3 +247,62 @@ func TestAnAlertPublishedButNotMarkedBeforeACrashIsNotPublishedAgain(t *testing.
 	require.Equal(t, 1, times[neverSent.AlertID], "the alert that never went out is published")
 	require.Len(t, times, 6)
 }
+
+// The read-back is for polls that find work: alerts handed over and marked never make the relay
+// read the topic.
+func TestHandedOverAlertsNeverMakeTheRelayReadTheTopicBack(t *testing.T) {
+	t.Parallel()
+	store, alertsTopic := outboxOf(t, 3)
+	var readBacks atomic.Int64
+	r := relay.New(relay.Config{Brokers: testinfra.Brokers(t), Topic: alertsTopic, Interval: 20 * time.Millisecond,
+		SettleFor: 200 * time.Millisecond, OnReadBack: func(int) { readBacks.Add(1) }}, store)
+	stop := runRelay(t, r)
+	for i := range 20 {
+		r.Handoff(saveAlert(t, store, fmt.Sprintf("s%d", i)))
+	}
+	testinfra.Eventually(t, 20*time.Second, func() bool {
+		n, _, err := store.OutboxBacklog(context.Background())
+		return err == nil && n == 0
+	}, "every handed-over alert is marked")
+	time.Sleep(400 * time.Millisecond) // polls go on past SettleFor, and find nothing to claim
+	stop()
+	require.Zero(t, readBacks.Load())
+	require.Len(t, timesOnTopic(t, alertsTopic, 20, 3*time.Second), 20)
+}
+
+// Another instance dies after publishing while this relay runs, and after this relay has read the
+// topic once: the next read starts where the last one ended and still finds the alert. Its batch
+// of one leaves alerts found on the topic unclaimed: they are marked all the same.
+func TestAlertsPublishedByAnInstanceThatDiedWhileTheRelayRunsAreNotPublishedAgain(t *testing.T) {
+	t.Parallel()
+	store, alertsTopic := outboxOf(t, 3)
+	ctx := context.Background()
+	var read atomic.Int64
+	r := relay.New(relay.Config{Brokers: testinfra.Brokers(t), Topic: alertsTopic, Interval: 20 * time.Millisecond,
+		SettleFor: 100 * time.Millisecond, BatchSize: 1, OnReadBack: func(n int) { read.Add(int64(n)) }}, store)
+
+	first := []duplicate.Alert{saveAlert(t, store, "a1"), saveAlert(t, store, "a2"), saveAlert(t, store, "a3")}
+	publishAsACrashedRelay(t, alertsTopic, first...)
+	stop := runRelay(t, r)
+	testinfra.Eventually(t, 20*time.Second, func() bool {
+		n, _, err := store.OutboxBacklog(ctx)
+		return err == nil && n == 0
+	}, "the alerts on the topic are marked")
+	readBefore := read.Load()
+	require.EqualValues(t, 3, readBefore, "one read of the three messages: the alerts it did not claim were marked with it")
+
+	later := []duplicate.Alert{saveAlert(t, store, "b1"), saveAlert(t, store, "b2")}
+	publishAsACrashedRelay(t, alertsTopic, later[0])
+	testinfra.Eventually(t, 20*time.Second, func() bool {
+		n, _, err := store.OutboxBacklog(ctx)
+		return err == nil && n == 0
+	}, "the later alerts are marked")
+	stop()
+	require.LessOrEqual(t, read.Load()-readBefore, int64(2), "the second read starts where the first ended")
+
+	times := timesOnTopic(t, alertsTopic, 5, 3*time.Second)
+	for _, a := range append(first, later...) {
+		require.Equal(t, 1, times[a.AlertID], "alert %s", a.AlertID)
+	}
+	require.Len(t, times, 5)
+}
