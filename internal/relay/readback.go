@@ -24,7 +24,8 @@ import (
 // oldest claimed alert was detected (a message is stamped when it is published, always after the
 // detection; the margin absorbs clocks that disagree between hosts), and ends at the partitions'
 // end offsets taken after the claim. Whoever published a claimed alert before dying did so before
-// its claim or its process ended, so before this claim: the read sees it. What it covered is
+// its poll's transaction or its process ended, so before this claim: the read sees it (the package
+// doc names the exceptions). What it covered is
 // remembered (coverage), and the next read starts where this one ended unless the alerts it is
 // for are older, so while polls keep finding work each message is read back once.
 

@@ -11,6 +11,9 @@
 //     detection (a broker that takes seconds to acknowledge): this poll claims it, reads the topic
 //     before that write lands, and publishes it too. A crash changes nothing here; it is the window
 //     SettleFor already had.
+//   - a write a killed process had sent, appended by the broker a few milliseconds after another
+//     running instance claimed the alert and read the end offsets (the killed process's own
+//     restart comes far too late to meet it).
 //   - a message stamped more than ReadBackMargin before its alert's detection time, that is, clocks
 //     of two hosts that disagree by more than the margin (a minute by default).
 //   - an alert left unmarked for longer than the topic's retention: its message is gone.
