@@ -42,9 +42,15 @@ type coverage struct {
 // batch whatever its size, so a larger message only makes a larger answer.
 const readBackFetchBytes = 4 << 20
 
+// readBackTimeout bounds one read-back: it runs while the poll's claim holds its rows, and a
+// leader being elected makes topic.Offsets ask again until its context ends.
+const readBackTimeout = 30 * time.Second
+
 // readBack returns the alertIds of the duplicate_face alerts on the topic that alerts detected at
 // or after since can have reached, and how many messages it read.
 func (r *Relay) readBack(ctx context.Context, since time.Time) (map[string]struct{}, int, error) {
+	ctx, cancel := context.WithTimeout(ctx, readBackTimeout)
+	defer cancel()
 	from := since.Add(-r.cfg.ReadBackMargin)
 	bounds, err := topic.Offsets(ctx, r.client, r.cfg.Topic)
 	if err != nil {
