@@ -326,20 +326,24 @@ func (r *Relay) poll(ctx context.Context) (int, error) {
 		exclude = append(exclude, id)
 	}
 	r.mu.Unlock()
-	published := 0
+	published, read := 0, 0
 	n, err := r.outbox.PublishSettledAlerts(ctx, r.cfg.BatchSize, r.cfg.SettleFor, exclude,
 		func(ctx context.Context, alerts []duplicate.Alert) error {
 			var err error
-			published, err = r.publishUnlessOnTopic(ctx, alerts)
+			published, read, err = r.publishUnlessOnTopic(ctx, alerts)
 			return err
 		})
-	if err == nil {
+	if err == nil && n > 0 {
 		err = r.markFoundElsewhere(ctx)
 	}
 	if err != nil {
 		// What the read found is marked only if the claim commits: read again next time.
 		r.read, r.foundElsewhere = coverage{}, nil
 		return n, err
+	}
+	if n > published {
+		r.log.Info("alerts already on the topic marked published, not published again",
+			"count", n-published, "claimed", n, "messages_read", read)
 	}
 	if published > 0 && r.cfg.OnPublished != nil {
 		r.cfg.OnPublished(published)
@@ -348,8 +352,9 @@ func (r *Relay) poll(ctx context.Context) (int, error) {
 }
 
 // publishUnlessOnTopic publishes the alerts a poll claimed that the topic does not hold yet, and
-// returns how many. The poll marks them all when it returns nil.
-func (r *Relay) publishUnlessOnTopic(ctx context.Context, alerts []duplicate.Alert) (int, error) {
+// returns how many, and how many messages it read back. The poll marks them all when it returns
+// nil.
+func (r *Relay) publishUnlessOnTopic(ctx context.Context, alerts []duplicate.Alert) (published, read int, err error) {
 	oldest := alerts[0].DetectedAt
 	for _, a := range alerts[1:] {
 		if a.DetectedAt.Before(oldest) {
@@ -358,7 +363,7 @@ func (r *Relay) publishUnlessOnTopic(ctx context.Context, alerts []duplicate.Ale
 	}
 	onTopic, read, err := r.readBack(ctx, oldest)
 	if err != nil {
-		return 0, fmt.Errorf("read %s back before publishing %d alerts: %w", r.cfg.Topic, len(alerts), err)
+		return 0, read, fmt.Errorf("read %s back before publishing %d alerts: %w", r.cfg.Topic, len(alerts), err)
 	}
 	for id := range r.held {
 		onTopic[id] = struct{}{}
@@ -375,20 +380,19 @@ func (r *Relay) publishUnlessOnTopic(ctx context.Context, alerts []duplicate.Ale
 	for id := range onTopic {
 		r.foundElsewhere = append(r.foundElsewhere, id)
 	}
-	if skipped := len(alerts) - len(rest); skipped > 0 {
-		r.log.Info("alerts already on the topic marked published, not published again",
-			"count", skipped, "claimed", len(alerts), "messages_read", read)
-	}
 	if len(rest) == 0 {
-		return 0, nil
+		return 0, read, nil
 	}
-	return len(rest), r.publish(ctx, rest)
+	return len(rest), read, r.publish(ctx, rest)
 }
 
 // markFoundElsewhere marks published the alerts the last read-back found on the topic that its
-// poll did not claim, and keeps those another poll held.
+// poll did not claim, and keeps those another poll held. It runs after a poll that claimed alerts,
+// and so read the topic back, has committed.
 func (r *Relay) markFoundElsewhere(ctx context.Context) error {
 	if len(r.foundElsewhere) == 0 {
+		// Every id held before was in the batch the poll has just marked.
+		clear(r.held)
 		return nil
 	}
 	marked, held, err := r.outbox.MarkFoundPublished(ctx, r.foundElsewhere)
