@@ -19,7 +19,7 @@
 // reason, lost events, doubled links, face searches billed twice, alerts stored, published and
 // distinct, and the wall time. The ledger is also written to soak-results/ledger.json and
 // docs/soak.md. The exit status is 1 when an event was lost, a link was doubled, an alert was stored
-// but never published, more searches were billed twice than the kills can explain, the run did not
+// but never published or published twice, more searches were billed twice than the kills can explain, the run did not
 // settle, or another check of the ledger failed (each is named); 2 when the harness itself failed.
 //
 // The soak stops and starts this checkout's PostgreSQL and Kafka, so it first waits (bounded) until

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 
@@ -693,6 +694,64 @@ func markPublished(ctx context.Context, q querier, ids []string) error {
 	}
 	return nil
 }
+
+// MarkFoundPublished marks published the alerts of alertIDs still unmarked in the outbox, having
+// found them on the alert topic (a process died between publishing and marking them). It skips the
+// rows another transaction holds (a poll claiming them) rather than wait for it, and returns how
+// many it marked and the ids of those it skipped: they are on the topic and still unmarked.
+func (s *Store) MarkFoundPublished(ctx context.Context, alertIDs []string) (int, []string, error) {
+	var marked int
+	var held []string
+	for chunk := range slices.Chunk(alertIDs, markFoundChunk) {
+		rows, err := s.pool.Query(ctx, markFoundPublishedSQL, chunk)
+		if err != nil {
+			return 0, nil, fmt.Errorf("mark %d alerts found on the topic published: %w", len(chunk), err)
+		}
+		type result struct {
+			id     string
+			marked bool
+		}
+		results, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (result, error) {
+			var r result
+			return r, row.Scan(&r.id, &r.marked)
+		})
+		if err != nil {
+			return 0, nil, fmt.Errorf("mark %d alerts found on the topic published: %w", len(chunk), err)
+		}
+		for _, r := range results {
+			if r.marked {
+				marked++
+			} else {
+				held = append(held, r.id)
+			}
+		}
+	}
+	return marked, held, nil
+}
+
+// markFoundChunk bounds the ids of one MarkFoundPublished statement: a read-back can find every
+// alert of several minutes of traffic.
+const markFoundChunk = 5000
+
+// markFoundPublishedSQL marks the unmarked, unheld alerts of $1 and returns them with true, and the
+// unmarked ones it could not take with false. The last SELECT sees the rows as they were before
+// the UPDATE (one snapshot for the whole statement), hence "not among those it marked".
+// publish_attempts is left alone: this process did not publish them.
+const markFoundPublishedSQL = `
+WITH free AS (
+    SELECT alert_id FROM alerts
+    WHERE alert_id = ANY($1::uuid[]) AND published_at IS NULL
+    FOR UPDATE SKIP LOCKED
+), marked AS (
+    UPDATE alerts a SET published_at = now()
+    FROM free WHERE a.alert_id = free.alert_id
+    RETURNING a.alert_id
+)
+SELECT alert_id::text, true FROM marked
+UNION ALL
+SELECT alert_id::text, false FROM alerts
+WHERE alert_id = ANY($1::uuid[]) AND published_at IS NULL
+  AND alert_id NOT IN (SELECT alert_id FROM marked)`
 
 // OutboxBacklog returns how many alerts wait to be published and the age of the oldest one.
 func (s *Store) OutboxBacklog(ctx context.Context) (int64, time.Duration, error) {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
@@ -285,6 +286,45 @@ func TestPublishAlertsMarksOnlyWhatWasPublished(t *testing.T) {
 	backlog, _, err = b.store.OutboxBacklog(b.ctx)
 	require.NoError(t, err)
 	require.Zero(t, backlog)
+}
+
+// Alerts found on the alert topic are marked without waiting for a poll that holds one of them
+// (the poll itself may be asking): that one is returned, still unmarked, and the poll marks it.
+func TestMarkFoundPublishedSkipsTheAlertsAPollHolds(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	var ids []string
+	for i := range 4 {
+		saved, err := b.store.SaveCheck(b.ctx, check(fmt.Sprintf("s%d", i), fmt.Sprintf("u%d", i), "shared"))
+		require.NoError(t, err)
+		ids = append(ids, saved.Alert.AlertID)
+	}
+	notAnAlert := uuid.NewString() // a callbacks_missing alert, or one already gone
+
+	n, err := b.store.PublishAlerts(b.ctx, 1, func(ctx context.Context, claimed []duplicate.Alert) error {
+		require.Equal(t, ids[0], claimed[0].AlertID)
+		marked, held, err := b.store.MarkFoundPublished(ctx, []string{ids[0], ids[1], ids[2], notAnAlert})
+		require.NoError(t, err)
+		require.Equal(t, 2, marked)
+		require.Equal(t, []string{ids[0]}, held, "held by this poll, which marks it")
+		return nil
+	})
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+
+	rows, err := b.pool.Query(b.ctx, `SELECT alert_id::text FROM alerts WHERE published_at IS NULL`)
+	require.NoError(t, err)
+	unmarked, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.Equal(t, []string{ids[3]}, unmarked, "only the alert nobody published is left")
+	var attempts int
+	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT publish_attempts FROM alerts WHERE alert_id = $1`, ids[1]).Scan(&attempts))
+	require.Zero(t, attempts, "found on the topic, not published by this process")
+
+	marked, held, err := b.store.MarkFoundPublished(b.ctx, ids[:3])
+	require.NoError(t, err)
+	require.Zero(t, marked, "already marked")
+	require.Empty(t, held)
 }
 
 func TestMigrateDownAndUpAgain(t *testing.T) {

@@ -1,11 +1,29 @@
 // Package relay publishes the alerts waiting in the PostgreSQL outbox to the alert topic and marks
-// them published. An alert is written in the same transaction as its check, so a crash loses none;
-// one published but not yet marked goes out again with the same alertId (at least once).
+// them published, each alert once, even across a crash. An alert is written in the same
+// transaction as its check, so a crash loses none. A crash between the broker's acknowledgement and
+// the mark leaves an alert on the topic and unmarked; before a poll publishes what the outbox holds
+// unmarked, it reads the alert topic back and marks what it finds there instead of publishing it
+// again (readback.go).
+//
+// What remains, and would publish an alert twice with the same alertId (subscribers still
+// deduplicate on it):
+//   - another instance's handed-over alert whose write is still in flight SettleFor after its
+//     detection (a broker that takes seconds to acknowledge): this poll claims it, reads the topic
+//     before that write lands, and publishes it too. A crash changes nothing here; it is the window
+//     SettleFor already had.
+//   - a write a killed process had sent, appended by the broker a few milliseconds after another
+//     running instance claimed the alert and read the end offsets (the killed process's own
+//     restart comes far too late to meet it).
+//   - a message stamped more than ReadBackMargin before its alert's detection time, that is, clocks
+//     of two hosts that disagree by more than the margin (a minute by default).
+//   - an alert left unmarked for longer than the topic's retention: its message is gone.
+//
+// callbacks_missing alerts (PublishOne) are published by the reconciliation poller in its own
+// transaction and remain at least once.
 package relay
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -26,6 +44,9 @@ type Outbox interface {
 		publish func(context.Context, []duplicate.Alert) error) (int, error)
 	// MarkPublished marks alerts published.
 	MarkPublished(ctx context.Context, alertIDs []string) error
+	// MarkFoundPublished marks published the unmarked alerts of alertIDs, found on the topic,
+	// except those another transaction holds; it returns how many it marked and the ids it skipped.
+	MarkFoundPublished(ctx context.Context, alertIDs []string) (int, []string, error)
 }
 
 // Config configures a Relay.
@@ -39,17 +60,24 @@ type Config struct {
 	// are still on their way through the relay of the instance that committed them, and claiming
 	// them too would publish them twice. 0 takes 2 seconds.
 	SettleFor time.Duration
-	Logger    *slog.Logger
+	// ReadBackMargin is how long before the oldest alert a poll claimed the read-back of the topic
+	// starts: a message is stamped by the clock of the host that published it, the detection time
+	// by the clock of the host that detected it. 0 takes a minute.
+	ReadBackMargin time.Duration
+	Logger         *slog.Logger
 	// OnPublished is told how many alerts went out, for metrics; may be nil.
 	OnPublished func(n int)
+	// OnReadBack is told how many messages each read-back of the topic read; may be nil.
+	OnReadBack func(messages int)
 }
 
 // Relay publishes alerts. The committer hands each committed alert over (Handoff): the relay
 // publishes it at once, with whatever else was handed over meanwhile, and then marks it published,
 // without reading it back. The outbox stays the source of truth: a poll every Interval publishes
 // what was never handed over or could not be published (a crash between commit and publish,
-// another process's re-runs, a broker that was down), once it has settled. Create it with New and
-// start Run.
+// another process's re-runs, a broker that was down), once it has settled, after reading the topic
+// back for what is already there (a crash between publish and mark). Create it with New and start
+// Run.
 type Relay struct {
 	cfg     Config
 	outbox  Outbox
@@ -64,6 +92,16 @@ type Relay struct {
 	inFlight map[string]struct{}
 	toMark   []duplicate.Alert
 	markWake chan struct{}
+
+	// Only Run's goroutine (polls, then the drain) touches these. client reads the topic back;
+	// read is what it has read; foundElsewhere, the alertIds the last read found that its poll did
+	// not claim, to mark once the claim has committed; held, alertIds found on the topic whose rows
+	// another poll held, unmarked, when they were to be marked.
+	client         *kafka.Client
+	closeClient    func()
+	read           coverage
+	foundElsewhere []string
+	held           map[string]struct{}
 }
 
 // relayPartitionBatch bounds the alerts of one write sent to one partition in one request.
@@ -84,17 +122,24 @@ func New(cfg Config, outbox Outbox) *Relay {
 	if cfg.SettleFor <= 0 {
 		cfg.SettleFor = 2 * time.Second
 	}
+	if cfg.ReadBackMargin <= 0 {
+		cfg.ReadBackMargin = time.Minute
+	}
+	client, closeClient := topic.NewClient(cfg.Brokers, 10*time.Second)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Relay{
-		cfg:      cfg,
-		outbox:   outbox,
-		handoff:  make(chan duplicate.Alert, handoffFactor*cfg.BatchSize),
-		wake:     make(chan struct{}, 1),
-		log:      cfg.Logger,
-		inFlight: map[string]struct{}{},
-		markWake: make(chan struct{}, 1),
+		cfg:         cfg,
+		outbox:      outbox,
+		handoff:     make(chan duplicate.Alert, handoffFactor*cfg.BatchSize),
+		wake:        make(chan struct{}, 1),
+		log:         cfg.Logger,
+		inFlight:    map[string]struct{}{},
+		markWake:    make(chan struct{}, 1),
+		client:      client,
+		closeClient: closeClient,
+		held:        map[string]struct{}{},
 		// Acknowledged by every in-sync replica before a row is marked published; the same
 		// partition per userId as Java producers.
 		writer: topic.NewWriter(cfg.Brokers, cfg.Topic, topic.WriterConfig{
@@ -271,7 +316,9 @@ func (r *Relay) settle(alerts []duplicate.Alert) {
 	r.mu.Unlock()
 }
 
-// poll publishes one batch of settled alerts from the outbox, leaving those handed over alone.
+// poll publishes one batch of settled alerts from the outbox, leaving those handed over alone, and
+// returns how many it claimed. The alerts of the batch found on the topic are marked, not
+// published again.
 func (r *Relay) poll(ctx context.Context) (int, error) {
 	r.mu.Lock()
 	exclude := make([]string, 0, len(r.inFlight))
@@ -279,11 +326,88 @@ func (r *Relay) poll(ctx context.Context) (int, error) {
 		exclude = append(exclude, id)
 	}
 	r.mu.Unlock()
-	n, err := r.outbox.PublishSettledAlerts(ctx, r.cfg.BatchSize, r.cfg.SettleFor, exclude, r.publish)
-	if err == nil && n > 0 && r.cfg.OnPublished != nil {
-		r.cfg.OnPublished(n)
+	published, read := 0, 0
+	n, err := r.outbox.PublishSettledAlerts(ctx, r.cfg.BatchSize, r.cfg.SettleFor, exclude,
+		func(ctx context.Context, alerts []duplicate.Alert) error {
+			var err error
+			published, read, err = r.publishUnlessOnTopic(ctx, alerts)
+			return err
+		})
+	if err == nil && n > 0 {
+		err = r.markFoundElsewhere(ctx)
 	}
-	return n, err
+	if err != nil {
+		// What the read found is marked only if the claim commits: read again next time.
+		r.read, r.foundElsewhere = coverage{}, nil
+		return n, err
+	}
+	if n > published {
+		r.log.Info("alerts already on the topic marked published, not published again",
+			"count", n-published, "claimed", n, "messages_read", read)
+	}
+	if published > 0 && r.cfg.OnPublished != nil {
+		r.cfg.OnPublished(published)
+	}
+	return n, nil
+}
+
+// publishUnlessOnTopic publishes the alerts a poll claimed that the topic does not hold yet, and
+// returns how many, and how many messages it read back. The poll marks them all when it returns
+// nil.
+func (r *Relay) publishUnlessOnTopic(ctx context.Context, alerts []duplicate.Alert) (published, read int, err error) {
+	oldest := alerts[0].DetectedAt
+	for _, a := range alerts[1:] {
+		if a.DetectedAt.Before(oldest) {
+			oldest = a.DetectedAt
+		}
+	}
+	onTopic, read, err := r.readBack(ctx, oldest)
+	if err != nil {
+		return 0, read, fmt.Errorf("read %s back before publishing %d alerts: %w", r.cfg.Topic, len(alerts), err)
+	}
+	for id := range r.held {
+		onTopic[id] = struct{}{}
+	}
+	rest := make([]duplicate.Alert, 0, len(alerts))
+	for _, a := range alerts {
+		if _, ok := onTopic[a.AlertID]; ok {
+			delete(onTopic, a.AlertID)
+			continue
+		}
+		rest = append(rest, a)
+	}
+	r.foundElsewhere = r.foundElsewhere[:0]
+	for id := range onTopic {
+		r.foundElsewhere = append(r.foundElsewhere, id)
+	}
+	if len(rest) == 0 {
+		return 0, read, nil
+	}
+	return len(rest), read, r.publish(ctx, rest)
+}
+
+// markFoundElsewhere marks published the alerts the last read-back found on the topic that its
+// poll did not claim, and keeps those another poll held. It runs after a poll that claimed alerts,
+// and so read the topic back, has committed.
+func (r *Relay) markFoundElsewhere(ctx context.Context) error {
+	if len(r.foundElsewhere) == 0 {
+		// Every id held before was in the batch the poll has just marked.
+		clear(r.held)
+		return nil
+	}
+	marked, held, err := r.outbox.MarkFoundPublished(ctx, r.foundElsewhere)
+	if err != nil {
+		return err
+	}
+	r.foundElsewhere = nil
+	r.held = make(map[string]struct{}, len(held))
+	for _, id := range held {
+		r.held[id] = struct{}{}
+	}
+	if marked > 0 {
+		r.log.Info("unclaimed alerts found on the topic marked published", "count", marked, "held_by_another_poll", len(held))
+	}
+	return nil
 }
 
 // drain publishes what was handed over and marks it, then publishes the settled alerts the outbox
@@ -316,6 +440,7 @@ func (r *Relay) drain(ctx context.Context, stopMarkLoop func()) error {
 			if err != nil {
 				r.log.Warn("final outbox drain", "error", err)
 			}
+			r.closeClient()
 			return r.writer.Close()
 		}
 	}
@@ -324,18 +449,11 @@ func (r *Relay) drain(ctx context.Context, stopMarkLoop func()) error {
 func (r *Relay) publish(ctx context.Context, alerts []duplicate.Alert) error {
 	msgs := make([]kafka.Message, len(alerts))
 	for i, a := range alerts {
-		value, err := json.Marshal(a)
+		m, err := Message(a)
 		if err != nil {
-			return fmt.Errorf("encode alert %s: %w", a.AlertID, err)
+			return err
 		}
-		msgs[i] = kafka.Message{
-			Key:   []byte(a.UserID),
-			Value: value,
-			Headers: []kafka.Header{
-				{Key: "alert-id", Value: []byte(a.AlertID)},
-				{Key: "alert-type", Value: []byte(a.Type)},
-			},
-		}
+		msgs[i] = m
 	}
 	if err := r.writer.WriteMessages(ctx, msgs...); err != nil {
 		return fmt.Errorf("write %d alerts to %s: %w", len(msgs), r.cfg.Topic, err)

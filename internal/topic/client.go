@@ -149,6 +149,37 @@ func bounds(ctx context.Context, client *kafka.Client, topic string, partitions 
 	return bounds, nil
 }
 
+// OffsetsAt returns, for each of partitions, the offset of the first message whose timestamp is at
+// or after at (kafka-go's offset-for-time lookup, ListOffsets with a timestamp). A partition with
+// no message that recent is left out: its end offset is where such a message would go. It asks
+// again on a retriable error, as Bounds does.
+func OffsetsAt(ctx context.Context, client *kafka.Client, topic string, partitions []int, at time.Time) (map[int]int64, error) {
+	return untilSettled(ctx, func() (map[int]int64, error) {
+		reqs := make([]kafka.OffsetRequest, len(partitions))
+		for i, p := range partitions {
+			reqs[i] = kafka.TimeOffsetOf(p, at)
+		}
+		resp, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+		if err != nil {
+			return nil, fmt.Errorf("list offsets of %s at %s: %w", topic, at.Format(time.RFC3339Nano), err)
+		}
+		offsets := make(map[int]int64, len(partitions))
+		for _, p := range resp.Topics[topic] {
+			if p.Error != nil {
+				return nil, fmt.Errorf("offset of %s/%d at %s: %w", topic, p.Partition, at.Format(time.RFC3339Nano), p.Error)
+			}
+			// kafka-go files an answer under Offsets only when the broker found a message; "none"
+			// comes back as offset -1 with timestamp -1, which it files as LastOffset.
+			for offset := range p.Offsets {
+				if offset >= 0 {
+					offsets[p.Partition] = offset
+				}
+			}
+		}
+		return offsets, nil
+	})
+}
+
 // Offsets returns the first and last offsets of every partition of topic: Partitions, then Bounds.
 func Offsets(ctx context.Context, client *kafka.Client, topic string) (map[int]kafka.PartitionOffsets, error) {
 	return untilSettled(ctx, func() (map[int]kafka.PartitionOffsets, error) {

@@ -74,3 +74,29 @@ func TestOffsetsOfATopicAndOfOneThatDoesNotExist(t *testing.T) {
 	_, err = topic.Offsets(ctx, client, testinfra.UniqueName("never_created"))
 	require.Error(t, err)
 }
+
+// The offset-for-time lookup finds the first message stamped at or after a time, and leaves out a
+// partition whose messages are all older.
+func TestOffsetsAtFindsTheFirstMessageStampedAtOrAfterATime(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	name := testinfra.Topics(t, 1, "offsets-at")[0]
+	now := time.Now().Truncate(time.Millisecond)
+	testinfra.Produce(t, name,
+		kafka.Message{Value: []byte("0"), Time: now.Add(-10 * time.Minute)},
+		kafka.Message{Value: []byte("1"), Time: now.Add(-5 * time.Minute)},
+		kafka.Message{Value: []byte("2"), Time: now})
+
+	client, closeIdle := topic.NewClient(testinfra.Brokers(t), 15*time.Second)
+	defer closeIdle()
+	at, err := topic.OffsetsAt(ctx, client, name, []int{0}, now.Add(-7*time.Minute))
+	require.NoError(t, err)
+	require.Equal(t, map[int]int64{0: 1}, at)
+	at, err = topic.OffsetsAt(ctx, client, name, []int{0}, now.Add(-5*time.Minute))
+	require.NoError(t, err)
+	require.Equal(t, map[int]int64{0: 1}, at, "a message stamped at the time itself")
+	at, err = topic.OffsetsAt(ctx, client, name, []int{0}, now.Add(time.Minute))
+	require.NoError(t, err)
+	require.Empty(t, at, "no message that recent")
+}
