@@ -19,11 +19,13 @@ func kafkaClient(brokers []string) (*kafka.Client, func()) {
 func createTopics(ctx context.Context, brokers []string, events, alerts, dlq string, partitions int) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	// The dead-letter topic has one partition, as doppel would create it.
-	return topic.Ensure(ctx, brokers,
-		topic.Spec{Name: events, Partitions: partitions, ReplicationFactor: 1},
-		topic.Spec{Name: alerts, Partitions: partitions, ReplicationFactor: 1},
-		topic.Spec{Name: dlq, Partitions: 1, ReplicationFactor: 1})
+	// The dead-letter topic has one partition, and every topic as many copies as doppel would give it
+	// (three on a cluster of three brokers, with min.insync.replicas=2).
+	_, err := topic.Ensure(ctx, brokers,
+		topic.Spec{Name: events, Partitions: partitions, ReplicationFactor: topic.AutoReplication},
+		topic.Spec{Name: alerts, Partitions: partitions, ReplicationFactor: topic.AutoReplication},
+		topic.Spec{Name: dlq, Partitions: 1, ReplicationFactor: topic.AutoReplication})
+	return err
 }
 
 // offsets returns the first and end offsets of every partition of a topic.

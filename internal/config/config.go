@@ -30,7 +30,11 @@ type Config struct {
 	// verification whose completion callback never comes is found by polling.
 	TopicStarted    string `yaml:"topic_started" env:"DOPPEL_TOPIC_STARTED"`
 	TopicPartitions int    `yaml:"topic_partitions" env:"DOPPEL_TOPIC_PARTITIONS"`
-	CreateTopics    bool   `yaml:"create_topics" env:"DOPPEL_CREATE_TOPICS"`
+	// TopicReplicationFactor is the copies of each partition of a topic Doppel creates; 0 takes 3 on
+	// a cluster of three brokers or more (counted at start) and 1 otherwise. A topic with three copies
+	// or more also gets min.insync.replicas=2, which acks=all producers then wait for.
+	TopicReplicationFactor int  `yaml:"topic_replication_factor" env:"DOPPEL_TOPIC_REPLICATION_FACTOR"`
+	CreateTopics           bool `yaml:"create_topics" env:"DOPPEL_CREATE_TOPICS"`
 
 	AdvanceBaseURL   string        `yaml:"advance_base_url" env:"DOPPEL_ADVANCE_BASE_URL"`
 	AdvanceAccessKey string        `yaml:"advance_access_key" env:"DOPPEL_ADVANCE_ACCESS_KEY" secret:"true"`
@@ -220,6 +224,9 @@ func (c Config) Validate() error {
 	}
 	if c.TopicPartitions < 1 {
 		bad("DOPPEL_TOPIC_PARTITIONS must be at least 1, got %d", c.TopicPartitions)
+	}
+	if c.TopicReplicationFactor < 0 || c.TopicReplicationFactor > 7 {
+		bad("DOPPEL_TOPIC_REPLICATION_FACTOR must be 0 (3 on a cluster of three brokers or more, else 1) or a factor from 1 to 7, got %d", c.TopicReplicationFactor)
 	}
 	c.validateRegions(bad)
 	if c.AdvanceTimeout <= 0 {

@@ -19,9 +19,15 @@ func TestEnsureCreatesMissingTopicsAndLeavesExistingOnes(t *testing.T) {
 	brokers := testinfra.Brokers(t)
 	name := testinfra.UniqueName("topic_test")
 
-	require.NoError(t, topic.Ensure(ctx, brokers, topic.Spec{Name: name, Partitions: 4, ReplicationFactor: -1}))
+	rep, err := topic.Ensure(ctx, brokers, topic.Spec{Name: name, Partitions: 4, ReplicationFactor: topic.AutoReplication})
+	require.NoError(t, err)
+	require.Equal(t, []topic.State{{Name: name, Created: true, ReplicationFactor: 1}}, rep.Topics,
+		"one copy: the shared test broker is one node")
 	// Again, asking for another partition count: the topic exists, so nothing changes and no error.
-	require.NoError(t, topic.Ensure(ctx, brokers, topic.Spec{Name: name, Partitions: 2, ReplicationFactor: -1}))
+	rep, err = topic.Ensure(ctx, brokers, topic.Spec{Name: name, Partitions: 2, ReplicationFactor: -1})
+	require.NoError(t, err)
+	require.Equal(t, []topic.State{{Name: name, Created: false, ReplicationFactor: 1}}, rep.Topics)
+	require.Empty(t, rep.SingleCopy(), "a single copy is all one broker can hold: nothing to warn about")
 
 	conn, err := kafka.DialContext(ctx, "tcp", brokers[0])
 	require.NoError(t, err)
@@ -40,9 +46,10 @@ func TestMaxMessageBytesReadsTheTopicsOverrideOrTheBrokersDefault(t *testing.T) 
 	defer cancel()
 	brokers := testinfra.Brokers(t)
 	small, plain := testinfra.UniqueName("topic_small"), testinfra.UniqueName("topic_plain")
-	require.NoError(t, topic.Ensure(ctx, brokers,
+	_, err := topic.Ensure(ctx, brokers,
 		topic.Spec{Name: small, Partitions: 1, ReplicationFactor: -1, Configs: map[string]string{"max.message.bytes": "12345"}},
-		topic.Spec{Name: plain, Partitions: 1, ReplicationFactor: -1}))
+		topic.Spec{Name: plain, Partitions: 1, ReplicationFactor: -1})
+	require.NoError(t, err)
 
 	n, err := topic.MaxMessageBytes(ctx, brokers, small)
 	require.NoError(t, err)
@@ -73,4 +80,34 @@ func TestOffsetsOfATopicAndOfOneThatDoesNotExist(t *testing.T) {
 	// No topic in the answer is an error, not an index out of range.
 	_, err = topic.Offsets(ctx, client, testinfra.UniqueName("never_created"))
 	require.Error(t, err)
+}
+
+func TestReplicationForTakesThreeCopiesOnThreeBrokersUnlessAFactorIsSet(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ configured, brokers, want int }{
+		{topic.AutoReplication, 1, 1}, {topic.AutoReplication, 2, 1}, {topic.AutoReplication, 3, 3},
+		{topic.AutoReplication, 5, 3}, {1, 3, 1}, {2, 3, 2}, {-1, 3, -1},
+	} {
+		require.Equal(t, c.want, topic.ReplicationFor(c.configured, c.brokers), "factor %d on %d brokers", c.configured, c.brokers)
+	}
+}
+
+func TestSingleCopyNamesOnlyTopicsDoppelDidNotCreateOnAClusterOfThree(t *testing.T) {
+	t.Parallel()
+	rep := topic.Report{Brokers: 3, Topics: []topic.State{
+		{Name: "theirs", ReplicationFactor: 1},
+		{Name: "ours", Created: true, ReplicationFactor: 1},
+		{Name: "replicated", ReplicationFactor: 3},
+	}}
+	require.Equal(t, []topic.State{{Name: "theirs", ReplicationFactor: 1}}, rep.SingleCopy())
+	rep.Brokers = 2
+	require.Empty(t, rep.SingleCopy(), "below three brokers a single copy is not warned about")
+}
+
+func TestEnsureRefusesAFactorAboveTheBrokerCount(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	_, err := topic.Ensure(ctx, testinfra.Brokers(t), topic.Spec{Name: testinfra.UniqueName("topic_rf"), Partitions: 1, ReplicationFactor: 3})
+	require.ErrorContains(t, err, "a replication factor of 3 needs 3 brokers, and the cluster lists 1")
 }

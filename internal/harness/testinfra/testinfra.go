@@ -192,7 +192,8 @@ func Topics(t testing.TB, partitions int, prefixes ...string) []string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	require.NoError(t, topic.Ensure(ctx, Brokers(t), specs...), "create topics (is Kafka up? `make infra-up`)")
+	_, err := topic.Ensure(ctx, Brokers(t), specs...)
+	require.NoError(t, err, "create topics (is Kafka up? `make infra-up`)")
 	return names
 }
 
