@@ -28,6 +28,26 @@ func createTopics(ctx context.Context, brokers []string, events, alerts, dlq str
 	return err
 }
 
+// partitionLeader returns the id of the node leading partition of name.
+func partitionLeader(ctx context.Context, brokers []string, name string, partition int) (int, error) {
+	client, closeIdle := kafkaClient(brokers)
+	defer closeIdle()
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{name}})
+	if err != nil {
+		return 0, fmt.Errorf("metadata of %s: %w", name, err)
+	}
+	for _, t := range meta.Topics {
+		for _, p := range t.Partitions {
+			if t.Name == name && p.ID == partition && p.Leader.ID >= 0 {
+				return p.Leader.ID, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("partition %d of %s has no leader", partition, name)
+}
+
 // offsets returns the first and end offsets of every partition of a topic.
 func offsets(ctx context.Context, brokers []string, name string) (map[int][2]int64, error) {
 	client, closeIdle := kafkaClient(brokers)
