@@ -130,6 +130,8 @@ func (f *fixture) start(t *testing.T) *proc {
 	f.http, f.admin = testinfra.FreeAddr(t), testinfra.FreeAddr(t)
 	cmd.Env = append(append([]string(nil), f.env...), "DOPPEL_HTTP_ADDR="+f.http, "DOPPEL_ADMIN_ADDR="+f.admin)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// A test binary that dies (a -timeout panic runs no Cleanup) takes its doppel with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	require.NoError(t, cmd.Start())
 	p := &proc{cmd: cmd, exited: make(chan struct{})}
 	go func() {
