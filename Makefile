@@ -61,7 +61,7 @@ lint: ## go vet and staticcheck
 fmt: ## gofmt every Go file
 	gofmt -w $$(git ls-files '*.go')
 
-infra-up: ## start PostgreSQL and Kafka (idempotent) and write .local/env
+infra-up: ## start PostgreSQL and Kafka (idempotent; DOPPEL_INFRA_BROKERS=3: three Kafka nodes) and write .local/env
 	bash scripts/infra.sh up
 
 infra-down: ## stop PostgreSQL and Kafka and remove their data

@@ -648,11 +648,16 @@ cmd_up_kafka() {
 cmd_down() {
   if [[ -f "$PORTS_FILE" ]]; then
     load_ports
-    # The data is deleted next: no point in a graceful stop, and a cluster
-    # whose controllers all leave at once cannot shut its brokers down
-    # cleanly anyway (each would wait for KAFKA_STOP_TIMEOUT).
-    if (( KAFKA_NODES > 1 )); then kafka_stop KILL; else kafka_stop TERM; fi
+  else
+    # Without the ports file (a half-finished `up`, or it was deleted), the
+    # nodes are still found by their server.properties (kafka_pid).
+    KAFKA_NODES=1
+    compgen -G "$KAFKA_DIR/node-*" >/dev/null && KAFKA_NODES=$(compgen -G "$KAFKA_DIR/node-*" | wc -l)
   fi
+  # The data is deleted next: no point in a graceful stop, and a cluster
+  # whose controllers all leave at once cannot shut its brokers down
+  # cleanly anyway (each would wait for KAFKA_STOP_TIMEOUT).
+  if (( KAFKA_NODES > 1 )); then kafka_stop KILL; else kafka_stop TERM; fi
   pg_stop
   [[ -d "$PG_DATA" ]] && pg_clear_leftovers
   rm -rf "$PG_DIR" "$KAFKA_DIR"/node-* "$KAFKA_DIR/data" "$KAFKA_DIR/logs" "$KAFKA_LIBS.tmp" \
