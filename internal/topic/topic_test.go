@@ -2,6 +2,7 @@ package topic_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -21,13 +22,15 @@ func TestEnsureCreatesMissingTopicsAndLeavesExistingOnes(t *testing.T) {
 
 	rep, err := topic.Ensure(ctx, brokers, topic.Spec{Name: name, Partitions: 4, ReplicationFactor: topic.AutoReplication})
 	require.NoError(t, err)
-	require.Equal(t, []topic.State{{Name: name, Created: true, ReplicationFactor: 1}}, rep.Topics,
-		"one copy: the shared test broker is one node")
+	// One copy on the shared single test broker, three on a three-node infra.sh.
+	rf := topic.ReplicationFor(topic.AutoReplication, len(brokers))
+	require.Equal(t, len(brokers), rep.Brokers)
+	require.Equal(t, []topic.State{{Name: name, Created: true, ReplicationFactor: rf}}, rep.Topics)
 	// Again, asking for another partition count: the topic exists, so nothing changes and no error.
 	rep, err = topic.Ensure(ctx, brokers, topic.Spec{Name: name, Partitions: 2, ReplicationFactor: -1})
 	require.NoError(t, err)
-	require.Equal(t, []topic.State{{Name: name, Created: false, ReplicationFactor: 1}}, rep.Topics)
-	require.Empty(t, rep.SingleCopy(), "a single copy is all one broker can hold: nothing to warn about")
+	require.Equal(t, []topic.State{{Name: name, Created: false, ReplicationFactor: rf}}, rep.Topics)
+	require.Empty(t, rep.SingleCopy(), "nothing to warn about: a single copy on one broker, or three on three")
 
 	conn, err := kafka.DialContext(ctx, "tcp", brokers[0])
 	require.NoError(t, err)
@@ -108,6 +111,18 @@ func TestEnsureRefusesAFactorAboveTheBrokerCount(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	_, err := topic.Ensure(ctx, testinfra.Brokers(t), topic.Spec{Name: testinfra.UniqueName("topic_rf"), Partitions: 1, ReplicationFactor: 3})
-	require.ErrorContains(t, err, "a replication factor of 3 needs 3 brokers, and the cluster lists 1")
+	n := len(testinfra.Brokers(t))
+	_, err := topic.Ensure(ctx, testinfra.Brokers(t), topic.Spec{Name: testinfra.UniqueName("topic_rf"), Partitions: 1, ReplicationFactor: n + 1})
+	require.ErrorContains(t, err, fmt.Sprintf("a replication factor of %d needs %d brokers, and the cluster lists %d", n+1, n+1, n))
+}
+
+func TestDescribeReportsExistingTopicsAndLeavesOutMissingOnes(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	name := testinfra.Topics(t, 2, "topic_described")[0]
+	rep, err := topic.Describe(ctx, testinfra.Brokers(t), name, testinfra.UniqueName("never_created"))
+	require.NoError(t, err)
+	require.Equal(t, len(testinfra.Brokers(t)), rep.Brokers)
+	require.Equal(t, []topic.State{{Name: name, ReplicationFactor: 1}}, rep.Topics, "testinfra.Topics makes one copy")
 }
