@@ -272,7 +272,8 @@ func createTopics(ctx context.Context, brokers []string, partitions int, names .
 	for i, n := range names {
 		specs[i] = topic.Spec{Name: n, Partitions: partitions, ReplicationFactor: 1}
 	}
-	return topic.Ensure(ctx, brokers, specs...)
+	_, err := topic.Ensure(ctx, brokers, specs...)
+	return err
 }
 
 func deleteTopics(ctx context.Context, brokers []string, names ...string) error {

@@ -19,11 +19,33 @@ func kafkaClient(brokers []string) (*kafka.Client, func()) {
 func createTopics(ctx context.Context, brokers []string, events, alerts, dlq string, partitions int) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	// The dead-letter topic has one partition, as doppel would create it.
-	return topic.Ensure(ctx, brokers,
-		topic.Spec{Name: events, Partitions: partitions, ReplicationFactor: 1},
-		topic.Spec{Name: alerts, Partitions: partitions, ReplicationFactor: 1},
-		topic.Spec{Name: dlq, Partitions: 1, ReplicationFactor: 1})
+	// The dead-letter topic has one partition, and every topic as many copies as doppel would give it
+	// (three on a cluster of three brokers, with min.insync.replicas=2).
+	_, err := topic.Ensure(ctx, brokers,
+		topic.Spec{Name: events, Partitions: partitions, ReplicationFactor: topic.AutoReplication},
+		topic.Spec{Name: alerts, Partitions: partitions, ReplicationFactor: topic.AutoReplication},
+		topic.Spec{Name: dlq, Partitions: 1, ReplicationFactor: topic.AutoReplication})
+	return err
+}
+
+// partitionLeader returns the id of the node leading partition of name.
+func partitionLeader(ctx context.Context, brokers []string, name string, partition int) (int, error) {
+	client, closeIdle := kafkaClient(brokers)
+	defer closeIdle()
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{name}})
+	if err != nil {
+		return 0, fmt.Errorf("metadata of %s: %w", name, err)
+	}
+	for _, t := range meta.Topics {
+		for _, p := range t.Partitions {
+			if t.Name == name && p.ID == partition && p.Leader.ID >= 0 {
+				return p.Leader.ID, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("partition %d of %s has no leader", partition, name)
 }
 
 // offsets returns the first and end offsets of every partition of a topic.

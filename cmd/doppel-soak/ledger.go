@@ -171,6 +171,7 @@ type faultsLedger struct {
 	NotBySoak       []string      `json:"infrastructureRestartsNotBySoak"`
 	OtherPrograms   []string      `json:"otherProgramsUsingTheServers"`
 	Kills           int           `json:"kills"`
+	NodeKills       int           `json:"kafkaNodeKills"`
 	BusyBursts      int           `json:"serviceBusyBursts"`
 	DoppelStarts    int           `json:"doppelStarts"`
 	UnexpectedExits []exitRecord  `json:"unexpectedExits"`
@@ -333,11 +334,14 @@ func (s *soak) account(ctx context.Context, settled bool) (*ledger, error) {
 			l.Faults.Kills++
 		}
 	}
+	l.Faults.NodeKills = l.Faults.count(nodeKillPrefix)
 	l.Faults.DoppelStarts, l.Faults.UnexpectedExits = s.doppel.report()
 	if l.Faults.UnexpectedExits == nil {
 		l.Faults.UnexpectedExits = []exitRecord{}
 	}
-	l.Billing.Bound = l.Faults.Kills * s.opts.workers
+	// A Kafka node's kill can hand out again what was in flight too (the group rejoins before the
+	// offsets were committed), at most one event per worker.
+	l.Billing.Bound = (l.Faults.Kills + l.Faults.NodeKills) * s.opts.workers
 	return l, nil
 }
 
@@ -660,7 +664,7 @@ func (l *ledger) judge() {
 
 	note(l.Billing.Twice > 0, "%d signatureIds were billed twice; the README allows it only for a search in flight at a kill -9 "+
 		"(its answer was not stored yet), at most one per worker per kill: %d kills x %d workers = %d. When, from the billing snapshots taken before and after each fault: %s",
-		l.Billing.Twice, l.Faults.Kills, l.Options.Workers, l.Billing.Bound, formatWhy(l.Billing.TwiceWhen))
+		l.Billing.Twice, l.Faults.Kills+l.Faults.NodeKills, l.Options.Workers, l.Billing.Bound, formatWhy(l.Billing.TwiceWhen))
 	note(l.DeadLetters.ExhaustedEvents > 0, "%d events ran out of retries against the ~%.0f%% failing vendor (dead-lettered retries_exhausted; `doppel dlq replay --reason retries_exhausted` re-runs them)",
 		l.DeadLetters.ExhaustedEvents, 100*(l.Options.ErrorRate+l.Options.HTTP5xxRate))
 	note(l.StoredAndDeadLettered > 0, "%d events were dead-lettered retries_exhausted and also stored (redelivered after a kill before the offset was committed)", l.StoredAndDeadLettered)
@@ -703,14 +707,14 @@ func (l *ledger) rows() []row {
 	add("links consistent with checks and population", fmt.Sprintf("%d links, %d expected; %d missing, %d extra, %d other seen_count", l.Links.Rows, l.Links.Expected,
 		l.Links.Missing+l.Links.MatchWithout, l.Links.NotInPopulation+l.Links.WithoutCheck, l.Links.SeenCountOff+l.Links.SeenCountBelow), "all", yes(l.Links.Missing+l.Links.NotInPopulation+l.Links.SeenCountOff+l.Links.SeenCountBelow+l.Links.WithoutCheck+l.Links.MatchWithout == 0))
 	add("face searches billed twice", fmt.Sprintf("%d of %d signatureIds (%d searches billed, %d expected)", l.Billing.Twice, l.Billing.Signatures, l.Billing.Searches, l.Billing.Expected),
-		fmt.Sprintf("0; at most %d (%d kill -9 x %d workers)", l.Billing.Bound, l.Faults.Kills, l.Options.Workers), billedOK(l))
+		fmt.Sprintf("0; at most %d (%d kill -9 x %d workers)", l.Billing.Bound, l.Faults.Kills+l.Faults.NodeKills, l.Options.Workers), billedOK(l))
 	add("alerts in the outbox", fmt.Sprintf("%d (%d unpublished)", l.Alerts.InOutbox, l.Alerts.Unpublished), "", "")
 	add("alerts published (messages on the alert topic)", fmt.Sprintf("%d (%d republished)", l.Alerts.OnTopic, l.Alerts.Republished), "0 republished", yes(l.Alerts.Republished == 0))
 	add("distinct alertIds on the topic", fmt.Sprint(l.Alerts.Distinct), fmt.Sprintf("= outbox (%d)", l.Alerts.InOutbox), yes(l.Alerts.Distinct == l.Alerts.InOutbox && l.Alerts.NotInOutbox == 0))
 	add("alerts in the outbox never published", fmt.Sprint(l.Alerts.NeverPublished), "0", yes(l.Alerts.NeverPublished == 0))
 	add("signatureIds with two alerts", fmt.Sprint(l.Alerts.SignaturesTwice), "0", yes(l.Alerts.SignaturesTwice == 0))
-	add("faults", fmt.Sprintf("%d kill -9, %d PostgreSQL restart, %d Kafka restart, %d SERVICE_BUSY bursts", l.Faults.Kills,
-		l.Faults.count("PostgreSQL"), l.Faults.count("Kafka"), l.Faults.BusyBursts), "", "")
+	add("faults", fmt.Sprintf("%d kill -9, %d PostgreSQL restart, %d Kafka restart, %d Kafka node kill -9, %d SERVICE_BUSY bursts", l.Faults.Kills,
+		l.Faults.count("PostgreSQL"), l.Faults.count("Kafka stop"), l.Faults.NodeKills, l.Faults.BusyBursts), "", "")
 	add("vendor answers", formatCounts64(l.Vendor.Answers), "", "")
 	add("doppel exits not caused by the soak", fmt.Sprint(len(l.Faults.UnexpectedExits)), "0", yes(len(l.Faults.UnexpectedExits) == 0))
 	add("settled (all resolved, lag 0, outbox empty)", fmt.Sprintf("%v, %.0f s after production", l.Settled, l.SettleSeconds), "yes", yes(l.Settled))
@@ -789,10 +793,10 @@ func (l *ledger) markdown() string {
 	fmt.Fprintf(&b, "Run %s (seed %d), %s UTC, %.0f s of wall time, on %s; build: %s.\n\n", l.RunID, l.Seed,
 		l.StartedAt.Format("2006-01-02 15:04"), l.WallSeconds, l.Machine, l.Build)
 	fmt.Fprintf(&b, "%d messages produced over %s in waves, %d doppel workers, vendor latency %s with %.0f%% ERROR and %.0f%% HTTP 503 answers, "+
-		"a SERVICE_BUSY burst (QPS limit %.0f for %s) every %s, %d kill -9 of doppel, %d PostgreSQL stop/start (%s down) and %d Kafka stop/start (%s down).\n\n",
+		"a SERVICE_BUSY burst (QPS limit %.0f for %s) every %s, %d kill -9 of doppel, %d PostgreSQL stop/start (%s down), %d Kafka stop/start (%s down) and %d kill -9 of a node of a three-node Kafka.\n\n",
 		l.Events.MessagesProduced, l.Options.Duration, l.Options.Workers, l.Options.SimLatency, 100*l.Options.ErrorRate, 100*l.Options.HTTP5xxRate,
 		l.Options.BusyQPS, l.Options.BusyFor, l.Options.BusyEvery, l.Faults.Kills, l.Faults.count("PostgreSQL"), l.Options.PGDown,
-		l.Faults.count("Kafka"), l.Options.KafkaDown)
+		l.Faults.count("Kafka stop"), l.Options.KafkaDown, l.Faults.NodeKills)
 	b.WriteString("| figure | value | target | met? |\n|---|---|---|---|\n")
 	for _, r := range l.rows() {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", r.figure, r.value, dash(r.target), dash(r.ok))

@@ -10,7 +10,10 @@
 //   - the vendor answers about 20% of calls with ERROR or HTTP 503;
 //   - SERVICE_BUSY bursts come at intervals (the simulator's QPS limit drops for a few seconds);
 //   - doppel is killed with SIGKILL several times at random moments and started again;
-//   - PostgreSQL is stopped and started once, and so is the Kafka broker (scripts/infra.sh).
+//   - PostgreSQL is stopped and started once, and so is the Kafka broker (scripts/infra.sh);
+//   - on a three-node Kafka (`DOPPEL_INFRA_BROKERS=3 make soak`), the node leading partition 0 of
+//     the events topic is killed with SIGKILL early in the window, and the active controller late in
+//     it, each started again after -kafka-down (-node-kills).
 //
 // Then the faults stop and it waits, for a bounded time, until every produced event has a stored
 // outcome or a dead letter, the group has committed everything and the outbox is drained. It stops
@@ -75,6 +78,9 @@ type options struct {
 	// other user of the servers (for trying the harness out, not for the ledger of record).
 	infraRestarts bool
 	kafkaDown     time.Duration
+	// nodeKills kills Kafka nodes (a partition leader, then the active controller) when the cluster
+	// has three; a single broker has no node to spare.
+	nodeKills bool
 
 	settle      time.Duration
 	maxDuration time.Duration
@@ -104,7 +110,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.Float64Var(&o.busyQPS, "busy-qps", 20, "the simulator's QPS limit during a burst")
 	fs.BoolVar(&o.infraRestarts, "infra-restarts", true, "restart PostgreSQL and Kafka once each (false: only kills and vendor faults, for trying the harness out)")
 	fs.DurationVar(&o.pgDown, "pg-down", 5*time.Second, "how long PostgreSQL stays stopped")
-	fs.DurationVar(&o.kafkaDown, "kafka-down", 2*time.Second, "how long the Kafka broker stays stopped")
+	fs.DurationVar(&o.kafkaDown, "kafka-down", 2*time.Second, "how long the Kafka broker (or a killed node) stays stopped")
+	fs.BoolVar(&o.nodeKills, "node-kills", true, "on a Kafka of three nodes (DOPPEL_INFRA_BROKERS=3), kill -9 the leader of an events partition and later the active controller, and start each again (with -infra-restarts)")
 	fs.DurationVar(&o.settle, "settle", 5*time.Minute, "after the faults stop, wait at most this long for every event to be resolved")
 	fs.DurationVar(&o.maxDuration, "max-duration", 25*time.Minute, "hard bound on the whole run")
 	fs.DurationVar(&o.waitOthers, "wait-others", 5*time.Minute, "wait at most this long for other programs using this checkout's PostgreSQL and Kafka (a benchmark, tests, a demo) to finish")

@@ -70,5 +70,14 @@ func infraPids(root string) (kafka, postgres string) {
 		line, _, _ := strings.Cut(string(b), "\n")
 		return strings.TrimSpace(line)
 	}
-	return read(filepath.Join(root, ".local", "kafka", "kafka.pid")), read(filepath.Join(root, ".local", "pg", "data", "postmaster.pid"))
+	kafka = read(filepath.Join(root, ".local", "kafka", "kafka.pid"))
+	// A three-node Kafka keeps a pid file per node (scripts/infra.sh): any change among them counts.
+	if nodes, _ := filepath.Glob(filepath.Join(root, ".local", "kafka", "node-*", "kafka.pid")); len(nodes) > 0 {
+		pids := make([]string, len(nodes))
+		for i, n := range nodes {
+			pids[i] = read(n)
+		}
+		kafka = strings.Join(pids, ",")
+	}
+	return kafka, read(filepath.Join(root, ".local", "pg", "data", "postmaster.pid"))
 }

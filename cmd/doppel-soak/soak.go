@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -437,7 +438,9 @@ type planned struct {
 }
 
 // planFaults places the PostgreSQL restart at about a third of the window, the broker restart at
-// about two thirds, and the kills at random moments at least 15 s away from those and each other.
+// about two thirds, on a three-node Kafka the kill of a partition leader at about a sixth and of
+// the active controller at about five sixths, and the kills of doppel at random moments at least
+// 15 s away from those and each other.
 func (s *soak) planFaults() []planned {
 	d := s.opts.duration
 	jitter := func(frac float64) time.Duration {
@@ -447,6 +450,10 @@ func (s *soak) planFaults() []planned {
 	if s.opts.infraRestarts {
 		plan = append(plan, planned{at: jitter(0.35), name: "PostgreSQL stop/start", kind: "postgres"},
 			planned{at: jitter(0.65), name: "Kafka stop/start", kind: "kafka"})
+		if s.opts.nodeKills && len(s.brokers) >= 3 {
+			plan = append(plan, planned{at: jitter(0.17), name: nodeKillPrefix + " (partition leader)", kind: "leader"},
+				planned{at: jitter(0.83), name: nodeKillPrefix + " (active controller)", kind: "controller"})
+		}
 	}
 	const sep = 15 * time.Second
 	far := func(at time.Duration) bool {
@@ -492,6 +499,8 @@ func (s *soak) runFaults(ctx context.Context, plan []planned) {
 			rec.Detail, err = s.infraRestart(ctx, "postgres", s.opts.pgDown)
 		case "kafka":
 			rec.Detail, err = s.infraRestart(ctx, "kafka", s.opts.kafkaDown)
+		case "leader", "controller":
+			rec.Detail, err = s.killNode(ctx, a.kind)
 		}
 		rec.End = s.since(time.Now())
 		if err != nil {
@@ -524,8 +533,42 @@ func (s *soak) killDoppel(ctx context.Context) (string, error) {
 	return fmt.Sprintf("SIGKILL to pid %d, started again %.1fs later as pid %d", pid, down.Seconds(), p.Pid()), nil
 }
 
+// nodeKillPrefix begins the name of every kill of a Kafka node, so the ledger can count them.
+const nodeKillPrefix = "Kafka node kill -9"
+
+// killNode kills, with scripts/infra.sh, the node leading partition 0 of the events topic (which)
+// "leader") or the active controller ("controller"), keeps it down for -kafka-down, and starts it.
+func (s *soak) killNode(ctx context.Context, which string) (string, error) {
+	var node int
+	switch which {
+	case "leader":
+		n, err := partitionLeader(ctx, s.brokers, s.topicEvents, 0)
+		if err != nil {
+			return "", err
+		}
+		node = n
+	default:
+		out, err := s.infraOut(ctx, "kafka-controller")
+		if err != nil {
+			return "", err
+		}
+		if node, err = strconv.Atoi(out); err != nil {
+			return "", fmt.Errorf("scripts/infra.sh kafka-controller printed %q, not a node id", out)
+		}
+	}
+	n := strconv.Itoa(node)
+	detail, err := s.restartWith(ctx, "kill-kafka-node "+n, "start-kafka-node "+n, s.opts.kafkaDown)
+	return fmt.Sprintf("node %d: %s", node, detail), err
+}
+
 // infraRestart stops PostgreSQL or the broker with scripts/infra.sh, keeps it down, and starts it.
 func (s *soak) infraRestart(ctx context.Context, what string, down time.Duration) (string, error) {
+	return s.restartWith(ctx, "stop-"+what, "start-"+what, down)
+}
+
+// restartWith runs the scripts/infra.sh command stop, waits down, and runs start; the pids of the
+// servers are taken again after, so that watchInfra does not report the soak's own restarts.
+func (s *soak) restartWith(ctx context.Context, stop, start string, down time.Duration) (string, error) {
 	s.watchInfra()
 	s.mu.Lock()
 	s.restarting = true
@@ -539,28 +582,35 @@ func (s *soak) infraRestart(ctx context.Context, what string, down time.Duration
 	t0 := time.Now()
 	// Once begun, the restart is carried through even if the soak is interrupted: a server must
 	// never be left stopped.
-	if err := s.infra(context.WithoutCancel(ctx), "stop-"+what); err != nil {
+	if err := s.infra(context.WithoutCancel(ctx), strings.Fields(stop)...); err != nil {
 		return "", err
 	}
 	stopped := time.Now()
 	pause.For(ctx, down)
-	if err := s.infra(context.WithoutCancel(ctx), "start-"+what); err != nil {
+	if err := s.infra(context.WithoutCancel(ctx), strings.Fields(start)...); err != nil {
 		return "", err
 	}
 	return fmt.Sprintf("stop took %.1fs, down %.1fs, start took %.1fs", stopped.Sub(t0).Seconds(),
 		down.Seconds(), time.Since(stopped.Add(down)).Seconds()), nil
 }
 
-func (s *soak) infra(ctx context.Context, command string) error {
+func (s *soak) infra(ctx context.Context, args ...string) error {
+	_, err := s.infraOut(ctx, args...)
+	return err
+}
+
+// infraOut runs scripts/infra.sh with args and returns what it printed on its standard output.
+func (s *soak) infraOut(ctx context.Context, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "bash", filepath.Join(s.opts.root, "scripts", "infra.sh"), command)
+	cmd := exec.CommandContext(ctx, "bash", append([]string{filepath.Join(s.opts.root, "scripts", "infra.sh")}, args...)...)
 	cmd.Dir = s.opts.root
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("scripts/infra.sh %s: %w: %s", command, err, strings.TrimSpace(string(out)))
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("scripts/infra.sh %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stdout.String()+stderr.String()))
 	}
-	return nil
+	return strings.TrimSpace(stdout.String()), nil
 }
 
 // busyBurstsLoop drops the simulator's QPS limit for a few seconds at intervals, alternating

@@ -40,6 +40,11 @@ type Config struct {
 	TopicStarted string `yaml:"topic_started" env:"DOPPEL_TOPIC_STARTED"`
 	// The partitions of the events and alert topics when Doppel creates them.
 	TopicPartitions int `yaml:"topic_partitions" env:"DOPPEL_TOPIC_PARTITIONS"`
+	// TopicReplicationFactor is the copies of each partition of a topic Doppel creates; 0 takes 3 on
+	// a cluster of three brokers or more (counted at start) and 1 otherwise. A topic with three copies
+	// or more also gets min.insync.replicas=2, which acks=all producers then wait for. A topic it did
+	// not create with one copy on such a cluster is warned about at start (docs/kafka-cluster.md).
+	TopicReplicationFactor int `yaml:"topic_replication_factor" env:"DOPPEL_TOPIC_REPLICATION_FACTOR"`
 	// Create missing topics on start.
 	CreateTopics bool `yaml:"create_topics" env:"DOPPEL_CREATE_TOPICS"`
 
@@ -283,6 +288,9 @@ func (c Config) Validate() error {
 	}
 	if c.TopicPartitions < 1 {
 		bad("DOPPEL_TOPIC_PARTITIONS must be at least 1, got %d", c.TopicPartitions)
+	}
+	if c.TopicReplicationFactor < 0 || c.TopicReplicationFactor > 7 {
+		bad("DOPPEL_TOPIC_REPLICATION_FACTOR must be 0 (3 on a cluster of three brokers or more, else 1) or a factor from 1 to 7, got %d", c.TopicReplicationFactor)
 	}
 	c.validateRegions(bad)
 	if c.AdvanceTimeout <= 0 {

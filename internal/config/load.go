@@ -55,10 +55,11 @@ func Settings() []Setting {
 }
 
 // notSettings are DOPPEL_* variables that are not settings of a Config but are not mistakes
-// either: DOPPEL_CONFIG names the file; the others are written by scripts/infra.sh for the
-// scripts and tests beside doppel.
+// either: DOPPEL_CONFIG names the file; DOPPEL_INFRA_* are scripts/infra.sh's own settings; the
+// others are written by scripts/infra.sh for the scripts and tests beside doppel.
 var notSettings = []string{"DOPPEL_CONFIG", "DOPPEL_PG_PORT", "DOPPEL_KAFKA_PORT",
-	"DOPPEL_KAFKA_CONTROLLER_PORT", "DOPPEL_KAFKA_LIBS"}
+	"DOPPEL_KAFKA_CONTROLLER_PORT", "DOPPEL_KAFKA_LIBS", "DOPPEL_KAFKA_NODES",
+	"DOPPEL_INFRA_BROKERS", "DOPPEL_INFRA_DIR"}
 
 // retired are variables that were settings once: setting one stops start-up with what to set
 // instead, since silently ignoring it would leave an operator believing it still works.

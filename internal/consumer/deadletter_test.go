@@ -41,8 +41,9 @@ func limitedTopic(t *testing.T, prefix string, limit int) string {
 	name := testinfra.UniqueName(prefix)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	require.NoError(t, topic.Ensure(ctx, testinfra.Brokers(t), topic.Spec{Name: name, Partitions: 1, ReplicationFactor: 1,
-		Configs: map[string]string{"max.message.bytes": strconv.Itoa(limit)}}))
+	_, err := topic.Ensure(ctx, testinfra.Brokers(t), topic.Spec{Name: name, Partitions: 1, ReplicationFactor: 1,
+		Configs: map[string]string{"max.message.bytes": strconv.Itoa(limit)}})
+	require.NoError(t, err)
 	return name
 }
 
@@ -195,7 +196,8 @@ func TestAMissingDeadLetterTopicStallsThePartitionVisiblyUntilItExists(t *testin
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	require.NoError(t, topic.Ensure(ctx, testinfra.Brokers(t), topic.Spec{Name: dlq, Partitions: 1, ReplicationFactor: 1}))
+	_, err := topic.Ensure(ctx, testinfra.Brokers(t), topic.Spec{Name: dlq, Partitions: 1, ReplicationFactor: 1})
+	require.NoError(t, err)
 	committedPast(t, r.group, events)
 	dead, _ := r.observer.counts()
 	require.Equal(t, []string{"too_large"}, dead)

@@ -33,6 +33,52 @@ import (
 	"github.com/doppelhq/doppel/internal/topic"
 )
 
+// ensureTopics creates Doppel's topics when DOPPEL_CREATE_TOPICS is on, with
+// DOPPEL_TOPIC_REPLICATION_FACTOR copies, and warns about each topic it did not create that has a
+// single copy on a cluster of three brokers or more: there, acks=all and min.insync.replicas protect
+// nothing, and the loss of one broker loses the topic's messages.
+func ensureTopics(ctx context.Context, cfg config.Config, multiRegion bool, log *slog.Logger) error {
+	specs := []topic.Spec{
+		{Name: cfg.TopicEvents, Partitions: cfg.TopicPartitions},
+		{Name: cfg.TopicAlerts, Partitions: cfg.TopicPartitions},
+		{Name: cfg.TopicDLQ, Partitions: 1},
+		{Name: cfg.TopicStarted, Partitions: cfg.TopicPartitions},
+	}
+	if multiRegion {
+		for _, name := range cfg.RegionNames() {
+			specs = append(specs, topic.Spec{Name: pipeline.ParkingTopic(cfg, name), Partitions: cfg.TopicPartitions})
+		}
+	}
+	for i := range specs {
+		specs[i].ReplicationFactor = cfg.TopicReplicationFactor
+	}
+	var rep topic.Report
+	if cfg.CreateTopics {
+		var err error
+		if rep, err = topic.Ensure(ctx, cfg.KafkaBrokers, specs...); err != nil {
+			return fmt.Errorf("ensure topics on %v (replication: DOPPEL_TOPIC_REPLICATION_FACTOR=%d): %w",
+				cfg.KafkaBrokers, cfg.TopicReplicationFactor, err)
+		}
+	} else {
+		names := make([]string, len(specs))
+		for i, s := range specs {
+			names[i] = s.Name
+		}
+		var err error
+		// Only to warn: a topic that is missing or unreadable here fails later, where it is used.
+		if rep, err = topic.Describe(ctx, cfg.KafkaBrokers, names...); err != nil {
+			log.Warn("could not read the topics' replication", "error", err)
+			return nil
+		}
+	}
+	for _, t := range rep.SingleCopy() {
+		log.Warn("topic has a single copy on a cluster of several brokers: losing the broker that holds it loses its messages; "+
+			"recreate it with three copies and min.insync.replicas=2", "topic", t.Name, "replication_factor", t.ReplicationFactor,
+			"brokers", rep.Brokers)
+	}
+	return nil
+}
+
 // Run starts the pipeline and the HTTP server and blocks until ctx is cancelled or a part fails.
 func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	pool, store, err := OpenStore(ctx, cfg, cfg.DatabaseMaxConns)
@@ -54,21 +100,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		}
 	}
 	multiRegion := len(cfg.RegionNames()) > 1
-	if cfg.CreateTopics {
-		specs := []topic.Spec{
-			{Name: cfg.TopicEvents, Partitions: cfg.TopicPartitions, ReplicationFactor: -1},
-			{Name: cfg.TopicAlerts, Partitions: cfg.TopicPartitions, ReplicationFactor: -1},
-			{Name: cfg.TopicDLQ, Partitions: 1, ReplicationFactor: -1},
-			{Name: cfg.TopicStarted, Partitions: cfg.TopicPartitions, ReplicationFactor: -1},
-		}
-		if multiRegion {
-			for _, name := range cfg.RegionNames() {
-				specs = append(specs, topic.Spec{Name: pipeline.ParkingTopic(cfg, name), Partitions: cfg.TopicPartitions, ReplicationFactor: -1})
-			}
-		}
-		if err := topic.Ensure(ctx, cfg.KafkaBrokers, specs...); err != nil {
-			return fmt.Errorf("ensure topics on %v: %w", cfg.KafkaBrokers, err)
-		}
+	if err := ensureTopics(ctx, cfg, multiRegion, log); err != nil {
+		return err
 	}
 
 	m := metrics.New()

@@ -33,9 +33,10 @@ func TestAnEventAtTheBrokersLimitIsDeadLetteredCutAndTheEventsAfterItAreStored(t
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	configs := map[string]string{"max.message.bytes": strconv.Itoa(limit)}
-	require.NoError(t, topic.Ensure(ctx, f.cfg.KafkaBrokers,
+	_, err := topic.Ensure(ctx, f.cfg.KafkaBrokers,
 		topic.Spec{Name: f.cfg.TopicEvents, Partitions: 1, ReplicationFactor: 1, Configs: configs},
-		topic.Spec{Name: f.cfg.TopicDLQ, Partitions: 1, ReplicationFactor: 1, Configs: configs}))
+		topic.Spec{Name: f.cfg.TopicDLQ, Partitions: 1, ReplicationFactor: 1, Configs: configs})
+	require.NoError(t, err)
 
 	big := kafka.Message{Key: []byte("big-signature")}
 	for pad := limit; consumer.RecordBatchSize(big) != limit; pad-- {

@@ -2,6 +2,7 @@ package topic_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -19,9 +20,17 @@ func TestEnsureCreatesMissingTopicsAndLeavesExistingOnes(t *testing.T) {
 	brokers := testinfra.Brokers(t)
 	name := testinfra.UniqueName("topic_test")
 
-	require.NoError(t, topic.Ensure(ctx, brokers, topic.Spec{Name: name, Partitions: 4, ReplicationFactor: -1}))
+	rep, err := topic.Ensure(ctx, brokers, topic.Spec{Name: name, Partitions: 4, ReplicationFactor: topic.AutoReplication})
+	require.NoError(t, err)
+	// One copy on the shared single test broker, three on a three-node infra.sh.
+	rf := topic.ReplicationFor(topic.AutoReplication, len(brokers))
+	require.Equal(t, len(brokers), rep.Brokers)
+	require.Equal(t, []topic.State{{Name: name, Created: true, ReplicationFactor: rf}}, rep.Topics)
 	// Again, asking for another partition count: the topic exists, so nothing changes and no error.
-	require.NoError(t, topic.Ensure(ctx, brokers, topic.Spec{Name: name, Partitions: 2, ReplicationFactor: -1}))
+	rep, err = topic.Ensure(ctx, brokers, topic.Spec{Name: name, Partitions: 2, ReplicationFactor: -1})
+	require.NoError(t, err)
+	require.Equal(t, []topic.State{{Name: name, Created: false, ReplicationFactor: rf}}, rep.Topics)
+	require.Empty(t, rep.SingleCopy(), "nothing to warn about: a single copy on one broker, or three on three")
 
 	conn, err := kafka.DialContext(ctx, "tcp", brokers[0])
 	require.NoError(t, err)
@@ -40,9 +49,10 @@ func TestMaxMessageBytesReadsTheTopicsOverrideOrTheBrokersDefault(t *testing.T) 
 	defer cancel()
 	brokers := testinfra.Brokers(t)
 	small, plain := testinfra.UniqueName("topic_small"), testinfra.UniqueName("topic_plain")
-	require.NoError(t, topic.Ensure(ctx, brokers,
+	_, err := topic.Ensure(ctx, brokers,
 		topic.Spec{Name: small, Partitions: 1, ReplicationFactor: -1, Configs: map[string]string{"max.message.bytes": "12345"}},
-		topic.Spec{Name: plain, Partitions: 1, ReplicationFactor: -1}))
+		topic.Spec{Name: plain, Partitions: 1, ReplicationFactor: -1})
+	require.NoError(t, err)
 
 	n, err := topic.MaxMessageBytes(ctx, brokers, small)
 	require.NoError(t, err)
@@ -99,4 +109,46 @@ func TestOffsetsAtFindsTheFirstMessageStampedAtOrAfterATime(t *testing.T) {
 	at, err = topic.OffsetsAt(ctx, client, name, []int{0}, now.Add(time.Minute))
 	require.NoError(t, err)
 	require.Empty(t, at, "no message that recent")
+}
+
+func TestReplicationForTakesThreeCopiesOnThreeBrokersUnlessAFactorIsSet(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ configured, brokers, want int }{
+		{topic.AutoReplication, 1, 1}, {topic.AutoReplication, 2, 1}, {topic.AutoReplication, 3, 3},
+		{topic.AutoReplication, 5, 3}, {1, 3, 1}, {2, 3, 2}, {-1, 3, -1},
+	} {
+		require.Equal(t, c.want, topic.ReplicationFor(c.configured, c.brokers), "factor %d on %d brokers", c.configured, c.brokers)
+	}
+}
+
+func TestSingleCopyNamesOnlyTopicsDoppelDidNotCreateOnAClusterOfThree(t *testing.T) {
+	t.Parallel()
+	rep := topic.Report{Brokers: 3, Topics: []topic.State{
+		{Name: "theirs", ReplicationFactor: 1},
+		{Name: "ours", Created: true, ReplicationFactor: 1},
+		{Name: "replicated", ReplicationFactor: 3},
+	}}
+	require.Equal(t, []topic.State{{Name: "theirs", ReplicationFactor: 1}}, rep.SingleCopy())
+	rep.Brokers = 2
+	require.Empty(t, rep.SingleCopy(), "below three brokers a single copy is not warned about")
+}
+
+func TestEnsureRefusesAFactorAboveTheBrokerCount(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	n := len(testinfra.Brokers(t))
+	_, err := topic.Ensure(ctx, testinfra.Brokers(t), topic.Spec{Name: testinfra.UniqueName("topic_rf"), Partitions: 1, ReplicationFactor: n + 1})
+	require.ErrorContains(t, err, fmt.Sprintf("a replication factor of %d needs %d brokers, and the cluster lists %d", n+1, n+1, n))
+}
+
+func TestDescribeReportsExistingTopicsAndLeavesOutMissingOnes(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	name := testinfra.Topics(t, 2, "topic_described")[0]
+	rep, err := topic.Describe(ctx, testinfra.Brokers(t), name, testinfra.UniqueName("never_created"))
+	require.NoError(t, err)
+	require.Equal(t, len(testinfra.Brokers(t)), rep.Brokers)
+	require.Equal(t, []topic.State{{Name: name, ReplicationFactor: 1}}, rep.Topics, "testinfra.Topics makes one copy")
 }

@@ -55,6 +55,7 @@ func infra(t *testing.T, command string) {
 }
 
 type fixture struct {
+	brokers []string
 	env     []string
 	pool    *pgxpool.Pool
 	sim     *advancesim.Sim
@@ -73,14 +74,21 @@ func setup(t *testing.T) *fixture {
 
 func setupWithPartitions(t *testing.T, partitions int) *fixture {
 	t.Helper()
+	topics := testinfra.Topics(t, partitions, "idv.completed", "doppel.alerts", "idv.completed.dlq")
+	return newFixture(t, testinfra.Brokers(t), topics)
+}
+
+// newFixture prepares doppel's environment against brokers and the topics named (events, alerts,
+// dead letters), with a schema of its own on the shared PostgreSQL and an in-process simulator.
+func newFixture(t *testing.T, brokers, topics []string) *fixture {
+	t.Helper()
 	dbURL, pool := testinfra.Database(t)
 	sim, simURL := testinfra.Sim(t, advancesim.Config{Latency: 3 * time.Millisecond})
-	topics := testinfra.Topics(t, partitions, "idv.completed", "doppel.alerts", "idv.completed.dlq")
-	f := &fixture{pool: pool, sim: sim, events: topics[0], alerts: topics[1], dlq: topics[2],
+	f := &fixture{brokers: brokers, pool: pool, sim: sim, events: topics[0], alerts: topics[1], dlq: topics[2],
 		logPath: filepath.Join(t.TempDir(), "doppel.log")}
 	f.env = append(os.Environ(),
 		"DOPPEL_DATABASE_URL="+dbURL,
-		"DOPPEL_KAFKA_BROKERS="+strings.Join(testinfra.Brokers(t), ","),
+		"DOPPEL_KAFKA_BROKERS="+strings.Join(brokers, ","),
 		"DOPPEL_KAFKA_GROUP_ID="+testinfra.UniqueName("doppel"),
 		"DOPPEL_TOPIC_EVENTS="+f.events, "DOPPEL_TOPIC_ALERTS="+f.alerts, "DOPPEL_TOPIC_DLQ="+f.dlq,
 		"DOPPEL_ADVANCE_BASE_URL="+simURL,
@@ -123,6 +131,8 @@ func (f *fixture) start(t *testing.T) *proc {
 	f.http, f.admin = testinfra.FreeAddr(t), testinfra.FreeAddr(t)
 	cmd.Env = append(append([]string(nil), f.env...), "DOPPEL_HTTP_ADDR="+f.http, "DOPPEL_ADMIN_ADDR="+f.admin)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// A test binary that dies (a -timeout panic runs no Cleanup) takes its doppel with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	require.NoError(t, cmd.Start())
 	p := &proc{cmd: cmd, exited: make(chan struct{})}
 	go func() {
@@ -210,7 +220,7 @@ func (f *fixture) verify(t *testing.T, sigs []string) (billedTwice int) {
 	stored, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	require.NoError(t, err)
 	published := map[string]int{}
-	for _, m := range testinfra.ReadAll(t, f.alerts, len(stored)*2, 5*time.Second) {
+	for _, m := range testinfra.ReadAllFrom(t, f.brokers, f.alerts, len(stored)*2, 5*time.Second) {
 		var a duplicate.Alert
 		require.NoError(t, json.Unmarshal(m.Value, &a))
 		published[a.AlertID]++

@@ -192,14 +192,21 @@ func Topics(t testing.TB, partitions int, prefixes ...string) []string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	require.NoError(t, topic.Ensure(ctx, Brokers(t), specs...), "create topics (is Kafka up? `make infra-up`)")
+	_, err := topic.Ensure(ctx, Brokers(t), specs...)
+	require.NoError(t, err, "create topics (is Kafka up? `make infra-up`)")
 	return names
 }
 
 // Produce writes messages to a topic and waits for the broker's acknowledgement.
 func Produce(t testing.TB, topicName string, msgs ...kafka.Message) {
 	t.Helper()
-	w := topic.NewWriter(Brokers(t), topicName, topic.WriterConfig{BatchTimeout: 2 * time.Millisecond, BatchSize: 1000})
+	ProduceTo(t, Brokers(t), topicName, msgs...)
+}
+
+// ProduceTo is Produce on the given brokers (a cluster of a test's own).
+func ProduceTo(t testing.TB, brokers []string, topicName string, msgs ...kafka.Message) {
+	t.Helper()
+	w := topic.NewWriter(brokers, topicName, topic.WriterConfig{BatchTimeout: 2 * time.Millisecond, BatchSize: 1000})
 	defer w.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -210,12 +217,17 @@ func Produce(t testing.TB, topicName string, msgs ...kafka.Message) {
 // have arrived or timeout passes, and returns what it read.
 func ReadAll(t testing.TB, topicName string, want int, timeout time.Duration) []kafka.Message {
 	t.Helper()
+	return ReadAllFrom(t, Brokers(t), topicName, want, timeout)
+}
+
+// ReadAllFrom is ReadAll on the given brokers (a cluster of a test's own).
+func ReadAllFrom(t testing.TB, brokers []string, topicName string, want int, timeout time.Duration) []kafka.Message {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	conn, err := kafka.DialContext(ctx, "tcp", Brokers(t)[0])
-	require.NoError(t, err)
-	parts, err := conn.ReadPartitions(topicName)
-	conn.Close()
+	client, closeIdle := topic.NewClient(brokers, 10*time.Second)
+	defer closeIdle()
+	parts, err := topic.Partitions(ctx, client, topicName)
 	require.NoError(t, err)
 
 	var (
@@ -229,7 +241,7 @@ func ReadAll(t testing.TB, topicName string, want int, timeout time.Duration) []
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r := kafka.NewReader(kafka.ReaderConfig{Brokers: Brokers(t), Topic: topicName, Partition: p.ID,
+			r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topicName, Partition: p,
 				MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 100 * time.Millisecond})
 			defer r.Close()
 			for {
