@@ -106,11 +106,26 @@ func DecodeCallback(value []byte, opts DecodeOptions) (Event, error) {
 	var body struct {
 		SignatureID string `json:"signatureId"`
 		Type        string `json:"type"`
+		// Region is only checked: a signed body names the region of its path (the HTTP layer binds
+		// them), and the event's region comes from the path.
+		Region json.RawMessage `json:"region"`
 	}
 	if err := unmarshalEvent(value, opts, &body); err != nil {
 		return Event{}, err
 	}
-	return validateEvent(Event{SignatureID: body.SignatureID, Type: body.Type}, opts)
+	ev, err := validateEvent(Event{SignatureID: body.SignatureID, Type: body.Type}, opts)
+	if err != nil || body.Region == nil {
+		return ev, err
+	}
+	var region string
+	if string(body.Region) == "null" || json.Unmarshal(body.Region, &region) != nil { // null, a number, an object
+		return Event{}, &DecodeError{Reason: ReasonWrongFieldType, Field: "region", SignatureID: ev.SignatureID,
+			Detail: `field "region" must be a string`}
+	}
+	if !validOptional(region, maxRegionLen) {
+		return Event{}, invalidField(ReasonInvalidField, "region", region, maxRegionLen, ev.SignatureID)
+	}
+	return ev, nil
 }
 
 // unmarshalEvent applies the checks on the raw bytes (size, UTF-8) and parses them into v.

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -98,6 +99,9 @@ func (s *Server) callbackCredentials(c echo.Context, body func() ([]byte, error)
 		// access logs and proxies, which is what DOPPEL_CALLBACK_TOKEN_IN_QUERY=false is for.
 		return auth, authTokenInQuery, "the callback token is not accepted in the query string here " +
 			"(DOPPEL_CALLBACK_TOKEN_IN_QUERY=false): send it in the " + CallbackTokenHeader + " header", nil
+	}
+	if reason, message := checkSigningHeaders(req.Header); reason != "" {
+		return auth, reason, message, nil
 	}
 	token := req.Header.Get(CallbackTokenHeader)
 	if token == "" {
@@ -198,4 +202,34 @@ func mac(secret, timestamp string, body []byte) []byte {
 func keyName(c echo.Context) string {
 	name, _ := c.Get(keyNameContextKey).(string)
 	return name
+}
+
+// checkSigningHeaders refuses (401, with the failure's reason and message) a request with a
+// signing header that is present and breaks the format the OpenAPI description gives it (a
+// timestamp that is not digits, a webhook-id over 256 bytes), whatever else authenticates it: a
+// request that carries signing headers says it is signed, and malformed ones are a producer's bug
+// to report, not to ignore because a token came along. Whether a well-formed one is fresh and
+// verifies is decided where it is used.
+func checkSigningHeaders(h http.Header) (reason, message string) {
+	for _, name := range []string{WebhookTimestampHeader, TimestampHeader} {
+		if v, ok := h[http.CanonicalHeaderKey(name)]; ok && !allDigits(strings.TrimSpace(v[0])) {
+			return authInvalidTimestamp, "a signed callback needs " + name + ": the Unix time in seconds it was signed at"
+		}
+	}
+	if v, ok := h[http.CanonicalHeaderKey(WebhookIDHeader)]; ok && len(v[0]) > maxWebhookIDLen {
+		return authInvalidWebhookID, fmt.Sprintf("%s must be 1 to %d visible ASCII characters", WebhookIDHeader, maxWebhookIDLen)
+	}
+	return "", ""
+}
+
+func allDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }

@@ -159,3 +159,21 @@ func TestCallbackAnswers5xxWhenTheBrokerCannotBeReached(t *testing.T) {
 	res.apiError(t, http.StatusServiceUnavailable, "publish_failed")
 	require.Less(t, time.Since(start), 10*time.Second, "bounded by the callback timeout")
 }
+
+// A callback body's region, which only signed producers send, is a string of at most 32 visible
+// characters whatever authenticates the request, as the OpenAPI description says (schemathesis
+// found a number accepted beside the token).
+func TestACallbackBodysRegionMustBeAShortString(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	for body, field := range map[string]string{
+		`{"signatureId":"s1","type":"COMPLETED","region":7}`:                                 "region",
+		`{"signatureId":"s1","type":"COMPLETED","region":"` + strings.Repeat("r", 33) + `"}`: "region",
+		`{"signatureId":"s1","type":"COMPLETED","region":"p\u202eh"}`:                        "region",
+		`{"signatureId":"s1","type":"COMPLETED","region":null}`:                              "region",
+	} {
+		e := f.callback("?token="+callbackToken, body, nil).apiError(t, http.StatusBadRequest, "invalid_input")
+		require.Equal(t, field, e.Field, body)
+	}
+	require.Empty(t, f.events.published())
+}

@@ -392,3 +392,20 @@ SET expires_at = now() - interval '1 second', claimed_until = now() - interval '
 	require.JSONEq(t, `{"status":"duplicate"}`,
 		string(f.callback("", vendorBody, webhook(t, signingSecret, "msg_live", time.Now(), vendorBody)).body))
 }
+
+// A request that carries signing headers says it is signed: malformed ones are refused even beside
+// a valid token (schemathesis found `webhook-timestamp: {}` with the token accepted, against the
+// header's documented format).
+func TestMalformedSigningHeadersAreRefusedEvenWithTheToken(t *testing.T) {
+	t.Parallel()
+	f := setup(t, withWebhooks())
+	for _, header := range []map[string]string{
+		{httpapi.WebhookTimestampHeader: "{}"},
+		{httpapi.TimestampHeader: "yesterday"},
+		{httpapi.WebhookIDHeader: strings.Repeat("m", 257)},
+	} {
+		f.callback("?token="+callbackToken, vendorBody, header).apiError(t, http.StatusUnauthorized, "unauthorized")
+	}
+	require.Empty(t, f.events.published(), "nothing published")
+	require.Equal(t, http.StatusOK, f.callback("?token="+callbackToken, vendorBody, nil).status, "the token alone still works")
+}
