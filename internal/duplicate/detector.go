@@ -34,23 +34,21 @@ type Vendor interface {
 	Verification(ctx context.Context, signatureID string) (Verification, error)
 }
 
-// RegionalVendor is a Vendor with one account per region: the detector and the replayer search each
-// verification in its own region's account (face databases are per region). A plain Vendor is one
-// account for every region.
-type RegionalVendor interface {
-	Vendor
-	// ForRegion returns region's account, or an error when the region is not configured.
+// Accounts finds the vendor account of a region: face databases, keys and bills are per region.
+// It is what a stored check's region becomes when a person re-runs its search (the replay edge);
+// the pipeline resolves a new event's region itself, once, and hands the detector the account.
+// region.Registry implements it; OneAccount is a single account for every region.
+type Accounts interface {
+	// ForRegion returns region's account ("" names the default region), or an error when the
+	// region is not configured.
 	ForRegion(region string) (Vendor, error)
 }
 
-// VendorFor returns the account to call for a verification of region: v itself when v is one
-// account, region's when v is a RegionalVendor.
-func VendorFor(v Vendor, region string) (Vendor, error) {
-	if rv, ok := v.(RegionalVendor); ok && region != "" {
-		return rv.ForRegion(region)
-	}
-	return v, nil
-}
+// OneAccount is Accounts for one vendor account that serves every region.
+type OneAccount struct{ Vendor }
+
+// ForRegion returns the one account, whatever the region.
+func (o OneAccount) ForRegion(string) (Vendor, error) { return o.Vendor, nil }
 
 // Saved is what storing a check changed.
 type Saved struct {
@@ -87,7 +85,6 @@ type Result struct {
 // Detector applies Doppel's rules to one event: skip what needs no search, find the user's own id
 // and verdict when the event lacks them, search once, and store the outcome with its links.
 type Detector struct {
-	vendor Vendor
 	store  Store
 	now    func() time.Time
 	// failed tells which matched users are known only by an enrolled failed attempt; nil: none.
@@ -109,17 +106,19 @@ type vendorAnswers struct {
 const maxUnsaved = 10000
 
 // NewDetector returns a Detector. now may be nil (time.Now).
-func NewDetector(vendor Vendor, store Store, now func() time.Time) *Detector {
+func NewDetector(store Store, now func() time.Time) *Detector {
 	if now == nil {
 		now = time.Now
 	}
-	return &Detector{vendor: vendor, store: store, now: now, unsaved: make(map[string]vendorAnswers)}
+	return &Detector{store: store, now: now, unsaved: make(map[string]vendorAnswers)}
 }
 
-// Handle processes one event. A nil error means an outcome is stored (or already was). A
-// *PermanentFailure means the check was recorded as failed and the event belongs in the
-// dead-letter topic; any other error is to be classified with KindOf and retried as it says.
-func (d *Detector) Handle(ctx context.Context, ev Event, src Source) (Result, error) {
+// Handle processes one event of ev.Region, whose vendor account is vendor: the caller resolved the
+// region once, at its edge (the pipeline, from the event's field or header). A nil error means an
+// outcome is stored (or already was). A *PermanentFailure means the check was recorded as failed
+// and the event belongs in the dead-letter topic; any other error is to be classified with KindOf
+// and retried as it says.
+func (d *Detector) Handle(ctx context.Context, ev Event, vendor Vendor, src Source) (Result, error) {
 	outcome, final, err := d.store.FinalOutcome(ctx, ev.SignatureID)
 	if err != nil {
 		return Result{}, fmt.Errorf("%w: look up check %s: %w", ErrStore, ev.SignatureID, err)
@@ -144,10 +143,6 @@ func (d *Detector) Handle(ctx context.Context, ev Event, src Source) (Result, er
 		return d.save(ctx, check)
 	}
 
-	vendor, err := VendorFor(d.vendor, ev.Region)
-	if err != nil {
-		return d.permanentFailure(ctx, check, ReasonUnknownRegion, err)
-	}
 	kept := d.takeUnsaved(ev.SignatureID)
 	if check.UserID == "" {
 		v, err := d.verification(ctx, vendor, ev.SignatureID, kept.verification)

@@ -114,7 +114,7 @@ func setup(t *testing.T) (*Detector, *fakeVendor, *fakeStore) {
 	t.Helper()
 	v, s := newFakeVendor(), newFakeStore()
 	clock := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
-	return NewDetector(v, s, func() time.Time { return clock }), v, s
+	return NewDetector(s, func() time.Time { return clock }), v, s
 }
 
 func TestDetectorLinksMatchesAndAlertsOnlyOnNewLinks(t *testing.T) {
@@ -125,7 +125,7 @@ func TestDetectorLinksMatchesAndAlertsOnlyOnNewLinks(t *testing.T) {
 	v.similar["sb"] = []string{"alice", "carol"}
 	v.similar["sc"] = []string{"alice", "bob"}
 
-	res, err := d.Handle(ctx, Event{SignatureID: "sa", Type: EventTypeCompleted, UserID: "alice"}, Source{})
+	res, err := d.Handle(ctx, Event{SignatureID: "sa", Type: EventTypeCompleted, UserID: "alice"}, v, Source{})
 	require.NoError(t, err)
 	require.Equal(t, OutcomeDuplicatesFound, res.Outcome)
 	require.Equal(t, []string{"bob", "carol"}, s.checks["sa"].MatchedUserIDs, "self, blanks and repeats dropped")
@@ -133,11 +133,11 @@ func TestDetectorLinksMatchesAndAlertsOnlyOnNewLinks(t *testing.T) {
 	require.Equal(t, []string{"bob", "carol"}, res.Saved.Alert.NewMatchedUserIDs)
 	require.Equal(t, "tx-sa", res.Saved.Alert.VendorTransactionID)
 
-	res, err = d.Handle(ctx, Event{SignatureID: "sb", Type: EventTypeCompleted, UserID: "bob"}, Source{})
+	res, err = d.Handle(ctx, Event{SignatureID: "sb", Type: EventTypeCompleted, UserID: "bob"}, v, Source{})
 	require.NoError(t, err)
 	require.Equal(t, []string{"carol"}, res.Saved.NewLinks, "alice-bob already existed")
 
-	res, err = d.Handle(ctx, Event{SignatureID: "sc", Type: EventTypeCompleted, UserID: "carol"}, Source{})
+	res, err = d.Handle(ctx, Event{SignatureID: "sc", Type: EventTypeCompleted, UserID: "carol"}, v, Source{})
 	require.NoError(t, err)
 	require.Equal(t, OutcomeDuplicatesFound, res.Outcome)
 	require.Nil(t, res.Saved.Alert, "every link of carol's ring was known: no alert")
@@ -150,7 +150,7 @@ func TestDetectorNeverSearchesAStoredSignatureTwice(t *testing.T) {
 	d, v, _ := setup(t)
 	ev := Event{SignatureID: "s1", Type: EventTypeCompleted, UserID: "u1"}
 	for range 3 {
-		_, err := d.Handle(context.Background(), ev, Source{})
+		_, err := d.Handle(context.Background(), ev, v, Source{})
 		require.NoError(t, err)
 	}
 	require.Equal(t, 1, v.searches["s1"])
@@ -159,7 +159,7 @@ func TestDetectorNeverSearchesAStoredSignatureTwice(t *testing.T) {
 func TestDetectorSkipsTypesOtherThanCompleted(t *testing.T) {
 	t.Parallel()
 	d, v, s := setup(t)
-	res, err := d.Handle(context.Background(), Event{SignatureID: "s1", Type: EventTypeSubmitCompleted}, Source{})
+	res, err := d.Handle(context.Background(), Event{SignatureID: "s1", Type: EventTypeSubmitCompleted}, v, Source{})
 	require.NoError(t, err)
 	require.Equal(t, OutcomeSkipped, res.Outcome)
 	require.Equal(t, OutcomeSkipped, s.checks["s1"].Outcome)
@@ -173,13 +173,13 @@ func TestDetectorAsksGetResultWhenTheEventHasNoUser(t *testing.T) {
 	v.verifications["fail"] = Verification{UserID: "u2", OverallResult: "FAIL", TransactionID: "r2"}
 	v.similar["pass"] = []string{"u1", "u9"}
 
-	res, err := d.Handle(context.Background(), Event{SignatureID: "pass", Type: EventTypeCompleted}, Source{})
+	res, err := d.Handle(context.Background(), Event{SignatureID: "pass", Type: EventTypeCompleted}, v, Source{})
 	require.NoError(t, err)
 	require.Equal(t, OutcomeDuplicatesFound, res.Outcome)
 	require.Equal(t, "u1", s.checks["pass"].UserID)
 	require.Equal(t, []string{"u9"}, s.checks["pass"].MatchedUserIDs)
 
-	res, err = d.Handle(context.Background(), Event{SignatureID: "fail", Type: EventTypeCompleted}, Source{})
+	res, err = d.Handle(context.Background(), Event{SignatureID: "fail", Type: EventTypeCompleted}, v, Source{})
 	require.NoError(t, err)
 	require.Equal(t, OutcomeNotPassed, res.Outcome)
 	require.Equal(t, "FAIL", s.checks["fail"].OverallResult)
@@ -191,7 +191,7 @@ func TestDetectorRecordsPermanentVendorFailuresAndAllowsARetryLater(t *testing.T
 	d, v, s := setup(t)
 	v.searchErr = permanentErr{}
 	ev := Event{SignatureID: "s1", Type: EventTypeCompleted, UserID: "u1"}
-	_, err := d.Handle(context.Background(), ev, Source{Topic: "t", Partition: 2, Offset: 9})
+	_, err := d.Handle(context.Background(), ev, v, Source{Topic: "t", Partition: 2, Offset: 9})
 	var pf *PermanentFailure
 	require.ErrorAs(t, err, &pf)
 	require.Equal(t, "vendor_rejected", pf.Reason)
@@ -200,7 +200,7 @@ func TestDetectorRecordsPermanentVendorFailuresAndAllowsARetryLater(t *testing.T
 
 	// A failed check does not count as stored: a replay after a fix searches again.
 	v.searchErr = nil
-	res, err := d.Handle(context.Background(), ev, Source{})
+	res, err := d.Handle(context.Background(), ev, v, Source{})
 	require.NoError(t, err)
 	require.Equal(t, OutcomeNoDuplicates, res.Outcome)
 	require.Equal(t, 2, v.searches["s1"])
@@ -210,16 +210,16 @@ func TestDetectorLeavesOtherFailuresToTheCaller(t *testing.T) {
 	t.Parallel()
 	d, v, s := setup(t)
 	v.searchErr = accountErr{}
-	_, err := d.Handle(context.Background(), Event{SignatureID: "s1", Type: EventTypeCompleted, UserID: "u1"}, Source{})
+	_, err := d.Handle(context.Background(), Event{SignatureID: "s1", Type: EventTypeCompleted, UserID: "u1"}, v, Source{})
 	require.Equal(t, FailureAccount, KindOf(err))
 	require.Empty(t, s.checks, "an account problem is not the event's fault: nothing is recorded")
 
 	v.searchErr = errors.New("connection reset")
-	_, err = d.Handle(context.Background(), Event{SignatureID: "s1", Type: EventTypeCompleted, UserID: "u1"}, Source{})
+	_, err = d.Handle(context.Background(), Event{SignatureID: "s1", Type: EventTypeCompleted, UserID: "u1"}, v, Source{})
 	require.Equal(t, FailureTransient, KindOf(err))
 
 	s.err = errors.New("connection refused")
-	_, err = d.Handle(context.Background(), Event{SignatureID: "s1", Type: EventTypeCompleted, UserID: "u1"}, Source{})
+	_, err = d.Handle(context.Background(), Event{SignatureID: "s1", Type: EventTypeCompleted, UserID: "u1"}, v, Source{})
 	require.Equal(t, FailureStore, KindOf(err))
 }
 
@@ -235,14 +235,14 @@ func TestAStoreFailureAfterTheSearchDoesNotPayForItTwice(t *testing.T) {
 	t.Parallel()
 	v, s := newFakeVendor(), newFakeStore()
 	failing := &failOnceStore{fakeStore: s}
-	d := NewDetector(v, failing, nil)
+	d := NewDetector(failing, nil)
 	v.verifications["s1"] = Verification{UserID: "u1", OverallResult: "PASS"}
 	v.similar["s1"] = []string{"u2"}
 	ev := Event{SignatureID: "s1", Type: EventTypeCompleted}
 
-	_, err := d.Handle(context.Background(), ev, Source{})
+	_, err := d.Handle(context.Background(), ev, v, Source{})
 	require.Equal(t, FailureStore, KindOf(err))
-	res, err := d.Handle(context.Background(), ev, Source{})
+	res, err := d.Handle(context.Background(), ev, v, Source{})
 	require.NoError(t, err)
 	require.Equal(t, OutcomeDuplicatesFound, res.Outcome)
 	require.Equal(t, 1, v.searches["s1"], "the retry reused the answer it had paid for")
@@ -285,13 +285,13 @@ func TestANoticeOrAVerdictStillToComeDoesNotStopTheSearch(t *testing.T) {
 	completed := Event{SignatureID: "s1", Type: EventTypeCompleted}
 	v.similar["s1"] = []string{"alice"}
 
-	res, err := d.Handle(ctx, submit, Source{})
+	res, err := d.Handle(ctx, submit, v, Source{})
 	require.NoError(t, err)
 	require.Equal(t, OutcomeSkipped, res.Outcome)
 	require.Zero(t, v.results["s1"]+v.searches["s1"], "a notice calls no vendor")
 
 	v.verifications["s1"] = Verification{UserID: "bob", OverallResult: "INCOMPLETE"}
-	res, err = d.Handle(ctx, completed, Source{})
+	res, err = d.Handle(ctx, completed, v, Source{})
 	require.NoError(t, err)
 	require.Equal(t, OutcomeIncomplete, res.Outcome)
 	require.False(t, res.AlreadyStored)
@@ -299,7 +299,7 @@ func TestANoticeOrAVerdictStillToComeDoesNotStopTheSearch(t *testing.T) {
 	require.Zero(t, v.searches["s1"], "no search before the verdict is PASS")
 
 	v.verifications["s1"] = Verification{UserID: "bob", OverallResult: "PASS"}
-	res, err = d.Handle(ctx, completed, Source{})
+	res, err = d.Handle(ctx, completed, v, Source{})
 	require.NoError(t, err)
 	require.Equal(t, OutcomeDuplicatesFound, res.Outcome)
 	require.NotNil(t, res.Saved.Alert)
@@ -307,7 +307,7 @@ func TestANoticeOrAVerdictStillToComeDoesNotStopTheSearch(t *testing.T) {
 	require.Equal(t, 2, v.results["s1"], "the verdict was asked for again, not reused")
 
 	for _, ev := range []Event{completed, submit} {
-		res, err = d.Handle(ctx, ev, Source{})
+		res, err = d.Handle(ctx, ev, v, Source{})
 		require.NoError(t, err)
 		require.True(t, res.AlreadyStored, ev.Type)
 	}
@@ -322,14 +322,14 @@ func TestAFailVerdictIsFinalAndAnUnknownOneIsNot(t *testing.T) {
 	v.verifications["fail"] = Verification{UserID: "u1", OverallResult: "FAIL"}
 	v.verifications["odd"] = Verification{UserID: "u2", OverallResult: "UNDER_REVIEW"}
 	for _, sig := range []string{"fail", "odd"} {
-		_, err := d.Handle(ctx, Event{SignatureID: sig, Type: EventTypeCompleted}, Source{})
+		_, err := d.Handle(ctx, Event{SignatureID: sig, Type: EventTypeCompleted}, v, Source{})
 		require.NoError(t, err)
 	}
 	require.Equal(t, OutcomeNotPassed, s.checks["fail"].Outcome)
 	require.Equal(t, OutcomeIncomplete, s.checks["odd"].Outcome, "a verdict Doppel does not know is not final")
 
 	v.verifications["fail"] = Verification{UserID: "u1", OverallResult: "PASS"}
-	res, err := d.Handle(ctx, Event{SignatureID: "fail", Type: EventTypeCompleted}, Source{})
+	res, err := d.Handle(ctx, Event{SignatureID: "fail", Type: EventTypeCompleted}, v, Source{})
 	require.NoError(t, err)
 	require.True(t, res.AlreadyStored, "FAIL is final")
 	require.Equal(t, 1, v.results["fail"])
@@ -339,14 +339,14 @@ func TestAFailVerdictIsFinalAndAnUnknownOneIsNot(t *testing.T) {
 func TestAVerdictStillToComeIsNotKeptWhenStoringItFails(t *testing.T) {
 	t.Parallel()
 	v, s := newFakeVendor(), newFakeStore()
-	d := NewDetector(v, &failOnceStore{fakeStore: s}, nil)
+	d := NewDetector(&failOnceStore{fakeStore: s}, nil)
 	v.verifications["s1"] = Verification{UserID: "u1", OverallResult: "INCOMPLETE"}
 	ev := Event{SignatureID: "s1", Type: EventTypeCompleted}
-	_, err := d.Handle(context.Background(), ev, Source{})
+	_, err := d.Handle(context.Background(), ev, v, Source{})
 	require.Equal(t, FailureStore, KindOf(err))
 
 	v.verifications["s1"] = Verification{UserID: "u1", OverallResult: "PASS"}
-	res, err := d.Handle(context.Background(), ev, Source{})
+	res, err := d.Handle(context.Background(), ev, v, Source{})
 	require.NoError(t, err)
 	require.Equal(t, OutcomeNoDuplicates, res.Outcome, "the retry asked for the verdict again")
 	require.Equal(t, 1, v.searches["s1"])
@@ -367,9 +367,9 @@ func (s refusingStore) SaveCheck(ctx context.Context, c Check) (Saved, error) {
 func TestACheckTheDatabaseRefusesIsADeadLetterNotAnOutage(t *testing.T) {
 	t.Parallel()
 	v, s := newFakeVendor(), newFakeStore()
-	d := NewDetector(v, refusingStore{s}, nil)
+	d := NewDetector(refusingStore{s}, nil)
 	v.similar["s1"] = []string{"alice"}
-	res, err := d.Handle(context.Background(), Event{SignatureID: "s1", UserID: "bob", Type: EventTypeCompleted}, Source{})
+	res, err := d.Handle(context.Background(), Event{SignatureID: "s1", UserID: "bob", Type: EventTypeCompleted}, v, Source{})
 	require.Equal(t, FailurePermanent, KindOf(err))
 	require.Equal(t, ReasonCheckRefused, ReasonOf(err))
 	require.Equal(t, OutcomeFailed, res.Outcome)

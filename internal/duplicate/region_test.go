@@ -8,16 +8,8 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// fakeRegions is one fakeVendor per region; the default region is "ph".
+// fakeRegions is one fakeVendor per region; the default region ("") is "ph".
 type fakeRegions map[string]*fakeVendor
-
-func (r fakeRegions) FaceSearch(ctx context.Context, sig string) (SearchResult, error) {
-	return r["ph"].FaceSearch(ctx, sig)
-}
-
-func (r fakeRegions) Verification(ctx context.Context, sig string) (Verification, error) {
-	return r["ph"].Verification(ctx, sig)
-}
 
 type unknownRegion string
 
@@ -25,6 +17,9 @@ func (e unknownRegion) Error() string   { return fmt.Sprintf("region %q is not c
 func (e unknownRegion) Permanent() bool { return true }
 
 func (r fakeRegions) ForRegion(name string) (Vendor, error) {
+	if name == "" {
+		name = "ph"
+	}
 	if v, ok := r[name]; ok {
 		return v, nil
 	}
@@ -36,10 +31,13 @@ func TestEachVerificationIsSearchedInItsOwnRegion(t *testing.T) {
 	regions := fakeRegions{"ph": newFakeVendor(), "th": newFakeVendor()}
 	regions["th"].similar["sig-th"] = []string{"bob"}
 	store := newFakeStore()
-	d := NewDetector(regions, store, nil)
+	d := NewDetector(store, nil)
 	ctx := context.Background()
 
-	res, err := d.Handle(ctx, Event{SignatureID: "sig-th", Type: EventTypeCompleted, UserID: "alice", Region: "th"}, Source{})
+	// The pipeline resolved the event's region once and hands the detector that region's account.
+	th, err := regions.ForRegion("th")
+	require.NoError(t, err)
+	res, err := d.Handle(ctx, Event{SignatureID: "sig-th", Type: EventTypeCompleted, UserID: "alice", Region: "th"}, th, Source{})
 	require.NoError(t, err)
 	require.Equal(t, OutcomeDuplicatesFound, res.Outcome)
 	require.Equal(t, 1, regions["th"].searches["sig-th"], "searched and billed in th")
@@ -47,18 +45,16 @@ func TestEachVerificationIsSearchedInItsOwnRegion(t *testing.T) {
 	require.Equal(t, "th", store.checks["sig-th"].Region)
 	require.Equal(t, "th", store.alerts[0].Region, "the alert says which region found the link")
 
-	_, err = d.Handle(ctx, Event{SignatureID: "sig-vn", Type: EventTypeCompleted, UserID: "carol", Region: "vn"}, Source{})
-	var pf *PermanentFailure
-	require.ErrorAs(t, err, &pf)
-	require.Equal(t, ReasonUnknownRegion, pf.Reason)
-	require.Equal(t, OutcomeFailed, store.checks["sig-vn"].Outcome)
-
-	// A re-run searches in the check's region too.
+	// A re-run searches in the stored check's region too, resolved by the replayer (its edge).
 	r := NewReplayer(regions, &replayStore{checks: store.checks, links: map[[2]string]bool{}}, nil)
 	_, err = r.Replay(ctx, "sig-th")
 	require.NoError(t, err)
 	require.Equal(t, 2, regions["th"].searches["sig-th"])
 	require.Zero(t, regions["ph"].searches["sig-th"])
+	// A stored check whose region is no longer configured is not re-run anywhere else.
+	store.checks["sig-vn"] = Check{SignatureID: "sig-vn", UserID: "carol", Region: "vn", Outcome: OutcomeNoDuplicates}
+	_, err = r.Replay(ctx, "sig-vn")
+	require.ErrorContains(t, err, `region "vn" is not configured`)
 }
 
 func TestDecodeEventReadsTheRegionCaseInsensitively(t *testing.T) {

@@ -23,17 +23,18 @@ type ReplayStore interface {
 // face index changed, or to re-examine a window. Unlike the pipeline it does not stop at "already
 // stored": every re-run is billed again, by design.
 type Replayer struct {
-	vendor Vendor
-	store  ReplayStore
+	accounts Accounts
+	store    ReplayStore
 	now    func() time.Time
 }
 
-// NewReplayer returns a Replayer. now may be nil (time.Now).
-func NewReplayer(vendor Vendor, store ReplayStore, now func() time.Time) *Replayer {
+// NewReplayer returns a Replayer that searches each stored check in its region's account. now may
+// be nil (time.Now).
+func NewReplayer(accounts Accounts, store ReplayStore, now func() time.Time) *Replayer {
 	if now == nil {
 		now = time.Now
 	}
-	return &Replayer{vendor: vendor, store: store, now: now}
+	return &Replayer{accounts: accounts, store: store, now: now}
 }
 
 // Replay statuses.
@@ -87,7 +88,7 @@ func (r *Replayer) Replay(ctx context.Context, signatureID string) (ReplayResult
 		}
 		return res, nil
 	}
-	vendor, err := VendorFor(r.vendor, check.Region)
+	vendor, err := r.accounts.ForRegion(check.Region)
 	if err != nil {
 		return res, err
 	}

@@ -99,7 +99,7 @@ func TestReplayerSearchesAgainAndReportsWhatChanged(t *testing.T) {
 		"s2": {SignatureID: "s2", UserID: "carol", Outcome: OutcomeNotPassed},
 		"s3": {SignatureID: "s3", UserID: "dave", Outcome: OutcomeNoDuplicates},
 	}}
-	r := NewReplayer(v, st, nil)
+	r := NewReplayer(OneAccount{v}, st, nil)
 	v.similar["s1"] = []string{"alice", "erin"}
 	v.similar["s3"] = nil
 
@@ -133,7 +133,7 @@ func TestReplayerRetriesTransientFailuresAndLeavesTheCheckOnFailure(t *testing.T
 	v := &flakyVendor{fakeVendor: newFakeVendor(), failures: 1}
 	st := &replayStore{links: map[[2]string]bool{}, checks: map[string]Check{
 		"s1": {SignatureID: "s1", UserID: "alice", Outcome: OutcomeNoDuplicates}}}
-	r := NewReplayer(v, st, nil)
+	r := NewReplayer(OneAccount{v}, st, nil)
 	v.similar["s1"] = []string{"bob"}
 	summary, _ := r.ReplayAll(context.Background(), []string{"s1"}, 1, nil)
 	require.Equal(t, 1, summary.Replayed)

@@ -111,7 +111,7 @@ func setup(t *testing.T, edit ...func(*httpapi.Config)) *fixture {
 		alerted: make(chan struct{}, 100)}
 	cfg := httpapi.Config{
 		Store:              store,
-		Replayer:           duplicate.NewReplayer(f.vendor, store, nil),
+		Replayer:           duplicate.NewReplayer(duplicate.OneAccount{Vendor: f.vendor}, store, nil),
 		OnAlerts:           func() { f.alerted <- struct{}{} },
 		Events:             f.events,
 		CallbackToken:      callbackToken,

@@ -56,7 +56,7 @@ func TestAnEventWaitingForTheDatabaseLeavesItsRegionsVendorShare(t *testing.T) {
 	parking.states["ph"].draining.Store(false) // measured: no parked backlog
 
 	store := savingStore{saving: make(chan struct{}), release: make(chan struct{})}
-	h := New(Config{Settings: cfg, Detector: duplicate.NewDetector(regions, store, nil), Regions: regions,
+	h := New(Config{Settings: cfg, Detector: duplicate.NewDetector(store, nil), Regions: regions,
 		Parking: parking, Metrics: m, Logger: slog.New(slog.DiscardHandler)})
 	done := make(chan error, 1)
 	go func() {

@@ -144,7 +144,7 @@ func (p *Handler) Handle(ctx context.Context, msg kafka.Message) error {
 		defer leave()
 		ctx = duplicate.WithVendorPhaseEnd(ctx, leave)
 	}
-	res, err := p.cfg.Detector.Handle(ctx, ev, src)
+	res, err := p.cfg.Detector.Handle(ctx, ev, reg, src)
 	if err != nil && p.cfg.Parking != nil && regionTrouble(err) {
 		return p.cfg.Parking.park(ctx, msg, reg, err.Error())
 	}

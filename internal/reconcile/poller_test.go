@@ -45,13 +45,14 @@ func setup(t *testing.T) *bundle {
 // once by a detector, as the main path would.
 type handledEvents struct {
 	detector *duplicate.Detector
+	vendor   duplicate.Vendor
 	mu       sync.Mutex
 	keys     []string
 	fail     error // when set, Publish fails with it
 }
 
 func (b *bundle) events() *handledEvents {
-	return &handledEvents{detector: duplicate.NewDetector(b.vendor, b.store, nil)}
+	return &handledEvents{detector: duplicate.NewDetector(b.store, nil), vendor: b.vendor}
 }
 
 func (h *handledEvents) Publish(ctx context.Context, key, value []byte) error {
@@ -66,7 +67,7 @@ func (h *handledEvents) Publish(ctx context.Context, key, value []byte) error {
 	if err != nil {
 		return err
 	}
-	_, err = h.detector.Handle(ctx, ev, duplicate.Source{Topic: "idv.completed"})
+	_, err = h.detector.Handle(ctx, ev, h.vendor, duplicate.Source{Topic: "idv.completed"})
 	return err
 }
 

@@ -114,14 +114,14 @@ func (r *Region) Account() Account { return r.account }
 func (r *Region) Budget() *Budget { return r.budget }
 
 // Registry is every configured region, with the one an event that names none belongs to. It is a
-// duplicate.RegionalVendor: the default region's account by default, each check's own by ForRegion.
+// duplicate.Accounts: each stored check's region's account, by ForRegion.
 type Registry struct {
 	regions map[string]*Region
 	names   []string
 	def     *Region
 }
 
-var _ duplicate.RegionalVendor = (*Registry)(nil)
+var _ duplicate.Accounts = (*Registry)(nil)
 
 // NewRegistry returns the registry of regions, whose default is the region named def.
 func NewRegistry(def string, regions ...*Region) (*Registry, error) {
@@ -165,22 +165,15 @@ func (e *UnknownError) FailureKind() duplicate.FailureKind { return duplicate.Fa
 // FailureReason is duplicate.ReasonUnknownRegion.
 func (e *UnknownError) FailureReason() string { return duplicate.ReasonUnknownRegion }
 
-// ForRegion returns the account of region name.
+// ForRegion returns the account of region name; "" names the default region.
 func (g *Registry) ForRegion(name string) (duplicate.Vendor, error) {
+	if name == "" {
+		return g.def, nil
+	}
 	if r, ok := g.regions[name]; ok {
 		return r, nil
 	}
 	return nil, &UnknownError{Region: name}
-}
-
-// FaceSearch searches in the default region.
-func (g *Registry) FaceSearch(ctx context.Context, signatureID string) (duplicate.SearchResult, error) {
-	return g.def.FaceSearch(ctx, signatureID)
-}
-
-// Verification asks the default region.
-func (g *Registry) Verification(ctx context.Context, signatureID string) (duplicate.Verification, error) {
-	return g.def.Verification(ctx, signatureID)
 }
 
 // Resolve returns the region of an event: the event's own region field (already normalised by

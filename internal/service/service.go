@@ -116,7 +116,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	// PostgreSQL CPU per event.
 	batcher := postgres.NewBatcher(hotStore, cfg.StoreBatchSize, cfg.StoreFlushers, cfg.StoreLinger)
 	batcher.Observe(m)
-	detector := duplicate.NewDetector(vendor, batcher, nil)
+	detector := duplicate.NewDetector(batcher, nil)
 	if cfg.EnrollFailed {
 		detector.MarkFailedAttempts(store)
 	}
