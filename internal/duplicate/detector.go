@@ -85,8 +85,8 @@ type Result struct {
 // Detector applies Doppel's rules to one event: skip what needs no search, find the user's own id
 // and verdict when the event lacks them, search once, and store the outcome with its links.
 type Detector struct {
-	store  Store
-	now    func() time.Time
+	store Store
+	now   func() time.Time
 	// failed tells which matched users are known only by an enrolled failed attempt; nil: none.
 	failed FailedAttempts
 

@@ -25,7 +25,7 @@ type ReplayStore interface {
 type Replayer struct {
 	accounts Accounts
 	store    ReplayStore
-	now    func() time.Time
+	now      func() time.Time
 }
 
 // NewReplayer returns a Replayer that searches each stored check in its region's account. now may
