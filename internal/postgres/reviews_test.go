@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -255,4 +256,17 @@ func TestUserDuplicatesListsEveryLinkingSignature(t *testing.T) {
 	sigs, err := b.store.ReplayCandidates(b.ctx, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), 2)
 	require.NoError(t, err)
 	require.Equal(t, []string{"s1", "s2"}, sigs)
+}
+
+// The cleared-pair rule exists once in each language: duplicate.Decision.SuppressesAlerts in Go,
+// doppel_review_clears in SQL (the ring split and region_fraud_rings call it). They agree on every
+// decision, on no review at all, and on a decision neither knows.
+func TestTheSQLClearedPairRuleIsTheDomains(t *testing.T) {
+	t.Parallel()
+	_, pool := testinfra.Database(t)
+	for _, d := range append(slices.Clone(duplicate.Decisions), "", "unknown") {
+		var clears bool
+		require.NoError(t, pool.QueryRow(context.Background(), `SELECT doppel_review_clears(NULLIF($1, ''))`, string(d)).Scan(&clears))
+		require.Equal(t, d.SuppressesAlerts(), clears, "decision %q", d)
+	}
 }

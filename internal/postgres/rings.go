@@ -225,9 +225,9 @@ CROSS JOIN LATERAL (
     SELECT user_id_low FROM duplicate_links WHERE user_id_high = f.u
 ) n
 JOIN ring_members m ON m.user_id = n.other AND m.ring_key = $2
-WHERE coalesce((SELECT decision FROM link_reviews
+WHERE NOT doppel_review_clears((SELECT decision FROM link_reviews
                 WHERE user_id_low = least(f.u, n.other) AND user_id_high = greatest(f.u, n.other)
-                ORDER BY reviewed_at DESC, review_id DESC LIMIT 1), '') NOT IN ('false_positive', 'same_person')`
+                ORDER BY reviewed_at DESC, review_id DESC LIMIT 1))`
 
 // splitRing handles a pair just cleared: it searches the ring from both ends at once, over links no
 // review cleared, one frontier step at a time, always growing the smaller side. If the sides meet,
