@@ -23,9 +23,17 @@ import (
 	"github.com/doppelhq/doppel/internal/pause"
 )
 
+// Message is a fetched message with what Config.Route made of it.
+type Message struct {
+	kafka.Message
+	// Routed is what Route returned beside the key (the pipeline's decoded event), so the handler
+	// need not parse the message again; nil without Route. A retry gets the same value.
+	Routed any
+}
+
 // Handler processes one message. It must be idempotent: a message may be delivered again after a
 // crash or a rebalance.
-type Handler func(ctx context.Context, msg kafka.Message) error
+type Handler func(ctx context.Context, msg Message) error
 
 // Action is what the consumer does with a handler's error.
 type Action int
@@ -78,8 +86,10 @@ type Config struct {
 	Retry          RetryPolicy
 	// Classify decides what to do with a handler error.
 	Classify func(error) Classification
-	// RouteKey returns the key that serialises messages (the signatureId); nil uses the message key.
-	RouteKey func(kafka.Message) []byte
+	// Route returns the key that serialises messages (the signatureId), and any value the handler
+	// gets with the message (Message.Routed): what the key was read from, decoded once. Nil keys by
+	// the message key.
+	Route func(kafka.Message) (key []byte, routed any)
 	// ShutdownGrace is how long in-flight work may finish after the context is cancelled before it
 	// is abandoned (uncommitted, so it is redelivered).
 	ShutdownGrace  time.Duration
@@ -167,8 +177,8 @@ func (c *Config) setDefaults() {
 	if c.Observer == nil {
 		c.Observer = nopObserver{}
 	}
-	if c.RouteKey == nil {
-		c.RouteKey = func(m kafka.Message) []byte { return m.Key }
+	if c.Route == nil {
+		c.Route = func(m kafka.Message) ([]byte, any) { return m.Key, nil }
 	}
 }
 
@@ -306,7 +316,8 @@ func (c *Consumer) fetchLoop(ctx context.Context, reader *kafka.Reader, d *dispa
 		}
 		c.tracker.add(msg.Partition, msg.Offset)
 		c.cfg.Observer.InFlight(c.tracker.inFlight())
-		if !d.dispatch(ctx, string(c.cfg.RouteKey(msg)), msg) {
+		key, routed := c.cfg.Route(msg)
+		if !d.dispatch(ctx, string(key), Message{Message: msg, Routed: routed}) {
 			// Not handed to a worker: it stays unfinished and uncommitted, to be fetched again.
 			return nil
 		}
@@ -321,24 +332,24 @@ type dispatcher struct {
 	slots chan struct{} // one per unfinished message: bounds memory when the vendor is slow
 
 	mu     sync.Mutex
-	queued map[string][]kafka.Message // keys in progress, with the messages waiting behind them
+	queued map[string][]Message // keys in progress, with the messages waiting behind them
 }
 
 type keyed struct {
 	key string
-	msg kafka.Message
+	msg Message
 }
 
 func newDispatcher(workers, maxInFlight int) *dispatcher {
 	return &dispatcher{
 		work:   make(chan keyed, workers),
 		slots:  make(chan struct{}, max(maxInFlight, workers)),
-		queued: make(map[string][]kafka.Message),
+		queued: make(map[string][]Message),
 	}
 }
 
 // dispatch queues msg behind a message with the same key in progress, or hands it to the workers.
-func (d *dispatcher) dispatch(ctx context.Context, key string, msg kafka.Message) bool {
+func (d *dispatcher) dispatch(ctx context.Context, key string, msg Message) bool {
 	d.mu.Lock()
 	if waiting, busy := d.queued[key]; busy {
 		d.queued[key] = append(waiting, msg)
@@ -356,13 +367,13 @@ func (d *dispatcher) dispatch(ctx context.Context, key string, msg kafka.Message
 }
 
 // next returns the message waiting behind key, or false (and forgets key) when none is.
-func (d *dispatcher) next(key string) (kafka.Message, bool) {
+func (d *dispatcher) next(key string) (Message, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	waiting := d.queued[key]
 	if len(waiting) == 0 {
 		delete(d.queued, key)
-		return kafka.Message{}, false
+		return Message{}, false
 	}
 	d.queued[key] = waiting[1:]
 	return waiting[0], true
@@ -413,7 +424,7 @@ type result struct {
 }
 
 // process runs the handler with the retry policy.
-func (c *Consumer) process(ctx context.Context, msg kafka.Message) result {
+func (c *Consumer) process(ctx context.Context, msg Message) result {
 	bo := &backoff.ExponentialBackOff{
 		InitialInterval:     c.cfg.Retry.InitialInterval,
 		RandomizationFactor: 0.5,
@@ -445,12 +456,12 @@ func (c *Consumer) process(ctx context.Context, msg kafka.Message) result {
 		wait := bo.NextBackOff()
 		switch d.Action {
 		case DeadLetter:
-			return c.deadLetter(ctx, msg, d.Reason, err, attempts, firstFailure)
+			return c.deadLetter(ctx, msg.Message, d.Reason, err, attempts, firstFailure)
 		case Retry:
 			retries++
 			if retries >= c.cfg.Retry.MaxAttempts || retryWaited+wait > c.cfg.Retry.MaxElapsed {
 				log.Error("retries exhausted, dead-lettering")
-				return c.deadLetter(ctx, msg, ReasonRetriesExhausted, err, attempts, firstFailure)
+				return c.deadLetter(ctx, msg.Message, ReasonRetriesExhausted, err, attempts, firstFailure)
 			}
 			retryWaited += wait
 			c.tracker.block(msg.Partition, d.Reason+": "+err.Error())

@@ -244,7 +244,7 @@ func runConsumer(t *testing.T, events, dlq string, adjust func(*consumer.Config)
 	if adjust != nil {
 		adjust(&cfg)
 	}
-	c, err := consumer.New(cfg, func(_ context.Context, msg kafka.Message) error {
+	c, err := consumer.New(cfg, func(_ context.Context, msg consumer.Message) error {
 		if len(msg.Value) > 1024 {
 			return errTooLarge
 		}

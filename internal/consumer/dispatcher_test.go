@@ -46,7 +46,7 @@ func TestDispatcherSerialisesAKeyButNotTheOthers(t *testing.T) {
 			for item := range d.work {
 				msg := item.msg
 				for {
-					handle(item.key, msg)
+					handle(item.key, msg.Message)
 					<-d.slots
 					var more bool
 					if msg, more = d.next(item.key); !more {
@@ -67,7 +67,7 @@ func TestDispatcherSerialisesAKeyButNotTheOthers(t *testing.T) {
 			key = "other"
 		}
 		d.slots <- struct{}{}
-		require.True(t, d.dispatch(ctx, key, kafka.Message{Offset: int64(i)}))
+		require.True(t, d.dispatch(ctx, key, Message{Message: kafka.Message{Offset: int64(i)}}))
 	}
 	close(d.work)
 	wg.Wait()

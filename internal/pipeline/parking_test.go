@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/doppelhq/doppel/internal/config"
+	"github.com/doppelhq/doppel/internal/consumer"
 	"github.com/doppelhq/doppel/internal/duplicate"
 	"github.com/doppelhq/doppel/internal/metrics"
 	"github.com/doppelhq/doppel/internal/region"
@@ -60,8 +61,8 @@ func TestAnEventWaitingForTheDatabaseLeavesItsRegionsVendorShare(t *testing.T) {
 		Parking: parking, Metrics: m, Logger: slog.New(slog.DiscardHandler)})
 	done := make(chan error, 1)
 	go func() {
-		done <- h.Handle(context.Background(), kafka.Message{Topic: "idv.completed",
-			Value: []byte(`{"signatureId":"s1","type":"COMPLETED","userId":"u1"}`)})
+		done <- h.Handle(context.Background(), consumer.Message{Message: kafka.Message{Topic: "idv.completed",
+			Value: []byte(`{"signatureId":"s1","type":"COMPLETED","userId":"u1"}`)}})
 	}()
 	<-store.saving
 

@@ -1,7 +1,8 @@
 // Package pipeline handles the events consumer's messages: it decodes an "H5 IDV completed" event
-// (once: the routing key reuses the decoded event), resolves its vendor region, parks it when that
-// region cannot take it (see Parking), runs the detector, counts the outcome and nudges the relay
-// when an alert is waiting. Classify says what a handler error means for the message: the one place
+// once, when the consumer routes it, and resolves its vendor region (the edge); then a chain of
+// middlewares (count, record a decode failure, wait for or park a region that cannot take it) wraps
+// one plain function that runs the detector, counts the outcome and hands a committed alert to the
+// relay. Classify says what a handler error means for the message: the one place
 // a failure kind becomes retry, wait or dead letter. The wiring (which consumers, which topics) is
 // service's.
 package pipeline
@@ -18,6 +19,7 @@ import (
 
 	"github.com/doppelhq/doppel/internal/clip"
 	"github.com/doppelhq/doppel/internal/config"
+	"github.com/doppelhq/doppel/internal/consumer"
 	"github.com/doppelhq/doppel/internal/duplicate"
 	"github.com/doppelhq/doppel/internal/metrics"
 	"github.com/doppelhq/doppel/internal/region"
@@ -43,111 +45,168 @@ type Config struct {
 	Logger  *slog.Logger
 }
 
-// Handler is the consumer's handler: decode, detect, nudge the relay.
+// Handler is the consumer's handler. Route decodes each message once, at fetch, and resolves its
+// region (the edge); Handle runs the decoded event through a chain of middlewares around one plain
+// function, detect:
+//
+//	consumed → decodeFailure → waitForRegion (parking topics) → park (the events topic) → detect
+//
+// Retrying and dead-lettering are the consumer's, decided by Classify from the error's kind.
 type Handler struct {
-	cfg Config
-	log *slog.Logger
-	// pending holds the events RouteKey decoded, by position, until Handle takes them.
-	pending sync.Map // position -> decodedEvent
+	cfg    Config
+	log    *slog.Logger
+	handle EventHandler
 }
+
+// Delivery is one decoded event on its way through the middlewares.
+type Delivery struct {
+	Msg kafka.Message
+	// Event is the decoded event, its Region resolved; on a decode error, as much as could be read.
+	Event duplicate.Event
+	// Region is the event's vendor region, resolved once by Route; nil when decoding failed.
+	Region *region.Region
+	// Err is why the message is not a usable event (a *duplicate.DecodeError), nil when it is.
+	Err error
+	// Source is where the event came from (the events topic's position for a parked event).
+	Source duplicate.Source
+}
+
+// EventHandler handles one delivery.
+type EventHandler func(ctx context.Context, d *Delivery) error
+
+// Middleware wraps an EventHandler with one concern.
+type Middleware func(EventHandler) EventHandler
 
 // New returns a Handler for cfg.
 func New(cfg Config) *Handler {
 	if cfg.OnAlert == nil {
 		cfg.OnAlert = func(duplicate.Alert) {}
 	}
-	return &Handler{cfg: cfg, log: cfg.Logger}
+	h := &Handler{cfg: cfg, log: cfg.Logger}
+	chain := []Middleware{h.countConsumed, h.recordDecodeFailure}
+	if cfg.FromParking {
+		chain = append(chain, waitForRegion)
+	}
+	if cfg.Parking != nil {
+		chain = append(chain, h.park)
+	}
+	h.handle = h.detect
+	for i := len(chain) - 1; i >= 0; i-- {
+		h.handle = chain[i](h.handle)
+	}
+	return h
 }
 
-type position struct {
-	topic     string
-	partition int
-	offset    int64
-}
-
-type decodedEvent struct {
-	ev     duplicate.Event
-	region *region.Region
-	err    error
-}
-
-// RouteKey serialises work per signatureId, so one signatureId is never searched twice at once:
-// the decoded event's signatureId, never the message key. Producers are asked to key by the
+// Route serialises work per signatureId, so one signatureId is never searched twice at once: the
+// decoded event's signatureId, never the message key. Producers are asked to key by the
 // signatureId, but any producer sets the key it likes: copies of one verification under several keys
 // land on several partitions, and keyed by their key they would be searched (and billed) at once.
 // A key that is neither empty nor the signatureId is counted (doppel_event_key_mismatches_total).
-// An undecodable event is keyed by the signatureId it still carried, else by its bytes. The event is
-// decoded here once and kept for Handle, which does not parse the message again.
-func (p *Handler) RouteKey(msg kafka.Message) []byte {
-	ev, reg, err := p.decode(msg)
-	p.pending.Store(position{msg.Topic, msg.Partition, msg.Offset}, decodedEvent{ev, reg, err})
-	sig := ev.SignatureID
-	var de *duplicate.DecodeError
-	if err != nil {
+// An undecodable event is keyed by the signatureId it still carried, else by its bytes. The
+// decoded event travels with the message to Handle (consumer.Message.Routed).
+func (p *Handler) Route(msg kafka.Message) ([]byte, any) {
+	d := p.deliver(msg)
+	sig := d.Event.SignatureID
+	if d.Err != nil {
 		sig = ""
-		if errors.As(err, &de) {
+		var de *duplicate.DecodeError
+		if errors.As(d.Err, &de) {
 			sig = de.SignatureID
 		}
 	}
 	if sig == "" {
-		return msg.Value
+		return msg.Value, d
 	}
 	if len(msg.Key) > 0 && string(msg.Key) != sig && !p.cfg.FromParking {
 		p.cfg.Metrics.EventKeyMismatch()
 	}
-	return []byte(sig)
+	return []byte(sig), d
 }
 
-// decoded returns the event RouteKey decoded for msg, or decodes it (a keyed message, or a retry).
-func (p *Handler) decoded(msg kafka.Message) (duplicate.Event, *region.Region, error) {
-	if d, ok := p.pending.LoadAndDelete(position{msg.Topic, msg.Partition, msg.Offset}); ok {
-		d := d.(decodedEvent)
-		return d.ev, d.region, d.err
-	}
-	return p.decode(msg)
+// deliver decodes msg into a Delivery.
+func (p *Handler) deliver(msg kafka.Message) *Delivery {
+	ev, reg, err := p.decode(msg)
+	return &Delivery{Msg: msg, Event: ev, Region: reg, Err: err, Source: sourceOf(msg, p.cfg.FromParking)}
 }
 
-// Handle is the consumer's handler for one event: see the package doc. It is idempotent, as
+// Handle is the consumer's handler for one event: see the type's doc. It is idempotent, as
 // consumer.Handler must be.
-func (p *Handler) Handle(ctx context.Context, msg kafka.Message) error {
-	if !p.cfg.FromParking {
-		p.cfg.Metrics.EventConsumed()
+func (p *Handler) Handle(ctx context.Context, msg consumer.Message) error {
+	d, ok := msg.Routed.(*Delivery)
+	if !ok { // a consumer without Route (tests): decode here
+		d = p.deliver(msg.Message)
 	}
-	src := sourceOf(msg, p.cfg.FromParking)
-	ev, reg, err := p.decoded(msg)
-	if err != nil {
+	return p.handle(ctx, d)
+}
+
+// countConsumed counts the event as consumed, once: an event taken again from a parking topic was
+// counted when first taken from the events topic.
+func (p *Handler) countConsumed(next EventHandler) EventHandler {
+	if p.cfg.FromParking {
+		return next
+	}
+	return func(ctx context.Context, d *Delivery) error {
+		p.cfg.Metrics.EventConsumed()
+		return next(ctx, d)
+	}
+}
+
+// recordDecodeFailure stops an event that is not usable: its failure is recorded against its
+// signatureId when it carried one, and the decode error goes back to the consumer (a dead letter).
+func (p *Handler) recordDecodeFailure(next EventHandler) EventHandler {
+	return func(ctx context.Context, d *Delivery) error {
+		if d.Err == nil {
+			return next(ctx, d)
+		}
 		var de *duplicate.DecodeError
-		if errors.As(err, &de) && de.SignatureID != "" {
-			if rerr := p.cfg.Detector.RecordFailure(ctx, de.SignatureID, ev.Region, de.Reason+": "+de.Detail, src); rerr != nil {
+		if errors.As(d.Err, &de) && de.SignatureID != "" {
+			if rerr := p.cfg.Detector.RecordFailure(ctx, de.SignatureID, d.Event.Region, de.Reason+": "+de.Detail, d.Source); rerr != nil {
 				var refused *duplicate.PermanentFailure
 				if errors.As(rerr, &refused) { // dead-lettered check_refused, still naming the event's fault
-					return &duplicate.PermanentFailure{Reason: refused.Reason, Err: fmt.Errorf("%w; the event: %w", refused.Err, err)}
+					return &duplicate.PermanentFailure{Reason: refused.Reason, Err: fmt.Errorf("%w; the event: %w", refused.Err, d.Err)}
 				}
 				return rerr
 			}
 			p.cfg.Metrics.Outcome(string(duplicate.OutcomeFailed))
 		}
-		return err
+		return d.Err
 	}
-	if p.cfg.FromParking {
-		if err := reg.WaitUsable(ctx); err != nil {
+}
+
+// waitForRegion holds a parking topic's event, before any work, while its region cannot take
+// calls: it waits for nothing else.
+func waitForRegion(next EventHandler) EventHandler {
+	return func(ctx context.Context, d *Delivery) error {
+		if err := d.Region.WaitUsable(ctx); err != nil {
 			return err
 		}
+		return next(ctx, d)
 	}
-	if p.cfg.Parking != nil {
-		if !p.cfg.Parking.enter(reg) {
-			return p.cfg.Parking.park(ctx, msg, reg, "region cannot take events now")
+}
+
+// park moves an event of a region that cannot take it now, or whose vendor calls failed with the
+// region's trouble, to the region's parking topic; the share bounds the events at the region's
+// vendor, which an event leaves when its vendor calls are over, not when its check is stored.
+func (p *Handler) park(next EventHandler) EventHandler {
+	return func(ctx context.Context, d *Delivery) error {
+		if !p.cfg.Parking.enter(d.Region) {
+			return p.cfg.Parking.park(ctx, d.Msg, d.Region, "region cannot take events now")
 		}
-		// The share bounds the events at the region's vendor: the event leaves it when its vendor
-		// calls are over, not when its check is stored.
-		leave := sync.OnceFunc(func() { p.cfg.Parking.leave(reg) })
+		leave := sync.OnceFunc(func() { p.cfg.Parking.leave(d.Region) })
 		defer leave()
-		ctx = duplicate.WithVendorPhaseEnd(ctx, leave)
+		err := next(duplicate.WithVendorPhaseEnd(ctx, leave), d)
+		if err != nil && regionTrouble(err) {
+			return p.cfg.Parking.park(ctx, d.Msg, d.Region, err.Error())
+		}
+		return err
 	}
-	res, err := p.cfg.Detector.Handle(ctx, ev, reg, src)
-	if err != nil && p.cfg.Parking != nil && regionTrouble(err) {
-		return p.cfg.Parking.park(ctx, msg, reg, err.Error())
-	}
+}
+
+// detect is the plain handler: the detector's rules on one event in its region's account, the
+// outcome counted and logged, a committed alert handed to the relay.
+func (p *Handler) detect(ctx context.Context, d *Delivery) error {
+	ev, msg := d.Event, d.Msg
+	res, err := p.cfg.Detector.Handle(ctx, ev, d.Region, d.Source)
 	if err != nil {
 		if res.Outcome == duplicate.OutcomeFailed { // a permanent failure, recorded against the check
 			p.cfg.Metrics.Outcome(string(duplicate.OutcomeFailed))

@@ -16,7 +16,7 @@ import (
 	"github.com/doppelhq/doppel/internal/region"
 )
 
-func TestRouteKeyDecodesOnceAndHandsTheEventToHandle(t *testing.T) {
+func TestRouteDecodesOnceAndHandsTheEventToHandle(t *testing.T) {
 	t.Parallel()
 	regions, err := region.NewRegistry(duplicate.DefaultRegion, region.New(duplicate.DefaultRegion, nil, nil))
 	require.NoError(t, err)
@@ -25,21 +25,22 @@ func TestRouteKeyDecodesOnceAndHandsTheEventToHandle(t *testing.T) {
 	// A key that is not the signatureId is not trusted: two copies of one verification under two
 	// keys would run at once and both be billed.
 	keyed := kafka.Message{Topic: "t", Partition: 0, Offset: 1, Key: []byte("k"), Value: []byte(`{"signatureId":"s1","type":"COMPLETED"}`)}
-	require.Equal(t, []byte("s1"), h.RouteKey(keyed), "the decoded signatureId, not the producer's key")
-	_, kept := h.pending.Load(position{"t", 0, 1})
-	require.True(t, kept, "decoded once, kept for Handle")
+	key, routed := h.Route(keyed)
+	require.Equal(t, []byte("s1"), key, "the decoded signatureId, not the producer's key")
+	d, ok := routed.(*Delivery)
+	require.True(t, ok, "the decoded event travels with the message")
+	require.NoError(t, d.Err)
+	require.Equal(t, "s1", d.Event.SignatureID)
+	require.Equal(t, duplicate.DefaultRegion, d.Region.Name, "the region resolved once, at the edge")
 
 	unkeyed := kafka.Message{Topic: "t", Partition: 0, Offset: 2, Value: []byte(`{"signatureId":"s2","type":"COMPLETED"}`)}
-	require.Equal(t, []byte("s2"), h.RouteKey(unkeyed))
-	ev, _, err := h.decoded(unkeyed)
-	require.NoError(t, err)
-	require.Equal(t, "s2", ev.SignatureID)
-	_, kept = h.pending.Load(position{"t", 0, 2})
-	require.False(t, kept, "Handle takes the decoded event: nothing stays behind")
+	key, _ = h.Route(unkeyed)
+	require.Equal(t, []byte("s2"), key)
 
 	bad := kafka.Message{Topic: "t", Partition: 0, Offset: 3, Value: []byte(`{"signatureId":"s3","type":"COMPLETED","userId":7}`)}
-	require.Equal(t, []byte("s3"), h.RouteKey(bad), "a bad event is still serialised by its signatureId")
-	_, _, err = h.decoded(bad)
+	key, routed = h.Route(bad)
+	require.Equal(t, []byte("s3"), key, "a bad event is still serialised by its signatureId")
+	err = routed.(*Delivery).Err
 	require.Equal(t, consumer.DeadLetter, Classify(err).Action)
 	require.Equal(t, duplicate.ReasonWrongFieldType, Classify(err).Reason)
 }
@@ -57,8 +58,8 @@ func TestAParkedEventIsCountedAsConsumedOnce(t *testing.T) {
 
 	// Undecodable and without a signatureId: each handler stops before the detector.
 	msg := kafka.Message{Topic: "t", Value: []byte(`{"type":"COMPLETED"}`)}
-	require.Error(t, main.Handle(context.Background(), msg))
-	require.Error(t, parked.Handle(context.Background(), msg))
+	require.Error(t, main.Handle(context.Background(), consumer.Message{Message: msg}))
+	require.Error(t, parked.Handle(context.Background(), consumer.Message{Message: msg}))
 
 	rec := httptest.NewRecorder()
 	m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))

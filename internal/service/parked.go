@@ -34,9 +34,9 @@ func (parkedObserver) PartitionProgress(int, time.Duration, bool) {}
 // of the workers, waiting instead of retrying (ClassifyParked), and metrics that leave the events
 // topic's gauges alone (parkedObserver).
 func parkedConsumerConfig(cfg config.Config, regionName string, log *slog.Logger, m *metrics.Metrics,
-	routeKey func(kafka.Message) []byte) consumer.Config {
+	route func(kafka.Message) ([]byte, any)) consumer.Config {
 	c := consumerConfig(cfg, pipeline.ParkingGroup(cfg, regionName), pipeline.ParkingTopic(cfg, regionName),
-		max(1, cfg.Workers/len(cfg.RegionNames())), log.With("component", "parked-consumer", "region", regionName), m, routeKey)
+		max(1, cfg.Workers/len(cfg.RegionNames())), log.With("component", "parked-consumer", "region", regionName), m, route)
 	c.Classify = pipeline.ClassifyParked
 	c.Observer = parkedObserver{m}
 	return c

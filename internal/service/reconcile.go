@@ -66,7 +66,7 @@ func newReconciliation(cfg config.Config, store *postgres.Store, regions *region
 	}
 	// One insert per event: a few workers keep up.
 	started, err := consumer.New(consumerConfig(cfg, cfg.KafkaGroupID+startedGroupSuffix, cfg.TopicStarted,
-		min(cfg.Workers, 16), log.With("component", "started-consumer"), m, startedRouteKey), startedHandler(store, cfg))
+		min(cfg.Workers, 16), log.With("component", "started-consumer"), m, startedRoute), startedHandler(store, cfg))
 	if err != nil {
 		return nil, fmt.Errorf("started-topic consumer: %w", err)
 	}
@@ -143,7 +143,7 @@ func (p pollRegions) Paused() []string {
 // startedHandler stores each started verification; a malformed event is dead-lettered with its
 // reason (Classify), a database failure waits.
 func startedHandler(store *postgres.Store, cfg config.Config) consumer.Handler {
-	return func(ctx context.Context, msg kafka.Message) error {
+	return func(ctx context.Context, msg consumer.Message) error {
 		ev, err := duplicate.DecodeStarted(msg.Value, cfg.MaxEventBytes)
 		if err != nil {
 			return err
@@ -184,15 +184,16 @@ func (a reconcileAlerts) PublishPending(ctx context.Context) error {
 	return err
 }
 
-// startedRouteKey serialises started events per signatureId: the signatureId in the value, never
-// the message key (any producer sets the key; a key that is not the signatureId would let two
-// copies of one verification run at once), or the value itself when it holds none.
-func startedRouteKey(msg kafka.Message) []byte {
+// startedRoute serialises started events per signatureId: the signatureId in the value, never the
+// message key (any producer sets the key; a key that is not the signatureId would let two copies of
+// one verification run at once), or the value itself when it holds none. The handler decodes the
+// event itself: a started event is small and rare.
+func startedRoute(msg kafka.Message) ([]byte, any) {
 	var probe struct {
 		SignatureID string `json:"signatureId"`
 	}
 	if json.Unmarshal(msg.Value, &probe) == nil && probe.SignatureID != "" {
-		return []byte(strings.TrimSpace(probe.SignatureID))
+		return []byte(strings.TrimSpace(probe.SignatureID)), nil
 	}
-	return msg.Value
+	return msg.Value, nil
 }

@@ -151,7 +151,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		cancelMeasure()
 		parts = append(parts, named{"parking watch", handlerConfig.Parking.Watch})
 		for _, name := range cfg.RegionNames() {
-			pc, err := consumer.New(parkedConsumerConfig(cfg, name, log, m, parked.RouteKey), parked.Handle)
+			pc, err := consumer.New(parkedConsumerConfig(cfg, name, log, m, parked.Route), parked.Handle)
 			if err != nil {
 				return err
 			}
@@ -160,7 +160,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	eventHandler := pipeline.New(handlerConfig)
 	cons, err := consumer.New(consumerConfig(cfg, cfg.KafkaGroupID, cfg.TopicEvents, cfg.Workers,
-		log.With("component", "consumer"), m, eventHandler.RouteKey), eventHandler.Handle)
+		log.With("component", "consumer"), m, eventHandler.Route), eventHandler.Handle)
 
 	if err != nil {
 		return err
@@ -262,9 +262,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 }
 
 // consumerConfig is what every consumer (events, parked, started) shares: the dead-letter topic,
-// retries, the classification of errors and the stall bound; routeKey is the consumer's own.
+// retries, the classification of errors and the stall bound; route is the consumer's own.
 func consumerConfig(cfg config.Config, groupID, topic string, workers int, log *slog.Logger, m *metrics.Metrics,
-	routeKey func(kafka.Message) []byte) consumer.Config {
+	route func(kafka.Message) ([]byte, any)) consumer.Config {
 	return consumer.Config{
 		Brokers:        cfg.KafkaBrokers,
 		GroupID:        groupID,
@@ -279,7 +279,7 @@ func consumerConfig(cfg config.Config, groupID, topic string, workers int, log *
 			MaxElapsed:      cfg.RetryMaxElapsed,
 		},
 		Classify:      pipeline.Classify,
-		RouteKey:      routeKey,
+		Route:         route,
 		ShutdownGrace: cfg.ShutdownTimeout / 2,
 		StallAfter:    cfg.StallAfter,
 		Logger:        log,
