@@ -1,4 +1,4 @@
-package population_test
+package faces_test
 
 import (
 	"math/rand/v2"
@@ -6,13 +6,13 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/doppelhq/doppel/internal/harness/population"
+	"github.com/doppelhq/doppel/internal/harness/faces"
 )
 
 func TestGroupSizesAddUpAndPutAboutTheFractionInRings(t *testing.T) {
 	t.Parallel()
 	for _, f := range []float64{0, 0.3, 0.7} {
-		sizes := population.GroupSizes(rand.New(rand.NewPCG(1, 2)), 100_000, f)
+		sizes := faces.GroupSizes(rand.New(rand.NewPCG(1, 2)), 100_000, f)
 		total, inRings := 0, 0
 		for _, s := range sizes {
 			require.True(t, s >= 1 && s <= 4, "size %d", s)
@@ -28,15 +28,15 @@ func TestGroupSizesAddUpAndPutAboutTheFractionInRings(t *testing.T) {
 
 func TestGroupSizesAreTheSameForTheSameSeed(t *testing.T) {
 	t.Parallel()
-	a := population.GroupSizes(rand.New(rand.NewPCG(7, 8)), 1000, 0.3)
-	b := population.GroupSizes(rand.New(rand.NewPCG(7, 8)), 1000, 0.3)
+	a := faces.GroupSizes(rand.New(rand.NewPCG(7, 8)), 1000, 0.3)
+	b := faces.GroupSizes(rand.New(rand.NewPCG(7, 8)), 1000, 0.3)
 	require.Equal(t, a, b)
 }
 
 func TestGroupSizesCutTheLastFaceToWhatIsLeft(t *testing.T) {
 	t.Parallel()
 	// Everyone in rings: every face but possibly the last has 2 to 4 users.
-	sizes := population.GroupSizes(rand.New(rand.NewPCG(3, 4)), 5, 1)
+	sizes := faces.GroupSizes(rand.New(rand.NewPCG(3, 4)), 5, 1)
 	total := 0
 	for i, s := range sizes {
 		total += s
@@ -45,5 +45,5 @@ func TestGroupSizesCutTheLastFaceToWhatIsLeft(t *testing.T) {
 		}
 	}
 	require.Equal(t, 5, total)
-	require.Empty(t, population.GroupSizes(rand.New(rand.NewPCG(3, 4)), 0, 0.3))
+	require.Empty(t, faces.GroupSizes(rand.New(rand.NewPCG(3, 4)), 0, 0.3))
 }

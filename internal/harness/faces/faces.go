@@ -1,9 +1,9 @@
-// Package population draws the users of a harness run: how many share a face, and in groups of
-// what size. doppel-bench and doppel-soak build different events around those users (the soak adds
-// failed, thin, unknown and malformed ones), but both need the same rings: about a given fraction of
-// the users in rings of 2 to 4 sharing one face, so that face searches match each other and the
-// alert path is exercised. The draw lives here once so that a seed gives the same rings in both.
-package population
+// Package faces draws who shares a face in a harness run's population: how many users have a face
+// of their own and which are in rings. doppel-bench and doppel-soak build different events around
+// those users (the soak adds failed, thin, unknown and malformed ones), but both need the same
+// rings: about a given fraction of the users in rings of 2 to 4 sharing one face, so that face
+// searches match each other and the alert path is exercised. The draw lives here once.
+package faces
 
 import "math/rand/v2"
 
