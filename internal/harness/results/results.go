@@ -1,8 +1,8 @@
-// Package report writes what a harness run found: its JSON record beside the run's other output,
+// Package results writes what a harness run found: its JSON record beside the run's other output,
 // and its markdown page under docs/ (docs/benchmarks.md, docs/soak.md), each made by the command
 // that owns the figures. What a page says is the command's; how it lands on disk, and how an empty
 // cell reads, is the same for both.
-package report
+package results
 
 import (
 	"encoding/json"

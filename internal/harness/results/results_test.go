@@ -1,4 +1,4 @@
-package report_test
+package results_test
 
 import (
 	"os"
@@ -7,13 +7,13 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/doppelhq/doppel/internal/harness/report"
+	"github.com/doppelhq/doppel/internal/harness/results"
 )
 
 func TestWriteJSONIndentsEndsWithANewlineAndMakesTheFolder(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "results", "run.json")
-	require.NoError(t, report.WriteJSON(path, map[string]int{"events": 3}))
+	require.NoError(t, results.WriteJSON(path, map[string]int{"events": 3}))
 	b, err := os.ReadFile(path)
 	require.NoError(t, err)
 	require.Equal(t, "{\n  \"events\": 3\n}\n", string(b))
@@ -21,6 +21,6 @@ func TestWriteJSONIndentsEndsWithANewlineAndMakesTheFolder(t *testing.T) {
 
 func TestDashMarksAnEmptyCell(t *testing.T) {
 	t.Parallel()
-	require.Equal(t, "–", report.Dash(""))
-	require.Equal(t, "yes", report.Dash("yes"))
+	require.Equal(t, "–", results.Dash(""))
+	require.Equal(t, "yes", results.Dash("yes"))
 }
