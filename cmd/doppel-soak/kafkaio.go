@@ -9,10 +9,6 @@ import (
 	"github.com/doppelhq/doppel/internal/topic"
 )
 
-func kafkaClient(brokers []string) (*kafka.Client, func()) {
-	return topic.NewClient(brokers, 15*time.Second)
-}
-
 func createTopics(ctx context.Context, brokers []string, events, alerts, dlq string, partitions int) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()

@@ -276,22 +276,12 @@ func (s *soak) forgetEarlierSoaks(ctx context.Context) error {
 			return err
 		}
 	}
-	client, closeIdle := kafkaClient(s.brokers)
-	defer closeIdle()
-	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{})
+	old, err := produce.TopicsWithPrefix(ctx, s.brokers, "soak.", 300)
 	if err != nil {
 		return err
 	}
-	var old []string
-	for _, t := range meta.Topics {
-		if strings.HasPrefix(t.Name, "soak.") && len(old) < 300 {
-			old = append(old, t.Name)
-		}
-	}
-	if len(old) > 0 {
-		if _, err := client.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: old}); err != nil {
-			return err
-		}
+	if err := produce.DeleteTopics(ctx, s.brokers, old...); err != nil {
+		return err
 	}
 	if len(names)+len(old) > 0 {
 		s.logf("removed %d databases and %d topics of earlier soaks", len(names), len(old))

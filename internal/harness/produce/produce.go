@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -135,6 +136,23 @@ func Leader(ctx context.Context, brokers []string, name string, partition int) (
 		}
 	}
 	return 0, fmt.Errorf("partition %d of %s has no leader", partition, name)
+}
+
+// TopicsWithPrefix lists up to limit topics whose names begin with prefix: what earlier runs left.
+func TopicsWithPrefix(ctx context.Context, brokers []string, prefix string, limit int) ([]string, error) {
+	c, closeIdle := client(brokers)
+	defer closeIdle()
+	meta, err := c.Metadata(ctx, &kafka.MetadataRequest{})
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, t := range meta.Topics {
+		if strings.HasPrefix(t.Name, prefix) && len(out) < limit {
+			out = append(out, t.Name)
+		}
+	}
+	return out, nil
 }
 
 // DeleteTopics deletes topics (none: nothing to do).

@@ -56,3 +56,23 @@ func TestWhatIsWrittenIsReadBackOnceAndOnlyWhatIsNew(t *testing.T) {
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, leader, 0)
 }
+
+func TestTopicsWithPrefixListsWhatAnEarlierRunLeftAndDeleteTopicsRemovesIt(t *testing.T) {
+	t.Parallel()
+	brokers := testinfra.Brokers(t)
+	names := testinfra.Topics(t, 1, "produce-left", "produce-left")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	found, err := produce.TopicsWithPrefix(ctx, brokers, names[0], 10)
+	require.NoError(t, err)
+	require.Equal(t, []string{names[0]}, found)
+	limited, err := produce.TopicsWithPrefix(ctx, brokers, "produce-left", 1)
+	require.NoError(t, err)
+	require.Len(t, limited, 1)
+	require.NoError(t, produce.DeleteTopics(ctx, brokers, names...))
+	require.NoError(t, produce.DeleteTopics(ctx, brokers), "nothing to delete")
+	require.Eventually(t, func() bool {
+		left, err := produce.TopicsWithPrefix(ctx, brokers, names[0], 10)
+		return err == nil && len(left) == 0
+	}, 30*time.Second, 200*time.Millisecond)
+}
