@@ -19,6 +19,8 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/doppelhq/doppel/internal/advance"
+	"github.com/doppelhq/doppel/internal/harness/childproc"
+	"github.com/doppelhq/doppel/internal/harness/launch"
 	"github.com/doppelhq/doppel/internal/harness/runenv"
 )
 
@@ -37,7 +39,7 @@ func (b *bench) migratedDatabase(ctx context.Context, name string) (string, erro
 	mctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(mctx, filepath.Join(b.opts.binDir, "doppel"), "migrate", "up")
-	cmd.Env = childEnv("DOPPEL_DATABASE_URL=" + dbURL)
+	cmd.Env = childproc.Env("DOPPEL_DATABASE_URL=" + dbURL)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("doppel migrate up on %s: %w: %s", name, err, strings.TrimSpace(string(out)))
 	}
@@ -293,7 +295,7 @@ func (b *bench) naive(ctx context.Context, name, topic string, sim *simulator, d
 		return nil, err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	client, err := advance.New(advance.Config{BaseURL: sim.url, AccessKey: simAccessKey, SecretKey: simSecretKey})
+	client, err := advance.New(advance.Config{BaseURL: sim.URL, AccessKey: launch.AccessKey, SecretKey: launch.SecretKey})
 	if err != nil {
 		return nil, err
 	}

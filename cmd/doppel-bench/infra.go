@@ -5,13 +5,10 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/segmentio/kafka-go"
 
 	"github.com/doppelhq/doppel/internal/harness/runenv"
 	"github.com/doppelhq/doppel/internal/pause"
@@ -22,15 +19,6 @@ import (
 // this runs on (it is fixed by the kernel ABI for x86 and arm64).
 const clockTicks = 100
 
-// childEnv is the environment of every child: only what a Go binary needs, plus the settings given,
-// so that nothing from the caller's environment (a DOPPEL_CONFIG, say) changes what is measured.
-func childEnv(settings ...string) []string {
-	// To profile a run, point go tool pprof at /debug/pprof/profile on the admin address that
-	// doppel logs at start ("admin_addr" in .local/bench/doppel-*.log).
-	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
-	return append(env, settings...)
-}
-
 // ---------------------------------------------------------------- /proc accounting
 
 // infraProcesses are the long-running processes scripts/infra.sh started, found through the pid
@@ -40,27 +28,10 @@ type infraProcesses struct {
 	postmaster int
 }
 
+// findInfraProcesses reads the pid files. Only a single-node Kafka has a CPU share: on three
+// nodes there is no one broker to measure.
 func findInfraProcesses(root string) infraProcesses {
-	var ip infraProcesses
-	ip.kafka = readPidFile(filepath.Join(root, ".local", "kafka", "kafka.pid"))
-	ip.postmaster = readPidFile(filepath.Join(root, ".local", "pg", "data", "postmaster.pid"))
-	return ip
-}
-
-func readPidFile(path string) int {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	pid, err := strconv.Atoi(strings.TrimSpace(line))
-	if err != nil || pid <= 0 {
-		return 0
-	}
-	if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
-		return 0
-	}
-	return pid
+	return infraProcesses{kafka: runenv.LivePid(runenv.KafkaPidFile(root)), postmaster: runenv.LivePid(runenv.PostmasterPidFile(root))}
 }
 
 // cpuSnapshot holds the CPU ticks of every process of every role at one moment.
@@ -261,10 +232,6 @@ func memTotalKB() int64 {
 
 // ---------------------------------------------------------------- Kafka
 
-func kafkaClient(brokers []string) (*kafka.Client, func()) {
-	return topic.NewClient(brokers, 15*time.Second)
-}
-
 // createTopics creates the topics with the given partitions (replication 1, this is one broker)
 // and waits until every partition has a leader.
 func createTopics(ctx context.Context, brokers []string, partitions int, names ...string) error {
@@ -273,16 +240,6 @@ func createTopics(ctx context.Context, brokers []string, partitions int, names .
 		specs[i] = topic.Spec{Name: n, Partitions: partitions, ReplicationFactor: 1}
 	}
 	_, err := topic.Ensure(ctx, brokers, specs...)
-	return err
-}
-
-func deleteTopics(ctx context.Context, brokers []string, names ...string) error {
-	if len(names) == 0 {
-		return nil
-	}
-	client, closeIdle := kafkaClient(brokers)
-	defer closeIdle()
-	_, err := client.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: names})
 	return err
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/doppelhq/doppel/internal/harness/childproc"
+	"github.com/doppelhq/doppel/internal/harness/launch"
 	"github.com/doppelhq/doppel/internal/harness/runenv"
 	"github.com/doppelhq/doppel/internal/pause"
 	"github.com/doppelhq/doppel/internal/topic"
@@ -98,43 +99,28 @@ func (d *doppelProc) metrics(ctx context.Context) map[string]float64 {
 }
 
 func (b *bench) startDoppel(ctx context.Context, s doppelSpec) (*doppelProc, error) {
-	httpAddr, err := childproc.FreeAddr()
+	env := launch.DoppelSettings{
+		DatabaseURL:  s.dbURL,
+		Brokers:      b.brokers,
+		Group:        fmt.Sprintf("bench-%s-%s", b.runID, s.name),
+		Events:       s.topics.events,
+		Alerts:       s.topics.alerts,
+		DLQ:          s.topics.dlq,
+		Partitions:   b.opts.partitions,
+		SimulatorURL: s.sim.URL,
+		QPS:          s.qps,
+		Workers:      s.workers,
+	}.Env(b.opts.doppelEnv...)
+	d, err := launch.StartDoppel("doppel ("+s.name+")", filepath.Join(b.opts.binDir, "doppel"),
+		launch.Log{Path: filepath.Join(b.logDir, "doppel-"+s.name+".log")}, env)
 	if err != nil {
 		return nil, err
 	}
-	adminAddr, err := childproc.FreeAddr()
-	if err != nil {
-		return nil, err
-	}
-	env := childEnv(
-		"DOPPEL_DATABASE_URL="+s.dbURL,
-		"DOPPEL_KAFKA_BROKERS="+strings.Join(b.brokers, ","),
-		"DOPPEL_KAFKA_GROUP_ID="+fmt.Sprintf("bench-%s-%s", b.runID, s.name),
-		"DOPPEL_TOPIC_EVENTS="+s.topics.events,
-		"DOPPEL_TOPIC_ALERTS="+s.topics.alerts,
-		"DOPPEL_TOPIC_DLQ="+s.topics.dlq,
-		fmt.Sprintf("DOPPEL_TOPIC_PARTITIONS=%d", b.opts.partitions),
-		"DOPPEL_ADVANCE_BASE_URL="+s.sim.url,
-		"DOPPEL_ADVANCE_ACCESS_KEY="+simAccessKey,
-		"DOPPEL_ADVANCE_SECRET_KEY="+simSecretKey,
-		fmt.Sprintf("DOPPEL_ADVANCE_QPS=%g", s.qps),
-		fmt.Sprintf("DOPPEL_WORKERS=%d", s.workers),
-		"DOPPEL_HTTP_ADDR="+httpAddr,
-		"DOPPEL_ADMIN_ADDR="+adminAddr,
-		"DOPPEL_LOG_LEVEL=warn",
-	)
-	env = append(env, b.opts.doppelEnv...)
-	started := time.Now()
-	p, err := childproc.Start("doppel ("+s.name+")", filepath.Join(b.logDir, "doppel-"+s.name+".log"),
-		filepath.Join(b.opts.binDir, "doppel"), []string{"serve"}, env)
-	if err != nil {
-		return nil, err
-	}
-	if err := childproc.WaitHTTP(ctx, "http://"+httpAddr+"/readyz", 60*time.Second, p); err != nil {
-		_, _ = p.Stop(10 * time.Second)
+	if err := d.WaitReady(ctx, 60*time.Second); err != nil {
+		_, _ = d.Proc.Stop(10 * time.Second)
 		return nil, fmt.Errorf("doppel serve (%s) did not become ready: %w", s.name, err)
 	}
-	return &doppelProc{proc: p, httpAddr: httpAddr, adminAddr: adminAddr, started: started}, nil
+	return &doppelProc{proc: d.Proc, httpAddr: d.HTTPAddr, adminAddr: d.AdminAddr, started: d.Started}, nil
 }
 
 // ---------------------------------------------------------------- alerts read back
@@ -301,7 +287,7 @@ func (b *bench) begin(ctx context.Context, name string, topics scenarioTopics, s
 		conn.Close(context.WithoutCancel(ctx))
 		return nil, err
 	}
-	lr.roles = cpuRoles{"doppel": lr.doppel.proc.Pid(), "advance-sim": sim.proc.Pid(), "kafka": b.infra.kafka,
+	lr.roles = cpuRoles{"doppel": lr.doppel.proc.Pid(), "advance-sim": sim.Proc.Pid(), "kafka": b.infra.kafka,
 		"bench": selfPid(), benchBackendRole: backend}
 	lr.cpu0 = lr.roles.snapshot(b.infra.postmaster)
 	return lr, nil

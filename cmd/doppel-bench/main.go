@@ -47,7 +47,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/doppelhq/doppel/internal/harness/childproc"
 	"github.com/doppelhq/doppel/internal/harness/runenv"
 )
 
@@ -219,26 +218,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if opts.rerender != "" {
 		return rerender(opts, stdout)
 	}
-	baseDB, brokers := getenv("DOPPEL_DATABASE_URL"), getenv("DOPPEL_KAFKA_BROKERS")
-	if baseDB == "" || brokers == "" {
-		return errors.New("DOPPEL_DATABASE_URL and DOPPEL_KAFKA_BROKERS must be set: run through scripts/bench.sh (make bench), which starts the infrastructure and exports .local/env")
-	}
-	for _, b := range strings.Split(brokers, ",") {
-		if !childproc.Loopback(b) {
-			return fmt.Errorf("DOPPEL_KAFKA_BROKERS entry %q is not a loopback address: the benchmark only talks to this machine", b)
-		}
-	}
-	if !childproc.LoopbackURL(baseDB) {
-		return errors.New("DOPPEL_DATABASE_URL does not point at a loopback address: the benchmark only talks to this machine")
+	baseDB, brokers, err := runenv.Servers(getenv, "the benchmark", "scripts/bench.sh (make bench)")
+	if err != nil {
+		return err
 	}
 	root, err := os.Getwd()
 	if err != nil {
 		return err
 	}
-	for _, bin := range []string{"doppel", "advance-sim"} {
-		if _, err := os.Stat(filepath.Join(opts.binDir, bin)); err != nil {
-			return fmt.Errorf("%s/%s is missing: run `make build` (or scripts/bench.sh) first", opts.binDir, bin)
-		}
+	if err := runenv.CheckBinaries(opts.binDir, "scripts/bench.sh", "doppel", "advance-sim"); err != nil {
+		return err
 	}
 	logDir := filepath.Join(opts.outDir, "logs")
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
@@ -251,7 +240,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		opts:     opts,
 		root:     root,
 		baseDB:   baseDB,
-		brokers:  strings.Split(brokers, ","),
+		brokers:  brokers,
 		runID:    fmt.Sprintf("%x", time.Now().Unix()),
 		logDir:   logDir,
 		progress: stderr,

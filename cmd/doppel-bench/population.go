@@ -11,14 +11,10 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/doppelhq/doppel/internal/harness/advancesim"
-	"github.com/doppelhq/doppel/internal/harness/childproc"
+	"github.com/doppelhq/doppel/internal/harness/faces"
+	"github.com/doppelhq/doppel/internal/harness/launch"
+	"github.com/doppelhq/doppel/internal/harness/produce"
 	"github.com/doppelhq/doppel/internal/topic"
-)
-
-// Simulator credentials; the simulator runs on loopback for this run only.
-const (
-	simAccessKey = "bench-access-key"
-	simSecretKey = "bench-secret-key"
 )
 
 // person is one verification of the generated population, in event order.
@@ -42,17 +38,9 @@ type population struct {
 // alert path is exercised; the rest have a face of their own. Events come in random order.
 func newPopulation(n int, prefix string, ringFraction float64, seed uint64) population {
 	rng := rand.New(rand.NewPCG(seed, 0xd0bbe1))
-	// A ring has 3 members on average: with probability p a new face is a ring, so the fraction of
-	// users in rings is 3p / (3p + 1 - p); solving for p gives p = f / (3 - 2f).
-	p := ringFraction / (3 - 2*ringFraction)
 	var groups [][]string // users per face
 	users := 0
-	for users < n {
-		size := 1
-		if rng.Float64() < p {
-			size = 2 + rng.IntN(3)
-		}
-		size = min(size, n-users)
+	for _, size := range faces.GroupSizes(rng, n, ringFraction) {
 		g := make([]string, size)
 		for i := range g {
 			g[i] = fmt.Sprintf("%s-u%07d", prefix, users)
@@ -109,42 +97,32 @@ func (p population) matched(i int) []string {
 
 // ---------------------------------------------------------------- advance-sim
 
-// simulator is a running advance-sim child process.
+// simulator is a running advance-sim with the settings the report describes.
 type simulator struct {
-	proc    *childproc.Process
-	url     string
-	ctl     *advancesim.Control
+	*launch.Simulator
 	latency time.Duration
 	qps     float64
 }
 
 func (b *bench) startSim(ctx context.Context, name string, latency time.Duration, qps float64) (*simulator, error) {
-	addr, err := childproc.FreeAddr()
+	s, err := launch.StartSimulator(ctx, launch.SimulatorConfig{
+		Name:     "advance-sim (" + name + ")",
+		Bin:      filepath.Join(b.opts.binDir, "advance-sim"),
+		Log:      launch.Log{Path: filepath.Join(b.logDir, "advance-sim-"+name+".log")},
+		Latency:  latency,
+		Settings: []string{fmt.Sprintf("ADVANCE_SIM_QPS=%g", qps)},
+	})
 	if err != nil {
 		return nil, err
 	}
-	env := childEnv("ADVANCE_SIM_ADDR="+addr, "ADVANCE_SIM_ACCESS_KEY="+simAccessKey,
-		"ADVANCE_SIM_SECRET_KEY="+simSecretKey, "ADVANCE_SIM_LATENCY="+latency.String(),
-		fmt.Sprintf("ADVANCE_SIM_QPS=%g", qps))
-	p, err := childproc.Start("advance-sim ("+name+")", filepath.Join(b.logDir, "advance-sim-"+name+".log"),
-		filepath.Join(b.opts.binDir, "advance-sim"), nil, env)
-	if err != nil {
-		return nil, err
-	}
-	s := &simulator{proc: p, url: "http://" + addr, ctl: advancesim.NewControl("http://" + addr), latency: latency, qps: qps}
-	if err := childproc.WaitHTTP(ctx, s.url+"/healthz", 15*time.Second, p); err != nil {
-		_, _ = p.Stop(5 * time.Second)
-		return nil, fmt.Errorf("advance-sim did not start: %w", err)
-	}
-	return s, nil
+	return &simulator{Simulator: s, latency: latency, qps: qps}, nil
 }
 
 func (s *simulator) stop() error {
 	if s == nil {
 		return nil
 	}
-	_, err := s.proc.Stop(15 * time.Second)
-	return err
+	return s.Stop(15 * time.Second)
 }
 
 // seed adds the population's verifications (all PASS) and records their signatureIds.
@@ -153,7 +131,7 @@ func (s *simulator) seed(ctx context.Context, pop *population) error {
 	for i, p := range pop.people {
 		sessions[i] = advancesim.Session{UserID: p.UserID, Face: p.Face, OverallResult: advancesim.ResultPass}
 	}
-	sigs, err := s.ctl.AddSessions(ctx, sessions)
+	sigs, err := s.Ctl.AddSessions(ctx, sessions)
 	if err != nil {
 		return err
 	}
@@ -173,7 +151,7 @@ type simStats struct {
 }
 
 func (s *simulator) stats(ctx context.Context) (simStats, error) {
-	raw, err := s.ctl.Stats(ctx)
+	raw, err := s.Ctl.Stats(ctx)
 	if err != nil {
 		return simStats{}, err
 	}
@@ -209,16 +187,5 @@ func newWriter(brokers []string, name string) *kafka.Writer {
 func produceBacklog(ctx context.Context, brokers []string, topic string, people []person) (time.Duration, error) {
 	w := newWriter(brokers, topic)
 	defer w.Close()
-	start := time.Now()
-	const chunk = 10000
-	for i := 0; i < len(people); i += chunk {
-		msgs := make([]kafka.Message, 0, chunk)
-		for _, p := range people[i:min(i+chunk, len(people))] {
-			msgs = append(msgs, eventMessage(p))
-		}
-		if err := w.WriteMessages(ctx, msgs...); err != nil {
-			return 0, fmt.Errorf("produce backlog to %s: %w", topic, err)
-		}
-	}
-	return time.Since(start), nil
+	return produce.Backlog(ctx, w, len(people), func(i int) kafka.Message { return eventMessage(people[i]) })
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"image/color"
 	"math"
@@ -16,6 +15,7 @@ import (
 	"gonum.org/v1/plot/vg"
 
 	"github.com/doppelhq/doppel/internal/clip"
+	"github.com/doppelhq/doppel/internal/harness/results"
 )
 
 // Targets from the issue.
@@ -362,26 +362,15 @@ func (t table) markdown() string {
 	var sb strings.Builder
 	sb.WriteString("| | figure | value | target | met? |\n|---|---|---|---|---|\n")
 	for _, r := range t {
-		fmt.Fprintf(&sb, "| %s | %s | %s | %s | %s |\n", r.Scenario, r.Figure, r.Value, dash(r.Target), dash(r.Met))
+		fmt.Fprintf(&sb, "| %s | %s | %s | %s | %s |\n", r.Scenario, r.Figure, r.Value, results.Dash(r.Target), results.Dash(r.Met))
 	}
 	return sb.String()
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "–"
-	}
-	return s
 }
 
 // write saves bench.json, the chart and the markdown page.
 func (r *report) write(outDir, docsPath string, t table) error {
 	r.Table = t
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(outDir, "bench.json"), append(b, '\n'), 0o644); err != nil {
+	if err := results.WriteJSON(filepath.Join(outDir, "bench.json"), r); err != nil {
 		return err
 	}
 	if err := r.chart(filepath.Join(outDir, "events_per_second.png")); err != nil {
@@ -398,7 +387,7 @@ func (r *report) write(outDir, docsPath string, t table) error {
 	if err := r.chart(filepath.Join(filepath.Dir(docsPath), docsChart)); err != nil {
 		return fmt.Errorf("chart: %w", err)
 	}
-	return os.WriteFile(docsPath, []byte(r.markdown(t)), 0o644)
+	return results.WriteFile(docsPath, []byte(r.markdown(t)))
 }
 
 // ---------------------------------------------------------------- chart

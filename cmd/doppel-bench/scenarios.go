@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/doppelhq/doppel/internal/harness/produce"
 )
 
 // bench is one run of the benchmark.
@@ -70,7 +72,7 @@ func (b *bench) runAll(ctx context.Context) (*report, error) {
 	defer func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		if err := deleteTopics(dctx, b.brokers, b.created...); err != nil {
+		if err := produce.DeleteTopics(dctx, b.brokers, b.created...); err != nil {
 			b.logf("could not delete the benchmark topics: %v", err)
 		}
 	}()

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -19,6 +18,8 @@ import (
 	"github.com/doppelhq/doppel/internal/consumer"
 	"github.com/doppelhq/doppel/internal/duplicate"
 	"github.com/doppelhq/doppel/internal/harness/advancesim"
+	"github.com/doppelhq/doppel/internal/harness/produce"
+	"github.com/doppelhq/doppel/internal/harness/results"
 	"github.com/doppelhq/doppel/internal/harness/runenv"
 )
 
@@ -239,9 +240,9 @@ func (s *soak) account(ctx context.Context, settled bool) (*ledger, error) {
 	l.Events.NeverAcked = len(s.pop.events) - l.Events.Distinct
 	l.Events.ByKind = map[string]int{}
 	l.Events.UsersInRings, l.Events.Rings = s.pop.inRing, s.pop.rings
-	if bounds, err := offsets(ctx, s.brokers, s.topicEvents); err == nil {
+	if bounds, err := produce.Offsets(ctx, s.brokers, s.topicEvents); err == nil {
 		for _, b := range bounds {
-			l.Events.OnTopic += b[1] - b[0]
+			l.Events.OnTopic += b.End - b.First
 		}
 	}
 
@@ -588,7 +589,7 @@ func (s *soak) accountAlerts(ctx context.Context, l *ledger, checks map[string]c
 	}
 	onTopic := map[string]bool{}
 	var decodeErr error
-	err = newTopicReader(s.brokers, s.topicAlerts).readNew(ctx, 3*time.Minute, func(m kafka.Message) {
+	err = produce.NewReader(s.brokers, s.topicAlerts).ReadNew(ctx, 3*time.Minute, func(m kafka.Message) {
 		l.Alerts.OnTopic++
 		var a duplicate.Alert
 		if err := json.Unmarshal(m.Value, &a); err != nil || a.AlertID == "" {
@@ -768,23 +769,13 @@ func (l *ledger) text() string {
 }
 
 func (l *ledger) write(outDir, docsPath string) error {
-	if err := os.MkdirAll(outDir, 0o755); err != nil {
-		return err
-	}
-	j, err := json.MarshalIndent(l, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(outDir, "ledger.json"), append(j, '\n'), 0o644); err != nil {
+	if err := results.WriteJSON(filepath.Join(outDir, "ledger.json"), l); err != nil {
 		return err
 	}
 	if docsPath == "" {
 		return nil
 	}
-	if err := os.MkdirAll(filepath.Dir(docsPath), 0o755); err != nil {
-		return err
-	}
-	return os.WriteFile(docsPath, []byte(l.markdown()), 0o644)
+	return results.WriteFile(docsPath, []byte(l.markdown()))
 }
 
 func (l *ledger) markdown() string {
@@ -799,7 +790,7 @@ func (l *ledger) markdown() string {
 		l.Faults.count("Kafka stop"), l.Options.KafkaDown, l.Faults.NodeKills)
 	b.WriteString("| figure | value | target | met? |\n|---|---|---|---|\n")
 	for _, r := range l.rows() {
-		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", r.figure, r.value, dash(r.target), dash(r.ok))
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", r.figure, r.value, results.Dash(r.target), results.Dash(r.ok))
 	}
 	if len(l.Verdict.Failures) > 0 {
 		b.WriteString("\nFailures:\n\n")
@@ -859,13 +850,6 @@ func (l *ledger) markdown() string {
 - The exit status is non-zero when any figure marked NO fails.
 `)
 	return b.String()
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "–"
-	}
-	return s
 }
 
 func formatCounts(m map[string]int) string {

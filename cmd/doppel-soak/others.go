@@ -63,21 +63,20 @@ func parentOf(pid int) int {
 // so that a restart the soak did not make can be noticed.
 func infraPids(root string) (kafka, postgres string) {
 	read := func(path string) string {
-		b, err := os.ReadFile(path)
+		line, err := runenv.PidFileLine(path)
 		if err != nil {
 			return "?"
 		}
-		line, _, _ := strings.Cut(string(b), "\n")
-		return strings.TrimSpace(line)
+		return line
 	}
-	kafka = read(filepath.Join(root, ".local", "kafka", "kafka.pid"))
+	kafka = read(runenv.KafkaPidFile(root))
 	// A three-node Kafka keeps a pid file per node (scripts/infra.sh): any change among them counts.
-	if nodes, _ := filepath.Glob(filepath.Join(root, ".local", "kafka", "node-*", "kafka.pid")); len(nodes) > 0 {
+	if nodes := runenv.KafkaNodePidFiles(root); len(nodes) > 0 {
 		pids := make([]string, len(nodes))
 		for i, n := range nodes {
 			pids[i] = read(n)
 		}
 		kafka = strings.Join(pids, ",")
 	}
-	return kafka, read(filepath.Join(root, ".local", "pg", "data", "postmaster.pid"))
+	return kafka, read(runenv.PostmasterPidFile(root))
 }

@@ -14,6 +14,8 @@ import (
 
 	"github.com/doppelhq/doppel/internal/duplicate"
 	"github.com/doppelhq/doppel/internal/harness/advancesim"
+	"github.com/doppelhq/doppel/internal/harness/faces"
+	"github.com/doppelhq/doppel/internal/harness/launch"
 )
 
 // kind is what an event is made of, and so what Doppel should do with it.
@@ -101,8 +103,7 @@ func newPopulation(total int, ringFraction float64, seed uint64) *population {
 		faceOf: map[string]string{}}
 
 	// Users whose session is PASS, in random order, grouped into faces: about ringFraction of them
-	// share a face with 1 to 3 others. A ring has 3 members on average, so a new face is a ring with
-	// probability p = f / (3 - 2f).
+	// share a face with 1 to 3 others.
 	var passKinds []kind
 	for range pass - thin {
 		passKinds = append(passKinds, kindPass)
@@ -117,14 +118,8 @@ func newPopulation(total int, ringFraction float64, seed uint64) *population {
 		passKinds = append(passKinds, kindOtherType)
 	}
 	rng.Shuffle(len(passKinds), func(i, j int) { passKinds[i], passKinds[j] = passKinds[j], passKinds[i] })
-	p := ringFraction / (3 - 2*ringFraction)
-	user, face := 0, 0
-	for i := 0; i < len(passKinds); {
-		size := 1
-		if rng.Float64() < p {
-			size = 2 + rng.IntN(3)
-		}
-		size = min(size, len(passKinds)-i)
+	user, face, i := 0, 0, 0
+	for _, size := range faces.GroupSizes(rng, len(passKinds), ringFraction) {
 		f := fmt.Sprintf("face-%07d", face)
 		face++
 		if size > 1 {
@@ -268,7 +263,7 @@ func (pop *population) seed(ctx context.Context, sim *simulator, rng *rand.Rand)
 			pop.faces[ev.Face] = append(pop.faces[ev.Face], ev.UserID)
 		}
 	}
-	sigs, err := sim.ctl.AddSessions(ctx, sessions)
+	sigs, err := sim.Ctl.AddSessions(ctx, sessions)
 	if err != nil {
 		return err
 	}
@@ -375,29 +370,21 @@ func (pop *population) kindCounts() map[string]int {
 
 // ---------------------------------------------------------------- advance-sim
 
-// Simulator credentials; the simulator runs on loopback for this run only.
-const (
-	simAccessKey = "soak-access-key"
-	simSecretKey = "soak-secret-key"
-)
-
-// simulator is the running advance-sim child process.
+// simulator is the running advance-sim, with the bounds the soak puts on its control calls.
 type simulator struct {
-	proc *process
-	url  string
-	ctl  *advancesim.Control
+	*launch.Simulator
 }
 
 func (s *simulator) setFaults(ctx context.Context, f advancesim.FaultsPatch) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	return s.ctl.PatchFaults(ctx, f)
+	return s.Ctl.PatchFaults(ctx, f)
 }
 
 func (s *simulator) stats(ctx context.Context) (advancesim.Stats, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	return s.ctl.Stats(ctx)
+	return s.Ctl.Stats(ctx)
 }
 
 func ptr[T any](v T) *T { return &v }

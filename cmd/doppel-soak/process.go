@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/doppelhq/doppel/internal/harness/childproc"
+	"github.com/doppelhq/doppel/internal/harness/launch"
 )
 
 // process is a child process of the soak, its output appended to a log shared by its restarts.
@@ -14,14 +15,6 @@ type process struct {
 	*childproc.Process
 	// expected is set before the soak stops or kills the process on purpose.
 	expected bool
-}
-
-func startProcess(name, logPath, bin string, args, env []string) (*process, error) {
-	p, err := childproc.StartAppend("doppel-soak", name, logPath, bin, args, env)
-	if err != nil {
-		return nil, err
-	}
-	return &process{Process: p}, nil
 }
 
 // ---------------------------------------------------------------- doppel under supervision
@@ -59,21 +52,14 @@ func (s *supervisor) start() (*process, error) {
 }
 
 func (s *supervisor) startLocked() (*process, error) {
-	addr, err := childproc.FreeAddr()
-	if err != nil {
-		return nil, err
-	}
-	adminAddr, err := childproc.FreeAddr()
-	if err != nil {
-		return nil, err
-	}
 	s.starts++
-	env := append(append([]string(nil), s.env...), "DOPPEL_HTTP_ADDR="+addr, "DOPPEL_ADMIN_ADDR="+adminAddr)
-	p, err := startProcess(fmt.Sprintf("doppel serve #%d", s.starts), s.logPath, s.bin, []string{"serve"}, env)
+	d, err := launch.StartDoppel(fmt.Sprintf("doppel serve #%d", s.starts), s.bin,
+		launch.Log{Path: s.logPath, AppendTag: "doppel-soak"}, s.env)
 	if err != nil {
 		return nil, err
 	}
-	s.cur, s.httpAddr = p, addr
+	p := &process{Process: d.Proc}
+	s.cur, s.httpAddr = p, d.HTTPAddr
 	go s.watch(p)
 	return p, nil
 }

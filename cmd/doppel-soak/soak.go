@@ -23,6 +23,8 @@ import (
 	"github.com/doppelhq/doppel/internal/consumer"
 	"github.com/doppelhq/doppel/internal/harness/advancesim"
 	"github.com/doppelhq/doppel/internal/harness/childproc"
+	"github.com/doppelhq/doppel/internal/harness/launch"
+	"github.com/doppelhq/doppel/internal/harness/produce"
 	"github.com/doppelhq/doppel/internal/harness/runenv"
 	"github.com/doppelhq/doppel/internal/pause"
 )
@@ -82,29 +84,19 @@ type billingSnapshot struct {
 }
 
 func newSoak(opts options, getenv func(string) string, stdout, stderr io.Writer) (*soak, error) {
-	baseDB, brokers := getenv("DOPPEL_DATABASE_URL"), getenv("DOPPEL_KAFKA_BROKERS")
-	if baseDB == "" || brokers == "" {
-		return nil, errors.New("DOPPEL_DATABASE_URL and DOPPEL_KAFKA_BROKERS must be set: run through scripts/soak.sh (make soak), which starts the infrastructure and exports .local/env")
+	baseDB, brokers, err := runenv.Servers(getenv, "the soak", "scripts/soak.sh (make soak)")
+	if err != nil {
+		return nil, err
 	}
-	for _, b := range strings.Split(brokers, ",") {
-		if !childproc.Loopback(b) {
-			return nil, fmt.Errorf("DOPPEL_KAFKA_BROKERS entry %q is not a loopback address: the soak only talks to this machine", b)
-		}
-	}
-	if !childproc.LoopbackURL(baseDB) {
-		return nil, errors.New("DOPPEL_DATABASE_URL does not point at a loopback address: the soak only talks to this machine")
-	}
-	for _, bin := range []string{"doppel", "advance-sim"} {
-		if _, err := os.Stat(filepath.Join(opts.binDir, bin)); err != nil {
-			return nil, fmt.Errorf("%s/%s is missing: run `make build` (or scripts/soak.sh) first", opts.binDir, bin)
-		}
+	if err := runenv.CheckBinaries(opts.binDir, "scripts/soak.sh", "doppel", "advance-sim"); err != nil {
+		return nil, err
 	}
 	if _, err := os.Stat(filepath.Join(opts.root, "scripts", "infra.sh")); err != nil {
 		return nil, errors.New("scripts/infra.sh not found: run the soak from the repository root")
 	}
 	runID := time.Now().UTC().Format("20060102_150405")
 	return &soak{
-		opts: opts, baseDB: baseDB, brokers: strings.Split(brokers, ","), stdout: stdout, stderr: stderr,
+		opts: opts, baseDB: baseDB, brokers: brokers, stdout: stdout, stderr: stderr,
 		rng:         rand.New(rand.NewPCG(opts.seed, 0x50a4c4a05)),
 		runID:       runID,
 		dbName:      "soak_" + runID,
@@ -212,46 +204,43 @@ func (s *soak) prepare(ctx context.Context) error {
 	}
 
 	s.pop = newPopulation(s.opts.events, s.opts.ringFraction, s.opts.seed)
-	simAddr, err := childproc.FreeAddr()
+	sim, err := launch.StartSimulator(ctx, launch.SimulatorConfig{
+		Name:     "advance-sim",
+		Bin:      filepath.Join(s.opts.binDir, "advance-sim"),
+		Log:      launch.Log{Path: filepath.Join(s.logDir, "advance-sim.log"), AppendTag: "doppel-soak"},
+		Latency:  s.opts.simLatency,
+		Settings: []string{fmt.Sprintf("ADVANCE_SIM_SEED=%d", s.opts.seed%math.MaxInt32)},
+	})
 	if err != nil {
 		return err
 	}
-	simProc, err := startProcess("advance-sim", filepath.Join(s.logDir, "advance-sim.log"),
-		filepath.Join(s.opts.binDir, "advance-sim"), nil, childEnv(
-			"ADVANCE_SIM_ADDR="+simAddr, "ADVANCE_SIM_ACCESS_KEY="+simAccessKey, "ADVANCE_SIM_SECRET_KEY="+simSecretKey,
-			"ADVANCE_SIM_LATENCY="+s.opts.simLatency.String(), fmt.Sprintf("ADVANCE_SIM_SEED=%d", s.opts.seed%math.MaxInt32)))
-	if err != nil {
-		return err
-	}
-	s.sim = &simulator{proc: simProc, url: "http://" + simAddr, ctl: advancesim.NewControl("http://" + simAddr)}
-	if err := childproc.WaitHTTP(ctx, s.sim.url+"/healthz", 15*time.Second, simProc.Process); err != nil {
-		return fmt.Errorf("advance-sim did not start: %w", err)
-	}
+	s.sim = &simulator{Simulator: sim}
 	if err := s.pop.seed(ctx, s.sim, s.rng); err != nil {
 		return err
 	}
 	s.logf("seeded advance-sim (%s) with %d verifications; %d distinct events (%d users in %d rings), %d messages with resends",
-		s.sim.url, s.pop.seededCount(), len(s.pop.events), s.pop.inRing, s.pop.rings, len(s.pop.sequence))
+		s.sim.URL, s.pop.seededCount(), len(s.pop.events), s.pop.inRing, s.pop.rings, len(s.pop.sequence))
 
 	doppelLog := filepath.Join(s.logDir, "doppel.log")
 	_ = os.Remove(doppelLog)
-	s.doppel = &supervisor{bin: filepath.Join(s.opts.binDir, "doppel"), logPath: doppelLog, env: childEnv(
-		"DOPPEL_DATABASE_URL="+s.dbURL,
-		"DOPPEL_KAFKA_BROKERS="+strings.Join(s.brokers, ","),
-		"DOPPEL_KAFKA_GROUP_ID="+s.group,
-		"DOPPEL_TOPIC_EVENTS="+s.topicEvents, "DOPPEL_TOPIC_ALERTS="+s.topicAlerts, "DOPPEL_TOPIC_DLQ="+s.topicDLQ,
-		"DOPPEL_TOPIC_PARTITIONS=6",
-		"DOPPEL_ADVANCE_BASE_URL="+s.sim.url,
-		"DOPPEL_ADVANCE_ACCESS_KEY="+simAccessKey, "DOPPEL_ADVANCE_SECRET_KEY="+simSecretKey,
-		"DOPPEL_ADVANCE_QPS=0",
-		fmt.Sprintf("DOPPEL_WORKERS=%d", s.opts.workers),
+	s.doppel = &supervisor{bin: filepath.Join(s.opts.binDir, "doppel"), logPath: doppelLog, env: launch.DoppelSettings{
+		DatabaseURL:  s.dbURL,
+		Brokers:      s.brokers,
+		Group:        s.group,
+		Events:       s.topicEvents,
+		Alerts:       s.topicAlerts,
+		DLQ:          s.topicDLQ,
+		Partitions:   6,
+		SimulatorURL: s.sim.URL,
+		QPS:          0,
+		Workers:      s.opts.workers,
+	}.Env(
 		// About 20% of calls fail at random: 12 tries make running out (0.2^12) practically
 		// impossible, and 50 failures in a row are needed before the breaker calls the vendor down.
 		"DOPPEL_RETRY_MAX_ATTEMPTS=12", "DOPPEL_RETRY_INITIAL_INTERVAL=100ms", "DOPPEL_RETRY_MAX_INTERVAL=5s",
 		"DOPPEL_RETRY_MAX_ELAPSED=3m",
 		"DOPPEL_BREAKER_FAILURES=50", "DOPPEL_BREAKER_OPEN_FOR=2s",
-		"DOPPEL_SHUTDOWN_TIMEOUT=20s",
-		"DOPPEL_LOG_LEVEL=warn")}
+		"DOPPEL_SHUTDOWN_TIMEOUT=20s")}
 	p, err := s.doppel.start()
 	if err != nil {
 		return err
@@ -263,13 +252,6 @@ func (s *soak) prepare(ctx context.Context) error {
 	s.logf("doppel ready on http://%s (pid %d); database %s, topics %s*, group %s", addr, p.Pid(),
 		s.dbName, strings.TrimSuffix(s.topicEvents, "idv.completed"), s.group)
 	return nil
-}
-
-// childEnv is the environment of every child: only what a Go binary needs plus the settings given,
-// so that nothing from the caller's environment (a DOPPEL_CONFIG, say) changes the run.
-func childEnv(settings ...string) []string {
-	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
-	return append(env, settings...)
 }
 
 // forgetEarlierSoaks drops the databases and topics earlier soaks left for inspection.
@@ -294,22 +276,12 @@ func (s *soak) forgetEarlierSoaks(ctx context.Context) error {
 			return err
 		}
 	}
-	client, closeIdle := kafkaClient(s.brokers)
-	defer closeIdle()
-	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{})
+	old, err := produce.TopicsWithPrefix(ctx, s.brokers, "soak.", 300)
 	if err != nil {
 		return err
 	}
-	var old []string
-	for _, t := range meta.Topics {
-		if strings.HasPrefix(t.Name, "soak.") && len(old) < 300 {
-			old = append(old, t.Name)
-		}
-	}
-	if len(old) > 0 {
-		if _, err := client.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: old}); err != nil {
-			return err
-		}
+	if err := produce.DeleteTopics(ctx, s.brokers, old...); err != nil {
+		return err
 	}
 	if len(names)+len(old) > 0 {
 		s.logf("removed %d databases and %d topics of earlier soaks", len(names), len(old))
@@ -322,7 +294,7 @@ func (s *soak) cleanup() {
 		_, _, _ = s.doppel.stop(30 * time.Second)
 	}
 	if s.sim != nil {
-		_, _ = s.sim.proc.Stop(10 * time.Second)
+		_ = s.sim.Stop(10 * time.Second)
 	}
 	if s.pool != nil {
 		s.pool.Close()
@@ -382,8 +354,8 @@ func waveRate(t time.Duration) float64 {
 // produce writes the sequence in waves over the production window; it never drops a message: one
 // the broker did not acknowledge (it is down) is written again until it is.
 func (s *soak) produce(ctx context.Context) error {
-	p := newProducer(s.brokers, s.topicEvents)
-	defer p.close()
+	w := newEventWriter(s.brokers, s.topicEvents)
+	defer w.Close()
 	seq := s.pop.sequence
 	base := float64(len(seq)) / s.opts.duration.Seconds()
 	const tick = 250 * time.Millisecond
@@ -413,7 +385,7 @@ func (s *soak) produce(ctx context.Context) error {
 		for i, ev := range chunk {
 			msgs[i] = ev.message()
 		}
-		failed, err := p.write(ctx, msgs, 3*time.Minute, func(i int) {
+		failed, err := produce.Acknowledged(ctx, w, msgs, 3*time.Minute, func(i int) {
 			s.mu.Lock()
 			s.ackedMsgs++
 			s.ackedKeys[chunk[i].Key]++
@@ -542,7 +514,7 @@ func (s *soak) killNode(ctx context.Context, which string) (string, error) {
 	var node int
 	switch which {
 	case "leader":
-		n, err := partitionLeader(ctx, s.brokers, s.topicEvents, 0)
+		n, err := produce.Leader(ctx, s.brokers, s.topicEvents, 0)
 		if err != nil {
 			return "", err
 		}
@@ -742,7 +714,7 @@ type resolution struct {
 	dlq      map[string][]string    // key -> reasons, one per dead letter
 	dlqAt    map[string][]time.Time // key -> when each was written (the broker's timestamp)
 	dlqMsgs  int
-	dlqRead  *topicReader
+	dlqRead  *produce.Reader
 }
 
 // waitSettled waits until every acknowledged event has an outcome or a dead letter, the group has
@@ -785,14 +757,14 @@ func (s *soak) waitSettled(ctx context.Context) bool {
 
 func (s *soak) resolution() *resolution {
 	if s.res == nil {
-		s.res = &resolution{dlq: map[string][]string{}, dlqAt: map[string][]time.Time{}, dlqRead: newTopicReader(s.brokers, s.topicDLQ)}
+		s.res = &resolution{dlq: map[string][]string{}, dlqAt: map[string][]time.Time{}, dlqRead: produce.NewReader(s.brokers, s.topicDLQ)}
 	}
 	return s.res
 }
 
 // readDLQ reads the dead letters written since the last call.
 func (s *soak) readDLQ(ctx context.Context, res *resolution) error {
-	return res.dlqRead.readNew(ctx, 2*time.Minute, func(m kafka.Message) {
+	return res.dlqRead.ReadNew(ctx, 2*time.Minute, func(m kafka.Message) {
 		reason := ""
 		for _, h := range m.Headers {
 			if h.Key == consumer.HeaderReason {

@@ -228,3 +228,11 @@ func LoopbackURL(raw string) bool {
 	}
 	return Loopback(host)
 }
+
+// Env is the environment of a harness's child: only what a Go binary needs (PATH, HOME) plus the
+// settings given, so that nothing from the caller's environment (a DOPPEL_CONFIG, say) changes
+// what is measured or broken. A later setting of the same name wins, as os/exec keeps the last.
+func Env(settings ...string) []string {
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	return append(env, settings...)
+}

@@ -279,3 +279,9 @@ func TestFreeAddrNeverHandsOutAPortTwice(t *testing.T) {
 		require.Equal(t, "127.0.0.1", host)
 	}
 }
+
+func TestEnvHoldsOnlyPathHomeAndTheSettings(t *testing.T) {
+	t.Setenv("DOPPEL_CONFIG", "/somewhere/doppel.yaml")
+	env := childproc.Env("A=1", "B=2")
+	require.Equal(t, []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "A=1", "B=2"}, env)
+}
