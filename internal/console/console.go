@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/doppelhq/doppel/internal/apikey"
 	"github.com/doppelhq/doppel/internal/duplicate"
 	"github.com/doppelhq/doppel/internal/httpapi"
 )
@@ -42,7 +43,7 @@ type Config struct {
 	Store Store
 	// APIKeys are the keys one signs in with (the API's own): read scope to sign in, review scope
 	// to decide.
-	APIKeys []httpapi.APIKey
+	APIKeys []apikey.Key
 	// SignIn throttles, counts and logs sign-ins with unknown keys as the API does its failed
 	// authentications (httpapi.Server.SignInGuard); the zero value does none of it.
 	SignIn httpapi.SignInGuard
@@ -114,8 +115,8 @@ func (c *Console) routes() {
 	c.mux.Handle("GET /console/{$}", c.requireSession(c.handleOverview, ""))
 	c.mux.Handle("GET /console/queue", c.requireSession(c.handleQueue, ""))
 	c.mux.Handle("GET /console/rings/{ringId}", c.requireSession(c.handleRing, ""))
-	c.mux.Handle("POST /console/rings/{ringId}/decision", c.requireSession(c.handleDecideRing, httpapi.ScopeReview))
-	c.mux.Handle("POST /console/reviews", c.requireSession(c.handleDecidePair, httpapi.ScopeReview))
+	c.mux.Handle("POST /console/rings/{ringId}/decision", c.requireSession(c.handleDecideRing, apikey.ScopeReview))
+	c.mux.Handle("POST /console/reviews", c.requireSession(c.handleDecidePair, apikey.ScopeReview))
 	c.mux.Handle("GET /console/users", c.requireSession(c.handleUsers, ""))
 	c.mux.Handle("GET /console/audit", c.requireSession(c.handleAudit, ""))
 }

@@ -1,8 +1,6 @@
 package httpapi
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"net/http"
 	"net/url"
 	"strings"
@@ -10,25 +8,6 @@ import (
 
 // ConsolePath is where the review console is served, beside the API, when Config.Console is set.
 const ConsolePath = "/console"
-
-// MatchAPIKey finds the key among keys whose SHA-256 matches token. Every key is compared, in
-// constant time, whatever matched, so timing tells nothing about the keys.
-func MatchAPIKey(keys []APIKey, token string) (APIKey, bool) {
-	if token == "" {
-		return APIKey{}, false
-	}
-	sum := sha256.Sum256([]byte(token))
-	found := -1
-	for i, k := range keys {
-		if subtle.ConstantTimeCompare(sum[:], k.SHA256[:]) == 1 {
-			found = i
-		}
-	}
-	if found < 0 {
-		return APIKey{}, false
-	}
-	return keys[found], true
-}
 
 // MountConsole serves h at ConsolePath and under it, on the API's listener. Call it before Serve.
 func (s *Server) MountConsole(h http.Handler) { s.console = h }

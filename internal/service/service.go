@@ -197,7 +197,6 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}, regionReadiness(vendor)...)
 	checks = append(checks, readiness.Check{Name: "consumer", Check: cons.CheckProgress})
 	ready := readiness.New(readiness.Config{Interval: readinessInterval, Logger: log.With("component", "readiness")}, checks...)
-	apiKeys := APIKeys(keys)
 	api := httpapi.New(httpapi.Config{
 		Logger:                  log.With("component", "http"),
 		Readiness:               ready,
@@ -213,7 +212,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		OnCallback:              m.Callback,
 		CallbackTimeout:         cfg.CallbackTimeout,
 		EventOptions:            duplicate.DecodeOptions{MaxBytes: cfg.MaxEventBytes, RejectUnknownTypes: cfg.RejectUnknownTypes},
-		APIKeys:                 apiKeys,
+		APIKeys:                 keys,
 		ReplayMaxChecks:         cfg.ReplayMaxChecks,
 		ReplayDailyLimit:        cfg.ReplayDailyLimit,
 		HSTS:                    cfg.ServedOverTLS(),
@@ -229,7 +228,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	reviewConsole, err := console.New(console.Config{
 		SecureCookies: cfg.ServedOverTLS(),
 		Store:         store,
-		APIKeys:       apiKeys,
+		APIKeys:       keys,
 		SignIn:        api.SignInGuard(),
 		SessionTTL:    cfg.ConsoleSessionTTL,
 		Region:        consoleRegion(cfg),
@@ -312,15 +311,6 @@ func OpenStore(ctx context.Context, cfg config.Config, maxConns int, opts ...pos
 func DeadLetterReplay(cfg config.Config) deadletter.Options {
 	return deadletter.Options{Brokers: cfg.KafkaBrokers, DLQTopic: cfg.TopicDLQ, TargetTopic: cfg.TopicEvents,
 		SourceRoutes: map[string]string{cfg.TopicStarted: cfg.TopicStarted}}
-}
-
-// APIKeys converts the configured keys for the HTTP API.
-func APIKeys(keys []config.APIKey) []httpapi.APIKey {
-	out := make([]httpapi.APIKey, len(keys))
-	for i, k := range keys {
-		out[i] = httpapi.APIKey{Name: k.Name, Scopes: k.Scopes, SHA256: k.SHA256}
-	}
-	return out
 }
 
 type named struct {
