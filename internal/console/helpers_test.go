@@ -50,10 +50,10 @@ func setup(t testing.TB, edit ...func(*console.Config)) *fixture {
 		e(&cfg)
 	}
 	api := httpapi.New(httpapi.Config{Store: store, APIKeys: keys, AuthFailuresPerMinute: 20})
-	cfg.SignIn = api.SignInGuard()
+	cfg.SignIn = api.SignInGuard(console.SignInPath)
 	c, err := console.New(cfg)
 	require.NoError(t, err)
-	api.MountConsole(c)
+	api.MountConsole(console.Path, c)
 	srv := httptest.NewServer(api.Handler())
 	t.Cleanup(srv.Close)
 	return &fixture{t: t, store: store, pool: pool, srv: srv}

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/doppelhq/doppel/internal/apikey"
-	"github.com/doppelhq/doppel/internal/httpapi"
 )
 
 // Cookie names. The session cookie holds a random token, never the API key; the server keeps only
@@ -108,7 +107,7 @@ func (ss *sessions) get(ctx context.Context, token string) (*session, error) {
 // Domain: no other host or plain-HTTP page can set or shadow it. Without it the cookie is Secure
 // only when this request itself came over TLS. maxAge < 0 deletes it.
 func (c *Console) setCookie(w http.ResponseWriter, r *http.Request, name, value string, maxAge time.Duration) {
-	ck := &http.Cookie{Name: c.cookieName(name), Value: value, Path: httpapi.ConsolePath, HttpOnly: true,
+	ck := &http.Cookie{Name: c.cookieName(name), Value: value, Path: Path, HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil}
 	if c.cfg.SecureCookies {
 		ck.Secure, ck.Path = true, "/"

@@ -41,7 +41,7 @@ func TestTheSessionCookieIsSecureOverTLS(t *testing.T) {
 		Scopes: []string{apikey.ScopeRead}, SHA256: sha256Of(analystKey)}}})
 	require.NoError(t, err)
 	api := httpapi.New(httpapi.Config{})
-	api.MountConsole(c)
+	api.MountConsole(console.Path, c)
 	srv := httptest.NewTLSServer(api.Handler())
 	t.Cleanup(srv.Close)
 	jar, _ := cookiejar.New(nil)
@@ -81,7 +81,7 @@ func serveConsole(t *testing.T, f *fixture, keys ...apikey.Key) string {
 	c, err := console.New(console.Config{Store: f.store, APIKeys: keys})
 	require.NoError(t, err)
 	api := httpapi.New(httpapi.Config{})
-	api.MountConsole(c)
+	api.MountConsole(console.Path, c)
 	srv := httptest.NewServer(api.Handler())
 	t.Cleanup(srv.Close)
 	return srv.URL

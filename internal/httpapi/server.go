@@ -132,8 +132,9 @@ type Server struct {
 	signers signers
 	// spec is the OpenAPI description served, with this deployment's regions.
 	spec []byte
-	// console is served at ConsolePath on the same listener once mounted (see MountConsole).
-	console http.Handler
+	// console is served at consolePath on the same listener once mounted (see MountConsole).
+	console     http.Handler
+	consolePath string
 }
 
 // New returns a Server with every route registered.

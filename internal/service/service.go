@@ -229,7 +229,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		SecureCookies: cfg.ServedOverTLS(),
 		Store:         store,
 		APIKeys:       keys,
-		SignIn:        api.SignInGuard(),
+		SignIn:        api.SignInGuard(console.SignInPath),
 		SessionTTL:    cfg.ConsoleSessionTTL,
 		Region:        consoleRegion(cfg),
 		Logger:        log.With("component", "console"),
@@ -242,7 +242,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	api.MountConsole(reviewConsole)
+	api.MountConsole(console.Path, reviewConsole)
 	admin := httpapi.NewAdmin(httpapi.AdminConfig{Readiness: ready, Metrics: m.Handler(),
 		Logger: log.With("component", "admin")})
 
