@@ -50,7 +50,7 @@ func TestAnEventWaitingForTheDatabaseLeavesItsRegionsVendorShare(t *testing.T) {
 	require.NoError(t, err)
 	// Two workers: a share of one event at the vendor per region.
 	cfg := config.Config{MaxEventBytes: 1024, Workers: 2, KafkaBrokers: []string{"127.0.0.1:1"}}
-	m := metrics.New()
+	m := metrics.New(metrics.Series{})
 	parking := NewParking(cfg, regions, m, slog.New(slog.DiscardHandler))
 	t.Cleanup(func() { _ = parking.Close() })
 	parking.states["ph"].draining.Store(false) // measured: no parked backlog

@@ -20,7 +20,7 @@ func TestRouteKeyDecodesOnceAndHandsTheEventToHandle(t *testing.T) {
 	t.Parallel()
 	regions, err := region.NewRegistry(duplicate.DefaultRegion, region.New(duplicate.DefaultRegion, nil, nil))
 	require.NoError(t, err)
-	h := New(Config{Settings: config.Config{MaxEventBytes: 1024}, Regions: regions, Metrics: metrics.New()})
+	h := New(Config{Settings: config.Config{MaxEventBytes: 1024}, Regions: regions, Metrics: metrics.New(metrics.Series{})})
 
 	// A key that is not the signatureId is not trusted: two copies of one verification under two
 	// keys would run at once and both be billed.
@@ -50,7 +50,7 @@ func TestAParkedEventIsCountedAsConsumedOnce(t *testing.T) {
 	t.Parallel()
 	regions, err := region.NewRegistry(duplicate.DefaultRegion, region.New(duplicate.DefaultRegion, nil, nil))
 	require.NoError(t, err)
-	m := metrics.New()
+	m := metrics.New(metrics.Series{})
 	settings := config.Config{MaxEventBytes: 1024}
 	main := New(Config{Settings: settings, Regions: regions, Metrics: m})
 	parked := New(Config{Settings: settings, Regions: regions, Metrics: m, FromParking: true})

@@ -26,7 +26,7 @@ func (o parkedObserver) DeadLetterUnwritable(topic string, partition int, reason
 	o.m.DeadLetterUnwritable(topic, partition, reason)
 }
 
-func (o parkedObserver) Retried(d consumer.Classification)        { o.m.Retried(d) }
+func (o parkedObserver) Retried(action, reason string)            { o.m.Retried(action, reason) }
 func (parkedObserver) InFlight(int)                               {}
 func (parkedObserver) PartitionProgress(int, time.Duration, bool) {}
 

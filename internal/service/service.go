@@ -104,7 +104,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 
-	m := metrics.New()
+	m := metrics.New(metricSeries())
 	vendor, err := NewRegions(ctx, cfg, m, store, log)
 	if err != nil {
 		return err
@@ -311,6 +311,17 @@ func OpenStore(ctx context.Context, cfg config.Config, maxConns int, opts ...pos
 func DeadLetterReplay(cfg config.Config) deadletter.Options {
 	return deadletter.Options{Brokers: cfg.KafkaBrokers, DLQTopic: cfg.TopicDLQ, TargetTopic: cfg.TopicEvents,
 		SourceRoutes: map[string]string{cfg.TopicStarted: cfg.TopicStarted}}
+}
+
+// metricSeries are the label values metrics creates at zero: every dead-letter reason (the one
+// table in deadletter) and every classification the pipeline retries, passed here so that metrics
+// imports neither package.
+func metricSeries() metrics.Series {
+	s := metrics.Series{DeadLetterReasons: deadletter.Reasons}
+	for _, c := range pipeline.Retries {
+		s.Retries = append(s.Retries, metrics.Retry{Action: c.Action.String(), Reason: c.Reason})
+	}
+	return s
 }
 
 type named struct {
