@@ -35,7 +35,7 @@ func (parkedObserver) PartitionProgress(int, time.Duration, bool) {}
 // topic's gauges alone (parkedObserver).
 func parkedConsumerConfig(cfg config.Config, regionName string, log *slog.Logger, m *metrics.Metrics,
 	routeKey func(kafka.Message) []byte) consumer.Config {
-	c := consumerConfig(cfg, pipeline.ParkingGroup(cfg, regionName), pipeline.ParkingTopic(cfg, regionName),
+	c := consumerConfig(cfg, pipeline.ParkingGroup(cfg.KafkaGroupID, regionName), pipeline.ParkingTopic(cfg.TopicEvents, regionName),
 		max(1, cfg.Workers/len(cfg.RegionNames())), log.With("component", "parked-consumer", "region", regionName), m, routeKey)
 	c.Classify = pipeline.ClassifyParked
 	c.Observer = parkedObserver{m}

@@ -46,7 +46,7 @@ func ensureTopics(ctx context.Context, cfg config.Config, multiRegion bool, log 
 	}
 	if multiRegion {
 		for _, name := range cfg.RegionNames() {
-			specs = append(specs, topic.Spec{Name: pipeline.ParkingTopic(cfg, name), Partitions: cfg.TopicPartitions})
+			specs = append(specs, topic.Spec{Name: pipeline.ParkingTopic(cfg.TopicEvents, name), Partitions: cfg.TopicPartitions})
 		}
 	}
 	for i := range specs {
@@ -105,6 +105,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 
 	m := metrics.New(metricSeries())
+	// The event bounds, the same for the events topic and the API's event endpoint.
+	eventOptions := duplicate.DecodeOptions{MaxBytes: cfg.MaxEventBytes, RejectUnknownTypes: cfg.RejectUnknownTypes}
 	vendor, err := NewRegions(ctx, cfg, m, store, log)
 	if err != nil {
 		return err
@@ -134,7 +136,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return consumer.Lag(ctx, cfg.KafkaBrokers, cfg.KafkaGroupID, cfg.TopicEvents)
 	})
 
-	handlerConfig := pipeline.Config{Settings: cfg, Detector: detector, Regions: vendor, OnAlert: rel.Handoff,
+	handlerConfig := pipeline.Config{EventOptions: eventOptions, Detector: detector, Regions: vendor, OnAlert: rel.Handoff,
 		Metrics: m, Logger: log.With("component", "pipeline")}
 	parts := []named{{"relay", rel.Run}, {"budgets", func(ctx context.Context) error {
 		return refreshBudgets(ctx, vendor, log.With("component", "budget"))
@@ -143,7 +145,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		parkedConfig := handlerConfig
 		parkedConfig.FromParking = true
 		parked := pipeline.New(parkedConfig)
-		handlerConfig.Parking = pipeline.NewParking(cfg, vendor, m, log.With("component", "parking"))
+		handlerConfig.Parking = pipeline.NewParking(pipeline.ParkingConfig{Brokers: cfg.KafkaBrokers, EventsTopic: cfg.TopicEvents,
+			GroupID: cfg.KafkaGroupID, Workers: cfg.Workers}, vendor,
+			func(name string) pipeline.RegionMetrics { return m.Region(name) }, log.With("component", "parking"))
 		defer handlerConfig.Parking.Close()
 		// Bounded like one backlog request: a broker that does not answer leaves parking on.
 		measureCtx, cancelMeasure := context.WithTimeout(ctx, 10*time.Second)
@@ -211,7 +215,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		Deliveries:              store,
 		OnCallback:              m.Callback,
 		CallbackTimeout:         cfg.CallbackTimeout,
-		EventOptions:            duplicate.DecodeOptions{MaxBytes: cfg.MaxEventBytes, RejectUnknownTypes: cfg.RejectUnknownTypes},
+		EventOptions:            eventOptions,
 		APIKeys:                 keys,
 		ReplayMaxChecks:         cfg.ReplayMaxChecks,
 		ReplayDailyLimit:        cfg.ReplayDailyLimit,
