@@ -9,17 +9,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/doppelhq/doppel/internal/apikey"
 	"github.com/doppelhq/doppel/internal/clip"
-)
-
-// API key scopes.
-const (
-	// ScopeRead allows the query endpoints (duplicates, checks, rings, alerts).
-	ScopeRead = "read"
-	// ScopeReview allows recording reviews.
-	ScopeReview = "review"
-	// ScopeReplay allows re-running face search, which the vendor bills again.
-	ScopeReplay = "replay"
 )
 
 // minSecretLen is the shortest callback token or HMAC secret accepted.
@@ -49,17 +40,6 @@ func checkSigningSecret(secret string) error {
 	return nil
 }
 
-// APIKey is one configured API key: its name (recorded as the reviewer), its scopes and the SHA-256
-// of the key. The key itself is never configured, stored or logged.
-type APIKey struct {
-	Name   string
-	Scopes []string
-	SHA256 [32]byte
-}
-
-// HasScope reports whether the key grants scope.
-func (k APIKey) HasScope(scope string) bool { return slices.Contains(k.Scopes, scope) }
-
 var keyName = regexp.MustCompile(`^[A-Za-z0-9._@-]{1,64}$`)
 
 const apiKeysHelp = `DOPPEL_API_KEYS entries are name:scopes:sha256hex separated by ";", scopes joined by "+" ` +
@@ -68,8 +48,8 @@ const apiKeysHelp = `DOPPEL_API_KEYS entries are name:scopes:sha256hex separated
 
 // ParseAPIKeys parses DOPPEL_API_KEYS. Error messages name entries by position and name, never by
 // hash.
-func ParseAPIKeys(raw string) ([]APIKey, error) {
-	var keys []APIKey
+func ParseAPIKeys(raw string) ([]apikey.Key, error) {
+	var keys []apikey.Key
 	var errs []error
 	seen := map[string]bool{}
 	hashes := map[[32]byte]bool{}
@@ -84,7 +64,7 @@ func ParseAPIKeys(raw string) ([]APIKey, error) {
 			continue
 		}
 		name, scopes, digest := strings.TrimSpace(parts[0]), strings.TrimSpace(parts[1]), strings.TrimSpace(parts[2])
-		k := APIKey{Name: name}
+		k := apikey.Key{Name: name}
 		if !keyName.MatchString(name) {
 			errs = append(errs, fmt.Errorf("DOPPEL_API_KEYS entry %d: the name must be 1-64 letters, digits, '.', '_', '@' or '-'", i+1))
 		} else if seen[name] {
@@ -93,7 +73,7 @@ func ParseAPIKeys(raw string) ([]APIKey, error) {
 		seen[name] = true
 		for _, sc := range strings.Split(scopes, "+") {
 			sc = strings.TrimSpace(sc)
-			if sc != ScopeRead && sc != ScopeReview && sc != ScopeReplay {
+			if !slices.Contains(apikey.Scopes, sc) {
 				errs = append(errs, fmt.Errorf("DOPPEL_API_KEYS entry %d (%s): unknown scope %q; scopes are read, review and replay, joined by +", i+1, name, clip.Ellipsis(sc, 32)))
 				continue
 			}
@@ -120,7 +100,7 @@ func ParseAPIKeys(raw string) ([]APIKey, error) {
 }
 
 // Keys returns the parsed API keys; call it on a validated Config.
-func (c Config) Keys() []APIKey {
+func (c Config) Keys() []apikey.Key {
 	keys, _ := ParseAPIKeys(c.APIKeys)
 	return keys
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/doppelhq/doppel/internal/apikey"
 	"github.com/doppelhq/doppel/internal/config"
 )
 
@@ -37,10 +38,10 @@ func TestAPIKeysAreParsedFromHashes(t *testing.T) {
 	keys := cfg.Keys()
 	require.Len(t, keys, 2)
 	require.Equal(t, "analyst", keys[0].Name)
-	require.True(t, keys[0].HasScope(config.ScopeReview))
-	require.True(t, keys[0].HasScope(config.ScopeRead))
+	require.True(t, keys[0].HasScope(apikey.ScopeReview))
+	require.True(t, keys[0].HasScope(apikey.ScopeRead))
 	require.Equal(t, sha256.Sum256([]byte("k1")), keys[0].SHA256)
-	require.False(t, keys[1].HasScope(config.ScopeReview))
+	require.False(t, keys[1].HasScope(apikey.ScopeReview))
 	require.Equal(t, 4, cfg.RingHighSeveritySize)
 
 	var out bytes.Buffer

@@ -19,7 +19,7 @@ import (
 	"github.com/caarlos0/env/v11"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/doppelhq/doppel/internal/postgres"
+	"github.com/doppelhq/doppel/internal/redact"
 )
 
 // Source says where a setting's effective value came from.
@@ -416,11 +416,11 @@ func formatValue(f reflect.Value) string {
 }
 
 // mask hides a secret; a database URL keeps everything but its password, which is what an operator
-// needs to check where it points (postgres.RedactURL is the one place that knows where passwords
+// needs to check where it points (redact.DatabaseURL is the one place that knows where passwords
 // go: user:pass@ and ?password=).
 func mask(name, val string) string {
 	if name == "DOPPEL_DATABASE_URL" {
-		return postgres.RedactURL(val)
+		return redact.DatabaseURL(val)
 	}
 	return "*****"
 }

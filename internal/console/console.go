@@ -15,8 +15,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/doppelhq/doppel/internal/apikey"
 	"github.com/doppelhq/doppel/internal/duplicate"
-	"github.com/doppelhq/doppel/internal/httpapi"
 )
 
 // Store is what the console reads and writes; postgres.Store implements it.
@@ -34,6 +34,31 @@ type Store interface {
 	SessionStore
 }
 
+// Path is where the console is served: its pages, redirects and cookies are under it, and the
+// service mounts it there on the API's listener (httpapi.Server.MountConsole).
+const Path = "/console"
+
+// SignInPath is the sign-in form's route, the label its failures are counted under
+// (doppel_http_auth_failures_total{route="/console/login"}).
+const SignInPath = Path + "/login"
+
+// SignInGuard throttles, counts and logs sign-ins with unknown keys. The service passes the API's
+// (httpapi.Server.SignInGuard), so a guessed key costs the same at the console as at the API and
+// shows in the same metric; the console does not import the API for it.
+type SignInGuard interface {
+	// Blocked reports whether r's address has used its failed attempts up, and the seconds until
+	// it may try again.
+	Blocked(r *http.Request) (retryAfter string, blocked bool)
+	// Failed records a sign-in with an unknown key against r's address.
+	Failed(r *http.Request)
+}
+
+// noGuard is the SignInGuard of a console configured without one: nothing is throttled.
+type noGuard struct{}
+
+func (noGuard) Blocked(*http.Request) (string, bool) { return "", false }
+func (noGuard) Failed(*http.Request)                 {}
+
 // DefaultSessionTTL is how long a sign-in lasts when Config.SessionTTL is not set.
 const DefaultSessionTTL = 8 * time.Hour
 
@@ -42,10 +67,10 @@ type Config struct {
 	Store Store
 	// APIKeys are the keys one signs in with (the API's own): read scope to sign in, review scope
 	// to decide.
-	APIKeys []httpapi.APIKey
+	APIKeys []apikey.Key
 	// SignIn throttles, counts and logs sign-ins with unknown keys as the API does its failed
-	// authentications (httpapi.Server.SignInGuard); the zero value does none of it.
-	SignIn httpapi.SignInGuard
+	// authentications (httpapi.Server.SignInGuard); nil does none of it.
+	SignIn SignInGuard
 	// SecureCookies marks the console served over TLS by a proxy (DOPPEL_PUBLIC_URL is https): its
 	// cookies are Secure, with the __Host- prefix.
 	SecureCookies bool
@@ -76,7 +101,7 @@ type Console struct {
 	mux      *http.ServeMux
 }
 
-// New returns the console, ready to be mounted at httpapi.ConsolePath.
+// New returns the console, ready to be mounted at Path.
 func New(cfg Config) (*Console, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("console: a store is required")
@@ -89,6 +114,9 @@ func New(cfg Config) (*Console, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.SignIn == nil {
+		cfg.SignIn = noGuard{}
 	}
 	pages, err := parsePages()
 	if err != nil {
@@ -114,8 +142,8 @@ func (c *Console) routes() {
 	c.mux.Handle("GET /console/{$}", c.requireSession(c.handleOverview, ""))
 	c.mux.Handle("GET /console/queue", c.requireSession(c.handleQueue, ""))
 	c.mux.Handle("GET /console/rings/{ringId}", c.requireSession(c.handleRing, ""))
-	c.mux.Handle("POST /console/rings/{ringId}/decision", c.requireSession(c.handleDecideRing, httpapi.ScopeReview))
-	c.mux.Handle("POST /console/reviews", c.requireSession(c.handleDecidePair, httpapi.ScopeReview))
+	c.mux.Handle("POST /console/rings/{ringId}/decision", c.requireSession(c.handleDecideRing, apikey.ScopeReview))
+	c.mux.Handle("POST /console/reviews", c.requireSession(c.handleDecidePair, apikey.ScopeReview))
 	c.mux.Handle("GET /console/users", c.requireSession(c.handleUsers, ""))
 	c.mux.Handle("GET /console/audit", c.requireSession(c.handleAudit, ""))
 }

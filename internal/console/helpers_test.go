@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/doppelhq/doppel/internal/apikey"
 	"github.com/doppelhq/doppel/internal/console"
 	"github.com/doppelhq/doppel/internal/duplicate"
 	"github.com/doppelhq/doppel/internal/harness/testinfra"
@@ -38,10 +39,10 @@ func setup(t testing.TB, edit ...func(*console.Config)) *fixture {
 	t.Helper()
 	_, pool := testinfra.Database(t)
 	store := postgres.NewStore(pool, postgres.WithAlertPolicy(duplicate.AlertPolicy{HighSeverityRingSize: 4}))
-	keys := []httpapi.APIKey{
-		{Name: "analyst", Scopes: []string{httpapi.ScopeRead, httpapi.ScopeReview}, SHA256: sha256.Sum256([]byte(analystKey))},
-		{Name: "viewer", Scopes: []string{httpapi.ScopeRead}, SHA256: sha256.Sum256([]byte(viewerKey))},
-		{Name: "bot", Scopes: []string{httpapi.ScopeReview}, SHA256: sha256.Sum256([]byte(botKey))},
+	keys := []apikey.Key{
+		{Name: "analyst", Scopes: []string{apikey.ScopeRead, apikey.ScopeReview}, SHA256: sha256.Sum256([]byte(analystKey))},
+		{Name: "viewer", Scopes: []string{apikey.ScopeRead}, SHA256: sha256.Sum256([]byte(viewerKey))},
+		{Name: "bot", Scopes: []string{apikey.ScopeReview}, SHA256: sha256.Sum256([]byte(botKey))},
 	}
 	cfg := console.Config{Store: store, APIKeys: keys, Region: "sg",
 		DeadLetters: func(context.Context) (int64, error) { return 3, nil }}
@@ -49,10 +50,10 @@ func setup(t testing.TB, edit ...func(*console.Config)) *fixture {
 		e(&cfg)
 	}
 	api := httpapi.New(httpapi.Config{Store: store, APIKeys: keys, AuthFailuresPerMinute: 20})
-	cfg.SignIn = api.SignInGuard()
+	cfg.SignIn = api.SignInGuard(console.SignInPath)
 	c, err := console.New(cfg)
 	require.NoError(t, err)
-	api.MountConsole(c)
+	api.MountConsole(console.Path, c)
 	srv := httptest.NewServer(api.Handler())
 	t.Cleanup(srv.Close)
 	return &fixture{t: t, store: store, pool: pool, srv: srv}

@@ -10,7 +10,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/doppelhq/doppel/internal/httpapi"
+	"github.com/doppelhq/doppel/internal/apikey"
 )
 
 // Cookie names. The session cookie holds a random token, never the API key; the server keeps only
@@ -56,7 +56,7 @@ type SessionStore interface {
 // sessions at once.
 type sessions struct {
 	store SessionStore
-	keys  []httpapi.APIKey
+	keys  []apikey.Key
 	ttl   time.Duration
 	now   func() time.Time
 }
@@ -74,7 +74,7 @@ func tokenID(token string) []byte {
 
 // create starts a session for key and returns its cookie token; the sessions that ended are
 // swept first, so the table holds live ones only.
-func (ss *sessions) create(ctx context.Context, key httpapi.APIKey) (string, error) {
+func (ss *sessions) create(ctx context.Context, key apikey.Key) (string, error) {
 	now := ss.now()
 	if _, err := ss.store.EndSessionsBefore(ctx, now); err != nil {
 		return "", err
@@ -94,7 +94,7 @@ func (ss *sessions) get(ctx context.Context, token string) (*session, error) {
 	if err != nil || !ok {
 		return nil, err
 	}
-	i := slices.IndexFunc(ss.keys, func(k httpapi.APIKey) bool { return k.Name == name })
+	i := slices.IndexFunc(ss.keys, func(k apikey.Key) bool { return k.Name == name })
 	if i < 0 {
 		return nil, ss.store.EndSession(ctx, id)
 	}
@@ -107,7 +107,7 @@ func (ss *sessions) get(ctx context.Context, token string) (*session, error) {
 // Domain: no other host or plain-HTTP page can set or shadow it. Without it the cookie is Secure
 // only when this request itself came over TLS. maxAge < 0 deletes it.
 func (c *Console) setCookie(w http.ResponseWriter, r *http.Request, name, value string, maxAge time.Duration) {
-	ck := &http.Cookie{Name: c.cookieName(name), Value: value, Path: httpapi.ConsolePath, HttpOnly: true,
+	ck := &http.Cookie{Name: c.cookieName(name), Value: value, Path: Path, HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil}
 	if c.cfg.SecureCookies {
 		ck.Secure, ck.Path = true, "/"
@@ -203,13 +203,13 @@ func (c *Console) handleLogin(w http.ResponseWriter, r *http.Request) {
 		c.showLogin(w, r, http.StatusTooManyRequests, "Too many failed sign-ins from this address: try again in "+retryAfter+" s.")
 		return
 	}
-	key, ok := httpapi.MatchAPIKey(c.cfg.APIKeys, r.PostFormValue("apiKey"))
+	key, ok := apikey.Match(c.cfg.APIKeys, r.PostFormValue("apiKey"))
 	if !ok {
 		c.cfg.SignIn.Failed(r) // counted and logged there, without what was typed
 		c.showLogin(w, r, http.StatusUnauthorized, "That API key is not known.")
 		return
 	}
-	if !slices.Contains(key.Scopes, httpapi.ScopeRead) {
+	if !key.HasScope(apikey.ScopeRead) {
 		c.showLogin(w, r, http.StatusForbidden, "That API key lacks the read scope the console needs.")
 		return
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/doppelhq/doppel/internal/apikey"
 	"github.com/doppelhq/doppel/internal/console"
 	"github.com/doppelhq/doppel/internal/harness/fakeclock"
 	"github.com/doppelhq/doppel/internal/httpapi"
@@ -36,11 +37,11 @@ func TestASessionEndsAfterItsTTL(t *testing.T) {
 func TestTheSessionCookieIsSecureOverTLS(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
-	c, err := console.New(console.Config{Store: f.store, APIKeys: []httpapi.APIKey{{Name: "analyst",
-		Scopes: []string{httpapi.ScopeRead}, SHA256: sha256Of(analystKey)}}})
+	c, err := console.New(console.Config{Store: f.store, APIKeys: []apikey.Key{{Name: "analyst",
+		Scopes: []string{apikey.ScopeRead}, SHA256: sha256Of(analystKey)}}})
 	require.NoError(t, err)
 	api := httpapi.New(httpapi.Config{})
-	api.MountConsole(c)
+	api.MountConsole(console.Path, c)
 	srv := httptest.NewTLSServer(api.Handler())
 	t.Cleanup(srv.Close)
 	jar, _ := cookiejar.New(nil)
@@ -75,12 +76,12 @@ func TestFailedSignInsAreThrottledLikeTheAPIsAuthentication(t *testing.T) {
 
 // serveConsole serves another console (another instance of Doppel, or this one restarted) on the
 // fixture's database, with keys.
-func serveConsole(t *testing.T, f *fixture, keys ...httpapi.APIKey) string {
+func serveConsole(t *testing.T, f *fixture, keys ...apikey.Key) string {
 	t.Helper()
 	c, err := console.New(console.Config{Store: f.store, APIKeys: keys})
 	require.NoError(t, err)
 	api := httpapi.New(httpapi.Config{})
-	api.MountConsole(c)
+	api.MountConsole(console.Path, c)
 	srv := httptest.NewServer(api.Handler())
 	t.Cleanup(srv.Close)
 	return srv.URL
@@ -93,7 +94,7 @@ func TestASessionIsGoodOnEveryInstanceAndEndsEverywhere(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	ringA, _ := f.seedRings()
-	analyst := httpapi.APIKey{Name: "analyst", Scopes: []string{httpapi.ScopeRead, httpapi.ScopeReview}, SHA256: sha256Of(analystKey)}
+	analyst := apikey.Key{Name: "analyst", Scopes: []string{apikey.ScopeRead, apikey.ScopeReview}, SHA256: sha256Of(analystKey)}
 	a := newClient(t, f.srv.URL)
 	status, _ := a.signIn(analystKey)
 	require.Equal(t, http.StatusSeeOther, status)

@@ -49,6 +49,21 @@ const (
 	DeadLetter
 )
 
+// String is the action's stable snake_case name: what Observer.Retried is told, so an observer
+// (metrics' action label) needs no type of this package.
+func (a Action) String() string {
+	switch a {
+	case Retry:
+		return "retry"
+	case Wait:
+		return "wait"
+	case DeadLetter:
+		return "dead_letter"
+	default:
+		return "unknown"
+	}
+}
+
 // Classification is what Config.Classify says about a handler error: the action and its reason.
 type Classification struct {
 	Action Action
@@ -108,7 +123,10 @@ type Observer interface {
 	// DeadLetterUnwritable is told of a message finished without a dead letter, because the
 	// dead-letter topic refused even the letter without its value.
 	DeadLetterUnwritable(topic string, partition int, reason string)
-	Retried(c Classification)
+	// Retried is told of a failed attempt the consumer will try again, by its classification's
+	// action (Action.String) and reason: plain words, so that an observer imports nothing of the
+	// consumer's.
+	Retried(action, reason string)
 	InFlight(n int)
 	// PartitionProgress is told, every few seconds, how long each partition has had uncommitted
 	// messages without committing (0 when it has none), and whether that is over the stall bound.
@@ -119,7 +137,7 @@ type nopObserver struct{}
 
 func (nopObserver) Finished(string, int, bool, string)         {}
 func (nopObserver) DeadLetterUnwritable(string, int, string)   {}
-func (nopObserver) Retried(Classification)                     {}
+func (nopObserver) Retried(string, string)                     {}
 func (nopObserver) InFlight(int)                               {}
 func (nopObserver) PartitionProgress(int, time.Duration, bool) {}
 
@@ -476,7 +494,7 @@ func (c *Consumer) process(ctx context.Context, msg Message) result {
 					"similar_lines_suppressed", suppressed)
 			}
 		}
-		c.cfg.Observer.Retried(d)
+		c.cfg.Observer.Retried(d.Action.String(), d.Reason)
 		if !pause.For(ctx, wait) {
 			return result{}
 		}

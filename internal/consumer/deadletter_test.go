@@ -294,7 +294,7 @@ func (o *recorder) DeadLetterUnwritable(_ string, _ int, reason string) {
 	o.mu.Unlock()
 }
 
-func (o *recorder) Retried(consumer.Classification)            {}
+func (o *recorder) Retried(string, string)                     {}
 func (o *recorder) InFlight(int)                               {}
 func (o *recorder) PartitionProgress(int, time.Duration, bool) {}
 

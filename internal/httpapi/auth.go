@@ -7,21 +7,12 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
-)
 
-// Scopes an API key can grant.
-const (
-	// ScopeRead allows the query endpoints.
-	ScopeRead = "read"
-	// ScopeReview allows recording reviews.
-	ScopeReview = "review"
-	// ScopeReplay allows re-running face search, each re-run billed by the vendor.
-	ScopeReplay = "replay"
+	"github.com/doppelhq/doppel/internal/apikey"
 )
 
 // keyNameContextKey holds the authenticated key's name in the Echo context.
@@ -62,7 +53,7 @@ func (s *Server) requireScope(scope string) echo.MiddlewareFunc {
 				e.header = map[string]string{"WWW-Authenticate": `Bearer realm="doppel"`}
 				return e
 			}
-			if !slices.Contains(key.Scopes, scope) {
+			if !key.HasScope(scope) {
 				s.authFail.fail(c, authMissingScope)
 				return newError(http.StatusForbidden, codeForbidden, "the API key %q lacks the %s scope", key.Name, scope)
 			}
@@ -72,17 +63,17 @@ func (s *Server) requireScope(scope string) echo.MiddlewareFunc {
 	}
 }
 
-// authenticate finds the configured key whose SHA-256 matches the bearer token (see MatchAPIKey),
+// authenticate finds the configured key whose SHA-256 matches the bearer token (see apikey.Match),
 // or says why none does.
-func (s *Server) authenticate(r *http.Request) (APIKey, string) {
+func (s *Server) authenticate(r *http.Request) (apikey.Key, string) {
 	scheme, token, ok := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
 	token = strings.TrimSpace(token)
 	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
-		return APIKey{}, authMissingCredentials
+		return apikey.Key{}, authMissingCredentials
 	}
-	key, found := MatchAPIKey(s.cfg.APIKeys, token)
+	key, found := apikey.Match(s.cfg.APIKeys, token)
 	if !found {
-		return APIKey{}, authInvalidAPIKey
+		return apikey.Key{}, authInvalidAPIKey
 	}
 	return key, ""
 }

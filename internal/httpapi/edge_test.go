@@ -22,6 +22,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/doppelhq/doppel/internal/apikey"
 	"github.com/doppelhq/doppel/internal/httpapi"
 	"github.com/doppelhq/doppel/internal/readiness"
 )
@@ -547,7 +548,7 @@ func TestReplayHasADailyQuotaPerKey(t *testing.T) {
 	const otherReplayKey = "other-replay-key-0123456789"
 	f := setup(t, func(c *httpapi.Config) {
 		c.ReplayDailyLimit = 3
-		c.APIKeys = append(c.APIKeys, httpapi.APIKey{Name: "nightly", Scopes: []string{httpapi.ScopeReplay},
+		c.APIKeys = append(c.APIKeys, apikey.Key{Name: "nightly", Scopes: []string{apikey.ScopeReplay},
 			SHA256: sha256.Sum256([]byte(otherReplayKey))})
 	})
 	f.seed("s1", "alice", "bob")

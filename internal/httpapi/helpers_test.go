@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/doppelhq/doppel/internal/apikey"
 	"github.com/doppelhq/doppel/internal/duplicate"
 	"github.com/doppelhq/doppel/internal/harness/testinfra"
 	"github.com/doppelhq/doppel/internal/httpapi"
@@ -30,11 +31,11 @@ const (
 	hmacSecret    = "hmac-secret-0123456789"
 )
 
-func apiKeys() []httpapi.APIKey {
-	return []httpapi.APIKey{
-		{Name: "dashboard", Scopes: []string{httpapi.ScopeRead}, SHA256: sha256.Sum256([]byte(readKey))},
-		{Name: "analyst", Scopes: []string{httpapi.ScopeRead, httpapi.ScopeReview, httpapi.ScopeReplay}, SHA256: sha256.Sum256([]byte(reviewKey))},
-		{Name: "bot", Scopes: []string{httpapi.ScopeReview}, SHA256: sha256.Sum256([]byte(reviewOnlyKey))},
+func apiKeys() []apikey.Key {
+	return []apikey.Key{
+		{Name: "dashboard", Scopes: []string{apikey.ScopeRead}, SHA256: sha256.Sum256([]byte(readKey))},
+		{Name: "analyst", Scopes: []string{apikey.ScopeRead, apikey.ScopeReview, apikey.ScopeReplay}, SHA256: sha256.Sum256([]byte(reviewKey))},
+		{Name: "bot", Scopes: []string{apikey.ScopeReview}, SHA256: sha256.Sum256([]byte(reviewOnlyKey))},
 	}
 }
 

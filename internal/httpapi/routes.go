@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/doppelhq/doppel/internal/apikey"
 )
 
 // routes lists every route the public listener answers, in one place. openapi.json describes each
@@ -21,7 +23,7 @@ func (s *Server) routes() {
 	s.echo.POST("/v1/callbacks/advance/:region", s.handleCallback)
 
 	// The risk team's API: API keys with scopes.
-	read, review, replay := s.requireScope(ScopeRead), s.requireScope(ScopeReview), s.requireScope(ScopeReplay)
+	read, review, replay := s.requireScope(apikey.ScopeRead), s.requireScope(apikey.ScopeReview), s.requireScope(apikey.ScopeReplay)
 	get(s.echo, "/v1/users/:userId/duplicates", s.handleUserDuplicates, read)
 	get(s.echo, "/v1/users/:userId/cluster", s.handleUserCluster, read)
 	get(s.echo, "/v1/checks/:signatureId", s.handleCheck, read)

@@ -17,6 +17,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
+	"github.com/doppelhq/doppel/internal/apikey"
 	"github.com/doppelhq/doppel/internal/duplicate"
 	"github.com/doppelhq/doppel/internal/readiness"
 	"github.com/doppelhq/doppel/internal/reconcile"
@@ -52,13 +53,6 @@ type Replayer interface {
 // Publisher writes an event to the events topic and returns once the broker acknowledged it.
 type Publisher interface {
 	Publish(ctx context.Context, key, value []byte) error
-}
-
-// APIKey is one key of the query API, known only by the SHA-256 of its secret.
-type APIKey struct {
-	Name   string
-	Scopes []string
-	SHA256 [32]byte
 }
 
 // Config configures the server. Everything but Logger may be left out: a route whose dependency is
@@ -97,7 +91,7 @@ type Config struct {
 	// accepted; MaxBytes also bounds the body (default 64 KiB).
 	EventOptions duplicate.DecodeOptions
 
-	APIKeys []APIKey
+	APIKeys []apikey.Key
 	// ReplayMaxChecks bounds the checks one replay call re-runs, each a billed face search
 	// (default 1000).
 	ReplayMaxChecks int
@@ -138,8 +132,9 @@ type Server struct {
 	signers signers
 	// spec is the OpenAPI description served, with this deployment's regions.
 	spec []byte
-	// console is served at ConsolePath on the same listener once mounted (see MountConsole).
-	console http.Handler
+	// console is served at consolePath on the same listener once mounted (see MountConsole).
+	console     http.Handler
+	consolePath string
 }
 
 // New returns a Server with every route registered.

@@ -22,24 +22,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/doppelhq/doppel/internal/buildinfo"
-	"github.com/doppelhq/doppel/internal/consumer"
-	"github.com/doppelhq/doppel/internal/deadletter"
-	"github.com/doppelhq/doppel/internal/duplicate"
 )
 
 // knownOutcomes are the stored outcomes of a check, pre-created at zero so that rate() and the
 // dashboard have a series for each before the first event of that kind arrives.
 var knownOutcomes = []string{"duplicates_found", "no_duplicates", "skipped", "not_passed", "incomplete", "failed", "already_stored"}
-
-// knownRetries are the (action, reason) pairs pipeline.Classify gives retried failures, pre-created
-// at zero like knownOutcomes. Keep them in step with pipeline.Classify.
-var knownRetries = [][2]string{
-	{"retry", duplicate.ReasonTransientFailure},
-	{"wait", duplicate.ReasonVendorCircuitOpen},
-	{"wait", duplicate.ReasonVendorRateLimited},
-	{"wait", duplicate.ReasonVendorAccountUnusable},
-	{"wait", duplicate.ReasonDatabaseUnavailable},
-}
 
 // httpLatencyBuckets span a cached read (1 ms) to a callback waiting on the broker (10 s).
 var httpLatencyBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
@@ -97,11 +84,24 @@ type Metrics struct {
 	outbox *outboxCollector
 }
 
-var _ consumer.Observer = (*Metrics)(nil)
+// Series are label values New creates at zero, like knownOutcomes, so that rate() and the dashboard
+// have a series for each before the first event of its kind. The lists belong to the packages that
+// emit the values (the dead-letter reasons' table, the pipeline's classification); the service
+// passes them, so metrics imports neither.
+type Series struct {
+	// DeadLetterReasons are doppel_dead_letters_total's reasons (deadletter.Reasons).
+	DeadLetterReasons []string
+	// Retries are doppel_consumer_retries_total's action and reason pairs (pipeline.Retries).
+	Retries []Retry
+}
+
+// Retry is one series of doppel_consumer_retries_total: the consumer's action (retry, wait) and
+// the failure's reason.
+type Retry struct{ Action, Reason string }
 
 // New returns Metrics registered on a registry of their own, together with the Go runtime and
-// process collectors.
-func New() *Metrics {
+// process collectors, with the series pre-created at zero.
+func New(series Series) *Metrics {
 	reg := prometheus.NewRegistry()
 	sourceErrors := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "doppel_metrics_source_errors_total",
@@ -233,11 +233,11 @@ func New() *Metrics {
 	for _, o := range knownOutcomes {
 		m.outcomes.WithLabelValues(o)
 	}
-	for _, r := range deadletter.Reasons {
+	for _, r := range series.DeadLetterReasons {
 		m.deadLetters.WithLabelValues(r)
 	}
-	for _, r := range knownRetries {
-		m.retries.WithLabelValues(r[0], r[1])
+	for _, r := range series.Retries {
+		m.retries.WithLabelValues(r.Action, r.Reason)
 	}
 	reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -295,8 +295,8 @@ func (m *Metrics) PartitionProgress(partition int, stuckFor time.Duration, stall
 
 // Retried records a failed handler attempt that the consumer will try again, under the classification's
 // action and reason. It implements consumer.Observer.
-func (m *Metrics) Retried(d consumer.Classification) {
-	m.retries.WithLabelValues(actionName(d.Action), labelOr(d.Reason, "unknown")).Inc()
+func (m *Metrics) Retried(action, reason string) {
+	m.retries.WithLabelValues(labelOr(action, "unknown"), labelOr(reason, "unknown")).Inc()
 }
 
 // InFlight records how many messages are fetched but not yet finished. It implements
@@ -453,19 +453,6 @@ func (r *Region) SetParking(on bool) {
 		v = 1
 	}
 	r.m.parking.WithLabelValues(r.name).Set(v)
-}
-
-func actionName(a consumer.Action) string {
-	switch a {
-	case consumer.Retry:
-		return "retry"
-	case consumer.Wait:
-		return "wait"
-	case consumer.DeadLetter:
-		return "dead_letter"
-	default:
-		return "unknown"
-	}
 }
 
 // labelOr returns s, or fallback when s is empty: an empty label value is the same as no label in

@@ -14,20 +14,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
-
-	"github.com/doppelhq/doppel/internal/consumer"
 )
 
 func TestConsumerObserverMovesCounters(t *testing.T) {
 	t.Parallel()
-	m := New()
+	m := New(Series{})
 
 	m.Finished("idv.completed", 2, false, "")
 	m.Finished("idv.completed", 2, false, "")
 	m.Finished("idv.completed", 0, true, "bad_json")
-	m.Retried(consumer.Classification{Action: consumer.Retry, Reason: "transient_failure"})
-	m.Retried(consumer.Classification{Action: consumer.Wait, Reason: "database_unavailable"})
-	m.Retried(consumer.Classification{Action: consumer.Wait, Reason: "database_unavailable"})
+	m.Retried("retry", "transient_failure")
+	m.Retried("wait", "database_unavailable")
+	m.Retried("wait", "database_unavailable")
 	m.InFlight(7)
 
 	require.InDelta(t, 2, testutil.ToFloat64(m.finished.WithLabelValues("idv.completed", "2", "processed")), 0)
@@ -43,7 +41,7 @@ func TestConsumerObserverMovesCounters(t *testing.T) {
 
 func TestPartitionProgressAndUnwritableDeadLetters(t *testing.T) {
 	t.Parallel()
-	m := New()
+	m := New(Series{})
 	m.PartitionProgress(3, 150*time.Second, true)
 	m.PartitionProgress(4, 0, false)
 	require.InDelta(t, 1, testutil.ToFloat64(m.stalled.WithLabelValues("3")), 0)
@@ -62,7 +60,7 @@ func TestPartitionProgressAndUnwritableDeadLetters(t *testing.T) {
 
 func TestEventsOutcomesAlertsAndDeadLetters(t *testing.T) {
 	t.Parallel()
-	m := New()
+	m := New(Series{})
 	for _, o := range knownOutcomes {
 		require.InDelta(t, 0, testutil.ToFloat64(m.outcomes.WithLabelValues(o)), 0, "outcome %s exists at zero", o)
 	}
@@ -88,7 +86,7 @@ func TestEventsOutcomesAlertsAndDeadLetters(t *testing.T) {
 
 func TestVendorCallCountsAndTimes(t *testing.T) {
 	t.Parallel()
-	m := New()
+	m := New(Series{})
 	m.Region("default").VendorCall("face_search", "SUCCESS", 40*time.Millisecond)
 	m.Region("default").VendorCall("face_search", "SUCCESS", 3*time.Second)
 	m.Region("default").VendorCall("face_search", "TIMEOUT", 10*time.Second)
@@ -139,7 +137,7 @@ doppel_vendor_call_duration_seconds_count{endpoint="generate_token",region="defa
 
 func TestBreakerStateMarksOnlyTheCurrentState(t *testing.T) {
 	t.Parallel()
-	m := New()
+	m := New(Series{})
 	m.Region("default")
 	state := func(s string) float64 { return testutil.ToFloat64(m.breakerState.WithLabelValues("default", s)) }
 	require.InDelta(t, 1, state("closed"), 0, "a breaker starts closed")
@@ -157,7 +155,7 @@ func TestBreakerStateMarksOnlyTheCurrentState(t *testing.T) {
 
 func TestVendorPausedCountsDown(t *testing.T) {
 	t.Parallel()
-	m := New()
+	m := New(Series{})
 	paused := func() float64 {
 		mfs, err := m.registry.Gather()
 		require.NoError(t, err)
@@ -189,7 +187,7 @@ func TestVendorPausedCountsDown(t *testing.T) {
 
 func TestLagAndOutboxAreReadAtScrapeTime(t *testing.T) {
 	t.Parallel()
-	m := New()
+	m := New(Series{})
 	require.Equal(t, 0, testutil.CollectAndCount(m.lag), "no series before a source is set")
 	require.Equal(t, 0, testutil.CollectAndCount(m.outbox))
 
@@ -240,7 +238,7 @@ doppel_outbox_backlog 0
 
 func TestFailingSourceDropsItsSeriesButNotTheScrape(t *testing.T) {
 	t.Parallel()
-	m := New()
+	m := New(Series{})
 	m.SetLagSource(func(context.Context) (map[int]int64, error) { return nil, errors.New("broker down") })
 	m.SetOutboxSource(func(ctx context.Context) (int64, time.Duration, error) {
 		<-ctx.Done() // a database that does not answer: the scrape timeout must end the wait
@@ -266,11 +264,11 @@ func TestFailingSourceDropsItsSeriesButNotTheScrape(t *testing.T) {
 
 func TestHandlerServesEveryMetric(t *testing.T) {
 	t.Parallel()
-	m := New()
+	m := New(Series{})
 	m.SetLagSource(func(context.Context) (map[int]int64, error) { return map[int]int64{0: 0}, nil })
 	m.SetOutboxSource(func(context.Context) (int64, time.Duration, error) { return 0, 0, nil })
 	m.Finished("t", 0, true, "bad_json")
-	m.Retried(consumer.Classification{Action: consumer.Retry, Reason: "transient_failure"})
+	m.Retried("retry", "transient_failure")
 	m.Region("default").VendorCall("face_search", "SUCCESS", time.Millisecond)
 	m.Region("default").SetBudget(1, 10)
 
@@ -298,7 +296,7 @@ func TestHandlerServesEveryMetric(t *testing.T) {
 
 func TestRegionsHaveSeriesOfTheirOwn(t *testing.T) {
 	t.Parallel()
-	m := New()
+	m := New(Series{})
 	ph, th := m.Region("ph"), m.Region("th")
 	require.Same(t, ph, m.Region("ph"), "one Region per name: its series are registered once")
 	ph.SetBreakerState("open")
@@ -314,7 +312,7 @@ func TestRegionsHaveSeriesOfTheirOwn(t *testing.T) {
 
 func TestBudgetWarningFromEightyPercent(t *testing.T) {
 	t.Parallel()
-	m := New()
+	m := New(Series{})
 	r := m.Region("ph")
 	warning := func() float64 { return testutil.ToFloat64(m.budgetWarning.WithLabelValues("ph")) }
 	r.SetBudget(79, 100)
@@ -330,7 +328,7 @@ func TestBudgetWarningFromEightyPercent(t *testing.T) {
 
 func TestStoreBatchesCountRoundTripsAndEveryRequestsWait(t *testing.T) {
 	t.Parallel()
-	m := New()
+	m := New(Series{})
 	m.StoreBatch("save", []time.Duration{time.Millisecond, 3 * time.Millisecond, 20 * time.Millisecond}, 5*time.Millisecond)
 	m.StoreBatch("lookup", []time.Duration{0}, 500*time.Microsecond)
 

@@ -26,7 +26,9 @@ func TestAlertingRulesParseAndUseDoppelsMetrics(t *testing.T) {
 	groups, errs := rulefmt.ParseFile("../../configs/doppel-alerts.yml", false, model.UTF8Validation, promql,
 		slog.New(slog.DiscardHandler))
 	require.Empty(t, errs, "promtool check rules would fail")
-	m := New()
+	// A series of each list the service passes (never empty: see TestEveryCounterSeriesExists...
+	// in internal/service), so that doppel_dead_letters_total and the retries are on the page.
+	m := New(Series{DeadLetterReasons: []string{"invalid_json"}, Retries: []Retry{{"retry", "transient_failure"}}})
 	exported := map[string]bool{}
 	for _, match := range regexp.MustCompile(`(?m)^# TYPE (\S+) `).FindAllStringSubmatch(scrape(t, m), -1) {
 		exported[match[1]] = true

@@ -9,31 +9,35 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
-
-	"github.com/doppelhq/doppel/internal/deadletter"
 )
 
-func TestEveryCounterSeriesExistsBeforeItsFirstEvent(t *testing.T) {
+// The lists themselves are the service's to pass: internal/service checks that every dead-letter
+// reason and every retried classification has its series (TestEveryCounterSeriesExistsBeforeItsFirstEvent).
+func TestNewCreatesTheSeriesItIsGivenAtZero(t *testing.T) {
 	t.Parallel()
-	m := New()
-	page := scrape(t, m)
-	for _, r := range deadletter.Reasons {
+	series := Series{DeadLetterReasons: []string{"invalid_json", "retries_exhausted"},
+		Retries: []Retry{{"retry", "transient_failure"}, {"wait", "database_unavailable"}}}
+	page := scrape(t, New(series))
+	for _, r := range series.DeadLetterReasons {
 		require.Contains(t, page, `doppel_dead_letters_total{reason="`+r+`"} 0`, "dead letters by %s exist at zero", r)
 	}
-	for _, r := range knownRetries {
-		require.Contains(t, page, `doppel_consumer_retries_total{action="`+r[0]+`",reason="`+r[1]+`"} 0`)
+	for _, r := range series.Retries {
+		require.Contains(t, page, `doppel_consumer_retries_total{action="`+r.Action+`",reason="`+r.Reason+`"} 0`)
+	}
+	for _, o := range knownOutcomes {
+		require.Contains(t, page, `doppel_event_outcomes_total{outcome="`+o+`"} 0`)
 	}
 }
 
 func TestBuildInfoNamesTheBuild(t *testing.T) {
 	t.Parallel()
-	page := scrape(t, New())
+	page := scrape(t, New(Series{}))
 	require.Regexp(t, `doppel_build_info\{commit="[^"]+",goversion="`+runtime.Version()+`",version="dev"\} 1`, page)
 }
 
 func TestHTTPRequestsByRouteAndStatus(t *testing.T) {
 	t.Parallel()
-	m := New()
+	m := New(Series{})
 	m.HTTPRequest("/v1/users/:userId/duplicates", "GET", 200, 3*time.Millisecond)
 	m.HTTPRequest("/v1/users/:userId/duplicates", "GET", 200, 4*time.Millisecond)
 	m.HTTPRequest("", "GET", 404, time.Millisecond)

@@ -12,10 +12,8 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/doppelhq/doppel/internal/config"
 	"github.com/doppelhq/doppel/internal/consumer"
 	"github.com/doppelhq/doppel/internal/duplicate"
-	"github.com/doppelhq/doppel/internal/metrics"
 	"github.com/doppelhq/doppel/internal/pause"
 	"github.com/doppelhq/doppel/internal/region"
 	"github.com/doppelhq/doppel/internal/topic"
@@ -50,19 +48,39 @@ const (
 // drainPoll is how often a region's parked backlog is measured.
 const drainPoll = time.Second
 
-// ParkingTopic is the parking topic of region.
-func ParkingTopic(cfg config.Config, regionName string) string {
-	return cfg.TopicEvents + ".parked." + regionName
+// ParkingTopic is the parking topic of region, named after the events topic (DOPPEL_TOPIC_EVENTS).
+func ParkingTopic(eventsTopic, regionName string) string {
+	return eventsTopic + ".parked." + regionName
 }
 
-// ParkingGroup is the consumer group of region's parking topic.
-func ParkingGroup(cfg config.Config, regionName string) string {
-	return cfg.KafkaGroupID + ".parked." + regionName
+// ParkingGroup is the consumer group of region's parking topic, named after the events consumer's
+// group (DOPPEL_KAFKA_GROUP_ID).
+func ParkingGroup(groupID, regionName string) string {
+	return groupID + ".parked." + regionName
+}
+
+// ParkingConfig is what the parking needs of the settings.
+type ParkingConfig struct {
+	Brokers []string
+	// EventsTopic and GroupID are the events consumer's: the regions' parking topics and groups
+	// are named after them (ParkingTopic, ParkingGroup).
+	EventsTopic string
+	GroupID     string
+	// Workers is the events consumer's: one region may have half of them at its vendor.
+	Workers int
+}
+
+// RegionMetrics is what the parking reports of one region; metrics.Region implements it.
+type RegionMetrics interface {
+	// Parked counts an event moved to the region's parking topic.
+	Parked()
+	// SetParking says whether the region's events go through its parking topic.
+	SetParking(on bool)
 }
 
 // Parking writes events of regions that cannot take them to their parking topics.
 type Parking struct {
-	cfg     config.Config
+	cfg     ParkingConfig
 	regions *region.Registry
 	writer  *kafka.Writer
 	states  map[string]*parkState
@@ -76,7 +94,7 @@ type Parking struct {
 }
 
 type parkState struct {
-	metrics  *metrics.Region
+	metrics  RegionMetrics
 	draining atomic.Bool  // its parking topic holds events not yet processed
 	atVendor atomic.Int64 // its events the events consumer took, until their vendor calls are over
 	// writing counts parking writes in progress and written counts those done, so that a backlog
@@ -86,17 +104,18 @@ type parkState struct {
 	writing, written atomic.Int64
 }
 
-// NewParking returns the parking of regions' events, every region assumed to have a backlog until measured.
-func NewParking(cfg config.Config, regions *region.Registry, m *metrics.Metrics, log *slog.Logger) *Parking {
-	lagClient, closeLagClient := topic.NewClient(cfg.KafkaBrokers, 10*time.Second)
+// NewParking returns the parking of regions' events, every region assumed to have a backlog until
+// measured; regionMetrics gives each region's metrics.
+func NewParking(cfg ParkingConfig, regions *region.Registry, regionMetrics func(region string) RegionMetrics, log *slog.Logger) *Parking {
+	lagClient, closeLagClient := topic.NewClient(cfg.Brokers, 10*time.Second)
 	p := &Parking{cfg: cfg, regions: regions, states: map[string]*parkState{},
 		share: int64(max(1, cfg.Workers/2)), log: log,
 		lagClient: lagClient, closeLagClient: closeLagClient,
 		// No writer-wide topic: each parked event names its region's. Murmur2 keeps the same
 		// partition per signatureId, so order is kept.
-		writer: topic.NewWriter(cfg.KafkaBrokers, "", topic.WriterConfig{BatchTimeout: 2 * time.Millisecond})}
+		writer: topic.NewWriter(cfg.Brokers, "", topic.WriterConfig{BatchTimeout: 2 * time.Millisecond})}
 	for _, name := range regions.Names() {
-		st := &parkState{metrics: m.Region(name)}
+		st := &parkState{metrics: regionMetrics(name)}
 		// Until the first measurement says otherwise, assume a backlog: a restart must not let new
 		// events overtake parked ones.
 		st.draining.Store(true)
@@ -144,7 +163,7 @@ func (p *Parking) park(ctx context.Context, msg kafka.Message, r *region.Region,
 		kafka.Header{Key: HeaderParkedPartition, Value: []byte(strconv.Itoa(src.Partition))},
 		kafka.Header{Key: HeaderParkedOffset, Value: []byte(strconv.FormatInt(src.Offset, 10))},
 	)
-	parked := kafka.Message{Topic: ParkingTopic(p.cfg, r.Name), Key: msg.Key, Value: msg.Value, Headers: headers}
+	parked := kafka.Message{Topic: ParkingTopic(p.cfg.EventsTopic, r.Name), Key: msg.Key, Value: msg.Value, Headers: headers}
 	wait := 100 * time.Millisecond
 	for {
 		err := p.writer.WriteMessages(ctx, parked)
@@ -191,7 +210,7 @@ func (p *Parking) Measure(ctx context.Context) {
 			continue
 		}
 		written := st.written.Load()
-		lag, err := consumer.LagOf(ctx, p.lagClient, ParkingGroup(p.cfg, name), ParkingTopic(p.cfg, name))
+		lag, err := consumer.LagOf(ctx, p.lagClient, ParkingGroup(p.cfg.GroupID, name), ParkingTopic(p.cfg.EventsTopic, name))
 		if err != nil {
 			if ctx.Err() == nil {
 				p.log.Warn("measure parked backlog", "region", name, "error", err)

@@ -9,7 +9,6 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
 
-	"github.com/doppelhq/doppel/internal/config"
 	"github.com/doppelhq/doppel/internal/consumer"
 	"github.com/doppelhq/doppel/internal/duplicate"
 	"github.com/doppelhq/doppel/internal/metrics"
@@ -50,14 +49,14 @@ func TestAnEventWaitingForTheDatabaseLeavesItsRegionsVendorShare(t *testing.T) {
 	regions, err := region.NewRegistry("ph", reg)
 	require.NoError(t, err)
 	// Two workers: a share of one event at the vendor per region.
-	cfg := config.Config{MaxEventBytes: 1024, Workers: 2, KafkaBrokers: []string{"127.0.0.1:1"}}
-	m := metrics.New()
-	parking := NewParking(cfg, regions, m, slog.New(slog.DiscardHandler))
+	m := metrics.New(metrics.Series{})
+	parking := NewParking(ParkingConfig{Workers: 2, Brokers: []string{"127.0.0.1:1"}}, regions,
+		func(name string) RegionMetrics { return m.Region(name) }, slog.New(slog.DiscardHandler))
 	t.Cleanup(func() { _ = parking.Close() })
 	parking.states["ph"].draining.Store(false) // measured: no parked backlog
 
 	store := savingStore{saving: make(chan struct{}), release: make(chan struct{})}
-	h := New(Config{Settings: cfg, Detector: duplicate.NewDetector(store, nil), Regions: regions,
+	h := New(Config{EventOptions: duplicate.DecodeOptions{MaxBytes: 1024}, Detector: duplicate.NewDetector(store, nil), Regions: regions,
 		Parking: parking, Metrics: m, Logger: slog.New(slog.DiscardHandler)})
 	done := make(chan error, 1)
 	go func() {

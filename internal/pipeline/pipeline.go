@@ -18,19 +18,29 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/doppelhq/doppel/internal/clip"
-	"github.com/doppelhq/doppel/internal/config"
 	"github.com/doppelhq/doppel/internal/consumer"
 	"github.com/doppelhq/doppel/internal/duplicate"
-	"github.com/doppelhq/doppel/internal/metrics"
 	"github.com/doppelhq/doppel/internal/region"
 )
 
+// Metrics is what the handler counts; metrics.Metrics implements it. It is an interface so that the
+// pipeline knows nothing of Prometheus: the service passes the one it scrapes.
+type Metrics interface {
+	// EventConsumed counts an event taken from the events topic (doppel_events_consumed_total).
+	EventConsumed()
+	// EventKeyMismatch counts an event whose Kafka key was neither empty nor its signatureId.
+	EventKeyMismatch()
+	// Outcome counts an event processed, by the outcome stored for its check.
+	Outcome(outcome string)
+}
+
 // Config configures a Handler.
 type Config struct {
-	// Settings gives the event bounds (DOPPEL_MAX_EVENT_BYTES, DOPPEL_REJECT_UNKNOWN_TYPES).
-	Settings config.Config
-	Detector *duplicate.Detector
-	Regions  *region.Registry
+	// EventOptions are the event bounds (DOPPEL_MAX_EVENT_BYTES, DOPPEL_REJECT_UNKNOWN_TYPES), the
+	// same the API's event endpoint holds events to.
+	EventOptions duplicate.DecodeOptions
+	Detector     *duplicate.Detector
+	Regions      *region.Registry
 	// Parking moves events of regions that cannot take them to their parking topics; nil with one
 	// region (its events wait in place, as its trouble stops everything anyway) and in the parking
 	// topics' own consumers.
@@ -41,7 +51,7 @@ type Config struct {
 	FromParking bool
 	// OnAlert is given each alert a stored check raised, once it is committed (the relay's Handoff).
 	OnAlert func(duplicate.Alert)
-	Metrics *metrics.Metrics
+	Metrics Metrics
 	Logger  *slog.Logger
 }
 
@@ -243,8 +253,7 @@ func (p *Handler) detect(ctx context.Context, d *Delivery) error {
 // (invalid_header); an unconfigured region is a *duplicate.DecodeError with reason unknown_region
 // (the returned event then carries the region as given, to record the failure).
 func (p *Handler) decode(msg kafka.Message) (duplicate.Event, *region.Region, error) {
-	ev, err := duplicate.DecodeEvent(msg.Value, duplicate.DecodeOptions{
-		MaxBytes: p.cfg.Settings.MaxEventBytes, RejectUnknownTypes: p.cfg.Settings.RejectUnknownTypes})
+	ev, err := duplicate.DecodeEvent(msg.Value, p.cfg.EventOptions)
 	if err != nil {
 		// The failure is recorded in the default region: an unusable event's region is unknown.
 		ev.Region = p.cfg.Regions.Default().Name

@@ -9,7 +9,6 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
 
-	"github.com/doppelhq/doppel/internal/config"
 	"github.com/doppelhq/doppel/internal/consumer"
 	"github.com/doppelhq/doppel/internal/duplicate"
 	"github.com/doppelhq/doppel/internal/metrics"
@@ -20,7 +19,7 @@ func TestRouteDecodesOnceAndHandsTheEventToHandle(t *testing.T) {
 	t.Parallel()
 	regions, err := region.NewRegistry(duplicate.DefaultRegion, region.New(duplicate.DefaultRegion, nil, nil))
 	require.NoError(t, err)
-	h := New(Config{Settings: config.Config{MaxEventBytes: 1024}, Regions: regions, Metrics: metrics.New()})
+	h := New(Config{EventOptions: duplicate.DecodeOptions{MaxBytes: 1024}, Regions: regions, Metrics: metrics.New(metrics.Series{})})
 
 	// A key that is not the signatureId is not trusted: two copies of one verification under two
 	// keys would run at once and both be billed.
@@ -51,10 +50,10 @@ func TestAParkedEventIsCountedAsConsumedOnce(t *testing.T) {
 	t.Parallel()
 	regions, err := region.NewRegistry(duplicate.DefaultRegion, region.New(duplicate.DefaultRegion, nil, nil))
 	require.NoError(t, err)
-	m := metrics.New()
-	settings := config.Config{MaxEventBytes: 1024}
-	main := New(Config{Settings: settings, Regions: regions, Metrics: m})
-	parked := New(Config{Settings: settings, Regions: regions, Metrics: m, FromParking: true})
+	m := metrics.New(metrics.Series{})
+	bounds := duplicate.DecodeOptions{MaxBytes: 1024}
+	main := New(Config{EventOptions: bounds, Regions: regions, Metrics: m})
+	parked := New(Config{EventOptions: bounds, Regions: regions, Metrics: m, FromParking: true})
 
 	// Undecodable and without a signatureId: each handler stops before the detector.
 	msg := kafka.Message{Topic: "t", Value: []byte(`{"type":"COMPLETED"}`)}

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/doppelhq/doppel/internal/redact"
 	"github.com/doppelhq/doppel/migrations"
 )
 
@@ -76,7 +76,7 @@ func Connect(ctx context.Context, databaseURL string, maxConns int32, opts ...Po
 	defer cancel()
 	if err := pool.Ping(pingCtx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("ping database at %s: %w", RedactURL(databaseURL), err)
+		return nil, fmt.Errorf("ping database at %s: %w", redact.DatabaseURL(databaseURL), err)
 	}
 	return pool, nil
 }
@@ -88,27 +88,6 @@ func redactParseError(err error) string {
 		return "invalid connection string"
 	}
 	return msg
-}
-
-// RedactURL returns the database URL with any password replaced, for logs, errors and `doppel
-// config check`: the user:pass@ form and the ?password= (and ?sslpassword=) parameters alike.
-func RedactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return "(unparseable URL)"
-	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
-	}
-	if q := u.Query(); q.Has("password") || q.Has("sslpassword") {
-		for _, k := range []string{"password", "sslpassword"} {
-			if q.Has(k) {
-				q.Set(k, "xxxxx")
-			}
-		}
-		u.RawQuery = q.Encode()
-	}
-	return u.String()
 }
 
 // Migrator applies the embedded migrations. Close it when done.
@@ -124,7 +103,7 @@ func NewMigrator(databaseURL string) (*Migrator, error) {
 	}
 	m, err := migrate.NewWithSourceInstance("iofs", src, migrateURL(databaseURL))
 	if err != nil {
-		return nil, fmt.Errorf("connect migrator to %s: %w", RedactURL(databaseURL), err)
+		return nil, fmt.Errorf("connect migrator to %s: %w", redact.DatabaseURL(databaseURL), err)
 	}
 	return &Migrator{m: m}, nil
 }

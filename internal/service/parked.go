@@ -26,7 +26,7 @@ func (o parkedObserver) DeadLetterUnwritable(topic string, partition int, reason
 	o.m.DeadLetterUnwritable(topic, partition, reason)
 }
 
-func (o parkedObserver) Retried(d consumer.Classification)        { o.m.Retried(d) }
+func (o parkedObserver) Retried(action, reason string)            { o.m.Retried(action, reason) }
 func (parkedObserver) InFlight(int)                               {}
 func (parkedObserver) PartitionProgress(int, time.Duration, bool) {}
 
@@ -35,7 +35,7 @@ func (parkedObserver) PartitionProgress(int, time.Duration, bool) {}
 // topic's gauges alone (parkedObserver).
 func parkedConsumerConfig(cfg config.Config, regionName string, log *slog.Logger, m *metrics.Metrics,
 	route func(kafka.Message) ([]byte, any)) consumer.Config {
-	c := consumerConfig(cfg, pipeline.ParkingGroup(cfg, regionName), pipeline.ParkingTopic(cfg, regionName),
+	c := consumerConfig(cfg, pipeline.ParkingGroup(cfg.KafkaGroupID, regionName), pipeline.ParkingTopic(cfg.TopicEvents, regionName),
 		max(1, cfg.Workers/len(cfg.RegionNames())), log.With("component", "parked-consumer", "region", regionName), m, route)
 	c.Classify = pipeline.ClassifyParked
 	c.Observer = parkedObserver{m}

@@ -46,7 +46,7 @@ func ensureTopics(ctx context.Context, cfg config.Config, multiRegion bool, log 
 	}
 	if multiRegion {
 		for _, name := range cfg.RegionNames() {
-			specs = append(specs, topic.Spec{Name: pipeline.ParkingTopic(cfg, name), Partitions: cfg.TopicPartitions})
+			specs = append(specs, topic.Spec{Name: pipeline.ParkingTopic(cfg.TopicEvents, name), Partitions: cfg.TopicPartitions})
 		}
 	}
 	for i := range specs {
@@ -104,7 +104,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 
-	m := metrics.New()
+	m := metrics.New(metricSeries())
+	// The event bounds, the same for the events topic and the API's event endpoint.
+	eventOptions := duplicate.DecodeOptions{MaxBytes: cfg.MaxEventBytes, RejectUnknownTypes: cfg.RejectUnknownTypes}
 	vendor, err := NewRegions(ctx, cfg, m, store, log)
 	if err != nil {
 		return err
@@ -134,7 +136,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return consumer.Lag(ctx, cfg.KafkaBrokers, cfg.KafkaGroupID, cfg.TopicEvents)
 	})
 
-	handlerConfig := pipeline.Config{Settings: cfg, Detector: detector, Regions: vendor, OnAlert: rel.Handoff,
+	handlerConfig := pipeline.Config{EventOptions: eventOptions, Detector: detector, Regions: vendor, OnAlert: rel.Handoff,
 		Metrics: m, Logger: log.With("component", "pipeline")}
 	parts := []named{{"relay", rel.Run}, {"budgets", func(ctx context.Context) error {
 		return refreshBudgets(ctx, vendor, log.With("component", "budget"))
@@ -143,7 +145,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		parkedConfig := handlerConfig
 		parkedConfig.FromParking = true
 		parked := pipeline.New(parkedConfig)
-		handlerConfig.Parking = pipeline.NewParking(cfg, vendor, m, log.With("component", "parking"))
+		handlerConfig.Parking = pipeline.NewParking(pipeline.ParkingConfig{Brokers: cfg.KafkaBrokers, EventsTopic: cfg.TopicEvents,
+			GroupID: cfg.KafkaGroupID, Workers: cfg.Workers}, vendor,
+			func(name string) pipeline.RegionMetrics { return m.Region(name) }, log.With("component", "parking"))
 		defer handlerConfig.Parking.Close()
 		// Bounded like one backlog request: a broker that does not answer leaves parking on.
 		measureCtx, cancelMeasure := context.WithTimeout(ctx, 10*time.Second)
@@ -197,7 +201,6 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}, regionReadiness(vendor)...)
 	checks = append(checks, readiness.Check{Name: "consumer", Check: cons.CheckProgress})
 	ready := readiness.New(readiness.Config{Interval: readinessInterval, Logger: log.With("component", "readiness")}, checks...)
-	apiKeys := APIKeys(keys)
 	api := httpapi.New(httpapi.Config{
 		Logger:                  log.With("component", "http"),
 		Readiness:               ready,
@@ -212,8 +215,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		Deliveries:              store,
 		OnCallback:              m.Callback,
 		CallbackTimeout:         cfg.CallbackTimeout,
-		EventOptions:            duplicate.DecodeOptions{MaxBytes: cfg.MaxEventBytes, RejectUnknownTypes: cfg.RejectUnknownTypes},
-		APIKeys:                 apiKeys,
+		EventOptions:            eventOptions,
+		APIKeys:                 keys,
 		ReplayMaxChecks:         cfg.ReplayMaxChecks,
 		ReplayDailyLimit:        cfg.ReplayDailyLimit,
 		HSTS:                    cfg.ServedOverTLS(),
@@ -229,8 +232,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	reviewConsole, err := console.New(console.Config{
 		SecureCookies: cfg.ServedOverTLS(),
 		Store:         store,
-		APIKeys:       apiKeys,
-		SignIn:        api.SignInGuard(),
+		APIKeys:       keys,
+		SignIn:        api.SignInGuard(console.SignInPath),
 		SessionTTL:    cfg.ConsoleSessionTTL,
 		Region:        consoleRegion(cfg),
 		Logger:        log.With("component", "console"),
@@ -243,7 +246,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	api.MountConsole(reviewConsole)
+	api.MountConsole(console.Path, reviewConsole)
 	admin := httpapi.NewAdmin(httpapi.AdminConfig{Readiness: ready, Metrics: m.Handler(),
 		Logger: log.With("component", "admin")})
 
@@ -314,13 +317,15 @@ func DeadLetterReplay(cfg config.Config) deadletter.Options {
 		SourceRoutes: map[string]string{cfg.TopicStarted: cfg.TopicStarted}}
 }
 
-// APIKeys converts the configured keys for the HTTP API.
-func APIKeys(keys []config.APIKey) []httpapi.APIKey {
-	out := make([]httpapi.APIKey, len(keys))
-	for i, k := range keys {
-		out[i] = httpapi.APIKey{Name: k.Name, Scopes: k.Scopes, SHA256: k.SHA256}
+// metricSeries are the label values metrics creates at zero: every dead-letter reason (the one
+// table in deadletter) and every classification the pipeline retries, passed here so that metrics
+// imports neither package.
+func metricSeries() metrics.Series {
+	s := metrics.Series{DeadLetterReasons: deadletter.Reasons}
+	for _, c := range pipeline.Retries {
+		s.Retries = append(s.Retries, metrics.Retry{Action: c.Action.String(), Reason: c.Reason})
 	}
-	return out
+	return s
 }
 
 type named struct {
