@@ -244,3 +244,52 @@ func OverflowUsers(checks []Check) []string {
 	}
 	return out
 }
+
+// LinkDecision is what a batch of stored checks changes, as DecideLinks decides it: the links to
+// write, the ring index's changes, the alerts for the outbox and the overflows to keep. The store
+// writes it as it is.
+type LinkDecision struct {
+	// Saved answers each check, in the batch's order.
+	Saved   []Saved
+	Plan    LinkPlan
+	Changes RingChanges
+	Alerts  []*Alert
+	// Overflows are the checks whose answers name more than MaxPairsPerCheck accounts, with the
+	// accounts past them (OverflowOf).
+	Overflows []CheckOverflow
+}
+
+// CheckOverflow is one check's accounts past its first MaxPairsPerCheck, in the vendor's order.
+type CheckOverflow struct {
+	SignatureID string
+	UserIDs     []string
+}
+
+// DecideLinks is the one place the linking rules run for stored checks: the alert rule (PlanLinks:
+// which pairs are new, which a review cleared), the ring rule (MergeRings: which rings join and
+// which accounts are new to a ring) and the alert each check raises (NewAlert). It is pure: states
+// are the stored states of the checks' pairs, rings reads the rings of the accounts the rule may
+// join (the store answers from what it read already, or reads them), newAlertID names each alert.
+// The store reads what it needs before and writes the decision after, in one transaction.
+func DecideLinks(checks []Check, states map[PairKey]PairState, rings func(users []string) (map[string]RingState, error),
+	newAlertID func() string, policy AlertPolicy) (LinkDecision, error) {
+	d := LinkDecision{Saved: make([]Saved, len(checks)), Plan: PlanLinks(checks, states)}
+	current, err := rings(RingUsers(checks, d.Plan))
+	if err != nil {
+		return LinkDecision{}, err
+	}
+	changes, alertable, ringOf := MergeRings(current, checks, d.Plan)
+	d.Changes = changes
+	for i, c := range checks {
+		d.Saved[i].Stored = true
+		d.Saved[i].NewLinks = d.Plan.Checks[i].NewLinks
+		if len(alertable[i]) > 0 {
+			d.Saved[i].Alert = NewAlert(newAlertID(), c, alertable[i], ringOf[i], policy)
+			d.Alerts = append(d.Alerts, d.Saved[i].Alert)
+		}
+		if overflow := OverflowOf(c); len(overflow) > 0 {
+			d.Overflows = append(d.Overflows, CheckOverflow{SignatureID: c.SignatureID, UserIDs: overflow})
+		}
+	}
+	return d, nil
+}

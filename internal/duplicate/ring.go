@@ -226,3 +226,39 @@ func MergeRings(current map[string]RingState, checks []Check, plan LinkPlan) (Ri
 	slices.Sort(changes.Retired)
 	return changes, alertable, rings
 }
+
+// ReviewEffect is what a new review of a linked pair does to the ring index.
+type ReviewEffect int
+
+const (
+	// ReviewKeepsRings: the review did not change whether the pair is cleared.
+	ReviewKeepsRings ReviewEffect = iota
+	// ReviewJoinsRings: the pair is no longer cleared (confirmed_fraud after false_positive), so its
+	// two accounts' rings join (JoinPair).
+	ReviewJoinsRings
+	// ReviewMaySplitRing: the pair is now cleared, so its ring may fall in two; whether it does
+	// depends on the ring's other links, which the store searches.
+	ReviewMaySplitRing
+)
+
+// EffectOfReview says what a pair's latest review going from before to after does to the rings:
+// the cleared-pair rule (Decision.SuppressesAlerts) applied to a review.
+func EffectOfReview(before, after Decision) ReviewEffect {
+	switch wasCleared, cleared := before.SuppressesAlerts(), after.SuppressesAlerts(); {
+	case wasCleared == cleared:
+		return ReviewKeepsRings
+	case cleared:
+		return ReviewMaySplitRing
+	default:
+		return ReviewJoinsRings
+	}
+}
+
+// JoinPair returns the ring index's changes when pair links again: the ring rule (MergeRings) for
+// one link between the pair's accounts, whose rings are current.
+func JoinPair(current map[string]RingState, pair PairKey) RingChanges {
+	checks := []Check{{UserID: pair.Low}}
+	plan := LinkPlan{Checks: []Linking{{Alertable: []string{pair.High}}}}
+	changes, _, _ := MergeRings(current, checks, plan)
+	return changes
+}

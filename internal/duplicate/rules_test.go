@@ -146,3 +146,23 @@ func TestReplayerRetriesTransientFailuresAndLeavesTheCheckOnFailure(t *testing.T
 	require.Equal(t, FailureStore, KindOf(err))
 	require.Equal(t, before, st.checks["s1"])
 }
+
+// A review changes the rings only when it changes whether its pair is cleared: clearing may split
+// the ring, un-clearing joins the two accounts' rings again.
+func TestAReviewChangesRingsOnlyWhenItChangesWhetherThePairIsCleared(t *testing.T) {
+	t.Parallel()
+	none := Decision("")
+	for _, c := range []struct {
+		before, after Decision
+		want          ReviewEffect
+	}{
+		{none, DecisionConfirmedFraud, ReviewKeepsRings},
+		{none, DecisionFalsePositive, ReviewMaySplitRing},
+		{none, DecisionSamePerson, ReviewMaySplitRing},
+		{DecisionFalsePositive, DecisionSamePerson, ReviewKeepsRings},
+		{DecisionFalsePositive, DecisionConfirmedFraud, ReviewJoinsRings},
+		{DecisionConfirmedFraud, DecisionConfirmedFraud, ReviewKeepsRings},
+	} {
+		require.Equal(t, c.want, EffectOfReview(c.before, c.after), "%q -> %q", c.before, c.after)
+	}
+}

@@ -88,9 +88,9 @@ func (s *Store) linkPipelined(ctx context.Context, conn *pgx.Conn, checks []dupl
 	if err != nil {
 		return nil, err
 	}
-	copied := newLinkCount(d.plan.Links) >= copyLinksFrom
+	copied := newLinkCount(d.Plan.Links) >= copyLinksFrom
 	if copied {
-		if err := insertNewLinks(ctx, conn, d.plan.Links); err != nil {
+		if err := insertNewLinks(ctx, conn, d.Plan.Links); err != nil {
 			return nil, err
 		}
 	}
@@ -101,11 +101,11 @@ func (s *Store) linkPipelined(ctx context.Context, conn *pgx.Conn, checks []dupl
 		return nil, d.writeError(err)
 	}
 	if !subset {
-		return d.saved, nil
+		return d.Saved, nil
 	}
 	saved := make([]duplicate.Saved, len(checks)) // Stored false for those not stored
 	for j, i := range at {
-		saved[i] = d.saved[j]
+		saved[i] = d.Saved[j]
 	}
 	return saved, nil
 }

@@ -189,21 +189,17 @@ func latestDecision(ctx context.Context, tx pgx.Tx, pair duplicate.PairKey) (dup
 // pair is cleared: clearing it may split its ring in two, un-clearing it (confirmed_fraud after
 // false_positive) joins the two rings. The caller holds the ring-index lock and has stored the review.
 func reringAfterReview(ctx context.Context, tx pgx.Tx, pair duplicate.PairKey, before, after duplicate.Decision) error {
-	wasCleared, cleared := before.SuppressesAlerts(), after.SuppressesAlerts()
-	switch {
-	case wasCleared == cleared:
-		return nil
-	case !cleared:
+	switch duplicate.EffectOfReview(before, after) {
+	case duplicate.ReviewJoinsRings:
 		current, err := ringsOf(ctx, tx, []string{pair.Low, pair.High})
 		if err != nil {
 			return err
 		}
-		checks := []duplicate.Check{{UserID: pair.Low}}
-		plan := duplicate.LinkPlan{Checks: []duplicate.Linking{{Alertable: []string{pair.High}}}}
-		changes, _, _ := duplicate.MergeRings(current, checks, plan)
-		return writeRingChanges(ctx, tx, changes)
+		return writeRingChanges(ctx, tx, duplicate.JoinPair(current, pair))
+	case duplicate.ReviewMaySplitRing:
+		return splitRing(ctx, tx, pair)
 	}
-	return splitRing(ctx, tx, pair)
+	return nil
 }
 
 func writeRingChanges(ctx context.Context, tx pgx.Tx, changes duplicate.RingChanges) error {

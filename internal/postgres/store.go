@@ -183,7 +183,7 @@ func (s *Store) linkAll(ctx context.Context, tx pgx.Tx, checks []duplicate.Check
 	if err != nil {
 		return nil, err
 	}
-	if err := insertNewLinks(ctx, tx, d.plan.Links); err != nil {
+	if err := insertNewLinks(ctx, tx, d.Plan.Links); err != nil {
 		return nil, err
 	}
 	writes := &pgx.Batch{}
@@ -191,57 +191,37 @@ func (s *Store) linkAll(ctx context.Context, tx pgx.Tx, checks []duplicate.Check
 	if err := tx.SendBatch(ctx, writes).Close(); err != nil {
 		return nil, d.writeError(err)
 	}
-	return d.saved, nil
+	return d.Saved, nil
 }
 
-// linkDecision is what the domain decided a batch of stored checks changes.
-type linkDecision struct {
-	saved   []duplicate.Saved
-	plan    duplicate.LinkPlan
-	changes duplicate.RingChanges
-	alerts  []*duplicate.Alert
-	// overflowSigs and overflows are the checks with an overflow and their overflows, in step,
-	// each as an array literal in the vendor's order.
-	overflowSigs, overflows []string
-}
+// linkDecision is the domain's decision (duplicate.DecideLinks) about a batch of stored checks,
+// with the writes that carry it out.
+type linkDecision struct{ duplicate.LinkDecision }
 
-// decideLinks applies the alert rule (duplicate.PlanLinks) and the ring rule (duplicate.MergeRings)
-// to stored checks, given the states of their pairs; rings reads the rings of the accounts the rule
-// may join.
+// decideLinks asks the domain what stored checks change, given the states of their pairs; rings
+// reads the rings of the accounts the rule may join. The store decides nothing itself: it read
+// the state before and writes the decision after.
 func (s *Store) decideLinks(checks []duplicate.Check, states map[duplicate.PairKey]duplicate.PairState,
 	rings func(users []string) (map[string]duplicate.RingState, error)) (linkDecision, error) {
-	d := linkDecision{saved: storedOnly(len(checks)), plan: duplicate.PlanLinks(checks, states)}
-	current, err := rings(duplicate.RingUsers(checks, d.plan))
-	if err != nil {
-		return linkDecision{}, err
-	}
-	var ringOf []duplicate.Ring
-	var alertable [][]string
-	d.changes, alertable, ringOf = duplicate.MergeRings(current, checks, d.plan)
-	for i, c := range checks {
-		d.saved[i].NewLinks = d.plan.Checks[i].NewLinks
-		if len(alertable[i]) > 0 {
-			d.saved[i].Alert = duplicate.NewAlert(s.newAlertID(), c, alertable[i], ringOf[i], s.policy)
-			d.alerts = append(d.alerts, d.saved[i].Alert)
-		}
-		if overflow := duplicate.OverflowOf(c); len(overflow) > 0 {
-			d.overflowSigs, d.overflows = append(d.overflowSigs, c.SignatureID), append(d.overflows, arrayLiteral(overflow))
-		}
-	}
-	return d, nil
+	d, err := duplicate.DecideLinks(checks, states, rings, s.newAlertID, s.policy)
+	return linkDecision{d}, err
 }
 
 // queueWrites queues the decision's writes: the new links too unless they are copied separately
 // (insertNewLinks), the links seen again, the ring index and the alerts.
 func (d linkDecision) queueWrites(b *pgx.Batch, withNewLinks bool) {
 	if withNewLinks {
-		queueNewLinks(b, d.plan.Links)
+		queueNewLinks(b, d.Plan.Links)
 	}
-	queueSeenAgain(b, d.plan.Links)
-	queueRingChanges(b, d.changes)
-	queueAlerts(b, d.alerts)
-	if len(d.overflows) > 0 {
-		b.Queue(insertOverflowSQL, d.overflowSigs, d.overflows)
+	queueSeenAgain(b, d.Plan.Links)
+	queueRingChanges(b, d.Changes)
+	queueAlerts(b, d.Alerts)
+	if len(d.Overflows) > 0 {
+		sigs, ids := make([]string, len(d.Overflows)), make([]string, len(d.Overflows))
+		for i, o := range d.Overflows {
+			sigs[i], ids[i] = o.SignatureID, arrayLiteral(o.UserIDs)
+		}
+		b.Queue(insertOverflowSQL, sigs, ids)
 	}
 }
 
@@ -254,7 +234,7 @@ SELECT u.sig, u.ids::text[] FROM unnest($1::text[], $2::text[]) AS u(sig, ids)
 ON CONFLICT (signature_id) DO UPDATE SET user_ids = EXCLUDED.user_ids`
 
 func (d linkDecision) writeError(err error) error {
-	return fmt.Errorf("write %d links, rings and %d alerts: %w", len(d.plan.Links), len(d.alerts), err)
+	return fmt.Errorf("write %d links, rings and %d alerts: %w", len(d.Plan.Links), len(d.Alerts), err)
 }
 
 // storedOnly returns n answers that say "stored" and nothing else.
