@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +20,7 @@ import (
 	"github.com/doppelhq/doppel/internal/duplicate"
 	"github.com/doppelhq/doppel/internal/harness/testinfra"
 	"github.com/doppelhq/doppel/internal/postgres"
+	"github.com/doppelhq/doppel/migrations"
 )
 
 type bundle struct {
@@ -616,4 +620,89 @@ func TestAFaceFarmPastTheBoundLinksTheFirstAccountsAndJoinsTheRestToTheRing(t *t
 	_, _, err = b.store.ReplaceCheck(b.ctx, rerun)
 	require.NoError(t, err)
 	require.Nil(t, overflowOf(t, b, "stranger"), "a re-run's answer replaces the stored overflow")
+}
+
+// Every migration applies to a database holding data, not only to an empty one: the store fills
+// the latest schema as the pipeline, the API and reconciliation would (a ring with reviews, a face
+// farm's overflow, a started verification, a console session), the schema goes down to migration 1
+// and then up again one migration at a time, each step with the data the previous ones kept, and
+// what migration 1's tables hold comes through whole.
+func TestEveryMigrationAppliesToADatabaseHoldingData(t *testing.T) {
+	t.Parallel()
+	dbURL, pool := testinfra.Database(t)
+	ctx := context.Background()
+	store := postgres.NewStore(pool)
+	at := time.Now().Add(-time.Hour)
+	save := func(sig, user string, matched ...string) {
+		outcome := duplicate.OutcomeNoDuplicates
+		if len(matched) > 0 {
+			outcome = duplicate.OutcomeDuplicatesFound
+		}
+		_, err := store.SaveCheck(ctx, duplicate.Check{SignatureID: sig, UserID: user, EventType: duplicate.EventTypeCompleted,
+			Outcome: outcome, SimilarUserIDs: matched, MatchedUserIDs: matched, CheckedAt: at, Region: "ph",
+			Source: duplicate.Source{Topic: "idv.completed", Partition: 1, Offset: 7}})
+		require.NoError(t, err)
+	}
+	save("m-1", "ring-a")
+	save("m-2", "ring-b", "ring-a")
+	save("m-3", "ring-c", "ring-a", "ring-b")
+	farm := make([]string, 150) // past duplicate.MaxPairsPerCheck: an overflow row
+	for i := range farm {
+		farm[i] = fmt.Sprintf("farm-%03d", i)
+	}
+	save("m-4", "farm-x", farm...)
+	_, err := store.AddReview(ctx, duplicate.Review{UserID: "ring-a", DuplicateUserID: "ring-b",
+		Decision: duplicate.DecisionFalsePositive, Note: "same person, new phone", ReviewedBy: "analyst"})
+	require.NoError(t, err)
+	_, err = store.AddReview(ctx, duplicate.Review{UserID: "ring-a", DuplicateUserID: "ring-c",
+		Decision: duplicate.DecisionConfirmedFraud, ReviewedBy: "analyst"})
+	require.NoError(t, err)
+	require.NoError(t, store.RecordStarted(ctx, duplicate.Started{SignatureID: "m-5", UserID: "late", Region: "ph"},
+		time.Minute, duplicate.Source{Topic: "idv.started"}))
+	_, err = pool.Exec(ctx, `INSERT INTO replay_quota (key_name, day, searches) VALUES ('analyst', current_date, 3)`)
+	require.NoError(t, err)
+	count := func(table string) int {
+		var n int
+		require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM `+table).Scan(&n))
+		return n
+	}
+	checks, links, alerts := count("idv_checks"), count("duplicate_links"), count("alerts")
+	require.Positive(t, alerts)
+
+	m, err := postgres.NewMigrator(dbURL)
+	require.NoError(t, err)
+	defer m.Close()
+	latest, _, _, err := m.Version()
+	require.NoError(t, err)
+	migrateTo(t, m, 1)
+	for _, v := range migrationVersions(t) {
+		if v > 1 {
+			require.NoError(t, m.Goto(v), "migration %d on a database holding data", v)
+		}
+	}
+	v, _, _, err := m.Version()
+	require.NoError(t, err)
+	require.Equal(t, latest, v)
+	require.Equal(t, checks, count("idv_checks"))
+	require.Equal(t, links, count("duplicate_links"))
+	require.Equal(t, alerts, count("alerts"))
+	// The ring index is rebuilt from the links: the cleared pair holds no ring together.
+	ring, err := store.Ring(ctx, "ring-c")
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{"ring-a", "ring-b", "ring-c"}, ring.Members)
+}
+
+// migrationVersions lists the versions of the embedded migrations, in order.
+func migrationVersions(t *testing.T) []uint {
+	t.Helper()
+	entries, err := fs.Glob(migrations.FS, "*.up.sql")
+	require.NoError(t, err)
+	var out []uint
+	for _, name := range entries {
+		n, err := strconv.ParseUint(strings.SplitN(name, "_", 2)[0], 10, 32)
+		require.NoError(t, err)
+		out = append(out, uint(n))
+	}
+	slices.Sort(out)
+	return out
 }
