@@ -23,6 +23,7 @@ import (
 
 	"github.com/doppelhq/doppel/internal/buildinfo"
 	"github.com/doppelhq/doppel/internal/config"
+	"github.com/doppelhq/doppel/internal/pseudonym"
 )
 
 func main() {
@@ -140,6 +141,13 @@ func newLogger(cfg config.Config, w io.Writer) (*slog.Logger, error) {
 		return nil, fmt.Errorf("DOPPEL_LOG_LEVEL: %w", err)
 	}
 	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogPseudonymize {
+		key := pseudonym.RandomKey()
+		if cfg.PseudonymKey != "" {
+			key = pseudonym.NewKey([]byte(cfg.PseudonymKey))
+		}
+		opts.ReplaceAttr = key.ReplaceAttr
+	}
 	if cfg.LogFormat == "text" {
 		return slog.New(slog.NewTextHandler(w, opts)), nil
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/doppelhq/doppel/internal/consumer"
 	"github.com/doppelhq/doppel/internal/harness/advancesim"
 	"github.com/doppelhq/doppel/internal/harness/testinfra"
+	"github.com/doppelhq/doppel/internal/pseudonym"
 	"github.com/doppelhq/doppel/migrations"
 )
 
@@ -213,4 +214,26 @@ func TestConfigCheckConnectTriesEachDependency(t *testing.T) {
 	require.ErrorContains(t, err, "1 of 3 connections failed")
 	require.Contains(t, out, "# vendor: FAILED")
 	require.NotContains(t, out+err.Error(), "wrong-secret")
+}
+
+// doppel serve's log names a person only by a pseudonym, the keyed hash under
+// DOPPEL_PSEUDONYM_KEY, unless DOPPEL_LOG_PSEUDONYMIZE=false.
+func TestTheLogPseudonymizesUserIDs(t *testing.T) {
+	t.Parallel()
+	line := func(cfg config.Config) string {
+		var out bytes.Buffer
+		log, err := newLogger(cfg, &out)
+		require.NoError(t, err)
+		log.Warn("face search named ids that are not valid userIds", "first_user_id", "cust-1004", "signature_id", "s1")
+		return out.String()
+	}
+	cfg := config.Default()
+	cfg.PseudonymKey = "0123456789abcdef0123456789abcdef"
+	got := line(cfg)
+	require.NotContains(t, got, "cust-1004")
+	require.Contains(t, got, pseudonym.NewKey([]byte(cfg.PseudonymKey)).Of("cust-1004"), "the same key gives the same pseudonym")
+	cfg.PseudonymKey = ""
+	require.NotContains(t, line(cfg), "cust-1004", "without a key, a random one")
+	cfg.LogPseudonymize = false
+	require.Contains(t, line(cfg), "cust-1004", "DOPPEL_LOG_PSEUDONYMIZE=false writes ids as they are")
 }

@@ -28,7 +28,8 @@ func (a *app) serveCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// The logger's own settings come first, so that every later problem is logged as
 			// configured; the full validation follows.
-			cfg, err := a.load(func(config.Unknown) {}, "DOPPEL_LOG_LEVEL", "DOPPEL_LOG_FORMAT")
+			cfg, err := a.load(func(config.Unknown) {}, "DOPPEL_LOG_LEVEL", "DOPPEL_LOG_FORMAT",
+				"DOPPEL_LOG_PSEUDONYMIZE", "DOPPEL_PSEUDONYM_KEY")
 			if err != nil {
 				return err
 			}
@@ -41,6 +42,10 @@ func (a *app) serveCommand() *cobra.Command {
 				log.Warn("unknown variable", "variable", u.Name, "did_you_mean", u.Nearest, "problem", u.String())
 			}); err != nil {
 				return err
+			}
+			if cfg.LogPseudonymize && cfg.PseudonymKey == "" {
+				log.Warn("DOPPEL_PSEUDONYM_KEY is not set: userIds in log lines are pseudonymized under a key drawn at random " +
+					"for this process, so their pseudonyms differ between instances and restarts; set it, e.g. to `openssl rand -hex 32`")
 			}
 			if _, set := a.environ["GOGC"]; !set {
 				debug.SetGCPercent(serveGCPercent)

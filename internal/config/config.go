@@ -115,6 +115,14 @@ type Config struct {
 	LogLevel string `yaml:"log_level" env:"DOPPEL_LOG_LEVEL"`
 	// The log format: json, or text for a terminal.
 	LogFormat string `yaml:"log_format" env:"DOPPEL_LOG_FORMAT"`
+	// LogPseudonymize writes every userId in a log line as its pseudonym, the keyed hash under
+	// `DOPPEL_PSEUDONYM_KEY` ("p_" and 24 hex characters): the lines about one person can still be
+	// followed, but not traced back to them without the key.
+	LogPseudonymize bool `yaml:"log_pseudonymize" env:"DOPPEL_LOG_PSEUDONYMIZE"`
+	// PseudonymKey is the secret of the keyed hash (HMAC-SHA-256) that pseudonymizes userIds, at
+	// least 32 characters (`openssl rand -hex 32`). Unset, each process draws a random one and warns:
+	// its pseudonyms then differ between instances and restarts.
+	PseudonymKey string `yaml:"pseudonym_key" env:"DOPPEL_PSEUDONYM_KEY" secret:"true"`
 	// The bound on a graceful stop.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" env:"DOPPEL_SHUTDOWN_TIMEOUT"`
 
@@ -236,6 +244,7 @@ func Default() Config {
 		AdminAddr:             "127.0.0.1:9090",
 		ReplayMaxChecks:       1000,
 		ReplayDailyLimit:      10000,
+		LogPseudonymize:       true,
 		AuthFailuresPerMinute: 10,
 		CallbackTokenInQuery:  true,
 		CallbackTimeout:       10 * time.Second,
@@ -348,6 +357,9 @@ func (c Config) Validate() error {
 	}
 	if c.ReplayMaxChecks < 1 {
 		bad("DOPPEL_REPLAY_MAX_CHECKS must be at least 1, got %d", c.ReplayMaxChecks)
+	}
+	if c.PseudonymKey != "" && len(c.PseudonymKey) < 32 {
+		bad("DOPPEL_PSEUDONYM_KEY must be at least 32 characters, e.g. the output of `openssl rand -hex 32`")
 	}
 	if c.ReplayDailyLimit < 0 {
 		bad("DOPPEL_REPLAY_DAILY_LIMIT must be 0 (no daily bound) or more, got %d", c.ReplayDailyLimit)

@@ -236,7 +236,7 @@ func (p *Handler) detect(ctx context.Context, d *Delivery) error {
 	p.cfg.Metrics.Outcome(string(res.Outcome))
 	if len(res.UnusableUserIDs) > 0 {
 		p.log.Warn("face search named ids that are not valid userIds: neither stored nor linked",
-			"signature_id", ev.SignatureID, "count", len(res.UnusableUserIDs), "first", clip.Bytes(res.UnusableUserIDs[0], 64))
+			"signature_id", ev.SignatureID, "count", len(res.UnusableUserIDs), "first_user_id", clip.Bytes(res.UnusableUserIDs[0], 64))
 	}
 	if p.log.Enabled(ctx, slog.LevelInfo) {
 		p.log.Info("check stored", "signature_id", ev.SignatureID, "partition", msg.Partition, "offset", msg.Offset,
