@@ -143,6 +143,9 @@ log "running schemathesis $VERSION against $BASE/openapi.json for at most ${MAX_
 # shellcheck disable=SC2086
 # From .local/schemathesis, so schemathesis's own cache (.schemathesis/) stays out of the tree.
 cd "$WORK"
+# The hooks leave out generated cases holding a format character beyond the BMP, which the server
+# refuses and the OpenAPI patterns cannot name (see the file).
+SCHEMATHESIS_HOOKS="$ROOT/scripts/schemathesis_hooks.py" \
 ST_API_KEY="$API_KEY" ST_CALLBACK_TOKEN="$CALLBACK_TOKEN" timeout --kill-after=30 "$((MAX_TIME + 120))" \
   "$VENV/bin/st" --config-file "$WORK/schemathesis.toml" run "$BASE/openapi.json" \
   --checks all --max-time "$MAX_TIME" --workers 1 --request-timeout 30 \
