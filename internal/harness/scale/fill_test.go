@@ -62,6 +62,9 @@ func TestTheGeneratorWritesWhatThePipelineWrites(t *testing.T) {
 	require.NoError(t, generated.QueryRow(ctx, `SELECT count(*), max(size) FROM rings`).Scan(&rings, &bigRing))
 	require.NoError(t, generated.QueryRow(ctx, `SELECT count(*) FROM check_overflow`).Scan(&overflows))
 	require.NoError(t, generated.QueryRow(ctx, `SELECT count(*) FROM alerts WHERE severity = 'high'`).Scan(&high))
+	var unpublished int
+	require.NoError(t, generated.QueryRow(ctx, `SELECT count(*) FROM alerts WHERE published_at IS NULL`).Scan(&unpublished))
+	require.Zero(t, unpublished, "the relay has published a year's alerts")
 	require.Greater(t, rings, 20)
 	require.Equal(t, p.FarmSizes[len(p.FarmSizes)-1], bigRing)
 	require.Positive(t, high)
