@@ -1,8 +1,9 @@
 // Command doppel-scale is the scale scenario of `make bench-scale` (issue 23): it fills a fresh
 // database with a year of production-shaped data through the store's own write path
 // (internal/harness/scale), starts `bin/doppel serve` on it, times every read route of the API and
-// every console page (p50, p95, max, warm cache), reads the size of every table, and writes the
-// table between the scale markers of docs/performance.md.
+// every console page (p50, p95, max, warm cache), reads the size of every table, drains a backlog of
+// events through doppel serve and advance-sim on a fresh database and on the filled one (the hot
+// path), and writes the tables between the scale markers of docs/performance.md.
 //
 // DOPPEL_DATABASE_URL and DOPPEL_KAFKA_BROKERS (from .local/env, which scripts/with-infra.sh
 // exports) say where PostgreSQL and Kafka are. Run `doppel-scale -h` for the knobs.
@@ -58,6 +59,7 @@ type options struct {
 	binDir   string
 	logDir   string
 	reuse    bool
+	hot      int
 }
 
 // apiKey is the run's own key: doppel runs on loopback for this run only, so it is no secret.
@@ -76,6 +78,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.StringVar(&o.binDir, "bin", "bin", "folder holding the doppel binary")
 	fs.StringVar(&o.logDir, "out", "bench-results", "folder for doppel's log")
 	fs.BoolVar(&o.reuse, "reuse", false, "measure the database as the last run of this size left it, without filling it again")
+	fs.IntVar(&o.hot, "hot-events", 30_000, "events of the hot-path drain on a fresh database and on the filled one, after the reads (0: none)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -83,13 +86,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	if err := runenv.CheckBinaries(o.binDir, "scripts/bench-scale.sh", "doppel"); err != nil {
+	if err := runenv.CheckBinaries(o.binDir, "scripts/bench-scale.sh", "doppel", "advance-sim"); err != nil {
 		return err
 	}
 	logf := func(format string, a ...any) {
 		fmt.Fprintf(stderr, "%s "+format+"\n", append([]any{time.Now().UTC().Format("15:04:05")}, a...)...)
 	}
-	began := time.Now()
+	began, built := time.Now(), commit() // the tree as the binary was built, before any edit during the run
 	shape := scale.DefaultShape(o.size, time.Now().UTC().Truncate(24*time.Hour))
 	pop := scale.NewPopulation(shape)
 
@@ -138,8 +141,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	rep := scale.Report{Shape: shape, Population: pop, Filled: filled, MeasureTook: time.Since(measureStart), Counts: counts,
-		Timings: timings, Sizes: sizes, Requests: o.requests, Budget: o.budget, At: time.Now(), Commit: commit()}
+	measureTook := time.Since(measureStart)
+	var hot []scale.HotPath
+	if o.hot > 0 {
+		if hot, err = hotPath(ctx, o, baseURL, dbURL, brokers, pool, logf); err != nil {
+			return err
+		}
+	}
+	rep := scale.Report{Shape: shape, Population: pop, Filled: filled, MeasureTook: measureTook, Counts: counts,
+		Timings: timings, Sizes: sizes, Requests: o.requests, Budget: o.budget, At: time.Now(), Commit: built, HotPath: hot}
 	md := rep.Markdown()
 	fmt.Fprint(stdout, md)
 	if o.docs != "" {
@@ -213,6 +223,38 @@ func measure(ctx context.Context, o options, dbURL string, brokers []string, poo
 		logf("  %-45s n=%-3d p50 %8.1f ms  p95 %8.1f ms  max %8.1f ms", t.Name, tm.N,
 			float64(tm.P50.Microseconds())/1000, float64(tm.P95.Microseconds())/1000, float64(tm.Max.Microseconds())/1000)
 		out = append(out, tm)
+	}
+	return out, nil
+}
+
+// hotPath drains the same size of backlog on a fresh database, then on the filled one.
+func hotPath(ctx context.Context, o options, baseURL, dbURL string, brokers []string, pool *pgxpool.Pool,
+	logf func(string, ...any)) ([]scale.HotPath, error) {
+	cfg := scale.HotPathConfig{DoppelBin: filepath.Join(o.binDir, "doppel"), SimulatorBin: filepath.Join(o.binDir, "advance-sim"),
+		LogDir: o.logDir, Brokers: brokers, Events: o.hot, Workers: 512, Timeout: 5 * time.Minute}
+	freshURL, err := database(ctx, baseURL, o.database+"_fresh", false)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = runenv.DropDatabase(context.WithoutCancel(ctx), baseURL, o.database+"_fresh") }()
+	freshPool, err := postgres.Connect(ctx, freshURL, 2)
+	if err != nil {
+		return nil, err
+	}
+	defer freshPool.Close()
+	stamp := time.Now().Unix()
+	var out []scale.HotPath
+	for _, run := range []struct {
+		name string
+		url  string
+		pool *pgxpool.Pool
+	}{{fmt.Sprintf("hot-fresh-%d", stamp), freshURL, freshPool}, {fmt.Sprintf("hot-scale-%d", stamp), dbURL, pool}} {
+		h, err := scale.DrainBacklog(ctx, cfg, run.url, run.pool, run.name)
+		if err != nil {
+			return nil, err
+		}
+		logf("  hot path %s: %d events in %s, %.0f events/s", run.name, h.Events, h.Took.Round(10*time.Millisecond), h.EventsPerSec)
+		out = append(out, h)
 	}
 	return out, nil
 }

@@ -27,8 +27,10 @@ type Report struct {
 	// slow one stops early.
 	Requests int
 	Budget   time.Duration
-	At       time.Time
-	Commit   string
+	// HotPath is the drain on a fresh database then on this one (empty: not measured).
+	HotPath []HotPath
+	At      time.Time
+	Commit  string
 }
 
 // Markdown renders the report as the block docs/performance.md holds.
@@ -76,7 +78,19 @@ func (r Report) Markdown() string {
 			mb(s.TotalBytes), thousands(s.TotalBytes/int64(max(1, r.Shape.Checks))))
 	}
 	w("| all | | %s | %s | %s | %s |\n", mb(tables), mb(indexes), mb(total), thousands(total/int64(max(1, r.Shape.Checks))))
-	w("\nNot measured yet: the hot path (events/s) against this database and a fresh one (issue 23, TODO).\n")
+	if len(r.HotPath) == 2 && r.HotPath[0].EventsPerSec > 0 {
+		f, g := r.HotPath[0], r.HotPath[1]
+		w("\nThe hot path, after the reads: a backlog of %s events of new users (10 %% in rings) drained by `doppel serve` "+
+			"(512 workers, zero-latency advance-sim), from the first check stored to the last, on a fresh database and "+
+			"on this one. One run each on a shared machine: a sample, not a distribution.\n\n", thousands(int64(f.Events)))
+		w("| database | events/s | drain | ratio to fresh (target ≥ 0.90) |\n|---|---|---|---|\n")
+		w("| fresh | %s | %s | 1.00 |\n", thousands(int64(f.EventsPerSec)), f.Took.Round(10*time.Millisecond))
+		w("| %s checks | %s | %s | %.2f |\n", thousands(int64(r.Shape.Checks)), thousands(int64(g.EventsPerSec)),
+			g.Took.Round(10*time.Millisecond), g.EventsPerSec/f.EventsPerSec)
+		w("\nNot measured yet: PostgreSQL CPU per event in the two drains (issue 23's second hot-path target).\n")
+	} else {
+		w("\nNot measured in this run: the hot path (events/s) against this database and a fresh one (`-hot-events`).\n")
+	}
 	return b.String()
 }
 
