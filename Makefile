@@ -55,7 +55,7 @@ bench: build ## throughput, latency and memory benchmark on the real servers; wr
 # is SIZE=10000000.
 SIZE ?= 200000
 
-bench-scale: ## fill a database with SIZE checks of a year's shape, time every read route and console page; writes docs/performance.md's scale block
+bench-scale: ## fill a database with SIZE checks of a year's shape, time every read route and console page and the hot path; writes docs/performance.md's scale block
 	bash scripts/bench-scale.sh -size $(SIZE)
 
 soak: build ## long fault soak (kill -9, restarts, vendor errors) ending with a ledger; not part of test
