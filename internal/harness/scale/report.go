@@ -56,6 +56,9 @@ func (r Report) Markdown() string {
 		if t.Cut {
 			n += " (*cut*)"
 		}
+		if t.TimedOut {
+			n += fmt.Sprintf(" (*timed out at %s*)", t.Max)
+		}
 		met := "✔"
 		if t.P50 > 20*time.Millisecond || t.P95 > 100*time.Millisecond {
 			met = "**missed**"

@@ -1,6 +1,9 @@
 package scale
 
 import (
+	"context"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -42,4 +45,34 @@ func TestQuantileIsNearestRank(t *testing.T) {
 	require.Equal(t, 10*time.Millisecond, quantile(d, 0.50))
 	require.Equal(t, 19*time.Millisecond, quantile(d, 0.95))
 	require.Equal(t, 3*time.Millisecond, quantile(d[:3], 0.95))
+}
+
+// A read slower than the client's timeout is recorded as timed out, with the timeout as its time,
+// and the run goes on; a slow warm-up is the only warm-up, and a slow read stops after 3 requests.
+func TestASlowReadIsCutAndATimeoutRecorded(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d, _ := time.ParseDuration(r.URL.Query().Get("sleep"))
+		time.Sleep(d)
+	}))
+	t.Cleanup(srv.Close)
+	c := &Client{base: srv.URL, api: &http.Client{Timeout: 300 * time.Millisecond}}
+
+	tm, err := c.Time(ctx, Target{Name: "too slow", Path: "/?sleep=1s"}, 2, 20, time.Second)
+	require.NoError(t, err)
+	require.True(t, tm.TimedOut)
+	require.Equal(t, 1, tm.N)
+	require.Equal(t, 300*time.Millisecond, tm.Max)
+
+	tm, err = c.Time(ctx, Target{Name: "slow", Path: "/?sleep=60ms"}, 2, 20, 50*time.Millisecond)
+	require.NoError(t, err)
+	require.True(t, tm.Cut)
+	require.Equal(t, 3, tm.N)
+	require.GreaterOrEqual(t, tm.P50, 60*time.Millisecond)
+
+	tm, err = c.Time(ctx, Target{Name: "fast", Path: "/"}, 2, 20, time.Second)
+	require.NoError(t, err)
+	require.False(t, tm.Cut || tm.TimedOut)
+	require.Equal(t, 20, tm.N)
 }
