@@ -4,7 +4,7 @@ SHELL := /bin/bash
 GO    ?= go
 BIN   := bin
 
-.PHONY: help build test test-go fuzz schemathesis demo dev chromium bench soak lint fmt docs infra-up infra-down infra-status clean
+.PHONY: help build test test-go fuzz schemathesis demo dev chromium bench bench-scale soak lint fmt docs infra-up infra-down infra-status clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -50,6 +50,13 @@ dev: build ## the demo left running: prints the console URL, an API key and the 
 
 bench: build ## throughput, latency and memory benchmark on the real servers; writes docs/benchmarks.md
 	bash scripts/bench.sh
+
+# SIZE is how many checks bench-scale generates: the default runs in a few minutes; issue 23's target
+# is SIZE=10000000.
+SIZE ?= 200000
+
+bench-scale: ## fill a database with SIZE checks of a year's shape, time every read route and console page and the hot path; writes docs/performance.md's scale block
+	bash scripts/bench-scale.sh -size $(SIZE)
 
 soak: build ## long fault soak (kill -9, restarts, vendor errors) ending with a ledger; not part of test
 	bash scripts/soak.sh
