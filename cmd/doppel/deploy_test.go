@@ -101,9 +101,9 @@ func TestComposeHealthchecksProbeWhatTheImagesServe(t *testing.T) {
 	}
 }
 
-// hostOnly are the commands that drive the host's processes (benchmark, soak) and are not shipped
+// hostOnly are the commands that drive the host's processes (benchmark, soak, scale) and are not shipped
 // in an image.
-var hostOnly = []string{"doppel-bench", "doppel-soak"}
+var hostOnly = []string{"doppel-bench", "doppel-soak", "doppel-scale"}
 
 func TestTheDockerfileBuildsTheCommandsThatExist(t *testing.T) {
 	t.Parallel()
