@@ -146,7 +146,7 @@ func (s *Server) handleReplay(c echo.Context) error {
 	}
 	if s.cfg.ReplayDailyLimit > 0 {
 		// Skipped re-runs and those never started were not billed; failed ones may have been.
-		unbilled := summary.Skipped + len(sigs) - summary.Replayed - summary.Skipped - summary.Failed
+		unbilled := len(sigs) - summary.Replayed - summary.Failed
 		if err := st.ReleaseReplays(context.WithoutCancel(ctx), keyName(c), unbilled); err != nil {
 			s.log.Warn("replay quota not released", "key", keyName(c), "error", err)
 		}
