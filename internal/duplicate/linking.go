@@ -43,7 +43,10 @@ func (p PairState) Cleared() bool { return p.Latest.SuppressesAlerts() }
 type LinkWrite struct {
 	PairKey
 	// New is true when the pair was not linked before the batch.
-	New              bool
+	New bool
+	// Live is true when no review has cleared the pair: a live link holds its two accounts in one
+	// ring, and the ring's summary counts it (a cleared one is kept as a record of the match).
+	Live             bool
 	FirstSeenAt      time.Time
 	LastSeenAt       time.Time
 	Seen             int
@@ -172,7 +175,7 @@ func PlanLinks(checks []Check, pairs map[PairKey]PairState) LinkPlan {
 			}
 			st := pairs[k]
 			at[k] = len(links)
-			links = append(links, LinkWrite{PairKey: k, New: !st.Linked, FirstSeenAt: c.CheckedAt, LastSeenAt: c.CheckedAt, Seen: 1,
+			links = append(links, LinkWrite{PairKey: k, New: !st.Linked, Live: !st.Cleared(), FirstSeenAt: c.CheckedAt, LastSeenAt: c.CheckedAt, Seen: 1,
 				FirstSignatureID: c.SignatureID, LastSignatureID: c.SignatureID, ReachesFailedAttempt: failed,
 				Regions: regions})
 			if st.Linked {

@@ -97,7 +97,7 @@ func TestPlanLinksKeepsTheFirstAndLastSighting(t *testing.T) {
 	early, late := linkCheck("s1", "carol", "alice"), linkCheck("s2", "alice", "carol")
 	late.CheckedAt = early.CheckedAt.Add(time.Second)
 	plan := PlanLinks([]Check{early, late}, nil)
-	require.Equal(t, []LinkWrite{{PairKey: PairKey{"alice", "carol"}, New: true, FirstSeenAt: early.CheckedAt,
+	require.Equal(t, []LinkWrite{{PairKey: PairKey{"alice", "carol"}, New: true, Live: true, FirstSeenAt: early.CheckedAt,
 		LastSeenAt: late.CheckedAt, Seen: 2, FirstSignatureID: "s1", LastSignatureID: "s2", Regions: []string{DefaultRegion}}}, plan.Links)
 }
 

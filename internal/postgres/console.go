@@ -16,9 +16,9 @@ import (
 	"github.com/doppelhq/doppel/internal/duplicate"
 )
 
-// alertOpenSQL is true for an alert of alerts a that the open_alerts view lists: the one definition
-// of an alert still waiting for a review.
-const alertOpenSQL = `EXISTS (SELECT 1 FROM open_alerts o WHERE o.alert_id = a.alert_id)`
+// alertOpenSQL is true for an alert of alerts a still waiting for a review: the state stored on
+// the alert (doppel_alert_open decides it when the alert is raised and when a pair is reviewed).
+const alertOpenSQL = `a.open`
 
 func scanAlertWithStatus(row pgx.CollectableRow) (duplicate.StoredAlert, error) {
 	var open bool
@@ -63,7 +63,9 @@ func alertsSQL(q duplicate.AlertQuery) (string, []any) {
 	}
 	if q.UserID != "" {
 		p := arg(q.UserID)
-		where = append(where, fmt.Sprintf("(a.user_id = %s OR %s = ANY (a.matched_user_ids))", p, p))
+		// Two index look-ups (alerts_user_id_idx, alerts_matched_user_ids_idx), not a scan: "= ANY"
+		// cannot use the GIN index, "@>" can.
+		where = append(where, fmt.Sprintf("(a.user_id = %s OR a.matched_user_ids @> ARRAY[%s::text])", p, p))
 	}
 	sql := `SELECT ` + alertColumns + `, ` + alertOpenSQL + ` FROM alerts a`
 	if len(where) > 0 {
@@ -90,25 +92,37 @@ FROM alerts a WHERE a.alert_id = $1::uuid`, alertID)
 	return a, nil
 }
 
-// Rings returns a page of fraud rings (from the fraud_rings view) in q.Order.
+// RingListMembers bounds the members a ring of a list shows (the first by userId); the ring's own
+// page has the rest.
+const RingListMembers = 100
+
+// Rings returns a page of fraud rings in q.Order: an index scan of the ring summaries
+// (rings_size_idx, rings_last_seen_at_idx), with each ring's first RingListMembers members.
 func (s *Store) Rings(ctx context.Context, q duplicate.RingQuery) ([]duplicate.RingSummary, error) {
 	order := "r.size DESC, r.last_seen_at DESC, r.ring_id"
 	if q.Order == duplicate.RingsNewestFirst {
 		order = "r.last_seen_at DESC, r.ring_id"
 	}
 	rows, err := s.pool.Query(ctx, `
-SELECT r.ring_id, r.size, r.link_count, r.members, r.first_seen_at, r.last_seen_at,
-    (SELECT count(*)::int FROM open_alerts o WHERE o.user_id = ANY (r.members))
-FROM fraud_rings r
+SELECT r.ring_id, r.size, r.link_count,
+    ARRAY(SELECT m.user_id FROM ring_members m WHERE m.ring_key = r.ring_key ORDER BY m.user_id LIMIT $3),
+    r.first_seen_at, r.last_seen_at, r.open_alerts
+FROM rings r
 ORDER BY `+order+`
-OFFSET $1 LIMIT $2`, q.Offset, q.Limit)
+OFFSET $1 LIMIT $2`, q.Offset, q.Limit, RingListMembers)
 	if err != nil {
 		return nil, fmt.Errorf("select rings: %w", err)
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (duplicate.RingSummary, error) {
 		var r duplicate.RingSummary
-		err := row.Scan(&r.ID, &r.Size, &r.LinkCount, &r.Members, &r.FirstSeenAt, &r.LastSeenAt, &r.OpenAlerts)
-		r.FirstSeenAt, r.LastSeenAt = r.FirstSeenAt.UTC(), r.LastSeenAt.UTC()
+		var first, last *time.Time
+		err := row.Scan(&r.ID, &r.Size, &r.LinkCount, &r.Members, &first, &last, &r.OpenAlerts)
+		if first != nil {
+			r.FirstSeenAt = first.UTC()
+		}
+		if last != nil {
+			r.LastSeenAt = last.UTC()
+		}
 		return r, err
 	})
 	if err != nil {
@@ -122,7 +136,7 @@ OFFSET $1 LIMIT $2`, q.Offset, q.Limit)
 func ringRoot(ctx context.Context, q querier, ringID string) (string, error) {
 	var root string
 	err := q.QueryRow(ctx, `
-SELECT smallest_user_id FROM rings WHERE doppel_ring_id(smallest_user_id) = $1 LIMIT 1`, ringID).Scan(&root)
+SELECT smallest_user_id FROM rings WHERE ring_id = $1`, ringID).Scan(&root)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", unknownRing(ringID)
 	}
@@ -296,7 +310,7 @@ func (s *Store) Overview(ctx context.Context, now time.Time) (duplicate.Overview
 SELECT
     (SELECT count(*)::int FROM idv_checks WHERE checked_at >= $1),
     (SELECT count(*)::int FROM duplicate_links WHERE first_seen_at >= $1),
-    (SELECT count(*)::int FROM open_alerts),
+    (SELECT count(*)::int FROM alerts WHERE open),
     (SELECT count(*)::int FROM idv_checks WHERE outcome IN ('duplicates_found', 'no_duplicates') AND checked_at >= $1)
       + (SELECT count(*)::int FROM idv_checks WHERE replayed_at >= $1),
     (SELECT count(*)::int FROM idv_checks WHERE outcome IN ('duplicates_found', 'no_duplicates') AND checked_at >= $2)

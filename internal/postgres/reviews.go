@@ -80,6 +80,10 @@ RETURNING review_id, reviewed_at,
 		return fmt.Errorf("insert review: %w", err)
 	}
 	r.ReviewedAt = r.ReviewedAt.UTC()
+	// An overflow account's pair has no link but its alert lists it: close alerts either way.
+	if err := closeReviewedAlerts(ctx, tx, pair); err != nil {
+		return err
+	}
 	if !r.Linked {
 		return nil
 	}

@@ -156,6 +156,10 @@ func queueRingChanges(b *pgx.Batch, changes duplicate.RingChanges) {
 		}
 		b.Queue(upsertRingsSQL, keys, smallest, sizes)
 	}
+	if len(changes.Moved) > 0 {
+		from, to := splitMap(changes.Moved)
+		b.Queue(absorbRingsSQL, from, to)
+	}
 	if len(changes.Retired) > 0 {
 		b.Queue(retireRingsSQL, changes.Retired)
 	}
@@ -185,9 +189,10 @@ func latestDecision(ctx context.Context, tx pgx.Tx, pair duplicate.PairKey) (dup
 	return states[pair].Latest, nil
 }
 
-// reringAfterReview keeps the ring index true after a review of a linked pair changed whether the
-// pair is cleared: clearing it may split its ring in two, un-clearing it (confirmed_fraud after
-// false_positive) joins the two rings. The caller holds the ring-index lock and has stored the review.
+// reringAfterReview keeps the ring index and its summaries true after a review of a linked pair
+// changed whether the pair is cleared: clearing it may split its ring in two, un-clearing it
+// (confirmed_fraud after false_positive) joins the two rings. The caller holds the ring-index lock
+// and has stored the review.
 func reringAfterReview(ctx context.Context, tx pgx.Tx, pair duplicate.PairKey, before, after duplicate.Decision) error {
 	switch duplicate.EffectOfReview(before, after) {
 	case duplicate.ReviewJoinsRings:
@@ -195,7 +200,10 @@ func reringAfterReview(ctx context.Context, tx pgx.Tx, pair duplicate.PairKey, b
 		if err != nil {
 			return err
 		}
-		return writeRingChanges(ctx, tx, duplicate.JoinPair(current, pair))
+		if err := writeRingChanges(ctx, tx, duplicate.JoinPair(current, pair)); err != nil {
+			return err
+		}
+		return countPairLink(ctx, tx, pair, 1)
 	case duplicate.ReviewMaySplitRing:
 		return splitRing(ctx, tx, pair)
 	}
@@ -238,6 +246,10 @@ func splitRing(ctx context.Context, tx pgx.Tx, pair duplicate.PairKey) error {
 	if !ok || current[pair.High].Key != ring.Key {
 		return nil // not in one ring: nothing to split
 	}
+	old, err := uncountClearedLink(ctx, tx, pair, ring.Key)
+	if err != nil {
+		return err
+	}
 	type side struct {
 		seen     map[string]bool
 		frontier []string
@@ -263,7 +275,11 @@ func splitRing(ctx context.Context, tx pgx.Tx, pair duplicate.PairKey) error {
 		grow.frontier = grow.frontier[:0]
 		for _, u := range next {
 			if other.seen[u] {
-				return nil // still one ring
+				// Still one ring: its summary lost the link; a recount if it held an extreme sighting.
+				if old.recount {
+					return refreshRingSummaries(ctx, tx, []string{ring.Key})
+				}
+				return nil
 			}
 			if !grow.seen[u] {
 				grow.seen[u] = true
@@ -275,20 +291,25 @@ func splitRing(ctx context.Context, tx pgx.Tx, pair duplicate.PairKey) error {
 			for u := range grow.seen {
 				part = append(part, u)
 			}
-			return writeSplit(ctx, tx, ring, part)
+			partKey, restKey, err := writeSplit(ctx, tx, ring, part)
+			if err != nil {
+				return err
+			}
+			return summarizeSplit(ctx, tx, old, partKey, restKey)
 		}
 	}
 }
 
 // writeSplit moves part (a whole component) out of ring. The part holding the ring's key keeps it;
-// the other takes its smallest member as key. A part of one account leaves the index.
-func writeSplit(ctx context.Context, tx pgx.Tx, ring duplicate.RingState, part []string) error {
+// the other takes its smallest member as key. A part of one account leaves the index. It returns
+// the keys of the part and of the rest, "" for a side that is no ring.
+func writeSplit(ctx context.Context, tx pgx.Tx, ring duplicate.RingState, part []string) (partKey, restKey string, err error) {
 	slices.Sort(part)
 	var restSmallest string
-	err := tx.QueryRow(ctx, `SELECT min(user_id) FROM ring_members WHERE ring_key = $1 AND user_id <> ALL ($2::text[])`,
+	err = tx.QueryRow(ctx, `SELECT min(user_id) FROM ring_members WHERE ring_key = $1 AND user_id <> ALL ($2::text[])`,
 		ring.Key, part).Scan(&restSmallest)
 	if err != nil {
-		return fmt.Errorf("split ring: %w", err)
+		return "", "", fmt.Errorf("split ring: %w", err)
 	}
 	restSize := ring.Size - len(part)
 	moved, movedKey := part, part[0]
@@ -299,6 +320,16 @@ func writeSplit(ctx context.Context, tx pgx.Tx, ring duplicate.RingState, part [
 		kept = duplicate.RingState{Key: ring.Key, Smallest: part[0], Size: len(part)}
 		newRing = duplicate.RingState{Key: restSmallest, Smallest: restSmallest, Size: restSize}
 		moved, movedKey = nil, restSmallest
+	}
+	partKey, restKey = newRing.Key, kept.Key
+	if moved == nil {
+		partKey, restKey = kept.Key, newRing.Key
+	}
+	if len(part) < 2 {
+		partKey = ""
+	}
+	if restSize < 2 {
+		restKey = ""
 	}
 	b := &pgx.Batch{}
 	if moved != nil {
@@ -318,9 +349,9 @@ ON CONFLICT (ring_key) DO UPDATE SET smallest_user_id = EXCLUDED.smallest_user_i
 		b.Queue(`DELETE FROM ring_members WHERE ring_key = $1`, r.Key)
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("split ring: %w", err)
+		return "", "", fmt.Errorf("split ring: %w", err)
 	}
-	return nil
+	return partKey, restKey, nil
 }
 
 // readKnownUser runs fn in one read-only snapshot once userID is known to have a check: an unknown

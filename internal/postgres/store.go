@@ -216,6 +216,7 @@ func (d linkDecision) queueWrites(b *pgx.Batch, withNewLinks bool) {
 	queueSeenAgain(b, d.Plan.Links)
 	queueRingChanges(b, d.Changes)
 	queueAlerts(b, d.Alerts)
+	queueSummaryDeltas(b, d.Plan.Links, d.Alerts)
 	if len(d.Overflows) > 0 {
 		sigs, ids := make([]string, len(d.Overflows)), make([]string, len(d.Overflows))
 		for i, o := range d.Overflows {
@@ -576,9 +577,9 @@ func queueSeenAgain(b *pgx.Batch, links []duplicate.LinkWrite) {
 
 const insertAlertsSQL = `
 INSERT INTO alerts (alert_id, signature_id, user_id, matched_user_ids, new_matched_user_ids, matched_count,
-    new_matched_count, vendor_transaction_id, detected_at, ring_id, ring_size, severity, matched_failed_user_ids, region)
+    new_matched_count, vendor_transaction_id, detected_at, ring_id, ring_size, severity, matched_failed_user_ids, region, open)
 SELECT u.id::uuid, u.sig, u.uid, u.mat::text[], u.fresh::text[], u.nmat, u.nfresh, NULLIF(u.tx, ''), u.at,
-    NULLIF(u.ring, ''), u.size, u.severity, u.failed::text[], u.region
+    NULLIF(u.ring, ''), u.size, u.severity, u.failed::text[], u.region, doppel_alert_open(u.uid, u.fresh::text[])
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::int[], $8::text[],
     $9::timestamptz[], $10::text[], $11::int[], $12::text[], $13::text[], $14::text[])
     AS u(id, sig, uid, mat, fresh, nmat, nfresh, tx, at, ring, size, severity, failed, region)`

@@ -81,7 +81,7 @@ func ensureTopics(ctx context.Context, cfg config.Config, multiRegion bool, log 
 
 // Run starts the pipeline and the HTTP server and blocks until ctx is cancelled or a part fails.
 func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
-	pool, store, err := OpenStore(ctx, cfg, cfg.DatabaseMaxConns)
+	pool, store, err := OpenStore(ctx, cfg, cfg.DatabaseMaxConns, postgres.ReadPlans)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,1 @@
+DROP INDEX CONCURRENTLY IF EXISTS alerts_open_detected_at_idx

@@ -1,0 +1,1 @@
+DROP INDEX CONCURRENTLY IF EXISTS alerts_matched_user_ids_idx

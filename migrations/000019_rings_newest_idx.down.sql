@@ -1,0 +1,1 @@
+DROP INDEX CONCURRENTLY IF EXISTS rings_last_seen_at_idx

@@ -1,0 +1,1 @@
+DROP INDEX CONCURRENTLY IF EXISTS rings_ring_id_idx

@@ -1,0 +1,1 @@
+DROP INDEX CONCURRENTLY IF EXISTS ring_members_ring_key_user_id_idx
