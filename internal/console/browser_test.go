@@ -242,7 +242,13 @@ func TestAFaceFarmOfAThousandAccountsStaysUsable(t *testing.T) {
 	require.Equal(t, strconv.Itoa(accounts), text(t, ctx, `[data-testid="ring-size"]`))
 	require.LessOrEqual(t, count(t, ctx, "svg.graph .node"), 60, "the drawing summarises")
 	require.Contains(t, text(t, ctx, `[data-testid="graph-summary"]`), "of 1000")
-	require.Equal(t, 50, count(t, ctx, "tr[data-pair]"), "the table pages")
+	// Past duplicate.MaxRingPageMembers the page shows the focused account's pairs, never the
+	// ring's 2,994 links: farm-0500 is linked to the three before it and the three after it.
+	require.Equal(t, 6, count(t, ctx, "tr[data-pair]"), "the table holds the focused account's pairs")
+	require.Equal(t, "2994", text(t, ctx, `[data-testid="ring-links"]`), "the ring's totals, not the page's")
+	// Each pair opens its other account's pairs.
+	step(t, ctx, chromedp.Click(`a[data-refocus][href$="user=farm-0503"]`, chromedp.NodeVisible), chromedp.WaitVisible(chromedp.CSS("svg.graph")))
+	require.Contains(t, text(t, ctx, `[data-testid="neighbourhood"]`), "farm-0503")
 	screenshot(t, ctx, "11-face-farm")
 	viewportScreenshot(t, ctx, "11b-face-farm-window")
 }

@@ -23,7 +23,7 @@ import (
 type Store interface {
 	Alerts(ctx context.Context, q duplicate.AlertQuery) ([]duplicate.StoredAlert, error)
 	Alert(ctx context.Context, alertID string) (duplicate.StoredAlert, error)
-	RingDetail(ctx context.Context, ringID string) (duplicate.RingDetail, error)
+	RingDetail(ctx context.Context, ringID, focus string) (duplicate.RingDetail, error)
 	Ring(ctx context.Context, userID string) (duplicate.Ring, error)
 	// UserDuplicates lists userID's linked accounts; region "" is every region's.
 	UserDuplicates(ctx context.Context, userID, region string) ([]duplicate.LinkedAccount, error)

@@ -131,6 +131,8 @@ INSERT INTO rings (ring_key, smallest_user_id, size) VALUES ('farm-0000', 'farm-
 INSERT INTO ring_members (user_id, ring_key)
 SELECT 'farm-' || lpad(i::text, 4, '0'), 'farm-0000' FROM generate_series(0, $1 - 1) AS i`, accounts)
 	require.NoError(f.t, err)
+	_, err = f.pool.Exec(ctx, `SELECT doppel_refresh_ring_summaries(ARRAY['farm-0000'])`) // its summary, as the store keeps it
+	require.NoError(f.t, err)
 	return duplicate.RingID("farm-0000")
 }
 

@@ -328,7 +328,13 @@ func (c *Console) handleRing(w http.ResponseWriter, r *http.Request) {
 	if alert != nil {
 		focus = alert.UserID
 	}
-	detail, err := c.cfg.Store.RingDetail(r.Context(), ringID)
+	// A ring of more than duplicate.MaxRingPageMembers shows the focused account's pairs.
+	detail, err := c.cfg.Store.RingDetail(r.Context(), ringID, focus)
+	var e *duplicate.Error
+	if errors.As(err, &e) && e.Field == "userId" {
+		// The account left the ring (a review split it): show the ring without it.
+		detail, err = c.cfg.Store.RingDetail(r.Context(), ringID, "")
+	}
 	if duplicate.ErrorCode(err) == duplicate.ENOTFOUND && focus != "" {
 		// The ring grew into another one since the alert: show the ring the user is in now.
 		if now, rerr := c.cfg.Store.Ring(r.Context(), focus); rerr == nil && now.ID != ringID && now.Size > 1 {

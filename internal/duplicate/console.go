@@ -44,13 +44,21 @@ type RingPair struct {
 	Reviews []Review
 }
 
-// RingDetail is a ring with every pair's evidence and history.
+// RingDetail is a ring with every pair's evidence and history: every pair of a ring of at most
+// MaxRingPageMembers, the pairs of the Focus account in a larger one.
 type RingDetail struct {
 	ID        string
 	Size      int
 	Members   []string
 	Pairs     []RingPair
 	Truncated bool
+	// Focus is the account whose pairs Pairs holds in a ring larger than MaxRingPageMembers.
+	Focus string
+	// The ring's totals (see Ring).
+	LinkCount   int
+	FirstSeenAt time.Time
+	LastSeenAt  time.Time
+	OpenAlerts  int
 }
 
 // ReviewQuery selects a page of reviews, newest first: those with an id below Before (a cursor from

@@ -13,6 +13,15 @@ import (
 // every look-up into a page of thousands of ids. A ring cut at the bound says so (Truncated).
 const MaxRingMembers = 1000
 
+// MaxRingPageMembers is the largest ring whose page (GET /v1/rings/{ringId}, /cluster, the
+// console) shows all of its links. A larger one, a face farm of thousands, shows its totals and the
+// neighbourhood of one account (its own links in the ring, MaxNeighbourLinks of them, newest first):
+// all the links of a farm of 5,000 are hundreds of thousands, which no page can show or read in time.
+const MaxRingPageMembers = 50
+
+// MaxNeighbourLinks bounds the links of one account that a large ring's page shows.
+const MaxNeighbourLinks = 100
+
 // Ring is a fraud ring: the connected component of the duplicate-link graph that holds a user, that
 // is every account transitively linked to it, over links whose latest review is not
 // false_positive or same_person (a person said those pairs are not fraud, so they join no ring).
@@ -30,6 +39,15 @@ type Ring struct {
 	// Truncated is true when the ring has more than MaxRingMembers accounts (Members holds the
 	// first by userId; Size is still the whole ring's) or more links than a look-up returns.
 	Truncated bool
+	// Focus is the account whose neighbourhood Links holds, in a ring larger than
+	// MaxRingPageMembers; "" when Links holds every link of the ring.
+	Focus string
+	// The ring's totals, from its stored summary: live links, their first and last sightings, and
+	// the members' open alerts (zero values for a ring of one).
+	LinkCount   int
+	FirstSeenAt time.Time
+	LastSeenAt  time.Time
+	OpenAlerts  int
 }
 
 // RingID returns the ID of the ring whose smallest userId is smallest: "ring_" and the first 16 hex

@@ -26,6 +26,7 @@ var queryParams = map[string][]string{
 	"GET /v1/users/:userId/duplicates":   {"region"},
 	"GET /v1/users/:userId/cluster":      {"region"},
 	"GET /v1/rings":                      {"order", "limit", "cursor"},
+	"GET /v1/rings/:ringId":              {"userId"},
 	"GET /v1/reviews":                    {"userId", "reviewer", "since", "limit", "cursor"},
 }
 

@@ -21,7 +21,7 @@ import (
 type RingStore interface {
 	Alert(ctx context.Context, alertID string) (duplicate.StoredAlert, error)
 	Rings(ctx context.Context, q duplicate.RingQuery) ([]duplicate.RingSummary, error)
-	RingDetail(ctx context.Context, ringID string) (duplicate.RingDetail, error)
+	RingDetail(ctx context.Context, ringID, focus string) (duplicate.RingDetail, error)
 	Reviews(ctx context.Context, q duplicate.ReviewQuery) ([]duplicate.Review, error)
 }
 
@@ -159,14 +159,21 @@ type ringPairJSON struct {
 }
 
 type ringJSON struct {
-	RingID    string         `json:"ringId"`
-	Size      int            `json:"size"`
-	Members   []string       `json:"members"`
-	Links     []ringPairJSON `json:"links"`
-	Truncated bool           `json:"truncated"`
+	RingID      string         `json:"ringId"`
+	Size        int            `json:"size"`
+	LinkCount   int            `json:"linkCount"`
+	OpenAlerts  int            `json:"openAlerts"`
+	FirstSeenAt time.Time      `json:"firstSeenAt"`
+	LastSeenAt  time.Time      `json:"lastSeenAt"`
+	Members     []string       `json:"members"`
+	Focus       *string        `json:"focus"`
+	Links       []ringPairJSON `json:"links"`
+	Truncated   bool           `json:"truncated"`
 }
 
-// handleRing answers one ring with every link's evidence and review history.
+// handleRing answers one ring with its links' evidence and review history: every link of a ring
+// of at most duplicate.MaxRingPageMembers accounts, the links of ?userId= (a member; the ring's
+// smallest by default) in a larger one.
 func (s *Server) handleRing(c echo.Context) error {
 	id, err := pathParam(c, "ringId")
 	if err != nil {
@@ -175,11 +182,18 @@ func (s *Server) handleRing(c echo.Context) error {
 	if !ringIDPattern.MatchString(id) {
 		return invalid("ringId", "ringId must be ring_ and 16 lowercase hex digits")
 	}
+	focus, err := singleQuery(c, "userId")
+	if err != nil {
+		return err
+	}
+	if focus != "" && !duplicate.ValidUserID(focus) {
+		return invalidID("userId", focus, duplicate.MaxUserIDLen)
+	}
 	st, err := s.store()
 	if err != nil {
 		return err
 	}
-	ring, err := st.RingDetail(c.Request().Context(), id)
+	ring, err := st.RingDetail(c.Request().Context(), id, focus)
 	if err != nil {
 		return err
 	}
@@ -187,8 +201,12 @@ func (s *Server) handleRing(c echo.Context) error {
 }
 
 func toRing(r duplicate.RingDetail) ringJSON {
-	out := ringJSON{RingID: r.ID, Size: r.Size, Members: nonNil(r.Members), Truncated: r.Truncated,
+	out := ringJSON{RingID: r.ID, Size: r.Size, LinkCount: r.LinkCount, OpenAlerts: r.OpenAlerts,
+		FirstSeenAt: r.FirstSeenAt, LastSeenAt: r.LastSeenAt, Members: nonNil(r.Members), Truncated: r.Truncated,
 		Links: make([]ringPairJSON, len(r.Pairs))}
+	if r.Focus != "" {
+		out.Focus = &r.Focus
+	}
 	for i, p := range r.Pairs {
 		j := ringPairJSON{linkJSON: linkJSON{UserID: p.UserIDLow, DuplicateUserID: p.UserIDHigh,
 			FirstSeenAt: p.FirstSeenAt, LastSeenAt: p.LastSeenAt, SeenCount: p.SeenCount,

@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"testing"
@@ -218,4 +219,56 @@ func TestAMethodTheRouteDoesNotServeIs405WhateverItsQuery(t *testing.T) {
 	f := setup(t)
 	f.do(http.MethodPut, "/v1/alerts?cursor=x&whatever=1", readKey, nil).apiError(t, http.StatusMethodNotAllowed, "method_not_allowed")
 	f.do("TRACE", "/v1/callbacks/advance?token=x", "", nil).apiError(t, http.StatusMethodNotAllowed, "method_not_allowed")
+}
+
+// A ring of more than duplicate.MaxRingPageMembers accounts answers its totals and one member's
+// links (a face farm's page never reads all of its links): ?userId= chooses the member, the ring's
+// smallest by default; a userId that is not a member is a 404 naming it.
+func TestALargeRingAnswersItsTotalsAndOneMembersLinks(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	const accounts = duplicate.MaxRingPageMembers + 10
+	id := func(i int) string { return fmt.Sprintf("chain-%02d", i) }
+	f.seed("chain-s00", id(0))
+	for i := 1; i < accounts; i++ {
+		f.seed(fmt.Sprintf("chain-s%02d", i), id(i), id(i-1))
+	}
+	f.seed("lone-s", "lone")
+	type page struct {
+		Size      int     `json:"size"`
+		LinkCount int     `json:"linkCount"`
+		Focus     *string `json:"focus"`
+		Truncated bool    `json:"truncated"`
+		Links     []struct {
+			UserID          string   `json:"userId"`
+			DuplicateUserID string   `json:"duplicateUserId"`
+			SignatureIDs    []string `json:"signatureIds"`
+		} `json:"links"`
+	}
+	ringID := duplicate.RingID(id(0))
+	var p page
+	res := f.do(http.MethodGet, "/v1/rings/"+ringID+"?userId="+id(30), readKey, nil)
+	require.Equal(t, http.StatusOK, res.status, "%s", res.body)
+	res.json(t, &p)
+	require.Equal(t, accounts, p.Size)
+	require.Equal(t, accounts-1, p.LinkCount, "the ring's totals, not the page's")
+	require.NotNil(t, p.Focus)
+	require.Equal(t, id(30), *p.Focus)
+	require.True(t, p.Truncated)
+	require.Len(t, p.Links, 2, "chain-30's two links")
+	for _, l := range p.Links {
+		require.Contains(t, []string{l.UserID, l.DuplicateUserID}, id(30))
+		require.NotEmpty(t, l.SignatureIDs, "each link with its evidence")
+	}
+
+	res = f.do(http.MethodGet, "/v1/rings/"+ringID, readKey, nil)
+	require.Equal(t, http.StatusOK, res.status, "%s", res.body)
+	p = page{}
+	res.json(t, &p)
+	require.Equal(t, id(0), *p.Focus, "the smallest member by default")
+	require.Len(t, p.Links, 1)
+
+	res = f.do(http.MethodGet, "/v1/rings/"+ringID+"?userId=lone", readKey, nil)
+	require.Equal(t, http.StatusNotFound, res.status, "%s", res.body)
+	require.Contains(t, string(res.body), `"field":"userId"`)
 }

@@ -152,36 +152,71 @@ func unknownRing(ringID string) error {
 	return e
 }
 
-// ringByID reads the ring ringID, members and (withLinks) links, from the ring index.
-func ringByID(ctx context.Context, tx pgx.Tx, ringID string, withLinks bool) (duplicate.Ring, error) {
+// ringByID reads the ring ringID, members and the links links asks for, from the ring index.
+// focus, when set, must be a member: the account whose neighbourhood a large ring's page shows
+// (the ring's smallest member when "").
+func ringByID(ctx context.Context, tx pgx.Tx, ringID string, links ringLinks, focus string) (duplicate.Ring, error) {
 	root, err := ringRoot(ctx, tx, ringID)
 	if err != nil {
 		return duplicate.Ring{}, err
 	}
-	return ringOf(ctx, tx, root, withLinks)
+	if focus == "" {
+		focus = root
+	} else if focus != root {
+		rings, err := ringsOf(ctx, tx, []string{root, focus})
+		if err != nil {
+			return duplicate.Ring{}, err
+		}
+		if st, ok := rings[focus]; !ok || st.Key != rings[root].Key {
+			e := duplicate.Errorf(duplicate.ENOTFOUND, "userId %q is not a member of ring %s", focus, ringID)
+			e.Field = "userId"
+			return duplicate.Ring{}, e
+		}
+	}
+	return ringOf(ctx, tx, root, links, focus)
 }
 
-// RingDetail returns the ring ringID with every pair's linking verifications and review history.
-func (s *Store) RingDetail(ctx context.Context, ringID string) (duplicate.RingDetail, error) {
+// RingDetail returns the ring ringID with its pairs' linking verifications and review history:
+// every pair of a ring of at most duplicate.MaxRingPageMembers, those of focus (a member; the
+// ring's smallest when "") in a larger one.
+func (s *Store) RingDetail(ctx context.Context, ringID, focus string) (duplicate.RingDetail, error) {
 	var out duplicate.RingDetail
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
-		ring, err := ringByID(ctx, tx, ringID, true)
+		ring, err := ringByID(ctx, tx, ringID, pageLinks, focus)
 		if err != nil {
 			return err
 		}
 		out = duplicate.RingDetail{ID: ring.ID, Size: ring.Size, Members: ring.Members, Truncated: ring.Truncated,
-			Pairs: make([]duplicate.RingPair, len(ring.Links))}
+			Focus: ring.Focus, LinkCount: ring.LinkCount, FirstSeenAt: ring.FirstSeenAt, LastSeenAt: ring.LastSeenAt,
+			OpenAlerts: ring.OpenAlerts, Pairs: make([]duplicate.RingPair, len(ring.Links))}
 		index := make(map[[2]string]int, len(ring.Links))
 		for i, l := range ring.Links {
 			out.Pairs[i] = duplicate.RingPair{Link: l}
 			index[[2]string{l.UserIDLow, l.UserIDHigh}] = i
 		}
-		if err := addPairEvidence(ctx, tx, ring.Members, out.Pairs, index); err != nil {
+		// The pairs' accounts: the members, or in a neighbourhood the focus and its neighbours.
+		users := ring.Members
+		if ring.Focus != "" {
+			users = pairUsers(pairKeys(ring.Links))
+		}
+		if len(users) == 0 {
+			return nil
+		}
+		if err := addPairEvidence(ctx, tx, users, out.Pairs, index); err != nil {
 			return err
 		}
-		return addPairHistory(ctx, tx, ring.Members, out.Pairs, index)
+		return addPairHistory(ctx, tx, users, out.Pairs, index)
 	})
 	return out, err
+}
+
+// pairKeys returns the links' pairs.
+func pairKeys(links []duplicate.Link) []duplicate.PairKey {
+	out := make([]duplicate.PairKey, len(links))
+	for i, l := range links {
+		out[i] = duplicate.PairKey{Low: l.UserIDLow, High: l.UserIDHigh}
+	}
+	return out
 }
 
 // addPairEvidence adds to each pair the checks of ring members that matched the other member.
@@ -245,7 +280,7 @@ func (s *Store) DecideRing(ctx context.Context, ringID string, decision duplicat
 		if err := lockRingIndex(ctx, tx); err != nil {
 			return err
 		}
-		ring, err := ringByID(ctx, tx, ringID, true)
+		ring, err := ringByID(ctx, tx, ringID, allLinks, "")
 		if err != nil {
 			return err
 		}

@@ -15,21 +15,35 @@ import (
 const MaxRingLinks = 5000
 
 // Ring returns the fraud ring of userID with its links, from the ring index: its true size, and its
-// members (the first duplicate.MaxRingMembers by userId) and the links between them. An unknown
-// user is a duplicate.ENOTFOUND error; a known user in no ring is a ring of one.
+// members (the first duplicate.MaxRingMembers by userId) and the links between them, or in a ring
+// larger than duplicate.MaxRingPageMembers the links of userID. An unknown user is a
+// duplicate.ENOTFOUND error; a known user in no ring is a ring of one.
 func (s *Store) Ring(ctx context.Context, userID string) (duplicate.Ring, error) {
 	var ring duplicate.Ring
 	err := s.readKnownUser(ctx, userID, func(tx pgx.Tx) error {
 		var err error
-		ring, err = ringOf(ctx, tx, userID, true)
+		ring, err = ringOf(ctx, tx, userID, pageLinks, userID)
 		return err
 	})
 	return ring, err
 }
 
+// ringLinks says which links a ring read returns.
+type ringLinks int
+
+const (
+	// noLinks: the members only.
+	noLinks ringLinks = iota
+	// allLinks: every link between the listed members (a decision about the whole ring).
+	allLinks
+	// pageLinks: every link of a ring of at most duplicate.MaxRingPageMembers, the focus account's
+	// neighbourhood in a larger one.
+	pageLinks
+)
+
 // ringOf reads userID's ring from the ring index: two index look-ups and the member list, whatever
-// the ring's size or number of links. With withLinks it adds the links between the listed members.
-func ringOf(ctx context.Context, q querier, userID string, withLinks bool) (duplicate.Ring, error) {
+// the ring's size, then the links links asks for (focus names the account of a neighbourhood).
+func ringOf(ctx context.Context, q querier, userID string, links ringLinks, focus string) (duplicate.Ring, error) {
 	current, err := ringsOf(ctx, q, []string{userID})
 	if err != nil {
 		return duplicate.Ring{}, err
@@ -50,26 +64,77 @@ func ringOf(ctx context.Context, q querier, userID string, withLinks bool) (dupl
 			return duplicate.Ring{}, fmt.Errorf("select ring members: %w", err)
 		}
 		ring.Truncated = ring.Size > len(ring.Members)
+		var first, last *time.Time
+		err = q.QueryRow(ctx, `SELECT link_count, first_seen_at, last_seen_at, open_alerts FROM rings WHERE ring_key = $1`,
+			st.Key).Scan(&ring.LinkCount, &first, &last, &ring.OpenAlerts)
+		if err != nil {
+			return duplicate.Ring{}, fmt.Errorf("select ring summary: %w", err)
+		}
+		if first != nil {
+			ring.FirstSeenAt = first.UTC()
+		}
+		if last != nil {
+			ring.LastSeenAt = last.UTC()
+		}
 	}
-	if !withLinks {
+	switch {
+	case links == noLinks:
+		return ring, nil
+	case links == pageLinks && ring.Size > duplicate.MaxRingPageMembers:
+		ring.Focus, ring.Truncated = focus, true
+		rows, err := q.Query(ctx, neighbourhoodSQL, focus, st.Key, duplicate.MaxNeighbourLinks)
+		if ring.Links, err = readLinks(rows, err); err != nil {
+			return duplicate.Ring{}, fmt.Errorf("select the links of %s in its ring: %w", focus, err)
+		}
 		return ring, nil
 	}
 	rows, err := q.Query(ctx, `
-SELECT l.user_id_low, l.user_id_high, l.first_seen_at, l.last_seen_at, l.seen_count, l.first_signature_id,
-    l.last_signature_id, l.regions, r.review_id, r.decision, r.note, r.reviewed_by, r.reviewed_at
+SELECT `+ringLinkColumns+`
 FROM duplicate_links l
-LEFT JOIN LATERAL (
-    SELECT review_id, decision, note, reviewed_by, reviewed_at FROM link_reviews
-    WHERE user_id_low = l.user_id_low AND user_id_high = l.user_id_high
-    ORDER BY reviewed_at DESC, review_id DESC LIMIT 1
-) r ON true
+LEFT JOIN LATERAL (`+latestReviewSQL+`) r ON true
 WHERE l.user_id_low = ANY ($1) AND l.user_id_high = ANY ($1)
 ORDER BY l.user_id_low, l.user_id_high
 LIMIT $2`, ring.Members, MaxRingLinks+1)
-	if err != nil {
+	if ring.Links, err = readLinks(rows, err); err != nil {
 		return duplicate.Ring{}, fmt.Errorf("select ring links: %w", err)
 	}
-	ring.Links, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (duplicate.Link, error) {
+	if len(ring.Links) > MaxRingLinks {
+		ring.Links = ring.Links[:MaxRingLinks]
+		ring.Truncated = true
+	}
+	return ring, nil
+}
+
+const (
+	ringLinkColumns = `l.user_id_low, l.user_id_high, l.first_seen_at, l.last_seen_at, l.seen_count, l.first_signature_id,
+    l.last_signature_id, l.regions, r.review_id, r.decision, r.note, r.reviewed_by, r.reviewed_at`
+	latestReviewSQL = `
+    SELECT review_id, decision, note, reviewed_by, reviewed_at FROM link_reviews
+    WHERE user_id_low = l.user_id_low AND user_id_high = l.user_id_high
+    ORDER BY reviewed_at DESC, review_id DESC LIMIT 1`
+)
+
+// neighbourhoodSQL returns the links of account $1 to the other members of its ring $2, newest
+// first, at most $3: two index range scans (the account as low and as high), whatever the ring's size.
+const neighbourhoodSQL = `
+SELECT ` + ringLinkColumns + `
+FROM (
+    SELECT x.* FROM duplicate_links x JOIN ring_members m ON m.user_id = x.user_id_high AND m.ring_key = $2
+    WHERE x.user_id_low = $1
+    UNION ALL
+    SELECT x.* FROM duplicate_links x JOIN ring_members m ON m.user_id = x.user_id_low AND m.ring_key = $2
+    WHERE x.user_id_high = $1
+) l
+LEFT JOIN LATERAL (` + latestReviewSQL + `) r ON true
+ORDER BY l.last_seen_at DESC, l.user_id_low, l.user_id_high
+LIMIT $3`
+
+// readLinks reads ringLinkColumns' rows.
+func readLinks(rows pgx.Rows, err error) ([]duplicate.Link, error) {
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (duplicate.Link, error) {
 		var l duplicate.Link
 		var id *int64
 		var decision, note, by *string
@@ -83,14 +148,6 @@ LIMIT $2`, ring.Members, MaxRingLinks+1)
 		}
 		return l, err
 	})
-	if err != nil {
-		return duplicate.Ring{}, fmt.Errorf("select ring links: %w", err)
-	}
-	if len(ring.Links) > MaxRingLinks {
-		ring.Links = ring.Links[:MaxRingLinks]
-		ring.Truncated = true
-	}
-	return ring, nil
 }
 
 // ringsOf returns the stored ring of each of users that is in one, keyed by userId.
