@@ -332,6 +332,43 @@ LIMIT $5`, q.UserID, q.Reviewer, q.Since, q.Before, q.Limit)
 	return out, nil
 }
 
+// overviewSQL counts the day's and month's activity, each count an index range bounded by its day
+// or month, not by the data kept: checks by idv_checks_checked_at_idx, links by the BRIN
+// duplicate_links_first_seen_at_idx, open alerts by alerts_open_detected_at_idx, and face searches
+// region by region on the partial indexes the spend guard reads (idv_checks_region_searched_idx,
+// idv_checks_region_replayed_idx), whose regions a loose index scan lists (one probe per region).
+const overviewSQL = `
+WITH RECURSIVE searched(region) AS (
+    (SELECT region FROM idv_checks WHERE outcome IN ('duplicates_found', 'no_duplicates') ORDER BY region LIMIT 1)
+    UNION ALL
+    SELECT (SELECT c.region FROM idv_checks c
+            WHERE c.outcome IN ('duplicates_found', 'no_duplicates') AND c.region > s.region ORDER BY c.region LIMIT 1)
+    FROM searched s WHERE s.region IS NOT NULL
+), replayed(region) AS (
+    (SELECT region FROM idv_checks WHERE replayed_at IS NOT NULL ORDER BY region LIMIT 1)
+    UNION ALL
+    SELECT (SELECT c.region FROM idv_checks c WHERE c.replayed_at IS NOT NULL AND c.region > s.region ORDER BY c.region LIMIT 1)
+    FROM replayed s WHERE s.region IS NOT NULL
+), searches AS (
+    SELECT
+        coalesce(sum((SELECT count(*) FROM idv_checks c WHERE c.region = s.region
+                      AND c.outcome IN ('duplicates_found', 'no_duplicates') AND c.checked_at >= $1)), 0) AS day,
+        coalesce(sum((SELECT count(*) FROM idv_checks c WHERE c.region = s.region
+                      AND c.outcome IN ('duplicates_found', 'no_duplicates') AND c.checked_at >= $2)), 0) AS month
+    FROM searched s WHERE s.region IS NOT NULL
+), replays AS (
+    SELECT
+        coalesce(sum((SELECT count(*) FROM idv_checks c WHERE c.region = s.region AND c.replayed_at >= $1)), 0) AS day,
+        coalesce(sum((SELECT count(*) FROM idv_checks c WHERE c.region = s.region AND c.replayed_at >= $2)), 0) AS month
+    FROM replayed s WHERE s.region IS NOT NULL
+)
+SELECT
+    (SELECT count(*)::int FROM idv_checks WHERE checked_at >= $1),
+    (SELECT count(*)::int FROM duplicate_links WHERE first_seen_at >= $1),
+    (SELECT count(*)::int FROM alerts WHERE open),
+    (SELECT (s.day + r.day)::int FROM searches s, replays r),
+    (SELECT (s.month + r.month)::int FROM searches s, replays r)`
+
 // Overview counts the day's and month's activity as of now. A face search is billed for each check
 // whose outcome came from one, and again for each deliberate re-run; a re-run is counted on the day
 // of its latest run (replayed_at), so a check re-run twice in one day counts once there.
@@ -341,15 +378,7 @@ func (s *Store) Overview(ctx context.Context, now time.Time) (duplicate.Overview
 	month := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
 	o := duplicate.Overview{Now: now}
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, `
-SELECT
-    (SELECT count(*)::int FROM idv_checks WHERE checked_at >= $1),
-    (SELECT count(*)::int FROM duplicate_links WHERE first_seen_at >= $1),
-    (SELECT count(*)::int FROM alerts WHERE open),
-    (SELECT count(*)::int FROM idv_checks WHERE outcome IN ('duplicates_found', 'no_duplicates') AND checked_at >= $1)
-      + (SELECT count(*)::int FROM idv_checks WHERE replayed_at >= $1),
-    (SELECT count(*)::int FROM idv_checks WHERE outcome IN ('duplicates_found', 'no_duplicates') AND checked_at >= $2)
-      + (SELECT count(*)::int FROM idv_checks WHERE replayed_at >= $2)`, day, month).Scan(
+		err := tx.QueryRow(ctx, overviewSQL, day, month).Scan(
 			&o.ChecksToday, &o.LinksFoundToday, &o.OpenAlerts, &o.FaceSearchesToday, &o.FaceSearchesMonth)
 		if err != nil {
 			return fmt.Errorf("count activity: %w", err)

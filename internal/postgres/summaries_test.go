@@ -133,3 +133,39 @@ FROM rings r, doppel_ring_summary(r.ring_key) s`)
 	require.Positive(t, rings, "the run built rings")
 	require.Positive(t, open, "the run left open alerts")
 }
+
+// The overview's counts, each read from an index bounded by its day or month: checks and links
+// of the day, open alerts, and face searches of the day and month in every region, a re-run
+// counted on the day of its latest run.
+func TestTheOverviewCountsTheDayAndTheMonth(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	now := time.Date(2026, 3, 15, 12, 0, 0, 0, time.UTC)
+	at := func(c duplicate.Check, region string, ago time.Duration) duplicate.Check {
+		c.Region, c.CheckedAt = region, now.Add(-ago)
+		return c
+	}
+	failed := at(check("s6", "frank"), "ph", time.Hour)
+	failed.Outcome = duplicate.OutcomeFailed
+	_, err := b.store.SaveChecks(b.ctx, []duplicate.Check{
+		at(check("s1", "alice"), "ph", time.Hour),
+		at(check("s2", "bob", "alice"), "ph", time.Minute),
+		at(check("s3", "carol"), "ph", 5*24*time.Hour),
+		at(check("s4", "dave"), "ph", 20*24*time.Hour), // last month
+		at(check("s5", "erin"), "th", 2*time.Hour),
+		failed,
+	})
+	require.NoError(t, err)
+	_, err = b.pool.Exec(b.ctx, `UPDATE idv_checks SET replayed_at = $1 WHERE signature_id = 's4'`, now.Add(-30*time.Minute))
+	require.NoError(t, err)
+	_, err = b.pool.Exec(b.ctx, `UPDATE idv_checks SET replayed_at = $1 WHERE signature_id = 's3'`, now.Add(-3*24*time.Hour))
+	require.NoError(t, err)
+
+	o, err := b.store.Overview(b.ctx, now)
+	require.NoError(t, err)
+	require.Equal(t, 4, o.ChecksToday, "s1, s2, s5 and the failed s6")
+	require.Equal(t, 1, o.LinksFoundToday)
+	require.Equal(t, 1, o.OpenAlerts)
+	require.Equal(t, 4, o.FaceSearchesToday, "s1, s2, s5 and s4's re-run, in both regions")
+	require.Equal(t, 6, o.FaceSearchesMonth, "s1, s2, s3, s5 and the re-runs of s3 and s4")
+}

@@ -1,0 +1,1 @@
+DROP INDEX CONCURRENTLY IF EXISTS duplicate_links_first_seen_at_idx
