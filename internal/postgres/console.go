@@ -220,13 +220,16 @@ func pairKeys(links []duplicate.Link) []duplicate.PairKey {
 }
 
 // addPairEvidence adds to each pair the checks of ring members that matched the other member.
+// Like addPairHistory it is planned for its own array (QueryExecModeExec): "= ANY" over a parameter
+// in a cached generic plan is a linear search per row (a hundred members times their matches: a
+// million comparisons), over the array itself a hash look-up.
 func addPairEvidence(ctx context.Context, tx pgx.Tx, members []string, pairs []duplicate.RingPair, index map[[2]string]int) error {
 	rows, err := tx.Query(ctx, `
 SELECT least(c.user_id, m), greatest(c.user_id, m), c.signature_id, coalesce(c.vendor_transaction_id, '')
 FROM idv_checks c
 CROSS JOIN LATERAL unnest(c.matched_user_ids) AS m
 WHERE c.user_id = ANY ($1) AND m = ANY ($1)
-ORDER BY c.checked_at, c.signature_id`, members)
+ORDER BY c.checked_at, c.signature_id`, pgx.QueryExecModeExec, members)
 	if err != nil {
 		return fmt.Errorf("select ring evidence: %w", err)
 	}
@@ -251,7 +254,7 @@ func addPairHistory(ctx context.Context, tx pgx.Tx, members []string, pairs []du
 	rows, err := tx.Query(ctx, `
 SELECT `+reviewColumns+` FROM link_reviews
 WHERE user_id_low = ANY ($1) AND user_id_high = ANY ($1)
-ORDER BY reviewed_at DESC, review_id DESC`, members)
+ORDER BY reviewed_at DESC, review_id DESC`, pgx.QueryExecModeExec, members)
 	if err != nil {
 		return fmt.Errorf("select ring reviews: %w", err)
 	}
