@@ -87,6 +87,16 @@ FROM rings r, doppel_ring_summary(r.ring_key) s`)
 	require.NoError(t, err)
 	agree("the triangle's newest link cleared")
 
+	// A larger ring absorbs a smaller one whose member is the smallest of both: the survivor takes
+	// that member as its smallest (and the ring id with it) while the absorbed row still holds it.
+	_, err = b.store.SaveChecks(b.ctx, []duplicate.Check{at(check("m1", "mb", "ma"), 1)})
+	require.NoError(t, err)
+	_, err = b.store.SaveChecks(b.ctx, []duplicate.Check{at(check("m2", "md", "mc"), 2), at(check("m3", "me", "md"), 3)})
+	require.NoError(t, err)
+	_, err = b.store.SaveChecks(b.ctx, []duplicate.Check{at(check("m4", "md", "mb"), 4)})
+	require.NoError(t, err, "the merged ring takes the absorbed ring's id")
+	agree("a ring absorbing the smallest member's ring")
+
 	sig := 0
 	for round := range 60 {
 		var batch []duplicate.Check
