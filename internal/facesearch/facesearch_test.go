@@ -34,6 +34,14 @@ func (c *scriptedClient) GetResult(context.Context, string) (*advance.Result, er
 	return &advance.Result{UserID: "u1", OverallResult: "PASS", TransactionID: "tx"}, nil
 }
 
+func (c *scriptedClient) GetEvidence(_ context.Context, sig string, _ advance.ImageType) (*advance.Evidence, error) {
+	c.calls.Add(1)
+	if e := c.err.Load(); e != nil {
+		return nil, e
+	}
+	return &advance.Evidence{SignatureID: sig, UserID: "u1", OverallResult: "PASS"}, nil
+}
+
 func (c *scriptedClient) Enroll(_ context.Context, sig string) (*advance.EnrollResult, error) {
 	c.calls.Add(1)
 	if e := c.err.Load(); e != nil {
