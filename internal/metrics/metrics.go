@@ -58,6 +58,8 @@ type Metrics struct {
 	inFlight        prometheus.Gauge
 	vendorCalls     *prometheus.CounterVec
 	vendorLatency   *prometheus.HistogramVec
+	// evidenceFetches counts the console's evidence look-ups (evidence.go).
+	evidenceFetches *prometheus.CounterVec
 	alertsPublished prometheus.Counter
 	deadLetters     *prometheus.CounterVec
 	unwritable      *prometheus.CounterVec
@@ -248,6 +250,7 @@ func New(series Series) *Metrics {
 		m.storeBatches, m.storeBatchSize, m.storeQueueWait, sourceErrors, m.lag, m.outbox,
 	)
 	reg.MustRegister(buildInfo, m.httpRequests, m.httpLatency)
+	m.registerEvidence(reg)
 	return m
 }
 
