@@ -72,8 +72,8 @@ type evidenceFixture struct {
 	*fixture
 	fetcher *evidence.Fetcher
 	sim     *advancesim.Sim
-	views *viewLog
-	logs  *syncBuffer
+	views   *viewLog
+	logs    *syncBuffer
 }
 
 // setupEvidence serves the console with evidence fetched from an in-process advance-sim through

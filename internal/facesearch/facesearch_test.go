@@ -188,3 +188,24 @@ func TestTheRateLimitIsSharedByAllCallers(t *testing.T) {
 	require.LessOrEqual(t, client.calls.Load(), int64(23))
 	require.GreaterOrEqual(t, client.calls.Load(), int64(8))
 }
+
+// The console's evidence look-ups take their turn in the account's rate, like polling: an analyst
+// opening a ring never makes the account exceed its vendor's limit.
+func TestEvidenceTakesItsCallsFromTheAccountsRate(t *testing.T) {
+	t.Parallel()
+	main := New(&scriptedClient{}, Config{QPS: 1})
+	evidence := main.WithShare(100)
+	ctx := context.Background()
+
+	_, err := main.FaceSearch(ctx, "s0")
+	require.NoError(t, err)
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	_, err = evidence.Evidence(short, "s1")
+	cancel()
+	require.ErrorContains(t, err, "would exceed context deadline", "the evidence waits for the account's next token")
+
+	time.Sleep(time.Second)
+	ev, err := evidence.Evidence(ctx, "s2")
+	require.NoError(t, err)
+	require.Equal(t, "s2", ev.SignatureID)
+}

@@ -58,8 +58,7 @@ type Metrics struct {
 	inFlight        prometheus.Gauge
 	vendorCalls     *prometheus.CounterVec
 	vendorLatency   *prometheus.HistogramVec
-	// evidenceFetches counts the console's evidence look-ups (evidence.go).
-	evidenceFetches *prometheus.CounterVec
+	evidence        *prometheus.CounterVec
 	alertsPublished prometheus.Counter
 	deadLetters     *prometheus.CounterVec
 	unwritable      *prometheus.CounterVec
