@@ -276,7 +276,7 @@ func Default() Config {
 		Evidence:              true,
 		EvidenceCacheTTL:      5 * time.Minute,
 		EvidenceCacheSize:     512,
-		EvidenceQPS:           2,
+		EvidenceQPS:           10,
 	}
 }
 

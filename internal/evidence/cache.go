@@ -24,6 +24,9 @@ const (
 type Cache struct {
 	records *expirable.LRU[string, *Record] // by region and signatureId
 	faces   *expirable.LRU[string, *Record] // by FaceHandle
+	// gone remembers the verifications the vendor does not know (SIGNATURE_NOT_EXIST), so a page
+	// of them does not ask again at every view; it holds no personal data.
+	gone *expirable.LRU[string, struct{}]
 }
 
 // NewCache returns a cache of at most size records, each kept for ttl.
@@ -37,7 +40,17 @@ func NewCache(size int, ttl time.Duration) *Cache {
 	return &Cache{
 		records: expirable.NewLRU[string, *Record](size, nil, ttl),
 		faces:   expirable.NewLRU[string, *Record](size, nil, ttl),
+		gone:    expirable.NewLRU[string, struct{}](size, nil, ttl),
 	}
+}
+
+// PutGone remembers that the vendor does not know a verification.
+func (c *Cache) PutGone(region, signatureID string) { c.gone.Add(cacheKey(region, signatureID), struct{}{}) }
+
+// Gone reports whether the vendor said recently that it does not know a verification.
+func (c *Cache) Gone(region, signatureID string) bool {
+	_, ok := c.gone.Get(cacheKey(region, signatureID))
+	return ok
 }
 
 // cacheKey names a verification: signatureIds are only unique within a vendor account.

@@ -179,3 +179,17 @@ func TestOutcomeOf(t *testing.T) {
 	require.Equal(t, OutcomeError, outcomeOf(errors.New("boom")))
 	require.Equal(t, OutcomeTimeout, outcomeOf(context.DeadlineExceeded))
 }
+
+func TestAVerificationTheVendorDoesNotKnowIsNotAskedForAgain(t *testing.T) {
+	t.Parallel()
+	src := &fakeSource{answer: func(string) (*advance.Evidence, error) {
+		return nil, &advance.Error{Code: advance.CodeSignatureNotExist, Kind: advance.KindPermanent}
+	}}
+	f := NewFetcher(FetcherConfig{Source: func(string) (Source, bool) { return src, true }})
+	for range 3 {
+		res := f.Fetch(context.Background(), []Target{{UserID: "u", SignatureID: "gone", Region: "ph"}})
+		require.Equal(t, OutcomeNotFound, res[0].Outcome)
+		require.Nil(t, res[0].Record)
+	}
+	require.EqualValues(t, 1, src.calls.Load(), "asked once, remembered for the cache's TTL")
+}

@@ -123,6 +123,11 @@ func (f *Fetcher) Fetch(ctx context.Context, targets []Target) []Result {
 			f.count(t.Region, OutcomeCached)
 			continue
 		}
+		if f.cfg.Cache.Gone(t.Region, t.SignatureID) {
+			out[i].Outcome = OutcomeNotFound
+			f.count(t.Region, OutcomeCached)
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -165,8 +170,11 @@ func (f *Fetcher) start(t Target) *call {
 		defer cancel()
 		c.rec, c.err = f.lookup(ctx, t)
 		f.count(t.Region, outcomeOf(c.err))
-		if c.err == nil {
+		switch outcomeOf(c.err) {
+		case OutcomeOK:
 			f.cfg.Cache.Put(c.rec)
+		case OutcomeNotFound:
+			f.cfg.Cache.PutGone(t.Region, t.SignatureID)
 		}
 		f.mu.Lock()
 		delete(f.inflight, key)
