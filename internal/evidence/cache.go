@@ -45,7 +45,9 @@ func NewCache(size int, ttl time.Duration) *Cache {
 }
 
 // PutGone remembers that the vendor does not know a verification.
-func (c *Cache) PutGone(region, signatureID string) { c.gone.Add(cacheKey(region, signatureID), struct{}{}) }
+func (c *Cache) PutGone(region, signatureID string) {
+	c.gone.Add(cacheKey(region, signatureID), struct{}{})
+}
 
 // Gone reports whether the vendor said recently that it does not know a verification.
 func (c *Cache) Gone(region, signatureID string) bool {
