@@ -30,7 +30,7 @@ const (
 	OutcomeError       = "error"
 )
 
-// Outcomes lists every outcome, for the metric's help text and tests.
+// Outcomes lists every outcome; the console has words for each failed one (a test checks).
 var Outcomes = []string{OutcomeOK, OutcomeCached, OutcomeTimeout, OutcomeRateLimited, OutcomeUnavailable, OutcomeNotFound, OutcomeError}
 
 // Defaults of FetcherConfig.
