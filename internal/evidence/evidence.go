@@ -69,7 +69,6 @@ func Suggest(a, b *Record) Suggestion {
 	if !a.HasDocument() || !b.HasDocument() {
 		return Suggestion{Verdict: VerdictUnknown, Text: "No document data to compare: decide on the face and the history."}
 	}
-	sameNumber := a.IDNumber != "" && normalizeNumber(a.IDNumber) == normalizeNumber(b.IDNumber)
 	var differs []string
 	if !sameText(a.FullName, b.FullName) {
 		differs = append(differs, "name")
@@ -77,6 +76,16 @@ func Suggest(a, b *Record) Suggestion {
 	if !sameText(a.BirthDate, b.BirthDate) {
 		differs = append(differs, "birth date")
 	}
+	if normalizeNumber(a.IDNumber) == "" || normalizeNumber(b.IDNumber) == "" {
+		// Without both numbers, only the name and birth date can be compared.
+		if len(differs) > 0 {
+			return Suggestion{Verdict: VerdictDifferentIdentities, Differs: differs,
+				Text: "One face, different " + joinList(differs) + " (no document number to compare): the classic duplicate-account fraud."}
+		}
+		return Suggestion{Verdict: VerdictUnknown,
+			Text: "Same name and birth date, but no document number to compare: decide on the face and the history."}
+	}
+	sameNumber := normalizeNumber(a.IDNumber) == normalizeNumber(b.IDNumber)
 	switch {
 	case sameNumber && len(differs) == 0:
 		return Suggestion{Verdict: VerdictSamePerson,

@@ -37,6 +37,10 @@ func TestSuggest(t *testing.T) {
 			VerdictDifferentIdentities, []string{"birth date", "document number"}, "different birth date and document number"},
 		{"same identity, new document", ana, &Record{FullName: "Ana Cruz", BirthDate: "1990-02-03", IDNumber: "9999-0000-1111"},
 			VerdictSameIdentityNewDocument, []string{"document number"}, "renewed document"},
+		{"a number missing, names differ", ana, &Record{FullName: "Jose Santos", BirthDate: "1990-02-03"},
+			VerdictDifferentIdentities, []string{"name"}, "no document number to compare"},
+		{"a number missing, same identity", ana, &Record{FullName: "Ana Cruz", BirthDate: "1990-02-03", IDNumber: " - "},
+			VerdictUnknown, nil, "no document number to compare"},
 		{"a record missing", ana, nil, VerdictUnknown, nil, "No document data"},
 		{"a record without document data", &Record{Face: []byte{1}}, ana, VerdictUnknown, nil, "No document data"},
 	}
