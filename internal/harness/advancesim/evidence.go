@@ -148,21 +148,28 @@ func appendEvidence(data []byte, x *session, result, imageType, base string, now
 		return append(data, `,"faceDetail":null,"docDetail":null`...)
 	}
 	id := identityFor(identityOf(x))
-	image := func(kind string) []byte {
+	// image appends the picture of kind ("face" or "document") as the answer gives it.
+	image := func(data []byte, kind string) []byte {
 		if imageType == "BASE64" {
-			var raw []byte
-			if kind == "face" {
-				raw = facePNG(x.face)
-			} else {
+			raw := facePNG(x.face)
+			if kind == "document" {
 				raw = facePNG("document\x00" + identityOf(x))
 			}
-			return appendString(data[:0:0], base64.StdEncoding.EncodeToString(raw))
+			data = append(data, '"')
+			data = base64.StdEncoding.AppendEncode(data, raw)
+			return append(data, '"')
 		}
-		exp := now.Add(imageLinkLifetime).UnixMilli()
-		link := base + "/sim/images/" + url.PathEscape(x.signatureID) + "/" + kind + "?expires=" + strconv.FormatInt(exp, 10)
-		return appendString(data[:0:0], link)
+		// Links are built from the simulator's own address and ids, so nothing needs escaping.
+		data = append(data, '"')
+		data = append(data, base...)
+		data = append(data, "/sim/images/"...)
+		data = append(data, url.PathEscape(x.signatureID)...)
+		data = append(data, '/')
+		data = append(data, kind...)
+		data = append(data, "?expires="...)
+		data = strconv.AppendInt(data, now.Add(imageLinkLifetime).UnixMilli(), 10)
+		return append(data, '"')
 	}
-	captured := strconv.FormatInt(now.Add(-time.Minute).UnixMilli(), 10)
 	if x.face == "" {
 		data = append(data, `,"faceDetail":null`...)
 	} else {
@@ -173,15 +180,15 @@ func appendEvidence(data []byte, x *session, result, imageType, base string, now
 		data = append(data, `,"faceDetail":{"faceResult":`...)
 		data = appendString(data, faceResult)
 		data = append(data, `,"faceImage":`...)
-		data = append(data, image("face")...)
+		data = image(data, "face")
 		data = append(data, `,"faceImageTime":`...)
-		data = append(data, captured...)
+		data = strconv.AppendInt(data, now.Add(-time.Minute).UnixMilli(), 10)
 		data = append(data, `,"faceLivenessScore":98,"faceSimilarityScore":91}`...)
 	}
 	data = append(data, `,"docDetail":{"docType":`...)
 	data = appendString(data, simDocType)
 	data = append(data, `,"docResult":"PASS","frontImage":`...)
-	data = append(data, image("document")...)
+	data = image(data, "document")
 	data = append(data, `,"ocrResult":{"fullName":`...)
 	data = appendString(data, id.fullName)
 	data = append(data, `,"birthday":`...)
