@@ -285,3 +285,22 @@ func TestSimulatorEnroll(t *testing.T) {
 	require.True(t, asError(t, err).Permanent())
 	require.Equal(t, map[string]int64{ids[0]: 1}, b.sim.Stats().EnrollBySignature)
 }
+
+func TestGetEvidenceFromTheSimulator(t *testing.T) {
+	t.Parallel()
+	b := setupSim(t, advancesim.Config{}, nil)
+	ids := b.seed(t,
+		advancesim.Session{UserID: "a", Face: "f", OverallResult: advancesim.ResultPass},
+		advancesim.Session{UserID: "b", Face: "f", OverallResult: advancesim.ResultPass},
+	)
+	a, err := b.client.GetEvidence(context.Background(), ids[0], advance.ImageBase64)
+	require.NoError(t, err)
+	c, err := b.client.GetEvidence(context.Background(), ids[1], advance.ImageBase64)
+	require.NoError(t, err)
+	require.Equal(t, "a", a.UserID)
+	require.NotEmpty(t, a.Face.Image)
+	require.Equal(t, a.Face.Image, c.Face.Image, "one face, one picture")
+	require.NotEmpty(t, a.Document.FullName)
+	require.NotEmpty(t, a.Document.BirthDate)
+	require.NotEqual(t, a.Document.IDNumber, c.Document.IDNumber, "two accounts, two documents")
+}

@@ -192,7 +192,7 @@ func (c *Client) FaceSearch(ctx context.Context, signatureID string) (*FaceSearc
 		SignatureID string `json:"signatureId"`
 	}{signatureID})
 	var res *FaceSearchResult
-	err := c.authorized(ctx, EndpointFaceSearch, pathFaceSearch, body, func(status int, h http.Header, b []byte) *Error {
+	err := c.authorized(ctx, EndpointFaceSearch, pathFaceSearch, body, maxBodyBytes, func(status int, h http.Header, b []byte) *Error {
 		var e *Error
 		res, e = decodeFaceSearch(status, h, b, signatureID, c.cfg.Now())
 		return e
@@ -213,7 +213,7 @@ func (c *Client) GetResult(ctx context.Context, signatureID string) (*Result, er
 		ReturnImageType string `json:"returnImageType"`
 	}{signatureID, "URL"})
 	var res *Result
-	err := c.authorized(ctx, EndpointGetResult, pathGetResult, body, func(status int, h http.Header, b []byte) *Error {
+	err := c.authorized(ctx, EndpointGetResult, pathGetResult, body, maxBodyBytes, func(status int, h http.Header, b []byte) *Error {
 		var e *Error
 		res, e = decodeResult(status, h, b, signatureID, c.cfg.Now())
 		return e
@@ -242,7 +242,7 @@ func (c *Client) Enroll(ctx context.Context, signatureID string) (*EnrollResult,
 		SignatureID string `json:"signatureId"`
 	}{signatureID})
 	var res *EnrollResult
-	err := c.authorized(ctx, EndpointEnroll, pathEnroll, body, func(status int, h http.Header, b []byte) *Error {
+	err := c.authorized(ctx, EndpointEnroll, pathEnroll, body, maxBodyBytes, func(status int, h http.Header, b []byte) *Error {
 		env, e := decodeEnvelope(EndpointEnroll, status, h, b, c.cfg.Now())
 		if e != nil {
 			return e
@@ -263,13 +263,14 @@ func emptySignatureID(op string) *Error {
 
 // authorized makes a call that needs a token. On IAM_FAILED it drops the token, fetches one new
 // token and retries once; a second IAM_FAILED is returned as an account-level error.
-func (c *Client) authorized(ctx context.Context, op, path string, body []byte, decode func(int, http.Header, []byte) *Error) error {
+// limit bounds the answer's size.
+func (c *Client) authorized(ctx context.Context, op, path string, body []byte, limit int, decode func(int, http.Header, []byte) *Error) error {
 	for attempt := 0; ; attempt++ {
 		tok, err := c.tokens.get(ctx)
 		if err != nil {
 			return err
 		}
-		e := c.post(ctx, op, path, tok, body, decode)
+		e := c.post(ctx, op, path, tok, body, limit, decode)
 		if e == nil {
 			return nil
 		}
@@ -285,7 +286,7 @@ func (c *Client) authorized(ctx context.Context, op, path string, body []byte, d
 func (c *Client) fetchToken(ctx context.Context) (token, error) {
 	body, _ := json.Marshal(newTokenRequest(c.cfg.AccessKey, c.cfg.SecretKey, c.cfg.Now(), c.cfg.TokenPeriod))
 	var t token
-	e := c.post(ctx, EndpointGenerateToken, pathGenerateToken, "", body, func(status int, h http.Header, b []byte) *Error {
+	e := c.post(ctx, EndpointGenerateToken, pathGenerateToken, "", body, maxBodyBytes, func(status int, h http.Header, b []byte) *Error {
 		var e *Error
 		t, e = decodeToken(status, h, b, c.cfg.Now())
 		return e
@@ -302,11 +303,11 @@ func (c *Client) fetchToken(ctx context.Context) (token, error) {
 	return t, nil
 }
 
-// post sends one request, reads the bounded answer and hands it to decode. Every outcome is
-// reported to OnCall.
-func (c *Client) post(ctx context.Context, op, path, tok string, body []byte, decode func(int, http.Header, []byte) *Error) *Error {
+// post sends one request, reads the answer (at most limit bytes) and hands it to decode. Every
+// outcome is reported to OnCall.
+func (c *Client) post(ctx context.Context, op, path, tok string, body []byte, limit int, decode func(int, http.Header, []byte) *Error) *Error {
 	start := time.Now()
-	e := c.roundTrip(ctx, op, path, tok, body, decode)
+	e := c.roundTrip(ctx, op, path, tok, body, limit, decode)
 	if c.cfg.OnCall != nil {
 		code := CodeSuccess
 		if e != nil {
@@ -322,7 +323,7 @@ func (c *Client) post(ctx context.Context, op, path, tok string, body []byte, de
 }
 
 // roundTrip does the HTTP work of post.
-func (c *Client) roundTrip(ctx context.Context, op, path, tok string, body []byte, decode func(int, http.Header, []byte) *Error) *Error {
+func (c *Client) roundTrip(ctx context.Context, op, path, tok string, body []byte, limit int, decode func(int, http.Header, []byte) *Error) *Error {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 
@@ -341,18 +342,18 @@ func (c *Client) roundTrip(ctx context.Context, op, path, tok string, body []byt
 		return transportError(ctx, op, err)
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes+1))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, int64(limit)+1))
 	if err != nil {
 		e := transportError(ctx, op, err)
 		e.HTTPStatus = resp.StatusCode
 		return e
 	}
-	if len(b) > maxBodyBytes {
+	if len(b) > limit {
 		code, kind := classifyHTTP(resp.StatusCode)
 		if resp.StatusCode < 300 {
 			code, kind = CodeBadResponse, KindTransient
 		}
-		return &Error{Op: op, Code: code, Message: "response larger than 1 MiB", HTTPStatus: resp.StatusCode, Kind: kind}
+		return &Error{Op: op, Code: code, Message: fmt.Sprintf("response larger than %d KiB", limit>>10), HTTPStatus: resp.StatusCode, Kind: kind}
 	}
 	return decode(resp.StatusCode, resp.Header, b)
 }

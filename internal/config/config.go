@@ -187,7 +187,22 @@ type Config struct {
 	// search (face-search-enroll), so a later attempt with the same face finds it. Off by default:
 	// enrolment may be billed.
 	EnrollFailed bool `yaml:"enroll_failed" env:"DOPPEL_ENROLL_FAILED"`
+
+	// Evidence shows, on the console's ring page, each account's face and document data from the
+	// vendor's get-result (fetched when the page is viewed, kept in memory only, each view logged).
+	Evidence bool `yaml:"evidence" env:"DOPPEL_EVIDENCE"`
+	// EvidenceCacheTTL is how long fetched evidence stays in memory after it was fetched (at most
+	// 15m): a reload within it costs no vendor call, and nothing is kept longer.
+	EvidenceCacheTTL time.Duration `yaml:"evidence_cache_ttl" env:"DOPPEL_EVIDENCE_CACHE_TTL"`
+	// EvidenceCacheSize bounds the verifications whose evidence is kept in memory at once.
+	EvidenceCacheSize int `yaml:"evidence_cache_size" env:"DOPPEL_EVIDENCE_CACHE_SIZE"`
+	// EvidenceQPS is the most get-result calls per second the console's evidence takes from each
+	// region's rate (shared with the pipeline, whose rate it never exceeds); 0 sets no cap of its own.
+	EvidenceQPS float64 `yaml:"evidence_qps" env:"DOPPEL_EVIDENCE_QPS"`
 }
+
+// MaxEvidenceCacheTTL bounds DOPPEL_EVIDENCE_CACHE_TTL: evidence is personal data, kept minutes.
+const MaxEvidenceCacheTTL = 15 * time.Minute
 
 // reconcileDefaultShare is the share of the vendor rate polling takes when DOPPEL_RECONCILE_QPS is 0.
 const reconcileDefaultShare = 0.10
@@ -258,6 +273,10 @@ func Default() Config {
 		ReconcileGiveUp:       168 * time.Hour,
 		ReconcileRetention:    30 * 24 * time.Hour,
 		ReconcileAlertRatio:   0.05,
+		Evidence:              true,
+		EvidenceCacheTTL:      5 * time.Minute,
+		EvidenceCacheSize:     512,
+		EvidenceQPS:           10,
 	}
 }
 
@@ -398,6 +417,15 @@ func (c Config) Validate() error {
 	c.validateReconcile(bad)
 	if c.ConsoleSessionTTL <= 0 {
 		bad("DOPPEL_CONSOLE_SESSION_TTL must be positive, e.g. 8h")
+	}
+	if c.EvidenceCacheTTL < time.Second || c.EvidenceCacheTTL > MaxEvidenceCacheTTL {
+		bad("DOPPEL_EVIDENCE_CACHE_TTL must be between 1s and %s (evidence is kept in memory minutes, not longer), got %s", MaxEvidenceCacheTTL, c.EvidenceCacheTTL)
+	}
+	if c.EvidenceCacheSize < 1 {
+		bad("DOPPEL_EVIDENCE_CACHE_SIZE must be at least 1 verification, e.g. 512, got %d", c.EvidenceCacheSize)
+	}
+	if !(c.EvidenceQPS >= 0) {
+		bad("DOPPEL_EVIDENCE_QPS must be 0 (no cap of its own) or positive, e.g. 2")
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":

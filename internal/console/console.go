@@ -17,6 +17,7 @@ import (
 
 	"github.com/doppelhq/doppel/internal/apikey"
 	"github.com/doppelhq/doppel/internal/duplicate"
+	"github.com/doppelhq/doppel/internal/evidence"
 )
 
 // Store is what the console reads and writes; postgres.Store implements it.
@@ -25,6 +26,11 @@ type Store interface {
 	Alert(ctx context.Context, alertID string) (duplicate.StoredAlert, error)
 	RingDetail(ctx context.Context, ringID, focus string) (duplicate.RingDetail, error)
 	Ring(ctx context.Context, userID string) (duplicate.Ring, error)
+	// The large ring's page and the evidence read only what a page shows (see largering.go).
+	RingSize(ctx context.Context, ringID string) (int, error)
+	RingNeighbourhood(ctx context.Context, ringID, centre string, limit int) (duplicate.RingNeighbourhood, error)
+	RingMembersPage(ctx context.Context, ringID, after string, limit int) ([]string, error)
+	LatestChecks(ctx context.Context, userIDs []string) ([]duplicate.LatestCheck, error)
 	// UserDuplicates lists userID's linked accounts; region "" is every region's.
 	UserDuplicates(ctx context.Context, userID, region string) ([]duplicate.LinkedAccount, error)
 	Reviews(ctx context.Context, q duplicate.ReviewQuery) ([]duplicate.Review, error)
@@ -81,6 +87,12 @@ type Config struct {
 	// Region names the region called `default` (one vendor account configured by the flat
 	// settings), from the vendor's host; "" when unknown. Every other alert shows its own region.
 	Region string
+
+	// Evidence fetches the face and document data shown beside a ring (evidence.go); nil shows none.
+	Evidence *evidence.Fetcher
+	// EvidenceViews records who saw whose evidence; required with Evidence.
+	EvidenceViews EvidenceViews
+
 	Logger *slog.Logger
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
@@ -105,6 +117,9 @@ type Console struct {
 func New(cfg Config) (*Console, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("console: a store is required")
+	}
+	if cfg.Evidence != nil && cfg.EvidenceViews == nil {
+		return nil, errors.New("console: evidence is shown only with EvidenceViews to record who saw it")
 	}
 	if cfg.SessionTTL <= 0 {
 		cfg.SessionTTL = DefaultSessionTTL
@@ -146,6 +161,8 @@ func (c *Console) routes() {
 	c.mux.Handle("POST /console/reviews", c.requireSession(c.handleDecidePair, apikey.ScopeReview))
 	c.mux.Handle("GET /console/users", c.requireSession(c.handleUsers, ""))
 	c.mux.Handle("GET /console/audit", c.requireSession(c.handleAudit, ""))
+	c.mux.Handle("GET /console/rings/{ringId}/members", c.requireSession(c.handleRingMembers, ""))
+	c.mux.Handle("GET /console/evidence/faces/{handle}", c.requireSession(c.handleFace, ""))
 }
 
 // ServeHTTP serves the console with the headers every page carries: no framing, no sniffing, no

@@ -40,6 +40,9 @@ type graph struct {
 	Edges         []graphEdge
 	Shown, Total  int
 	Links         int
+	// Folded counts the accounts of a large ring not drawn, opened by FoldURL (largering.go).
+	Folded  int
+	FoldURL string
 }
 
 // drawRing lays the ring out with a force-directed layout (Fruchterman-Reingold), started from a

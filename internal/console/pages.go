@@ -49,8 +49,9 @@ var funcs = template.FuncMap{
 
 func parsePages() (map[string]*template.Template, error) {
 	pages := map[string]*template.Template{}
-	for _, name := range []string{"login", "error", "overview", "queue", "ring", "users", "audit"} {
-		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")
+	for _, name := range []string{"login", "error", "overview", "queue", "ring", "users", "audit", "members"} {
+		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html",
+			"templates/*.partial.html")
 		if err != nil {
 			return nil, fmt.Errorf("console: parse %s page: %w", name, err)
 		}
@@ -278,6 +279,8 @@ type pairRow struct {
 	// RegionNames are the regions that found the pair, `default` shown as the vendor host's region
 	// when known (as the queue shows alerts').
 	RegionNames []string
+	// Evidence is what the two accounts' records say; nil when the page shows no evidence.
+	Evidence *pairEvidence
 }
 
 type ringData struct {
@@ -291,6 +294,10 @@ type ringData struct {
 	Pages      int
 	Prev, Next string
 	Return     string
+	// Large describes what the page of a ring above largeRing accounts leaves out; nil otherwise.
+	Large *largeRingView
+	// Evidence is the accounts' faces and documents; nil when the console shows none.
+	Evidence *evidenceSection
 }
 
 // regionNames returns regions with `default` named after the vendor host's region when known,
@@ -328,12 +335,9 @@ func (c *Console) handleRing(w http.ResponseWriter, r *http.Request) {
 	if alert != nil {
 		focus = alert.UserID
 	}
-	// A ring of more than duplicate.MaxRingPageMembers shows the focused account's pairs.
-	detail, err := c.cfg.Store.RingDetail(r.Context(), ringID, focus)
-	var e *duplicate.Error
-	if errors.As(err, &e) && e.Field == "userId" {
-		// The account left the ring (a review split it): show the ring without it.
-		detail, err = c.cfg.Store.RingDetail(r.Context(), ringID, "")
+	detail, large, err := c.ringDetail(r.Context(), ringID, focus)
+	if large != nil {
+		focus = large.Centre
 	}
 	if duplicate.ErrorCode(err) == duplicate.ENOTFOUND && focus != "" {
 		// The ring grew into another one since the alert: show the ring the user is in now.
@@ -347,11 +351,15 @@ func (c *Console) handleRing(w http.ResponseWriter, r *http.Request) {
 		c.failErr(w, r, err)
 		return
 	}
-	d := ringData{Ring: detail, Alert: alert, Focus: focus, Graph: drawRing(detail, focus)}
+	d := ringData{Ring: detail, Alert: alert, Focus: focus, Graph: drawRing(detail, focus), Large: large}
+	if large != nil {
+		d.Graph.Folded, d.Graph.FoldURL = large.Folded, large.MembersURL
+	}
+	d.Evidence = c.ringEvidence(r, detail.ID, detail.Members)
 	rows := make([]pairRow, len(detail.Pairs))
 	for i, p := range detail.Pairs {
 		rows[i] = pairRow{RingPair: p, Focus: focus != "" && (p.UserIDLow == focus || p.UserIDHigh == focus),
-			RegionNames: c.regionNames(p.Regions)}
+			RegionNames: c.regionNames(p.Regions), Evidence: d.Evidence.pair(p)}
 		if p.LatestReview == nil {
 			d.Undecided++
 		}

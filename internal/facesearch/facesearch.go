@@ -26,6 +26,7 @@ type Client interface {
 	FaceSearch(ctx context.Context, signatureID string) (*advance.FaceSearchResult, error)
 	GetResult(ctx context.Context, signatureID string) (*advance.Result, error)
 	Enroll(ctx context.Context, signatureID string) (*advance.EnrollResult, error)
+	GetEvidence(ctx context.Context, signatureID string, images advance.ImageType) (*advance.Evidence, error)
 }
 
 // defaultBusyPause is how long every worker waits after SERVICE_BUSY without a Retry-After.
@@ -252,6 +253,18 @@ func (v *Vendor) Verification(ctx context.Context, signatureID string) (duplicat
 	}
 	r := res.(*advance.Result)
 	return duplicate.Verification{UserID: r.UserID, OverallResult: r.OverallResult, TransactionID: r.TransactionID}, nil
+}
+
+// Evidence calls get-result for the face and document of a verification, images in base64, for
+// the review console. It takes its turn in the account's rate limit and SERVICE_BUSY pause and
+// counts towards its circuit breaker like every other call: an analyst looking at a ring slows
+// the pipeline by those calls, never the vendor's limit.
+func (v *Vendor) Evidence(ctx context.Context, signatureID string) (*advance.Evidence, error) {
+	res, err := v.call(ctx, func() (any, error) { return v.client.GetEvidence(ctx, signatureID, advance.ImageBase64) })
+	if err != nil {
+		return nil, err
+	}
+	return res.(*advance.Evidence), nil
 }
 
 // Enroll adds a FAIL verification's face to the vendor's searchable set (face-search-enroll).

@@ -34,6 +34,14 @@ func (c *scriptedClient) GetResult(context.Context, string) (*advance.Result, er
 	return &advance.Result{UserID: "u1", OverallResult: "PASS", TransactionID: "tx"}, nil
 }
 
+func (c *scriptedClient) GetEvidence(_ context.Context, sig string, _ advance.ImageType) (*advance.Evidence, error) {
+	c.calls.Add(1)
+	if e := c.err.Load(); e != nil {
+		return nil, e
+	}
+	return &advance.Evidence{SignatureID: sig, UserID: "u1", OverallResult: "PASS"}, nil
+}
+
 func (c *scriptedClient) Enroll(_ context.Context, sig string) (*advance.EnrollResult, error) {
 	c.calls.Add(1)
 	if e := c.err.Load(); e != nil {
@@ -179,4 +187,25 @@ func TestTheRateLimitIsSharedByAllCallers(t *testing.T) {
 	// machine may make fewer, never more.
 	require.LessOrEqual(t, client.calls.Load(), int64(23))
 	require.GreaterOrEqual(t, client.calls.Load(), int64(8))
+}
+
+// The console's evidence look-ups take their turn in the account's rate, like polling: an analyst
+// opening a ring never makes the account exceed its vendor's limit.
+func TestEvidenceTakesItsCallsFromTheAccountsRate(t *testing.T) {
+	t.Parallel()
+	main := New(&scriptedClient{}, Config{QPS: 1})
+	evidence := main.WithShare(100)
+	ctx := context.Background()
+
+	_, err := main.FaceSearch(ctx, "s0")
+	require.NoError(t, err)
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	_, err = evidence.Evidence(short, "s1")
+	cancel()
+	require.ErrorContains(t, err, "would exceed context deadline", "the evidence waits for the account's next token")
+
+	time.Sleep(time.Second)
+	ev, err := evidence.Evidence(ctx, "s2")
+	require.NoError(t, err)
+	require.Equal(t, "s2", ev.SignatureID)
 }

@@ -58,6 +58,7 @@ type Metrics struct {
 	inFlight        prometheus.Gauge
 	vendorCalls     *prometheus.CounterVec
 	vendorLatency   *prometheus.HistogramVec
+	evidence        *prometheus.CounterVec
 	alertsPublished prometheus.Counter
 	deadLetters     *prometheus.CounterVec
 	unwritable      *prometheus.CounterVec
@@ -248,6 +249,7 @@ func New(series Series) *Metrics {
 		m.storeBatches, m.storeBatchSize, m.storeQueueWait, sourceErrors, m.lag, m.outbox,
 	)
 	reg.MustRegister(buildInfo, m.httpRequests, m.httpLatency)
+	m.registerEvidence(reg)
 	return m
 }
 

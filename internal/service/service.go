@@ -229,7 +229,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		},
 		ReconcileAlertRatio: cfg.ReconcileAlertRatio,
 	})
+	evidenceFetcher, evidenceViews := newEvidence(cfg, vendor, m, log)
 	reviewConsole, err := console.New(console.Config{
+		Evidence:      evidenceFetcher,
+		EvidenceViews: evidenceViews,
 		SecureCookies: cfg.ServedOverTLS(),
 		Store:         store,
 		APIKeys:       keys,

@@ -421,6 +421,11 @@ func (s *Sim) handleGetResult(w http.ResponseWriter, r *http.Request) {
 	data = appendString(data, sess.userID)
 	data = append(data, `},"signatureId":`...)
 	data = appendString(data, sess.signatureID)
+	imageType := "URL" // the vendor's default
+	if req.ReturnImageType != nil {
+		imageType = *req.ReturnImageType
+	}
+	data = appendEvidence(data, sess, result, imageType, requestBase(r), s.now())
 	data = append(data, '}')
 	*bp = data
 	s.reply(w, http.StatusOK, codeSuccess, msgOK, data)

@@ -21,6 +21,7 @@ func (s *Sim) routes() http.Handler {
 	mux.HandleFunc("GET /sim/faults", s.handleGetFaults)
 	mux.HandleFunc("PUT /sim/faults", s.handlePutFaults)
 	mux.HandleFunc("POST /sim/tokens/revoke", s.handleRevokeTokens)
+	mux.HandleFunc("GET /sim/images/{signatureId}/{kind}", s.handleImage)
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
 
 	return mux

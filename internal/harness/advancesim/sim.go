@@ -103,7 +103,9 @@ type session struct {
 	signatureID string
 	userID      string
 	face        string
-	result      string
+	// person names the human whose documents the session shows ("": the account's own).
+	person string
+	result string
 	// completed is the session's place in the order of completions; 0 while it is INCOMPLETE.
 	completed uint64
 	billed    atomic.Int64 // face searches answered SUCCESS: what the vendor would bill
@@ -193,6 +195,11 @@ type Session struct {
 	OverallResult string `json:"overallResult"`
 	// SignatureID is optional; a fresh 16-hex-character id is made when empty.
 	SignatureID string `json:"signatureId,omitempty"`
+	// Person names the human behind the session, for the document get-result reads: sessions with
+	// one Person show one name, birth date and document number (the same person verifying again,
+	// under this account or another). Empty: the account's own identity, so two accounts show two
+	// different documents unless the seed says they are one person.
+	Person string `json:"person,omitempty"`
 }
 
 // validate checks one session. Face is needed only where face search can see it (PASS).
@@ -256,7 +263,7 @@ func (s *Sim) AddSessions(xs []Session) ([]string, error) {
 				sig = ""
 			}
 		}
-		sess := &session{signatureID: sig, userID: x.UserID, face: x.Face, result: ResultIncomplete}
+		sess := &session{signatureID: sig, userID: x.UserID, face: x.Face, person: x.Person, result: ResultIncomplete}
 		s.sessions[sig] = sess
 		if x.OverallResult != ResultIncomplete {
 			s.completeLocked(sess, x.OverallResult)
