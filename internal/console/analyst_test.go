@@ -1,0 +1,186 @@
+package console_test
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/doppelhq/doppel/internal/analyst"
+	"github.com/doppelhq/doppel/internal/console"
+)
+
+// addAnalyst adds a local account as `doppel analyst add` does.
+func (f *fixture) addAnalyst(name string, role analyst.Role, password string) {
+	f.t.Helper()
+	hash, err := analyst.HashPassword(password)
+	require.NoError(f.t, err)
+	require.NoError(f.t, f.store.AddAnalyst(context.Background(), analyst.Account{Name: name, Role: role, PasswordHash: hash}))
+}
+
+// reviewers lists who recorded each review, oldest first.
+func (f *fixture) reviewers() []string {
+	f.t.Helper()
+	rows, err := f.pool.Query(context.Background(), `SELECT reviewed_by FROM link_reviews ORDER BY review_id`)
+	require.NoError(f.t, err)
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		require.NoError(f.t, rows.Scan(&s))
+		out = append(out, s)
+	}
+	return out
+}
+
+func (c *client) signInWithPassword(name, password string) (int, http.Header, string) {
+	c.t.Helper()
+	_, _, body := c.get("/console/login")
+	return c.post("/console/login", url.Values{"csrf": {csrfOf(c.t, body)}, "name": {name}, "password": {password}})
+}
+
+const ritaPassword = "violet tractor umbrella"
+
+func TestAnAnalystSignsInWithAPasswordAndDecidesUnderTheirOwnName(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ringA, _ := f.seedRings()
+	f.addAnalyst("rita", analyst.Reviewer, ritaPassword)
+	c := newClient(t, f.srv.URL)
+
+	status, h, _ := c.signInWithPassword("Rita", ritaPassword) // names are not case-sensitive
+	require.Equal(t, http.StatusSeeOther, status)
+	require.Equal(t, "/console/", h.Get("Location"))
+	require.Contains(t, strings.Join(h.Values("Set-Cookie"), "\n"), "SameSite=Strict")
+	status, _, page := c.get("/console/rings/" + ringA)
+	require.Equal(t, http.StatusOK, status)
+	require.Contains(t, page, `title="Signed in as rita (reviewer)"`)
+	require.Contains(t, page, "Decide all", "a reviewer decides")
+	status, _, _ = c.post("/console/rings/"+ringA+"/decision", url.Values{"decision": {"confirmed_fraud"},
+		"note": {"one face"}, "csrf": {csrfOf(t, page)}})
+	require.Equal(t, http.StatusSeeOther, status)
+	require.Equal(t, []string{"rita", "rita", "rita", "rita"}, f.reviewers(), "the audit names the person, not a key")
+	_, _, page = c.get("/console/audit?reviewer=rita")
+	require.Contains(t, page, "rita")
+
+	acct, err := f.store.Analyst(t.Context(), "rita")
+	require.NoError(t, err)
+	require.NotNil(t, acct.LastSignInAt)
+}
+
+// A wrong password, an unknown name and a single-sign-on account's name typed with a password get
+// one answer: the page does not tell which names exist.
+func TestTheSignInPageDoesNotTellWhichNamesExist(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.addAnalyst("rita", analyst.Reviewer, ritaPassword)
+	_, err := f.store.UpsertSSOAnalyst(t.Context(), analyst.Account{Name: "sam", Role: analyst.Lead, OIDCIssuer: "https://idp", OIDCSubject: "s1"})
+	require.NoError(t, err)
+	answer := regexp.MustCompile(`<p class="error"[^>]*>([^<]*)</p>`)
+	var answers []string
+	for _, name := range []string{"rita", "nobody", "sam"} {
+		status, _, body := newClient(t, f.srv.URL).signInWithPassword(name, "not the password at all")
+		require.Equal(t, http.StatusUnauthorized, status, name)
+		m := answer.FindStringSubmatch(body)
+		require.NotNil(t, m, name)
+		answers = append(answers, m[1])
+	}
+	require.Equal(t, []string{answers[0], answers[0], answers[0]}, answers)
+	require.Contains(t, answers[0], "do not match")
+}
+
+func TestFailedPasswordSignInsAreThrottledPerNameWith429(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *console.Config) {
+		c.SignInLimits = analyst.Limits{PerName: 3, PerAddress: 10, Window: 15 * time.Minute}
+	})
+	f.addAnalyst("rita", analyst.Reviewer, ritaPassword)
+	c := newClient(t, f.srv.URL)
+	for range 3 {
+		status, _, _ := c.signInWithPassword("rita", "wrong password here")
+		require.Equal(t, http.StatusUnauthorized, status)
+	}
+	status, h, body := c.signInWithPassword("rita", ritaPassword)
+	require.Equal(t, http.StatusTooManyRequests, status, "even the right password waits")
+	require.Equal(t, "900", h.Get("Retry-After"))
+	require.Contains(t, body, "Too many failed sign-ins for this name or from this address. Try again in 15 min.")
+	require.Contains(t, body, `value="rita"`, "the name stays typed in")
+
+	// Another name from this address is not held (3 of its 10).
+	f.addAnalyst("omar", analyst.Lead, "orange piano seventeen")
+	status, _, _ = newClient(t, f.srv.URL).signInWithPassword("omar", "orange piano seventeen")
+	require.Equal(t, http.StatusSeeOther, status)
+
+	// An unknown name is throttled the same way: the 429 does not tell it exists either.
+	for range 3 {
+		status, _, _ = c.signInWithPassword("nobody", "wrong password here")
+		require.Equal(t, http.StatusUnauthorized, status)
+	}
+	status, _, _ = c.signInWithPassword("nobody", "wrong password here")
+	require.Equal(t, http.StatusTooManyRequests, status)
+
+	// The address has failed 6 times (a refused 429 is not counted); 4 more and it is held for
+	// every name.
+	for _, name := range []string{"guess-1", "guess-2", "guess-3", "guess-4"} {
+		status, _, _ = c.signInWithPassword(name, "wrong password here")
+		require.Equal(t, http.StatusUnauthorized, status)
+	}
+	status, _, _ = c.signInWithPassword("omar", "orange piano seventeen")
+	require.Equal(t, http.StatusTooManyRequests, status, "the address used its 10 up")
+}
+
+func TestDisablingAnAnalystEndsTheirSessionsAtOnce(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.addAnalyst("rita", analyst.Reviewer, ritaPassword)
+	f.addAnalyst("omar", analyst.Lead, "orange piano seventeen")
+	laptop, phone, other := newClient(t, f.srv.URL), newClient(t, f.srv.URL), newClient(t, f.srv.URL)
+	for _, c := range []*client{laptop, phone} {
+		status, _, _ := c.signInWithPassword("rita", ritaPassword)
+		require.Equal(t, http.StatusSeeOther, status)
+	}
+	other.signInWithPassword("omar", "orange piano seventeen")
+
+	ended, err := f.store.DisableAnalyst(t.Context(), "rita", time.Now())
+	require.NoError(t, err)
+	require.EqualValues(t, 2, ended)
+	for _, c := range []*client{laptop, phone} {
+		status, h, _ := c.get("/console/queue")
+		require.Equal(t, http.StatusSeeOther, status)
+		require.Equal(t, "/console/login", h.Get("Location"))
+	}
+	status, _, _ := other.get("/console/queue")
+	require.Equal(t, http.StatusOK, status, "another analyst's session goes on")
+
+	status, _, body := laptop.signInWithPassword("rita", ritaPassword)
+	require.Equal(t, http.StatusForbidden, status)
+	require.Contains(t, body, "disabled")
+	status, _, _ = laptop.signInWithPassword("rita", "wrong password here")
+	require.Equal(t, http.StatusUnauthorized, status, "disabled is said only to whoever knows the password")
+}
+
+// The scopes of an analyst's session are their role's, read at each request: a role changed in
+// the database applies to the sessions already open.
+func TestASessionsScopesAreItsAnalystsRoleNow(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ringA, _ := f.seedRings()
+	f.addAnalyst("rita", analyst.Reviewer, ritaPassword)
+	c := newClient(t, f.srv.URL)
+	c.signInWithPassword("rita", ritaPassword)
+	_, err := f.pool.Exec(t.Context(), `UPDATE analysts SET role = 'nobody' WHERE name = 'rita'`)
+	require.Error(t, err, "the table holds known roles only")
+	_, err = f.pool.Exec(t.Context(), `UPDATE analysts SET role = 'lead' WHERE name = 'rita'`)
+	require.NoError(t, err)
+	_, _, page := c.get("/console/rings/" + ringA)
+	require.Contains(t, page, `title="Signed in as rita (lead)"`)
+	status, _, _ := c.post("/console/reviews", url.Values{"csrf": {csrfOf(t, page)}, "decision": {"false_positive"},
+		"userId": {"cust-a1"}, "duplicateUserId": {"cust-a2"}})
+	require.Equal(t, http.StatusSeeOther, status)
+	require.Equal(t, []string{"rita"}, f.reviewers())
+}
