@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
 	"github.com/doppelhq/doppel/internal/analyst"
@@ -183,4 +184,40 @@ func TestASessionsScopesAreItsAnalystsRoleNow(t *testing.T) {
 		"userId": {"cust-a1"}, "duplicateUserId": {"cust-a2"}})
 	require.Equal(t, http.StatusSeeOther, status)
 	require.Equal(t, []string{"rita"}, f.reviewers())
+}
+
+func TestAnAnalystSignsInWithAPasswordInARealBrowser(t *testing.T) {
+	f := setup(t)
+	ringA, _ := f.seedRings()
+	f.addAnalyst("rita", analyst.Reviewer, ritaPassword)
+	ctx := browser(t)
+	base := f.srv.URL
+	name, password := chromedp.ID("name"), chromedp.ID("password")
+
+	step(t, ctx, chromedp.Navigate(base+"/console/"), chromedp.WaitVisible(name))
+	require.Equal(t, base+"/console/login", location(t, ctx))
+	require.Zero(t, count(t, ctx, "#sso"), "no single sign-on configured, no button")
+	screenshot(t, ctx, "23-sign-in-password")
+
+	step(t, ctx, chromedp.SendKeys(name, "rita"), chromedp.SendKeys(password, "not her password"), chromedp.Submit(password),
+		chromedp.WaitVisible(chromedp.ID("login-error")))
+	require.Contains(t, text(t, ctx, "#login-error"), "do not match")
+	require.Equal(t, "rita", value(t, ctx, chromedp.Evaluate[string](`document.getElementById("name").value`)), "the name stays typed")
+	screenshot(t, ctx, "24-sign-in-password-refused")
+
+	step(t, ctx, chromedp.SendKeys(password, ritaPassword), chromedp.Submit(password), chromedp.WaitVisible(chromedp.CSS(".stats")))
+	require.Equal(t, "rita", text(t, ctx, ".who"))
+	stored := value(t, ctx, chromedp.Evaluate[string](`JSON.stringify(localStorage) + JSON.stringify(sessionStorage) + document.cookie`))
+	require.NotContains(t, stored, ritaPassword)
+
+	pair := `tr[data-pair="cust-a1|cust-a2"]`
+	step(t, ctx, chromedp.Navigate(base+"/console/rings/"+ringA), chromedp.WaitVisible(chromedp.CSS(pair)),
+		chromedp.SetValue(chromedp.CSS(pair+" select[name=decision]"), "false_positive"),
+		chromedp.SendKeys(chromedp.CSS(pair+" input[name=note]"), "twins"),
+		chromedp.Click(chromedp.CSS(pair+" button[type=submit]")), chromedp.WaitVisible(chromedp.CSS(".flash")))
+	step(t, ctx, chromedp.Navigate(base+"/console/audit"), chromedp.WaitVisible(chromedp.CSS("table.audit")))
+	require.Equal(t, 1, count(t, ctx, "tr[data-review]"))
+	require.Contains(t, text(t, ctx, "tr[data-review]"), "rita", "the audit names who decided")
+	require.Equal(t, []string{"rita"}, f.reviewers())
+	screenshot(t, ctx, "25-audit-by-name")
 }

@@ -163,7 +163,7 @@ func (c *Console) handleSSOCallback(w http.ResponseWriter, r *http.Request) {
 		c.showLogin(w, r, http.StatusUnauthorized, "The single sign-on provider's answer could not be read. Try again.")
 		return
 	}
-	if claimAt(claims, c.sso.cfg.RoleClaim) == nil || personName(claims) == "" {
+	if claimAt(claims, c.sso.cfg.RoleClaim) == nil || (claims["preferred_username"] == nil && claims["email"] == nil) {
 		if ui, err := provider.UserInfo(xctx, oauth2.StaticTokenSource(token)); err == nil && ui.Subject == idToken.Subject {
 			more := map[string]any{}
 			if ui.Claims(&more) == nil {
