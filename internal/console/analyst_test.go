@@ -198,6 +198,12 @@ func TestAnAnalystSignsInWithAPasswordInARealBrowser(t *testing.T) {
 	require.Equal(t, base+"/console/login", location(t, ctx))
 	require.Zero(t, count(t, ctx, "#sso"), "no single sign-on configured, no button")
 	screenshot(t, ctx, "23-sign-in-password")
+	step(t, ctx, chromedp.EmulateViewport(390, 844), chromedp.Reload(), chromedp.WaitVisible(name))
+	require.Empty(t, value(t, ctx, chromedp.Evaluate[[]string](overflowing)), "the sign-in page scrolls sideways on a phone")
+	require.True(t, value(t, ctx, chromedp.Evaluate[bool](
+		`document.querySelector("#password-form button").getBoundingClientRect().bottom <= window.innerHeight`)), "its button is on screen")
+	screenshot(t, ctx, "23b-sign-in-narrow")
+	step(t, ctx, chromedp.EmulateViewport(1280, 800))
 
 	step(t, ctx, chromedp.SendKeys(name, "rita"), chromedp.SendKeys(password, "not her password"), chromedp.Submit(password),
 		chromedp.WaitVisible(chromedp.ID("login-error")))
