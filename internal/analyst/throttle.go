@@ -18,27 +18,23 @@ type Limits struct {
 // mistypes is not stopped, a guesser gets 480 tries a day at one account.
 var DefaultLimits = Limits{PerName: 5, PerAddress: 30, Window: 15 * time.Minute}
 
-// Failures is one throttled key's count in its current window.
-type Failures struct {
-	Key         string
-	WindowStart time.Time
-	Count       int
-}
-
-// ThrottleStore counts failed sign-ins where every instance sees them (postgres.Store implements
-// it): behind a load balancer, a guesser spreading tries over instances meets one count.
+// ThrottleStore counts sign-in attempts where every instance sees them (postgres.Store
+// implements it): behind a load balancer, a guesser spreading tries over instances meets one count.
 type ThrottleStore interface {
-	// SignInFailures returns the counts of keys whose window started after since.
-	SignInFailures(ctx context.Context, keys []string, since time.Time) ([]Failures, error)
-	// RecordSignInFailure adds one failure to each key, starting a new window at now for a key
-	// whose window started at or before now-window.
-	RecordSignInFailure(ctx context.Context, keys []string, now time.Time, window time.Duration) error
-	ClearSignInFailures(ctx context.Context, key string) error
+	// TakeSignInAttempt counts one attempt against every key, unless one of them has used its
+	// limit (limits[i] is keys[i]'s) in its current window: then nothing is counted and the time
+	// that window ends is returned. A key whose window started at or before now-window starts a
+	// new one at now. Check and count are one transaction holding the keys' rows, so attempts made
+	// at once, on any instance, are admitted one by one: a burst gets no more than the limit.
+	TakeSignInAttempt(ctx context.Context, keys []string, limits []int, now time.Time, window time.Duration) (blockedUntil time.Time, err error)
+	// RefundSignInAttempt forgets clearKey's count and takes back one attempt from
+	// decrementKey's.
+	RefundSignInAttempt(ctx context.Context, clearKey, decrementKey string) error
 }
 
-// Throttle refuses sign-ins for a name or from an address that failed too often. It is checked
-// before the password, and counts every failure whether the name exists or not, so that neither
-// the answer nor the throttle tells which names exist.
+// Throttle holds back sign-ins for a name or from an address that failed too often. An attempt is
+// counted before the password is looked at, whether the name exists or not (so neither the answer
+// nor the throttle tells which names exist), and given back when it succeeds.
 type Throttle struct {
 	Store  ThrottleStore
 	Limits Limits
@@ -55,34 +51,24 @@ func (t *Throttle) now() time.Time {
 func nameKey(name string) string { return "name:" + name }
 func addrKey(addr string) string { return "addr:" + addr }
 
-// Blocked returns how long until name may be tried again from addr, 0 when it may now.
-func (t *Throttle) Blocked(ctx context.Context, name, addr string) (time.Duration, error) {
+// Attempt counts a sign-in for name from addr and returns 0, or, when the name or the address has
+// used its failures up, counts nothing and returns how long until it may try again.
+func (t *Throttle) Attempt(ctx context.Context, name, addr string) (time.Duration, error) {
 	now := t.now()
-	fs, err := t.Store.SignInFailures(ctx, []string{nameKey(name), addrKey(addr)}, now.Add(-t.Limits.Window))
-	if err != nil {
+	// The address's key sorts before the name's ("addr:" < "name:"): every sign-in takes the rows'
+	// locks in one order, so two cannot wait on each other.
+	until, err := t.Store.TakeSignInAttempt(ctx, []string{addrKey(addr), nameKey(name)},
+		[]int{t.Limits.PerAddress, t.Limits.PerName}, now, t.Limits.Window)
+	if err != nil || until.IsZero() {
 		return 0, err
 	}
-	var wait time.Duration
-	for _, f := range fs {
-		limit := t.Limits.PerAddress
-		if f.Key == nameKey(name) {
-			limit = t.Limits.PerName
-		}
-		if f.Count >= limit {
-			wait = max(wait, f.WindowStart.Add(t.Limits.Window).Sub(now))
-		}
-	}
-	return wait, nil
+	return max(until.Sub(now), time.Second), nil
 }
 
-// Failed counts a failed sign-in against name and addr.
-func (t *Throttle) Failed(ctx context.Context, name, addr string) error {
-	return t.Store.RecordSignInFailure(ctx, []string{nameKey(name), addrKey(addr)}, t.now(), t.Limits.Window)
-}
-
-// Succeeded forgets name's failures (its owner knew the password); the address's stay counted.
-func (t *Throttle) Succeeded(ctx context.Context, name string) error {
-	return t.Store.ClearSignInFailures(ctx, nameKey(name))
+// Succeeded gives back the attempt of a sign-in that succeeded: the name's failures are forgotten
+// (its owner knew the password), the address's others stay counted.
+func (t *Throttle) Succeeded(ctx context.Context, name, addr string) error {
+	return t.Store.RefundSignInAttempt(ctx, nameKey(name), addrKey(addr))
 }
 
 // Address is the throttle's key for r's client: its IP, or its /64 for IPv6 (one host commonly

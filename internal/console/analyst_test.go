@@ -125,8 +125,8 @@ func TestFailedPasswordSignInsAreThrottledPerNameWith429(t *testing.T) {
 	status, _, _ = c.signInWithPassword("nobody", "wrong password here")
 	require.Equal(t, http.StatusTooManyRequests, status)
 
-	// The address has failed 6 times (a refused 429 is not counted); 4 more and it is held for
-	// every name.
+	// The address has failed 6 times (a success is given back, a refused 429 is not counted); 4
+	// more and it is held for every name.
 	for _, name := range []string{"guess-1", "guess-2", "guess-3", "guess-4"} {
 		status, _, _ = c.signInWithPassword(name, "wrong password here")
 		require.Equal(t, http.StatusUnauthorized, status)

@@ -48,14 +48,15 @@ func throttleName(typed string) string {
 }
 
 // handlePasswordLogin signs an analyst in with a local account's name and password (the form's
-// CSRF token is checked by handleLogin). A name or an address that failed too often is answered
-// 429 with Retry-After before the password is looked at; every failure counts, whether the name
-// exists or not, and an unknown name costs the time of a wrong password.
+// CSRF token is checked by handleLogin). The attempt is counted first: a name or an address that
+// failed too often is answered 429 with Retry-After before the password is looked at. Every
+// attempt counts, whether the name exists or not, until it succeeds, and an unknown name costs the
+// time of a wrong password.
 func (c *Console) handlePasswordLogin(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	typed, password := r.PostFormValue("name"), r.PostFormValue("password")
 	name, addr := throttleName(typed), analyst.Address(r)
-	wait, err := c.throttle.Blocked(ctx, name, addr)
+	wait, err := c.throttle.Attempt(ctx, name, addr)
 	if err != nil {
 		c.log.Error("console: read sign-in throttle", "error", err)
 		c.showLogin(w, r, http.StatusServiceUnavailable, msgDatabase)
@@ -72,21 +73,21 @@ func (c *Console) handlePasswordLogin(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, analyst.ErrNotFound) || (err == nil && !acct.Local()):
 		analyst.VerifyNobody(password)
-		c.passwordFailed(w, r, name, addr)
+		c.passwordFailed(w, r, addr)
 		return
 	case err != nil:
 		c.log.Error("console: read analyst", "error", err)
 		c.showLogin(w, r, http.StatusServiceUnavailable, msgDatabase)
 		return
 	case !analyst.VerifyPassword(acct.PasswordHash, password):
-		c.passwordFailed(w, r, name, addr)
+		c.passwordFailed(w, r, addr)
 		return
 	case acct.Disabled():
 		// Said only to whoever knows the password.
 		c.showLogin(w, r, http.StatusForbidden, "This account is disabled. Ask an admin of Doppel.")
 		return
 	}
-	if err := c.throttle.Succeeded(ctx, name); err != nil {
+	if err := c.throttle.Succeeded(ctx, name, addr); err != nil {
 		c.log.Warn("console: clear sign-in failures", "error", err)
 	}
 	if analyst.NeedsRehash(acct.PasswordHash) {
@@ -99,10 +100,8 @@ func (c *Console) handlePasswordLogin(w http.ResponseWriter, r *http.Request) {
 	c.startAnalystSession(w, r, acct.Name, "password")
 }
 
-func (c *Console) passwordFailed(w http.ResponseWriter, r *http.Request, name, addr string) {
-	if err := c.throttle.Failed(r.Context(), name, addr); err != nil {
-		c.log.Error("console: count sign-in failure", "error", err)
-	}
+// passwordFailed answers a failed sign-in (already counted by the throttle).
+func (c *Console) passwordFailed(w http.ResponseWriter, r *http.Request, addr string) {
 	c.log.Info("console sign-in refused", "method", "password", "address", addr)
 	c.showLogin(w, r, http.StatusUnauthorized, msgWrongPassword)
 }

@@ -123,42 +123,58 @@ func (s *Store) SetPasswordHash(ctx context.Context, name, hash string) error {
 	return nil
 }
 
-// SignInFailures returns the failure counts of keys whose window started after since.
-func (s *Store) SignInFailures(ctx context.Context, keys []string, since time.Time) ([]analyst.Failures, error) {
-	rows, _ := s.pool.Query(ctx, `SELECT throttle_key, window_start, failures FROM console_sign_in_failures
-WHERE throttle_key = ANY($1) AND window_start > $2`, keys, since)
-	fs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (analyst.Failures, error) {
-		var f analyst.Failures
-		return f, row.Scan(&f.Key, &f.WindowStart, &f.Count)
+// TakeSignInAttempt counts one sign-in attempt against every key unless one has used its limit in
+// its window, checking and counting in one transaction that holds the keys' rows (locked in the
+// order of keys), and drops the rows of windows that ended: the table holds one window's worth.
+func (s *Store) TakeSignInAttempt(ctx context.Context, keys []string, limits []int, now time.Time, window time.Duration) (time.Time, error) {
+	var blockedUntil time.Time
+	err := inTx(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM console_sign_in_failures WHERE window_start <= $1::timestamptz - $2::interval AND throttle_key <> ALL($3)`,
+			now, window, keys); err != nil {
+			return err
+		}
+		for i, key := range keys {
+			var start time.Time
+			var count int
+			err := tx.QueryRow(ctx, `
+INSERT INTO console_sign_in_failures AS f (throttle_key, window_start, failures) VALUES ($1, $2, 0)
+ON CONFLICT (throttle_key) DO UPDATE SET
+    window_start = CASE WHEN f.window_start <= $2::timestamptz - $3::interval THEN $2 ELSE f.window_start END,
+    failures     = CASE WHEN f.window_start <= $2::timestamptz - $3::interval THEN 0 ELSE f.failures END
+RETURNING window_start, failures`, key, now, window).Scan(&start, &count)
+			if err != nil {
+				return err
+			}
+			if count >= limits[i] {
+				blockedUntil = later(blockedUntil, start.Add(window))
+			}
+		}
+		if !blockedUntil.IsZero() {
+			return nil
+		}
+		_, err := tx.Exec(ctx, `UPDATE console_sign_in_failures SET failures = failures + 1 WHERE throttle_key = ANY($1)`, keys)
+		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("read sign-in failures: %w", err)
+		return time.Time{}, fmt.Errorf("count sign-in attempt: %w", err)
 	}
-	return fs, nil
+	return blockedUntil, nil
 }
 
-// RecordSignInFailure counts one failure for each key, in one statement per call (so instances
-// counting at once lose none), and drops the rows of windows that ended: the table holds one
-// window's worth.
-func (s *Store) RecordSignInFailure(ctx context.Context, keys []string, now time.Time, window time.Duration) error {
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// RefundSignInAttempt forgets clearKey's count and takes one attempt back from decrementKey's.
+func (s *Store) RefundSignInAttempt(ctx context.Context, clearKey, decrementKey string) error {
 	_, err := s.pool.Exec(ctx, `
-WITH swept AS (DELETE FROM console_sign_in_failures WHERE window_start <= $2::timestamptz - $3::interval AND throttle_key <> ALL($1))
-INSERT INTO console_sign_in_failures (throttle_key, window_start, failures)
-SELECT k, $2, 1 FROM unnest($1::text[]) AS k
-ON CONFLICT (throttle_key) DO UPDATE SET
-    window_start = CASE WHEN console_sign_in_failures.window_start <= $2::timestamptz - $3::interval THEN $2 ELSE console_sign_in_failures.window_start END,
-    failures     = CASE WHEN console_sign_in_failures.window_start <= $2::timestamptz - $3::interval THEN 1 ELSE console_sign_in_failures.failures + 1 END`,
-		keys, now, window)
+WITH cleared AS (DELETE FROM console_sign_in_failures WHERE throttle_key = $1)
+UPDATE console_sign_in_failures SET failures = failures - 1 WHERE throttle_key = $2 AND failures > 0`, clearKey, decrementKey)
 	if err != nil {
-		return fmt.Errorf("count sign-in failure: %w", err)
-	}
-	return nil
-}
-
-// ClearSignInFailures forgets key's failures.
-func (s *Store) ClearSignInFailures(ctx context.Context, key string) error {
-	if _, err := s.pool.Exec(ctx, `DELETE FROM console_sign_in_failures WHERE throttle_key = $1`, key); err != nil {
-		return fmt.Errorf("clear sign-in failures: %w", err)
+		return fmt.Errorf("refund sign-in attempt: %w", err)
 	}
 	return nil
 }
