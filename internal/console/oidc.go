@@ -120,20 +120,22 @@ func (c *Console) handleSSOCallback(w http.ResponseWriter, r *http.Request) {
 	ck, cerr := r.Cookie(c.cookieName(ssoCookie))
 	c.setSSOCookie(w, r, "", -1)
 	q := r.URL.Query()
-	if e := q.Get("error"); e != "" {
-		msg := e
-		if d := q.Get("error_description"); d != "" {
-			msg = d
-		}
-		c.showLogin(w, r, http.StatusUnauthorized, "The single sign-on provider did not sign you in: "+clip(msg, 200))
-		return
-	}
 	parts := []string{}
 	if cerr == nil {
 		parts = strings.Split(ck.Value, ".")
 	}
 	if len(parts) != 3 || subtle.ConstantTimeCompare([]byte(parts[0]), []byte(q.Get("state"))) != 1 {
 		c.showLogin(w, r, http.StatusBadRequest, "That single sign-on attempt expired or was not started here. Try again.")
+		return
+	}
+	if e := q.Get("error"); e != "" {
+		// The provider's words are logged, not shown: a link must not make the console say things.
+		c.log.Warn("console: single sign-on refused by the provider", "error", clip(e, 100), "description", clip(q.Get("error_description"), 300))
+		msg := "The single sign-on provider did not sign you in. Try again, or ask your identity provider's admin."
+		if e == "access_denied" {
+			msg = "The single sign-on provider denied access to Doppel. Ask your identity provider's admin for it."
+		}
+		c.showLogin(w, r, http.StatusUnauthorized, msg)
 		return
 	}
 	nonce, verifier := parts[1], parts[2]

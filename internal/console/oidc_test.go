@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"testing"
 	"time"
 
@@ -154,6 +155,9 @@ func TestSingleSignOnRefusesAForeignStateAndADisabledAnalyst(t *testing.T) {
 	status, _, body := c.get("/console/sso/callback?code=stolen&state=someone-elses")
 	require.Equal(t, http.StatusBadRequest, status)
 	require.Contains(t, body, "expired or was not started here")
+	status, _, body = c.get("/console/sso/callback?error=access_denied&error_description=Call+0800+to+unlock&state=x")
+	require.Equal(t, http.StatusBadRequest, status, "a provider's error is read only for this browser's own attempt")
+	require.NotContains(t, body, "0800", "a link cannot make the console say something")
 	_, h, _ := c.get("/console/sso/callback?code=stolen&state=someone-elses")
 	require.Contains(t, h.Get("Content-Security-Policy"), "default-src 'self'", "the new pages carry the console's policy")
 
@@ -169,12 +173,24 @@ func TestSingleSignOnRefusesAForeignStateAndADisabledAnalyst(t *testing.T) {
 	require.Contains(t, cookie, "SameSite=Lax", "the way back is a navigation from the provider's site")
 	require.Contains(t, cookie, "HttpOnly")
 
+	// The provider says no (the person declined): a fixed message, never the provider's (or a
+	// link's) words.
+	loc, err := url.Parse(h.Get("Location"))
+	require.NoError(t, err)
+	status, _, body = c.get("/console/sso/callback?error=access_denied&error_description=Call+0800+to+unlock&state=" +
+		url.QueryEscape(loc.Query().Get("state")))
+	require.Equal(t, http.StatusUnauthorized, status)
+	require.Contains(t, body, "denied access to Doppel")
+	require.NotContains(t, body, "0800")
+	status, _, _ = c.get("/console/sso/callback?code=x&state=" + url.QueryEscape(loc.Query().Get("state")))
+	require.Equal(t, http.StatusBadRequest, status, "a state is good once: the cookie is gone")
+
 	// Signed in once through the provider, then disabled in Doppel: the provider's yes is not enough.
 	ctx := browser(t)
 	step(t, ctx, chromedp.Navigate(f.srv.URL+"/console/sso"))
 	providerLogin(t, ctx, "test-user@localhost")
 	step(t, ctx, chromedp.WaitVisible(chromedp.CSS(".stats")))
-	_, err := f.store.DisableAnalyst(t.Context(), "test-user@localhost", time.Now())
+	_, err = f.store.DisableAnalyst(t.Context(), "test-user@localhost", time.Now())
 	require.NoError(t, err)
 	step(t, ctx, chromedp.Navigate(f.srv.URL+"/console/"), chromedp.WaitVisible(chromedp.ID("sso")))
 	step(t, ctx, chromedp.Click(chromedp.ID("sso")))
