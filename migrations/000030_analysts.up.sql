@@ -11,6 +11,7 @@ CREATE TABLE analysts (
     oidc_subject     text,
     created_at       timestamptz NOT NULL DEFAULT now(),
     disabled_at      timestamptz,
+    disabled_by      text,
     last_sign_in_at  timestamptz,
     CHECK ((password_hash IS NULL) <> (oidc_subject IS NULL))
 );

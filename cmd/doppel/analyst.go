@@ -28,7 +28,7 @@ from a flag, and stored as an argon2id hash. Needs only DOPPEL_DATABASE_URL.`
 func (a *app) analystCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "analyst",
-		Short: "Add, list and disable the review console's analysts (needs only DOPPEL_DATABASE_URL)",
+		Short: "Add, list, disable and enable the review console's analysts (needs only DOPPEL_DATABASE_URL)",
 		Long:  analystLong,
 		Args:  cobra.NoArgs,
 	}
@@ -55,6 +55,12 @@ func (a *app) analystCommand() *cobra.Command {
 			Short: "Disable an analyst and end their console sessions at once",
 			Args:  cobra.ExactArgs(1),
 			RunE:  func(cmd *cobra.Command, args []string) error { return a.disableAnalyst(cmd.Context(), args[0]) },
+		},
+		&cobra.Command{
+			Use:   "enable NAME",
+			Short: "Let a disabled analyst sign in again",
+			Args:  cobra.ExactArgs(1),
+			RunE:  func(cmd *cobra.Command, args []string) error { return a.enableAnalyst(cmd.Context(), args[0]) },
 		})
 	return cmd
 }
@@ -155,7 +161,7 @@ func (a *app) listAnalysts(ctx context.Context) error {
 				method = "single sign-on"
 			}
 			if acct.Disabled() {
-				status = "disabled " + acct.DisabledAt.UTC().Format(time.DateOnly)
+				status = "disabled " + acct.DisabledAt.UTC().Format(time.DateOnly) + " by " + acct.DisabledBy
 			}
 			if acct.LastSignInAt != nil {
 				last = acct.LastSignInAt.UTC().Format("2006-01-02 15:04 UTC")
@@ -172,7 +178,7 @@ func (a *app) disableAnalyst(ctx context.Context, rawName string) error {
 		return err
 	}
 	return a.withAnalysts(ctx, func(s analyst.Store) error {
-		ended, err := s.DisableAnalyst(ctx, name, time.Now())
+		ended, err := s.DisableAnalyst(ctx, name, "command line", time.Now())
 		if errors.Is(err, analyst.ErrNotFound) {
 			return fmt.Errorf("%s: %w (doppel analyst list shows them)", name, err)
 		}
@@ -180,6 +186,22 @@ func (a *app) disableAnalyst(ctx context.Context, rawName string) error {
 			return err
 		}
 		_, err = fmt.Fprintf(a.stdout, "disabled analyst %s; ended %d console session(s)\n", name, ended)
+		return err
+	})
+}
+
+func (a *app) enableAnalyst(ctx context.Context, rawName string) error {
+	name, err := analyst.NormalizeName(rawName)
+	if err != nil {
+		return err
+	}
+	return a.withAnalysts(ctx, func(s analyst.Store) error {
+		if err := s.EnableAnalyst(ctx, name); errors.Is(err, analyst.ErrNotFound) {
+			return fmt.Errorf("%s: %w (doppel analyst list shows them)", name, err)
+		} else if err != nil {
+			return err
+		}
+		_, err := fmt.Fprintf(a.stdout, "enabled analyst %s\n", name)
 		return err
 	})
 }

@@ -69,7 +69,14 @@ func TestAnalystAddListDisableOnARealDatabase(t *testing.T) {
 	require.False(t, ok, "her session is gone")
 	out, _, err = doppel(t, environ, "", "analyst", "list")
 	require.NoError(t, err)
-	require.Regexp(t, `(?m)^rita\s+reviewer\s+password\s+disabled \d{4}-\d\d-\d\d\s+never$`, out)
+	require.Regexp(t, `(?m)^rita\s+reviewer\s+password\s+disabled \d{4}-\d\d-\d\d by command line\s+never$`, out)
+
+	out, _, err = doppel(t, environ, "", "analyst", "enable", "rita")
+	require.NoError(t, err)
+	require.Equal(t, "enabled analyst rita\n", out)
+	out, _, err = doppel(t, environ, "", "analyst", "list")
+	require.NoError(t, err)
+	require.Regexp(t, `(?m)^rita\s+reviewer\s+password\s+active\s+never$`, out)
 
 	_, _, err = doppel(t, environ, "", "analyst", "disable", "nobody")
 	require.ErrorIs(t, err, analyst.ErrNotFound)

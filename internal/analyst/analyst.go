@@ -24,7 +24,9 @@ type Account struct {
 	OIDCIssuer, OIDCSubject string
 	CreatedAt               time.Time
 	DisabledAt              *time.Time
-	LastSignInAt            *time.Time
+	// DisabledBy is who disabled the account: an admin's name, or "command line".
+	DisabledBy   string
+	LastSignInAt *time.Time
 }
 
 // Local reports whether the account signs in with a password kept here.
@@ -44,9 +46,11 @@ type Store interface {
 	AddAnalyst(ctx context.Context, a Account) error
 	Analyst(ctx context.Context, name string) (Account, error)
 	Analysts(ctx context.Context) ([]Account, error)
-	// DisableAnalyst marks the account disabled at now and ends its console sessions, in one
-	// transaction; it returns how many sessions ended.
-	DisableAnalyst(ctx context.Context, name string, now time.Time) (sessions int64, err error)
+	// DisableAnalyst marks the account disabled at now by whom and ends its console sessions, in
+	// one transaction; it returns how many sessions ended.
+	DisableAnalyst(ctx context.Context, name, by string, now time.Time) (sessions int64, err error)
+	// EnableAnalyst undoes DisableAnalyst.
+	EnableAnalyst(ctx context.Context, name string) error
 	// UpsertSSOAnalyst records a single-sign-on account as the provider describes it now (its role
 	// follows the provider's claim at each sign-in) and returns it as stored.
 	UpsertSSOAnalyst(ctx context.Context, a Account) (Account, error)

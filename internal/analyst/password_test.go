@@ -50,12 +50,12 @@ func TestAMalformedHashMatchesNothing(t *testing.T) {
 func TestWeakPasswordsAreRefusedSayingWhy(t *testing.T) {
 	t.Parallel()
 	for pw, why := range map[string]string{
-		"":                         "empty",
-		"short-1":                  "shorter than 12",
-		"aaaaaaaaaaaaaaaa":         "fewer than 5 different",
-		"abababcabcabcabc":         "fewer than 5 different",
-		"alice-rocks-2026":         "name",
-		"Password1234!":            "guessing list",
+		"":                          "empty",
+		"short-1":                   "shorter than 12",
+		"aaaaaaaaaaaaaaaa":          "fewer than 5 different",
+		"abababcabcabcabc":          "fewer than 5 different",
+		"alice-rocks-2026":          "name",
+		"Password1234!":             "guessing list",
 		strings.Repeat("xyzuv", 60): "longer than 256",
 	} {
 		err := CheckPassword("alice", pw)

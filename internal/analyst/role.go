@@ -32,6 +32,10 @@ var roleScopes = map[Role][]string{
 	Admin:    {apikey.ScopeRead, apikey.ScopeReview, apikey.ScopeReplay},
 }
 
+// ManagesAnalysts reports whether role may list and disable analysts in the console (no API scope
+// grants it: managing people is a person's act).
+func (r Role) ManagesAnalysts() bool { return r == Admin }
+
 // Scopes returns the scopes role grants (none for an unknown role).
 func (r Role) Scopes() []string { return slices.Clone(roleScopes[r]) }
 

@@ -147,7 +147,7 @@ func TestDisablingAnAnalystEndsTheirSessionsAtOnce(t *testing.T) {
 	}
 	other.signInWithPassword("omar", "orange piano seventeen")
 
-	ended, err := f.store.DisableAnalyst(t.Context(), "rita", time.Now())
+	ended, err := f.store.DisableAnalyst(t.Context(), "rita", "command line", time.Now())
 	require.NoError(t, err)
 	require.EqualValues(t, 2, ended)
 	for _, c := range []*client{laptop, phone} {
@@ -226,4 +226,68 @@ func TestAnAnalystSignsInWithAPasswordInARealBrowser(t *testing.T) {
 	require.Contains(t, text(t, ctx, "tr[data-review]"), "rita", "the audit names who decided")
 	require.Equal(t, []string{"rita"}, f.reviewers())
 	screenshot(t, ctx, "25-audit-by-name")
+}
+
+// Only an admin manages analysts: the page and its form refuse a lead, a reviewer and an API key,
+// and a disable from the console records the admin and ends the analyst's sessions.
+func TestAnAdminDisablesAnAnalystFromTheConsole(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.addAnalyst("ada", analyst.Admin, "admin passphrase 42")
+	f.addAnalyst("leo", analyst.Lead, "orange piano seventeen")
+	f.addAnalyst("rita", analyst.Reviewer, ritaPassword)
+	rita, leo, ada, key := newClient(t, f.srv.URL), newClient(t, f.srv.URL), newClient(t, f.srv.URL), newClient(t, f.srv.URL)
+	rita.signInWithPassword("rita", ritaPassword)
+	leo.signInWithPassword("leo", "orange piano seventeen")
+	ada.signInWithPassword("ada", "admin passphrase 42")
+	key.signIn(analystKey)
+
+	for who, c := range map[string]*client{"reviewer": rita, "lead": leo, "API key": key} {
+		status, _, page := c.get("/console/analysts")
+		require.Equal(t, http.StatusForbidden, status, who)
+		require.NotContains(t, page, `href="/console/analysts"`, "no link to it for a %s", who)
+		status, _, _ = c.post("/console/analysts/rita/disable", url.Values{"csrf": {csrfOf(t, page)}})
+		require.Equal(t, http.StatusForbidden, status, who)
+	}
+
+	status, _, page := ada.get("/console/analysts")
+	require.Equal(t, http.StatusOK, status)
+	require.Contains(t, page, `href="/console/analysts"`)
+	require.Contains(t, page, `data-analyst="rita"`)
+	require.Contains(t, page, "active (you)", "an admin cannot disable themself from the page")
+	status, _, _ = ada.post("/console/analysts/rita/disable", url.Values{})
+	require.Equal(t, http.StatusForbidden, status, "the CSRF token is needed")
+	status, h, _ := ada.post("/console/analysts/rita/disable", url.Values{"csrf": {csrfOf(t, page)}})
+	require.Equal(t, http.StatusSeeOther, status)
+	require.Equal(t, "/console/analysts", h.Get("Location"))
+	_, _, page = ada.get("/console/analysts")
+	require.Contains(t, page, "Disabled rita: their sessions have ended.")
+	require.Contains(t, page, "by ada")
+
+	status, _, _ = rita.get("/console/")
+	require.Equal(t, http.StatusSeeOther, status, "rita's session ended")
+	acct, err := f.store.Analyst(t.Context(), "rita")
+	require.NoError(t, err)
+	require.True(t, acct.Disabled())
+	require.Equal(t, "ada", acct.DisabledBy, "the act records the person")
+	status, _, _ = ada.post("/console/analysts/ada/disable", url.Values{"csrf": {csrfOf(t, page)}})
+	require.Equal(t, http.StatusBadRequest, status)
+}
+
+func TestTheAnalystsPageInARealBrowser(t *testing.T) {
+	f := setup(t)
+	f.addAnalyst("ada", analyst.Admin, "admin passphrase 42")
+	f.addAnalyst("rita", analyst.Reviewer, ritaPassword)
+	_, err := f.store.UpsertSSOAnalyst(t.Context(), analyst.Account{Name: "sam@risk.example", Role: analyst.Lead,
+		OIDCIssuer: "https://login.example.com", OIDCSubject: "s-1"})
+	require.NoError(t, err)
+	ctx := browser(t)
+	step(t, ctx, chromedp.Navigate(f.srv.URL+"/console/login"), chromedp.WaitVisible(chromedp.ID("name")),
+		chromedp.SendKeys(chromedp.ID("name"), "ada"), chromedp.SendKeys(chromedp.ID("password"), "admin passphrase 42"),
+		chromedp.Submit(chromedp.ID("password")), chromedp.WaitVisible(chromedp.CSS(".stats")),
+		chromedp.Click(chromedp.CSS(`nav a[href="/console/analysts"]`)), chromedp.WaitVisible(chromedp.CSS("table.analysts")))
+	require.Equal(t, 3, count(t, ctx, "tr[data-analyst]"))
+	step(t, ctx, chromedp.Click(chromedp.CSS(`tr[data-analyst="rita"] button`)), chromedp.WaitVisible(chromedp.CSS(".flash")))
+	require.Contains(t, text(t, ctx, `tr[data-analyst="rita"]`), "by ada")
+	screenshot(t, ctx, "26-analysts")
 }

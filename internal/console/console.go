@@ -164,6 +164,8 @@ func (c *Console) routes() {
 	c.mux.Handle("POST /console/reviews", c.requireSession(c.handleDecidePair, apikey.ScopeReview))
 	c.mux.Handle("GET /console/users", c.requireSession(c.handleUsers, ""))
 	c.mux.Handle("GET /console/audit", c.requireSession(c.handleAudit, ""))
+	c.mux.Handle("GET /console/analysts", c.requireAdmin(c.handleAnalysts))
+	c.mux.Handle("POST /console/analysts/{name}/disable", c.requireAdmin(c.handleDisableAnalyst))
 }
 
 // ServeHTTP serves the console with the headers every page carries: no framing, no sniffing, no

@@ -190,7 +190,7 @@ func TestSingleSignOnRefusesAForeignStateAndADisabledAnalyst(t *testing.T) {
 	step(t, ctx, chromedp.Navigate(f.srv.URL+"/console/sso"))
 	providerLogin(t, ctx, "test-user@localhost")
 	step(t, ctx, chromedp.WaitVisible(chromedp.CSS(".stats")))
-	_, err = f.store.DisableAnalyst(t.Context(), "test-user@localhost", time.Now())
+	_, err = f.store.DisableAnalyst(t.Context(), "test-user@localhost", "command line", time.Now())
 	require.NoError(t, err)
 	step(t, ctx, chromedp.Navigate(f.srv.URL+"/console/"), chromedp.WaitVisible(chromedp.ID("sso")))
 	step(t, ctx, chromedp.Click(chromedp.ID("sso")))

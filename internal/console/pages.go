@@ -49,7 +49,7 @@ var funcs = template.FuncMap{
 
 func parsePages() (map[string]*template.Template, error) {
 	pages := map[string]*template.Template{}
-	for _, name := range []string{"login", "signedin", "error", "overview", "queue", "ring", "users", "audit"} {
+	for _, name := range []string{"login", "signedin", "error", "overview", "queue", "ring", "users", "audit", "analysts"} {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("console: parse %s page: %w", name, err)

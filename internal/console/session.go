@@ -277,6 +277,9 @@ func (s *session) Role() string {
 	return string(s.role)
 }
 
+// ManagesAnalysts reports whether the session's analyst may list and disable analysts.
+func (s *session) ManagesAnalysts() bool { return s.role.ManagesAnalysts() }
+
 // lacks is the message for a session without scope.
 func (s *session) lacks(scope string) string {
 	if s.role != "" {

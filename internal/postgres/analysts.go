@@ -13,12 +13,12 @@ import (
 )
 
 const analystColumns = `name, role, coalesce(password_hash, ''), coalesce(oidc_issuer, ''), coalesce(oidc_subject, ''),
-    created_at, disabled_at, last_sign_in_at`
+    created_at, disabled_at, coalesce(disabled_by, ''), last_sign_in_at`
 
 func scanAnalyst(row pgx.CollectableRow) (analyst.Account, error) {
 	var a analyst.Account
 	var role string
-	err := row.Scan(&a.Name, &role, &a.PasswordHash, &a.OIDCIssuer, &a.OIDCSubject, &a.CreatedAt, &a.DisabledAt, &a.LastSignInAt)
+	err := row.Scan(&a.Name, &role, &a.PasswordHash, &a.OIDCIssuer, &a.OIDCSubject, &a.CreatedAt, &a.DisabledAt, &a.DisabledBy, &a.LastSignInAt)
 	a.Role = analyst.Role(role)
 	return a, err
 }
@@ -67,11 +67,12 @@ func (s *Store) Analysts(ctx context.Context) ([]analyst.Account, error) {
 	return as, nil
 }
 
-// DisableAnalyst marks the account disabled and ends its console sessions in one transaction.
-func (s *Store) DisableAnalyst(ctx context.Context, name string, now time.Time) (int64, error) {
+// DisableAnalyst marks the account disabled (by whom, kept from the first time) and ends its console sessions in one transaction.
+func (s *Store) DisableAnalyst(ctx context.Context, name, by string, now time.Time) (int64, error) {
 	var ended int64
 	err := inTx(ctx, s.pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `UPDATE analysts SET disabled_at = coalesce(disabled_at, $2) WHERE name = $1`, name, now)
+		tag, err := tx.Exec(ctx, `UPDATE analysts SET disabled_at = coalesce(disabled_at, $2), disabled_by = coalesce(disabled_by, $3) WHERE name = $1`,
+			name, now, by)
 		if err != nil {
 			return fmt.Errorf("disable analyst: %w", err)
 		}
@@ -86,6 +87,18 @@ func (s *Store) DisableAnalyst(ctx context.Context, name string, now time.Time) 
 		return nil
 	})
 	return ended, err
+}
+
+// EnableAnalyst lets a disabled analyst sign in again.
+func (s *Store) EnableAnalyst(ctx context.Context, name string) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE analysts SET disabled_at = NULL, disabled_by = NULL WHERE name = $1`, name)
+	if err != nil {
+		return fmt.Errorf("enable analyst: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return analyst.ErrNotFound
+	}
+	return nil
 }
 
 // UpsertSSOAnalyst records a single-sign-on account under its name with the role the provider
