@@ -1,8 +1,9 @@
 // Package console is the review console: the web pages at /console/ where risk analysts sign in
-// (by single sign-on, with a local account, or with an API key), work the queue of open alerts, see a ring drawn and decide its pairs, search
-// users, read the audit trail and watch the day's activity. Pages are rendered on the server with
-// html/template; every asset (templates, CSS, a little JavaScript, the SVG drawings) comes from
-// this binary, so the console works without internet.
+// (by single sign-on, with a local account, or with an API key), work the queue of open alerts,
+// see a ring drawn and decide its pairs, search users, read the audit trail and watch the day's
+// activity. Pages are rendered on the server with html/template; every asset (templates, CSS, a
+// little JavaScript, the SVG drawings) comes from this binary, so the console works without
+// internet.
 package console
 
 import (

@@ -97,7 +97,9 @@ func (c *Console) handlePasswordLogin(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	c.startAnalystSession(w, r, acct.Name, "password")
+	if c.startAnalystSession(w, r, acct.Name, "password") {
+		http.Redirect(w, r, "/console/", http.StatusSeeOther)
+	}
 }
 
 // passwordFailed answers a failed sign-in (already counted by the throttle).
@@ -106,7 +108,8 @@ func (c *Console) passwordFailed(w http.ResponseWriter, r *http.Request, addr st
 	c.showLogin(w, r, http.StatusUnauthorized, msgWrongPassword)
 }
 
-// startAnalystSession signs name in: a session in the store, its cookie, the sign-in recorded.
+// startAnalystSession signs name in (a session in the store, its cookie, the sign-in recorded)
+// and reports whether it did; when it did not, it has answered with the sign-in page.
 func (c *Console) startAnalystSession(w http.ResponseWriter, r *http.Request, name, method string) bool {
 	token, err := c.sessions.createForAnalyst(r.Context(), name)
 	if err != nil {
@@ -120,9 +123,6 @@ func (c *Console) startAnalystSession(w http.ResponseWriter, r *http.Request, na
 	c.setCookie(w, r, loginCookie, "", -1)
 	c.setCookie(w, r, sessionCookie, token, c.cfg.SessionTTL)
 	c.log.Info("console sign-in", "analyst", name, "method", method)
-	if method == "password" {
-		http.Redirect(w, r, "/console/", http.StatusSeeOther)
-	}
 	return true
 }
 
