@@ -211,14 +211,17 @@ func (c *Console) handleSSOCallback(w http.ResponseWriter, r *http.Request) {
 	c.render(w, r, http.StatusOK, "signedin", page{Title: "Signed in", Nav: "none", Data: acct.Name})
 }
 
-// personName is the name an analyst goes by: preferred_username, else email, else the subject.
+// personName is the name an analyst goes by: preferred_username, else a verified email (one the
+// provider says is unverified could be anyone's), else the subject.
 func personName(claims map[string]any) string {
-	for _, k := range []string{"preferred_username", "email", "sub"} {
-		if s, ok := claims[k].(string); ok && s != "" {
-			return s
-		}
+	if s, ok := claims["preferred_username"].(string); ok && s != "" {
+		return s
 	}
-	return ""
+	if s, ok := claims["email"].(string); ok && s != "" && claims["email_verified"] != false {
+		return s
+	}
+	s, _ := claims["sub"].(string)
+	return s
 }
 
 // claimAt returns the claim called name, or the one a dotted name reaches through objects.
