@@ -160,6 +160,14 @@ func (c *Console) handleSSOCallback(w http.ResponseWriter, r *http.Request) {
 		c.showLogin(w, r, http.StatusUnauthorized, "The single sign-on provider's answer could not be verified. Try again.")
 		return
 	}
+	if idToken.AccessTokenHash != "" {
+		// The access token asks the userinfo endpoint below: it must be the one the ID token names.
+		if err := idToken.VerifyAccessToken(token.AccessToken); err != nil {
+			c.log.Warn("console: single sign-on access token refused", "error", err)
+			c.showLogin(w, r, http.StatusUnauthorized, "The single sign-on provider's answer could not be verified. Try again.")
+			return
+		}
+	}
 	claims := map[string]any{}
 	if err := idToken.Claims(&claims); err != nil {
 		c.showLogin(w, r, http.StatusUnauthorized, "The single sign-on provider's answer could not be read. Try again.")
