@@ -14,6 +14,7 @@ import (
 
 	"github.com/doppelhq/doppel/internal/analyst"
 	"github.com/doppelhq/doppel/internal/console"
+	"github.com/doppelhq/doppel/internal/harness/fakeclock"
 )
 
 // addAnalyst adds a local account as `doppel analyst add` does.
@@ -97,8 +98,10 @@ func TestTheSignInPageDoesNotTellWhichNamesExist(t *testing.T) {
 
 func TestFailedPasswordSignInsAreThrottledPerNameWith429(t *testing.T) {
 	t.Parallel()
+	clk := fakeclock.New(time.Now()) // Retry-After counts from the window's start
 	f := setup(t, func(c *console.Config) {
 		c.SignInLimits = analyst.Limits{PerName: 3, PerAddress: 10, Window: 15 * time.Minute}
+		c.Now = clk.Now
 	})
 	f.addAnalyst("rita", analyst.Reviewer, ritaPassword)
 	c := newClient(t, f.srv.URL)
