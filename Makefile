@@ -45,7 +45,7 @@ schemathesis: ## run schemathesis against doppel serve's /openapi.json (needs th
 demo: build ## run the pipeline end to end and print the rings and alerts it found
 	bash scripts/with-infra.sh $(BIN)/doppel-demo
 
-dev: build ## the demo left running: prints the console URL, an API key and the callback token; Ctrl-C stops it
+dev: build ## the demo left running: prints the console URL, a reviewer and a lead account, an API key and the callback token; Ctrl-C stops it
 	bash scripts/dev.sh
 
 bench: build ## throughput, latency and memory benchmark on the real servers; writes docs/benchmarks.md

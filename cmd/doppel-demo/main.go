@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
@@ -135,6 +136,8 @@ type devSettings struct {
 	apiKeysSetting        string
 	// callbackSig is a seeded verification no event has announced yet, for trying the callback.
 	callbackSig string
+	// analysts are the console accounts made for the demo: a reviewer and a lead.
+	analysts []devAnalyst
 	// Where the running stack is, for .local/dev.env.
 	databaseURL, brokers, adminAddr string
 	simURLs                         map[string]string
@@ -178,6 +181,9 @@ func serveUntilDone(ctx context.Context, out io.Writer, d devSettings, getenv fu
 		{"DOPPEL_CALLBACK_TOKEN", d.callbackToken},
 		{"DEV_CALLBACK_SIGNATURE_ID", d.callbackSig},
 	}
+	for _, a := range d.analysts {
+		vars = append(vars, [2]string{strings.ToUpper(a.role) + "_NAME", a.name}, [2]string{strings.ToUpper(a.role) + "_PASSWORD", a.password})
+	}
 	for _, r := range demoRegions {
 		vars = append(vars, [2]string{"ADVANCE_SIM_" + strings.ToUpper(r) + "_URL", d.simURLs[r]})
 	}
@@ -192,8 +198,8 @@ func serveUntilDone(ctx context.Context, out io.Writer, d devSettings, getenv fu
 	defer os.Remove(envFile)
 	fmt.Fprintf(out, `
 == make dev: everything keeps running until Ctrl-C (or SIGTERM)
-   Review console:  %s/console/   (sign in with the API key)
-   API:             %s   (OpenAPI at /openapi.json)
+   Review console:  %s/console/   (sign in as an analyst below, or with the API key)
+%s   API:             %s   (OpenAPI at /openapi.json)
    Admin listener:  %s   (/metrics, /readyz with reasons, /debug/pprof/)
    API key:         %s   (name "analyst", scopes read+review+replay)
    Callback token:  %s
@@ -201,10 +207,38 @@ func serveUntilDone(ctx context.Context, out io.Writer, d devSettings, getenv fu
    Everything above, for another shell:  . %s
    A verification the vendor finished but nobody announced yet (cust-1050, the ring of two's face):
      signatureId %s
-`, base, base, "http://"+d.adminAddr, d.apiKey, d.callbackToken, d.databaseURL, envFile, d.callbackSig)
+`, base, analystLines(d.analysts), base, "http://"+d.adminAddr, d.apiKey, d.callbackToken, d.databaseURL, envFile, d.callbackSig)
 	<-ctx.Done()
 	fmt.Fprintln(out, "\n== Stopping doppel serve and advance-sim")
 	return nil
+}
+
+// devAnalyst is a console account made for make dev.
+type devAnalyst struct{ role, name, password string }
+
+// addAnalysts makes a reviewer and a lead with fresh passwords, with `doppel analyst add` as an
+// operator would (the password on stdin).
+func addAnalysts(ctx context.Context, doppelBin, dbURL string) ([]devAnalyst, error) {
+	analysts := []devAnalyst{{role: "reviewer", name: "rita"}, {role: "lead", name: "leo"}}
+	for i := range analysts {
+		a := &analysts[i]
+		a.password = "demo-" + randomHex(8)
+		cmd := exec.CommandContext(ctx, doppelBin, "analyst", "add", a.name, "--role", a.role)
+		cmd.Env = append(os.Environ(), "DOPPEL_DATABASE_URL="+dbURL)
+		cmd.Stdin = strings.NewReader(a.password + "\n")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("doppel analyst add %s: %w: %s", a.name, err, out)
+		}
+	}
+	return analysts, nil
+}
+
+func analystLines(analysts []devAnalyst) string {
+	var b strings.Builder
+	for _, a := range analysts {
+		fmt.Fprintf(&b, "     %-9s %s / %s\n", a.role+":", a.name, a.password)
+	}
+	return b.String()
 }
 
 // shellQuote quotes s for a POSIX shell's export line.
@@ -307,6 +341,9 @@ func start(ctx context.Context, getenv func(string) string, out io.Writer, d dev
 			return err
 		}
 		d.callbackSig = extra[0].sig
+		if d.analysts, err = addAnalysts(ctx, filepath.Join(root, "bin", "doppel"), dbURL); err != nil {
+			return err
+		}
 		d.databaseURL, d.brokers, d.adminAddr, d.simURLs = dbURL, brokers, adminAddr, simURLs
 		return serveUntilDone(ctx, out, d, getenv)
 	}

@@ -3,9 +3,14 @@ package main
 import (
 	"bufio"
 	"context"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -131,6 +136,7 @@ func TestTheREADMEWalkthroughRunsAgainstMakeDevAndSIGTERMStopsIt(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, string(dev), "export ANALYST_KEY=")
 	require.Contains(t, string(dev), "export DOPPEL_ADMIN_URL=")
+	signInAsTheDevAnalysts(t, string(dev), "http://"+addr)
 
 	for i, block := range blocks {
 		script := strings.ReplaceAll(block, ". .local/dev.env", ". '"+envFile+"'")
@@ -162,4 +168,34 @@ func TestTheREADMEWalkthroughRunsAgainstMakeDevAndSIGTERMStopsIt(t *testing.T) {
 		stopping = stopping || strings.Contains(scanner.Text(), "Stopping doppel serve and advance-sim")
 	}
 	require.True(t, stopping, "doppel-demo stopped its children itself:\n%s", showLog())
+}
+
+// signInAsTheDevAnalysts signs in to the console as the reviewer and the lead make dev made and
+// printed, with the names and passwords of its dev.env.
+func signInAsTheDevAnalysts(t *testing.T, devEnv, base string) {
+	t.Helper()
+	vars := map[string]string{}
+	for _, line := range strings.Split(devEnv, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimPrefix(line, "export "), "="); ok {
+			vars[k] = strings.Trim(v, "'")
+		}
+	}
+	csrf := regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+	for _, role := range []string{"REVIEWER", "LEAD"} {
+		require.NotEmpty(t, vars[role+"_NAME"], "dev.env names the %s", role)
+		jar, _ := cookiejar.New(nil)
+		hc := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		res, err := hc.Get(base + "/console/login")
+		require.NoError(t, err)
+		page, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		m := csrf.FindSubmatch(page)
+		require.NotNil(t, m)
+		res, err = hc.PostForm(base+"/console/login", url.Values{"csrf": {string(m[1])}, "name": {vars[role+"_NAME"]},
+			"password": {vars[role+"_PASSWORD"]}})
+		require.NoError(t, err)
+		res.Body.Close()
+		require.Equal(t, http.StatusSeeOther, res.StatusCode, "the %s signs in", role)
+		require.Equal(t, "/console/", res.Header.Get("Location"))
+	}
 }

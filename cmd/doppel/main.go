@@ -1,6 +1,7 @@
 // Command doppel is the duplicate-account detector: `doppel serve` runs the pipeline and the HTTP
 // API; `doppel migrate` manages the schema; `doppel config check` validates the configuration;
-// `doppel replay` and `doppel dlq replay` re-run work after a fix. `doppel help` lists it all.
+// `doppel replay` and `doppel dlq replay` re-run work after a fix; `doppel analyst` manages the
+// review console's accounts. `doppel help` lists it all.
 //
 // The command tree is built with cobra: help on every command (which never loads the
 // configuration), shell completion and flag parsing come with it, and it is what kubectl, gh and
@@ -80,7 +81,7 @@ environment variables; see configs/doppel.example.yaml and ` + "`doppel config c
 	root.PersistentFlags().StringVar(&a.configPath, "config", a.environ["DOPPEL_CONFIG"],
 		"YAML configuration file (default $DOPPEL_CONFIG); DOPPEL_* variables override it")
 	root.AddCommand(a.serveCommand(), a.migrateCommand(), a.configCommand(), a.replayCommand(),
-		a.dlqCommand(), versionCommand(info))
+		a.dlqCommand(), a.analystCommand(), versionCommand(info))
 	return root
 }
 

@@ -162,6 +162,20 @@ type Config struct {
 	AuthFailuresPerMinute int `yaml:"auth_failures_per_minute" env:"DOPPEL_AUTH_FAILURES_PER_MINUTE"`
 	// ConsoleSessionTTL is how long a review-console sign-in lasts.
 	ConsoleSessionTTL time.Duration `yaml:"console_session_ttl" env:"DOPPEL_CONSOLE_SESSION_TTL"`
+	// OIDCIssuer turns on single sign-on to the review console with this OpenID Connect provider
+	// (its issuer URL, e.g. https://login.example.com/realms/risk); it needs DOPPEL_OIDC_CLIENT_ID,
+	// DOPPEL_OIDC_CLIENT_SECRET and DOPPEL_PUBLIC_URL (the provider sends people back to
+	// DOPPEL_PUBLIC_URL/console/sso/callback). Empty: no single sign-on.
+	OIDCIssuer string `yaml:"oidc_issuer" env:"DOPPEL_OIDC_ISSUER"`
+	// OIDCClientID is the console's client id at the provider.
+	OIDCClientID string `yaml:"oidc_client_id" env:"DOPPEL_OIDC_CLIENT_ID"`
+	// OIDCClientSecret is the console's client secret at the provider.
+	OIDCClientSecret string `yaml:"oidc_client_secret" env:"DOPPEL_OIDC_CLIENT_SECRET" secret:"true"`
+	// OIDCRoleClaim names the ID token (or userinfo) claim holding the analyst's role: reviewer,
+	// lead or admin, as a string, a list or an object keyed by role; a dotted name such as
+	// realm_access.roles reaches into objects. The highest role among its values is taken; a
+	// person with none is refused sign-in.
+	OIDCRoleClaim string `yaml:"oidc_role_claim" env:"DOPPEL_OIDC_ROLE_CLAIM"`
 
 	// ReconcileAfter is how long after startedAt (or after the started event was read) a
 	// verification with no completion is first polled with get-result.
@@ -265,6 +279,7 @@ func Default() Config {
 		CallbackTimeout:       10 * time.Second,
 		RingHighSeveritySize:  5,
 		ConsoleSessionTTL:     8 * time.Hour,
+		OIDCRoleClaim:         "roles",
 		LogLevel:              "info",
 		LogFormat:             "json",
 		ShutdownTimeout:       20 * time.Second,
@@ -390,6 +405,7 @@ func (c Config) Validate() error {
 			bad("DOPPEL_PUBLIC_URL must be the public listener's absolute address, e.g. https://doppel.example.com")
 		}
 	}
+	c.validateOIDC(bad)
 	if c.AuthFailuresPerMinute < 0 {
 		bad("DOPPEL_AUTH_FAILURES_PER_MINUTE must be 0 (no throttling) or positive, got %d", c.AuthFailuresPerMinute)
 	}
@@ -465,4 +481,30 @@ func (c Config) validateReconcile(bad func(string, ...any)) {
 	if c.ReconcileAlertRatio <= 0 || c.ReconcileAlertRatio > 1 {
 		bad("DOPPEL_RECONCILE_ALERT_RATIO must be above 0 and at most 1, e.g. 0.05, got %g", c.ReconcileAlertRatio)
 	}
+}
+
+// validateOIDC checks the single sign-on settings: all three or none, an absolute issuer, and the
+// public URL the provider sends people back to.
+func (c Config) validateOIDC(bad func(string, ...any)) {
+	if c.OIDCIssuer == "" && c.OIDCClientID == "" && c.OIDCClientSecret == "" {
+		return
+	}
+	if c.OIDCIssuer == "" || c.OIDCClientID == "" || c.OIDCClientSecret == "" {
+		bad("single sign-on needs DOPPEL_OIDC_ISSUER, DOPPEL_OIDC_CLIENT_ID and DOPPEL_OIDC_CLIENT_SECRET together: set all three, or none")
+		return
+	}
+	if u, err := url.Parse(c.OIDCIssuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		bad("DOPPEL_OIDC_ISSUER must be the provider's issuer URL, e.g. https://login.example.com/realms/risk")
+	}
+	if c.PublicURL == "" {
+		bad("single sign-on needs DOPPEL_PUBLIC_URL: the provider sends people back to DOPPEL_PUBLIC_URL/console/sso/callback")
+	}
+	if strings.TrimSpace(c.OIDCRoleClaim) == "" {
+		bad("DOPPEL_OIDC_ROLE_CLAIM must name the claim holding the role (default roles)")
+	}
+}
+
+// OIDCRedirectURL is where the provider sends people back after single sign-on.
+func (c Config) OIDCRedirectURL() string {
+	return strings.TrimSuffix(c.PublicURL, "/") + "/console/sso/callback"
 }

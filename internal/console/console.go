@@ -1,8 +1,9 @@
 // Package console is the review console: the web pages at /console/ where risk analysts sign in
-// with an API key, work the queue of open alerts, see a ring drawn and decide its pairs, search
-// users, read the audit trail and watch the day's activity. Pages are rendered on the server with
-// html/template; every asset (templates, CSS, a little JavaScript, the SVG drawings) comes from
-// this binary, so the console works without internet.
+// (by single sign-on, with a local account, or with an API key), work the queue of open alerts,
+// see a ring drawn and decide its pairs, search users, read the audit trail and watch the day's
+// activity. Pages are rendered on the server with html/template; every asset (templates, CSS, a
+// little JavaScript, the SVG drawings) comes from this binary, so the console works without
+// internet.
 package console
 
 import (
@@ -15,6 +16,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/doppelhq/doppel/internal/analyst"
 	"github.com/doppelhq/doppel/internal/apikey"
 	"github.com/doppelhq/doppel/internal/duplicate"
 	"github.com/doppelhq/doppel/internal/evidence"
@@ -38,6 +40,7 @@ type Store interface {
 	AddReview(ctx context.Context, r duplicate.Review) (duplicate.Review, error)
 	DecideRing(ctx context.Context, ringID string, decision duplicate.Decision, note, reviewer string) (int, error)
 	SessionStore
+	AnalystStore
 }
 
 // Path is where the console is served: its pages, redirects and cookies are under it, and the
@@ -94,6 +97,10 @@ type Config struct {
 	EvidenceViews EvidenceViews
 
 	Logger *slog.Logger
+	// SignInLimits bound failed sign-ins by name and password (analyst.DefaultLimits when zero).
+	SignInLimits analyst.Limits
+	// OIDC turns on single sign-on; nil offers none.
+	OIDC *OIDCConfig
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 }
@@ -109,6 +116,8 @@ type Console struct {
 	cfg      Config
 	log      *slog.Logger
 	sessions *sessions
+	throttle *analyst.Throttle
+	sso      *sso
 	pages    map[string]*template.Template
 	mux      *http.ServeMux
 }
@@ -137,8 +146,16 @@ func New(cfg Config) (*Console, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.SignInLimits == (analyst.Limits{}) {
+		cfg.SignInLimits = analyst.DefaultLimits
+	}
 	c := &Console{cfg: cfg, log: cfg.Logger, sessions: &sessions{store: cfg.Store, keys: cfg.APIKeys, ttl: cfg.SessionTTL, now: cfg.Now}, pages: pages,
-		mux: http.NewServeMux()}
+		mux: http.NewServeMux(), throttle: &analyst.Throttle{Store: cfg.Store, Limits: cfg.SignInLimits, Now: cfg.Now}}
+	if cfg.OIDC != nil {
+		if c.sso, err = newSSO(*cfg.OIDC); err != nil {
+			return nil, err
+		}
+	}
 	c.routes()
 	return c, nil
 }
@@ -153,6 +170,8 @@ func (c *Console) routes() {
 	})
 	c.mux.HandleFunc("GET /console/login", c.handleLoginPage)
 	c.mux.HandleFunc("POST /console/login", c.handleLogin)
+	c.mux.HandleFunc("GET /console/sso", c.handleSSOStart)
+	c.mux.HandleFunc("GET /console/sso/callback", c.handleSSOCallback)
 	c.mux.Handle("POST /console/logout", c.requireSession(c.handleLogout, ""))
 	c.mux.Handle("GET /console/{$}", c.requireSession(c.handleOverview, ""))
 	c.mux.Handle("GET /console/queue", c.requireSession(c.handleQueue, ""))
@@ -163,6 +182,8 @@ func (c *Console) routes() {
 	c.mux.Handle("GET /console/audit", c.requireSession(c.handleAudit, ""))
 	c.mux.Handle("GET /console/rings/{ringId}/members", c.requireSession(c.handleRingMembers, ""))
 	c.mux.Handle("GET /console/evidence/faces/{handle}", c.requireSession(c.handleFace, ""))
+	c.mux.Handle("GET /console/analysts", c.requireAdmin(c.handleAnalysts))
+	c.mux.Handle("POST /console/analysts/{name}/disable", c.requireAdmin(c.handleDisableAnalyst))
 }
 
 // ServeHTTP serves the console with the headers every page carries: no framing, no sniffing, no

@@ -49,7 +49,7 @@ var funcs = template.FuncMap{
 
 func parsePages() (map[string]*template.Template, error) {
 	pages := map[string]*template.Template{}
-	for _, name := range []string{"login", "error", "overview", "queue", "ring", "users", "audit", "members"} {
+	for _, name := range []string{"login", "signedin", "error", "overview", "queue", "ring", "users", "audit", "members", "analysts"} {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html",
 			"templates/*.partial.html")
 		if err != nil {

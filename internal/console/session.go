@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/doppelhq/doppel/internal/analyst"
 	"github.com/doppelhq/doppel/internal/apikey"
 )
 
@@ -21,11 +22,13 @@ const (
 	csrfField     = "csrf"
 )
 
-// session is one sign-in: the API key's name (recorded as the reviewer) and its scopes as the
-// configuration has them now, and the CSRF token every form of the session carries.
+// session is one sign-in: the analyst's name and the scopes of their role as the account has it
+// now, or the API key's name and its scopes as the configuration has them now (the name is
+// recorded as the person who acted), and the CSRF token every form of the session carries.
 type session struct {
 	id     []byte // the SHA-256 of the cookie's token
 	name   string
+	role   analyst.Role // "" for an API key's session
 	scopes []string
 	csrf   string
 	// flash is the message waiting for the session's next page when the request came; render
@@ -41,9 +44,9 @@ func (s *session) can(scope string) bool { return scope == "" || slices.Contains
 // clock.
 type SessionStore interface {
 	CreateSession(ctx context.Context, tokenSHA256 []byte, keyName, csrf string, now, expires time.Time) error
-	// Session returns the key name, CSRF token and pending message of a session that has not
-	// ended by now.
-	Session(ctx context.Context, tokenSHA256 []byte, now time.Time) (keyName, csrf, flash string, ok bool, err error)
+	CreateAnalystSession(ctx context.Context, tokenSHA256 []byte, analyst, csrf string, now, expires time.Time) error
+	// Session returns a session that has not ended by now, with its analyst's role and state.
+	Session(ctx context.Context, tokenSHA256 []byte, now time.Time) (analyst.Session, bool, error)
 	SetSessionFlash(ctx context.Context, tokenSHA256 []byte, msg string) error
 	// TakeSessionFlash returns the session's message and clears it.
 	TakeSessionFlash(ctx context.Context, tokenSHA256 []byte) (string, error)
@@ -51,9 +54,10 @@ type SessionStore interface {
 	EndSessionsBefore(ctx context.Context, now time.Time) (int64, error)
 }
 
-// sessions are the console's sign-ins, in the store. A session names its API key, whose scopes are
-// read from the configuration on every request: a key taken out of the configuration ends its
-// sessions at once.
+// sessions are the console's sign-ins, in the store. A session names its analyst, whose role and
+// state are read with it on every request (a disabled account or a changed role applies at once),
+// or its API key, whose scopes are read from the configuration on every request: a key taken out
+// of the configuration ends its sessions at once.
 type sessions struct {
 	store SessionStore
 	keys  []apikey.Key
@@ -86,19 +90,38 @@ func (ss *sessions) create(ctx context.Context, key apikey.Key) (string, error) 
 	return token, nil
 }
 
+// createForAnalyst is create for an analyst signed in by password or single sign-on.
+func (ss *sessions) createForAnalyst(ctx context.Context, name string) (string, error) {
+	now := ss.now()
+	if _, err := ss.store.EndSessionsBefore(ctx, now); err != nil {
+		return "", err
+	}
+	token := randomToken()
+	if err := ss.store.CreateAnalystSession(ctx, tokenID(token), name, randomToken(), now, now.Add(ss.ttl)); err != nil {
+		return "", err
+	}
+	return token, nil
+}
+
 // get returns the live session of token, nil when there is none (ended, signed out, unknown, or
 // its key no longer configured).
 func (ss *sessions) get(ctx context.Context, token string) (*session, error) {
 	id := tokenID(token)
-	name, csrf, flash, ok, err := ss.store.Session(ctx, id, ss.now())
+	rec, ok, err := ss.store.Session(ctx, id, ss.now())
 	if err != nil || !ok {
 		return nil, err
 	}
-	i := slices.IndexFunc(ss.keys, func(k apikey.Key) bool { return k.Name == name })
+	if rec.Analyst != "" {
+		if rec.Disabled || !rec.Role.Valid() {
+			return nil, ss.store.EndSession(ctx, id)
+		}
+		return &session{id: id, name: rec.Analyst, role: rec.Role, scopes: rec.Role.Scopes(), csrf: rec.CSRF, flash: rec.Flash}, nil
+	}
+	i := slices.IndexFunc(ss.keys, func(k apikey.Key) bool { return k.Name == rec.KeyName })
 	if i < 0 {
 		return nil, ss.store.EndSession(ctx, id)
 	}
-	return &session{id: id, name: name, scopes: ss.keys[i].Scopes, csrf: csrf, flash: flash}, nil
+	return &session{id: id, name: rec.KeyName, scopes: ss.keys[i].Scopes, csrf: rec.CSRF, flash: rec.Flash}, nil
 }
 
 // setCookie writes a console cookie: HttpOnly, SameSite=Strict, scoped to the console. Behind TLS
@@ -165,7 +188,7 @@ func (c *Console) requireSession(next http.HandlerFunc, scope string) http.Handl
 			}
 		}
 		if !s.can(scope) {
-			c.fail(w, r, http.StatusForbidden, "Your API key lacks the "+scope+" scope this needs.")
+			c.fail(w, r, http.StatusForbidden, s.lacks(scope))
 			return
 		}
 		next(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, s)))
@@ -175,6 +198,9 @@ func (c *Console) requireSession(next http.HandlerFunc, scope string) http.Handl
 type loginPage struct {
 	CSRF  string
 	Error string
+	// Name is the name typed in the failed attempt; SSO offers single sign-on.
+	Name string
+	SSO  bool
 }
 
 // handleLoginPage shows the sign-in form with a one-off token, also set as a cookie, that the
@@ -186,7 +212,8 @@ func (c *Console) handleLoginPage(w http.ResponseWriter, r *http.Request) {
 func (c *Console) showLogin(w http.ResponseWriter, r *http.Request, status int, msg string) {
 	token := randomToken()
 	c.setCookie(w, r, loginCookie, token, 10*time.Minute)
-	c.render(w, r, status, "login", page{Title: "Sign in", Data: loginPage{CSRF: token, Error: msg}})
+	c.render(w, r, status, "login", page{Title: "Sign in", Data: loginPage{CSRF: token, Error: msg, SSO: c.sso != nil,
+		Name: nameTyped(r)}})
 }
 
 // handleLogin exchanges an API key for a session cookie. The key travels only in this POST's body
@@ -196,6 +223,10 @@ func (c *Console) handleLogin(w http.ResponseWriter, r *http.Request) {
 	ck, err := r.Cookie(c.cookieName(loginCookie))
 	if err != nil || subtle.ConstantTimeCompare([]byte(ck.Value), []byte(r.PostFormValue(csrfField))) != 1 {
 		c.showLogin(w, r, http.StatusForbidden, "The sign-in form expired. Try again.")
+		return
+	}
+	if r.PostForm.Has("name") {
+		c.handlePasswordLogin(w, r)
 		return
 	}
 	if retryAfter, blocked := c.cfg.SignIn.Blocked(r); blocked {
@@ -235,8 +266,27 @@ func (c *Console) handleLogout(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/console/login", http.StatusSeeOther)
 }
 
-// Name is the API key's name, shown and recorded as the reviewer.
+// Name is the analyst's or the API key's name, shown and recorded as the person who acted.
 func (s *session) Name() string { return s.name }
+
+// Role is the analyst's role; "API key" for a key's session.
+func (s *session) Role() string {
+	if s.role == "" {
+		return "API key"
+	}
+	return string(s.role)
+}
+
+// ManagesAnalysts reports whether the session's analyst may list and disable analysts.
+func (s *session) ManagesAnalysts() bool { return s.role.ManagesAnalysts() }
+
+// lacks is the message for a session without scope.
+func (s *session) lacks(scope string) string {
+	if s.role != "" {
+		return "Your role (" + string(s.role) + ") does not allow this: it needs the " + scope + " scope."
+	}
+	return "Your API key lacks the " + scope + " scope this needs."
+}
 
 // CSRF is the token every form of the session carries.
 func (s *session) CSRF() string { return s.csrf }

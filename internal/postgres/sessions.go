@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/doppelhq/doppel/internal/analyst"
 )
 
 // CreateSession records a console sign-in under the SHA-256 of its token.
@@ -19,18 +21,30 @@ VALUES ($1, $2, $3, $4, $5)`, tokenSHA256, keyName, csrf, now, expires)
 	return nil
 }
 
-// Session returns the key name, CSRF token and pending message of the session whose token hashes
-// to tokenSHA256, and false when there is none or it ended by now.
-func (s *Store) Session(ctx context.Context, tokenSHA256 []byte, now time.Time) (keyName, csrf, flash string, ok bool, err error) {
-	err = s.pool.QueryRow(ctx, `SELECT key_name, csrf, flash FROM console_sessions WHERE token_sha256 = $1 AND expires_at > $2`,
-		tokenSHA256, now).Scan(&keyName, &csrf, &flash)
+// Session returns the session whose token hashes to tokenSHA256, with its analyst's role and
+// state read now, and false when there is none or it ended by now.
+func (s *Store) Session(ctx context.Context, tokenSHA256 []byte, now time.Time) (analyst.Session, bool, error) {
+	var out analyst.Session
+	var keyName, name, role *string
+	err := s.pool.QueryRow(ctx, `SELECT s.key_name, s.analyst, a.role, a.disabled_at IS NOT NULL, s.csrf, s.flash
+FROM console_sessions s LEFT JOIN analysts a ON a.name = s.analyst
+WHERE s.token_sha256 = $1 AND s.expires_at > $2`, tokenSHA256, now).Scan(&keyName, &name, &role, &out.Disabled, &out.CSRF, &out.Flash)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return "", "", "", false, nil
+		return analyst.Session{}, false, nil
 	}
 	if err != nil {
-		return "", "", "", false, fmt.Errorf("read console session: %w", err)
+		return analyst.Session{}, false, fmt.Errorf("read console session: %w", err)
 	}
-	return keyName, csrf, flash, true, nil
+	if keyName != nil {
+		out.KeyName = *keyName
+	}
+	if name != nil {
+		out.Analyst = *name
+	}
+	if role != nil {
+		out.Role = analyst.Role(*role)
+	}
+	return out, true, nil
 }
 
 // SetSessionFlash leaves msg for the session's next page.

@@ -238,6 +238,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		APIKeys:       keys,
 		SignIn:        api.SignInGuard(console.SignInPath),
 		SessionTTL:    cfg.ConsoleSessionTTL,
+		OIDC:          consoleOIDC(cfg),
 		Region:        consoleRegion(cfg),
 		Logger:        log.With("component", "console"),
 		DeadLetters: func(ctx context.Context) (int64, error) {
@@ -369,4 +370,13 @@ func pingBroker(ctx context.Context, brokers []string) error {
 		errs = append(errs, err)
 	}
 	return fmt.Errorf("no broker answers: %w", errors.Join(errs...))
+}
+
+// consoleOIDC is the console's single sign-on, nil when DOPPEL_OIDC_ISSUER is not set.
+func consoleOIDC(cfg config.Config) *console.OIDCConfig {
+	if cfg.OIDCIssuer == "" {
+		return nil
+	}
+	return &console.OIDCConfig{Issuer: cfg.OIDCIssuer, ClientID: cfg.OIDCClientID, ClientSecret: cfg.OIDCClientSecret,
+		RedirectURL: cfg.OIDCRedirectURL(), RoleClaim: cfg.OIDCRoleClaim}
 }
