@@ -162,6 +162,10 @@ type Config struct {
 	AuthFailuresPerMinute int `yaml:"auth_failures_per_minute" env:"DOPPEL_AUTH_FAILURES_PER_MINUTE"`
 	// ConsoleSessionTTL is how long a review-console sign-in lasts.
 	ConsoleSessionTTL time.Duration `yaml:"console_session_ttl" env:"DOPPEL_CONSOLE_SESSION_TTL"`
+	// AccessLogRetention is how long an access-log entry (who read which person's data, and when)
+	// is kept before the sweep deletes it; 0 keeps every entry. At least 1h when set
+	// (docs/access-log.md).
+	AccessLogRetention time.Duration `yaml:"access_log_retention" env:"DOPPEL_ACCESS_LOG_RETENTION"`
 
 	// ReconcileAfter is how long after startedAt (or after the started event was read) a
 	// verification with no completion is first polled with get-result.
@@ -398,6 +402,9 @@ func (c Config) Validate() error {
 	c.validateReconcile(bad)
 	if c.ConsoleSessionTTL <= 0 {
 		bad("DOPPEL_CONSOLE_SESSION_TTL must be positive, e.g. 8h")
+	}
+	if c.AccessLogRetention != 0 && c.AccessLogRetention < time.Hour {
+		bad("DOPPEL_ACCESS_LOG_RETENTION must be 0 (keep every entry) or at least 1h, e.g. 17520h for two years, got %s", c.AccessLogRetention)
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":

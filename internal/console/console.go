@@ -82,6 +82,9 @@ type Config struct {
 	// settings), from the vendor's host; "" when unknown. Every other alert shows its own region.
 	Region string
 	Logger *slog.Logger
+	// AccessLog records every page that shows a person's data (a ring, a user, the queue or audit
+	// filtered by user); nil records none.
+	AccessLog AccessLog
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 }
