@@ -3,6 +3,9 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
@@ -171,10 +174,39 @@ ORDER BY reviewed_at, review_id`, userID)
 	if err != nil {
 		return fmt.Errorf("select reviews: %w", err)
 	}
-	if out.Reviews, err = pgx.CollectRows(rows, scanReview); err != nil {
+	reviews, err := pgx.CollectRows(rows, scanReview)
+	if err != nil {
 		return fmt.Errorf("select reviews: %w", err)
 	}
+	for _, r := range reviews {
+		if r.UserID == userID || r.DuplicateUserID == userID || namesUser(r.Note, userID) {
+			out.Reviews = append(out.Reviews, r)
+		}
+	}
 	return nil
+}
+
+// namesUser reports whether note names userID as a whole id: not inside a longer one
+// ("cust-100" is not named by "cust-1004") nor inside a word.
+func namesUser(note, userID string) bool {
+	for from := 0; ; {
+		i := strings.Index(note[from:], userID)
+		if i < 0 {
+			return false
+		}
+		start, end := from+i, from+i+len(userID)
+		before, _ := utf8.DecodeLastRuneInString(note[:start])
+		after, _ := utf8.DecodeRuneInString(note[end:])
+		if !idRune(before) && !idRune(after) {
+			return true
+		}
+		from = start + 1
+	}
+}
+
+// idRune reports whether r can continue an id: a letter, a digit, '-' or '_'.
+func idRune(r rune) bool {
+	return r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r)
 }
 
 func exportReads(ctx context.Context, tx pgx.Tx, userID string, out *duplicate.SubjectExport) error {
