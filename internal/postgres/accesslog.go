@@ -90,6 +90,11 @@ func (s *Store) AccessLog(ctx context.Context, q accesslog.Query) ([]accesslog.E
 	return entries, nil
 }
 
+// PseudonymizeAccessLog is the package's PseudonymizeAccessLog, for a caller that holds a Store.
+func (s *Store) PseudonymizeAccessLog(ctx context.Context, tx pgx.Tx, userID, pseudonym string) (int64, error) {
+	return PseudonymizeAccessLog(ctx, tx, userID, pseudonym)
+}
+
 // PseudonymizeAccessLog replaces userID by pseudonym ("erased:" and the keyed hash) in every
 // access-log entry that lists it, inside the erasure's transaction tx, and returns how many entries
 // changed. It opens the append-only trigger's erasure gate (doppel.erasure) for that one statement
@@ -120,6 +125,7 @@ func PseudonymizeAccessLog(ctx context.Context, tx pgx.Tx, userID, pseudonym str
 // (and at most MaxSweepRows) in one statement, and returns how many went. It is the only delete the
 // append-only trigger lets through: the transaction sets doppel.access_log_sweep to before, and the
 // trigger refuses to delete any entry read at or after it. Call it again while it returns limit.
+// Rows another instance's sweep holds are skipped, not waited for: the two never deadlock.
 func (s *Store) DeleteAccessLogBefore(ctx context.Context, before time.Time, limit int) (int64, error) {
 	if limit <= 0 || limit > MaxSweepRows {
 		limit = MaxSweepRows
@@ -132,7 +138,8 @@ func (s *Store) DeleteAccessLogBefore(ctx context.Context, before time.Time, lim
 		}
 		tag, err := tx.Exec(ctx, `
 DELETE FROM access_log WHERE entry_id IN (
-    SELECT entry_id FROM access_log WHERE read_at < $1 ORDER BY read_at, entry_id LIMIT $2)`, before, limit)
+    SELECT entry_id FROM access_log WHERE read_at < $1 ORDER BY read_at, entry_id LIMIT $2
+    FOR UPDATE SKIP LOCKED)`, before, limit)
 		n = tag.RowsAffected()
 		return err
 	})
