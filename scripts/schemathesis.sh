@@ -136,7 +136,7 @@ api_key = "${ST_CALLBACK_TOKEN}"
 # schema-valid input: a review's two userIds must differ, a replay window needs from < to, and
 # a cursor must be one the API handed out. Every other check applies to these operations too.
 [[operations]]
-include-operation-id = ["createReview", "replay", "alerts", "rings", "reviews"]
+include-operation-id = ["createReview", "replay", "alerts", "rings", "reviews", "accessLog"]
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404"]
 TOML
 log "running schemathesis $VERSION against $BASE/openapi.json for at most ${MAX_TIME}s"
