@@ -207,6 +207,11 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	accessMetrics := m.AccessLog()
 	accessLog := accesslog.NewWriter(store, accesslog.Config{Logger: log.With("component", "access-log"),
 		OnWritten: accessMetrics.Written, OnRefused: accessMetrics.Refused, OnLost: accessMetrics.Lost})
+	defer func() { // a start-up that fails below stops the writer too (after the Close at the end, a no-op)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = accessLog.Close(ctx)
+	}()
 	api := httpapi.New(httpapi.Config{
 		Logger:                  log.With("component", "http"),
 		Readiness:               ready,
