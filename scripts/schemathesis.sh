@@ -96,7 +96,7 @@ DOPPEL_DATABASE_URL="$DB_URL" DOPPEL_KAFKA_BROKERS="$DOPPEL_KAFKA_BROKERS" \
   DOPPEL_ADVANCE_BASE_URL="http://127.0.0.1:$SIM_PORT" DOPPEL_ADVANCE_ACCESS_KEY=st-access DOPPEL_ADVANCE_SECRET_KEY=st-secret \
   DOPPEL_ADVANCE_QPS=0 DOPPEL_HTTP_ADDR="127.0.0.1:$API_PORT" DOPPEL_ADMIN_ADDR="127.0.0.1:$ADMIN_PORT" \
   DOPPEL_LOG_LEVEL=warn \
-  DOPPEL_API_KEYS="schemathesis:read+review+replay:$API_KEY_SHA256" DOPPEL_CALLBACK_TOKEN="$CALLBACK_TOKEN" \
+  DOPPEL_API_KEYS="schemathesis:read+review+replay+erase:$API_KEY_SHA256" DOPPEL_CALLBACK_TOKEN="$CALLBACK_TOKEN" \
   DOPPEL_AUTH_FAILURES_PER_MINUTE=0 \
   DOPPEL_RING_HIGH_SEVERITY_SIZE=3 DOPPEL_MAX_EVENT_BYTES=4096 \
   bin/doppel serve >"$WORK/doppel.log" 2>&1 &
@@ -136,7 +136,7 @@ api_key = "${ST_CALLBACK_TOKEN}"
 # schema-valid input: a review's two userIds must differ, a replay window needs from < to, and
 # a cursor must be one the API handed out. Every other check applies to these operations too.
 [[operations]]
-include-operation-id = ["createReview", "replay", "alerts", "rings", "reviews"]
+include-operation-id = ["createReview", "replay", "alerts", "rings", "reviews", "accessLog"]
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404"]
 TOML
 log "running schemathesis $VERSION against $BASE/openapi.json for at most ${MAX_TIME}s"

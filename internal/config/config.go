@@ -176,6 +176,10 @@ type Config struct {
 	// realm_access.roles reaches into objects. The highest role among its values is taken; a
 	// person with none is refused sign-in.
 	OIDCRoleClaim string `yaml:"oidc_role_claim" env:"DOPPEL_OIDC_ROLE_CLAIM"`
+	// AccessLogRetention is how long an access-log entry (who read which person's data, and when)
+	// is kept before the sweep deletes it; 0 keeps every entry. At least 1h when set
+	// (docs/access-log.md).
+	AccessLogRetention time.Duration `yaml:"access_log_retention" env:"DOPPEL_ACCESS_LOG_RETENTION"`
 
 	// ReconcileAfter is how long after startedAt (or after the started event was read) a
 	// verification with no completion is first polled with get-result.
@@ -442,6 +446,9 @@ func (c Config) Validate() error {
 	}
 	if !(c.EvidenceQPS >= 0) {
 		bad("DOPPEL_EVIDENCE_QPS must be 0 (no cap of its own) or positive, e.g. 2")
+	}
+	if c.AccessLogRetention != 0 && c.AccessLogRetention < time.Hour {
+		bad("DOPPEL_ACCESS_LOG_RETENTION must be 0 (keep every entry) or at least 1h, e.g. 17520h for two years, got %s", c.AccessLogRetention)
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":

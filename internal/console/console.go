@@ -101,6 +101,9 @@ type Config struct {
 	SignInLimits analyst.Limits
 	// OIDC turns on single sign-on; nil offers none.
 	OIDC *OIDCConfig
+	// AccessLog records every page that shows a person's data (a ring, a user, the queue or audit
+	// filtered by user); nil records none.
+	AccessLog AccessLog
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 }

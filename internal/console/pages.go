@@ -267,6 +267,9 @@ func (c *Console) handleQueue(w http.ResponseWriter, r *http.Request) {
 			d.Next = "/console/queue?" + next.Encode()
 		}
 		d.Alerts = alerts
+		if d.UserID != "" && !c.logRead(w, r, "", []string{d.UserID}, alertUsers(alerts)) {
+			return
+		}
 	}
 	c.render(w, r, status, "queue", page{Title: "Queue", Data: d})
 }
@@ -398,6 +401,9 @@ func (c *Console) handleRing(w http.ResponseWriter, r *http.Request) {
 		d.Next = pageURL(d.Page + 1)
 	}
 	d.Return = r.URL.RequestURI()
+	if !c.logRead(w, r, detail.ID, ringPageIDs(d)...) {
+		return
+	}
 	c.render(w, r, http.StatusOK, "ring", page{Title: "Ring " + detail.ID, Nav: "queue", Data: d})
 }
 
@@ -496,6 +502,13 @@ func (c *Console) handleUsers(w http.ResponseWriter, r *http.Request) {
 					c.failErr(w, r, err)
 					return
 				}
+				ring := ""
+				if d.Ring.Size > 1 {
+					ring = d.Ring.ID
+				}
+				if !c.logRead(w, r, ring, []string{d.Query}, linkedUsers(dups)) {
+					return
+				}
 			}
 		}
 	}
@@ -554,6 +567,9 @@ func (c *Console) handleAudit(w http.ResponseWriter, r *http.Request) {
 			d.Next = "/console/audit?" + next.Encode()
 		}
 		d.Reviews = reviews
+		if d.UserID != "" && !c.logRead(w, r, "", []string{d.UserID}, reviewUsers(reviews)) {
+			return
+		}
 	}
 	c.render(w, r, status, "audit", page{Title: "Audit", Data: d})
 }

@@ -85,6 +85,9 @@ func (s *Server) handleUserDuplicates(c echo.Context) error {
 		}
 		out.Duplicates[i] = d
 	}
+	if err := s.logRead(c, "", []string{userID}, linkedIDs(out)); err != nil {
+		return err
+	}
 	return c.JSON(http.StatusOK, out)
 }
 
@@ -117,6 +120,9 @@ func (s *Server) handleUserCluster(c echo.Context) error {
 			LastSeenAt: l.LastSeenAt, SeenCount: l.SeenCount, FirstSignatureID: l.FirstSignatureID,
 			LastSignatureID: l.LastSignatureID, Regions: nonNil(l.Regions), LatestReview: toReviewPtr(l.LatestReview)}
 	}
+	if err := s.logRead(c, ringOf(out.RingID, out.Size), []string{userID}, out.Members, linkIDs(out.Links)); err != nil {
+		return err
+	}
 	return c.JSON(http.StatusOK, out)
 }
 
@@ -135,6 +141,9 @@ func (s *Server) handleCheck(c echo.Context) error {
 	}
 	check, err := st.Check(c.Request().Context(), sig)
 	if err != nil {
+		return err
+	}
+	if err := s.logRead(c, "", []string{check.UserID}, check.SimilarUserIDs, check.MatchedUserIDs); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, toCheck(check))
@@ -231,6 +240,11 @@ func (s *Server) handleAlerts(c echo.Context) error {
 	if n := len(alerts); n > 0 {
 		next := encodeCursor(duplicate.AlertPosition{DetectedAt: alerts[n-1].DetectedAt, AlertID: alerts[n-1].AlertID})
 		out.NextCursor = &next
+	}
+	if q.UserID != "" { // a person's alerts; the unfiltered list is the team's work queue
+		if err := s.logRead(c, "", []string{q.UserID}, alertsIDs(out.Alerts)); err != nil {
+			return err
+		}
 	}
 	return c.JSON(http.StatusOK, out)
 }

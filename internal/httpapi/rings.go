@@ -197,7 +197,11 @@ func (s *Server) handleRing(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, toRing(ring))
+	out := toRing(ring)
+	if err := s.logRead(c, ring.ID, out.Members); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, out)
 }
 
 func toRing(r duplicate.RingDetail) ringJSON {
@@ -241,7 +245,11 @@ func (s *Server) handleAlert(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, toAlert(a))
+	out := toAlert(a)
+	if err := s.logRead(c, a.RingID, alertIDs(out)); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, out)
 }
 
 type reviewsJSON struct {
@@ -303,6 +311,11 @@ func (s *Server) handleReviews(c echo.Context) error {
 	}
 	for _, r := range reviews {
 		out.Reviews = append(out.Reviews, toReview(r))
+	}
+	if q.UserID != "" { // a person's reviews; the unfiltered history is the team's audit trail
+		if err := s.logRead(c, "", []string{q.UserID}, reviewsIDs(out.Reviews)); err != nil {
+			return err
+		}
 	}
 	return c.JSON(http.StatusOK, out)
 }

@@ -35,6 +35,10 @@ func (s *Server) routes() {
 	get(s.echo, "/v1/reconciliation", s.handleReconciliation, read)
 	s.echo.POST("/v1/reviews", s.handleReview, review)
 	s.echo.POST("/v1/replay", s.handleReplay, replay)
+	// The privacy officer's routes (scope erase, which no other scope implies).
+	erase := s.requireScope(apikey.ScopeErase)
+	get(s.echo, "/v1/access-log", s.handleAccessLog, erase)
+	get(s.echo, "/v1/users/:userId/export", s.handleExport, erase)
 }
 
 // routes lists every route of the admin listener.

@@ -42,6 +42,7 @@ type Store interface {
 	ReserveReplays(ctx context.Context, key string, n, limit int) (int, bool, error)
 	ReleaseReplays(ctx context.Context, key string, n int) error
 	RingStore
+	PrivacyStore
 }
 
 // Replayer re-runs face search for stored checks; duplicate.Replayer implements it.
@@ -64,6 +65,8 @@ type Config struct {
 
 	Store    Store
 	Replayer Replayer
+	// AccessLog records every read of a person's data (accesslog.Writer); nil records none.
+	AccessLog AccessLog
 	// OnAlerts is called after a re-run wrote alerts to the outbox (to wake the relay); may be nil.
 	OnAlerts func()
 

@@ -80,6 +80,7 @@ type Metrics struct {
 	httpLatency  *prometheus.HistogramVec
 	authFailures *prometheus.CounterVec
 	callbacks    *prometheus.CounterVec
+	accessLog    *AccessLog
 
 	lag    *lagCollector
 	outbox *outboxCollector

@@ -18,6 +18,8 @@ var addedElsewhere = map[string]bool{
 	// Per vendor region, from its first use (Metrics.Region).
 	"doppel_vendor_breaker_state":  true,
 	"doppel_region_budget_warning": true,
+	// Registered by the service at start (Metrics.AccessLog).
+	"doppel_access_log_entries_total": true,
 }
 
 func TestAlertingRulesParseAndUseDoppelsMetrics(t *testing.T) {

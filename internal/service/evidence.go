@@ -1,8 +1,11 @@
 package service
 
 import (
+	"context"
 	"log/slog"
+	"time"
 
+	"github.com/doppelhq/doppel/internal/accesslog"
 	"github.com/doppelhq/doppel/internal/config"
 	"github.com/doppelhq/doppel/internal/console"
 	"github.com/doppelhq/doppel/internal/evidence"
@@ -16,7 +19,7 @@ import (
 // when DOPPEL_EVIDENCE is off. Each region's look-ups go through that region's account (its rate
 // limit, SERVICE_BUSY pause and circuit breaker, shared with the pipeline), capped at
 // DOPPEL_EVIDENCE_QPS of it so that analysts opening rings never take the pipeline's whole rate.
-func newEvidence(cfg config.Config, regions *region.Registry, m *metrics.Metrics, log *slog.Logger) (*evidence.Fetcher, console.EvidenceViews) {
+func newEvidence(cfg config.Config, regions *region.Registry, m *metrics.Metrics, log *slog.Logger, access *accesslog.Writer) (*evidence.Fetcher, console.EvidenceViews) {
 	if !cfg.Evidence {
 		return nil, nil
 	}
@@ -45,5 +48,25 @@ func newEvidence(cfg config.Config, regions *region.Registry, m *metrics.Metrics
 	if cfg.PseudonymKey != "" {
 		key = pseudonym.NewKey([]byte(cfg.PseudonymKey))
 	}
-	return fetcher, evidence.LogViews{Logger: log.With("component", "evidence"), Key: key}
+	return fetcher, evidenceViews{access: access, fallback: evidence.LogViews{Logger: log.With("component", "evidence"), Key: key}}
+}
+
+// evidenceViews records who saw whose faces and documents in the access log, as every other read
+// of a person's data is; a view the log refuses (its queue full) is still written to the log
+// lines, pseudonymised, so that no view goes unrecorded.
+type evidenceViews struct {
+	access   *accesslog.Writer
+	fallback evidence.LogViews
+}
+
+// evidenceWhat is the access log's name for a view of faces and documents.
+const evidenceWhat = "console: faces and documents"
+
+func (v evidenceViews) RecordView(ctx context.Context, actor string, userIDs []string, ringID string) {
+	ids, n := accesslog.Shown(userIDs)
+	err := v.access.Record(ctx, accesslog.Entry{At: time.Now().UTC(), Actor: actor, Via: accesslog.ViaConsole,
+		What: evidenceWhat, UserIDs: ids, UserCount: n, RingID: ringID})
+	if err != nil {
+		v.fallback.RecordView(ctx, actor, userIDs, ringID)
+	}
 }

@@ -1,6 +1,7 @@
 package service_test
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -59,6 +60,14 @@ func TestTheConsoleShowsTheVendorsEvidenceOfARing(t *testing.T) {
 	require.Equal(t, "image/png", h.Get("Content-Type"))
 	require.True(t, strings.HasPrefix(img, "\x89PNG"))
 	require.Contains(t, page, "classic duplicate-account fraud", "two accounts, one face, two identities")
+
+	// The view of their faces and documents is in the access log, under the key that signed in.
+	testinfra.Eventually(t, 10*time.Second, func() bool {
+		var n int
+		err := f.pool.QueryRow(context.Background(), `SELECT count(*) FROM access_log
+WHERE what = 'console: faces and documents' AND actor = 'analyst' AND user_ids @> ARRAY['ev-alice', 'ev-bob']`).Scan(&n)
+		return err == nil && n > 0
+	}, "the evidence view is in the access log")
 
 	_, metrics := call(t, http.MethodGet, "http://"+f.cfg.AdminAddr+"/metrics", "", nil)
 	require.Contains(t, string(metrics), `doppel_evidence_fetches_total{outcome="ok",region="default"} 2`)

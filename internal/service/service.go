@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/doppelhq/doppel/internal/accesslog"
 	"github.com/doppelhq/doppel/internal/config"
 	"github.com/doppelhq/doppel/internal/console"
 	"github.com/doppelhq/doppel/internal/consumer"
@@ -201,10 +202,21 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}, regionReadiness(vendor)...)
 	checks = append(checks, readiness.Check{Name: "consumer", Check: cons.CheckProgress})
 	ready := readiness.New(readiness.Config{Interval: readinessInterval, Logger: log.With("component", "readiness")}, checks...)
+	// Every read of a person's data, by the API or the console, is queued here and written in
+	// batches; it is closed after the HTTP server has stopped (below), so the last reads are kept.
+	accessMetrics := m.AccessLog()
+	accessLog := accesslog.NewWriter(store, accesslog.Config{Logger: log.With("component", "access-log"),
+		OnWritten: accessMetrics.Written, OnRefused: accessMetrics.Refused, OnLost: accessMetrics.Lost})
+	defer func() { // a start-up that fails below stops the writer too (after the Close at the end, a no-op)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = accessLog.Close(ctx)
+	}()
 	api := httpapi.New(httpapi.Config{
 		Logger:                  log.With("component", "http"),
 		Readiness:               ready,
 		Store:                   store,
+		AccessLog:               accessLog,
 		Replayer:                duplicate.NewReplayer(vendor, store, nil),
 		OnAlerts:                rel.Notify,
 		Events:                  events,
@@ -229,12 +241,13 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		},
 		ReconcileAlertRatio: cfg.ReconcileAlertRatio,
 	})
-	evidenceFetcher, evidenceViews := newEvidence(cfg, vendor, m, log)
+	evidenceFetcher, evidenceViews := newEvidence(cfg, vendor, m, log, accessLog)
 	reviewConsole, err := console.New(console.Config{
 		Evidence:      evidenceFetcher,
 		EvidenceViews: evidenceViews,
 		SecureCookies: cfg.ServedOverTLS(),
 		Store:         store,
+		AccessLog:     accessLog,
 		APIKeys:       keys,
 		SignIn:        api.SignInGuard(console.SignInPath),
 		SessionTTL:    cfg.ConsoleSessionTTL,
@@ -265,7 +278,20 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		named{"callback-deliveries-sweep", func(ctx context.Context) error { return api.SweepDeliveries(ctx, deliverySweepInterval) }},
 		named{"admin", func(ctx context.Context) error { return admin.Serve(ctx, cfg.AdminAddr, cfg.ShutdownTimeout/2) }},
 	)
-	return runAll(ctx, log, parts...)
+	if cfg.AccessLogRetention > 0 {
+		parts = append(parts, named{"access-log-sweep", func(ctx context.Context) error {
+			return accesslog.Sweep(ctx, store, accesslog.SweepConfig{Retention: cfg.AccessLogRetention, Batch: postgres.MaxSweepRows,
+				OnDeleted: accessMetrics.Swept, Logger: log.With("component", "access-log")})
+		}})
+	}
+	err = runAll(ctx, log, parts...)
+	// The HTTP server has stopped: nothing records any more, and what is queued is written now.
+	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout/2)
+	defer cancel()
+	if cerr := accessLog.Close(closeCtx); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("access log: %w", cerr))
+	}
+	return err
 }
 
 // consumerConfig is what every consumer (events, parked, started) shares: the dead-letter topic,
