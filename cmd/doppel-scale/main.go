@@ -233,7 +233,9 @@ func measure(ctx context.Context, o options, dbURL string, brokers []string, poo
 func hotPath(ctx context.Context, o options, baseURL, dbURL string, brokers []string, pool *pgxpool.Pool,
 	logf func(string, ...any)) ([]scale.HotPath, error) {
 	cfg := scale.HotPathConfig{DoppelBin: filepath.Join(o.binDir, "doppel"), SimulatorBin: filepath.Join(o.binDir, "advance-sim"),
-		LogDir: o.logDir, Brokers: brokers, Events: o.hot, Workers: 512, Timeout: 5 * time.Minute}
+		LogDir: o.logDir, Brokers: brokers, Events: o.hot, Workers: 512, Timeout: 5 * time.Minute,
+		// PostgreSQL's CPU per event, when it is the one scripts/infra.sh started from this checkout.
+		Postmaster: runenv.LivePid(runenv.PostmasterPidFile("."))}
 	freshURL, err := database(ctx, baseURL, o.database+"_fresh", false)
 	if err != nil {
 		return nil, err
@@ -255,7 +257,7 @@ func hotPath(ctx context.Context, o options, baseURL, dbURL string, brokers []st
 		if err != nil {
 			return nil, err
 		}
-		logf("  hot path %s: %d events in %s, %.0f events/s", run.name, h.Events, h.Took.Round(10*time.Millisecond), h.EventsPerSec)
+		logf("  hot path %s: %d events in %s, %.0f events/s, PostgreSQL %d µs CPU per event", run.name, h.Events, h.Took.Round(10*time.Millisecond), h.EventsPerSec, h.PostgresCPUPerEvent.Microseconds())
 		out = append(out, h)
 	}
 	return out, nil
