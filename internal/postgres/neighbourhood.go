@@ -62,14 +62,9 @@ func (s *Store) RingNeighbourhood(ctx context.Context, ringID, centre string, li
 			}
 		}
 		if centre == "" {
-			err := tx.QueryRow(ctx, `
-SELECT m.user_id FROM ring_members m
-LEFT JOIN LATERAL (SELECT max(c.checked_at) AS at FROM idv_checks c WHERE c.user_id = m.user_id) c ON true
-WHERE m.ring_key = $1
-ORDER BY c.at DESC NULLS LAST, m.user_id
-LIMIT 1`, st.Key).Scan(&centre)
-			if err != nil {
-				return fmt.Errorf("select the ring's newest account: %w", err)
+			// The newest member is kept with the ring's summary: no look at every member's checks.
+			if centre, err = ringNewest(ctx, tx, root); err != nil {
+				return err
 			}
 		}
 		out.Centre = centre

@@ -266,6 +266,9 @@ func reringAfterReview(ctx context.Context, tx pgx.Tx, pair duplicate.PairKey, b
 		if err := writeRingChanges(ctx, tx, duplicate.JoinPair(current, pair)); err != nil {
 			return err
 		}
+		if err := countNewest(ctx, tx, []string{pair.Low, pair.High}); err != nil {
+			return err
+		}
 		return countPairLink(ctx, tx, pair, 1)
 	case duplicate.ReviewMaySplitRing:
 		return splitRing(ctx, tx, pair)
