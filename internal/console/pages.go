@@ -146,7 +146,7 @@ func age(now, t time.Time) string {
 	d := now.Sub(t)
 	switch {
 	case d < time.Minute:
-		return "under a minute"
+		return "< 1 min"
 	case d < time.Hour:
 		return fmt.Sprintf("%d min", int(d.Minutes()))
 	case d < 24*time.Hour:
@@ -178,6 +178,8 @@ type bar struct {
 
 // caseCount is one of the overview's counts of open cases, with the queue it opens.
 type caseCount struct {
+	// Key names the count in the page (data-case), for tests and scripts.
+	Key   string
 	Label string
 	Count string
 	URL   string
@@ -188,10 +190,10 @@ type caseCount struct {
 type overviewData struct {
 	duplicate.Overview
 	// Cases are the open cases' counts: total, overdue, high severity, oldest; ByRegion by region.
-	Cases       []caseCount
-	ByRegion    []caseCount
-	CasesCapped int
-	SLA         string
+	Cases           []caseCount
+	ByRegion        []caseCount
+	CasesCapped     int
+	SLA             string
 	DeadLetters     string
 	Bars            []bar
 	ChartMax        int
@@ -258,17 +260,17 @@ func (c *Console) addCases(d *overviewData, cases duplicate.OpenCases, now time.
 		oldest = age(now, cases.OldestOpenAlertAt)
 	}
 	d.Cases = []caseCount{
-		{Label: "open cases", Count: n(cases.Total), URL: "/console/queue?status=open", Attention: cases.Total > 0},
-		{Label: "overdue (open longer than " + d.SLA + ")", Count: n(cases.Overdue), URL: "/console/queue?status=open&sort=due", Attention: cases.Overdue > 0},
-		{Label: "high severity", Count: n(cases.HighSeverity), URL: "/console/queue?status=open&severity=high", Attention: cases.HighSeverity > 0},
-		{Label: "oldest case waiting", Count: oldest, URL: "/console/queue?status=open&sort=due"},
+		{Key: "open", Label: "open cases", Count: n(cases.Total), URL: "/console/queue?status=open", Attention: cases.Total > 0},
+		{Key: "overdue", Label: "overdue (open longer than " + d.SLA + ")", Count: n(cases.Overdue), URL: "/console/queue?status=open&sort=due", Attention: cases.Overdue > 0},
+		{Key: "high", Label: "high severity", Count: n(cases.HighSeverity), URL: "/console/queue?status=open&severity=high", Attention: cases.HighSeverity > 0},
+		{Key: "oldest", Label: "oldest case waiting", Count: oldest, URL: "/console/queue?status=open&sort=due"},
 	}
 	for _, rc := range cases.ByRegion {
 		name := rc.Region
 		if name == duplicate.DefaultRegion && c.cfg.Region != "" {
 			name = c.cfg.Region
 		}
-		d.ByRegion = append(d.ByRegion, caseCount{Label: name, Count: n(rc.Count),
+		d.ByRegion = append(d.ByRegion, caseCount{Key: "region-" + rc.Region, Label: name, Count: n(rc.Count),
 			URL: "/console/queue?" + url.Values{"status": {"open"}, "region": {rc.Region}}.Encode()})
 	}
 }
