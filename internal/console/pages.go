@@ -597,7 +597,8 @@ type userPage struct {
 	AlertsURL  string
 	Ring       duplicate.Ring
 	Duplicates []duplicate.LinkedAccount
-	DefaultIn  string
+	// DefaultIn names the region called `default` (Config.Region), "" when unknown.
+	DefaultIn string
 }
 
 // handleUsers serves the search (?q=prefix, paged with after) and a user's page (?userId=). A
