@@ -18,3 +18,10 @@ var HotPathSQL = map[string]string{
 	"retireRings":    retireRingsSQL,
 	"markPublished":  markPublishedSQL,
 }
+
+// The users search's and the overview's statements, for the tests that read their plans.
+var (
+	UserIDsByPrefixSQL = userIDsByPrefixSQL
+	OpenCasesSQL       = openCasesSQL
+	PrefixEnd          = prefixEnd
+)
