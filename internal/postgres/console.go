@@ -354,8 +354,8 @@ LIMIT $5`, q.UserID, q.Reviewer, q.Since, q.Before, q.Limit)
 }
 
 // overviewSQL counts the day's and month's activity, each count an index range bounded by its day
-// or month, not by the data kept: checks by idv_checks_checked_at_idx, links by the BRIN
-// duplicate_links_first_seen_at_idx, open alerts by alerts_open_detected_at_idx, and face searches
+// or month, not by the data kept: checks by idv_checks_checked_at_idx, links by
+// duplicate_links_first_seen_at_idx, open alerts from the counter the alerts' triggers keep, and face searches
 // region by region on the partial indexes the spend guard reads (idv_checks_region_searched_idx,
 // idv_checks_region_replayed_idx), whose regions a loose index scan lists (one probe per region).
 const overviewSQL = `
@@ -386,7 +386,7 @@ WITH RECURSIVE searched(region) AS (
 SELECT
     (SELECT count(*)::int FROM idv_checks WHERE checked_at >= $1),
     (SELECT count(*)::int FROM duplicate_links WHERE first_seen_at >= $1),
-    (SELECT count(*)::int FROM alerts WHERE open),
+    (SELECT value::int FROM counters WHERE name = 'open_alerts'),
     (SELECT (s.day + r.day)::int FROM searches s, replays r),
     (SELECT (s.month + r.month)::int FROM searches s, replays r)`
 

@@ -64,6 +64,10 @@ FROM rings r, doppel_ring_summary(r.ring_key) s`)
 		require.NoError(t, b.pool.QueryRow(b.ctx,
 			`SELECT count(*) FROM alerts WHERE open <> doppel_alert_open(user_id, new_matched_user_ids)`).Scan(&wrong))
 		require.Zero(t, wrong, "%s: alerts whose stored open state is wrong", step)
+		var counted, kept int
+		require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT (SELECT count(*) FROM alerts WHERE open),
+    (SELECT value FROM counters WHERE name = 'open_alerts')`).Scan(&counted, &kept))
+		require.Equal(t, counted, kept, "%s: the open-alert counter", step)
 	}
 
 	// A chain a-b-c-d-e split by clearing its bridge c-d, each side keeping open alerts, then joined
