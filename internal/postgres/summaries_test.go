@@ -59,6 +59,7 @@ FROM rings r, doppel_ring_summary(r.ring_key) s`)
 		require.NoError(t, b.pool.QueryRow(b.ctx,
 			`SELECT count(*) FROM alerts WHERE open <> doppel_alert_open(user_id, new_matched_user_ids)`).Scan(&wrong))
 		require.Zero(t, wrong, "%s: alerts whose stored open state is wrong", step)
+		caseInvariants(t, b, step)
 	}
 
 	// A chain a-b-c-d-e split by clearing its bridge c-d, each side keeping open alerts, then joined
@@ -132,7 +133,7 @@ FROM rings r, doppel_ring_summary(r.ring_key) s`)
 			var ringID string
 			err := b.pool.QueryRow(b.ctx, `SELECT ring_id FROM rings WHERE size <= 6 ORDER BY size DESC, ring_id LIMIT 1`).Scan(&ringID)
 			if err == nil {
-				_, err = b.store.DecideRing(b.ctx, ringID, decisions[rng.IntN(len(decisions))], "whole ring", "analyst")
+				_, err = b.store.DecideRing(b.ctx, ringID, decisions[rng.IntN(len(decisions))], "whole ring", "analyst", true)
 				require.NoError(t, err)
 				agree(fmt.Sprintf("round %d, ring decision", round))
 			}
