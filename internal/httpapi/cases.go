@@ -75,7 +75,7 @@ func optional(s string) *string {
 	return &s
 }
 
-// ToCaseJSON is a queue row as the API answers it (the console's CSV export writes the same).
+// toCase is a queue row as the API answers it.
 func toCase(c duplicate.Case) caseJSON {
 	return caseJSON{CaseID: c.CaseID, RingID: optional(c.RingID), Size: c.Size, NewAccounts: c.NewAccounts,
 		OpenAlerts: c.OpenAlerts, Regions: nonNil(c.Regions), Severity: c.Severity, Status: c.Status,
@@ -91,9 +91,9 @@ func (s *Server) caseStore() (CaseStore, error) {
 	return st, nil
 }
 
-// CaseQueryFromParams reads the queue's filters, shared by the API and the console: status
-// (open, in_review, closed), region, assignee (me, none or a name; me is actor), severity.
-func CaseQueryFromParams(get func(string) (string, error), actor string) (duplicate.CaseQuery, error) {
+// caseQuery reads the queue's filters but region (regionQuery's): status (open, in_review,
+// closed), assignee (me, none or a name; me is actor), severity.
+func caseQuery(get func(string) (string, error), actor string) (duplicate.CaseQuery, error) {
 	var q duplicate.CaseQuery
 	status, err := get("status")
 	if err != nil {
@@ -105,12 +105,6 @@ func CaseQueryFromParams(get func(string) (string, error), actor string) (duplic
 		q.Statuses = []string{status}
 	default:
 		return q, invalid("status", "status must be open, in_review or closed")
-	}
-	if q.Region, err = get("region"); err != nil {
-		return q, err
-	}
-	if q.Region != "" && !duplicate.ValidUserID(q.Region) {
-		return q, invalid("region", "region must be a region code such as ph")
 	}
 	assignee, err := get("assignee")
 	if err != nil {
@@ -156,8 +150,11 @@ func decodeCaseCursor(raw string) (*duplicate.CaseCursor, error) {
 // "Overdue" is judged at the first page's time for every page of one listing (the cursor keeps it).
 func (s *Server) handleCases(c echo.Context) error {
 	get := func(name string) (string, error) { return singleQuery(c, name) }
-	q, err := CaseQueryFromParams(get, keyName(c))
+	q, err := caseQuery(get, keyName(c))
 	if err != nil {
+		return err
+	}
+	if q.Region, err = s.regionQuery(c); err != nil {
 		return err
 	}
 	sort, err := get("sort")
@@ -214,7 +211,7 @@ func caseIDParam(c echo.Context) (string, error) {
 	return strings.ToLower(id), nil
 }
 
-// ToCaseDetail is a case as GET /v1/cases/{caseId} answers it.
+// toCaseDetail is a case as GET /v1/cases/{caseId} answers it.
 func toCaseDetail(d duplicate.CaseDetail) caseDetailJSON {
 	out := caseDetailJSON{caseJSON: toCase(d.Case), Members: nonNil(d.Members), Truncated: d.Truncated,
 		SplitFrom: optional(d.SplitFrom), Notes: []caseNoteJSON{}, History: []caseEventJSON{}}
@@ -314,8 +311,8 @@ type noteRequest struct {
 	Text *string `json:"text"`
 }
 
-// ValidNote checks a case note: text of 1 to duplicate.MaxNoteLen characters without NUL.
-func ValidNote(text string) bool {
+// validNote checks a case note: text of 1 to duplicate.MaxNoteLen characters without NUL.
+func validNote(text string) bool {
 	return strings.TrimSpace(text) != "" && utf8.ValidString(text) && !strings.ContainsRune(text, 0) &&
 		utf8.RuneCountInString(text) <= duplicate.MaxNoteLen
 }
@@ -330,7 +327,7 @@ func (s *Server) handleCaseNote(c echo.Context) error {
 	if err := decodeJSON(c.Request(), &req, maxJSONBody); err != nil {
 		return err
 	}
-	if req.Text == nil || !ValidNote(*req.Text) {
+	if req.Text == nil || !validNote(*req.Text) {
 		return invalid("text", "text is required: 1 to %d characters without NUL", duplicate.MaxNoteLen)
 	}
 	st, err := s.caseStore()
@@ -348,8 +345,8 @@ type snoozeRequest struct {
 	Until *string `json:"until"`
 }
 
-// ParseSnooze reads a snooze's end: an RFC 3339 time in the future, at most maxSnooze away.
-func ParseSnooze(raw string, now time.Time) (time.Time, error) {
+// parseSnooze reads a snooze's end: an RFC 3339 time in the future, at most maxSnooze away.
+func parseSnooze(raw string, now time.Time) (time.Time, error) {
 	until, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(raw))
 	if err != nil {
 		return time.Time{}, invalid("until", "until must be an RFC 3339 time, e.g. 2026-11-25T09:00:00Z")
@@ -373,7 +370,7 @@ func (s *Server) handleSnoozeCase(c echo.Context) error {
 	if req.Until == nil {
 		return invalid("until", "until is required: an RFC 3339 time")
 	}
-	until, err := ParseSnooze(*req.Until, time.Now())
+	until, err := parseSnooze(*req.Until, time.Now())
 	if err != nil {
 		return err
 	}

@@ -248,6 +248,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		EvidenceViews: evidenceViews,
 		SecureCookies: cfg.ServedOverTLS(),
 		Store:         store,
+		CaseCap:       cfg.CaseCap,
 		AccessLog:     accessLog,
 		APIKeys:       keys,
 		SignIn:        api.SignInGuard(console.SignInPath),
