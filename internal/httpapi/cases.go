@@ -384,4 +384,3 @@ func (s *Server) handleSnoozeCase(c echo.Context) error {
 	}
 	return s.answerCase(c, st, live)
 }
-

@@ -1,9 +1,11 @@
 package postgres_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/doppelhq/doppel/internal/duplicate"
@@ -243,4 +245,31 @@ func caseIDs(cs []duplicate.Case) []string {
 		out = append(out, c.CaseID)
 	}
 	return out
+}
+
+// The queue's page reads the open cases through cases_queue_idx and each one's ring by primary
+// key: never the alerts, never the closed cases or the rings whole. Measured on 200,000 rings and
+// cases (the rings of about a million checks), 2,000 of them open.
+func TestTheCaseQueueIsAnIndexScanAtScale(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	_, err := b.pool.Exec(b.ctx, `
+INSERT INTO rings (ring_key, smallest_user_id, size, open_alerts)
+SELECT 'u' || i, 'u' || i, 2 + i % 7, CASE WHEN i % 100 = 0 THEN 1 ELSE 0 END FROM generate_series(1, 200000) AS i;
+INSERT INTO cases (case_id, ring_key, status, regions, opened_at, due_at)
+SELECT gen_random_uuid(), 'u' || i, CASE WHEN i % 100 = 0 THEN 'open' ELSE 'closed' END, '{ph}',
+    now() - (i || ' seconds')::interval, now() - (i || ' seconds')::interval + interval '24 hours'
+FROM generate_series(1, 200000) AS i;
+ANALYZE rings; ANALYZE cases;`)
+	require.NoError(t, err)
+	rows, err := b.pool.Query(b.ctx, "EXPLAIN (ANALYZE, COSTS OFF) "+postgres.CasesSQL(false),
+		time.Now(), 5, []string{duplicate.CaseOpen, duplicate.CaseInReview}, "", "", false, "", 51)
+	require.NoError(t, err)
+	plan, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	text := strings.Join(plan, "\n")
+	t.Logf("the queue's first page:\n%s", text)
+	require.Contains(t, text, "cases_queue_idx")
+	require.NotContains(t, text, "Seq Scan")
+	require.NotContains(t, text, "alerts")
 }

@@ -17,4 +17,8 @@ var HotPathSQL = map[string]string{
 	"upsertRings":    upsertRingsSQL,
 	"retireRings":    retireRingsSQL,
 	"markPublished":  markPublishedSQL,
+	"openCases":      openCasesSQL,
 }
+
+// CasesSQL is the case queue's page statement.
+var CasesSQL = casesSQL
