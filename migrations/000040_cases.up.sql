@@ -114,13 +114,18 @@ BEGIN
     IF old_key NOT IN (part_key, rest_key) THEN
         -- The side holding the key is one account now: the case follows the other side, if any.
         UPDATE cases SET ring_key = NULLIF(other, ''),
-            status = CASE WHEN other = '' THEN 'closed' ELSE status END
+            status = CASE WHEN other = '' OR NOT EXISTS (SELECT 1 FROM rings r WHERE r.ring_key = other AND r.open_alerts > 0)
+                          THEN 'closed' ELSE status END
         WHERE case_id = oc.case_id;
         INSERT INTO case_events (case_id, from_case_id, kind, author, text)
         VALUES (oc.case_id, oc.case_id, 'split', 'doppel', CASE WHEN other = '' THEN 'its ring dissolved'
                 ELSE 'its ring split; the case follows the part that is still a ring' END);
         RETURN;
     END IF;
+    -- The part that kept the case may have no open alert left (they were the other part's).
+    UPDATE cases c SET status = 'closed', snoozed_until = NULL
+    FROM rings r
+    WHERE c.case_id = oc.case_id AND r.ring_key = old_key AND r.open_alerts = 0 AND c.status IN ('open', 'in_review');
     IF other = '' THEN
         RETURN;
     END IF;

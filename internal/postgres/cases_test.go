@@ -14,18 +14,21 @@ import (
 )
 
 // caseInvariants checks what the case upkeep promises after any change: every ring with an open
-// alert has exactly one live case (open or in review) following it, no case follows a ring that
-// is gone, and no live case's ring is without open alerts unless it was merged or split since.
+// alert has a live case (open or in review) following it, no live case's ring is without an open
+// alert, no case follows a ring that is gone, and a merged case points at the case it joined.
 func caseInvariants(t *testing.T, b bundle, step string) {
 	t.Helper()
-	var missing, orphans, merged int
+	var missing, orphans, merged, idle int
 	require.NoError(t, b.pool.QueryRow(b.ctx, `
 SELECT
+    (SELECT count(*) FROM cases c JOIN rings r ON r.ring_key = c.ring_key
+     WHERE c.status IN ('open', 'in_review') AND r.open_alerts = 0),
     (SELECT count(*) FROM rings r WHERE r.open_alerts > 0
        AND NOT EXISTS (SELECT 1 FROM cases c WHERE c.ring_key = r.ring_key AND c.status IN ('open', 'in_review'))),
     (SELECT count(*) FROM cases c WHERE c.ring_key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM rings r WHERE r.ring_key = c.ring_key)),
     (SELECT count(*) FROM cases c WHERE c.status = 'merged' AND (c.ring_key IS NOT NULL OR c.merged_into IS NULL))`).
-		Scan(&missing, &orphans, &merged))
+		Scan(&idle, &missing, &orphans, &merged))
+	require.Zero(t, idle, "%s: live cases whose ring has no open alert", step)
 	require.Zero(t, missing, "%s: rings with open alerts and no live case", step)
 	require.Zero(t, orphans, "%s: cases following a ring that is gone", step)
 	require.Zero(t, merged, "%s: merged cases still on a ring or merged into nothing", step)
@@ -272,4 +275,27 @@ ANALYZE rings; ANALYZE cases;`)
 	require.Contains(t, text, "cases_queue_idx")
 	require.NotContains(t, text, "Seq Scan")
 	require.NotContains(t, text, "alerts")
+}
+
+// A split that leaves the open alerts on the part without the ring's key: the case that stays
+// with the key closes, the new case of the other part is open.
+func TestASplitClosesTheCaseOfAPartWithNoOpenAlert(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	_, err := b.store.SaveChecks(b.ctx, []duplicate.Check{check("s1", "a2", "a1"), check("s2", "a3", "a2"), check("s3", "a4", "a3")})
+	require.NoError(t, err)
+	id := caseOf(t, b, "a1")
+	_, err = b.store.AddReview(b.ctx, review("a1", "a2", duplicate.DecisionConfirmedFraud))
+	require.NoError(t, err)
+	_, err = b.store.AddReview(b.ctx, review("a2", "a3", duplicate.DecisionFalsePositive))
+	require.NoError(t, err)
+	caseInvariants(t, b, "split")
+	d, err := b.store.Case(b.ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, []string{"a1", "a2"}, d.Members)
+	require.Equal(t, duplicate.CaseClosed, d.Status)
+	other, err := b.store.Case(b.ctx, caseOf(t, b, "a4"))
+	require.NoError(t, err)
+	require.Equal(t, duplicate.CaseOpen, other.Status)
+	require.Equal(t, id, other.SplitFrom)
 }
