@@ -12,6 +12,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/doppelhq/doppel/internal/accesslog"
+	"github.com/doppelhq/doppel/internal/analyst"
+	"github.com/doppelhq/doppel/internal/console"
 	"github.com/doppelhq/doppel/internal/duplicate"
 )
 
@@ -142,4 +144,48 @@ func TestExportsAreRecordedWithWhoAndWhat(t *testing.T) {
 		UserIDs: []string{}, UserCount: 0}, got[0])
 	require.Equal(t, "GET /console/audit.csv?user=cust-b1", got[1].What)
 	require.Equal(t, []string{"cust-b1", "cust-b2"}, got[1].UserIDs)
+}
+
+// Assigning a case to someone else is a lead's (scope assign): a reviewer's form is refused, a
+// lead's gives the case to the named analyst, recorded under the lead's name; a reviewer claims
+// within the cap.
+func TestALeadAssignsACaseAndAReviewerClaimsWithinTheCap(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *console.Config) { c.CaseCap = 1 })
+	ringA, ringB := f.seedRings()
+	f.addAnalyst("rita", analyst.Reviewer, ritaPassword)
+	f.addAnalyst("omar", analyst.Lead, "orange piano seventeen")
+	rita, omar := newClient(t, f.srv.URL), newClient(t, f.srv.URL)
+	rita.signInWithPassword("rita", ritaPassword)
+	omar.signInWithPassword("omar", "orange piano seventeen")
+	caseA, err := f.store.CaseOfRing(t.Context(), ringA)
+	require.NoError(t, err)
+	caseB, err := f.store.CaseOfRing(t.Context(), ringB)
+	require.NoError(t, err)
+
+	_, _, page := rita.get("/console/rings/" + ringA)
+	require.NotContains(t, page, `id="assign-case"`, "a reviewer is not offered assignment")
+	status, _, _ := rita.post("/console/cases/"+caseA+"/assign", url.Values{"assignee": {"omar"}, "csrf": {csrfOf(t, page)}})
+	require.Equal(t, http.StatusForbidden, status)
+
+	_, _, page = omar.get("/console/rings/" + ringA)
+	require.Contains(t, page, `id="assign-case"`)
+	status, _, _ = omar.post("/console/cases/"+caseA+"/assign", url.Values{"assignee": {"rita"}, "csrf": {csrfOf(t, page)}})
+	require.Equal(t, http.StatusSeeOther, status)
+	d, err := f.store.Case(t.Context(), caseA)
+	require.NoError(t, err)
+	require.Equal(t, "rita", d.Assignee)
+	require.Equal(t, "assigned", d.History[len(d.History)-1].Kind)
+	require.Equal(t, "omar", d.History[len(d.History)-1].Author)
+
+	// Rita holds one case: the cap (1) refuses a second claim, with a message on the queue.
+	_, _, page = rita.get("/console/queue")
+	status, h, _ := rita.post("/console/cases/"+caseB+"/claim", url.Values{"csrf": {csrfOf(t, page)}, "return": {"/console/queue"}})
+	require.Equal(t, http.StatusSeeOther, status)
+	require.Equal(t, "/console/queue", h.Get("Location"))
+	_, _, page = rita.get("/console/queue")
+	require.Contains(t, page, "DOPPEL_CASE_CAP")
+	d, err = f.store.Case(t.Context(), caseB)
+	require.NoError(t, err)
+	require.Empty(t, d.Assignee)
 }
