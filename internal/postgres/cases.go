@@ -153,7 +153,7 @@ func casesSQL(after bool) string {
 	}
 	return `
 SELECT ` + caseColumns + `
-FROM cases c LEFT JOIN LATERAL (`+caseRingSQL+`) r ON true
+FROM cases c LEFT JOIN LATERAL (` + caseRingSQL + `) r ON true
 WHERE c.status = ANY ($3::text[])
   AND ($4 = '' OR $4 = ANY (c.regions))
   AND ($5 = '' OR c.assignee = $5)
