@@ -21,6 +21,7 @@ type CaseStore interface {
 	Cases(ctx context.Context, q duplicate.CaseQuery) ([]duplicate.Case, error)
 	Case(ctx context.Context, caseID string) (duplicate.CaseDetail, error)
 	CaseOfRing(ctx context.Context, ringID string) (string, error)
+	ClaimCase(ctx context.Context, caseID, who string, limit int) (string, error)
 	AssignCase(ctx context.Context, caseID, assignee, by string, limit int) (string, error)
 	NextCase(ctx context.Context, who string, limit int) (string, error)
 	AddCaseNote(ctx context.Context, caseID, author, text string) (duplicate.CaseEvent, error)
@@ -346,7 +347,7 @@ func (c *Console) handleNextCase(w http.ResponseWriter, r *http.Request) {
 
 func (c *Console) handleClaimCase(w http.ResponseWriter, r *http.Request) {
 	s := sessionOf(r.Context())
-	id, err := c.cfg.Store.AssignCase(r.Context(), r.PathValue("caseId"), s.name, s.name, c.cfg.CaseCap)
+	id, err := c.cfg.Store.ClaimCase(r.Context(), r.PathValue("caseId"), s.name, c.cfg.CaseCap)
 	if err != nil {
 		c.caseFailed(w, r, err, "/console/queue")
 		return

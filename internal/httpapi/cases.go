@@ -19,6 +19,7 @@ import (
 type CaseStore interface {
 	Cases(ctx context.Context, q duplicate.CaseQuery) ([]duplicate.Case, error)
 	Case(ctx context.Context, caseID string) (duplicate.CaseDetail, error)
+	ClaimCase(ctx context.Context, caseID, who string, limit int) (string, error)
 	AssignCase(ctx context.Context, caseID, assignee, by string, limit int) (string, error)
 	AddCaseNote(ctx context.Context, caseID, author, text string) (duplicate.CaseEvent, error)
 	SnoozeCase(ctx context.Context, caseID string, until time.Time, by string) (string, error)
@@ -269,7 +270,7 @@ func (s *Server) handleClaimCase(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	live, err := st.AssignCase(c.Request().Context(), id, keyName(c), keyName(c), s.cfg.CaseCap)
+	live, err := st.ClaimCase(c.Request().Context(), id, keyName(c), s.cfg.CaseCap)
 	if err != nil {
 		return err
 	}

@@ -323,11 +323,20 @@ func addCaseEvent(ctx context.Context, tx pgx.Tx, id, kind, author, text string)
 	return nil
 }
 
-// AssignCase gives case id to assignee, recorded as done by by: a claim when the two are one
-// person (refused when another holds it), an assignment by a lead otherwise (which may take the
-// case from another). The assignee's claimed cases are capped at limit. It returns the caseId
-// that answered (the case it merged into, for a merged one).
+// ClaimCase gives case id to who, refused (ECASECLAIMED) when another holds it; who's claimed
+// cases are capped at limit (0: no cap). It returns the caseId that answered (the case it merged
+// into, for a merged one).
+func (s *Store) ClaimCase(ctx context.Context, id, who string, limit int) (string, error) {
+	return s.assignCase(ctx, id, who, who, limit, true)
+}
+
+// AssignCase gives case id to assignee, recorded as done by by (a lead): it may take the case
+// from whoever holds it. The assignee's claimed cases are capped at limit.
 func (s *Store) AssignCase(ctx context.Context, id, assignee, by string, limit int) (string, error) {
+	return s.assignCase(ctx, id, assignee, by, limit, false)
+}
+
+func (s *Store) assignCase(ctx context.Context, id, assignee, by string, limit int, claim bool) (string, error) {
 	var live string
 	err := inTx(ctx, s.pool, func(tx pgx.Tx) error {
 		if err := lockAnalystClaims(ctx, tx, assignee); err != nil {
@@ -344,7 +353,6 @@ func (s *Store) AssignCase(ctx context.Context, id, assignee, by string, limit i
 		if holder == assignee {
 			return nil
 		}
-		claim := assignee == by
 		if claim && holder != "" {
 			return duplicate.Errorf(duplicate.ECASECLAIMED, "case %s is claimed by %s: a lead can reassign it", live, holder)
 		}
