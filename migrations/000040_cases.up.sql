@@ -34,6 +34,8 @@ CREATE TABLE cases (
 
 -- The queue: the cases with work to do, by status then due time (GET /v1/cases, the console).
 CREATE INDEX cases_queue_idx ON cases (status, due_at, case_id) WHERE status IN ('open', 'in_review');
+-- ?status=closed: the closed cases, newest first (they only grow; the queue's order is for work).
+CREATE INDEX cases_closed_idx ON cases (opened_at, case_id) WHERE status = 'closed';
 -- The cap on claimed cases and ?assignee=: an analyst's cases.
 CREATE INDEX cases_assignee_idx ON cases (assignee, status) WHERE assignee IS NOT NULL;
 

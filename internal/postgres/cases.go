@@ -131,7 +131,8 @@ func (s *Store) Cases(ctx context.Context, q duplicate.CaseQuery) ([]duplicate.C
 	if q.After != nil {
 		args = append(args, !q.After.Overdue, !q.After.High, q.After.Oldest, q.After.CaseID)
 	}
-	rows, err := s.pool.Query(ctx, casesSQL(q.After != nil), args...)
+	closed := len(q.Statuses) == 1 && q.Statuses[0] == duplicate.CaseClosed
+	rows, err := s.pool.Query(ctx, casesSQL(q.After != nil, closed), args...)
 	if err != nil {
 		return nil, fmt.Errorf("select cases: %w", err)
 	}
@@ -144,12 +145,20 @@ func (s *Store) Cases(ctx context.Context, q duplicate.CaseQuery) ([]duplicate.C
 
 // casesSQL is the queue's page: $1 the time overdue is judged at, $2 the high severity size, $3
 // statuses, $4 region, $5 assignee, $6 unassigned only, $7 severity, $8 limit, and after the
-// previous page's sort key ($9-$12) when after.
-func casesSQL(after bool) string {
-	cursor := ""
-	if after {
-		cursor = `
+// previous page's sort key ($9-$12) when after. The closed cases (closed), which only grow, are
+// listed newest first by cases_closed_idx instead: overdue means nothing once a case is closed,
+// and sorting them all for each page would cost as much as there are.
+func casesSQL(after, closed bool) string {
+	order := `NOT (c.due_at <= $1), NOT ($2 > 0 AND coalesce(r.size, 0) >= $2), c.opened_at, c.case_id`
+	cursor := `
   AND (NOT (c.due_at <= $1), NOT ($2 > 0 AND coalesce(r.size, 0) >= $2), c.opened_at, c.case_id) > ($9, $10, $11, $12::uuid)`
+	if closed {
+		order = `c.opened_at DESC, c.case_id DESC`
+		cursor = `
+  AND $9::bool IS NOT NULL AND $10::bool IS NOT NULL AND (c.opened_at, c.case_id) < ($11, $12::uuid)`
+	}
+	if !after {
+		cursor = ""
 	}
 	return `
 SELECT ` + caseColumns + `
@@ -160,7 +169,7 @@ WHERE c.status = ANY ($3::text[])
   AND (NOT $6 OR c.assignee IS NULL)
   AND ($7 = '' OR ($7 = 'high') = ($2 > 0 AND coalesce(r.size, 0) >= $2))
   AND (c.snoozed_until IS NULL OR c.snoozed_until <= $1 OR $5 <> '')` + cursor + `
-ORDER BY NOT (c.due_at <= $1), NOT ($2 > 0 AND coalesce(r.size, 0) >= $2), c.opened_at, c.case_id
+ORDER BY ` + order + `
 LIMIT $8`
 }
 

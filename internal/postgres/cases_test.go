@@ -228,6 +228,20 @@ ORDER BY review_id DESC LIMIT 1`).Scan(&latest))
 	}
 	require.Equal(t, []string{"alice: confirmed_fraud on 2 pairs (1 already decided, left as they were): a1~a3 a2~a3"}, decided)
 	caseInvariants(t, b, "decided")
+
+	// Closed cases are listed newest first, paged by the same cursor.
+	_, err = b.store.SaveChecks(b.ctx, []duplicate.Check{check("s3", "b2", "b1")})
+	require.NoError(t, err)
+	newer := caseOf(t, b, "b1")
+	_, err = b.store.AddReview(b.ctx, review("b1", "b2", duplicate.DecisionConfirmedFraud))
+	require.NoError(t, err)
+	closed, err := b.store.Cases(b.ctx, duplicate.CaseQuery{Statuses: []string{duplicate.CaseClosed}, AsOf: time.Now(), Limit: 1})
+	require.NoError(t, err)
+	require.Equal(t, []string{newer}, caseIDs(closed))
+	closed, err = b.store.Cases(b.ctx, duplicate.CaseQuery{Statuses: []string{duplicate.CaseClosed}, AsOf: time.Now(), Limit: 5,
+		After: &duplicate.CaseCursor{Oldest: closed[0].OldestOpenAlertAt, CaseID: closed[0].CaseID}})
+	require.NoError(t, err)
+	require.Equal(t, []string{id}, caseIDs(closed))
 }
 
 func texts(es []duplicate.CaseEvent) []string {
@@ -269,16 +283,23 @@ SELECT gen_random_uuid(), 'u' || i, CASE WHEN i % 100 = 0 THEN 'open' ELSE 'clos
 FROM generate_series(1, 200000) AS i;
 ANALYZE rings; ANALYZE cases;`)
 	require.NoError(t, err)
-	rows, err := b.pool.Query(b.ctx, "EXPLAIN (ANALYZE, COSTS OFF) "+postgres.CasesSQL(false),
-		time.Now(), 5, []string{duplicate.CaseOpen, duplicate.CaseInReview}, "", "", false, "", 51)
-	require.NoError(t, err)
-	plan, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	require.NoError(t, err)
-	text := strings.Join(plan, "\n")
-	t.Logf("the queue's first page:\n%s", text)
-	require.Contains(t, text, "cases_queue_idx")
-	require.NotContains(t, text, "Seq Scan")
-	require.NotContains(t, text, "alerts")
+	explain := func(name string, sql string, args ...any) string {
+		rows, err := b.pool.Query(b.ctx, "EXPLAIN (ANALYZE, COSTS OFF) "+sql, args...)
+		require.NoError(t, err)
+		plan, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		require.NoError(t, err)
+		text := strings.Join(plan, "\n")
+		t.Logf("%s:\n%s", name, text)
+		require.NotContains(t, text, "Seq Scan", name)
+		require.NotContains(t, text, "alerts", name)
+		return text
+	}
+	now := time.Now()
+	require.Contains(t, explain("the queue's first page", postgres.CasesSQL(false, false),
+		now, 5, []string{duplicate.CaseOpen, duplicate.CaseInReview}, "", "", false, "", 51), "cases_queue_idx")
+	require.Contains(t, explain("the closed cases' second page", postgres.CasesSQL(true, true),
+		now, 5, []string{duplicate.CaseClosed}, "", "", false, "", 51, false, false, now.Add(-time.Hour), "00000000-0000-0000-0000-000000000000"),
+		"cases_closed_idx")
 }
 
 // A split that leaves the open alerts on the part without the ring's key: the case that stays
