@@ -35,6 +35,7 @@ type page struct {
 
 var funcs = template.FuncMap{
 	"ago":      ago,
+	"due":      due,
 	"when":     func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
 	"iso":      func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 	"decision": decisionLabel,
@@ -126,6 +127,28 @@ func ago(t time.Time) string {
 		return fmt.Sprintf("%d h ago", int(d.Hours()))
 	}
 	return fmt.Sprintf("%d days ago", int(d.Hours()/24))
+}
+
+// due says when a case is due: "in 5 h", or "overdue 2 h" once past.
+func due(t time.Time) string {
+	d := time.Until(t)
+	past := d < 0
+	if past {
+		d = -d
+	}
+	var s string
+	switch {
+	case d < time.Hour:
+		s = fmt.Sprintf("%d min", int(d.Minutes()))
+	case d < 48*time.Hour:
+		s = fmt.Sprintf("%d h", int(d.Hours()))
+	default:
+		s = fmt.Sprintf("%d days", int(d.Hours()/24))
+	}
+	if past {
+		return "overdue " + s
+	}
+	return "in " + s
 }
 
 func decisionLabel(d string) string {
