@@ -39,11 +39,11 @@ func (s *Store) slaArgs() ([]string, []float64, float64) {
 	return regions, secs, def.Seconds()
 }
 
-// openCasesSQL opens a case for each ring that one of the batch's alerts ($1) left with open
+// openRingCasesSQL opens a case for each ring that one of the batch's alerts ($1) left with open
 // alerts, or adds the alerts' regions to its case; a closed case reopens (unassigned, due again).
 // The due time is the oldest new alert's time plus its region's SLA ($2 regions, $3 seconds) or
 // the default ($4).
-const openCasesSQL = `
+const openRingCasesSQL = `
 INSERT INTO cases AS c (case_id, ring_key, status, regions, opened_at, due_at)
 SELECT gen_random_uuid(), m.ring_key, 'open', array_agg(DISTINCT x.region ORDER BY x.region), min(x.detected_at),
     min(x.detected_at + make_interval(secs => coalesce(s.secs, $4)))
@@ -60,7 +60,7 @@ ON CONFLICT (ring_key) DO UPDATE SET
     opened_at = CASE WHEN c.status = 'closed' THEN EXCLUDED.opened_at ELSE c.opened_at END,
     due_at = CASE WHEN c.status = 'closed' THEN EXCLUDED.due_at ELSE least(c.due_at, EXCLUDED.due_at) END`
 
-// queueOpenCases queues openCasesSQL for a batch's alerts, after queueSummaryDeltas.
+// queueOpenCases queues openRingCasesSQL for a batch's alerts, after queueSummaryDeltas.
 func (s *Store) queueOpenCases(b *pgx.Batch, alerts []*duplicate.Alert) {
 	if len(alerts) == 0 {
 		return
@@ -70,7 +70,7 @@ func (s *Store) queueOpenCases(b *pgx.Batch, alerts []*duplicate.Alert) {
 		ids[i] = a.AlertID
 	}
 	regions, secs, def := s.slaArgs()
-	b.Queue(openCasesSQL, ids, regions, secs, def)
+	b.Queue(openRingCasesSQL, ids, regions, secs, def)
 }
 
 // mergeCasesSQL follows a merge: each ring $1[i] was absorbed by $2[i] (see migration 40).

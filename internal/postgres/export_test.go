@@ -17,7 +17,7 @@ var HotPathSQL = map[string]string{
 	"upsertRings":    upsertRingsSQL,
 	"retireRings":    retireRingsSQL,
 	"markPublished":  markPublishedSQL,
-	"openCases":      openCasesSQL,
+	"openRingCases":  openRingCasesSQL,
 }
 
 // CasesSQL is the case queue's page statement.
