@@ -36,6 +36,7 @@ WHERE u.unreviewed_user_ids IS NOT NULL;
 
 DROP FUNCTION doppel_refresh_ring_summaries(text[]);
 DROP FUNCTION doppel_ring_summary(text);
+DROP FUNCTION doppel_newest_check(text);
 DROP TRIGGER rings_set_ring_id ON rings;
 DROP FUNCTION rings_set_ring_id();
 ALTER TABLE rings
@@ -43,6 +44,8 @@ ALTER TABLE rings
     DROP COLUMN link_count,
     DROP COLUMN first_seen_at,
     DROP COLUMN last_seen_at,
-    DROP COLUMN open_alerts;
+    DROP COLUMN open_alerts,
+    DROP COLUMN newest_user_id,
+    DROP COLUMN newest_at;
 ALTER TABLE alerts DROP COLUMN open;
 DROP FUNCTION doppel_alert_open(text, text[]);

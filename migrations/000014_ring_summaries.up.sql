@@ -30,13 +30,17 @@ COMMENT ON COLUMN alerts.open IS 'Waiting for a review (doppel_alert_open): set 
 -- SHA-256 of every ring's smallest member; a trigger keeps it from doppel_ring_id, the one
 -- definition. link_count counts the ring's live links (between two members, not cleared by a
 -- review); first_seen_at and last_seen_at are the earliest and latest sightings of those links;
--- open_alerts counts the members' open alerts.
+-- open_alerts counts the members' open alerts; newest_user_id is the member whose latest
+-- verification that named other accounts is the newest (newest_at), where a large ring's page
+-- starts (doppel_newest_check).
 ALTER TABLE rings
     ADD COLUMN ring_id       text,
     ADD COLUMN link_count    integer NOT NULL DEFAULT 0,
     ADD COLUMN first_seen_at timestamptz,
     ADD COLUMN last_seen_at  timestamptz,
-    ADD COLUMN open_alerts   integer NOT NULL DEFAULT 0;
+    ADD COLUMN open_alerts   integer NOT NULL DEFAULT 0,
+    ADD COLUMN newest_user_id text COLLATE "C",
+    ADD COLUMN newest_at     timestamptz;
 
 CREATE FUNCTION rings_set_ring_id() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -48,12 +52,22 @@ $$;
 CREATE TRIGGER rings_set_ring_id BEFORE INSERT OR UPDATE OF smallest_user_id ON rings
     FOR EACH ROW EXECUTE FUNCTION rings_set_ring_id();
 
+-- An account's latest verification that named other accounts (face search matches): what makes a
+-- ring member its ring's newest. One index look-up (idv_checks_user_id_idx) and that user's checks.
+CREATE FUNCTION doppel_newest_check(uid text, OUT user_id text, OUT checked_at timestamptz)
+LANGUAGE sql STABLE AS $$
+SELECT c.user_id, c.checked_at FROM idv_checks c
+WHERE c.user_id = uid AND cardinality(c.matched_user_ids) > 0
+ORDER BY c.checked_at DESC LIMIT 1
+$$;
+
 -- A ring's summary computed from scratch: the backfill below, a ring split by a review, an erasure.
 -- The incremental upkeep must always agree with it (TestRingSummariesAgreeWithARecount).
 CREATE FUNCTION doppel_ring_summary(key text,
-    OUT link_count integer, OUT first_seen_at timestamptz, OUT last_seen_at timestamptz, OUT open_alerts integer)
+    OUT link_count integer, OUT first_seen_at timestamptz, OUT last_seen_at timestamptz, OUT open_alerts integer,
+    OUT newest_user_id text, OUT newest_at timestamptz)
 LANGUAGE sql STABLE AS $$
-SELECT s.link_count, s.first_seen_at, s.last_seen_at, o.open_alerts
+SELECT s.link_count, s.first_seen_at, s.last_seen_at, o.open_alerts, n.user_id, n.checked_at
 FROM (
     SELECT count(*)::integer AS link_count, min(l.first_seen_at) AS first_seen_at, max(l.last_seen_at) AS last_seen_at
     FROM ring_members a
@@ -68,6 +82,12 @@ FROM (
     FROM ring_members m JOIN alerts a ON a.user_id = m.user_id AND a.open
     WHERE m.ring_key = key
 ) o
+LEFT JOIN LATERAL (
+    SELECT x.user_id, x.checked_at
+    FROM ring_members m CROSS JOIN LATERAL doppel_newest_check(m.user_id) x
+    WHERE m.ring_key = key AND x.user_id IS NOT NULL
+    ORDER BY x.checked_at DESC, x.user_id DESC LIMIT 1
+) n ON true
 $$;
 
 COMMENT ON FUNCTION doppel_ring_summary(text) IS 'A ring''s link count, first and last sighting and open alerts, counted from scratch.';
@@ -77,8 +97,9 @@ LANGUAGE plpgsql AS $$
 DECLARE
     n integer;
 BEGIN
-    UPDATE rings r SET (link_count, first_seen_at, last_seen_at, open_alerts) =
-        (SELECT s.link_count, s.first_seen_at, s.last_seen_at, s.open_alerts FROM doppel_ring_summary(r.ring_key) s)
+    UPDATE rings r SET (link_count, first_seen_at, last_seen_at, open_alerts, newest_user_id, newest_at) =
+        (SELECT s.link_count, s.first_seen_at, s.last_seen_at, s.open_alerts, s.newest_user_id, s.newest_at
+         FROM doppel_ring_summary(r.ring_key) s)
     WHERE r.ring_key = ANY (keys);
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;

@@ -15,9 +15,8 @@ import (
 	"github.com/doppelhq/doppel/internal/topic"
 )
 
-// clockTicks is USER_HZ, the unit of the CPU times in /proc/<pid>/stat: 100 on every Linux build
-// this runs on (it is fixed by the kernel ABI for x86 and arm64).
-const clockTicks = 100
+// clockTicks is USER_HZ (runenv.ClockTicksPerSecond).
+const clockTicks = runenv.ClockTicksPerSecond
 
 // ---------------------------------------------------------------- /proc accounting
 

@@ -77,6 +77,9 @@ type person struct {
 	Thin bool
 	// Region is the vendor region the person verified in ("" on a running stack: its one region).
 	Region string
+	// Person names the human behind the verification when two accounts are one person (the
+	// simulator then shows one document for both); "" is the account's own identity.
+	Person string
 	sig    string
 }
 
@@ -103,6 +106,74 @@ func population() []person {
 		}
 	}
 	return people
+}
+
+// Sizes of what make dev adds to the demo's population (devPopulation).
+const (
+	devRingSize = 5
+	devFarmSize = 60
+)
+
+// devPopulation is what make dev seeds in ph besides the demo's people, so that the console has
+// cases of each kind to work: a ring of devRingSize accounts (high severity with the default
+// DOPPEL_RING_HIGH_SEVERITY_SIZE of 5), a face farm of devFarmSize accounts with one face, and one
+// person who verified under two accounts with the same document (the ring page suggests "likely the
+// same person").
+func devPopulation() []person {
+	var people []person
+	for i := range devRingSize {
+		people = append(people, person{UserID: fmt.Sprintf("cust-%d", 3001+i), Face: "face-ring5", Thin: i%2 == 1})
+	}
+	for i := range devFarmSize {
+		people = append(people, person{UserID: fmt.Sprintf("farm-%03d", i+1), Face: "face-farm", Thin: i%4 == 3})
+	}
+	people = append(people,
+		person{UserID: "cust-3101", Face: "face-maria", Person: "maria-santos"},
+		person{UserID: "cust-3102", Face: "face-maria", Person: "maria-santos", Thin: true})
+	for i := range people {
+		people[i].Result, people[i].Region = "PASS", demoRegions[0]
+	}
+	return people
+}
+
+// devCase is one of devPopulation's cases, found by one of its accounts, for make dev's banner.
+type devCase struct {
+	what, userID string
+	ringID       string
+	size         int
+}
+
+func devCases() []devCase {
+	return []devCase{
+		{what: fmt.Sprintf("ring of %d (high severity)", devRingSize), userID: "cust-3001"},
+		{what: fmt.Sprintf("face farm of %d", devFarmSize), userID: "farm-001"},
+		{what: "one person, two accounts, one document", userID: "cust-3101"},
+	}
+}
+
+// findDevCases fills in each case's ring id and size from the ring index.
+func findDevCases(ctx context.Context, dbURL string, cases []devCase) error {
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	for i := range cases {
+		err := conn.QueryRow(ctx, `SELECT r.ring_id, r.size FROM ring_members m JOIN rings r ON r.ring_key = m.ring_key
+WHERE m.user_id = $1`, cases[i].userID).Scan(&cases[i].ringID, &cases[i].size)
+		if err != nil {
+			return fmt.Errorf("find the ring of %s: %w", cases[i].userID, err)
+		}
+	}
+	return nil
+}
+
+func caseLines(base string, cases []devCase) string {
+	var b strings.Builder
+	for _, c := range cases {
+		fmt.Fprintf(&b, "     %-40s %d accounts  %s/console/rings/%s\n", c.what+":", c.size, base, c.ringID)
+	}
+	return b.String()
 }
 
 // regionalPopulation is population() verified in ph, plus th's own verifications: a ring of three
@@ -138,6 +209,8 @@ type devSettings struct {
 	callbackSig string
 	// analysts are the console accounts made for the demo: a reviewer and a lead.
 	analysts []devAnalyst
+	// cases are devPopulation's rings, printed with their console pages.
+	cases []devCase
 	// Where the running stack is, for .local/dev.env.
 	databaseURL, brokers, adminAddr string
 	simURLs                         map[string]string
@@ -207,7 +280,9 @@ func serveUntilDone(ctx context.Context, out io.Writer, d devSettings, getenv fu
    Everything above, for another shell:  . %s
    A verification the vendor finished but nobody announced yet (cust-1050, the ring of two's face):
      signatureId %s
-`, base, analystLines(d.analysts), base, "http://"+d.adminAddr, d.apiKey, d.callbackToken, d.databaseURL, envFile, d.callbackSig)
+   Cases to work (each ring's page in the console):
+%s`, base, analystLines(d.analysts), base, "http://"+d.adminAddr, d.apiKey, d.callbackToken, d.databaseURL, envFile, d.callbackSig,
+		caseLines(base, d.cases))
 	<-ctx.Done()
 	fmt.Fprintln(out, "\n== Stopping doppel serve and advance-sim")
 	return nil
@@ -252,7 +327,7 @@ func start(ctx context.Context, getenv func(string) string, out io.Writer, d dev
 	if simURL := getenv("DEMO_SIM_URL"); simURL != "" {
 		// A running stack (docker compose): advance-sim and doppel serve are already up.
 		fmt.Fprintf(out, "== Using the running advance-sim at %s and the database and topics doppel serves\n", simURL)
-		return demonstrate(ctx, out, baseDB, brokers, map[string]string{"": simURL}, population(), "(see the doppel container's logs)")
+		return demonstrate(ctx, out, baseDB, brokers, map[string]string{"": simURL}, population(), "", "(see the doppel container's logs)")
 	}
 
 	root, _ := os.Getwd()
@@ -329,7 +404,12 @@ func start(ctx context.Context, getenv func(string) string, out io.Writer, d dev
 		return fmt.Errorf("doppel serve did not become ready (see %s): %w", doppel.LogPath, err)
 	}
 	fmt.Fprintf(out, "== doppel serve is ready on http://%s (logs: %s)\n", httpAddr, doppel.LogPath)
-	if err := demonstrate(ctx, out, dbURL, brokers, simURLs, regionalPopulation(), doppel.LogPath); err != nil {
+	people, more := regionalPopulation(), ""
+	if d.on {
+		people = append(people, devPopulation()...)
+		more = fmt.Sprintf("; for make dev in ph a ring of %d, a face farm of %d and one person under two accounts", devRingSize, devFarmSize)
+	}
+	if err := demonstrate(ctx, out, dbURL, brokers, simURLs, people, more, doppel.LogPath); err != nil {
 		return err
 	}
 	if d.on {
@@ -344,6 +424,10 @@ func start(ctx context.Context, getenv func(string) string, out io.Writer, d dev
 		if d.analysts, err = addAnalysts(ctx, filepath.Join(root, "bin", "doppel"), dbURL); err != nil {
 			return err
 		}
+		d.cases = devCases()
+		if err := findDevCases(ctx, dbURL, d.cases); err != nil {
+			return err
+		}
 		d.databaseURL, d.brokers, d.adminAddr, d.simURLs = dbURL, brokers, adminAddr, simURLs
 		return serveUntilDone(ctx, out, d, getenv)
 	}
@@ -352,7 +436,8 @@ func start(ctx context.Context, getenv func(string) string, out io.Writer, d dev
 
 // demonstrate seeds each region's simulator (simURLs by region) with its people, publishes their
 // events and prints what came out.
-func demonstrate(ctx context.Context, out io.Writer, dbURL, brokers string, simURLs map[string]string, people []person, logHint string) error {
+// more describes what the population adds to the demo's ("" nothing).
+func demonstrate(ctx context.Context, out io.Writer, dbURL, brokers string, simURLs map[string]string, people []person, more, logHint string) error {
 	for region, simURL := range simURLs {
 		if err := seed(ctx, simURL, people, region); err != nil {
 			return err
@@ -362,6 +447,7 @@ func demonstrate(ctx context.Context, out io.Writer, dbURL, brokers string, simU
 	if len(simURLs) > 1 {
 		fmt.Fprint(out, "; in th a ring of 3, and cust-2010 with the face of ph's ring of 4 (th's database knows no other)")
 	}
+	fmt.Fprint(out, more)
 	fmt.Fprintln(out)
 
 	conn, err := pgx.Connect(ctx, dbURL)
@@ -445,7 +531,7 @@ func seed(ctx context.Context, simURL string, people []person, region string) er
 	var index []int
 	for i, p := range people {
 		if p.Region == region {
-			sessions = append(sessions, advancesim.Session{UserID: p.UserID, Face: p.Face, OverallResult: p.Result})
+			sessions = append(sessions, advancesim.Session{UserID: p.UserID, Face: p.Face, OverallResult: p.Result, Person: p.Person})
 			index = append(index, i)
 		}
 	}
@@ -549,6 +635,10 @@ func printRings(ctx context.Context, conn *pgx.Conn, out io.Writer) error {
 	return nil
 }
 
+// maxRingPrinted is the largest ring whose members and links the demo lists; a larger one (make
+// dev's face farm) is one line.
+const maxRingPrinted = 8
+
 // printRegionRings groups one region's links into connected components: each is a ring of
 // accounts that share a face.
 func printRegionRings(out io.Writer, region string, links []link) {
@@ -582,6 +672,10 @@ func printRegionRings(out io.Writer, region string, links []link) {
 	})
 	fmt.Fprintf(out, "Duplicate-account rings found in region %s (%d links in duplicate_links):\n", region, len(links))
 	for i, members := range list {
+		if len(members) > maxRingPrinted {
+			fmt.Fprintf(out, "  ring %d: %d accounts share one face: %s … %s (links not listed)\n", i+1, len(members), members[0], members[len(members)-1])
+			continue
+		}
 		fmt.Fprintf(out, "  ring %d: %d accounts share one face: %s\n", i+1, len(members), strings.Join(members, ", "))
 		for _, l := range links {
 			if slices.Contains(members, l.low) {
@@ -591,6 +685,17 @@ func printRegionRings(out io.Writer, region string, links []link) {
 	}
 	fmt.Fprintln(out)
 }
+
+// userList prints ids as [a,b,c], or a long list (a face farm's) as its first and last and a count.
+func userList(ids []string) string {
+	if len(ids) > 4 {
+		return fmt.Sprintf("[%s,…,%s (%d)]", ids[0], ids[len(ids)-1], len(ids))
+	}
+	return "[" + strings.Join(ids, ",") + "]"
+}
+
+// maxAlertsPrinted bounds the alerts the demo lists (make dev's face farm alone raises 59).
+const maxAlertsPrinted = 12
 
 func printAlerts(ctx context.Context, brokers string, want int, out io.Writer) error {
 	r := kafka.NewReader(kafka.ReaderConfig{Brokers: strings.Split(brokers, ","), GroupID: fmt.Sprintf("demo-reader-%d", time.Now().UnixNano()),
@@ -612,9 +717,14 @@ func printAlerts(ctx context.Context, brokers string, want int, out io.Writer) e
 		if err := json.Unmarshal(m.Value, &a); err != nil {
 			return err
 		}
+		if i >= maxAlertsPrinted {
+			continue
+		}
 		fmt.Fprintf(out, "  alert %s  region %-3s user %-9s matched %-32s new %-32s %s (size %d, %s)\n", a.AlertID[:8], a.Region,
-			a.UserID, "["+strings.Join(a.MatchedUserIDs, ",")+"]", "["+strings.Join(a.NewMatchedUserIDs, ",")+"]",
-			a.RingID, a.RingSize, a.Severity)
+			a.UserID, userList(a.MatchedUserIDs), userList(a.NewMatchedUserIDs), a.RingID, a.RingSize, a.Severity)
+	}
+	if want > maxAlertsPrinted {
+		fmt.Fprintf(out, "  … and %d more (GET /v1/alerts, or the console's queue)\n", want-maxAlertsPrinted)
 	}
 	var pretty bytes.Buffer
 	if first != nil && json.Indent(&pretty, first, "  ", "  ") == nil {

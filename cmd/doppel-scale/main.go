@@ -226,6 +226,35 @@ func measure(ctx context.Context, o options, dbURL string, brokers []string, poo
 			float64(tm.P50.Microseconds())/1000, float64(tm.P95.Microseconds())/1000, float64(tm.Max.Microseconds())/1000)
 		out = append(out, tm)
 	}
+	// The analysts' queries of docs/api.md, as written there, on the read pool's settings.
+	doc, err := os.ReadFile("docs/api.md")
+	if err != nil {
+		return out, err
+	}
+	alice := pop.SmallRingUser()
+	var bob string
+	if err := pool.QueryRow(ctx, `SELECT coalesce((SELECT o.user_id FROM ring_members m JOIN ring_members o USING (ring_key)
+	        WHERE m.user_id = $1 AND o.user_id <> $1 ORDER BY o.user_id LIMIT 1), '')`, alice).Scan(&bob); err != nil {
+		return out, fmt.Errorf("another member of %s's ring: %w", alice, err)
+	}
+	queries, err := scale.AnalystQueries(string(doc), alice, bob)
+	if err != nil {
+		return out, err
+	}
+	readPool, err := postgres.Connect(ctx, pool.Config().ConnString(), 1, postgres.ReadPlans)
+	if err != nil {
+		return out, err
+	}
+	defer readPool.Close()
+	for _, t := range queries {
+		tm, err := scale.TimeSQL(ctx, readPool, t, 2, o.requests, o.budget)
+		if err != nil {
+			return out, err
+		}
+		logf("  %-45.45s n=%-3d p50 %8.1f ms  p95 %8.1f ms  max %8.1f ms", t.Name, tm.N,
+			float64(tm.P50.Microseconds())/1000, float64(tm.P95.Microseconds())/1000, float64(tm.Max.Microseconds())/1000)
+		out = append(out, tm)
+	}
 	return out, nil
 }
 
@@ -233,7 +262,9 @@ func measure(ctx context.Context, o options, dbURL string, brokers []string, poo
 func hotPath(ctx context.Context, o options, baseURL, dbURL string, brokers []string, pool *pgxpool.Pool,
 	logf func(string, ...any)) ([]scale.HotPath, error) {
 	cfg := scale.HotPathConfig{DoppelBin: filepath.Join(o.binDir, "doppel"), SimulatorBin: filepath.Join(o.binDir, "advance-sim"),
-		LogDir: o.logDir, Brokers: brokers, Events: o.hot, Workers: 512, Timeout: 5 * time.Minute}
+		LogDir: o.logDir, Brokers: brokers, Events: o.hot, Workers: 512, Timeout: 5 * time.Minute,
+		// PostgreSQL's CPU per event, when it is the one scripts/infra.sh started from this checkout.
+		Postmaster: runenv.LivePid(runenv.PostmasterPidFile("."))}
 	freshURL, err := database(ctx, baseURL, o.database+"_fresh", false)
 	if err != nil {
 		return nil, err
@@ -255,7 +286,7 @@ func hotPath(ctx context.Context, o options, baseURL, dbURL string, brokers []st
 		if err != nil {
 			return nil, err
 		}
-		logf("  hot path %s: %d events in %s, %.0f events/s", run.name, h.Events, h.Took.Round(10*time.Millisecond), h.EventsPerSec)
+		logf("  hot path %s: %d events in %s, %.0f events/s, PostgreSQL %d µs CPU per event", run.name, h.Events, h.Took.Round(10*time.Millisecond), h.EventsPerSec, h.PostgresCPUPerEvent.Microseconds())
 		out = append(out, h)
 	}
 	return out, nil

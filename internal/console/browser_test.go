@@ -207,8 +207,8 @@ func TestAnAnalystWorksTheQueueInARealBrowser(t *testing.T) {
 
 	// User search leads to the user's duplicates and ring.
 	step(t, ctx, chromedp.Navigate(base+"/console/users"), chromedp.WaitVisible(chromedp.ID("q")),
-		chromedp.SendKeys(chromedp.ID("q"), "cust-a1"), chromedp.Submit(chromedp.ID("q")), chromedp.WaitVisible(chromedp.CSS("main table")))
-	require.Equal(t, 2, count(t, ctx, "main table tbody tr"), "cust-a1 is linked to a2 and a3")
+		chromedp.SendKeys(chromedp.ID("q"), "cust-a1"), chromedp.Submit(chromedp.ID("q")), chromedp.WaitVisible(chromedp.CSS(`table[data-testid="linked"]`)))
+	require.Equal(t, 2, count(t, ctx, `table[data-testid="linked"] tbody tr`), "cust-a1 is linked to a2 and a3")
 	screenshot(t, ctx, "07-users")
 	step(t, ctx, chromedp.Navigate(base+"/console/"), chromedp.WaitVisible(chromedp.CSS(".stats")))
 	screenshot(t, ctx, "08-overview-after")
@@ -289,4 +289,61 @@ func TestTheQueueRefreshesItself(t *testing.T) {
 	f.seed("r-2", "r-1") // a new alert arrives while the analyst looks at the queue
 	waitFor(t, ctx, `document.querySelectorAll("tr[data-alert]").length === 1`)
 	require.Contains(t, text(t, ctx, "[data-updated]"), "updated")
+}
+
+// inViewport is true when the element selector names lies wholly inside the window.
+func inViewport(selector string) string {
+	return fmt.Sprintf(`(() => { const e = document.querySelector(%q); if (!e) return false;
+  const r = e.getBoundingClientRect();
+  return r.width > 0 && r.top >= 0 && r.left >= 0 && r.bottom <= window.innerHeight && r.right <= window.innerWidth; })()`, selector)
+}
+
+// fitsNarrowScreen checks that nothing on the page sticks out sideways and that each of
+// mainActions is on screen without scrolling.
+func fitsNarrowScreen(t *testing.T, ctx context.Context, page string, mainActions ...string) {
+	t.Helper()
+	require.Empty(t, value(t, ctx, chromedp.Evaluate[[]string](overflowing)), "%s scrolls sideways on a narrow screen", page)
+	require.False(t, value(t, ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth + 1`)), page)
+	for _, sel := range mainActions {
+		require.True(t, value(t, ctx, chromedp.Evaluate[bool](inViewport(sel))), "%s: %s is not on screen at 390 px", page, sel)
+	}
+}
+
+// At 390 px wide (a phone) the overview, the users search, its results and a user's page show
+// their main action without scrolling, and none scrolls sideways.
+func TestTheOverviewAndUsersPagesKeepTheirMainActionOnA390PxScreen(t *testing.T) {
+	f := setup(t)
+	ringA, _ := f.seedRings()
+	f.seedFarm(60)
+	ctx := browser(t)
+	signInInBrowser(t, ctx, f.srv.URL)
+	base := f.srv.URL
+	step(t, ctx, chromedp.EmulateViewport(390, 844))
+
+	step(t, ctx, chromedp.Navigate(base+"/console/"), chromedp.WaitVisible(chromedp.CSS(`[data-case="open"]`)))
+	fitsNarrowScreen(t, ctx, "the overview", `[data-case="open"]`, `[data-case="overdue"]`)
+	require.Equal(t, "2", text(t, ctx, `[data-case="open"] .n`))
+	screenshot(t, ctx, "12-overview-narrow")
+	// The open cases link to the queue.
+	step(t, ctx, chromedp.Click(chromedp.CSS(`[data-case="high"]`)), chromedp.WaitVisible(chromedp.CSS("table.alerts")))
+	require.Contains(t, location(t, ctx), "/console/queue?status=open&severity=high")
+
+	step(t, ctx, chromedp.Navigate(base+"/console/users"), chromedp.WaitVisible(chromedp.ID("q")))
+	fitsNarrowScreen(t, ctx, "the users search", "#q", `form[role="search"] button[type="submit"]`)
+	screenshot(t, ctx, "13-users-narrow")
+	step(t, ctx, chromedp.SendKeys(chromedp.ID("q"), "farm-"), chromedp.Submit(chromedp.ID("q")),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="matches"]`)))
+	require.Equal(t, 50, count(t, ctx, `[data-testid="matches"] li`))
+	fitsNarrowScreen(t, ctx, "the users found", "#q", `[data-testid="matches"] li a`)
+	screenshot(t, ctx, "14-users-found-narrow")
+
+	step(t, ctx, chromedp.Navigate(base+"/console/users?userId=cust-a1"), chromedp.WaitVisible(chromedp.CSS(`table[data-testid="checks"]`)))
+	require.Equal(t, 1, count(t, ctx, `table[data-testid="checks"] tbody tr[data-check]`))
+	require.Equal(t, 2, count(t, ctx, `table[data-testid="user-alerts"] tbody tr[data-alert]`))
+	fitsNarrowScreen(t, ctx, "a user's page", "#q", `[data-testid="open-ring"]`)
+	require.Contains(t, value(t, ctx, chromedp.Evaluate[string](`document.querySelector('[data-testid="open-ring"]').href`)), "/console/rings/"+ringA)
+	screenshot(t, ctx, "15-user-narrow")
+	step(t, ctx, chromedp.EmulateViewport(1280, 800), chromedp.Navigate(base+"/console/users?userId=cust-a1"),
+		chromedp.WaitVisible(chromedp.CSS(`table[data-testid="checks"]`)))
+	screenshot(t, ctx, "16-user")
 }

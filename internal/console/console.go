@@ -37,6 +37,12 @@ type Store interface {
 	UserDuplicates(ctx context.Context, userID, region string) ([]duplicate.LinkedAccount, error)
 	Reviews(ctx context.Context, q duplicate.ReviewQuery) ([]duplicate.Review, error)
 	Overview(ctx context.Context, now time.Time) (duplicate.Overview, error)
+	// OpenCases counts the rings with open alerts for the overview (every count bounded).
+	OpenCases(ctx context.Context, now time.Time, sla time.Duration) (duplicate.OpenCases, error)
+	// UserIDsByPrefix is the users search: at most limit ids after after, in byte order.
+	UserIDsByPrefix(ctx context.Context, prefix, after string, limit int) ([]string, error)
+	// UserChecks lists a user's own verifications, newest first.
+	UserChecks(ctx context.Context, userID string, limit int) ([]duplicate.UserCheck, error)
 	AddReview(ctx context.Context, r duplicate.Review) (duplicate.Review, error)
 	DecideRing(ctx context.Context, ringID string, decision duplicate.Decision, note, reviewer string, redecide bool) (int, error)
 	CaseStore
@@ -109,7 +115,14 @@ type Config struct {
 	CaseCap int
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+	// ReviewSLA is how long an open case may wait before the overview counts it overdue
+	// (DefaultReviewSLA when 0).
+	ReviewSLA time.Duration
 }
+
+// DefaultReviewSLA is the review SLA when Config.ReviewSLA is not set: a day, the default
+// for DOPPEL_REVIEW_SLA.
+const DefaultReviewSLA = 24 * time.Hour
 
 //go:embed templates/*.html
 var templateFS embed.FS
@@ -144,6 +157,9 @@ func New(cfg Config) (*Console, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.ReviewSLA <= 0 {
+		cfg.ReviewSLA = DefaultReviewSLA
 	}
 	if cfg.SignIn == nil {
 		cfg.SignIn = noGuard{}

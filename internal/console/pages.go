@@ -43,6 +43,7 @@ var funcs = template.FuncMap{
 	"shown":    visibleID,
 	"can":      func(s *session, scope string) bool { return s != nil && s.can(scope) },
 	"add":      func(a, b int) int { return a + b },
+	"outcome":  outcomeLabel,
 	"decisions": func() []duplicate.Decision {
 		return duplicate.Decisions
 	},
@@ -151,6 +152,32 @@ func due(t time.Time) string {
 	return "in " + s
 }
 
+func outcomeLabel(o duplicate.Outcome) string {
+	switch o {
+	case duplicate.OutcomeDuplicatesFound:
+		return "duplicates found"
+	case duplicate.OutcomeNoDuplicates:
+		return "no duplicates"
+	case duplicate.OutcomeNotPassed:
+		return "not passed"
+	}
+	return string(o)
+}
+
+// age says how long ago t was, to the minute: "3 d 4 h", "5 h 12 min", "7 min".
+func age(now, t time.Time) string {
+	d := now.Sub(t)
+	switch {
+	case d < time.Minute:
+		return "< 1 min"
+	case d < time.Hour:
+		return fmt.Sprintf("%d min", int(d.Minutes()))
+	case d < 24*time.Hour:
+		return fmt.Sprintf("%d h %d min", int(d.Hours()), int(d.Minutes())%60)
+	}
+	return fmt.Sprintf("%d d %d h", int(d.Hours())/24, int(d.Hours())%24)
+}
+
 func decisionLabel(d string) string {
 	switch duplicate.Decision(d) {
 	case duplicate.DecisionConfirmedFraud:
@@ -172,8 +199,24 @@ type bar struct {
 	Label      bool
 }
 
+// caseCount is one of the overview's counts of open cases, with the queue it opens.
+type caseCount struct {
+	// Key names the count in the page (data-case), for tests and scripts.
+	Key   string
+	Label string
+	Count string
+	URL   string
+	// Attention marks a count that needs someone: overdue or high-severity cases.
+	Attention bool
+}
+
 type overviewData struct {
 	duplicate.Overview
+	// Cases are the open cases' counts: total, overdue, high severity, oldest; ByRegion by region.
+	Cases           []caseCount
+	ByRegion        []caseCount
+	CasesCapped     int
+	SLA             string
 	DeadLetters     string
 	Bars            []bar
 	ChartMax        int
@@ -189,6 +232,13 @@ func (c *Console) handleOverview(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := overviewData{Overview: o, DeadLetters: "not configured", ChartW: 1100, ChartH: 220}
+	now := c.cfg.Now()
+	cases, err := c.cfg.Store.OpenCases(r.Context(), now, c.cfg.ReviewSLA)
+	if err != nil {
+		c.failErr(w, r, err)
+		return
+	}
+	c.addCases(&d, cases, now)
 	if c.cfg.DeadLetters != nil {
 		if n, err := c.cfg.DeadLetters(r.Context()); err != nil {
 			c.log.Warn("console: count dead letters", "error", err)
@@ -213,6 +263,50 @@ func (c *Console) handleOverview(w http.ResponseWriter, r *http.Request) {
 		d.FirstDay, d.Today = o.AlertsPerDay[0].Day.Format("2 Jan"), o.AlertsPerDay[n-1].Day.Format("2 Jan")
 	}
 	c.render(w, r, http.StatusOK, "overview", page{Title: "Overview", Data: d})
+}
+
+// addCases fills in the overview's open cases, each count linking to the queue filtered to it.
+// The links name the filters the case queue takes (region, severity, sort=due).
+func (c *Console) addCases(d *overviewData, cases duplicate.OpenCases, now time.Time) {
+	n := func(v int) string {
+		if cases.Capped {
+			return strconv.Itoa(v) + "+"
+		}
+		return strconv.Itoa(v)
+	}
+	d.SLA = durationText(c.cfg.ReviewSLA)
+	if cases.Capped {
+		d.CasesCapped = cases.Read
+	}
+	oldest := "none open"
+	if !cases.OldestOpenAlertAt.IsZero() {
+		oldest = age(now, cases.OldestOpenAlertAt)
+	}
+	d.Cases = []caseCount{
+		{Key: "open", Label: "open cases", Count: n(cases.Total), URL: "/console/queue?status=open", Attention: cases.Total > 0},
+		{Key: "overdue", Label: "overdue (open longer than " + d.SLA + ")", Count: n(cases.Overdue), URL: "/console/queue?status=open&sort=due", Attention: cases.Overdue > 0},
+		{Key: "high", Label: "high severity", Count: n(cases.HighSeverity), URL: "/console/queue?status=open&severity=high", Attention: cases.HighSeverity > 0},
+		{Key: "oldest", Label: "oldest case waiting", Count: oldest, URL: "/console/queue?status=open&sort=due"},
+	}
+	for _, rc := range cases.ByRegion {
+		name := rc.Region
+		if name == duplicate.DefaultRegion && c.cfg.Region != "" {
+			name = c.cfg.Region
+		}
+		d.ByRegion = append(d.ByRegion, caseCount{Key: "region-" + rc.Region, Label: name, Count: n(rc.Count),
+			URL: "/console/queue?" + url.Values{"status": {"open"}, "region": {rc.Region}}.Encode()})
+	}
+}
+
+// durationText writes a setting's duration as people do: "24h", "90 min", "45s".
+func durationText(d time.Duration) string {
+	switch {
+	case d%time.Hour == 0:
+		return fmt.Sprintf("%dh", d/time.Hour)
+	case d%time.Minute == 0:
+		return fmt.Sprintf("%d min", d/time.Minute)
+	}
+	return d.String()
 }
 
 // --- Queue ---
@@ -526,47 +620,127 @@ func (c *Console) handleDecidePair(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, backTo(r, "/console/audit"), http.StatusSeeOther)
 }
 
-// --- User search ---
+// --- Users: search by prefix, and a user's page ---
+
+// Bounds of the users pages.
+const (
+	userSearchPageSize = 50
+	userChecksShown    = 25
+	userAlertsShown    = 25
+)
 
 type usersData struct {
-	Query      string
-	Searched   bool
-	NotFound   string
-	Ring       duplicate.Ring
-	Duplicates []duplicate.LinkedAccount
+	// Query is the prefix searched; Matches the userIds found, at most userSearchPageSize, and
+	// More the next page of them.
+	Query   string
+	Matches []string
+	More    string
+	// Searched is set once a search ran, so that none found can be told from none asked.
+	Searched bool
+	Error    string
+	User     *userPage
 }
 
+// userPage is one user's page: their verifications, alerts, ring and linked accounts.
+type userPage struct {
+	UserID     string
+	Checks     []duplicate.UserCheck
+	MoreChecks bool
+	Alerts     []duplicate.StoredAlert
+	MoreAlerts bool
+	AlertsURL  string
+	Ring       duplicate.Ring
+	Duplicates []duplicate.LinkedAccount
+	// DefaultIn names the region called `default` (Config.Region), "" when unknown.
+	DefaultIn string
+}
+
+// handleUsers serves the search (?q=prefix, paged with after) and a user's page (?userId=). A
+// search that finds exactly the id typed goes to that user's page.
 func (c *Console) handleUsers(w http.ResponseWriter, r *http.Request) {
-	d := usersData{Query: strings.TrimSpace(r.URL.Query().Get("userId"))}
+	v := r.URL.Query()
+	if id := strings.TrimSpace(v.Get("userId")); id != "" {
+		c.handleUser(w, r, id)
+		return
+	}
+	d := usersData{Query: strings.TrimSpace(v.Get("q"))}
+	after := v.Get("after")
 	status := http.StatusOK
-	if d.Query != "" {
+	switch {
+	case d.Query == "":
+	case !duplicate.ValidUserID(d.Query) || (after != "" && !duplicate.ValidUserID(after)):
+		d.Error, status = "Search with the start of a userId, without control characters.", http.StatusBadRequest
+	default:
 		d.Searched = true
-		if !duplicate.ValidUserID(d.Query) {
-			d.NotFound, status = "That is not a userId.", http.StatusBadRequest
-		} else {
-			dups, err := c.cfg.Store.UserDuplicates(r.Context(), d.Query, "")
-			if duplicate.ErrorCode(err) == duplicate.ENOTFOUND {
-				d.NotFound, status = fmt.Sprintf("No check or link mentions %q.", d.Query), http.StatusNotFound
-			} else if err != nil {
-				c.failErr(w, r, err)
-				return
-			} else {
-				d.Duplicates = dups
-				if d.Ring, err = c.cfg.Store.Ring(r.Context(), d.Query); err != nil {
-					c.failErr(w, r, err)
-					return
-				}
-				ring := ""
-				if d.Ring.Size > 1 {
-					ring = d.Ring.ID
-				}
-				if !c.logRead(w, r, ring, []string{d.Query}, linkedUsers(dups)) {
-					return
-				}
-			}
+		ids, err := c.cfg.Store.UserIDsByPrefix(r.Context(), d.Query, after, userSearchPageSize+1)
+		if err != nil {
+			c.failErr(w, r, err)
+			return
+		}
+		if len(ids) == 1 && ids[0] == d.Query && after == "" {
+			http.Redirect(w, r, "/console/users?"+url.Values{"userId": {d.Query}}.Encode(), http.StatusSeeOther)
+			return
+		}
+		if len(ids) > userSearchPageSize {
+			ids = ids[:userSearchPageSize]
+			d.More = "/console/users?" + url.Values{"q": {d.Query}, "after": {ids[len(ids)-1]}}.Encode()
+		}
+		d.Matches = ids
+		if len(ids) > 0 && !c.logRead(w, r, "", ids) {
+			return
 		}
 	}
 	c.render(w, r, status, "users", page{Title: "Users", Data: d})
+}
+
+func (c *Console) handleUser(w http.ResponseWriter, r *http.Request, userID string) {
+	d := usersData{Query: userID}
+	if !duplicate.ValidUserID(userID) {
+		d.Error = "That is not a userId."
+		c.render(w, r, http.StatusBadRequest, "users", page{Title: "Users", Data: d})
+		return
+	}
+	u := &userPage{UserID: userID, DefaultIn: c.cfg.Region,
+		AlertsURL: "/console/alerts?" + url.Values{"status": {"all"}, "user": {userID}}.Encode()}
+	dups, err := c.cfg.Store.UserDuplicates(r.Context(), userID, "")
+	if duplicate.ErrorCode(err) == duplicate.ENOTFOUND {
+		d.Error = fmt.Sprintf("No verification or link mentions %q.", userID)
+		c.render(w, r, http.StatusNotFound, "users", page{Title: "Users", Data: d})
+		return
+	}
+	if err != nil {
+		c.failErr(w, r, err)
+		return
+	}
+	u.Duplicates = dups
+	if u.Ring, err = c.cfg.Store.Ring(r.Context(), userID); err != nil {
+		c.failErr(w, r, err)
+		return
+	}
+	if u.Checks, err = c.cfg.Store.UserChecks(r.Context(), userID, userChecksShown+1); err != nil {
+		c.failErr(w, r, err)
+		return
+	}
+	if len(u.Checks) > userChecksShown {
+		u.Checks, u.MoreChecks = u.Checks[:userChecksShown], true
+	}
+	u.Alerts, err = c.cfg.Store.Alerts(r.Context(), duplicate.AlertQuery{UserID: userID, NewestFirst: true, Limit: userAlertsShown + 1})
+	if err != nil {
+		c.failErr(w, r, err)
+		return
+	}
+	if len(u.Alerts) > userAlertsShown {
+		u.Alerts, u.MoreAlerts = u.Alerts[:userAlertsShown], true
+	}
+	ring := ""
+	if u.Ring.Size > 1 {
+		ring = u.Ring.ID
+	}
+	if !c.logRead(w, r, ring, []string{userID}, linkedUsers(dups), alertUsers(u.Alerts)) {
+		return
+	}
+	d.User = u
+	c.render(w, r, http.StatusOK, "users", page{Title: "User " + visibleID(userID), Nav: "users", Data: d})
 }
 
 // --- Audit ---

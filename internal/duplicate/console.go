@@ -89,3 +89,38 @@ type DayCount struct {
 	Day   time.Time
 	Count int
 }
+
+// UserCheck is one of a user's own verifications, as the console's user page lists it.
+type UserCheck struct {
+	SignatureID string
+	CheckedAt   time.Time
+	Outcome     Outcome
+	// Region is the vendor region whose face database the verification was searched in.
+	Region string
+	// Matched counts the other accounts its face search matched.
+	Matched int
+}
+
+// OpenCases summarises the rings with work to do (a ring with an open alert is an open case), for
+// the console's overview. It is read from the open alerts, oldest first, at most Read of them:
+// when Capped, more are open and the counts are lower bounds.
+type OpenCases struct {
+	Total int
+	// ByRegion counts the open cases by the regions of their open alerts (a ring with alerts in
+	// two regions counts in both), regions in name order.
+	ByRegion []RegionCount
+	// Overdue counts the cases whose oldest open alert is older than the review SLA.
+	Overdue int
+	// HighSeverity counts the cases whose ring is at least the high-severity size now.
+	HighSeverity int
+	// OldestOpenAlertAt is when the oldest open alert was detected; zero when none is open.
+	OldestOpenAlertAt time.Time
+	Read              int
+	Capped            bool
+}
+
+// RegionCount is a count for one vendor region.
+type RegionCount struct {
+	Region string
+	Count  int
+}

@@ -173,7 +173,7 @@ type ringJSON struct {
 
 // handleRing answers one ring with its links' evidence and review history: every link of a ring
 // of at most duplicate.MaxRingPageMembers accounts, the links of ?userId= (a member; the ring's
-// smallest by default) in a larger one.
+// newest by default) in a larger one.
 func (s *Server) handleRing(c echo.Context) error {
 	id, err := pathParam(c, "ringId")
 	if err != nil {

@@ -223,7 +223,7 @@ func TestAMethodTheRouteDoesNotServeIs405WhateverItsQuery(t *testing.T) {
 
 // A ring of more than duplicate.MaxRingPageMembers accounts answers its totals and one member's
 // links (a face farm's page never reads all of its links): ?userId= chooses the member, the ring's
-// smallest by default; a userId that is not a member is a 404 naming it.
+// newest by default; a userId that is not a member is a 404 naming it.
 func TestALargeRingAnswersItsTotalsAndOneMembersLinks(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
@@ -265,7 +265,7 @@ func TestALargeRingAnswersItsTotalsAndOneMembersLinks(t *testing.T) {
 	require.Equal(t, http.StatusOK, res.status, "%s", res.body)
 	p = page{}
 	res.json(t, &p)
-	require.Equal(t, id(0), *p.Focus, "the smallest member by default")
+	require.Equal(t, id(accounts-1), *p.Focus, "the ring's newest member by default: the last to verify")
 	require.Len(t, p.Links, 1)
 
 	res = f.do(http.MethodGet, "/v1/rings/"+ringID+"?userId=lone", readKey, nil)

@@ -146,6 +146,21 @@ SELECT smallest_user_id FROM rings WHERE ring_id = $1`, ringID).Scan(&root)
 	return root, nil
 }
 
+// ringNewest returns the newest member of the ring whose smallest member is root (rings'
+// newest_user_id, kept with the other summaries), root itself if it has none.
+func ringNewest(ctx context.Context, q querier, root string) (string, error) {
+	var newest string
+	err := q.QueryRow(ctx, `SELECT coalesce(r.newest_user_id, r.smallest_user_id)
+FROM ring_members m JOIN rings r USING (ring_key) WHERE m.user_id = $1`, root).Scan(&newest)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return root, nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("look up the ring's newest member: %w", err)
+	}
+	return newest, nil
+}
+
 func unknownRing(ringID string) error {
 	e := duplicate.Errorf(duplicate.ENOTFOUND, "no ring has ringId %q (a ring merged into another keeps the other's id)", ringID)
 	e.Field = "ringId"
@@ -154,14 +169,17 @@ func unknownRing(ringID string) error {
 
 // ringByID reads the ring ringID, members and the links links asks for, from the ring index.
 // focus, when set, must be a member: the account whose neighbourhood a large ring's page shows
-// (the ring's smallest member when "").
+// (the ring's newest member when "": the one whose verification joined it last).
 func ringByID(ctx context.Context, tx pgx.Tx, ringID string, links ringLinks, focus string) (duplicate.Ring, error) {
 	root, err := ringRoot(ctx, tx, ringID)
 	if err != nil {
 		return duplicate.Ring{}, err
 	}
 	if focus == "" {
-		focus = root
+		focus, err = ringNewest(ctx, tx, root)
+		if err != nil {
+			return duplicate.Ring{}, err
+		}
 	} else if focus != root {
 		rings, err := ringsOf(ctx, tx, []string{root, focus})
 		if err != nil {
@@ -178,7 +196,7 @@ func ringByID(ctx context.Context, tx pgx.Tx, ringID string, links ringLinks, fo
 
 // RingDetail returns the ring ringID with its pairs' linking verifications and review history:
 // every pair of a ring of at most duplicate.MaxRingPageMembers, those of focus (a member; the
-// ring's smallest when "") in a larger one.
+// ring's newest when "") in a larger one.
 func (s *Store) RingDetail(ctx context.Context, ringID, focus string) (duplicate.RingDetail, error) {
 	var out duplicate.RingDetail
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {

@@ -22,3 +22,10 @@ var HotPathSQL = map[string]string{
 
 // CasesSQL is the case queue's page statement.
 var CasesSQL = casesSQL
+
+// The users search's and the overview's statements, for the tests that read their plans.
+var (
+	UserIDsByPrefixSQL = userIDsByPrefixSQL
+	OpenCasesSQL       = openCasesSQL
+	PrefixEnd          = prefixEnd
+)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -62,14 +61,9 @@ func (s *Store) RingNeighbourhood(ctx context.Context, ringID, centre string, li
 			}
 		}
 		if centre == "" {
-			err := tx.QueryRow(ctx, `
-SELECT m.user_id FROM ring_members m
-LEFT JOIN LATERAL (SELECT max(c.checked_at) AS at FROM idv_checks c WHERE c.user_id = m.user_id) c ON true
-WHERE m.ring_key = $1
-ORDER BY c.at DESC NULLS LAST, m.user_id
-LIMIT 1`, st.Key).Scan(&centre)
-			if err != nil {
-				return fmt.Errorf("select the ring's newest account: %w", err)
+			// The newest member is kept with the ring's summary: no look at every member's checks.
+			if centre, err = ringNewest(ctx, tx, root); err != nil {
+				return err
 			}
 		}
 		out.Centre = centre
@@ -110,34 +104,7 @@ LIMIT 1`, st.Key).Scan(&centre)
 // linksAmong returns the links between members (a short list: at most its square) with each one's
 // latest review.
 func linksAmong(ctx context.Context, q querier, members []string) ([]duplicate.Link, error) {
-	rows, err := q.Query(ctx, `
-SELECT l.user_id_low, l.user_id_high, l.first_seen_at, l.last_seen_at, l.seen_count, l.first_signature_id,
-    l.last_signature_id, l.regions, r.review_id, r.decision, r.note, r.reviewed_by, r.reviewed_at
-FROM duplicate_links l
-LEFT JOIN LATERAL (
-    SELECT review_id, decision, note, reviewed_by, reviewed_at FROM link_reviews
-    WHERE user_id_low = l.user_id_low AND user_id_high = l.user_id_high
-    ORDER BY reviewed_at DESC, review_id DESC LIMIT 1
-) r ON true
-WHERE l.user_id_low = ANY ($1) AND l.user_id_high = ANY ($1)
-ORDER BY l.user_id_low, l.user_id_high`, members)
-	if err != nil {
-		return nil, fmt.Errorf("select links among accounts: %w", err)
-	}
-	links, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (duplicate.Link, error) {
-		var l duplicate.Link
-		var id *int64
-		var decision, note, by *string
-		var at *time.Time
-		err := row.Scan(&l.UserIDLow, &l.UserIDHigh, &l.FirstSeenAt, &l.LastSeenAt, &l.SeenCount,
-			&l.FirstSignatureID, &l.LastSignatureID, &l.Regions, &id, &decision, &note, &by, &at)
-		l.FirstSeenAt, l.LastSeenAt = l.FirstSeenAt.UTC(), l.LastSeenAt.UTC()
-		if id != nil {
-			l.LatestReview = &duplicate.Review{ID: *id, UserID: l.UserIDLow, DuplicateUserID: l.UserIDHigh,
-				Decision: duplicate.Decision(*decision), Note: *note, ReviewedBy: *by, ReviewedAt: at.UTC(), Linked: true}
-		}
-		return l, err
-	})
+	links, err := readLinks(q.Query(ctx, linksAmongSQL, pgx.QueryExecModeExec, members, len(members)*len(members)))
 	if err != nil {
 		return nil, fmt.Errorf("select links among accounts: %w", err)
 	}

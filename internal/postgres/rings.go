@@ -88,14 +88,7 @@ func ringOf(ctx context.Context, q querier, userID string, links ringLinks, focu
 		}
 		return ring, nil
 	}
-	rows, err := q.Query(ctx, `
-SELECT `+ringLinkColumns+`
-FROM duplicate_links l
-LEFT JOIN LATERAL (`+latestReviewSQL+`) r ON true
-WHERE l.user_id_low = ANY ($1) AND l.user_id_high = ANY ($1)
-ORDER BY l.user_id_low, l.user_id_high
-LIMIT $2`, ring.Members, MaxRingLinks+1)
-	if ring.Links, err = readLinks(rows, err); err != nil {
+	if ring.Links, err = readLinks(q.Query(ctx, linksAmongSQL, pgx.QueryExecModeExec, ring.Members, MaxRingLinks+1)); err != nil {
 		return duplicate.Ring{}, fmt.Errorf("select ring links: %w", err)
 	}
 	if len(ring.Links) > MaxRingLinks {
@@ -113,6 +106,17 @@ const (
     WHERE user_id_low = l.user_id_low AND user_id_high = l.user_id_high
     ORDER BY reviewed_at DESC, review_id DESC LIMIT 1`
 )
+
+// linksAmongSQL returns the links between accounts $1, at most $2, with each one's latest review.
+// It runs planned for its own array (QueryExecModeExec): "= ANY" over a parameter in a cached
+// generic plan searches the array linearly for every row, over the array itself it hashes.
+const linksAmongSQL = `
+SELECT ` + ringLinkColumns + `
+FROM duplicate_links l
+LEFT JOIN LATERAL (` + latestReviewSQL + `) r ON true
+WHERE l.user_id_low = ANY ($1) AND l.user_id_high = ANY ($1)
+ORDER BY l.user_id_low, l.user_id_high
+LIMIT $2`
 
 // neighbourhoodSQL returns the links of account $1 to other members of its ring $2, most recently
 // seen first, at most $3: the account's links as low (primary key) and as high
@@ -265,6 +269,9 @@ func reringAfterReview(ctx context.Context, tx pgx.Tx, pair duplicate.PairKey, b
 			return err
 		}
 		if err := writeRingChanges(ctx, tx, duplicate.JoinPair(current, pair)); err != nil {
+			return err
+		}
+		if err := countNewest(ctx, tx, []string{pair.Low, pair.High}); err != nil {
 			return err
 		}
 		return countPairLink(ctx, tx, pair, 1)

@@ -198,7 +198,11 @@ func (s *Store) linkAll(ctx context.Context, tx pgx.Tx, checks []duplicate.Check
 
 // linkDecision is the domain's decision (duplicate.DecideLinks) about a batch of stored checks,
 // with the writes that carry it out.
-type linkDecision struct{ duplicate.LinkDecision }
+type linkDecision struct {
+	duplicate.LinkDecision
+	// checks are the checks decided about (the ring summaries' newest member comes from them).
+	checks []duplicate.Check
+}
 
 // decideLinks asks the domain what stored checks change, given the states of their pairs; rings
 // reads the rings of the accounts the rule may join. The store decides nothing itself: it read
@@ -206,7 +210,7 @@ type linkDecision struct{ duplicate.LinkDecision }
 func (s *Store) decideLinks(checks []duplicate.Check, states map[duplicate.PairKey]duplicate.PairState,
 	rings func(users []string) (map[string]duplicate.RingState, error)) (linkDecision, error) {
 	d, err := duplicate.DecideLinks(checks, states, rings, s.newAlertID, s.policy)
-	return linkDecision{d}, err
+	return linkDecision{LinkDecision: d, checks: checks}, err
 }
 
 // queueWrites queues the decision's writes: the new links too unless they are copied separately
@@ -218,7 +222,7 @@ func (d linkDecision) queueWrites(s *Store, b *pgx.Batch, withNewLinks bool) {
 	queueSeenAgain(b, d.Plan.Links)
 	queueRingChanges(b, d.Changes)
 	queueAlerts(b, d.Alerts)
-	queueSummaryDeltas(b, d.Plan.Links, d.Alerts)
+	queueSummaryDeltas(b, d.checks, d.Plan.Links, d.Changes.Joined, d.Alerts)
 	s.queueOpenCases(b, d.Alerts)
 	if len(d.Overflows) > 0 {
 		sigs, ids := make([]string, len(d.Overflows)), make([]string, len(d.Overflows))

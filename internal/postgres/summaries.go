@@ -10,6 +10,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -18,25 +19,38 @@ import (
 )
 
 // absorbRingsSQL adds the summaries of the rings merged away ($1, each into $2) to the rings that
-// absorb them, before the merged rows are retired. Several rings may merge into one: summed first.
+// absorb them, before the merged rows are retired. Several rings may merge into one: summed first;
+// the newest member is the newest of all (newerSQL).
 const absorbRingsSQL = `
 UPDATE rings t SET link_count = t.link_count + s.link_count,
     first_seen_at = least(t.first_seen_at, s.first_seen_at),
     last_seen_at = greatest(t.last_seen_at, s.last_seen_at),
-    open_alerts = t.open_alerts + s.open_alerts
+    open_alerts = t.open_alerts + s.open_alerts,
+    newest_user_id = CASE WHEN ` + newerSQL + ` THEN s.newest_user_id ELSE t.newest_user_id END,
+    newest_at = CASE WHEN ` + newerSQL + ` THEN s.newest_at ELSE t.newest_at END
 FROM (
     SELECT u.to_key, sum(r.link_count)::integer AS link_count, min(r.first_seen_at) AS first_seen_at,
-        max(r.last_seen_at) AS last_seen_at, sum(r.open_alerts)::integer AS open_alerts
+        max(r.last_seen_at) AS last_seen_at, sum(r.open_alerts)::integer AS open_alerts,
+        (array_agg(r.newest_user_id ORDER BY r.newest_at DESC NULLS LAST, r.newest_user_id DESC))[1] AS newest_user_id,
+        max(r.newest_at) AS newest_at
     FROM unnest($1::text[], $2::text[]) AS u(from_key, to_key)
     JOIN rings r ON r.ring_key = u.from_key
     GROUP BY u.to_key
 ) s
 WHERE t.ring_key = s.to_key`
 
+// newerSQL is true when s's newest member is newer than t's: by the time of its verification, then
+// by userId, the order doppel_ring_summary takes the newest in.
+const newerSQL = `(s.newest_at IS NOT NULL AND (t.newest_at IS NULL
+    OR (s.newest_at, s.newest_user_id) > (t.newest_at, t.newest_user_id)))`
+
 // summaryDeltaSQL adds a batch's live links ($1 lows, $2 first sightings, $3 last sightings, $4
-// whether new) and its open alerts ($5) to the rings they are in once the batch's ring changes are
-// written: a new live link counts once, every live link written moves the sightings, an open alert
-// counts once. A live link's two accounts are in one ring, so its low account names it.
+// whether new), its open alerts ($5) and its accounts that may be their ring's newest ($6: the
+// users of its checks that named others, and those that joined a ring) to the rings they are in
+// once the batch's ring changes are written: a new live link counts once, every live link written
+// moves the sightings, an open alert counts once, an account's latest verification
+// (doppel_newest_check) replaces the ring's newest if newer. A live link's two accounts are in one
+// ring, so its low account names it.
 const summaryDeltaSQL = `
 WITH l AS (
     SELECT m.ring_key, count(*) FILTER (WHERE u.fresh)::integer AS links, min(u.first_seen) AS first_seen,
@@ -49,20 +63,31 @@ WITH l AS (
     FROM alerts x JOIN ring_members m ON m.user_id = x.user_id
     WHERE x.alert_id = ANY ($5::uuid[]) AND x.open
     GROUP BY m.ring_key
-), d AS (
-    SELECT coalesce(l.ring_key, a.ring_key) AS ring_key, coalesce(l.links, 0) AS links, l.first_seen, l.last_seen,
-        coalesce(a.opened, 0) AS opened
+), n AS (
+    SELECT DISTINCT ON (m.ring_key) m.ring_key, x.user_id AS newest_user_id, x.checked_at AS newest_at
+    FROM unnest($6::text[]) AS u(uid)
+    JOIN ring_members m ON m.user_id = u.uid
+    CROSS JOIN LATERAL doppel_newest_check(u.uid) x
+    WHERE x.user_id IS NOT NULL
+    ORDER BY m.ring_key, x.checked_at DESC, x.user_id DESC
+), s AS (
+    SELECT coalesce(l.ring_key, a.ring_key, n.ring_key) AS ring_key, coalesce(l.links, 0) AS links, l.first_seen,
+        l.last_seen, coalesce(a.opened, 0) AS opened, n.newest_user_id, n.newest_at
     FROM l FULL JOIN a ON a.ring_key = l.ring_key
+    FULL JOIN n ON n.ring_key = coalesce(l.ring_key, a.ring_key)
 )
-UPDATE rings r SET link_count = r.link_count + d.links,
-    first_seen_at = least(r.first_seen_at, d.first_seen),
-    last_seen_at = greatest(r.last_seen_at, d.last_seen),
-    open_alerts = r.open_alerts + d.opened
-FROM d WHERE r.ring_key = d.ring_key`
+UPDATE rings t SET link_count = t.link_count + s.links,
+    first_seen_at = least(t.first_seen_at, s.first_seen),
+    last_seen_at = greatest(t.last_seen_at, s.last_seen),
+    open_alerts = t.open_alerts + s.opened,
+    newest_user_id = CASE WHEN ` + newerSQL + ` THEN s.newest_user_id ELSE t.newest_user_id END,
+    newest_at = CASE WHEN ` + newerSQL + ` THEN s.newest_at ELSE t.newest_at END
+FROM s WHERE t.ring_key = s.ring_key`
 
-// queueSummaryDeltas queues summaryDeltaSQL for a batch's link writes and alerts, after the
-// links, the ring index and the alerts are queued.
-func queueSummaryDeltas(b *pgx.Batch, links []duplicate.LinkWrite, alerts []*duplicate.Alert) {
+// queueSummaryDeltas queues summaryDeltaSQL for a batch's checks, link writes, ring changes and
+// alerts, after the links, the ring index and the alerts are queued.
+func queueSummaryDeltas(b *pgx.Batch, checks []duplicate.Check, links []duplicate.LinkWrite, joined map[string]string,
+	alerts []*duplicate.Alert) {
 	var lows []string
 	var firsts, lasts []time.Time
 	var fresh []bool
@@ -75,9 +100,34 @@ func queueSummaryDeltas(b *pgx.Batch, links []duplicate.LinkWrite, alerts []*dup
 	for i, a := range alerts {
 		ids[i] = a.AlertID
 	}
-	if len(lows) > 0 || len(ids) > 0 {
-		b.Queue(summaryDeltaSQL, lows, firsts, lasts, fresh, ids)
+	users := newestCandidates(checks, joined)
+	if len(lows) > 0 || len(ids) > 0 || len(users) > 0 {
+		b.Queue(summaryDeltaSQL, lows, firsts, lasts, fresh, ids, users)
 	}
+}
+
+// newestCandidates are the accounts a batch may make their ring's newest: the users of its checks
+// that named other accounts, and the accounts that joined a ring (whose latest such check may be
+// older than the batch).
+func newestCandidates(checks []duplicate.Check, joined map[string]string) []string {
+	seen := make(map[string]bool, len(checks)+len(joined))
+	var out []string
+	add := func(u string) {
+		if u != "" && !seen[u] {
+			seen[u] = true
+			out = append(out, u)
+		}
+	}
+	for _, c := range checks {
+		if len(c.MatchedUserIDs) > 0 {
+			add(c.UserID)
+		}
+	}
+	for u := range joined {
+		add(u)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // closeAlertsSQL closes the open alerts of the pair's two accounts ($1, $2) that the review just
@@ -107,6 +157,14 @@ SELECT case_id, case_id, 'closed', 'doppel', 'no open alert left' FROM done`
 func closeReviewedAlerts(ctx context.Context, tx pgx.Tx, pair duplicate.PairKey) error {
 	if _, err := tx.Exec(ctx, closeAlertsSQL, pair.Low, pair.High); err != nil {
 		return fmt.Errorf("close reviewed alerts: %w", err)
+	}
+	return nil
+}
+
+// countNewest offers users (a review just joined their rings) as their ring's newest member.
+func countNewest(ctx context.Context, tx pgx.Tx, users []string) error {
+	if _, err := tx.Exec(ctx, summaryDeltaSQL, []string{}, []time.Time{}, []time.Time{}, []bool{}, []string{}, users); err != nil {
+		return fmt.Errorf("the joined ring's newest member: %w", err)
 	}
 	return nil
 }
@@ -142,6 +200,8 @@ func refreshRingSummaries(ctx context.Context, q querier, keys []string) error {
 type ringSummary struct {
 	linkCount, openAlerts   int
 	firstSeenAt, lastSeenAt *time.Time
+	newestUserID            *string
+	newestAt                *time.Time
 	recount                 bool
 }
 
@@ -153,9 +213,9 @@ func uncountClearedLink(ctx context.Context, tx pgx.Tx, pair duplicate.PairKey, 
 UPDATE rings r SET link_count = r.link_count - 1
 FROM duplicate_links l
 WHERE r.ring_key = $3 AND l.user_id_low = $1 AND l.user_id_high = $2
-RETURNING r.link_count, r.open_alerts, r.first_seen_at, r.last_seen_at,
+RETURNING r.link_count, r.open_alerts, r.first_seen_at, r.last_seen_at, r.newest_user_id, r.newest_at,
     l.first_seen_at <= r.first_seen_at OR l.last_seen_at >= r.last_seen_at`, pair.Low, pair.High, key).Scan(
-		&s.linkCount, &s.openAlerts, &s.firstSeenAt, &s.lastSeenAt, &s.recount)
+		&s.linkCount, &s.openAlerts, &s.firstSeenAt, &s.lastSeenAt, &s.newestUserID, &s.newestAt, &s.recount)
 	if err != nil {
 		return ringSummary{}, fmt.Errorf("take the cleared link off its ring: %w", err)
 	}
@@ -175,8 +235,9 @@ func summarizeSplit(ctx context.Context, tx pgx.Tx, old ringSummary, partKey, re
 	}
 	var part ringSummary
 	err := tx.QueryRow(ctx, `
-UPDATE rings r SET (link_count, first_seen_at, last_seen_at, open_alerts) =
-    (SELECT s.link_count, s.first_seen_at, s.last_seen_at, s.open_alerts FROM doppel_ring_summary(r.ring_key) s)
+UPDATE rings r SET (link_count, first_seen_at, last_seen_at, open_alerts, newest_user_id, newest_at) =
+    (SELECT s.link_count, s.first_seen_at, s.last_seen_at, s.open_alerts, s.newest_user_id, s.newest_at
+     FROM doppel_ring_summary(r.ring_key) s)
 WHERE r.ring_key = $1
 RETURNING link_count, open_alerts, first_seen_at, last_seen_at`, partKey).Scan(
 		&part.linkCount, &part.openAlerts, &part.firstSeenAt, &part.lastSeenAt)
@@ -195,12 +256,22 @@ RETURNING link_count, open_alerts, first_seen_at, last_seen_at`, partKey).Scan(
 		}
 		return !p.Before(*o)
 	}
-	if old.recount || holdsExtreme(part.firstSeenAt, old.firstSeenAt, true) || holdsExtreme(part.lastSeenAt, old.lastSeenAt, false) {
+	newestLeft := false // the ring's newest member went with the part
+	if old.newestUserID != nil {
+		if err := tx.QueryRow(ctx, `SELECT NOT EXISTS (SELECT 1 FROM ring_members WHERE user_id = $1 AND ring_key = $2)`,
+			*old.newestUserID, restKey).Scan(&newestLeft); err != nil {
+			return fmt.Errorf("summarize the rest of a split ring: %w", err)
+		}
+	}
+	if old.recount || newestLeft || holdsExtreme(part.firstSeenAt, old.firstSeenAt, true) ||
+		holdsExtreme(part.lastSeenAt, old.lastSeenAt, false) {
 		return refreshRingSummaries(ctx, tx, []string{restKey})
 	}
 	_, err = tx.Exec(ctx, `
-UPDATE rings SET link_count = $2, open_alerts = $3, first_seen_at = $4, last_seen_at = $5 WHERE ring_key = $1`,
-		restKey, old.linkCount-part.linkCount, old.openAlerts-part.openAlerts, old.firstSeenAt, old.lastSeenAt)
+UPDATE rings SET link_count = $2, open_alerts = $3, first_seen_at = $4, last_seen_at = $5, newest_user_id = $6, newest_at = $7
+WHERE ring_key = $1`,
+		restKey, old.linkCount-part.linkCount, old.openAlerts-part.openAlerts, old.firstSeenAt, old.lastSeenAt,
+		old.newestUserID, old.newestAt)
 	if err != nil {
 		return fmt.Errorf("summarize the rest of a split ring: %w", err)
 	}

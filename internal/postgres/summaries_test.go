@@ -37,7 +37,8 @@ func TestRingSummariesAgreeWithARecount(t *testing.T) {
 		rows, err := b.pool.Query(b.ctx, `
 SELECT r.ring_key, r.ring_id = doppel_ring_id(r.smallest_user_id), r.link_count, s.link_count,
     r.first_seen_at IS NOT DISTINCT FROM s.first_seen_at, r.last_seen_at IS NOT DISTINCT FROM s.last_seen_at,
-    r.open_alerts, s.open_alerts
+    r.open_alerts, s.open_alerts, coalesce(r.newest_user_id, ''), coalesce(s.newest_user_id, ''),
+    r.newest_at IS NOT DISTINCT FROM s.newest_at
 FROM rings r, doppel_ring_summary(r.ring_key) s`)
 		require.NoError(t, err)
 		type row struct {
@@ -46,6 +47,8 @@ FROM rings r, doppel_ring_summary(r.ring_key) s`)
 			Links, RecountedLinks int
 			FirstRight, LastRight bool
 			Open, RecountedOpen   int
+			Newest, RecountedNew  string
+			NewestAtRight         bool
 		}
 		got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[row])
 		require.NoError(t, err)
@@ -54,6 +57,8 @@ FROM rings r, doppel_ring_summary(r.ring_key) s`)
 			require.Equal(t, r.RecountedLinks, r.Links, "%s: ring %s link_count", step, r.Key)
 			require.True(t, r.FirstRight && r.LastRight, "%s: ring %s sightings", step, r.Key)
 			require.Equal(t, r.RecountedOpen, r.Open, "%s: ring %s open_alerts", step, r.Key)
+			require.Equal(t, r.RecountedNew, r.Newest, "%s: ring %s newest member", step, r.Key)
+			require.True(t, r.NewestAtRight, "%s: ring %s newest member's time", step, r.Key)
 		}
 		var wrong int
 		require.NoError(t, b.pool.QueryRow(b.ctx,

@@ -249,6 +249,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		SecureCookies: cfg.ServedOverTLS(),
 		Store:         store,
 		CaseCap:       cfg.CaseCap,
+		ReviewSLA:     cfg.ReviewSLA,
 		AccessLog:     accessLog,
 		APIKeys:       keys,
 		SignIn:        api.SignInGuard(console.SignInPath),

@@ -2,9 +2,11 @@ package runenv_test
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -58,4 +60,18 @@ func TestPidFilesAreReadAsInfraShWritesThem(t *testing.T) {
 		require.NoError(t, os.WriteFile(filepath.Join(root, ".local", "kafka", n, "kafka.pid"), []byte("1\n"), 0o644))
 	}
 	require.Len(t, runenv.KafkaNodePidFiles(root), 2)
+}
+
+// TreeTicks counts a process's direct children: a child that burns CPU shows in its parent's tree.
+func TestTreeTicksCountsTheChildren(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "i=0; while [ $i -lt 2000000 ]; do i=$((i+1)); done; sleep 5")
+	require.NoError(t, cmd.Start())
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	require.Eventually(t, func() bool {
+		tree := runenv.TreeTicks(os.Getpid())
+		own, err := runenv.ReadProcStat(os.Getpid())
+		require.NoError(t, err)
+		return tree-(own.Self+own.Reaped) >= 50 // the child's first half second of CPU
+	}, 10*time.Second, 50*time.Millisecond)
+	require.Zero(t, runenv.TreeTicks(1<<30), "no such process")
 }

@@ -77,6 +77,10 @@ func DropDatabase(ctx context.Context, baseURL, name string) error {
 	return err
 }
 
+// ClockTicksPerSecond is USER_HZ, the unit of the CPU times in /proc/<pid>/stat: 100 on every
+// Linux build this runs on (fixed by the kernel ABI for x86 and arm64).
+const ClockTicksPerSecond = 100
+
 // ProcStat is the part of /proc/<pid>/stat the harness uses; CPU times are in clock ticks (USER_HZ).
 type ProcStat struct {
 	PPID         int
@@ -100,4 +104,26 @@ func ReadProcStat(pid int) (ProcStat, error) {
 	}
 	num := func(i int) int64 { n, _ := strconv.ParseInt(f[i], 10, 64); return n }
 	return ProcStat{PPID: int(num(1)), Self: num(11) + num(12), Reaped: num(13) + num(14)}, nil
+}
+
+// TreeTicks returns the CPU ticks (USER_HZ) of root and of its direct children: for the
+// postmaster, all of PostgreSQL (the children it already reaped are in its Reaped). 0 when root
+// is not running.
+func TreeTicks(root int) int64 {
+	st, err := ReadProcStat(root)
+	if err != nil {
+		return 0
+	}
+	ticks := st.Self + st.Reaped
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == root {
+			continue
+		}
+		if cst, err := ReadProcStat(pid); err == nil && cst.PPID == root {
+			ticks += cst.Self
+		}
+	}
+	return ticks
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/doppelhq/doppel/internal/harness/faces"
 	"github.com/doppelhq/doppel/internal/harness/launch"
 	"github.com/doppelhq/doppel/internal/harness/produce"
+	"github.com/doppelhq/doppel/internal/harness/runenv"
 	"github.com/doppelhq/doppel/internal/topic"
 )
 
@@ -25,6 +26,8 @@ type HotPathConfig struct {
 	// Events is the size of the backlog; Workers is DOPPEL_WORKERS (doppel's default is 512).
 	Events, Workers int
 	Timeout         time.Duration
+	// Postmaster is PostgreSQL's pid, to measure its CPU per event (0: not measured).
+	Postmaster int
 }
 
 // HotPath is one drain: how many events were stored in how long, from the first stored check to
@@ -34,6 +37,9 @@ type HotPath struct {
 	Events       int
 	Took         time.Duration
 	EventsPerSec float64
+	// PostgresCPUPerEvent is PostgreSQL's CPU time (all its processes) per check stored, from the
+	// first check stored to the last; 0 when not measured.
+	PostgresCPUPerEvent time.Duration
 }
 
 // DrainBacklog produces a backlog of cfg.Events COMPLETED events of new users (10 % in rings, as
@@ -93,6 +99,8 @@ func DrainBacklog(ctx context.Context, cfg HotPathConfig, dbURL string, pool *pg
 	defer func() { _, _ = d.Proc.Stop(15 * time.Second) }()
 
 	var first time.Time
+	var firstTicks int64
+	firstStored := 0
 	deadline := time.Now().Add(cfg.Timeout)
 	for {
 		var n int
@@ -101,11 +109,18 @@ func DrainBacklog(ctx context.Context, cfg HotPathConfig, dbURL string, pool *pg
 		}
 		now := time.Now()
 		if n > 0 && first.IsZero() {
-			first = now
+			first, firstStored = now, n
+			if cfg.Postmaster > 0 {
+				firstTicks = runenv.TreeTicks(cfg.Postmaster)
+			}
 		}
 		if n >= len(sessions) {
 			res.Took = now.Sub(first)
 			res.EventsPerSec = float64(n) / max(res.Took.Seconds(), 0.001)
+			if cfg.Postmaster > 0 && n > firstStored {
+				ticks := runenv.TreeTicks(cfg.Postmaster) - firstTicks
+				res.PostgresCPUPerEvent = time.Duration(ticks) * (time.Second / runenv.ClockTicksPerSecond) / time.Duration(n-firstStored)
+			}
 			return res, nil
 		}
 		if now.After(deadline) {

@@ -24,6 +24,8 @@ type Target struct {
 	// Path is the path and query on doppel's HTTP address.
 	Path    string
 	Console bool
+	// SQL, when set, is an analyst's query timed on the database instead of a page (TimeSQL).
+	SQL string
 }
 
 // Timing is the latency of one target over its requests, warm cache.

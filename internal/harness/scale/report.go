@@ -86,11 +86,20 @@ func (r Report) Markdown() string {
 		w("\nThe hot path, after the reads: a backlog of %s events of new users (10 %% in rings) drained by `doppel serve` "+
 			"(512 workers, zero-latency advance-sim), from the first check stored to the last, on a fresh database and "+
 			"on this one. One run each on a shared machine: a sample, not a distribution.\n\n", thousands(int64(f.Events)))
-		w("| database | events/s | drain | ratio to fresh (target ≥ 0.90) |\n|---|---|---|---|\n")
-		w("| fresh | %s | %s | 1.00 |\n", thousands(int64(f.EventsPerSec)), f.Took.Round(10*time.Millisecond))
-		w("| %s checks | %s | %s | %.2f |\n", thousands(int64(r.Shape.Checks)), thousands(int64(g.EventsPerSec)),
-			g.Took.Round(10*time.Millisecond), g.EventsPerSec/f.EventsPerSec)
-		w("\nNot measured yet: PostgreSQL CPU per event in the two drains (issue 23's second hot-path target).\n")
+		w("| database | events/s | drain | ratio to fresh (target ≥ 0.90) | PostgreSQL CPU per event | ratio to fresh (target ≤ 1.20) |\n|---|---|---|---|---|---|\n")
+		cpu := func(h HotPath) string {
+			if h.PostgresCPUPerEvent <= 0 {
+				return "not measured"
+			}
+			return fmt.Sprintf("%d µs", h.PostgresCPUPerEvent.Microseconds())
+		}
+		cpuRatio := "–"
+		if f.PostgresCPUPerEvent > 0 && g.PostgresCPUPerEvent > 0 {
+			cpuRatio = fmt.Sprintf("%.2f", float64(g.PostgresCPUPerEvent)/float64(f.PostgresCPUPerEvent))
+		}
+		w("| fresh | %s | %s | 1.00 | %s | 1.00 |\n", thousands(int64(f.EventsPerSec)), f.Took.Round(10*time.Millisecond), cpu(f))
+		w("| %s checks | %s | %s | %.2f | %s | %s |\n", thousands(int64(r.Shape.Checks)), thousands(int64(g.EventsPerSec)),
+			g.Took.Round(10*time.Millisecond), g.EventsPerSec/f.EventsPerSec, cpu(g), cpuRatio)
 	} else {
 		w("\nNot measured in this run: the hot path (events/s) against this database and a fresh one (`-hot-events`).\n")
 	}
