@@ -28,8 +28,8 @@ var Roles = []Role{Reviewer, Lead, Admin}
 // person are judged alike. A scope added later (erase) is given to the roles here.
 var roleScopes = map[Role][]string{
 	Reviewer: {apikey.ScopeRead, apikey.ScopeReview},
-	Lead:     {apikey.ScopeRead, apikey.ScopeReview, apikey.ScopeReplay},
-	Admin:    {apikey.ScopeRead, apikey.ScopeReview, apikey.ScopeReplay},
+	Lead:     {apikey.ScopeRead, apikey.ScopeReview, apikey.ScopeReplay, apikey.ScopeAssign},
+	Admin:    {apikey.ScopeRead, apikey.ScopeReview, apikey.ScopeReplay, apikey.ScopeAssign},
 }
 
 // ManagesAnalysts reports whether role may list and disable analysts in the console (no API scope

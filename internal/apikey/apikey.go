@@ -19,12 +19,15 @@ const (
 	ScopeReview = "review"
 	// ScopeReplay allows re-running face search, which the vendor bills again.
 	ScopeReplay = "replay"
+	// ScopeAssign allows assigning a case to someone else (a lead's act); claiming one's own needs
+	// only review.
+	ScopeAssign = "assign"
 	// ScopeErase allows erasing a person's data, reading the access log and exporting a person's data; no other scope implies it.
 	ScopeErase = "erase"
 )
 
 // Scopes lists every scope a key can grant: the one table that parsing checks against.
-var Scopes = []string{ScopeRead, ScopeReview, ScopeReplay, ScopeErase}
+var Scopes = []string{ScopeRead, ScopeReview, ScopeReplay, ScopeAssign, ScopeErase}
 
 // Key is one configured API key: its name (recorded as the reviewer), its scopes and the SHA-256
 // of its secret. The secret itself is never configured, stored or logged.

@@ -160,6 +160,11 @@ type Config struct {
 	// AuthFailuresPerMinute is how many failed authentications one remote address may make per
 	// minute (as a burst, refilled evenly) before it is answered 429; 0 turns throttling off.
 	AuthFailuresPerMinute int `yaml:"auth_failures_per_minute" env:"DOPPEL_AUTH_FAILURES_PER_MINUTE"`
+	// ReviewSLA is how long a case (a ring with open alerts) may wait for a decision before it is
+	// overdue, from its oldest open alert; a region may set its own (DOPPEL_ADVANCE_<R>_REVIEW_SLA).
+	ReviewSLA time.Duration `yaml:"review_sla" env:"DOPPEL_REVIEW_SLA"`
+	// CaseCap is the most cases one analyst may hold claimed at once (0: no cap).
+	CaseCap int `yaml:"case_cap" env:"DOPPEL_CASE_CAP"`
 	// ConsoleSessionTTL is how long a review-console sign-in lasts.
 	ConsoleSessionTTL time.Duration `yaml:"console_session_ttl" env:"DOPPEL_CONSOLE_SESSION_TTL"`
 	// OIDCIssuer turns on single sign-on to the review console with this OpenID Connect provider
@@ -283,6 +288,8 @@ func Default() Config {
 		CallbackTimeout:       10 * time.Second,
 		RingHighSeveritySize:  5,
 		ConsoleSessionTTL:     8 * time.Hour,
+		ReviewSLA:             24 * time.Hour,
+		CaseCap:               10,
 		OIDCRoleClaim:         "roles",
 		LogLevel:              "info",
 		LogFormat:             "json",
@@ -435,6 +442,12 @@ func (c Config) Validate() error {
 		bad("DOPPEL_RING_HIGH_SEVERITY_SIZE must be 0 (never high) or at least 2 accounts, got %d", c.RingHighSeveritySize)
 	}
 	c.validateReconcile(bad)
+	if c.ReviewSLA <= 0 {
+		bad("DOPPEL_REVIEW_SLA must be a positive duration such as 24h, got %s", c.ReviewSLA)
+	}
+	if c.CaseCap < 0 {
+		bad("DOPPEL_CASE_CAP must be 0 (no cap) or a positive number of cases, got %d", c.CaseCap)
+	}
 	if c.ConsoleSessionTTL <= 0 {
 		bad("DOPPEL_CONSOLE_SESSION_TTL must be positive, e.g. 8h")
 	}

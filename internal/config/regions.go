@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/doppelhq/doppel/internal/duplicate"
 )
@@ -36,6 +37,9 @@ type RegionSettings struct {
 	QPS *float64 `yaml:"qps" envsuffix:"QPS"`
 	// The most face searches per calendar month (UTC) in the region; 0: no budget.
 	MonthlyBudget int64 `yaml:"monthly_budget" envsuffix:"MONTHLY_BUDGET"`
+	// How long a case whose first alert came from the region may wait for a decision (default
+	// `DOPPEL_REVIEW_SLA`).
+	ReviewSLA *time.Duration `yaml:"review_sla" envsuffix:"REVIEW_SLA"`
 }
 
 // Region is one vendor account of the effective configuration: a face search in a region only
@@ -98,6 +102,18 @@ func (c Config) Regions() []Region {
 	return out
 }
 
+// CaseSLA returns how long a case may wait for a decision: DOPPEL_REVIEW_SLA, or a region's own
+// DOPPEL_ADVANCE_<R>_REVIEW_SLA.
+func (c Config) CaseSLA() (time.Duration, map[string]time.Duration) {
+	regions := map[string]time.Duration{}
+	for r, s := range c.Advance.Regions {
+		if s.ReviewSLA != nil {
+			regions[r] = *s.ReviewSLA
+		}
+	}
+	return c.ReviewSLA, regions
+}
+
 // DefaultRegion returns the region of an event that names none: DOPPEL_ADVANCE_DEFAULT_REGION, else
 // the first configured region.
 func (c Config) DefaultRegion() string {
@@ -111,9 +127,9 @@ func (c Config) DefaultRegion() string {
 var sectionKeys = []string{"advance"}
 
 // regionSettings are the per-region variables' suffixes: DOPPEL_ADVANCE_<R>_<suffix>.
-var regionSettings = []string{"BASE_URL", "ACCESS_KEY", "SECRET_KEY", "QPS", "MONTHLY_BUDGET"}
+var regionSettings = []string{"BASE_URL", "ACCESS_KEY", "SECRET_KEY", "QPS", "MONTHLY_BUDGET", "REVIEW_SLA"}
 
-var regionVariablePattern = regexp.MustCompile(`^DOPPEL_ADVANCE_([A-Z][A-Z0-9]*)_(BASE_URL|ACCESS_KEY|SECRET_KEY|QPS|MONTHLY_BUDGET)$`)
+var regionVariablePattern = regexp.MustCompile(`^DOPPEL_ADVANCE_([A-Z][A-Z0-9]*)_(BASE_URL|ACCESS_KEY|SECRET_KEY|QPS|MONTHLY_BUDGET|REVIEW_SLA)$`)
 
 // regionVariable reports whether name is a variable of a configured region.
 func (c Config) regionVariable(name string) bool {
@@ -131,6 +147,8 @@ func flatRegionVariable(name string) string {
 		return name
 	case m[2] == "MONTHLY_BUDGET":
 		return "DOPPEL_ADVANCE_REGIONS"
+	case m[2] == "REVIEW_SLA":
+		return "DOPPEL_REVIEW_SLA"
 	default:
 		return "DOPPEL_ADVANCE_" + m[2]
 	}
@@ -190,6 +208,13 @@ func applyRegionEnv(c *Config, getenv func(string) string, sources map[string]So
 			}
 			s.MonthlyBudget = n
 		}
+		if v := get("REVIEW_SLA"); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: want a duration such as 4h, got %q", regionVar(r, "REVIEW_SLA"), v))
+			}
+			s.ReviewSLA = &d
+		}
 		c.Advance.Regions[r] = s
 	}
 	return errors.Join(errs...)
@@ -226,6 +251,9 @@ func (c Config) validateRegions(bad func(format string, args ...any)) {
 		}
 		validateAccount(bad, reg.BaseURL, reg.AccessKey, reg.SecretKey, regionVar(reg.Name, "BASE_URL"),
 			regionVar(reg.Name, "ACCESS_KEY"), regionVar(reg.Name, "SECRET_KEY"))
+		if sla := c.Advance.Regions[reg.Name].ReviewSLA; sla != nil && *sla <= 0 {
+			bad("%s must be a positive duration such as 4h, got %s", regionVar(reg.Name, "REVIEW_SLA"), *sla)
+		}
 		if reg.QPS < 0 {
 			bad("%s must be 0 (no client-side limit) or positive, got %g", regionVar(reg.Name, "QPS"), reg.QPS)
 		}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -108,20 +109,35 @@ func TestACommandValidatingTheVendorValidatesEveryRegion(t *testing.T) {
 	require.NoError(t, err, "a command without the vendor does not need its regions")
 }
 
+// A region's own review SLA applies to its cases; the others use DOPPEL_REVIEW_SLA.
+func TestAReviewSLAPerRegion(t *testing.T) {
+	t.Parallel()
+	cfg, err := config.Load("", env(with(with(twoRegions, "DOPPEL_ADVANCE_TH_REVIEW_SLA", "4h"), "DOPPEL_REVIEW_SLA", "12h")))
+	require.NoError(t, err)
+	def, regions := cfg.CaseSLA()
+	require.Equal(t, 12*time.Hour, def)
+	require.Equal(t, map[string]time.Duration{"th": 4 * time.Hour}, regions)
+	require.Equal(t, 10, cfg.CaseCap, "the default cap")
+}
+
 func TestBadRegionSettingsSayWhatToSet(t *testing.T) {
 	t.Parallel()
 	for name, tc := range map[string]struct {
 		env  map[string]string
 		want string
 	}{
-		"missing key":     {with(twoRegions, "DOPPEL_ADVANCE_TH_SECRET_KEY", ""), "DOPPEL_ADVANCE_TH_SECRET_KEY is not set"},
-		"bad url":         {with(twoRegions, "DOPPEL_ADVANCE_PH_BASE_URL", "ph-api"), "DOPPEL_ADVANCE_PH_BASE_URL must be an http:// or https:// URL"},
-		"bad code":        {with(twoRegions, "DOPPEL_ADVANCE_REGIONS", "ph,t-h"), `DOPPEL_ADVANCE_REGIONS entry "t-h"`},
-		"twice":           {with(twoRegions, "DOPPEL_ADVANCE_REGIONS", "ph,th,PH"), `DOPPEL_ADVANCE_REGIONS lists "ph" twice`},
-		"unknown default": {with(twoRegions, "DOPPEL_ADVANCE_DEFAULT_REGION", "vn"), `DOPPEL_ADVANCE_DEFAULT_REGION "vn" is not one of DOPPEL_ADVANCE_REGIONS (ph,th)`},
-		"bad budget":      {with(twoRegions, "DOPPEL_ADVANCE_PH_MONTHLY_BUDGET", "lots"), "DOPPEL_ADVANCE_PH_MONTHLY_BUDGET: want a whole number"},
-		"negative budget": {with(twoRegions, "DOPPEL_ADVANCE_PH_MONTHLY_BUDGET", "-1"), "DOPPEL_ADVANCE_PH_MONTHLY_BUDGET must be 0 (no budget)"},
-		"bad qps":         {with(twoRegions, "DOPPEL_ADVANCE_TH_QPS", "fast"), "DOPPEL_ADVANCE_TH_QPS: want a number"},
+		"missing key":      {with(twoRegions, "DOPPEL_ADVANCE_TH_SECRET_KEY", ""), "DOPPEL_ADVANCE_TH_SECRET_KEY is not set"},
+		"bad url":          {with(twoRegions, "DOPPEL_ADVANCE_PH_BASE_URL", "ph-api"), "DOPPEL_ADVANCE_PH_BASE_URL must be an http:// or https:// URL"},
+		"bad code":         {with(twoRegions, "DOPPEL_ADVANCE_REGIONS", "ph,t-h"), `DOPPEL_ADVANCE_REGIONS entry "t-h"`},
+		"twice":            {with(twoRegions, "DOPPEL_ADVANCE_REGIONS", "ph,th,PH"), `DOPPEL_ADVANCE_REGIONS lists "ph" twice`},
+		"unknown default":  {with(twoRegions, "DOPPEL_ADVANCE_DEFAULT_REGION", "vn"), `DOPPEL_ADVANCE_DEFAULT_REGION "vn" is not one of DOPPEL_ADVANCE_REGIONS (ph,th)`},
+		"bad budget":       {with(twoRegions, "DOPPEL_ADVANCE_PH_MONTHLY_BUDGET", "lots"), "DOPPEL_ADVANCE_PH_MONTHLY_BUDGET: want a whole number"},
+		"negative budget":  {with(twoRegions, "DOPPEL_ADVANCE_PH_MONTHLY_BUDGET", "-1"), "DOPPEL_ADVANCE_PH_MONTHLY_BUDGET must be 0 (no budget)"},
+		"bad qps":          {with(twoRegions, "DOPPEL_ADVANCE_TH_QPS", "fast"), "DOPPEL_ADVANCE_TH_QPS: want a number"},
+		"bad review sla":   {with(twoRegions, "DOPPEL_ADVANCE_TH_REVIEW_SLA", "soon"), "DOPPEL_ADVANCE_TH_REVIEW_SLA: want a duration"},
+		"zero review sla":  {with(twoRegions, "DOPPEL_ADVANCE_PH_REVIEW_SLA", "0s"), "DOPPEL_ADVANCE_PH_REVIEW_SLA must be a positive duration"},
+		"zero default sla": {with(twoRegions, "DOPPEL_REVIEW_SLA", "0s"), "DOPPEL_REVIEW_SLA must be a positive duration"},
+		"negative cap":     {with(twoRegions, "DOPPEL_CASE_CAP", "-1"), "DOPPEL_CASE_CAP must be 0 (no cap)"},
 		"polling above a region's rate": {with(twoRegions, "DOPPEL_RECONCILE_QPS", "8"),
 			"DOPPEL_RECONCILE_QPS (8) must be below DOPPEL_ADVANCE_PH_QPS (5)"},
 		"default without regions": {with(minimal, "DOPPEL_ADVANCE_DEFAULT_REGION", "ph"),

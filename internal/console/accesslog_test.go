@@ -50,7 +50,7 @@ func TestRingAndUserPagesAreInTheAccessLogUnderTheAnalystsName(t *testing.T) {
 	c.signIn(viewerKey)
 
 	for _, path := range []string{"/console/rings/" + ringA + "?user=cust-a2", "/console/users?userId=cust-b1",
-		"/console/queue?user=cust-a3&status=all", "/console/audit?user=cust-a1"} {
+		"/console/alerts?user=cust-a3&status=all", "/console/audit?user=cust-a1"} {
 		status, _, body := c.get(path)
 		require.Equal(t, http.StatusOK, status, "%s: %s", path, body)
 	}
@@ -70,7 +70,7 @@ func TestRingAndUserPagesAreInTheAccessLogUnderTheAnalystsName(t *testing.T) {
 	require.Equal(t, "GET /console/users", got[1].What)
 	require.Equal(t, []string{"cust-b1", "cust-b2"}, got[1].UserIDs)
 	require.NotEmpty(t, got[1].RingID)
-	require.Equal(t, "GET /console/queue", got[2].What)
+	require.Equal(t, "GET /console/alerts", got[2].What)
 	require.Equal(t, "cust-a3", got[2].UserIDs[0])
 	require.Equal(t, "GET /console/audit", got[3].What)
 	require.Equal(t, []string{"cust-a1"}, got[3].UserIDs)

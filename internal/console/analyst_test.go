@@ -62,7 +62,7 @@ func TestAnAnalystSignsInWithAPasswordAndDecidesUnderTheirOwnName(t *testing.T) 
 	status, _, page := c.get("/console/rings/" + ringA)
 	require.Equal(t, http.StatusOK, status)
 	require.Contains(t, page, `title="Signed in as rita (reviewer)"`)
-	require.Contains(t, page, "Decide all", "a reviewer decides")
+	require.Contains(t, page, "Decide the ring", "a reviewer decides")
 	status, _, _ = c.post("/console/rings/"+ringA+"/decision", url.Values{"decision": {"confirmed_fraud"},
 		"note": {"one face"}, "csrf": {csrfOf(t, page)}})
 	require.Equal(t, http.StatusSeeOther, status)

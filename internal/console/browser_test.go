@@ -150,8 +150,8 @@ func TestAnAnalystWorksTheQueueInARealBrowser(t *testing.T) {
 	require.NotContains(t, stored, "doppel_console_session", "the session cookie is HttpOnly")
 	screenshot(t, ctx, "02-overview")
 
-	// The queue shows the four seeded alerts, newest first.
-	step(t, ctx, chromedp.Navigate(base+"/console/queue"), chromedp.WaitVisible(chromedp.CSS("table.alerts")))
+	// The alert list shows the four seeded alerts, newest first.
+	step(t, ctx, chromedp.Navigate(base+"/console/alerts"), chromedp.WaitVisible(chromedp.CSS("table.alerts")))
 	require.Equal(t, 4, count(t, ctx, "tr[data-alert]"))
 	require.Contains(t, text(t, ctx, "tr[data-alert]"), "cust-b2", "newest first")
 	screenshot(t, ctx, "03-queue")
@@ -187,22 +187,22 @@ func TestAnAnalystWorksTheQueueInARealBrowser(t *testing.T) {
 	require.Equal(t, 3, count(t, ctx, "svg.graph line.edge-open"))
 	step(t, ctx, chromedp.Click(chromedp.CSS(`input[name=decision][value=confirmed_fraud]`)),
 		chromedp.SendKeys(chromedp.ID("ring-note"), "one face, four names, same device"),
-		chromedp.Click(chromedp.ID("decide-ring")))
-	waitFor(t, ctx, `(document.querySelector(".flash") || {}).textContent.includes("Recorded 4 reviews")`)
+		chromedp.Click(chromedp.ID("stay")), chromedp.Click(chromedp.ID("decide-ring")))
+	waitFor(t, ctx, `(document.querySelector(".flash") || {}).textContent.includes("Recorded 3 reviews")`)
 	require.Equal(t, 4, count(t, ctx, "svg.graph line.edge-confirmed_fraud"))
-	require.Equal(t, 5, f.reviewCount(), "one review per pair, the earlier one kept")
+	require.Equal(t, 4, f.reviewCount(), "one review per undecided pair; the decided one is left as it was")
 	step(t, ctx, chromedp.Click(chromedp.CSS(pair+" details summary")))
 	screenshot(t, ctx, "05-ring-decided")
 
-	// The audit shows the five reviews, newest first; the ring's alerts left the queue.
+	// The audit shows the four reviews, newest first; the ring's alerts are no longer open.
 	step(t, ctx, chromedp.Navigate(base+"/console/audit"), chromedp.WaitVisible(chromedp.CSS("table.audit")))
-	require.Equal(t, 5, count(t, ctx, "tr[data-review]"))
+	require.Equal(t, 4, count(t, ctx, "tr[data-review]"))
 	require.Contains(t, text(t, ctx, "tr[data-review]"), "one face, four names")
 	screenshot(t, ctx, "06-audit")
-	step(t, ctx, chromedp.Navigate(base+"/console/queue"), chromedp.WaitVisible(chromedp.CSS("table.alerts")))
+	step(t, ctx, chromedp.Navigate(base+"/console/alerts"), chromedp.WaitVisible(chromedp.CSS("table.alerts")))
 	require.Equal(t, 1, count(t, ctx, "tr[data-alert]"), "only cust-b2's alert is still open")
 	require.Contains(t, text(t, ctx, "tr[data-alert]"), "cust-b2")
-	step(t, ctx, chromedp.Navigate(base+"/console/queue?status=reviewed"), chromedp.WaitVisible(chromedp.CSS("table.alerts")))
+	step(t, ctx, chromedp.Navigate(base+"/console/alerts?status=reviewed"), chromedp.WaitVisible(chromedp.CSS("table.alerts")))
 	require.Equal(t, 3, count(t, ctx, "tr[data-alert]"))
 
 	// User search leads to the user's duplicates and ring.
@@ -219,8 +219,8 @@ func TestAnAnalystWorksTheQueueInARealBrowser(t *testing.T) {
 	require.Empty(t, value(t, ctx, chromedp.Evaluate[[]string](overflowing)), "the ring page scrolls sideways on a narrow screen")
 	require.False(t, value(t, ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth + 1`)))
 	screenshot(t, ctx, "09-ring-narrow")
-	step(t, ctx, chromedp.Navigate(base+"/console/queue?status=all"), chromedp.WaitVisible(chromedp.CSS("table.alerts")))
-	require.Empty(t, value(t, ctx, chromedp.Evaluate[[]string](overflowing)), "the queue scrolls sideways on a narrow screen")
+	step(t, ctx, chromedp.Navigate(base+"/console/alerts?status=all"), chromedp.WaitVisible(chromedp.CSS("table.alerts")))
+	require.Empty(t, value(t, ctx, chromedp.Evaluate[[]string](overflowing)), "the alert list scrolls sideways on a narrow screen")
 	require.False(t, value(t, ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth + 1`)))
 	screenshot(t, ctx, "10-queue-narrow")
 	step(t, ctx, chromedp.EmulateViewport(1280, 800))
@@ -284,7 +284,7 @@ func TestTheQueueRefreshesItself(t *testing.T) {
 	f.seed("r-1")
 	ctx := browser(t)
 	signInInBrowser(t, ctx, f.srv.URL)
-	step(t, ctx, chromedp.Navigate(f.srv.URL+"/console/queue"), chromedp.WaitVisible(chromedp.CSS("table.alerts")))
+	step(t, ctx, chromedp.Navigate(f.srv.URL+"/console/alerts"), chromedp.WaitVisible(chromedp.CSS("table.alerts")))
 	require.Zero(t, count(t, ctx, "tr[data-alert]"))
 	f.seed("r-2", "r-1") // a new alert arrives while the analyst looks at the queue
 	waitFor(t, ctx, `document.querySelectorAll("tr[data-alert]").length === 1`)
@@ -325,8 +325,9 @@ func TestTheOverviewAndUsersPagesKeepTheirMainActionOnA390PxScreen(t *testing.T)
 	require.Equal(t, "2", text(t, ctx, `[data-case="open"] .n`))
 	screenshot(t, ctx, "12-overview-narrow")
 	// The open cases link to the queue.
-	step(t, ctx, chromedp.Click(chromedp.CSS(`[data-case="high"]`)), chromedp.WaitVisible(chromedp.CSS("table.alerts")))
+	step(t, ctx, chromedp.Click(chromedp.CSS(`[data-case="high"]`)), chromedp.WaitVisible(chromedp.CSS("table.cases")))
 	require.Contains(t, location(t, ctx), "/console/queue?status=open&severity=high")
+	require.Equal(t, 1, count(t, ctx, "tr[data-case]"), "the case queue filtered to high severity: ring A")
 
 	step(t, ctx, chromedp.Navigate(base+"/console/users"), chromedp.WaitVisible(chromedp.ID("q")))
 	fitsNarrowScreen(t, ctx, "the users search", "#q", `form[role="search"] button[type="submit"]`)

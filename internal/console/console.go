@@ -44,7 +44,8 @@ type Store interface {
 	// UserChecks lists a user's own verifications, newest first.
 	UserChecks(ctx context.Context, userID string, limit int) ([]duplicate.UserCheck, error)
 	AddReview(ctx context.Context, r duplicate.Review) (duplicate.Review, error)
-	DecideRing(ctx context.Context, ringID string, decision duplicate.Decision, note, reviewer string) (int, error)
+	DecideRing(ctx context.Context, ringID string, decision duplicate.Decision, note, reviewer string, redecide bool) (int, error)
+	CaseStore
 	SessionStore
 	AnalystStore
 }
@@ -110,6 +111,8 @@ type Config struct {
 	// AccessLog records every page that shows a person's data (a ring, a user, the queue or audit
 	// filtered by user); nil records none.
 	AccessLog AccessLog
+	// CaseCap is the most cases one analyst may hold claimed (DOPPEL_CASE_CAP); 0: no cap.
+	CaseCap int
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 	// ReviewSLA is how long an open case may wait before the overview counts it overdue
@@ -194,6 +197,15 @@ func (c *Console) routes() {
 	c.mux.Handle("POST /console/logout", c.requireSession(c.handleLogout, ""))
 	c.mux.Handle("GET /console/{$}", c.requireSession(c.handleOverview, ""))
 	c.mux.Handle("GET /console/queue", c.requireSession(c.handleQueue, ""))
+	c.mux.Handle("GET /console/queue.csv", c.requireSession(c.handleQueueCSV, ""))
+	c.mux.Handle("GET /console/audit.csv", c.requireSession(c.handleAuditCSV, ""))
+	c.mux.Handle("GET /console/alerts", c.requireSession(c.handleAlerts, ""))
+	c.mux.Handle("GET /console/cases/{caseId}", c.requireSession(c.handleCase, ""))
+	c.mux.Handle("POST /console/cases/next", c.requireSession(c.handleNextCase, apikey.ScopeReview))
+	c.mux.Handle("POST /console/cases/{caseId}/claim", c.requireSession(c.handleClaimCase, apikey.ScopeReview))
+	c.mux.Handle("POST /console/cases/{caseId}/assign", c.requireSession(c.handleAssignCase, apikey.ScopeAssign))
+	c.mux.Handle("POST /console/cases/{caseId}/notes", c.requireSession(c.handleCaseNote, apikey.ScopeReview))
+	c.mux.Handle("POST /console/cases/{caseId}/snooze", c.requireSession(c.handleSnoozeCase, apikey.ScopeReview))
 	c.mux.Handle("GET /console/rings/{ringId}", c.requireSession(c.handleRing, ""))
 	c.mux.Handle("POST /console/rings/{ringId}/decision", c.requireSession(c.handleDecideRing, apikey.ScopeReview))
 	c.mux.Handle("POST /console/reviews", c.requireSession(c.handleDecidePair, apikey.ScopeReview))

@@ -125,7 +125,7 @@ func TestPostsNeedTheSessionsCSRFTokenAndTheReviewScope(t *testing.T) {
 
 	_, _, page := c.get("/console/rings/" + ringA)
 	status, h, _ := c.post("/console/rings/"+ringA+"/decision", url.Values{"decision": {"confirmed_fraud"},
-		"note": {"one face, four names"}, "csrf": {csrfOf(t, page)}, "return": {"https://evil.example/"}})
+		"note": {"one face, four names"}, "csrf": {csrfOf(t, page)}, "return": {"https://evil.example/"}, "stay": {"on"}})
 	require.Equal(t, http.StatusSeeOther, status)
 	require.Equal(t, "/console/rings/"+ringA, h.Get("Location"), "never redirected off the console")
 	require.Equal(t, 4, f.reviewCount(), "one review per link of the ring")
@@ -224,7 +224,7 @@ func TestAStoredIDWithABidiOverrideIsShownWithAVisibleMarker(t *testing.T) {
 	// Outside attribute values (links, hidden form fields, which carry the id as stored), no
 	// override is left on the page.
 	attributes := regexp.MustCompile(`="[^"]*"`)
-	for _, page := range []string{"/console/rings/" + saved.Alert.RingID + "?alert=" + saved.Alert.AlertID, "/console/queue",
+	for _, page := range []string{"/console/rings/" + saved.Alert.RingID + "?alert=" + saved.Alert.AlertID, "/console/alerts",
 		"/console/users?userId=b-plain"} {
 		status, _, body := c.get(page)
 		require.Equal(t, http.StatusOK, status, page)

@@ -35,6 +35,7 @@ type page struct {
 
 var funcs = template.FuncMap{
 	"ago":      ago,
+	"due":      due,
 	"when":     func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
 	"iso":      func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 	"decision": decisionLabel,
@@ -50,7 +51,7 @@ var funcs = template.FuncMap{
 
 func parsePages() (map[string]*template.Template, error) {
 	pages := map[string]*template.Template{}
-	for _, name := range []string{"login", "signedin", "error", "overview", "queue", "ring", "users", "audit", "members", "analysts"} {
+	for _, name := range []string{"login", "signedin", "error", "overview", "queue", "alerts", "ring", "users", "audit", "members", "analysts"} {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html",
 			"templates/*.partial.html")
 		if err != nil {
@@ -127,6 +128,28 @@ func ago(t time.Time) string {
 		return fmt.Sprintf("%d h ago", int(d.Hours()))
 	}
 	return fmt.Sprintf("%d days ago", int(d.Hours()/24))
+}
+
+// due says when a case is due: "in 5 h", or "overdue 2 h" once past.
+func due(t time.Time) string {
+	d := time.Until(t)
+	past := d < 0
+	if past {
+		d = -d
+	}
+	var s string
+	switch {
+	case d < time.Hour:
+		s = fmt.Sprintf("%d min", int(d.Minutes()))
+	case d < 48*time.Hour:
+		s = fmt.Sprintf("%d h", int(d.Hours()))
+	default:
+		s = fmt.Sprintf("%d days", int(d.Hours()/24))
+	}
+	if past {
+		return "overdue " + s
+	}
+	return "in " + s
 }
 
 func outcomeLabel(o duplicate.Outcome) string {
@@ -288,7 +311,7 @@ func durationText(d time.Duration) string {
 
 // --- Queue ---
 
-type queueData struct {
+type alertsData struct {
 	Severity, Status, UserID string
 	Alerts                   []duplicate.StoredAlert
 	Region                   string
@@ -314,9 +337,9 @@ func parseQueueCursor(s string) (*duplicate.AlertPosition, bool) {
 	return &duplicate.AlertPosition{DetectedAt: t, AlertID: id}, true
 }
 
-func (c *Console) handleQueue(w http.ResponseWriter, r *http.Request) {
+func (c *Console) handleAlerts(w http.ResponseWriter, r *http.Request) {
 	v := r.URL.Query()
-	d := queueData{Severity: v.Get("severity"), Status: v.Get("status"), UserID: strings.TrimSpace(v.Get("user")),
+	d := alertsData{Severity: v.Get("severity"), Status: v.Get("status"), UserID: strings.TrimSpace(v.Get("user")),
 		Region: c.cfg.Region, First: v.Get("after") == ""}
 	if !v.Has("status") {
 		d.Status = duplicate.AlertOpen
@@ -358,14 +381,14 @@ func (c *Console) handleQueue(w http.ResponseWriter, r *http.Request) {
 			if d.UserID != "" {
 				next.Set("user", d.UserID)
 			}
-			d.Next = "/console/queue?" + next.Encode()
+			d.Next = "/console/alerts?" + next.Encode()
 		}
 		d.Alerts = alerts
 		if d.UserID != "" && !c.logRead(w, r, "", []string{d.UserID}, alertUsers(alerts)) {
 			return
 		}
 	}
-	c.render(w, r, status, "queue", page{Title: "Queue", Data: d})
+	c.render(w, r, status, "alerts", page{Title: "Alerts", Data: d})
 }
 
 // --- Ring ---
@@ -395,6 +418,10 @@ type ringData struct {
 	Large *largeRingView
 	// Evidence is the accounts' faces and documents; nil when the console shows none.
 	Evidence *evidenceSection
+	// Case is the ring's case, nil when it has none (no alert ever opened one).
+	Case *duplicate.CaseDetail
+	// Snoozes are the snooze choices of the case card.
+	Snoozes []snoozeChoice
 }
 
 // regionNames returns regions with `default` named after the vendor host's region when known,
@@ -453,6 +480,11 @@ func (c *Console) handleRing(w http.ResponseWriter, r *http.Request) {
 		d.Graph.Folded, d.Graph.FoldURL = large.Folded, large.MembersURL
 	}
 	d.Evidence = c.ringEvidence(r, detail.ID, detail.Members)
+	if d.Case, err = c.ringCase(r.Context(), detail.ID); err != nil {
+		c.failErr(w, r, err)
+		return
+	}
+	d.Snoozes = snoozeChoices
 	rows := make([]pairRow, len(detail.Pairs))
 	for i, p := range detail.Pairs {
 		rows[i] = pairRow{RingPair: p, Focus: focus != "" && (p.UserIDLow == focus || p.UserIDHigh == focus),
@@ -525,6 +557,9 @@ func backTo(r *http.Request, fallback string) string {
 	return u.String()
 }
 
+// handleDecideRing decides the ring's undecided pairs (every pair when the analyst asks to
+// re-decide), then goes on to the next case: it claims the top unclaimed one and opens it, or
+// goes back to the queue when none waits or the cap is reached.
 func (c *Console) handleDecideRing(w http.ResponseWriter, r *http.Request) {
 	ringID := r.PathValue("ringId")
 	decision, note, err := decisionForm(r)
@@ -532,15 +567,34 @@ func (c *Console) handleDecideRing(w http.ResponseWriter, r *http.Request) {
 		c.failErr(w, r, err)
 		return
 	}
+	redecide := r.PostFormValue("redecide") == "on"
 	s := sessionOf(r.Context())
-	n, err := c.cfg.Store.DecideRing(r.Context(), ringID, decision, note, s.name)
+	n, err := c.cfg.Store.DecideRing(r.Context(), ringID, decision, note, s.name, redecide)
 	if err != nil {
 		c.failErr(w, r, err)
 		return
 	}
 	c.log.Info("console: ring decided", "ring_id", ringID, "decision", decision, "reviews", n, "reviewed_by", s.name)
-	c.setFlash(r, s, fmt.Sprintf("Recorded %d reviews: every pair of the ring is %s.", n, strings.ToLower(decisionLabel(string(decision)))))
-	http.Redirect(w, r, backTo(r, "/console/rings/"+url.PathEscape(ringID)), http.StatusSeeOther)
+	msg := fmt.Sprintf("Recorded %d reviews: the ring's undecided pairs are %s.", n, strings.ToLower(decisionLabel(string(decision))))
+	if redecide {
+		msg = fmt.Sprintf("Recorded %d reviews: every pair of the ring is %s.", n, strings.ToLower(decisionLabel(string(decision))))
+	}
+	if r.PostFormValue("stay") == "on" {
+		c.setFlash(r, s, msg)
+		http.Redirect(w, r, backTo(r, "/console/rings/"+url.PathEscape(ringID)), http.StatusSeeOther)
+		return
+	}
+	next, err := c.cfg.Store.NextCase(r.Context(), s.name, c.cfg.CaseCap)
+	switch duplicate.ErrorCode(err) {
+	case "":
+		c.setFlash(r, s, msg+" This is your next case.")
+		http.Redirect(w, r, "/console/cases/"+next, http.StatusSeeOther)
+	case duplicate.ENOCASE, duplicate.ECASECAP:
+		c.setFlash(r, s, msg+" "+err.Error())
+		http.Redirect(w, r, "/console/queue", http.StatusSeeOther)
+	default:
+		c.failErr(w, r, err)
+	}
 }
 
 func (c *Console) handleDecidePair(w http.ResponseWriter, r *http.Request) {
@@ -647,7 +701,7 @@ func (c *Console) handleUser(w http.ResponseWriter, r *http.Request, userID stri
 		return
 	}
 	u := &userPage{UserID: userID, DefaultIn: c.cfg.Region,
-		AlertsURL: "/console/queue?" + url.Values{"status": {"all"}, "user": {userID}}.Encode()}
+		AlertsURL: "/console/alerts?" + url.Values{"status": {"all"}, "user": {userID}}.Encode()}
 	dups, err := c.cfg.Store.UserDuplicates(r.Context(), userID, "")
 	if duplicate.ErrorCode(err) == duplicate.ENOTFOUND {
 		d.Error = fmt.Sprintf("No verification or link mentions %q.", userID)

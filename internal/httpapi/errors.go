@@ -40,6 +40,10 @@ const (
 	codeInternal             = "internal"
 )
 
+// caseConflicts are the domain's codes of case work answered 409 under their own name.
+var caseConflicts = map[string]bool{duplicate.ECASECAP: true, duplicate.ECASECLAIMED: true,
+	duplicate.ECASECLOSED: true, duplicate.ENOCASE: true}
+
 // apiError is an error answer a handler returns; errorHandler writes it.
 type apiError struct {
 	status int
@@ -96,6 +100,8 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 			}
 		case errors.As(err, &de) && de.Code == duplicate.ENOTFOUND:
 			status, body = http.StatusNotFound, Error{Error: codeNotFound, Message: de.Message, Field: de.Field}
+		case errors.As(err, &de) && caseConflicts[de.Code]:
+			status, body = http.StatusConflict, Error{Error: de.Code, Message: de.Message}
 		case errors.As(err, &de) && de.Code == duplicate.EINVALID:
 			status, body = http.StatusBadRequest, Error{Error: codeInvalidInput, Message: de.Message, Field: de.Field}
 		case errors.As(err, &he):

@@ -29,6 +29,7 @@ var queryParams = map[string][]string{
 	"GET /v1/rings/:ringId":              {"userId"},
 	"GET /v1/reviews":                    {"userId", "reviewer", "since", "limit", "cursor"},
 	"GET /v1/access-log":                 {"userId", "ringId", "actor", "since", "limit", "cursor"},
+	"GET /v1/cases":                      {"status", "region", "assignee", "severity", "sort", "limit", "cursor"},
 }
 
 // rejectUnknownQuery answers 400 for a query string that does not parse, and for a query parameter

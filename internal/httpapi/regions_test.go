@@ -39,5 +39,5 @@ func TestTheServedSpecListsTheConfiguredRegions(t *testing.T) {
 			}
 		}
 	}
-	require.Equal(t, 4, seen, "the regional callback, /v1/alerts, /v1/users/{userId}/duplicates and /cluster")
+	require.Equal(t, 5, seen, "the regional callback, /v1/alerts, /v1/cases, /v1/users/{userId}/duplicates and /cluster")
 }

@@ -35,6 +35,14 @@ func (s *Server) routes() {
 	get(s.echo, "/v1/reconciliation", s.handleReconciliation, read)
 	s.echo.POST("/v1/reviews", s.handleReview, review)
 	s.echo.POST("/v1/replay", s.handleReplay, replay)
+	// Case work: the queue is read with read; claiming, notes and snoozing are review; giving a
+	// case to someone else is assign (a lead's).
+	get(s.echo, "/v1/cases", s.handleCases, read)
+	get(s.echo, "/v1/cases/:caseId", s.handleCase, read)
+	s.echo.POST("/v1/cases/:caseId/claim", s.handleClaimCase, review)
+	s.echo.POST("/v1/cases/:caseId/assign", s.handleAssignCase, s.requireScope(apikey.ScopeAssign))
+	s.echo.POST("/v1/cases/:caseId/notes", s.handleCaseNote, review)
+	s.echo.POST("/v1/cases/:caseId/snooze", s.handleSnoozeCase, review)
 	// The privacy officer's routes (scope erase, which no other scope implies).
 	erase := s.requireScope(apikey.ScopeErase)
 	get(s.echo, "/v1/access-log", s.handleAccessLog, erase)

@@ -43,6 +43,7 @@ type Store interface {
 	ReleaseReplays(ctx context.Context, key string, n int) error
 	RingStore
 	PrivacyStore
+	CaseStore
 }
 
 // Replayer re-runs face search for stored checks; duplicate.Replayer implements it.
@@ -95,6 +96,8 @@ type Config struct {
 	EventOptions duplicate.DecodeOptions
 
 	APIKeys []apikey.Key
+	// CaseCap is the most cases one analyst (or key) may hold claimed (DOPPEL_CASE_CAP); 0: no cap.
+	CaseCap int
 	// ReplayMaxChecks bounds the checks one replay call re-runs, each a billed face search
 	// (default 1000).
 	ReplayMaxChecks int

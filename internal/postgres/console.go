@@ -289,10 +289,12 @@ ORDER BY reviewed_at DESC, review_id DESC`, pgx.QueryExecModeExec, members)
 	return nil
 }
 
-// DecideRing records one review with decision and note for every linked pair of the ring ringID,
-// in one transaction, and returns how many it recorded. Each is an ordinary review (insertReview):
-// append-only, and the ring index follows, so clearing the ring's pairs dissolves the ring.
-func (s *Store) DecideRing(ctx context.Context, ringID string, decision duplicate.Decision, note, reviewer string) (int, error) {
+// DecideRing records decision and note for the linked pairs of the ring ringID, in one
+// transaction, and returns how many it recorded. Pairs already decided are left as they were
+// unless redecide is set. Each is an ordinary review (insertReview): append-only, and the ring
+// index follows, so clearing the ring's pairs dissolves the ring. The ring's case gets one history
+// entry listing the pairs (the decision's audit entry, with its author).
+func (s *Store) DecideRing(ctx context.Context, ringID string, decision duplicate.Decision, note, reviewer string, redecide bool) (int, error) {
 	if !decision.Valid() {
 		return 0, duplicate.Invalid("decision", "decision must be one of %v", duplicate.Decisions)
 	}
@@ -309,13 +311,26 @@ func (s *Store) DecideRing(ctx context.Context, ringID string, decision duplicat
 			return duplicate.Invalid("ringId", "the ring has more than %d accounts or %d links: decide its pairs one by one",
 				duplicate.MaxRingMembers, MaxRingLinks)
 		}
+		var key string
+		if err := tx.QueryRow(ctx, `SELECT ring_key FROM rings WHERE ring_id = $1`, ringID).Scan(&key); err != nil {
+			return fmt.Errorf("look up ring key: %w", err)
+		}
+		var pairs []duplicate.PairKey
 		for _, l := range ring.Links {
-			r := duplicate.Review{UserID: l.UserIDLow, DuplicateUserID: l.UserIDHigh, Decision: decision, Note: note, ReviewedBy: reviewer}
+			if l.LatestReview == nil || redecide {
+				pairs = append(pairs, duplicate.PairKey{Low: l.UserIDLow, High: l.UserIDHigh})
+			}
+		}
+		if err := recordRingDecision(ctx, tx, key, decision, reviewer, pairs, len(ring.Links)-len(pairs)); err != nil {
+			return err
+		}
+		for _, p := range pairs {
+			r := duplicate.Review{UserID: p.Low, DuplicateUserID: p.High, Decision: decision, Note: note, ReviewedBy: reviewer}
 			if err := insertReview(ctx, tx, &r); err != nil {
 				return err
 			}
 		}
-		n = len(ring.Links)
+		n = len(pairs)
 		return nil
 	})
 	return n, err

@@ -17,7 +17,11 @@ var HotPathSQL = map[string]string{
 	"upsertRings":    upsertRingsSQL,
 	"retireRings":    retireRingsSQL,
 	"markPublished":  markPublishedSQL,
+	"openRingCases":  openRingCasesSQL,
 }
+
+// CasesSQL is the case queue's page statement.
+var CasesSQL = casesSQL
 
 // The users search's and the overview's statements, for the tests that read their plans.
 var (

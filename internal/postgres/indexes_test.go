@@ -26,7 +26,7 @@ func TestEveryIndexOnTheHotTablesIsExplainedInThePerformanceDoc(t *testing.T) {
 	list := string(readme)[start:]
 	list = list[:strings.Index(list, "\n\n")]
 
-	hot := []string{"idv_checks", "duplicate_links", "alerts", "check_overflow", "rings", "ring_members"}
+	hot := []string{"idv_checks", "duplicate_links", "alerts", "check_overflow", "rings", "ring_members", "cases"}
 	rows, err := pool.Query(context.Background(), `
 SELECT tablename, indexname FROM pg_indexes
 WHERE schemaname = current_schema() AND tablename = ANY ($1) AND indexname NOT LIKE '%\_pkey'

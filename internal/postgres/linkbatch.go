@@ -95,7 +95,7 @@ func (s *Store) linkPipelined(ctx context.Context, conn *pgx.Conn, checks []dupl
 		}
 	}
 	writes := &pgx.Batch{}
-	d.queueWrites(writes, !copied)
+	d.queueWrites(s, writes, !copied)
 	writes.Queue("COMMIT")
 	if err := conn.SendBatch(ctx, writes).Close(); err != nil {
 		return nil, d.writeError(err)

@@ -226,6 +226,7 @@ func queueRingChanges(b *pgx.Batch, changes duplicate.RingChanges) {
 	if len(changes.Moved) > 0 {
 		from, to := splitMap(changes.Moved)
 		b.Queue(absorbRingsSQL, from, to)
+		b.Queue(mergeCasesSQL, from, to)
 	}
 	if len(changes.Retired) > 0 {
 		b.Queue(retireRingsSQL, changes.Retired)
@@ -365,7 +366,10 @@ func splitRing(ctx context.Context, tx pgx.Tx, pair duplicate.PairKey) error {
 			if err != nil {
 				return err
 			}
-			return summarizeSplit(ctx, tx, old, partKey, restKey)
+			if err := summarizeSplit(ctx, tx, old, partKey, restKey); err != nil {
+				return err
+			}
+			return splitCase(ctx, tx, ring.Key, partKey, restKey)
 		}
 	}
 }

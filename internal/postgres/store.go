@@ -23,6 +23,8 @@ type Store struct {
 	// newAlertID is replaceable so tests can pin ids; production uses random UUIDs.
 	newAlertID func() string
 	policy     duplicate.AlertPolicy
+	// sla sets a new case's due time (WithCases).
+	sla duplicate.CaseSLA
 }
 
 // Option configures a Store.
@@ -187,7 +189,7 @@ func (s *Store) linkAll(ctx context.Context, tx pgx.Tx, checks []duplicate.Check
 		return nil, err
 	}
 	writes := &pgx.Batch{}
-	d.queueWrites(writes, false)
+	d.queueWrites(s, writes, false)
 	if err := tx.SendBatch(ctx, writes).Close(); err != nil {
 		return nil, d.writeError(err)
 	}
@@ -213,7 +215,7 @@ func (s *Store) decideLinks(checks []duplicate.Check, states map[duplicate.PairK
 
 // queueWrites queues the decision's writes: the new links too unless they are copied separately
 // (insertNewLinks), the links seen again, the ring index and the alerts.
-func (d linkDecision) queueWrites(b *pgx.Batch, withNewLinks bool) {
+func (d linkDecision) queueWrites(s *Store, b *pgx.Batch, withNewLinks bool) {
 	if withNewLinks {
 		queueNewLinks(b, d.Plan.Links)
 	}
@@ -221,6 +223,7 @@ func (d linkDecision) queueWrites(b *pgx.Batch, withNewLinks bool) {
 	queueRingChanges(b, d.Changes)
 	queueAlerts(b, d.Alerts)
 	queueSummaryDeltas(b, d.checks, d.Plan.Links, d.Changes.Joined, d.Alerts)
+	s.queueOpenCases(b, d.Alerts)
 	if len(d.Overflows) > 0 {
 		sigs, ids := make([]string, len(d.Overflows)), make([]string, len(d.Overflows))
 		for i, o := range d.Overflows {

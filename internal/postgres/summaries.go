@@ -131,7 +131,8 @@ func newestCandidates(checks []duplicate.Check, joined map[string]string) []stri
 }
 
 // closeAlertsSQL closes the open alerts of the pair's two accounts ($1, $2) that the review just
-// stored leaves with no unreviewed new pair, and takes them off their rings' open counts.
+// stored leaves with no unreviewed new pair, takes them off their rings' open counts, and closes
+// the case of a ring left with none.
 const closeAlertsSQL = `
 WITH closed AS (
     UPDATE alerts a SET open = false
@@ -140,8 +141,16 @@ WITH closed AS (
 ), d AS (
     SELECT m.ring_key, count(*)::integer AS closed FROM closed c JOIN ring_members m ON m.user_id = c.user_id
     GROUP BY m.ring_key
+), u AS (
+    UPDATE rings r SET open_alerts = r.open_alerts - d.closed FROM d WHERE r.ring_key = d.ring_key
+    RETURNING r.ring_key, r.open_alerts
+), done AS (
+    UPDATE cases k SET status = 'closed', snoozed_until = NULL FROM u
+    WHERE k.ring_key = u.ring_key AND u.open_alerts = 0 AND k.status IN ('open', 'in_review')
+    RETURNING k.case_id
 )
-UPDATE rings r SET open_alerts = r.open_alerts - d.closed FROM d WHERE r.ring_key = d.ring_key`
+INSERT INTO case_events (case_id, from_case_id, kind, author, text)
+SELECT case_id, case_id, 'closed', 'doppel', 'no open alert left' FROM done`
 
 // closeReviewedAlerts keeps the alerts' open state and the rings' open counts true after a review
 // of pair is stored (before the ring index follows the review).

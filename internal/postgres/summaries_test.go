@@ -68,6 +68,7 @@ FROM rings r, doppel_ring_summary(r.ring_key) s`)
 		require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT (SELECT count(*) FROM alerts WHERE open),
     (SELECT value FROM counters WHERE name = 'open_alerts')`).Scan(&counted, &kept))
 		require.Equal(t, counted, kept, "%s: the open-alert counter", step)
+		caseInvariants(t, b, step)
 	}
 
 	// A chain a-b-c-d-e split by clearing its bridge c-d, each side keeping open alerts, then joined
@@ -141,7 +142,7 @@ FROM rings r, doppel_ring_summary(r.ring_key) s`)
 			var ringID string
 			err := b.pool.QueryRow(b.ctx, `SELECT ring_id FROM rings WHERE size <= 6 ORDER BY size DESC, ring_id LIMIT 1`).Scan(&ringID)
 			if err == nil {
-				_, err = b.store.DecideRing(b.ctx, ringID, decisions[rng.IntN(len(decisions))], "whole ring", "analyst")
+				_, err = b.store.DecideRing(b.ctx, ringID, decisions[rng.IntN(len(decisions))], "whole ring", "analyst", true)
 				require.NoError(t, err)
 				agree(fmt.Sprintf("round %d, ring decision", round))
 			}

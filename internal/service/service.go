@@ -231,6 +231,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		APIKeys:                 keys,
 		ReplayMaxChecks:         cfg.ReplayMaxChecks,
 		ReplayDailyLimit:        cfg.ReplayDailyLimit,
+		CaseCap:                 cfg.CaseCap,
 		HSTS:                    cfg.ServedOverTLS(),
 		AuthFailuresPerMinute:   cfg.AuthFailuresPerMinute,
 		OnAuthFailure:           m.AuthFailure,
@@ -247,6 +248,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		EvidenceViews: evidenceViews,
 		SecureCookies: cfg.ServedOverTLS(),
 		Store:         store,
+		CaseCap:       cfg.CaseCap,
+		ReviewSLA:     cfg.ReviewSLA,
 		AccessLog:     accessLog,
 		APIKeys:       keys,
 		SignIn:        api.SignInGuard(console.SignInPath),
@@ -336,8 +339,10 @@ func OpenStore(ctx context.Context, cfg config.Config, maxConns int, opts ...pos
 	if err != nil {
 		return nil, nil, err
 	}
+	sla, regionSLA := cfg.CaseSLA()
 	return pool, postgres.NewStore(pool, postgres.WithAlertPolicy(duplicate.AlertPolicy{
-		HighSeverityRingSize: cfg.RingHighSeveritySize})), nil
+		HighSeverityRingSize: cfg.RingHighSeveritySize}),
+		postgres.WithCases(duplicate.CaseSLA{Default: sla, Regions: regionSLA})), nil
 }
 
 // DeadLetterReplay returns where `doppel dlq replay` reads and writes: the dead-letter topic back to
