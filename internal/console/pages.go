@@ -283,10 +283,10 @@ func (c *Console) addCases(d *overviewData, cases duplicate.OpenCases, now time.
 		oldest = age(now, cases.OldestOpenAlertAt)
 	}
 	d.Cases = []caseCount{
-		{Key: "open", Label: "open cases", Count: n(cases.Total), URL: "/console/queue?status=open", Attention: cases.Total > 0},
-		{Key: "overdue", Label: "overdue (open longer than " + d.SLA + ")", Count: n(cases.Overdue), URL: "/console/queue?status=open&sort=due", Attention: cases.Overdue > 0},
-		{Key: "high", Label: "high severity", Count: n(cases.HighSeverity), URL: "/console/queue?status=open&severity=high", Attention: cases.HighSeverity > 0},
-		{Key: "oldest", Label: "oldest case waiting", Count: oldest, URL: "/console/queue?status=open&sort=due"},
+		{Key: "open", Label: "open cases", Count: n(cases.Total), URL: "/console/queue", Attention: cases.Total > 0},
+		{Key: "overdue", Label: "overdue (open longer than " + d.SLA + ")", Count: n(cases.Overdue), URL: "/console/queue?sort=due", Attention: cases.Overdue > 0},
+		{Key: "high", Label: "high severity", Count: n(cases.HighSeverity), URL: "/console/queue?severity=high", Attention: cases.HighSeverity > 0},
+		{Key: "oldest", Label: "oldest case waiting", Count: oldest, URL: "/console/queue?sort=due"},
 	}
 	for _, rc := range cases.ByRegion {
 		name := rc.Region
@@ -294,7 +294,7 @@ func (c *Console) addCases(d *overviewData, cases duplicate.OpenCases, now time.
 			name = c.cfg.Region
 		}
 		d.ByRegion = append(d.ByRegion, caseCount{Key: "region-" + rc.Region, Label: name, Count: n(rc.Count),
-			URL: "/console/queue?" + url.Values{"status": {"open"}, "region": {rc.Region}}.Encode()})
+			URL: "/console/queue?" + url.Values{"region": {rc.Region}}.Encode()})
 	}
 }
 
