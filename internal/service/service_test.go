@@ -441,11 +441,20 @@ func TestOneSignatureIDUnderSixKeysOnSixPartitionsIsBilledOnce(t *testing.T) {
 		copies = append(copies, m)
 	}
 	for i, m := range copies { // copy i straight to partition i's leader
-		conn, err := kafka.DialLeader(context.Background(), "tcp", f.cfg.KafkaBrokers[0], f.cfg.TopicEvents, i)
-		require.NoError(t, err)
-		_, err = conn.WriteMessages(m)
-		require.NoError(t, err)
-		require.NoError(t, conn.Close())
+		// A topic just created may not have elected every partition's leader yet: the broker
+		// answers Not Leader For Partition until it has, so the write is retried.
+		var err error
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			var conn *kafka.Conn
+			if conn, err = kafka.DialLeader(context.Background(), "tcp", f.cfg.KafkaBrokers[0], f.cfg.TopicEvents, i); err == nil {
+				_, err = conn.WriteMessages(m)
+				_ = conn.Close()
+			}
+			if err == nil || time.Now().After(deadline) {
+				break
+			}
+		}
+		require.NoError(t, err, "copy %d to partition %d", i, i)
 	}
 	partitions := map[int]bool{}
 	for _, m := range testinfra.ReadAll(t, f.cfg.TopicEvents, 6, 30*time.Second) {
