@@ -3,7 +3,10 @@ package erasure_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -194,4 +197,155 @@ func TestAnErasedMemberOfARingOfFourIsNowhereAndTheRingIsRecomputed(t *testing.T
 	again := request(t, b, "bob", "")
 	require.Equal(t, e.ID, again.ID, "the same userId again answers the erasure done")
 	require.Equal(t, duplicate.ErasureStatusDone, again.Status)
+}
+
+// An erasure stopped inside its transaction (a crash, here an error between two steps) leaves
+// nothing half-erased: every row is as before and the job pending. One stopped after the removal
+// committed (no topic to publish to) keeps its progress. A restart finishes both.
+func TestAnErasureStoppedHalfWayLeavesNothingHalfErasedAndARestartFinishesIt(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.ringOfFour(t)
+	e := request(t, b, "bob", duplicate.OverrideLegalHold)
+	before := mentions(t, b, "bob")
+
+	for _, step := range []string{"read", "deleted", "pseudonymised", "rings", "recorded"} {
+		crash := errors.New("killed at " + step)
+		err := b.runner(func(s string) error {
+			if s == step {
+				return crash
+			}
+			return nil
+		}).Finish(b.ctx, e.ID)
+		require.ErrorIs(t, err, crash)
+		require.Equal(t, before, mentions(t, b, "bob"), "stopped at %s: nothing changed", step)
+		require.Equal(t, []string{"alice", "bob", "carol", "dave"}, members(t, b, "alice"))
+		got, err := b.store.Erasure(b.ctx, e.ID)
+		require.NoError(t, err)
+		require.Equal(t, duplicate.ErasureStatusPending, got.Status)
+	}
+
+	// The removal commits, the publish cannot happen: the job is removed, not done.
+	err := erasure.New(erasure.Config{Store: b.store}).Finish(b.ctx, e.ID)
+	require.ErrorContains(t, err, "no erasures topic")
+	got, err := b.store.Erasure(b.ctx, e.ID)
+	require.NoError(t, err)
+	require.Equal(t, duplicate.ErasureStatusRemoved, got.Status)
+	require.Equal(t, []string{"erasures.user_id (1 rows)"}, mentions(t, b, "bob"), "only the job keeps the id, to publish it")
+
+	// The restart.
+	b.runner(nil).FinishAll(b.ctx)
+	got, err = b.store.Erasure(b.ctx, e.ID)
+	require.NoError(t, err)
+	require.Equal(t, duplicate.ErasureStatusDone, got.Status)
+	require.Empty(t, mentions(t, b, "bob"))
+	require.Len(t, testinfra.ReadAll(t, b.topic, 1, 30*time.Second), 1)
+}
+
+// countingVendor is a vendor that counts its calls and answers every face search with similar.
+type countingVendor struct {
+	calls   atomic.Int64
+	similar []string
+}
+
+func (v *countingVendor) FaceSearch(context.Context, string) (duplicate.SearchResult, error) {
+	v.calls.Add(1)
+	return duplicate.SearchResult{SimilarUserIDs: v.similar, TransactionID: "tx"}, nil
+}
+
+func (v *countingVendor) Verification(context.Context, string) (duplicate.Verification, error) {
+	v.calls.Add(1)
+	return duplicate.Verification{OverallResult: duplicate.VerdictPass}, nil
+}
+
+// After the erasure: an event for one of bob's signatureIds is skipped with no vendor call and
+// nothing stored; a face search naming bob links only the others; a check of bob's that completed
+// before the erasure (an event in flight) is not stored; one completed after it is a new customer
+// relationship, stored and linked as any other, and searches naming bob link him again.
+func TestTheTombstoneKeepsTheErasedPersonFromComingBack(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.ringOfFour(t)
+	beforeErasure := time.Now().Add(-time.Second)
+	e := request(t, b, "bob", duplicate.OverrideLegalHold)
+	require.NoError(t, b.runner(nil).Finish(b.ctx, e.ID))
+
+	outcome, final, err := b.batcher.FinalOutcome(b.ctx, "sig-2")
+	require.NoError(t, err)
+	require.Equal(t, duplicate.OutcomeErased, outcome)
+	require.True(t, final)
+	vendor := &countingVendor{similar: []string{"alice"}}
+	res, err := duplicate.NewDetector(b.batcher, nil).Handle(b.ctx,
+		duplicate.Event{SignatureID: "sig-2", Type: duplicate.EventTypeCompleted, UserID: "bob", Region: "ph"}, vendor, duplicate.Source{})
+	require.NoError(t, err)
+	require.True(t, res.AlreadyStored)
+	require.Zero(t, vendor.calls.Load(), "no vendor call for a tombstoned signatureId")
+
+	// A later search naming bob (the vendor still has his face) links only the others.
+	saved := b.save(t, check("sig-7", "gina", "bob", "carol"))
+	require.Equal(t, []string{"carol"}, saved.NewLinks)
+	require.Empty(t, mentions(t, b, "bob"))
+	stored, err := b.store.Check(b.ctx, "sig-7")
+	require.NoError(t, err)
+	require.Equal(t, []string{"carol"}, stored.MatchedUserIDs)
+	// Through the path without a group commit too, with nothing but bob matched.
+	saved, err = b.store.SaveCheck(b.ctx, check("sig-8", "hank", "bob"))
+	require.NoError(t, err)
+	require.Empty(t, saved.NewLinks)
+	stored, err = b.store.Check(b.ctx, "sig-8")
+	require.NoError(t, err)
+	require.Equal(t, duplicate.OutcomeNoDuplicates, stored.Outcome)
+	require.Empty(t, mentions(t, b, "bob"))
+
+	// An event of bob's that completed before the erasure, stored after it: not stored.
+	late := check("sig-9", "bob", "alice")
+	late.OccurredAt = &beforeErasure
+	saved = b.save(t, late)
+	require.False(t, saved.Stored)
+	late = check("sig-10", "bob")
+	late.OccurredAt = &beforeErasure
+	require.False(t, b.save(t, late).Stored)
+	require.Empty(t, mentions(t, b, "bob"))
+
+	// Bob verifies again after the erasure: a new customer relationship.
+	saved = b.save(t, check("sig-11", "bob", "alice"))
+	require.True(t, saved.Stored)
+	require.Equal(t, []string{"alice"}, saved.NewLinks)
+	saved = b.save(t, check("sig-12", "ivan", "bob"))
+	require.Equal(t, []string{"bob"}, saved.NewLinks, "bob is back: searches naming him link him")
+}
+
+// Events of bob's racing his erasure (new verifications that completed before it, and other
+// people's searches naming him) cannot bring a row of his back, whichever commits first.
+func TestEventsRacingAnErasureCannotBringARowBack(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.ringOfFour(t)
+	e := request(t, b, "bob", duplicate.OverrideLegalHold)
+	occurred := time.Now()
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 25 {
+				own := check(fmt.Sprintf("race-%d-%d", w, i), "bob", "alice")
+				own.OccurredAt = &occurred
+				if i%2 == 0 {
+					own.MatchedUserIDs, own.SimilarUserIDs, own.Outcome = nil, nil, duplicate.OutcomeNoDuplicates
+				}
+				_, err := b.batcher.SaveCheck(b.ctx, own)
+				require.NoError(t, err)
+				_, err = b.batcher.SaveCheck(b.ctx, check(fmt.Sprintf("other-%d-%d", w, i), fmt.Sprintf("user-%d-%d", w, i), "bob", "dave"))
+				require.NoError(t, err)
+			}
+		}()
+	}
+	time.Sleep(5 * time.Millisecond)
+	require.NoError(t, b.runner(nil).Finish(b.ctx, e.ID))
+	wg.Wait()
+	require.Empty(t, mentions(t, b, "bob"))
+	var links int
+	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT count(*) FROM duplicate_links WHERE user_id_low = 'dave' AND user_id_high LIKE 'user-%'`).Scan(&links))
+	require.Equal(t, 100, links, "the others' searches linked everyone else")
 }
