@@ -285,3 +285,29 @@ func TestSimulatorEnroll(t *testing.T) {
 	require.True(t, asError(t, err).Permanent())
 	require.Equal(t, map[string]int64{ids[0]: 1}, b.sim.Stats().EnrollBySignature)
 }
+
+// ClearData against the simulator: the cleared verification's face leaves the face database, so a
+// later face search no longer returns its user; an account without the call is a permanent error.
+func TestClearDataRemovesTheFaceFromLaterSearches(t *testing.T) {
+	t.Parallel()
+	b := setupSim(t, advancesim.Config{}, func(c *advance.Config) { c.ClearDataPath = advancesim.ClearDataPath })
+	ids := b.seed(t,
+		advancesim.Session{UserID: "u1", Face: "f", OverallResult: advancesim.ResultPass},
+		advancesim.Session{UserID: "u2", Face: "f", OverallResult: advancesim.ResultPass},
+		advancesim.Session{UserID: "u3", Face: "f", OverallResult: advancesim.ResultPass})
+	ctx := context.Background()
+	res, err := b.client.FaceSearch(ctx, ids[2])
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{"u1", "u2"}, res.SimilarFaceUserIDs)
+
+	require.NoError(t, b.client.ClearData(ctx, ids[0]))
+	require.NoError(t, b.client.ClearData(ctx, ids[0]), "clearing twice changes nothing")
+	res, err = b.client.FaceSearch(ctx, ids[2])
+	require.NoError(t, err)
+	require.Equal(t, []string{"u2"}, res.SimilarFaceUserIDs)
+	require.Equal(t, advance.CodeParameterError, asError(t, b.client.ClearData(ctx, "no-such-signature")).Code)
+
+	without := setupSim(t, advancesim.Config{}, nil)
+	e := asError(t, without.client.ClearData(ctx, ids[0]))
+	require.Equal(t, advance.KindPermanent, e.Kind)
+}

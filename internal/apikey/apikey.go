@@ -19,10 +19,13 @@ const (
 	ScopeReview = "review"
 	// ScopeReplay allows re-running face search, which the vendor bills again.
 	ScopeReplay = "replay"
+	// ScopeErase allows erasure requests (POST /v1/erasures) and reading them: they remove a
+	// person's data for good. No other scope implies it.
+	ScopeErase = "erase"
 )
 
 // Scopes lists every scope a key can grant: the one table that parsing checks against.
-var Scopes = []string{ScopeRead, ScopeReview, ScopeReplay}
+var Scopes = []string{ScopeRead, ScopeReview, ScopeReplay, ScopeErase}
 
 // Key is one configured API key: its name (recorded as the reviewer), its scopes and the SHA-256
 // of its secret. The secret itself is never configured, stored or logged.

@@ -36,6 +36,8 @@ type RegionSettings struct {
 	QPS *float64 `yaml:"qps" envsuffix:"QPS"`
 	// The most face searches per calendar month (UTC) in the region; 0: no budget.
 	MonthlyBudget int64 `yaml:"monthly_budget" envsuffix:"MONTHLY_BUDGET"`
+	// The path of the region's data-clearing call (default `DOPPEL_ADVANCE_CLEAR_DATA_PATH`; empty: none).
+	ClearDataPath *string `yaml:"clear_data_path" envsuffix:"CLEAR_DATA_PATH"`
 }
 
 // Region is one vendor account of the effective configuration: a face search in a region only
@@ -48,6 +50,8 @@ type Region struct {
 	QPS       float64
 	// MonthlyBudget is the most face searches per calendar month (UTC); 0 means no budget.
 	MonthlyBudget int64
+	// ClearDataPath is the path of the account's data-clearing call; "" when it has none.
+	ClearDataPath string
 }
 
 var regionCode = regexp.MustCompile(`^[a-z][a-z0-9]{0,15}$`)
@@ -83,7 +87,7 @@ func (c Config) regional() bool {
 func (c Config) Regions() []Region {
 	if !c.regional() {
 		return []Region{{Name: DefaultRegionName, BaseURL: c.AdvanceBaseURL, AccessKey: c.AdvanceAccessKey,
-			SecretKey: c.AdvanceSecretKey, QPS: c.AdvanceQPS}}
+			SecretKey: c.AdvanceSecretKey, QPS: c.AdvanceQPS, ClearDataPath: c.AdvanceClearDataPath}}
 	}
 	var out []Region
 	for _, name := range c.RegionNames() {
@@ -92,8 +96,12 @@ func (c Config) Regions() []Region {
 		if s.QPS != nil {
 			qps = *s.QPS
 		}
+		clear := c.AdvanceClearDataPath
+		if s.ClearDataPath != nil {
+			clear = *s.ClearDataPath
+		}
 		out = append(out, Region{Name: name, BaseURL: s.BaseURL, AccessKey: s.AccessKey, SecretKey: s.SecretKey,
-			QPS: qps, MonthlyBudget: s.MonthlyBudget})
+			QPS: qps, MonthlyBudget: s.MonthlyBudget, ClearDataPath: clear})
 	}
 	return out
 }
@@ -111,9 +119,9 @@ func (c Config) DefaultRegion() string {
 var sectionKeys = []string{"advance"}
 
 // regionSettings are the per-region variables' suffixes: DOPPEL_ADVANCE_<R>_<suffix>.
-var regionSettings = []string{"BASE_URL", "ACCESS_KEY", "SECRET_KEY", "QPS", "MONTHLY_BUDGET"}
+var regionSettings = []string{"BASE_URL", "ACCESS_KEY", "SECRET_KEY", "QPS", "MONTHLY_BUDGET", "CLEAR_DATA_PATH"}
 
-var regionVariablePattern = regexp.MustCompile(`^DOPPEL_ADVANCE_([A-Z][A-Z0-9]*)_(BASE_URL|ACCESS_KEY|SECRET_KEY|QPS|MONTHLY_BUDGET)$`)
+var regionVariablePattern = regexp.MustCompile(`^DOPPEL_ADVANCE_([A-Z][A-Z0-9]*)_(BASE_URL|ACCESS_KEY|SECRET_KEY|QPS|MONTHLY_BUDGET|CLEAR_DATA_PATH)$`)
 
 // regionVariable reports whether name is a variable of a configured region.
 func (c Config) regionVariable(name string) bool {
@@ -190,6 +198,9 @@ func applyRegionEnv(c *Config, getenv func(string) string, sources map[string]So
 			}
 			s.MonthlyBudget = n
 		}
+		if v := get("CLEAR_DATA_PATH"); v != "" {
+			s.ClearDataPath = &v
+		}
 		c.Advance.Regions[r] = s
 	}
 	return errors.Join(errs...)
@@ -206,6 +217,7 @@ func (c Config) validateRegions(bad func(format string, args ...any)) {
 		if c.AdvanceQPS < 0 {
 			bad("DOPPEL_ADVANCE_QPS must be 0 (no client-side limit) or positive, got %g", c.AdvanceQPS)
 		}
+		validateClearDataPath(bad, "DOPPEL_ADVANCE_CLEAR_DATA_PATH", c.AdvanceClearDataPath)
 		return
 	}
 	names := c.RegionNames()
@@ -233,12 +245,20 @@ func (c Config) validateRegions(bad func(format string, args ...any)) {
 			bad("DOPPEL_RECONCILE_QPS (%g) must be below %s (%g): each region's polling takes that share of the region's rate",
 				c.ReconcileQPS, regionVar(reg.Name, "QPS"), reg.QPS)
 		}
+		validateClearDataPath(bad, regionVar(reg.Name, "CLEAR_DATA_PATH"), reg.ClearDataPath)
 		if reg.MonthlyBudget < 0 {
 			bad("%s must be 0 (no budget) or a positive number of face searches, got %d", regionVar(reg.Name, "MONTHLY_BUDGET"), reg.MonthlyBudget)
 		}
 	}
 	if c.AdvanceDefaultRegion != "" && !slices.Contains(names, c.AdvanceDefaultRegion) {
 		bad("DOPPEL_ADVANCE_DEFAULT_REGION %q is not one of DOPPEL_ADVANCE_REGIONS (%s)", c.AdvanceDefaultRegion, strings.Join(names, ","))
+	}
+}
+
+// validateClearDataPath checks a data-clearing path: empty, or a path on the vendor host.
+func validateClearDataPath(bad func(string, ...any), name, path string) {
+	if path != "" && (!strings.HasPrefix(path, "/") || strings.ContainsAny(path, "?# ")) {
+		bad("%s must be empty (no data-clearing call) or a path on the vendor host starting with /, e.g. /intl/openapi/identity-risk/idvs-h5/ekyc/v1/clear-data, got %q", name, path)
 	}
 }
 
@@ -265,6 +285,7 @@ func (c Config) describeRegions(w func(name, value string) error) error {
 		for _, kv := range [][2]string{
 			{"BASE_URL", r.BaseURL}, {"ACCESS_KEY", maskSet(r.AccessKey)}, {"SECRET_KEY", maskSet(r.SecretKey)},
 			{"QPS", strconv.FormatFloat(r.QPS, 'g', -1, 64)}, {"MONTHLY_BUDGET", strconv.FormatInt(r.MonthlyBudget, 10)},
+			{"CLEAR_DATA_PATH", r.ClearDataPath},
 		} {
 			if err := w(regionVar(r.Name, kv[0]), kv[1]); err != nil {
 				return err
