@@ -35,6 +35,12 @@ func (s *Server) routes() {
 	get(s.echo, "/v1/reconciliation", s.handleReconciliation, read)
 	s.echo.POST("/v1/reviews", s.handleReview, review)
 	s.echo.POST("/v1/replay", s.handleReplay, replay)
+
+	// Erasure: its own scope, which no other implies.
+	erase := s.requireScope(apikey.ScopeErase)
+	s.echo.POST("/v1/erasures", s.handleErasure, erase)
+	get(s.echo, "/v1/erasures/:erasureId", s.handleGetErasure, erase)
+	get(s.echo, "/v1/users/:userId/legal-hold", s.handleLegalHold, read)
 }
 
 // routes lists every route of the admin listener.
