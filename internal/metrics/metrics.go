@@ -59,6 +59,9 @@ type Metrics struct {
 	vendorCalls     *prometheus.CounterVec
 	vendorLatency   *prometheus.HistogramVec
 	alertsPublished prometheus.Counter
+	// erasedMatches and erasures count the tombstones' work (issue 24).
+	erasedMatches prometheus.Counter
+	erasures      prometheus.Counter
 	deadLetters     *prometheus.CounterVec
 	unwritable      *prometheus.CounterVec
 	stalled         *prometheus.GaugeVec
@@ -145,6 +148,14 @@ func New(series Series) *Metrics {
 		alertsPublished: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "doppel_alerts_published_total",
 			Help: "Alerts the outbox relay published to the alert topic.",
+		}),
+		erasedMatches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "doppel_erased_matches_total",
+			Help: "Mentions of erased people dropped from face-search answers before linking (the vendor still had their face).",
+		}),
+		erasures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "doppel_erasures_done_total",
+			Help: "Erasures finished: rows removed, vendor asked, subject_erased published.",
 		}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "doppel_dead_letters_total",
@@ -243,7 +254,7 @@ func New(series Series) *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.eventsConsumed, m.keyMismatches, m.outcomes, m.finished, m.retries, m.inFlight,
-		m.vendorCalls, m.vendorLatency, m.alertsPublished, m.deadLetters, m.unwritable, m.stalled, m.stuckFor,
+		m.vendorCalls, m.vendorLatency, m.alertsPublished, m.erasedMatches, m.erasures, m.deadLetters, m.unwritable, m.stalled, m.stuckFor,
 		m.breakerState, m.authFailures, m.callbacks, m.budgetSpent, m.budgetLimit, m.budgetWarning, m.parked, m.parking,
 		m.storeBatches, m.storeBatchSize, m.storeQueueWait, sourceErrors, m.lag, m.outbox,
 	)
@@ -314,6 +325,16 @@ func (m *Metrics) EventKeyMismatch() { m.keyMismatches.Inc() }
 func (m *Metrics) Outcome(outcome string) {
 	m.outcomes.WithLabelValues(labelOr(outcome, "unknown")).Inc()
 }
+
+// ErasedMatches records that n mentions of erased people were dropped from face-search answers.
+func (m *Metrics) ErasedMatches(n int) {
+	if n > 0 {
+		m.erasedMatches.Add(float64(n))
+	}
+}
+
+// ErasureDone records a finished erasure.
+func (m *Metrics) ErasureDone() { m.erasures.Inc() }
 
 // AlertsPublished records that the relay published n alerts. Its signature matches
 // relay.Config.OnPublished.

@@ -200,3 +200,7 @@ func keepAll(list []string, erased map[string]bool) []string {
 	}
 	return out
 }
+
+// CountErasedMatches sets what counts the mentions of erased people dropped from face-search
+// answers (the metric). Call it before the store is used.
+func (s *Store) CountErasedMatches(count func(n int)) { s.onErasedMatch = count }

@@ -27,6 +27,7 @@ import (
 	"github.com/doppelhq/doppel/internal/metrics"
 	"github.com/doppelhq/doppel/internal/pipeline"
 	"github.com/doppelhq/doppel/internal/postgres"
+	"github.com/doppelhq/doppel/internal/pseudonym"
 	"github.com/doppelhq/doppel/internal/readiness"
 	"github.com/doppelhq/doppel/internal/reconcile"
 	"github.com/doppelhq/doppel/internal/relay"
@@ -43,6 +44,7 @@ func ensureTopics(ctx context.Context, cfg config.Config, multiRegion bool, log 
 		{Name: cfg.TopicAlerts, Partitions: cfg.TopicPartitions},
 		{Name: cfg.TopicDLQ, Partitions: 1},
 		{Name: cfg.TopicStarted, Partitions: cfg.TopicPartitions},
+		{Name: cfg.TopicErasures, Partitions: cfg.TopicPartitions},
 	}
 	if multiRegion {
 		for _, name := range cfg.RegionNames() {
@@ -105,6 +107,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 
 	m := metrics.New(metricSeries())
+	hotStore.CountErasedMatches(m.ErasedMatches)
+	store.CountErasedMatches(m.ErasedMatches)
 	// The event bounds, the same for the events topic and the API's event endpoint.
 	eventOptions := duplicate.DecodeOptions{MaxBytes: cfg.MaxEventBytes, RejectUnknownTypes: cfg.RejectUnknownTypes}
 	vendor, err := NewRegions(ctx, cfg, m, store, log)
@@ -201,7 +205,23 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}, regionReadiness(vendor)...)
 	checks = append(checks, readiness.Check{Name: "consumer", Check: cons.CheckProgress})
 	ready := readiness.New(readiness.Config{Interval: readinessInterval, Logger: log.With("component", "readiness")}, checks...)
+	// Erasure needs the tombstones' key; without it the routes answer 503 and nothing runs.
+	var erasures httpapi.ErasureStore
+	onErasure := func() {}
+	if cfg.PseudonymKey != "" {
+		runner, pub, err := NewErasureRunner(cfg, store, log.With("component", "erasure"), m.ErasureDone)
+		if err != nil {
+			return err
+		}
+		defer pub.Close()
+		erasures, onErasure = store, runner.Wake
+		parts = append(parts, named{"erasures", func(ctx context.Context) error { runner.Run(ctx); return nil }})
+	} else {
+		log.Warn("erasure is off: POST /v1/erasures answers 503 until DOPPEL_PSEUDONYM_KEY is set (the key of the tombstones, the same on every instance)")
+	}
 	api := httpapi.New(httpapi.Config{
+		Erasures:                erasures,
+		OnErasure:               onErasure,
 		Logger:                  log.With("component", "http"),
 		Readiness:               ready,
 		Store:                   store,
@@ -306,8 +326,13 @@ func OpenStore(ctx context.Context, cfg config.Config, maxConns int, opts ...pos
 	if err != nil {
 		return nil, nil, err
 	}
-	return pool, postgres.NewStore(pool, postgres.WithAlertPolicy(duplicate.AlertPolicy{
-		HighSeverityRingSize: cfg.RingHighSeveritySize})), nil
+	storeOpts := []postgres.Option{postgres.WithAlertPolicy(duplicate.AlertPolicy{HighSeverityRingSize: cfg.RingHighSeveritySize}),
+		postgres.WithErasureLog(slog.Default(), nil)}
+	if cfg.PseudonymKey != "" {
+		// Every store checks the erasures' tombstones: an erased person is not linked again.
+		storeOpts = append(storeOpts, postgres.WithTombstones(pseudonym.NewKey([]byte(cfg.PseudonymKey))))
+	}
+	return pool, postgres.NewStore(pool, storeOpts...), nil
 }
 
 // DeadLetterReplay returns where `doppel dlq replay` reads and writes: the dead-letter topic back to
