@@ -349,3 +349,25 @@ func TestEventsRacingAnErasureCannotBringARowBack(t *testing.T) {
 	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT count(*) FROM duplicate_links WHERE user_id_low = 'dave' AND user_id_high LIKE 'user-%'`).Scan(&links))
 	require.Equal(t, 100, links, "the others' searches linked everyone else")
 }
+
+// A started event of an erased person's verification (a late one, or a replay) is not recorded,
+// so it is never polled (no get-result call for it).
+func TestAStartedEventOfAnErasedPersonIsNotRecorded(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.save(t, check("sig-1", "alice"))
+	started := time.Now().Add(-time.Minute)
+	require.NoError(t, b.store.RecordStarted(b.ctx, duplicate.Started{SignatureID: "sig-2", UserID: "alice", StartedAt: &started}, time.Minute, duplicate.Source{}))
+	e := request(t, b, "alice", "")
+	require.NoError(t, b.runner(nil).Finish(b.ctx, e.ID))
+	require.Empty(t, mentions(t, b, "alice"))
+	done, err := b.store.Erasure(b.ctx, e.ID)
+	require.NoError(t, err)
+	require.Equal(t, int64(1), done.Removed["started_verifications"])
+
+	require.NoError(t, b.store.RecordStarted(b.ctx, duplicate.Started{SignatureID: "sig-2"}, time.Minute, duplicate.Source{}))
+	require.NoError(t, b.store.RecordStarted(b.ctx, duplicate.Started{SignatureID: "sig-3", UserID: "alice", StartedAt: &started}, time.Minute, duplicate.Source{}))
+	var n int
+	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT count(*) FROM started_verifications`).Scan(&n))
+	require.Zero(t, n)
+}

@@ -60,21 +60,21 @@ type Metrics struct {
 	vendorLatency   *prometheus.HistogramVec
 	alertsPublished prometheus.Counter
 	// erasedMatches and erasures count the tombstones' work (issue 24).
-	erasedMatches prometheus.Counter
-	erasures      prometheus.Counter
-	deadLetters     *prometheus.CounterVec
-	unwritable      *prometheus.CounterVec
-	stalled         *prometheus.GaugeVec
-	stuckFor        *prometheus.GaugeVec
-	breakerState    *prometheus.GaugeVec
-	budgetSpent     *prometheus.GaugeVec
-	budgetLimit     *prometheus.GaugeVec
-	budgetWarning   *prometheus.GaugeVec
-	parked          *prometheus.CounterVec
-	parking         *prometheus.GaugeVec
-	storeBatches    *prometheus.HistogramVec
-	storeBatchSize  *prometheus.HistogramVec
-	storeQueueWait  *prometheus.HistogramVec
+	erasedMatches  prometheus.Counter
+	erasures       prometheus.Counter
+	deadLetters    *prometheus.CounterVec
+	unwritable     *prometheus.CounterVec
+	stalled        *prometheus.GaugeVec
+	stuckFor       *prometheus.GaugeVec
+	breakerState   *prometheus.GaugeVec
+	budgetSpent    *prometheus.GaugeVec
+	budgetLimit    *prometheus.GaugeVec
+	budgetWarning  *prometheus.GaugeVec
+	parked         *prometheus.CounterVec
+	parking        *prometheus.GaugeVec
+	storeBatches   *prometheus.HistogramVec
+	storeBatchSize *prometheus.HistogramVec
+	storeQueueWait *prometheus.HistogramVec
 
 	mu           sync.Mutex
 	regions      map[string]*Region
