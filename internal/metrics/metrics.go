@@ -26,7 +26,7 @@ import (
 
 // knownOutcomes are the stored outcomes of a check, pre-created at zero so that rate() and the
 // dashboard have a series for each before the first event of that kind arrives.
-var knownOutcomes = []string{"duplicates_found", "no_duplicates", "skipped", "not_passed", "incomplete", "failed", "already_stored"}
+var knownOutcomes = []string{"duplicates_found", "no_duplicates", "skipped", "not_passed", "incomplete", "failed", "already_stored", "erased"}
 
 // httpLatencyBuckets span a cached read (1 ms) to a callback waiting on the broker (10 s).
 var httpLatencyBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
@@ -321,7 +321,7 @@ func (m *Metrics) EventConsumed() { m.eventsConsumed.Inc() }
 func (m *Metrics) EventKeyMismatch() { m.keyMismatches.Inc() }
 
 // Outcome records the stored outcome of a processed event: duplicates_found, no_duplicates,
-// skipped, not_passed, incomplete, failed or already_stored.
+// skipped, not_passed, incomplete, failed, already_stored or erased (an erased person's event, skipped).
 func (m *Metrics) Outcome(outcome string) {
 	m.outcomes.WithLabelValues(labelOr(outcome, "unknown")).Inc()
 }
