@@ -407,8 +407,8 @@ WHERE o.signature_id = ANY ($1::text[]) AND x <> $2`, sigs, u)
 WHERE user_id = ANY ($2::text[]) AND ($1 = ANY (similar_user_ids) OR $1 = ANY (matched_user_ids))`, u, others); err != nil {
 		return err
 	}
-	if err := r.exec(ctx, r.pseudonymised, "check_overflow", `UPDATE check_overflow SET user_ids = array_remove(user_ids, $1)
-WHERE $1 = ANY (user_ids)`, u); err != nil {
+	if err := r.exec(ctx, r.pseudonymised, "check_overflow", `UPDATE check_overflow o SET user_ids = array_remove(o.user_ids, $1)
+FROM idv_checks c WHERE c.user_id = ANY ($2::text[]) AND o.signature_id = c.signature_id AND $1 = ANY (o.user_ids)`, u, others); err != nil {
 		return err
 	}
 	if err := r.exec(ctx, r.pseudonymised, "alerts", `UPDATE alerts a SET
@@ -452,9 +452,21 @@ WHERE user_id_low = $1 OR user_id_high = $1 OR strpos(note, $1) > 0`, u, p); err
 		}
 		slices.Sort(neighbours)
 		neighbours = slices.Compact(neighbours)
-		for _, n := range neighbours[min(1, len(neighbours)):] {
-			if err := splitRing(ctx, tx, duplicate.PairKey{Low: neighbours[0], High: n}); err != nil {
+		if len(neighbours) > 1 {
+			// Those linked to the first by a live link are in its ring whatever the walk would
+			// find: in a dense ring (a face farm) that is nearly all, and one query instead of a
+			// walk each.
+			together, err := liveNeighboursOf(ctx, tx, neighbours[0])
+			if err != nil {
 				return err
+			}
+			for _, n := range neighbours[1:] {
+				if together[n] {
+					continue
+				}
+				if err := splitRing(ctx, tx, duplicate.PairKey{Low: neighbours[0], High: n}); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -515,4 +527,30 @@ WHERE erasure_id = $1 AND status = 'removed'`, erasureID)
 // RemoveSubjectStep is RemoveSubject with the hook as a plain function (erasure.Store).
 func (s *Store) RemoveSubjectStep(ctx context.Context, erasureID string, hook func(step string) error) error {
 	return s.RemoveSubject(ctx, erasureID, hook)
+}
+
+// liveNeighboursOf returns the accounts of u's ring linked to u by a link no review cleared
+// (liveNeighboursSQL, the split walk's own step).
+func liveNeighboursOf(ctx context.Context, tx pgx.Tx, u string) (map[string]bool, error) {
+	current, err := ringsOf(ctx, tx, []string{u})
+	if err != nil {
+		return nil, err
+	}
+	st, ok := current[u]
+	if !ok {
+		return nil, nil
+	}
+	rows, err := tx.Query(ctx, liveNeighboursSQL, pgx.QueryExecModeExec, []string{u}, st.Key)
+	if err != nil {
+		return nil, fmt.Errorf("read live neighbours: %w", err)
+	}
+	others, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("read live neighbours: %w", err)
+	}
+	out := make(map[string]bool, len(others))
+	for _, o := range others {
+		out[o] = true
+	}
+	return out, nil
 }
