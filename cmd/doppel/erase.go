@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 
@@ -75,7 +76,7 @@ func (a *app) erase(ctx context.Context, req duplicate.ErasureRequest, dryRun bo
 	if cfg.PseudonymKey == "" {
 		return errors.New("DOPPEL_PSEUDONYM_KEY is not set: erasure keeps tombstones under that key, which every instance must share; set it")
 	}
-	if req.Region != "" && !contains(cfg.RegionNames(), req.Region) {
+	if req.Region != "" && !slices.Contains(cfg.RegionNames(), req.Region) {
 		return fmt.Errorf("--region %q is not configured; configured regions: %s", req.Region, strings.Join(cfg.RegionNames(), ","))
 	}
 	pool, store, err := service.OpenStore(ctx, cfg, 4)
@@ -124,7 +125,7 @@ func (a *app) erase(ctx context.Context, req duplicate.ErasureRequest, dryRun bo
 	fmt.Fprintf(a.stdout, "erasure %s done: removed %s\n", e.ID, describeCounts(e.Removed))
 	var left []string
 	for _, v := range e.VendorSignatures {
-		if !contains(e.VendorCleared, v.SignatureID) {
+		if !slices.Contains(e.VendorCleared, v.SignatureID) {
 			left = append(left, v.SignatureID)
 		}
 	}
@@ -164,13 +165,4 @@ func describeCounts(counts map[string]int64) string {
 		parts[i] = fmt.Sprintf("%s %d", t, counts[t])
 	}
 	return strings.Join(parts, ", ")
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/doppelhq/doppel/internal/duplicate"
@@ -151,7 +152,7 @@ func (r *Runner) Finish(ctx context.Context, erasureID string) error {
 	}
 	var clearErrs []error
 	for _, v := range e.VendorSignatures {
-		if contains(e.VendorCleared, v.SignatureID) || (e.Region != "" && v.Region != e.Region) {
+		if slices.Contains(e.VendorCleared, v.SignatureID) || (e.Region != "" && v.Region != e.Region) {
 			continue
 		}
 		c, ok := r.cfg.Clearers[v.Region]
@@ -191,13 +192,4 @@ func (r *Runner) Finish(ctx context.Context, erasureID string) error {
 		r.cfg.OnDone()
 	}
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
