@@ -13,10 +13,14 @@ import (
 	"github.com/doppelhq/doppel/internal/duplicate"
 )
 
-// ErasureStore records and reads erasure requests and legal holds; postgres.Store implements it.
+// ErasureStore records and reads erasure requests; postgres.Store implements it.
 type ErasureStore interface {
 	RequestErasure(ctx context.Context, req duplicate.ErasureRequest) (duplicate.Erasure, bool, error)
 	Erasure(ctx context.Context, erasureID string) (duplicate.Erasure, error)
+}
+
+// LegalHolds tells whether a person is on legal hold, and why; postgres.Store implements it.
+type LegalHolds interface {
 	LegalHold(ctx context.Context, userID string) (duplicate.LegalHold, error)
 }
 
@@ -184,11 +188,10 @@ func (s *Server) handleLegalHold(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	st, err := s.erasures()
-	if err != nil {
-		return err
+	if s.cfg.LegalHolds == nil {
+		return newError(http.StatusServiceUnavailable, codeNotConfigured, "no database is configured")
 	}
-	h, err := st.LegalHold(c.Request().Context(), userID)
+	h, err := s.cfg.LegalHolds.LegalHold(c.Request().Context(), userID)
 	if err != nil {
 		return err
 	}

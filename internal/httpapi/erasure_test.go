@@ -24,7 +24,7 @@ func withErasure(f **postgres.Store) func(*httpapi.Config) {
 	return func(cfg *httpapi.Config) {
 		store := postgres.NewStore(cfg.Store.(*postgres.Store).Pool(), postgres.WithTombstones(pseudonym.NewKey([]byte("0123456789abcdef0123456789abcdef"))))
 		*f = store
-		cfg.Erasures = store
+		cfg.Erasures, cfg.LegalHolds = store, store
 		cfg.APIKeys = append(cfg.APIKeys, apikey.Key{Name: "privacy", Scopes: []string{apikey.ScopeErase},
 			SHA256: sha256.Sum256([]byte(eraseKey))})
 	}

@@ -118,6 +118,8 @@ type Config struct {
 	// runner); may be nil.
 	Erasures  ErasureStore
 	OnErasure func()
+	// LegalHolds answers GET /v1/users/{userId}/legal-hold; nil answers 503.
+	LegalHolds LegalHolds
 
 	// HSTS sends Strict-Transport-Security with every answer: the public listener is served over
 	// TLS by a proxy (DOPPEL_PUBLIC_URL is https).

@@ -222,6 +222,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	api := httpapi.New(httpapi.Config{
 		Erasures:                erasures,
 		OnErasure:               onErasure,
+		LegalHolds:              store,
 		Logger:                  log.With("component", "http"),
 		Readiness:               ready,
 		Store:                   store,
