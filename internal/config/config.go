@@ -71,6 +71,11 @@ type Config struct {
 	AdvanceRegions []string `yaml:"advance_regions" env:"DOPPEL_ADVANCE_REGIONS"`
 	// Region of an event that names none, and of `/v1/callbacks/advance`.
 	AdvanceDefaultRegion string `yaml:"advance_default_region" env:"DOPPEL_ADVANCE_DEFAULT_REGION"`
+	// Retention is how long a verification's data is kept (a Go duration, e.g. `43800h` for five
+	// years): a sweeper deletes checks completed and links last seen longer ago, with their alerts,
+	// never those of a person on legal hold, and recomputes the rings it touches (docs/privacy.md).
+	// 0 keeps everything. Per region: `DOPPEL_ADVANCE_<R>_RETENTION`.
+	Retention time.Duration `yaml:"retention" env:"DOPPEL_RETENTION"`
 	// AdvanceClearDataPath is the path, on the vendor host, of the account's data-clearing call
 	// (POST {"signatureId"}): an erasure calls it for each of the person's verifications, so the
 	// face leaves the vendor's face database. Empty: the account has none, and the erasure lists
@@ -308,6 +313,9 @@ func (c Config) Validate() error {
 	if c.TopicErasures != "" && (c.TopicErasures == c.TopicEvents || c.TopicErasures == c.TopicAlerts ||
 		c.TopicErasures == c.TopicDLQ || c.TopicErasures == c.TopicStarted) {
 		bad("DOPPEL_TOPIC_ERASURES must differ from DOPPEL_TOPIC_EVENTS, DOPPEL_TOPIC_ALERTS, DOPPEL_TOPIC_DLQ and DOPPEL_TOPIC_STARTED")
+	}
+	if c.Retention < 0 {
+		bad("DOPPEL_RETENTION must be 0 (keep everything) or a positive Go duration, e.g. 43800h, got %s", c.Retention)
 	}
 	if c.TopicPartitions < 1 {
 		bad("DOPPEL_TOPIC_PARTITIONS must be at least 1, got %d", c.TopicPartitions)

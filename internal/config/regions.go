@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/doppelhq/doppel/internal/duplicate"
 )
@@ -38,6 +39,8 @@ type RegionSettings struct {
 	MonthlyBudget int64 `yaml:"monthly_budget" envsuffix:"MONTHLY_BUDGET"`
 	// The path of the region's data-clearing call (default `DOPPEL_ADVANCE_CLEAR_DATA_PATH`; empty: none).
 	ClearDataPath *string `yaml:"clear_data_path" envsuffix:"CLEAR_DATA_PATH"`
+	// How long the region's data is kept, a Go duration (default `DOPPEL_RETENTION`; 0: keep).
+	Retention *time.Duration `yaml:"retention" envsuffix:"RETENTION"`
 }
 
 // Region is one vendor account of the effective configuration: a face search in a region only
@@ -52,6 +55,8 @@ type Region struct {
 	MonthlyBudget int64
 	// ClearDataPath is the path of the account's data-clearing call; "" when it has none.
 	ClearDataPath string
+	// Retention is how long the region's data is kept; 0 keeps it.
+	Retention time.Duration
 }
 
 var regionCode = regexp.MustCompile(`^[a-z][a-z0-9]{0,15}$`)
@@ -87,7 +92,7 @@ func (c Config) regional() bool {
 func (c Config) Regions() []Region {
 	if !c.regional() {
 		return []Region{{Name: DefaultRegionName, BaseURL: c.AdvanceBaseURL, AccessKey: c.AdvanceAccessKey,
-			SecretKey: c.AdvanceSecretKey, QPS: c.AdvanceQPS, ClearDataPath: c.AdvanceClearDataPath}}
+			SecretKey: c.AdvanceSecretKey, QPS: c.AdvanceQPS, ClearDataPath: c.AdvanceClearDataPath, Retention: c.Retention}}
 	}
 	var out []Region
 	for _, name := range c.RegionNames() {
@@ -100,8 +105,12 @@ func (c Config) Regions() []Region {
 		if s.ClearDataPath != nil {
 			clear = *s.ClearDataPath
 		}
+		retention := c.Retention
+		if s.Retention != nil {
+			retention = *s.Retention
+		}
 		out = append(out, Region{Name: name, BaseURL: s.BaseURL, AccessKey: s.AccessKey, SecretKey: s.SecretKey,
-			QPS: qps, MonthlyBudget: s.MonthlyBudget, ClearDataPath: clear})
+			QPS: qps, MonthlyBudget: s.MonthlyBudget, ClearDataPath: clear, Retention: retention})
 	}
 	return out
 }
@@ -119,9 +128,9 @@ func (c Config) DefaultRegion() string {
 var sectionKeys = []string{"advance"}
 
 // regionSettings are the per-region variables' suffixes: DOPPEL_ADVANCE_<R>_<suffix>.
-var regionSettings = []string{"BASE_URL", "ACCESS_KEY", "SECRET_KEY", "QPS", "MONTHLY_BUDGET", "CLEAR_DATA_PATH"}
+var regionSettings = []string{"BASE_URL", "ACCESS_KEY", "SECRET_KEY", "QPS", "MONTHLY_BUDGET", "CLEAR_DATA_PATH", "RETENTION"}
 
-var regionVariablePattern = regexp.MustCompile(`^DOPPEL_ADVANCE_([A-Z][A-Z0-9]*)_(BASE_URL|ACCESS_KEY|SECRET_KEY|QPS|MONTHLY_BUDGET|CLEAR_DATA_PATH)$`)
+var regionVariablePattern = regexp.MustCompile(`^DOPPEL_ADVANCE_([A-Z][A-Z0-9]*)_(BASE_URL|ACCESS_KEY|SECRET_KEY|QPS|MONTHLY_BUDGET|CLEAR_DATA_PATH|RETENTION)$`)
 
 // regionVariable reports whether name is a variable of a configured region.
 func (c Config) regionVariable(name string) bool {
@@ -137,6 +146,8 @@ func flatRegionVariable(name string) string {
 	switch {
 	case m == nil:
 		return name
+	case m[2] == "RETENTION":
+		return "DOPPEL_RETENTION"
 	case m[2] == "MONTHLY_BUDGET":
 		return "DOPPEL_ADVANCE_REGIONS"
 	default:
@@ -201,6 +212,13 @@ func applyRegionEnv(c *Config, getenv func(string) string, sources map[string]So
 		if v := get("CLEAR_DATA_PATH"); v != "" {
 			s.ClearDataPath = &v
 		}
+		if v := get("RETENTION"); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: want a Go duration such as 43800h (0: keep), got %q", regionVar(r, "RETENTION"), v))
+			}
+			s.Retention = &d
+		}
 		c.Advance.Regions[r] = s
 	}
 	return errors.Join(errs...)
@@ -246,6 +264,9 @@ func (c Config) validateRegions(bad func(format string, args ...any)) {
 				c.ReconcileQPS, regionVar(reg.Name, "QPS"), reg.QPS)
 		}
 		validateClearDataPath(bad, regionVar(reg.Name, "CLEAR_DATA_PATH"), reg.ClearDataPath)
+		if reg.Retention < 0 {
+			bad("%s must be 0 (keep everything) or a positive Go duration, e.g. 43800h, got %s", regionVar(reg.Name, "RETENTION"), reg.Retention)
+		}
 		if reg.MonthlyBudget < 0 {
 			bad("%s must be 0 (no budget) or a positive number of face searches, got %d", regionVar(reg.Name, "MONTHLY_BUDGET"), reg.MonthlyBudget)
 		}
@@ -285,7 +306,7 @@ func (c Config) describeRegions(w func(name, value string) error) error {
 		for _, kv := range [][2]string{
 			{"BASE_URL", r.BaseURL}, {"ACCESS_KEY", maskSet(r.AccessKey)}, {"SECRET_KEY", maskSet(r.SecretKey)},
 			{"QPS", strconv.FormatFloat(r.QPS, 'g', -1, 64)}, {"MONTHLY_BUDGET", strconv.FormatInt(r.MonthlyBudget, 10)},
-			{"CLEAR_DATA_PATH", r.ClearDataPath},
+			{"CLEAR_DATA_PATH", r.ClearDataPath}, {"RETENTION", r.Retention.String()},
 		} {
 			if err := w(regionVar(r.Name, kv[0]), kv[1]); err != nil {
 				return err

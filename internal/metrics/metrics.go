@@ -62,6 +62,7 @@ type Metrics struct {
 	// erasedMatches and erasures count the tombstones' work (issue 24).
 	erasedMatches  prometheus.Counter
 	erasures       prometheus.Counter
+	retention      *prometheus.CounterVec
 	deadLetters    *prometheus.CounterVec
 	unwritable     *prometheus.CounterVec
 	stalled        *prometheus.GaugeVec
@@ -157,6 +158,10 @@ func New(series Series) *Metrics {
 			Name: "doppel_erasures_done_total",
 			Help: "Erasures finished: rows removed, vendor asked, subject_erased published.",
 		}),
+		retention: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "doppel_retention_deleted_total",
+			Help: "Rows the retention sweep deleted (older than DOPPEL_RETENTION), by table.",
+		}, []string{"table"}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "doppel_dead_letters_total",
 			Help: "Messages written to the dead-letter topic, by reason.",
@@ -254,7 +259,7 @@ func New(series Series) *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.eventsConsumed, m.keyMismatches, m.outcomes, m.finished, m.retries, m.inFlight,
-		m.vendorCalls, m.vendorLatency, m.alertsPublished, m.erasedMatches, m.erasures, m.deadLetters, m.unwritable, m.stalled, m.stuckFor,
+		m.vendorCalls, m.vendorLatency, m.alertsPublished, m.erasedMatches, m.erasures, m.retention, m.deadLetters, m.unwritable, m.stalled, m.stuckFor,
 		m.breakerState, m.authFailures, m.callbacks, m.budgetSpent, m.budgetLimit, m.budgetWarning, m.parked, m.parking,
 		m.storeBatches, m.storeBatchSize, m.storeQueueWait, sourceErrors, m.lag, m.outbox,
 	)
@@ -331,6 +336,11 @@ func (m *Metrics) ErasedMatches(n int) {
 	if n > 0 {
 		m.erasedMatches.Add(float64(n))
 	}
+}
+
+// RetentionDeleted records that the retention sweep deleted n rows of table.
+func (m *Metrics) RetentionDeleted(table string, n int64) {
+	m.retention.WithLabelValues(table).Add(float64(n))
 }
 
 // ErasureDone records a finished erasure.

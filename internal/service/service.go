@@ -31,6 +31,7 @@ import (
 	"github.com/doppelhq/doppel/internal/readiness"
 	"github.com/doppelhq/doppel/internal/reconcile"
 	"github.com/doppelhq/doppel/internal/relay"
+	"github.com/doppelhq/doppel/internal/retention"
 	"github.com/doppelhq/doppel/internal/topic"
 )
 
@@ -219,6 +220,18 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	} else {
 		log.Warn("erasure is off: POST /v1/erasures answers 503 until DOPPEL_PSEUDONYM_KEY is set (the key of the tombstones, the same on every instance)")
 	}
+	retentions := map[string]time.Duration{}
+	for _, r := range cfg.Regions() {
+		if r.Retention > 0 {
+			retentions[r.Name] = r.Retention
+		}
+	}
+	if len(retentions) > 0 {
+		warnAlertRetention(ctx, cfg, retentions, log)
+		sweeper := retention.New(retention.Config{Store: store, Retentions: retentions, OnDeleted: m.RetentionDeleted,
+			Logger: log.With("component", "retention")})
+		parts = append(parts, named{"retention", func(ctx context.Context) error { sweeper.Run(ctx); return nil }})
+	}
 	api := httpapi.New(httpapi.Config{
 		Erasures:                erasures,
 		OnErasure:               onErasure,
@@ -283,6 +296,38 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		named{"admin", func(ctx context.Context) error { return admin.Serve(ctx, cfg.AdminAddr, cfg.ShutdownTimeout/2) }},
 	)
 	return runAll(ctx, log, parts...)
+}
+
+// warnAlertRetention warns when the alert topic keeps its messages longer than the shortest
+// configured retention: Doppel cannot rewrite what is already on Kafka, so the broker's retention
+// bounds how long an alert outlives the rows it was made from.
+func warnAlertRetention(ctx context.Context, cfg config.Config, retentions map[string]time.Duration, log *slog.Logger) {
+	shortest := time.Duration(0)
+	for _, d := range retentions {
+		if shortest == 0 || d < shortest {
+			shortest = d
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	kept, err := topic.Retention(ctx, cfg.KafkaBrokers, cfg.TopicAlerts)
+	if err != nil {
+		log.Warn("could not read the alert topic's retention.ms", "topic", cfg.TopicAlerts, "error", err)
+		return
+	}
+	if msg := alertRetentionProblem(kept, shortest); msg != "" {
+		log.Warn(msg, "topic", cfg.TopicAlerts, "retention_ms", kept.Milliseconds(), "shortest_retention", shortest.String())
+	}
+}
+
+// alertRetentionProblem says what is wrong with an alert topic that keeps its messages for kept
+// (-1: for ever) when the shortest configured retention is shortest; "" when nothing is.
+func alertRetentionProblem(kept, shortest time.Duration) string {
+	if kept >= 0 && kept <= shortest {
+		return ""
+	}
+	return "the alert topic keeps alerts longer than the shortest DOPPEL_RETENTION / DOPPEL_ADVANCE_<R>_RETENTION: " +
+		"alerts on Kafka outlive the rows they name; set the topic's retention.ms to at most that"
 }
 
 // consumerConfig is what every consumer (events, parked, started) shares: the dead-letter topic,
