@@ -75,8 +75,8 @@ ORDER BY 1 LIMIT $2`, userID, legalHoldReasonsLimit)
 		hold.Reasons = append(hold.Reasons, duplicate.HoldReason{Kind: duplicate.HoldConfirmedFraud, DuplicateUserID: o})
 	}
 	rows, err = q.Query(ctx, `
-SELECT a.alert_id::text FROM idv_checks c JOIN alerts a ON a.signature_id = c.signature_id
-WHERE c.user_id = ANY ($1::text[]) AND `+alertOpenSQL+`
+SELECT a.alert_id::text FROM alerts a
+WHERE a.user_id = ANY ($1::text[]) AND `+alertOpenSQL+`
 ORDER BY a.detected_at, a.alert_id LIMIT $2`, members, legalHoldReasonsLimit)
 	if err != nil {
 		return hold, fmt.Errorf("read open alerts of the ring: %w", err)
@@ -237,7 +237,7 @@ func (s *Store) ErasureCounts(ctx context.Context, userID string) (map[string]in
 			"ring_members":          `SELECT count(*) FROM ring_members WHERE user_id = $1`,
 			"check_overflow":        `SELECT count(*) FROM check_overflow o JOIN idv_checks c ON c.signature_id = o.signature_id WHERE c.user_id = $1`,
 			"started_verifications": `SELECT count(*) FROM started_verifications WHERE user_id = $1`,
-			"alerts":                `SELECT count(*) FROM alerts a JOIN idv_checks c ON c.signature_id = a.signature_id WHERE c.user_id = $1`,
+			"alerts":                `SELECT count(*) FROM alerts WHERE user_id = $1`,
 		} {
 			var n int64
 			if err := tx.QueryRow(ctx, sql, userID).Scan(&n); err != nil {
@@ -384,7 +384,8 @@ WHERE o.signature_id = ANY ($1::text[]) AND x <> $2`, sigs, u)
 	}
 
 	// Their own rows. Alerts first: they refer to the checks.
-	if err := r.exec(ctx, r.removed, "alerts", `DELETE FROM alerts WHERE signature_id = ANY ($1::text[])`, sigs); err != nil {
+	// An alert's user_id is its check's: the person's alerts are those of their checks.
+	if err := r.exec(ctx, r.removed, "alerts", `DELETE FROM alerts WHERE user_id = $1 OR signature_id = ANY ($2::text[])`, u, sigs); err != nil {
 		return err
 	}
 	if err := r.exec(ctx, r.removed, "check_overflow", `DELETE FROM check_overflow WHERE signature_id = ANY ($1::text[])`, sigs); err != nil {
@@ -420,8 +421,7 @@ FROM idv_checks c WHERE c.user_id = ANY ($2::text[]) AND o.signature_id = c.sign
 	if err := r.exec(ctx, r.pseudonymised, "alerts", `UPDATE alerts a SET
     matched_user_ids = array_remove(a.matched_user_ids, $1), new_matched_user_ids = array_remove(a.new_matched_user_ids, $1),
     matched_failed_user_ids = array_remove(a.matched_failed_user_ids, $1)
-FROM idv_checks c
-WHERE c.user_id = ANY ($2::text[]) AND a.signature_id = c.signature_id
+WHERE a.user_id = ANY ($2::text[])
   AND ($1 = ANY (a.matched_user_ids) OR $1 = ANY (a.new_matched_user_ids) OR $1 = ANY (a.matched_failed_user_ids))`, u, others); err != nil {
 		return err
 	}

@@ -189,13 +189,12 @@ WHERE r.decision = 'confirmed_fraud'`, users)
 WITH x AS (SELECT u, m.ring_key FROM unnest($1::text[]) AS u LEFT JOIN ring_members m ON m.user_id = u),
 open_rings AS (
     SELECT DISTINCT mm.ring_key FROM ring_members mm
-    JOIN idv_checks c ON c.user_id = mm.user_id
-    JOIN alerts a ON a.signature_id = c.signature_id
+    JOIN alerts a ON a.user_id = mm.user_id
     WHERE mm.ring_key IN (SELECT ring_key FROM x WHERE ring_key IS NOT NULL) AND `+alertOpenSQL+`
 )
 SELECT x.u FROM x JOIN open_rings o ON o.ring_key = x.ring_key
 UNION
-SELECT x.u FROM x JOIN idv_checks c ON c.user_id = x.u JOIN alerts a ON a.signature_id = c.signature_id
+SELECT x.u FROM x JOIN alerts a ON a.user_id = x.u
 WHERE x.ring_key IS NULL AND `+alertOpenSQL, users)
 	if err != nil {
 		return nil, fmt.Errorf("read open alerts: %w", err)

@@ -1,1 +1,0 @@
-DROP INDEX CONCURRENTLY IF EXISTS alerts_signature_id_idx;
