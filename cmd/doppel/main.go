@@ -81,7 +81,7 @@ environment variables; see configs/doppel.example.yaml and ` + "`doppel config c
 	root.PersistentFlags().StringVar(&a.configPath, "config", a.environ["DOPPEL_CONFIG"],
 		"YAML configuration file (default $DOPPEL_CONFIG); DOPPEL_* variables override it")
 	root.AddCommand(a.serveCommand(), a.migrateCommand(), a.configCommand(), a.replayCommand(),
-		a.dlqCommand(), a.analystCommand(), versionCommand(info))
+		a.dlqCommand(), a.analystCommand(), a.eraseCommand(), versionCommand(info))
 	return root
 }
 

@@ -304,3 +304,29 @@ func TestGetEvidenceFromTheSimulator(t *testing.T) {
 	require.NotEmpty(t, a.Document.BirthDate)
 	require.NotEqual(t, a.Document.IDNumber, c.Document.IDNumber, "two accounts, two documents")
 }
+
+// ClearData against the simulator: the cleared verification's face leaves the face database, so a
+// later face search no longer returns its user; an account without the call is a permanent error.
+func TestClearDataRemovesTheFaceFromLaterSearches(t *testing.T) {
+	t.Parallel()
+	b := setupSim(t, advancesim.Config{}, func(c *advance.Config) { c.ClearDataPath = advancesim.ClearDataPath })
+	ids := b.seed(t,
+		advancesim.Session{UserID: "u1", Face: "f", OverallResult: advancesim.ResultPass},
+		advancesim.Session{UserID: "u2", Face: "f", OverallResult: advancesim.ResultPass},
+		advancesim.Session{UserID: "u3", Face: "f", OverallResult: advancesim.ResultPass})
+	ctx := context.Background()
+	res, err := b.client.FaceSearch(ctx, ids[2])
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{"u1", "u2"}, res.SimilarFaceUserIDs)
+
+	require.NoError(t, b.client.ClearData(ctx, ids[0]))
+	require.NoError(t, b.client.ClearData(ctx, ids[0]), "clearing twice changes nothing")
+	res, err = b.client.FaceSearch(ctx, ids[2])
+	require.NoError(t, err)
+	require.Equal(t, []string{"u2"}, res.SimilarFaceUserIDs)
+	require.Equal(t, advance.CodeParameterError, asError(t, b.client.ClearData(ctx, "no-such-signature")).Code)
+
+	without := setupSim(t, advancesim.Config{}, nil)
+	e := asError(t, without.client.ClearData(ctx, ids[0]))
+	require.Equal(t, advance.KindPermanent, e.Kind)
+}

@@ -58,6 +58,9 @@ type Config struct {
 	// (EndpointGenerateToken, EndpointFaceSearch, EndpointGetResult), the vendor code or
 	// "HTTP_<status>"/"TIMEOUT"/"NETWORK"/"CANCELED"/"BAD_RESPONSE", and the call's duration.
 	OnCall func(endpoint string, code string, d time.Duration)
+	// ClearDataPath is the path of the account's data-clearing call, where the account offers one
+	// (ClearData); empty: none.
+	ClearDataPath string
 }
 
 // Validate reports the first problem with the configuration, saying what to set. It never
@@ -254,6 +257,25 @@ func (c *Client) Enroll(ctx context.Context, signatureID string) (*EnrollResult,
 		return nil, err
 	}
 	return res, nil
+}
+
+// ClearData asks the vendor to clear one verification's data: its face leaves the account's face
+// database, so later face searches no longer return its user. Only accounts that offer the call
+// have it (Config.ClearDataPath); without it ClearData is a permanent error.
+func (c *Client) ClearData(ctx context.Context, signatureID string) error {
+	if signatureID == "" {
+		return emptySignatureID(EndpointClearData)
+	}
+	if c.cfg.ClearDataPath == "" {
+		return &Error{Op: EndpointClearData, Code: CodeParameterError, Message: "the account has no data-clearing call (ClearDataPath is empty)", Kind: KindPermanent}
+	}
+	body, _ := json.Marshal(struct {
+		SignatureID string `json:"signatureId"`
+	}{signatureID})
+	return c.authorized(ctx, EndpointClearData, c.cfg.ClearDataPath, body, maxBodyBytes, func(status int, h http.Header, b []byte) *Error {
+		_, e := decodeEnvelope(EndpointClearData, status, h, b, c.cfg.Now())
+		return e
+	})
 }
 
 // emptySignatureID rejects a call the vendor would reject, without paying for the round trip.

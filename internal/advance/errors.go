@@ -45,6 +45,7 @@ const (
 	EndpointFaceSearch    = "face-search"
 	EndpointGetResult     = "get-result"
 	EndpointEnroll        = "face-search-enroll"
+	EndpointClearData     = "clear-data"
 )
 
 // maxRetryAfter caps a Retry-After hint so that a bad header cannot park a worker for hours.

@@ -22,7 +22,9 @@ const (
 	// ScopeAssign allows assigning a case to someone else (a lead's act); claiming one's own needs
 	// only review.
 	ScopeAssign = "assign"
-	// ScopeErase allows erasing a person's data, reading the access log and exporting a person's data; no other scope implies it.
+	// ScopeErase allows erasure requests (POST /v1/erasures) and reading them, reading the access
+	// log and exporting a person's data: what removes or shows everything about a person. No other
+	// scope implies it.
 	ScopeErase = "erase"
 )
 

@@ -38,6 +38,9 @@ type Config struct {
 	// TopicStarted carries one event per verification started (generate-url answered), so that a
 	// verification whose completion callback never comes is found by polling.
 	TopicStarted string `yaml:"topic_started" env:"DOPPEL_TOPIC_STARTED"`
+	// TopicErasures receives one subject_erased event per finished erasure, keyed by userId, so
+	// that every subscriber of the alert topic can delete its own copies (docs/contracts.md).
+	TopicErasures string `yaml:"topic_erasures" env:"DOPPEL_TOPIC_ERASURES"`
 	// The partitions of the events and alert topics when Doppel creates them.
 	TopicPartitions int `yaml:"topic_partitions" env:"DOPPEL_TOPIC_PARTITIONS"`
 	// TopicReplicationFactor is the copies of each partition of a topic Doppel creates; 0 takes 3 on
@@ -68,6 +71,17 @@ type Config struct {
 	AdvanceRegions []string `yaml:"advance_regions" env:"DOPPEL_ADVANCE_REGIONS"`
 	// Region of an event that names none, and of `/v1/callbacks/advance`.
 	AdvanceDefaultRegion string `yaml:"advance_default_region" env:"DOPPEL_ADVANCE_DEFAULT_REGION"`
+	// Retention is how long a verification's data is kept (a Go duration, e.g. `43800h` for five
+	// years): a sweeper deletes checks completed and links last seen longer ago, with their alerts,
+	// never those of a person on legal hold, and recomputes the rings it touches (docs/privacy.md).
+	// 0 keeps everything. Per region: `DOPPEL_ADVANCE_<R>_RETENTION`.
+	Retention time.Duration `yaml:"retention" env:"DOPPEL_RETENTION"`
+	// AdvanceClearDataPath is the path, on the vendor host, of the account's data-clearing call
+	// (POST {"signatureId"}): an erasure calls it for each of the person's verifications, so the
+	// face leaves the vendor's face database. Empty: the account has none, and the erasure lists
+	// the signatureIds for the operator to ask the vendor about (docs/privacy.md). Per region:
+	// `DOPPEL_ADVANCE_<R>_CLEAR_DATA_PATH`.
+	AdvanceClearDataPath string `yaml:"advance_clear_data_path" env:"DOPPEL_ADVANCE_CLEAR_DATA_PATH"`
 	// Advance is the file's advance: section; its variables are per region, DOPPEL_ADVANCE_<R>_*.
 	Advance Advance `yaml:"advance"`
 
@@ -127,8 +141,8 @@ type Config struct {
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" env:"DOPPEL_SHUTDOWN_TIMEOUT"`
 
 	// APIKeys lists the query API's keys as "name:scope+scope:sha256hex" entries separated by ";":
-	// only the SHA-256 of each key is configured, never the key itself. Scopes are read, review and
-	// replay.
+	// only the SHA-256 of each key is configured, never the key itself. Scopes are read, review,
+	// replay and erase (erasure requests; no other scope implies it).
 	APIKeys string `yaml:"api_keys" env:"DOPPEL_API_KEYS" secret:"true"`
 	// CallbackToken authenticates the vendor's callbacks (?token= on the callback URL, or the
 	// X-Doppel-Callback-Token header).
@@ -259,6 +273,7 @@ func Default() Config {
 		TopicAlerts:           "doppel.alerts",
 		TopicDLQ:              "idv.completed.dlq",
 		TopicStarted:          "idv.started",
+		TopicErasures:         "doppel.erasures",
 		TopicPartitions:       6,
 		CreateTopics:          true,
 		AdvanceTimeout:        10 * time.Second,
@@ -329,7 +344,7 @@ func (c Config) Validate() error {
 	}
 	for name, topic := range map[string]string{"DOPPEL_KAFKA_GROUP_ID": c.KafkaGroupID,
 		"DOPPEL_TOPIC_EVENTS": c.TopicEvents, "DOPPEL_TOPIC_ALERTS": c.TopicAlerts, "DOPPEL_TOPIC_DLQ": c.TopicDLQ,
-		"DOPPEL_TOPIC_STARTED": c.TopicStarted} {
+		"DOPPEL_TOPIC_STARTED": c.TopicStarted, "DOPPEL_TOPIC_ERASURES": c.TopicErasures} {
 		if topic == "" {
 			bad("%s must not be empty", name)
 		}
@@ -339,6 +354,13 @@ func (c Config) Validate() error {
 	}
 	if c.TopicStarted != "" && (c.TopicStarted == c.TopicEvents || c.TopicStarted == c.TopicAlerts || c.TopicStarted == c.TopicDLQ) {
 		bad("DOPPEL_TOPIC_STARTED must differ from DOPPEL_TOPIC_EVENTS, DOPPEL_TOPIC_ALERTS and DOPPEL_TOPIC_DLQ")
+	}
+	if c.TopicErasures != "" && (c.TopicErasures == c.TopicEvents || c.TopicErasures == c.TopicAlerts ||
+		c.TopicErasures == c.TopicDLQ || c.TopicErasures == c.TopicStarted) {
+		bad("DOPPEL_TOPIC_ERASURES must differ from DOPPEL_TOPIC_EVENTS, DOPPEL_TOPIC_ALERTS, DOPPEL_TOPIC_DLQ and DOPPEL_TOPIC_STARTED")
+	}
+	if c.Retention < 0 {
+		bad("DOPPEL_RETENTION must be 0 (keep everything) or a positive Go duration, e.g. 43800h, got %s", c.Retention)
 	}
 	if c.TopicPartitions < 1 {
 		bad("DOPPEL_TOPIC_PARTITIONS must be at least 1, got %d", c.TopicPartitions)

@@ -40,6 +40,10 @@ type RegionSettings struct {
 	// How long a case whose first alert came from the region may wait for a decision (default
 	// `DOPPEL_REVIEW_SLA`).
 	ReviewSLA *time.Duration `yaml:"review_sla" envsuffix:"REVIEW_SLA"`
+	// The path of the region's data-clearing call (default `DOPPEL_ADVANCE_CLEAR_DATA_PATH`; empty: none).
+	ClearDataPath *string `yaml:"clear_data_path" envsuffix:"CLEAR_DATA_PATH"`
+	// How long the region's data is kept, a Go duration (default `DOPPEL_RETENTION`; 0: keep).
+	Retention *time.Duration `yaml:"retention" envsuffix:"RETENTION"`
 }
 
 // Region is one vendor account of the effective configuration: a face search in a region only
@@ -52,6 +56,10 @@ type Region struct {
 	QPS       float64
 	// MonthlyBudget is the most face searches per calendar month (UTC); 0 means no budget.
 	MonthlyBudget int64
+	// ClearDataPath is the path of the account's data-clearing call; "" when it has none.
+	ClearDataPath string
+	// Retention is how long the region's data is kept; 0 keeps it.
+	Retention time.Duration
 }
 
 var regionCode = regexp.MustCompile(`^[a-z][a-z0-9]{0,15}$`)
@@ -87,7 +95,7 @@ func (c Config) regional() bool {
 func (c Config) Regions() []Region {
 	if !c.regional() {
 		return []Region{{Name: DefaultRegionName, BaseURL: c.AdvanceBaseURL, AccessKey: c.AdvanceAccessKey,
-			SecretKey: c.AdvanceSecretKey, QPS: c.AdvanceQPS}}
+			SecretKey: c.AdvanceSecretKey, QPS: c.AdvanceQPS, ClearDataPath: c.AdvanceClearDataPath, Retention: c.Retention}}
 	}
 	var out []Region
 	for _, name := range c.RegionNames() {
@@ -96,8 +104,16 @@ func (c Config) Regions() []Region {
 		if s.QPS != nil {
 			qps = *s.QPS
 		}
+		clear := c.AdvanceClearDataPath
+		if s.ClearDataPath != nil {
+			clear = *s.ClearDataPath
+		}
+		retention := c.Retention
+		if s.Retention != nil {
+			retention = *s.Retention
+		}
 		out = append(out, Region{Name: name, BaseURL: s.BaseURL, AccessKey: s.AccessKey, SecretKey: s.SecretKey,
-			QPS: qps, MonthlyBudget: s.MonthlyBudget})
+			QPS: qps, MonthlyBudget: s.MonthlyBudget, ClearDataPath: clear, Retention: retention})
 	}
 	return out
 }
@@ -127,9 +143,9 @@ func (c Config) DefaultRegion() string {
 var sectionKeys = []string{"advance"}
 
 // regionSettings are the per-region variables' suffixes: DOPPEL_ADVANCE_<R>_<suffix>.
-var regionSettings = []string{"BASE_URL", "ACCESS_KEY", "SECRET_KEY", "QPS", "MONTHLY_BUDGET", "REVIEW_SLA"}
+var regionSettings = []string{"BASE_URL", "ACCESS_KEY", "SECRET_KEY", "QPS", "MONTHLY_BUDGET", "REVIEW_SLA", "CLEAR_DATA_PATH", "RETENTION"}
 
-var regionVariablePattern = regexp.MustCompile(`^DOPPEL_ADVANCE_([A-Z][A-Z0-9]*)_(BASE_URL|ACCESS_KEY|SECRET_KEY|QPS|MONTHLY_BUDGET|REVIEW_SLA)$`)
+var regionVariablePattern = regexp.MustCompile(`^DOPPEL_ADVANCE_([A-Z][A-Z0-9]*)_(BASE_URL|ACCESS_KEY|SECRET_KEY|QPS|MONTHLY_BUDGET|REVIEW_SLA|CLEAR_DATA_PATH|RETENTION)$`)
 
 // regionVariable reports whether name is a variable of a configured region.
 func (c Config) regionVariable(name string) bool {
@@ -145,6 +161,8 @@ func flatRegionVariable(name string) string {
 	switch {
 	case m == nil:
 		return name
+	case m[2] == "RETENTION":
+		return "DOPPEL_RETENTION"
 	case m[2] == "MONTHLY_BUDGET":
 		return "DOPPEL_ADVANCE_REGIONS"
 	case m[2] == "REVIEW_SLA":
@@ -215,6 +233,16 @@ func applyRegionEnv(c *Config, getenv func(string) string, sources map[string]So
 			}
 			s.ReviewSLA = &d
 		}
+		if v := get("CLEAR_DATA_PATH"); v != "" {
+			s.ClearDataPath = &v
+		}
+		if v := get("RETENTION"); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: want a Go duration such as 43800h (0: keep), got %q", regionVar(r, "RETENTION"), v))
+			}
+			s.Retention = &d
+		}
 		c.Advance.Regions[r] = s
 	}
 	return errors.Join(errs...)
@@ -231,6 +259,7 @@ func (c Config) validateRegions(bad func(format string, args ...any)) {
 		if c.AdvanceQPS < 0 {
 			bad("DOPPEL_ADVANCE_QPS must be 0 (no client-side limit) or positive, got %g", c.AdvanceQPS)
 		}
+		validateClearDataPath(bad, "DOPPEL_ADVANCE_CLEAR_DATA_PATH", c.AdvanceClearDataPath)
 		return
 	}
 	names := c.RegionNames()
@@ -261,12 +290,23 @@ func (c Config) validateRegions(bad func(format string, args ...any)) {
 			bad("DOPPEL_RECONCILE_QPS (%g) must be below %s (%g): each region's polling takes that share of the region's rate",
 				c.ReconcileQPS, regionVar(reg.Name, "QPS"), reg.QPS)
 		}
+		validateClearDataPath(bad, regionVar(reg.Name, "CLEAR_DATA_PATH"), reg.ClearDataPath)
+		if reg.Retention < 0 {
+			bad("%s must be 0 (keep everything) or a positive Go duration, e.g. 43800h, got %s", regionVar(reg.Name, "RETENTION"), reg.Retention)
+		}
 		if reg.MonthlyBudget < 0 {
 			bad("%s must be 0 (no budget) or a positive number of face searches, got %d", regionVar(reg.Name, "MONTHLY_BUDGET"), reg.MonthlyBudget)
 		}
 	}
 	if c.AdvanceDefaultRegion != "" && !slices.Contains(names, c.AdvanceDefaultRegion) {
 		bad("DOPPEL_ADVANCE_DEFAULT_REGION %q is not one of DOPPEL_ADVANCE_REGIONS (%s)", c.AdvanceDefaultRegion, strings.Join(names, ","))
+	}
+}
+
+// validateClearDataPath checks a data-clearing path: empty, or a path on the vendor host.
+func validateClearDataPath(bad func(string, ...any), name, path string) {
+	if path != "" && (!strings.HasPrefix(path, "/") || strings.ContainsAny(path, "?# ")) {
+		bad("%s must be empty (no data-clearing call) or a path on the vendor host starting with /, e.g. /intl/openapi/identity-risk/idvs-h5/ekyc/v1/clear-data, got %q", name, path)
 	}
 }
 
@@ -293,6 +333,7 @@ func (c Config) describeRegions(w func(name, value string) error) error {
 		for _, kv := range [][2]string{
 			{"BASE_URL", r.BaseURL}, {"ACCESS_KEY", maskSet(r.AccessKey)}, {"SECRET_KEY", maskSet(r.SecretKey)},
 			{"QPS", strconv.FormatFloat(r.QPS, 'g', -1, 64)}, {"MONTHLY_BUDGET", strconv.FormatInt(r.MonthlyBudget, 10)},
+			{"CLEAR_DATA_PATH", r.ClearDataPath}, {"RETENTION", r.Retention.String()},
 		} {
 			if err := w(regionVar(r.Name, kv[0]), kv[1]); err != nil {
 				return err

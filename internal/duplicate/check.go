@@ -34,7 +34,7 @@ const (
 // event for the signatureId replaces them.
 func (o Outcome) Final() bool {
 	switch o {
-	case OutcomeDuplicatesFound, OutcomeNoDuplicates, OutcomeNotPassed:
+	case OutcomeDuplicatesFound, OutcomeNoDuplicates, OutcomeNotPassed, OutcomeErased:
 		return true
 	}
 	return false

@@ -47,6 +47,9 @@ func (s *Server) routes() {
 	erase := s.requireScope(apikey.ScopeErase)
 	get(s.echo, "/v1/access-log", s.handleAccessLog, erase)
 	get(s.echo, "/v1/users/:userId/export", s.handleExport, erase)
+	s.echo.POST("/v1/erasures", s.handleErasure, erase)
+	get(s.echo, "/v1/erasures/:erasureId", s.handleGetErasure, erase)
+	get(s.echo, "/v1/users/:userId/legal-hold", s.handleLegalHold, read)
 }
 
 // routes lists every route of the admin listener.

@@ -119,6 +119,14 @@ type Config struct {
 	// ReconcileAlertRatio is the callbacks_missing threshold, shown next to the counts.
 	ReconcileAlertRatio float64
 
+	// Erasures records and reads erasure requests and legal holds; nil answers 503 (no database, or
+	// no DOPPEL_PSEUDONYM_KEY). OnErasure is called once a new erasure is recorded (to wake the
+	// runner); may be nil.
+	Erasures  ErasureStore
+	OnErasure func()
+	// LegalHolds answers GET /v1/users/{userId}/legal-hold; nil answers 503.
+	LegalHolds LegalHolds
+
 	// HSTS sends Strict-Transport-Security with every answer: the public listener is served over
 	// TLS by a proxy (DOPPEL_PUBLIC_URL is https).
 	HSTS bool

@@ -26,7 +26,7 @@ import (
 
 // knownOutcomes are the stored outcomes of a check, pre-created at zero so that rate() and the
 // dashboard have a series for each before the first event of that kind arrives.
-var knownOutcomes = []string{"duplicates_found", "no_duplicates", "skipped", "not_passed", "incomplete", "failed", "already_stored"}
+var knownOutcomes = []string{"duplicates_found", "no_duplicates", "skipped", "not_passed", "incomplete", "failed", "already_stored", "erased"}
 
 // httpLatencyBuckets span a cached read (1 ms) to a callback waiting on the broker (10 s).
 var httpLatencyBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
@@ -60,19 +60,23 @@ type Metrics struct {
 	vendorLatency   *prometheus.HistogramVec
 	evidence        *prometheus.CounterVec
 	alertsPublished prometheus.Counter
-	deadLetters     *prometheus.CounterVec
-	unwritable      *prometheus.CounterVec
-	stalled         *prometheus.GaugeVec
-	stuckFor        *prometheus.GaugeVec
-	breakerState    *prometheus.GaugeVec
-	budgetSpent     *prometheus.GaugeVec
-	budgetLimit     *prometheus.GaugeVec
-	budgetWarning   *prometheus.GaugeVec
-	parked          *prometheus.CounterVec
-	parking         *prometheus.GaugeVec
-	storeBatches    *prometheus.HistogramVec
-	storeBatchSize  *prometheus.HistogramVec
-	storeQueueWait  *prometheus.HistogramVec
+	// erasedMatches and erasures count the tombstones' work (issue 24).
+	erasedMatches  prometheus.Counter
+	erasures       prometheus.Counter
+	retention      *prometheus.CounterVec
+	deadLetters    *prometheus.CounterVec
+	unwritable     *prometheus.CounterVec
+	stalled        *prometheus.GaugeVec
+	stuckFor       *prometheus.GaugeVec
+	breakerState   *prometheus.GaugeVec
+	budgetSpent    *prometheus.GaugeVec
+	budgetLimit    *prometheus.GaugeVec
+	budgetWarning  *prometheus.GaugeVec
+	parked         *prometheus.CounterVec
+	parking        *prometheus.GaugeVec
+	storeBatches   *prometheus.HistogramVec
+	storeBatchSize *prometheus.HistogramVec
+	storeQueueWait *prometheus.HistogramVec
 
 	mu           sync.Mutex
 	regions      map[string]*Region
@@ -148,6 +152,18 @@ func New(series Series) *Metrics {
 			Name: "doppel_alerts_published_total",
 			Help: "Alerts the outbox relay published to the alert topic.",
 		}),
+		erasedMatches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "doppel_erased_matches_total",
+			Help: "Mentions of erased people dropped from face-search answers before linking (the vendor still had their face).",
+		}),
+		erasures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "doppel_erasures_done_total",
+			Help: "Erasures finished: rows removed, vendor asked, subject_erased published.",
+		}),
+		retention: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "doppel_retention_deleted_total",
+			Help: "Rows the retention sweeps deleted (older than DOPPEL_RETENTION, or DOPPEL_ACCESS_LOG_RETENTION for access_log), by table.",
+		}, []string{"table"}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "doppel_dead_letters_total",
 			Help: "Messages written to the dead-letter topic, by reason.",
@@ -245,7 +261,7 @@ func New(series Series) *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.eventsConsumed, m.keyMismatches, m.outcomes, m.finished, m.retries, m.inFlight,
-		m.vendorCalls, m.vendorLatency, m.alertsPublished, m.deadLetters, m.unwritable, m.stalled, m.stuckFor,
+		m.vendorCalls, m.vendorLatency, m.alertsPublished, m.erasedMatches, m.erasures, m.retention, m.deadLetters, m.unwritable, m.stalled, m.stuckFor,
 		m.breakerState, m.authFailures, m.callbacks, m.budgetSpent, m.budgetLimit, m.budgetWarning, m.parked, m.parking,
 		m.storeBatches, m.storeBatchSize, m.storeQueueWait, sourceErrors, m.lag, m.outbox,
 	)
@@ -313,10 +329,25 @@ func (m *Metrics) EventConsumed() { m.eventsConsumed.Inc() }
 func (m *Metrics) EventKeyMismatch() { m.keyMismatches.Inc() }
 
 // Outcome records the stored outcome of a processed event: duplicates_found, no_duplicates,
-// skipped, not_passed, incomplete, failed or already_stored.
+// skipped, not_passed, incomplete, failed, already_stored or erased (an erased person's event, skipped).
 func (m *Metrics) Outcome(outcome string) {
 	m.outcomes.WithLabelValues(labelOr(outcome, "unknown")).Inc()
 }
+
+// ErasedMatches records that n mentions of erased people were dropped from face-search answers.
+func (m *Metrics) ErasedMatches(n int) {
+	if n > 0 {
+		m.erasedMatches.Add(float64(n))
+	}
+}
+
+// RetentionDeleted records that the retention sweep deleted n rows of table.
+func (m *Metrics) RetentionDeleted(table string, n int64) {
+	m.retention.WithLabelValues(table).Add(float64(n))
+}
+
+// ErasureDone records a finished erasure.
+func (m *Metrics) ErasureDone() { m.erasures.Inc() }
 
 // AlertsPublished records that the relay published n alerts. Its signature matches
 // relay.Config.OnPublished.

@@ -226,6 +226,11 @@ func (p *Handler) detect(ctx context.Context, d *Delivery) error {
 	// Checked first: a logger derived per event (With) formats its attributes even when the line
 	// is then dropped, and at thousands of events a second that was a visible share of the CPU.
 	if res.AlreadyStored {
+		if res.Outcome == duplicate.OutcomeErased {
+			// The person was erased: skipped with no vendor call and nothing stored.
+			p.cfg.Metrics.Outcome(string(duplicate.OutcomeErased))
+			return nil
+		}
 		p.cfg.Metrics.Outcome("already_stored")
 		if p.log.Enabled(ctx, slog.LevelDebug) {
 			p.log.Debug("already stored, not searched again", "signature_id", ev.SignatureID,

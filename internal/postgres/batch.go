@@ -144,19 +144,25 @@ func (b *Batcher) saveTogether(ctx context.Context, batch []*pending[saveRequest
 
 // lookupOutcomesSQL reads the stored outcomes of a batch of signatureIds. Like every statement of
 // the Batcher it is prepared once per connection (see KeyLookUpPlans).
-const lookupOutcomesSQL = `SELECT signature_id, outcome FROM idv_checks WHERE signature_id = ANY($1::text[])`
+// A tombstoned signatureId (its person was erased) answers 'erased', after any stored row.
+const lookupOutcomesSQL = `SELECT signature_id, outcome FROM idv_checks WHERE signature_id = ANY($1::text[])
+UNION ALL
+SELECT u.sig, 'erased' FROM unnest($1::text[], $2::text[]) AS u(sig, h)
+WHERE EXISTS (SELECT 1 FROM erased_signatures e WHERE e.signature_hash = u.h)`
 
 func (b *Batcher) flushLookups(ctx context.Context, batch []*pending[lookupRequest]) {
-	sigs := make([]string, len(batch))
+	sigs, hashes := make([]string, len(batch)), make([]string, len(batch))
 	for i, p := range batch {
-		sigs[i] = p.req.signatureID
+		sigs[i], hashes[i] = p.req.signatureID, b.store.hash(p.req.signatureID)
 	}
 	outcomes := make(map[string]string, len(batch))
-	rows, err := b.store.pool.Query(ctx, lookupOutcomesSQL, sigs)
+	rows, err := b.store.pool.Query(ctx, lookupOutcomesSQL, sigs, hashes)
 	if err == nil {
 		var sig, outcome string
 		_, err = pgx.ForEachRow(rows, []any{&sig, &outcome}, func() error {
-			outcomes[sig] = outcome
+			if outcomes[sig] != string(duplicate.OutcomeErased) {
+				outcomes[sig] = outcome
+			}
 			return nil
 		})
 	}

@@ -50,21 +50,40 @@ func (s *Store) linkPipelined(ctx context.Context, conn *pgx.Conn, checks []dupl
 		ringUsers = nil
 	}
 
+	matchedHashes, byHash := s.matchedHashes(checks)
 	reads := &pgx.Batch{}
 	reads.Queue("BEGIN")
-	reads.Queue(insertChecksSQL, insertChecksArgs(checks)...)
+	if s.tomb != nil {
+		reads.Queue(lockSubjectsSQL, checkUsers(checks))
+	}
+	reads.Queue(insertChecksSQL, s.insertChecksArgs(checks)...)
 	reads.Queue(`SELECT pg_advisory_xact_lock($1)`, int64(ringIndexLock))
+	if s.tomb != nil {
+		reads.Queue(matchedTombstonesSQL, matchedHashes)
+	}
 	queuePairStates(reads, pairReads)
 	if ringUsers != nil {
 		reads.Queue(ringsOfSQL, ringUsers)
 	}
 	res := conn.SendBatch(ctx, reads)
-	stored, states, prefetched, err := readLinkReads(res, checks, pairs, ringUsers)
+	var erased map[string]bool
+	stored, states, prefetched, err := readLinkReads(res, checks, pairs, ringUsers, s.tomb != nil,
+		func(rows pgx.Rows, err error) error {
+			erased, err = readErasedMatches(rows, err, byHash)
+			return err
+		})
 	if closeErr := res.Close(); err == nil {
 		err = closeErr
 	}
 	if err != nil {
 		return nil, err
+	}
+	if len(erased) > 0 {
+		// Rare: a face search named an erased person. The batch is linked without them; the pair
+		// states read for their pairs are simply not used.
+		if checks, _, err = s.dropErasedMatches(ctx, conn, checks, erased); err != nil {
+			return nil, err
+		}
 	}
 
 	// The checks stored (usually all of them) are linked; at maps them back to checks.
@@ -112,9 +131,15 @@ func (s *Store) linkPipelined(ctx context.Context, conn *pgx.Conn, checks []dupl
 
 // readLinkReads reads the answers of linkPipelined's first round trip, in the order queued.
 func readLinkReads(res pgx.BatchResults, checks []duplicate.Check, pairs []duplicate.PairKey,
-	ringUsers []string) ([]bool, map[duplicate.PairKey]duplicate.PairState, map[string]duplicate.RingState, error) {
+	ringUsers []string, tombstones bool, readTombstones func(pgx.Rows, error) error,
+) ([]bool, map[duplicate.PairKey]duplicate.PairState, map[string]duplicate.RingState, error) {
 	if _, err := res.Exec(); err != nil {
 		return nil, nil, nil, fmt.Errorf("begin: %w", err)
+	}
+	if tombstones {
+		if _, err := res.Exec(); err != nil {
+			return nil, nil, nil, fmt.Errorf("lock people: %w", err)
+		}
 	}
 	rows, err := res.Query()
 	stored, err := readStored(rows, err, checks)
@@ -123,6 +148,11 @@ func readLinkReads(res pgx.BatchResults, checks []duplicate.Check, pairs []dupli
 	}
 	if _, err := res.Exec(); err != nil {
 		return nil, nil, nil, fmt.Errorf("lock ring index: %w", err)
+	}
+	if tombstones {
+		if err := readTombstones(res.Query()); err != nil {
+			return nil, nil, nil, err
+		}
 	}
 	states, err := readPairStates(res, pairs)
 	if err != nil {

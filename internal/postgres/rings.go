@@ -304,10 +304,8 @@ WHERE NOT doppel_review_clears((SELECT decision FROM link_reviews
                 WHERE user_id_low = least(f.u, n.other) AND user_id_high = greatest(f.u, n.other)
                 ORDER BY reviewed_at DESC, review_id DESC LIMIT 1))`
 
-// splitRing handles a pair just cleared: it searches the ring from both ends at once, over links no
-// review cleared, one frontier step at a time, always growing the smaller side. If the sides meet,
-// the ring holds together (the usual case in a dense ring: one step). If one side runs out, that
-// side is a ring of its own, found at the cost of the smaller part.
+// splitRing handles a pair just cleared by a review: the pair's link leaves its ring's summary,
+// then walkSplit finds whether the ring still holds together; the summaries and the case follow.
 func splitRing(ctx context.Context, tx pgx.Tx, pair duplicate.PairKey) error {
 	current, err := ringsOf(ctx, tx, []string{pair.Low, pair.High})
 	if err != nil {
@@ -321,6 +319,30 @@ func splitRing(ctx context.Context, tx pgx.Tx, pair duplicate.PairKey) error {
 	if err != nil {
 		return err
 	}
+	split, partKey, restKey, err := walkSplit(ctx, tx, ring, pair)
+	if err != nil {
+		return err
+	}
+	if !split {
+		// Still one ring: its summary lost the link; a recount if it held an extreme sighting.
+		if old.recount {
+			return refreshRingSummaries(ctx, tx, []string{ring.Key})
+		}
+		return nil
+	}
+	if err := summarizeSplit(ctx, tx, old, partKey, restKey); err != nil {
+		return err
+	}
+	return splitCase(ctx, tx, ring.Key, partKey, restKey)
+}
+
+// walkSplit searches ring from both accounts of pair at once, over links no review cleared, one
+// frontier step at a time, always growing the smaller side. If the sides meet, the ring holds
+// together (the usual case in a dense ring: one step) and it reports false. If one side runs out,
+// that side is a ring of its own, found at the cost of the smaller part: it writes the split and
+// returns the keys of the part and of the rest ("" for a side that is no ring). The summaries are
+// the caller's to keep.
+func walkSplit(ctx context.Context, tx pgx.Tx, ring duplicate.RingState, pair duplicate.PairKey) (bool, string, string, error) {
 	type side struct {
 		seen     map[string]bool
 		frontier []string
@@ -337,20 +359,16 @@ func splitRing(ctx context.Context, tx pgx.Tx, pair duplicate.PairKey) error {
 		grow, other := sides[i], sides[1-i]
 		rows, err := tx.Query(ctx, liveNeighboursSQL, pgx.QueryExecModeExec, grow.frontier, ring.Key)
 		if err != nil {
-			return fmt.Errorf("walk ring after review: %w", err)
+			return false, "", "", fmt.Errorf("walk ring: %w", err)
 		}
 		next, err := pgx.CollectRows(rows, pgx.RowTo[string])
 		if err != nil {
-			return fmt.Errorf("walk ring after review: %w", err)
+			return false, "", "", fmt.Errorf("walk ring: %w", err)
 		}
 		grow.frontier = grow.frontier[:0]
 		for _, u := range next {
 			if other.seen[u] {
-				// Still one ring: its summary lost the link; a recount if it held an extreme sighting.
-				if old.recount {
-					return refreshRingSummaries(ctx, tx, []string{ring.Key})
-				}
-				return nil
+				return false, "", "", nil
 			}
 			if !grow.seen[u] {
 				grow.seen[u] = true
@@ -363,13 +381,7 @@ func splitRing(ctx context.Context, tx pgx.Tx, pair duplicate.PairKey) error {
 				part = append(part, u)
 			}
 			partKey, restKey, err := writeSplit(ctx, tx, ring, part)
-			if err != nil {
-				return err
-			}
-			if err := summarizeSplit(ctx, tx, old, partKey, restKey); err != nil {
-				return err
-			}
-			return splitCase(ctx, tx, ring.Key, partKey, restKey)
+			return true, partKey, restKey, err
 		}
 	}
 }

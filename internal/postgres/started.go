@@ -18,20 +18,38 @@ var (
 )
 
 // RecordStarted stores a started verification, first due for a poll after the given delay from its
-// startedAt (or from now, when the event had none). The same event again changes nothing.
+// startedAt (or from now, when the event had none). The same event again changes nothing, and so
+// does one of an erased person (its signatureId's tombstone, or its user's erased after it started):
+// it is never polled. With tombstones the insert runs under the person's lock (see tombstone.go).
 func (s *Store) RecordStarted(ctx context.Context, ev duplicate.Started, after time.Duration, src duplicate.Source) error {
-	_, err := s.pool.Exec(ctx, `
-INSERT INTO started_verifications (signature_id, user_id, region, started_at, next_poll_at,
-    source_topic, source_partition, source_offset)
-SELECT $1, NULLIF($2, ''), NULLIF($3, ''), t.at, t.at + $4::interval, NULLIF($5, ''), $6, $7
-FROM (SELECT coalesce($8::timestamptz, now()) AS at) t
-ON CONFLICT (signature_id) DO NOTHING`,
-		ev.SignatureID, ev.UserID, ev.Region, after, src.Topic, src.Partition, src.Offset, ev.StartedAt)
+	args := []any{ev.SignatureID, ev.UserID, ev.Region, after, src.Topic, src.Partition, src.Offset, ev.StartedAt,
+		s.hash(ev.SignatureID), s.hash(ev.UserID)}
+	var err error
+	if s.tomb == nil || ev.UserID == "" {
+		_, err = s.pool.Exec(ctx, recordStartedSQL, args...)
+	} else {
+		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, lockSubjectsSQL, []string{ev.UserID}); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, recordStartedSQL, args...)
+			return err
+		})
+	}
 	if err != nil {
 		return markRefused(fmt.Errorf("record started verification %s: %w", ev.SignatureID, err))
 	}
 	return nil
 }
+
+const recordStartedSQL = `
+INSERT INTO started_verifications (signature_id, user_id, region, started_at, next_poll_at,
+    source_topic, source_partition, source_offset)
+SELECT $1, NULLIF($2, ''), NULLIF($3, ''), t.at, t.at + $4::interval, NULLIF($5, ''), $6, $7
+FROM (SELECT coalesce($8::timestamptz, now()) AS at) t
+WHERE NOT EXISTS (SELECT 1 FROM erased_signatures e WHERE e.signature_hash = $9)
+  AND NOT EXISTS (SELECT 1 FROM erased_users e WHERE e.user_hash = $10 AND e.erased_at > t.at)
+ON CONFLICT (signature_id) DO NOTHING`
 
 // SettleFinished settles every pending verification whose check has one of the outcomes, in one
 // statement: recovered when polling found its verdict (and its check marked found by polling,

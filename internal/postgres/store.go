@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/doppelhq/doppel/internal/duplicate"
+	"github.com/doppelhq/doppel/internal/pseudonym"
 )
 
 // Store is the PostgreSQL implementation of duplicate.Store plus the outbox the relay drains.
@@ -25,6 +27,17 @@ type Store struct {
 	policy     duplicate.AlertPolicy
 	// sla sets a new case's due time (WithCases).
 	sla duplicate.CaseSLA
+	// tomb is the key of the tombstones' keyed hash (WithTombstones); nil: no tombstone is checked.
+	tomb *pseudonym.Key
+	// onErasedMatch counts the mentions of erased people dropped from face-search answers; may be nil.
+	onErasedMatch func(n int)
+	log           *slog.Logger
+}
+
+// WithErasureLog sets where the store logs (pseudonymised) the erased people a face search named,
+// and what counts them (the metric); either may be nil.
+func WithErasureLog(log *slog.Logger, onErasedMatch func(n int)) Option {
+	return func(s *Store) { s.log, s.onErasedMatch = log, onErasedMatch }
 }
 
 // Option configures a Store.
@@ -52,7 +65,10 @@ func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 // duplicate.Outcome.Final).
 func (s *Store) FinalOutcome(ctx context.Context, signatureID string) (duplicate.Outcome, bool, error) {
 	var outcome string
-	err := s.pool.QueryRow(ctx, `SELECT outcome FROM idv_checks WHERE signature_id = $1`, signatureID).Scan(&outcome)
+	err := s.pool.QueryRow(ctx, `SELECT outcome FROM (
+    SELECT 'erased' AS outcome, 0 AS o FROM erased_signatures WHERE signature_hash = $2
+    UNION ALL SELECT outcome, 1 FROM idv_checks WHERE signature_id = $1) x ORDER BY o LIMIT 1`,
+		signatureID, s.hash(signatureID)).Scan(&outcome)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", false, nil
 	}
@@ -104,7 +120,7 @@ func refusedData(err error) bool {
 // victim was rolled back whole, so it is simply run again.
 func (s *Store) saveBatch(ctx context.Context, checks []duplicate.Check) ([]duplicate.Saved, error) {
 	if !anyMatches(checks) {
-		stored, err := insertChecks(ctx, s.pool, checks)
+		stored, err := s.insertChecksAlone(ctx, checks)
 		if err != nil {
 			return nil, err
 		}
@@ -174,6 +190,19 @@ func (s *Store) linkAll(ctx context.Context, tx pgx.Tx, checks []duplicate.Check
 	}
 	if err := lockRingIndex(ctx, tx); err != nil {
 		return nil, err
+	}
+	if hashes, byHash := s.matchedHashes(checks); len(hashes) > 0 {
+		rows, err := tx.Query(ctx, matchedTombstonesSQL, hashes)
+		erased, err := readErasedMatches(rows, err, byHash)
+		if err != nil {
+			return nil, err
+		}
+		if checks, _, err = s.dropErasedMatches(ctx, tx, checks, erased); err != nil {
+			return nil, err
+		}
+		if pairs = duplicate.Pairs(checks); len(pairs) == 0 {
+			return storedOnly(len(checks)), nil
+		}
 	}
 	states, err := pairStates(ctx, tx, pairReadsOf(checks, pairs), pairs)
 	if err != nil {
@@ -254,7 +283,9 @@ func storedOnly(n int) []duplicate.Saved {
 	return saved
 }
 
-// insertChecksSQL stores a batch of checks unless a final outcome exists; it returns the
+// insertChecksSQL stores a batch of checks unless a final outcome exists, or the check belongs to
+// an erased person (its signatureId's tombstone, or its user's erased after it completed: see
+// tombstone.go); it returns the
 // signatureIds it stored. The outcomes it replaces are those duplicate.Outcome.Final reports as not
 // final (a notice, a verdict still to come, a failure); TestStoredOutcomesAreReplacedExactlyWhenNotFinal
 // keeps the two in step. The id lists are sent as array literals
@@ -268,9 +299,11 @@ SELECT u.sig, NULLIF(u.uid, ''), u.typ, u.outcome, NULLIF(u.overall, ''), u.sim:
     NULLIF(u.topic, ''), u.part, u.off, u.at, u.region
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[],
     $9::int[], $10::text[], $11::text[], $12::text[], $13::timestamptz[], $14::text[], $15::int[], $16::bigint[],
-    $17::timestamptz[], $18::text[])
+    $17::timestamptz[], $18::text[], $19::text[], $20::text[])
     AS u(sig, uid, typ, outcome, overall, sim, mat, nsim, nmat, tx, failure, event, occurred,
-         topic, part, off, at, region)
+         topic, part, off, at, region, sig_hash, user_hash)
+WHERE NOT EXISTS (SELECT 1 FROM erased_signatures e WHERE e.signature_hash = u.sig_hash)
+  AND NOT EXISTS (SELECT 1 FROM erased_users e WHERE e.user_hash = u.user_hash AND e.erased_at > coalesce(u.occurred, u.at))
 ON CONFLICT (signature_id) DO UPDATE SET
     user_id = EXCLUDED.user_id, event_type = EXCLUDED.event_type, outcome = EXCLUDED.outcome,
     overall_result = EXCLUDED.overall_result, similar_user_ids = EXCLUDED.similar_user_ids,
@@ -282,21 +315,55 @@ ON CONFLICT (signature_id) DO UPDATE SET
 WHERE idv_checks.outcome IN ('skipped', 'incomplete', 'failed')
 RETURNING signature_id`
 
-// insertChecks stores checks (distinct signatureIds) in one statement and reports which it stored.
-func insertChecks(ctx context.Context, q querier, checks []duplicate.Check) ([]bool, error) {
-	rows, err := q.Query(ctx, insertChecksSQL, insertChecksArgs(checks)...)
-	return readStored(rows, err, checks)
+// insertChecksAlone stores checks (distinct signatureIds) that link nothing and reports which it
+// stored: one round trip, the per-person locks and the insert in one transaction (see tombstone.go).
+func (s *Store) insertChecksAlone(ctx context.Context, checks []duplicate.Check) ([]bool, error) {
+	if s.tomb == nil {
+		rows, err := s.pool.Query(ctx, insertChecksSQL, s.insertChecksArgs(checks)...)
+		return readStored(rows, err, checks)
+	}
+	var stored []bool
+	err := s.pool.AcquireFunc(ctx, func(c *pgxpool.Conn) error {
+		conn := c.Conn()
+		b := &pgx.Batch{}
+		b.Queue("BEGIN")
+		b.Queue(lockSubjectsSQL, checkUsers(checks))
+		b.Queue(insertChecksSQL, s.insertChecksArgs(checks)...)
+		b.Queue("COMMIT")
+		res := conn.SendBatch(ctx, b)
+		var err error
+		if _, err = res.Exec(); err == nil {
+			if _, err = res.Exec(); err == nil {
+				rows, qerr := res.Query()
+				if stored, err = readStored(rows, qerr, checks); err == nil {
+					_, err = res.Exec()
+				}
+			}
+		}
+		if closeErr := res.Close(); err == nil {
+			err = closeErr
+		}
+		if err != nil && conn.PgConn().TxStatus() != 'I' {
+			if _, rbErr := conn.Exec(ctx, "ROLLBACK"); rbErr != nil {
+				return fmt.Errorf("%w (and roll back: %v)", err, rbErr)
+			}
+		}
+		return err
+	})
+	return stored, err
 }
 
 // insertChecksArgs returns insertChecksSQL's arguments for checks.
-func insertChecksArgs(checks []duplicate.Check) []any {
+func (s *Store) insertChecksArgs(checks []duplicate.Check) []any {
 	n := len(checks)
 	sig, uid, typ, outcome, overall := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	similar, matched, nsimilar, nmatched := make([]string, n), make([]string, n), make([]int32, n), make([]int32, n)
 	txID, failure, event, topic := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	occurred, at := make([]*time.Time, n), make([]time.Time, n)
 	part, off, region := make([]int32, n), make([]int64, n), make([]string, n)
+	sigHash, userHash := make([]string, n), make([]string, n)
 	for i, c := range checks {
+		sigHash[i], userHash[i] = s.hash(c.SignatureID), s.hash(c.UserID)
 		sig[i], uid[i], typ[i], outcome[i], overall[i] = c.SignatureID, c.UserID, c.EventType, string(c.Outcome), c.OverallResult
 		similar[i], matched[i] = arrayLiteral(duplicate.Listed(c.SimilarUserIDs)), arrayLiteral(duplicate.Listed(c.MatchedUserIDs))
 		nsimilar[i], nmatched[i] = int32(len(c.SimilarUserIDs)), int32(len(c.MatchedUserIDs))
@@ -305,7 +372,7 @@ func insertChecksArgs(checks []duplicate.Check) []any {
 		region[i] = duplicate.RegionOf(c)
 	}
 	return []any{sig, uid, typ, outcome, overall, similar, matched, nsimilar, nmatched,
-		txID, failure, event, occurred, topic, part, off, at, region}
+		txID, failure, event, occurred, topic, part, off, at, region, sigHash, userHash}
 }
 
 // readStored reads insertChecksSQL's answer: which of checks it stored.

@@ -28,9 +28,11 @@ import (
 	"github.com/doppelhq/doppel/internal/metrics"
 	"github.com/doppelhq/doppel/internal/pipeline"
 	"github.com/doppelhq/doppel/internal/postgres"
+	"github.com/doppelhq/doppel/internal/pseudonym"
 	"github.com/doppelhq/doppel/internal/readiness"
 	"github.com/doppelhq/doppel/internal/reconcile"
 	"github.com/doppelhq/doppel/internal/relay"
+	"github.com/doppelhq/doppel/internal/retention"
 	"github.com/doppelhq/doppel/internal/topic"
 )
 
@@ -44,6 +46,7 @@ func ensureTopics(ctx context.Context, cfg config.Config, multiRegion bool, log 
 		{Name: cfg.TopicAlerts, Partitions: cfg.TopicPartitions},
 		{Name: cfg.TopicDLQ, Partitions: 1},
 		{Name: cfg.TopicStarted, Partitions: cfg.TopicPartitions},
+		{Name: cfg.TopicErasures, Partitions: cfg.TopicPartitions},
 	}
 	if multiRegion {
 		for _, name := range cfg.RegionNames() {
@@ -106,6 +109,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 
 	m := metrics.New(metricSeries())
+	hotStore.CountErasedMatches(m.ErasedMatches)
+	store.CountErasedMatches(m.ErasedMatches)
 	// The event bounds, the same for the events topic and the API's event endpoint.
 	eventOptions := duplicate.DecodeOptions{MaxBytes: cfg.MaxEventBytes, RejectUnknownTypes: cfg.RejectUnknownTypes}
 	vendor, err := NewRegions(ctx, cfg, m, store, log)
@@ -212,7 +217,36 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		defer cancel()
 		_ = accessLog.Close(ctx)
 	}()
+	// Erasure needs the tombstones' key; without it the routes answer 503 and nothing runs.
+	var erasures httpapi.ErasureStore
+	onErasure := func() {}
+	if cfg.PseudonymKey != "" {
+		runner, pub, err := NewErasureRunner(cfg, store, log.With("component", "erasure"), m.ErasureDone)
+		if err != nil {
+			return err
+		}
+		defer pub.Close()
+		erasures, onErasure = store, runner.Wake
+		parts = append(parts, named{"erasures", func(ctx context.Context) error { runner.Run(ctx); return nil }})
+	} else {
+		log.Warn("erasure is off: POST /v1/erasures answers 503 until DOPPEL_PSEUDONYM_KEY is set (the key of the tombstones, the same on every instance)")
+	}
+	retentions := map[string]time.Duration{}
+	for _, r := range cfg.Regions() {
+		if r.Retention > 0 {
+			retentions[r.Name] = r.Retention
+		}
+	}
+	if len(retentions) > 0 {
+		warnAlertRetention(ctx, cfg, retentions, log)
+		sweeper := retention.New(retention.Config{Store: store, Retentions: retentions, OnDeleted: m.RetentionDeleted,
+			Logger: log.With("component", "retention")})
+		parts = append(parts, named{"retention", func(ctx context.Context) error { sweeper.Run(ctx); return nil }})
+	}
 	api := httpapi.New(httpapi.Config{
+		Erasures:                erasures,
+		OnErasure:               onErasure,
+		LegalHolds:              store,
 		Logger:                  log.With("component", "http"),
 		Readiness:               ready,
 		Store:                   store,
@@ -297,6 +331,38 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	return err
 }
 
+// warnAlertRetention warns when the alert topic keeps its messages longer than the shortest
+// configured retention: Doppel cannot rewrite what is already on Kafka, so the broker's retention
+// bounds how long an alert outlives the rows it was made from.
+func warnAlertRetention(ctx context.Context, cfg config.Config, retentions map[string]time.Duration, log *slog.Logger) {
+	shortest := time.Duration(0)
+	for _, d := range retentions {
+		if shortest == 0 || d < shortest {
+			shortest = d
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	kept, err := topic.Retention(ctx, cfg.KafkaBrokers, cfg.TopicAlerts)
+	if err != nil {
+		log.Warn("could not read the alert topic's retention.ms", "topic", cfg.TopicAlerts, "error", err)
+		return
+	}
+	if msg := alertRetentionProblem(kept, shortest); msg != "" {
+		log.Warn(msg, "topic", cfg.TopicAlerts, "retention_ms", kept.Milliseconds(), "shortest_retention", shortest.String())
+	}
+}
+
+// alertRetentionProblem says what is wrong with an alert topic that keeps its messages for kept
+// (-1: for ever) when the shortest configured retention is shortest; "" when nothing is.
+func alertRetentionProblem(kept, shortest time.Duration) string {
+	if kept >= 0 && kept <= shortest {
+		return ""
+	}
+	return "the alert topic keeps alerts longer than the shortest DOPPEL_RETENTION / DOPPEL_ADVANCE_<R>_RETENTION: " +
+		"alerts on Kafka outlive the rows they name; set the topic's retention.ms to at most that"
+}
+
 // consumerConfig is what every consumer (events, parked, started) shares: the dead-letter topic,
 // retries, the classification of errors and the stall bound; route is the consumer's own.
 func consumerConfig(cfg config.Config, groupID, topic string, workers int, log *slog.Logger, m *metrics.Metrics,
@@ -340,9 +406,13 @@ func OpenStore(ctx context.Context, cfg config.Config, maxConns int, opts ...pos
 		return nil, nil, err
 	}
 	sla, regionSLA := cfg.CaseSLA()
-	return pool, postgres.NewStore(pool, postgres.WithAlertPolicy(duplicate.AlertPolicy{
-		HighSeverityRingSize: cfg.RingHighSeveritySize}),
-		postgres.WithCases(duplicate.CaseSLA{Default: sla, Regions: regionSLA})), nil
+	storeOpts := []postgres.Option{postgres.WithAlertPolicy(duplicate.AlertPolicy{HighSeverityRingSize: cfg.RingHighSeveritySize}),
+		postgres.WithCases(duplicate.CaseSLA{Default: sla, Regions: regionSLA}), postgres.WithErasureLog(slog.Default(), nil)}
+	if cfg.PseudonymKey != "" {
+		// Every store checks the erasures' tombstones: an erased person is not linked again.
+		storeOpts = append(storeOpts, postgres.WithTombstones(pseudonym.NewKey([]byte(cfg.PseudonymKey))))
+	}
+	return pool, postgres.NewStore(pool, storeOpts...), nil
 }
 
 // DeadLetterReplay returns where `doppel dlq replay` reads and writes: the dead-letter topic back to

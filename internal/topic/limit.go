@@ -40,3 +40,37 @@ func MaxMessageBytes(ctx context.Context, brokers []string, name string) (int, e
 	}
 	return 0, fmt.Errorf("topic %s: the broker did not report max.message.bytes", name)
 }
+
+// Retention returns how long the broker keeps topic's messages: its effective retention.ms, -1 for
+// for ever.
+func Retention(ctx context.Context, brokers []string, name string) (time.Duration, error) {
+	client, closeIdle := NewClient(brokers, 10*time.Second)
+	defer closeIdle()
+	resp, err := client.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{
+		Resources: []kafka.DescribeConfigRequestResource{{
+			ResourceType: kafka.ResourceTypeTopic, ResourceName: name, ConfigNames: []string{"retention.ms"},
+		}},
+	})
+	if err != nil {
+		return 0, fmt.Errorf("describe config of topic %s: %w", name, err)
+	}
+	for _, r := range resp.Resources {
+		if r.Error != nil {
+			return 0, fmt.Errorf("describe config of topic %s: %w", name, r.Error)
+		}
+		for _, e := range r.ConfigEntries {
+			if e.ConfigName != "retention.ms" {
+				continue
+			}
+			ms, err := strconv.ParseInt(e.ConfigValue, 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("topic %s: retention.ms is %q, not a number", name, e.ConfigValue)
+			}
+			if ms < 0 {
+				return -1, nil
+			}
+			return time.Duration(ms) * time.Millisecond, nil
+		}
+	}
+	return 0, fmt.Errorf("topic %s: the broker did not report retention.ms", name)
+}

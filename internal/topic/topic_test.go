@@ -62,6 +62,24 @@ func TestMaxMessageBytesReadsTheTopicsOverrideOrTheBrokersDefault(t *testing.T) 
 	require.Equal(t, 1048588, n, "without an override, the broker's message.max.bytes (Kafka's default here)")
 }
 
+func TestRetentionReadsTheTopicsRetentionMs(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	brokers := testinfra.Brokers(t)
+	day, forever, plain := testinfra.UniqueName("topic_day"), testinfra.UniqueName("topic_forever"), testinfra.UniqueName("topic_plain")
+	_, err := topic.Ensure(ctx, brokers,
+		topic.Spec{Name: day, Partitions: 1, ReplicationFactor: -1, Configs: map[string]string{"retention.ms": "86400000"}},
+		topic.Spec{Name: forever, Partitions: 1, ReplicationFactor: -1, Configs: map[string]string{"retention.ms": "-1"}},
+		topic.Spec{Name: plain, Partitions: 1, ReplicationFactor: -1})
+	require.NoError(t, err)
+	for name, want := range map[string]time.Duration{day: 24 * time.Hour, forever: -1, plain: 7 * 24 * time.Hour} {
+		got, err := topic.Retention(ctx, brokers, name)
+		require.NoError(t, err)
+		require.Equal(t, want, got, name)
+	}
+}
+
 func TestOffsetsOfATopicAndOfOneThatDoesNotExist(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

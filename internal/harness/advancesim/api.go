@@ -75,11 +75,12 @@ const (
 	epFaceSearch
 	epGetResult
 	epEnroll
+	epClearData
 	endpointCount
 )
 
 // endpointNames are the keys of Stats.Calls.
-var endpointNames = [endpointCount]string{"generate-token", "face-search", "get-result", "face-search-enroll"}
+var endpointNames = [endpointCount]string{"generate-token", "face-search", "get-result", "face-search-enroll", "clear-data"}
 
 // Header values shared by every answer: assigning a shared slice avoids an allocation per call,
 // and nothing downstream modifies it.
@@ -387,6 +388,54 @@ func (s *Sim) handleEnroll(w http.ResponseWriter, r *http.Request) {
 	data = append(data, '}')
 	*bp = data
 	s.reply(w, http.StatusOK, codeSuccess, msgOK, data)
+}
+
+// ClearDataPath is the path of the simulator's data-clearing call (DOPPEL_ADVANCE_CLEAR_DATA_PATH
+// when Doppel runs against it). The vendor's contract names no such call; some accounts have one.
+const ClearDataPath = "/intl/openapi/identity-risk/idvs-h5/ekyc/v1/clear-data"
+
+// handleClearData implements POST ClearDataPath: the session's face leaves the face database, so
+// later face searches no longer return its user through it (they still do through another session
+// of the user's with that face that was not cleared). An unknown signatureId is a PARAMETER_ERROR;
+// clearing twice answers SUCCESS and changes nothing.
+func (s *Sim) handleClearData(w http.ResponseWriter, r *http.Request) {
+	var req signatureRequest
+	if !s.begin(w, r, epClearData, &req) {
+		return
+	}
+	s.mu.Lock()
+	sess := s.sessions[req.SignatureID]
+	if sess == nil {
+		s.mu.Unlock()
+		s.reply(w, http.StatusOK, codeParameterError, msgParameterError, nil)
+		return
+	}
+	if !sess.cleared {
+		sess.cleared = true
+		if g := s.faces[sess.face]; g != nil && !s.userStillHasFaceLocked(sess.userID, sess.face) {
+			g.remove(sess.userID)
+		}
+	}
+	s.mu.Unlock()
+	bp := s.bufs.Get().(*[]byte)
+	defer s.bufs.Put(bp)
+	data := append((*bp)[:0], `{"signatureId":`...)
+	data = appendString(data, sess.signatureID)
+	data = append(data, '}')
+	*bp = data
+	s.reply(w, http.StatusOK, codeSuccess, msgOK, data)
+}
+
+// userStillHasFaceLocked reports whether another searchable session of user (completed PASS, or
+// an enrolled FAIL) with face was not cleared. The caller holds s.mu.
+func (s *Sim) userStillHasFaceLocked(user, face string) bool {
+	for _, o := range s.sessions {
+		if o.userID == user && o.face == face && !o.cleared &&
+			((o.result == ResultPass && o.completed > 0) || o.enrolled.Load() > 0) {
+			return true
+		}
+	}
+	return false
 }
 
 // handleGetResult implements POST .../idvs-h5/ekyc/v1/get-result.

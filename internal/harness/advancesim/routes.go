@@ -11,6 +11,7 @@ func (s *Sim) routes() http.Handler {
 	mux.HandleFunc("POST /intl/openapi/identity-risk/idvs-h5/ekyc/v1/face-search", s.handleFaceSearch)
 	mux.HandleFunc("POST /intl/openapi/identity-risk/idvs-h5/ekyc/v1/get-result", s.handleGetResult)
 	mux.HandleFunc("POST /intl/openapi/identity-risk/idvs-h5/ekyc/v1/face-search-enroll", s.handleEnroll)
+	mux.HandleFunc("POST "+ClearDataPath, s.handleClearData)
 
 	// The control surface for tests, the benchmark and the soak.
 	mux.HandleFunc("POST /sim/sessions", s.handleAddSession)

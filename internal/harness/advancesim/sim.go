@@ -110,6 +110,7 @@ type session struct {
 	completed uint64
 	billed    atomic.Int64 // face searches answered SUCCESS: what the vendor would bill
 	enrolled  atomic.Int64 // face-search-enroll calls answered SUCCESS
+	cleared   bool         // the data-clearing call removed its face (guarded by Sim.mu)
 }
 
 // faceGroup holds the distinct users of the completed PASS sessions sharing a face, in the order
@@ -130,6 +131,17 @@ func (g *faceGroup) add(user string, seq uint64) {
 	g.known[user] = struct{}{}
 	g.users = append(g.users, user)
 	g.first = append(g.first, seq)
+}
+
+// remove takes user out of the group: face searches no longer return them.
+func (g *faceGroup) remove(user string) {
+	if _, ok := g.known[user]; !ok {
+		return
+	}
+	delete(g.known, user)
+	i := slices.Index(g.users, user)
+	g.users = slices.Delete(g.users, i, i+1)
+	g.first = slices.Delete(g.first, i, i+1)
 }
 
 // before returns the users who completed PASS with this face before moment seq. The searched

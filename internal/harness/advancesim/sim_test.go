@@ -667,7 +667,7 @@ func TestStats(t *testing.T) {
 	raw, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	require.JSONEq(t, `{
-		"calls": {"generate-token": 1, "face-search": 4, "get-result": 2, "face-search-enroll": 0},
+		"calls": {"generate-token": 1, "face-search": 4, "get-result": 2, "face-search-enroll": 0, "clear-data": 0},
 		"faceSearchBySignature": {"`+ids[0]+`": 2, "`+ids[1]+`": 1},
 		"answers": {"SUCCESS": 5, "PARAMETER_ERROR": 1, "IAM_FAILED": 1},
 		"enrollBySignature": {}
@@ -676,7 +676,7 @@ func TestStats(t *testing.T) {
 	a := b.post(t, "/sim/reset-stats", "", "")
 	require.Equal(t, http.StatusNoContent, a.status)
 	require.Equal(t, Stats{
-		Calls:                 map[string]int64{"generate-token": 0, "face-search": 0, "get-result": 0, "face-search-enroll": 0},
+		Calls:                 map[string]int64{"generate-token": 0, "face-search": 0, "get-result": 0, "face-search-enroll": 0, "clear-data": 0},
 		FaceSearchBySignature: map[string]int64{},
 		Answers:               map[string]int64{},
 		EnrollBySignature:     map[string]int64{},

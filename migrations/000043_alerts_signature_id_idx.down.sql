@@ -1,0 +1,1 @@
+DROP INDEX CONCURRENTLY IF EXISTS alerts_signature_id_idx
