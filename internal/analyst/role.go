@@ -16,7 +16,7 @@ const (
 	Reviewer Role = "reviewer"
 	// Lead also assigns work to others and re-runs searches (billed again by the vendor).
 	Lead Role = "lead"
-	// Admin also manages analysts and, once erasure exists, erases.
+	// Admin also manages analysts and erases people's data.
 	Admin Role = "admin"
 )
 
@@ -29,7 +29,7 @@ var Roles = []Role{Reviewer, Lead, Admin}
 var roleScopes = map[Role][]string{
 	Reviewer: {apikey.ScopeRead, apikey.ScopeReview},
 	Lead:     {apikey.ScopeRead, apikey.ScopeReview, apikey.ScopeReplay, apikey.ScopeAssign},
-	Admin:    {apikey.ScopeRead, apikey.ScopeReview, apikey.ScopeReplay, apikey.ScopeAssign},
+	Admin:    {apikey.ScopeRead, apikey.ScopeReview, apikey.ScopeReplay, apikey.ScopeAssign, apikey.ScopeErase},
 }
 
 // ManagesAnalysts reports whether role may list and disable analysts in the console (no API scope

@@ -108,6 +108,11 @@ type Config struct {
 	SignInLimits analyst.Limits
 	// OIDC turns on single sign-on; nil offers none.
 	OIDC *OIDCConfig
+	// Erasures shows a person's legal hold on their page and records erasures asked there by a
+	// session with the erase scope; nil shows and offers neither.
+	Erasures Erasures
+	// OnErasure wakes the erasure runner after an erasure is recorded; may be nil.
+	OnErasure func()
 	// AccessLog records every page that shows a person's data (a ring, a user, the queue or audit
 	// filtered by user); nil records none.
 	AccessLog AccessLog
@@ -210,6 +215,7 @@ func (c *Console) routes() {
 	c.mux.Handle("POST /console/rings/{ringId}/decision", c.requireSession(c.handleDecideRing, apikey.ScopeReview))
 	c.mux.Handle("POST /console/reviews", c.requireSession(c.handleDecidePair, apikey.ScopeReview))
 	c.mux.Handle("GET /console/users", c.requireSession(c.handleUsers, ""))
+	c.mux.Handle("POST /console/users/erase", c.requireSession(c.handleErase, apikey.ScopeErase))
 	c.mux.Handle("GET /console/audit", c.requireSession(c.handleAudit, ""))
 	c.mux.Handle("GET /console/rings/{ringId}/members", c.requireSession(c.handleRingMembers, ""))
 	c.mux.Handle("GET /console/evidence/faces/{handle}", c.requireSession(c.handleFace, ""))

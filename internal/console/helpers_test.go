@@ -17,6 +17,7 @@ import (
 	"github.com/doppelhq/doppel/internal/harness/testinfra"
 	"github.com/doppelhq/doppel/internal/httpapi"
 	"github.com/doppelhq/doppel/internal/postgres"
+	"github.com/doppelhq/doppel/internal/pseudonym"
 )
 
 // Keys of every test console.
@@ -24,6 +25,7 @@ const (
 	analystKey = "console-analyst-key-0123456789"
 	viewerKey  = "console-viewer-key-0123456789"
 	botKey     = "console-bot-key-0123456789"
+	privacyKey = "console-privacy-key-0123456789"
 )
 
 type fixture struct {
@@ -43,8 +45,11 @@ func setup(t testing.TB, edit ...func(*console.Config)) *fixture {
 		{Name: "analyst", Scopes: []string{apikey.ScopeRead, apikey.ScopeReview}, SHA256: sha256.Sum256([]byte(analystKey))},
 		{Name: "viewer", Scopes: []string{apikey.ScopeRead}, SHA256: sha256.Sum256([]byte(viewerKey))},
 		{Name: "bot", Scopes: []string{apikey.ScopeReview}, SHA256: sha256.Sum256([]byte(botKey))},
+		{Name: "privacy", Scopes: []string{apikey.ScopeRead, apikey.ScopeErase}, SHA256: sha256.Sum256([]byte(privacyKey))},
 	}
-	cfg := console.Config{Store: store, APIKeys: keys, Region: "sg",
+	// Erasures go through a store with the tombstones' key, as doppel serve's does.
+	erasures := postgres.NewStore(pool, postgres.WithTombstones(pseudonym.NewKey([]byte("console-test-pseudonym-key-0123456789abcdef"))))
+	cfg := console.Config{Store: store, APIKeys: keys, Region: "sg", Erasures: erasures,
 		DeadLetters: func(context.Context) (int64, error) { return 3, nil }}
 	for _, e := range edit {
 		e(&cfg)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/doppelhq/doppel/internal/apikey"
 	"github.com/doppelhq/doppel/internal/duplicate"
 )
 
@@ -42,6 +43,7 @@ var funcs = template.FuncMap{
 	"short":    shorten,
 	"shown":    visibleID,
 	"can":      func(s *session, scope string) bool { return s != nil && s.can(scope) },
+	"holdText": holdText,
 	"add":      func(a, b int) int { return a + b },
 	"outcome":  outcomeLabel,
 	"decisions": func() []duplicate.Decision {
@@ -653,6 +655,8 @@ type userPage struct {
 	Duplicates []duplicate.LinkedAccount
 	// DefaultIn names the region called `default` (Config.Region), "" when unknown.
 	DefaultIn string
+	// Erasure is the legal hold and the erasure form (nil: erasure is not configured).
+	Erasure *erasureForm
 }
 
 // handleUsers serves the search (?q=prefix, paged with after) and a user's page (?userId=). A
@@ -731,6 +735,14 @@ func (c *Console) handleUser(w http.ResponseWriter, r *http.Request, userID stri
 	}
 	if len(u.Alerts) > userAlertsShown {
 		u.Alerts, u.MoreAlerts = u.Alerts[:userAlertsShown], true
+	}
+	hold, err := c.holdOf(r, userID)
+	if err != nil {
+		c.failErr(w, r, err)
+		return
+	}
+	if hold != nil {
+		u.Erasure = &erasureForm{Hold: hold, CanErase: sessionOf(r.Context()).can(apikey.ScopeErase)}
 	}
 	ring := ""
 	if u.Ring.Size > 1 {

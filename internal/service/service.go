@@ -219,6 +219,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}()
 	// Erasure needs the tombstones' key; without it the routes answer 503 and nothing runs.
 	var erasures httpapi.ErasureStore
+	var consoleErasures console.Erasures
 	onErasure := func() {}
 	if cfg.PseudonymKey != "" {
 		runner, pub, err := NewErasureRunner(cfg, store, log.With("component", "erasure"), m.ErasureDone)
@@ -226,7 +227,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 			return err
 		}
 		defer pub.Close()
-		erasures, onErasure = store, runner.Wake
+		erasures, consoleErasures, onErasure = store, store, runner.Wake
 		parts = append(parts, named{"erasures", func(ctx context.Context) error { runner.Run(ctx); return nil }})
 	} else {
 		log.Warn("erasure is off: POST /v1/erasures answers 503 until DOPPEL_PSEUDONYM_KEY is set (the key of the tombstones, the same on every instance)")
@@ -278,6 +279,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	})
 	evidenceFetcher, evidenceViews := newEvidence(cfg, vendor, m, log, accessLog)
 	reviewConsole, err := console.New(console.Config{
+		Erasures:      consoleErasures,
+		OnErasure:     onErasure,
 		Evidence:      evidenceFetcher,
 		EvidenceViews: evidenceViews,
 		SecureCookies: cfg.ServedOverTLS(),
