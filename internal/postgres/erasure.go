@@ -333,8 +333,8 @@ func (r *remover) run(ctx context.Context, erasureID string, step func(string) e
 	if _, err := tx.Exec(ctx, `SET LOCAL enable_seqscan = off`); err != nil {
 		return fmt.Errorf("price out sequential scans: %w", err)
 	}
-	if _, err := tx.Exec(ctx, `SELECT set_config('doppel.erasure', $1, true), set_config('doppel.erasure_subject', $2, true)`, p, u); err != nil {
-		return fmt.Errorf("mark the transaction an erasure: %w", err)
+	if err := setErasureGate(ctx, tx, u, p); err != nil {
+		return err
 	}
 
 	// What the person has, read before anything changes.
@@ -427,13 +427,7 @@ WHERE a.user_id = ANY ($2::text[])
   AND ($1 = ANY (a.matched_user_ids) OR $1 = ANY (a.new_matched_user_ids) OR $1 = ANY (a.matched_failed_user_ids))`, u, others); err != nil {
 		return err
 	}
-	if err := r.exec(ctx, r.pseudonymised, "link_reviews", `UPDATE link_reviews SET
-    user_id_low = CASE WHEN user_id_low = $1 THEN least(user_id_high, $2 COLLATE "C")
-                       WHEN user_id_high = $1 THEN least(user_id_low, $2 COLLATE "C") ELSE user_id_low END,
-    user_id_high = CASE WHEN user_id_low = $1 THEN greatest(user_id_high, $2 COLLATE "C")
-                        WHEN user_id_high = $1 THEN greatest(user_id_low, $2 COLLATE "C") ELSE user_id_high END,
-    note = replace(note, $1, $2)
-WHERE user_id_low = $1 OR user_id_high = $1 OR strpos(note, $1) > 0`, u, p); err != nil {
+	if err := r.exec(ctx, r.pseudonymised, "link_reviews", pseudonymizeReviewsSQL, u, p); err != nil {
 		return err
 	}
 	if err := r.exec(ctx, r.pseudonymised, "console_sessions",
@@ -609,4 +603,26 @@ WHERE NOT doppel_review_clears((SELECT decision FROM link_reviews
 		out[o] = true
 	}
 	return out, nil
+}
+
+// pseudonymizeReviewsSQL replaces userId $1 by its pseudonym $2 in the reviews that name it, in
+// the pair (kept in canonical order) and in the note: the one change link_reviews' append-only
+// trigger lets a transaction make once it has set doppel.erasure and doppel.erasure_subject
+// (setErasureGate). An erasure and the retention sweep both use it.
+const pseudonymizeReviewsSQL = `UPDATE link_reviews SET
+    user_id_low = CASE WHEN user_id_low = $1 THEN least(user_id_high, $2 COLLATE "C")
+                       WHEN user_id_high = $1 THEN least(user_id_low, $2 COLLATE "C") ELSE user_id_low END,
+    user_id_high = CASE WHEN user_id_low = $1 THEN greatest(user_id_high, $2 COLLATE "C")
+                        WHEN user_id_high = $1 THEN greatest(user_id_low, $2 COLLATE "C") ELSE user_id_high END,
+    note = replace(note, $1, $2)
+WHERE user_id_low = $1 OR user_id_high = $1 OR strpos(note, $1) > 0`
+
+// setErasureGate opens, for the rest of tx, the one change the reviews' trigger allows: userID
+// becoming pseudonym.
+func setErasureGate(ctx context.Context, tx pgx.Tx, userID, pseudonym string) error {
+	if _, err := tx.Exec(ctx, `SELECT set_config('doppel.erasure', $1, true), set_config('doppel.erasure_subject', $2, true)`,
+		pseudonym, userID); err != nil {
+		return fmt.Errorf("open the erasure gate: %w", err)
+	}
+	return nil
 }

@@ -83,7 +83,11 @@ ORDER BY checked_at, signature_id LIMIT $5`, region, cutoff, after.At, after.Sig
 		if err := lockRingIndex(ctx, tx); err != nil {
 			return err
 		}
-		return refreshRingsOf(ctx, tx, expiredUsers)
+		if err := refreshRingsOf(ctx, tx, expiredUsers); err != nil {
+			return err
+		}
+		_, err = s.forgetReviewSubjects(ctx, tx, expiredUsers)
+		return err
 	})
 	return deleted, next, done, err
 }
@@ -183,7 +187,11 @@ WHERE (user_id_low, user_id_high) > ($1, $2) ORDER BY user_id_low, user_id_high 
 			}
 		}
 		slices.Sort(keys)
-		return refreshRingSummaries(ctx, tx, keys)
+		if err := refreshRingSummaries(ctx, tx, keys); err != nil {
+			return err
+		}
+		_, err = s.forgetReviewSubjects(ctx, tx, users)
+		return err
 	})
 	return deleted, next, done, err
 }
@@ -253,4 +261,53 @@ WHERE x.ring_key IS NULL AND `+alertOpenSQL, users)
 		held[u] = true
 	}
 	return held, nil
+}
+
+// forgetReviewSubjects pseudonymises, in the reviews, those of users of whom nothing else is left
+// (no check, no link, no ring, no started verification): the decision and note stay as evidence,
+// the person's id becomes "erased:" and its keyed hash, as an erasure leaves it. Without the
+// tombstones' key (DOPPEL_PSEUDONYM_KEY) it does nothing. It returns how many reviews changed.
+func (s *Store) forgetReviewSubjects(ctx context.Context, tx pgx.Tx, users []string) (int64, error) {
+	if s.tomb == nil || len(users) == 0 {
+		return 0, nil
+	}
+	rows, err := tx.Query(ctx, `
+SELECT DISTINCT u FROM unnest($1::text[]) AS u
+WHERE u <> ''
+  AND NOT EXISTS (SELECT 1 FROM idv_checks WHERE user_id = u)
+  AND NOT EXISTS (SELECT 1 FROM duplicate_links WHERE user_id_low = u)
+  AND NOT EXISTS (SELECT 1 FROM duplicate_links WHERE user_id_high = u)
+  AND NOT EXISTS (SELECT 1 FROM ring_members WHERE user_id = u)
+  AND NOT EXISTS (SELECT 1 FROM started_verifications WHERE user_id = u)
+  AND (EXISTS (SELECT 1 FROM link_reviews WHERE user_id_low = u) OR EXISTS (SELECT 1 FROM link_reviews WHERE user_id_high = u))`,
+		pgx.QueryExecModeExec, users)
+	if err != nil {
+		return 0, fmt.Errorf("people the sweep left nothing of: %w", err)
+	}
+	gone, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return 0, fmt.Errorf("people the sweep left nothing of: %w", err)
+	}
+	var n int64
+	for _, u := range gone {
+		p, err := s.Pseudonym(u)
+		if err != nil {
+			return n, err
+		}
+		if err := setErasureGate(ctx, tx, u, p); err != nil {
+			return n, err
+		}
+		tag, err := tx.Exec(ctx, pseudonymizeReviewsSQL, u, p)
+		if err != nil {
+			return n, fmt.Errorf("pseudonymise the reviews of a swept person: %w", err)
+		}
+		n += tag.RowsAffected()
+	}
+	if len(gone) > 0 {
+		// Close the gate: nothing else in this transaction may change a review.
+		if _, err := tx.Exec(ctx, `SELECT set_config('doppel.erasure', '', true), set_config('doppel.erasure_subject', '', true)`); err != nil {
+			return n, fmt.Errorf("close the erasure gate: %w", err)
+		}
+	}
+	return n, nil
 }

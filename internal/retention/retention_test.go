@@ -2,6 +2,7 @@ package retention_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/doppelhq/doppel/internal/duplicate"
 	"github.com/doppelhq/doppel/internal/harness/testinfra"
 	"github.com/doppelhq/doppel/internal/postgres"
+	"github.com/doppelhq/doppel/internal/pseudonym"
 	"github.com/doppelhq/doppel/internal/retention"
 )
 
@@ -27,11 +29,12 @@ func check(sig, user string, at time.Time, matched ...string) duplicate.Check {
 // A sweep deletes the checks and links older than the region's retention, except those of people
 // on legal hold (a confirmed_fraud pair, an open alert in their ring), recomputes the rings whose
 // links it deleted, counts what it deleted by table, and leaves another region without retention
-// alone.
+// alone. The reviews of a person it left nothing of keep their decision and note, with the
+// person's id pseudonymised as an erasure leaves it.
 func TestASweepDeletesWhatExpiredExceptWhatIsHeld(t *testing.T) {
 	t.Parallel()
 	_, pool := testinfra.Database(t)
-	store := postgres.NewStore(pool)
+	store := postgres.NewStore(pool, postgres.WithTombstones(pseudonym.NewKey([]byte("retention-test-pseudonym-key-0123456789abcdef"))))
 	ctx := context.Background()
 	old, recent := time.Now().Add(-72*time.Hour), time.Now().Add(-time.Hour)
 	save := func(c duplicate.Check) {
@@ -55,7 +58,7 @@ func TestASweepDeletesWhatExpiredExceptWhatIsHeld(t *testing.T) {
 	tom.Region = "th"
 	save(tom)
 	for _, r := range []duplicate.Review{
-		{UserID: "alice", DuplicateUserID: "bob", Decision: duplicate.DecisionFalsePositive},
+		{UserID: "alice", DuplicateUserID: "bob", Decision: duplicate.DecisionFalsePositive, Note: "bob is alice on a new phone"},
 		{UserID: "carol", DuplicateUserID: "dave", Decision: duplicate.DecisionConfirmedFraud},
 	} {
 		r.ReviewedBy = "analyst"
@@ -97,6 +100,17 @@ SELECT doppel_refresh_ring_summaries(ARRAY(SELECT ring_key FROM rings))`) // the
 		require.Zero(t, n, "%s's ring lost its links: no ring", u)
 	}
 	require.Equal(t, map[string]int64{"idv_checks": 5, "alerts": 1, "duplicate_links": 3}, counted)
+
+	var low, high, note, decision string
+	require.NoError(t, pool.QueryRow(ctx, `SELECT user_id_low, user_id_high, note, decision FROM link_reviews
+WHERE decision = 'false_positive'`).Scan(&low, &high, &note, &decision))
+	require.True(t, strings.HasPrefix(low, "erased:") && strings.HasPrefix(high, "erased:"), "%s-%s", low, high)
+	require.NotContains(t, note, "alice")
+	require.NotContains(t, note, "bob")
+	require.Contains(t, note, "on a new phone", "the note stays, the ids pseudonymised")
+	var held int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM link_reviews WHERE user_id_low = 'carol' AND user_id_high = 'dave'`).Scan(&held))
+	require.Equal(t, 1, held, "a held person's review is left as it is")
 
 	// A second sweep finds nothing more.
 	require.NoError(t, sweeper.Sweep(ctx))
