@@ -33,7 +33,13 @@ type envelope struct {
 // there is none. It branches on code and HTTP status only, never on message.
 func decodeEnvelope(op string, status int, header http.Header, body []byte, now time.Time) (envelope, *Error) {
 	var env envelope
-	parsed := json.Unmarshal(body, &env) == nil && env.Code != ""
+	err := json.Unmarshal(body, &env)
+	if err != nil {
+		// A body that does not parse is no envelope: nothing the decoder filled before it stopped
+		// (a transactionId of invalid UTF-8, each byte grown to three as U+FFFD) is kept.
+		env = envelope{}
+	}
+	parsed := err == nil && env.Code != ""
 	retryAfter := parseRetryAfter(header.Get("Retry-After"), now)
 	ok2xx := status >= 200 && status < 300
 
