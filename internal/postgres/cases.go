@@ -50,7 +50,8 @@ SELECT gen_random_uuid(), m.ring_key, 'open', array_agg(DISTINCT x.region ORDER 
 FROM alerts x
 JOIN ring_members m ON m.user_id = x.user_id
 LEFT JOIN unnest($2::text[], $3::float8[]) AS s(region, secs) ON s.region = x.region
-WHERE x.alert_id = ANY ($1::uuid[]) AND x.open
+WHERE x.alert_id = ANY ($1::uuid[]) AND coalesce(x.open, false) -- not "AND x.open": that lets the planner
+    -- read the partial index of every open alert (alerts_open_detected_at_idx) for a handful of ids
 GROUP BY m.ring_key
 ON CONFLICT (ring_key) DO UPDATE SET
     regions = (SELECT array_agg(DISTINCT r ORDER BY r) FROM unnest(c.regions || EXCLUDED.regions) AS r),

@@ -63,9 +63,15 @@ func alertsSQL(q duplicate.AlertQuery) (string, []any) {
 	}
 	if q.UserID != "" {
 		p := arg(q.UserID)
-		// Two index look-ups (alerts_user_id_idx, alerts_matched_user_ids_idx), not a scan: "= ANY"
-		// cannot use the GIN index, "@>" can.
-		where = append(where, fmt.Sprintf("(a.user_id = %s OR a.matched_user_ids @> ARRAY[%s::text])", p, p))
+		// The alerts raised for the user, and those naming the user among their matches: an alert
+		// names only accounts its user is linked to (its listed matches are linked pair by pair),
+		// so those are the alerts of the user's linked accounts that list the user. Index look-ups
+		// (alerts_user_id_idx, the links' primary key and duplicate_links_high_idx), bounded by the
+		// user's links; a GIN index on the match lists did the same but cost every alert written and
+		// every alert the relay marks published.
+		where = append(where, fmt.Sprintf(`(a.user_id = %[1]s OR (a.matched_user_ids @> ARRAY[%[1]s::text] AND a.user_id IN (
+    SELECT user_id_high FROM duplicate_links WHERE user_id_low = %[1]s
+    UNION ALL SELECT user_id_low FROM duplicate_links WHERE user_id_high = %[1]s)))`, p))
 	}
 	sql := `SELECT ` + alertColumns + `, ` + alertOpenSQL + ` FROM alerts a`
 	if len(where) > 0 {

@@ -59,9 +59,11 @@ WITH l AS (
     JOIN ring_members m ON m.user_id = u.lo
     GROUP BY m.ring_key
 ), a AS (
-    SELECT m.ring_key, count(*)::integer AS opened
+    -- open counted, not filtered on: "AND x.open" made the planner read the partial index of every
+    -- open alert (alerts_open_detected_at_idx) instead of the primary key's handful of ids.
+    SELECT m.ring_key, count(*) FILTER (WHERE x.open)::integer AS opened
     FROM alerts x JOIN ring_members m ON m.user_id = x.user_id
-    WHERE x.alert_id = ANY ($5::uuid[]) AND x.open
+    WHERE x.alert_id = ANY ($5::uuid[])
     GROUP BY m.ring_key
 ), n AS (
     SELECT DISTINCT ON (m.ring_key) m.ring_key, x.user_id AS newest_user_id, x.checked_at AS newest_at

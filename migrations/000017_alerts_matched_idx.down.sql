@@ -1,1 +1,0 @@
-DROP INDEX CONCURRENTLY IF EXISTS alerts_matched_user_ids_idx
