@@ -36,6 +36,7 @@ WHERE u.unreviewed_user_ids IS NOT NULL;
 
 DROP FUNCTION doppel_refresh_ring_summaries(text[]);
 DROP FUNCTION doppel_ring_summary(text);
+DROP FUNCTION doppel_ring_member_summary(text);
 DROP FUNCTION doppel_newest_check(text);
 DROP TRIGGER rings_set_ring_id ON rings;
 DROP FUNCTION rings_set_ring_id();

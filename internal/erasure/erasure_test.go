@@ -116,6 +116,20 @@ WHERE c.table_schema = current_schema() AND t.table_type = 'BASE TABLE'
 	return found
 }
 
+// summariesAgree requires every ring's stored summary to equal a count from scratch, and the
+// open-alert counter the number of open alerts: an erasure keeps the read model true.
+func summariesAgree(t *testing.T, b bundle) {
+	t.Helper()
+	var wrong, counter, open int
+	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT count(*) FROM rings r, doppel_ring_summary(r.ring_key) s
+WHERE (r.link_count, r.open_alerts, r.first_seen_at, r.last_seen_at, r.newest_user_id, r.newest_at)
+    IS DISTINCT FROM (s.link_count, s.open_alerts, s.first_seen_at, s.last_seen_at, s.newest_user_id, s.newest_at)`).Scan(&wrong))
+	require.Zero(t, wrong, "rings whose summary disagrees with a recount")
+	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT (SELECT value FROM counters WHERE name = 'open_alerts'),
+    (SELECT count(*) FROM alerts WHERE open)`).Scan(&counter, &open))
+	require.Equal(t, open, counter, "the open-alert counter")
+}
+
 func members(t *testing.T, b bundle, user string) []string {
 	t.Helper()
 	ring, err := b.store.Ring(b.ctx, user)
@@ -157,6 +171,7 @@ func TestAnErasedMemberOfARingOfFourIsNowhereAndTheRingIsRecomputed(t *testing.T
 	require.Empty(t, mentions(t, b, "bob"), "bob's id is nowhere")
 	require.Equal(t, []string{"carol", "dave"}, members(t, b, "carol"), "carol and dave keep their ring")
 	require.Equal(t, []string{"alice"}, members(t, b, "alice"), "alice lost her bridge: a ring of one")
+	summariesAgree(t, b)
 	done, err := b.store.Erasure(b.ctx, e.ID)
 	require.NoError(t, err)
 	require.Equal(t, duplicate.ErasureStatusDone, done.Status)

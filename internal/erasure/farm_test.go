@@ -40,6 +40,7 @@ func TestErasingMembersOfAFaceFarm(t *testing.T) {
 		}).Finish(b.ctx, e.ID))
 		t.Logf("erasing member %d of a farm of %d: %s (steps:%s)", who, n, time.Since(start), steps)
 		require.Empty(t, mentions(t, b, farm[who]))
+		summariesAgree(t, b)
 	}
 	ring, err := b.store.Ring(b.ctx, farm[1])
 	require.NoError(t, err)
