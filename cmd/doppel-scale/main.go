@@ -320,13 +320,16 @@ func commit() string {
 // then the removal transaction) and returns how long the removal took.
 func eraseFarmMember(ctx context.Context, pool *pgxpool.Pool, pop *scale.Population) (time.Duration, error) {
 	store := postgres.NewStore(pool, postgres.WithTombstones(pseudonym.NewKey([]byte("doppel-scale-pseudonym-key-0123456789abcdef"))))
-	// A member of the largest ring as it stands (the generator's farm member, unless an earlier run
-	// on this database, -reuse, erased it).
-	member := pop.FarmUser()
+	// A member of the largest ring other than the farm member the reads use, so that a later run
+	// on this database (-reuse) still finds that one; each run erases another.
+	var member string
 	if err := pool.QueryRow(ctx, `SELECT coalesce((SELECT m.user_id FROM ring_members m
-    WHERE m.ring_key = (SELECT ring_key FROM rings ORDER BY size DESC, ring_key LIMIT 1)
-    ORDER BY m.user_id = $1 DESC, m.user_id LIMIT 1), $1)`, member).Scan(&member); err != nil {
+    WHERE m.ring_key = (SELECT ring_key FROM rings ORDER BY size DESC, ring_key LIMIT 1) AND m.user_id <> $1
+    ORDER BY m.user_id LIMIT 1), '')`, pop.FarmUser()).Scan(&member); err != nil {
 		return 0, fmt.Errorf("a member of the largest ring: %w", err)
+	}
+	if member == "" {
+		return 0, nil
 	}
 	e, created, err := store.RequestErasure(ctx, duplicate.ErasureRequest{UserID: member, Reason: "bench-scale",
 		RequestedBy: "doppel-scale", Override: duplicate.OverrideLegalHold})
