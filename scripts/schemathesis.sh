@@ -97,7 +97,7 @@ DOPPEL_DATABASE_URL="$DB_URL" DOPPEL_KAFKA_BROKERS="$DOPPEL_KAFKA_BROKERS" \
   DOPPEL_ADVANCE_QPS=0 DOPPEL_HTTP_ADDR="127.0.0.1:$API_PORT" DOPPEL_ADMIN_ADDR="127.0.0.1:$ADMIN_PORT" \
   DOPPEL_LOG_LEVEL=warn \
   DOPPEL_API_KEYS="schemathesis:read+review+replay+erase:$API_KEY_SHA256" DOPPEL_CALLBACK_TOKEN="$CALLBACK_TOKEN" \
-  DOPPEL_AUTH_FAILURES_PER_MINUTE=0 \
+  DOPPEL_AUTH_FAILURES_PER_MINUTE=0 DOPPEL_PSEUDONYM_KEY="schemathesis-pseudonym-key-0123456789abcdef" \
   DOPPEL_RING_HIGH_SEVERITY_SIZE=3 DOPPEL_MAX_EVENT_BYTES=4096 \
   bin/doppel serve >"$WORK/doppel.log" 2>&1 &
 DOPPEL_PID=$!
@@ -133,10 +133,11 @@ bearer = "${ST_API_KEY}"
 api_key = "${ST_CALLBACK_TOKEN}"
 
 # Rules a JSON Schema cannot state, where a 400 naming the field is the right answer to
-# schema-valid input: a review's two userIds must differ, a replay window needs from < to, and
-# a cursor must be one the API handed out. Every other check applies to these operations too.
+# schema-valid input: a review's two userIds must differ, a replay window needs from < to, a
+# cursor must be one the API handed out, a snooze ends in the next 30 days, and an erasure's region
+# is a configured one. Every other check applies to these operations too.
 [[operations]]
-include-operation-id = ["createReview", "replay", "alerts", "rings", "reviews", "accessLog"]
+include-operation-id = ["createReview", "replay", "alerts", "rings", "reviews", "accessLog", "cases", "snoozeCase", "requestErasure"]
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404"]
 TOML
 log "running schemathesis $VERSION against $BASE/openapi.json for at most ${MAX_TIME}s"
