@@ -1,0 +1,1 @@
+DROP INDEX CONCURRENTLY IF EXISTS started_verifications_user_id_idx
