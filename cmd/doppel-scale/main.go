@@ -151,7 +151,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	// Last, as it changes the data: erasing one member of the largest face farm (issue 24's ≤ 2 s),
 	// by the store's own erasure transaction (the job's removal; the vendor and Kafka are left out).
-	erase, err := eraseFarmMember(ctx, pool, pop)
+	erase, err := eraseFarmMember(ctx, pool, pop, logf)
 	if err != nil {
 		return err
 	}
@@ -317,8 +317,8 @@ func commit() string {
 }
 
 // eraseFarmMember erases a member of the largest face farm through the store's erasure (request,
-// then the removal transaction) and returns how long the removal took.
-func eraseFarmMember(ctx context.Context, pool *pgxpool.Pool, pop *scale.Population) (time.Duration, error) {
+// then the removal transaction) and returns how long the removal took; it logs each step's time.
+func eraseFarmMember(ctx context.Context, pool *pgxpool.Pool, pop *scale.Population, logf func(string, ...any)) (time.Duration, error) {
 	store := postgres.NewStore(pool, postgres.WithTombstones(pseudonym.NewKey([]byte("doppel-scale-pseudonym-key-0123456789abcdef"))))
 	// A member of the largest ring other than the farm member the reads use, so that a later run
 	// on this database (-reuse) still finds that one; each run erases another.
@@ -340,8 +340,16 @@ func eraseFarmMember(ctx context.Context, pool *pgxpool.Pool, pop *scale.Populat
 		return 0, nil // erased by an earlier run on this database (-reuse): not measured again
 	}
 	began := time.Now()
-	if err := store.RemoveSubject(ctx, e.ID, nil); err != nil {
+	last, steps := began, ""
+	stepTimes := func(step string) error {
+		steps += fmt.Sprintf(" %s %s", step, time.Since(last).Round(time.Millisecond))
+		last = time.Now()
+		return nil
+	}
+	if err := store.RemoveSubject(ctx, e.ID, stepTimes); err != nil {
 		return 0, fmt.Errorf("erase a farm member: %w", err)
 	}
-	return time.Since(began), nil
+	took := time.Since(began)
+	logf("  the erasure's steps:%s", steps)
+	return took, nil
 }
