@@ -64,6 +64,7 @@ type Metrics struct {
 	erasedMatches  prometheus.Counter
 	erasures       prometheus.Counter
 	retention      *prometheus.CounterVec
+	sweeps         prometheus.Counter
 	deadLetters    *prometheus.CounterVec
 	unwritable     *prometheus.CounterVec
 	stalled        *prometheus.GaugeVec
@@ -164,6 +165,10 @@ func New(series Series) *Metrics {
 			Name: "doppel_retention_deleted_total",
 			Help: "Rows the retention sweeps deleted (older than DOPPEL_RETENTION, or DOPPEL_ACCESS_LOG_RETENTION for access_log), by table.",
 		}, []string{"table"}),
+		sweeps: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "doppel_retention_sweeps_total",
+			Help: "Retention sweeps finished: every region's expired checks and every expired link looked at once.",
+		}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "doppel_dead_letters_total",
 			Help: "Messages written to the dead-letter topic, by reason.",
@@ -261,7 +266,7 @@ func New(series Series) *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.eventsConsumed, m.keyMismatches, m.outcomes, m.finished, m.retries, m.inFlight,
-		m.vendorCalls, m.vendorLatency, m.alertsPublished, m.erasedMatches, m.erasures, m.retention, m.deadLetters, m.unwritable, m.stalled, m.stuckFor,
+		m.vendorCalls, m.vendorLatency, m.alertsPublished, m.erasedMatches, m.erasures, m.retention, m.sweeps, m.deadLetters, m.unwritable, m.stalled, m.stuckFor,
 		m.breakerState, m.authFailures, m.callbacks, m.budgetSpent, m.budgetLimit, m.budgetWarning, m.parked, m.parking,
 		m.storeBatches, m.storeBatchSize, m.storeQueueWait, sourceErrors, m.lag, m.outbox,
 	)
@@ -345,6 +350,9 @@ func (m *Metrics) ErasedMatches(n int) {
 func (m *Metrics) RetentionDeleted(table string, n int64) {
 	m.retention.WithLabelValues(table).Add(float64(n))
 }
+
+// RetentionSwept records a finished retention sweep.
+func (m *Metrics) RetentionSwept(time.Duration) { m.sweeps.Inc() }
 
 // ErasureDone records a finished erasure.
 func (m *Metrics) ErasureDone() { m.erasures.Inc() }

@@ -29,3 +29,6 @@ var (
 	OpenCasesSQL       = openCasesSQL
 	PrefixEnd          = prefixEnd
 )
+
+// RingIndexLock is the advisory lock every writer of the ring index takes, for tests that hold it.
+const RingIndexLock = ringIndexLock

@@ -78,18 +78,36 @@ ORDER BY checked_at, signature_id LIMIT $5`, region, cutoff, after.At, after.Sig
 			}
 			deleted[st.table] += tag.RowsAffected()
 		}
-		// The rings of those people lost alerts (their open counts) and checks (their newest
-		// member): recounted, under the ring index's lock like every writer of the summaries.
-		if err := lockRingIndex(ctx, tx); err != nil {
-			return err
-		}
-		if err := refreshRingsOf(ctx, tx, expiredUsers); err != nil {
-			return err
+		// The rings of those people lost checks (their newest member): recounted, under the ring
+		// index's lock like every writer of the summaries. Most swept people are in no ring, and
+		// then the hot path's batches are not made to wait for the lock. (A person not held has no
+		// open alert, so a ring a batch makes of them meanwhile counts no alert deleted here; its
+		// newest member is the batch's, newer than any expired check.)
+		if inRings, err := anyInRings(ctx, tx, expiredUsers); err != nil || inRings {
+			if err != nil {
+				return err
+			}
+			if err := lockRingIndex(ctx, tx); err != nil {
+				return err
+			}
+			if err := refreshRingsOf(ctx, tx, expiredUsers); err != nil {
+				return err
+			}
 		}
 		_, err = s.forgetReviewSubjects(ctx, tx, expiredUsers)
 		return err
 	})
 	return deleted, next, done, err
+}
+
+// anyInRings reports whether any of users is in a ring.
+func anyInRings(ctx context.Context, tx pgx.Tx, users []string) (bool, error) {
+	var in bool
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM ring_members WHERE user_id = ANY ($1::text[]))`,
+		pgx.QueryExecModeExec, users).Scan(&in); err != nil {
+		return false, fmt.Errorf("rings of swept people: %w", err)
+	}
+	return in, nil
 }
 
 // refreshRingsOf recounts the summaries of the rings users are in.
@@ -110,24 +128,26 @@ func refreshRingsOf(ctx context.Context, tx pgx.Tx, users []string) error {
 // last_seen_at is kept for the sweep, which would cost every link the hot path writes), those last
 // seen before the cutoff of every region that found them (a region without retention keeps its
 // links), unless one of the pair is on legal hold. The rings they were part of are recomputed by
-// the ring index's own split, as after a review clears a pair. One transaction, under the ring
-// index's lock.
+// the ring index's own split, as after a review clears a pair. One transaction. The links are read
+// and the held people left out without the ring index's lock, which the hot path's batches need:
+// only a batch with links to delete takes it, asks again who is held (a batch may have raised an
+// alert meanwhile) and deletes a link only if no batch saw it again since it was read.
 func (s *Store) SweepLinks(ctx context.Context, cutoffs map[string]time.Time, after SweepCursor) (int64, SweepCursor, bool, error) {
 	var deleted int64
 	next := after
 	done := false
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := lockRingIndex(ctx, tx); err != nil {
-			return err
-		}
 		rows, err := tx.Query(ctx, `SELECT user_id_low, user_id_high, last_seen_at, regions FROM duplicate_links
 WHERE (user_id_low, user_id_high) > ($1, $2) ORDER BY user_id_low, user_id_high LIMIT $3`,
 			after.Pair.Low, after.Pair.High, RetentionBatch)
 		if err != nil {
 			return fmt.Errorf("read links: %w", err)
 		}
-		var pairs []duplicate.PairKey
-		var users []string
+		type expiredLink struct {
+			pair duplicate.PairKey
+			seen time.Time
+		}
+		var expired []expiredLink
 		var p duplicate.PairKey
 		var seen time.Time
 		var regions []string
@@ -136,26 +156,53 @@ WHERE (user_id_low, user_id_high) > ($1, $2) ORDER BY user_id_low, user_id_high 
 			n++
 			next = SweepCursor{Pair: p}
 			if linkExpired(seen, regions, cutoffs) {
-				pairs = append(pairs, p)
-				users = append(users, p.Low, p.High)
+				expired = append(expired, expiredLink{p, seen})
 			}
 			return nil
 		}); err != nil {
 			return fmt.Errorf("read links: %w", err)
 		}
 		done = n < RetentionBatch
-		held, err := heldUsers(ctx, tx, users)
-		if err != nil {
+		notHeld := func() ([]string, error) {
+			var users []string
+			for _, l := range expired {
+				users = append(users, l.pair.Low, l.pair.High)
+			}
+			held, err := heldUsers(ctx, tx, users)
+			if err != nil {
+				return nil, err
+			}
+			kept := expired[:0]
+			users = users[:0]
+			for _, l := range expired {
+				if !held[l.pair.Low] && !held[l.pair.High] {
+					kept = append(kept, l)
+					users = append(users, l.pair.Low, l.pair.High)
+				}
+			}
+			expired = kept
+			return users, nil
+		}
+		if _, err := notHeld(); err != nil || len(expired) == 0 {
+			return err
+		}
+		if err := lockRingIndex(ctx, tx); err != nil {
+			return err
+		}
+		users, err := notHeld()
+		if err != nil || len(expired) == 0 {
 			return err
 		}
 		touched := map[string]bool{} // the rings whose summaries the sweep changed
-		for _, p := range pairs {
-			if held[p.Low] || held[p.High] {
-				continue
-			}
-			tag, err := tx.Exec(ctx, `DELETE FROM duplicate_links WHERE user_id_low = $1 AND user_id_high = $2`, p.Low, p.High)
+		for _, l := range expired {
+			p := l.pair
+			tag, err := tx.Exec(ctx, `DELETE FROM duplicate_links WHERE user_id_low = $1 AND user_id_high = $2 AND last_seen_at = $3`,
+				p.Low, p.High, l.seen)
 			if err != nil {
 				return fmt.Errorf("sweep links: %w", err)
+			}
+			if tag.RowsAffected() == 0 {
+				continue // seen again since it was read: not expired any more
 			}
 			deleted += tag.RowsAffected()
 			// The link is gone, as if a review had cleared it: the ring may fall apart (the

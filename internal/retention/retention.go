@@ -31,6 +31,9 @@ type Config struct {
 	Logger *slog.Logger
 	// OnDeleted counts the rows deleted by table (doppel_retention_deleted_total); may be nil.
 	OnDeleted func(table string, n int64)
+	// OnSwept is told of each sweep that looked at everything expired, and how long it took
+	// (doppel_retention_sweeps_total); may be nil.
+	OnSwept func(took time.Duration)
 	// Now is optional, for tests.
 	Now func() time.Time
 }
@@ -71,6 +74,7 @@ func (s *Sweeper) Run(ctx context.Context) {
 
 // Sweep makes one pass: every region's expired checks, then the expired links.
 func (s *Sweeper) Sweep(ctx context.Context) error {
+	began := time.Now()
 	now := s.cfg.Now()
 	cutoffs := map[string]time.Time{}
 	for region, d := range s.cfg.Retentions {
@@ -108,6 +112,11 @@ func (s *Sweeper) Sweep(ctx context.Context) error {
 		}
 		s.count("duplicate_links", n)
 		if done {
+			took := time.Since(began)
+			s.cfg.Logger.Info("retention sweep done", "took", took.Round(time.Millisecond))
+			if s.cfg.OnSwept != nil {
+				s.cfg.OnSwept(took)
+			}
 			return nil
 		}
 		cursor = next

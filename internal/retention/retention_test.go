@@ -76,13 +76,15 @@ SELECT doppel_refresh_ring_summaries(ARRAY(SELECT ring_key FROM rings))`) // the
 
 	var mu sync.Mutex
 	counted := map[string]int64{}
+	sweeps := 0
 	sweeper := retention.New(retention.Config{Store: store, Retentions: map[string]time.Duration{"ph": 24 * time.Hour, "th": 0},
 		Pause: time.Millisecond, OnDeleted: func(table string, n int64) {
 			mu.Lock()
 			defer mu.Unlock()
 			counted[table] += n
-		}})
+		}, OnSwept: func(time.Duration) { sweeps++ }})
 	require.NoError(t, sweeper.Sweep(ctx))
+	require.Equal(t, 1, sweeps, "a finished sweep is counted")
 
 	rows, err := pool.Query(ctx, `SELECT user_id FROM idv_checks ORDER BY 1`)
 	require.NoError(t, err)
@@ -115,4 +117,5 @@ WHERE decision = 'false_positive'`).Scan(&low, &high, &note, &decision))
 	// A second sweep finds nothing more.
 	require.NoError(t, sweeper.Sweep(ctx))
 	require.Equal(t, int64(5), counted["idv_checks"])
+	require.Equal(t, 2, sweeps)
 }

@@ -240,7 +240,7 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	if len(retentions) > 0 {
 		warnAlertRetention(ctx, cfg, retentions, log)
-		sweeper := retention.New(retention.Config{Store: store, Retentions: retentions, OnDeleted: m.RetentionDeleted,
+		sweeper := retention.New(retention.Config{Store: store, Retentions: retentions, OnDeleted: m.RetentionDeleted, OnSwept: m.RetentionSwept,
 			Logger: log.With("component", "retention")})
 		parts = append(parts, named{"retention", func(ctx context.Context) error { sweeper.Run(ctx); return nil }})
 	}
