@@ -72,8 +72,10 @@ func newClearDataGate(t *testing.T, simURL string) *clearDataGate {
 // Open lets the held and all later clear-data calls through.
 func (g *clearDataGate) Open() { g.once.Do(func() { close(g.open) }) }
 
-// An erasure is a job that a restart finishes, and a kill -9 at any point of it leaves nothing
-// half-erased for a reader (issue 24), shown on the real doppel binary, PostgreSQL and Kafka.
+// An erasure is a job that a restart finishes, and a kill -9 inside its removal or after it leaves
+// nothing half-erased for a reader (issue 24), shown on the real doppel binary, PostgreSQL and
+// Kafka. It fails if the removal committed in more than one transaction, or if a start did not
+// resume the unfinished jobs.
 // Bob is the bridge of a ring of four found through the pipeline (events on Kafka, face searches
 // in the simulator): alice-bob on one face, bob-carol, bob-dave and carol-dave on another.
 //
