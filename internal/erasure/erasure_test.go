@@ -87,33 +87,11 @@ func (b bundle) ringOfFour(t *testing.T) {
 	}
 }
 
-// mentions returns, for every text, text[] and jsonb column of every table of the schema, the
-// rows that contain s: what a scan for a userId must find nowhere.
+// mentions lists the text, text[] and jsonb columns of every table that still contain s, with
+// their row counts: what a scan for a userId must find nowhere.
 func mentions(t *testing.T, b bundle, s string) []string {
 	t.Helper()
-	rows, err := b.pool.Query(b.ctx, `
-SELECT c.table_name, c.column_name FROM information_schema.columns c
-JOIN information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name
-WHERE c.table_schema = current_schema() AND t.table_type = 'BASE TABLE'
-  AND (c.data_type IN ('text', 'jsonb', 'json', 'character varying') OR (c.data_type = 'ARRAY' AND c.udt_name = '_text'))`)
-	require.NoError(t, err)
-	type col struct{ table, column string }
-	cols, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (col, error) {
-		var c col
-		return c, r.Scan(&c.table, &c.column)
-	})
-	require.NoError(t, err)
-	require.Greater(t, len(cols), 40, "the scan reads every text column")
-	var found []string
-	for _, c := range cols {
-		var n int
-		require.NoError(t, b.pool.QueryRow(b.ctx, fmt.Sprintf(`SELECT count(*) FROM %s WHERE strpos(%s::text, $1) > 0`,
-			pgx.Identifier{c.table}.Sanitize(), pgx.Identifier{c.column}.Sanitize()), s).Scan(&n))
-		if n > 0 {
-			found = append(found, fmt.Sprintf("%s.%s (%d rows)", c.table, c.column, n))
-		}
-	}
-	return found
+	return testinfra.Mentions(t, b.pool, s)
 }
 
 // summariesAgree requires every ring's stored summary to equal a count from scratch, and the

@@ -1,16 +1,13 @@
 package service_test
 
 import (
-	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/doppelhq/doppel/internal/config"
@@ -22,28 +19,7 @@ const privacyKey = "privacy-key-for-the-service-test"
 // mentionsOf lists the text, text[] and jsonb columns of every table that still contain s.
 func (f *fixture) mentionsOf(t *testing.T, s string) []string {
 	t.Helper()
-	ctx := context.Background()
-	rows, err := f.pool.Query(ctx, `
-SELECT c.table_name, c.column_name FROM information_schema.columns c
-JOIN information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name
-WHERE c.table_schema = current_schema() AND t.table_type = 'BASE TABLE'
-  AND (c.data_type IN ('text', 'jsonb', 'json', 'character varying') OR (c.data_type = 'ARRAY' AND c.udt_name = '_text'))`)
-	require.NoError(t, err)
-	cols, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) ([2]string, error) {
-		var c [2]string
-		return c, r.Scan(&c[0], &c[1])
-	})
-	require.NoError(t, err)
-	var found []string
-	for _, c := range cols {
-		var n int
-		require.NoError(t, f.pool.QueryRow(ctx, fmt.Sprintf(`SELECT count(*) FROM %s WHERE strpos(%s::text, $1) > 0`,
-			pgx.Identifier{c[0]}.Sanitize(), pgx.Identifier{c[1]}.Sanitize()), s).Scan(&n))
-		if n > 0 {
-			found = append(found, c[0]+"."+c[1])
-		}
-	}
-	return found
+	return testinfra.Mentions(t, f.pool, s)
 }
 
 // The whole path in the running service: a ring of four found through Kafka and the vendor

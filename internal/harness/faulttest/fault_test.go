@@ -59,6 +59,7 @@ type fixture struct {
 	env     []string
 	pool    *pgxpool.Pool
 	sim     *advancesim.Sim
+	simURL  string
 	events  string
 	alerts  string
 	dlq     string
@@ -84,7 +85,7 @@ func newFixture(t *testing.T, brokers, topics []string) *fixture {
 	t.Helper()
 	dbURL, pool := testinfra.Database(t)
 	sim, simURL := testinfra.Sim(t, advancesim.Config{Latency: 3 * time.Millisecond})
-	f := &fixture{brokers: brokers, pool: pool, sim: sim, events: topics[0], alerts: topics[1], dlq: topics[2],
+	f := &fixture{brokers: brokers, pool: pool, sim: sim, simURL: simURL, events: topics[0], alerts: topics[1], dlq: topics[2],
 		logPath: filepath.Join(t.TempDir(), "doppel.log")}
 	f.env = append(os.Environ(),
 		"DOPPEL_DATABASE_URL="+dbURL,

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
@@ -291,4 +292,37 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() bool, msg strin
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("timed out after %s: %s", timeout, fmt.Sprintf(msg, args...))
+}
+
+// Mentions scans every text, text[], json and jsonb column of every table of the pool's schema
+// for s and returns "table.column (n rows)" for each column where some row contains it: what a
+// scan for an erased userId must find nowhere. It reads only (no lock beyond a plain SELECT's), so
+// it sees what any reader sees, whatever another transaction holds.
+func Mentions(t testing.TB, pool *pgxpool.Pool, s string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rows, err := pool.Query(ctx, `
+SELECT c.table_name, c.column_name FROM information_schema.columns c
+JOIN information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+WHERE c.table_schema = current_schema() AND t.table_type = 'BASE TABLE'
+  AND (c.data_type IN ('text', 'jsonb', 'json', 'character varying') OR (c.data_type = 'ARRAY' AND c.udt_name = '_text'))
+ORDER BY 1, 2`)
+	require.NoError(t, err)
+	cols, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) ([2]string, error) {
+		var c [2]string
+		return c, r.Scan(&c[0], &c[1])
+	})
+	require.NoError(t, err)
+	require.Greater(t, len(cols), 40, "the scan reads every text column")
+	var found []string
+	for _, c := range cols {
+		var n int
+		require.NoError(t, pool.QueryRow(ctx, fmt.Sprintf(`SELECT count(*) FROM %s WHERE strpos(%s::text, $1) > 0`,
+			pgx.Identifier{c[0]}.Sanitize(), pgx.Identifier{c[1]}.Sanitize()), s).Scan(&n))
+		if n > 0 {
+			found = append(found, fmt.Sprintf("%s.%s (%d rows)", c[0], c[1], n))
+		}
+	}
+	return found
 }
