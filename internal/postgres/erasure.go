@@ -501,26 +501,36 @@ WHERE a.user_id = ANY ($2::text[])
 		slices.Sort(neighbours)
 		neighbours = slices.Compact(neighbours)
 		if len(neighbours) > 1 {
-			// Those linked to the first by a live link (all of them in the ring) are in its ring
-			// whatever the walk would find: in a dense ring (a face farm) that is nearly all, and
-			// one query instead of a walk each.
-			together, err := liveNeighboursOf(ctx, tx, neighbours[0])
+			// Whether the rest still holds together: one walk over live links from a hub of the
+			// ring, a statement per frontier step, until it has reached every neighbour the person
+			// had. In a face farm the earliest-verified member is named by nearly every later one,
+			// so one step reaches them all (a walk per neighbour took 4 s for a farm of 5,000).
+			// A neighbour the walk cannot reach is parted from the hub: the review path's split.
+			root, err := earliestVerified(ctx, tx, neighbours)
 			if err != nil {
 				return err
 			}
-			for _, n := range neighbours[1:] {
-				if together[n] {
+			current, err := ringsOf(ctx, tx, []string{root})
+			if err != nil {
+				return err
+			}
+			reached, err := reachableFrom(ctx, tx, current[root].Key, root, neighbours)
+			if err != nil {
+				return err
+			}
+			for _, n := range neighbours {
+				if reached[n] {
 					continue
 				}
-				current, err := ringsOf(ctx, tx, []string{neighbours[0], n})
+				current, err := ringsOf(ctx, tx, []string{root, n})
 				if err != nil {
 					return err
 				}
-				first, ok := current[neighbours[0]]
+				first, ok := current[root]
 				if !ok || current[n].Key != first.Key {
 					continue // already apart
 				}
-				parted, partKey, restKey, err := walkSplit(ctx, tx, first, duplicate.PairKey{Low: neighbours[0], High: n})
+				parted, partKey, restKey, err := walkSplit(ctx, tx, first, duplicate.PairOf(root, n))
 				if err != nil {
 					return err
 				}
@@ -594,32 +604,51 @@ func (s *Store) RemoveSubjectStep(ctx context.Context, erasureID string, hook fu
 	return s.RemoveSubject(ctx, erasureID, hook)
 }
 
-// liveNeighboursOf returns the accounts linked to u by a link no review cleared. The caller
-// restricts them to u's ring. (The split walk's liveNeighboursSQL joins the ring's members too:
-// right after the ring index was rewritten in the same transaction, its plan scanned the members
-// once per neighbour, 39 s for a face farm of 5,000.)
-func liveNeighboursOf(ctx context.Context, tx pgx.Tx, u string) (map[string]bool, error) {
-	rows, err := tx.Query(ctx, `
-SELECT n.other FROM (
-    SELECT user_id_high AS other FROM duplicate_links WHERE user_id_low = $1
-    UNION ALL
-    SELECT user_id_low FROM duplicate_links WHERE user_id_high = $1
-) n
-WHERE NOT doppel_review_clears((SELECT decision FROM link_reviews
-                WHERE user_id_low = least($1 COLLATE "C", n.other) AND user_id_high = greatest($1 COLLATE "C", n.other)
-                ORDER BY reviewed_at DESC, review_id DESC LIMIT 1))`, u)
+// earliestVerified returns the one of users whose first check is the oldest (the first of them
+// when none has a check): in a ring, the member the most others name.
+func earliestVerified(ctx context.Context, tx pgx.Tx, users []string) (string, error) {
+	var first string
+	// One index look-up per user: a plan over checked_at's index would scan the whole table.
+	err := tx.QueryRow(ctx, `
+SELECT x.u FROM unnest($1::text[]) WITH ORDINALITY AS x(u, i)
+LEFT JOIN LATERAL (SELECT min(checked_at) AS at FROM idv_checks WHERE user_id = x.u) c ON true
+ORDER BY c.at NULLS LAST, x.i LIMIT 1`, users).Scan(&first)
 	if err != nil {
-		return nil, fmt.Errorf("read live neighbours: %w", err)
+		return "", fmt.Errorf("the ring's earliest member: %w", err)
 	}
-	others, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("read live neighbours: %w", err)
+	return first, nil
+}
+
+// reachableFrom walks ring ringKey from root over links no review cleared, one statement per
+// frontier step, and returns the accounts it reached; it stops once it has reached every one of
+// targets (then the rest of the ring is not walked).
+func reachableFrom(ctx context.Context, tx pgx.Tx, ringKey, root string, targets []string) (map[string]bool, error) {
+	seen := map[string]bool{root: true}
+	left := map[string]bool{}
+	for _, t := range targets {
+		if t != root {
+			left[t] = true
+		}
 	}
-	out := make(map[string]bool, len(others))
-	for _, o := range others {
-		out[o] = true
+	for frontier := []string{root}; len(frontier) > 0 && len(left) > 0; {
+		rows, err := tx.Query(ctx, liveNeighboursSQL, pgx.QueryExecModeExec, frontier, ringKey)
+		if err != nil {
+			return nil, fmt.Errorf("walk ring: %w", err)
+		}
+		next, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return nil, fmt.Errorf("walk ring: %w", err)
+		}
+		frontier = frontier[:0]
+		for _, u := range next {
+			if !seen[u] {
+				seen[u] = true
+				delete(left, u)
+				frontier = append(frontier, u)
+			}
+		}
 	}
-	return out, nil
+	return seen, nil
 }
 
 // pseudonymizeReviewsSQL replaces userId $1 by its pseudonym $2 in the reviews that name it, in
