@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 )
 
 // ---------------------------------------------------------------- (g) face farm
@@ -12,6 +13,8 @@ import (
 type farmResult struct {
 	Events int       `json:"events"`
 	Runs   []farmRun `json:"runs"`
+	// Erasure is (h): one member of the largest farm erased through the API after its drain.
+	Erasure *farmErasure `json:"erasure,omitempty"`
 }
 
 // farmRun is one drain of (g).
@@ -70,13 +73,27 @@ func (b *bench) scenarioG(ctx context.Context, sim *simulator) (*farmResult, err
 		if _, err := produceBacklog(ctx, b.brokers, topics.events, pop.people); err != nil {
 			return res, err
 		}
-		lr, err := b.begin(ctx, name, topics, sim, 0, b.opts.workersA)
+		// Every run is configured for erasure (the tombstones' checks are on the write path, as in
+		// production); the largest farm's run erases one member once drained.
+		erasures := name + "-erasures"
+		if err := createTopics(ctx, b.brokers, b.opts.partitions, erasures); err != nil {
+			return res, err
+		}
+		b.created = append(b.created, erasures)
+		lr, err := b.beginWith(ctx, name, topics, sim, 0, b.opts.workersA, erasureEnv(erasures))
 		if err != nil {
 			return res, err
 		}
 		run := farmRun{RingSize: k}
-		// Counted while the run's connection is still open.
-		lr.beforeFinish = func() { _ = lr.conn.QueryRow(ctx, `SELECT count(*) FROM duplicate_links`).Scan(&run.Links) }
+		eraseHere := k >= farmErasureMinSize && k == slices.Max(b.opts.farmSizes)
+		// Counted while the run's connection is still open, and doppel still runs.
+		lr.beforeFinish = func() {
+			_ = lr.conn.QueryRow(ctx, `SELECT count(*) FROM duplicate_links`).Scan(&run.Links)
+			if eraseHere && len(pop.rings) > 0 {
+				member := pop.people[pop.rings[0][len(pop.rings[0])/2]].UserID
+				res.Erasure = b.eraseThroughAPI(ctx, lr, k, member)
+			}
+		}
 		drained, err := b.drain(ctx, lr, n, b.opts.workersA, b.opts.farmTimeout)
 		run.Drain = drained
 		if k == 0 && drained != nil && drained.Complete {

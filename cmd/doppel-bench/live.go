@@ -51,6 +51,8 @@ type doppelSpec struct {
 	sim     *simulator
 	qps     float64
 	workers int
+	// env is added to the run's settings (after -doppel-env).
+	env []string
 }
 
 // doppelProc is a running `doppel serve`.
@@ -110,7 +112,7 @@ func (b *bench) startDoppel(ctx context.Context, s doppelSpec) (*doppelProc, err
 		SimulatorURL: s.sim.URL,
 		QPS:          s.qps,
 		Workers:      s.workers,
-	}.Env(b.opts.doppelEnv...)
+	}.Env(append(slices.Clone(b.opts.doppelEnv), s.env...)...)
 	d, err := launch.StartDoppel("doppel ("+s.name+")", filepath.Join(b.opts.binDir, "doppel"),
 		launch.Log{Path: filepath.Join(b.logDir, "doppel-"+s.name+".log")}, env)
 	if err != nil {
@@ -254,20 +256,42 @@ type liveRun struct {
 	activitySamples int
 	// beforeFinish, when set, runs at the start of finish, while doppel and the connection are up.
 	beforeFinish func()
+	// countFrom, when set, makes the progress samples count only the checks and alerts stored
+	// since then (index ranges): the run's database held older ones (r).
+	countFrom time.Time
 }
 
 // begin creates the scenario's database and the alert and dead-letter topics (the events topic is
 // the caller's), starts the alert reader and doppel, and takes the first CPU snapshot.
 func (b *bench) begin(ctx context.Context, name string, topics scenarioTopics, sim *simulator, qps float64, workers int) (*liveRun, error) {
-	dbURL, err := runenv.FreshDatabase(ctx, b.baseDB, "bench_"+name)
+	return b.beginWith(ctx, name, topics, sim, qps, workers, nil)
+}
+
+// beginWith is begin with settings added to doppel's environment.
+func (b *bench) beginWith(ctx context.Context, name string, topics scenarioTopics, sim *simulator, qps float64, workers int, env []string) (*liveRun, error) {
+	dbURL, err := b.freshDatabase(ctx, "bench_"+name)
 	if err != nil {
 		return nil, err
 	}
+	return b.beginOn(ctx, name, dbURL, topics, sim, qps, workers, env)
+}
+
+// freshDatabase creates the database name (dropping an older one), with -pg-log-slow's settings.
+func (b *bench) freshDatabase(ctx context.Context, name string) (string, error) {
+	dbURL, err := runenv.FreshDatabase(ctx, b.baseDB, name)
+	if err != nil {
+		return "", err
+	}
 	if b.opts.pgLogSlow > 0 {
-		if err := b.explainSlow(ctx, "bench_"+name); err != nil {
-			return nil, err
+		if err := b.explainSlow(ctx, name); err != nil {
+			return "", err
 		}
 	}
+	return dbURL, nil
+}
+
+// beginOn is beginWith on an existing database.
+func (b *bench) beginOn(ctx context.Context, name, dbURL string, topics scenarioTopics, sim *simulator, qps float64, workers int, env []string) (*liveRun, error) {
 	if err := createTopics(ctx, b.brokers, b.opts.partitions, topics.alerts, topics.dlq); err != nil {
 		return nil, err
 	}
@@ -281,7 +305,7 @@ func (b *bench) begin(ctx context.Context, name string, topics scenarioTopics, s
 	_ = conn.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&backend)
 	lr.ownQueries = 2
 	lr.alerts = startAlertCollector(ctx, b.brokers, topics.alerts, b.opts.partitions)
-	lr.doppel, err = b.startDoppel(ctx, doppelSpec{name: name, dbURL: dbURL, topics: topics, sim: sim, qps: qps, workers: workers})
+	lr.doppel, err = b.startDoppel(ctx, doppelSpec{name: name, dbURL: dbURL, topics: topics, sim: sim, qps: qps, workers: workers, env: env})
 	if err != nil {
 		lr.alerts.stop()
 		conn.Close(context.WithoutCancel(ctx))
@@ -304,8 +328,15 @@ func (lr *liveRun) sample(ctx context.Context) counts {
 	}
 	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	err := lr.conn.QueryRow(qctx, `SELECT (SELECT count(*) FROM idv_checks), (SELECT count(*) FROM alerts),
+	var err error
+	if lr.countFrom.IsZero() {
+		err = lr.conn.QueryRow(qctx, `SELECT (SELECT count(*) FROM idv_checks), (SELECT count(*) FROM alerts),
 		(SELECT count(*) FROM alerts WHERE published_at IS NULL)`).Scan(&c.stored, &c.alertRows, &c.unpublished)
+	} else {
+		err = lr.conn.QueryRow(qctx, `SELECT (SELECT count(*) FROM idv_checks WHERE checked_at >= $1),
+		(SELECT count(*) FROM alerts WHERE detected_at >= $1),
+		(SELECT count(*) FROM alerts WHERE published_at IS NULL)`, lr.countFrom).Scan(&c.stored, &c.alertRows, &c.unpublished)
+	}
 	if err != nil {
 		c = counts{}
 	}

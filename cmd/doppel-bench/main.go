@@ -20,7 +20,10 @@
 //	    -> commit the offset, one event at a time, at zero and at 200 ms vendor latency, and the
 //	    ratios of (a) and (b) to it;
 //	(g) a face farm: -farm-events events of which K share one face, for each K of -farm-sizes
-//	    (0 is the baseline), the drain time, its ratio to the baseline and the CPU per event.
+//	    (0 is the baseline), the drain time, its ratio to the baseline and the CPU per event;
+//	(h) after the largest farm's drain, one member erased through the API: request to done;
+//	(r) the retention sweep of -retention-checks expired checks while events flow at a fixed rate:
+//	    the flow's latency with the sweep against the same flow without it.
 //
 // It prints one table (scenario, figure, target, met?) and writes bench-results/bench.json,
 // bench-results/events_per_second.png (events/s over time, one line per scenario) and
@@ -87,6 +90,11 @@ type options struct {
 	farmEvents  int
 	farmSizes   []int
 	farmTimeout time.Duration
+	// (r): expired checks, the flow's rate, the run without the sweep, the bound on the run with it.
+	retentionChecks  int
+	retentionRate    float64
+	retentionWithout time.Duration
+	retentionTimeout time.Duration
 
 	naiveFast time.Duration
 	naiveSlow time.Duration
@@ -128,7 +136,11 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.farmTimeout, "farm-timeout", 150*time.Second, "give up draining one face-farm run after this long and report the rate reached")
 	fs.DurationVar(&o.naiveFast, "naive-duration", 12*time.Second, "how long the naive baseline runs at zero vendor latency")
 	fs.DurationVar(&o.naiveSlow, "naive-slow-duration", 10*time.Second, "how long the naive baseline runs at (b)'s vendor latency")
-	fs.StringVar(&o.only, "only", "a,b,c,e,f,g", "comma-separated scenarios to run (a,b,c,e,f,g; d comes with a and b)")
+	fs.IntVar(&o.retentionChecks, "retention-checks", 1_000_000, "(r): checks older than the retention in the database the sweep runs on")
+	fs.Float64Var(&o.retentionRate, "retention-rate", 1000, "(r): events/s flowing while the sweep runs, and in the run without it")
+	fs.DurationVar(&o.retentionWithout, "retention-without", 40*time.Second, "(r): how long the flow runs without the sweep")
+	fs.DurationVar(&o.retentionTimeout, "retention-timeout", 6*time.Minute, "(r): give up waiting for the sweep to finish after this long and report the flow's figures so far")
+	fs.StringVar(&o.only, "only", "a,b,c,e,f,g,r", "comma-separated scenarios to run (a,b,c,e,f,g,r; d comes with a and b, h with g)")
 	fs.StringVar(&o.outDir, "out", "bench-results", "folder for bench.json, the PNG chart and the child processes' logs")
 	fs.StringVar(&o.docsPath, "docs", "docs/benchmarks.md", "markdown file the table is written to (empty: none)")
 	fs.StringVar(&o.binDir, "bin", "bin", "folder holding the doppel and advance-sim binaries")
@@ -187,14 +199,17 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	if o.bQPS <= 0 || o.bLatency < 0 || o.bSteady < 5*time.Second || o.bWarmup < 0 {
 		errs = append(errs, errors.New("-b-qps must be positive, -b-latency not negative, -b-steady at least 5s"))
 	}
+	if o.retentionChecks < 1 || o.retentionRate <= 0 || o.retentionWithout < 5*time.Second || o.retentionTimeout < o.retentionWithout {
+		errs = append(errs, errors.New("-retention-checks and -retention-rate must be positive, -retention-without at least 5s and -retention-timeout at least -retention-without"))
+	}
 	if o.cRate < 0 || o.cDuration < time.Second {
 		errs = append(errs, errors.New("-c-rate must not be negative and -c-duration must be at least 1s"))
 	}
 	for _, s := range strings.Split(o.only, ",") {
 		switch strings.TrimSpace(s) {
-		case "a", "b", "c", "e", "f", "g":
+		case "a", "b", "c", "e", "f", "g", "r":
 		default:
-			errs = append(errs, fmt.Errorf("-only: unknown scenario %q (want a, b, c, e, f, g)", s))
+			errs = append(errs, fmt.Errorf("-only: unknown scenario %q (want a, b, c, e, f, g, r)", s))
 		}
 	}
 	return o, errors.Join(errs...)

@@ -27,6 +27,7 @@ const (
 	targetFixedP99Ms     = 25
 	targetCPUMicros      = 100 // doppel + PostgreSQL per event in (a)
 	targetFarmSlowdown   = 5   // a ring of 1,000 among 5,000 events against none
+	targetFarmErasureSec = 2   // erasing one member of a face farm of 5,000
 	targetPeakRSSMB      = 100
 	targetCeilingPercent = 50
 	// The harness's own rules for "steady" and "bounded memory" in (b).
@@ -47,6 +48,7 @@ type report struct {
 	C            *latencyResult      `json:"c,omitempty"`
 	CFixed       *latencyResult      `json:"cFixedRate,omitempty"`
 	G            *farmResult         `json:"faceFarm,omitempty"`
+	R            *retentionResult    `json:"retentionSweep,omitempty"`
 	KafkaCeiling *kafkaCeilingResult `json:"kafkaCeiling,omitempty"`
 	PGCeiling    *pgCeilingResult    `json:"postgresCeiling,omitempty"`
 	NaiveFast    *naiveResult        `json:"naiveZeroLatency,omitempty"`
@@ -196,6 +198,7 @@ func (r *report) table() table {
 		add("(c)", "the same at a fixed rate, p50 / p99", missing("(c) fixed"), fmt.Sprintf("p99 <= %d ms", targetFixedP99Ms), "NO")
 	}
 	r.farmRows(add, missing)
+	r.retentionRows(add, missing)
 	for _, x := range []struct {
 		name string
 		us   map[string]float64
@@ -631,6 +634,23 @@ over time; every raw figure, including the 250 ms progress samples, is in bench-
   event instead of K(K-1)/2 in all. Each row
   gives the drain time, its ratio to the K = 0 run (the target: at most 5x for K = 1,000) and the
   CPU per event, which shows how the cost grows with the ring's size.
+- (h) After the largest farm's drain in (g) (5,000), one member in the middle of the farm is erased
+  through the API, as an operator would: POST /v1/erasures (with the legal-hold override: the
+  farm's open alerts hold it), then GET /v1/erasures/{id} every 10 ms until "done". The time
+  covers the whole job: the removal transaction (the member's checks, links and alerts, their id
+  in the other members' match and overflow lists, the ring's summary), advance-sim's clear-data
+  call and the subject_erased event acknowledged on the erasures topic. Every (g) run is
+  configured for erasure (DOPPEL_PSEUDONYM_KEY), so its drains pay the tombstones' checks, as in
+  production.
+- (r) The retention sweep under load. A fresh database is filled through the store's own batch
+  with -retention-checks (1,000,000) checks of issue 23's shape (10 % in rings, face farms,
+  reviews), all completed more than twice DOPPEL_RETENTION (90 days) ago. A doppel without
+  retention then takes events at -retention-rate (1,000/s) for -retention-without (40 s); a second
+  doppel on the same database, with DOPPEL_RETENTION=2160h, takes the same flow while its sweep
+  (which starts with it) runs, until doppel_retention_sweeps_total says the sweep finished
+  (bounded by -retention-timeout). The figure is the flow's p99, event produced -> outcome stored,
+  of each run (steady state, as in (c)); the target is the second at most 10 % above the first.
+  The rows a sweep keeps are those of people on legal hold (open alerts, confirmed fraud).
 - "PostgreSQL work per event" in (a) is from the server's statistics: transactions in the
   scenario's database (pg_stat_database, the harness's own progress queries subtracted) and WAL
   flushes and bytes (pg_stat_wal), divided by the events stored. In (b), "calls in flight" is the
@@ -691,6 +711,15 @@ func (r *report) farmRows(add func(s, f, v, target, m string), missing func(stri
 			fmt.Sprintf("%.2f s, %.1fx; %.0f ev/s; CPU us/event doppel %.0f, postgres %.0f%s", d.Seconds, run.Slowdown,
 				d.EventsPerSec, us["doppel"], us["postgres"], note), target, ok)
 	}
+	if e := g.Erasure; e != nil {
+		value := fmt.Sprintf("%.2f s (removal %.2f s, clear-data and event %.2f s; removed %d checks, %d links, %d alerts)", e.Seconds,
+			e.RemovalSeconds, e.FinishSeconds, e.Removed["idv_checks"], e.Removed["duplicate_links"], e.Removed["alerts"])
+		if e.Error != "" {
+			value = "FAILED: " + e.Error
+		}
+		add("(h)", fmt.Sprintf("erasing one member of the face farm of %d: POST /v1/erasures -> done", e.RingSize),
+			value, fmt.Sprintf("<= %d s", targetFarmErasureSec), met(e.Done && e.Seconds <= targetFarmErasureSec))
+	}
 }
 
 func microsOf(a *throughputResult) map[string]float64 {
@@ -723,4 +752,42 @@ func formatMicros(us map[string]float64) string {
 		}
 	}
 	return strings.Join(parts, ", ")
+}
+
+// retentionRows adds (r)'s rows: the flow's p99 without and with the sweep, and what it deleted.
+func (r *report) retentionRows(add func(s, f, v, target, m string), missing func(string) string) {
+	x := r.R
+	if x == nil {
+		if r.Options["only"] == "" || strings.Contains(r.Options["only"], "r") {
+			add("(r)", "retention sweep while events flow", missing("(r)"), "", "")
+		}
+		return
+	}
+	if x.Without == nil || x.With == nil {
+		add("(r)", "retention sweep while events flow", "INCOMPLETE: see the run's errors", "", "")
+		return
+	}
+	w, s := x.Without.ToOutcome.P99, x.With.ToOutcome.P99
+	rise := 100 * (s - w) / w
+	add("(r)", fmt.Sprintf("p99 produced -> outcome stored at %.0f ev/s: without / during the sweep of %s expired checks",
+		x.Without.RateTarget, thousandsInt(int64(x.ExpiredChecks))),
+		fmt.Sprintf("%.1f / %.1f ms (%+.0f%%)", w, s, rise), fmt.Sprintf("<= +%d%%", targetSweepP99Percent),
+		met(x.SweepDone && w > 0 && rise <= targetSweepP99Percent))
+	add("(r)", "the same, produced -> alert on topic, p99", fmt.Sprintf("%.1f / %.1f ms", x.Without.ToAlertOnTopic.P99, x.With.ToAlertOnTopic.P99), "", "")
+	sweep := fmt.Sprintf("%.0f s", x.SweepSeconds)
+	if !x.SweepDone {
+		sweep = "NOT FINISHED within the run"
+	}
+	add("(r)", "the sweep: time, checks deleted, expired rows kept (legal hold)",
+		fmt.Sprintf("%s; %s deleted; %s checks and %s links kept", sweep, thousandsInt(x.ChecksDeleted),
+			thousandsInt(x.ChecksLeft), thousandsInt(x.LinksLeft)), "", "")
+}
+
+// thousandsInt writes n with thousands separators.
+func thousandsInt(n int64) string {
+	s := fmt.Sprint(n)
+	for i := len(s) - 3; i > 0 && s[i-1] != '-'; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }

@@ -86,7 +86,7 @@ func (b *bench) runAll(ctx context.Context) (*report, error) {
 	var fast *simulator
 	var popA population
 	var topicsA scenarioTopics
-	if needPopA || b.opts.want("g") {
+	if needPopA || b.opts.want("g") || b.opts.want("r") {
 		var err error
 		fast, err = b.startSim(ctx, "zero-latency", 0, 0)
 		if err != nil {
@@ -161,6 +161,13 @@ func (b *bench) runAll(ctx context.Context) (*report, error) {
 			fail("(g)", err)
 		}
 		rep.G = r
+	}
+	if b.opts.want("r") {
+		r, err := b.scenarioR(ctx, fast)
+		if err != nil {
+			fail("(r)", err)
+		}
+		rep.R = r
 	}
 	if b.opts.want("c") && b.opts.cFixedRate > 0 {
 		b.startScenario(ctx, "(c) at a fixed rate")
@@ -652,6 +659,15 @@ func (b *bench) scenarioC(ctx context.Context, sim *simulator, name string, rate
 	if err != nil {
 		return nil, err
 	}
+	return b.fixedRate(ctx, lr, pop.people, rate, nil)
+}
+
+// fixedRate measures the latency doppel adds at a fixed rate: it produces people's first cWarmup
+// events to lr's events topic and waits for them, then the rest at rate (all of them, or until
+// stop, checked every few milliseconds, says to stop), waits for the tail and reads the figures.
+// It finishes lr.
+func (b *bench) fixedRate(ctx context.Context, lr *liveRun, people []person, rate float64, stop func() bool) (*latencyResult, error) {
+	topics := lr.topics
 	res := &latencyResult{RateTarget: rate}
 	abort := func(err error) (*latencyResult, error) {
 		end := lr.finish(ctx)
@@ -677,7 +693,7 @@ func (b *bench) scenarioC(ctx context.Context, sim *simulator, name string, rate
 	defer w.Close()
 
 	warm := make([]kafka.Message, 0, cWarmup)
-	for _, p := range pop.people[:cWarmup] {
+	for _, p := range people[:cWarmup] {
 		warm = append(warm, eventMessage(p))
 	}
 	if err := w.WriteMessages(ctx, warm...); err != nil {
@@ -696,8 +712,8 @@ func (b *bench) scenarioC(ctx context.Context, sim *simulator, name string, rate
 
 	m0 := lr.doppel.metrics(ctx)
 	// Produce at the fixed rate, sampling progress on the side.
-	produced := make(map[string]time.Time, n)
-	measured := pop.people[cWarmup:]
+	measured := people[cWarmup:]
+	produced := make(map[string]time.Time, len(measured))
 	var sampling sync.WaitGroup
 	sctx, stopSampling := context.WithCancel(ctx)
 	sampling.Add(1)
@@ -713,7 +729,7 @@ func (b *bench) scenarioC(ctx context.Context, sim *simulator, name string, rate
 	cpuStart := lr.roles.snapshot(b.infra.postmaster)
 	sent := 0
 	tick := time.NewTicker(2 * time.Millisecond)
-	for sent < len(measured) && ctx.Err() == nil {
+	for sent < len(measured) && ctx.Err() == nil && (stop == nil || !stop()) {
 		<-tick.C
 		due := min(len(measured), int(rate*time.Since(start).Seconds()))
 		if due <= sent {
@@ -759,7 +775,7 @@ func (b *bench) scenarioC(ctx context.Context, sim *simulator, name string, rate
 		res.VendorCallMeanMs = 1000 * (m1[vendorSum] - m0[vendorSum]) / (m1[vendorCount] - m0[vendorCount])
 	}
 	var toOutcome []time.Duration
-	seconds := int(b.opts.cDuration.Seconds()) + 1
+	seconds := int(float64(sent)/rate) + 1
 	outcomeBySec, alertBySec := make([][]time.Duration, seconds), make([][]time.Duration, seconds)
 	second := func(t time.Time) int { return min(seconds-1, max(0, int(t.Sub(start).Seconds()))) }
 	if lr.conn.IsClosed() {
@@ -768,7 +784,8 @@ func (b *bench) scenarioC(ctx context.Context, sim *simulator, name string, rate
 		}
 	}
 	lr.ownQueries++
-	rows, err := lr.conn.Query(ctx, `SELECT signature_id, checked_at FROM idv_checks`)
+	// Only this run's outcomes (the database may hold a year of older checks).
+	rows, err := lr.conn.Query(ctx, `SELECT signature_id, checked_at FROM idv_checks WHERE checked_at >= $1`, start.Add(-time.Minute))
 	if err != nil {
 		return abort(fmt.Errorf("read outcomes: %w", err))
 	}
@@ -807,8 +824,8 @@ func (b *bench) scenarioC(ctx context.Context, sim *simulator, name string, rate
 	if n := produceErrs.Load(); n > 0 {
 		return res, fmt.Errorf("%d produce batches failed, first: %v", n, firstProduceErr.Load())
 	}
-	b.logf("(c) %d events at %.0f/s: produced -> alert on topic p50 %.1f ms, p99 %.1f ms (%d alerts); -> outcome stored p50 %.1f ms, p99 %.1f ms",
-		sent, res.RateAchieved, res.ToAlertOnTopic.P50, res.ToAlertOnTopic.P99, res.ToAlertOnTopic.N,
+	b.logf("(%s) %d events at %.0f/s: produced -> alert on topic p50 %.1f ms, p99 %.1f ms (%d alerts); -> outcome stored p50 %.1f ms, p99 %.1f ms",
+		lr.name, sent, res.RateAchieved, res.ToAlertOnTopic.P50, res.ToAlertOnTopic.P99, res.ToAlertOnTopic.N,
 		res.ToOutcome.P50, res.ToOutcome.P99)
 	return res, nil
 }

@@ -564,7 +564,7 @@ SELECT h, now() FROM unnest($1::text[]) h ON CONFLICT (signature_hash) DO NOTHIN
 		return fmt.Errorf("write tombstones: %w", err)
 	}
 	counts := map[string]map[string]int64{"removed": r.removed, "pseudonymised": r.pseudonymised}
-	if _, err := tx.Exec(ctx, `UPDATE erasures SET status = 'removed', removed_at = now(), removed = $2,
+	if _, err := tx.Exec(ctx, `UPDATE erasures SET status = 'removed', removed_at = clock_timestamp(), removed = $2,
     vendor_signature_ids = $3, vendor_signature_regions = $4, attempts = attempts + 1, last_error = NULL
 WHERE erasure_id = $1`, erasureID, counts, sigs, sigRegions); err != nil {
 		return fmt.Errorf("record erasure progress: %w", err)
@@ -591,7 +591,7 @@ func (s *Store) RecordErasureError(ctx context.Context, erasureID, message strin
 // FinishErasure marks erasure erasureID done once its subject_erased event is published: from then
 // on its record keeps only the pseudonym.
 func (s *Store) FinishErasure(ctx context.Context, erasureID string) error {
-	_, err := s.pool.Exec(ctx, `UPDATE erasures SET status = 'done', done_at = now(), user_id = NULL, last_error = NULL
+	_, err := s.pool.Exec(ctx, `UPDATE erasures SET status = 'done', done_at = clock_timestamp(), user_id = NULL, last_error = NULL
 WHERE erasure_id = $1 AND status = 'removed'`, erasureID)
 	if err != nil {
 		return fmt.Errorf("finish erasure: %w", err)
