@@ -48,8 +48,8 @@ type farmErasure struct {
 	RemovalSeconds float64          `json:"removalSeconds"`
 	FinishSeconds  float64          `json:"finishSeconds"`
 	Done           bool             `json:"done"`
-	Removed map[string]int64 `json:"removed,omitempty"`
-	Error   string           `json:"error,omitempty"`
+	Removed        map[string]int64 `json:"removed,omitempty"`
+	Error          string           `json:"error,omitempty"`
 }
 
 // erasureTimeout bounds the wait for one erasure.

@@ -645,12 +645,13 @@ over time; every raw figure, including the 250 ms progress samples, is in bench-
 - (r) The retention sweep under load. A fresh database is filled through the store's own batch
   with -retention-checks (1,000,000) checks of issue 23's shape (10 % in rings, face farms,
   reviews), all completed more than twice DOPPEL_RETENTION (90 days) ago. A doppel without
-  retention then takes events at -retention-rate (1,000/s) for -retention-without (40 s); a second
-  doppel on the same database, with DOPPEL_RETENTION=2160h, takes the same flow while its sweep
-  (which starts with it) runs, until doppel_retention_sweeps_total says the sweep finished
-  (bounded by -retention-timeout). The figure is the flow's p99, event produced -> outcome stored,
-  of each run (steady state, as in (c)); the target is the second at most 10 % above the first.
-  The rows a sweep keeps are those of people on legal hold (open alerts, confirmed fraud).
+  retention then takes events at -retention-rate (1,000/s) for -retention-window (60 s); a second
+  doppel on the same database, with DOPPEL_RETENTION=2160h, takes a flow of the same shape (same
+  seed: the same share of events raising alerts at the same moments) for as long, while its sweep,
+  which starts with it, runs (the sweep of a million checks outlasts the window; the table says
+  if it did not). The figure is the flow's p99, event produced -> outcome stored, of each run
+  (steady state, as in (c)); the target is the second at most 10 % above the first. The sweep
+  keeps the rows of people on legal hold (open alerts, confirmed fraud).
 - "PostgreSQL work per event" in (a) is from the server's statistics: transactions in the
   scenario's database (pg_stat_database, the harness's own progress queries subtracted) and WAL
   flushes and bytes (pg_stat_wal), divided by the events stored. In (b), "calls in flight" is the
@@ -772,15 +773,13 @@ func (r *report) retentionRows(add func(s, f, v, target, m string), missing func
 	add("(r)", fmt.Sprintf("p99 produced -> outcome stored at %.0f ev/s: without / during the sweep of %s expired checks",
 		x.Without.RateTarget, thousandsInt(int64(x.ExpiredChecks))),
 		fmt.Sprintf("%.1f / %.1f ms (%+.0f%%)", w, s, rise), fmt.Sprintf("<= +%d%%", targetSweepP99Percent),
-		met(x.SweepDone && w > 0 && rise <= targetSweepP99Percent))
+		met(!x.SweepFinished && w > 0 && rise <= targetSweepP99Percent))
 	add("(r)", "the same, produced -> alert on topic, p99", fmt.Sprintf("%.1f / %.1f ms", x.Without.ToAlertOnTopic.P99, x.With.ToAlertOnTopic.P99), "", "")
-	sweep := fmt.Sprintf("%.0f s", x.SweepSeconds)
-	if !x.SweepDone {
-		sweep = "NOT FINISHED within the run"
+	state := "still running when the run ended"
+	if x.SweepFinished {
+		state = "FINISHED before the run ended: part of the run had no sweep"
 	}
-	add("(r)", "the sweep: time, checks deleted, expired rows kept (legal hold)",
-		fmt.Sprintf("%s; %s deleted; %s checks and %s links kept", sweep, thousandsInt(x.ChecksDeleted),
-			thousandsInt(x.ChecksLeft), thousandsInt(x.LinksLeft)), "", "")
+	add("(r)", "the sweep during the run", fmt.Sprintf("%s rows deleted (every table); %s", thousandsInt(int64(x.RowsDeleted)), state), "", "")
 }
 
 // thousandsInt writes n with thousands separators.

@@ -14,6 +14,14 @@ import (
 // RetentionBatch bounds the rows one statement of the retention sweep reads or deletes.
 const RetentionBatch = 10_000
 
+// sweepLimit is limit within (0, RetentionBatch], RetentionBatch when out of it.
+func sweepLimit(limit int) int {
+	if limit <= 0 || limit > RetentionBatch {
+		return RetentionBatch
+	}
+	return limit
+}
+
 // SweepCursor is where a sweep goes on from: the last check (by completion time and signatureId)
 // or link (by pair) it looked at. The zero cursor starts at the beginning.
 type SweepCursor struct {
@@ -23,18 +31,19 @@ type SweepCursor struct {
 }
 
 // SweepChecks deletes, of the checks of region completed before cutoff, those of people not on
-// legal hold among the next RetentionBatch after the cursor, with their alerts and overflow, in one
+// legal hold among the next limit (at most RetentionBatch) after the cursor, with their alerts and overflow, in one
 // transaction. It returns the rows deleted by table, the cursor to go on from, and whether the
 // region's expired checks are all looked at. Rings do not change (they are made of links), but
 // their summaries do: recounted for the rings of the people swept.
-func (s *Store) SweepChecks(ctx context.Context, region string, cutoff time.Time, after SweepCursor) (map[string]int64, SweepCursor, bool, error) {
+func (s *Store) SweepChecks(ctx context.Context, region string, cutoff time.Time, after SweepCursor, limit int) (map[string]int64, SweepCursor, bool, error) {
+	limit = sweepLimit(limit)
 	deleted := map[string]int64{}
 	next := after
 	done := false
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `SELECT signature_id, coalesce(user_id, ''), checked_at FROM idv_checks
 WHERE region = $1 AND checked_at < $2 AND (checked_at, signature_id) > ($3, $4)
-ORDER BY checked_at, signature_id LIMIT $5`, region, cutoff, after.At, after.SignatureID, RetentionBatch)
+ORDER BY checked_at, signature_id LIMIT $5`, region, cutoff, after.At, after.SignatureID, limit)
 		if err != nil {
 			return fmt.Errorf("read expired checks: %w", err)
 		}
@@ -48,7 +57,7 @@ ORDER BY checked_at, signature_id LIMIT $5`, region, cutoff, after.At, after.Sig
 		}); err != nil {
 			return fmt.Errorf("read expired checks: %w", err)
 		}
-		done = len(sigs) < RetentionBatch
+		done = len(sigs) < limit
 		held, err := heldUsers(ctx, tx, users)
 		if err != nil {
 			return err
@@ -124,7 +133,7 @@ func refreshRingsOf(ctx context.Context, tx pgx.Tx, users []string) error {
 	return refreshRingSummaries(ctx, tx, keys)
 }
 
-// SweepLinks deletes, of the next RetentionBatch links after the cursor (in pair order: no index on
+// SweepLinks deletes, of the next limit links (at most RetentionBatch) after the cursor (in pair order: no index on
 // last_seen_at is kept for the sweep, which would cost every link the hot path writes), those last
 // seen before the cutoff of every region that found them (a region without retention keeps its
 // links), unless one of the pair is on legal hold. The rings they were part of are recomputed by
@@ -132,14 +141,15 @@ func refreshRingsOf(ctx context.Context, tx pgx.Tx, users []string) error {
 // and the held people left out without the ring index's lock, which the hot path's batches need:
 // only a batch with links to delete takes it, asks again who is held (a batch may have raised an
 // alert meanwhile) and deletes a link only if no batch saw it again since it was read.
-func (s *Store) SweepLinks(ctx context.Context, cutoffs map[string]time.Time, after SweepCursor) (int64, SweepCursor, bool, error) {
+func (s *Store) SweepLinks(ctx context.Context, cutoffs map[string]time.Time, after SweepCursor, limit int) (int64, SweepCursor, bool, error) {
+	limit = sweepLimit(limit)
 	var deleted int64
 	next := after
 	done := false
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `SELECT user_id_low, user_id_high, last_seen_at, regions FROM duplicate_links
 WHERE (user_id_low, user_id_high) > ($1, $2) ORDER BY user_id_low, user_id_high LIMIT $3`,
-			after.Pair.Low, after.Pair.High, RetentionBatch)
+			after.Pair.Low, after.Pair.High, limit)
 		if err != nil {
 			return fmt.Errorf("read links: %w", err)
 		}
@@ -162,7 +172,7 @@ WHERE (user_id_low, user_id_high) > ($1, $2) ORDER BY user_id_low, user_id_high 
 		}); err != nil {
 			return fmt.Errorf("read links: %w", err)
 		}
-		done = n < RetentionBatch
+		done = n < limit
 		notHeld := func() ([]string, error) {
 			var users []string
 			for _, l := range expired {

@@ -56,7 +56,7 @@ func TestALinkSeenAgainWhileTheSweepWaitsForTheLockIsKept(t *testing.T) {
 	var deleted int64
 	go func() {
 		var err error
-		deleted, _, _, err = store.SweepLinks(ctx, map[string]time.Time{"ph": time.Now().Add(-24 * time.Hour)}, postgres.SweepCursor{})
+		deleted, _, _, err = store.SweepLinks(ctx, map[string]time.Time{"ph": time.Now().Add(-24 * time.Hour)}, postgres.SweepCursor{}, 0)
 		swept <- err
 	}()
 	// The sweep has read the links and waits for the lock.

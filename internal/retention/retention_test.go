@@ -78,7 +78,7 @@ SELECT doppel_refresh_ring_summaries(ARRAY(SELECT ring_key FROM rings))`) // the
 	counted := map[string]int64{}
 	sweeps := 0
 	sweeper := retention.New(retention.Config{Store: store, Retentions: map[string]time.Duration{"ph": 24 * time.Hour, "th": 0},
-		Pause: time.Millisecond, OnDeleted: func(table string, n int64) {
+		Pause: time.Millisecond, Batch: 2 /* several statements, each going on from the last one's cursor */, OnDeleted: func(table string, n int64) {
 			mu.Lock()
 			defer mu.Unlock()
 			counted[table] += n
@@ -118,4 +118,12 @@ WHERE decision = 'false_positive'`).Scan(&low, &high, &note, &decision))
 	require.NoError(t, sweeper.Sweep(ctx))
 	require.Equal(t, int64(5), counted["idv_checks"])
 	require.Equal(t, 2, sweeps)
+}
+
+// The sweep rests after each statement so that it works Share of the time, and never less than
+// Pause.
+func TestTheSweepRestsInProportionToItsWork(t *testing.T) {
+	require.Equal(t, 400*time.Millisecond, retention.RestAfter(100*time.Millisecond, 0.2, 100*time.Millisecond))
+	require.Equal(t, 100*time.Millisecond, retention.RestAfter(10*time.Millisecond, 0.2, 100*time.Millisecond), "at least Pause")
+	require.Equal(t, 50*time.Millisecond, retention.RestAfter(50*time.Millisecond, 0.5, 0))
 }

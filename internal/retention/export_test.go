@@ -1,0 +1,4 @@
+package retention
+
+// RestAfter is restAfter, for the external tests.
+var RestAfter = restAfter
