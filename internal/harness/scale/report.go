@@ -40,13 +40,18 @@ func (r Report) Markdown() string {
 	var b strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	p := r.Population
+	filled := "A database an earlier run filled, measured again (-reuse)"
+	if r.Filled.ChecksTook > 0 {
+		filled = fmt.Sprintf("Filled through the store's own batch in %s (%s checks/s), reviews in %s",
+			r.Filled.ChecksTook.Round(time.Second), thousands(int64(float64(r.Filled.Checks)/r.Filled.ChecksTook.Seconds())),
+			r.Filled.ReviewsTook.Round(time.Second))
+	}
 	w("Last run: %s, commit %s, **%s checks** (%s users; %.0f %% in rings of 2–4; face farms of %s; %s reviews; "+
-		"checks spread over %s). Filled through the store's own batch in %s (%s checks/s), reviews in %s; "+
+		"checks spread over %s). %s; "+
 		"measured in %s. Rows: %s links, %s alerts, %s rings, %s checks with an overflow.\n\n",
 		r.At.UTC().Format("2006-01-02 15:04 UTC"), r.Commit, thousands(int64(r.Shape.Checks)), thousands(int64(p.Users())),
 		100*r.Shape.RingFraction, farms(p.FarmSizes), thousands(int64(r.Filled.Reviews)), days(r.Shape.Span),
-		r.Filled.ChecksTook.Round(time.Second), thousands(int64(float64(r.Filled.Checks)/max(r.Filled.ChecksTook.Seconds(), 0.001))),
-		r.Filled.ReviewsTook.Round(time.Second), r.MeasureTook.Round(time.Second),
+		filled, r.MeasureTook.Round(time.Second),
 		thousands(r.Counts["duplicate_links"]), thousands(r.Counts["alerts"]), thousands(r.Counts["rings"]),
 		thousands(r.Counts["check_overflow"]))
 	w("Each read: %d requests one at a time after 2 unmeasured ones (warm cache), through `doppel serve`; a read "+

@@ -76,3 +76,14 @@ func TestASlowReadIsCutAndATimeoutRecorded(t *testing.T) {
 	require.False(t, tm.Cut || tm.TimedOut)
 	require.Equal(t, 20, tm.N)
 }
+
+// A run on a database an earlier run filled (-reuse) says so, instead of a fill of no time.
+func TestTheBlockSaysWhenTheDatabaseWasReused(t *testing.T) {
+	t.Parallel()
+	shape := DefaultShape(1000, time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC))
+	r := Report{At: time.Now(), Commit: "abc", Shape: shape, Population: NewPopulation(shape)}
+	r.Filled = Filled{Checks: 1000, Reviews: 12}
+	require.Contains(t, r.Markdown(), "A database an earlier run filled, measured again (-reuse)")
+	r.Filled.ChecksTook, r.Filled.ReviewsTook = 2*time.Second, time.Second
+	require.Contains(t, r.Markdown(), "Filled through the store's own batch in 2s (500 checks/s), reviews in 1s")
+}
