@@ -274,17 +274,19 @@ func caseIDs(cs []duplicate.Case) []string {
 func TestTheCaseQueueIsAnIndexScanAtScale(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
+	// 200,000 cases, 50,000 of them open and nearly all overdue (a year's backlog); one ring in a
+	// thousand is high severity.
 	_, err := b.pool.Exec(b.ctx, `
 INSERT INTO rings (ring_key, smallest_user_id, size, open_alerts)
-SELECT 'u' || i, 'u' || i, 2 + i % 7, CASE WHEN i % 100 = 0 THEN 1 ELSE 0 END FROM generate_series(1, 200000) AS i;
+SELECT 'u' || i, 'u' || i, CASE WHEN i % 1000 = 0 THEN 9 ELSE 2 END, CASE WHEN i % 4 = 0 THEN 1 ELSE 0 END FROM generate_series(1, 200000) AS i;
 INSERT INTO cases (case_id, ring_key, status, regions, opened_at, due_at)
-SELECT gen_random_uuid(), 'u' || i, CASE WHEN i % 100 = 0 THEN 'open' ELSE 'closed' END, '{ph}',
-    now() - (i || ' seconds')::interval, now() - (i || ' seconds')::interval + interval '24 hours'
+SELECT gen_random_uuid(), 'u' || i, CASE WHEN i % 4 = 0 THEN 'open' ELSE 'closed' END, '{ph}',
+    now() - (i * 60 || ' seconds')::interval, now() - (i * 60 || ' seconds')::interval + interval '24 hours'
 FROM generate_series(1, 200000) AS i;
 ANALYZE rings; ANALYZE cases;`)
 	require.NoError(t, err)
 	explain := func(name string, sql string, args ...any) string {
-		rows, err := b.pool.Query(b.ctx, "EXPLAIN (ANALYZE, COSTS OFF) "+sql, args...)
+		rows, err := b.pool.Query(b.ctx, "EXPLAIN (ANALYZE, COSTS OFF) "+sql, append([]any{pgx.QueryExecModeExec}, args...)...)
 		require.NoError(t, err)
 		plan, err := pgx.CollectRows(rows, pgx.RowTo[string])
 		require.NoError(t, err)
@@ -295,8 +297,23 @@ ANALYZE rings; ANALYZE cases;`)
 		return text
 	}
 	now := time.Now()
-	require.Contains(t, explain("the queue's first page", postgres.CasesSQL(false, false),
-		now, 5, []string{duplicate.CaseOpen, duplicate.CaseInReview}, "", "", false, "", 51), "cases_queue_idx")
+	open := []string{duplicate.CaseOpen, duplicate.CaseInReview}
+	first, _ := postgres.QueueSQL(duplicate.CaseQuery{})
+	plan := explain("the queue's first page", first, now, 5, open, "", "", false, "", 51)
+	for _, index := range []string{"cases_queue_opened_idx", "cases_queue_idx", "rings_size_idx"} {
+		require.Contains(t, plan, index, "each range by its index")
+	}
+	require.Equal(t, 2, strings.Count(plan, "rings_size_idx"), "both high ranges from the large rings")
+	// The overdue normal cases are read oldest first and no further than the page: not the 49,000
+	// overdue ones sorted.
+	require.NotRegexp(t, `rows=([1-9][0-9]{3,})`, plan, "no step handles thousands of rows")
+	next, withCursor := postgres.QueueSQL(duplicate.CaseQuery{After: &duplicate.CaseCursor{Overdue: true, High: false,
+		Oldest: now.Add(-100 * 24 * time.Hour), CaseID: "00000000-0000-0000-0000-000000000000"}})
+	require.True(t, withCursor)
+	plan = explain("a later page, from inside the overdue normal cases", next, now, 5, open, "", "", false, "", 51,
+		now.Add(-100*24*time.Hour), "00000000-0000-0000-0000-000000000000")
+	require.Equal(t, 1, strings.Count(plan, "rings_size_idx"), "the overdue high cases come before the cursor: not read; the others high are")
+	require.NotRegexp(t, `rows=([1-9][0-9]{3,})`, plan, "no step handles thousands of rows")
 	require.Contains(t, explain("the closed cases' second page", postgres.CasesSQL(true, true),
 		now, 5, []string{duplicate.CaseClosed}, "", "", false, "", 51, false, false, now.Add(-time.Hour), "00000000-0000-0000-0000-000000000000"),
 		"cases_closed_idx")

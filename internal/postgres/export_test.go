@@ -20,8 +20,11 @@ var HotPathSQL = map[string]string{
 	"openRingCases":  openRingCasesSQL,
 }
 
-// CasesSQL is the case queue's page statement.
-var CasesSQL = casesSQL
+// CasesSQL is the closed cases' page statement, QueueSQL the open queue's.
+var (
+	CasesSQL = casesSQL
+	QueueSQL = queueSQL
+)
 
 // The users search's and the overview's statements, for the tests that read their plans.
 var (
