@@ -277,18 +277,25 @@ func (s *Server) handleClaimCase(c echo.Context) error {
 	return s.answerCase(c, st, live)
 }
 
+// caseActRequest reads what an act on a case with a body starts with: the caseId of the path and
+// the JSON body (a 400 or 415 naming the problem otherwise).
+func caseActRequest[T any](c echo.Context) (string, T, error) {
+	var req T
+	id, err := caseIDParam(c)
+	if err != nil {
+		return "", req, err
+	}
+	return id, req, decodeJSON(c.Request(), &req, maxJSONBody)
+}
+
 type assignRequest struct {
 	Assignee *string `json:"assignee"`
 }
 
 // handleAssignCase gives the case to a named analyst (scope assign: a lead), within the cap.
 func (s *Server) handleAssignCase(c echo.Context) error {
-	id, err := caseIDParam(c)
+	id, req, err := caseActRequest[assignRequest](c)
 	if err != nil {
-		return err
-	}
-	var req assignRequest
-	if err := decodeJSON(c.Request(), &req, maxJSONBody); err != nil {
 		return err
 	}
 	if req.Assignee == nil {
@@ -320,12 +327,8 @@ func validNote(text string) bool {
 
 // handleCaseNote appends a note, by the caller, to the case's history.
 func (s *Server) handleCaseNote(c echo.Context) error {
-	id, err := caseIDParam(c)
+	id, req, err := caseActRequest[noteRequest](c)
 	if err != nil {
-		return err
-	}
-	var req noteRequest
-	if err := decodeJSON(c.Request(), &req, maxJSONBody); err != nil {
 		return err
 	}
 	if req.Text == nil || !validNote(*req.Text) {
@@ -360,12 +363,8 @@ func parseSnooze(raw string, now time.Time) (time.Time, error) {
 
 // handleSnoozeCase takes the case off the queue until the given time.
 func (s *Server) handleSnoozeCase(c echo.Context) error {
-	id, err := caseIDParam(c)
+	id, req, err := caseActRequest[snoozeRequest](c)
 	if err != nil {
-		return err
-	}
-	var req snoozeRequest
-	if err := decodeJSON(c.Request(), &req, maxJSONBody); err != nil {
 		return err
 	}
 	if req.Until == nil {
