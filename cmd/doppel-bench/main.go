@@ -94,6 +94,7 @@ type options struct {
 	retentionChecks int
 	retentionRate   float64
 	retentionWindow time.Duration
+	retentionPairs  int
 
 	naiveFast time.Duration
 	naiveSlow time.Duration
@@ -137,7 +138,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.naiveSlow, "naive-slow-duration", 10*time.Second, "how long the naive baseline runs at (b)'s vendor latency")
 	fs.IntVar(&o.retentionChecks, "retention-checks", 1_000_000, "(r): checks older than the retention in the database the sweep runs on")
 	fs.Float64Var(&o.retentionRate, "retention-rate", 1000, "(r): events/s flowing while the sweep runs, and in the run without it")
-	fs.DurationVar(&o.retentionWindow, "retention-window", 60*time.Second, "(r): how long the flow runs without the sweep, and again with it")
+	fs.DurationVar(&o.retentionWindow, "retention-window", 40*time.Second, "(r): how long each run of the flow lasts, without the sweep and with it")
+	fs.IntVar(&o.retentionPairs, "retention-pairs", 3, "(r): how many times the pair of runs (without the sweep, then with it) alternates")
 	fs.StringVar(&o.only, "only", "a,b,c,e,f,g,r", "comma-separated scenarios to run (a,b,c,e,f,g,r; d comes with a and b, h with g)")
 	fs.StringVar(&o.outDir, "out", "bench-results", "folder for bench.json, the PNG chart and the child processes' logs")
 	fs.StringVar(&o.docsPath, "docs", "docs/benchmarks.md", "markdown file the table is written to (empty: none)")
@@ -197,8 +199,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	if o.bQPS <= 0 || o.bLatency < 0 || o.bSteady < 5*time.Second || o.bWarmup < 0 {
 		errs = append(errs, errors.New("-b-qps must be positive, -b-latency not negative, -b-steady at least 5s"))
 	}
-	if o.retentionChecks < 1 || o.retentionRate <= 0 || o.retentionWindow <= o.cSteadyAfter {
-		errs = append(errs, errors.New("-retention-checks and -retention-rate must be positive, -retention-window longer than -c-steady-after"))
+	if o.retentionChecks < 1 || o.retentionRate <= 0 || o.retentionWindow <= o.cSteadyAfter || o.retentionPairs < 1 {
+		errs = append(errs, errors.New("-retention-checks, -retention-rate and -retention-pairs must be positive, -retention-window longer than -c-steady-after"))
 	}
 	if o.cRate < 0 || o.cDuration < time.Second {
 		errs = append(errs, errors.New("-c-rate must not be negative and -c-duration must be at least 1s"))
